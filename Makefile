@@ -1,0 +1,56 @@
+# corral build. Everything it builds goes to bin/ (ignored by git).
+GO        ?= go
+BIN       := bin
+PLUGINS   := allocator/drf isolator/process executor/command
+TOOLS_DIR ?= $(HOME)/.cache/corral-tools
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+PROTOS := sdk/proto/corral.proto \
+	pluginapi/base/proto/base.proto \
+	pluginapi/allocator/proto/allocator.proto \
+	pluginapi/isolator/proto/isolator.proto \
+	pluginapi/executor/proto/executor.proto \
+	core/master/agentproto/agent.proto
+
+.PHONY: all build run test bench proto lint clean tools
+
+all: build
+
+build:
+	@mkdir -p $(BIN)/plugins
+	$(GO) build -o $(BIN)/corral ./cmd/corral
+	@for p in $(PLUGINS); do \
+		n=$$(echo $$p | tr / -); \
+		echo "$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd"; \
+		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
+	done
+
+run: build
+	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
+
+test: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./...
+
+bench: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+tools:
+	@mkdir -p $(TOOLS_DIR)/bin
+	GOBIN=$(TOOLS_DIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS_DIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+
+# protoc comes from Debian (protobuf-compiler); the Go generators are pinned above.
+proto: tools
+	PATH=$(TOOLS_DIR)/bin:$$PATH protoc -I . \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative,require_unimplemented_servers=false \
+		$(PROTOS)
+
+clean:
+	rm -rf $(BIN)
