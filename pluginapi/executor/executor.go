@@ -1,0 +1,86 @@
+// Package executor is the contract between the agent and executor plugins.
+// One executor process runs one task. It gets its container only through the
+// ContainerService the agent serves to it, so the agent decides the limits.
+package executor
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/isolator"
+)
+
+// APIVersions this package speaks, newest first.
+var APIVersions = []string{"v1"}
+
+// Executor is implemented by executor plugins.
+type Executor interface {
+	base.Plugin
+	Launch(ctx context.Context, req *LaunchRequest, containers ContainerService) (*LaunchResponse, error)
+	// Wait blocks until the task exits. It may be called again, also after
+	// the agent reattaches, and returns the same result.
+	Wait(ctx context.Context) (*ExitResult, error)
+	Signal(ctx context.Context, sig syscall.Signal) error
+	// Shutdown sends SIGTERM to the task's process group, waits grace, then
+	// sends SIGKILL. It returns once the task has exited.
+	Shutdown(ctx context.Context, grace time.Duration) error
+	Stats(ctx context.Context) (*Stats, error)
+	Version(ctx context.Context) (*VersionInfo, error)
+}
+
+// ContainerService is what the agent offers an executor: the container's
+// launch spec, and the call that places the first process in isolation.
+type ContainerService interface {
+	Prepare(ctx context.Context, containerID string) (*isolator.LaunchSpec, error)
+	Isolate(ctx context.Context, containerID string, pid int) error
+}
+
+// Command is what to run.
+type Command struct {
+	Shell       bool // run Value with /bin/sh -c
+	Value       string
+	Arguments   []string
+	Environment map[string]string
+	User        string
+}
+
+// LaunchRequest starts a task's command in its container.
+type LaunchRequest struct {
+	ContainerID string
+	TaskID      string
+	Command     Command
+	SandboxDir  string
+	StdoutPath  string
+	StderrPath  string
+	Environment map[string]string // set by the agent (CORRAL_* variables)
+}
+
+// LaunchResponse identifies the started process.
+type LaunchResponse struct {
+	Pid int
+	// StartTicks is field 22 of /proc/<pid>/stat, a guard against PID reuse.
+	StartTicks uint64
+}
+
+// ExitResult is how a task ended.
+type ExitResult struct {
+	ExitCode int
+	Signal   int    // > 0 when the process died of a signal
+	Err      string // set when the command could not be started at all
+}
+
+// Stats is the task's resource usage.
+type Stats struct {
+	CPUUserSeconds   float64
+	CPUSystemSeconds float64
+	MemRSSBytes      uint64
+	Timestamp        time.Time
+}
+
+// VersionInfo answers the agent's liveness and identity check after reattach.
+type VersionInfo struct {
+	Version string
+	Pid     int
+}
