@@ -1,0 +1,242 @@
+package master
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// AgentGateway serves the agents' Connect streams.
+type AgentGateway struct{ m *Master }
+
+// AgentGateway returns the gRPC implementation of the agent protocol.
+func (m *Master) AgentGateway() agentproto.AgentGatewayServer { return &AgentGateway{m: m} }
+
+// Connect registers an agent and then exchanges messages with it until the
+// stream breaks.
+func (g *AgentGateway) Connect(stream agentproto.AgentGateway_ConnectServer) error {
+	m := g.m
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	reg := first.GetRegister()
+	if reg == nil || reg.Agent == nil {
+		return status.Error(codes.InvalidArgument, "connect: the first message must be a register with agent info")
+	}
+	total, err := resources.FromProto(reg.Agent.Resources)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "connect: agent resources: %v", err)
+	}
+	if total.IsEmpty() {
+		return status.Error(codes.InvalidArgument, "connect: agent reports no resources")
+	}
+	conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
+	agentID, err := m.registerAgent(reg, total, conn)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, ok := conn.out.pop(ctx)
+			if !ok {
+				sendErr <- nil
+				return
+			}
+			if err := stream.Send(msg); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			if su := msg.GetStatusUpdate(); su != nil {
+				m.handleStatusUpdate(agentID, su)
+			}
+		}
+	}()
+	select {
+	case err = <-sendErr:
+	case err = <-recvErr:
+	}
+	cancel()
+	m.agentDisconnected(agentID, conn)
+	return err
+}
+
+// registerAgent admits a new agent or takes back a known one.
+func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resources, conn *agentConn) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	info := reg.Agent
+	a := m.agents[info.Id]
+	if info.Id != "" && a == nil {
+		// A master that failed over re-admits agents by their IDs: that
+		// is how it rebuilds its soft state.
+		m.log.Info("re-admitting agent not known to this master", "agent", info.Id)
+	}
+	id := info.Id
+	if id == "" {
+		id = newID("agent")
+	}
+	stored := &corralpb.AgentInfo{Id: id, Hostname: info.Hostname, Resources: total.ToProto(), Attributes: info.Attributes, Url: info.Url}
+	if a == nil {
+		a = &agentEntry{info: stored, total: total, registeredAt: m.now()}
+		m.agents[id] = a
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentAdded, Agent: agentView(a)})
+	} else {
+		if a.conn != nil {
+			a.conn.out.close() // the previous connection is dead or replaced
+		}
+		if !a.total.Equal(total) {
+			m.log.Info("agent resources changed on re-registration", "agent", id, "old", a.total.String(), "new", total.String())
+		}
+		a.info, a.total = stored, total
+	}
+	a.conn, a.connected = conn, true
+	m.reconcileAgentTasksLocked(a, reg.Tasks)
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
+		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds()}}})
+	m.metrics.agents.Set(float64(len(m.agents)))
+	m.log.Info("agent registered", "agent", id, "hostname", info.Hostname, "resources", total.String(),
+		"tasks", len(reg.Tasks), "reregistered", info.Id != "")
+	m.requestAllocation(allocator.TriggerEvent)
+	return id, nil
+}
+
+// reconcileAgentTasksLocked merges what a (re-)registering agent runs with
+// the master's task table: unknown tasks are adopted (master failover) and
+// tasks the agent no longer has are LOST.
+func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.RunningTask) {
+	reported := map[string]bool{}
+	for _, rt := range running {
+		fi, ti := rt.GetFramework(), rt.GetTask()
+		if fi.GetId() == "" || ti.GetTaskId() == "" {
+			continue
+		}
+		reported[fi.Id+"/"+ti.TaskId] = true
+		f := m.frameworks[fi.Id]
+		if f == nil {
+			// The framework has not re-subscribed yet: keep its tasks under
+			// an inactive entry until it does or its failover timeout ends.
+			info := cloneFramework(fi)
+			f = &frameworkEntry{info: info, roles: map[string]bool{}, suppressed: map[string]bool{},
+				tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, disconnectedAt: m.now(), registeredAt: m.now()}
+			for _, r := range info.Roles {
+				f.roles[r] = true
+			}
+			if len(f.roles) == 0 {
+				f.roles["*"] = true
+			}
+			m.frameworks[fi.Id] = f
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkAdded, Framework: frameworkView(f)})
+		}
+		if f.tasks[ti.TaskId] != nil {
+			continue
+		}
+		res, err := resources.FromProto(ti.Resources)
+		if err != nil {
+			m.log.Warn("agent reported a task with invalid resources", "agent", a.info.Id, "task", ti.TaskId, "error", err)
+			continue
+		}
+		role := firstRole(f)
+		t := &taskEntry{info: cloneTask(ti), frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
+			state: rt.State, createdAt: m.now()}
+		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
+		f.tasks[ti.TaskId] = t
+		a.used = a.used.Add(res)
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
+			FrameworkID: fi.Id, Role: role, AgentID: a.info.Id, Resources: res}})
+	}
+	for _, f := range m.frameworks {
+		for _, t := range f.tasks {
+			if t.agentID == a.info.Id && !reported[f.info.Id+"/"+t.info.TaskId] {
+				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
+					"agent re-registered without this task")
+				m.setTaskStateLocked(t, st)
+				m.sendUpdateLocked(f.info.Id, st)
+			}
+		}
+	}
+}
+
+func firstRole(f *frameworkEntry) string {
+	if rs := sortedKeys(f.roles); len(rs) > 0 {
+		return rs[0]
+	}
+	return "*"
+}
+
+// agentDisconnected marks the agent inactive; its tasks keep running and
+// it has AgentReregisterTimeout to come back.
+func (m *Master) agentDisconnected(id string, conn *agentConn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[id]
+	if a == nil || a.conn != conn {
+		return
+	}
+	a.conn.out.close()
+	a.conn, a.connected, a.disconnectedAt = nil, false, m.now()
+	for _, o := range m.offers {
+		if o.agentID == id {
+			m.rescindLocked(o, 0)
+		}
+	}
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+	m.log.Warn("agent disconnected", "agent", id, "reregister_timeout", m.cfg.AgentReregisterTimeout)
+}
+
+// handleStatusUpdate records an agent's status update and relays it to
+// the framework, which acknowledges it back through the master.
+func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate) {
+	st := su.GetStatus()
+	if st == nil || st.TaskId == "" {
+		m.log.Warn("agent sent an empty status update", "agent", agentID)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.metrics.statusUpdates.Inc()
+	st.AgentId = agentID
+	f := m.frameworks[su.FrameworkId]
+	if f == nil {
+		// Nobody will ever acknowledge it: do so on the framework's behalf
+		// so the agent stops retrying.
+		if a := m.agents[agentID]; a != nil && a.conn != nil && len(st.Uuid) > 0 {
+			a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Ack{Ack: &agentproto.AckUpdate{
+				FrameworkId: su.FrameworkId, TaskId: st.TaskId, Uuid: st.Uuid}}})
+		}
+		return
+	}
+	if t := f.tasks[st.TaskId]; t != nil {
+		if t.agentID != agentID {
+			m.log.Warn("status update from an agent that does not run the task", "agent", agentID, "task", st.TaskId,
+				"task_agent", t.agentID)
+			return
+		}
+		m.setTaskStateLocked(t, cloneStatus(st))
+	}
+	m.sendUpdateLocked(f.info.Id, st)
+}
+
+// String is for logs.
+func (g *AgentGateway) String() string { return fmt.Sprintf("agent-gateway(%s)", g.m.id) }

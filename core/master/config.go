@@ -1,0 +1,70 @@
+package master
+
+import (
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/corral-project/corral/pluginapi/allocator"
+)
+
+// Config holds the master's settings. Zero values take the defaults below.
+type Config struct {
+	AllocationInterval     time.Duration // default 1s
+	AllocatorTimeout       time.Duration // per Allocate call, default 5s
+	OfferTimeout           time.Duration // 0: offers never expire
+	HeartbeatInterval      time.Duration // scheduler heartbeats, default 15s
+	AgentReregisterTimeout time.Duration // default 75s
+	MaxMessageBytes        int           // framework messages, default 1 MiB
+	// FrameworkFailoverMax caps a framework's failover_timeout (0: no cap).
+	FrameworkFailoverMax time.Duration
+	Roles                map[string]float64 // role -> weight
+	// MaxCompletedTasks bounds the completed tasks kept per framework for
+	// the operator API.
+	MaxCompletedTasks int
+}
+
+func (c *Config) setDefaults() {
+	if c.AllocationInterval <= 0 {
+		c.AllocationInterval = time.Second
+	}
+	if c.AllocatorTimeout <= 0 {
+		c.AllocatorTimeout = 5 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.AgentReregisterTimeout <= 0 {
+		c.AgentReregisterTimeout = 75 * time.Second
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1 << 20
+	}
+	if c.MaxCompletedTasks <= 0 {
+		c.MaxCompletedTasks = 1000
+	}
+}
+
+// AllocatorSource yields the allocator plugin currently serving. The
+// plugin host's supervisor implements it; a restarted plugin is a new value.
+type AllocatorSource interface {
+	Current() (allocator.Allocator, PluginInfo, error)
+}
+
+// PluginInfo names the active allocator for the operator API.
+type PluginInfo struct {
+	Name    string
+	Version string
+	Path    string
+	// Generation changes every time the plugin process is (re)started, so
+	// the master knows to re-Init it.
+	Generation uint64
+}
+
+// Deps are the master's collaborators.
+type Deps struct {
+	Logger    hclog.Logger
+	Allocator AllocatorSource
+	// Now is the clock; nil means time.Now. Injected for tests.
+	Now func() time.Time
+}

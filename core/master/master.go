@@ -1,0 +1,324 @@
+// Package master is corral's master: it keeps the books (agents,
+// frameworks, offers, tasks), runs the allocation loop against the allocator
+// plugin, validates every request and relays status updates. It holds no
+// allocation policy: the plugin proposes, the master disposes.
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// Master is one master process's state. All books are guarded by mu; the
+// allocator plugin is called without holding it.
+type Master struct {
+	cfg     Config
+	log     hclog.Logger
+	alloc   AllocatorSource
+	now     func() time.Time
+	start   time.Time
+	id      string
+	metrics *metrics
+
+	mu         sync.Mutex
+	agents     map[string]*agentEntry
+	frameworks map[string]*frameworkEntry
+	offers     map[string]*offerEntry
+	roles      map[string]float64
+	deltas     deltaLog
+
+	trigger chan allocator.Trigger
+}
+
+// New returns a master; call Run to start its loops.
+func New(cfg Config, deps Deps) *Master {
+	cfg.setDefaults()
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := deps.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	m := &Master{
+		cfg:        cfg,
+		log:        log,
+		alloc:      deps.Allocator,
+		now:        now,
+		start:      now(),
+		id:         newID("master"),
+		metrics:    newMetrics(),
+		agents:     map[string]*agentEntry{},
+		frameworks: map[string]*frameworkEntry{},
+		offers:     map[string]*offerEntry{},
+		roles:      map[string]float64{},
+		trigger:    make(chan allocator.Trigger, 1),
+	}
+	for r, w := range cfg.Roles {
+		m.roles[r] = w
+	}
+	return m
+}
+
+// ID identifies this master instance.
+func (m *Master) ID() string { return m.id }
+
+// Run drives the allocation loop and the timers until ctx ends.
+func (m *Master) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
+	go func() { defer wg.Done(); m.timerLoop(ctx) }()
+	<-ctx.Done()
+	wg.Wait()
+	m.mu.Lock()
+	for _, f := range m.frameworks {
+		if f.sub != nil {
+			f.sub.events.close()
+		}
+	}
+	for _, a := range m.agents {
+		if a.conn != nil {
+			a.conn.out.close()
+		}
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// logicalNow is the allocation clock: milliseconds since the master started.
+func (m *Master) logicalNow() allocator.LogicalTime {
+	return allocator.LogicalTime(m.now().Sub(m.start) / time.Millisecond)
+}
+
+// requestAllocation asks for an allocation cycle soon; requests coalesce.
+func (m *Master) requestAllocation(t allocator.Trigger) {
+	select {
+	case m.trigger <- t:
+	default:
+	}
+}
+
+// timerLoop handles everything that happens because time passes: offer
+// expiry, scheduler heartbeats, agent and framework failover timeouts.
+func (m *Master) timerLoop(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastHeartbeat := m.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := m.now()
+		m.mu.Lock()
+		if m.cfg.OfferTimeout > 0 {
+			for _, o := range m.offers {
+				if now.Sub(o.createdAt) >= m.cfg.OfferTimeout {
+					m.log.Debug("offer expired", "offer", o.id, "framework", o.frameworkID)
+					m.rescindLocked(o, 0)
+				}
+			}
+		}
+		if now.Sub(lastHeartbeat) >= m.cfg.HeartbeatInterval {
+			lastHeartbeat = now
+			for _, f := range m.frameworks {
+				if f.sub != nil {
+					f.sub.send(&corralpb.Event{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}})
+				}
+			}
+		}
+		for _, a := range m.agents {
+			if !a.connected && now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
+				m.log.Warn("agent did not re-register in time; removing it", "agent", a.info.Id,
+					"timeout", m.cfg.AgentReregisterTimeout)
+				m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
+			}
+		}
+		for _, f := range m.frameworks {
+			if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
+				m.log.Info("framework failover timeout expired; removing it", "framework", f.info.Id)
+				m.removeFrameworkLocked(f)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *Master) failoverTimeout(f *frameworkEntry) time.Duration {
+	d := time.Duration(f.info.FailoverTimeoutSeconds * float64(time.Second))
+	if m.cfg.FrameworkFailoverMax > 0 && d > m.cfg.FrameworkFailoverMax {
+		d = m.cfg.FrameworkFailoverMax
+	}
+	return d
+}
+
+// rescindLocked withdraws an outstanding offer and returns its resources.
+func (m *Master) rescindLocked(o *offerEntry, refuse float64) {
+	m.removeOfferLocked(o)
+	m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, refuse)
+	m.metrics.offersRescinded.Inc()
+	if f := m.frameworks[o.frameworkID]; f != nil && f.sub != nil {
+		f.sub.send(&corralpb.Event{Event: &corralpb.Event_Rescind_{Rescind: &corralpb.Event_Rescind{OfferId: o.id}}})
+	}
+}
+
+func (m *Master) removeOfferLocked(o *offerEntry) {
+	delete(m.offers, o.id)
+	if f := m.frameworks[o.frameworkID]; f != nil {
+		delete(f.offers, o.id)
+	}
+}
+
+// recoverLocked returns resources of a framework on an agent to the pool
+// and tells the allocator, optionally with a decline filter.
+func (m *Master) recoverLocked(frameworkID, role, agentID string, res resources.Resources, refuse float64) {
+	if res.IsEmpty() {
+		return
+	}
+	if a := m.agents[agentID]; a != nil {
+		a.used = a.used.Subtract(res)
+	}
+	m.deltas.add(m.logicalNow(), allocator.Delta{
+		Kind:          allocator.Recovered,
+		Allocation:    &allocator.Allocation{FrameworkID: frameworkID, Role: role, AgentID: agentID, Resources: res},
+		RefuseSeconds: refuse,
+	})
+	m.requestAllocation(allocator.TriggerEvent)
+}
+
+// sendUpdateLocked forwards a status update to the framework, if connected.
+func (m *Master) sendUpdateLocked(frameworkID string, st *corralpb.TaskStatus) {
+	if f := m.frameworks[frameworkID]; f != nil && f.sub != nil {
+		f.sub.send(&corralpb.Event{Event: &corralpb.Event_Update_{Update: &corralpb.Event_Update{Status: st}}})
+	}
+}
+
+// masterStatus builds a status update generated by the master itself; such
+// updates carry no uuid and need no acknowledgement.
+func (m *Master) masterStatus(t *taskEntry, state corralpb.TaskState, reason corralpb.TaskStatus_Reason, msg string) *corralpb.TaskStatus {
+	return &corralpb.TaskStatus{
+		TaskId:          t.info.TaskId,
+		State:           state,
+		Message:         msg,
+		Source:          corralpb.TaskStatus_SOURCE_MASTER,
+		Reason:          reason,
+		AgentId:         t.agentID,
+		TimestampUnixMs: m.now().UnixMilli(),
+	}
+}
+
+// setTaskStateLocked records a task's new state, recovers its resources
+// when it turns terminal and moves it to the completed list.
+func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
+	t.state = st.State
+	t.status = st
+	m.metrics.observeTaskState(st.State)
+	if !terminal(st.State) || t.recovered {
+		return
+	}
+	t.recovered = true
+	m.recoverLocked(t.frameworkID, t.role, t.agentID, t.resources, 0)
+	if f := m.frameworks[t.frameworkID]; f != nil {
+		delete(f.tasks, t.info.TaskId)
+		f.completed = append(f.completed, t)
+		if len(f.completed) > m.cfg.MaxCompletedTasks {
+			f.completed = f.completed[len(f.completed)-m.cfg.MaxCompletedTasks:]
+		}
+	}
+}
+
+// removeAgentLocked forgets an agent: its offers are rescinded and its
+// tasks are LOST.
+func (m *Master) removeAgentLocked(a *agentEntry, why string) {
+	for _, o := range m.offers {
+		if o.agentID == a.info.Id {
+			m.rescindLocked(o, 0)
+		}
+	}
+	for _, f := range m.frameworks {
+		for _, t := range f.tasks {
+			if t.agentID == a.info.Id {
+				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
+				m.setTaskStateLocked(t, st)
+				m.sendUpdateLocked(f.info.Id, st)
+			}
+		}
+		if f.sub != nil {
+			f.sub.send(&corralpb.Event{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: a.info.Id, Message: why}}})
+		}
+	}
+	if a.conn != nil {
+		a.conn.out.close()
+	}
+	delete(m.agents, a.info.Id)
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentRemoved, AgentID: a.info.Id})
+	m.metrics.agents.Set(float64(len(m.agents)))
+}
+
+// removeFrameworkLocked tears a framework down: offers are withdrawn, its
+// tasks are killed on their agents, and it is forgotten.
+func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
+	for _, o := range f.offers {
+		m.removeOfferLocked(o)
+		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, 0)
+	}
+	for _, a := range m.agents {
+		if a.conn != nil {
+			a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_ShutdownFramework{
+				ShutdownFramework: &agentproto.ShutdownFramework{FrameworkId: f.info.Id}}})
+		}
+	}
+	for _, t := range f.tasks {
+		st := m.masterStatus(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_REASON_FRAMEWORK_REMOVED, "framework removed")
+		m.setTaskStateLocked(t, st)
+	}
+	if f.sub != nil {
+		f.sub.events.close()
+		f.sub = nil
+	}
+	delete(m.frameworks, f.info.Id)
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: f.info.Id})
+	m.metrics.frameworks.Set(float64(len(m.frameworks)))
+}
+
+// frameworkDelta is the allocator's view of a framework.
+func frameworkView(f *frameworkEntry) *allocator.Framework {
+	return &allocator.Framework{
+		ID:              f.info.Id,
+		Roles:           sortedKeys(f.roles),
+		Active:          f.connected,
+		SuppressedRoles: sortedKeys(f.suppressed),
+	}
+}
+
+func agentView(a *agentEntry) *allocator.Agent {
+	return &allocator.Agent{
+		ID:         a.info.Id,
+		Hostname:   a.info.Hostname,
+		Total:      a.total,
+		Attributes: a.info.Attributes,
+		Active:     a.connected,
+	}
+}
+
+func newID(prefix string) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return prefix + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,61 @@
+package master
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// metrics are registered on the master's own registry (never the global
+// one), so several masters in one test process do not collide.
+type metrics struct {
+	registry        *prometheus.Registry
+	offersMade      prometheus.Counter
+	offersAccepted  prometheus.Counter
+	offersDeclined  prometheus.Counter
+	offersRescinded prometheus.Counter
+	tasksLaunched   prometheus.Counter
+	taskStates      *prometheus.CounterVec
+	statusUpdates   prometheus.Counter
+	acks            prometheus.Counter
+	agents          prometheus.Gauge
+	frameworks      prometheus.Gauge
+	allocationRun   prometheus.Histogram
+	pluginCall      *prometheus.HistogramVec
+	pluginErrors    *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	r := prometheus.NewRegistry()
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	mt := &metrics{
+		registry:        r,
+		offersMade:      prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_made_total", Help: "Offers sent to frameworks."}),
+		offersAccepted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_accepted_total", Help: "Offers used by accept calls."}),
+		offersDeclined:  prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_declined_total", Help: "Offers declined."}),
+		offersRescinded: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_rescinded_total", Help: "Offers rescinded or expired."}),
+		tasksLaunched:   prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_tasks_launched_total", Help: "Tasks sent to agents."}),
+		taskStates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_task_state_transitions_total",
+			Help: "Task state transitions seen by the master, by state."}, []string{"state"}),
+		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_status_updates_total", Help: "Status updates received from agents."}),
+		acks:          prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_acknowledgements_total", Help: "Status update acknowledgements relayed."}),
+		agents:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_agents", Help: "Registered agents."}),
+		frameworks:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_frameworks", Help: "Registered frameworks."}),
+		allocationRun: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_master_allocation_cycle_seconds",
+			Help: "Duration of an allocation cycle: plugin call plus validation and commit.", Buckets: latency}),
+		pluginCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_plugin_call_seconds",
+			Help: "Latency of calls to the allocator plugin.", Buckets: latency}, []string{"method"}),
+		pluginErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_plugin_errors_total",
+			Help: "Failed or rejected allocator plugin calls."}, []string{"kind"}),
+	}
+	r.MustRegister(mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
+		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors)
+	return mt
+}
+
+func (mt *metrics) observeTaskState(s corralpb.TaskState) {
+	mt.taskStates.WithLabelValues(s.String()).Inc()
+}
+
+// Registry exposes the master's metrics for /metrics.
+func (m *Master) Registry() *prometheus.Registry { return m.metrics.registry }

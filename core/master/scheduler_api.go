@@ -1,0 +1,592 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// defaultRefuseSeconds is Mesos' Filters.refuse_seconds default.
+const defaultRefuseSeconds = 5.0
+
+// maxRefuseSeconds caps filters at a year, as Mesos does.
+const maxRefuseSeconds = 365 * 24 * 3600.0
+
+// SchedulerAPI serves the scheduler gRPC service.
+type SchedulerAPI struct{ m *Master }
+
+// SchedulerAPI returns the gRPC implementation of the scheduler API.
+func (m *Master) SchedulerAPI() corralpb.SchedulerServer { return &SchedulerAPI{m: m} }
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// Subscribe registers or re-registers a framework and streams its events.
+func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb.Scheduler_SubscribeServer) error {
+	m := s.m
+	fi := req.GetFramework()
+	if fi == nil {
+		return invalid("subscribe: framework info is required")
+	}
+	if strings.TrimSpace(fi.Name) == "" {
+		return invalid("subscribe: framework name is required")
+	}
+	if math.IsNaN(fi.FailoverTimeoutSeconds) || fi.FailoverTimeoutSeconds < 0 {
+		return invalid("subscribe: failover_timeout_seconds must be a non-negative number, got %v", fi.FailoverTimeoutSeconds)
+	}
+	roles := map[string]bool{}
+	for _, r := range fi.Roles {
+		if err := validateRole(r); err != nil {
+			return invalid("subscribe: %v", err)
+		}
+		roles[r] = true
+	}
+	if len(roles) == 0 {
+		roles["*"] = true
+	}
+	suppressed := map[string]bool{}
+	for _, r := range req.SuppressedRoles {
+		if !roles[r] {
+			return invalid("subscribe: suppressed role %q is not one of the framework's roles", r)
+		}
+		suppressed[r] = true
+	}
+
+	sub := &subscription{streamID: newID("stream"), events: newQueue[*corralpb.Event]()}
+	m.mu.Lock()
+	f, reregister := m.frameworks[fi.Id], fi.Id != ""
+	if reregister && f == nil {
+		// Unknown ID: the master failed over, or the framework was torn
+		// down. Mesos re-admits the ID (soft state); so do we.
+		m.log.Info("re-admitting framework not known to this master", "framework", fi.Id)
+	}
+	if f == nil {
+		info := cloneFramework(fi)
+		if info.Id == "" {
+			info.Id = newID("fw")
+		}
+		f = &frameworkEntry{info: info, tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, registeredAt: m.now()}
+		m.frameworks[info.Id] = f
+		f.roles, f.suppressed = roles, suppressed
+		f.connected, f.sub, f.streamID = true, sub, sub.streamID
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkAdded, Framework: frameworkView(f)})
+	} else {
+		// A new stream replaces the old one (scheduler failover).
+		if f.sub != nil {
+			f.sub.send(&corralpb.Event{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{
+				Message: "framework re-subscribed on another stream"}}})
+			f.sub.events.close()
+		}
+		for _, o := range f.offers {
+			m.rescindLocked(o, 0)
+		}
+		info := cloneFramework(fi)
+		info.Id = f.info.Id
+		f.info = info
+		f.roles, f.suppressed = roles, suppressed
+		f.connected, f.sub, f.streamID = true, sub, sub.streamID
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
+	}
+	for r := range roles {
+		if _, ok := m.roles[r]; !ok {
+			m.roles[r] = 1
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.RoleUpdated, Role: &allocator.Role{Name: r, Weight: 1}})
+		}
+	}
+	fid := f.info.Id
+	sub.send(&corralpb.Event{Event: &corralpb.Event_Subscribed_{Subscribed: &corralpb.Event_Subscribed{
+		FrameworkId: fid, StreamId: sub.streamID, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), MasterId: m.id,
+	}}})
+	m.metrics.frameworks.Set(float64(len(m.frameworks)))
+	m.mu.Unlock()
+	m.log.Info("framework subscribed", "framework", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
+	m.requestAllocation(allocator.TriggerEvent)
+
+	ctx := stream.Context()
+	for {
+		ev, ok := sub.events.pop(ctx)
+		if !ok {
+			break
+		}
+		if err := stream.Send(ev); err != nil {
+			break
+		}
+	}
+	m.frameworkDisconnected(fid, sub)
+	return nil
+}
+
+// frameworkDisconnected handles the end of a framework's stream: its
+// offers are withdrawn and, after its failover timeout, it is removed.
+func (m *Master) frameworkDisconnected(fid string, sub *subscription) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.frameworks[fid]
+	if f == nil || f.sub != sub {
+		return // torn down, or already replaced by a newer stream
+	}
+	f.sub, f.connected, f.disconnectedAt = nil, false, m.now()
+	for _, o := range f.offers {
+		m.removeOfferLocked(o)
+		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, 0)
+	}
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
+	m.log.Info("framework disconnected", "framework", fid, "failover_timeout", m.failoverTimeout(f))
+	if m.failoverTimeout(f) == 0 {
+		m.removeFrameworkLocked(f)
+	}
+}
+
+// callerLocked checks the call header and returns the framework.
+func (m *Master) callerLocked(call string, h *corralpb.CallHeader) (*frameworkEntry, error) {
+	if h == nil || h.FrameworkId == "" {
+		return nil, invalid("%s: header with framework_id is required", call)
+	}
+	f := m.frameworks[h.FrameworkId]
+	if f == nil {
+		return nil, status.Errorf(codes.NotFound, "%s: framework %s is not registered", call, h.FrameworkId)
+	}
+	if f.sub == nil || h.StreamId != f.streamID {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"%s: stream %q is not the framework's current subscription; subscribe again", call, h.StreamId)
+	}
+	return f, nil
+}
+
+// Accept launches tasks on offered resources. The call is validated as a
+// whole first: if anything is wrong, nothing launches and the offers stay
+// outstanding, so the framework can correct the call.
+func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("accept", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	refuse, err := refuseSeconds(req.Filters)
+	if err != nil {
+		return nil, invalid("accept: %v", err)
+	}
+	offers, err := m.resolveOffersLocked("accept", f, req.OfferIds)
+	if err != nil {
+		return nil, err
+	}
+	var offered resources.Resources
+	for _, o := range offers {
+		offered = offered.Add(o.resources)
+	}
+	agentID := offers[0].agentID
+	a := m.agents[agentID]
+	if a == nil || !a.connected {
+		return nil, status.Errorf(codes.FailedPrecondition, "accept: agent %s of the offers is no longer connected", agentID)
+	}
+
+	type launch struct {
+		info *corralpb.TaskInfo
+		res  resources.Resources
+	}
+	var launches []launch
+	seen := map[string]bool{}
+	var needed resources.Resources
+	for i, op := range req.Operations {
+		l := op.GetLaunch()
+		if l == nil {
+			return nil, invalid("accept: operation %d has no known type (only launch is supported)", i)
+		}
+		for _, t := range l.Tasks {
+			res, err := m.validateTaskLocked(f, t, agentID, seen)
+			if err != nil {
+				return nil, invalid("accept: %v", err)
+			}
+			needed = needed.Add(res)
+			launches = append(launches, launch{info: t, res: res})
+		}
+	}
+	if !offered.Contains(needed) {
+		return nil, invalid("accept: tasks need %s but the offers hold %s", needed, offered)
+	}
+
+	// Valid: consume the offers, start the tasks, return what is left.
+	role := offers[0].role
+	for _, o := range offers {
+		m.removeOfferLocked(o)
+	}
+	for _, l := range launches {
+		info := cloneTask(l.info)
+		info.AgentId = agentID
+		t := &taskEntry{info: info, frameworkID: f.info.Id, role: role, agentID: agentID, resources: l.res,
+			state: corralpb.TaskState_TASK_STAGING, createdAt: m.now()}
+		t.status = m.masterStatus(t, corralpb.TaskState_TASK_STAGING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+		f.tasks[info.TaskId] = t
+		m.metrics.observeTaskState(corralpb.TaskState_TASK_STAGING)
+		a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_RunTask{RunTask: &agentproto.RunTask{
+			Framework: f.info, Task: info}}})
+	}
+	if left := offered.Subtract(needed); !left.IsEmpty() {
+		m.recoverLocked(f.info.Id, role, agentID, left, refuse)
+	}
+	m.metrics.offersAccepted.Add(float64(len(offers)))
+	m.metrics.tasksLaunched.Add(float64(len(launches)))
+	return &corralpb.CallResponse{}, nil
+}
+
+// validateTaskLocked checks one task of an accept call.
+func (m *Master) validateTaskLocked(f *frameworkEntry, t *corralpb.TaskInfo, agentID string, seen map[string]bool) (resources.Resources, error) {
+	if t == nil {
+		return resources.Resources{}, fmt.Errorf("a task is null")
+	}
+	id := t.TaskId
+	switch {
+	case strings.TrimSpace(id) == "":
+		return resources.Resources{}, fmt.Errorf("a task has no task_id")
+	case len(id) > 255 || strings.ContainsAny(id, "/\x00") || id == "." || id == "..":
+		return resources.Resources{}, fmt.Errorf("task_id %q is not usable as a sandbox name (max 255 bytes, no '/' or NUL)", id)
+	case seen[id]:
+		return resources.Resources{}, fmt.Errorf("task_id %q appears twice in the call", id)
+	case f.tasks[id] != nil:
+		return resources.Resources{}, fmt.Errorf("task_id %q is already in use by a live task of this framework", id)
+	case t.AgentId != "" && t.AgentId != agentID:
+		return resources.Resources{}, fmt.Errorf("task %q names agent %s but the offers are from agent %s", id, t.AgentId, agentID)
+	case t.Command == nil || strings.TrimSpace(t.Command.Value) == "":
+		return resources.Resources{}, fmt.Errorf("task %q has no command", id)
+	case math.IsNaN(t.KillGraceSeconds) || t.KillGraceSeconds < 0:
+		return resources.Resources{}, fmt.Errorf("task %q: kill_grace_seconds must be a non-negative number", id)
+	}
+	seen[id] = true
+	res, err := resources.FromProto(t.Resources)
+	if err != nil {
+		return resources.Resources{}, fmt.Errorf("task %q: %w", id, err)
+	}
+	if res.Scalar(resources.CPUs) <= 0 && res.Scalar(resources.Mem) <= 0 {
+		return resources.Resources{}, fmt.Errorf("task %q must ask for some cpus or mem", id)
+	}
+	return res, nil
+}
+
+// resolveOffersLocked finds the named offers and checks they can be used
+// together by this framework.
+func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []string) ([]*offerEntry, error) {
+	if len(ids) == 0 {
+		return nil, invalid("%s: no offer_ids given", call)
+	}
+	var out []*offerEntry
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			return nil, invalid("%s: offer %s is listed twice", call, id)
+		}
+		seen[id] = true
+		o := m.offers[id]
+		if o == nil {
+			return nil, status.Errorf(codes.NotFound,
+				"%s: offer %s does not exist (it expired, was rescinded, or was already used)", call, id)
+		}
+		if o.frameworkID != f.info.Id {
+			return nil, status.Errorf(codes.PermissionDenied, "%s: offer %s was made to another framework", call, id)
+		}
+		if len(out) > 0 && o.agentID != out[0].agentID {
+			return nil, invalid("%s: offers %s and %s are from different agents; one launch uses offers of one agent", call, out[0].id, id)
+		}
+		if len(out) > 0 && o.role != out[0].role {
+			return nil, invalid("%s: offers %s and %s are for different roles", call, out[0].id, id)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Decline returns offers, filtering them from this framework for a while.
+func (s *SchedulerAPI) Decline(ctx context.Context, req *corralpb.DeclineRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("decline", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	refuse, err := refuseSeconds(req.Filters)
+	if err != nil {
+		return nil, invalid("decline: %v", err)
+	}
+	var offers []*offerEntry
+	seen := map[string]bool{}
+	for _, id := range req.OfferIds {
+		o := m.offers[id]
+		if seen[id] {
+			return nil, invalid("decline: offer %s is listed twice", id)
+		}
+		seen[id] = true
+		if o == nil {
+			return nil, status.Errorf(codes.NotFound, "decline: offer %s does not exist (it expired, was rescinded, or was already used)", id)
+		}
+		if o.frameworkID != f.info.Id {
+			return nil, status.Errorf(codes.PermissionDenied, "decline: offer %s was made to another framework", id)
+		}
+		offers = append(offers, o)
+	}
+	if len(offers) == 0 {
+		return nil, invalid("decline: no offer_ids given")
+	}
+	for _, o := range offers {
+		m.removeOfferLocked(o)
+		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, refuse)
+	}
+	m.metrics.offersDeclined.Add(float64(len(offers)))
+	return &corralpb.CallResponse{}, nil
+}
+
+func refuseSeconds(f *corralpb.Filters) (float64, error) {
+	if f == nil || f.RefuseSeconds == nil {
+		return defaultRefuseSeconds, nil
+	}
+	v := *f.RefuseSeconds
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return 0, fmt.Errorf("filters.refuse_seconds must be a finite number")
+	case v < 0:
+		// Mesos falls back to the default for negative values.
+		return defaultRefuseSeconds, nil
+	case v > maxRefuseSeconds:
+		return maxRefuseSeconds, nil
+	}
+	return v, nil
+}
+
+// Revive clears decline filters and un-suppresses the given roles.
+func (s *SchedulerAPI) Revive(ctx context.Context, req *corralpb.ReviveRequest) (*corralpb.CallResponse, error) {
+	return s.m.suppressOrRevive("revive", req.Header, req.Roles, false)
+}
+
+// Suppress stops offers for the given roles until Revive.
+func (s *SchedulerAPI) Suppress(ctx context.Context, req *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
+	return s.m.suppressOrRevive("suppress", req.Header, req.Roles, true)
+}
+
+func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []string, suppress bool) (*corralpb.CallResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked(call, h)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range roles {
+		if !f.roles[r] {
+			return nil, invalid("%s: role %q is not one of the framework's roles", call, r)
+		}
+	}
+	targets := roles
+	if len(targets) == 0 {
+		targets = sortedKeys(f.roles)
+	}
+	kind := allocator.Revived
+	for _, r := range targets {
+		if suppress {
+			f.suppressed[r] = true
+		} else {
+			delete(f.suppressed, r)
+		}
+	}
+	if suppress {
+		kind = allocator.Suppressed
+		// Offers already out for suppressed roles are withdrawn, as in Mesos.
+		for _, o := range f.offers {
+			if f.suppressed[o.role] {
+				m.rescindLocked(o, 0)
+			}
+		}
+	}
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: kind, FrameworkID: f.info.Id, Roles: append([]string(nil), targets...)})
+	if !suppress {
+		m.requestAllocation(allocator.TriggerRevive)
+	}
+	return &corralpb.CallResponse{}, nil
+}
+
+// Kill asks the agent to kill a task.
+func (s *SchedulerAPI) Kill(ctx context.Context, req *corralpb.KillRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("kill", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	if req.TaskId == "" {
+		return nil, invalid("kill: task_id is required")
+	}
+	if math.IsNaN(req.GraceSeconds) || req.GraceSeconds < 0 {
+		return nil, invalid("kill: grace_seconds must be a non-negative number")
+	}
+	t := f.tasks[req.TaskId]
+	if t == nil {
+		// Mesos answers a kill of an unknown task with a LOST update so
+		// that the scheduler can reconcile; we also say so to the caller.
+		return nil, status.Errorf(codes.NotFound, "kill: task %s is not a live task of this framework", req.TaskId)
+	}
+	a := m.agents[t.agentID]
+	if a == nil || a.conn == nil {
+		return nil, status.Errorf(codes.Unavailable, "kill: agent %s of task %s is disconnected; retry or wait for TASK_LOST", t.agentID, t.info.TaskId)
+	}
+	grace := req.GraceSeconds
+	if grace == 0 {
+		grace = t.info.KillGraceSeconds
+	}
+	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_KillTask{KillTask: &agentproto.KillTask{
+		FrameworkId: f.info.Id, TaskId: t.info.TaskId, GraceSeconds: grace}}})
+	return &corralpb.CallResponse{}, nil
+}
+
+// Acknowledge relays a status update acknowledgement to the agent.
+func (s *SchedulerAPI) Acknowledge(ctx context.Context, req *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("acknowledge", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.TaskId == "":
+		return nil, invalid("acknowledge: task_id is required")
+	case len(req.Uuid) == 0:
+		return nil, invalid("acknowledge: uuid is required (updates without uuid need no acknowledgement)")
+	case req.AgentId == "":
+		return nil, invalid("acknowledge: agent_id is required")
+	}
+	a := m.agents[req.AgentId]
+	if a == nil {
+		return nil, status.Errorf(codes.NotFound, "acknowledge: agent %s is not registered", req.AgentId)
+	}
+	m.metrics.acks.Inc()
+	if a.conn == nil {
+		// The agent resends unacknowledged updates when it re-registers,
+		// and the scheduler will acknowledge them then.
+		return &corralpb.CallResponse{}, nil
+	}
+	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Ack{Ack: &agentproto.AckUpdate{
+		FrameworkId: f.info.Id, TaskId: req.TaskId, Uuid: req.Uuid}}})
+	return &corralpb.CallResponse{}, nil
+}
+
+// Reconcile answers with the master's view of the tasks: explicitly listed
+// ones, or every live task when the list is empty.
+func (s *SchedulerAPI) Reconcile(ctx context.Context, req *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("reconcile", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	reply := func(st *corralpb.TaskStatus) {
+		st.Reason = corralpb.TaskStatus_REASON_RECONCILIATION
+		st.Uuid = nil
+		f.sub.send(&corralpb.Event{Event: &corralpb.Event_Update_{Update: &corralpb.Event_Update{Status: st}}})
+	}
+	if len(req.Tasks) == 0 {
+		for _, t := range f.tasks {
+			reply(m.reconcileStatus(t))
+		}
+		return &corralpb.CallResponse{}, nil
+	}
+	for _, rt := range req.Tasks {
+		if rt.GetTaskId() == "" {
+			return nil, invalid("reconcile: a listed task has no task_id")
+		}
+	}
+	for _, rt := range req.Tasks {
+		if t := f.tasks[rt.TaskId]; t != nil {
+			reply(m.reconcileStatus(t))
+			continue
+		}
+		if t := findCompleted(f, rt.TaskId); t != nil {
+			reply(m.reconcileStatus(t))
+			continue
+		}
+		reply(&corralpb.TaskStatus{TaskId: rt.TaskId, AgentId: rt.AgentId, State: corralpb.TaskState_TASK_LOST,
+			Source: corralpb.TaskStatus_SOURCE_MASTER, Message: "task is unknown to the master",
+			TimestampUnixMs: m.now().UnixMilli()})
+	}
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *Master) reconcileStatus(t *taskEntry) *corralpb.TaskStatus {
+	st := cloneStatus(t.status)
+	st.Source = corralpb.TaskStatus_SOURCE_MASTER
+	st.TimestampUnixMs = m.now().UnixMilli()
+	return st
+}
+
+func findCompleted(f *frameworkEntry, id string) *taskEntry {
+	for i := len(f.completed) - 1; i >= 0; i-- {
+		if f.completed[i].info.TaskId == id {
+			return f.completed[i]
+		}
+	}
+	return nil
+}
+
+// Message relays opaque data to a task's executor.
+func (s *SchedulerAPI) Message(ctx context.Context, req *corralpb.MessageRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("message", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Data) > m.cfg.MaxMessageBytes {
+		return nil, invalid("message: %d bytes exceed the limit of %d bytes", len(req.Data), m.cfg.MaxMessageBytes)
+	}
+	t := f.tasks[req.TaskId]
+	if t == nil {
+		return nil, status.Errorf(codes.NotFound, "message: task %q is not a live task of this framework", req.TaskId)
+	}
+	if req.AgentId != "" && req.AgentId != t.agentID {
+		return nil, invalid("message: task %s runs on agent %s, not %s", t.info.TaskId, t.agentID, req.AgentId)
+	}
+	a := m.agents[t.agentID]
+	if a == nil || a.conn == nil {
+		return nil, status.Errorf(codes.Unavailable, "message: agent %s is disconnected", t.agentID)
+	}
+	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_FrameworkMessage{FrameworkMessage: &agentproto.FrameworkMessage{
+		FrameworkId: f.info.Id, TaskId: t.info.TaskId, Data: req.Data}}})
+	return &corralpb.CallResponse{}, nil
+}
+
+// Teardown removes the framework and kills all its tasks.
+func (s *SchedulerAPI) Teardown(ctx context.Context, req *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("teardown", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info("framework teardown", "framework", f.info.Id)
+	m.removeFrameworkLocked(f)
+	return &corralpb.CallResponse{}, nil
+}
+
+func validateRole(r string) error {
+	switch {
+	case r == "*":
+		return nil
+	case r == "" || r == "." || r == "..":
+		return fmt.Errorf("role %q is not a valid role name", r)
+	case strings.ContainsAny(r, " \t\n/\\") || strings.HasPrefix(r, "-"):
+		return fmt.Errorf("role %q may not contain whitespace or slashes, nor start with '-'", r)
+	}
+	return nil
+}

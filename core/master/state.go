@@ -1,0 +1,89 @@
+package master
+
+import (
+	"time"
+
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/resources"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// agentEntry is the master's record of one agent.
+type agentEntry struct {
+	info      *corralpb.AgentInfo
+	total     resources.Resources
+	used      resources.Resources // tasks + outstanding offers
+	connected bool
+	// conn is the live stream to the agent; nil while disconnected.
+	conn *agentConn
+	// disconnectedAt starts the re-registration timeout.
+	disconnectedAt time.Time
+	registeredAt   time.Time
+}
+
+// frameworkEntry is the master's record of one framework.
+type frameworkEntry struct {
+	info       *corralpb.FrameworkInfo
+	roles      map[string]bool
+	suppressed map[string]bool
+	connected  bool
+	sub        *subscription // nil while disconnected
+	streamID   string
+	// disconnectedAt starts the failover timeout.
+	disconnectedAt time.Time
+	registeredAt   time.Time
+	tasks          map[string]*taskEntry
+	completed      []*taskEntry // bounded, oldest first
+	offers         map[string]*offerEntry
+}
+
+// taskEntry is one task the master knows.
+type taskEntry struct {
+	info        *corralpb.TaskInfo
+	frameworkID string
+	role        string
+	agentID     string
+	resources   resources.Resources
+	state       corralpb.TaskState
+	status      *corralpb.TaskStatus // latest
+	// recovered is set once the task's resources went back to the pool.
+	recovered bool
+	createdAt time.Time
+}
+
+// offerEntry is an outstanding offer: its resources count as used on the
+// agent until it is accepted, declined, rescinded or expires.
+type offerEntry struct {
+	id          string
+	frameworkID string
+	role        string
+	agentID     string
+	resources   resources.Resources
+	createdAt   time.Time
+}
+
+func terminal(s corralpb.TaskState) bool {
+	switch s {
+	case corralpb.TaskState_TASK_FINISHED, corralpb.TaskState_TASK_FAILED, corralpb.TaskState_TASK_KILLED,
+		corralpb.TaskState_TASK_LOST, corralpb.TaskState_TASK_ERROR:
+		return true
+	}
+	return false
+}
+
+// agentConn is the master's half of an agent's Connect stream. Sends are
+// queued so that the master never blocks on a slow agent while holding its
+// lock.
+type agentConn struct {
+	out *queue[*agentproto.MasterMessage]
+}
+
+func (c *agentConn) send(m *agentproto.MasterMessage) { c.out.push(m) }
+
+// subscription is a framework's event stream.
+type subscription struct {
+	streamID string
+	events   *queue[*corralpb.Event]
+}
+
+func (s *subscription) send(e *corralpb.Event) { s.events.push(e) }
