@@ -1,0 +1,69 @@
+// Command corral runs corral's master and agent, and talks to a cluster.
+//
+//	corral dev      one master and one agent in one process (embedded defaults)
+//	corral master   a master
+//	corral agent    an agent
+//	corral exec     run one command as a task and stream its output
+//	corral status   show agents, frameworks, tasks, roles and the allocator
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: corral <command> [flags]
+
+commands:
+  dev      run a master and an agent in one process (embedded defaults)
+  master   run a master            (-config master.hcl)
+  agent    run an agent            (-config agent.hcl)
+  exec     run a command as a task: corral exec [flags] -- cmd [args...]
+  status   show the cluster        (-master 127.0.0.1:5050)
+  version  print the version
+
+Run 'corral <command> -h' for the flags of a command.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDaemon(ctx, "dev", rest, stderr)
+	case "master":
+		return runDaemon(ctx, "master", rest, stderr)
+	case "agent":
+		return runDaemon(ctx, "agent", rest, stderr)
+	case "exec":
+		return runExec(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "corral", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}

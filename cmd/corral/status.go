@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/corral-project/corral/core/master"
+)
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("corral status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "master address host:port (env CORRAL_MASTER)")
+	asJSON := fs.Bool("json", false, "print the raw JSON state")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	st, raw, err := fetchState(ctx, *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "corral status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		_, _ = stdout.Write(raw)
+		return 0
+	}
+	printStatus(stdout, st)
+	return 0
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func fetchState(ctx context.Context, addr string) (master.State, []byte, error) {
+	var st master.State
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	url := "http://" + strings.TrimPrefix(addr, "http://") + "/api/v1/state"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, nil, fmt.Errorf("cannot reach the master at %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return st, nil, fmt.Errorf("reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, nil, fmt.Errorf("decoding %s: %w", url, err)
+	}
+	return st, raw, nil
+}
+
+func printStatus(w io.Writer, st master.State) {
+	a := st.Allocator
+	fmt.Fprintf(w, "master %s\nallocator %s %s (restarts %d) %s\n", st.MasterID, a.Name, a.Version, a.Restarts, a.Path)
+	if a.Error != "" {
+		fmt.Fprintf(w, "allocator error: %s\n", a.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nAGENT\tHOSTNAME\tCONNECTED\tRESOURCES\tUSED\n")
+	for _, ag := range st.Agents {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", ag.ID, ag.Hostname, ag.Connected, ag.Total, dash(ag.Used))
+	}
+	fmt.Fprintf(tw, "\nROLE\tWEIGHT\tDRF SHARE\tALLOCATED\tFRAMEWORKS\n")
+	for _, r := range st.Roles {
+		fmt.Fprintf(tw, "%s\t%g\t%.3f\t%s\t%d\n", r.Name, r.Weight, r.DominantShare, dash(r.Allocated), len(r.Frameworks))
+	}
+	fmt.Fprintf(tw, "\nFRAMEWORK\tNAME\tROLES\tCONNECTED\tDRF SHARE\tTASKS\tDONE\n")
+	for _, f := range st.Frameworks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%.3f\t%d\t%d\n", f.ID, f.Name, strings.Join(f.Roles, ","), f.Connected,
+			f.DominantShare, len(f.Tasks), len(f.Completed))
+	}
+	fmt.Fprintf(tw, "\nTASK\tFRAMEWORK\tSTATE\tAGENT\tRESOURCES\n")
+	for _, f := range st.Frameworks {
+		for _, t := range f.Tasks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, f.ID, t.State, t.AgentID, t.Resources)
+		}
+	}
+	_ = tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

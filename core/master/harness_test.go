@@ -1,0 +1,221 @@
+package master_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/plugins/allocator/drf"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// fixedAllocator serves the real DRF policy in-process: master tests are
+// about the master's books, not about go-plugin (tested elsewhere).
+type fixedAllocator struct{ a allocator.Allocator }
+
+func (f fixedAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
+	return f.a, master.PluginInfo{Name: "drf", Version: drf.Version, Generation: 1}, nil
+}
+
+type cluster struct {
+	t    *testing.T
+	m    *master.Master
+	conn *grpc.ClientConn
+}
+
+func startMaster(t *testing.T, cfg master.Config) *cluster {
+	t.Helper()
+	if cfg.AllocationInterval == 0 {
+		cfg.AllocationInterval = 20 * time.Millisecond
+	}
+	plugin := drf.NewPlugin()
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	m := master.New(cfg, master.Deps{Allocator: fixedAllocator{plugin}})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
+	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = g.Serve(l) }()
+	go func() { defer wg.Done(); _ = m.Run(ctx) }()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = conn.Close()
+		g.Stop()
+		wg.Wait()
+	})
+	return &cluster{t: t, m: m, conn: conn}
+}
+
+// wireAgent speaks the agent protocol directly, so tests can see exactly
+// what the master sends to agents.
+type wireAgent struct {
+	t      *testing.T
+	id     string
+	stream agentproto.AgentGateway_ConnectClient
+	cancel context.CancelFunc
+	msgs   chan *agentproto.MasterMessage
+}
+
+func (c *cluster) addAgent(id, res string) *wireAgent {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	info := &corralpb.AgentInfo{Id: id, Hostname: "host-" + id, Resources: resources.MustParse(res).ToProto(), Url: "http://127.0.0.1:1"}
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info}}}); err != nil {
+		c.t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.GetRegistered() == nil {
+		c.t.Fatalf("registration: %v %v", first, err)
+	}
+	a := &wireAgent{t: c.t, id: first.GetRegistered().AgentId, stream: stream, cancel: cancel, msgs: make(chan *agentproto.MasterMessage, 1000)}
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				close(a.msgs)
+				return
+			}
+			a.msgs <- m
+		}
+	}()
+	c.t.Cleanup(cancel)
+	return a
+}
+
+func (a *wireAgent) next(what string) *agentproto.MasterMessage {
+	a.t.Helper()
+	select {
+	case m, ok := <-a.msgs:
+		if !ok {
+			a.t.Fatalf("agent stream closed while waiting for %s", what)
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		a.t.Fatalf("timed out waiting for %s", what)
+	}
+	return nil
+}
+
+// none asserts that nothing arrived for the agent in the given window.
+func (a *wireAgent) none(window time.Duration) {
+	a.t.Helper()
+	select {
+	case m := <-a.msgs:
+		a.t.Fatalf("agent got unexpected message %v", m)
+	case <-time.After(window):
+	}
+}
+
+func (a *wireAgent) update(fw, task string, state corralpb.TaskState, uuid []byte) {
+	a.t.Helper()
+	err := a.stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_StatusUpdate{StatusUpdate: &agentproto.StatusUpdate{
+		FrameworkId: fw, Status: &corralpb.TaskStatus{TaskId: task, State: state, Uuid: uuid, Source: corralpb.TaskStatus_SOURCE_AGENT}}}})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// wireFramework speaks the scheduler API directly.
+type wireFramework struct {
+	t      *testing.T
+	client corralpb.SchedulerClient
+	header *corralpb.CallHeader
+	events chan *corralpb.Event
+	cancel context.CancelFunc
+}
+
+func (c *cluster) subscribe(name string, roles ...string) *wireFramework {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	client := corralpb.NewSchedulerClient(c.conn)
+	stream, err := client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{Name: name, Roles: roles}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil || ev.GetSubscribed() == nil {
+		c.t.Fatalf("subscribe: %v %v", ev, err)
+	}
+	f := &wireFramework{t: c.t, client: client, cancel: cancel, events: make(chan *corralpb.Event, 1000),
+		header: &corralpb.CallHeader{FrameworkId: ev.GetSubscribed().FrameworkId, StreamId: ev.GetSubscribed().StreamId}}
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				close(f.events)
+				return
+			}
+			f.events <- ev
+		}
+	}()
+	c.t.Cleanup(cancel)
+	return f
+}
+
+// next returns the next event that match accepts, skipping heartbeats and
+// anything else.
+func (f *wireFramework) next(what string, match func(*corralpb.Event) bool) *corralpb.Event {
+	f.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-f.events:
+			if !ok {
+				f.t.Fatalf("event stream closed while waiting for %s", what)
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (f *wireFramework) offers() []*corralpb.Offer {
+	f.t.Helper()
+	return f.next("offers", func(e *corralpb.Event) bool { return e.GetOffers() != nil }).GetOffers().Offers
+}
+
+func (f *wireFramework) update(task string) *corralpb.TaskStatus {
+	f.t.Helper()
+	return f.next("update of "+task, func(e *corralpb.Event) bool {
+		return e.GetUpdate() != nil && e.GetUpdate().Status.TaskId == task
+	}).GetUpdate().Status
+}
+
+func task(id, res string) *corralpb.TaskInfo {
+	return &corralpb.TaskInfo{TaskId: id, Resources: resources.MustParse(res).ToProto(),
+		Command: &corralpb.CommandInfo{Shell: true, Value: "true"}}
+}
+
+func launch(tasks ...*corralpb.TaskInfo) []*corralpb.Operation {
+	return []*corralpb.Operation{{Op: &corralpb.Operation_Launch_{Launch: &corralpb.Operation_Launch{Tasks: tasks}}}}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,395 @@
+package master_test
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/core/resources"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// TestAcceptRejectsBadInput checks every validation rule of ACCEPT: each bad
+// call gets an error naming the problem, nothing reaches the agent, and the
+// offer stays usable for a corrected call.
+func TestAcceptRejectsBadInput(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	a1 := c.addAgent("", "cpus:4;mem:4096")
+	a2 := c.addAgent("", "cpus:4;mem:4096")
+	f := c.subscribe("fw", "r")
+	other := c.subscribe("other", "r2")
+	if _, err := other.client.Suppress(context.Background(), &corralpb.SuppressRequest{Header: other.header}); err != nil {
+		t.Fatal(err)
+	}
+
+	// With the other framework suppressed, DRF offers both agents to f.
+	byAgent := map[string]*corralpb.Offer{}
+	for len(byAgent) < 2 {
+		for _, o := range f.offers() {
+			byAgent[o.AgentId] = o
+		}
+	}
+	var o1 *corralpb.Offer
+	for _, o := range byAgent {
+		o1 = o
+		break
+	}
+	nan := &corralpb.TaskInfo{TaskId: "nan", Command: &corralpb.CommandInfo{Value: "true"},
+		Resources: []*corralpb.Resource{{Name: "cpus", Value: &corralpb.Resource_Scalar{Scalar: math.NaN()}}}}
+	neg := &corralpb.TaskInfo{TaskId: "neg", Command: &corralpb.CommandInfo{Value: "true"},
+		Resources: []*corralpb.Resource{{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: -1}}}}
+	noCmd := task("nocmd", "cpus:1")
+	noCmd.Command = nil
+
+	cases := []struct {
+		name   string
+		req    *corralpb.AcceptRequest
+		code   codes.Code
+		reason string
+	}{
+		{"unknown offer", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{"offer-nope"}, Operations: launch(task("t", "cpus:1"))},
+			codes.NotFound, "does not exist"},
+		{"no offers", &corralpb.AcceptRequest{Header: f.header, Operations: launch(task("t", "cpus:1"))},
+			codes.InvalidArgument, "no offer_ids"},
+		{"offer listed twice", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id, o1.Id}, Operations: launch(task("t", "cpus:1"))},
+			codes.InvalidArgument, "listed twice"},
+		{"beyond the offer", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(task("t", "cpus:5"))},
+			codes.InvalidArgument, "tasks need cpus:5"},
+		{"duplicate task IDs", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(task("t", "cpus:1"), task("t", "cpus:1"))},
+			codes.InvalidArgument, "appears twice"},
+		{"NaN quantity", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(nan)},
+			codes.InvalidArgument, "NaN"},
+		{"negative quantity", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(neg)},
+			codes.InvalidArgument, "negative"},
+		{"empty task ID", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(task("", "cpus:1"))},
+			codes.InvalidArgument, "no task_id"},
+		{"task ID with slash", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(task("a/b", "cpus:1"))},
+			codes.InvalidArgument, "not usable as a sandbox name"},
+		{"no command", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(noCmd)},
+			codes.InvalidArgument, "has no command"},
+		{"no resources", &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id}, Operations: launch(task("t", "disk:1"))},
+			codes.InvalidArgument, "some cpus or mem"},
+		{"stale stream", &corralpb.AcceptRequest{Header: &corralpb.CallHeader{FrameworkId: f.header.FrameworkId, StreamId: "old"},
+			OfferIds: []string{o1.Id}, Operations: launch(task("t", "cpus:1"))}, codes.FailedPrecondition, "subscribe again"},
+		{"unknown framework", &corralpb.AcceptRequest{Header: &corralpb.CallHeader{FrameworkId: "fw-nope"},
+			OfferIds: []string{o1.Id}, Operations: launch(task("t", "cpus:1"))}, codes.NotFound, "not registered"},
+		{"another framework's offer", &corralpb.AcceptRequest{Header: other.header, OfferIds: []string{o1.Id}, Operations: launch(task("t", "cpus:1"))},
+			codes.PermissionDenied, "another framework"},
+	}
+	{
+		var ids []string
+		for _, o := range byAgent {
+			ids = append(ids, o.Id)
+		}
+		cases = append(cases, struct {
+			name   string
+			req    *corralpb.AcceptRequest
+			code   codes.Code
+			reason string
+		}{"offers of two agents", &corralpb.AcceptRequest{Header: f.header, OfferIds: ids, Operations: launch(task("t", "cpus:1"))},
+			codes.InvalidArgument, "different agents"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.client.Accept(context.Background(), tc.req)
+			if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %v, want code %v with %q", err, tc.code, tc.reason)
+			}
+		})
+	}
+	a1.none(100 * time.Millisecond)
+	a2.none(0)
+
+	// The offer survived every bad call: a correct accept launches.
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id},
+		Operations: launch(task("good", "cpus:1;mem:128")), Filters: &corralpb.Filters{RefuseSeconds: ptr(0.0)}}); err != nil {
+		t.Fatalf("valid accept after bad ones: %v", err)
+	}
+	target := a1
+	if o1.AgentId == a2.id {
+		target = a2
+	}
+	if rt := target.next("run task").GetRunTask(); rt == nil || rt.Task.TaskId != "good" {
+		t.Fatalf("agent got %v, want RunTask good", rt)
+	}
+	// Used offers are gone, and a live task ID cannot be reused.
+	_, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o1.Id},
+		Operations: launch(task("good2", "cpus:1"))})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("reusing an accepted offer: got %v, want NotFound", err)
+	}
+	for {
+		offers := f.offers()
+		for _, o := range offers {
+			if o.AgentId != o1.AgentId {
+				continue
+			}
+			_, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+				Operations: launch(task("good", "cpus:1"))})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "already in use") {
+				t.Fatalf("duplicate live task ID: got %v", err)
+			}
+			return
+		}
+		ids := make([]string, len(offers))
+		for i, o := range offers {
+			ids[i] = o.Id
+		}
+		if _, err := f.client.Decline(context.Background(), &corralpb.DeclineRequest{Header: f.header, OfferIds: ids,
+			Filters: &corralpb.Filters{RefuseSeconds: ptr(0.0)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestOtherCallsRejectBadInput(t *testing.T) {
+	c := startMaster(t, master.Config{MaxMessageBytes: 16})
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		call   func() error
+		code   codes.Code
+		reason string
+	}{
+		{"decline unknown offer", func() error {
+			_, err := f.client.Decline(ctx, &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{"offer-x"}})
+			return err
+		}, codes.NotFound, "does not exist"},
+		{"decline NaN filter", func() error {
+			_, err := f.client.Decline(ctx, &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{"offer-x"},
+				Filters: &corralpb.Filters{RefuseSeconds: ptr(math.NaN())}})
+			return err
+		}, codes.InvalidArgument, "refuse_seconds"},
+		{"kill unknown task", func() error {
+			_, err := f.client.Kill(ctx, &corralpb.KillRequest{Header: f.header, TaskId: "ghost"})
+			return err
+		}, codes.NotFound, "not a live task"},
+		{"oversized message", func() error {
+			_, err := f.client.Message(ctx, &corralpb.MessageRequest{Header: f.header, TaskId: "t", Data: make([]byte, 17)})
+			return err
+		}, codes.InvalidArgument, "exceed the limit of 16 bytes"},
+		{"ack without uuid", func() error {
+			_, err := f.client.Acknowledge(ctx, &corralpb.AcknowledgeRequest{Header: f.header, TaskId: "t", AgentId: "a"})
+			return err
+		}, codes.InvalidArgument, "uuid is required"},
+		{"suppress a foreign role", func() error {
+			_, err := f.client.Suppress(ctx, &corralpb.SuppressRequest{Header: f.header, Roles: []string{"nope"}})
+			return err
+		}, codes.InvalidArgument, "not one of the framework's roles"},
+		{"subscribe without name", func() error {
+			s, err := f.client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{}})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		}, codes.InvalidArgument, "name is required"},
+		{"subscribe with bad role", func() error {
+			s, err := f.client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{Name: "x", Roles: []string{"a b"}}})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		}, codes.InvalidArgument, "whitespace"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %v, want code %v with %q", err, tc.code, tc.reason)
+			}
+		})
+	}
+}
+
+// TestStatusUpdatesRelayedAndAcknowledged follows one task: the agent's
+// updates reach the framework with their uuid, the acknowledgement reaches
+// the agent, and a terminal update returns the resources to the pool.
+func TestStatusUpdatesRelayedAndAcknowledged(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	a := c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task("t1", "cpus:1;mem:256"))}); err != nil {
+		t.Fatal(err)
+	}
+	if a.next("run task").GetRunTask().GetTask().GetTaskId() != "t1" {
+		t.Fatal("agent did not get t1")
+	}
+	for i, state := range []corralpb.TaskState{corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_FINISHED} {
+		uuid := []byte{byte(i + 1), 2, 3}
+		a.update(f.header.FrameworkId, "t1", state, uuid)
+		st := f.update("t1")
+		if st.State != state || string(st.Uuid) != string(uuid) || st.AgentId != a.id {
+			t.Fatalf("framework got %v, want %v with uuid %v from %s", st, state, uuid, a.id)
+		}
+		if _, err := f.client.Acknowledge(context.Background(), &corralpb.AcknowledgeRequest{Header: f.header,
+			AgentId: a.id, TaskId: "t1", Uuid: uuid}); err != nil {
+			t.Fatal(err)
+		}
+		ack := a.next("ack").GetAck()
+		if ack == nil || ack.TaskId != "t1" || string(ack.Uuid) != string(uuid) {
+			t.Fatalf("agent got %v, want ack of %v", ack, uuid)
+		}
+	}
+	// The whole agent is offered again once t1 finished and the remainder
+	// of the first offer came back.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, o := range f.offers() {
+			r := resources.MustFromProto(o.Resources)
+			if r.Scalar("cpus") == 2 && r.Scalar("mem") == 1024 {
+				return
+			}
+			_, _ = f.client.Decline(context.Background(), &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{o.Id},
+				Filters: &corralpb.Filters{RefuseSeconds: ptr(0.0)}})
+		}
+	}
+	t.Fatal("the finished task's resources never came back")
+}
+
+func TestDeclineFilterAndRevive(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	declined := time.Now()
+	if _, err := f.client.Decline(context.Background(), &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{o.Id},
+		Filters: &corralpb.Filters{RefuseSeconds: ptr(0.5)}}); err != nil {
+		t.Fatal(err)
+	}
+	reoffer := f.offers()[0]
+	// The filter is a lower bound: the re-offer cannot come earlier.
+	if waited := time.Since(declined); waited < 500*time.Millisecond {
+		t.Fatalf("declined resources re-offered after %v, before the 0.5 s filter expired", waited)
+	}
+
+	// Suppress stops offers; revive clears filters and brings them back.
+	o = reoffer
+	if _, err := f.client.Decline(context.Background(), &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{o.Id},
+		Filters: &corralpb.Filters{RefuseSeconds: ptr(3600.0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Suppress(context.Background(), &corralpb.SuppressRequest{Header: f.header}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-f.events:
+		if ev.GetOffers() != nil {
+			t.Fatalf("offer while suppressed and filtered: %v", ev)
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := f.client.Revive(context.Background(), &corralpb.ReviveRequest{Header: f.header}); err != nil {
+		t.Fatal(err)
+	}
+	f.offers() // revive cleared the hour-long filter
+}
+
+func TestOfferTimeoutRescinds(t *testing.T) {
+	c := startMaster(t, master.Config{OfferTimeout: 200 * time.Millisecond})
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	ev := f.next("rescind", func(e *corralpb.Event) bool { return e.GetRescind() != nil })
+	if ev.GetRescind().OfferId != o.Id {
+		t.Fatalf("rescinded %s, want %s", ev.GetRescind().OfferId, o.Id)
+	}
+	_, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task("late", "cpus:1"))})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("accepting an expired offer: got %v, want NotFound", err)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	a := c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task("t1", "cpus:1"))}); err != nil {
+		t.Fatal(err)
+	}
+	a.next("run task")
+	a.update(f.header.FrameworkId, "t1", corralpb.TaskState_TASK_RUNNING, []byte{1})
+	f.update("t1")
+
+	// Implicit: every live task.
+	if _, err := f.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: f.header}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.update("t1")
+	if st.State != corralpb.TaskState_TASK_RUNNING || st.Reason != corralpb.TaskStatus_REASON_RECONCILIATION || len(st.Uuid) != 0 {
+		t.Fatalf("implicit reconciliation: %v", st)
+	}
+	// Explicit: a known and an unknown task.
+	if _, err := f.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: f.header,
+		Tasks: []*corralpb.ReconcileRequest_Task{{TaskId: "ghost"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.update("ghost"); st.State != corralpb.TaskState_TASK_LOST {
+		t.Fatalf("unknown task reconciled as %v, want TASK_LOST", st.State)
+	}
+}
+
+func TestDisconnectedAgentTasksBecomeLost(t *testing.T) {
+	c := startMaster(t, master.Config{AgentReregisterTimeout: 300 * time.Millisecond})
+	a := c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task("t1", "cpus:1"))}); err != nil {
+		t.Fatal(err)
+	}
+	a.next("run task")
+	a.cancel() // the agent goes away and never comes back
+	st := f.update("t1")
+	if st.State != corralpb.TaskState_TASK_LOST || st.Reason != corralpb.TaskStatus_REASON_AGENT_REMOVED {
+		t.Fatalf("got %v, want TASK_LOST after the re-registration timeout", st)
+	}
+	if n := len(c.m.Snapshot().Agents); n != 0 {
+		t.Fatalf("%d agents left after removal", n)
+	}
+}
+
+func TestAgentReregistersWithItsTasks(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	a := c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task("t1", "cpus:1"))}); err != nil {
+		t.Fatal(err)
+	}
+	a.next("run task")
+	a.cancel()
+	waitFor(t, "agent marked disconnected", func() bool { return !c.m.Snapshot().Agents[0].Connected })
+	// Same ID, no tasks: the master must call t1 LOST.
+	c.addAgent(a.id, "cpus:2;mem:1024")
+	if st := f.update("t1"); st.State != corralpb.TaskState_TASK_LOST {
+		t.Fatalf("task missing after re-registration: %v, want TASK_LOST", st.State)
+	}
+	if ag := c.m.Snapshot().Agents; len(ag) != 1 || !ag[0].Connected || ag[0].ID != a.id {
+		t.Fatalf("agents after re-registration: %+v", ag)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
