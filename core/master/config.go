@@ -56,6 +56,7 @@ type PluginInfo struct {
 	Name    string
 	Version string
 	Path    string
+	Pid     int // plugin process, 0 when in-process
 	// Generation changes every time the plugin process is (re)started, so
 	// the master knows to re-Init it.
 	Generation uint64

@@ -267,8 +267,9 @@ func TestDeclineFilterAndRevive(t *testing.T) {
 		t.Fatal(err)
 	}
 	reoffer := f.offers()[0]
-	// The filter is a lower bound: the re-offer cannot come earlier.
-	if waited := time.Since(declined); waited < 500*time.Millisecond {
+	// The filter is a lower bound: the re-offer cannot come earlier (the
+	// allocation clock counts whole milliseconds).
+	if waited := time.Since(declined); waited < 499*time.Millisecond {
 		t.Fatalf("declined resources re-offered after %v, before the 0.5 s filter expired", waited)
 	}
 

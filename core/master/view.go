@@ -4,7 +4,6 @@ import (
 	"sort"
 
 	"github.com/corral-project/corral/core/resources"
-	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 // State is the operator's view of the cluster, served as JSON.
@@ -21,6 +20,7 @@ type AllocatorView struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
 	Path     string `json:"path"`
+	Pid      int    `json:"pid,omitempty"`
 	Restarts uint64 `json:"restarts"`
 	Error    string `json:"error,omitempty"`
 }
@@ -77,7 +77,7 @@ func (m *Master) Snapshot() State {
 	var av AllocatorView
 	if m.alloc != nil {
 		_, info, err := m.alloc.Current()
-		av = AllocatorView{Name: info.Name, Version: info.Version, Path: info.Path, Restarts: info.Generation}
+		av = AllocatorView{Name: info.Name, Version: info.Version, Path: info.Path, Pid: info.Pid, Restarts: info.Generation}
 		if av.Restarts > 0 {
 			av.Restarts-- // generation 1 is the first start
 		}
@@ -167,5 +167,3 @@ func DominantShare(alloc, total resources.Resources) float64 {
 	}
 	return share
 }
-
-var _ = corralpb.TaskState_TASK_RUNNING

@@ -1,0 +1,151 @@
+// Package conf is the HCL configuration of corral: one schema covers
+// `corral master`, `corral agent` and `corral dev`. A file sets only what it
+// needs; everything else keeps the defaults of Default. Every error names
+// the file, line and problem.
+package conf
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	LogLevel  string // trace|debug|info|warn|error
+	LogJSON   bool
+	PluginDir string
+	Master    *Master // never nil after Default, Parse or Load
+	Agent     *Agent  // never nil after Default, Parse or Load
+	Plugins   []Plugin
+}
+
+// Master configures `corral master`.
+type Master struct {
+	// Address serves gRPC (scheduler and agent APIs) and HTTP (operator API)
+	// on one port.
+	Address            string
+	WorkDir            string
+	AllocationInterval time.Duration
+	Allocator          string // allocator plugin name
+	AllocatorTimeout   time.Duration
+	// OfferTimeout rescinds offers not answered in time; 0 means never.
+	OfferTimeout      time.Duration
+	HeartbeatInterval time.Duration
+	// AgentReregisterTimeout is how long a disconnected agent has before its
+	// tasks become LOST.
+	AgentReregisterTimeout time.Duration
+	MaxMessageBytes        int
+	Roles                  []Role
+}
+
+// Role is a `role "name" { weight = ... }` block.
+type Role struct {
+	Name   string
+	Weight float64
+}
+
+// Agent configures `corral agent`.
+type Agent struct {
+	Master   string // master address, host:port
+	Address  string // agent HTTP API (sandbox files), host:port
+	WorkDir  string
+	Hostname string // "" means os.Hostname
+	// Resources overrides detected resources by name, in the syntax of
+	// resources.Parse ("cpus:4;mem:2048;ports:[31000-32000]"). "" keeps
+	// everything detected.
+	Resources             string
+	Attributes            map[string]string
+	Isolator              string // isolator plugin name
+	Executor              string // executor plugin name
+	ExecutorShutdownGrace time.Duration
+	// StatusUpdateRetry is the first retry interval of an unacknowledged
+	// status update; it doubles up to 10 minutes.
+	StatusUpdateRetry time.Duration
+}
+
+// Plugin is a `plugin "name" { ... }` block.
+type Plugin struct {
+	Name string
+	Path string // "" means resolve in plugin_dir
+	Args []string
+	// Config is the body of the config {} block, decoded later against the
+	// plugin's own schema; nil if the block is absent.
+	Config    hcl.Body
+	DeclRange hcl.Range
+}
+
+// Default returns a configuration with every setting at its default.
+func Default() *Config {
+	return &Config{
+		LogLevel:  "info",
+		PluginDir: "./bin/plugins",
+		Master: &Master{
+			Address:                "127.0.0.1:5050",
+			WorkDir:                "/tmp/corral/master",
+			AllocationInterval:     time.Second,
+			Allocator:              "drf",
+			AllocatorTimeout:       5 * time.Second,
+			OfferTimeout:           time.Minute,
+			HeartbeatInterval:      15 * time.Second,
+			AgentReregisterTimeout: 75 * time.Second,
+			MaxMessageBytes:        1 << 20,
+		},
+		Agent: &Agent{
+			Master:                "127.0.0.1:5050",
+			Address:               "127.0.0.1:5051",
+			WorkDir:               "/tmp/corral/agent",
+			Attributes:            map[string]string{},
+			Isolator:              "process",
+			Executor:              "command",
+			ExecutorShutdownGrace: 5 * time.Second,
+			StatusUpdateRetry:     10 * time.Second,
+		},
+	}
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse parses src, naming it filename in errors, on top of Default. Files
+// ending in .json are read as HCL's JSON syntax.
+func Parse(filename string, src []byte) (*Config, error) {
+	p := hclparse.NewParser()
+	var (
+		f     *hcl.File
+		diags hcl.Diagnostics
+	)
+	if strings.HasSuffix(filename, ".json") {
+		f, diags = p.ParseJSON(src, filename)
+	} else {
+		f, diags = p.ParseHCL(src, filename)
+	}
+	if diags.HasErrors() {
+		return nil, DiagnosticsError(diags)
+	}
+	cfg := Default()
+	if diags := decodeRoot(f.Body, cfg); diags.HasErrors() {
+		return nil, DiagnosticsError(diags)
+	}
+	return cfg, nil
+}
+
+// Plugin returns the plugin block named name, or nil.
+func (c *Config) Plugin(name string) *Plugin {
+	for i := range c.Plugins {
+		if c.Plugins[i].Name == name {
+			return &c.Plugins[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package conf
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/gocty"
+)
+
+// field decodes one attribute into its place in a Config. Decoding attribute
+// by attribute (instead of gohcl into a struct) is what lets a file set only
+// some settings and keep the defaults of the rest, and lets value checks
+// point at the attribute's line.
+type field struct {
+	name   string
+	decode func(path string, attr *hcl.Attribute) hcl.Diagnostics
+}
+
+// decodeBody checks body against fields and blocks and decodes every
+// attribute present. prefix ("master.") names attributes in errors.
+func decodeBody(body hcl.Body, prefix string, fields []field, blocks ...hcl.BlockHeaderSchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	schema := &hcl.BodySchema{Blocks: blocks}
+	for _, f := range fields {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: f.name})
+	}
+	content, diags := body.Content(schema)
+	for _, f := range fields {
+		if attr, ok := content.Attributes[f.name]; ok {
+			diags = append(diags, f.decode(prefix+f.name, attr)...)
+		}
+	}
+	return content, diags
+}
+
+// value decodes an attribute of Go type T, then runs check (if any) on it.
+func value[T any](dst *T, check func(T) error) func(string, *hcl.Attribute) hcl.Diagnostics {
+	return func(path string, attr *hcl.Attribute) hcl.Diagnostics {
+		var v T
+		if diags := decodeExpr(attr, &v); diags.HasErrors() {
+			return diags
+		}
+		if check != nil {
+			if err := check(v); err != nil {
+				return invalid(path, attr, err)
+			}
+		}
+		*dst = v
+		return nil
+	}
+}
+
+// duration decodes a Go duration string ("1s", "1m30s", "0").
+func duration(dst *time.Duration, check func(time.Duration) error) func(string, *hcl.Attribute) hcl.Diagnostics {
+	return func(path string, attr *hcl.Attribute) hcl.Diagnostics {
+		var s string
+		if diags := decodeExpr(attr, &s); diags.HasErrors() {
+			return diags
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return invalid(path, attr, fmt.Errorf("%q is not a duration; use a number with a unit, such as \"500ms\", \"15s\" or \"1m30s\"", s))
+		}
+		if check != nil {
+			if err := check(d); err != nil {
+				return invalid(path, attr, err)
+			}
+		}
+		*dst = d
+		return nil
+	}
+}
+
+func invalid(path string, attr *hcl.Attribute, err error) hcl.Diagnostics {
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid value for %s", path),
+		Detail:   err.Error(),
+		Subject:  attr.Expr.Range().Ptr(),
+		Context:  attr.Range.Ptr(),
+	}}
+}
+
+func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
+	content, diags := decodeBody(body, "", []field{
+		{"log_level", value(&cfg.LogLevel, checkLogLevel)},
+		{"log_json", value(&cfg.LogJSON, nil)},
+		{"plugin_dir", value(&cfg.PluginDir, nil)},
+	},
+		hcl.BlockHeaderSchema{Type: "master"},
+		hcl.BlockHeaderSchema{Type: "agent"},
+		hcl.BlockHeaderSchema{Type: "plugin", LabelNames: []string{"name"}},
+	)
+	seen := map[string]*hcl.Block{}
+	for _, b := range content.Blocks {
+		key := b.Type
+		if b.Type == "plugin" {
+			key = "plugin " + b.Labels[0]
+		}
+		if first, dup := seen[key]; dup {
+			diags = append(diags, duplicate(b, first))
+			continue
+		}
+		seen[key] = b
+		switch b.Type {
+		case "master":
+			diags = append(diags, decodeMaster(b.Body, cfg.Master)...)
+		case "agent":
+			diags = append(diags, decodeAgent(b.Body, cfg.Agent)...)
+		case "plugin":
+			p, pdiags := decodePlugin(b)
+			diags = append(diags, pdiags...)
+			cfg.Plugins = append(cfg.Plugins, p)
+		}
+	}
+	return diags
+}
+
+func duplicate(b, first *hcl.Block) *hcl.Diagnostic {
+	what := fmt.Sprintf("%s block", b.Type)
+	if len(b.Labels) > 0 {
+		what = fmt.Sprintf("%s block named %q", b.Type, b.Labels[0])
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Duplicate %s block", b.Type),
+		Detail:   fmt.Sprintf("A %s was already declared at %s; merge the two.", what, first.DefRange),
+		Subject:  b.DefRange.Ptr(),
+	}
+}
+
+func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
+	content, diags := decodeBody(body, "master.", []field{
+		{"address", value(&m.Address, checkHostPort)},
+		{"work_dir", value(&m.WorkDir, checkNotEmpty)},
+		{"allocation_interval", duration(&m.AllocationInterval, checkPositive)},
+		{"allocator", value(&m.Allocator, checkPluginName)},
+		{"allocator_timeout", duration(&m.AllocatorTimeout, checkPositive)},
+		{"offer_timeout", duration(&m.OfferTimeout, checkNotNegative)},
+		{"heartbeat_interval", duration(&m.HeartbeatInterval, checkPositive)},
+		{"agent_reregister_timeout", duration(&m.AgentReregisterTimeout, checkPositive)},
+		{"max_message_bytes", value(&m.MaxMessageBytes, checkPositiveInt)},
+	}, hcl.BlockHeaderSchema{Type: "role", LabelNames: []string{"name"}})
+	// Roles in a file replace the (empty) default list as a whole.
+	seen := map[string]*hcl.Block{}
+	for _, b := range content.Blocks {
+		if first, dup := seen[b.Labels[0]]; dup {
+			diags = append(diags, duplicate(b, first))
+			continue
+		}
+		seen[b.Labels[0]] = b
+		r := Role{Name: b.Labels[0], Weight: 1}
+		if err := checkRoleName(r.Name); err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Invalid role name", Detail: err.Error(),
+				Subject: b.LabelRanges[0].Ptr(),
+			})
+		}
+		_, rdiags := decodeBody(b.Body, fmt.Sprintf("master.role[%q].", r.Name), []field{
+			{"weight", value(&r.Weight, checkWeight)},
+		})
+		diags = append(diags, rdiags...)
+		m.Roles = append(m.Roles, r)
+	}
+	return diags
+}
+
+func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
+	_, diags := decodeBody(body, "agent.", []field{
+		{"master", value(&a.Master, checkHostPort)},
+		{"address", value(&a.Address, checkHostPort)},
+		{"work_dir", value(&a.WorkDir, checkNotEmpty)},
+		{"hostname", value(&a.Hostname, nil)},
+		{"resources", value(&a.Resources, checkResources)},
+		{"attributes", value(&a.Attributes, nil)},
+		{"isolator", value(&a.Isolator, checkPluginName)},
+		{"executor", value(&a.Executor, checkPluginName)},
+		{"executor_shutdown_grace", duration(&a.ExecutorShutdownGrace, checkNotNegative)},
+		{"status_update_retry", duration(&a.StatusUpdateRetry, checkPositive)},
+	})
+	return diags
+}
+
+func decodePlugin(b *hcl.Block) (Plugin, hcl.Diagnostics) {
+	p := Plugin{Name: b.Labels[0], DeclRange: b.DefRange}
+	var diags hcl.Diagnostics
+	if err := checkPluginName(p.Name); err != nil {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Invalid plugin name", Detail: err.Error(),
+			Subject: b.LabelRanges[0].Ptr(),
+		})
+	}
+	content, bdiags := decodeBody(b.Body, fmt.Sprintf("plugin[%q].", p.Name), []field{
+		{"path", value(&p.Path, nil)},
+		{"args", value(&p.Args, nil)},
+	}, hcl.BlockHeaderSchema{Type: "config"})
+	diags = append(diags, bdiags...)
+	var first *hcl.Block
+	for _, cb := range content.Blocks {
+		if first != nil {
+			diags = append(diags, duplicate(cb, first))
+			continue
+		}
+		first = cb
+		p.Config = cb.Body
+	}
+	return p, diags
+}
+
+// decodeExpr evaluates a constant expression into the Go value dst points
+// to. (gohcl does the same but pulls in hclwrite and its dependencies.)
+func decodeExpr(attr *hcl.Attribute, dst any) hcl.Diagnostics {
+	val, diags := attr.Expr.Value(nil)
+	if diags.HasErrors() {
+		return diags
+	}
+	ty, err := gocty.ImpliedType(dst)
+	if err != nil {
+		panic(fmt.Sprintf("conf: cannot decode into %T: %v", dst, err))
+	}
+	conv, err := convert.Convert(val, ty)
+	if err == nil && conv.IsNull() {
+		err = fmt.Errorf("must not be null")
+	}
+	if err != nil {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Incorrect attribute value type",
+			Detail:   fmt.Sprintf("Inappropriate value for attribute %q: %s (want %s).", attr.Name, err, ty.FriendlyName()),
+			Subject:  attr.Expr.Range().Ptr(),
+			Context:  attr.Range.Ptr(),
+		}}
+	}
+	if err := gocty.FromCtyValue(conv, dst); err != nil {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Unsuitable value",
+			Detail:   fmt.Sprintf("Unsuitable value for attribute %q: %s.", attr.Name, err),
+			Subject:  attr.Expr.Range().Ptr(),
+			Context:  attr.Range.Ptr(),
+		}}
+	}
+	return nil
+}

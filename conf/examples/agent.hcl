@@ -1,0 +1,23 @@
+# corral agent: `corral agent -config agent.hcl`.
+
+log_level  = "info"
+plugin_dir = "./bin/plugins"
+
+agent {
+  master   = "127.0.0.1:5050"  # the master's address
+  address  = "127.0.0.1:5051"  # this agent's HTTP API (sandbox files)
+  work_dir = "/tmp/corral/agent"
+  hostname = ""                # "" = os.Hostname()
+
+  # Overrides detected resources by name; "" keeps what was detected.
+  resources = "cpus:2;mem:1024;ports:[31000-32000]"
+
+  # Free-form attributes frameworks can match on.
+  attributes = { rack = "r1" }
+
+  isolator = "process"   # isolator plugin
+  executor = "command"   # executor plugin
+
+  executor_shutdown_grace = "5s"   # SIGTERM, then SIGKILL after this
+  status_update_retry     = "10s"  # first retry; doubles up to 10m until acknowledged
+}

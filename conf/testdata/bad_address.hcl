@@ -1,0 +1,3 @@
+agent {
+  master = "localhost"
+}

@@ -1,0 +1,5 @@
+log_level = "debug"
+
+master {
+  allocation_interval = "1x"
+}

@@ -1,0 +1,3 @@
+agent {
+  resources = "cpus:four;mem:2048"
+}

@@ -1,0 +1,3 @@
+master {
+  role "batch" { weight = 0 }
+}

@@ -1,0 +1,6 @@
+master {
+  allocator = "drf"
+}
+master {
+  allocator = "priority"
+}

@@ -1,0 +1,7 @@
+plugin "drf" {
+  args = ["-v"]
+}
+
+plugin "drf" {
+  path = "/opt/drf"
+}

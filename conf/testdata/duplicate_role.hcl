@@ -1,0 +1,4 @@
+master {
+  role "analytics" { weight = 2 }
+  role "analytics" { weight = 3 }
+}

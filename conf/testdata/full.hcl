@@ -1,0 +1,40 @@
+log_level  = "debug"
+log_json   = true
+plugin_dir = "/opt/corral/plugins"
+
+master {
+  address                  = "0.0.0.0:6050"
+  work_dir                 = "/var/lib/corral/master"
+  allocation_interval      = "500ms"
+  allocator                = "priority"
+  allocator_timeout        = "2s"
+  offer_timeout            = "0"
+  heartbeat_interval       = "10s"
+  agent_reregister_timeout = "2m"
+  max_message_bytes        = 4194304
+  role "analytics" { weight = 2 }
+  role "batch" { weight = 0.5 }
+}
+
+agent {
+  master                  = "10.0.0.1:6050"
+  address                 = "0.0.0.0:6051"
+  work_dir                = "/var/lib/corral/agent"
+  hostname                = "node-1"
+  resources               = "cpus:4;mem:2048;ports:[31000-32000]"
+  attributes              = { rack = "r1", zone = "z2" }
+  isolator                = "cgroups"
+  executor                = "custom"
+  executor_shutdown_grace = "3s"
+  status_update_retry     = "1s"
+}
+
+plugin "priority" {
+  path = "/opt/corral/priority"
+  args = ["-fast"]
+  config {
+    levels = 3
+  }
+}
+
+plugin "cgroups" {}

@@ -1,0 +1,3 @@
+master {
+  allocator = "quota"
+}

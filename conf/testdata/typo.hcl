@@ -1,0 +1,4 @@
+master {
+  address  = "127.0.0.1:5050"
+  alocator = "drf"
+}

@@ -1,0 +1,3 @@
+master {
+  max_message_bytes = "lots"
+}

@@ -1,0 +1,154 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/corral-project/corral/core/resources"
+)
+
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+func checkLogLevel(s string) error {
+	for _, l := range logLevels {
+		if s == l {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown log level %q; use one of %v", s, logLevels)
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host; use for example 127.0.0.1%s or 0.0.0.0%s", s, s, s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	return nil
+}
+
+func checkNotEmpty(s string) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func checkPositive(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("must be greater than 0, got %s", d)
+	}
+	return nil
+}
+
+func checkNotNegative(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("must not be negative, got %s", d)
+	}
+	return nil
+}
+
+func checkPositiveInt(n int) error {
+	if n <= 0 {
+		return fmt.Errorf("must be greater than 0, got %d", n)
+	}
+	return nil
+}
+
+func checkWeight(w float64) error {
+	if !(w > 0) {
+		return fmt.Errorf("a role weight must be greater than 0, got %v", w)
+	}
+	return nil
+}
+
+func checkResources(s string) error {
+	if s == "" {
+		return nil
+	}
+	if _, err := resources.Parse(s); err != nil {
+		return fmt.Errorf("resources %q: %w", s, err)
+	}
+	return nil
+}
+
+// Plugin names become file names in plugin_dir, so they are kept to a safe
+// alphabet.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func checkPluginName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("plugin name %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", s)
+	}
+	return nil
+}
+
+func checkRoleName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("role name %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", s)
+	}
+	return nil
+}
+
+// Validate checks a Config built or changed in code (for example by command
+// line flags after Parse). Parse already runs the same checks with line
+// numbers, so a parsed, unchanged Config always validates.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	add("log_level", checkLogLevel(c.LogLevel))
+	if c.Master == nil || c.Agent == nil {
+		return errors.New("config: master and agent sections must not be nil (start from conf.Default)")
+	}
+	m, a := c.Master, c.Agent
+	add("master.address", checkHostPort(m.Address))
+	add("master.work_dir", checkNotEmpty(m.WorkDir))
+	add("master.allocation_interval", checkPositive(m.AllocationInterval))
+	add("master.allocator", checkPluginName(m.Allocator))
+	add("master.allocator_timeout", checkPositive(m.AllocatorTimeout))
+	add("master.offer_timeout", checkNotNegative(m.OfferTimeout))
+	add("master.heartbeat_interval", checkPositive(m.HeartbeatInterval))
+	add("master.agent_reregister_timeout", checkPositive(m.AgentReregisterTimeout))
+	add("master.max_message_bytes", checkPositiveInt(m.MaxMessageBytes))
+	roles := map[string]bool{}
+	for _, r := range m.Roles {
+		path := fmt.Sprintf("master.role[%q]", r.Name)
+		add(path, checkRoleName(r.Name))
+		add(path+".weight", checkWeight(r.Weight))
+		if roles[r.Name] {
+			add(path, errors.New("duplicate role"))
+		}
+		roles[r.Name] = true
+	}
+	add("agent.master", checkHostPort(a.Master))
+	add("agent.address", checkHostPort(a.Address))
+	add("agent.work_dir", checkNotEmpty(a.WorkDir))
+	add("agent.resources", checkResources(a.Resources))
+	add("agent.isolator", checkPluginName(a.Isolator))
+	add("agent.executor", checkPluginName(a.Executor))
+	add("agent.executor_shutdown_grace", checkNotNegative(a.ExecutorShutdownGrace))
+	add("agent.status_update_retry", checkPositive(a.StatusUpdateRetry))
+	plugins := map[string]bool{}
+	for _, p := range c.Plugins {
+		path := fmt.Sprintf("plugin[%q]", p.Name)
+		add(path, checkPluginName(p.Name))
+		if plugins[p.Name] {
+			add(path, errors.New("duplicate plugin block"))
+		}
+		plugins[p.Name] = true
+	}
+	return errors.Join(errs...)
+}

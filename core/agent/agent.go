@@ -1,0 +1,267 @@
+// Package agent is corral's agent: it registers its machine's resources with
+// the master, runs the tasks the master sends through executor and isolator
+// plugins, reports their status at least once, and serves their sandboxes.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/corral-project/corral/core/agent/detect"
+	"github.com/corral-project/corral/core/agent/statusupdate"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/isolator"
+)
+
+// Version is reported to the master on registration.
+const Version = "0.1.0"
+
+// pluginCallTimeout bounds isolator calls made outside a task's own flow.
+const pluginCallTimeout = 30 * time.Second
+
+// Agent runs tasks on one machine.
+type Agent struct {
+	cfg       Config
+	logger    hclog.Logger
+	plugins   Plugins
+	resources resources.Resources
+	updates   *statusupdate.Manager
+
+	ready   chan struct{}
+	url     string // set before ready is closed
+	started bool   // guarded by mu; Run may be called once
+
+	iso IsolatorHost // set before ready is closed
+
+	// taskCtx outlives Run's ctx until every task is torn down: executors
+	// and their Wait calls must survive the shutdown they take part in.
+	taskCtx    context.Context
+	taskCancel context.CancelFunc
+	taskWG     sync.WaitGroup
+
+	mu       sync.Mutex
+	id       string
+	tasks    map[taskKey]*task
+	stopping bool // no new tasks once shutdown began
+
+	connMu sync.Mutex
+	out    chan<- *agentMessage // nil while disconnected
+}
+
+// NewWithPlugins builds an agent that runs tasks through the given plugin
+// seams. New wires them to the plugin host; tests may wire them to plugin
+// code in-process.
+func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, error) {
+	if plugins.Isolator == nil || plugins.Executors == nil {
+		return nil, errors.New("agent: isolator and executor plugins are required")
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	for _, dir := range []string{cfg.WorkDir, cfg.sandboxRoot(), cfg.pluginDir()} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("agent work dir: %w", err)
+		}
+	}
+	// Plugin sockets live here; keep them owner-only.
+	if err := os.Chmod(cfg.pluginDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("agent plugin dir: %w", err)
+	}
+	detected, err := detect.Detect(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent resources: %w", err)
+	}
+	id, err := loadID(cfg.idFile())
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:       cfg,
+		logger:    logger,
+		plugins:   plugins,
+		resources: detect.Override(detected, cfg.Resources),
+		ready:     make(chan struct{}),
+		id:        id,
+		tasks:     map[taskKey]*task{},
+	}
+	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
+	a.updates = statusupdate.New(statusupdate.Options{
+		Send:           a.sendUpdate,
+		OnTerminalAck:  a.forgetTask,
+		InitialBackoff: cfg.StatusUpdateRetry,
+		MaxBackoff:     statusupdate.DefaultMaxBackoff,
+		Logger:         logger.Named("status-updates"),
+	})
+	logger.Info("agent configured", "work_dir", cfg.WorkDir, "resources", a.resources.String(), "agent_id", id)
+	return a, nil
+}
+
+// ID is the ID the master gave this agent, "" before the first registration.
+func (a *Agent) ID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+// Resources are the resources the agent offers (detected, then overridden).
+func (a *Agent) Resources() resources.Resources { return a.resources }
+
+// Ready is closed once the isolator runs and the HTTP API listens.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// URL is the agent's HTTP base URL; valid once Ready is closed.
+func (a *Agent) URL() string {
+	select {
+	case <-a.ready:
+		return a.url
+	default:
+		return ""
+	}
+}
+
+// Run starts the isolator, the HTTP API and the master connection, and
+// blocks until ctx ends. It then kills every task (SIGTERM, grace, SIGKILL),
+// cleans up their containers and stops the plugins, so nothing is left.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.started {
+		a.mu.Unlock()
+		return errors.New("agent: Run called twice")
+	}
+	a.started = true
+	a.mu.Unlock()
+	defer a.taskCancel()
+
+	iso, err := a.plugins.Isolator(a.recoverIsolator)
+	if err != nil {
+		return fmt.Errorf("agent isolator: %w", err)
+	}
+	// The isolator outlives ctx: tasks are torn down through it afterwards.
+	if err := iso.Start(a.taskCtx); err != nil {
+		return fmt.Errorf("start isolator: %w", err)
+	}
+	defer iso.Stop()
+	a.iso = iso
+
+	ln, err := net.Listen("tcp", a.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("agent listen: %w", err)
+	}
+	srv := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.url = baseURL(ln.Addr(), a.cfg.Hostname)
+	close(a.ready)
+	a.logger.Info("agent ready", "url", a.url, "master", a.cfg.Master)
+
+	// The master connection outlives ctx a little, so that the updates of
+	// the tasks killed on the way out can still reach it.
+	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer connCancel()
+	var bg sync.WaitGroup
+	bg.Go(func() { a.updates.Run(connCtx) })
+	bg.Go(func() { a.connectLoop(connCtx) })
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		a.logger.Error("agent HTTP server stopped", "error", err)
+	}
+	a.shutdownTasks()
+	a.flushUpdates(shutdownFlushTimeout)
+	connCancel()
+	bg.Wait()
+	return nil
+}
+
+// shutdownFlushTimeout bounds how long a stopping agent waits for the
+// master to acknowledge its last updates.
+const shutdownFlushTimeout = 2 * time.Second
+
+// flushUpdates waits, while connected, until every update is acknowledged.
+func (a *Agent) flushUpdates(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for a.updates.Len() > 0 && time.Now().Before(deadline) {
+		a.connMu.Lock()
+		connected := a.out != nil
+		a.connMu.Unlock()
+		if !connected {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// baseURL turns the listen address into a URL others can reach: an
+// unspecified host (0.0.0.0, ::) becomes the agent's hostname.
+func baseURL(addr net.Addr, hostname string) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = hostname
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// recoverIsolator is the isolator host's onStart: it hands a fresh isolator
+// instance the containers the agent knows and cleans up any it does not.
+func (a *Agent) recoverIsolator(ctx context.Context, iso isolator.Isolator) error {
+	a.mu.Lock()
+	var known []isolator.ContainerState
+	for _, t := range a.tasks {
+		if t.containerID != "" && !t.cleaned {
+			known = append(known, isolator.ContainerState{ContainerID: t.containerID, Pid: t.pid, Resources: t.res})
+		}
+	}
+	a.mu.Unlock()
+	orphans, err := iso.Recover(ctx, known)
+	if err != nil {
+		return fmt.Errorf("isolator recover: %w", err)
+	}
+	for _, id := range orphans {
+		a.logger.Warn("cleaning up orphan container", "container_id", id)
+		if err := iso.Cleanup(ctx, id); err != nil {
+			a.logger.Error("clean up orphan container", "container_id", id, "error", err)
+		}
+	}
+	return nil
+}
+
+// shutdownTasks kills every task and waits until each is torn down.
+func (a *Agent) shutdownTasks() {
+	a.mu.Lock()
+	a.stopping = true
+	var live []*task
+	for _, t := range a.tasks {
+		if !t.terminal {
+			live = append(live, t)
+		}
+	}
+	a.mu.Unlock()
+	if len(live) > 0 {
+		a.logger.Info("agent stopping: killing tasks", "count", len(live))
+	}
+	for _, t := range live {
+		a.killTask(t, a.graceFor(t, 0))
+	}
+	a.taskWG.Wait()
+}

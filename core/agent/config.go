@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/corral-project/corral/core/resources"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultMaster                = "127.0.0.1:5050"
+	DefaultAddress               = "127.0.0.1:5051"
+	DefaultIsolator              = "process"
+	DefaultExecutor              = "command"
+	DefaultExecutorShutdownGrace = 3 * time.Second
+	DefaultStatusUpdateRetry     = 10 * time.Second
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	Master   string // host:port of the master's AgentGateway
+	Address  string // host:port the agent's HTTP API listens on; port 0 picks one
+	WorkDir  string
+	Hostname string
+	// Resources override detected resources by name (a whole value each).
+	Resources  resources.Resources
+	Attributes map[string]string
+	// Plugin names, resolved through the plugin catalog.
+	Isolator, Executor string
+	// ExecutorShutdownGrace is the SIGTERM-to-SIGKILL grace when neither the
+	// task nor the kill request names one, and on agent shutdown.
+	ExecutorShutdownGrace time.Duration
+	// StatusUpdateRetry is the first retry interval of an unacknowledged
+	// status update; it doubles up to 10 minutes.
+	StatusUpdateRetry time.Duration
+}
+
+// withDefaults fills empty fields.
+func (c Config) withDefaults() (Config, error) {
+	if c.Master == "" {
+		c.Master = DefaultMaster
+	}
+	if c.Address == "" {
+		c.Address = DefaultAddress
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = filepath.Join(os.TempDir(), "corral-agent")
+	}
+	abs, err := filepath.Abs(c.WorkDir)
+	if err != nil {
+		return c, fmt.Errorf("work dir %q: %w", c.WorkDir, err)
+	}
+	c.WorkDir = abs
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("hostname: %w", err)
+		}
+		c.Hostname = h
+	}
+	if c.Isolator == "" {
+		c.Isolator = DefaultIsolator
+	}
+	if c.Executor == "" {
+		c.Executor = DefaultExecutor
+	}
+	if c.ExecutorShutdownGrace <= 0 {
+		c.ExecutorShutdownGrace = DefaultExecutorShutdownGrace
+	}
+	if c.StatusUpdateRetry <= 0 {
+		c.StatusUpdateRetry = DefaultStatusUpdateRetry
+	}
+	return c, nil
+}
+
+// Paths under the work dir.
+func (c Config) sandboxRoot() string { return filepath.Join(c.WorkDir, "sandboxes") }
+func (c Config) pluginDir() string   { return filepath.Join(c.WorkDir, "plugins") }
+func (c Config) idFile() string      { return filepath.Join(c.WorkDir, "agent_id") }

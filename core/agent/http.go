@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/corral-project/corral/core/agent/sandbox"
+	"github.com/corral-project/corral/core/resources"
+)
+
+// State is the JSON served at /api/v1/state.
+type State struct {
+	ID             string            `json:"id"`
+	Hostname       string            `json:"hostname"`
+	URL            string            `json:"url"`
+	Master         string            `json:"master"`
+	Connected      bool              `json:"connected"`
+	Version        string            `json:"version"`
+	Resources      string            `json:"resources"`
+	UsedResources  string            `json:"used_resources"`
+	Attributes     map[string]string `json:"attributes,omitempty"`
+	PendingUpdates int               `json:"pending_updates"`
+	Tasks          []TaskState       `json:"tasks"`
+}
+
+// TaskState is one task in State.
+type TaskState struct {
+	FrameworkID string `json:"framework_id"`
+	TaskID      string `json:"task_id"`
+	Name        string `json:"name,omitempty"`
+	State       string `json:"state"`
+	ContainerID string `json:"container_id"`
+	Pid         int    `json:"pid,omitempty"`
+	Resources   string `json:"resources"`
+	Sandbox     string `json:"sandbox,omitempty"`
+	SandboxURL  string `json:"sandbox_url"`
+}
+
+func (a *Agent) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.State())
+	})
+	mux.Handle(sandbox.Pattern, sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox")))
+	return mux
+}
+
+// State snapshots the agent for the operator API.
+func (a *Agent) State() State {
+	a.connMu.Lock()
+	connected := a.out != nil
+	a.connMu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := State{
+		ID:             a.id,
+		Hostname:       a.cfg.Hostname,
+		URL:            a.url,
+		Master:         a.cfg.Master,
+		Connected:      connected,
+		Version:        Version,
+		Resources:      a.resources.String(),
+		Attributes:     a.cfg.Attributes,
+		PendingUpdates: a.updates.Len(),
+		Tasks:          []TaskState{},
+	}
+	var used resources.Resources
+	for k, t := range a.tasks {
+		if !t.terminal {
+			used = used.Add(t.res)
+		}
+		s.Tasks = append(s.Tasks, TaskState{
+			FrameworkID: k.framework,
+			TaskID:      k.task,
+			Name:        t.info.GetName(),
+			State:       t.state.String(),
+			ContainerID: t.containerID,
+			Pid:         t.pid,
+			Resources:   t.res.String(),
+			Sandbox:     t.sandbox,
+			SandboxURL:  a.sandboxURL(k),
+		})
+	}
+	s.UsedResources = used.String()
+	sort.Slice(s.Tasks, func(i, j int) bool {
+		if s.Tasks[i].FrameworkID != s.Tasks[j].FrameworkID {
+			return s.Tasks[i].FrameworkID < s.Tasks[j].FrameworkID
+		}
+		return s.Tasks[i].TaskID < s.Tasks[j].TaskID
+	})
+	return s
+}

@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/pluginapi/isolator"
+)
+
+// IsolatorHost keeps the agent's one isolator plugin running. The agent
+// builds it through an IsolatorHostFactory so that the host can call back
+// (onStart) every time it starts or restarts the plugin.
+type IsolatorHost interface {
+	// Start launches the plugin and calls onStart; it returns once the
+	// first instance is ready.
+	Start(ctx context.Context) error
+	// Current is the live instance, or an error while it is restarting.
+	Current() (isolator.Isolator, error)
+	// Stop ends the plugin process.
+	Stop()
+}
+
+// IsolatorHostFactory builds an IsolatorHost. onStart must be called with
+// every fresh instance before it serves the agent: the agent uses it to hand
+// the isolator its containers (Recover).
+type IsolatorHostFactory func(onStart func(ctx context.Context, iso isolator.Isolator) error) (IsolatorHost, error)
+
+// ExecutorHandle is one running executor plugin process.
+type ExecutorHandle struct {
+	Executor executor.Executor
+	// Kill ends the plugin process (not the task: shut that down first).
+	Kill func()
+	// Reattach is the opaque information needed to reconnect to the
+	// process after an agent restart; kept in memory until checkpointing.
+	Reattach any
+}
+
+// ExecutorLauncher starts one executor plugin process per task. logPath is
+// where the plugin's own log goes (the task's sandbox).
+type ExecutorLauncher interface {
+	Launch(ctx context.Context, taskID, logPath string) (*ExecutorHandle, error)
+}
+
+// Plugins are the plugin seams the agent runs tasks through.
+type Plugins struct {
+	Isolator  IsolatorHostFactory
+	Executors ExecutorLauncher
+}

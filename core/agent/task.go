@@ -1,0 +1,454 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-project/corral/core/agent/sandbox"
+	"github.com/corral-project/corral/core/agent/statusupdate"
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/pluginapi/isolator"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+type taskKey struct{ framework, task string }
+
+// task is one task the agent runs. Fields below the line are guarded by
+// Agent.mu.
+type task struct {
+	key         taskKey
+	framework   *corralpb.FrameworkInfo
+	info        *corralpb.TaskInfo
+	res         resources.Resources
+	containerID string
+	sandbox     string
+	logger      hclog.Logger
+	done        chan struct{} // closed when the task is torn down
+
+	state         corralpb.TaskState
+	pid           int
+	exec          *ExecutorHandle
+	launched      bool // the task's process was started
+	killRequested bool
+	killGrace     time.Duration
+	frameworkGone bool // ShutdownFramework: send nothing more
+	terminal      bool
+	cleaned       bool // container cleaned up
+}
+
+// runTask handles a RunTask: a duplicate is ignored, a new task is recorded
+// and launched in the background.
+func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
+	k := taskKey{fw.GetId(), ti.GetTaskId()}
+	logger := a.logger.With("framework_id", k.framework, "task_id", k.task)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.tasks[k]; ok {
+		// The master resends RunTask after a reconnect when it has not yet
+		// seen the task's first update; running it twice would be wrong.
+		logger.Info("ignoring duplicate RunTask")
+		return
+	}
+	t := &task{
+		key:         k,
+		framework:   fw,
+		info:        ti,
+		containerID: newID(),
+		logger:      logger,
+		done:        make(chan struct{}),
+		state:       corralpb.TaskState_TASK_STAGING,
+	}
+	a.tasks[k] = t
+	if a.stopping {
+		// Shutdown has begun; there is no one left to tear the task down.
+		t.terminal = true
+		t.state = corralpb.TaskState_TASK_LOST
+		close(t.done)
+		a.enqueueLocked(t, a.newStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_AGENT_REMOVED, "agent is shutting down"))
+		return
+	}
+	logger.Info("launching task", "container_id", t.containerID)
+	a.taskWG.Go(func() { a.launch(t) })
+}
+
+// launch drives a task from sandbox creation to its terminal update.
+func (a *Agent) launch(t *task) {
+	defer close(t.done)
+	ctx := a.taskCtx
+	fail := func(err error) {
+		t.logger.Warn("task launch failed", "error", err)
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_LAUNCH_FAILED, err.Error(), nil)
+	}
+
+	res, err := resources.FromProto(t.info.GetResources())
+	if err != nil {
+		fail(fmt.Errorf("task resources: %w", err))
+		return
+	}
+	dir, err := sandbox.Create(a.cfg.sandboxRoot(), t.key.framework, t.key.task)
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.mu.Lock()
+	t.res, t.sandbox = res, dir
+	a.mu.Unlock()
+	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	if a.abortIfKilled(t) {
+		return
+	}
+	cmd := t.info.GetCommand()
+	if cmd == nil {
+		fail(errors.New("task has no command"))
+		return
+	}
+
+	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(dir, "executor.log"))
+	if err != nil {
+		fail(fmt.Errorf("start executor: %w", err))
+		return
+	}
+	kill := sync.OnceFunc(h.Kill)
+	defer kill() // however the task ends, its executor process goes too
+	a.mu.Lock()
+	t.exec = h
+	a.mu.Unlock()
+	if a.abortIfKilled(t) {
+		return
+	}
+
+	req := &executor.LaunchRequest{
+		ContainerID: t.containerID,
+		TaskID:      t.key.task,
+		Command: executor.Command{
+			Shell:       cmd.GetShell(),
+			Value:       cmd.GetValue(),
+			Arguments:   cmd.GetArguments(),
+			Environment: cmd.GetEnvironment(),
+			User:        a.userFor(t),
+		},
+		SandboxDir:  dir,
+		StdoutPath:  filepath.Join(dir, sandbox.Stdout),
+		StderrPath:  filepath.Join(dir, sandbox.Stderr),
+		Environment: a.taskEnv(t, res, dir),
+	}
+	lresp, err := h.Executor.Launch(ctx, req, &containerService{a: a, t: t})
+	if err != nil {
+		a.cleanupContainer(t)
+		fail(fmt.Errorf("launch: %w", err))
+		return
+	}
+	a.mu.Lock()
+	t.launched = true
+	t.pid = lresp.Pid
+	killNow, grace := t.killRequested, t.killGrace
+	a.mu.Unlock()
+	t.logger.Info("task running", "pid", lresp.Pid)
+	a.update(t, corralpb.TaskState_TASK_RUNNING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	if killNow {
+		// A kill arrived while launching; killTask left it to us.
+		go a.shutdownExecutor(t, h, grace)
+	}
+
+	result, waitErr := h.Executor.Wait(ctx)
+	a.cleanupContainer(t)
+	kill()
+	a.mu.Lock()
+	killed := t.killRequested
+	a.mu.Unlock()
+	switch {
+	case killed:
+		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_KILLED, "task killed", exitCode(result))
+	case waitErr != nil:
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_EXECUTOR_TERMINATED, fmt.Sprintf("executor failed: %v", waitErr), nil)
+	case result.Err != "":
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_LAUNCH_FAILED, result.Err, nil)
+	case result.Signal > 0:
+		code := 128 + result.Signal
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_COMMAND_EXITED,
+			fmt.Sprintf("command terminated by signal %s (%d)", signalName(result.Signal), result.Signal), &code)
+	case result.ExitCode == 0:
+		code := 0
+		a.finish(t, corralpb.TaskState_TASK_FINISHED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_COMMAND_EXITED, "command exited with status 0", &code)
+	default:
+		code := result.ExitCode
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_COMMAND_EXITED, fmt.Sprintf("command exited with status %d", code), &code)
+	}
+}
+
+// abortIfKilled ends a task that was killed before its process started.
+func (a *Agent) abortIfKilled(t *task) bool {
+	a.mu.Lock()
+	killed := t.killRequested
+	a.mu.Unlock()
+	if killed {
+		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_KILLED, "task killed before it started", nil)
+	}
+	return killed
+}
+
+func exitCode(r *executor.ExitResult) *int {
+	if r == nil || r.Err != "" {
+		return nil
+	}
+	code := r.ExitCode
+	if r.Signal > 0 {
+		code = 128 + r.Signal
+	}
+	return &code
+}
+
+func signalName(sig int) string {
+	if n := unix.SignalName(syscall.Signal(sig)); n != "" {
+		return n
+	}
+	return "signal " + strconv.Itoa(sig)
+}
+
+// userFor is the user the task runs as: the command's, else the
+// framework's, as in Mesos.
+func (a *Agent) userFor(t *task) string {
+	if u := t.info.GetCommand().GetUser(); u != "" {
+		return u
+	}
+	return t.framework.GetUser()
+}
+
+// taskEnv is what the agent tells every task about itself.
+func (a *Agent) taskEnv(t *task, res resources.Resources, dir string) map[string]string {
+	env := map[string]string{
+		"CORRAL_TASK_ID":      t.key.task,
+		"CORRAL_FRAMEWORK_ID": t.key.framework,
+		"CORRAL_AGENT_ID":     a.ID(),
+		"CORRAL_SANDBOX":      dir,
+	}
+	var ports []string
+	for _, r := range res.Ranges(resources.Ports) {
+		for p := r.Begin; p <= r.End && p >= r.Begin; p++ {
+			env["PORT"+strconv.Itoa(len(ports))] = strconv.FormatUint(p, 10)
+			ports = append(ports, strconv.FormatUint(p, 10))
+		}
+	}
+	if len(ports) > 0 {
+		env["PORTS"] = strings.Join(ports, ",")
+	}
+	return env
+}
+
+// graceFor picks the SIGTERM-to-SIGKILL grace: the task's, else the kill
+// request's, else the configured default.
+func (a *Agent) graceFor(t *task, requested time.Duration) time.Duration {
+	if g := t.info.GetKillGraceSeconds(); g > 0 {
+		return time.Duration(g * float64(time.Second))
+	}
+	if requested > 0 {
+		return requested
+	}
+	return a.cfg.ExecutorShutdownGrace
+}
+
+// killTask asks a task to stop. A task still launching stops at its next
+// step; a running one gets its executor's Shutdown.
+func (a *Agent) killTask(t *task, grace time.Duration) {
+	a.mu.Lock()
+	if t.terminal || t.killRequested {
+		a.mu.Unlock()
+		return
+	}
+	t.killRequested, t.killGrace = true, grace
+	h, launched := t.exec, t.launched
+	a.mu.Unlock()
+	t.logger.Info("killing task", "grace", grace)
+	if launched {
+		go a.shutdownExecutor(t, h, grace)
+	}
+}
+
+// shutdownExecutor stops the task's process group; if the executor does not
+// manage, the executor process is killed (its Wait then fails) and the
+// isolator's Cleanup kills what is left of the container.
+func (a *Agent) shutdownExecutor(t *task, h *ExecutorHandle, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(a.taskCtx, grace+pluginCallTimeout)
+	defer cancel()
+	if err := h.Executor.Shutdown(ctx, grace); err != nil {
+		t.logger.Warn("executor shutdown failed; killing executor and container", "error", err)
+		h.Kill()
+		a.cleanupContainer(t)
+	}
+}
+
+// cleanupContainer releases the task's container through the isolator.
+func (a *Agent) cleanupContainer(t *task) {
+	iso, err := a.iso.Current()
+	if err != nil {
+		t.logger.Error("container cleanup: no isolator", "container_id", t.containerID, "error", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+	defer cancel()
+	if err := iso.Cleanup(ctx, t.containerID); err != nil {
+		t.logger.Error("container cleanup failed", "container_id", t.containerID, "error", err)
+		return
+	}
+	a.mu.Lock()
+	t.cleaned = true
+	a.mu.Unlock()
+}
+
+// update sends a non-terminal status update from the executor.
+func (a *Agent) update(t *task, state corralpb.TaskState, reason corralpb.TaskStatus_Reason, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.frameworkGone {
+		return
+	}
+	t.state = state
+	a.enqueueLocked(t, a.newStatus(t, state, corralpb.TaskStatus_SOURCE_EXECUTOR, reason, msg))
+}
+
+// finish records a task's terminal state and sends its last update.
+func (a *Agent) finish(t *task, state corralpb.TaskState, source corralpb.TaskStatus_Source,
+	reason corralpb.TaskStatus_Reason, msg string, code *int) {
+	t.logger.Info("task ended", "state", state, "message", msg)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t.state, t.terminal = state, true
+	if t.frameworkGone {
+		// Nobody will acknowledge the update: forget the task now.
+		delete(a.tasks, t.key)
+		return
+	}
+	st := a.newStatus(t, state, source, reason, msg)
+	if code != nil {
+		st.HasExitCode, st.ExitCode = true, int32(*code)
+	}
+	a.enqueueLocked(t, st)
+}
+
+// enqueueLocked hands an update to the status update manager. Holding mu
+// makes the framework-gone check and the enqueue atomic with
+// ShutdownFramework's drop.
+func (a *Agent) enqueueLocked(t *task, st *corralpb.TaskStatus) {
+	a.updates.Enqueue(statusupdate.Update{FrameworkID: t.key.framework, Status: st})
+}
+
+// newStatus builds a status with a fresh UUID. Caller may hold mu.
+func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.TaskStatus_Source,
+	reason corralpb.TaskStatus_Reason, msg string) *corralpb.TaskStatus {
+	return &corralpb.TaskStatus{
+		TaskId:          t.key.task,
+		State:           state,
+		Message:         msg,
+		Source:          source,
+		Reason:          reason,
+		AgentId:         a.id,
+		TimestampUnixMs: time.Now().UnixMilli(),
+		Uuid:            newUUID(),
+		SandboxUrl:      a.sandboxURL(t.key),
+	}
+}
+
+func (a *Agent) sandboxURL(k taskKey) string {
+	return a.url + "/api/v1/sandbox/" + url.PathEscape(k.framework) + "/" + url.PathEscape(k.task)
+}
+
+// forgetTask is called once a task's terminal update is acknowledged.
+func (a *Agent) forgetTask(frameworkID, taskID string) {
+	k := taskKey{frameworkID, taskID}
+	a.mu.Lock()
+	t, ok := a.tasks[k]
+	if !ok || !t.terminal {
+		a.mu.Unlock()
+		return
+	}
+	delete(a.tasks, k)
+	cleaned := t.cleaned || t.exec == nil // no executor, no container
+	a.mu.Unlock()
+	t.logger.Debug("terminal update acknowledged; forgetting task")
+	if !cleaned {
+		// The teardown's Cleanup failed or never ran; try once more.
+		go a.cleanupContainer(t)
+	}
+}
+
+// containerService is what a task's executor may ask of the agent: only
+// its own container, with the limits the agent decides.
+type containerService struct {
+	a *Agent
+	t *task
+}
+
+func (c *containerService) check(containerID string) error {
+	if containerID != c.t.containerID {
+		return fmt.Errorf("container %q does not belong to task %s", containerID, c.t.key.task)
+	}
+	return nil
+}
+
+func (c *containerService) Prepare(ctx context.Context, containerID string) (*isolator.LaunchSpec, error) {
+	if err := c.check(containerID); err != nil {
+		return nil, err
+	}
+	iso, err := c.a.iso.Current()
+	if err != nil {
+		return nil, fmt.Errorf("prepare container: %w", err)
+	}
+	c.a.mu.Lock()
+	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox, User: c.a.userFor(c.t)}
+	c.a.mu.Unlock()
+	spec, err := iso.Prepare(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("prepare container: %w", err)
+	}
+	return spec, nil
+}
+
+func (c *containerService) Isolate(ctx context.Context, containerID string, pid int) error {
+	if err := c.check(containerID); err != nil {
+		return err
+	}
+	iso, err := c.a.iso.Current()
+	if err != nil {
+		return fmt.Errorf("isolate container: %w", err)
+	}
+	if err := iso.Isolate(ctx, containerID, pid); err != nil {
+		return fmt.Errorf("isolate container: %w", err)
+	}
+	c.a.mu.Lock()
+	c.t.pid = pid
+	c.a.mu.Unlock()
+	return nil
+}
+
+func newUUID() []byte {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return b
+}
+
+func newID() string { return hex.EncodeToString(newUUID()) }

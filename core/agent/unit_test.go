@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corral-project/corral/core/resources"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+func TestBaseURL(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:5051", "http://127.0.0.1:5051"},
+		{"0.0.0.0:4000", "http://node7:4000"},
+		{"[::]:4000", "http://node7:4000"},
+		{"[::1]:4000", "http://[::1]:4000"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := baseURL(addr, "node7"); got != tc.want {
+			t.Errorf("baseURL(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func TestAgentIDFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent_id")
+	if id, err := loadID(path); err != nil || id != "" {
+		t.Fatalf("missing file: %q, %v", id, err)
+	}
+	if err := storeID(path, "a-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := storeID(path, "a-2"); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := loadID(path); err != nil || id != "a-2" {
+		t.Fatalf("got %q, %v; want a-2", id, err)
+	}
+}
+
+func TestTaskEnvAndGrace(t *testing.T) {
+	a := &Agent{cfg: Config{ExecutorShutdownGrace: 7 * time.Second}, id: "ag"}
+	tk := &task{key: taskKey{"fw", "t"}, info: &corralpb.TaskInfo{}}
+	res := resources.MustParse("cpus:1;ports:[100-101,200-200]")
+	env := a.taskEnv(tk, res, "/sb")
+	want := map[string]string{
+		"CORRAL_TASK_ID": "t", "CORRAL_FRAMEWORK_ID": "fw", "CORRAL_AGENT_ID": "ag", "CORRAL_SANDBOX": "/sb",
+		"PORT0": "100", "PORT1": "101", "PORT2": "200", "PORTS": "100,101,200",
+	}
+	if len(env) != len(want) {
+		t.Fatalf("env %v, want %v", env, want)
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+	if _, ok := a.taskEnv(tk, resources.MustParse("cpus:1"), "/sb")["PORTS"]; ok {
+		t.Error("PORTS set for a task without ports")
+	}
+
+	for _, tc := range []struct {
+		task, requested float64
+		want            time.Duration
+	}{
+		{0, 0, 7 * time.Second},
+		{0, 2, 2 * time.Second},
+		{1.5, 2, 1500 * time.Millisecond},
+	} {
+		tk.info.KillGraceSeconds = tc.task
+		if got := a.graceFor(tk, time.Duration(tc.requested*float64(time.Second))); got != tc.want {
+			t.Errorf("graceFor(task %v, kill %v) = %v, want %v", tc.task, tc.requested, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,370 @@
+package allocator
+
+import (
+	"fmt"
+
+	"github.com/corral-project/corral/core/resources"
+	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
+)
+
+// Conversions between domain types and wire types. Wire-to-domain
+// conversions validate resources and name what they could not convert.
+
+func agentToProto(a *Agent) *allocatorpb.Agent {
+	if a == nil {
+		return nil
+	}
+	return &allocatorpb.Agent{
+		Id:         a.ID,
+		Hostname:   a.Hostname,
+		Total:      a.Total.ToProto(),
+		Attributes: a.Attributes,
+		Active:     a.Active,
+	}
+}
+
+func agentFromProto(p *allocatorpb.Agent) (*Agent, error) {
+	if p == nil {
+		return nil, fmt.Errorf("agent is missing")
+	}
+	total, err := resources.FromProto(p.GetTotal())
+	if err != nil {
+		return nil, fmt.Errorf("agent %q: %w", p.GetId(), err)
+	}
+	return &Agent{
+		ID:         p.GetId(),
+		Hostname:   p.GetHostname(),
+		Total:      total,
+		Attributes: p.GetAttributes(),
+		Active:     p.GetActive(),
+	}, nil
+}
+
+func frameworkToProto(f *Framework) *allocatorpb.Framework {
+	if f == nil {
+		return nil
+	}
+	return &allocatorpb.Framework{
+		Id:              f.ID,
+		Roles:           f.Roles,
+		Active:          f.Active,
+		SuppressedRoles: f.SuppressedRoles,
+	}
+}
+
+func frameworkFromProto(p *allocatorpb.Framework) (*Framework, error) {
+	if p == nil {
+		return nil, fmt.Errorf("framework is missing")
+	}
+	return &Framework{
+		ID:              p.GetId(),
+		Roles:           p.GetRoles(),
+		Active:          p.GetActive(),
+		SuppressedRoles: p.GetSuppressedRoles(),
+	}, nil
+}
+
+func roleToProto(r *Role) *allocatorpb.Role {
+	if r == nil {
+		return nil
+	}
+	return &allocatorpb.Role{Name: r.Name, Weight: r.Weight}
+}
+
+func roleFromProto(p *allocatorpb.Role) (*Role, error) {
+	if p == nil {
+		return nil, fmt.Errorf("role is missing")
+	}
+	return &Role{Name: p.GetName(), Weight: p.GetWeight()}, nil
+}
+
+func allocationToProto(a *Allocation) *allocatorpb.Allocation {
+	if a == nil {
+		return nil
+	}
+	return &allocatorpb.Allocation{
+		FrameworkId: a.FrameworkID,
+		Role:        a.Role,
+		AgentId:     a.AgentID,
+		Resources:   a.Resources.ToProto(),
+	}
+}
+
+func allocationFromProto(p *allocatorpb.Allocation) (*Allocation, error) {
+	if p == nil {
+		return nil, fmt.Errorf("allocation is missing")
+	}
+	res, err := resources.FromProto(p.GetResources())
+	if err != nil {
+		return nil, fmt.Errorf("allocation of framework %q on agent %q: %w", p.GetFrameworkId(), p.GetAgentId(), err)
+	}
+	return &Allocation{
+		FrameworkID: p.GetFrameworkId(),
+		Role:        p.GetRole(),
+		AgentID:     p.GetAgentId(),
+		Resources:   res,
+	}, nil
+}
+
+func filterToProto(f *Filter) *allocatorpb.Filter {
+	return &allocatorpb.Filter{
+		FrameworkId: f.FrameworkID,
+		Role:        f.Role,
+		AgentId:     f.AgentID,
+		Resources:   f.Resources.ToProto(),
+		ExpiresAtMs: int64(f.ExpiresAt),
+	}
+}
+
+func filterFromProto(p *allocatorpb.Filter) (*Filter, error) {
+	if p == nil {
+		return nil, fmt.Errorf("filter is missing")
+	}
+	res, err := resources.FromProto(p.GetResources())
+	if err != nil {
+		return nil, fmt.Errorf("filter of framework %q on agent %q: %w", p.GetFrameworkId(), p.GetAgentId(), err)
+	}
+	return &Filter{
+		FrameworkID: p.GetFrameworkId(),
+		Role:        p.GetRole(),
+		AgentID:     p.GetAgentId(),
+		Resources:   res,
+		ExpiresAt:   LogicalTime(p.GetExpiresAtMs()),
+	}, nil
+}
+
+// mergeChunk adds one Init chunk to snap.
+func mergeChunk(snap *Snapshot, c *allocatorpb.InitChunk) error {
+	for _, p := range c.GetAgents() {
+		a, err := agentFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Agents = append(snap.Agents, *a)
+	}
+	for _, p := range c.GetFrameworks() {
+		f, err := frameworkFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Frameworks = append(snap.Frameworks, *f)
+	}
+	for _, p := range c.GetRoles() {
+		r, err := roleFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Roles = append(snap.Roles, *r)
+	}
+	for _, p := range c.GetAllocations() {
+		a, err := allocationFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Allocations = append(snap.Allocations, *a)
+	}
+	for _, p := range c.GetFilters() {
+		f, err := filterFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Filters = append(snap.Filters, *f)
+	}
+	return nil
+}
+
+// InitChunkSize is the most entries (agents, frameworks, roles, allocations
+// and filters together) one Init chunk carries, which keeps every message
+// far below the gRPC size limit however large the cluster.
+const InitChunkSize = 1000
+
+// snapshotChunks splits snap into Init chunks of at most size entries. Every
+// chunk carries the version and logical time; an empty snapshot is one
+// empty chunk so that the plugin still learns the version.
+func snapshotChunks(snap *Snapshot, size int) []*allocatorpb.InitChunk {
+	var chunks []*allocatorpb.InitChunk
+	var cur *allocatorpb.InitChunk
+	n := 0
+	next := func() *allocatorpb.InitChunk {
+		if cur == nil || n == size {
+			cur = &allocatorpb.InitChunk{Version: snap.Version, LogicalNowMs: int64(snap.Now)}
+			chunks = append(chunks, cur)
+			n = 0
+		}
+		n++
+		return cur
+	}
+	for i := range snap.Agents {
+		c := next()
+		c.Agents = append(c.Agents, agentToProto(&snap.Agents[i]))
+	}
+	for i := range snap.Frameworks {
+		c := next()
+		c.Frameworks = append(c.Frameworks, frameworkToProto(&snap.Frameworks[i]))
+	}
+	for i := range snap.Roles {
+		c := next()
+		c.Roles = append(c.Roles, roleToProto(&snap.Roles[i]))
+	}
+	for i := range snap.Allocations {
+		c := next()
+		c.Allocations = append(c.Allocations, allocationToProto(&snap.Allocations[i]))
+	}
+	for i := range snap.Filters {
+		c := next()
+		c.Filters = append(c.Filters, filterToProto(&snap.Filters[i]))
+	}
+	if len(chunks) == 0 {
+		chunks = append(chunks, &allocatorpb.InitChunk{Version: snap.Version, LogicalNowMs: int64(snap.Now)})
+	}
+	return chunks
+}
+
+func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
+	p := &allocatorpb.Delta{Version: d.Version, AtMs: int64(d.At)}
+	switch d.Kind {
+	case AgentAdded:
+		p.Change = &allocatorpb.Delta_AgentAdded{AgentAdded: agentToProto(d.Agent)}
+	case AgentUpdated:
+		p.Change = &allocatorpb.Delta_AgentUpdated{AgentUpdated: agentToProto(d.Agent)}
+	case AgentRemoved:
+		p.Change = &allocatorpb.Delta_AgentRemoved_{AgentRemoved: &allocatorpb.Delta_AgentRemoved{AgentId: d.AgentID}}
+	case FrameworkAdded:
+		p.Change = &allocatorpb.Delta_FrameworkAdded{FrameworkAdded: frameworkToProto(d.Framework)}
+	case FrameworkUpdated:
+		p.Change = &allocatorpb.Delta_FrameworkUpdated{FrameworkUpdated: frameworkToProto(d.Framework)}
+	case FrameworkRemoved:
+		p.Change = &allocatorpb.Delta_FrameworkRemoved_{FrameworkRemoved: &allocatorpb.Delta_FrameworkRemoved{FrameworkId: d.FrameworkID}}
+	case RoleUpdated:
+		p.Change = &allocatorpb.Delta_RoleUpdated{RoleUpdated: roleToProto(d.Role)}
+	case Allocated:
+		p.Change = &allocatorpb.Delta_Allocated{Allocated: allocationToProto(d.Allocation)}
+	case Recovered:
+		p.Change = &allocatorpb.Delta_Recovered_{Recovered: &allocatorpb.Delta_Recovered{
+			Allocation:    allocationToProto(d.Allocation),
+			RefuseSeconds: d.RefuseSeconds,
+		}}
+	case Suppressed:
+		p.Change = &allocatorpb.Delta_Suppressed{Suppressed: &allocatorpb.Delta_Suppress{FrameworkId: d.FrameworkID, Roles: d.Roles}}
+	case Revived:
+		p.Change = &allocatorpb.Delta_Revived{Revived: &allocatorpb.Delta_Revive{FrameworkId: d.FrameworkID, Roles: d.Roles}}
+	default:
+		return nil, fmt.Errorf("delta version %d: unknown kind %v", d.Version, d.Kind)
+	}
+	return p, nil
+}
+
+func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
+	d := &Delta{Version: p.GetVersion(), At: LogicalTime(p.GetAtMs())}
+	var err error
+	switch c := p.GetChange().(type) {
+	case *allocatorpb.Delta_AgentAdded:
+		d.Kind = AgentAdded
+		d.Agent, err = agentFromProto(c.AgentAdded)
+	case *allocatorpb.Delta_AgentUpdated:
+		d.Kind = AgentUpdated
+		d.Agent, err = agentFromProto(c.AgentUpdated)
+	case *allocatorpb.Delta_AgentRemoved_:
+		d.Kind = AgentRemoved
+		d.AgentID = c.AgentRemoved.GetAgentId()
+	case *allocatorpb.Delta_FrameworkAdded:
+		d.Kind = FrameworkAdded
+		d.Framework, err = frameworkFromProto(c.FrameworkAdded)
+	case *allocatorpb.Delta_FrameworkUpdated:
+		d.Kind = FrameworkUpdated
+		d.Framework, err = frameworkFromProto(c.FrameworkUpdated)
+	case *allocatorpb.Delta_FrameworkRemoved_:
+		d.Kind = FrameworkRemoved
+		d.FrameworkID = c.FrameworkRemoved.GetFrameworkId()
+	case *allocatorpb.Delta_RoleUpdated:
+		d.Kind = RoleUpdated
+		d.Role, err = roleFromProto(c.RoleUpdated)
+	case *allocatorpb.Delta_Allocated:
+		d.Kind = Allocated
+		d.Allocation, err = allocationFromProto(c.Allocated)
+	case *allocatorpb.Delta_Recovered_:
+		d.Kind = Recovered
+		d.Allocation, err = allocationFromProto(c.Recovered.GetAllocation())
+		d.RefuseSeconds = c.Recovered.GetRefuseSeconds()
+	case *allocatorpb.Delta_Suppressed:
+		d.Kind = Suppressed
+		d.FrameworkID = c.Suppressed.GetFrameworkId()
+		d.Roles = c.Suppressed.GetRoles()
+	case *allocatorpb.Delta_Revived:
+		d.Kind = Revived
+		d.FrameworkID = c.Revived.GetFrameworkId()
+		d.Roles = c.Revived.GetRoles()
+	default:
+		return nil, fmt.Errorf("delta version %d has no change", p.GetVersion())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delta version %d (%v): %w", p.GetVersion(), d.Kind, err)
+	}
+	return d, nil
+}
+
+func allocateRequestToProto(r *AllocateRequest) (*allocatorpb.AllocateRequest, error) {
+	p := &allocatorpb.AllocateRequest{
+		BaseVersion:   r.BaseVersion,
+		TargetVersion: r.TargetVersion,
+		LogicalNowMs:  int64(r.Now),
+		Trigger:       allocatorpb.AllocateRequest_Trigger(r.Trigger),
+		MaxOffers:     uint32(max(r.MaxOffers, 0)),
+	}
+	for i := range r.Deltas {
+		d, err := deltaToProto(&r.Deltas[i])
+		if err != nil {
+			return nil, err
+		}
+		p.Deltas = append(p.Deltas, d)
+	}
+	return p, nil
+}
+
+func allocateRequestFromProto(p *allocatorpb.AllocateRequest) (*AllocateRequest, error) {
+	r := &AllocateRequest{
+		BaseVersion:   p.GetBaseVersion(),
+		TargetVersion: p.GetTargetVersion(),
+		Now:           LogicalTime(p.GetLogicalNowMs()),
+		Trigger:       Trigger(p.GetTrigger()),
+		MaxOffers:     int(p.GetMaxOffers()),
+	}
+	for _, pd := range p.GetDeltas() {
+		d, err := deltaFromProto(pd)
+		if err != nil {
+			return nil, err
+		}
+		r.Deltas = append(r.Deltas, *d)
+	}
+	return r, nil
+}
+
+func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse {
+	p := &allocatorpb.AllocateResponse{AppliedVersion: r.AppliedVersion, Metrics: r.Metrics}
+	for _, o := range r.Offers {
+		p.Offers = append(p.Offers, &allocatorpb.OfferProposal{
+			FrameworkId: o.FrameworkID,
+			Role:        o.Role,
+			AgentId:     o.AgentID,
+			Resources:   o.Resources.ToProto(),
+		})
+	}
+	return p
+}
+
+func allocateResponseFromProto(p *allocatorpb.AllocateResponse) (*AllocateResponse, error) {
+	r := &AllocateResponse{AppliedVersion: p.GetAppliedVersion(), Metrics: p.GetMetrics()}
+	for i, o := range p.GetOffers() {
+		res, err := resources.FromProto(o.GetResources())
+		if err != nil {
+			return nil, fmt.Errorf("offer %d (framework %q, agent %q): %w", i, o.GetFrameworkId(), o.GetAgentId(), err)
+		}
+		r.Offers = append(r.Offers, Proposal{
+			FrameworkID: o.GetFrameworkId(),
+			Role:        o.GetRole(),
+			AgentID:     o.GetAgentId(),
+			Resources:   res,
+		})
+	}
+	return r, nil
+}

@@ -1,0 +1,65 @@
+package allocator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// server adapts an Allocator to the generated gRPC service.
+type server struct {
+	allocatorpb.UnimplementedAllocatorServer
+	impl Allocator
+}
+
+// Init reassembles the streamed snapshot and hands it to the plugin in one
+// piece, so implementations never see partial state.
+func (s *server) Init(stream grpc.ClientStreamingServer[allocatorpb.InitChunk, allocatorpb.InitResponse]) error {
+	var snap *Snapshot
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if snap == nil {
+			snap = &Snapshot{Version: chunk.GetVersion(), Now: LogicalTime(chunk.GetLogicalNowMs())}
+		} else if chunk.GetVersion() != snap.Version {
+			return status.Errorf(codes.InvalidArgument, "init chunk has version %d, earlier chunks %d", chunk.GetVersion(), snap.Version)
+		}
+		if err := mergeChunk(snap, chunk); err != nil {
+			return status.Errorf(codes.InvalidArgument, "init chunk: %v", err)
+		}
+	}
+	if snap == nil {
+		return status.Error(codes.InvalidArgument, "init stream carried no chunk")
+	}
+	v, err := s.impl.Init(stream.Context(), snap)
+	if err != nil {
+		return serverError(err)
+	}
+	return stream.SendAndClose(&allocatorpb.InitResponse{Version: v})
+}
+
+func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (*allocatorpb.AllocateResponse, error) {
+	req, err := allocateRequestFromProto(p)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "allocate: %v", err)
+	}
+	resp, err := s.impl.Allocate(ctx, req)
+	if err != nil {
+		return nil, serverError(err)
+	}
+	if resp == nil {
+		return nil, status.Error(codes.Internal, fmt.Sprintf("allocator returned neither a response nor an error for base version %d", req.BaseVersion))
+	}
+	return allocateResponseToProto(resp), nil
+}

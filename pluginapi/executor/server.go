@@ -1,0 +1,109 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	executorpb "github.com/corral-project/corral/pluginapi/executor/proto"
+	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// server adapts an Executor to the generated gRPC service.
+type server struct {
+	executorpb.UnimplementedExecutorServer
+	impl   Executor
+	broker *plugin.GRPCBroker
+}
+
+// Launch dials the ContainerService the host serves on the broker and hands
+// it to the plugin for the duration of the call: the container is prepared
+// and the first process isolated before Launch returns.
+func (s *server) Launch(ctx context.Context, req *executorpb.LaunchRequest) (*executorpb.LaunchResponse, error) {
+	id := req.GetContainerServiceId()
+	if id == 0 {
+		return nil, status.Error(codes.InvalidArgument, "launch: no container service id")
+	}
+	conn, err := s.broker.Dial(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "launch: dial container service %d: %v", id, err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	resp, err := s.impl.Launch(ctx, launchRequestFromProto(req), &containerClient{rpc: executorpb.NewContainerServiceClient(conn)})
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		return nil, status.Error(codes.Internal, "launch: executor returned neither a response nor an error")
+	}
+	return &executorpb.LaunchResponse{Pid: int32(resp.Pid), StartTicks: resp.StartTicks}, nil
+}
+
+func (s *server) Wait(ctx context.Context, _ *executorpb.WaitRequest) (*executorpb.WaitResponse, error) {
+	res, err := s.impl.Wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &executorpb.WaitResponse{ExitCode: int32(res.ExitCode), Signal: int32(res.Signal), Error: res.Err}, nil
+}
+
+func (s *server) Signal(ctx context.Context, req *executorpb.SignalRequest) (*executorpb.SignalResponse, error) {
+	sig := req.GetSignal()
+	if sig <= 0 || sig > 64 {
+		return nil, status.Errorf(codes.InvalidArgument, "signal: %d is not a signal number", sig)
+	}
+	if err := s.impl.Signal(ctx, syscall.Signal(sig)); err != nil {
+		return nil, err
+	}
+	return &executorpb.SignalResponse{}, nil
+}
+
+func (s *server) Shutdown(ctx context.Context, req *executorpb.ShutdownRequest) (*executorpb.ShutdownResponse, error) {
+	if err := s.impl.Shutdown(ctx, time.Duration(req.GetGraceMs())*time.Millisecond); err != nil {
+		return nil, err
+	}
+	return &executorpb.ShutdownResponse{}, nil
+}
+
+func (s *server) Stats(ctx context.Context, _ *executorpb.StatsRequest) (*executorpb.StatsResponse, error) {
+	st, err := s.impl.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return statsToProto(st), nil
+}
+
+func (s *server) Version(ctx context.Context, _ *executorpb.VersionRequest) (*executorpb.VersionResponse, error) {
+	v, err := s.impl.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &executorpb.VersionResponse{Version: v.Version, Pid: int32(v.Pid)}, nil
+}
+
+// containerClient is the ContainerService the plugin sees: calls go back to
+// the host over the broker connection.
+type containerClient struct {
+	rpc executorpb.ContainerServiceClient
+}
+
+func (c *containerClient) Prepare(ctx context.Context, containerID string) (*isolator.LaunchSpec, error) {
+	spec, err := c.rpc.Prepare(ctx, &executorpb.ContainerPrepareRequest{ContainerId: containerID})
+	if err != nil {
+		return nil, fmt.Errorf("container service prepare %q: %w", containerID, rpcError(ctx, err))
+	}
+	return isolator.LaunchSpecFromProto(spec), nil
+}
+
+func (c *containerClient) Isolate(ctx context.Context, containerID string, pid int) error {
+	_, err := c.rpc.Isolate(ctx, &executorpb.ContainerIsolateRequest{ContainerId: containerID, Pid: int32(pid)})
+	if err != nil {
+		return fmt.Errorf("container service isolate %q: %w", containerID, rpcError(ctx, err))
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+package isolator
+
+import (
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// Serve runs impl as an isolator plugin until the host ends it. logger
+// should write JSON to stderr; stdout belongs to the go-plugin handshake.
+func Serve(impl Isolator, logger hclog.Logger) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         PluginSet(impl),
+		GRPCServer:      base.NewGRPCServer,
+		Logger:          logger,
+	})
+}

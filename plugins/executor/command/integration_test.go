@@ -1,0 +1,128 @@
+package command
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/plugins/isolator/process/posix"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// pluginBinary returns the built corral-executor-command: from
+// $CORRAL_BIN_DIR (set by `make test`) or built now into a temp dir.
+func pluginBinary(t *testing.T) string {
+	t.Helper()
+	const name = "corral-executor-command"
+	if dir := os.Getenv("CORRAL_BIN_DIR"); dir != "" {
+		bin := filepath.Join(dir, "plugins", name)
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("CORRAL_BIN_DIR is set but: %v", err)
+		}
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRealBinary starts the built executor through go-plugin, as the agent
+// does, and runs a task whose nofile limit comes from the real process
+// isolator: the binary must re-execute itself as the launcher to apply it.
+func TestRealBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the plugin binary")
+	}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  executor.Handshake,
+		Plugins:          executor.PluginSet(nil),
+		Cmd:              exec.Command(pluginBinary(t)),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: os.Stderr, Level: hclog.Warn}),
+	})
+	t.Cleanup(client.Kill)
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatalf("start plugin: %v", err)
+	}
+	raw, err := rpc.Dispense(executor.PluginName)
+	if err != nil {
+		t.Fatalf("dispense: %v", err)
+	}
+	e := raw.(executor.Executor)
+	ctx := testCtx(t)
+
+	if info, err := e.PluginInfo(ctx); err != nil || info.Name != Name || info.Kind != "executor" {
+		t.Fatalf("PluginInfo = %+v, %v", info, err)
+	}
+	if err := e.SetConfig(ctx, []byte(`{"default_grace": "1s"}`), "v1"); err != nil {
+		t.Fatalf("SetConfig: %v", err)
+	}
+	cs := newContainers(t, `{"rlimits": {"nofile": "123"}}`)
+	req := request(t, executor.Command{Shell: true, Value: `ulimit -n; exec sleep 60`})
+	resp, err := e.Launch(ctx, req, cs)
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-resp.Pid, syscall.SIGKILL) })
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(req.StdoutPath)
+		if len(b) > 0 {
+			if string(b) != "123\n" {
+				t.Fatalf("task saw nofile %q, want 123", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task printed nothing in 10s (stderr %q)", readFile(t, req.StderrPath))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The task's process is the launcher's: same pid, now running sleep,
+	// in its own session, and known to the isolator.
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(resp.Pid) + "/comm"); err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+		t.Errorf("pid %d runs %q (%v), want sleep", resp.Pid, comm, err)
+	}
+	if st, err := posix.ReadStat(resp.Pid); err != nil || st.Session != resp.Pid || st.StartTicks != resp.StartTicks {
+		t.Errorf("task stat = %+v, %v; want its own session and start ticks %d", st, err, resp.StartTicks)
+	}
+	if u, err := cs.iso.Usage(ctx, []string{req.ContainerID}); err != nil || !u[0].Found || u[0].Processes != 1 {
+		t.Errorf("isolator Usage = %+v, %v; want the task found", u, err)
+	}
+	if v, err := e.Version(ctx); err != nil || v.Pid != resp.Pid || v.Version != Version {
+		t.Errorf("Version = %+v, %v; want pid %d", v, err, resp.Pid)
+	}
+	if st, err := e.Stats(ctx); err != nil || st.MemRSSBytes == 0 {
+		t.Errorf("Stats = %+v, %v; want resident memory", st, err)
+	}
+	if err := e.Signal(ctx, syscall.SIGTERM); err != nil {
+		t.Fatalf("Signal: %v", err)
+	}
+	res, err := e.Wait(ctx)
+	if err != nil || res.Signal != int(syscall.SIGTERM) {
+		t.Fatalf("Wait = %+v, %v; want death by SIGTERM", res, err)
+	}
+	if again, err := e.Wait(ctx); err != nil || *again != *res {
+		t.Errorf("second Wait = %+v, %v; want %+v", again, err, *res)
+	}
+	if _, err := e.Launch(ctx, req, cs); err == nil {
+		t.Error("second Launch on one executor succeeded")
+	}
+
+	client.Kill()
+	if !client.Exited() {
+		t.Error("executor process still running after Kill")
+	}
+}

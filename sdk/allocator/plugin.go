@@ -1,0 +1,183 @@
+package allocator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Policy decides offers. Allocate must be pure and deterministic: the same
+// state, time and limit give the same proposals, with no wall clock and no
+// unseeded randomness. It must not modify s; it should build its proposals
+// through s.Scratch so that they never double-book. maxOffers 0 means no
+// limit.
+type Policy interface {
+	Allocate(s *State, now allocator.LogicalTime, maxOffers int) []allocator.Proposal
+}
+
+// MetricsReporter is an optional Policy feature: metrics to return with each
+// cycle's response, computed from the state and the cycle's proposals.
+type MetricsReporter interface {
+	Metrics(s *State, proposals []allocator.Proposal) map[string]float64
+}
+
+// MetricDroppedProposals counts proposals the SDK dropped because they were
+// invalid against the state (double-booked, unknown agent, ...). It is only
+// reported when non-zero; a policy that triggers it has a bug.
+const MetricDroppedProposals = "sdk/dropped_proposals"
+
+// NewPlugin returns an allocator plugin that mirrors the master's state in a
+// State and asks the policy built by configure for proposals. configure is
+// called by SetConfig with the config JSON object, and with "{}" if the
+// plugin is asked to allocate before any SetConfig. Empty info.Kind and
+// info.APIVersions default to the allocator kind and allocator.APIVersions.
+func NewPlugin(info base.Info, schema base.Schema, configure func(configJSON []byte) (Policy, error)) allocator.Allocator {
+	if info.Kind == "" {
+		info.Kind = base.KindAllocator
+	}
+	if len(info.APIVersions) == 0 {
+		info.APIVersions = slices.Clone(allocator.APIVersions)
+	}
+	return &plugin{info: info, schema: schema, configure: configure, state: NewState()}
+}
+
+type plugin struct {
+	info      base.Info
+	schema    base.Schema
+	configure func([]byte) (Policy, error)
+
+	mu     sync.Mutex
+	policy Policy
+	state  *State
+	// valid is false until Init succeeds and after a failed Allocate left
+	// the mirror half-updated; every Allocate then reports a version gap so
+	// that the host re-Inits.
+	valid bool
+}
+
+func (p *plugin) PluginInfo(context.Context) (*base.Info, error) {
+	info := p.info
+	info.APIVersions = slices.Clone(p.info.APIVersions)
+	return &info, nil
+}
+
+func (p *plugin) ConfigSchema(context.Context) (*base.Schema, error) {
+	s := base.Schema{Attributes: slices.Clone(p.schema.Attributes)}
+	return &s, nil
+}
+
+func (p *plugin) SetConfig(_ context.Context, configJSON []byte, apiVersion string) error {
+	if !slices.Contains(p.info.APIVersions, apiVersion) {
+		return fmt.Errorf("allocator %s: unsupported API version %q (supported: %v)", p.info.Name, apiVersion, p.info.APIVersions)
+	}
+	if len(configJSON) == 0 {
+		configJSON = []byte("{}")
+	}
+	pol, err := p.configure(configJSON)
+	if err != nil {
+		return fmt.Errorf("allocator %s: config: %w", p.info.Name, err)
+	}
+	p.mu.Lock()
+	p.policy = pol
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *plugin) Init(ctx context.Context, snap *allocator.Snapshot) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.state.Init(snap); err != nil {
+		p.valid = false
+		return 0, fmt.Errorf("allocator %s: %w", p.info.Name, err)
+	}
+	p.valid = true
+	return p.state.Version(), nil
+}
+
+func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (*allocator.AllocateResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.valid || req.BaseVersion != p.state.Version() {
+		have := p.state.Version()
+		if !p.valid {
+			have = 0
+		}
+		return nil, &allocator.VersionGapError{Have: have, Want: req.BaseVersion}
+	}
+	if p.policy == nil {
+		pol, err := p.configure([]byte("{}"))
+		if err != nil {
+			return nil, fmt.Errorf("allocator %s: default config: %w", p.info.Name, err)
+		}
+		p.policy = pol
+	}
+	for _, d := range req.Deltas {
+		if err := p.state.Apply(d); err != nil {
+			p.valid = false
+			return nil, fmt.Errorf("allocator %s: %w", p.info.Name, err)
+		}
+	}
+	if v := p.state.Version(); v != req.TargetVersion {
+		p.valid = false
+		return nil, fmt.Errorf("allocator %s: deltas end at version %d, request targets %d", p.info.Name, v, req.TargetVersion)
+	}
+	p.state.Advance(req.Now)
+
+	proposed := p.policy.Allocate(p.state, req.Now, req.MaxOffers)
+	// Re-check the policy's output on a fresh scratch view: whatever bug a
+	// policy has, the plugin never proposes the same resources twice.
+	check := p.state.Scratch()
+	offers := make([]allocator.Proposal, 0, len(proposed))
+	dropped := 0
+	for _, o := range proposed {
+		if req.MaxOffers > 0 && len(offers) >= req.MaxOffers {
+			dropped++
+			continue
+		}
+		if err := check.Offer(o); err != nil {
+			dropped++
+			continue
+		}
+		offers = append(offers, o)
+	}
+	resp := &allocator.AllocateResponse{AppliedVersion: p.state.Version(), Offers: offers}
+	if mr, ok := p.policy.(MetricsReporter); ok {
+		resp.Metrics = mr.Metrics(p.state, offers)
+	}
+	if dropped > 0 {
+		if resp.Metrics == nil {
+			resp.Metrics = map[string]float64{}
+		}
+		resp.Metrics[MetricDroppedProposals] = float64(dropped)
+	}
+	return resp, nil
+}
+
+// Serve runs p as an allocator plugin binary until the host stops it,
+// logging JSON to stderr (stdout carries the go-plugin handshake) under the
+// plugin's name.
+func Serve(p allocator.Allocator) {
+	name := "allocator"
+	if info, err := p.PluginInfo(context.Background()); err == nil && info.Name != "" {
+		name = "allocator-" + info.Name
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.Info,
+	})
+	allocator.Serve(p, logger)
+}

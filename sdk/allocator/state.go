@@ -1,0 +1,579 @@
+// Package allocator is the SDK for writing corral allocator plugins. It keeps
+// a mirror of the master's allocator-relevant state (State), fed from the
+// snapshot and deltas the master sends, and turns a Policy (a pure function
+// from that state to offer proposals) into a complete allocator plugin
+// (NewPlugin, Serve).
+package allocator
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+)
+
+// allocKey names one allocation: what a framework holds under a role on an
+// agent. Filters use the same key.
+type allocKey struct {
+	framework, role, agent string
+}
+
+// State mirrors the master's allocator ledger at one version. It is not safe
+// for concurrent use; NewPlugin serializes access.
+//
+// Aggregates (per agent, role and framework allocations, the cluster total)
+// are maintained incrementally so that a policy can query shares and
+// availability in constant time per call.
+type State struct {
+	version uint64
+	now     allocator.LogicalTime
+
+	agents     map[string]*allocator.Agent
+	agentIDs   []string // sorted; nil when it must be rebuilt
+	frameworks map[string]*allocator.Framework
+	weights    map[string]float64 // explicit role entries
+
+	allocs        map[allocKey]resources.Resources
+	byAgent       map[string]resources.Resources
+	byRole        map[string]resources.Resources
+	byFramework   map[string]resources.Resources
+	clusterTotal  resources.Resources
+	filters       map[allocKey][]allocator.Filter
+	filterExpired allocator.LogicalTime // filters expiring at or before this are gone
+}
+
+// NewState returns an empty state at version 0.
+func NewState() *State {
+	s := &State{}
+	s.reset()
+	return s
+}
+
+func (s *State) reset() {
+	*s = State{
+		agents:      map[string]*allocator.Agent{},
+		frameworks:  map[string]*allocator.Framework{},
+		weights:     map[string]float64{},
+		allocs:      map[allocKey]resources.Resources{},
+		byAgent:     map[string]resources.Resources{},
+		byRole:      map[string]resources.Resources{},
+		byFramework: map[string]resources.Resources{},
+		filters:     map[allocKey][]allocator.Filter{},
+	}
+}
+
+// Init replaces the state with snap. On error the state is empty at
+// version 0.
+func (s *State) Init(snap *allocator.Snapshot) error {
+	s.reset()
+	if snap == nil {
+		return fmt.Errorf("init: nil snapshot")
+	}
+	for i := range snap.Agents {
+		a := snap.Agents[i]
+		if err := s.addAgent(&a); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
+	}
+	for i := range snap.Frameworks {
+		f := snap.Frameworks[i]
+		if err := s.addFramework(&f); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
+	}
+	for _, r := range snap.Roles {
+		s.weights[r.Name] = r.Weight
+	}
+	for i := range snap.Allocations {
+		if err := s.allocate(&snap.Allocations[i]); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
+	}
+	for _, f := range snap.Filters {
+		k := allocKey{f.FrameworkID, f.Role, f.AgentID}
+		s.filters[k] = append(s.filters[k], f)
+	}
+	s.version = snap.Version
+	s.now = snap.Now
+	return nil
+}
+
+// Apply applies one delta. Its Version must be exactly Version()+1. A delta
+// that contradicts the state (an unknown agent, recovering more than is
+// allocated) is rejected and leaves the state unchanged: it means the mirror
+// diverged from the master and must be re-initialized.
+func (s *State) Apply(d allocator.Delta) error {
+	if d.Version != s.version+1 {
+		return fmt.Errorf("delta %s has version %d, state expects %d", d.Kind, d.Version, s.version+1)
+	}
+	if err := s.apply(&d); err != nil {
+		return fmt.Errorf("delta %d (%s): %w", d.Version, d.Kind, err)
+	}
+	s.version = d.Version
+	if d.At > s.now {
+		s.now = d.At
+	}
+	return nil
+}
+
+func (s *State) apply(d *allocator.Delta) error {
+	switch d.Kind {
+	case allocator.AgentAdded:
+		if d.Agent == nil {
+			return fmt.Errorf("missing agent")
+		}
+		return s.addAgent(d.Agent)
+	case allocator.AgentUpdated:
+		if d.Agent == nil {
+			return fmt.Errorf("missing agent")
+		}
+		old, ok := s.agents[d.Agent.ID]
+		if !ok {
+			return fmt.Errorf("unknown agent %q", d.Agent.ID)
+		}
+		s.clusterTotal = s.clusterTotal.Subtract(old.Total).Add(d.Agent.Total)
+		s.agents[d.Agent.ID] = cloneAgent(d.Agent)
+	case allocator.AgentRemoved:
+		if _, ok := s.agents[d.AgentID]; !ok {
+			return fmt.Errorf("unknown agent %q", d.AgentID)
+		}
+		s.removeAgent(d.AgentID)
+	case allocator.FrameworkAdded:
+		if d.Framework == nil {
+			return fmt.Errorf("missing framework")
+		}
+		return s.addFramework(d.Framework)
+	case allocator.FrameworkUpdated:
+		if d.Framework == nil {
+			return fmt.Errorf("missing framework")
+		}
+		if _, ok := s.frameworks[d.Framework.ID]; !ok {
+			return fmt.Errorf("unknown framework %q", d.Framework.ID)
+		}
+		s.frameworks[d.Framework.ID] = cloneFramework(d.Framework)
+	case allocator.FrameworkRemoved:
+		if _, ok := s.frameworks[d.FrameworkID]; !ok {
+			return fmt.Errorf("unknown framework %q", d.FrameworkID)
+		}
+		s.removeFramework(d.FrameworkID)
+	case allocator.RoleUpdated:
+		if d.Role == nil || d.Role.Name == "" {
+			return fmt.Errorf("missing role")
+		}
+		if d.Role.Weight < 0 {
+			return fmt.Errorf("role %q: negative weight %v", d.Role.Name, d.Role.Weight)
+		}
+		s.weights[d.Role.Name] = d.Role.Weight
+	case allocator.Allocated:
+		if d.Allocation == nil {
+			return fmt.Errorf("missing allocation")
+		}
+		return s.allocate(d.Allocation)
+	case allocator.Recovered:
+		if d.Allocation == nil {
+			return fmt.Errorf("missing allocation")
+		}
+		return s.recover(d.Allocation, d.At, d.RefuseSeconds)
+	case allocator.Suppressed:
+		f, ok := s.frameworks[d.FrameworkID]
+		if !ok {
+			return fmt.Errorf("unknown framework %q", d.FrameworkID)
+		}
+		f.SuppressedRoles = normalizeRoles(append(f.SuppressedRoles, rolesOrAll(f, d.Roles)...))
+	case allocator.Revived:
+		f, ok := s.frameworks[d.FrameworkID]
+		if !ok {
+			return fmt.Errorf("unknown framework %q", d.FrameworkID)
+		}
+		roles := rolesOrAll(f, d.Roles)
+		f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return slices.Contains(roles, r) })
+		// Reviving clears filters on every agent, as Mesos' reviveOffers does.
+		for k := range s.filters {
+			if k.framework == f.ID && slices.Contains(roles, k.role) {
+				delete(s.filters, k)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown delta kind %d", int(d.Kind))
+	}
+	return nil
+}
+
+// rolesOrAll returns roles, or all of the framework's roles when empty.
+func rolesOrAll(f *allocator.Framework, roles []string) []string {
+	if len(roles) == 0 {
+		return slices.Clone(f.Roles)
+	}
+	return roles
+}
+
+func normalizeRoles(roles []string) []string {
+	roles = slices.Clone(roles)
+	slices.Sort(roles)
+	return slices.Compact(roles)
+}
+
+func (s *State) addAgent(a *allocator.Agent) error {
+	if a.ID == "" {
+		return fmt.Errorf("agent with empty ID")
+	}
+	if _, ok := s.agents[a.ID]; ok {
+		return fmt.Errorf("agent %q already present", a.ID)
+	}
+	s.agents[a.ID] = cloneAgent(a)
+	s.agentIDs = nil
+	s.clusterTotal = s.clusterTotal.Add(a.Total)
+	return nil
+}
+
+func (s *State) removeAgent(id string) {
+	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].Total)
+	delete(s.agents, id)
+	s.agentIDs = nil
+	for k, r := range s.allocs {
+		if k.agent == id {
+			s.unaccount(k, r)
+		}
+	}
+	for k := range s.filters {
+		if k.agent == id {
+			delete(s.filters, k)
+		}
+	}
+}
+
+func (s *State) addFramework(f *allocator.Framework) error {
+	if f.ID == "" {
+		return fmt.Errorf("framework with empty ID")
+	}
+	if _, ok := s.frameworks[f.ID]; ok {
+		return fmt.Errorf("framework %q already present", f.ID)
+	}
+	s.frameworks[f.ID] = cloneFramework(f)
+	return nil
+}
+
+// removeFramework drops the framework and whatever the mirror still books to
+// it, so that a master that removes a framework without recovering each
+// allocation first cannot leave phantom usage behind.
+func (s *State) removeFramework(id string) {
+	delete(s.frameworks, id)
+	for k, r := range s.allocs {
+		if k.framework == id {
+			s.unaccount(k, r)
+		}
+	}
+	for k := range s.filters {
+		if k.framework == id {
+			delete(s.filters, k)
+		}
+	}
+}
+
+// allocate books a.Resources. Allocations of frameworks the mirror does not
+// know are kept: they still occupy the agent.
+func (s *State) allocate(a *allocator.Allocation) error {
+	if _, ok := s.agents[a.AgentID]; !ok {
+		return fmt.Errorf("allocation on unknown agent %q", a.AgentID)
+	}
+	if a.Resources.IsEmpty() {
+		return nil
+	}
+	k := allocKey{a.FrameworkID, a.Role, a.AgentID}
+	s.allocs[k] = s.allocs[k].Add(a.Resources)
+	s.byAgent[k.agent] = s.byAgent[k.agent].Add(a.Resources)
+	s.byRole[k.role] = s.byRole[k.role].Add(a.Resources)
+	s.byFramework[k.framework] = s.byFramework[k.framework].Add(a.Resources)
+	return nil
+}
+
+func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refuseSeconds float64) error {
+	k := allocKey{a.FrameworkID, a.Role, a.AgentID}
+	held := s.allocs[k]
+	if !held.Contains(a.Resources) {
+		return fmt.Errorf("recovering %s from framework %q role %q on agent %q, which holds only %s",
+			a.Resources, k.framework, k.role, k.agent, held)
+	}
+	s.unaccount(k, a.Resources)
+	if refuseSeconds > 0 && !a.Resources.IsEmpty() {
+		s.filters[k] = append(s.filters[k], allocator.Filter{
+			FrameworkID: k.framework, Role: k.role, AgentID: k.agent,
+			Resources: a.Resources,
+			ExpiresAt: at + allocator.LogicalTime(refuseSeconds*1000),
+		})
+	}
+	return nil
+}
+
+// unaccount removes r from allocation k and from the aggregates.
+func (s *State) unaccount(k allocKey, r resources.Resources) {
+	if left := s.allocs[k].Subtract(r); left.IsEmpty() {
+		delete(s.allocs, k)
+	} else {
+		s.allocs[k] = left
+	}
+	s.byAgent[k.agent] = s.byAgent[k.agent].Subtract(r)
+	s.byRole[k.role] = s.byRole[k.role].Subtract(r)
+	s.byFramework[k.framework] = s.byFramework[k.framework].Subtract(r)
+}
+
+// Advance moves the state's clock to now (never backwards) and forgets
+// filters that have expired by then.
+func (s *State) Advance(now allocator.LogicalTime) {
+	if now > s.now {
+		s.now = now
+	}
+	for k, fs := range s.filters {
+		fs = slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now })
+		if len(fs) == 0 {
+			delete(s.filters, k)
+		} else {
+			s.filters[k] = fs
+		}
+	}
+}
+
+// Version is the version of the last applied delta or snapshot.
+func (s *State) Version() uint64 { return s.version }
+
+// Now is the latest logical time the state has seen.
+func (s *State) Now() allocator.LogicalTime { return s.now }
+
+// AgentIDs returns the IDs of all agents, active or not, sorted.
+func (s *State) AgentIDs() []string {
+	if s.agentIDs == nil {
+		s.agentIDs = make([]string, 0, len(s.agents))
+		for id := range s.agents {
+			s.agentIDs = append(s.agentIDs, id)
+		}
+		sort.Strings(s.agentIDs)
+	}
+	return slices.Clone(s.agentIDs)
+}
+
+// Agents returns copies of all agents sorted by ID.
+func (s *State) Agents() []allocator.Agent {
+	out := make([]allocator.Agent, 0, len(s.agents))
+	for _, id := range s.AgentIDs() {
+		out = append(out, *cloneAgent(s.agents[id]))
+	}
+	return out
+}
+
+// Agent returns a copy of one agent.
+func (s *State) Agent(id string) (allocator.Agent, bool) {
+	a, ok := s.agents[id]
+	if !ok {
+		return allocator.Agent{}, false
+	}
+	return *cloneAgent(a), true
+}
+
+// AgentActive reports whether the agent is known and active.
+func (s *State) AgentActive(id string) bool {
+	a, ok := s.agents[id]
+	return ok && a.Active
+}
+
+// Available is what is left on an agent: its total minus every allocation
+// (tasks and outstanding offers) the master has booked there.
+func (s *State) Available(agentID string) resources.Resources {
+	a, ok := s.agents[agentID]
+	if !ok {
+		return resources.Resources{}
+	}
+	return a.Total.Subtract(s.byAgent[agentID])
+}
+
+// ClusterTotal is the sum of all agents' totals, active or not (as in
+// Mesos' sorters, a deactivated agent still counts toward the pool).
+func (s *State) ClusterTotal() resources.Resources { return s.clusterTotal }
+
+// Frameworks returns copies of all frameworks sorted by ID.
+func (s *State) Frameworks() []allocator.Framework {
+	ids := make([]string, 0, len(s.frameworks))
+	for id := range s.frameworks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]allocator.Framework, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *cloneFramework(s.frameworks[id]))
+	}
+	return out
+}
+
+// Framework returns a copy of one framework.
+func (s *State) Framework(id string) (allocator.Framework, bool) {
+	f, ok := s.frameworks[id]
+	if !ok {
+		return allocator.Framework{}, false
+	}
+	return *cloneFramework(f), true
+}
+
+// Suppressed reports whether the framework suppressed offers for role.
+func (s *State) Suppressed(frameworkID, role string) bool {
+	f, ok := s.frameworks[frameworkID]
+	return ok && slices.Contains(f.SuppressedRoles, role)
+}
+
+// Roles returns every role that has a weight entry or a subscribed
+// framework, sorted by name, with its weight as given (0 means 1).
+func (s *State) Roles() []allocator.Role {
+	names := map[string]bool{}
+	for n := range s.weights {
+		names[n] = true
+	}
+	for _, f := range s.frameworks {
+		for _, r := range f.Roles {
+			names[r] = true
+		}
+	}
+	out := make([]allocator.Role, 0, len(names))
+	for n := range names {
+		out = append(out, allocator.Role{Name: n, Weight: s.weights[n]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Weight returns the role's effective weight: 1 when unset or 0.
+func (s *State) Weight(role string) float64 {
+	if w := s.weights[role]; w > 0 {
+		return w
+	}
+	return 1
+}
+
+// Allocation returns what a framework holds under role on an agent.
+func (s *State) Allocation(frameworkID, role, agentID string) resources.Resources {
+	return s.allocs[allocKey{frameworkID, role, agentID}]
+}
+
+// Allocations returns all non-empty allocations sorted by framework, role
+// and agent.
+func (s *State) Allocations() []allocator.Allocation {
+	out := make([]allocator.Allocation, 0, len(s.allocs))
+	for k, r := range s.allocs {
+		out = append(out, allocator.Allocation{FrameworkID: k.framework, Role: k.role, AgentID: k.agent, Resources: r})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.FrameworkID != b.FrameworkID {
+			return a.FrameworkID < b.FrameworkID
+		}
+		if a.Role != b.Role {
+			return a.Role < b.Role
+		}
+		return a.AgentID < b.AgentID
+	})
+	return out
+}
+
+// AgentAllocated is the sum of all allocations on an agent.
+func (s *State) AgentAllocated(agentID string) resources.Resources { return s.byAgent[agentID] }
+
+// RoleAllocated is the sum of a role's allocations across the cluster.
+func (s *State) RoleAllocated(role string) resources.Resources { return s.byRole[role] }
+
+// FrameworkAllocated is the sum of a framework's allocations across roles
+// and agents.
+func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
+	return s.byFramework[frameworkID]
+}
+
+// Filters returns the filters active at now (now < ExpiresAt), sorted by
+// framework, role, agent and expiry.
+func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
+	var out []allocator.Filter
+	for _, fs := range s.filters {
+		for _, f := range fs {
+			if now < f.ExpiresAt {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.FrameworkID != b.FrameworkID {
+			return a.FrameworkID < b.FrameworkID
+		}
+		if a.Role != b.Role {
+			return a.Role < b.Role
+		}
+		if a.AgentID != b.AgentID {
+			return a.AgentID < b.AgentID
+		}
+		return a.ExpiresAt < b.ExpiresAt
+	})
+	return out
+}
+
+// Filtered reports whether an active filter keeps offered from going to the
+// framework under role on the agent at now. As in Mesos, a filter applies
+// when the declined resources contain everything that would be offered, so
+// an agent that gained resources since the decline is offered again.
+func (s *State) Filtered(frameworkID, role, agentID string, offered resources.Resources, now allocator.LogicalTime) bool {
+	for _, f := range s.filters[allocKey{frameworkID, role, agentID}] {
+		if now < f.ExpiresAt && f.Resources.Contains(offered) {
+			return true
+		}
+	}
+	return false
+}
+
+// RoleShare is the role's weighted dominant share: the largest fraction of
+// the cluster total of any scalar resource (other than those in exclude)
+// that the role holds, divided by its weight.
+func (s *State) RoleShare(role string, exclude ...string) float64 {
+	return DominantShare(s.byRole[role], s.clusterTotal, exclude...) / s.Weight(role)
+}
+
+// FrameworkShare is the framework's dominant share across all its roles.
+func (s *State) FrameworkShare(frameworkID string, exclude ...string) float64 {
+	return DominantShare(s.byFramework[frameworkID], s.clusterTotal, exclude...)
+}
+
+// DominantShare returns max over scalar resources r of allocated_r/total_r,
+// skipping resources named in exclude and resources the cluster has none
+// of. Ranges and sets do not count, as in Mesos' DRF sorter.
+func DominantShare(allocated, total resources.Resources, exclude ...string) float64 {
+	var share float64
+	for _, n := range allocated.ScalarNames() {
+		if slices.Contains(exclude, n) {
+			continue
+		}
+		t := total.Scalar(n)
+		if t <= 0 {
+			continue
+		}
+		if v := allocated.Scalar(n) / t; v > share {
+			share = v
+		}
+	}
+	return share
+}
+
+func cloneAgent(a *allocator.Agent) *allocator.Agent {
+	c := *a
+	if a.Attributes != nil {
+		c.Attributes = make(map[string]string, len(a.Attributes))
+		for k, v := range a.Attributes {
+			c.Attributes[k] = v
+		}
+	}
+	return &c
+}
+
+func cloneFramework(f *allocator.Framework) *allocator.Framework {
+	c := *f
+	c.Roles = slices.Clone(f.Roles)
+	c.SuppressedRoles = normalizeRoles(f.SuppressedRoles)
+	return &c
+}
