@@ -63,7 +63,9 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	ready := make(chan struct{})
+	// ready carries the master's real address: in dev mode the agent dials
+	// it, which makes "-master 127.0.0.1:0" work.
+	ready := make(chan string, 1)
 	if role == "dev" || role == "master" {
 		wg.Add(1)
 		go func() {
@@ -71,14 +73,15 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 			errc <- runMaster(ctx, cfg, catalog, log.Named("master"), ready)
 		}()
 	} else {
-		close(ready)
+		ready <- cfg.Agent.Master
 	}
 	if role == "dev" || role == "agent" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
-			case <-ready:
+			case addr := <-ready:
+				cfg.Agent.Master = addr
 			case <-ctx.Done():
 				errc <- nil
 				return
@@ -149,7 +152,7 @@ func dirExists(p string) bool {
 }
 
 // runMaster starts the allocator plugin and serves the master until ctx ends.
-func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger, ready chan<- struct{}) error {
+func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger, ready chan<- string) error {
 	mc := cfg.Master
 	spec, err := catalog.Resolve(base.KindAllocator, mc.Allocator)
 	if err != nil {
@@ -192,7 +195,7 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 	go func() { defer wg.Done(); _ = m.Run(ctx) }()
 	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", spec.Name, "plugin", spec.Path)
 	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), spec.Name)
-	close(ready)
+	ready <- l.Addr().String()
 	err = api.Serve(ctx, l, g, api.Handler(m), log)
 	g.Stop()
 	wg.Wait()
@@ -217,7 +220,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	go func() {
 		select {
 		case <-a.Ready():
-			log.Info("agent ready", "url", a.URL(), "master", ac.Master)
+			fmt.Fprintf(os.Stderr, "corral agent: ready at %s (master %s)\n", a.URL(), ac.Master)
 		case <-ctx.Done():
 		}
 	}()
@@ -250,6 +253,7 @@ func (s *supervisedAllocator) Current() (allocator.Allocator, master.PluginInfo,
 		info.Generation = s.gen
 	}
 	info.Version = inst.Info().Version
+	info.Pid = inst.Pid()
 	a, ok := inst.Raw().(allocator.Allocator)
 	if !ok {
 		return nil, info, fmt.Errorf("plugin %s does not implement the allocator interface", s.spec.Path)

@@ -398,13 +398,9 @@ func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []s
 		}
 	}
 	if suppress {
+		// Offers already out stay valid, as in Mesos: suppress only stops
+		// new ones.
 		kind = allocator.Suppressed
-		// Offers already out for suppressed roles are withdrawn, as in Mesos.
-		for _, o := range f.offers {
-			if f.suppressed[o.role] {
-				m.rescindLocked(o, 0)
-			}
-		}
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: kind, FrameworkID: f.info.Id, Roles: append([]string(nil), targets...)})
 	if !suppress {

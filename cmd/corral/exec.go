@@ -1,0 +1,718 @@
+package main
+
+// corral exec runs one command as a task on the cluster, streams its output
+// and exits with its exit code, like `ssh host cmd` or `docker run`.
+//
+// Exit codes (also in the usage text):
+//
+//	0-255  the task's own exit code (128+N when the agent reports death by signal N)
+//	124    --timeout expired and the task was killed
+//	125    the task was never placed: bad flags, master unreachable, refused,
+//	       or no fitting offer before --timeout
+//	126    the task could not start (TASK_FAILED or TASK_ERROR without exit code)
+//	127    the task was lost (TASK_LOST); this overlaps the shell's "command not
+//	       found", so a line on stderr says which one happened
+//	130    interrupted (Ctrl-C or SIGTERM): the task was killed first
+//	137    the task was killed by someone else (operator, cluster)
+//
+// Whatever happens, the framework is torn down before exit, so nothing is
+// left on the master.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/scheduler"
+)
+
+const (
+	exitTimeout     = 124
+	exitNotPlaced   = 125
+	exitCannotStart = 126
+	exitLost        = 127
+	exitInterrupted = 130
+	exitKilled      = 137
+)
+
+const execUsage = `usage: corral exec [flags] -- command [args...]
+
+Runs the command as one task on the cluster, streams its stdout and stderr
+here while it runs, and exits with its exit code. A single argument runs
+through /bin/sh -c; several run directly as argv.
+
+Flags:
+  --master ADDR     master address (default 127.0.0.1:5050, env CORRAL_MASTER)
+  --name NAME       framework name (default corral-exec)
+  --role ROLE       role to run under (default *)
+  --env K=V         environment variable for the task (repeatable)
+  --cpus N          CPUs for the task (default 0.1)
+  --mem MIB         memory in MiB (default 32)
+  --disk MIB        disk in MiB (default 0)
+  --timeout D       give up placing / kill the task after D (default 0: none)
+  --grace D         SIGTERM-to-SIGKILL grace when killing (default: executor's, 3s)
+  --connect-timeout D  give up if the master cannot be reached within D (default 15s)
+  -q                quiet: no progress lines, only the task's output and errors
+
+Exit codes:
+  0-255  the task's own exit code (128+N if it died of signal N)
+  124    --timeout expired and the task was killed
+  125    the task was never placed (bad flags, master unreachable or refusing,
+         no fitting offer before --timeout)
+  126    the task could not start (failed or invalid without an exit code)
+  127    the task was lost (TASK_LOST); a line on stderr tells it apart from
+         the shell's "command not found"
+  130    interrupted: the task was killed first
+  137    the task was killed by someone else
+`
+
+// execOptions are the parsed command line.
+type execOptions struct {
+	master, name, role string
+	env                map[string]string
+	cpus, mem, disk    float64
+	timeout, grace     time.Duration
+	connectTimeout     time.Duration
+	quiet              bool
+	command            []string
+}
+
+// parseExecFlags parses args; getenv supplies CORRAL_MASTER (os.Getenv in
+// production, a map in tests). flag.ErrHelp means usage was asked for.
+func parseExecFlags(args []string, getenv func(string) string) (*execOptions, error) {
+	o := &execOptions{env: map[string]string{}}
+	fs := flag.NewFlagSet("corral exec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // runExec prints errors and usage itself
+	master := getenv("CORRAL_MASTER")
+	if master == "" {
+		master = "127.0.0.1:5050"
+	}
+	fs.StringVar(&o.master, "master", master, "")
+	fs.StringVar(&o.name, "name", "corral-exec", "")
+	fs.StringVar(&o.role, "role", "*", "")
+	fs.Func("env", "", func(kv string) error {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want K=V, got %q", kv)
+		}
+		o.env[k] = v
+		return nil
+	})
+	fs.Float64Var(&o.cpus, "cpus", 0.1, "")
+	fs.Float64Var(&o.mem, "mem", 32, "")
+	fs.Float64Var(&o.disk, "disk", 0, "")
+	fs.DurationVar(&o.timeout, "timeout", 0, "")
+	fs.DurationVar(&o.grace, "grace", 0, "")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
+	fs.BoolVar(&o.quiet, "q", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.command = fs.Args()
+	switch {
+	case len(o.command) == 0:
+		return nil, errors.New("no command given")
+	case len(o.command) == 1 && strings.TrimSpace(o.command[0]) == "":
+		return nil, errors.New("empty command")
+	case o.master == "":
+		return nil, errors.New("--master is empty")
+	case o.name == "" || o.role == "":
+		return nil, errors.New("--name and --role must not be empty")
+	case o.cpus < 0 || o.mem < 0 || o.disk < 0:
+		return nil, errors.New("--cpus, --mem and --disk must not be negative")
+	case o.cpus == 0 && o.mem == 0:
+		return nil, errors.New("a task needs some --cpus or --mem")
+	case o.timeout < 0 || o.grace < 0 || o.connectTimeout <= 0:
+		return nil, errors.New("--timeout and --grace must not be negative, --connect-timeout must be positive")
+	}
+	return o, nil
+}
+
+// commandInfo runs one argument through the shell, as `sh -c` would, and
+// several as argv, so `corral exec -- ls -l "a b"` keeps its quoting.
+func commandInfo(o *execOptions) *corralpb.CommandInfo {
+	ci := &corralpb.CommandInfo{Environment: o.env}
+	if len(o.command) == 1 {
+		ci.Shell, ci.Value = true, o.command[0]
+	} else {
+		ci.Value, ci.Arguments = o.command[0], o.command[1:]
+	}
+	return ci
+}
+
+// stopCause is why corral exec itself asked for the task to be killed.
+type stopCause int
+
+const (
+	causeNone stopCause = iota
+	causeTimeout
+	causeInterrupt
+)
+
+// exitCodeFor maps the task's terminal status to corral exec's exit code,
+// with a line for stderr when the code alone does not explain what happened.
+func exitCodeFor(st *corralpb.TaskStatus, cause stopCause) (int, string) {
+	state := st.GetState()
+	why := ""
+	if m := st.GetMessage(); m != "" {
+		why = ": " + m
+	}
+	if state != corralpb.TaskState_TASK_FINISHED {
+		// We asked for the kill: our reason wins over whatever state and exit
+		// code the kill produced (as coreutils' timeout does).
+		switch cause {
+		case causeTimeout:
+			return exitTimeout, "timeout expired; task killed"
+		case causeInterrupt:
+			return exitInterrupted, "interrupted; task killed"
+		}
+	}
+	switch state {
+	case corralpb.TaskState_TASK_FINISHED, corralpb.TaskState_TASK_FAILED:
+		if st.GetHasExitCode() {
+			return foldExitCode(st.GetExitCode()), ""
+		}
+		if state == corralpb.TaskState_TASK_FINISHED {
+			return 0, ""
+		}
+		return exitCannotStart, "task failed without an exit code (could not start?)" + why
+	case corralpb.TaskState_TASK_ERROR:
+		return exitCannotStart, "task was refused as invalid" + why
+	case corralpb.TaskState_TASK_KILLED:
+		return exitKilled, "task was killed by someone else" + why
+	case corralpb.TaskState_TASK_LOST:
+		return exitLost, "task was LOST (exit code 127 here means TASK_LOST, not \"command not found\")" + why
+	}
+	return exitNotPlaced, fmt.Sprintf("task ended in unexpected state %s%s", state, why)
+}
+
+// foldExitCode keeps 0-255 and turns "killed by signal N" (reported as -N)
+// into the shell's 128+N.
+func foldExitCode(c int32) int {
+	switch {
+	case c >= 0 && c <= 255:
+		return int(c)
+	case c < 0 && c >= -127:
+		return 128 - int(c)
+	}
+	return 255
+}
+
+func isTerminal(s corralpb.TaskState) bool {
+	switch s {
+	case corralpb.TaskState_TASK_FINISHED, corralpb.TaskState_TASK_FAILED, corralpb.TaskState_TASK_KILLED,
+		corralpb.TaskState_TASK_LOST, corralpb.TaskState_TASK_ERROR:
+		return true
+	}
+	return false
+}
+
+func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseExecFlags(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, execUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "corral exec: %v\n\n%s", err, execUsage)
+		return exitNotPlaced
+	}
+	return execute(ctx, o, stdout, &syncWriter{w: stderr})
+}
+
+// syncWriter serializes writes: progress lines and the task's stderr share it.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+type phase int
+
+const (
+	phaseWaiting   phase = iota // no task yet; looking at offers
+	phaseLaunching              // Accept in flight
+	phaseLaunched
+	phaseAbandoned // gave up before placing; ignore further offers
+)
+
+// execFramework is the scheduler side of corral exec. Callbacks run on the
+// SDK's goroutine; the main goroutine reads the state under mu and is poked
+// through changed.
+type execFramework struct {
+	o      *execOptions
+	taskID string
+	say    func(format string, args ...any) // progress, silenced by -q
+	warn   func(format string, args ...any) // always printed
+
+	mu         sync.Mutex
+	driver     scheduler.Driver
+	phase      phase
+	agentID    string
+	status     *corralpb.TaskStatus // latest for our task
+	sandboxURL string
+	lastErr    string // last ERROR event or disconnect reason
+	suppressed bool
+	stopping   bool // main gave up on the task; a failed launch must not be retried
+	changed    chan struct{}
+}
+
+func (f *execFramework) poke() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (f *execFramework) Subscribed(_ context.Context, d scheduler.Driver, id string, reconnected bool) {
+	f.mu.Lock()
+	f.driver = d
+	f.mu.Unlock()
+	if reconnected {
+		f.say("re-subscribed to the master as framework %s", id)
+	} else {
+		f.say("subscribed as framework %s; waiting for an offer with cpus=%g mem=%g disk=%g",
+			id, f.o.cpus, f.o.mem, f.o.disk)
+	}
+	f.poke()
+}
+
+// Offers launches the task on the first offer that fits and declines the
+// rest. Unfitting offers are refused only briefly, since resources may free
+// up; once placed, everything is refused for long and offers suppressed.
+func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	want := map[string]float64{"cpus": f.o.cpus, "mem": f.o.mem, "disk": f.o.disk}
+	var decline []string
+	for _, o := range offers {
+		f.mu.Lock()
+		waiting := f.phase == phaseWaiting
+		var taken []*corralpb.Resource
+		fits := false
+		if waiting {
+			taken, _, fits = scheduler.TakeScalars(o.GetResources(), want)
+			if fits {
+				f.phase = phaseLaunching
+			}
+		}
+		f.mu.Unlock()
+		if !fits {
+			decline = append(decline, o.GetId())
+			continue
+		}
+		task := &corralpb.TaskInfo{
+			TaskId: f.taskID, Name: strings.Join(f.o.command, " "), AgentId: o.GetAgentId(),
+			Resources: taken, Command: commandInfo(f.o), KillGraceSeconds: f.o.grace.Seconds(),
+		}
+		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})
+		f.mu.Lock()
+		if err != nil {
+			f.warn("launch on %s failed, waiting for another offer: %v", o.GetHostname(), err)
+			if f.phase == phaseLaunching {
+				f.phase = phaseWaiting
+				if f.stopping {
+					f.phase = phaseAbandoned
+				}
+			}
+		} else {
+			f.phase, f.agentID = phaseLaunched, o.GetAgentId()
+			f.say("launched task %s on %s (agent %s)", f.taskID, o.GetHostname(), o.GetAgentId())
+		}
+		f.mu.Unlock()
+		f.poke()
+	}
+	f.mu.Lock()
+	placed := f.phase != phaseWaiting
+	suppress := placed && !f.suppressed
+	f.suppressed = f.suppressed || suppress
+	f.mu.Unlock()
+	if len(decline) > 0 {
+		refuse := 1.0
+		if placed {
+			refuse = 3600
+		}
+		if err := d.Decline(ctx, decline, &corralpb.Filters{RefuseSeconds: proto.Float64(refuse)}); err != nil {
+			f.warn("decline: %v", err)
+		}
+	}
+	if suppress {
+		if err := d.Suppress(ctx); err != nil {
+			f.warn("suppress: %v", err)
+		}
+	}
+}
+
+func (f *execFramework) Rescinded(context.Context, scheduler.Driver, string) {}
+
+func (f *execFramework) Update(_ context.Context, _ scheduler.Driver, st *corralpb.TaskStatus) {
+	if st.GetTaskId() != f.taskID {
+		return
+	}
+	f.mu.Lock()
+	f.status = st
+	if st.GetSandboxUrl() != "" {
+		f.sandboxURL = st.GetSandboxUrl()
+	}
+	if st.GetAgentId() != "" {
+		f.agentID = st.GetAgentId()
+	}
+	f.mu.Unlock()
+	if !isTerminal(st.GetState()) {
+		f.say("task %s is %s", f.taskID, st.GetState())
+	}
+	f.poke()
+}
+
+func (f *execFramework) Error(_ context.Context, _ scheduler.Driver, msg string) {
+	f.warn("master: %s", msg)
+	f.mu.Lock()
+	f.lastErr = msg
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *execFramework) Disconnected(_ context.Context, err error) {
+	f.mu.Lock()
+	f.lastErr = err.Error()
+	f.mu.Unlock()
+	f.poke()
+}
+
+type execSnapshot struct {
+	driver     scheduler.Driver
+	phase      phase
+	agentID    string
+	status     *corralpb.TaskStatus
+	sandboxURL string
+	lastErr    string
+}
+
+func (f *execFramework) snapshot() execSnapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return execSnapshot{f.driver, f.phase, f.agentID, f.status, f.sandboxURL, f.lastErr}
+}
+
+// abandon gives up on the task. It reports true when nothing was placed
+// (no launch started); otherwise the caller must kill the task.
+func (f *execFramework) abandon() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopping = true
+	if f.phase == phaseWaiting {
+		f.phase = phaseAbandoned
+		return true
+	}
+	return f.phase == phaseAbandoned
+}
+
+func newTaskID(name string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return name + "-" + hex.EncodeToString(b)
+}
+
+// execute runs the framework until the task is terminal (or never placed)
+// and returns the exit code. It owns the only blocking loop of corral exec.
+func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Writer) int {
+	say := func(format string, args ...any) {
+		if !o.quiet {
+			fmt.Fprintf(stderr, "corral exec: "+format+"\n", args...)
+		}
+	}
+	warn := func(format string, args ...any) { fmt.Fprintf(stderr, "corral exec: "+format+"\n", args...) }
+	f := &execFramework{o: o, taskID: newTaskID(o.name), say: say, warn: warn, changed: make(chan struct{}, 1)}
+
+	fw := &corralpb.FrameworkInfo{
+		Name:  o.name,
+		Roles: []string{o.role},
+		// Long enough to ride out a master restart or a dropped stream, short
+		// enough that a corral exec killed with SIGKILL does not leave its
+		// task running for long.
+		FailoverTimeoutSeconds: 10,
+	}
+	if u, err := user.Current(); err == nil {
+		fw.User = u.Username
+	}
+	fw.Hostname, _ = os.Hostname()
+
+	// Run must survive Ctrl-C long enough to kill the task and tear down, so
+	// it gets a context of its own, ended only on the way out.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- scheduler.Run(runCtx, scheduler.Config{
+			Master: o.master, Framework: fw,
+			Logger: hclog.New(&hclog.LoggerOptions{Name: "corral-exec", Level: hclog.Off}),
+		}, f)
+	}()
+	runEnded := false
+	defer func() {
+		stopRun()
+		if !runEnded {
+			<-runDone
+		}
+	}()
+
+	var (
+		connectC  = time.After(o.connectTimeout)
+		timeoutC  <-chan time.Time
+		killC     <-chan time.Time // kill retries
+		giveUpC   <-chan time.Time // the kill was not confirmed in time
+		interrupt = ctx.Done()
+		cause     = causeNone
+		logs      *follower
+	)
+	if o.timeout > 0 {
+		timeoutC = time.After(o.timeout)
+	}
+	// teardown removes the framework and so anything still running.
+	teardown := func() {
+		s := f.snapshot()
+		if s.driver == nil {
+			return
+		}
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.driver.Teardown(tctx); err != nil && !errors.Is(err, scheduler.ErrNotSubscribed) {
+			warn("teardown: %v", err)
+		}
+	}
+	kill := func() {
+		s := f.snapshot()
+		killC = nil
+		if s.driver != nil {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := s.driver.Kill(kctx, f.taskID, s.agentID)
+			cancel()
+			if err == nil {
+				return
+			}
+			warn("kill: %v (retrying)", err)
+		}
+		killC = time.After(time.Second)
+	}
+	stopTask := func(c stopCause) {
+		cause = c
+		kill()
+		grace := o.grace
+		if grace == 0 {
+			grace = 3 * time.Second
+		}
+		giveUpC = time.After(grace + 10*time.Second)
+	}
+	finish := func(code int, msg string) int {
+		if logs != nil {
+			logs.stopAndDrain()
+		}
+		if msg != "" {
+			warn("%s", msg)
+		}
+		teardown()
+		return code
+	}
+
+	for {
+		select {
+		case <-f.changed:
+			s := f.snapshot()
+			if s.sandboxURL != "" && logs == nil {
+				logs = startFollower(ctx, s.sandboxURL, stdout, stderr, warn)
+			}
+			if s.status != nil && isTerminal(s.status.GetState()) {
+				return finish(exitCodeFor(s.status, cause))
+			}
+			if s.phase == phaseAbandoned && cause != causeNone {
+				// A launch failed after we had decided to stop.
+				return finish(stopCode(cause), "")
+			}
+		case <-connectC:
+			if s := f.snapshot(); s.driver == nil {
+				return finish(exitNotPlaced, fmt.Sprintf("cannot reach the master at %s within %s: %s",
+					o.master, o.connectTimeout, orUnknown(s.lastErr)))
+			}
+		case <-timeoutC:
+			timeoutC = nil
+			if f.abandon() {
+				if s := f.snapshot(); s.driver == nil {
+					return finish(exitNotPlaced, fmt.Sprintf("cannot reach the master at %s within %s: %s",
+						o.master, o.timeout, orUnknown(s.lastErr)))
+				}
+				return finish(exitNotPlaced, fmt.Sprintf("no offer fitting cpus=%g mem=%g disk=%g within %s",
+					o.cpus, o.mem, o.disk, o.timeout))
+			}
+			warn("timeout of %s expired; killing task %s", o.timeout, f.taskID)
+			stopTask(causeTimeout)
+		case <-interrupt:
+			interrupt = nil
+			if f.abandon() {
+				return finish(exitInterrupted, "interrupted before the task was placed")
+			}
+			warn("interrupted; killing task %s", f.taskID)
+			stopTask(causeInterrupt)
+		case <-killC:
+			kill()
+		case <-giveUpC:
+			return finish(stopCode(cause), "the task's end was not confirmed in time; tearing the framework down")
+		case err := <-runDone:
+			runEnded = true
+			if err == nil {
+				err = errors.New("scheduler stopped unexpectedly")
+			}
+			return finish(exitNotPlaced, err.Error())
+		}
+	}
+}
+
+func stopCode(c stopCause) int {
+	if c == causeInterrupt {
+		return exitInterrupted
+	}
+	return exitTimeout
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "no answer"
+	}
+	return s
+}
+
+// sizeHeader is the agent's answer header carrying the file's current size.
+const sizeHeader = "X-Corral-File-Size"
+
+// follower copies a task's stdout and stderr from the agent's sandbox API:
+// it polls while the task runs and drains both files once it is terminal.
+type follower struct {
+	client *http.Client
+	base   string
+	files  []*followedFile
+	warn   func(format string, args ...any)
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type followedFile struct {
+	name   string
+	out    io.Writer
+	offset int64
+	errs   int // consecutive failures, to stop shouting after a few
+}
+
+const pollInterval = 100 * time.Millisecond
+
+func startFollower(ctx context.Context, base string, stdout, stderr io.Writer, warn func(string, ...any)) *follower {
+	fl := &follower{
+		client: &http.Client{Timeout: 10 * time.Second},
+		base:   strings.TrimRight(base, "/"),
+		files:  []*followedFile{{name: "stdout", out: stdout}, {name: "stderr", out: stderr}},
+		warn:   warn,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go fl.run(context.WithoutCancel(ctx))
+	return fl
+}
+
+func (fl *follower) run(ctx context.Context) {
+	defer close(fl.done)
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		for _, f := range fl.files {
+			fl.pull(ctx, f, false)
+		}
+		select {
+		case <-fl.stop:
+			// The task is terminal: its files no longer grow, so read each to
+			// its end. Bounded so a vanished agent cannot hang us.
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			for _, f := range fl.files {
+				fl.pull(dctx, f, true)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (fl *follower) stopAndDrain() {
+	close(fl.stop)
+	<-fl.done
+}
+
+// pull copies what is new in one file, chunk by chunk, up to the size the
+// agent reported. When draining it also retries a few transient failures,
+// since that is the last chance to get the output.
+func (fl *follower) pull(ctx context.Context, f *followedFile, drain bool) {
+	for {
+		n, size, err := fl.fetch(ctx, f)
+		if err != nil {
+			f.errs++
+			if f.errs == 3 || drain {
+				fl.warn("reading task %s: %v", f.name, err)
+			}
+			if drain && f.errs < 6 && ctx.Err() == nil {
+				time.Sleep(pollInterval) // a transient agent hiccup; try again
+				continue
+			}
+			return
+		}
+		f.errs = 0
+		if n == 0 || f.offset >= size {
+			return
+		}
+	}
+}
+
+// fetch reads one chunk at f.offset and writes it out. A missing file (the
+// sandbox not created yet) reads as empty.
+func (fl *follower) fetch(ctx context.Context, f *followedFile) (n, size int64, err error) {
+	u := fl.base + "/" + f.name + "?offset=" + strconv.FormatInt(f.offset, 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := fl.client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, 0, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, 0, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	size, err = strconv.ParseInt(resp.Header.Get(sizeHeader), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("GET %s: bad %s header: %w", u, sizeHeader, err)
+	}
+	n, err = io.Copy(f.out, resp.Body)
+	f.offset += n
+	if err != nil {
+		return n, size, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return n, size, nil
+}

@@ -1,0 +1,220 @@
+// Package ntasks is the smallest useful corral framework: it runs one shell
+// command N times, packing as many copies into each offer as fit, and
+// reports how they ended. It shows the shape of every framework built on
+// sdk/scheduler: fit tasks into offers, decline the rest briefly, suppress
+// when there is nothing left to place, and tear down when done.
+package ntasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/scheduler"
+)
+
+// Config describes the job.
+type Config struct {
+	Master  string  // master gRPC address, host:port
+	Name    string  // framework name and task ID prefix; default "ntasks"
+	Role    string  // default "*"
+	Tasks   int     // how many copies to run; must be > 0
+	Command string  // run with /bin/sh -c
+	CPUs    float64 // per task; default 0.1
+	Mem     float64 // MiB per task; default 32
+	Disk    float64 // MiB per task; default 0
+	// MaxPerOffer caps the tasks launched from one offer; 0 means as many
+	// as fit. With 1, what is left of each offer goes straight back to the
+	// allocator, which then picks the framework furthest below its fair
+	// share for the next task: the progressive filling of the DRF paper,
+	// at the cost of one allocation cycle per task.
+	MaxPerOffer int
+	Logger      hclog.Logger
+	// OnUpdate, when set, sees every status update (on the event goroutine,
+	// before it is acknowledged).
+	OnUpdate func(*corralpb.TaskStatus)
+}
+
+// Result is how the tasks ended.
+type Result struct {
+	Finished, Failed int // TASK_FINISHED vs any other terminal state
+	Statuses         map[string]corralpb.TaskState
+	UpdatesReceived  int // every update, reconciliation answers included
+	AcksSent         int // acknowledgements the master accepted
+}
+
+// declineFilter keeps offers we cannot use away only briefly, since more
+// tasks may be waiting to be placed when resources come back.
+var declineFilter = &corralpb.Filters{RefuseSeconds: proto.Float64(1)}
+
+// Run launches the tasks, waits for all of them to be terminal, tears the
+// framework down and returns the outcome.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Tasks <= 0 {
+		return Result{}, errors.New("ntasks: Tasks must be positive")
+	}
+	if cfg.Command == "" {
+		return Result{}, errors.New("ntasks: Command is required")
+	}
+	cfg.Name = cmp(cfg.Name, "ntasks")
+	cfg.Role = cmp(cfg.Role, "*")
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 0.1
+	}
+	if cfg.Mem <= 0 {
+		cfg.Mem = 32
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	f := newFramework(cfg)
+	err := scheduler.Run(ctx, scheduler.Config{
+		Master:    cfg.Master,
+		Framework: &corralpb.FrameworkInfo{Name: cfg.Name, Roles: []string{cfg.Role}},
+		Logger:    cfg.Logger,
+	}, f)
+	switch {
+	case err != nil:
+		return f.res, fmt.Errorf("ntasks: %w", err)
+	case !f.done():
+		return f.res, fmt.Errorf("ntasks: stopped with %d of %d tasks terminal: %w",
+			f.res.Finished+f.res.Failed, cfg.Tasks, ctx.Err())
+	}
+	return f.res, nil
+}
+
+func newFramework(cfg Config) *framework {
+	f := &framework{cfg: cfg, log: cfg.Logger.Named("ntasks"),
+		res: Result{Statuses: make(map[string]corralpb.TaskState)}}
+	for i := range cfg.Tasks {
+		f.pending = append(f.pending, i)
+	}
+	return f
+}
+
+func cmp(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// framework implements scheduler.Scheduler; all its state is touched only
+// from the SDK's event goroutine.
+type framework struct {
+	cfg        Config
+	log        hclog.Logger
+	pending    []int // task indexes not yet launched
+	suppressed bool
+	res        Result
+}
+
+func (f *framework) done() bool { return f.res.Finished+f.res.Failed == f.cfg.Tasks }
+
+func (f *framework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
+	f.log.Info("subscribed", "framework_id", id, "reconnected", reconnected)
+	f.finishIfDone(ctx, d) // a teardown may have failed on a broken stream
+}
+
+func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	want := map[string]float64{"cpus": f.cfg.CPUs, "mem": f.cfg.Mem}
+	if f.cfg.Disk > 0 {
+		want["disk"] = f.cfg.Disk
+	}
+	for _, o := range offers {
+		var tasks []*corralpb.TaskInfo
+		rest := o.GetResources()
+		for len(f.pending) > len(tasks) && (f.cfg.MaxPerOffer <= 0 || len(tasks) < f.cfg.MaxPerOffer) {
+			taken, left, ok := scheduler.TakeScalars(rest, want)
+			if !ok {
+				break
+			}
+			rest = left
+			id := fmt.Sprintf("%s-%d", f.cfg.Name, f.pending[len(tasks)])
+			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
+				Resources: taken, Command: &corralpb.CommandInfo{Shell: true, Value: f.cfg.Command}})
+		}
+		if len(tasks) == 0 {
+			if err := d.Decline(ctx, []string{o.GetId()}, declineFilter); err != nil {
+				// NotFound: the master withdrew the offer meanwhile; harmless.
+				f.log.Debug("decline failed", "offer_id", o.GetId(), "error", err)
+			}
+			continue
+		}
+		filter := declineFilter
+		if len(f.pending) > len(tasks) {
+			// More tasks wait: let the remainder be offered again at once.
+			filter = &corralpb.Filters{RefuseSeconds: proto.Float64(0)}
+		}
+		if err := d.Launch(ctx, []string{o.GetId()}, tasks, filter); err != nil {
+			f.log.Warn("launch failed, tasks stay pending", "offer_id", o.GetId(), "error", err)
+			continue
+		}
+		f.log.Info("launched", "offer_id", o.GetId(), "agent_id", o.GetAgentId(), "tasks", len(tasks))
+		f.pending = f.pending[len(tasks):]
+	}
+	if len(f.pending) == 0 && !f.suppressed {
+		if err := d.Suppress(ctx); err != nil {
+			f.log.Warn("suppress failed", "error", err)
+			return
+		}
+		f.suppressed = true
+	}
+}
+
+func (f *framework) Rescinded(context.Context, scheduler.Driver, string) {}
+
+func (f *framework) Update(ctx context.Context, d scheduler.Driver, st *corralpb.TaskStatus) {
+	f.res.UpdatesReceived++
+	if f.cfg.OnUpdate != nil {
+		f.cfg.OnUpdate(st)
+	}
+	prev, seen := f.res.Statuses[st.GetTaskId()]
+	f.res.Statuses[st.GetTaskId()] = st.GetState()
+	if terminal(st.GetState()) && !(seen && terminal(prev)) { // count each task once
+		if st.GetState() == corralpb.TaskState_TASK_FINISHED {
+			f.res.Finished++
+		} else {
+			f.res.Failed++
+			f.log.Warn("task failed", "task_id", st.GetTaskId(), "state", st.GetState(), "message", st.GetMessage())
+		}
+	}
+	// An update with a uuid is acknowledged after this returns; tearing down
+	// now would skip that ack, so wait for Acknowledged.
+	if len(st.GetUuid()) == 0 {
+		f.finishIfDone(ctx, d)
+	}
+}
+
+func (f *framework) Acknowledged(ctx context.Context, d scheduler.Driver, _ *corralpb.TaskStatus, err error) {
+	if err == nil {
+		f.res.AcksSent++
+	}
+	f.finishIfDone(ctx, d)
+}
+
+func (f *framework) Error(_ context.Context, _ scheduler.Driver, msg string) {
+	f.log.Error("error from master", "message", msg)
+}
+
+func (f *framework) finishIfDone(ctx context.Context, d scheduler.Driver) {
+	if !f.done() {
+		return
+	}
+	if err := d.Teardown(ctx); err != nil {
+		f.log.Warn("teardown failed, will retry after re-subscribing", "error", err)
+	}
+}
+
+func terminal(s corralpb.TaskState) bool {
+	switch s {
+	case corralpb.TaskState_TASK_FINISHED, corralpb.TaskState_TASK_FAILED, corralpb.TaskState_TASK_KILLED,
+		corralpb.TaskState_TASK_LOST, corralpb.TaskState_TASK_ERROR:
+		return true
+	}
+	return false
+}

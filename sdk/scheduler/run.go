@@ -1,0 +1,318 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// Config tells Run where the master is and who the framework is.
+type Config struct {
+	// Master is the master's gRPC address, host:port (an "http://" prefix is
+	// tolerated). Required.
+	Master string
+	// Framework is sent at subscription. Set Framework.Id to fail over to an
+	// existing framework; otherwise the master assigns one, which Run reuses
+	// for every re-subscription. Required.
+	Framework *corralpb.FrameworkInfo
+	// SuppressedRoles start suppressed, as Mesos' FrameworkOptions. Later
+	// Suppress and Revive calls update the set Run sends when it
+	// re-subscribes, so a reconnection does not undo them.
+	SuppressedRoles []string
+	Logger          hclog.Logger
+	// Reconnection backoff: starts at ReconnectMin, doubles up to
+	// ReconnectMax, and starts over after each successful subscription.
+	ReconnectMin time.Duration // default 200ms
+	ReconnectMax time.Duration // default 10s
+}
+
+// heartbeatMisses is how many heartbeat intervals may pass without any event
+// before the stream is considered dead.
+const heartbeatMisses = 5
+
+// subscribeTimeout bounds the wait for the SUBSCRIBED event, before the
+// heartbeat interval is known.
+const subscribeTimeout = 30 * time.Second
+
+var errHeartbeatTimeout = errors.New("no event from the master within 5 heartbeat intervals")
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Master == "" {
+		return c, errors.New("scheduler: master address is required")
+	}
+	if c.Framework == nil {
+		return c, errors.New("scheduler: framework info is required")
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = 200 * time.Millisecond
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = 10 * time.Second
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = c.ReconnectMin
+	}
+	return c, nil
+}
+
+// Run subscribes the framework and delivers events to s until the framework
+// tears down (nil), ctx ends (nil; the framework stays registered on the
+// master for its failover timeout) or the master refuses it for good.
+//
+// A refusal is permanent when the master answers InvalidArgument,
+// PermissionDenied, Unauthenticated, NotFound, FailedPrecondition or
+// Unimplemented, or closes the stream right after an ERROR event. Any other
+// break (network, master restart, missed heartbeats) is retried with
+// exponential backoff, re-subscribing with the same framework ID so the
+// master keeps the framework's tasks.
+func Run(ctx context.Context, cfg Config, s Scheduler) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(strings.TrimPrefix(cfg.Master, "http://"),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("scheduler: dial master %s: %w", cfg.Master, err)
+	}
+	defer conn.Close()
+
+	r := &runner{
+		cfg:    cfg,
+		log:    cfg.Logger.Named("scheduler"),
+		client: corralpb.NewSchedulerClient(conn),
+		sched:  s,
+	}
+	r.d = newDriver(r.client, cfg.Framework.GetId(), cfg.Framework.GetRoles(), cfg.SuppressedRoles)
+	return r.loop(ctx)
+}
+
+type runner struct {
+	cfg    Config
+	log    hclog.Logger
+	client corralpb.SchedulerClient
+	sched  Scheduler
+	d      *driver
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	backoff := r.cfg.ReconnectMin
+	for {
+		subscribed, err := r.session(ctx)
+		r.d.setDisconnected()
+		switch {
+		case r.d.isTornDown():
+			r.log.Info("framework torn down", "framework_id", r.d.FrameworkID())
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		}
+		if perm := permanent(err); perm != nil {
+			r.log.Error("master refused the framework", "error", perm)
+			return perm
+		}
+		if subscribed {
+			backoff = r.cfg.ReconnectMin
+		}
+		r.log.Warn("stream to master broken, reconnecting", "error", err, "backoff", backoff)
+		if h, ok := r.sched.(DisconnectHandler); ok {
+			h.Disconnected(ctx, err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-r.d.tornDown:
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, r.cfg.ReconnectMax)
+	}
+}
+
+// refusedError marks an error that must not be retried.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// permanent returns the error Run should give up with, or nil to retry.
+func permanent(err error) error {
+	var re *refusedError
+	if errors.As(err, &re) {
+		return re.err
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated,
+		codes.NotFound, codes.FailedPrecondition, codes.Unimplemented:
+		return fmt.Errorf("scheduler: subscribe refused: %w", callError("subscribe", err))
+	}
+	return nil
+}
+
+// session runs one subscription: it opens the stream, reads events on a
+// separate goroutine (which also runs the heartbeat watchdog) and dispatches
+// them here, in order. It returns why the stream ended and whether it got as
+// far as SUBSCRIBED.
+func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	fw := proto.Clone(r.cfg.Framework).(*corralpb.FrameworkInfo)
+	fw.Id = r.d.FrameworkID()
+	resubscribe := fw.Id != ""
+	r.log.Debug("subscribing", "master", r.cfg.Master, "framework_id", fw.Id)
+
+	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles()})
+	if err != nil {
+		return false, err
+	}
+
+	events := make(chan *corralpb.Event, 64)
+	var recvErr error // written by the reader before it closes events
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(events)
+		recvErr = r.read(sctx, cancel, stream, events)
+	}()
+	defer wg.Wait() // after cancel (deferred later, so runs first)
+	defer cancel(nil)
+
+	var lastError string // message of an ERROR event, if it was the last one
+	for {
+		var ev *corralpb.Event
+		var ok bool
+		select {
+		case ev, ok = <-events:
+		case <-r.d.tornDown:
+			return subscribed, nil
+		}
+		if !ok {
+			break
+		}
+		lastError = ""
+		switch e := ev.GetEvent().(type) {
+		case *corralpb.Event_Subscribed_:
+			sub := e.Subscribed
+			if fw.Id != "" && sub.GetFrameworkId() != fw.Id {
+				r.log.Warn("master assigned a different framework ID", "asked", fw.Id, "got", sub.GetFrameworkId())
+			}
+			r.d.setSubscribed(sub.GetFrameworkId(), sub.GetStreamId())
+			subscribed = true
+			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master_id", sub.GetMasterId(),
+				"heartbeat_interval", sub.GetHeartbeatIntervalSeconds(), "reconnected", resubscribe)
+			r.sched.Subscribed(ctx, r.d, sub.GetFrameworkId(), resubscribe)
+			if resubscribe && !r.d.isTornDown() {
+				// Tasks may have changed state while we were away; implicit
+				// reconciliation makes the master tell us about all of them.
+				if err := r.d.Reconcile(ctx, nil); err != nil {
+					r.log.Warn("implicit reconciliation failed", "error", err)
+				}
+			}
+		case *corralpb.Event_Offers_:
+			r.sched.Offers(ctx, r.d, e.Offers.GetOffers())
+		case *corralpb.Event_Rescind_:
+			r.sched.Rescinded(ctx, r.d, e.Rescind.GetOfferId())
+		case *corralpb.Event_Update_:
+			r.update(ctx, e.Update.GetStatus())
+		case *corralpb.Event_Message_:
+			if h, ok := r.sched.(MessageHandler); ok {
+				h.Message(ctx, r.d, e.Message.GetAgentId(), e.Message.GetTaskId(), e.Message.GetData())
+			}
+		case *corralpb.Event_Failure_:
+			if h, ok := r.sched.(FailureHandler); ok {
+				h.Failure(ctx, r.d, e.Failure.GetAgentId(), e.Failure.GetMessage())
+			}
+		case *corralpb.Event_Error_:
+			lastError = e.Error.GetMessage()
+			r.log.Error("error from master", "message", lastError)
+			r.sched.Error(ctx, r.d, lastError)
+		case *corralpb.Event_Heartbeat_:
+		default:
+			r.log.Debug("ignoring unknown event", "event", fmt.Sprintf("%T", e))
+		}
+		if r.d.isTornDown() {
+			return subscribed, nil
+		}
+	}
+	// events is closed: the reader has set recvErr.
+	if errors.Is(recvErr, io.EOF) && lastError != "" {
+		return subscribed, &refusedError{fmt.Errorf("scheduler: master closed the stream after error: %s", lastError)}
+	}
+	if errors.Is(recvErr, io.EOF) {
+		recvErr = errors.New("master closed the stream")
+	}
+	return subscribed, recvErr
+}
+
+// read receives events and passes them on. The watchdog only runs while the
+// reader waits on the network, so a slow Scheduler callback (which makes the
+// reader wait on the channel) is not mistaken for a dead master.
+func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
+	stream grpc.ServerStreamingClient[corralpb.Event], out chan<- *corralpb.Event) error {
+	timeout := subscribeTimeout
+	watchdog := time.AfterFunc(timeout, func() { cancel(errHeartbeatTimeout) })
+	defer watchdog.Stop()
+	for {
+		ev, err := stream.Recv()
+		watchdog.Stop()
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+				return cause
+			}
+			return err
+		}
+		if sub := ev.GetSubscribed(); sub != nil {
+			timeout = 0 // no heartbeats promised: rely on the transport alone
+			if iv := sub.GetHeartbeatIntervalSeconds(); iv > 0 {
+				timeout = time.Duration(iv * heartbeatMisses * float64(time.Second))
+			}
+		}
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if timeout > 0 {
+			watchdog.Reset(timeout)
+		}
+	}
+}
+
+// update hands a status to the scheduler, then acknowledges it. Acking after
+// the callback means a framework that dies inside Update gets it again.
+func (r *runner) update(ctx context.Context, st *corralpb.TaskStatus) {
+	r.sched.Update(ctx, r.d, st)
+	if len(st.GetUuid()) == 0 || r.d.isTornDown() {
+		return
+	}
+	err := r.d.acknowledge(ctx, st)
+	if err != nil {
+		// The agent retries unacknowledged updates, so we will get another
+		// chance; nothing to do but say so.
+		r.log.Warn("acknowledge failed", "task_id", st.GetTaskId(), "error", err)
+	}
+	if o, ok := r.sched.(AckObserver); ok {
+		o.Acknowledged(ctx, r.d, st, err)
+	}
+}

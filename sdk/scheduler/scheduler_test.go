@@ -1,0 +1,624 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// fakeMaster is a test double of the master's wire side: it speaks the real
+// gRPC Scheduler service, checks call headers like the master does, and lets
+// the test push events into each subscription and break it at will.
+type fakeMaster struct {
+	corralpb.UnimplementedSchedulerServer
+	addr string
+
+	heartbeatInterval float64       // announced in SUBSCRIBED
+	heartbeatEvery    time.Duration // >0: actually send HEARTBEATs this often
+	subscribeErr      error         // answer every Subscribe with this
+
+	sessions chan *session
+
+	mu          sync.Mutex
+	subs        []*corralpb.SubscribeRequest
+	acks        []*corralpb.AcknowledgeRequest
+	reconciles  []*corralpb.ReconcileRequest
+	teardowns   int
+	heartbeats  int
+	frameworkID string
+	streamID    string
+	streams     int
+}
+
+type session struct {
+	req    *corralpb.SubscribeRequest
+	events chan *corralpb.Event
+	end    chan error // the handler returns what is sent here
+}
+
+func newFakeMaster(t *testing.T, configure func(m *fakeMaster)) *fakeMaster {
+	t.Helper()
+	m := &fakeMaster{sessions: make(chan *session, 8)}
+	if configure != nil {
+		configure(m)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.addr = lis.Addr().String()
+	srv := grpc.NewServer()
+	corralpb.RegisterSchedulerServer(srv, m)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return m
+}
+
+func (m *fakeMaster) Subscribe(req *corralpb.SubscribeRequest, stream grpc.ServerStreamingServer[corralpb.Event]) error {
+	m.mu.Lock()
+	m.subs = append(m.subs, req)
+	if m.subscribeErr != nil {
+		m.mu.Unlock()
+		return m.subscribeErr
+	}
+	fid := req.GetFramework().GetId()
+	if fid == "" {
+		fid = "fw-1"
+	}
+	m.streams++
+	m.frameworkID, m.streamID = fid, fmt.Sprintf("stream-%d", m.streams)
+	sub := &corralpb.Event_Subscribed{FrameworkId: fid, StreamId: m.streamID, HeartbeatIntervalSeconds: m.heartbeatInterval}
+	m.mu.Unlock()
+
+	if err := stream.Send(&corralpb.Event{Event: &corralpb.Event_Subscribed_{Subscribed: sub}}); err != nil {
+		return err
+	}
+	sess := &session{req: req, events: make(chan *corralpb.Event, 64), end: make(chan error, 1)}
+	m.sessions <- sess
+	var tick <-chan time.Time
+	if m.heartbeatEvery > 0 {
+		tk := time.NewTicker(m.heartbeatEvery)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	for {
+		select {
+		case ev := <-sess.events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-tick:
+			if err := stream.Send(&corralpb.Event{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}}); err != nil {
+				return err
+			}
+			m.mu.Lock()
+			m.heartbeats++
+			m.mu.Unlock()
+		case err := <-sess.end:
+			return err
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (m *fakeMaster) check(h *corralpb.CallHeader) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h.GetFrameworkId() != m.frameworkID || h.GetStreamId() != m.streamID {
+		return status.Errorf(codes.FailedPrecondition, "stale stream %q of framework %q", h.GetStreamId(), h.GetFrameworkId())
+	}
+	return nil
+}
+
+func (m *fakeMaster) Accept(_ context.Context, req *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	for _, id := range req.GetOfferIds() {
+		if strings.HasPrefix(id, "bad") {
+			return nil, status.Errorf(codes.InvalidArgument, "offer %s is not outstanding", id)
+		}
+	}
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) Acknowledge(_ context.Context, req *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.acks = append(m.acks, req)
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) Reconcile(_ context.Context, req *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reconciles = append(m.reconciles, req)
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) Suppress(_ context.Context, req *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
+	return &corralpb.CallResponse{}, m.check(req.GetHeader())
+}
+
+func (m *fakeMaster) Teardown(_ context.Context, req *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.teardowns++
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) acksFor(uuid string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, a := range m.acks {
+		if string(a.GetUuid()) == uuid {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *fakeMaster) snapshot() (subs []*corralpb.SubscribeRequest, acks []*corralpb.AcknowledgeRequest, recs []*corralpb.ReconcileRequest, teardowns, heartbeats int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.subs), slices.Clone(m.acks), slices.Clone(m.reconciles), m.teardowns, m.heartbeats
+}
+
+func (m *fakeMaster) nextSession(t *testing.T) *session {
+	t.Helper()
+	select {
+	case s := <-m.sessions:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no subscription reached the master")
+		return nil
+	}
+}
+
+// recorder is a Scheduler that writes down every callback.
+type recorder struct {
+	m *fakeMaster
+
+	mu         sync.Mutex
+	log        []string
+	driver     Driver
+	violations []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log = append(r.log, s)
+}
+
+func (r *recorder) entries() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.log)
+}
+
+func (r *recorder) Subscribed(_ context.Context, d Driver, id string, reconnected bool) {
+	r.mu.Lock()
+	r.driver = d
+	r.mu.Unlock()
+	r.add(fmt.Sprintf("subscribed %s %v", id, reconnected))
+}
+
+func (r *recorder) Offers(_ context.Context, _ Driver, offers []*corralpb.Offer) {
+	var ids []string
+	for _, o := range offers {
+		ids = append(ids, o.GetId())
+	}
+	r.add("offers " + strings.Join(ids, ","))
+}
+
+func (r *recorder) Rescinded(_ context.Context, _ Driver, id string) { r.add("rescind " + id) }
+
+func (r *recorder) Update(_ context.Context, _ Driver, st *corralpb.TaskStatus) {
+	if u := string(st.GetUuid()); u != "" && r.m.acksFor(u) != 0 {
+		r.mu.Lock()
+		r.violations = append(r.violations, "acked before Update returned: "+u)
+		r.mu.Unlock()
+	}
+	r.add("update " + st.GetTaskId() + " " + st.GetState().String())
+}
+
+func (r *recorder) Error(_ context.Context, _ Driver, msg string) { r.add("error " + msg) }
+
+func (r *recorder) Message(_ context.Context, _ Driver, agentID, taskID string, data []byte) {
+	r.add(fmt.Sprintf("message %s %s %s", agentID, taskID, data))
+}
+
+func (r *recorder) Failure(_ context.Context, _ Driver, agentID, msg string) {
+	r.add(fmt.Sprintf("failure %s %s", agentID, msg))
+}
+
+func (r *recorder) Disconnected(_ context.Context, err error) { r.add("disconnected: " + err.Error()) }
+
+func (r *recorder) currentDriver() Driver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.driver
+}
+
+// startRun runs Run in the background; the returned channel yields its
+// result. Cleanup cancels it and waits, so no goroutine outlives the test.
+func startRun(t *testing.T, m *fakeMaster, s Scheduler) (<-chan error, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	cfg := Config{
+		Master:       m.addr,
+		Framework:    &corralpb.FrameworkInfo{Name: "test", Roles: []string{"*"}},
+		Logger:       hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}}),
+		ReconnectMin: 10 * time.Millisecond,
+		ReconnectMax: 50 * time.Millisecond,
+	}
+	go func() { done <- Run(ctx, cfg, s) }()
+	result := make(chan error, 1)
+	var once sync.Once
+	var err error
+	wait := func() error {
+		once.Do(func() { err = <-done })
+		return err
+	}
+	t.Cleanup(func() { cancel(); wait() })
+	go func() { result <- wait() }()
+	return result, cancel
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitResult(t *testing.T, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+		return nil
+	}
+}
+
+func offersEvent(ids ...string) *corralpb.Event {
+	var offers []*corralpb.Offer
+	for _, id := range ids {
+		offers = append(offers, &corralpb.Offer{Id: id, AgentId: "a1"})
+	}
+	return &corralpb.Event{Event: &corralpb.Event_Offers_{Offers: &corralpb.Event_Offers{Offers: offers}}}
+}
+
+func updateEvent(taskID string, state corralpb.TaskState, uuid string) *corralpb.Event {
+	st := &corralpb.TaskStatus{TaskId: taskID, AgentId: "a1", State: state}
+	if uuid != "" {
+		st.Uuid = []byte(uuid)
+	}
+	return &corralpb.Event{Event: &corralpb.Event_Update_{Update: &corralpb.Event_Update{Status: st}}}
+}
+
+func rescindEvent(id string) *corralpb.Event {
+	return &corralpb.Event{Event: &corralpb.Event_Rescind_{Rescind: &corralpb.Event_Rescind{OfferId: id}}}
+}
+
+func TestEventsDispatchedInOrderAndAckedOnce(t *testing.T) {
+	m := newFakeMaster(t, nil)
+	rec := &recorder{m: m}
+	result, _ := startRun(t, m, rec)
+	sess := m.nextSession(t)
+
+	for _, ev := range []*corralpb.Event{
+		offersEvent("o-1", "o-2"),
+		rescindEvent("o-1"),
+		updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
+		{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}},
+		{Event: &corralpb.Event_Message_{Message: &corralpb.Event_Message{AgentId: "a1", TaskId: "t1", Data: []byte("hi")}}},
+		{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: "a2", Message: "agent lost"}}},
+		updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u2"),
+		updateEvent("t2", corralpb.TaskState_TASK_RUNNING, ""), // reconciliation answer: no uuid, no ack
+		{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{Message: "role quota exceeded"}}},
+		rescindEvent("o-2"),
+	} {
+		sess.events <- ev
+	}
+	want := []string{
+		"subscribed fw-1 false",
+		"offers o-1,o-2",
+		"rescind o-1",
+		"update t1 TASK_RUNNING",
+		"message a1 t1 hi",
+		"failure a2 agent lost",
+		"update t1 TASK_FINISHED",
+		"update t2 TASK_RUNNING",
+		"error role quota exceeded",
+		"rescind o-2",
+	}
+	waitFor(t, "all events", func() bool { return len(rec.entries()) >= len(want) })
+	if got := rec.entries(); !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %q\nwant %q", got, want)
+	}
+
+	// Acks are sent on the dispatch goroutine before the next event, so by the
+	// time "rescind o-2" was seen every ack has reached the master.
+	_, acks, recs, _, _ := m.snapshot()
+	var got []string
+	for _, a := range acks {
+		got = append(got, fmt.Sprintf("%s/%s/%s/%s", a.GetAgentId(), a.GetTaskId(), a.GetUuid(), a.GetHeader().GetStreamId()))
+	}
+	if want := []string{"a1/t1/u1/stream-1", "a1/t1/u2/stream-1"}; !slices.Equal(got, want) {
+		t.Errorf("acks = %q, want %q", got, want)
+	}
+	if len(rec.violations) > 0 {
+		t.Errorf("ordering violations: %q", rec.violations)
+	}
+	if len(recs) != 0 {
+		t.Errorf("first subscription must not reconcile, got %d reconciles", len(recs))
+	}
+
+	// Teardown from another goroutine ends Run with nil.
+	d := rec.currentDriver()
+	if err := d.Teardown(context.Background()); err != nil {
+		t.Fatalf("teardown: %v", err)
+	}
+	if err := waitResult(t, result); err != nil {
+		t.Fatalf("Run after teardown = %v, want nil", err)
+	}
+	if _, _, _, n, _ := m.snapshot(); n != 1 {
+		t.Errorf("teardowns = %d, want 1", n)
+	}
+	if err := d.Kill(context.Background(), "t1", "a1"); !errors.Is(err, ErrNotSubscribed) {
+		t.Errorf("call after Run returned: err = %v, want ErrNotSubscribed", err)
+	}
+}
+
+func TestReconnectsWithSameFrameworkIDAndReconciles(t *testing.T) {
+	m := newFakeMaster(t, nil)
+	rec := &recorder{m: m}
+	startRun(t, m, rec)
+
+	first := m.nextSession(t)
+	if id := first.req.GetFramework().GetId(); id != "" {
+		t.Fatalf("first subscribe carried framework id %q", id)
+	}
+	if first.req.GetSuppressedRoles() != nil {
+		t.Fatalf("first subscribe suppressed %q", first.req.GetSuppressedRoles())
+	}
+	waitFor(t, "subscribed", func() bool { return rec.currentDriver() != nil })
+	if err := rec.currentDriver().Suppress(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first.end <- status.Error(codes.Unavailable, "master restarting")
+
+	second := m.nextSession(t)
+	if id := second.req.GetFramework().GetId(); id != "fw-1" {
+		t.Fatalf("re-subscribe framework id = %q, want fw-1", id)
+	}
+	if got := second.req.GetSuppressedRoles(); !slices.Equal(got, []string{"*"}) {
+		t.Errorf("re-subscribe suppressed roles = %q, want the suppression asked for before", got)
+	}
+	waitFor(t, "implicit reconciliation", func() bool {
+		_, _, recs, _, _ := m.snapshot()
+		return len(recs) == 1
+	})
+	_, _, recs, _, _ := m.snapshot()
+	if len(recs[0].GetTasks()) != 0 || recs[0].GetHeader().GetStreamId() != "stream-2" {
+		t.Errorf("reconcile = %v, want implicit on stream-2", recs[0])
+	}
+
+	// The driver now speaks with the new stream's header.
+	second.events <- updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u9")
+	waitFor(t, "ack on the new stream", func() bool { return m.acksFor("u9") == 1 })
+
+	log := rec.entries()
+	if len(log) < 3 || log[0] != "subscribed fw-1 false" || !strings.HasPrefix(log[1], "disconnected: ") ||
+		!strings.Contains(log[1], "master restarting") || log[2] != "subscribed fw-1 true" {
+		t.Errorf("callbacks = %q", log)
+	}
+}
+
+func TestHeartbeatTimeoutTriggersReconnect(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) { m.heartbeatInterval = 0.05 })
+	rec := &recorder{m: m}
+	startRun(t, m, rec)
+
+	m.nextSession(t) // then stay silent: no heartbeat, no event
+	start := time.Now()
+	second := m.nextSession(t)
+	if elapsed := time.Since(start); elapsed < 200*time.Millisecond {
+		t.Errorf("reconnected after %v, before 5 heartbeat intervals (250ms) passed", elapsed)
+	}
+	if id := second.req.GetFramework().GetId(); id != "fw-1" {
+		t.Errorf("re-subscribe framework id = %q, want fw-1", id)
+	}
+	waitFor(t, "disconnect callback", func() bool { return len(rec.entries()) >= 2 })
+	if got := rec.entries()[1]; !strings.Contains(got, "heartbeat") {
+		t.Errorf("disconnect reason = %q, want a heartbeat timeout", got)
+	}
+}
+
+func TestHeartbeatsKeepStreamAlive(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) {
+		m.heartbeatInterval = 0.1 // dead after 500ms of silence
+		m.heartbeatEvery = 10 * time.Millisecond
+	})
+	startRun(t, m, &recorder{m: m})
+	m.nextSession(t)
+	// 80 heartbeats take at least 800ms, well past the 500ms silence limit.
+	waitFor(t, "80 heartbeats", func() bool {
+		_, _, _, _, hb := m.snapshot()
+		return hb >= 80
+	})
+	if subs, _, _, _, _ := m.snapshot(); len(subs) != 1 {
+		t.Errorf("subscriptions = %d, want 1: heartbeats must keep the stream alive", len(subs))
+	}
+}
+
+func TestCallErrorKeepsMasterMessage(t *testing.T) {
+	m := newFakeMaster(t, nil)
+	rec := &recorder{m: m}
+	startRun(t, m, rec)
+	m.nextSession(t)
+	waitFor(t, "subscribed", func() bool { return rec.currentDriver() != nil })
+
+	err := rec.currentDriver().Launch(context.Background(), []string{"bad-1"},
+		[]*corralpb.TaskInfo{{TaskId: "t1", AgentId: "a1"}}, nil)
+	var ce *CallError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v (%T), want *CallError", err, err)
+	}
+	if ce.Call != "accept" || ce.Code != codes.InvalidArgument || ce.Message != "offer bad-1 is not outstanding" {
+		t.Errorf("CallError = %+v", ce)
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("status.Code = %v", status.Code(err))
+	}
+	if want := "accept: InvalidArgument: offer bad-1 is not outstanding"; err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err.Error(), want)
+	}
+	dup := &CallError{Call: "decline", Code: codes.NotFound, Message: "decline: offer o-1 does not exist"}
+	if want := "decline: NotFound: offer o-1 does not exist"; dup.Error() != want {
+		t.Errorf("Error() = %q, want the call named once: %q", dup.Error(), want)
+	}
+}
+
+func TestPermanentRefusalEndsRun(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) {
+		m.subscribeErr = status.Error(codes.PermissionDenied, `role "prod" is not allowed`)
+	})
+	result, _ := startRun(t, m, &recorder{m: m})
+	err := waitResult(t, result)
+	if err == nil || !strings.Contains(err.Error(), `role "prod" is not allowed`) {
+		t.Fatalf("Run = %v, want the master's refusal", err)
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("status.Code = %v, want PermissionDenied", status.Code(err))
+	}
+	if subs, _, _, _, _ := m.snapshot(); len(subs) != 1 {
+		t.Errorf("subscribe attempts = %d, want 1 (no retry of a permanent refusal)", len(subs))
+	}
+}
+
+func TestErrorEventThenCloseEndsRun(t *testing.T) {
+	m := newFakeMaster(t, nil)
+	result, _ := startRun(t, m, &recorder{m: m})
+	sess := m.nextSession(t)
+	sess.events <- &corralpb.Event{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{Message: "framework has been removed"}}}
+	// Let the error reach the client before the stream closes.
+	waitFor(t, "error delivered", func() bool { return len(sess.events) == 0 })
+	sess.end <- nil
+	err := waitResult(t, result)
+	if err == nil || !strings.Contains(err.Error(), "framework has been removed") {
+		t.Fatalf("Run = %v, want an error carrying the master's message", err)
+	}
+}
+
+func TestUnreachableMasterRetriesUntilCancelled(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeMaster{addr: lis.Addr().String()}
+	lis.Close() // nothing listens there any more
+	rec := &recorder{m: m}
+	result, cancel := startRun(t, m, rec)
+	waitFor(t, "three failed attempts", func() bool { return len(rec.entries()) >= 3 })
+	for _, e := range rec.entries() {
+		if !strings.HasPrefix(e, "disconnected: ") {
+			t.Errorf("unexpected callback %q", e)
+		}
+	}
+	cancel()
+	if err := waitResult(t, result); err != nil {
+		t.Errorf("Run after cancel = %v, want nil", err)
+	}
+}
+
+func TestTakeScalars(t *testing.T) {
+	sc := func(name string, v float64, role string) *corralpb.Resource {
+		return &corralpb.Resource{Name: name, Role: role, Value: &corralpb.Resource_Scalar{Scalar: v}}
+	}
+	str := func(rs []*corralpb.Resource) string {
+		var parts []string
+		for _, r := range rs {
+			parts = append(parts, fmt.Sprintf("%s(%s)=%g", r.GetName(), r.GetRole(), r.GetScalar()))
+		}
+		return strings.Join(parts, " ")
+	}
+	offer := []*corralpb.Resource{sc("cpus", 0.3, "web"), sc("cpus", 1, "*"), sc("mem", 128, "*")}
+	tests := []struct {
+		name            string
+		want            map[string]float64
+		ok              bool
+		taken, leftover string
+	}{
+		{"fits in one role", map[string]float64{"cpus": 0.2, "mem": 32}, true,
+			"cpus(web)=0.2 mem(*)=32", "cpus(web)=0.1 cpus(*)=1 mem(*)=96"},
+		{"spans roles", map[string]float64{"cpus": 0.5}, true,
+			"cpus(web)=0.3 cpus(*)=0.2", "cpus(*)=0.8 mem(*)=128"},
+		{"uses everything", map[string]float64{"cpus": 1.3, "mem": 128}, true,
+			"cpus(web)=0.3 cpus(*)=1 mem(*)=128", ""},
+		{"too little mem", map[string]float64{"cpus": 0.1, "mem": 129}, false, "", ""},
+		{"missing resource", map[string]float64{"gpus": 1}, false, "", ""},
+		{"zero want is free", map[string]float64{"disk": 0, "cpus": 0.1}, true,
+			"cpus(web)=0.1", "cpus(web)=0.2 cpus(*)=1 mem(*)=128"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			taken, rest, ok := TakeScalars(offer, tt.want)
+			if ok != tt.ok {
+				t.Fatalf("ok = %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				if str(rest) != str(offer) {
+					t.Errorf("failed take changed the offer: %s", str(rest))
+				}
+				return
+			}
+			if str(taken) != tt.taken || str(rest) != tt.leftover {
+				t.Errorf("taken %q rest %q, want %q %q", str(taken), str(rest), tt.taken, tt.leftover)
+			}
+		})
+	}
+	if str(offer) != "cpus(web)=0.3 cpus(*)=1 mem(*)=128" {
+		t.Errorf("input offer was modified: %s", str(offer))
+	}
+}
