@@ -31,8 +31,13 @@ run: build
 test: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./...
 
+# make bench                                   every benchmark, one pass each
+# make bench BENCH=ExecRoundTrip BENCHTIME=20x  one benchmark, 20 iterations
+BENCH     ?= .
+BENCHTIME ?= 1x
 bench: build
-	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -count 1 ./...
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_RATIO=1 $(GO) test -count 1 -run TestReportOverheadRatio -v ./plugins/allocator/drf
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
