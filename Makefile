@@ -29,7 +29,7 @@ run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
 
 test: build
-	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./...
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 
 # make bench                                   every benchmark, one pass each
 # make bench BENCH=ExecRoundTrip BENCHTIME=20x  one benchmark, 20 iterations

@@ -385,3 +385,71 @@ func cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.ReplaceAll(string(b), "\x00", " ")
 }
+
+// TestMasterCrashRebuildsFromAgentsAndSchedulers kills the master with
+// SIGKILL while a task runs and starts a new master on the same address.
+// The new master knows nothing; it rebuilds its books from the agent's
+// re-registration (same agent ID, the running task) and the scheduler's
+// re-subscription (same framework ID), and the task's result still reaches
+// `corral exec`.
+func TestMasterCrashRebuildsFromAgentsAndSchedulers(t *testing.T) {
+	m1 := startCorral(t, "master", "-master", "127.0.0.1:0")
+	addr := m1.waitLine(masterLine)
+	ag := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", "cpus:2;mem:1024")
+	ag.waitLine(agentLine)
+	before := waitState(t, addr, "agent registered", func(s master.State) bool { return len(s.Agents) == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	marker := filepath.Join(t.TempDir(), "go")
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The task waits for the test's go-ahead, so it is surely running
+		// across the master crash.
+		c, o, e := runCLI(t, ctx, "exec", "--master", addr, "--", "sh", "-c",
+			fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done; echo survived; exit 5", marker))
+		done <- result{c, o, e}
+	}()
+	running := waitState(t, addr, "task running", func(s master.State) bool {
+		select {
+		case r := <-done:
+			t.Fatalf("exec ended early: code %d, stdout %q, stderr %q", r.code, r.out, r.errOut)
+		default:
+		}
+		return len(s.Frameworks) == 1 && len(s.Frameworks[0].Tasks) == 1 && s.Frameworks[0].Tasks[0].State == "TASK_RUNNING"
+	})
+	fwID := running.Frameworks[0].ID
+
+	if err := m1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-m1.done
+	m2 := startCorral(t, "master", "-master", addr)
+	m2.waitLine(masterLine)
+	after := waitState(t, addr, "agent and framework back with the running task", func(s master.State) bool {
+		return len(s.Agents) == 1 && s.Agents[0].Connected && len(s.Frameworks) == 1 && s.Frameworks[0].Connected &&
+			len(s.Frameworks[0].Tasks) == 1
+	})
+	if after.MasterID == before.MasterID {
+		t.Fatalf("master ID unchanged (%s): the master did not restart", after.MasterID)
+	}
+	if after.Agents[0].ID != before.Agents[0].ID || after.Frameworks[0].ID != fwID {
+		t.Fatalf("IDs changed across the crash: agent %s -> %s, framework %s -> %s",
+			before.Agents[0].ID, after.Agents[0].ID, fwID, after.Frameworks[0].ID)
+	}
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != 5 || !strings.Contains(r.out, "survived") {
+			t.Fatalf("exec across a master crash: code %d, stdout %q, stderr %q; want 5 and survived", r.code, r.out, r.errOut)
+		}
+	case <-ctx.Done():
+		t.Fatal("exec did not finish after the master came back")
+	}
+}

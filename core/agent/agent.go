@@ -17,6 +17,7 @@ import (
 
 	"github.com/corral-project/corral/core/agent/detect"
 	"github.com/corral-project/corral/core/agent/statusupdate"
+	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/isolator"
 )
@@ -188,6 +189,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()
+	// Every executor is gone: drop the socket dir if pluginhost had to
+	// move it out of a deep work dir.
+	if err := pluginhost.ReleaseSocketDir(a.cfg.pluginDir()); err != nil {
+		a.logger.Warn("could not remove executor socket dir", "error", err)
+	}
 	return nil
 }
 

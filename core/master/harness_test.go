@@ -34,14 +34,19 @@ type cluster struct {
 
 func startMaster(t *testing.T, cfg master.Config) *cluster {
 	t.Helper()
-	if cfg.AllocationInterval == 0 {
-		cfg.AllocationInterval = 20 * time.Millisecond
-	}
 	plugin := drf.NewPlugin()
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v1"); err != nil {
 		t.Fatal(err)
 	}
-	m := master.New(cfg, master.Deps{Allocator: fixedAllocator{plugin}})
+	return startMasterWith(t, cfg, fixedAllocator{plugin})
+}
+
+func startMasterWith(t *testing.T, cfg master.Config, alloc master.AllocatorSource) *cluster {
+	t.Helper()
+	if cfg.AllocationInterval == 0 {
+		cfg.AllocationInterval = 20 * time.Millisecond
+	}
+	m := master.New(cfg, master.Deps{Allocator: alloc})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/plugins/allocator/drf"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -393,4 +396,59 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hangingAllocator wraps the real DRF plugin and lets its first Allocate
+// calls hang until the caller's deadline, like a wedged plugin process.
+type hangingAllocator struct {
+	fixedAllocator
+	mu    sync.Mutex
+	hangs int
+	calls int
+}
+
+func (h *hangingAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
+	a, info, err := h.fixedAllocator.Current()
+	return hangOnce{Allocator: a, h: h}, info, err
+}
+
+type hangOnce struct {
+	allocator.Allocator
+	h *hangingAllocator
+}
+
+func (w hangOnce) Allocate(ctx context.Context, req *allocator.AllocateRequest) (*allocator.AllocateResponse, error) {
+	w.h.mu.Lock()
+	w.h.calls++
+	hang := w.h.calls <= w.h.hangs
+	w.h.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return w.Allocator.Allocate(ctx, req)
+}
+
+// TestHungAllocatorCallIsAbandoned: a call past allocator_timeout is
+// abandoned, the plugin is re-synced, and offers flow once it answers.
+func TestHungAllocatorCallIsAbandoned(t *testing.T) {
+	plugin := drf.NewPlugin()
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	h := &hangingAllocator{fixedAllocator: fixedAllocator{plugin}, hangs: 2}
+	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: 100 * time.Millisecond}, h)
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	began := time.Now()
+	if len(f.offers()) == 0 {
+		t.Fatal("no offers")
+	}
+	h.mu.Lock()
+	calls := h.calls
+	h.mu.Unlock()
+	if calls < 3 {
+		t.Fatalf("offer arrived after %d Allocate calls; the two hung calls should have come first", calls)
+	}
+	t.Logf("first offer %v after subscribing, past two hung calls", time.Since(began))
 }

@@ -2,10 +2,13 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -58,17 +61,15 @@ func StartExecutor(ctx context.Context, spec Spec, opts ExecutorOptions) (*Insta
 	if err := opts.check(); err != nil {
 		return nil, nil, fmt.Errorf("%s plugin %q: %w", spec.Kind, spec.Name, err)
 	}
-	if err := os.MkdirAll(opts.SocketDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("%s plugin %q: socket dir: %w", spec.Kind, spec.Name, err)
-	}
-	if err := os.Chmod(opts.SocketDir, 0o700); err != nil {
+	socketDir, err := usableSocketDir(opts.SocketDir)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%s plugin %q: socket dir: %w", spec.Kind, spec.Name, err)
 	}
 	inst, err := launch(ctx, spec, Options{Logger: opts.Logger, StartTimeout: opts.StartTimeout}, runnerConfig{
 		sysProc: &syscall.SysProcAttr{Setsid: true},
 		logPath: opts.LogPath,
 		noStdin: true,
-	}, opts.SocketDir)
+	}, socketDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,7 +149,7 @@ func ReattachExecutor(ctx context.Context, spec Spec, info *ReattachInfo, opts E
 		},
 	})
 	inst.client, inst.pid, inst.done, inst.attached = client, info.Pid, ar.done, ar
-	inst.socketDir = socketDirOf(opts.SocketDir, info.Addr)
+	inst.socketDir = socketDirOf(socketDirFor(opts.SocketDir), info.Addr)
 	rpc, err := client.Client()
 	if err != nil {
 		// Not Kill: a failed reattach must not touch the process.
@@ -160,4 +161,53 @@ func ReattachExecutor(ctx context.Context, spec Spec, info *ReattachInfo, opts E
 		return nil, err
 	}
 	return inst, nil
+}
+
+// maxSocketDir leaves room under a socket dir for go-plugin's own
+// "plugin<random>/plugin<random>" inside the 108-byte sun_path limit.
+const maxSocketDir = 107 - 40
+
+// usableSocketDir returns dir, created owner-only, or, when dir is too
+// long for a unix socket path, a short owner-only directory derived from
+// it under the system temp dir. Without this a deep work_dir makes every
+// executor fail its handshake with nothing but an empty message.
+func usableSocketDir(dir string) (string, error) {
+	dir = socketDirFor(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	// A short directory in a shared temp dir must be ours and private.
+	if sys, ok := st.Sys().(*syscall.Stat_t); !st.IsDir() || (ok && int(sys.Uid) != os.Getuid()) {
+		return "", fmt.Errorf("%s is not a directory owned by uid %d", dir, os.Getuid())
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// socketDirFor is where sockets for dir really go; see usableSocketDir.
+func socketDirFor(dir string) string {
+	if dir == "" || len(dir) <= maxSocketDir {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return filepath.Join(os.TempDir(), "corral-sock-"+hex.EncodeToString(sum[:6]))
+}
+
+// ReleaseSocketDir removes the short directory usableSocketDir made for a
+// deep dir, once no executor uses it. The caller's own dir is left alone.
+func ReleaseSocketDir(dir string) error {
+	short := socketDirFor(dir)
+	if short == dir {
+		return nil
+	}
+	if err := os.Remove(short); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }

@@ -543,3 +543,26 @@ func TestExecutorSurvivesHost(t *testing.T) {
 	inst.Kill()
 	waitFor(t, "executor exit after Kill", 10*time.Second, func() bool { return !processAlive(info.Pid, info.StartTicks) })
 }
+
+// A work dir deep enough to overflow sun_path must not break executors.
+func TestStartExecutorWithLongSocketDir(t *testing.T) {
+	deep := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	got, err := usableSocketDir(deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(got) })
+	if len(got) > maxSocketDir {
+		t.Fatalf("socket dir %q is %d bytes, over %d", got, len(got), maxSocketDir)
+	}
+	st, err := os.Stat(got)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket dir %s: %v, mode %v; want 0700", got, err, st.Mode())
+	}
+	if again, _ := usableSocketDir(deep); again != got {
+		t.Fatalf("socket dir not stable: %s then %s", got, again)
+	}
+	if short := t.TempDir(); socketDirFor(short) != short {
+		t.Fatalf("a short dir must be used as is")
+	}
+}
