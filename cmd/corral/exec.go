@@ -259,6 +259,14 @@ const (
 // execFramework is the scheduler side of corral exec. Callbacks run on the
 // SDK's goroutine; the main goroutine reads the state under mu and is poked
 // through changed.
+// execFailoverTimeout is how long the master keeps exec's task while exec
+// is disconnected. Past it (plus a margin for clocks and retries) the task
+// is gone, so exec stops waiting for a master that does not come back.
+const (
+	execFailoverTimeout = 10 * time.Second
+	execGiveUpAfter     = execFailoverTimeout + 5*time.Second
+)
+
 type execFramework struct {
 	o      *execOptions
 	taskID string
@@ -274,7 +282,10 @@ type execFramework struct {
 	lastErr    string // last ERROR event or disconnect reason
 	suppressed bool
 	stopping   bool // main gave up on the task; a failed launch must not be retried
-	changed    chan struct{}
+	// disconnectedAt is when the stream to the master broke; zero while
+	// subscribed.
+	disconnectedAt time.Time
+	changed        chan struct{}
 }
 
 func (f *execFramework) poke() {
@@ -287,6 +298,7 @@ func (f *execFramework) poke() {
 func (f *execFramework) Subscribed(_ context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.mu.Lock()
 	f.driver = d
+	f.disconnectedAt = time.Time{}
 	f.mu.Unlock()
 	if reconnected {
 		f.say("re-subscribed to the master as framework %s", id)
@@ -393,6 +405,9 @@ func (f *execFramework) Error(_ context.Context, _ scheduler.Driver, msg string)
 func (f *execFramework) Disconnected(_ context.Context, err error) {
 	f.mu.Lock()
 	f.lastErr = err.Error()
+	if f.disconnectedAt.IsZero() {
+		f.disconnectedAt = time.Now()
+	}
 	f.mu.Unlock()
 	f.poke()
 }
@@ -448,7 +463,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		// Long enough to ride out a master restart or a dropped stream, short
 		// enough that a corral exec killed with SIGKILL does not leave its
 		// task running for long.
-		FailoverTimeoutSeconds: 10,
+		FailoverTimeoutSeconds: execFailoverTimeout.Seconds(),
 	}
 	if u, err := user.Current(); err == nil {
 		fw.User = u.Username
@@ -473,6 +488,8 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		}
 	}()
 
+	lostCheck := time.NewTicker(time.Second)
+	defer lostCheck.Stop()
 	var (
 		connectC  = time.After(o.connectTimeout)
 		timeoutC  <-chan time.Time
@@ -569,6 +586,19 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			}
 			warn("interrupted; killing task %s", f.taskID)
 			stopTask(causeInterrupt)
+		case <-lostCheck.C:
+			f.mu.Lock()
+			since, launched := f.disconnectedAt, f.agentID != ""
+			f.mu.Unlock()
+			if since.IsZero() || time.Since(since) < execGiveUpAfter {
+				break
+			}
+			if !launched {
+				return finish(exitNotPlaced, fmt.Sprintf("lost the master at %s for %s before the task was placed",
+					o.master, execGiveUpAfter))
+			}
+			return finish(exitLost, fmt.Sprintf("lost the master at %s for %s, past the framework's %s failover timeout: "+
+				"the task is gone (exit code 127 here means TASK_LOST)", o.master, execGiveUpAfter, execFailoverTimeout))
 		case <-killC:
 			kill()
 		case <-giveUpC:
