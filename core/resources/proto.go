@@ -2,7 +2,6 @@ package resources
 
 import (
 	"fmt"
-	"sort"
 
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
@@ -44,29 +43,19 @@ func FromProto(in []*corralpb.Resource) (Resources, error) {
 
 // ToProto converts r to wire form, sorted by name for deterministic output.
 func (r Resources) ToProto() []*corralpb.Resource {
-	var out []*corralpb.Resource
-	for _, n := range r.ScalarNames() {
-		out = append(out, &corralpb.Resource{Name: n, Value: &corralpb.Resource_Scalar{Scalar: r.Scalar(n)}})
+	out := make([]*corralpb.Resource, 0, len(r.scalars)+len(r.ranges)+len(r.sets))
+	for _, s := range r.scalars {
+		out = append(out, &corralpb.Resource{Name: s.name, Value: &corralpb.Resource_Scalar{Scalar: float64(s.v) / scale}})
 	}
-	names := make([]string, 0, len(r.ranges))
-	for n := range r.ranges {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		pr := &corralpb.Ranges{}
-		for _, x := range r.ranges[n] {
-			pr.Range = append(pr.Range, &corralpb.Range{Begin: x.Begin, End: x.End})
+	for _, nr := range r.ranges {
+		pr := &corralpb.Ranges{Range: make([]*corralpb.Range, len(nr.rs))}
+		for i, x := range nr.rs {
+			pr.Range[i] = &corralpb.Range{Begin: x.Begin, End: x.End}
 		}
-		out = append(out, &corralpb.Resource{Name: n, Value: &corralpb.Resource_Ranges{Ranges: pr}})
+		out = append(out, &corralpb.Resource{Name: nr.name, Value: &corralpb.Resource_Ranges{Ranges: pr}})
 	}
-	names = names[:0]
-	for n := range r.sets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		out = append(out, &corralpb.Resource{Name: n, Value: &corralpb.Resource_Set{Set: &corralpb.Set{Item: r.Set(n)}}})
+	for _, ns := range r.sets {
+		out = append(out, &corralpb.Resource{Name: ns.name, Value: &corralpb.Resource_Set{Set: &corralpb.Set{Item: append([]string(nil), ns.items...)}}})
 	}
 	return out
 }

@@ -3,6 +3,12 @@
 //
 // Scalars are stored in fixed point (thousandths) so that offering, splitting
 // and recovering 0.1 CPU a million times never drifts, as Mesos does.
+//
+// A Resources is an immutable value kept as name-sorted slices: the
+// allocator adds and subtracts them thousands of times per cycle, and small
+// sorted slices merge with one allocation where maps would copy and hash.
+// Operations share untouched parts between values, which is safe because no
+// slice is ever written after it is built.
 package resources
 
 import (
@@ -24,36 +30,51 @@ const (
 	Ports = "ports"
 )
 
+type scalar struct {
+	name string
+	v    int64 // fixed point, > 0
+}
+
+type namedRanges struct {
+	name string
+	rs   RangeSet // normalized, non-empty
+}
+
+type namedSet struct {
+	name  string
+	items []string // sorted, unique, non-empty
+}
+
 // Resources is an immutable value: every operation returns a new value.
 // The zero value is empty and ready to use.
 type Resources struct {
-	scalars map[string]int64
-	ranges  map[string]RangeSet
-	sets    map[string]map[string]struct{}
+	scalars []scalar
+	ranges  []namedRanges
+	sets    []namedSet
 }
 
 // NewScalar returns resources holding one scalar.
 func NewScalar(name string, v float64) Resources {
-	var r Resources
-	r.scalars = map[string]int64{name: toFixed(v)}
-	return r.normalize()
+	if f := toFixed(v); f > 0 {
+		return Resources{scalars: []scalar{{name, f}}}
+	}
+	return Resources{}
 }
 
 // NewRanges returns resources holding one range list.
 func NewRanges(name string, rs RangeSet) Resources {
-	var r Resources
-	r.ranges = map[string]RangeSet{name: rs.normalize()}
-	return r.normalize()
+	if rs = rs.normalize(); len(rs) > 0 {
+		return Resources{ranges: []namedRanges{{name, rs}}}
+	}
+	return Resources{}
 }
 
 // NewSet returns resources holding one set.
 func NewSet(name string, items ...string) Resources {
-	var r Resources
-	r.sets = map[string]map[string]struct{}{name: {}}
-	for _, it := range items {
-		r.sets[name][it] = struct{}{}
+	if s := sortedUnique(items); len(s) > 0 {
+		return Resources{sets: []namedSet{{name, s}}}
 	}
-	return r.normalize()
+	return Resources{}
 }
 
 func toFixed(v float64) int64 { return int64(math.Round(v * scale)) }
@@ -75,32 +96,56 @@ func ValidateScalar(name string, v float64) error {
 	return nil
 }
 
-// Scalar returns the named scalar, 0 when absent.
-func (r Resources) Scalar(name string) float64 {
-	return float64(r.scalars[name]) / scale
+func (r Resources) fixed(name string) int64 {
+	i := sort.Search(len(r.scalars), func(i int) bool { return r.scalars[i].name >= name })
+	if i < len(r.scalars) && r.scalars[i].name == name {
+		return r.scalars[i].v
+	}
+	return 0
 }
+
+func (r Resources) rangesOf(name string) RangeSet {
+	for _, nr := range r.ranges {
+		if nr.name == name {
+			return nr.rs
+		}
+	}
+	return nil
+}
+
+func (r Resources) setOf(name string) []string {
+	for _, ns := range r.sets {
+		if ns.name == name {
+			return ns.items
+		}
+	}
+	return nil
+}
+
+// Scalar returns the named scalar, 0 when absent.
+func (r Resources) Scalar(name string) float64 { return float64(r.fixed(name)) / scale }
 
 // Ranges returns the named range list, empty when absent.
-func (r Resources) Ranges(name string) RangeSet { return r.ranges[name].clone() }
+func (r Resources) Ranges(name string) RangeSet { return r.rangesOf(name).clone() }
 
 // Set returns the named set's items, sorted.
-func (r Resources) Set(name string) []string {
-	out := make([]string, 0, len(r.sets[name]))
-	for it := range r.sets[name] {
-		out = append(out, it)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r Resources) Set(name string) []string { return append([]string{}, r.setOf(name)...) }
 
 // ScalarNames returns the names of the non-zero scalars, sorted.
 func (r Resources) ScalarNames() []string {
-	out := make([]string, 0, len(r.scalars))
-	for n := range r.scalars {
-		out = append(out, n)
+	out := make([]string, len(r.scalars))
+	for i, s := range r.scalars {
+		out[i] = s.name
 	}
-	sort.Strings(out)
 	return out
+}
+
+// EachScalar calls f for every non-zero scalar in name order, without
+// allocating: for hot loops such as share computations.
+func (r Resources) EachScalar(f func(name string, v float64)) {
+	for _, s := range r.scalars {
+		f(s.name, float64(s.v)/scale)
+	}
 }
 
 // IsEmpty reports whether r holds nothing.
@@ -110,62 +155,42 @@ func (r Resources) IsEmpty() bool {
 
 // Add returns r + o.
 func (r Resources) Add(o Resources) Resources {
-	out := r.clone()
-	for n, v := range o.scalars {
-		out.scalars[n] += v
+	return Resources{
+		scalars: mergeScalars(r.scalars, o.scalars, 1),
+		ranges:  mergeRanges(r.ranges, o.ranges, RangeSet.Union),
+		sets:    mergeSets(r.sets, o.sets, unionSorted),
 	}
-	for n, rs := range o.ranges {
-		out.ranges[n] = out.ranges[n].Union(rs)
-	}
-	for n, s := range o.sets {
-		if out.sets[n] == nil {
-			out.sets[n] = map[string]struct{}{}
-		}
-		for it := range s {
-			out.sets[n][it] = struct{}{}
-		}
-	}
-	return out.normalize()
 }
 
 // Subtract returns r - o. Quantities that would go below zero become zero;
 // callers that must not over-subtract check Contains first.
 func (r Resources) Subtract(o Resources) Resources {
-	out := r.clone()
-	for n, v := range o.scalars {
-		out.scalars[n] -= v
-		if out.scalars[n] < 0 {
-			out.scalars[n] = 0
-		}
+	return Resources{
+		scalars: mergeScalars(r.scalars, o.scalars, -1),
+		ranges:  mergeRanges(r.ranges, o.ranges, RangeSet.Minus),
+		sets:    mergeSets(r.sets, o.sets, minusSorted),
 	}
-	for n, rs := range o.ranges {
-		out.ranges[n] = out.ranges[n].Minus(rs)
-	}
-	for n, s := range o.sets {
-		for it := range s {
-			delete(out.sets[n], it)
-		}
-	}
-	return out.normalize()
 }
 
 // Contains reports whether o fits inside r.
 func (r Resources) Contains(o Resources) bool {
-	for n, v := range o.scalars {
-		if r.scalars[n] < v {
+	i := 0
+	for _, s := range o.scalars {
+		for i < len(r.scalars) && r.scalars[i].name < s.name {
+			i++
+		}
+		if i == len(r.scalars) || r.scalars[i].name != s.name || r.scalars[i].v < s.v {
 			return false
 		}
 	}
-	for n, rs := range o.ranges {
-		if !r.ranges[n].Contains(rs) {
+	for _, nr := range o.ranges {
+		if !r.rangesOf(nr.name).Contains(nr.rs) {
 			return false
 		}
 	}
-	for n, s := range o.sets {
-		for it := range s {
-			if _, ok := r.sets[n][it]; !ok {
-				return false
-			}
+	for _, ns := range o.sets {
+		if len(minusSorted(ns.items, r.setOf(ns.name))) > 0 {
+			return false
 		}
 	}
 	return true
@@ -177,60 +202,39 @@ func (r Resources) Equal(o Resources) bool { return r.Contains(o) && o.Contains(
 // Intersect returns the resources present in both r and o.
 func (r Resources) Intersect(o Resources) Resources {
 	var out Resources
-	out.scalars = map[string]int64{}
-	out.ranges = map[string]RangeSet{}
-	out.sets = map[string]map[string]struct{}{}
-	for n, v := range r.scalars {
-		out.scalars[n] = min(v, o.scalars[n])
-	}
-	for n, rs := range r.ranges {
-		out.ranges[n] = rs.Minus(rs.Minus(o.ranges[n]))
-	}
-	for n, s := range r.sets {
-		for it := range s {
-			if _, ok := o.sets[n][it]; ok {
-				if out.sets[n] == nil {
-					out.sets[n] = map[string]struct{}{}
-				}
-				out.sets[n][it] = struct{}{}
-			}
+	for _, s := range r.scalars {
+		if v := min(s.v, o.fixed(s.name)); v > 0 {
+			out.scalars = append(out.scalars, scalar{s.name, v})
 		}
 	}
-	return out.normalize()
+	for _, nr := range r.ranges {
+		if rs := nr.rs.Minus(nr.rs.Minus(o.rangesOf(nr.name))); len(rs) > 0 {
+			out.ranges = append(out.ranges, namedRanges{nr.name, rs})
+		}
+	}
+	for _, ns := range r.sets {
+		if both := minusSorted(ns.items, minusSorted(ns.items, o.setOf(ns.name))); len(both) > 0 {
+			out.sets = append(out.sets, namedSet{ns.name, both})
+		}
+	}
+	return out
 }
 
 // Scalars returns only the scalar part of r.
-func (r Resources) Scalars() Resources {
-	var out Resources
-	out.scalars = make(map[string]int64, len(r.scalars))
-	for n, v := range r.scalars {
-		out.scalars[n] = v
-	}
-	return out.normalize()
-}
+func (r Resources) Scalars() Resources { return Resources{scalars: r.scalars} }
 
 // String renders r in the same syntax Parse accepts, sorted by name:
 // "cpus:2;mem:1024;ports:[31000-31010]".
 func (r Resources) String() string {
 	var parts []string
-	for _, n := range r.ScalarNames() {
-		parts = append(parts, fmt.Sprintf("%s:%s", n, formatFixed(r.scalars[n])))
+	for _, s := range r.scalars {
+		parts = append(parts, s.name+":"+formatFixed(s.v))
 	}
-	names := make([]string, 0, len(r.ranges))
-	for n := range r.ranges {
-		names = append(names, n)
+	for _, nr := range r.ranges {
+		parts = append(parts, nr.name+":"+nr.rs.String())
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s:%s", n, r.ranges[n]))
-	}
-	names = names[:0]
-	for n := range r.sets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s:{%s}", n, strings.Join(r.Set(n), ",")))
+	for _, ns := range r.sets {
+		parts = append(parts, ns.name+":{"+strings.Join(ns.items, ",")+"}")
 	}
 	return strings.Join(parts, ";")
 }
@@ -241,45 +245,149 @@ func formatFixed(v int64) string {
 	return strings.TrimSuffix(s, ".")
 }
 
-func (r Resources) clone() Resources {
-	out := Resources{
-		scalars: make(map[string]int64, len(r.scalars)),
-		ranges:  make(map[string]RangeSet, len(r.ranges)),
-		sets:    make(map[string]map[string]struct{}, len(r.sets)),
+// mergeScalars returns a + sign*b over name-sorted lists, dropping results
+// that are zero or below. It returns a itself when b is empty.
+func mergeScalars(a, b []scalar, sign int64) []scalar {
+	if len(b) == 0 {
+		return a
 	}
-	for n, v := range r.scalars {
-		out.scalars[n] = v
+	if len(a) == 0 && sign < 0 {
+		return nil
 	}
-	for n, rs := range r.ranges {
-		out.ranges[n] = rs.clone()
-	}
-	for n, s := range r.sets {
-		m := make(map[string]struct{}, len(s))
-		for it := range s {
-			m[it] = struct{}{}
+	out := make([]scalar, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i].name < b[j].name):
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j].name < a[i].name:
+			if sign > 0 {
+				out = append(out, b[j])
+			}
+			j++
+		default:
+			if v := a[i].v + sign*b[j].v; v > 0 {
+				out = append(out, scalar{a[i].name, v})
+			}
+			i++
+			j++
 		}
-		out.sets[n] = m
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
 
-// normalize drops zero scalars, empty range lists and empty sets so that
-// IsEmpty and Equal need no special cases.
-func (r Resources) normalize() Resources {
-	for n, v := range r.scalars {
-		if v == 0 {
-			delete(r.scalars, n)
+// mergeRanges combines range lists by name with op; absent lists count as
+// empty, and empty results are dropped.
+func mergeRanges(a, b []namedRanges, op func(RangeSet, RangeSet) RangeSet) []namedRanges {
+	if len(b) == 0 {
+		return a
+	}
+	var out []namedRanges
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var name string
+		var x, y RangeSet
+		switch {
+		case j == len(b) || (i < len(a) && a[i].name < b[j].name):
+			out = append(out, a[i])
+			i++
+			continue
+		case i == len(a) || b[j].name < a[i].name:
+			name, y = b[j].name, b[j].rs
+			j++
+		default:
+			name, x, y = a[i].name, a[i].rs, b[j].rs
+			i++
+			j++
+		}
+		if rs := op(x, y); len(rs) > 0 {
+			out = append(out, namedRanges{name, rs})
 		}
 	}
-	for n, rs := range r.ranges {
-		if len(rs) == 0 {
-			delete(r.ranges, n)
+	return out
+}
+
+// mergeSets is mergeRanges for sets.
+func mergeSets(a, b []namedSet, op func(x, y []string) []string) []namedSet {
+	if len(b) == 0 {
+		return a
+	}
+	var out []namedSet
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var name string
+		var x, y []string
+		switch {
+		case j == len(b) || (i < len(a) && a[i].name < b[j].name):
+			out = append(out, a[i])
+			i++
+			continue
+		case i == len(a) || b[j].name < a[i].name:
+			name, y = b[j].name, b[j].items
+			j++
+		default:
+			name, x, y = a[i].name, a[i].items, b[j].items
+			i++
+			j++
+		}
+		if s := op(x, y); len(s) > 0 {
+			out = append(out, namedSet{name, s})
 		}
 	}
-	for n, s := range r.sets {
-		if len(s) == 0 {
-			delete(r.sets, n)
+	return out
+}
+
+func sortedUnique(items []string) []string {
+	s := append([]string(nil), items...)
+	sort.Strings(s)
+	out := s[:0]
+	for i, it := range s {
+		if i == 0 || it != s[i-1] {
+			out = append(out, it)
 		}
 	}
-	return r
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// unionSorted and minusSorted work on sorted, unique lists.
+func unionSorted(x, y []string) []string {
+	out := make([]string, 0, len(x)+len(y))
+	i, j := 0, 0
+	for i < len(x) || j < len(y) {
+		switch {
+		case j == len(y) || (i < len(x) && x[i] < y[j]):
+			out = append(out, x[i])
+			i++
+		case i == len(x) || y[j] < x[i]:
+			out = append(out, y[j])
+			j++
+		default:
+			out = append(out, x[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func minusSorted(x, y []string) []string {
+	var out []string
+	j := 0
+	for _, it := range x {
+		for j < len(y) && y[j] < it {
+			j++
+		}
+		if j < len(y) && y[j] == it {
+			continue
+		}
+		out = append(out, it)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package resources
 
 import (
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -145,5 +146,77 @@ func TestProtoRoundTripAndValidation(t *testing.T) {
 	})
 	if err != nil || sum.Scalar(CPUs) != 1.5 {
 		t.Errorf("repeated cpus: %s, %v", sum, err)
+	}
+}
+
+// TestAgainstReferenceModel checks Add, Subtract, Contains and Equal against
+// plain maps of integers over seeded random values.
+func TestAgainstReferenceModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"cpus", "disk", "gpus", "mem"}
+	random := func() (Resources, map[string]int64, map[uint64]bool) {
+		var r Resources
+		ref := map[string]int64{}
+		ports := map[uint64]bool{}
+		for _, n := range names {
+			if rng.IntN(3) == 0 {
+				continue
+			}
+			v := int64(rng.IntN(5000))
+			r = r.Add(NewScalar(n, float64(v)/1000))
+			ref[n] += v
+		}
+		for range rng.IntN(3) {
+			b := uint64(rng.IntN(40))
+			e := b + uint64(rng.IntN(5))
+			r = r.Add(NewRanges(Ports, RangeSet{{b, e}}))
+			for p := b; p <= e; p++ {
+				ports[p] = true
+			}
+		}
+		return r, ref, ports
+	}
+	for i := range 2000 {
+		a, ra, pa := random()
+		b, rb, pb := random()
+		sum, diff := a.Add(b), a.Subtract(b)
+		contains := true
+		for _, n := range names {
+			if got, want := toFixed(sum.Scalar(n)), ra[n]+rb[n]; got != want {
+				t.Fatalf("case %d: (%s)+(%s): %s = %d, want %d", i, a, b, n, got, want)
+			}
+			if got, want := toFixed(diff.Scalar(n)), max(ra[n]-rb[n], 0); got != want {
+				t.Fatalf("case %d: (%s)-(%s): %s = %d, want %d", i, a, b, n, got, want)
+			}
+			if rb[n] > ra[n] {
+				contains = false
+			}
+		}
+		for p := range pb {
+			if !pa[p] {
+				contains = false
+			}
+			if diff.Ranges(Ports).Contains(RangeSet{{p, p}}) {
+				t.Fatalf("case %d: port %d survived subtraction: %s - %s = %s", i, p, a, b, diff)
+			}
+		}
+		if got := a.Contains(b); got != contains {
+			t.Fatalf("case %d: (%s) contains (%s) = %v, want %v", i, a, b, got, contains)
+		}
+		if !sum.Subtract(b).Contains(diff) || !a.Equal(a.Add(Resources{})) {
+			t.Fatalf("case %d: identities broken for %s and %s", i, a, b)
+		}
+	}
+}
+
+func BenchmarkAddSubtract(b *testing.B) {
+	total := MustParse("cpus:32;mem:131072;disk:100000;ports:[31000-32000]")
+	used := MustParse("cpus:8;mem:32768")
+	b.ReportAllocs()
+	for range b.N {
+		avail := total.Subtract(used)
+		if !avail.Add(used).Contains(total) {
+			b.Fatal("arithmetic broke")
+		}
 	}
 }
