@@ -214,6 +214,20 @@ func (f *wireFramework) update(task string) *corralpb.TaskStatus {
 	}).GetUpdate().Status
 }
 
+// launchOne accepts the next offer with one task and checks that the
+// agent is told to run it.
+func (f *wireFramework) launchOne(a *wireAgent, id, res string) {
+	f.t.Helper()
+	o := f.offers()[0]
+	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
+		Operations: launch(task(id, res))}); err != nil {
+		f.t.Fatal(err)
+	}
+	if got := a.next("run task").GetRunTask().GetTask().GetTaskId(); got != id {
+		f.t.Fatalf("agent was told to run %q, want %q", got, id)
+	}
+}
+
 func task(id, res string) *corralpb.TaskInfo {
 	return &corralpb.TaskInfo{TaskId: id, Resources: resources.MustParse(res).ToProto(),
 		Command: &corralpb.CommandInfo{Shell: true, Value: "true"}}

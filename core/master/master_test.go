@@ -219,14 +219,7 @@ func TestStatusUpdatesRelayedAndAcknowledged(t *testing.T) {
 	c := startMaster(t, master.Config{})
 	a := c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
-	o := f.offers()[0]
-	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
-		Operations: launch(task("t1", "cpus:1;mem:256"))}); err != nil {
-		t.Fatal(err)
-	}
-	if a.next("run task").GetRunTask().GetTask().GetTaskId() != "t1" {
-		t.Fatal("agent did not get t1")
-	}
+	f.launchOne(a, "t1", "cpus:1;mem:256")
 	for i, state := range []corralpb.TaskState{corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_FINISHED} {
 		uuid := []byte{byte(i + 1), 2, 3}
 		a.update(f.header.FrameworkId, "t1", state, uuid)
@@ -318,12 +311,7 @@ func TestReconcile(t *testing.T) {
 	c := startMaster(t, master.Config{})
 	a := c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
-	o := f.offers()[0]
-	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
-		Operations: launch(task("t1", "cpus:1"))}); err != nil {
-		t.Fatal(err)
-	}
-	a.next("run task")
+	f.launchOne(a, "t1", "cpus:1")
 	a.update(f.header.FrameworkId, "t1", corralpb.TaskState_TASK_RUNNING, []byte{1})
 	f.update("t1")
 
@@ -349,12 +337,7 @@ func TestDisconnectedAgentTasksBecomeLost(t *testing.T) {
 	c := startMaster(t, master.Config{AgentReregisterTimeout: 300 * time.Millisecond})
 	a := c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
-	o := f.offers()[0]
-	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
-		Operations: launch(task("t1", "cpus:1"))}); err != nil {
-		t.Fatal(err)
-	}
-	a.next("run task")
+	f.launchOne(a, "t1", "cpus:1")
 	a.cancel() // the agent goes away and never comes back
 	st := f.update("t1")
 	if st.State != corralpb.TaskState_TASK_LOST || st.Reason != corralpb.TaskStatus_REASON_AGENT_REMOVED {
@@ -369,12 +352,7 @@ func TestAgentReregistersWithItsTasks(t *testing.T) {
 	c := startMaster(t, master.Config{})
 	a := c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
-	o := f.offers()[0]
-	if _, err := f.client.Accept(context.Background(), &corralpb.AcceptRequest{Header: f.header, OfferIds: []string{o.Id},
-		Operations: launch(task("t1", "cpus:1"))}); err != nil {
-		t.Fatal(err)
-	}
-	a.next("run task")
+	f.launchOne(a, "t1", "cpus:1")
 	a.cancel()
 	waitFor(t, "agent marked disconnected", func() bool { return !c.m.Snapshot().Agents[0].Connected })
 	// Same ID, no tasks: the master must call t1 LOST.

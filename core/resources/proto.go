@@ -48,14 +48,14 @@ func (r Resources) ToProto() []*corralpb.Resource {
 		out = append(out, &corralpb.Resource{Name: s.name, Value: &corralpb.Resource_Scalar{Scalar: float64(s.v) / scale}})
 	}
 	for _, nr := range r.ranges {
-		pr := &corralpb.Ranges{Range: make([]*corralpb.Range, len(nr.rs))}
-		for i, x := range nr.rs {
+		pr := &corralpb.Ranges{Range: make([]*corralpb.Range, len(nr.val))}
+		for i, x := range nr.val {
 			pr.Range[i] = &corralpb.Range{Begin: x.Begin, End: x.End}
 		}
 		out = append(out, &corralpb.Resource{Name: nr.name, Value: &corralpb.Resource_Ranges{Ranges: pr}})
 	}
 	for _, ns := range r.sets {
-		out = append(out, &corralpb.Resource{Name: ns.name, Value: &corralpb.Resource_Set{Set: &corralpb.Set{Item: append([]string(nil), ns.items...)}}})
+		out = append(out, &corralpb.Resource{Name: ns.name, Value: &corralpb.Resource_Set{Set: &corralpb.Set{Item: append([]string(nil), ns.val...)}}})
 	}
 	return out
 }

@@ -35,22 +35,12 @@ type scalar struct {
 	v    int64 // fixed point, > 0
 }
 
-type namedRanges struct {
-	name string
-	rs   RangeSet // normalized, non-empty
-}
-
-type namedSet struct {
-	name  string
-	items []string // sorted, unique, non-empty
-}
-
 // Resources is an immutable value: every operation returns a new value.
 // The zero value is empty and ready to use.
 type Resources struct {
 	scalars []scalar
-	ranges  []namedRanges
-	sets    []namedSet
+	ranges  []namedRanges // normalized range lists
+	sets    []namedSet    // sorted, unique items
 }
 
 // NewScalar returns resources holding one scalar.
@@ -107,7 +97,7 @@ func (r Resources) fixed(name string) int64 {
 func (r Resources) rangesOf(name string) RangeSet {
 	for _, nr := range r.ranges {
 		if nr.name == name {
-			return nr.rs
+			return nr.val
 		}
 	}
 	return nil
@@ -116,7 +106,7 @@ func (r Resources) rangesOf(name string) RangeSet {
 func (r Resources) setOf(name string) []string {
 	for _, ns := range r.sets {
 		if ns.name == name {
-			return ns.items
+			return ns.val
 		}
 	}
 	return nil
@@ -157,8 +147,8 @@ func (r Resources) IsEmpty() bool {
 func (r Resources) Add(o Resources) Resources {
 	return Resources{
 		scalars: mergeScalars(r.scalars, o.scalars, 1),
-		ranges:  mergeRanges(r.ranges, o.ranges, RangeSet.Union),
-		sets:    mergeSets(r.sets, o.sets, unionSorted),
+		ranges:  mergeNamed(r.ranges, o.ranges, RangeSet.Union),
+		sets:    mergeNamed(r.sets, o.sets, unionSorted),
 	}
 }
 
@@ -167,8 +157,8 @@ func (r Resources) Add(o Resources) Resources {
 func (r Resources) Subtract(o Resources) Resources {
 	return Resources{
 		scalars: mergeScalars(r.scalars, o.scalars, -1),
-		ranges:  mergeRanges(r.ranges, o.ranges, RangeSet.Minus),
-		sets:    mergeSets(r.sets, o.sets, minusSorted),
+		ranges:  mergeNamed(r.ranges, o.ranges, RangeSet.Minus),
+		sets:    mergeNamed(r.sets, o.sets, minusSorted),
 	}
 }
 
@@ -184,12 +174,12 @@ func (r Resources) Contains(o Resources) bool {
 		}
 	}
 	for _, nr := range o.ranges {
-		if !r.rangesOf(nr.name).Contains(nr.rs) {
+		if !r.rangesOf(nr.name).Contains(nr.val) {
 			return false
 		}
 	}
 	for _, ns := range o.sets {
-		if len(minusSorted(ns.items, r.setOf(ns.name))) > 0 {
+		if len(minusSorted(ns.val, r.setOf(ns.name))) > 0 {
 			return false
 		}
 	}
@@ -208,12 +198,12 @@ func (r Resources) Intersect(o Resources) Resources {
 		}
 	}
 	for _, nr := range r.ranges {
-		if rs := nr.rs.Minus(nr.rs.Minus(o.rangesOf(nr.name))); len(rs) > 0 {
+		if rs := nr.val.Minus(nr.val.Minus(o.rangesOf(nr.name))); len(rs) > 0 {
 			out.ranges = append(out.ranges, namedRanges{nr.name, rs})
 		}
 	}
 	for _, ns := range r.sets {
-		if both := minusSorted(ns.items, minusSorted(ns.items, o.setOf(ns.name))); len(both) > 0 {
+		if both := minusSorted(ns.val, minusSorted(ns.val, o.setOf(ns.name))); len(both) > 0 {
 			out.sets = append(out.sets, namedSet{ns.name, both})
 		}
 	}
@@ -231,10 +221,10 @@ func (r Resources) String() string {
 		parts = append(parts, s.name+":"+formatFixed(s.v))
 	}
 	for _, nr := range r.ranges {
-		parts = append(parts, nr.name+":"+nr.rs.String())
+		parts = append(parts, nr.name+":"+nr.val.String())
 	}
 	for _, ns := range r.sets {
-		parts = append(parts, ns.name+":{"+strings.Join(ns.items, ",")+"}")
+		parts = append(parts, ns.name+":{"+strings.Join(ns.val, ",")+"}")
 	}
 	return strings.Join(parts, ";")
 }
@@ -280,62 +270,43 @@ func mergeScalars(a, b []scalar, sign int64) []scalar {
 	return out
 }
 
-// mergeRanges combines range lists by name with op; absent lists count as
-// empty, and empty results are dropped.
-func mergeRanges(a, b []namedRanges, op func(RangeSet, RangeSet) RangeSet) []namedRanges {
-	if len(b) == 0 {
-		return a
-	}
-	var out []namedRanges
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		var name string
-		var x, y RangeSet
-		switch {
-		case j == len(b) || (i < len(a) && a[i].name < b[j].name):
-			out = append(out, a[i])
-			i++
-			continue
-		case i == len(a) || b[j].name < a[i].name:
-			name, y = b[j].name, b[j].rs
-			j++
-		default:
-			name, x, y = a[i].name, a[i].rs, b[j].rs
-			i++
-			j++
-		}
-		if rs := op(x, y); len(rs) > 0 {
-			out = append(out, namedRanges{name, rs})
-		}
-	}
-	return out
+// named is a range list or a set under its resource name.
+type named[T any] struct {
+	name string
+	val  T // never empty
 }
 
-// mergeSets is mergeRanges for sets.
-func mergeSets(a, b []namedSet, op func(x, y []string) []string) []namedSet {
+type namedRanges = named[RangeSet]
+
+type namedSet = named[[]string]
+
+// mergeNamed combines two name-sorted lists with op, name by name; an
+// absent value counts as empty and empty results are dropped. It returns a
+// itself when b is empty.
+func mergeNamed[T ~[]E, E any](a, b []named[T], op func(x, y T) T) []named[T] {
 	if len(b) == 0 {
 		return a
 	}
-	var out []namedSet
+	var out []named[T]
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		var name string
-		var x, y []string
+		var x, y T
 		switch {
 		case j == len(b) || (i < len(a) && a[i].name < b[j].name):
 			out = append(out, a[i])
 			i++
 			continue
 		case i == len(a) || b[j].name < a[i].name:
-			name, y = b[j].name, b[j].items
+			name, y = b[j].name, b[j].val
 			j++
 		default:
-			name, x, y = a[i].name, a[i].items, b[j].items
+			name, x, y = a[i].name, a[i].val, b[j].val
 			i++
 			j++
 		}
-		if s := op(x, y); len(s) > 0 {
-			out = append(out, namedSet{name, s})
+		if v := op(x, y); len(v) > 0 {
+			out = append(out, named[T]{name, v})
 		}
 	}
 	return out

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/base/basetest"
 )
 
 const (
@@ -24,52 +24,7 @@ var agentTotal = resources.MustParse("cpus:4;mem:8192")
 // fresh, unconfigured instance on every call; wrap it with InProcess to run
 // the checks over gRPC.
 func Run(t *testing.T, newImpl func(t *testing.T) allocator.Allocator) {
-	t.Run("PluginInfo", func(t *testing.T) {
-		a := newImpl(t)
-		info, err := a.PluginInfo(ctx(t))
-		if err != nil {
-			t.Fatalf("PluginInfo: %v", err)
-		}
-		if info.Kind != base.KindAllocator {
-			t.Errorf("Kind = %q, want %q", info.Kind, base.KindAllocator)
-		}
-		if info.Name == "" || info.Version == "" {
-			t.Errorf("Name = %q, Version = %q: both must be set", info.Name, info.Version)
-		}
-		if _, err := base.NegotiateAPIVersion(allocator.APIVersions, info.APIVersions); err != nil {
-			t.Errorf("APIVersions %v: %v", info.APIVersions, err)
-		}
-	})
-
-	t.Run("ConfigSchema", func(t *testing.T) {
-		a := newImpl(t)
-		schema, err := a.ConfigSchema(ctx(t))
-		if err != nil {
-			t.Fatalf("ConfigSchema: %v", err)
-		}
-		if schema == nil {
-			t.Fatal("ConfigSchema returned nil schema and nil error")
-		}
-		for _, attr := range schema.Attributes {
-			if attr.Name == "" {
-				t.Errorf("attribute with empty name: %+v", attr)
-			}
-		}
-	})
-
-	t.Run("SetConfig", func(t *testing.T) {
-		a := newImpl(t)
-		v := negotiate(t, a)
-		if err := a.SetConfig(ctx(t), []byte("{}"), v); err != nil {
-			t.Fatalf("SetConfig({}): %v", err)
-		}
-		if err := a.SetConfig(ctx(t), []byte("{}"), v); err != nil {
-			t.Fatalf("SetConfig({}) again: %v", err)
-		}
-		if err := a.SetConfig(ctx(t), []byte("{not json"), v); err == nil {
-			t.Fatal("SetConfig with malformed JSON succeeded, want an error")
-		}
-	})
+	basetest.Run(t, base.KindAllocator, allocator.APIVersions, newImpl)
 
 	t.Run("InitReturnsVersion", func(t *testing.T) {
 		a := configured(t, newImpl)
@@ -192,23 +147,10 @@ func Run(t *testing.T, newImpl func(t *testing.T) allocator.Allocator) {
 	})
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
 func negotiate(t *testing.T, a allocator.Allocator) string {
-	t.Helper()
-	info, err := a.PluginInfo(ctx(t))
-	if err != nil {
-		t.Fatalf("PluginInfo: %v", err)
-	}
-	v, err := base.NegotiateAPIVersion(allocator.APIVersions, info.APIVersions)
-	if err != nil {
-		t.Fatalf("negotiate API version: %v", err)
-	}
-	return v
+	return basetest.Negotiate(t, a, allocator.APIVersions)
 }
 
 // configured returns a fresh instance set up the way the host does before

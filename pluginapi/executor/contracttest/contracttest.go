@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/base/basetest"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
 )
@@ -20,43 +21,7 @@ import (
 // InProcess to run the checks over gRPC and the broker. The checks run
 // real processes through /bin/sh.
 func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
-	t.Run("PluginInfo", func(t *testing.T) {
-		e := newImpl(t)
-		info, err := e.PluginInfo(ctx(t))
-		if err != nil {
-			t.Fatalf("PluginInfo: %v", err)
-		}
-		if info.Kind != base.KindExecutor {
-			t.Errorf("Kind = %q, want %q", info.Kind, base.KindExecutor)
-		}
-		if info.Name == "" || info.Version == "" {
-			t.Errorf("Name = %q, Version = %q: both must be set", info.Name, info.Version)
-		}
-		if _, err := base.NegotiateAPIVersion(executor.APIVersions, info.APIVersions); err != nil {
-			t.Errorf("APIVersions %v: %v", info.APIVersions, err)
-		}
-	})
-
-	t.Run("ConfigSchema", func(t *testing.T) {
-		schema, err := newImpl(t).ConfigSchema(ctx(t))
-		if err != nil {
-			t.Fatalf("ConfigSchema: %v", err)
-		}
-		if schema == nil {
-			t.Fatal("ConfigSchema returned nil schema and nil error")
-		}
-	})
-
-	t.Run("SetConfig", func(t *testing.T) {
-		e := newImpl(t)
-		v := negotiate(t, e)
-		if err := e.SetConfig(ctx(t), []byte("{}"), v); err != nil {
-			t.Fatalf("SetConfig({}): %v", err)
-		}
-		if err := e.SetConfig(ctx(t), []byte("{not json"), v); err == nil {
-			t.Fatal("SetConfig with malformed JSON succeeded, want an error")
-		}
-	})
+	basetest.Run(t, base.KindExecutor, executor.APIVersions, newImpl)
 
 	t.Run("LaunchWaitOutputAndIsolation", func(t *testing.T) {
 		e := configured(t, newImpl)
@@ -191,23 +156,10 @@ func (c *Containers) Calls() (prepared []string, isolated []int) {
 	return append([]string(nil), c.prepared...), append([]int(nil), c.isolated...)
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
 func negotiate(t *testing.T, e executor.Executor) string {
-	t.Helper()
-	info, err := e.PluginInfo(ctx(t))
-	if err != nil {
-		t.Fatalf("PluginInfo: %v", err)
-	}
-	v, err := base.NegotiateAPIVersion(executor.APIVersions, info.APIVersions)
-	if err != nil {
-		t.Fatalf("negotiate API version: %v", err)
-	}
-	return v
+	return basetest.Negotiate(t, e, executor.APIVersions)
 }
 
 func configured(t *testing.T, newImpl func(t *testing.T) executor.Executor) executor.Executor {

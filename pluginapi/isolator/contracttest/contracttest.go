@@ -12,6 +12,7 @@ import (
 
 	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/base/basetest"
 	"github.com/corral-project/corral/pluginapi/isolator"
 )
 
@@ -21,43 +22,7 @@ var containerRes = resources.MustParse("cpus:0.5;mem:64")
 // fresh, unconfigured instance on every call; wrap it with InProcess to run
 // the checks over gRPC. The checks start real child processes (sleep).
 func Run(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) {
-	t.Run("PluginInfo", func(t *testing.T) {
-		iso := newImpl(t)
-		info, err := iso.PluginInfo(ctx(t))
-		if err != nil {
-			t.Fatalf("PluginInfo: %v", err)
-		}
-		if info.Kind != base.KindIsolator {
-			t.Errorf("Kind = %q, want %q", info.Kind, base.KindIsolator)
-		}
-		if info.Name == "" || info.Version == "" {
-			t.Errorf("Name = %q, Version = %q: both must be set", info.Name, info.Version)
-		}
-		if _, err := base.NegotiateAPIVersion(isolator.APIVersions, info.APIVersions); err != nil {
-			t.Errorf("APIVersions %v: %v", info.APIVersions, err)
-		}
-	})
-
-	t.Run("ConfigSchema", func(t *testing.T) {
-		schema, err := newImpl(t).ConfigSchema(ctx(t))
-		if err != nil {
-			t.Fatalf("ConfigSchema: %v", err)
-		}
-		if schema == nil {
-			t.Fatal("ConfigSchema returned nil schema and nil error")
-		}
-	})
-
-	t.Run("SetConfig", func(t *testing.T) {
-		iso := newImpl(t)
-		v := negotiate(t, iso)
-		if err := iso.SetConfig(ctx(t), []byte("{}"), v); err != nil {
-			t.Fatalf("SetConfig({}): %v", err)
-		}
-		if err := iso.SetConfig(ctx(t), []byte("{not json"), v); err == nil {
-			t.Fatal("SetConfig with malformed JSON succeeded, want an error")
-		}
-	})
+	basetest.Run(t, base.KindIsolator, isolator.APIVersions, newImpl)
 
 	t.Run("PrepareIsIdempotent", func(t *testing.T) {
 		iso := configured(t, newImpl)
@@ -148,23 +113,10 @@ func Run(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) {
 	})
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
 func negotiate(t *testing.T, iso isolator.Isolator) string {
-	t.Helper()
-	info, err := iso.PluginInfo(ctx(t))
-	if err != nil {
-		t.Fatalf("PluginInfo: %v", err)
-	}
-	v, err := base.NegotiateAPIVersion(isolator.APIVersions, info.APIVersions)
-	if err != nil {
-		t.Fatalf("negotiate API version: %v", err)
-	}
-	return v
+	return basetest.Negotiate(t, iso, isolator.APIVersions)
 }
 
 func configured(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) isolator.Isolator {

@@ -92,8 +92,16 @@ func TestRealBinary(t *testing.T) {
 	}
 	// The task's process is the launcher's: same pid, now running sleep,
 	// in its own session, and known to the isolator.
-	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(resp.Pid) + "/comm"); err != nil || strings.TrimSpace(string(comm)) != "sleep" {
-		t.Errorf("pid %d runs %q (%v), want sleep", resp.Pid, comm, err)
+	// The shell prints before it execs sleep: wait for the exec.
+	for {
+		comm, err := os.ReadFile("/proc/" + strconv.Itoa(resp.Pid) + "/comm")
+		if err == nil && strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d runs %q (%v), want sleep", resp.Pid, comm, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if st, err := posix.ReadStat(resp.Pid); err != nil || st.Session != resp.Pid || st.StartTicks != resp.StartTicks {
 		t.Errorf("task stat = %+v, %v; want its own session and start ticks %d", st, err, resp.StartTicks)
