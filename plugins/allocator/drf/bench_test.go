@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
 	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
+	"github.com/corral-project/corral/pluginapi/base"
 )
 
 // The benchmark cluster: 100 agents of cpus:32;mem:131072, 10 frameworks
@@ -113,31 +112,11 @@ func pluginBinary() (string, error) {
 	return "", fmt.Errorf("no %s under CORRAL_BIN_DIR=%s (looked in plugins/ and the dir itself); run `make build`", binaryName, dir)
 }
 
-// startBinary starts the real plugin binary through go-plugin, as the
-// master does, and returns its client. The process is killed at cleanup.
+// startBinary starts the real plugin binary through the real plugin host,
+// as the master does. The process is killed at cleanup.
 func startBinary(tb testing.TB, path string) allocator.Allocator {
 	tb.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  allocator.Handshake,
-		Plugins:          allocator.PluginSet(nil),
-		Cmd:              exec.Command(path),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr}),
-	})
-	tb.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		tb.Fatalf("start %s: %v", path, err)
-	}
-	raw, err := rpc.Dispense(allocator.PluginName)
-	if err != nil {
-		tb.Fatalf("dispense from %s: %v", path, err)
-	}
-	a, ok := raw.(allocator.Allocator)
-	if !ok {
-		tb.Fatalf("%s dispensed %T, want allocator.Allocator", path, raw)
-	}
-	return a
+	return pluginhosttest.Start(tb, base.KindAllocator, path).Raw().(allocator.Allocator)
 }
 
 func benchInProcess(b *testing.B) { benchAllocate(b, NewPlugin()) }

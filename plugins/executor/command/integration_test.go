@@ -2,39 +2,17 @@ package command
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
+	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 )
-
-// pluginBinary returns the built corral-executor-command: from
-// $CORRAL_BIN_DIR (set by `make test`) or built now into a temp dir.
-func pluginBinary(t *testing.T) string {
-	t.Helper()
-	const name = "corral-executor-command"
-	if dir := os.Getenv("CORRAL_BIN_DIR"); dir != "" {
-		bin := filepath.Join(dir, "plugins", name)
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("CORRAL_BIN_DIR is set but: %v", err)
-		}
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestRealBinary starts the built executor through go-plugin, as the agent
 // does, and runs a task whose nofile limit comes from the real process
@@ -43,23 +21,8 @@ func TestRealBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin binary")
 	}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  executor.Handshake,
-		Plugins:          executor.PluginSet(nil),
-		Cmd:              exec.Command(pluginBinary(t)),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: os.Stderr, Level: hclog.Warn}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(executor.PluginName)
-	if err != nil {
-		t.Fatalf("dispense: %v", err)
-	}
-	e := raw.(executor.Executor)
+	inst := pluginhosttest.Start(t, base.KindExecutor, pluginhosttest.Binary(t, "corral-executor-command", "./cmd"))
+	e := inst.Raw().(executor.Executor)
 	ctx := testCtx(t)
 
 	if info, err := e.PluginInfo(ctx); err != nil || info.Name != Name || info.Kind != "executor" {
@@ -129,8 +92,8 @@ func TestRealBinary(t *testing.T) {
 		t.Error("second Launch on one executor succeeded")
 	}
 
-	client.Kill()
-	if !client.Exited() {
+	inst.Kill()
+	if !inst.Exited() {
 		t.Error("executor process still running after Kill")
 	}
 }

@@ -1,59 +1,21 @@
 package process
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
+	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/isolator"
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 )
-
-// pluginBinary returns the built corral-isolator-process: from
-// $CORRAL_BIN_DIR (set by `make test`) or built now into a temp dir.
-func pluginBinary(t *testing.T) string {
-	t.Helper()
-	const name = "corral-isolator-process"
-	if dir := os.Getenv("CORRAL_BIN_DIR"); dir != "" {
-		bin := filepath.Join(dir, "plugins", name)
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("CORRAL_BIN_DIR is set but: %v", err)
-		}
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestRealBinary drives the built plugin through go-plugin, as the agent does.
 func TestRealBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin binary")
 	}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  isolator.Handshake,
-		Plugins:          isolator.PluginSet(nil),
-		Cmd:              exec.Command(pluginBinary(t)),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: os.Stderr, Level: hclog.Warn}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(isolator.PluginName)
-	if err != nil {
-		t.Fatalf("dispense: %v", err)
-	}
-	iso := raw.(isolator.Isolator)
+	inst := pluginhosttest.Start(t, base.KindIsolator, pluginhosttest.Binary(t, "corral-isolator-process", "./cmd"))
+	iso := inst.Raw().(isolator.Isolator)
 	ctx := testCtx(t)
 
 	info, err := iso.PluginInfo(ctx)
@@ -95,8 +57,8 @@ func TestRealBinary(t *testing.T) {
 		t.Errorf("Usage after Cleanup = %+v, %v; want Found=false", u, err)
 	}
 
-	client.Kill()
-	if !client.Exited() {
+	inst.Kill()
+	if !inst.Exited() {
 		t.Error("plugin process still running after Kill")
 	}
 }
