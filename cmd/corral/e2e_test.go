@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -76,6 +77,21 @@ func TestDevClusterExecStatusAndCleanShutdown(t *testing.T) {
 	waitState(t, addr, "a running task", func(s master.State) bool {
 		return len(s.Frameworks) == 1 && len(s.Frameworks[0].Tasks) == 1 && s.Frameworks[0].Tasks[0].State == "TASK_RUNNING"
 	})
+	// The agent reports the task's usage as the isolator measures it.
+	var usage []struct {
+		TaskID      string `json:"task_id"`
+		Processes   int    `json:"processes"`
+		MemRSSBytes uint64 `json:"mem_rss_bytes"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, st.Agents[0].URL+"/api/v1/monitor")), &usage); err != nil {
+		t.Fatal(err)
+	}
+	if len(usage) != 1 || usage[0].Processes < 1 || usage[0].MemRSSBytes == 0 {
+		t.Errorf("agent monitor = %+v, want the sleeping task with its process and memory", usage)
+	}
+	if m := httpGet(t, "http://"+addr+"/metrics"); !strings.Contains(m, `corral_master_tasks{state="TASK_RUNNING"} 1`) {
+		t.Errorf("/metrics does not count the running task:\n%s", grepLines(m, "corral_master_tasks{"))
+	}
 	kids := descendants(dev.cmd.Process.Pid)
 	if len(kids) < 4 { // allocator, isolator, executor, task
 		t.Fatalf("dev cluster has %d descendant processes, want at least allocator, isolator, executor and task: %v", len(kids), kids)
@@ -460,4 +476,14 @@ func TestMasterCrashRebuildsFromAgentsAndSchedulers(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("exec did not finish after the master came back")
 	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -49,6 +49,7 @@ func (a *Agent) httpHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(a.State())
 	})
+	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
 	mux.Handle(sandbox.Pattern, sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox")))
 	return mux
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/resources"
@@ -69,6 +70,8 @@ func New(cfg Config, deps Deps) *Master {
 	for r, w := range cfg.Roles {
 		m.roles[r] = w
 	}
+	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
+		"Live tasks by state.", []string{"state"}, nil)})
 	return m
 }
 

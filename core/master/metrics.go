@@ -53,6 +53,30 @@ func newMetrics() *metrics {
 	return mt
 }
 
+// liveTasks reports the master's live tasks by state at scrape time, so
+// the gauge can never drift from the task table.
+type liveTasks struct {
+	m    *Master
+	desc *prometheus.Desc
+}
+
+func (c liveTasks) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c liveTasks) Collect(ch chan<- prometheus.Metric) {
+	counts := map[corralpb.TaskState]int{}
+	c.m.mu.Lock()
+	for _, f := range c.m.frameworks {
+		for _, t := range f.tasks {
+			counts[t.state]++
+		}
+	}
+	c.m.mu.Unlock()
+	for _, s := range []corralpb.TaskState{corralpb.TaskState_TASK_STAGING, corralpb.TaskState_TASK_STARTING,
+		corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLING} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())
+	}
+}
+
 func (mt *metrics) observeTaskState(s corralpb.TaskState) {
 	mt.taskStates.WithLabelValues(s.String()).Inc()
 }
