@@ -235,16 +235,7 @@ func (s *State) removeAgent(id string) {
 	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].Total)
 	delete(s.agents, id)
 	s.agentIDs = nil
-	for k, r := range s.allocs {
-		if k.agent == id {
-			s.unaccount(k, r)
-		}
-	}
-	for k := range s.filters {
-		if k.agent == id {
-			delete(s.filters, k)
-		}
-	}
+	s.forget(func(k allocKey) bool { return k.agent == id })
 }
 
 func (s *State) addFramework(f *allocator.Framework) error {
@@ -263,13 +254,18 @@ func (s *State) addFramework(f *allocator.Framework) error {
 // allocation first cannot leave phantom usage behind.
 func (s *State) removeFramework(id string) {
 	delete(s.frameworks, id)
+	s.forget(func(k allocKey) bool { return k.framework == id })
+}
+
+// forget drops the allocations and filters whose key matches.
+func (s *State) forget(match func(allocKey) bool) {
 	for k, r := range s.allocs {
-		if k.framework == id {
+		if match(k) {
 			s.unaccount(k, r)
 		}
 	}
 	for k := range s.filters {
-		if k.framework == id {
+		if match(k) {
 			delete(s.filters, k)
 		}
 	}

@@ -149,19 +149,10 @@ func Run(t *testing.T, newImpl func(t *testing.T) allocator.Allocator) {
 
 func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
-func negotiate(t *testing.T, a allocator.Allocator) string {
-	return basetest.Negotiate(t, a, allocator.APIVersions)
-}
-
 // configured returns a fresh instance set up the way the host does before
 // the first Init: negotiated and given an empty config.
 func configured(t *testing.T, newImpl func(t *testing.T) allocator.Allocator) allocator.Allocator {
-	t.Helper()
-	a := newImpl(t)
-	if err := a.SetConfig(ctx(t), []byte("{}"), negotiate(t, a)); err != nil {
-		t.Fatalf("SetConfig({}): %v", err)
-	}
-	return a
+	return basetest.Configured(t, newImpl, allocator.APIVersions)
 }
 
 // snapshot is two idle agents and one active framework in role "r".

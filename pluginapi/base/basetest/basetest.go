@@ -74,6 +74,17 @@ func Negotiate(t *testing.T, p base.Plugin, hostVersions []string) string {
 	return v
 }
 
+// Configured returns a fresh plugin from newImpl with SetConfig("{}")
+// applied at the negotiated version, as the host does before any other call.
+func Configured[P base.Plugin](t *testing.T, newImpl func(t *testing.T) P, hostVersions []string) P {
+	t.Helper()
+	p := newImpl(t)
+	if err := p.SetConfig(Ctx(t), []byte("{}"), Negotiate(t, p, hostVersions)); err != nil {
+		t.Fatalf("SetConfig({}): %v", err)
+	}
+	return p
+}
+
 // Ctx is a per-test context with a deadline, so a hung plugin fails the
 // test instead of stalling the suite.
 func Ctx(t *testing.T) context.Context {

@@ -158,17 +158,8 @@ func (c *Containers) Calls() (prepared []string, isolated []int) {
 
 func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
-func negotiate(t *testing.T, e executor.Executor) string {
-	return basetest.Negotiate(t, e, executor.APIVersions)
-}
-
 func configured(t *testing.T, newImpl func(t *testing.T) executor.Executor) executor.Executor {
-	t.Helper()
-	e := newImpl(t)
-	if err := e.SetConfig(ctx(t), []byte("{}"), negotiate(t, e)); err != nil {
-		t.Fatalf("SetConfig({}): %v", err)
-	}
-	return e
+	return basetest.Configured(t, newImpl, executor.APIVersions)
 }
 
 func shellRequest(t *testing.T, script string) *executor.LaunchRequest {

@@ -115,17 +115,8 @@ func Run(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) {
 
 func ctx(t *testing.T) context.Context { return basetest.Ctx(t) }
 
-func negotiate(t *testing.T, iso isolator.Isolator) string {
-	return basetest.Negotiate(t, iso, isolator.APIVersions)
-}
-
 func configured(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) isolator.Isolator {
-	t.Helper()
-	iso := newImpl(t)
-	if err := iso.SetConfig(ctx(t), []byte("{}"), negotiate(t, iso)); err != nil {
-		t.Fatalf("SetConfig({}): %v", err)
-	}
-	return iso
+	return basetest.Configured(t, newImpl, isolator.APIVersions)
 }
 
 var seq atomic.Int64
