@@ -43,6 +43,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# Imports point down: only core/ and cmd/ may import core/ (tests included).
+	@bad=$$($(GO) list -f '{{.ImportPath}}{{range .Imports}} {{.}}{{end}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}' ./... | \
+		awk '$$1 !~ /corral\/(core|cmd)(\/|$$)/ { for (i = 2; i <= NF; i++) if ($$i ~ /corral\/core(\/|$$)/) print "  " $$1 " imports " $$i }'); \
+		if [ -n "$$bad" ]; then echo "only core/ and cmd/ may import core/:"; echo "$$bad"; exit 1; fi
 
 tools:
 	@mkdir -p $(TOOLS_DIR)/bin

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 var logLevels = []string{"trace", "debug", "info", "warn", "error"}

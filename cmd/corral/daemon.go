@@ -20,10 +20,10 @@ import (
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // daemonFlags override the config file for the common cases, so that

@@ -18,8 +18,8 @@ import (
 	"github.com/corral-project/corral/core/agent/detect"
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/pluginhost"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Version is reported to the master on registration.

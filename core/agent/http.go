@@ -6,7 +6,7 @@ import (
 	"sort"
 
 	"github.com/corral-project/corral/core/agent/sandbox"
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // State is the JSON served at /api/v1/state.

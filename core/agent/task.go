@@ -19,10 +19,10 @@ import (
 
 	"github.com/corral-project/corral/core/agent/sandbox"
 	"github.com/corral-project/corral/core/agent/statusupdate"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 type taskKey struct{ framework, task string }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 func TestBaseURL(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corral-project/corral/core/master/agentproto"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // AgentGateway serves the agents' Connect streams.
@@ -139,7 +139,8 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			// an inactive entry until it does or its failover timeout ends.
 			info := cloneFramework(fi)
 			f = &frameworkEntry{info: info, roles: map[string]bool{}, suppressed: map[string]bool{},
-				tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, disconnectedAt: m.now(), registeredAt: m.now()}
+				tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, demands: map[string][]allocator.TaskShape{},
+				disconnectedAt: m.now(), registeredAt: m.now()}
 			for _, r := range info.Roles {
 				f.roles[r] = true
 			}

@@ -6,9 +6,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // faultFraction: a response in which more than this share of proposals is
@@ -171,6 +171,9 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 			k := key{o.frameworkID, o.role, o.agentID}
 			alloc[k] = alloc[k].Add(o.resources)
 		}
+		for _, r := range sortedDemandRoles(f) {
+			snap.Demands = append(snap.Demands, allocator.Demand{FrameworkID: id, Role: r, Shapes: f.demands[r]})
+		}
 	}
 	keys := make([]key, 0, len(alloc))
 	for k := range alloc {
@@ -268,6 +271,15 @@ func sortedAgentIDs(m map[string]*agentEntry) []string {
 	out := make([]string, 0, len(m))
 	for id := range m {
 		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedDemandRoles(f *frameworkEntry) []string {
+	out := make([]string, 0, len(f.demands))
+	for r := range f.demands {
+		out = append(out, r)
 	}
 	sort.Strings(out)
 	return out

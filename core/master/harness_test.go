@@ -12,10 +12,10 @@ import (
 
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/plugins/allocator/drf"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // fixedAllocator serves the real DRF policy in-process: master tests are
@@ -35,7 +35,7 @@ type cluster struct {
 func startMaster(t *testing.T, cfg master.Config) *cluster {
 	t.Helper()
 	plugin := drf.NewPlugin()
-	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v1"); err != nil {
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
 	return startMasterWith(t, cfg, fixedAllocator{plugin})

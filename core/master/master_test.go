@@ -12,10 +12,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corral-project/corral/core/master"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/plugins/allocator/drf"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // TestAcceptRejectsBadInput checks every validation rule of ACCEPT: each bad
@@ -187,6 +187,31 @@ func TestOtherCallsRejectBadInput(t *testing.T) {
 			_, err := f.client.Suppress(ctx, &corralpb.SuppressRequest{Header: f.header, Roles: []string{"nope"}})
 			return err
 		}, codes.InvalidArgument, "not one of the framework's roles"},
+		{"request a foreign role", func() error {
+			_, err := f.client.Request(ctx, &corralpb.RequestCall{Header: f.header, Role: "nope",
+				Shapes: []*corralpb.TaskShape{{Resources: resources.MustParse("cpus:1").ToProto(), Count: 1}}})
+			return err
+		}, codes.InvalidArgument, "not one of the framework's roles"},
+		{"request an empty shape", func() error {
+			_, err := f.client.Request(ctx, &corralpb.RequestCall{Header: f.header, Shapes: []*corralpb.TaskShape{{Count: 2}}})
+			return err
+		}, codes.InvalidArgument, "shape 0 asks for no resources"},
+		{"request zero tasks", func() error {
+			_, err := f.client.Request(ctx, &corralpb.RequestCall{Header: f.header,
+				Shapes: []*corralpb.TaskShape{{Resources: resources.MustParse("cpus:1").ToProto()}}})
+			return err
+		}, codes.InvalidArgument, "shape 0 has count 0"},
+		{"request without header", func() error {
+			_, err := f.client.Request(ctx, &corralpb.RequestCall{})
+			return err
+		}, codes.InvalidArgument, "header with framework_id is required"},
+		{"subscribe with bad hierarchical role", func() error {
+			s, err := f.client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{Name: "x", Roles: []string{"eng//ml"}}})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		}, codes.InvalidArgument, "empty path component"},
 		{"subscribe without name", func() error {
 			s, err := f.client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{}})
 			if err == nil {
@@ -411,7 +436,7 @@ func (w hangOnce) Allocate(ctx context.Context, req *allocator.AllocateRequest) 
 // abandoned, the plugin is re-synced, and offers flow once it answers.
 func TestHungAllocatorCallIsAbandoned(t *testing.T) {
 	plugin := drf.NewPlugin()
-	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v1"); err != nil {
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
 	h := &hangingAllocator{fixedAllocator: fixedAllocator{plugin}, hangs: 2}

@@ -10,9 +10,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corral-project/corral/core/master/agentproto"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // defaultRefuseSeconds is Mesos' Filters.refuse_seconds default.
@@ -75,7 +75,8 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		if info.Id == "" {
 			info.Id = newID("fw")
 		}
-		f = &frameworkEntry{info: info, tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, registeredAt: m.now()}
+		f = &frameworkEntry{info: info, tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{},
+			demands: map[string][]allocator.TaskShape{}, registeredAt: m.now()}
 		m.frameworks[info.Id] = f
 		f.roles, f.suppressed = roles, suppressed
 		f.connected, f.sub, f.streamID = true, sub, sub.streamID
@@ -90,6 +91,7 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		for _, o := range f.offers {
 			m.rescindLocked(o, 0)
 		}
+		m.dropDemandsLocked(f)
 		info := cloneFramework(fi)
 		info.Id = f.info.Id
 		f.info = info
@@ -393,6 +395,9 @@ func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []s
 	for _, r := range targets {
 		if suppress {
 			f.suppressed[r] = true
+			// A suppressed role wants nothing; the allocator drops the
+			// demand on the Suppressed delta, as the contract says.
+			delete(f.demands, r)
 		} else {
 			delete(f.suppressed, r)
 		}
@@ -575,14 +580,57 @@ func (s *SchedulerAPI) Teardown(ctx context.Context, req *corralpb.TeardownReque
 	return &corralpb.CallResponse{}, nil
 }
 
-func validateRole(r string) error {
-	switch {
-	case r == "*":
-		return nil
-	case r == "" || r == "." || r == "..":
-		return fmt.Errorf("role %q is not a valid role name", r)
-	case strings.ContainsAny(r, " \t\n/\\") || strings.HasPrefix(r, "-"):
-		return fmt.Errorf("role %q may not contain whitespace or slashes, nor start with '-'", r)
+func validateRole(r string) error { return resources.ValidateRole(r) }
+
+// Request replaces the framework's declared demand under a role: the
+// shapes of the tasks it still wants to launch. An empty list withdraws it.
+// Mesos defined REQUEST and never implemented it; corral's allocators use
+// it to size offers at task granularity.
+func (s *SchedulerAPI) Request(ctx context.Context, req *corralpb.RequestCall) (*corralpb.CallResponse, error) {
+	m := s.m
+	shapes, err := allocator.TaskShapesFromProto(req.GetShapes())
+	if err != nil {
+		return nil, invalid("request: %v", err)
 	}
-	return nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("request", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	role := req.GetRole()
+	if role == "" {
+		if len(f.roles) != 1 {
+			return nil, invalid("request: role is required for a framework with %d roles", len(f.roles))
+		}
+		role = sortedKeys(f.roles)[0]
+	}
+	if !f.roles[role] {
+		return nil, invalid("request: role %q is not one of the framework's roles", role)
+	}
+	if f.suppressed[role] && len(shapes) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "request: role %q is suppressed; revive it before declaring demand", role)
+	}
+	if len(shapes) == 0 {
+		if _, had := f.demands[role]; !had {
+			return &corralpb.CallResponse{}, nil
+		}
+		delete(f.demands, role)
+	} else {
+		f.demands[role] = shapes
+	}
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.DemandUpdated,
+		Demand: &allocator.Demand{FrameworkID: f.info.Id, Role: role, Shapes: shapes}})
+	m.requestAllocation(allocator.TriggerEvent)
+	return &corralpb.CallResponse{}, nil
+}
+
+// dropDemandsLocked withdraws everything the framework declared, telling
+// the allocator (a re-subscribed scheduler declares again).
+func (m *Master) dropDemandsLocked(f *frameworkEntry) {
+	for _, role := range sortedDemandRoles(f) {
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.DemandUpdated,
+			Demand: &allocator.Demand{FrameworkID: f.info.Id, Role: role}})
+	}
+	f.demands = map[string][]allocator.TaskShape{}
 }

@@ -4,8 +4,9 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/core/master/agentproto"
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // agentEntry is the master's record of one agent.
@@ -35,6 +36,8 @@ type frameworkEntry struct {
 	tasks          map[string]*taskEntry
 	completed      []*taskEntry // bounded, oldest first
 	offers         map[string]*offerEntry
+	// demands is what the framework declared it still wants, by role.
+	demands map[string][]allocator.TaskShape
 }
 
 // taskEntry is one task the master knows.

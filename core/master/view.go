@@ -3,7 +3,7 @@ package master
 import (
 	"sort"
 
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // State is the operator's view of the cluster, served as JSON.

@@ -113,7 +113,7 @@ func TestStartAllocator(t *testing.T) {
 	if info := inst.Info(); info.Kind != base.KindAllocator || info.Name != "testplugin" || info.Version != "0.0.1" {
 		t.Errorf("Info = %+v", info)
 	}
-	if inst.APIVersion() != "v1" {
+	if inst.APIVersion() != "v2" {
 		t.Errorf("APIVersion = %q", inst.APIVersion())
 	}
 	if !processAlive(inst.Pid(), 0) || inst.Exited() {
@@ -170,7 +170,7 @@ func TestStartErrors(t *testing.T) {
 			`says it is a "isolator" plugin (name "testplugin") but is configured as kind "allocator"`,
 		}},
 		{"no common API version", allocSpec("-api-version=v9"), []string{
-			"no common API version: host supports [v1], plugin supports [v9]",
+			"no common API version: host supports [v2], plugin supports [v9]",
 		}},
 		{"missing binary", Spec{Kind: "allocator", Name: "x", Path: "/nonexistent/x"}, []string{
 			"/nonexistent/x (does not exist)", "CORRAL_ALLOCATOR_PLUGIN",

@@ -7,12 +7,14 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
-// APIVersions this package speaks, newest first.
-var APIVersions = []string{"v1"}
+// APIVersions this package speaks, newest first. v2 added task facts, role
+// priority and quota, framework capabilities and minimum offers, demand,
+// revoke_after and revocation proposals; the core no longer speaks v1.
+var APIVersions = []string{"v2"}
 
 // Allocator is implemented by allocator plugins.
 type Allocator interface {
@@ -44,12 +46,58 @@ type Framework struct {
 	Roles           []string
 	Active          bool
 	SuppressedRoles []string
+	// Capabilities the framework declared, such as CapabilityGPUResources.
+	Capabilities []string
+	// MinAllocatable maps a role to the smallest offers worth making to the
+	// framework under it (alternatives: an offer must contain one). Roles
+	// absent here use the policy's global minimum.
+	MinAllocatable map[string][]resources.Resources
 }
 
-// Role carries a role's weight; weight 0 means 1.
+// CapabilityGPUResources is the framework capability that makes agents
+// with scarce resources (gpus) eligible for its offers, as in Mesos.
+const CapabilityGPUResources = "GPU_RESOURCES"
+
+// Role is a role's configuration. Names are /-separated paths ("eng",
+// "eng/ml"); policies apply a parent's settings to its whole subtree.
 type Role struct {
-	Name   string
+	Name string
+	// Weight 0 means 1.
 	Weight float64
+	// Priority is a strict tier: higher tiers are offered first.
+	Priority int64
+	// Guarantee is the quota the role's subtree is guaranteed; Limit, when
+	// not empty, is what the subtree may never exceed (offers plus tasks).
+	Guarantee resources.Resources
+	Limit     resources.Resources
+}
+
+// Task is a running task's facts. Its resources are already part of its
+// Allocation; tasks exist so that policies can choose what to revoke.
+type Task struct {
+	ID          string
+	FrameworkID string
+	Role        string
+	AgentID     string
+	Resources   resources.Resources
+	StartedAt   LogicalTime
+	// WithinGuarantee: the task is inside its role's guaranteed allocation
+	// and the core will refuse to revoke it.
+	WithinGuarantee bool
+}
+
+// TaskShape is Count identical pending tasks.
+type TaskShape struct {
+	Resources resources.Resources
+	Count     int
+}
+
+// Demand is what a framework declared it still wants to launch under a
+// role. No shapes means no declared demand.
+type Demand struct {
+	FrameworkID string
+	Role        string
+	Shapes      []TaskShape
 }
 
 // Allocation is what a framework holds on an agent under a role: the
@@ -79,6 +127,8 @@ type Snapshot struct {
 	Roles       []Role
 	Allocations []Allocation
 	Filters     []Filter
+	Tasks       []Task
+	Demands     []Demand
 }
 
 // DeltaKind says which fields of a Delta are set.
@@ -97,6 +147,10 @@ const (
 	Recovered                             // Allocation, RefuseSeconds
 	Suppressed                            // FrameworkID, Roles (empty: all)
 	Revived                               // FrameworkID, Roles (empty: all)
+	TaskAdded                             // Task
+	TaskUpdated                           // Task (WithinGuarantee changed)
+	TaskRemoved                           // FrameworkID, TaskID
+	DemandUpdated                         // Demand (replaces; no shapes withdraws)
 )
 
 var deltaKindNames = map[DeltaKind]string{
@@ -104,6 +158,8 @@ var deltaKindNames = map[DeltaKind]string{
 	FrameworkAdded: "framework-added", FrameworkUpdated: "framework-updated",
 	FrameworkRemoved: "framework-removed", RoleUpdated: "role-updated", Allocated: "allocated",
 	Recovered: "recovered", Suppressed: "suppressed", Revived: "revived",
+	TaskAdded: "task-added", TaskUpdated: "task-updated", TaskRemoved: "task-removed",
+	DemandUpdated: "demand-updated",
 }
 
 func (k DeltaKind) String() string {
@@ -126,6 +182,9 @@ type Delta struct {
 	Roles         []string
 	Allocation    *Allocation
 	RefuseSeconds float64
+	Task          *Task
+	TaskID        string
+	Demand        *Demand
 }
 
 // Trigger says why an allocation cycle runs.
@@ -146,6 +205,9 @@ type AllocateRequest struct {
 	Now           LogicalTime
 	Trigger       Trigger
 	MaxOffers     int // 0: no limit
+	// RevokeAfter is the operator's revoke_after: tasks running longer may
+	// be revoked when other roles starve. 0: long-task revocation is off.
+	RevokeAfter LogicalTime
 }
 
 // Proposal is one offer the plugin would like the master to make.
@@ -156,11 +218,31 @@ type Proposal struct {
 	Resources   resources.Resources
 }
 
-// AllocateResponse carries a cycle's proposals.
+// Revocation reasons policies use.
+const (
+	RevokePreemption = "preemption" // a higher priority tier has unmet demand
+	RevokeLongTask   = "long-task"  // past revoke_after while other roles starve
+)
+
+// Revocation asks the core to take a running task's resources back. The
+// core refuses tasks within their guarantee and revocations that would take
+// a role below its guarantee; otherwise it sends the framework an inverse
+// offer and kills the task with reason PREEMPTED after the grace period.
+type Revocation struct {
+	FrameworkID string
+	TaskID      string
+	AgentID     string
+	Reason      string
+}
+
+// AllocateResponse carries a cycle's proposals. Metrics are what the
+// operator sees (for example share/role/<name>); the core does not
+// recompute them.
 type AllocateResponse struct {
 	AppliedVersion uint64
 	Offers         []Proposal
 	Metrics        map[string]float64
+	Revocations    []Revocation
 }
 
 // VersionGapError is returned by Allocate when the plugin does not hold the

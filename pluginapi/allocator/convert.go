@@ -3,8 +3,9 @@ package allocator
 import (
 	"fmt"
 
-	"github.com/corral-project/corral/core/resources"
 	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Conversions between domain types and wire types. Wire-to-domain
@@ -44,38 +45,164 @@ func frameworkToProto(f *Framework) *allocatorpb.Framework {
 	if f == nil {
 		return nil
 	}
-	return &allocatorpb.Framework{
+	p := &allocatorpb.Framework{
 		Id:              f.ID,
 		Roles:           f.Roles,
 		Active:          f.Active,
 		SuppressedRoles: f.SuppressedRoles,
+		Capabilities:    f.Capabilities,
 	}
+	if len(f.MinAllocatable) > 0 {
+		p.MinAllocatable = make(map[string]*corralpb.MinAllocatable, len(f.MinAllocatable))
+		for role, alts := range f.MinAllocatable {
+			p.MinAllocatable[role] = MinAllocatableToProto(alts)
+		}
+	}
+	return p
+}
+
+// MinAllocatableToProto converts alternative minimum offers to the wire.
+func MinAllocatableToProto(alts []resources.Resources) *corralpb.MinAllocatable {
+	m := &corralpb.MinAllocatable{}
+	for _, a := range alts {
+		m.Alternatives = append(m.Alternatives, &corralpb.ResourceList{Resources: a.ToProto()})
+	}
+	return m
+}
+
+// MinAllocatableFromProto converts and validates alternative minimum
+// offers; an empty alternative is an error (it would match everything).
+func MinAllocatableFromProto(p *corralpb.MinAllocatable) ([]resources.Resources, error) {
+	var out []resources.Resources
+	for i, l := range p.GetAlternatives() {
+		r, err := resources.FromProto(l.GetResources())
+		if err != nil {
+			return nil, fmt.Errorf("alternative %d: %w", i, err)
+		}
+		if r.IsEmpty() {
+			return nil, fmt.Errorf("alternative %d is empty", i)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func frameworkFromProto(p *allocatorpb.Framework) (*Framework, error) {
 	if p == nil {
 		return nil, fmt.Errorf("framework is missing")
 	}
-	return &Framework{
+	f := &Framework{
 		ID:              p.GetId(),
 		Roles:           p.GetRoles(),
 		Active:          p.GetActive(),
 		SuppressedRoles: p.GetSuppressedRoles(),
-	}, nil
+		Capabilities:    p.GetCapabilities(),
+	}
+	for role, m := range p.GetMinAllocatable() {
+		alts, err := MinAllocatableFromProto(m)
+		if err != nil {
+			return nil, fmt.Errorf("framework %q: min_allocatable of role %q: %w", p.GetId(), role, err)
+		}
+		if f.MinAllocatable == nil {
+			f.MinAllocatable = map[string][]resources.Resources{}
+		}
+		f.MinAllocatable[role] = alts
+	}
+	return f, nil
 }
 
 func roleToProto(r *Role) *allocatorpb.Role {
 	if r == nil {
 		return nil
 	}
-	return &allocatorpb.Role{Name: r.Name, Weight: r.Weight}
+	return &allocatorpb.Role{Name: r.Name, Weight: r.Weight, Priority: r.Priority,
+		Guarantee: r.Guarantee.ToProto(), Limit: r.Limit.ToProto()}
 }
 
 func roleFromProto(p *allocatorpb.Role) (*Role, error) {
 	if p == nil {
 		return nil, fmt.Errorf("role is missing")
 	}
-	return &Role{Name: p.GetName(), Weight: p.GetWeight()}, nil
+	g, err := resources.FromProto(p.GetGuarantee())
+	if err != nil {
+		return nil, fmt.Errorf("role %q: guarantee: %w", p.GetName(), err)
+	}
+	l, err := resources.FromProto(p.GetLimit())
+	if err != nil {
+		return nil, fmt.Errorf("role %q: limit: %w", p.GetName(), err)
+	}
+	return &Role{Name: p.GetName(), Weight: p.GetWeight(), Priority: p.GetPriority(), Guarantee: g, Limit: l}, nil
+}
+
+func taskToProto(t *Task) *allocatorpb.Task {
+	if t == nil {
+		return nil
+	}
+	return &allocatorpb.Task{
+		TaskId: t.ID, FrameworkId: t.FrameworkID, Role: t.Role, AgentId: t.AgentID,
+		Resources: t.Resources.ToProto(), StartedAtMs: int64(t.StartedAt), WithinGuarantee: t.WithinGuarantee,
+	}
+}
+
+func taskFromProto(p *allocatorpb.Task) (*Task, error) {
+	if p == nil {
+		return nil, fmt.Errorf("task is missing")
+	}
+	res, err := resources.FromProto(p.GetResources())
+	if err != nil {
+		return nil, fmt.Errorf("task %q of framework %q: %w", p.GetTaskId(), p.GetFrameworkId(), err)
+	}
+	return &Task{
+		ID: p.GetTaskId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), AgentID: p.GetAgentId(),
+		Resources: res, StartedAt: LogicalTime(p.GetStartedAtMs()), WithinGuarantee: p.GetWithinGuarantee(),
+	}, nil
+}
+
+// TaskShapesToProto converts demand shapes to the wire.
+func TaskShapesToProto(shapes []TaskShape) []*corralpb.TaskShape {
+	out := make([]*corralpb.TaskShape, 0, len(shapes))
+	for _, s := range shapes {
+		out = append(out, &corralpb.TaskShape{Resources: s.Resources.ToProto(), Count: uint32(max(s.Count, 0))})
+	}
+	return out
+}
+
+// TaskShapesFromProto converts and validates demand shapes: each must ask
+// for some resources and at least one task.
+func TaskShapesFromProto(in []*corralpb.TaskShape) ([]TaskShape, error) {
+	out := make([]TaskShape, 0, len(in))
+	for i, p := range in {
+		r, err := resources.FromProto(p.GetResources())
+		if err != nil {
+			return nil, fmt.Errorf("shape %d: %w", i, err)
+		}
+		if r.IsEmpty() {
+			return nil, fmt.Errorf("shape %d asks for no resources", i)
+		}
+		if p.GetCount() == 0 {
+			return nil, fmt.Errorf("shape %d has count 0", i)
+		}
+		out = append(out, TaskShape{Resources: r, Count: int(p.GetCount())})
+	}
+	return out, nil
+}
+
+func demandToProto(d *Demand) *allocatorpb.Demand {
+	if d == nil {
+		return nil
+	}
+	return &allocatorpb.Demand{FrameworkId: d.FrameworkID, Role: d.Role, Shapes: TaskShapesToProto(d.Shapes)}
+}
+
+func demandFromProto(p *allocatorpb.Demand) (*Demand, error) {
+	if p == nil {
+		return nil, fmt.Errorf("demand is missing")
+	}
+	shapes, err := TaskShapesFromProto(p.GetShapes())
+	if err != nil {
+		return nil, fmt.Errorf("demand of framework %q role %q: %w", p.GetFrameworkId(), p.GetRole(), err)
+	}
+	return &Demand{FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Shapes: shapes}, nil
 }
 
 func allocationToProto(a *Allocation) *allocatorpb.Allocation {
@@ -170,6 +297,20 @@ func mergeChunk(snap *Snapshot, c *allocatorpb.InitChunk) error {
 		}
 		snap.Filters = append(snap.Filters, *f)
 	}
+	for _, p := range c.GetTasks() {
+		t, err := taskFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Tasks = append(snap.Tasks, *t)
+	}
+	for _, p := range c.GetDemands() {
+		d, err := demandFromProto(p)
+		if err != nil {
+			return err
+		}
+		snap.Demands = append(snap.Demands, *d)
+	}
 	return nil
 }
 
@@ -214,6 +355,14 @@ func snapshotChunks(snap *Snapshot, size int) []*allocatorpb.InitChunk {
 		c := next()
 		c.Filters = append(c.Filters, filterToProto(&snap.Filters[i]))
 	}
+	for i := range snap.Tasks {
+		c := next()
+		c.Tasks = append(c.Tasks, taskToProto(&snap.Tasks[i]))
+	}
+	for i := range snap.Demands {
+		c := next()
+		c.Demands = append(c.Demands, demandToProto(&snap.Demands[i]))
+	}
 	if len(chunks) == 0 {
 		chunks = append(chunks, &allocatorpb.InitChunk{Version: snap.Version, LogicalNowMs: int64(snap.Now)})
 	}
@@ -248,6 +397,14 @@ func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
 		p.Change = &allocatorpb.Delta_Suppressed{Suppressed: &allocatorpb.Delta_Suppress{FrameworkId: d.FrameworkID, Roles: d.Roles}}
 	case Revived:
 		p.Change = &allocatorpb.Delta_Revived{Revived: &allocatorpb.Delta_Revive{FrameworkId: d.FrameworkID, Roles: d.Roles}}
+	case TaskAdded:
+		p.Change = &allocatorpb.Delta_TaskAdded{TaskAdded: taskToProto(d.Task)}
+	case TaskUpdated:
+		p.Change = &allocatorpb.Delta_TaskUpdated{TaskUpdated: taskToProto(d.Task)}
+	case TaskRemoved:
+		p.Change = &allocatorpb.Delta_TaskRemoved_{TaskRemoved: &allocatorpb.Delta_TaskRemoved{FrameworkId: d.FrameworkID, TaskId: d.TaskID}}
+	case DemandUpdated:
+		p.Change = &allocatorpb.Delta_DemandUpdated{DemandUpdated: demandToProto(d.Demand)}
 	default:
 		return nil, fmt.Errorf("delta version %d: unknown kind %v", d.Version, d.Kind)
 	}
@@ -294,6 +451,19 @@ func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 		d.Kind = Revived
 		d.FrameworkID = c.Revived.GetFrameworkId()
 		d.Roles = c.Revived.GetRoles()
+	case *allocatorpb.Delta_TaskAdded:
+		d.Kind = TaskAdded
+		d.Task, err = taskFromProto(c.TaskAdded)
+	case *allocatorpb.Delta_TaskUpdated:
+		d.Kind = TaskUpdated
+		d.Task, err = taskFromProto(c.TaskUpdated)
+	case *allocatorpb.Delta_TaskRemoved_:
+		d.Kind = TaskRemoved
+		d.FrameworkID = c.TaskRemoved.GetFrameworkId()
+		d.TaskID = c.TaskRemoved.GetTaskId()
+	case *allocatorpb.Delta_DemandUpdated:
+		d.Kind = DemandUpdated
+		d.Demand, err = demandFromProto(c.DemandUpdated)
 	default:
 		return nil, fmt.Errorf("delta version %d has no change", p.GetVersion())
 	}
@@ -310,6 +480,7 @@ func allocateRequestToProto(r *AllocateRequest) (*allocatorpb.AllocateRequest, e
 		LogicalNowMs:  int64(r.Now),
 		Trigger:       allocatorpb.AllocateRequest_Trigger(r.Trigger),
 		MaxOffers:     uint32(max(r.MaxOffers, 0)),
+		RevokeAfterMs: int64(r.RevokeAfter),
 	}
 	for i := range r.Deltas {
 		d, err := deltaToProto(&r.Deltas[i])
@@ -328,6 +499,7 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest) (*AllocateRequest,
 		Now:           LogicalTime(p.GetLogicalNowMs()),
 		Trigger:       Trigger(p.GetTrigger()),
 		MaxOffers:     int(p.GetMaxOffers()),
+		RevokeAfter:   LogicalTime(p.GetRevokeAfterMs()),
 	}
 	for _, pd := range p.GetDeltas() {
 		d, err := deltaFromProto(pd)
@@ -349,6 +521,11 @@ func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse 
 			Resources:   o.Resources.ToProto(),
 		})
 	}
+	for _, rv := range r.Revocations {
+		p.Revocations = append(p.Revocations, &allocatorpb.RevocationProposal{
+			FrameworkId: rv.FrameworkID, TaskId: rv.TaskID, AgentId: rv.AgentID, Reason: rv.Reason,
+		})
+	}
 	return p
 }
 
@@ -364,6 +541,11 @@ func allocateResponseFromProto(p *allocatorpb.AllocateResponse) (*AllocateRespon
 			Role:        o.GetRole(),
 			AgentID:     o.GetAgentId(),
 			Resources:   res,
+		})
+	}
+	for _, rv := range p.GetRevocations() {
+		r.Revocations = append(r.Revocations, Revocation{
+			FrameworkID: rv.GetFrameworkId(), TaskID: rv.GetTaskId(), AgentID: rv.GetAgentId(), Reason: rv.GetReason(),
 		})
 	}
 	return r, nil

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 func TestSnapshotChunks(t *testing.T) {

@@ -4,16 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/allocator/contracttest"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-plugin"
 )
 
@@ -137,8 +139,15 @@ func TestInitLargeSnapshotIsReassembled(t *testing.T) {
 			FrameworkID: "f1", Role: "r", AgentID: fmt.Sprintf("a%04d", i), Resources: resources.MustParse("cpus:0.5"),
 		})
 	}
-	snap.Frameworks = []allocator.Framework{{ID: "f1", Roles: []string{"r", "s"}, Active: true, SuppressedRoles: []string{"s"}}}
-	snap.Roles = []allocator.Role{{Name: "r", Weight: 2.5}}
+	snap.Frameworks = []allocator.Framework{{ID: "f1", Roles: []string{"r", "s"}, Active: true, SuppressedRoles: []string{"s"},
+		Capabilities:   []string{allocator.CapabilityGPUResources},
+		MinAllocatable: map[string][]resources.Resources{"r": {resources.MustParse("cpus:1"), resources.MustParse("mem:64")}}}}
+	snap.Roles = []allocator.Role{{Name: "r", Weight: 2.5, Priority: 3,
+		Guarantee: resources.MustParse("cpus:4;mem:1024"), Limit: resources.MustParse("cpus:8")}}
+	snap.Tasks = []allocator.Task{{ID: "t1", FrameworkID: "f1", Role: "r", AgentID: "a0001",
+		Resources: resources.MustParse("cpus:0.5"), StartedAt: 1000, WithinGuarantee: true}}
+	snap.Demands = []allocator.Demand{{FrameworkID: "f1", Role: "r",
+		Shapes: []allocator.TaskShape{{Resources: resources.MustParse("cpus:1;mem:64"), Count: 3}}}}
 	snap.Filters = []allocator.Filter{{FrameworkID: "f1", Role: "r", AgentID: "a0001", Resources: resources.MustParse("mem:10"), ExpiresAt: 130000}}
 
 	v, err := a.Init(ctx(t), snap)
@@ -165,7 +174,7 @@ func TestInitLargeSnapshotIsReassembled(t *testing.T) {
 			t.Fatalf("allocation %d: got %+v, sent %+v", i, got.Allocations[i], snap.Allocations[i])
 		}
 	}
-	if !frameworkEqual(&got.Frameworks[0], &snap.Frameworks[0]) || got.Roles[0] != snap.Roles[0] {
+	if !frameworkEqual(&got.Frameworks[0], &snap.Frameworks[0]) || !equal(got.Roles, snap.Roles) || !equal(got.Tasks, snap.Tasks) || !equal(got.Demands, snap.Demands) {
 		t.Errorf("frameworks %+v roles %+v", got.Frameworks, got.Roles)
 	}
 	f := got.Filters[0]
@@ -190,24 +199,40 @@ func TestAllocateRoundTripEveryDelta(t *testing.T) {
 		{Kind: allocator.Recovered, Allocation: alloc, RefuseSeconds: 5.5},
 		{Kind: allocator.Suppressed, FrameworkID: "f9", Roles: []string{"r"}},
 		{Kind: allocator.Revived, FrameworkID: "f9"},
+		{Kind: allocator.RoleUpdated, Role: &allocator.Role{Name: "eng/ml", Weight: 2, Priority: 10,
+			Guarantee: resources.MustParse("cpus:8;mem:16384"), Limit: resources.MustParse("cpus:32")}},
+		{Kind: allocator.TaskAdded, Task: &allocator.Task{ID: "t9", FrameworkID: "f9", Role: "r", AgentID: "a9",
+			Resources: resources.MustParse("cpus:1"), StartedAt: 4000}},
+		{Kind: allocator.TaskUpdated, Task: &allocator.Task{ID: "t9", FrameworkID: "f9", Role: "r", AgentID: "a9",
+			Resources: resources.MustParse("cpus:1"), StartedAt: 4000, WithinGuarantee: true}},
+		{Kind: allocator.TaskRemoved, FrameworkID: "f9", TaskID: "t9"},
+		{Kind: allocator.DemandUpdated, Demand: &allocator.Demand{FrameworkID: "f9", Role: "r",
+			Shapes: []allocator.TaskShape{{Resources: resources.MustParse("cpus:3;mem:1024"), Count: 2}}}},
+		{Kind: allocator.DemandUpdated, Demand: &allocator.Demand{FrameworkID: "f9", Role: "r"}},
+		{Kind: allocator.FrameworkUpdated, Framework: &allocator.Framework{ID: "f9", Roles: []string{"r"}, Active: true,
+			Capabilities: []string{"GPU_RESOURCES"}, MinAllocatable: map[string][]resources.Resources{"r": {resources.MustParse("cpus:2")}}}},
 	}
 	for i := range deltas {
 		deltas[i].Version = uint64(11 + i)
 		deltas[i].At = allocator.LogicalTime(1000 * i)
 	}
 	rec := &recorder{resp: &allocator.AllocateResponse{
-		AppliedVersion: 21,
+		AppliedVersion: 28,
 		Offers: []allocator.Proposal{
 			{FrameworkID: "f9", Role: "r", AgentID: "a9", Resources: resources.MustParse("cpus:1;mem:512;ports:[31000-31010]")},
 			{FrameworkID: "f1", Role: "s", AgentID: "a1", Resources: resources.MustParse("gpus:1")},
 		},
 		Metrics: map[string]float64{"dominant_share.r": 0.25},
+		Revocations: []allocator.Revocation{
+			{FrameworkID: "f1", TaskID: "t1", AgentID: "a1", Reason: allocator.RevokePreemption},
+			{FrameworkID: "f2", TaskID: "t2", AgentID: "a2", Reason: allocator.RevokeLongTask},
+		},
 	}}
 	a, _ := connect(t, rec)
 	if _, err := a.Init(ctx(t), &allocator.Snapshot{Version: 10}); err != nil {
 		t.Fatal(err)
 	}
-	req := &allocator.AllocateRequest{BaseVersion: 10, Deltas: deltas, TargetVersion: 21, Now: 99, Trigger: allocator.TriggerRevive, MaxOffers: 7}
+	req := &allocator.AllocateRequest{BaseVersion: 10, Deltas: deltas, TargetVersion: 28, Now: 99, Trigger: allocator.TriggerRevive, MaxOffers: 7, RevokeAfter: 3600000}
 	resp, err := a.Allocate(ctx(t), req)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +241,7 @@ func TestAllocateRoundTripEveryDelta(t *testing.T) {
 	rec.mu.Lock()
 	got := rec.req
 	rec.mu.Unlock()
-	if got.BaseVersion != 10 || got.TargetVersion != 21 || got.Now != 99 || got.Trigger != allocator.TriggerRevive || got.MaxOffers != 7 {
+	if got.BaseVersion != 10 || got.TargetVersion != 28 || got.Now != 99 || got.Trigger != allocator.TriggerRevive || got.MaxOffers != 7 || got.RevokeAfter != 3600000 {
 		t.Errorf("request header = %+v", got)
 	}
 	if len(got.Deltas) != len(deltas) {
@@ -228,7 +253,10 @@ func TestAllocateRoundTripEveryDelta(t *testing.T) {
 		}
 	}
 
-	if resp.AppliedVersion != 21 || len(resp.Offers) != 2 || resp.Metrics["dominant_share.r"] != 0.25 {
+	if !equal(resp.Revocations, rec.resp.Revocations) {
+		t.Errorf("revocations: got %+v, sent %+v", resp.Revocations, rec.resp.Revocations)
+	}
+	if resp.AppliedVersion != 28 || len(resp.Offers) != 2 || resp.Metrics["dominant_share.r"] != 0.25 {
 		t.Fatalf("response = %+v", resp)
 	}
 	for i, o := range rec.resp.Offers {
@@ -283,48 +311,13 @@ func TestContractSuiteAcceptsGreedy(t *testing.T) {
 	})
 }
 
-func agentEqual(a, b *allocator.Agent) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.ID == b.ID && a.Hostname == b.Hostname && a.Active == b.Active && a.Total.Equal(b.Total) &&
-		fmt.Sprint(a.Attributes) == fmt.Sprint(b.Attributes)
-}
+// equal compares domain values field by field: resources with their Equal
+// method, nil and empty slices and maps alike (the wire does not keep the
+// difference).
+func equal[T any](a, b T) bool { return cmp.Equal(a, b, cmpopts.EquateEmpty()) }
 
-func frameworkEqual(a, b *allocator.Framework) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.ID == b.ID && a.Active == b.Active && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.SuppressedRoles, b.SuppressedRoles)
-}
-
-func allocationEqual(a, b *allocator.Allocation) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.FrameworkID == b.FrameworkID && a.Role == b.Role && a.AgentID == b.AgentID && a.Resources.Equal(b.Resources)
-}
-
-func deltaEqual(a, b *allocator.Delta) bool {
-	roleEq := (a.Role == nil && b.Role == nil) || (a.Role != nil && b.Role != nil && *a.Role == *b.Role)
-	return a.Version == b.Version && a.At == b.At && a.Kind == b.Kind && a.AgentID == b.AgentID &&
-		a.FrameworkID == b.FrameworkID && slices.Equal(a.Roles, b.Roles) && a.RefuseSeconds == b.RefuseSeconds &&
-		agentEqual(a.Agent, b.Agent) && frameworkEqual(a.Framework, b.Framework) && roleEq && allocationEqual(a.Allocation, b.Allocation)
-}
-
-func dumpDelta(d *allocator.Delta) string {
-	s := fmt.Sprintf("{v%d at%d %v agent=%q fw=%q roles=%v refuse=%v", d.Version, d.At, d.Kind, d.AgentID, d.FrameworkID, d.Roles, d.RefuseSeconds)
-	if d.Agent != nil {
-		s += fmt.Sprintf(" Agent=%+v", *d.Agent)
-	}
-	if d.Framework != nil {
-		s += fmt.Sprintf(" Framework=%+v", *d.Framework)
-	}
-	if d.Role != nil {
-		s += fmt.Sprintf(" Role=%+v", *d.Role)
-	}
-	if d.Allocation != nil {
-		s += fmt.Sprintf(" Allocation=%+v", *d.Allocation)
-	}
-	return s + "}"
-}
+func agentEqual(a, b *allocator.Agent) bool           { return equal(a, b) }
+func frameworkEqual(a, b *allocator.Framework) bool   { return equal(a, b) }
+func allocationEqual(a, b *allocator.Allocation) bool { return equal(a, b) }
+func deltaEqual(a, b *allocator.Delta) bool           { return equal(a, b) }
+func dumpDelta(d *allocator.Delta) string             { return fmt.Sprintf("%+v", *d) }

@@ -8,9 +8,9 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // greedy is the simplest correct allocator: each agent's free resources go

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
 	isolatorpb "github.com/corral-project/corral/pluginapi/isolator/proto"
+	"github.com/corral-project/corral/sdk/resources"
 	"google.golang.org/grpc"
 )
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	isolatorpb "github.com/corral-project/corral/pluginapi/isolator/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // LaunchSpecToProto converts a launch spec to wire form. The executor

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/pluginapi/isolator/contracttest"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // recorder is a test double that records what crosses the wire.

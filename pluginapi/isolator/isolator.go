@@ -8,8 +8,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // APIVersions this package speaks, newest first.

@@ -3,8 +3,8 @@ package isolator
 import (
 	"context"
 
-	"github.com/corral-project/corral/core/resources"
 	isolatorpb "github.com/corral-project/corral/pluginapi/isolator/proto"
+	"github.com/corral-project/corral/sdk/resources"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

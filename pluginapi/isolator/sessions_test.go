@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // sessions is a minimal real isolator: a container is the session led by

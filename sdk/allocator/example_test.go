@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	sdk "github.com/corral-project/corral/sdk/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // firstFit offers each agent's available resources to the first active

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Scratch is a policy's working view of a State during one cycle: the

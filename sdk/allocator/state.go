@@ -10,8 +10,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // allocKey names one allocation: what a framework holds under a role on an
@@ -19,6 +19,12 @@ import (
 type allocKey struct {
 	framework, role, agent string
 }
+
+// taskKey names a task: IDs are unique within a framework.
+type taskKey struct{ framework, task string }
+
+// demandKey names a framework's demand under a role.
+type demandKey struct{ framework, role string }
 
 // State mirrors the master's allocator ledger at one version. It is not safe
 // for concurrent use; NewPlugin serializes access.
@@ -33,7 +39,9 @@ type State struct {
 	agents     map[string]*allocator.Agent
 	agentIDs   []string // sorted; nil when it must be rebuilt
 	frameworks map[string]*allocator.Framework
-	weights    map[string]float64 // explicit role entries
+	roles      map[string]allocator.Role // explicit role entries
+	tasks      map[taskKey]*allocator.Task
+	demands    map[demandKey][]allocator.TaskShape
 
 	allocs        map[allocKey]resources.Resources
 	byAgent       map[string]resources.Resources
@@ -55,7 +63,9 @@ func (s *State) reset() {
 	*s = State{
 		agents:      map[string]*allocator.Agent{},
 		frameworks:  map[string]*allocator.Framework{},
-		weights:     map[string]float64{},
+		roles:       map[string]allocator.Role{},
+		tasks:       map[taskKey]*allocator.Task{},
+		demands:     map[demandKey][]allocator.TaskShape{},
 		allocs:      map[allocKey]resources.Resources{},
 		byAgent:     map[string]resources.Resources{},
 		byRole:      map[string]resources.Resources{},
@@ -86,7 +96,10 @@ func (s *State) Init(snap *allocator.Snapshot) error {
 		}
 	}
 	for _, r := range snap.Roles {
-		s.weights[r.Name] = r.Weight
+		if err := s.setRole(r); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
 	}
 	for i := range snap.Allocations {
 		if err := s.allocate(&snap.Allocations[i]); err != nil {
@@ -97,6 +110,18 @@ func (s *State) Init(snap *allocator.Snapshot) error {
 	for _, f := range snap.Filters {
 		k := allocKey{f.FrameworkID, f.Role, f.AgentID}
 		s.filters[k] = append(s.filters[k], f)
+	}
+	for i := range snap.Tasks {
+		if err := s.addTask(&snap.Tasks[i]); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
+	}
+	for i := range snap.Demands {
+		if err := s.setDemand(&snap.Demands[i]); err != nil {
+			s.reset()
+			return fmt.Errorf("init: %w", err)
+		}
 	}
 	s.version = snap.Version
 	s.now = snap.Now
@@ -162,13 +187,10 @@ func (s *State) apply(d *allocator.Delta) error {
 		}
 		s.removeFramework(d.FrameworkID)
 	case allocator.RoleUpdated:
-		if d.Role == nil || d.Role.Name == "" {
+		if d.Role == nil {
 			return fmt.Errorf("missing role")
 		}
-		if d.Role.Weight < 0 {
-			return fmt.Errorf("role %q: negative weight %v", d.Role.Name, d.Role.Weight)
-		}
-		s.weights[d.Role.Name] = d.Role.Weight
+		return s.setRole(*d.Role)
 	case allocator.Allocated:
 		if d.Allocation == nil {
 			return fmt.Errorf("missing allocation")
@@ -184,7 +206,12 @@ func (s *State) apply(d *allocator.Delta) error {
 		if !ok {
 			return fmt.Errorf("unknown framework %q", d.FrameworkID)
 		}
-		f.SuppressedRoles = normalizeRoles(append(f.SuppressedRoles, rolesOrAll(f, d.Roles)...))
+		roles := rolesOrAll(f, d.Roles)
+		f.SuppressedRoles = normalizeRoles(append(f.SuppressedRoles, roles...))
+		// A suppressed role wants nothing: its declared demand is dropped.
+		for _, r := range roles {
+			delete(s.demands, demandKey{f.ID, r})
+		}
 	case allocator.Revived:
 		f, ok := s.frameworks[d.FrameworkID]
 		if !ok {
@@ -198,9 +225,78 @@ func (s *State) apply(d *allocator.Delta) error {
 				delete(s.filters, k)
 			}
 		}
+	case allocator.TaskAdded:
+		if d.Task == nil {
+			return fmt.Errorf("missing task")
+		}
+		return s.addTask(d.Task)
+	case allocator.TaskUpdated:
+		if d.Task == nil {
+			return fmt.Errorf("missing task")
+		}
+		k := taskKey{d.Task.FrameworkID, d.Task.ID}
+		if _, ok := s.tasks[k]; !ok {
+			return fmt.Errorf("unknown task %q of framework %q", d.Task.ID, d.Task.FrameworkID)
+		}
+		t := *d.Task
+		s.tasks[k] = &t
+	case allocator.TaskRemoved:
+		k := taskKey{d.FrameworkID, d.TaskID}
+		if _, ok := s.tasks[k]; !ok {
+			return fmt.Errorf("unknown task %q of framework %q", d.TaskID, d.FrameworkID)
+		}
+		delete(s.tasks, k)
+	case allocator.DemandUpdated:
+		if d.Demand == nil {
+			return fmt.Errorf("missing demand")
+		}
+		return s.setDemand(d.Demand)
 	default:
 		return fmt.Errorf("unknown delta kind %d", int(d.Kind))
 	}
+	return nil
+}
+
+func (s *State) setRole(r allocator.Role) error {
+	if r.Name == "" {
+		return fmt.Errorf("role with empty name")
+	}
+	if r.Weight < 0 {
+		return fmt.Errorf("role %q: negative weight %v", r.Name, r.Weight)
+	}
+	// A limit bounds only the resources it names.
+	for _, n := range r.Limit.ScalarNames() {
+		if r.Guarantee.Scalar(n) > r.Limit.Scalar(n) {
+			return fmt.Errorf("role %q: guarantee %s exceeds limit %s", r.Name, r.Guarantee, r.Limit)
+		}
+	}
+	s.roles[r.Name] = r
+	return nil
+}
+
+func (s *State) addTask(t *allocator.Task) error {
+	if t.ID == "" || t.FrameworkID == "" {
+		return fmt.Errorf("task with empty ID or framework")
+	}
+	k := taskKey{t.FrameworkID, t.ID}
+	if _, ok := s.tasks[k]; ok {
+		return fmt.Errorf("task %q of framework %q already present", t.ID, t.FrameworkID)
+	}
+	c := *t
+	s.tasks[k] = &c
+	return nil
+}
+
+func (s *State) setDemand(d *allocator.Demand) error {
+	if d.FrameworkID == "" || d.Role == "" {
+		return fmt.Errorf("demand with empty framework or role")
+	}
+	k := demandKey{d.FrameworkID, d.Role}
+	if len(d.Shapes) == 0 {
+		delete(s.demands, k)
+		return nil
+	}
+	s.demands[k] = slices.Clone(d.Shapes)
 	return nil
 }
 
@@ -236,6 +332,11 @@ func (s *State) removeAgent(id string) {
 	delete(s.agents, id)
 	s.agentIDs = nil
 	s.forget(func(k allocKey) bool { return k.agent == id })
+	for k, t := range s.tasks {
+		if t.AgentID == id {
+			delete(s.tasks, k)
+		}
+	}
 }
 
 func (s *State) addFramework(f *allocator.Framework) error {
@@ -255,6 +356,16 @@ func (s *State) addFramework(f *allocator.Framework) error {
 func (s *State) removeFramework(id string) {
 	delete(s.frameworks, id)
 	s.forget(func(k allocKey) bool { return k.framework == id })
+	for k := range s.tasks {
+		if k.framework == id {
+			delete(s.tasks, k)
+		}
+	}
+	for k := range s.demands {
+		if k.framework == id {
+			delete(s.demands, k)
+		}
+	}
 }
 
 // forget drops the allocations and filters whose key matches.
@@ -419,11 +530,12 @@ func (s *State) Suppressed(frameworkID, role string) bool {
 	return ok && slices.Contains(f.SuppressedRoles, role)
 }
 
-// Roles returns every role that has a weight entry or a subscribed
-// framework, sorted by name, with its weight as given (0 means 1).
+// Roles returns every role that has a configuration entry or a subscribed
+// framework, sorted by name, with its configuration as given (weight 0
+// means 1).
 func (s *State) Roles() []allocator.Role {
 	names := map[string]bool{}
-	for n := range s.weights {
+	for n := range s.roles {
 		names[n] = true
 	}
 	for _, f := range s.frameworks {
@@ -433,7 +545,9 @@ func (s *State) Roles() []allocator.Role {
 	}
 	out := make([]allocator.Role, 0, len(names))
 	for n := range names {
-		out = append(out, allocator.Role{Name: n, Weight: s.weights[n]})
+		r := s.roles[n]
+		r.Name = n
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -441,10 +555,68 @@ func (s *State) Roles() []allocator.Role {
 
 // Weight returns the role's effective weight: 1 when unset or 0.
 func (s *State) Weight(role string) float64 {
-	if w := s.weights[role]; w > 0 {
+	if w := s.roles[role].Weight; w > 0 {
 		return w
 	}
 	return 1
+}
+
+// Role returns the role's configuration; a role without an entry has
+// weight 0 (meaning 1), priority 0 and no quota.
+func (s *State) Role(name string) allocator.Role {
+	r := s.roles[name]
+	r.Name = name
+	return r
+}
+
+// Tasks returns copies of all running tasks sorted by start time, then
+// framework and task ID.
+func (s *State) Tasks() []allocator.Task {
+	out := make([]allocator.Task, 0, len(s.tasks))
+	for _, t := range s.tasks {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.StartedAt != b.StartedAt {
+			return a.StartedAt < b.StartedAt
+		}
+		if a.FrameworkID != b.FrameworkID {
+			return a.FrameworkID < b.FrameworkID
+		}
+		return a.ID < b.ID
+	})
+	return out
+}
+
+// Task returns a copy of one task.
+func (s *State) Task(frameworkID, taskID string) (allocator.Task, bool) {
+	t, ok := s.tasks[taskKey{frameworkID, taskID}]
+	if !ok {
+		return allocator.Task{}, false
+	}
+	return *t, true
+}
+
+// Demand returns the task shapes the framework declared under role (nil
+// when it declared none).
+func (s *State) Demand(frameworkID, role string) []allocator.TaskShape {
+	return slices.Clone(s.demands[demandKey{frameworkID, role}])
+}
+
+// Demands returns every declared demand sorted by framework and role.
+func (s *State) Demands() []allocator.Demand {
+	out := make([]allocator.Demand, 0, len(s.demands))
+	for k, shapes := range s.demands {
+		out = append(out, allocator.Demand{FrameworkID: k.framework, Role: k.role, Shapes: slices.Clone(shapes)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].FrameworkID != out[j].FrameworkID {
+			return out[i].FrameworkID < out[j].FrameworkID
+		}
+		return out[i].Role < out[j].Role
+	})
+	return out
 }
 
 // Allocation returns what a framework holds under role on an agent.
@@ -571,5 +743,12 @@ func cloneFramework(f *allocator.Framework) *allocator.Framework {
 	c := *f
 	c.Roles = slices.Clone(f.Roles)
 	c.SuppressedRoles = normalizeRoles(f.SuppressedRoles)
+	c.Capabilities = slices.Clone(f.Capabilities)
+	if f.MinAllocatable != nil {
+		c.MinAllocatable = make(map[string][]resources.Resources, len(f.MinAllocatable))
+		for r, alts := range f.MinAllocatable {
+			c.MinAllocatable[r] = slices.Clone(alts)
+		}
+	}
 	return &c
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 var mp = resources.MustParse

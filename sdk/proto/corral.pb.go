@@ -143,7 +143,7 @@ func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Source.Descriptor instead.
 func (TaskStatus_Source) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{8, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type TaskStatus_Reason int32
@@ -161,6 +161,9 @@ const (
 	TaskStatus_REASON_EXECUTOR_TERMINATED  TaskStatus_Reason = 9
 	TaskStatus_REASON_TASK_UNKNOWN         TaskStatus_Reason = 10
 	TaskStatus_REASON_INVALID              TaskStatus_Reason = 11
+	// The allocator revoked the task (priority preemption or long-task
+	// revocation) and the grace period given in the inverse offer ended.
+	TaskStatus_REASON_PREEMPTED TaskStatus_Reason = 12
 )
 
 // Enum value maps for TaskStatus_Reason.
@@ -178,6 +181,7 @@ var (
 		9:  "REASON_EXECUTOR_TERMINATED",
 		10: "REASON_TASK_UNKNOWN",
 		11: "REASON_INVALID",
+		12: "REASON_PREEMPTED",
 	}
 	TaskStatus_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":          0,
@@ -192,6 +196,7 @@ var (
 		"REASON_EXECUTOR_TERMINATED":  9,
 		"REASON_TASK_UNKNOWN":         10,
 		"REASON_INVALID":              11,
+		"REASON_PREEMPTED":            12,
 	}
 )
 
@@ -219,7 +224,7 @@ func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Reason.Descriptor instead.
 func (TaskStatus_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{8, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 1}
 }
 
 type Range struct {
@@ -567,8 +572,17 @@ type FrameworkInfo struct {
 	Hostname               string            `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	Checkpoint             bool              `protobuf:"varint,7,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Labels                 map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// What the framework can handle, as in Mesos (for example
+	// "GPU_RESOURCES": only frameworks that declare it are offered agents
+	// with scarce resources such as gpus).
+	Capabilities []string `protobuf:"bytes,9,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// Per-role smallest offer worth receiving (Mesos'
+	// offer_filters.min_allocatable_resources): an offer must contain at
+	// least one of the alternatives. A role absent here uses the allocator's
+	// global minimum.
+	MinAllocatable map[string]*MinAllocatable `protobuf:"bytes,10,rep,name=min_allocatable,json=minAllocatable,proto3" json:"min_allocatable,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FrameworkInfo) Reset() {
@@ -657,6 +671,109 @@ func (x *FrameworkInfo) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *FrameworkInfo) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *FrameworkInfo) GetMinAllocatable() map[string]*MinAllocatable {
+	if x != nil {
+		return x.MinAllocatable
+	}
+	return nil
+}
+
+// MinAllocatable lists alternative resource quantities.
+type MinAllocatable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alternatives  []*ResourceList        `protobuf:"bytes,1,rep,name=alternatives,proto3" json:"alternatives,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MinAllocatable) Reset() {
+	*x = MinAllocatable{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MinAllocatable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MinAllocatable) ProtoMessage() {}
+
+func (x *MinAllocatable) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MinAllocatable.ProtoReflect.Descriptor instead.
+func (*MinAllocatable) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MinAllocatable) GetAlternatives() []*ResourceList {
+	if x != nil {
+		return x.Alternatives
+	}
+	return nil
+}
+
+type ResourceList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceList) Reset() {
+	*x = ResourceList{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceList) ProtoMessage() {}
+
+func (x *ResourceList) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceList.ProtoReflect.Descriptor instead.
+func (*ResourceList) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ResourceList) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
 type CommandInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// shell=true runs value through /bin/sh -c; otherwise value is the
@@ -672,7 +789,7 @@ type CommandInfo struct {
 
 func (x *CommandInfo) Reset() {
 	*x = CommandInfo{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[6]
+	mi := &file_sdk_proto_corral_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +801,7 @@ func (x *CommandInfo) String() string {
 func (*CommandInfo) ProtoMessage() {}
 
 func (x *CommandInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[6]
+	mi := &file_sdk_proto_corral_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +814,7 @@ func (x *CommandInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandInfo.ProtoReflect.Descriptor instead.
 func (*CommandInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandInfo) GetShell() bool {
@@ -751,7 +868,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[7]
+	mi := &file_sdk_proto_corral_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +880,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[7]
+	mi := &file_sdk_proto_corral_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +893,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskInfo) GetTaskId() string {
@@ -850,7 +967,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[8]
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +979,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[8]
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +992,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{8}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -971,7 +1088,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[9]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1100,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[9]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1113,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{9}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Offer) GetId() string {
@@ -1066,7 +1183,7 @@ type Filters struct {
 
 func (x *Filters) Reset() {
 	*x = Filters{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1195,7 @@ func (x *Filters) String() string {
 func (*Filters) ProtoMessage() {}
 
 func (x *Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1208,7 @@ func (x *Filters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filters.ProtoReflect.Descriptor instead.
 func (*Filters) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Filters) GetRefuseSeconds() float64 {
@@ -1113,7 +1230,7 @@ type CallHeader struct {
 
 func (x *CallHeader) Reset() {
 	*x = CallHeader{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1242,7 @@ func (x *CallHeader) String() string {
 func (*CallHeader) ProtoMessage() {}
 
 func (x *CallHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1255,7 @@ func (x *CallHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallHeader.ProtoReflect.Descriptor instead.
 func (*CallHeader) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CallHeader) GetFrameworkId() string {
@@ -1165,7 +1282,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1294,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1307,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeRequest) GetFramework() *FrameworkInfo {
@@ -1219,7 +1336,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1348,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1361,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Operation) GetOp() isOperation_Op {
@@ -1285,7 +1402,7 @@ type AcceptRequest struct {
 
 func (x *AcceptRequest) Reset() {
 	*x = AcceptRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1414,7 @@ func (x *AcceptRequest) String() string {
 func (*AcceptRequest) ProtoMessage() {}
 
 func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1427,7 @@ func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptRequest.ProtoReflect.Descriptor instead.
 func (*AcceptRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AcceptRequest) GetHeader() *CallHeader {
@@ -1352,7 +1469,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1481,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1494,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeclineRequest) GetHeader() *CallHeader {
@@ -1411,7 +1528,7 @@ type ReviveRequest struct {
 
 func (x *ReviveRequest) Reset() {
 	*x = ReviveRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1540,7 @@ func (x *ReviveRequest) String() string {
 func (*ReviveRequest) ProtoMessage() {}
 
 func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1553,7 @@ func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveRequest.ProtoReflect.Descriptor instead.
 func (*ReviveRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReviveRequest) GetHeader() *CallHeader {
@@ -1463,7 +1580,7 @@ type SuppressRequest struct {
 
 func (x *SuppressRequest) Reset() {
 	*x = SuppressRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1592,7 @@ func (x *SuppressRequest) String() string {
 func (*SuppressRequest) ProtoMessage() {}
 
 func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1605,7 @@ func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressRequest.ProtoReflect.Descriptor instead.
 func (*SuppressRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SuppressRequest) GetHeader() *CallHeader {
@@ -1518,7 +1635,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1647,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1660,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KillRequest) GetHeader() *CallHeader {
@@ -1586,7 +1703,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1715,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1728,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AcknowledgeRequest) GetHeader() *CallHeader {
@@ -1652,7 +1769,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1781,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1794,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReconcileRequest) GetHeader() *CallHeader {
@@ -1706,7 +1823,7 @@ type MessageRequest struct {
 
 func (x *MessageRequest) Reset() {
 	*x = MessageRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1835,7 @@ func (x *MessageRequest) String() string {
 func (*MessageRequest) ProtoMessage() {}
 
 func (x *MessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1848,7 @@ func (x *MessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRequest.ProtoReflect.Descriptor instead.
 func (*MessageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MessageRequest) GetHeader() *CallHeader {
@@ -1771,7 +1888,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1900,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,12 +1913,125 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TeardownRequest) GetHeader() *CallHeader {
 	if x != nil {
 		return x.Header
+	}
+	return nil
+}
+
+// TaskShape is a number of identical pending tasks.
+type TaskShape struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskShape) Reset() {
+	*x = TaskShape{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskShape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskShape) ProtoMessage() {}
+
+func (x *TaskShape) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskShape.ProtoReflect.Descriptor instead.
+func (*TaskShape) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TaskShape) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *TaskShape) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type RequestCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *CallHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"` // empty: the framework's only role
+	Shapes        []*TaskShape           `protobuf:"bytes,3,rep,name=shapes,proto3" json:"shapes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestCall) Reset() {
+	*x = RequestCall{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestCall) ProtoMessage() {}
+
+func (x *RequestCall) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestCall.ProtoReflect.Descriptor instead.
+func (*RequestCall) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RequestCall) GetHeader() *CallHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *RequestCall) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RequestCall) GetShapes() []*TaskShape {
+	if x != nil {
+		return x.Shapes
 	}
 	return nil
 }
@@ -1814,7 +2044,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +2056,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +2069,112 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+}
+
+// InverseOffer asks a framework to give back a task's resources: the
+// allocator revoked the task (priority preemption, or a task past the
+// operator's revoke_after while other roles starve). The framework may kill
+// the task itself and relaunch elsewhere; when the grace period ends the
+// master kills it with REASON_PREEMPTED.
+type InverseOffer struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	FrameworkId    string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	AgentId        string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId         string                 `protobuf:"bytes,4,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Resources      []*Resource            `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
+	GraceSeconds   float64                `protobuf:"fixed64,6,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	DeadlineUnixMs int64                  `protobuf:"varint,7,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	Reason         string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InverseOffer) Reset() {
+	*x = InverseOffer{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InverseOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InverseOffer) ProtoMessage() {}
+
+func (x *InverseOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
+func (*InverseOffer) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *InverseOffer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *InverseOffer) GetGraceSeconds() float64 {
+	if x != nil {
+		return x.GraceSeconds
+	}
+	return 0
+}
+
+func (x *InverseOffer) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *InverseOffer) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type Event struct {
@@ -1854,6 +2189,7 @@ type Event struct {
 	//	*Event_Failure_
 	//	*Event_Error_
 	//	*Event_Heartbeat_
+	//	*Event_InverseOffers_
 	Event         isEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1861,7 +2197,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2209,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2222,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -1968,6 +2304,15 @@ func (x *Event) GetHeartbeat() *Event_Heartbeat {
 	return nil
 }
 
+func (x *Event) GetInverseOffers() *Event_InverseOffers {
+	if x != nil {
+		if x, ok := x.Event.(*Event_InverseOffers_); ok {
+			return x.InverseOffers
+		}
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -2004,6 +2349,10 @@ type Event_Heartbeat_ struct {
 	Heartbeat *Event_Heartbeat `protobuf:"bytes,8,opt,name=heartbeat,proto3,oneof"`
 }
 
+type Event_InverseOffers_ struct {
+	InverseOffers *Event_InverseOffers `protobuf:"bytes,9,opt,name=inverse_offers,json=inverseOffers,proto3,oneof"`
+}
+
 func (*Event_Subscribed_) isEvent_Event() {}
 
 func (*Event_Offers_) isEvent_Event() {}
@@ -2020,6 +2369,8 @@ func (*Event_Error_) isEvent_Event() {}
 
 func (*Event_Heartbeat_) isEvent_Event() {}
 
+func (*Event_InverseOffers_) isEvent_Event() {}
+
 type Operation_Launch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*TaskInfo            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
@@ -2029,7 +2380,7 @@ type Operation_Launch struct {
 
 func (x *Operation_Launch) Reset() {
 	*x = Operation_Launch{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2392,7 @@ func (x *Operation_Launch) String() string {
 func (*Operation_Launch) ProtoMessage() {}
 
 func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2405,7 @@ func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation_Launch.ProtoReflect.Descriptor instead.
 func (*Operation_Launch) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15, 0}
 }
 
 func (x *Operation_Launch) GetTasks() []*TaskInfo {
@@ -2074,7 +2425,7 @@ type ReconcileRequest_Task struct {
 
 func (x *ReconcileRequest_Task) Reset() {
 	*x = ReconcileRequest_Task{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2437,7 @@ func (x *ReconcileRequest_Task) String() string {
 func (*ReconcileRequest_Task) ProtoMessage() {}
 
 func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2450,7 @@ func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest_Task.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest_Task) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22, 0}
 }
 
 func (x *ReconcileRequest_Task) GetTaskId() string {
@@ -2128,7 +2479,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[32]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2491,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[32]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2504,7 @@ func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Subscribed.ProtoReflect.Descriptor instead.
 func (*Event_Subscribed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 0}
 }
 
 func (x *Event_Subscribed) GetFrameworkId() string {
@@ -2193,7 +2544,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[33]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2556,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[33]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2569,7 @@ func (x *Event_Offers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Offers.ProtoReflect.Descriptor instead.
 func (*Event_Offers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 1}
 }
 
 func (x *Event_Offers) GetOffers() []*Offer {
@@ -2237,7 +2588,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[34]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2600,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[34]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2613,7 @@ func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Rescind.ProtoReflect.Descriptor instead.
 func (*Event_Rescind) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 2}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 2}
 }
 
 func (x *Event_Rescind) GetOfferId() string {
@@ -2281,7 +2632,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[35]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2644,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[35]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2657,7 @@ func (x *Event_Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Update.ProtoReflect.Descriptor instead.
 func (*Event_Update) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 3}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 3}
 }
 
 func (x *Event_Update) GetStatus() *TaskStatus {
@@ -2327,7 +2678,7 @@ type Event_Message struct {
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[36]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2690,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[36]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2703,7 @@ func (x *Event_Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Message.ProtoReflect.Descriptor instead.
 func (*Event_Message) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 4}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 4}
 }
 
 func (x *Event_Message) GetAgentId() string {
@@ -2386,7 +2737,7 @@ type Event_Failure struct {
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2749,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2762,7 @@ func (x *Event_Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Failure.ProtoReflect.Descriptor instead.
 func (*Event_Failure) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 5}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 5}
 }
 
 func (x *Event_Failure) GetAgentId() string {
@@ -2437,7 +2788,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2800,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2813,7 @@ func (x *Event_Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Error.ProtoReflect.Descriptor instead.
 func (*Event_Error) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 6}
 }
 
 func (x *Event_Error) GetMessage() string {
@@ -2480,7 +2831,7 @@ type Event_Heartbeat struct {
 
 func (x *Event_Heartbeat) Reset() {
 	*x = Event_Heartbeat{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2843,7 @@ func (x *Event_Heartbeat) String() string {
 func (*Event_Heartbeat) ProtoMessage() {}
 
 func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2856,51 @@ func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Heartbeat.ProtoReflect.Descriptor instead.
 func (*Event_Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 7}
+}
+
+type Event_InverseOffers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InverseOffers []*InverseOffer        `protobuf:"bytes,1,rep,name=inverse_offers,json=inverseOffers,proto3" json:"inverse_offers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event_InverseOffers) Reset() {
+	*x = Event_InverseOffers{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event_InverseOffers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event_InverseOffers) ProtoMessage() {}
+
+func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event_InverseOffers.ProtoReflect.Descriptor instead.
+func (*Event_InverseOffers) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 8}
+}
+
+func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
+	if x != nil {
+		return x.InverseOffers
+	}
+	return nil
 }
 
 var File_sdk_proto_corral_proto protoreflect.FileDescriptor
@@ -2537,7 +2932,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x03url\x18\x05 \x01(\tR\x03url\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x04\n" +
 	"\rFrameworkInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2548,10 +2943,20 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\a \x01(\bR\n" +
 	"checkpoint\x12<\n" +
-	"\x06labels\x18\b \x03(\v2$.corral.v1.FrameworkInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\b \x03(\v2$.corral.v1.FrameworkInfo.LabelsEntryR\x06labels\x12\"\n" +
+	"\fcapabilities\x18\t \x03(\tR\fcapabilities\x12U\n" +
+	"\x0fmin_allocatable\x18\n" +
+	" \x03(\v2,.corral.v1.FrameworkInfo.MinAllocatableEntryR\x0eminAllocatable\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\\\n" +
+	"\x13MinAllocatableEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.corral.v1.MinAllocatableR\x05value:\x028\x01\"M\n" +
+	"\x0eMinAllocatable\x12;\n" +
+	"\falternatives\x18\x01 \x03(\v2\x17.corral.v1.ResourceListR\falternatives\"A\n" +
+	"\fResourceList\x121\n" +
+	"\tresources\x18\x01 \x03(\v2\x13.corral.v1.ResourceR\tresources\"\xf6\x01\n" +
 	"\vCommandInfo\x12\x14\n" +
 	"\x05shell\x18\x01 \x01(\bR\x05shell\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1c\n" +
@@ -2571,7 +2976,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -2591,7 +2996,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +
 	"\fSOURCE_AGENT\x10\x02\x12\x13\n" +
-	"\x0fSOURCE_EXECUTOR\x10\x03\"\xc8\x02\n" +
+	"\x0fSOURCE_EXECUTOR\x10\x03\"\xde\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASON_RECONCILIATION\x10\x01\x12\x19\n" +
@@ -2605,7 +3010,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x1aREASON_EXECUTOR_TERMINATED\x10\t\x12\x17\n" +
 	"\x13REASON_TASK_UNKNOWN\x10\n" +
 	"\x12\x12\n" +
-	"\x0eREASON_INVALID\x10\v\"\xd6\x02\n" +
+	"\x0eREASON_INVALID\x10\v\x12\x14\n" +
+	"\x10REASON_PREEMPTED\x10\f\"\xd6\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -2674,8 +3080,24 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\"@\n" +
 	"\x0fTeardownRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\"\x0e\n" +
-	"\fCallResponse\"\xc3\a\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\"T\n" +
+	"\tTaskShape\x121\n" +
+	"\tresources\x18\x01 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"~\n" +
+	"\vRequestCall\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12,\n" +
+	"\x06shapes\x18\x03 \x03(\v2\x14.corral.v1.TaskShapeR\x06shapes\"\x0e\n" +
+	"\fCallResponse\"\x8f\x02\n" +
+	"\fInverseOffer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x17\n" +
+	"\atask_id\x18\x04 \x01(\tR\x06taskId\x121\n" +
+	"\tresources\x18\x05 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
+	"\rgrace_seconds\x18\x06 \x01(\x01R\fgraceSeconds\x12(\n" +
+	"\x10deadline_unix_ms\x18\a \x01(\x03R\x0edeadlineUnixMs\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xdd\b\n" +
 	"\x05Event\x12=\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x1b.corral.v1.Event.SubscribedH\x00R\n" +
@@ -2686,7 +3108,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\v2\x18.corral.v1.Event.MessageH\x00R\amessage\x124\n" +
 	"\afailure\x18\x06 \x01(\v2\x18.corral.v1.Event.FailureH\x00R\afailure\x12.\n" +
 	"\x05error\x18\a \x01(\v2\x16.corral.v1.Event.ErrorH\x00R\x05error\x12:\n" +
-	"\theartbeat\x18\b \x01(\v2\x1a.corral.v1.Event.HeartbeatH\x00R\theartbeat\x1a\xa7\x01\n" +
+	"\theartbeat\x18\b \x01(\v2\x1a.corral.v1.Event.HeartbeatH\x00R\theartbeat\x12G\n" +
+	"\x0einverse_offers\x18\t \x01(\v2\x1e.corral.v1.Event.InverseOffersH\x00R\rinverseOffers\x1a\xa7\x01\n" +
 	"\n" +
 	"Subscribed\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
@@ -2708,7 +3131,9 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x1a!\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x1a\v\n" +
-	"\tHeartbeatB\a\n" +
+	"\tHeartbeat\x1aO\n" +
+	"\rInverseOffers\x12>\n" +
+	"\x0einverse_offers\x18\x01 \x03(\v2\x17.corral.v1.InverseOfferR\rinverseOffersB\a\n" +
 	"\x05event*\xc4\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
@@ -2721,7 +3146,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\vTASK_KILLED\x10\a\x12\r\n" +
 	"\tTASK_LOST\x10\b\x12\x0e\n" +
 	"\n" +
-	"TASK_ERROR\x10\t2\x86\x05\n" +
+	"TASK_ERROR\x10\t2\xc2\x05\n" +
 	"\tScheduler\x12<\n" +
 	"\tSubscribe\x12\x1b.corral.v1.SubscribeRequest\x1a\x10.corral.v1.Event0\x01\x12;\n" +
 	"\x06Accept\x12\x18.corral.v1.AcceptRequest\x1a\x17.corral.v1.CallResponse\x12=\n" +
@@ -2732,7 +3157,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\vAcknowledge\x12\x1d.corral.v1.AcknowledgeRequest\x1a\x17.corral.v1.CallResponse\x12A\n" +
 	"\tReconcile\x12\x1b.corral.v1.ReconcileRequest\x1a\x17.corral.v1.CallResponse\x12=\n" +
 	"\aMessage\x12\x19.corral.v1.MessageRequest\x1a\x17.corral.v1.CallResponse\x12?\n" +
-	"\bTeardown\x12\x1a.corral.v1.TeardownRequest\x1a\x17.corral.v1.CallResponseB5Z3github.com/corral-project/corral/sdk/proto;corralpbb\x06proto3"
+	"\bTeardown\x12\x1a.corral.v1.TeardownRequest\x1a\x17.corral.v1.CallResponse\x12:\n" +
+	"\aRequest\x12\x16.corral.v1.RequestCall\x1a\x17.corral.v1.CallResponseB5Z3github.com/corral-project/corral/sdk/proto;corralpbb\x06proto3"
 
 var (
 	file_sdk_proto_corral_proto_rawDescOnce sync.Once
@@ -2747,7 +3173,7 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_sdk_proto_corral_proto_goTypes = []any{
 	(TaskState)(0),                // 0: corral.v1.TaskState
 	(TaskStatus_Source)(0),        // 1: corral.v1.TaskStatus.Source
@@ -2758,108 +3184,127 @@ var file_sdk_proto_corral_proto_goTypes = []any{
 	(*Resource)(nil),              // 6: corral.v1.Resource
 	(*AgentInfo)(nil),             // 7: corral.v1.AgentInfo
 	(*FrameworkInfo)(nil),         // 8: corral.v1.FrameworkInfo
-	(*CommandInfo)(nil),           // 9: corral.v1.CommandInfo
-	(*TaskInfo)(nil),              // 10: corral.v1.TaskInfo
-	(*TaskStatus)(nil),            // 11: corral.v1.TaskStatus
-	(*Offer)(nil),                 // 12: corral.v1.Offer
-	(*Filters)(nil),               // 13: corral.v1.Filters
-	(*CallHeader)(nil),            // 14: corral.v1.CallHeader
-	(*SubscribeRequest)(nil),      // 15: corral.v1.SubscribeRequest
-	(*Operation)(nil),             // 16: corral.v1.Operation
-	(*AcceptRequest)(nil),         // 17: corral.v1.AcceptRequest
-	(*DeclineRequest)(nil),        // 18: corral.v1.DeclineRequest
-	(*ReviveRequest)(nil),         // 19: corral.v1.ReviveRequest
-	(*SuppressRequest)(nil),       // 20: corral.v1.SuppressRequest
-	(*KillRequest)(nil),           // 21: corral.v1.KillRequest
-	(*AcknowledgeRequest)(nil),    // 22: corral.v1.AcknowledgeRequest
-	(*ReconcileRequest)(nil),      // 23: corral.v1.ReconcileRequest
-	(*MessageRequest)(nil),        // 24: corral.v1.MessageRequest
-	(*TeardownRequest)(nil),       // 25: corral.v1.TeardownRequest
-	(*CallResponse)(nil),          // 26: corral.v1.CallResponse
-	(*Event)(nil),                 // 27: corral.v1.Event
-	nil,                           // 28: corral.v1.AgentInfo.AttributesEntry
-	nil,                           // 29: corral.v1.FrameworkInfo.LabelsEntry
-	nil,                           // 30: corral.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 31: corral.v1.TaskInfo.LabelsEntry
-	nil,                           // 32: corral.v1.Offer.AttributesEntry
-	(*Operation_Launch)(nil),      // 33: corral.v1.Operation.Launch
-	(*ReconcileRequest_Task)(nil), // 34: corral.v1.ReconcileRequest.Task
-	(*Event_Subscribed)(nil),      // 35: corral.v1.Event.Subscribed
-	(*Event_Offers)(nil),          // 36: corral.v1.Event.Offers
-	(*Event_Rescind)(nil),         // 37: corral.v1.Event.Rescind
-	(*Event_Update)(nil),          // 38: corral.v1.Event.Update
-	(*Event_Message)(nil),         // 39: corral.v1.Event.Message
-	(*Event_Failure)(nil),         // 40: corral.v1.Event.Failure
-	(*Event_Error)(nil),           // 41: corral.v1.Event.Error
-	(*Event_Heartbeat)(nil),       // 42: corral.v1.Event.Heartbeat
+	(*MinAllocatable)(nil),        // 9: corral.v1.MinAllocatable
+	(*ResourceList)(nil),          // 10: corral.v1.ResourceList
+	(*CommandInfo)(nil),           // 11: corral.v1.CommandInfo
+	(*TaskInfo)(nil),              // 12: corral.v1.TaskInfo
+	(*TaskStatus)(nil),            // 13: corral.v1.TaskStatus
+	(*Offer)(nil),                 // 14: corral.v1.Offer
+	(*Filters)(nil),               // 15: corral.v1.Filters
+	(*CallHeader)(nil),            // 16: corral.v1.CallHeader
+	(*SubscribeRequest)(nil),      // 17: corral.v1.SubscribeRequest
+	(*Operation)(nil),             // 18: corral.v1.Operation
+	(*AcceptRequest)(nil),         // 19: corral.v1.AcceptRequest
+	(*DeclineRequest)(nil),        // 20: corral.v1.DeclineRequest
+	(*ReviveRequest)(nil),         // 21: corral.v1.ReviveRequest
+	(*SuppressRequest)(nil),       // 22: corral.v1.SuppressRequest
+	(*KillRequest)(nil),           // 23: corral.v1.KillRequest
+	(*AcknowledgeRequest)(nil),    // 24: corral.v1.AcknowledgeRequest
+	(*ReconcileRequest)(nil),      // 25: corral.v1.ReconcileRequest
+	(*MessageRequest)(nil),        // 26: corral.v1.MessageRequest
+	(*TeardownRequest)(nil),       // 27: corral.v1.TeardownRequest
+	(*TaskShape)(nil),             // 28: corral.v1.TaskShape
+	(*RequestCall)(nil),           // 29: corral.v1.RequestCall
+	(*CallResponse)(nil),          // 30: corral.v1.CallResponse
+	(*InverseOffer)(nil),          // 31: corral.v1.InverseOffer
+	(*Event)(nil),                 // 32: corral.v1.Event
+	nil,                           // 33: corral.v1.AgentInfo.AttributesEntry
+	nil,                           // 34: corral.v1.FrameworkInfo.LabelsEntry
+	nil,                           // 35: corral.v1.FrameworkInfo.MinAllocatableEntry
+	nil,                           // 36: corral.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 37: corral.v1.TaskInfo.LabelsEntry
+	nil,                           // 38: corral.v1.Offer.AttributesEntry
+	(*Operation_Launch)(nil),      // 39: corral.v1.Operation.Launch
+	(*ReconcileRequest_Task)(nil), // 40: corral.v1.ReconcileRequest.Task
+	(*Event_Subscribed)(nil),      // 41: corral.v1.Event.Subscribed
+	(*Event_Offers)(nil),          // 42: corral.v1.Event.Offers
+	(*Event_Rescind)(nil),         // 43: corral.v1.Event.Rescind
+	(*Event_Update)(nil),          // 44: corral.v1.Event.Update
+	(*Event_Message)(nil),         // 45: corral.v1.Event.Message
+	(*Event_Failure)(nil),         // 46: corral.v1.Event.Failure
+	(*Event_Error)(nil),           // 47: corral.v1.Event.Error
+	(*Event_Heartbeat)(nil),       // 48: corral.v1.Event.Heartbeat
+	(*Event_InverseOffers)(nil),   // 49: corral.v1.Event.InverseOffers
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
 	3,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
 	4,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
 	5,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
 	6,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
-	28, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
-	29, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
-	30, // 6: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
-	6,  // 7: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
-	9,  // 8: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
-	31, // 9: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
-	0,  // 10: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
-	1,  // 11: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
-	2,  // 12: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
-	6,  // 13: corral.v1.Offer.resources:type_name -> corral.v1.Resource
-	32, // 14: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
-	8,  // 15: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
-	33, // 16: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
-	14, // 17: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
-	16, // 18: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
-	13, // 19: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
-	14, // 20: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
-	13, // 21: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
-	14, // 22: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
-	14, // 23: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
-	14, // 24: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
-	14, // 25: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
-	14, // 26: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
-	34, // 27: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
-	14, // 28: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
-	14, // 29: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
-	35, // 30: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
-	36, // 31: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
-	37, // 32: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
-	38, // 33: corral.v1.Event.update:type_name -> corral.v1.Event.Update
-	39, // 34: corral.v1.Event.message:type_name -> corral.v1.Event.Message
-	40, // 35: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
-	41, // 36: corral.v1.Event.error:type_name -> corral.v1.Event.Error
-	42, // 37: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
-	10, // 38: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	12, // 39: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	11, // 40: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	15, // 41: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	17, // 42: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	18, // 43: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	19, // 44: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	20, // 45: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	21, // 46: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	22, // 47: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	23, // 48: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	24, // 49: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	25, // 50: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	27, // 51: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	26, // 52: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	26, // 53: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	26, // 54: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	26, // 55: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	26, // 56: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	26, // 57: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	26, // 58: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	26, // 59: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	26, // 60: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	33, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
+	34, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
+	35, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
+	10, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
+	6,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
+	36, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
+	6,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
+	11, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
+	37, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
+	0,  // 13: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
+	1,  // 14: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
+	2,  // 15: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
+	6,  // 16: corral.v1.Offer.resources:type_name -> corral.v1.Resource
+	38, // 17: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
+	8,  // 18: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
+	39, // 19: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
+	16, // 20: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
+	18, // 21: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
+	15, // 22: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
+	16, // 23: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
+	15, // 24: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
+	16, // 25: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
+	16, // 26: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
+	16, // 27: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
+	16, // 28: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
+	16, // 29: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
+	40, // 30: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
+	16, // 31: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
+	16, // 32: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
+	6,  // 33: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
+	16, // 34: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
+	28, // 35: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
+	6,  // 36: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
+	41, // 37: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
+	42, // 38: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
+	43, // 39: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
+	44, // 40: corral.v1.Event.update:type_name -> corral.v1.Event.Update
+	45, // 41: corral.v1.Event.message:type_name -> corral.v1.Event.Message
+	46, // 42: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
+	47, // 43: corral.v1.Event.error:type_name -> corral.v1.Event.Error
+	48, // 44: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
+	49, // 45: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
+	9,  // 46: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	12, // 47: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	14, // 48: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	13, // 49: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	31, // 50: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	17, // 51: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	19, // 52: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	20, // 53: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	21, // 54: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	22, // 55: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	23, // 56: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	24, // 57: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	25, // 58: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	26, // 59: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	27, // 60: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	29, // 61: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	32, // 62: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	30, // 63: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	30, // 64: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	30, // 65: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	30, // 66: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	30, // 67: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	30, // 68: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	30, // 69: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	30, // 70: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	30, // 71: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	30, // 72: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	62, // [62:73] is the sub-list for method output_type
+	51, // [51:62] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -2872,11 +3317,11 @@ func file_sdk_proto_corral_proto_init() {
 		(*Resource_Ranges)(nil),
 		(*Resource_Set)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[10].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[13].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[12].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[15].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[24].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[29].OneofWrappers = []any{
 		(*Event_Subscribed_)(nil),
 		(*Event_Offers_)(nil),
 		(*Event_Rescind_)(nil),
@@ -2885,6 +3330,7 @@ func file_sdk_proto_corral_proto_init() {
 		(*Event_Failure_)(nil),
 		(*Event_Error_)(nil),
 		(*Event_Heartbeat_)(nil),
+		(*Event_InverseOffers_)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2892,7 +3338,7 @@ func file_sdk_proto_corral_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

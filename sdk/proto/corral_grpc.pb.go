@@ -32,6 +32,7 @@ const (
 	Scheduler_Reconcile_FullMethodName   = "/corral.v1.Scheduler/Reconcile"
 	Scheduler_Message_FullMethodName     = "/corral.v1.Scheduler/Message"
 	Scheduler_Teardown_FullMethodName    = "/corral.v1.Scheduler/Teardown"
+	Scheduler_Request_FullMethodName     = "/corral.v1.Scheduler/Request"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -50,6 +51,11 @@ type SchedulerClient interface {
 	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Message(ctx context.Context, in *MessageRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// Request declares the framework's demand under a role: the shapes of
+	// the tasks it still wants to launch, with counts. Each Request replaces
+	// the previous one for that role; an empty one withdraws it, and so does
+	// Suppress. Allocators that understand demand size offers to it.
+	Request(ctx context.Context, in *RequestCall, opts ...grpc.CallOption) (*CallResponse, error)
 }
 
 type schedulerClient struct {
@@ -169,6 +175,16 @@ func (c *schedulerClient) Teardown(ctx context.Context, in *TeardownRequest, opt
 	return out, nil
 }
 
+func (c *schedulerClient) Request(ctx context.Context, in *RequestCall, opts ...grpc.CallOption) (*CallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CallResponse)
+	err := c.cc.Invoke(ctx, Scheduler_Request_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServer is the server API for Scheduler service.
 // All implementations should embed UnimplementedSchedulerServer
 // for forward compatibility.
@@ -185,6 +201,11 @@ type SchedulerServer interface {
 	Reconcile(context.Context, *ReconcileRequest) (*CallResponse, error)
 	Message(context.Context, *MessageRequest) (*CallResponse, error)
 	Teardown(context.Context, *TeardownRequest) (*CallResponse, error)
+	// Request declares the framework's demand under a role: the shapes of
+	// the tasks it still wants to launch, with counts. Each Request replaces
+	// the previous one for that role; an empty one withdraws it, and so does
+	// Suppress. Allocators that understand demand size offers to it.
+	Request(context.Context, *RequestCall) (*CallResponse, error)
 }
 
 // UnimplementedSchedulerServer should be embedded to have
@@ -223,6 +244,9 @@ func (UnimplementedSchedulerServer) Message(context.Context, *MessageRequest) (*
 }
 func (UnimplementedSchedulerServer) Teardown(context.Context, *TeardownRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Teardown not implemented")
+}
+func (UnimplementedSchedulerServer) Request(context.Context, *RequestCall) (*CallResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Request not implemented")
 }
 func (UnimplementedSchedulerServer) testEmbeddedByValue() {}
 
@@ -417,6 +441,24 @@ func _Scheduler_Teardown_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_Request_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestCall)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).Request(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_Request_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).Request(ctx, req.(*RequestCall))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Scheduler_ServiceDesc is the grpc.ServiceDesc for Scheduler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +501,10 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Teardown",
 			Handler:    _Scheduler_Teardown_Handler,
+		},
+		{
+			MethodName: "Request",
+			Handler:    _Scheduler_Request_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

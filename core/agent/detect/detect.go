@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // DefaultPorts is the port range offered when the operator names none

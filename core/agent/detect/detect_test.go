@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 func TestParseMemTotalMiB(t *testing.T) {

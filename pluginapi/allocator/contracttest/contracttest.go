@@ -7,10 +7,10 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/base/basetest"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 const (

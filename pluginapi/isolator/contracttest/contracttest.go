@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/base/basetest"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 var containerRes = resources.MustParse("cpus:0.5;mem:64")

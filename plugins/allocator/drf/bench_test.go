@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/plugintest"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // The benchmark cluster: 100 agents of cpus:32;mem:131072, 10 frameworks
@@ -116,7 +116,7 @@ func pluginBinary() (string, error) {
 // as the master does. The process is killed at cleanup.
 func startBinary(tb testing.TB, path string) allocator.Allocator {
 	tb.Helper()
-	return pluginhosttest.Start(tb, base.KindAllocator, path).Raw().(allocator.Allocator)
+	return plugintest.Start(tb, base.KindAllocator, path).Raw.(allocator.Allocator)
 }
 
 func benchInProcess(b *testing.B) { benchAllocate(b, NewPlugin()) }

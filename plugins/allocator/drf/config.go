@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // DefaultMinOffer is Mesos' default --min_allocatable_resources.

@@ -11,10 +11,10 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	sdk "github.com/corral-project/corral/sdk/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Name and Version identify the plugin.

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // sim plays the master's side of the allocator contract: it numbers deltas,

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testdata/*.txt with the actual output")

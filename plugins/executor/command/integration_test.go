@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
 )
 
@@ -21,8 +21,8 @@ func TestRealBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin binary")
 	}
-	inst := pluginhosttest.Start(t, base.KindExecutor, pluginhosttest.Binary(t, "corral-executor-command", "./cmd"))
-	e := inst.Raw().(executor.Executor)
+	inst := plugintest.Start(t, base.KindExecutor, plugintest.Binary(t, "corral-executor-command", "./cmd"))
+	e := inst.Raw.(executor.Executor)
 	ctx := testCtx(t)
 
 	if info, err := e.PluginInfo(ctx); err != nil || info.Name != Name || info.Kind != "executor" {

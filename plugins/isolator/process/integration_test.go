@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/core/pluginhost/pluginhosttest"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/pluginapi/plugintest"
 )
 
 // TestRealBinary drives the built plugin through go-plugin, as the agent does.
@@ -14,8 +14,8 @@ func TestRealBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin binary")
 	}
-	inst := pluginhosttest.Start(t, base.KindIsolator, pluginhosttest.Binary(t, "corral-isolator-process", "./cmd"))
-	iso := inst.Raw().(isolator.Isolator)
+	inst := plugintest.Start(t, base.KindIsolator, plugintest.Binary(t, "corral-isolator-process", "./cmd"))
+	iso := inst.Raw.(isolator.Isolator)
 	ctx := testCtx(t)
 
 	info, err := iso.PluginInfo(ctx)

@@ -18,10 +18,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
+	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-hclog"
 )
 

@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral-project/corral/core/resources"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 )
@@ -29,10 +29,17 @@ func main() {
 	protocol := flag.Uint("protocol-version", 0, "override the handshake protocol version")
 	exitAfter := flag.Int("exit-after", 0, "allocator: exit with status 3 on this Allocate call")
 	require := flag.String("require", "", "add a required string attribute with this name to the schema")
-	apiVersion := flag.String("api-version", "v1", "API version to advertise")
+	apiVersion := flag.String("api-version", "", "API version to advertise (default: the newest the kind speaks)")
 	flag.Parse()
 
 	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: os.Stderr, JSONFormat: true})
+	if *apiVersion == "" {
+		*apiVersion = map[string]string{
+			base.KindAllocator: allocator.APIVersions[0],
+			base.KindIsolator:  isolator.APIVersions[0],
+			base.KindExecutor:  executor.APIVersions[0],
+		}[*kind]
+	}
 	b := &basePlugin{kind: *kind, apiVersion: *apiVersion, require: *require}
 	if *infoKind != "" {
 		b.kind = *infoKind
