@@ -6,6 +6,7 @@ package conf
 
 import (
 	"fmt"
+	"github.com/corral-project/corral/sdk/resources"
 	"os"
 	"strings"
 	"time"
@@ -41,12 +42,22 @@ type Master struct {
 	AgentReregisterTimeout time.Duration
 	MaxMessageBytes        int
 	Roles                  []Role
+	// RevokeAfter lets the allocator revoke tasks that have run longer than
+	// this while other roles starve (0: never). RevokeGrace is how long a
+	// framework has between the inverse offer and the kill (default 30s).
+	RevokeAfter time.Duration
+	RevokeGrace time.Duration
 }
 
-// Role is a `role "name" { weight = ... }` block.
+// Role is a `role "name" { weight = ... priority = ... quota { ... } }`
+// block. Names are /-separated paths ("eng/ml").
 type Role struct {
-	Name   string
-	Weight float64
+	Name     string
+	Weight   float64
+	Priority int64
+	// Guarantee and Limit come from the quota block; empty means none.
+	Guarantee resources.Resources
+	Limit     resources.Resources
 }
 
 // Agent configures `corral agent`.

@@ -113,7 +113,7 @@ func TestLoadFull(t *testing.T) {
 			HeartbeatInterval:      10 * time.Second,
 			AgentReregisterTimeout: 2 * time.Minute,
 			MaxMessageBytes:        4194304,
-			Roles:                  []Role{{"analytics", 2}, {"batch", 0.5}},
+			Roles:                  []Role{{Name: "analytics", Weight: 2}, {Name: "batch", Weight: 0.5}},
 		},
 		Agent: &Agent{
 			Master:                "10.0.0.1:6050",
@@ -166,7 +166,7 @@ func TestParseJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LogLevel != "warn" || cfg.Master.Allocator != "quota" || !reflect.DeepEqual(cfg.Master.Roles, []Role{{"a", 3}}) {
+	if cfg.LogLevel != "warn" || cfg.Master.Allocator != "quota" || !reflect.DeepEqual(cfg.Master.Roles, []Role{{Name: "a", Weight: 3}}) {
 		t.Fatalf("got %+v / %+v", cfg, cfg.Master)
 	}
 }
@@ -195,8 +195,8 @@ func TestValidate(t *testing.T) {
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, `log_level: unknown log level "loud"`},
 		{"address", func(c *Config) { c.Master.Address = "5050" }, `master.address: "5050" is not host:port`},
 		{"port", func(c *Config) { c.Agent.Address = "127.0.0.1:99999" }, `agent.address: "127.0.0.1:99999": port "99999"`},
-		{"weight", func(c *Config) { c.Master.Roles = []Role{{"a", -1}} }, `master.role["a"].weight: a role weight must be greater than 0`},
-		{"dup role", func(c *Config) { c.Master.Roles = []Role{{"a", 1}, {"a", 2}} }, `master.role["a"]: duplicate role`},
+		{"weight", func(c *Config) { c.Master.Roles = []Role{{Name: "a", Weight: -1}} }, `master.role["a"].weight: a role weight must be greater than 0`},
+		{"dup role", func(c *Config) { c.Master.Roles = []Role{{Name: "a", Weight: 1}, {Name: "a", Weight: 2}} }, `master.role["a"]: duplicate role`},
 		{"dup plugin", func(c *Config) { c.Plugins = []Plugin{{Name: "x"}, {Name: "x"}} }, `plugin["x"]: duplicate plugin block`},
 		{"resources", func(c *Config) { c.Agent.Resources = "cpus" }, `agent.resources: resources "cpus"`},
 		{"interval", func(c *Config) { c.Master.AllocationInterval = 0 }, `master.allocation_interval: must be greater than 0`},

@@ -168,9 +168,9 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 	defer sup.Stop()
 	source.sup = sup
 
-	roles := map[string]float64{}
+	roles := map[string]master.RoleConfig{}
 	for _, r := range mc.Roles {
-		roles[r.Name] = r.Weight
+		roles[r.Name] = master.RoleConfig{Weight: r.Weight, Priority: r.Priority, Guarantee: r.Guarantee, Limit: r.Limit}
 	}
 	m := master.New(master.Config{
 		AllocationInterval:     mc.AllocationInterval,
@@ -180,6 +180,9 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 		AgentReregisterTimeout: mc.AgentReregisterTimeout,
 		MaxMessageBytes:        mc.MaxMessageBytes,
 		Roles:                  roles,
+		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
+		RevokeAfter:            mc.RevokeAfter,
+		RevokeGrace:            mc.RevokeGrace,
 	}, master.Deps{Logger: log, Allocator: source})
 
 	l, err := net.Listen("tcp", mc.Address)

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Config holds the master's settings. Zero values take the defaults below.
@@ -18,7 +19,17 @@ type Config struct {
 	MaxMessageBytes        int           // framework messages, default 1 MiB
 	// FrameworkFailoverMax caps a framework's failover_timeout (0: no cap).
 	FrameworkFailoverMax time.Duration
-	Roles                map[string]float64 // role -> weight
+	// Roles configured by the operator (HCL). Run-time changes made through
+	// SetRole are kept in RegistryPath and win over these on restart.
+	Roles map[string]RoleConfig
+	// RegistryPath is the standalone durable registry (a file under the
+	// master's work dir); "" keeps run-time changes in memory only.
+	RegistryPath string
+	// RevokeAfter is passed to the allocator: tasks running longer may be
+	// revoked while other roles starve (0: off). RevokeGrace is the time
+	// between the inverse offer and the kill; default 30s.
+	RevokeAfter time.Duration
+	RevokeGrace time.Duration
 	// MaxCompletedTasks bounds the completed tasks kept per framework for
 	// the operator API.
 	MaxCompletedTasks int
@@ -40,9 +51,21 @@ func (c *Config) setDefaults() {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1 << 20
 	}
+	if c.RevokeGrace <= 0 {
+		c.RevokeGrace = 30 * time.Second
+	}
 	if c.MaxCompletedTasks <= 0 {
 		c.MaxCompletedTasks = 1000
 	}
+}
+
+// RoleConfig is a role's operator settings. Weight 0 means 1; empty
+// Guarantee and Limit mean no quota.
+type RoleConfig struct {
+	Weight    float64
+	Priority  int64
+	Guarantee resources.Resources
+	Limit     resources.Resources
 }
 
 // AllocatorSource yields the allocator plugin currently serving. The

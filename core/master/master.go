@@ -67,8 +67,8 @@ func New(cfg Config, deps Deps) *Master {
 		roles:      map[string]float64{},
 		trigger:    make(chan allocator.Trigger, 1),
 	}
-	for r, w := range cfg.Roles {
-		m.roles[r] = w
+	for r, rc := range cfg.Roles {
+		m.roles[r] = rc.Weight
 	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)})
