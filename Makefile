@@ -1,7 +1,7 @@
 # corral build. Everything it builds goes to bin/ (ignored by git).
 GO        ?= go
 BIN       := bin
-PLUGINS   := allocator/drf isolator/process executor/command
+PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process executor/command
 TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
@@ -24,6 +24,8 @@ build:
 		echo "$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd"; \
 		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
 	done
+	@# The example in-house allocator (sdk/examples/binpack/README.md).
+	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins

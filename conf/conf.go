@@ -6,13 +6,14 @@ package conf
 
 import (
 	"fmt"
-	"github.com/corral-project/corral/sdk/resources"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Config is a whole configuration file.
@@ -43,19 +44,25 @@ type Master struct {
 	MaxMessageBytes        int
 	Roles                  []Role
 	// RevokeAfter lets the allocator revoke tasks that have run longer than
-	// this while other roles starve (0: never). RevokeGrace is how long a
-	// framework has between the inverse offer and the kill (default 30s).
+	// this while other roles starve (0: never; must not be negative).
+	// RevokeGrace is how long a framework has between the inverse offer and
+	// the kill (default 30s; must be positive).
 	RevokeAfter time.Duration
 	RevokeGrace time.Duration
 }
 
 // Role is a `role "name" { weight = ... priority = ... quota { ... } }`
-// block. Names are /-separated paths ("eng/ml").
+// block. Names are /-separated paths ("eng/ml"), checked with
+// resources.ValidateRole.
 type Role struct {
-	Name     string
-	Weight   float64
+	Name   string
+	Weight float64 // > 0; default 1
+	// Priority orders roles into tiers for policies that use it (higher is
+	// offered first); default 0.
 	Priority int64
 	// Guarantee and Limit come from the quota block; empty means none.
+	// Both hold scalars only, the guarantee never exceeds the limit on a
+	// scalar the limit names, and "*" has neither.
 	Guarantee resources.Resources
 	Limit     resources.Resources
 }
@@ -105,6 +112,7 @@ func Default() *Config {
 			HeartbeatInterval:      15 * time.Second,
 			AgentReregisterTimeout: 75 * time.Second,
 			MaxMessageBytes:        1 << 20,
+			RevokeGrace:            30 * time.Second,
 		},
 		Agent: &Agent{
 			Master:                "127.0.0.1:5050",

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 func TestLoadErrors(t *testing.T) {
@@ -48,6 +50,31 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"bad_log_level.hcl", []string{
 			`testdata/bad_log_level.hcl:1,13-22: Invalid value for log_level; unknown log level "verbose"`,
+		}},
+		{"bad_role_name.hcl", []string{
+			`testdata/bad_role_name.hcl:2,8-17: Invalid role name; role "eng//ml": empty path component`,
+		}},
+		{"bad_priority.hcl", []string{
+			`testdata/bad_priority.hcl:2,27-30: Unsuitable value; Unsuitable value for attribute "priority": value must be a whole number`,
+		}},
+		{"star_quota.hcl", []string{
+			`testdata/star_quota.hcl:3,5-10: Invalid block master.role["*"].quota; the default role "*" cannot have a quota`,
+		}},
+		{"guarantee_over_limit.hcl", []string{
+			`testdata/guarantee_over_limit.hcl:4,19-38: Invalid value for master.role["eng/ml"].quota.guarantee; ` +
+				`the guarantee exceeds the limit on cpus 40 > 32, mem 16384 > 8192; a role cannot be guaranteed more than it may use ` +
+				`(limit set at testdata/guarantee_over_limit.hcl:5,7-37)`,
+		}},
+		{"bad_quota.hcl", []string{
+			`testdata/bad_quota.hcl:4,19-31: Invalid value for master.role["eng"].quota.guarantee; resources "cpus:eight": resource "cpus": "eight" is not a number`,
+			`testdata/bad_quota.hcl:5,19-40: Invalid value for master.role["eng"].quota.limit; resources "ports:[31000-32000]": quota applies to scalar resources only`,
+		}},
+		{"duplicate_quota.hcl", []string{
+			`testdata/duplicate_quota.hcl:4,5-10: Duplicate quota block; A quota block was already declared at testdata/duplicate_quota.hcl:3,5-10`,
+		}},
+		{"bad_revoke.hcl", []string{
+			`testdata/bad_revoke.hcl:2,18-23: Invalid value for master.revoke_after; must not be negative, got -1h0m0s`,
+			`testdata/bad_revoke.hcl:3,18-22: Invalid value for master.revoke_grace; must be greater than 0, got 0s`,
 		}},
 	}
 	for _, tt := range tests {
@@ -113,7 +140,15 @@ func TestLoadFull(t *testing.T) {
 			HeartbeatInterval:      10 * time.Second,
 			AgentReregisterTimeout: 2 * time.Minute,
 			MaxMessageBytes:        4194304,
-			Roles:                  []Role{{Name: "analytics", Weight: 2}, {Name: "batch", Weight: 0.5}},
+			RevokeAfter:            2 * time.Hour,
+			RevokeGrace:            45 * time.Second,
+			Roles: []Role{
+				{Name: "analytics", Weight: 2},
+				{Name: "batch", Weight: 0.5},
+				{Name: "eng/ml", Weight: 3, Priority: 10,
+					Guarantee: resources.MustParse("cpus:8;mem:16384"), Limit: resources.MustParse("cpus:32")},
+				{Name: "eng/web", Weight: 1, Priority: -1, Limit: resources.MustParse("gpus:0.5")},
+			},
 		},
 		Agent: &Agent{
 			Master:                "10.0.0.1:6050",
@@ -141,8 +176,8 @@ func TestLoadFull(t *testing.T) {
 	if p.Name != "priority" || p.Path != "/opt/corral/priority" || !reflect.DeepEqual(p.Args, []string{"-fast"}) {
 		t.Errorf("plugin[0] = %+v", p)
 	}
-	if p.DeclRange.Start.Line != 32 {
-		t.Errorf("plugin[0] declared at line %d, want 32", p.DeclRange.Start.Line)
+	if p.DeclRange.Start.Line != 46 {
+		t.Errorf("plugin[0] declared at line %d, want 46", p.DeclRange.Start.Line)
 	}
 	if p.Config == nil {
 		t.Fatal("plugin[0].Config is nil, want the config block's body")
@@ -161,13 +196,33 @@ func TestLoadFull(t *testing.T) {
 }
 
 func TestParseJSON(t *testing.T) {
-	src := `{"log_level": "warn", "master": {"allocator": "quota", "role": {"a": {"weight": 3}}}}`
+	src := `{"log_level": "warn", "master": {"allocator": "quota", "revoke_after": "1h", "role": {
+		"a": {"weight": 3},
+		"b/c": {"priority": 2, "quota": {"guarantee": "cpus:1", "limit": "cpus:2;mem:64"}}}}}`
 	cfg, err := Parse("corral.json", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LogLevel != "warn" || cfg.Master.Allocator != "quota" || !reflect.DeepEqual(cfg.Master.Roles, []Role{{Name: "a", Weight: 3}}) {
+	wantRoles := []Role{{Name: "a", Weight: 3},
+		{Name: "b/c", Weight: 1, Priority: 2, Guarantee: resources.MustParse("cpus:1"), Limit: resources.MustParse("cpus:2;mem:64")}}
+	if cfg.LogLevel != "warn" || cfg.Master.Allocator != "quota" || cfg.Master.RevokeAfter != time.Hour ||
+		!reflect.DeepEqual(cfg.Master.Roles, wantRoles) {
 		t.Fatalf("got %+v / %+v", cfg, cfg.Master)
+	}
+}
+
+// The defaults of the revocation settings are part of the contract with
+// the master: revocation off, and a 30s grace once it is turned on.
+func TestRevokeDefaults(t *testing.T) {
+	cfg, err := Parse("x.hcl", []byte("master {\n  revoke_after = \"90m\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Default().Master; d.RevokeAfter != 0 || d.RevokeGrace != 30*time.Second {
+		t.Errorf("defaults revoke_after=%v revoke_grace=%v, want 0 and 30s", d.RevokeAfter, d.RevokeGrace)
+	}
+	if m := cfg.Master; m.RevokeAfter != 90*time.Minute || m.RevokeGrace != 30*time.Second {
+		t.Errorf("revoke_after=%v revoke_grace=%v, want 1h30m and the default 30s", m.RevokeAfter, m.RevokeGrace)
 	}
 }
 
@@ -201,6 +256,21 @@ func TestValidate(t *testing.T) {
 		{"resources", func(c *Config) { c.Agent.Resources = "cpus" }, `agent.resources: resources "cpus"`},
 		{"interval", func(c *Config) { c.Master.AllocationInterval = 0 }, `master.allocation_interval: must be greater than 0`},
 		{"plugin name", func(c *Config) { c.Master.Allocator = "../drf" }, `master.allocator: plugin name "../drf"`},
+		{"hierarchical role", func(c *Config) {
+			c.Master.Roles = []Role{{Name: "eng/ml", Weight: 1, Priority: 5, Guarantee: resources.MustParse("cpus:1"), Limit: resources.MustParse("cpus:1")}}
+		}, ""},
+		{"role name", func(c *Config) { c.Master.Roles = []Role{{Name: "eng/", Weight: 1}} }, `master.role["eng/"]: role "eng/": empty path component`},
+		{"star quota", func(c *Config) { c.Master.Roles = []Role{{Name: "*", Weight: 1, Limit: resources.MustParse("cpus:1")}} },
+			`master.role["*"]: quota: the default role "*" cannot have a quota`},
+		{"guarantee over limit", func(c *Config) {
+			c.Master.Roles = []Role{{Name: "a", Weight: 1, Guarantee: resources.MustParse("cpus:2;mem:10"), Limit: resources.MustParse("cpus:1.5")}}
+		}, `master.role["a"]: quota.guarantee: the guarantee exceeds the limit on cpus 2 > 1.5`},
+		{"non-scalar quota", func(c *Config) {
+			c.Master.Roles = []Role{{Name: "a", Weight: 1, Limit: resources.MustParse("ports:[1-2]")}}
+		},
+			`master.role["a"]: quota.limit: quota applies to scalar resources only, not ports:[1-2]`},
+		{"revoke after", func(c *Config) { c.Master.RevokeAfter = -time.Second }, `master.revoke_after: must not be negative`},
+		{"revoke grace", func(c *Config) { c.Master.RevokeGrace = 0 }, `master.revoke_grace: must be greater than 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,6 +303,18 @@ func TestExamplesParse(t *testing.T) {
 		}
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: Validate: %v", f, err)
+		}
+		if filepath.Base(f) != "master.hcl" {
+			continue
+		}
+		// The master example is where operators learn the role settings:
+		// keep a hierarchical role with priority and quota in it.
+		var found bool
+		for _, r := range cfg.Master.Roles {
+			found = found || strings.Contains(r.Name, "/") && r.Priority != 0 && !r.Guarantee.IsEmpty() && !r.Limit.IsEmpty()
+		}
+		if !found {
+			t.Errorf("%s: no hierarchical role with priority, guarantee and limit in %+v", f, cfg.Master.Roles)
 		}
 	}
 }

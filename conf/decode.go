@@ -7,6 +7,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
+
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // field decodes one attribute into its place in a Config. Decoding attribute
@@ -141,6 +143,8 @@ func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
 		{"heartbeat_interval", duration(&m.HeartbeatInterval, checkPositive)},
 		{"agent_reregister_timeout", duration(&m.AgentReregisterTimeout, checkPositive)},
 		{"max_message_bytes", value(&m.MaxMessageBytes, checkPositiveInt)},
+		{"revoke_after", duration(&m.RevokeAfter, checkNotNegative)},
+		{"revoke_grace", duration(&m.RevokeGrace, checkPositive)},
 	}, hcl.BlockHeaderSchema{Type: "role", LabelNames: []string{"name"}})
 	// Roles in a file replace the (empty) default list as a whole.
 	seen := map[string]*hcl.Block{}
@@ -150,20 +154,84 @@ func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
 			continue
 		}
 		seen[b.Labels[0]] = b
-		r := Role{Name: b.Labels[0], Weight: 1}
-		if err := checkRoleName(r.Name); err != nil {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "Invalid role name", Detail: err.Error(),
-				Subject: b.LabelRanges[0].Ptr(),
-			})
-		}
-		_, rdiags := decodeBody(b.Body, fmt.Sprintf("master.role[%q].", r.Name), []field{
-			{"weight", value(&r.Weight, checkWeight)},
-		})
+		r, rdiags := decodeRole(b)
 		diags = append(diags, rdiags...)
 		m.Roles = append(m.Roles, r)
 	}
 	return diags
+}
+
+// decodeRole decodes `role "eng/ml" { weight priority quota { guarantee limit } }`.
+func decodeRole(b *hcl.Block) (Role, hcl.Diagnostics) {
+	r := Role{Name: b.Labels[0], Weight: 1}
+	var diags hcl.Diagnostics
+	if err := checkRoleName(r.Name); err != nil {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Invalid role name", Detail: err.Error(),
+			Subject: b.LabelRanges[0].Ptr(),
+		})
+	}
+	prefix := fmt.Sprintf("master.role[%q].", r.Name)
+	content, rdiags := decodeBody(b.Body, prefix, []field{
+		{"weight", value(&r.Weight, checkWeight)},
+		{"priority", value(&r.Priority, nil)},
+	}, hcl.BlockHeaderSchema{Type: "quota"})
+	diags = append(diags, rdiags...)
+	var first *hcl.Block
+	for _, qb := range content.Blocks {
+		if first != nil {
+			diags = append(diags, duplicate(qb, first))
+			continue
+		}
+		first = qb
+		diags = append(diags, decodeQuota(qb, prefix+"quota", &r)...)
+	}
+	return r, diags
+}
+
+// decodeQuota decodes a role's quota block into r.Guarantee and r.Limit.
+// path is "master.role[\"eng\"].quota".
+func decodeQuota(b *hcl.Block, path string, r *Role) hcl.Diagnostics {
+	if r.Name == "*" {
+		// "*" is every framework's fallback role: a guarantee would be held
+		// back for nobody in particular and a limit would cap every
+		// role-less framework at once.
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid block %s", path),
+			Detail:   ErrStarQuota.Error(),
+			Subject:  b.DefRange.Ptr(),
+		}}
+	}
+	content, diags := decodeBody(b.Body, path+".", []field{
+		{"guarantee", quota(&r.Guarantee)},
+		{"limit", quota(&r.Limit)},
+	})
+	if diags.HasErrors() {
+		return diags
+	}
+	if err := CheckGuaranteeWithinLimit(r.Guarantee, r.Limit); err != nil {
+		g, l := content.Attributes["guarantee"], content.Attributes["limit"]
+		err = fmt.Errorf("%w (limit set at %s)", err, l.Range)
+		diags = append(diags, invalid(path+".guarantee", g, err)...)
+	}
+	return diags
+}
+
+// quota decodes a quota resource string ("cpus:8;mem:16384"); "" means none.
+func quota(dst *resources.Resources) func(string, *hcl.Attribute) hcl.Diagnostics {
+	return func(path string, attr *hcl.Attribute) hcl.Diagnostics {
+		var s string
+		if diags := decodeExpr(attr, &s); diags.HasErrors() {
+			return diags
+		}
+		r, err := ParseQuota(s)
+		if err != nil {
+			return invalid(path, attr, err)
+		}
+		*dst = r
+		return nil
+	}
 }
 
 func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corral-project/corral/sdk/resources"
@@ -92,11 +93,61 @@ func checkPluginName(s string) error {
 	return nil
 }
 
-func checkRoleName(s string) error {
-	if !nameRE.MatchString(s) {
-		return fmt.Errorf("role name %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", s)
+// checkRoleName applies the resource model's rule: roles are /-separated
+// paths ("eng/ml"), or "*".
+func checkRoleName(s string) error { return resources.ValidateRole(s) }
+
+// ErrStarQuota is the error for a quota on the default role.
+var ErrStarQuota = errors.New(`the default role "*" cannot have a quota; set quota on named roles`)
+
+// ParseQuota reads a quota's resource string ("cpus:8;mem:16384", the
+// syntax of resources.Parse; "" is none). Quota counts scalars only (as in
+// Mesos): ports or sets cannot be guaranteed or capped per role. The CLI
+// checks `corral role set` flags with it, so both speak the same rule.
+func ParseQuota(s string) (resources.Resources, error) {
+	r, err := resources.Parse(s)
+	if err != nil {
+		return resources.Resources{}, fmt.Errorf("resources %q: %w", s, err)
+	}
+	if other := r.Subtract(r.Scalars()); !other.IsEmpty() {
+		return resources.Resources{}, fmt.Errorf("resources %q: quota applies to scalar resources only (cpus, mem, disk, gpus, ...), not %s", s, other)
+	}
+	return r, nil
+}
+
+// CheckGuaranteeWithinLimit rejects a guarantee above the limit on any
+// scalar the limit names: the role could never be given what it is
+// promised. Scalars the limit does not name are unlimited.
+func CheckGuaranteeWithinLimit(guarantee, limit resources.Resources) error {
+	var over []string
+	limit.EachScalar(func(name string, l float64) {
+		if g := guarantee.Scalar(name); g > l {
+			over = append(over, fmt.Sprintf("%s %s > %s", name, strconv.FormatFloat(g, 'f', -1, 64), strconv.FormatFloat(l, 'f', -1, 64)))
+		}
+	})
+	if len(over) > 0 {
+		return fmt.Errorf("the guarantee exceeds the limit on %s; a role cannot be guaranteed more than it may use", strings.Join(over, ", "))
 	}
 	return nil
+}
+
+func checkRole(r Role) error {
+	var errs []error
+	if r.Name == "*" && (!r.Guarantee.IsEmpty() || !r.Limit.IsEmpty()) {
+		errs = append(errs, fmt.Errorf("quota: %w", ErrStarQuota))
+	}
+	for _, q := range []struct {
+		name string
+		r    resources.Resources
+	}{{"guarantee", r.Guarantee}, {"limit", r.Limit}} {
+		if other := q.r.Subtract(q.r.Scalars()); !other.IsEmpty() {
+			errs = append(errs, fmt.Errorf("quota.%s: quota applies to scalar resources only, not %s", q.name, other))
+		}
+	}
+	if err := CheckGuaranteeWithinLimit(r.Guarantee, r.Limit); err != nil {
+		errs = append(errs, fmt.Errorf("quota.guarantee: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks a Config built or changed in code (for example by command
@@ -123,11 +174,14 @@ func (c *Config) Validate() error {
 	add("master.heartbeat_interval", checkPositive(m.HeartbeatInterval))
 	add("master.agent_reregister_timeout", checkPositive(m.AgentReregisterTimeout))
 	add("master.max_message_bytes", checkPositiveInt(m.MaxMessageBytes))
+	add("master.revoke_after", checkNotNegative(m.RevokeAfter))
+	add("master.revoke_grace", checkPositive(m.RevokeGrace))
 	roles := map[string]bool{}
 	for _, r := range m.Roles {
 		path := fmt.Sprintf("master.role[%q]", r.Name)
 		add(path, checkRoleName(r.Name))
 		add(path+".weight", checkWeight(r.Weight))
+		add(path, checkRole(r))
 		if roles[r.Name] {
 			add(path, errors.New("duplicate role"))
 		}

@@ -32,20 +32,29 @@ type daemonFlags struct {
 	config, pluginDir, logLevel             string
 	logJSON                                 bool
 	masterAddr, agentAddr, workDir, resList string
+	// role is the daemon's mode: master, agent or dev.
+	role string
 }
 
 func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("corral "+role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var f daemonFlags
+	f := daemonFlags{role: role}
 	fs.StringVar(&f.config, "config", "", "HCL config file (default: embedded defaults)")
 	fs.StringVar(&f.pluginDir, "plugin-dir", "", "directory of plugin binaries (overrides plugin_dir)")
 	fs.StringVar(&f.logLevel, "log-level", "", "trace|debug|info|warn|error (overrides log_level)")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON instead of text")
 	fs.StringVar(&f.masterAddr, "master", "", "master address host:port (master: listen; agent: connect)")
+	switch role {
+	case "master":
+		fs.StringVar(&f.workDir, "work-dir", "", "master work dir, holding registry.json (overrides master.work_dir)")
+	case "dev":
+		fs.StringVar(&f.workDir, "work-dir", "", "work dir of the agent; the master's is its master/ subdirectory (overrides agent.work_dir and master.work_dir)")
+	default:
+		fs.StringVar(&f.workDir, "work-dir", "", "agent work dir (overrides agent.work_dir)")
+	}
 	if role != "master" {
 		fs.StringVar(&f.agentAddr, "address", "", "agent HTTP address host:port (overrides agent.address)")
-		fs.StringVar(&f.workDir, "work-dir", "", "agent work dir (overrides agent.work_dir)")
 		fs.StringVar(&f.resList, "resources", "", `agent resources, e.g. "cpus:4;mem:4096" (overrides agent.resources)`)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -132,7 +141,19 @@ func loadConfig(f daemonFlags) (*conf.Config, error) {
 		cfg.Agent.Address = f.agentAddr
 	}
 	if f.workDir != "" {
-		cfg.Agent.WorkDir = f.workDir
+		switch f.role {
+		case "master":
+			cfg.Master.WorkDir = f.workDir
+		case "dev":
+			// The master's registry must follow the work dir too: separate
+			// dev clusters (tests start many) must never share registry.json.
+			// master/ does not collide with the agent's own entries
+			// (sandboxes/, plugins/, agent_id, its checkpoint store).
+			cfg.Agent.WorkDir = f.workDir
+			cfg.Master.WorkDir = filepath.Join(f.workDir, "master")
+		default:
+			cfg.Agent.WorkDir = f.workDir
+		}
 	}
 	if f.resList != "" {
 		if _, err := resources.Parse(f.resList); err != nil {
@@ -172,7 +193,7 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 	for _, r := range mc.Roles {
 		roles[r.Name] = master.RoleConfig{Weight: r.Weight, Priority: r.Priority, Guarantee: r.Guarantee, Limit: r.Limit}
 	}
-	m := master.New(master.Config{
+	m, err := master.New(master.Config{
 		AllocationInterval:     mc.AllocationInterval,
 		AllocatorTimeout:       mc.AllocatorTimeout,
 		OfferTimeout:           mc.OfferTimeout,
@@ -184,6 +205,9 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 		RevokeAfter:            mc.RevokeAfter,
 		RevokeGrace:            mc.RevokeGrace,
 	}, master.Deps{Logger: log, Allocator: source})
+	if err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
 
 	l, err := net.Listen("tcp", mc.Address)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/user"
@@ -64,6 +65,9 @@ Flags:
   --cpus N          CPUs for the task (default 0.1)
   --mem MIB         memory in MiB (default 32)
   --disk MIB        disk in MiB (default 0)
+  --gpus N          whole GPUs for the task (default 0); declares the
+                    GPU_RESOURCES capability, without which agents with GPUs
+                    are not offered at all
   --timeout D       give up placing / kill the task after D (default 0: none)
   --grace D         SIGTERM-to-SIGKILL grace when killing (default: executor's, 3s)
   --connect-timeout D  give up if the master cannot be reached within D (default 15s)
@@ -86,6 +90,7 @@ type execOptions struct {
 	master, name, role string
 	env                map[string]string
 	cpus, mem, disk    float64
+	gpus               float64
 	timeout, grace     time.Duration
 	connectTimeout     time.Duration
 	quiet              bool
@@ -116,6 +121,7 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.Float64Var(&o.cpus, "cpus", 0.1, "")
 	fs.Float64Var(&o.mem, "mem", 32, "")
 	fs.Float64Var(&o.disk, "disk", 0, "")
+	fs.Float64Var(&o.gpus, "gpus", 0, "")
 	fs.DurationVar(&o.timeout, "timeout", 0, "")
 	fs.DurationVar(&o.grace, "grace", 0, "")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
@@ -133,14 +139,35 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		return nil, errors.New("--master is empty")
 	case o.name == "" || o.role == "":
 		return nil, errors.New("--name and --role must not be empty")
-	case o.cpus < 0 || o.mem < 0 || o.disk < 0:
-		return nil, errors.New("--cpus, --mem and --disk must not be negative")
+	case o.cpus < 0 || o.mem < 0 || o.disk < 0 || o.gpus < 0:
+		return nil, errors.New("--cpus, --mem, --disk and --gpus must not be negative")
+	case o.gpus != math.Trunc(o.gpus):
+		// GPUs are handed to tasks as devices; a fraction of one cannot be.
+		return nil, fmt.Errorf("--gpus must be a whole number, got %g", o.gpus)
 	case o.cpus == 0 && o.mem == 0:
 		return nil, errors.New("a task needs some --cpus or --mem")
 	case o.timeout < 0 || o.grace < 0 || o.connectTimeout <= 0:
 		return nil, errors.New("--timeout and --grace must not be negative, --connect-timeout must be positive")
 	}
 	return o, nil
+}
+
+// want is the task's resources, as TakeScalars and TaskShape take them.
+func (o *execOptions) want() map[string]float64 {
+	w := map[string]float64{"cpus": o.cpus, "mem": o.mem, "disk": o.disk}
+	if o.gpus > 0 {
+		w["gpus"] = o.gpus
+	}
+	return w
+}
+
+// describe names the task's resources in progress and error lines.
+func (o *execOptions) describe() string {
+	s := fmt.Sprintf("cpus=%g mem=%g disk=%g", o.cpus, o.mem, o.disk)
+	if o.gpus > 0 {
+		s += fmt.Sprintf(" gpus=%g", o.gpus)
+	}
+	return s
 }
 
 // commandInfo runs one argument through the shell, as `sh -c` would, and
@@ -281,7 +308,11 @@ type execFramework struct {
 	sandboxURL string
 	lastErr    string // last ERROR event or disconnect reason
 	suppressed bool
-	stopping   bool // main gave up on the task; a failed launch must not be retried
+	// declared is true while the master holds exec's demand (one task of
+	// its shape): from the first subscription until the task is launched.
+	// Run re-declares it after re-subscriptions.
+	declared bool
+	stopping bool // main gave up on the task; a failed launch must not be retried
 	// disconnectedAt is when the stream to the master broke; zero while
 	// subscribed.
 	disconnectedAt time.Time
@@ -295,25 +326,49 @@ func (f *execFramework) poke() {
 	}
 }
 
-func (f *execFramework) Subscribed(_ context.Context, d scheduler.Driver, id string, reconnected bool) {
+func (f *execFramework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.mu.Lock()
 	f.driver = d
 	f.disconnectedAt = time.Time{}
+	declare := f.phase == phaseWaiting && !f.declared
 	f.mu.Unlock()
 	if reconnected {
 		f.say("re-subscribed to the master as framework %s", id)
 	} else {
-		f.say("subscribed as framework %s; waiting for an offer with cpus=%g mem=%g disk=%g",
-			id, f.o.cpus, f.o.mem, f.o.disk)
+		f.say("subscribed as framework %s; waiting for an offer with %s", id, f.o.describe())
+	}
+	if declare {
+		f.declare(ctx, d, true)
 	}
 	f.poke()
+}
+
+// declare tells the master exec wants one task of its shape (on), or
+// nothing any more (off). Demand lets the allocator offer just what the task
+// needs and share the rest of an agent with other frameworks, instead of
+// handing exec a whole agent. A master or allocator without demand support
+// still sends whole offers, so a failure is worth a note, not an exit.
+func (f *execFramework) declare(ctx context.Context, d scheduler.Driver, on bool) {
+	var shapes []scheduler.TaskShape
+	what := "withdraw"
+	if on {
+		shapes = []scheduler.TaskShape{{Resources: f.o.want(), Count: 1}}
+		what = "declare"
+	}
+	if err := d.Request(ctx, f.o.role, shapes...); err != nil {
+		f.say("could not %s the task's demand: %v", what, err)
+		return
+	}
+	f.mu.Lock()
+	f.declared = on
+	f.mu.Unlock()
 }
 
 // Offers launches the task on the first offer that fits and declines the
 // rest. Unfitting offers are refused only briefly, since resources may free
 // up; once placed, everything is refused for long and offers suppressed.
 func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
-	want := map[string]float64{"cpus": f.o.cpus, "mem": f.o.mem, "disk": f.o.disk}
+	want := f.o.want()
 	var decline []string
 	for _, o := range offers {
 		f.mu.Lock()
@@ -356,7 +411,13 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 	placed := f.phase != phaseWaiting
 	suppress := placed && !f.suppressed
 	f.suppressed = f.suppressed || suppress
+	withdraw := f.phase == phaseLaunched && f.declared
 	f.mu.Unlock()
+	if withdraw {
+		// Before Suppress (which drops it too), so that the allocator hears
+		// of it even if suppressing fails.
+		f.declare(ctx, d, false)
+	}
 	if len(decline) > 0 {
 		refuse := 1.0
 		if placed {
@@ -440,6 +501,27 @@ func (f *execFramework) abandon() bool {
 	return f.phase == phaseAbandoned
 }
 
+// execFrameworkInfo is what exec subscribes with.
+func execFrameworkInfo(o *execOptions) *corralpb.FrameworkInfo {
+	fw := &corralpb.FrameworkInfo{
+		Name:  o.name,
+		Roles: []string{o.role},
+		// Long enough to ride out a master restart or a dropped stream, short
+		// enough that a corral exec killed with SIGKILL does not leave its
+		// task running for long.
+		FailoverTimeoutSeconds: execFailoverTimeout.Seconds(),
+	}
+	if o.gpus > 0 {
+		// Without it the allocator keeps agents with GPUs away from us.
+		fw.Capabilities = []string{scheduler.CapabilityGPUResources}
+	}
+	if u, err := user.Current(); err == nil {
+		fw.User = u.Username
+	}
+	fw.Hostname, _ = os.Hostname()
+	return fw
+}
+
 func newTaskID(name string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
@@ -457,19 +539,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 	warn := func(format string, args ...any) { fmt.Fprintf(stderr, "corral exec: "+format+"\n", args...) }
 	f := &execFramework{o: o, taskID: newTaskID(o.name), say: say, warn: warn, changed: make(chan struct{}, 1)}
 
-	fw := &corralpb.FrameworkInfo{
-		Name:  o.name,
-		Roles: []string{o.role},
-		// Long enough to ride out a master restart or a dropped stream, short
-		// enough that a corral exec killed with SIGKILL does not leave its
-		// task running for long.
-		FailoverTimeoutSeconds: execFailoverTimeout.Seconds(),
-	}
-	if u, err := user.Current(); err == nil {
-		fw.User = u.Username
-	}
-	fw.Hostname, _ = os.Hostname()
-
+	fw := execFrameworkInfo(o)
 	// Run must survive Ctrl-C long enough to kill the task and tear down, so
 	// it gets a context of its own, ended only on the way out.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -574,8 +644,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 					return finish(exitNotPlaced, fmt.Sprintf("cannot reach the master at %s within %s: %s",
 						o.master, o.timeout, orUnknown(s.lastErr)))
 				}
-				return finish(exitNotPlaced, fmt.Sprintf("no offer fitting cpus=%g mem=%g disk=%g within %s",
-					o.cpus, o.mem, o.disk, o.timeout))
+				return finish(exitNotPlaced, fmt.Sprintf("no offer fitting %s within %s", o.describe(), o.timeout))
 			}
 			warn("timeout of %s expired; killing task %s", o.timeout, f.taskID)
 			stopTask(causeTimeout)

@@ -48,10 +48,10 @@ func TestParseExecFlags(t *testing.T) {
 			want: with(func(o *execOptions) { o.quiet = true; o.command = []string{"grep", "-q", "x"} })},
 		{name: "all flags", args: []string{"--master", "10.0.0.1:5050", "--name", "job", "--role", "batch",
 			"--env", "A=1", "--env", "B=x=y", "--env", "EMPTY=", "--cpus", "2", "--mem", "512", "--disk", "100",
-			"--timeout", "1m", "--grace", "5s", "--connect-timeout", "2s", "-q", "--", "true"},
+			"--gpus", "2", "--timeout", "1m", "--grace", "5s", "--connect-timeout", "2s", "-q", "--", "true"},
 			want: &execOptions{master: "10.0.0.1:5050", name: "job", role: "batch",
 				env:  map[string]string{"A": "1", "B": "x=y", "EMPTY": ""},
-				cpus: 2, mem: 512, disk: 100, timeout: time.Minute, grace: 5 * time.Second,
+				cpus: 2, mem: 512, disk: 100, gpus: 2, timeout: time.Minute, grace: 5 * time.Second,
 				connectTimeout: 2 * time.Second, quiet: true, command: []string{"true"}}},
 		{name: "master from env", args: []string{"--", "true"}, env: map[string]string{"CORRAL_MASTER": "m:1"},
 			want: with(func(o *execOptions) { o.master = "m:1"; o.command = []string{"true"} })},
@@ -62,6 +62,8 @@ func TestParseExecFlags(t *testing.T) {
 		{name: "env without equals", args: []string{"--env", "A", "--", "true"}, wantErr: "want K=V"},
 		{name: "env without key", args: []string{"--env", "=v", "--", "true"}, wantErr: "want K=V"},
 		{name: "negative cpus", args: []string{"--cpus", "-1", "--", "true"}, wantErr: "must not be negative"},
+		{name: "negative gpus", args: []string{"--gpus", "-1", "--", "true"}, wantErr: "must not be negative"},
+		{name: "fractional gpus", args: []string{"--gpus", "0.5", "--", "true"}, wantErr: "--gpus must be a whole number, got 0.5"},
 		{name: "no resources", args: []string{"--cpus", "0", "--mem", "0", "--", "true"}, wantErr: "some --cpus or --mem"},
 		{name: "negative timeout", args: []string{"--timeout", "-1s", "--", "true"}, wantErr: "must not be negative"},
 		{name: "bad duration", args: []string{"--grace", "soon", "--", "true"}, wantErr: "invalid value"},
@@ -259,6 +261,16 @@ type execDriver struct {
 	launched         []*corralpb.TaskInfo
 	declined         []string // "offer/refuse seconds"
 	suppresses       int
+	failRequest      bool
+	calls            []string // "request role [shapes]" and "suppress", in order
+}
+
+func (d *execDriver) Request(_ context.Context, role string, shapes ...scheduler.TaskShape) error {
+	if d.failRequest {
+		return errors.New("request: Unimplemented: unknown method Request")
+	}
+	d.calls = append(d.calls, fmt.Sprintf("request %s %v", role, shapes))
+	return nil
 }
 
 func (d *execDriver) Launch(_ context.Context, _ []string, tasks []*corralpb.TaskInfo, _ *corralpb.Filters) error {
@@ -276,7 +288,11 @@ func (d *execDriver) Decline(_ context.Context, ids []string, f *corralpb.Filter
 	return nil
 }
 
-func (d *execDriver) Suppress(context.Context, ...string) error { d.suppresses++; return nil }
+func (d *execDriver) Suppress(context.Context, ...string) error {
+	d.suppresses++
+	d.calls = append(d.calls, "suppress")
+	return nil
+}
 
 func execOffer(id string, cpus, mem float64) *corralpb.Offer {
 	return &corralpb.Offer{Id: id, AgentId: "agent-" + id, Hostname: "h", Resources: []*corralpb.Resource{
@@ -356,5 +372,68 @@ func TestExecFailedLaunchAfterStopIsAbandoned(t *testing.T) {
 	f.Offers(context.Background(), d, []*corralpb.Offer{execOffer("o2", 1, 1000)})
 	if len(d.launched) != 0 {
 		t.Errorf("launched after abandon: %v", d.launched)
+	}
+}
+
+func TestExecDeclaresDemandUntilLaunched(t *testing.T) {
+	o := &execOptions{role: "eng/ml", cpus: 3, mem: 1024, gpus: 1, command: []string{"true"}}
+	f := newTestExecFramework(o)
+	d := &execDriver{failLaunch: true}
+	ctx := context.Background()
+
+	f.Subscribed(ctx, d, "fw-1", false)
+	f.Subscribed(ctx, d, "fw-1", true) // the SDK re-declares; exec must not repeat it
+	// A failed launch leaves the task pending: the demand stays.
+	f.Offers(ctx, d, []*corralpb.Offer{execOffer("o1", 4, 2048)})
+	want := []string{"request eng/ml [{map[cpus:3 disk:0 gpus:1 mem:1024] 1}]"}
+	if !slices.Equal(d.calls, want) {
+		t.Fatalf("calls = %q, want %q", d.calls, want)
+	}
+	d.failLaunch = false
+	withGPU := execOffer("o2", 4, 2048)
+	withGPU.Resources = append(withGPU.Resources, &corralpb.Resource{Name: "gpus", Role: "*", Value: &corralpb.Resource_Scalar{Scalar: 2}})
+	f.Offers(ctx, d, []*corralpb.Offer{execOffer("nogpu", 4, 2048), withGPU})
+	f.Offers(ctx, d, []*corralpb.Offer{execOffer("late", 4, 2048)})
+	want = append(want, "request eng/ml []", "suppress")
+	if !slices.Equal(d.calls, want) {
+		t.Errorf("calls = %q, want %q: withdraw once launched, then suppress", d.calls, want)
+	}
+	if len(d.launched) != 1 || d.launched[0].GetAgentId() != "agent-o2" {
+		t.Fatalf("launched %v, want one task on the offer with a GPU", d.launched)
+	}
+	// Re-subscribing after the launch declares nothing.
+	f.Subscribed(ctx, d, "fw-1", true)
+	if !slices.Equal(d.calls, want) {
+		t.Errorf("calls after a re-subscription = %q, want %q", d.calls, want)
+	}
+}
+
+// A master without Request support must not stop exec: offers then come
+// whole, as before demand existed.
+func TestExecCarriesOnWhenDemandIsRefused(t *testing.T) {
+	f := newTestExecFramework(&execOptions{role: "*", cpus: 0.5, mem: 64, command: []string{"true"}})
+	d := &execDriver{failRequest: true}
+	ctx := context.Background()
+	f.Subscribed(ctx, d, "fw-1", false)
+	f.Offers(ctx, d, []*corralpb.Offer{execOffer("o1", 1, 1000)})
+	if len(d.launched) != 1 || d.suppresses != 1 {
+		t.Fatalf("launched %d suppressed %d, want the task placed anyway", len(d.launched), d.suppresses)
+	}
+	// Nothing was declared, so nothing is withdrawn.
+	if want := []string{"suppress"}; !slices.Equal(d.calls, want) {
+		t.Errorf("calls = %q, want %q", d.calls, want)
+	}
+}
+
+func TestExecFrameworkInfo(t *testing.T) {
+	fw := execFrameworkInfo(&execOptions{name: "job", role: "eng/ml", gpus: 2})
+	if fw.GetName() != "job" || !slices.Equal(fw.GetRoles(), []string{"eng/ml"}) || fw.GetFailoverTimeoutSeconds() != execFailoverTimeout.Seconds() {
+		t.Errorf("framework info = %v", fw)
+	}
+	if !slices.Equal(fw.GetCapabilities(), []string{"GPU_RESOURCES"}) {
+		t.Errorf("capabilities with --gpus 2 = %q, want GPU_RESOURCES", fw.GetCapabilities())
+	}
+	if c := execFrameworkInfo(&execOptions{name: "job", role: "*"}).GetCapabilities(); len(c) != 0 {
+		t.Errorf("capabilities without --gpus = %q, want none", c)
 	}
 }

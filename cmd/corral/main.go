@@ -5,6 +5,7 @@
 //	corral agent    an agent
 //	corral exec     run one command as a task and stream its output
 //	corral status   show agents, frameworks, tasks, roles and the allocator
+//	corral role     list, show and change roles (weight, priority, quota)
 package main
 
 import (
@@ -24,6 +25,7 @@ commands:
   agent    run an agent            (-config agent.hcl)
   exec     run a command as a task: corral exec [flags] -- cmd [args...]
   status   show the cluster        (-master 127.0.0.1:5050)
+  role     list, show or change roles: corral role list|show|set [NAME] [flags]
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runExec(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "role":
+		return runRole(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "corral", version)
 		return 0

@@ -81,22 +81,38 @@ func printStatus(w io.Writer, st master.State) {
 	for _, ag := range st.Agents {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", ag.ID, ag.Hostname, ag.Connected, ag.Total, dash(ag.Used))
 	}
-	fmt.Fprintf(tw, "\nROLE\tWEIGHT\tDRF SHARE\tALLOCATED\tFRAMEWORKS\n")
+	// Shares are what the allocator plugin reported, not recomputed here.
+	fmt.Fprintf(tw, "\nROLE\tWEIGHT\tPRIORITY\tGUARANTEE\tLIMIT\tDRF SHARE\tALLOCATED\tFRAMEWORKS\n")
 	for _, r := range st.Roles {
-		fmt.Fprintf(tw, "%s\t%g\t%.3f\t%s\t%d\n", r.Name, r.Weight, r.DominantShare, dash(r.Allocated), len(r.Frameworks))
+		fmt.Fprintf(tw, "%s\t%g\t%d\t%s\t%s\t%.3f\t%s\t%d\n", r.Name, r.Weight, r.Priority, dash(r.Guarantee), dash(r.Limit),
+			r.DominantShare, dash(r.Allocated), len(r.Frameworks))
 	}
 	fmt.Fprintf(tw, "\nFRAMEWORK\tNAME\tROLES\tCONNECTED\tDRF SHARE\tTASKS\tDONE\n")
 	for _, f := range st.Frameworks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%.3f\t%d\t%d\n", f.ID, f.Name, strings.Join(f.Roles, ","), f.Connected,
 			f.DominantShare, len(f.Tasks), len(f.Completed))
 	}
-	fmt.Fprintf(tw, "\nTASK\tFRAMEWORK\tSTATE\tAGENT\tRESOURCES\n")
+	fmt.Fprintf(tw, "\nTASK\tFRAMEWORK\tSTATE\tAGENT\tRESOURCES\tREVOCATION\n")
 	for _, f := range st.Frameworks {
 		for _, t := range f.Tasks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, f.ID, t.State, t.AgentID, t.Resources)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, f.ID, t.State, t.AgentID, t.Resources, revocationText(t))
 		}
 	}
 	_ = tw.Flush()
+}
+
+// revocationText says when a revoked task will be (or was) killed, or
+// whether it is protected by its role's guarantee.
+func revocationText(t master.TaskView) string {
+	switch rv := t.Revocation; {
+	case rv != nil && rv.Killed:
+		return rv.Reason + ", killed"
+	case rv != nil:
+		return fmt.Sprintf("%s, kill at %s", rv.Reason, time.UnixMilli(rv.DeadlineUnixMs).Format(time.TimeOnly))
+	case t.WithinGuarantee:
+		return "guaranteed"
+	}
+	return "-"
 }
 
 func dash(s string) string {

@@ -1,5 +1,6 @@
 # corral master: `corral master -config master.hcl`.
-# Every setting shown here is at its default; delete what you do not change.
+# Every setting shown here is at its default, except the example roles;
+# delete what you do not change.
 
 log_level  = "info"           # trace | debug | info | warn | error
 log_json   = false            # JSON log lines instead of text
@@ -20,9 +21,34 @@ master {
   agent_reregister_timeout = "75s"   # a disconnected agent's tasks become LOST after this
   max_message_bytes        = 1048576 # largest framework message
 
+  # Revocation of long tasks: when a role starves, the allocator may take
+  # back resources from tasks that have run longer than revoke_after (never
+  # below a role's quota guarantee). The framework gets a revocation notice
+  # (an inverse offer) and the task is killed revoke_grace later.
+  revoke_after = "0"    # "0" = never; for example "2h"
+  revoke_grace = "30s"
+
   # Roles share the cluster in proportion to their weights (default 1).
+  # Names are /-separated paths: "eng/ml" is a child of "eng", and a
+  # parent's share counts its whole subtree. Roles not listed here get
+  # weight 1 when a framework first uses them; `corral role set` changes
+  # any of this at run time (kept across master restarts).
   role "analytics" { weight = 2 }
   role "batch" { weight = 1 }
+
+  role "eng/ml" {
+    weight = 2
+    # Priority tiers (the priority allocator): higher tiers are offered
+    # first and may preempt lower ones. Default 0.
+    priority = 10
+    # Quota (the quota allocator), scalars only. The guarantee is held for
+    # the role while it has demand; the limit caps offers plus running
+    # tasks. The guarantee may not exceed the limit; "*" has no quota.
+    quota {
+      guarantee = "cpus:8;mem:16384"
+      limit     = "cpus:32"
+    }
+  }
 }
 
 # Settings for a plugin named in this file. Without `path`, the binary is

@@ -12,8 +12,22 @@ master {
   heartbeat_interval       = "10s"
   agent_reregister_timeout = "2m"
   max_message_bytes        = 4194304
+  revoke_after             = "2h"
+  revoke_grace             = "45s"
   role "analytics" { weight = 2 }
   role "batch" { weight = 0.5 }
+  role "eng/ml" {
+    weight   = 3
+    priority = 10
+    quota {
+      guarantee = "cpus:8;mem:16384"
+      limit     = "cpus:32"
+    }
+  }
+  role "eng/web" {
+    priority = -1
+    quota { limit = "gpus:0.5" }
+  }
 }
 
 agent {

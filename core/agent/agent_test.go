@@ -149,9 +149,13 @@ func TestAgentAgainstGateway(t *testing.T) {
 	if got.Scalar("cpus") != 3 || got.Scalar("mem") != 1024 || got.Ranges("ports").String() != "[31000-32000]" || got.Scalar("disk") <= 0 {
 		t.Fatalf("registered resources %s, want overrides applied to detected", got)
 	}
-	if b, _ := os.ReadFile(filepath.Join(workDir, "agent_id")); strings.TrimSpace(string(b)) != "agent-1" {
-		t.Fatalf("agent_id file holds %q", b)
-	}
+	// The ID is checkpointed right after registration, not before a.ID()
+	// changes: wait for the file rather than race it.
+	var idFile []byte
+	waitFor(t, "agent_id checkpoint", 10*time.Second, func() bool {
+		idFile, _ = os.ReadFile(filepath.Join(workDir, "agent_id"))
+		return strings.TrimSpace(string(idFile)) == "agent-1"
+	})
 	if code, _ := httpGet(t, a.URL()+"/health"); code != 200 {
 		t.Fatalf("/health: %d", code)
 	}

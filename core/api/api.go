@@ -8,6 +8,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 //go:embed ui/index.html
@@ -26,16 +29,39 @@ var indexHTML []byte
 // Handler returns the operator API for m.
 func Handler(m *master.Master) http.Handler {
 	mux := http.NewServeMux()
-	writeJSON := func(w http.ResponseWriter, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-	}
 	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot()) })
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Agents) })
 	mux.HandleFunc("GET /api/v1/frameworks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Frameworks) })
-	mux.HandleFunc("GET /api/v1/roles", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Roles) })
+	mux.HandleFunc("GET /api/v1/roles", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Roles()) })
+	// {name...}: role names are /-separated paths ("eng/ml").
+	mux.HandleFunc("GET /api/v1/roles/{name...}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		v, ok := m.Role(name)
+		if !ok {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("role %q is not known to the master", name))
+			return
+		}
+		writeJSON(w, v)
+	})
+	mux.HandleFunc("PUT /api/v1/roles/{name...}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		patch, err := decodeRolePatch(w, r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		v, err := m.SetRole(name, patch)
+		var verr *master.ValidationError
+		switch {
+		case errors.As(err, &verr):
+			writeError(w, http.StatusBadRequest, verr.Error())
+			return
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, v)
+	})
 	mux.HandleFunc("GET /api/v1/allocator", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Allocator) })
 	mux.HandleFunc("GET /api/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
 		type task struct {
@@ -63,6 +89,99 @@ func Handler(m *master.Master) http.Handler {
 		_, _ = w.Write(indexHTML)
 	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError answers {"error": msg}, the one error shape of the API.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// RoleUpdate is the body of PUT /api/v1/roles/{name}. Every field is
+// optional: absent (or null) leaves the setting unchanged, and "" clears a
+// guarantee or limit. Resources use the sdk/resources syntax
+// ("cpus:8;mem:16384").
+type RoleUpdate struct {
+	Weight    *float64 `json:"weight"`
+	Priority  *int64   `json:"priority"`
+	Guarantee *string  `json:"guarantee"`
+	Limit     *string  `json:"limit"`
+}
+
+// maxRoleBody bounds a role update; real ones are a few hundred bytes.
+const maxRoleBody = 64 << 10
+
+func decodeRolePatch(w http.ResponseWriter, r *http.Request) (master.RolePatch, error) {
+	var u RoleUpdate
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRoleBody))
+	// A misspelt field would otherwise be a silent no-op.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil {
+		return master.RolePatch{}, describeJSONError(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return master.RolePatch{}, errors.New("request body: want one JSON object, found more data after it")
+	}
+	p := master.RolePatch{Weight: u.Weight, Priority: u.Priority}
+	for _, f := range []struct {
+		name string
+		in   *string
+		out  **resources.Resources
+	}{{"guarantee", u.Guarantee, &p.Guarantee}, {"limit", u.Limit, &p.Limit}} {
+		if f.in == nil {
+			continue
+		}
+		res, err := resources.Parse(*f.in)
+		if err != nil {
+			return master.RolePatch{}, fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.out = &res
+	}
+	return p, nil
+}
+
+// describeJSONError turns encoding/json's errors into messages that name
+// the field, the way the rest of the API reports problems.
+func describeJSONError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New(`request body is empty; want a JSON object such as {"weight": 2}`)
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return fmt.Errorf("%s: want %s, got a JSON %s", typeErr.Field, jsonKind(typeErr.Type.String()), typeErr.Value)
+	case errors.As(err, &typeErr):
+		return fmt.Errorf("request body: want a JSON object, got a JSON %s", typeErr.Value)
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("request body is not valid JSON: %v", err)
+	case errors.As(err, &maxErr):
+		return fmt.Errorf("request body is larger than %d bytes", maxErr.Limit)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("request body: unknown field %s (known: weight, priority, guarantee, limit)",
+			strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return fmt.Errorf("request body: %v", err)
+}
+
+func jsonKind(goType string) string {
+	switch goType {
+	case "float64":
+		return "a number"
+	case "int64":
+		return "an integer"
+	case "string":
+		return "a string"
+	}
+	return goType
 }
 
 // Serve serves gRPC (HTTP/2 without TLS, as gRPC clients speak it) and the

@@ -112,6 +112,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	}
 	a.conn, a.connected = conn, true
 	m.reconcileAgentTasksLocked(a, reg.Tasks)
+	m.resendRevocationKillsLocked(a)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
 		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds()}}})
@@ -147,6 +148,11 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			if len(f.roles) == 0 {
 				f.roles["*"] = true
 			}
+			// Best effort: the framework validated this when it subscribed
+			// to an earlier master, and re-subscribing replaces it.
+			if ma, err := minAllocatableFromInfo(info, f.roles); err == nil {
+				f.minAllocatable = ma
+			}
 			m.frameworks[fi.Id] = f
 			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkAdded, Framework: frameworkView(f)})
 		}
@@ -162,21 +168,25 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		t := &taskEntry{info: cloneTask(ti), frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
 			state: rt.State, createdAt: m.now()}
 		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
-		f.tasks[ti.TaskId] = t
 		a.used = a.used.Add(res)
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
 			FrameworkID: fi.Id, Role: role, AgentID: a.info.Id, Resources: res}})
+		// The master cannot know when an adopted task really started; its
+		// age counts from the adoption.
+		m.addTaskLocked(f, t)
 	}
-	for _, f := range m.frameworks {
-		for _, t := range f.tasks {
-			if t.agentID == a.info.Id && !reported[f.info.Id+"/"+t.info.TaskId] {
-				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
-					"agent re-registered without this task")
-				m.setTaskStateLocked(t, st)
-				m.sendUpdateLocked(f.info.Id, st)
+	m.batchGuaranteesLocked(func() {
+		for _, f := range m.frameworks {
+			for _, t := range f.tasks {
+				if t.agentID == a.info.Id && !reported[f.info.Id+"/"+t.info.TaskId] {
+					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
+						"agent re-registered without this task")
+					m.setTaskStateLocked(t, st)
+					m.sendUpdateLocked(f.info.Id, st)
+				}
 			}
 		}
-	}
+	})
 }
 
 func firstRole(f *frameworkEntry) string {
@@ -234,7 +244,12 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 				"task_agent", t.agentID)
 			return
 		}
+		preemptedStatus(t, st)
 		m.setTaskStateLocked(t, cloneStatus(st))
+	} else if t := findCompleted(f, st.TaskId); t != nil && t.agentID == agentID {
+		// A retried terminal update (not acknowledged yet) must read the
+		// same as the first one.
+		preemptedStatus(t, st)
 	}
 	m.sendUpdateLocked(f.info.Id, st)
 }

@@ -79,6 +79,7 @@ func (m *Master) runCycle(ctx context.Context, st *allocState, trigger allocator
 		TargetVersion: target,
 		Now:           now,
 		Trigger:       trigger,
+		RevokeAfter:   allocator.LogicalTime(m.cfg.RevokeAfter / time.Millisecond),
 	}
 	callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorTimeout)
 	began := time.Now()
@@ -109,6 +110,14 @@ func (m *Master) runCycle(ctx context.Context, st *allocState, trigger allocator
 	m.mu.Lock()
 	m.deltas.ack(target)
 	made, invalid := m.commitProposalsLocked(resp.Offers)
+	// Revocations are judged after this cycle's offers are committed, on
+	// the books as they now stand.
+	m.handleRevocationsLocked(resp.Revocations)
+	metrics := make(map[string]float64, len(resp.Metrics))
+	for k, v := range resp.Metrics {
+		metrics[k] = v
+	}
+	m.pluginMetrics = metrics
 	m.mu.Unlock()
 	m.metrics.allocationRun.Observe(time.Since(began).Seconds())
 	if n := len(resp.Offers); n > 0 && float64(invalid)/float64(n) > faultFraction {
@@ -192,13 +201,11 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 	for _, k := range keys {
 		snap.Allocations = append(snap.Allocations, allocator.Allocation{FrameworkID: k.f, Role: k.r, AgentID: k.a, Resources: alloc[k]})
 	}
-	roles := make([]string, 0, len(m.roles))
-	for r := range m.roles {
-		roles = append(roles, r)
+	for _, r := range sortedMapKeys(m.roles) {
+		snap.Roles = append(snap.Roles, *roleFacts(r, m.roles[r]))
 	}
-	sort.Strings(roles)
-	for _, r := range roles {
-		snap.Roles = append(snap.Roles, allocator.Role{Name: r, Weight: m.roles[r]})
+	for _, t := range m.liveTasksLocked() {
+		snap.Tasks = append(snap.Tasks, *taskFacts(t))
 	}
 	return snap
 }

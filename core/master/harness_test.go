@@ -30,6 +30,9 @@ type cluster struct {
 	t    *testing.T
 	m    *master.Master
 	conn *grpc.ClientConn
+	// stop shuts the master down (also done at cleanup), so that a test
+	// can start another one on the same registry.
+	stop func()
 }
 
 func startMaster(t *testing.T, cfg master.Config) *cluster {
@@ -43,10 +46,18 @@ func startMaster(t *testing.T, cfg master.Config) *cluster {
 
 func startMasterWith(t *testing.T, cfg master.Config, alloc master.AllocatorSource) *cluster {
 	t.Helper()
+	return startMasterDeps(t, cfg, master.Deps{Allocator: alloc})
+}
+
+func startMasterDeps(t *testing.T, cfg master.Config, deps master.Deps) *cluster {
+	t.Helper()
 	if cfg.AllocationInterval == 0 {
 		cfg.AllocationInterval = 20 * time.Millisecond
 	}
-	m := master.New(cfg, master.Deps{Allocator: alloc})
+	m, err := master.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +74,17 @@ func startMasterWith(t *testing.T, cfg master.Config, alloc master.AllocatorSour
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		_ = conn.Close()
-		g.Stop()
-		wg.Wait()
-	})
-	return &cluster{t: t, m: m, conn: conn}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			_ = conn.Close()
+			g.Stop()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return &cluster{t: t, m: m, conn: conn, stop: stop}
 }
 
 // wireAgent speaks the agent protocol directly, so tests can see exactly
@@ -80,6 +95,9 @@ type wireAgent struct {
 	stream agentproto.AgentGateway_ConnectClient
 	cancel context.CancelFunc
 	msgs   chan *agentproto.MasterMessage
+	// arrived records when each message came off the stream, so that
+	// tests can assert on timing without racing the reader.
+	arrived sync.Map // *agentproto.MasterMessage -> time.Time
 }
 
 func (c *cluster) addAgent(id, res string) *wireAgent {
@@ -105,11 +123,22 @@ func (c *cluster) addAgent(id, res string) *wireAgent {
 				close(a.msgs)
 				return
 			}
+			a.arrived.Store(m, time.Now())
 			a.msgs <- m
 		}
 	}()
 	c.t.Cleanup(cancel)
 	return a
+}
+
+// arrival is when msg came off the agent's stream.
+func (a *wireAgent) arrival(msg *agentproto.MasterMessage) time.Time {
+	a.t.Helper()
+	v, ok := a.arrived.Load(msg)
+	if !ok {
+		a.t.Fatalf("no arrival time for %v", msg)
+	}
+	return v.(time.Time)
 }
 
 func (a *wireAgent) next(what string) *agentproto.MasterMessage {
@@ -156,9 +185,14 @@ type wireFramework struct {
 
 func (c *cluster) subscribe(name string, roles ...string) *wireFramework {
 	c.t.Helper()
+	return c.subscribeInfo(&corralpb.FrameworkInfo{Name: name, Roles: roles})
+}
+
+func (c *cluster) subscribeInfo(fi *corralpb.FrameworkInfo) *wireFramework {
+	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	client := corralpb.NewSchedulerClient(c.conn)
-	stream, err := client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: &corralpb.FrameworkInfo{Name: name, Roles: roles}})
+	stream, err := client.Subscribe(ctx, &corralpb.SubscribeRequest{Framework: fi})
 	if err != nil {
 		c.t.Fatal(err)
 	}

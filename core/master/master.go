@@ -32,18 +32,34 @@ type Master struct {
 	id      string
 	metrics *metrics
 
+	// regMu serializes run-time role changes and their registry writes;
+	// taken before mu, never while holding it.
+	regMu sync.Mutex
+
 	mu         sync.Mutex
 	agents     map[string]*agentEntry
 	frameworks map[string]*frameworkEntry
 	offers     map[string]*offerEntry
-	roles      map[string]float64
-	deltas     deltaLog
+	roles      map[string]RoleConfig
+	// durableRoles are the roles set at run time, kept in the registry.
+	durableRoles map[string]bool
+	deltas       deltaLog
+	// metrics the allocator reported in its latest AllocateResponse: the
+	// shares the operator sees come from the policy, not from the core.
+	pluginMetrics map[string]float64
+	// revocations pending or killed, by inverse offer ID, until the task
+	// ends.
+	revocations map[string]*revocation
+	// guaranteeBatch, when not nil, collects guarantee groups to
+	// recompute once (see batchGuaranteesLocked).
+	guaranteeBatch map[string]bool
 
 	trigger chan allocator.Trigger
 }
 
-// New returns a master; call Run to start its loops.
-func New(cfg Config, deps Deps) *Master {
+// New returns a master; call Run to start its loops. It fails when the
+// configured roles are invalid or the registry cannot be read.
+func New(cfg Config, deps Deps) (*Master, error) {
 	cfg.setDefaults()
 	now := deps.Now
 	if now == nil {
@@ -54,25 +70,27 @@ func New(cfg Config, deps Deps) *Master {
 		log = hclog.NewNullLogger()
 	}
 	m := &Master{
-		cfg:        cfg,
-		log:        log,
-		alloc:      deps.Allocator,
-		now:        now,
-		start:      now(),
-		id:         newID("master"),
-		metrics:    newMetrics(),
-		agents:     map[string]*agentEntry{},
-		frameworks: map[string]*frameworkEntry{},
-		offers:     map[string]*offerEntry{},
-		roles:      map[string]float64{},
-		trigger:    make(chan allocator.Trigger, 1),
+		cfg:          cfg,
+		log:          log,
+		alloc:        deps.Allocator,
+		now:          now,
+		start:        now(),
+		id:           newID("master"),
+		metrics:      newMetrics(),
+		agents:       map[string]*agentEntry{},
+		frameworks:   map[string]*frameworkEntry{},
+		offers:       map[string]*offerEntry{},
+		roles:        map[string]RoleConfig{},
+		durableRoles: map[string]bool{},
+		revocations:  map[string]*revocation{},
+		trigger:      make(chan allocator.Trigger, 1),
 	}
-	for r, rc := range cfg.Roles {
-		m.roles[r] = rc.Weight
+	if err := m.initRoles(); err != nil {
+		return nil, err
 	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)})
-	return m
+	return m, nil
 }
 
 // ID identifies this master instance.
@@ -115,7 +133,9 @@ func (m *Master) requestAllocation(t allocator.Trigger) {
 }
 
 // timerLoop handles everything that happens because time passes: offer
-// expiry, scheduler heartbeats, agent and framework failover timeouts.
+// expiry, scheduler heartbeats, agent and framework failover timeouts, the
+// end of revocation grace periods. It reads the injected clock, so tests
+// can move time.
 func (m *Master) timerLoop(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -151,6 +171,7 @@ func (m *Master) timerLoop(ctx context.Context) {
 				m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
 			}
 		}
+		m.expireRevocationsLocked(now)
 		for _, f := range m.frameworks {
 			if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
 				m.log.Info("framework failover timeout expired; removing it", "framework", f.info.Id)
@@ -234,7 +255,6 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 		return
 	}
 	t.recovered = true
-	m.recoverLocked(t.frameworkID, t.role, t.agentID, t.resources, 0)
 	if f := m.frameworks[t.frameworkID]; f != nil {
 		delete(f.tasks, t.info.TaskId)
 		f.completed = append(f.completed, t)
@@ -242,6 +262,9 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 			f.completed = f.completed[len(f.completed)-m.cfg.MaxCompletedTasks:]
 		}
 	}
+	m.revocationEndedLocked(t)
+	m.taskGoneLocked(t)
+	m.recoverLocked(t.frameworkID, t.role, t.agentID, t.resources, 0)
 }
 
 // removeAgentLocked forgets an agent: its offers are rescinded and its
@@ -252,18 +275,20 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 			m.rescindLocked(o, 0)
 		}
 	}
-	for _, f := range m.frameworks {
-		for _, t := range f.tasks {
-			if t.agentID == a.info.Id {
-				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
-				m.setTaskStateLocked(t, st)
-				m.sendUpdateLocked(f.info.Id, st)
+	m.batchGuaranteesLocked(func() {
+		for _, f := range m.frameworks {
+			for _, t := range f.tasks {
+				if t.agentID == a.info.Id {
+					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
+					m.setTaskStateLocked(t, st)
+					m.sendUpdateLocked(f.info.Id, st)
+				}
+			}
+			if f.sub != nil {
+				f.sub.send(&corralpb.Event{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: a.info.Id, Message: why}}})
 			}
 		}
-		if f.sub != nil {
-			f.sub.send(&corralpb.Event{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: a.info.Id, Message: why}}})
-		}
-	}
+	})
 	if a.conn != nil {
 		a.conn.out.close()
 	}
@@ -285,10 +310,12 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 				ShutdownFramework: &agentproto.ShutdownFramework{FrameworkId: f.info.Id}}})
 		}
 	}
-	for _, t := range f.tasks {
-		st := m.masterStatus(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_REASON_FRAMEWORK_REMOVED, "framework removed")
-		m.setTaskStateLocked(t, st)
-	}
+	m.batchGuaranteesLocked(func() {
+		for _, t := range f.tasks {
+			st := m.masterStatus(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_REASON_FRAMEWORK_REMOVED, "framework removed")
+			m.setTaskStateLocked(t, st)
+		}
+	})
 	if f.sub != nil {
 		f.sub.events.close()
 		f.sub = nil
@@ -298,14 +325,24 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
 }
 
-// frameworkDelta is the allocator's view of a framework.
+// frameworkView is the allocator's view of a framework.
 func frameworkView(f *frameworkEntry) *allocator.Framework {
-	return &allocator.Framework{
+	fw := &allocator.Framework{
 		ID:              f.info.Id,
 		Roles:           sortedKeys(f.roles),
 		Active:          f.connected,
 		SuppressedRoles: sortedKeys(f.suppressed),
+		Capabilities:    append([]string(nil), f.info.Capabilities...),
 	}
+	if len(f.minAllocatable) > 0 {
+		// A copy: deltas outlive this call, and the entry's map is
+		// replaced when the framework re-subscribes.
+		fw.MinAllocatable = make(map[string][]resources.Resources, len(f.minAllocatable))
+		for r, alts := range f.minAllocatable {
+			fw.MinAllocatable[r] = append([]resources.Resources(nil), alts...)
+		}
+	}
+	return fw
 }
 
 func agentView(a *agentEntry) *allocator.Agent {

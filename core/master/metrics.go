@@ -23,6 +23,10 @@ type metrics struct {
 	allocationRun   prometheus.Histogram
 	pluginCall      *prometheus.HistogramVec
 	pluginErrors    *prometheus.CounterVec
+	// revocations accepted from the allocator, by reason; invalid ones are
+	// proposals the books refused.
+	revocations        *prometheus.CounterVec
+	revocationsInvalid prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -47,9 +51,14 @@ func newMetrics() *metrics {
 			Help: "Latency of calls to the allocator plugin.", Buckets: latency}, []string{"method"}),
 		pluginErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_plugin_errors_total",
 			Help: "Failed or rejected allocator plugin calls."}, []string{"kind"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_revocations_total",
+			Help: "Allocator revocations accepted: an inverse offer was sent and the task is killed after the grace period."}, []string{"reason"}),
+		revocationsInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_revocations_invalid_total",
+			Help: "Allocator revocations refused by the master (unknown or ended task, within a guarantee, already revoked...)."}),
 	}
 	r.MustRegister(mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
-		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors)
+		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
+		mt.revocations, mt.revocationsInvalid)
 	return mt
 }
 

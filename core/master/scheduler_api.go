@@ -61,6 +61,10 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		}
 		suppressed[r] = true
 	}
+	minAlloc, err := minAllocatableFromInfo(fi, roles)
+	if err != nil {
+		return invalid("subscribe: %v", err)
+	}
 
 	sub := &subscription{streamID: newID("stream"), events: newQueue[*corralpb.Event]()}
 	m.mu.Lock()
@@ -78,7 +82,7 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		f = &frameworkEntry{info: info, tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{},
 			demands: map[string][]allocator.TaskShape{}, registeredAt: m.now()}
 		m.frameworks[info.Id] = f
-		f.roles, f.suppressed = roles, suppressed
+		f.roles, f.suppressed, f.minAllocatable = roles, suppressed, minAlloc
 		f.connected, f.sub, f.streamID = true, sub, sub.streamID
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkAdded, Framework: frameworkView(f)})
 	} else {
@@ -95,20 +99,27 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		info := cloneFramework(fi)
 		info.Id = f.info.Id
 		f.info = info
-		f.roles, f.suppressed = roles, suppressed
+		f.roles, f.suppressed, f.minAllocatable = roles, suppressed, minAlloc
 		f.connected, f.sub, f.streamID = true, sub, sub.streamID
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
 	}
-	for r := range roles {
+	for _, r := range sortedKeys(roles) {
 		if _, ok := m.roles[r]; !ok {
-			m.roles[r] = 1
-			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.RoleUpdated, Role: &allocator.Role{Name: r, Weight: 1}})
+			// A role first seen in a subscription has default settings;
+			// it is not stored in the registry until an operator sets it.
+			m.roles[r] = RoleConfig{}
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.RoleUpdated, Role: roleFacts(r, RoleConfig{})})
 		}
 	}
 	fid := f.info.Id
 	sub.send(&corralpb.Event{Event: &corralpb.Event_Subscribed_{Subscribed: &corralpb.Event_Subscribed{
 		FrameworkId: fid, StreamId: sub.streamID, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), MasterId: m.id,
 	}}})
+	if pending := m.inverseOffersForLocked(f); len(pending) > 0 {
+		// A scheduler that failed over during a grace period learns again
+		// which of its tasks are about to be preempted.
+		sub.send(&corralpb.Event{Event: &corralpb.Event_InverseOffers_{InverseOffers: &corralpb.Event_InverseOffers{InverseOffers: pending}}})
+	}
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
 	m.mu.Unlock()
 	m.log.Info("framework subscribed", "framework", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
@@ -230,7 +241,7 @@ func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) 
 		t := &taskEntry{info: info, frameworkID: f.info.Id, role: role, agentID: agentID, resources: l.res,
 			state: corralpb.TaskState_TASK_STAGING, createdAt: m.now()}
 		t.status = m.masterStatus(t, corralpb.TaskState_TASK_STAGING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
-		f.tasks[info.TaskId] = t
+		m.addTaskLocked(f, t)
 		m.metrics.observeTaskState(corralpb.TaskState_TASK_STAGING)
 		a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_RunTask{RunTask: &agentproto.RunTask{
 			Framework: f.info, Task: info}}})
@@ -581,6 +592,30 @@ func (s *SchedulerAPI) Teardown(ctx context.Context, req *corralpb.TeardownReque
 }
 
 func validateRole(r string) error { return resources.ValidateRole(r) }
+
+// minAllocatableFromInfo converts and checks FrameworkInfo.min_allocatable:
+// every role it names must be one of the framework's, with at least one
+// alternative and no empty or invalid one.
+func minAllocatableFromInfo(fi *corralpb.FrameworkInfo, roles map[string]bool) (map[string][]resources.Resources, error) {
+	if len(fi.MinAllocatable) == 0 {
+		return nil, nil
+	}
+	out := make(map[string][]resources.Resources, len(fi.MinAllocatable))
+	for _, role := range sortedMapKeys(fi.MinAllocatable) {
+		if !roles[role] {
+			return nil, fmt.Errorf("min_allocatable names role %q, which is not one of the framework's roles %v", role, sortedKeys(roles))
+		}
+		alts, err := allocator.MinAllocatableFromProto(fi.MinAllocatable[role])
+		if err != nil {
+			return nil, fmt.Errorf("min_allocatable of role %q: %w", role, err)
+		}
+		if len(alts) == 0 {
+			return nil, fmt.Errorf("min_allocatable of role %q lists no alternatives (leave the role out to use the allocator's global minimum)", role)
+		}
+		out[role] = alts
+	}
+	return out, nil
+}
 
 // Request replaces the framework's declared demand under a role: the
 // shapes of the tasks it still wants to launch. An empty list withdraws it.

@@ -38,6 +38,9 @@ type frameworkEntry struct {
 	offers         map[string]*offerEntry
 	// demands is what the framework declared it still wants, by role.
 	demands map[string][]allocator.TaskShape
+	// minAllocatable is FrameworkInfo.min_allocatable, converted once when
+	// the framework subscribes.
+	minAllocatable map[string][]resources.Resources
 }
 
 // taskEntry is one task the master knows.
@@ -52,6 +55,15 @@ type taskEntry struct {
 	// recovered is set once the task's resources went back to the pool.
 	recovered bool
 	createdAt time.Time
+	// startedAt is the allocation clock when the master learnt of the task
+	// (launch or adoption): the age policies and the guarantee order use.
+	startedAt allocator.LogicalTime
+	// withinGuarantee mirrors what the allocator was last told.
+	withinGuarantee bool
+	// revocation is set while the allocator's revocation of the task is
+	// pending, and kept once the master has sent the kill so that the
+	// terminal update can be reported as a preemption.
+	revocation *revocation
 }
 
 // offerEntry is an outstanding offer: its resources count as used on the

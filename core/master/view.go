@@ -36,12 +36,14 @@ type AgentView struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
-// FrameworkView is one framework with its tasks.
+// FrameworkView is one framework with its tasks. DominantShare is what
+// the allocator plugin reported (share/framework/<id>), 0 if nothing.
 type FrameworkView struct {
 	ID            string     `json:"id"`
 	Name          string     `json:"name"`
 	Roles         []string   `json:"roles"`
 	Suppressed    []string   `json:"suppressed_roles,omitempty"`
+	Capabilities  []string   `json:"capabilities,omitempty"`
 	Connected     bool       `json:"connected"`
 	DominantShare float64    `json:"dominant_share"`
 	Allocated     string     `json:"allocated"`
@@ -52,27 +54,54 @@ type FrameworkView struct {
 
 // TaskView is one task.
 type TaskView struct {
-	ID        string `json:"id"`
-	Name      string `json:"name,omitempty"`
-	AgentID   string `json:"agent_id"`
-	State     string `json:"state"`
-	Resources string `json:"resources"`
-	Message   string `json:"message,omitempty"`
-	ExitCode  *int32 `json:"exit_code,omitempty"`
+	ID              string          `json:"id"`
+	Name            string          `json:"name,omitempty"`
+	AgentID         string          `json:"agent_id"`
+	Role            string          `json:"role"`
+	State           string          `json:"state"`
+	Resources       string          `json:"resources"`
+	WithinGuarantee bool            `json:"within_guarantee,omitempty"`
+	Message         string          `json:"message,omitempty"`
+	ExitCode        *int32          `json:"exit_code,omitempty"`
+	Revocation      *RevocationView `json:"revocation,omitempty"`
 }
 
-// RoleView is one role with its weight and DRF dominant share.
+// RevocationView is the allocator's revocation of a task: the framework
+// got an inverse offer and the task is killed at the deadline.
+type RevocationView struct {
+	InverseOfferID string  `json:"inverse_offer_id"`
+	Reason         string  `json:"reason"`
+	GraceSeconds   float64 `json:"grace_seconds"`
+	DeadlineUnixMs int64   `json:"deadline_unix_ms"`
+	Killed         bool    `json:"killed"`
+}
+
+// RoleView is one role: its settings, what it holds and the share the
+// allocator plugin reported for it (share/role/<name>, 0 if nothing).
+// Guarantee, Limit and Allocated are resource strings, "" when empty.
 type RoleView struct {
 	Name          string   `json:"name"`
 	Weight        float64  `json:"weight"`
-	DominantShare float64  `json:"dominant_share"`
+	Priority      int64    `json:"priority"`
+	Guarantee     string   `json:"guarantee"`
+	Limit         string   `json:"limit"`
 	Allocated     string   `json:"allocated"`
+	DominantShare float64  `json:"dominant_share"`
 	Frameworks    []string `json:"frameworks"`
 }
 
-// Snapshot returns the operator's view now. Dominant shares are computed
-// from the ledger (allocated / cluster total, max over scalars), which is
-// fact rather than policy; weighted role shares divide by the weight.
+// Metric keys of AllocateResponse.Metrics the operator view shows. They
+// are the policies' convention (see plugins/allocator/drf), repeated here
+// because the core does not import plugins.
+const (
+	metricRoleShare      = "share/role/"
+	metricFrameworkShare = "share/framework/"
+)
+
+// Snapshot returns the operator's view now. Shares are those the allocator
+// plugin last reported: fairness is policy, and a second computation in
+// the core would disagree with policies that exclude resources or weigh
+// differently.
 func (m *Master) Snapshot() State {
 	var av AllocatorView
 	if m.alloc != nil {
@@ -88,63 +117,83 @@ func (m *Master) Snapshot() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := State{MasterID: m.id, Allocator: av}
-	var cluster resources.Resources
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
-		cluster = cluster.Add(a.total)
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
 			Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes})
 	}
-	roleAlloc := map[string]resources.Resources{}
-	roleFws := map[string][]string{}
-	fids := make([]string, 0, len(m.frameworks))
-	for id := range m.frameworks {
-		fids = append(fids, id)
-	}
-	sort.Strings(fids)
-	for _, id := range fids {
+	for _, id := range sortedMapKeys(m.frameworks) {
 		f := m.frameworks[id]
 		var alloc resources.Resources
 		fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
-			Connected: f.connected, Offers: len(f.offers)}
+			Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+			DominantShare: m.pluginMetrics[metricFrameworkShare+id]}
 		for _, t := range f.tasks {
 			alloc = alloc.Add(t.resources)
-			roleAlloc[t.role] = roleAlloc[t.role].Add(t.resources)
 			fv.Tasks = append(fv.Tasks, taskView(t))
 		}
 		for _, o := range f.offers {
 			alloc = alloc.Add(o.resources)
-			roleAlloc[o.role] = roleAlloc[o.role].Add(o.resources)
 		}
 		for _, t := range f.completed {
 			fv.Completed = append(fv.Completed, taskView(t))
 		}
 		sort.Slice(fv.Tasks, func(i, j int) bool { return fv.Tasks[i].ID < fv.Tasks[j].ID })
-		fv.DominantShare = DominantShare(alloc, cluster)
 		fv.Allocated = alloc.String()
 		st.Frameworks = append(st.Frameworks, fv)
-		for r := range f.roles {
-			roleFws[r] = append(roleFws[r], id)
-		}
 	}
-	names := make([]string, 0, len(m.roles))
-	for r := range m.roles {
-		names = append(names, r)
-	}
-	sort.Strings(names)
-	for _, r := range names {
-		w := m.roles[r]
-		if w <= 0 {
-			w = 1
-		}
-		st.Roles = append(st.Roles, RoleView{Name: r, Weight: w, DominantShare: DominantShare(roleAlloc[r], cluster) / w,
-			Allocated: roleAlloc[r].String(), Frameworks: roleFws[r]})
-	}
+	st.Roles = m.roleViewsLocked()
 	return st
 }
 
+// roleViewsLocked returns the views of the named roles, or of every known
+// role when none is named, in name order. Allocated counts the tasks and
+// outstanding offers under exactly that role.
+func (m *Master) roleViewsLocked(names ...string) []RoleView {
+	if len(names) == 0 {
+		names = sortedMapKeys(m.roles)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	alloc := map[string]resources.Resources{}
+	fws := map[string][]string{}
+	for _, id := range sortedMapKeys(m.frameworks) {
+		f := m.frameworks[id]
+		for _, t := range f.tasks {
+			if want[t.role] {
+				alloc[t.role] = alloc[t.role].Add(t.resources)
+			}
+		}
+		for _, o := range f.offers {
+			if want[o.role] {
+				alloc[o.role] = alloc[o.role].Add(o.resources)
+			}
+		}
+		for _, r := range sortedKeys(f.roles) {
+			if want[r] {
+				fws[r] = append(fws[r], id)
+			}
+		}
+	}
+	out := make([]RoleView, 0, len(names))
+	for _, n := range names {
+		rc := m.roles[n]
+		v := RoleView{Name: n, Weight: effectiveWeight(rc.Weight), Priority: rc.Priority, Guarantee: rc.Guarantee.String(),
+			Limit: rc.Limit.String(), Allocated: alloc[n].String(), DominantShare: m.pluginMetrics[metricRoleShare+n],
+			Frameworks: fws[n]}
+		if v.Frameworks == nil {
+			v.Frameworks = []string{}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func taskView(t *taskEntry) TaskView {
-	tv := TaskView{ID: t.info.TaskId, Name: t.info.Name, AgentID: t.agentID, State: t.state.String(), Resources: t.resources.String()}
+	tv := TaskView{ID: t.info.TaskId, Name: t.info.Name, AgentID: t.agentID, Role: t.role, State: t.state.String(),
+		Resources: t.resources.String(), WithinGuarantee: t.withinGuarantee}
 	if t.status != nil {
 		tv.Message = t.status.Message
 		if t.status.HasExitCode {
@@ -152,18 +201,9 @@ func taskView(t *taskEntry) TaskView {
 			tv.ExitCode = &c
 		}
 	}
-	return tv
-}
-
-// DominantShare is max over scalar resources of alloc/total.
-func DominantShare(alloc, total resources.Resources) float64 {
-	var share float64
-	for _, n := range alloc.ScalarNames() {
-		if t := total.Scalar(n); t > 0 {
-			if s := alloc.Scalar(n) / t; s > share {
-				share = s
-			}
-		}
+	if rv := t.revocation; rv != nil {
+		tv.Revocation = &RevocationView{InverseOfferID: rv.id, Reason: rv.reason, GraceSeconds: rv.grace.Seconds(),
+			DeadlineUnixMs: rv.deadline.UnixMilli(), Killed: rv.killSent}
 	}
-	return share
+	return tv
 }

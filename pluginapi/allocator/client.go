@@ -14,7 +14,8 @@ import (
 // client is an Allocator that calls a plugin over gRPC.
 type client struct {
 	base.Plugin
-	rpc allocatorpb.AllocatorClient
+	rpc    allocatorpb.AllocatorClient
+	offers offerMemory // recent responses, for offer references
 }
 
 // NewClient returns an Allocator (base service included) served over conn.
@@ -49,7 +50,7 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 }
 
 func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateResponse, error) {
-	p, err := allocateRequestToProto(req)
+	p, err := allocateRequestToProto(req, &c.offers)
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: %w", err)
 	}
@@ -61,6 +62,7 @@ func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateR
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: plugin response: %w", err)
 	}
+	c.offers.remember(resp.GetResponseId(), out.Offers, true)
 	return out, nil
 }
 

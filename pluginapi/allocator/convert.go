@@ -411,7 +411,9 @@ func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
 	return p, nil
 }
 
-func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
+// deltaFromProto converts a delta; refs resolves offer references (nil
+// outside the plugin-side glue).
+func deltaFromProto(p *allocatorpb.Delta, refs *offerMemory) (*Delta, error) {
 	d := &Delta{Version: p.GetVersion(), At: LogicalTime(p.GetAtMs())}
 	var err error
 	switch c := p.GetChange().(type) {
@@ -464,6 +466,19 @@ func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 	case *allocatorpb.Delta_DemandUpdated:
 		d.Kind = DemandUpdated
 		d.Demand, err = demandFromProto(c.DemandUpdated)
+	case *allocatorpb.Delta_AllocatedOffer:
+		d.Kind = Allocated
+		if refs == nil {
+			return nil, fmt.Errorf("delta version %d refers to an offer, which only the plugin glue can resolve", p.GetVersion())
+		}
+		d.Allocation, err = refs.resolve(c.AllocatedOffer)
+	case *allocatorpb.Delta_RecoveredOffer:
+		d.Kind = Recovered
+		if refs == nil {
+			return nil, fmt.Errorf("delta version %d refers to an offer, which only the plugin glue can resolve", p.GetVersion())
+		}
+		d.Allocation, err = refs.resolve(c.RecoveredOffer)
+		d.RefuseSeconds = c.RecoveredOffer.GetRefuseSeconds()
 	default:
 		return nil, fmt.Errorf("delta version %d has no change", p.GetVersion())
 	}
@@ -473,7 +488,9 @@ func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 	return d, nil
 }
 
-func allocateRequestToProto(r *AllocateRequest) (*allocatorpb.AllocateRequest, error) {
+// allocateRequestToProto converts a request; refs (nil: none) turns deltas
+// that repeat a recent offer into references.
+func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
 		TargetVersion: r.TargetVersion,
@@ -482,7 +499,16 @@ func allocateRequestToProto(r *AllocateRequest) (*allocatorpb.AllocateRequest, e
 		MaxOffers:     uint32(max(r.MaxOffers, 0)),
 		RevokeAfterMs: int64(r.RevokeAfter),
 	}
+	if refs != nil {
+		refs.mu.Lock()
+		defer refs.mu.Unlock()
+	}
+	p.Deltas = make([]*allocatorpb.Delta, 0, len(r.Deltas))
 	for i := range r.Deltas {
+		if ref := refs.refDelta(&r.Deltas[i]); ref != nil {
+			p.Deltas = append(p.Deltas, ref)
+			continue
+		}
 		d, err := deltaToProto(&r.Deltas[i])
 		if err != nil {
 			return nil, err
@@ -492,7 +518,7 @@ func allocateRequestToProto(r *AllocateRequest) (*allocatorpb.AllocateRequest, e
 	return p, nil
 }
 
-func allocateRequestFromProto(p *allocatorpb.AllocateRequest) (*AllocateRequest, error) {
+func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory) (*AllocateRequest, error) {
 	r := &AllocateRequest{
 		BaseVersion:   p.GetBaseVersion(),
 		TargetVersion: p.GetTargetVersion(),
@@ -502,7 +528,7 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest) (*AllocateRequest,
 		RevokeAfter:   LogicalTime(p.GetRevokeAfterMs()),
 	}
 	for _, pd := range p.GetDeltas() {
-		d, err := deltaFromProto(pd)
+		d, err := deltaFromProto(pd, refs)
 		if err != nil {
 			return nil, err
 		}

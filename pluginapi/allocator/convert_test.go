@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/corral-project/corral/sdk/resources"
@@ -50,5 +51,43 @@ func TestSnapshotChunks(t *testing.T) {
 					agents, allocs, fws, len(tt.snap.Agents), len(tt.snap.Allocations), len(tt.snap.Frameworks))
 			}
 		})
+	}
+}
+
+func TestOfferReferenceEncoding(t *testing.T) {
+	var host, plugin offerMemory
+	offers := []Proposal{
+		{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:1")},
+		{FrameworkID: "f2", Role: "r", AgentID: "a2", Resources: resources.MustParse("cpus:2")},
+	}
+	host.remember(7, offers, true)
+	plugin.remember(7, offers, false)
+	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 3, Deltas: []Delta{
+		{Version: 2, Kind: Allocated, Allocation: &Allocation{FrameworkID: "f2", Role: "r", AgentID: "a2", Resources: resources.MustParse("cpus:2")}},
+		// Same key, other resources: sent in full.
+		{Version: 3, Kind: Recovered, Allocation: &Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:0.5")}},
+	}}
+	p, err := allocateRequestToProto(req, &host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Deltas[0].GetAllocatedOffer(); r == nil || r.GetResponseId() != 7 || r.GetIndex() != 1 {
+		t.Errorf("delta 0 = %v, want a reference to offer 1 of response 7", p.Deltas[0])
+	}
+	if p.Deltas[1].GetRecovered() == nil {
+		t.Errorf("delta 1 = %v, want the resources in full", p.Deltas[1])
+	}
+	back, err := allocateRequestFromProto(p, &plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := back.Deltas[0].Allocation; a.FrameworkID != "f2" || !a.Resources.Equal(resources.MustParse("cpus:2")) {
+		t.Errorf("resolved %+v", a)
+	}
+	if _, err := allocateRequestFromProto(p, &offerMemory{}); err == nil || !strings.Contains(err.Error(), "no longer remembers") {
+		t.Errorf("unknown reference: %v", err)
+	}
+	if _, err := allocateRequestFromProto(p, nil); err == nil {
+		t.Error("a reference outside the plugin glue was accepted")
 	}
 }

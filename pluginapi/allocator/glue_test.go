@@ -321,3 +321,36 @@ func frameworkEqual(a, b *allocator.Framework) bool   { return equal(a, b) }
 func allocationEqual(a, b *allocator.Allocation) bool { return equal(a, b) }
 func deltaEqual(a, b *allocator.Delta) bool           { return equal(a, b) }
 func dumpDelta(d *allocator.Delta) string             { return fmt.Sprintf("%+v", *d) }
+
+// Deltas that repeat a recent offer cross the wire as references and reach
+// the plugin whole; a reference the plugin cannot resolve is an error.
+func TestOfferReferences(t *testing.T) {
+	offer := allocator.Proposal{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:2;mem:1024;ports:[31000-31004]")}
+	rec := &recorder{resp: &allocator.AllocateResponse{AppliedVersion: 1, Offers: []allocator.Proposal{offer}}}
+	a, _ := connect(t, rec)
+	if _, err := a.Init(ctx(t), &allocator.Snapshot{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Allocate(ctx(t), &allocator.AllocateRequest{BaseVersion: 1, TargetVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	same := &allocator.Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: offer.Resources}
+	other := &allocator.Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:1")}
+	deltas := []allocator.Delta{
+		{Version: 2, At: 5, Kind: allocator.Allocated, Allocation: same},
+		{Version: 3, At: 6, Kind: allocator.Recovered, Allocation: same, RefuseSeconds: 3600},
+		{Version: 4, At: 7, Kind: allocator.Allocated, Allocation: other},
+	}
+	rec.resp = &allocator.AllocateResponse{AppliedVersion: 4}
+	if _, err := a.Allocate(ctx(t), &allocator.AllocateRequest{BaseVersion: 1, TargetVersion: 4, Deltas: deltas}); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	got := rec.req.Deltas
+	rec.mu.Unlock()
+	for i := range deltas {
+		if !deltaEqual(&got[i], &deltas[i]) {
+			t.Errorf("delta %d: got %s, sent %s", i, dumpDelta(&got[i]), dumpDelta(&deltas[i]))
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"sync"
 
 	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
 	"google.golang.org/grpc"
@@ -16,6 +18,10 @@ import (
 type server struct {
 	allocatorpb.UnimplementedAllocatorServer
 	impl Allocator
+
+	offers     offerMemory // recent responses, to resolve offer references
+	responseMu sync.Mutex
+	responseID uint64
 }
 
 // Init reassembles the streamed snapshot and hands it to the plugin in one
@@ -50,7 +56,9 @@ func (s *server) Init(stream grpc.ClientStreamingServer[allocatorpb.InitChunk, a
 }
 
 func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (*allocatorpb.AllocateResponse, error) {
-	req, err := allocateRequestFromProto(p)
+	s.offers.mu.Lock()
+	req, err := allocateRequestFromProto(p, &s.offers)
+	s.offers.mu.Unlock()
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "allocate: %v", err)
 	}
@@ -61,5 +69,16 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	if resp == nil {
 		return nil, status.Error(codes.Internal, fmt.Sprintf("allocator returned neither a response nor an error for base version %d", req.BaseVersion))
 	}
-	return allocateResponseToProto(resp), nil
+	out := allocateResponseToProto(resp)
+	s.responseMu.Lock()
+	if s.responseID == 0 {
+		// Start anywhere: a host must never mistake a restarted plugin's
+		// responses for the previous process's.
+		s.responseID = uint64(rand.Uint32()) << 16
+	}
+	s.responseID++
+	out.ResponseId = s.responseID
+	s.responseMu.Unlock()
+	s.offers.remember(out.ResponseId, resp.Offers, false)
+	return out, nil
 }

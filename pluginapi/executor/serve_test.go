@@ -84,6 +84,15 @@ func TestServeRealProcessAndReattach(t *testing.T) {
 	if v.Pid != resp.Pid {
 		t.Errorf("Version().Pid = %d after reattach, want %d", v.Pid, resp.Pid)
 	}
+	// The task writes its environment before it sleeps; on a loaded machine
+	// that can take a while, and a shutdown first would leave no output.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if out, _ := os.ReadFile(req.StdoutPath); strings.TrimSpace(string(out)) == "y" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := e2.Shutdown(ctx(t), 100*time.Millisecond); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}

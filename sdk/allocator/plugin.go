@@ -9,6 +9,7 @@ import (
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -20,6 +21,35 @@ import (
 type Policy interface {
 	Allocate(s *State, now allocator.LogicalTime, maxOffers int) []allocator.Proposal
 }
+
+// Revoker is an optional Policy feature: revocations to propose after the
+// cycle's offers (for example preemption for a higher priority tier). The
+// SDK drops revocations of unknown tasks, of tasks within their guarantee
+// and of tasks already being revoked; the core checks them again.
+type Revoker interface {
+	Revocations(s *State, now allocator.LogicalTime, proposals []allocator.Proposal) []allocator.Revocation
+}
+
+// Resetter is an optional Policy feature for policies that remember
+// something between cycles: Reset is called whenever the plugin is
+// re-initialized from a snapshot.
+type Resetter interface {
+	Reset()
+}
+
+// FairnessExcluder is an optional Policy feature naming resources that do
+// not count toward shares, for the SDK's long-task revocation.
+type FairnessExcluder interface {
+	FairnessExclude() []string
+}
+
+// MetricDroppedRevocations counts revocations the SDK dropped as invalid.
+const MetricDroppedRevocations = "sdk/dropped_revocations"
+
+// RevocationRetry is how long the SDK waits for a proposed revocation to
+// take effect (the task to end) before it may propose it again: the core
+// may have refused it. It is well past the core's default grace of 30 s.
+const RevocationRetry allocator.LogicalTime = 120_000
 
 // MetricsReporter is an optional Policy feature: metrics to return with each
 // cycle's response, computed from the state and the cycle's proposals.
@@ -99,6 +129,9 @@ func (p *plugin) Init(ctx context.Context, snap *allocator.Snapshot) (uint64, er
 		p.valid = false
 		return 0, fmt.Errorf("allocator %s: %w", p.info.Name, err)
 	}
+	if r, ok := p.policy.(Resetter); ok {
+		r.Reset()
+	}
 	p.valid = true
 	return p.state.Version(), nil
 }
@@ -138,7 +171,7 @@ func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (
 	proposed := p.policy.Allocate(p.state, req.Now, req.MaxOffers)
 	// Re-check the policy's output on a fresh scratch view: whatever bug a
 	// policy has, the plugin never proposes the same resources twice.
-	check := p.state.Scratch()
+	check := &proposalCheck{s: p.state, byAgent: make(map[string]resources.Resources, len(proposed))}
 	offers := make([]allocator.Proposal, 0, len(proposed))
 	dropped := 0
 	for _, o := range proposed {
@@ -146,23 +179,64 @@ func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (
 			dropped++
 			continue
 		}
-		if err := check.Offer(o); err != nil {
+		if err := check.check(o); err != nil {
 			dropped++
 			continue
 		}
 		offers = append(offers, o)
 	}
 	resp := &allocator.AllocateResponse{AppliedVersion: p.state.Version(), Offers: offers}
+	revs, droppedRevs := p.revocations(req, offers)
+	resp.Revocations = revs
 	if mr, ok := p.policy.(MetricsReporter); ok {
 		resp.Metrics = mr.Metrics(p.state, offers)
 	}
-	if dropped > 0 {
-		if resp.Metrics == nil {
-			resp.Metrics = map[string]float64{}
+	for name, n := range map[string]int{MetricDroppedProposals: dropped, MetricDroppedRevocations: droppedRevs} {
+		if n > 0 {
+			if resp.Metrics == nil {
+				resp.Metrics = map[string]float64{}
+			}
+			resp.Metrics[name] = float64(n)
 		}
-		resp.Metrics[MetricDroppedProposals] = float64(dropped)
 	}
+	p.state.ResetChanges()
 	return resp, nil
+}
+
+// revocations gathers the policy's revocations and, when the operator set
+// revoke_after, the SDK's long-task revocations, keeping only valid ones.
+func (p *plugin) revocations(req *allocator.AllocateRequest, offers []allocator.Proposal) (valid []allocator.Revocation, dropped int) {
+	s := p.state
+	s.expireRevoking(req.Now, RevocationRetry)
+	var revs []allocator.Revocation
+	if rv, ok := p.policy.(Revoker); ok {
+		revs = rv.Revocations(s, req.Now, offers)
+	}
+	if req.RevokeAfter > 0 {
+		onAgent := map[string]resources.Resources{}
+		for _, o := range offers {
+			onAgent[o.AgentID] = onAgent[o.AgentID].Add(o.Resources)
+		}
+		free := func(id string) resources.Resources { return s.Available(id).Subtract(onAgent[id]) }
+		var exclude []string
+		if fe, ok := p.policy.(FairnessExcluder); ok {
+			exclude = fe.FairnessExclude()
+		}
+		revs = append(revs, LongTaskRevocations(s, UnmetDemand(s, offers), free, req.Now, req.RevokeAfter, exclude)...)
+	}
+	seen := map[taskKey]bool{}
+	for _, r := range revs {
+		k := taskKey{r.FrameworkID, r.TaskID}
+		t, ok := s.tasks[k]
+		if !ok || t.AgentID != r.AgentID || t.WithinGuarantee || seen[k] || s.Revoking(r.FrameworkID, r.TaskID) {
+			dropped++
+			continue
+		}
+		seen[k] = true
+		valid = append(valid, r)
+	}
+	s.markRevoking(valid, req.Now)
+	return valid, dropped
 }
 
 // Serve runs p as an allocator plugin binary until the host stops it,

@@ -51,7 +51,7 @@ func (v *Scratch) Available(agentID string) resources.Resources {
 // RoleShare is the role's weighted dominant share including this cycle's
 // proposals.
 func (v *Scratch) RoleShare(role string) float64 {
-	alloc := v.s.byRole[role]
+	alloc := v.s.RoleAllocated(role)
 	if extra, ok := v.byRole[role]; ok {
 		alloc = alloc.Add(extra)
 	}
@@ -61,7 +61,7 @@ func (v *Scratch) RoleShare(role string) float64 {
 // FrameworkShare is the framework's dominant share including this cycle's
 // proposals.
 func (v *Scratch) FrameworkShare(frameworkID string) float64 {
-	alloc := v.s.byFramework[frameworkID]
+	alloc := v.s.FrameworkAllocated(frameworkID)
 	if extra, ok := v.byFramework[frameworkID]; ok {
 		alloc = alloc.Add(extra)
 	}
@@ -72,27 +72,57 @@ func (v *Scratch) FrameworkShare(frameworkID string) float64 {
 // empty, names an unknown or inactive agent or framework, a role the
 // framework is not subscribed to, or more than is still available.
 func (v *Scratch) Offer(p allocator.Proposal) error {
+	if err := v.s.validProposal(p, v.byAgent[p.AgentID]); err != nil {
+		return err
+	}
+	v.byAgent[p.AgentID] = v.byAgent[p.AgentID].Add(p.Resources)
+	v.byRole[p.Role] = v.byRole[p.Role].Add(p.Resources.Scalars())
+	v.byFramework[p.FrameworkID] = v.byFramework[p.FrameworkID].Add(p.Resources.Scalars())
+	v.proposals = append(v.proposals, p)
+	return nil
+}
+
+// validProposal checks p against the state, given what the cycle already
+// proposed on the agent.
+func (s *State) validProposal(p allocator.Proposal, proposedOnAgent resources.Resources) error {
 	if p.Resources.IsEmpty() {
 		return fmt.Errorf("empty offer to framework %q on agent %q", p.FrameworkID, p.AgentID)
 	}
-	a, ok := v.s.agents[p.AgentID]
+	a, ok := s.agents[p.AgentID]
 	if !ok || !a.Active {
 		return fmt.Errorf("agent %q is unknown or inactive", p.AgentID)
 	}
-	f, ok := v.s.frameworks[p.FrameworkID]
+	f, ok := s.frameworks[p.FrameworkID]
 	if !ok || !f.Active {
 		return fmt.Errorf("framework %q is unknown or inactive", p.FrameworkID)
 	}
 	if !slices.Contains(f.Roles, p.Role) {
 		return fmt.Errorf("framework %q is not subscribed to role %q", p.FrameworkID, p.Role)
 	}
-	if avail := v.Available(p.AgentID); !avail.Contains(p.Resources) {
+	avail := s.avail[p.AgentID]
+	if !proposedOnAgent.IsEmpty() {
+		avail = avail.Subtract(proposedOnAgent)
+	}
+	if !avail.Contains(p.Resources) {
 		return fmt.Errorf("offer of %s on agent %q exceeds available %s", p.Resources, p.AgentID, avail)
 	}
-	v.byAgent[p.AgentID] = v.byAgent[p.AgentID].Add(p.Resources)
-	v.byRole[p.Role] = v.byRole[p.Role].Add(p.Resources)
-	v.byFramework[p.FrameworkID] = v.byFramework[p.FrameworkID].Add(p.Resources)
-	v.proposals = append(v.proposals, p)
+	return nil
+}
+
+// proposalCheck re-validates a policy's proposals as a whole: each one
+// valid and, together, never more than an agent has. It tracks only what
+// validation needs, so the safety net costs little.
+type proposalCheck struct {
+	s       *State
+	byAgent map[string]resources.Resources
+}
+
+func (c *proposalCheck) check(p allocator.Proposal) error {
+	prior := c.byAgent[p.AgentID]
+	if err := c.s.validProposal(p, prior); err != nil {
+		return err
+	}
+	c.byAgent[p.AgentID] = prior.Add(p.Resources)
 	return nil
 }
 

@@ -43,13 +43,30 @@ type State struct {
 	tasks      map[taskKey]*allocator.Task
 	demands    map[demandKey][]allocator.TaskShape
 
-	allocs        map[allocKey]resources.Resources
-	byAgent       map[string]resources.Resources
-	byRole        map[string]resources.Resources
-	byFramework   map[string]resources.Resources
-	clusterTotal  resources.Resources
-	filters       map[allocKey][]allocator.Filter
-	filterExpired allocator.LogicalTime // filters expiring at or before this are gone
+	allocs map[allocKey]resources.Resources
+	avail  map[string]resources.Resources // agent total minus its allocations, kept current
+	// Scalars only, in fixed point: shares and quota look at nothing else.
+	scalars     scalarIndex
+	byRole      map[string]qty
+	byRoleTree  map[string]qty // role plus all its descendants
+	byFramework map[string]qty
+	byClient    map[demandKey]qty // framework under one role
+	tasksOf     map[demandKey]qty // running tasks of a framework under one role
+
+	clusterTotal resources.Resources
+
+	filters     map[allocKey][]allocator.Filter
+	filterQueue expiryQueue // every filter's expiry, soonest first
+
+	// revoking: tasks the plugin proposed to revoke, and when.
+	revoking map[taskKey]allocator.LogicalTime
+
+	// Change tracking for policies that work incrementally (see Changes).
+	changed    map[string]struct{}
+	allChanged bool
+	// clientsGen changes whenever the set of (framework, role) pairs that
+	// may receive offers, or their configuration, may have changed.
+	clientsGen uint64
 }
 
 // NewState returns an empty state at version 0.
@@ -67,10 +84,17 @@ func (s *State) reset() {
 		tasks:       map[taskKey]*allocator.Task{},
 		demands:     map[demandKey][]allocator.TaskShape{},
 		allocs:      map[allocKey]resources.Resources{},
-		byAgent:     map[string]resources.Resources{},
-		byRole:      map[string]resources.Resources{},
-		byFramework: map[string]resources.Resources{},
+		byRole:      map[string]qty{},
+		byRoleTree:  map[string]qty{},
+		byFramework: map[string]qty{},
+		byClient:    map[demandKey]qty{},
+		tasksOf:     map[demandKey]qty{},
+		avail:       map[string]resources.Resources{},
 		filters:     map[allocKey][]allocator.Filter{},
+		changed:     map[string]struct{}{},
+		revoking:    map[taskKey]allocator.LogicalTime{},
+		allChanged:  true,
+		clientsGen:  s.clientsGen + 1,
 	}
 }
 
@@ -108,8 +132,7 @@ func (s *State) Init(snap *allocator.Snapshot) error {
 		}
 	}
 	for _, f := range snap.Filters {
-		k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-		s.filters[k] = append(s.filters[k], f)
+		s.addFilter(f)
 	}
 	for i := range snap.Tasks {
 		if err := s.addTask(&snap.Tasks[i]); err != nil {
@@ -148,6 +171,14 @@ func (s *State) Apply(d allocator.Delta) error {
 
 func (s *State) apply(d *allocator.Delta) error {
 	switch d.Kind {
+	case allocator.FrameworkAdded, allocator.FrameworkUpdated, allocator.FrameworkRemoved,
+		allocator.RoleUpdated, allocator.Suppressed, allocator.Revived, allocator.DemandUpdated:
+		// Who may receive offers changed: every agent with free resources
+		// is worth another look.
+		s.allChanged = true
+		s.clientsGen++
+	}
+	switch d.Kind {
 	case allocator.AgentAdded:
 		if d.Agent == nil {
 			return fmt.Errorf("missing agent")
@@ -163,6 +194,8 @@ func (s *State) apply(d *allocator.Delta) error {
 		}
 		s.clusterTotal = s.clusterTotal.Subtract(old.Total).Add(d.Agent.Total)
 		s.agents[d.Agent.ID] = cloneAgent(d.Agent)
+		s.avail[d.Agent.ID] = d.Agent.Total.Subtract(s.AgentAllocated(d.Agent.ID))
+		s.markChanged(d.Agent.ID)
 	case allocator.AgentRemoved:
 		if _, ok := s.agents[d.AgentID]; !ok {
 			return fmt.Errorf("unknown agent %q", d.AgentID)
@@ -219,7 +252,8 @@ func (s *State) apply(d *allocator.Delta) error {
 		}
 		roles := rolesOrAll(f, d.Roles)
 		f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return slices.Contains(roles, r) })
-		// Reviving clears filters on every agent, as Mesos' reviveOffers does.
+		// Reviving clears filters on every agent, as Mesos' reviveOffers
+		// does. Their entries in the expiry queue go stale and are skipped.
 		for k := range s.filters {
 			if k.framework == f.ID && slices.Contains(roles, k.role) {
 				delete(s.filters, k)
@@ -238,14 +272,14 @@ func (s *State) apply(d *allocator.Delta) error {
 		if _, ok := s.tasks[k]; !ok {
 			return fmt.Errorf("unknown task %q of framework %q", d.Task.ID, d.Task.FrameworkID)
 		}
-		t := *d.Task
-		s.tasks[k] = &t
+		s.removeTask(k)
+		return s.addTask(d.Task)
 	case allocator.TaskRemoved:
 		k := taskKey{d.FrameworkID, d.TaskID}
 		if _, ok := s.tasks[k]; !ok {
 			return fmt.Errorf("unknown task %q of framework %q", d.TaskID, d.FrameworkID)
 		}
-		delete(s.tasks, k)
+		s.removeTask(k)
 	case allocator.DemandUpdated:
 		if d.Demand == nil {
 			return fmt.Errorf("missing demand")
@@ -284,8 +318,70 @@ func (s *State) addTask(t *allocator.Task) error {
 	}
 	c := *t
 	s.tasks[k] = &c
+	dk := demandKey{t.FrameworkID, t.Role}
+	s.tasksOf[dk] = s.scalars.add(s.tasksOf[dk], t.Resources, 1)
 	return nil
 }
+
+func (s *State) removeTask(k taskKey) {
+	t, ok := s.tasks[k]
+	if !ok {
+		return
+	}
+	delete(s.tasks, k)
+	delete(s.revoking, k)
+	dk := demandKey{t.FrameworkID, t.Role}
+	if left := s.scalars.add(s.tasksOf[dk], t.Resources, -1); left.empty() {
+		delete(s.tasksOf, dk)
+	} else {
+		s.tasksOf[dk] = left
+	}
+}
+
+// markChanged records that an agent's free resources or filters changed.
+func (s *State) markChanged(agentID string) {
+	if !s.allChanged {
+		s.changed[agentID] = struct{}{}
+	}
+}
+
+// Changes reports the agents whose free resources, filters or activity
+// changed since the last ResetChanges, or all=true when something that
+// concerns every agent changed (a framework, role, demand, suppress or
+// revive, or a fresh Init). A policy that found no taker for an agent's
+// free resources can skip it until it shows up here again. NewPlugin
+// resets changes after every cycle.
+func (s *State) Changes() (agentIDs []string, all bool) {
+	if s.allChanged {
+		return nil, true
+	}
+	out := make([]string, 0, len(s.changed))
+	for id := range s.changed {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, false
+}
+
+// AgentChanged reports whether Changes would list the agent.
+func (s *State) AgentChanged(agentID string) bool {
+	if s.allChanged {
+		return true
+	}
+	_, ok := s.changed[agentID]
+	return ok
+}
+
+// ResetChanges forgets the changes reported so far.
+func (s *State) ResetChanges() {
+	s.allChanged = false
+	clear(s.changed)
+}
+
+// ClientsGeneration changes whenever frameworks, their roles, suppression,
+// demand or role configuration may have changed; policies can cache what
+// they derive from those until it does.
+func (s *State) ClientsGeneration() uint64 { return s.clientsGen }
 
 func (s *State) setDemand(d *allocator.Demand) error {
 	if d.FrameworkID == "" || d.Role == "" {
@@ -324,17 +420,21 @@ func (s *State) addAgent(a *allocator.Agent) error {
 	s.agents[a.ID] = cloneAgent(a)
 	s.agentIDs = nil
 	s.clusterTotal = s.clusterTotal.Add(a.Total)
+	s.avail[a.ID] = a.Total
+	s.markChanged(a.ID)
 	return nil
 }
 
 func (s *State) removeAgent(id string) {
 	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].Total)
 	delete(s.agents, id)
+	delete(s.avail, id)
+	delete(s.changed, id)
 	s.agentIDs = nil
 	s.forget(func(k allocKey) bool { return k.agent == id })
 	for k, t := range s.tasks {
 		if t.AgentID == id {
-			delete(s.tasks, k)
+			s.removeTask(k)
 		}
 	}
 }
@@ -358,7 +458,7 @@ func (s *State) removeFramework(id string) {
 	s.forget(func(k allocKey) bool { return k.framework == id })
 	for k := range s.tasks {
 		if k.framework == id {
-			delete(s.tasks, k)
+			s.removeTask(k)
 		}
 	}
 	for k := range s.demands {
@@ -393,9 +493,8 @@ func (s *State) allocate(a *allocator.Allocation) error {
 	}
 	k := allocKey{a.FrameworkID, a.Role, a.AgentID}
 	s.allocs[k] = s.allocs[k].Add(a.Resources)
-	s.byAgent[k.agent] = s.byAgent[k.agent].Add(a.Resources)
-	s.byRole[k.role] = s.byRole[k.role].Add(a.Resources)
-	s.byFramework[k.framework] = s.byFramework[k.framework].Add(a.Resources)
+	s.avail[k.agent] = s.avail[k.agent].Subtract(a.Resources)
+	s.account(k, a.Resources, 1)
 	return nil
 }
 
@@ -407,14 +506,21 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 			a.Resources, k.framework, k.role, k.agent, held)
 	}
 	s.unaccount(k, a.Resources)
+	s.markChanged(k.agent)
 	if refuseSeconds > 0 && !a.Resources.IsEmpty() {
-		s.filters[k] = append(s.filters[k], allocator.Filter{
+		s.addFilter(allocator.Filter{
 			FrameworkID: k.framework, Role: k.role, AgentID: k.agent,
 			Resources: a.Resources,
 			ExpiresAt: at + allocator.LogicalTime(refuseSeconds*1000),
 		})
 	}
 	return nil
+}
+
+func (s *State) addFilter(f allocator.Filter) {
+	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
+	s.filters[k] = append(s.filters[k], f)
+	s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
 }
 
 // unaccount removes r from allocation k and from the aggregates.
@@ -424,9 +530,26 @@ func (s *State) unaccount(k allocKey, r resources.Resources) {
 	} else {
 		s.allocs[k] = left
 	}
-	s.byAgent[k.agent] = s.byAgent[k.agent].Subtract(r)
-	s.byRole[k.role] = s.byRole[k.role].Subtract(r)
-	s.byFramework[k.framework] = s.byFramework[k.framework].Subtract(r)
+	if a, ok := s.agents[k.agent]; ok {
+		// Never more than the total, even if a snapshot over-booked it.
+		s.avail[k.agent] = s.avail[k.agent].Add(r).Intersect(a.Total)
+	}
+	s.account(k, r, -1)
+}
+
+// account adds sign × r to the scalar aggregates of allocation k.
+func (s *State) account(k allocKey, r resources.Resources, sign int64) {
+	s.byRole[k.role] = s.scalars.add(s.byRole[k.role], r, sign)
+	for _, role := range resources.RoleAncestors(k.role) {
+		s.byRoleTree[role] = s.scalars.add(s.byRoleTree[role], r, sign)
+	}
+	s.byFramework[k.framework] = s.scalars.add(s.byFramework[k.framework], r, sign)
+	ck := demandKey{k.framework, k.role}
+	if q := s.scalars.add(s.byClient[ck], r, sign); q.empty() {
+		delete(s.byClient, ck)
+	} else {
+		s.byClient[ck] = q
+	}
 }
 
 // Advance moves the state's clock to now (never backwards) and forgets
@@ -435,13 +558,21 @@ func (s *State) Advance(now allocator.LogicalTime) {
 	if now > s.now {
 		s.now = now
 	}
-	for k, fs := range s.filters {
+	// Only filters whose expiry has come are visited: the cost follows
+	// what expires, not how many filters exist.
+	for s.filterQueue.len() > 0 && s.filterQueue.peek().at <= s.now {
+		k := s.filterQueue.pop().key
+		fs, ok := s.filters[k]
+		if !ok {
+			continue // revived or forgotten since
+		}
 		fs = slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now })
 		if len(fs) == 0 {
 			delete(s.filters, k)
 		} else {
 			s.filters[k] = fs
 		}
+		s.markChanged(k.agent)
 	}
 }
 
@@ -490,11 +621,7 @@ func (s *State) AgentActive(id string) bool {
 // Available is what is left on an agent: its total minus every allocation
 // (tasks and outstanding offers) the master has booked there.
 func (s *State) Available(agentID string) resources.Resources {
-	a, ok := s.agents[agentID]
-	if !ok {
-		return resources.Resources{}
-	}
-	return a.Total.Subtract(s.byAgent[agentID])
+	return s.avail[agentID]
 }
 
 // ClusterTotal is the sum of all agents' totals, active or not (as in
@@ -645,15 +772,45 @@ func (s *State) Allocations() []allocator.Allocation {
 }
 
 // AgentAllocated is the sum of all allocations on an agent.
-func (s *State) AgentAllocated(agentID string) resources.Resources { return s.byAgent[agentID] }
+func (s *State) AgentAllocated(agentID string) resources.Resources {
+	var sum resources.Resources
+	for k, r := range s.allocs {
+		if k.agent == agentID {
+			sum = sum.Add(r)
+		}
+	}
+	return sum
+}
 
 // RoleAllocated is the sum of a role's allocations across the cluster.
-func (s *State) RoleAllocated(role string) resources.Resources { return s.byRole[role] }
+// Like every per-role, per-framework and per-client aggregate it holds
+// scalars only (ranges and sets do not count toward shares or quota).
+func (s *State) RoleAllocated(role string) resources.Resources {
+	return s.scalars.resources(s.byRole[role])
+}
+
+// RoleTreeAllocated is the sum of the allocations of a role and all its
+// descendants ("eng" counts "eng/ml"): what hierarchical shares and quota
+// are measured on.
+func (s *State) RoleTreeAllocated(role string) resources.Resources {
+	return s.scalars.resources(s.byRoleTree[role])
+}
+
+// ClientAllocated is what a framework holds under one role.
+func (s *State) ClientAllocated(frameworkID, role string) resources.Resources {
+	return s.scalars.resources(s.byClient[demandKey{frameworkID, role}])
+}
+
+// ClientTasks is the sum of the running tasks of a framework under one role.
+// ClientAllocated minus this is what its outstanding offers hold.
+func (s *State) ClientTasks(frameworkID, role string) resources.Resources {
+	return s.scalars.resources(s.tasksOf[demandKey{frameworkID, role}])
+}
 
 // FrameworkAllocated is the sum of a framework's allocations across roles
 // and agents.
 func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
-	return s.byFramework[frameworkID]
+	return s.scalars.resources(s.byFramework[frameworkID])
 }
 
 // Filters returns the filters active at now (now < ExpiresAt), sorted by
@@ -700,32 +857,12 @@ func (s *State) Filtered(frameworkID, role, agentID string, offered resources.Re
 // the cluster total of any scalar resource (other than those in exclude)
 // that the role holds, divided by its weight.
 func (s *State) RoleShare(role string, exclude ...string) float64 {
-	return DominantShare(s.byRole[role], s.clusterTotal, exclude...) / s.Weight(role)
+	return DominantShare(s.RoleAllocated(role), s.clusterTotal, exclude...) / s.Weight(role)
 }
 
 // FrameworkShare is the framework's dominant share across all its roles.
 func (s *State) FrameworkShare(frameworkID string, exclude ...string) float64 {
-	return DominantShare(s.byFramework[frameworkID], s.clusterTotal, exclude...)
-}
-
-// DominantShare returns max over scalar resources r of allocated_r/total_r,
-// skipping resources named in exclude and resources the cluster has none
-// of. Ranges and sets do not count, as in Mesos' DRF sorter.
-func DominantShare(allocated, total resources.Resources, exclude ...string) float64 {
-	var share float64
-	for _, n := range allocated.ScalarNames() {
-		if slices.Contains(exclude, n) {
-			continue
-		}
-		t := total.Scalar(n)
-		if t <= 0 {
-			continue
-		}
-		if v := allocated.Scalar(n) / t; v > share {
-			share = v
-		}
-	}
-	return share
+	return DominantShare(s.FrameworkAllocated(frameworkID), s.clusterTotal, exclude...)
 }
 
 func cloneAgent(a *allocator.Agent) *allocator.Agent {

@@ -21,42 +21,83 @@ func (s RangeSet) Len() uint64 {
 	return n
 }
 
-// Union returns s ∪ o.
+// Union returns s ∪ o. Both are normalized, so one linear merge does:
+// the allocator unions port ranges many thousand times per cycle.
 func (s RangeSet) Union(o RangeSet) RangeSet {
-	all := make(RangeSet, 0, len(s)+len(o))
-	all = append(all, s...)
-	all = append(all, o...)
-	return all.normalize()
-}
-
-// Minus returns s \ o.
-func (s RangeSet) Minus(o RangeSet) RangeSet {
-	out := RangeSet{}
-	for _, r := range s {
-		pieces := RangeSet{r}
-		for _, cut := range o {
-			var next RangeSet
-			for _, p := range pieces {
-				if cut.End < p.Begin || cut.Begin > p.End {
-					next = append(next, p)
-					continue
-				}
-				if cut.Begin > p.Begin {
-					next = append(next, Range{p.Begin, cut.Begin - 1})
-				}
-				if cut.End < p.End {
-					next = append(next, Range{cut.End + 1, p.End})
-				}
-			}
-			pieces = next
-		}
-		out = append(out, pieces...)
+	if len(o) == 0 {
+		return s.clone()
 	}
-	return out.normalize()
+	if len(s) == 0 {
+		return o.clone()
+	}
+	out := make(RangeSet, 0, len(s)+len(o))
+	i, j := 0, 0
+	for i < len(s) || j < len(o) {
+		var r Range
+		if j == len(o) || (i < len(s) && s[i].Begin <= o[j].Begin) {
+			r = s[i]
+			i++
+		} else {
+			r = o[j]
+			j++
+		}
+		if n := len(out); n > 0 && (r.Begin <= out[n-1].End || out[n-1].End != ^uint64(0) && r.Begin == out[n-1].End+1) {
+			if r.End > out[n-1].End {
+				out[n-1].End = r.End
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
-// Contains reports whether every integer of o is in s.
-func (s RangeSet) Contains(o RangeSet) bool { return len(o.Minus(s)) == 0 }
+// Minus returns s \ o, sweeping both sorted lists once.
+func (s RangeSet) Minus(o RangeSet) RangeSet {
+	if len(s) == 0 {
+		return nil
+	}
+	if len(o) == 0 {
+		return s.clone()
+	}
+	var out RangeSet
+	j := 0
+	for _, r := range s {
+		begin := r.Begin
+		for j < len(o) && o[j].End < begin {
+			j++
+		}
+		covered := false // the rest of r is cut away
+		for k := j; k < len(o) && o[k].Begin <= r.End; k++ {
+			if o[k].Begin > begin {
+				out = append(out, Range{begin, o[k].Begin - 1})
+			}
+			if o[k].End >= r.End {
+				covered = true
+				break
+			}
+			begin = o[k].End + 1
+		}
+		if !covered {
+			out = append(out, Range{begin, r.End})
+		}
+	}
+	return out
+}
+
+// Contains reports whether every integer of o is in s, without allocating.
+func (s RangeSet) Contains(o RangeSet) bool {
+	i := 0
+	for _, r := range o {
+		for i < len(s) && s[i].End < r.Begin {
+			i++
+		}
+		if i == len(s) || s[i].Begin > r.Begin || s[i].End < r.End {
+			return false
+		}
+	}
+	return true
+}
 
 // Take returns the first n integers of s as a set, or false when s is smaller.
 func (s RangeSet) Take(n uint64) (RangeSet, bool) {

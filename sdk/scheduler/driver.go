@@ -66,6 +66,14 @@ type driver struct {
 	streamID    string          // "" while not subscribed
 	roles       []string        // the framework's roles, for role-less Suppress/Revive
 	suppressed  map[string]bool // roles suppressed now, re-sent at re-subscription
+	// demand is the last declaration the master accepted per role, re-sent
+	// at re-subscription (the master drops demand with the old stream).
+	demand map[string][]*corralpb.TaskShape
+
+	// requestMu serializes Request calls (the framework's and Run's re-sends)
+	// so that the master receives declarations in the order demand records
+	// them; otherwise a re-send racing a newer Request could win.
+	requestMu sync.Mutex
 
 	teardownOnce sync.Once
 	tornDown     chan struct{} // closed once the master accepted Teardown
@@ -76,7 +84,7 @@ func newDriver(client corralpb.SchedulerClient, frameworkID string, roles, suppr
 		roles = []string{"*"} // the master's default too
 	}
 	d := &driver{client: client, frameworkID: frameworkID, roles: roles,
-		suppressed: map[string]bool{}, tornDown: make(chan struct{})}
+		suppressed: map[string]bool{}, demand: map[string][]*corralpb.TaskShape{}, tornDown: make(chan struct{})}
 	for _, r := range suppressed {
 		d.suppressed[r] = true
 	}
@@ -94,6 +102,7 @@ func (d *driver) setSuppressed(on bool, roles []string) {
 	for _, r := range roles {
 		if on {
 			d.suppressed[r] = true
+			delete(d.demand, r) // the master drops it too
 		} else {
 			delete(d.suppressed, r)
 		}
@@ -255,6 +264,70 @@ func (d *driver) Teardown(ctx context.Context) error {
 		d.teardownOnce.Do(func() { close(d.tornDown) })
 	}
 	return err
+}
+
+func (d *driver) Request(ctx context.Context, role string, shapes ...TaskShape) error {
+	wire, err := shapesToProto(shapes)
+	if err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	d.requestMu.Lock()
+	defer d.requestMu.Unlock()
+	return d.request(ctx, role, wire)
+}
+
+// request sends one RequestCall and records it once accepted. The caller
+// holds requestMu.
+func (d *driver) request(ctx context.Context, role string, shapes []*corralpb.TaskShape) error {
+	err := call(ctx, d, "request", func(h *corralpb.CallHeader) *corralpb.RequestCall {
+		return &corralpb.RequestCall{Header: h, Role: role, Shapes: shapes}
+	}, func(ctx context.Context, r *corralpb.RequestCall) error {
+		_, err := d.client.Request(ctx, r)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if role == "" && len(d.roles) == 1 {
+		role = d.roles[0] // what the master resolves "" to
+	}
+	if len(shapes) == 0 {
+		delete(d.demand, role)
+	} else {
+		d.demand[role] = shapes
+	}
+	return nil
+}
+
+// redeclare re-sends every recorded declaration on the current stream. A
+// failure is returned per role; the record stays, so the next
+// re-subscription tries again.
+func (d *driver) redeclare(ctx context.Context) map[string]error {
+	d.requestMu.Lock()
+	defer d.requestMu.Unlock()
+	d.mu.Lock()
+	roles := make([]string, 0, len(d.demand))
+	for r := range d.demand {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	shapes := make([][]*corralpb.TaskShape, len(roles))
+	for i, r := range roles {
+		shapes[i] = d.demand[r]
+	}
+	d.mu.Unlock()
+	var errs map[string]error
+	for i, r := range roles {
+		if err := d.request(ctx, r, shapes[i]); err != nil {
+			if errs == nil {
+				errs = map[string]error{}
+			}
+			errs[r] = err
+		}
+	}
+	return errs
 }
 
 // acknowledge is the automatic ACKNOWLEDGE Run sends after Update returns.

@@ -221,6 +221,11 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 			subscribed = true
 			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master_id", sub.GetMasterId(),
 				"heartbeat_interval", sub.GetHeartbeatIntervalSeconds(), "reconnected", resubscribe)
+			// Before the callback, so that the framework finds its demand as
+			// it left it and any Request it makes now replaces the old one.
+			for role, err := range r.d.redeclare(ctx) {
+				r.log.Warn("re-declaring demand failed", "role", role, "error", err)
+			}
 			r.sched.Subscribed(ctx, r.d, sub.GetFrameworkId(), resubscribe)
 			if resubscribe && !r.d.isTornDown() {
 				// Tasks may have changed state while we were away; implicit
@@ -247,6 +252,13 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 			lastError = e.Error.GetMessage()
 			r.log.Error("error from master", "message", lastError)
 			r.sched.Error(ctx, r.d, lastError)
+		case *corralpb.Event_InverseOffers_:
+			offers := e.InverseOffers.GetInverseOffers()
+			if h, ok := r.sched.(InverseOfferHandler); ok {
+				h.InverseOffers(ctx, r.d, offers)
+			} else {
+				logInverseOffers(r.log, offers)
+			}
 		case *corralpb.Event_Heartbeat_:
 		default:
 			r.log.Debug("ignoring unknown event", "event", fmt.Sprintf("%T", e))

@@ -3,8 +3,8 @@
 // on one goroutine and hands it a Driver to answer with (launch, decline,
 // kill, ...). Run takes care of what every Mesos framework otherwise writes
 // by hand: acknowledging status updates, watching heartbeats, reconnecting
-// with backoff under the same framework ID, and reconciling after each
-// re-subscription.
+// with backoff under the same framework ID, and after each re-subscription
+// re-declaring the framework's demand and reconciling.
 package scheduler
 
 import (
@@ -89,6 +89,16 @@ type Driver interface {
 	Reconcile(ctx context.Context, tasks []*corralpb.ReconcileRequest_Task) error
 	// Message sends opaque data to a task's executor.
 	Message(ctx context.Context, agentID, taskID string, data []byte) error
+	// Request declares the framework's demand under role ("" for the
+	// framework's only role): the tasks it still wants to launch, by shape.
+	// Each call replaces the previous declaration for the role; no shapes
+	// (or only shapes with Count 0) withdraw it, and so does Suppress.
+	// Allocators that understand demand size offers to whole tasks and
+	// share an agent between frameworks (DRF's progressive filling); others
+	// ignore it. A suppressed role must be revived before declaring.
+	// Run re-sends the last accepted declaration of every role after a
+	// re-subscription, since the master forgets demand when a stream ends.
+	Request(ctx context.Context, role string, shapes ...TaskShape) error
 	// Teardown removes the framework: the master kills its tasks and forgets
 	// it. Run returns nil afterwards.
 	Teardown(ctx context.Context) error

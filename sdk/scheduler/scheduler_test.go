@@ -34,6 +34,7 @@ type fakeMaster struct {
 
 	mu          sync.Mutex
 	subs        []*corralpb.SubscribeRequest
+	requests    []*corralpb.RequestCall
 	acks        []*corralpb.AcknowledgeRequest
 	reconciles  []*corralpb.ReconcileRequest
 	teardowns   int
@@ -160,6 +161,22 @@ func (m *fakeMaster) Suppress(_ context.Context, req *corralpb.SuppressRequest) 
 	return &corralpb.CallResponse{}, m.check(req.GetHeader())
 }
 
+func (m *fakeMaster) Request(_ context.Context, req *corralpb.RequestCall) (*corralpb.CallResponse, error) {
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests = append(m.requests, req)
+	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) requestLog() []*corralpb.RequestCall {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.requests)
+}
+
 func (m *fakeMaster) Teardown(_ context.Context, req *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
 	if err := m.check(req.GetHeader()); err != nil {
 		return nil, err
@@ -267,7 +284,7 @@ func (r *recorder) currentDriver() Driver {
 
 // startRun runs Run in the background; the returned channel yields its
 // result. Cleanup cancels it and waits, so no goroutine outlives the test.
-func startRun(t *testing.T, m *fakeMaster, s Scheduler) (<-chan error, context.CancelFunc) {
+func startRun(t *testing.T, m *fakeMaster, s Scheduler, configure ...func(*Config)) (<-chan error, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -277,6 +294,9 @@ func startRun(t *testing.T, m *fakeMaster, s Scheduler) (<-chan error, context.C
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}}),
 		ReconnectMin: 10 * time.Millisecond,
 		ReconnectMax: 50 * time.Millisecond,
+	}
+	for _, c := range configure {
+		c(&cfg)
 	}
 	go func() { done <- Run(ctx, cfg, s) }()
 	result := make(chan error, 1)

@@ -81,7 +81,7 @@ func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocateRequest_Trigger.Descriptor instead.
 func (AllocateRequest_Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{10, 0}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type Agent struct {
@@ -806,6 +806,8 @@ type Delta struct {
 	//	*Delta_TaskUpdated
 	//	*Delta_TaskRemoved_
 	//	*Delta_DemandUpdated
+	//	*Delta_AllocatedOffer
+	//	*Delta_RecoveredOffer
 	Change        isDelta_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -997,6 +999,24 @@ func (x *Delta) GetDemandUpdated() *Demand {
 	return nil
 }
 
+func (x *Delta) GetAllocatedOffer() *OfferRef {
+	if x != nil {
+		if x, ok := x.Change.(*Delta_AllocatedOffer); ok {
+			return x.AllocatedOffer
+		}
+	}
+	return nil
+}
+
+func (x *Delta) GetRecoveredOffer() *OfferRef {
+	if x != nil {
+		if x, ok := x.Change.(*Delta_RecoveredOffer); ok {
+			return x.RecoveredOffer
+		}
+	}
+	return nil
+}
+
 type isDelta_Change interface {
 	isDelta_Change()
 }
@@ -1063,6 +1083,18 @@ type Delta_DemandUpdated struct {
 	DemandUpdated *Demand `protobuf:"bytes,17,opt,name=demand_updated,json=demandUpdated,proto3,oneof"`
 }
 
+type Delta_AllocatedOffer struct {
+	// The compact wire form of allocated/recovered when the allocation is
+	// exactly an offer the plugin proposed in a recent response (the
+	// master committing or recovering it): the glue sends a reference
+	// instead of the resources again. Implementations never see these.
+	AllocatedOffer *OfferRef `protobuf:"bytes,18,opt,name=allocated_offer,json=allocatedOffer,proto3,oneof"`
+}
+
+type Delta_RecoveredOffer struct {
+	RecoveredOffer *OfferRef `protobuf:"bytes,19,opt,name=recovered_offer,json=recoveredOffer,proto3,oneof"`
+}
+
 func (*Delta_AgentAdded) isDelta_Change() {}
 
 func (*Delta_AgentUpdated) isDelta_Change() {}
@@ -1093,6 +1125,71 @@ func (*Delta_TaskRemoved_) isDelta_Change() {}
 
 func (*Delta_DemandUpdated) isDelta_Change() {}
 
+func (*Delta_AllocatedOffer) isDelta_Change() {}
+
+func (*Delta_RecoveredOffer) isDelta_Change() {}
+
+// OfferRef names offer `index` of the response `response_id`.
+type OfferRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResponseId    uint64                 `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
+	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	RefuseSeconds float64                `protobuf:"fixed64,3,opt,name=refuse_seconds,json=refuseSeconds,proto3" json:"refuse_seconds,omitempty"` // recovered only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferRef) Reset() {
+	*x = OfferRef{}
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferRef) ProtoMessage() {}
+
+func (x *OfferRef) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferRef.ProtoReflect.Descriptor instead.
+func (*OfferRef) Descriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OfferRef) GetResponseId() uint64 {
+	if x != nil {
+		return x.ResponseId
+	}
+	return 0
+}
+
+func (x *OfferRef) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *OfferRef) GetRefuseSeconds() float64 {
+	if x != nil {
+		return x.RefuseSeconds
+	}
+	return 0
+}
+
 type AllocateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The version the core believes the plugin holds. A plugin holding another
@@ -1113,7 +1210,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1222,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1235,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{10}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AllocateRequest) GetBaseVersion() uint64 {
@@ -1202,7 +1299,7 @@ type OfferProposal struct {
 
 func (x *OfferProposal) Reset() {
 	*x = OfferProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1311,7 @@ func (x *OfferProposal) String() string {
 func (*OfferProposal) ProtoMessage() {}
 
 func (x *OfferProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1324,7 @@ func (x *OfferProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferProposal.ProtoReflect.Descriptor instead.
 func (*OfferProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OfferProposal) GetFrameworkId() string {
@@ -1274,7 +1371,7 @@ type RevocationProposal struct {
 
 func (x *RevocationProposal) Reset() {
 	*x = RevocationProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1383,7 @@ func (x *RevocationProposal) String() string {
 func (*RevocationProposal) ProtoMessage() {}
 
 func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1396,7 @@ func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationProposal.ProtoReflect.Descriptor instead.
 func (*RevocationProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevocationProposal) GetFrameworkId() string {
@@ -1336,13 +1433,15 @@ type AllocateResponse struct {
 	Offers         []*OfferProposal       `protobuf:"bytes,2,rep,name=offers,proto3" json:"offers,omitempty"`
 	Metrics        map[string]float64     `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Revocations    []*RevocationProposal  `protobuf:"bytes,4,rep,name=revocations,proto3" json:"revocations,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set by the plugin-side glue; requests may refer to its offers.
+	ResponseId    uint64 `protobuf:"varint,5,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1453,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1466,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AllocateResponse) GetAppliedVersion() uint64 {
@@ -1398,6 +1497,13 @@ func (x *AllocateResponse) GetRevocations() []*RevocationProposal {
 	return nil
 }
 
+func (x *AllocateResponse) GetResponseId() uint64 {
+	if x != nil {
+		return x.ResponseId
+	}
+	return 0
+}
+
 type Delta_AgentRemoved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -1407,7 +1513,7 @@ type Delta_AgentRemoved struct {
 
 func (x *Delta_AgentRemoved) Reset() {
 	*x = Delta_AgentRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1525,7 @@ func (x *Delta_AgentRemoved) String() string {
 func (*Delta_AgentRemoved) ProtoMessage() {}
 
 func (x *Delta_AgentRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1557,7 @@ type Delta_FrameworkRemoved struct {
 
 func (x *Delta_FrameworkRemoved) Reset() {
 	*x = Delta_FrameworkRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1569,7 @@ func (x *Delta_FrameworkRemoved) String() string {
 func (*Delta_FrameworkRemoved) ProtoMessage() {}
 
 func (x *Delta_FrameworkRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1604,7 @@ type Delta_Recovered struct {
 
 func (x *Delta_Recovered) Reset() {
 	*x = Delta_Recovered{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1616,7 @@ func (x *Delta_Recovered) String() string {
 func (*Delta_Recovered) ProtoMessage() {}
 
 func (x *Delta_Recovered) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1656,7 @@ type Delta_Suppress struct {
 
 func (x *Delta_Suppress) Reset() {
 	*x = Delta_Suppress{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1668,7 @@ func (x *Delta_Suppress) String() string {
 func (*Delta_Suppress) ProtoMessage() {}
 
 func (x *Delta_Suppress) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1708,7 @@ type Delta_Revive struct {
 
 func (x *Delta_Revive) Reset() {
 	*x = Delta_Revive{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1720,7 @@ func (x *Delta_Revive) String() string {
 func (*Delta_Revive) ProtoMessage() {}
 
 func (x *Delta_Revive) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1760,7 @@ type Delta_TaskRemoved struct {
 
 func (x *Delta_TaskRemoved) Reset() {
 	*x = Delta_TaskRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1772,7 @@ func (x *Delta_TaskRemoved) String() string {
 func (*Delta_TaskRemoved) ProtoMessage() {}
 
 func (x *Delta_TaskRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1871,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x05tasks\x18\b \x03(\v2 .corral.plugin.allocator.v2.TaskR\x05tasks\x12<\n" +
 	"\ademands\x18\t \x03(\v2\".corral.plugin.allocator.v2.DemandR\ademands\"(\n" +
 	"\fInitResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"\xfe\f\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\xa0\x0e\n" +
 	"\x05Delta\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x13\n" +
 	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12D\n" +
@@ -1788,7 +1894,9 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"task_added\x18\x0e \x01(\v2 .corral.plugin.allocator.v2.TaskH\x00R\ttaskAdded\x12E\n" +
 	"\ftask_updated\x18\x0f \x01(\v2 .corral.plugin.allocator.v2.TaskH\x00R\vtaskUpdated\x12R\n" +
 	"\ftask_removed\x18\x10 \x01(\v2-.corral.plugin.allocator.v2.Delta.TaskRemovedH\x00R\vtaskRemoved\x12K\n" +
-	"\x0edemand_updated\x18\x11 \x01(\v2\".corral.plugin.allocator.v2.DemandH\x00R\rdemandUpdated\x1a)\n" +
+	"\x0edemand_updated\x18\x11 \x01(\v2\".corral.plugin.allocator.v2.DemandH\x00R\rdemandUpdated\x12O\n" +
+	"\x0fallocated_offer\x18\x12 \x01(\v2$.corral.plugin.allocator.v2.OfferRefH\x00R\x0eallocatedOffer\x12O\n" +
+	"\x0frecovered_offer\x18\x13 \x01(\v2$.corral.plugin.allocator.v2.OfferRefH\x00R\x0erecoveredOffer\x1a)\n" +
 	"\fAgentRemoved\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x1a5\n" +
 	"\x10FrameworkRemoved\x12!\n" +
@@ -1807,7 +1915,12 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vTaskRemoved\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskIdB\b\n" +
-	"\x06change\"\xb0\x03\n" +
+	"\x06change\"h\n" +
+	"\bOfferRef\x12\x1f\n" +
+	"\vresponse_id\x18\x01 \x01(\x04R\n" +
+	"responseId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12%\n" +
+	"\x0erefuse_seconds\x18\x03 \x01(\x01R\rrefuseSeconds\"\xb0\x03\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -1831,12 +1944,14 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xe1\x02\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x82\x03\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
 	"\ametrics\x18\x03 \x03(\v29.corral.plugin.allocator.v2.AllocateResponse.MetricsEntryR\ametrics\x12P\n" +
-	"\vrevocations\x18\x04 \x03(\v2..corral.plugin.allocator.v2.RevocationProposalR\vrevocations\x1a:\n" +
+	"\vrevocations\x18\x04 \x03(\v2..corral.plugin.allocator.v2.RevocationProposalR\vrevocations\x12\x1f\n" +
+	"\vresponse_id\x18\x05 \x01(\x04R\n" +
+	"responseId\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012\xcd\x01\n" +
@@ -1857,7 +1972,7 @@ func file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP() []byte {
 }
 
 var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(AllocateRequest_Trigger)(0),   // 0: corral.plugin.allocator.v2.AllocateRequest.Trigger
 	(*Agent)(nil),                  // 1: corral.plugin.allocator.v2.Agent
@@ -1870,33 +1985,34 @@ var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(*InitChunk)(nil),              // 8: corral.plugin.allocator.v2.InitChunk
 	(*InitResponse)(nil),           // 9: corral.plugin.allocator.v2.InitResponse
 	(*Delta)(nil),                  // 10: corral.plugin.allocator.v2.Delta
-	(*AllocateRequest)(nil),        // 11: corral.plugin.allocator.v2.AllocateRequest
-	(*OfferProposal)(nil),          // 12: corral.plugin.allocator.v2.OfferProposal
-	(*RevocationProposal)(nil),     // 13: corral.plugin.allocator.v2.RevocationProposal
-	(*AllocateResponse)(nil),       // 14: corral.plugin.allocator.v2.AllocateResponse
-	nil,                            // 15: corral.plugin.allocator.v2.Agent.AttributesEntry
-	nil,                            // 16: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	(*Delta_AgentRemoved)(nil),     // 17: corral.plugin.allocator.v2.Delta.AgentRemoved
-	(*Delta_FrameworkRemoved)(nil), // 18: corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	(*Delta_Recovered)(nil),        // 19: corral.plugin.allocator.v2.Delta.Recovered
-	(*Delta_Suppress)(nil),         // 20: corral.plugin.allocator.v2.Delta.Suppress
-	(*Delta_Revive)(nil),           // 21: corral.plugin.allocator.v2.Delta.Revive
-	(*Delta_TaskRemoved)(nil),      // 22: corral.plugin.allocator.v2.Delta.TaskRemoved
-	nil,                            // 23: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	(*proto.Resource)(nil),         // 24: corral.v1.Resource
-	(*proto.TaskShape)(nil),        // 25: corral.v1.TaskShape
-	(*proto.MinAllocatable)(nil),   // 26: corral.v1.MinAllocatable
+	(*OfferRef)(nil),               // 11: corral.plugin.allocator.v2.OfferRef
+	(*AllocateRequest)(nil),        // 12: corral.plugin.allocator.v2.AllocateRequest
+	(*OfferProposal)(nil),          // 13: corral.plugin.allocator.v2.OfferProposal
+	(*RevocationProposal)(nil),     // 14: corral.plugin.allocator.v2.RevocationProposal
+	(*AllocateResponse)(nil),       // 15: corral.plugin.allocator.v2.AllocateResponse
+	nil,                            // 16: corral.plugin.allocator.v2.Agent.AttributesEntry
+	nil,                            // 17: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	(*Delta_AgentRemoved)(nil),     // 18: corral.plugin.allocator.v2.Delta.AgentRemoved
+	(*Delta_FrameworkRemoved)(nil), // 19: corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	(*Delta_Recovered)(nil),        // 20: corral.plugin.allocator.v2.Delta.Recovered
+	(*Delta_Suppress)(nil),         // 21: corral.plugin.allocator.v2.Delta.Suppress
+	(*Delta_Revive)(nil),           // 22: corral.plugin.allocator.v2.Delta.Revive
+	(*Delta_TaskRemoved)(nil),      // 23: corral.plugin.allocator.v2.Delta.TaskRemoved
+	nil,                            // 24: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	(*proto.Resource)(nil),         // 25: corral.v1.Resource
+	(*proto.TaskShape)(nil),        // 26: corral.v1.TaskShape
+	(*proto.MinAllocatable)(nil),   // 27: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
-	24, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
-	15, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
-	16, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	24, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
-	24, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
-	24, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
-	25, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
-	24, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
-	24, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
+	25, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
+	16, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
+	17, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	25, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
+	25, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
+	25, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
+	26, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
+	25, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
+	25, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
 	1,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
 	2,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
 	3,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
@@ -1906,36 +2022,38 @@ var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
 	5,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
 	1,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
 	1,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
-	17, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
+	18, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
 	2,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
 	2,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
-	18, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	19, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
 	3,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
 	6,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
-	19, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
-	20, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
-	21, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
+	20, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
+	21, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
+	22, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
 	4,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
 	4,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
-	22, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
+	23, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
 	5,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
-	10, // 31: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
-	0,  // 32: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	24, // 33: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	12, // 34: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	23, // 35: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	13, // 36: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	26, // 37: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	6,  // 38: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
-	8,  // 39: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
-	11, // 40: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
-	9,  // 41: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
-	14, // 42: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
-	41, // [41:43] is the sub-list for method output_type
-	39, // [39:41] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	11, // 31: corral.plugin.allocator.v2.Delta.allocated_offer:type_name -> corral.plugin.allocator.v2.OfferRef
+	11, // 32: corral.plugin.allocator.v2.Delta.recovered_offer:type_name -> corral.plugin.allocator.v2.OfferRef
+	10, // 33: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
+	0,  // 34: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
+	25, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	13, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	24, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	14, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	27, // 39: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	6,  // 40: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
+	8,  // 41: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
+	12, // 42: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
+	9,  // 43: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
+	15, // 44: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
+	43, // [43:45] is the sub-list for method output_type
+	41, // [41:43] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_pluginapi_allocator_proto_allocator_proto_init() }
@@ -1959,6 +2077,8 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 		(*Delta_TaskUpdated)(nil),
 		(*Delta_TaskRemoved_)(nil),
 		(*Delta_DemandUpdated)(nil),
+		(*Delta_AllocatedOffer)(nil),
+		(*Delta_RecoveredOffer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1966,7 +2086,7 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_allocator_proto_allocator_proto_rawDesc), len(file_pluginapi_allocator_proto_allocator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,6 +2,7 @@ package drf
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/allocator/contracttest"
+	"github.com/corral-project/corral/sdk/allocator/allocatortest"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -18,10 +20,45 @@ func fw(id string, roles ...string) allocator.Framework {
 	return allocator.Framework{ID: id, Roles: roles, Active: true}
 }
 
+// gpuFW is a framework that declared GPU_RESOURCES: only such frameworks
+// are offered agents with gpus.
+func gpuFW(id string, roles ...string) allocator.Framework {
+	f := fw(id, roles...)
+	f.Capabilities = []string{allocator.CapabilityGPUResources}
+	return f
+}
+
+func agent(id, total string) allocator.Agent {
+	return allocator.Agent{ID: id, Total: mp(total), Active: true}
+}
+
+// newSim drives a fresh DRF plugin configured with config.
+func newSim(t *testing.T, config string) *allocatortest.Sim {
+	t.Helper()
+	s := allocatortest.NewSim(NewPlugin())
+	must(t, s.Configure(config))
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allocate runs one cycle with at most maxOffers offers (0: no limit).
+func allocate(t *testing.T, s *allocatortest.Sim, now allocator.LogicalTime, maxOffers int) ([]allocator.Proposal, map[string]float64) {
+	t.Helper()
+	s.MaxOffers = maxOffers
+	c := s.MustAllocate(t, now)
+	return c.Offers, c.Metrics
+}
+
 func describe(offers []allocator.Proposal) []string {
 	out := []string{}
 	for _, o := range offers {
-		out = append(out, fmt.Sprintf("%s/%s@%s %s", o.FrameworkID, o.Role, o.AgentID, o.Resources))
+		out = append(out, allocatortest.DescribeProposal(o))
 	}
 	return out
 }
@@ -36,39 +73,19 @@ func wantOffers(t *testing.T, got []allocator.Proposal, want ...string) {
 	}
 }
 
-// runTasks plays frameworks that, whenever offered, launch one task of
-// their size and decline the rest with refuse_seconds 0. It stops when an
-// offer fits no framework's task or nothing is left to offer, and returns the last cycle's metrics.
-func runTasks(t *testing.T, s *sim, agent string, task map[string]resources.Resources) (map[string]int, map[string]float64) {
+// greedy runs frameworks that launch one task of their shape per offer
+// until nothing left is usable by any of them.
+func greedy(t *testing.T, s *allocatortest.Sim, tasks map[string]string) *allocatortest.Outcome {
 	t.Helper()
-	count := map[string]int{}
-	for cycle := 0; cycle < 1000; cycle++ {
-		offers, metrics := s.mustAllocate(allocator.LogicalTime(1000*(cycle+1)), 0)
-		if len(offers) == 0 {
-			return count, metrics // the agent is full
-		}
-		if len(offers) != 1 {
-			t.Fatalf("cycle %d: want one offer of the single agent, got %q", cycle, describe(offers))
-		}
-		o := offers[0]
-		if !o.Resources.Contains(task[o.FrameworkID]) {
-			for id, r := range task {
-				if o.Resources.Contains(r) {
-					t.Fatalf("cycle %d: offer %s went to %s, which cannot use it, while %s could", cycle, o.Resources, o.FrameworkID, id)
-				}
-			}
-			if err := s.decline(o.FrameworkID, agent, 0); err != nil {
-				t.Fatal(err)
-			}
-			return count, metrics
-		}
-		if err := s.accept(o.FrameworkID, agent, task[o.FrameworkID], 0); err != nil {
-			t.Fatal(err)
-		}
-		count[o.FrameworkID]++
+	var w allocatortest.Workload
+	for _, id := range slices.Sorted(maps.Keys(tasks)) {
+		w.Frameworks = append(w.Frameworks, allocatortest.Greedy{Framework: id, Task: mp(tasks[id]), PerOffer: 1})
 	}
-	t.Fatal("no convergence after 1000 cycles")
-	return nil, nil
+	out, err := s.RunGreedy(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-3 }
@@ -78,35 +95,32 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-3 }
 // <3 CPUs, 1 GB>. DRF gives A three tasks and B two, equalizing both
 // dominant shares at 2/3.
 func TestDRFPaperExample(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("s1", mp("cpus:9;mem:18432"), true)
-	s.addFramework(fw("A", "a"))
-	s.addFramework(fw("B", "b"))
-	count, metrics := runTasks(t, s, "s1", map[string]resources.Resources{
-		"A": mp("cpus:1;mem:4096"),
-		"B": mp("cpus:3;mem:1024"),
-	})
-	if count["A"] != 3 || count["B"] != 2 {
-		t.Fatalf("tasks: A=%d B=%d, want A=3 B=2", count["A"], count["B"])
+	s := newSim(t, "{}")
+	must(t, s.AddAgent(agent("s1", "cpus:9;mem:18432")))
+	must(t, s.AddFramework(fw("A", "a")))
+	must(t, s.AddFramework(fw("B", "b")))
+	out := greedy(t, s, map[string]string{"A": "cpus:1;mem:4096", "B": "cpus:3;mem:1024"})
+	if out.Launched["A"] != 3 || out.Launched["B"] != 2 {
+		t.Fatalf("tasks: %v, want A=3 B=2", out.Launched)
 	}
-	if got := s.taskTotal("A"); !got.Equal(mp("cpus:3;mem:12288")) {
+	if got := s.FrameworkTasks("A"); !got.Equal(mp("cpus:3;mem:12288")) {
 		t.Errorf("A holds %s", got)
 	}
 	for _, k := range []string{"share/framework/A", "share/framework/B", "share/role/a", "share/role/b"} {
-		if !near(metrics[k], 2.0/3) {
-			t.Errorf("%s = %v, want 2/3", k, metrics[k])
+		if !near(out.Last.Metrics[k], 2.0/3) {
+			t.Errorf("%s = %v, want 2/3", k, out.Last.Metrics[k])
 		}
 	}
 }
 
 func TestWeightedRoles(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("s1", mp("cpus:30;mem:30720"), true)
-	s.addFramework(fw("f-light", "light"))
-	s.addFramework(fw("f-heavy", "heavy"))
-	s.setWeight("heavy", 2)
-	task := mp("cpus:1;mem:1024")
-	count, metrics := runTasks(t, s, "s1", map[string]resources.Resources{"f-light": task, "f-heavy": task})
+	s := newSim(t, "{}")
+	must(t, s.AddAgent(agent("s1", "cpus:30;mem:30720")))
+	must(t, s.AddFramework(fw("f-light", "light")))
+	must(t, s.AddFramework(fw("f-heavy", "heavy")))
+	must(t, s.SetRole(allocator.Role{Name: "heavy", Weight: 2}))
+	out := greedy(t, s, map[string]string{"f-light": "cpus:1;mem:1024", "f-heavy": "cpus:1;mem:1024"})
+	count := out.Launched
 	if count["f-light"]+count["f-heavy"] != 30 {
 		t.Fatalf("tasks %v, want the agent's 30 slots filled", count)
 	}
@@ -115,76 +129,67 @@ func TestWeightedRoles(t *testing.T) {
 		t.Errorf("heavy/light task ratio %.2f (%v), want about 2 for weight 2 vs 1", ratio, count)
 	}
 	// Weighted shares are what DRF equalizes.
-	if d := math.Abs(metrics["share/role/heavy"] - metrics["share/role/light"]); d > 1.0/30+1e-9 {
-		t.Errorf("weighted role shares differ by %v: %v", d, metrics)
+	m := out.Last.Metrics
+	if d := math.Abs(m["share/role/heavy"] - m["share/role/light"]); d > 1.0/30+1e-9 {
+		t.Errorf("weighted role shares differ by %v: %v", d, m)
 	}
 }
 
 func TestDeclineFilter(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("a1", mp("cpus:4;mem:4096"), true)
-	s.addFramework(fw("f1", "r"))
-	offers, _ := s.mustAllocate(1000, 0)
+	s := newSim(t, "{}")
+	must(t, s.AddAgent(agent("a1", "cpus:4;mem:4096")))
+	must(t, s.AddFramework(fw("f1", "r")))
+	offers, _ := allocate(t, s, 1000, 0)
 	wantOffers(t, offers, "f1/r@a1 cpus:4;mem:4096")
-	if err := s.decline("f1", "a1", 5); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.Decline("f1", "a1", 5))
 	for _, now := range []allocator.LogicalTime{2000, 5999} {
-		offers, _ = s.mustAllocate(now, 0)
+		offers, _ = allocate(t, s, now, 0)
 		wantOffers(t, offers) // filtered until 1000 + 5 s
 	}
 	// Another framework is not affected by f1's filter.
-	s.addFramework(fw("f2", "r"))
-	offers, _ = s.mustAllocate(5999, 0)
+	must(t, s.AddFramework(fw("f2", "r")))
+	offers, _ = allocate(t, s, 5999, 0)
 	wantOffers(t, offers, "f2/r@a1 cpus:4;mem:4096")
-	if err := s.decline("f2", "a1", 0); err != nil {
-		t.Fatal(err)
-	}
-	offers, _ = s.mustAllocate(6000, 0)
+	must(t, s.Decline("f2", "a1", 0))
+	offers, _ = allocate(t, s, 6000, 0)
 	wantOffers(t, offers, "f1/r@a1 cpus:4;mem:4096") // expired; f1 first by ID
 }
 
 func TestFilterOnlyCoversDeclinedResources(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("a1", mp("cpus:4;mem:4096"), true)
-	s.addFramework(fw("f1", "r"))
-	s.mustAllocate(1000, 0)
-	if err := s.decline("f1", "a1", 60); err != nil {
-		t.Fatal(err)
-	}
-	offers, _ := s.mustAllocate(2000, 0)
+	s := newSim(t, "{}")
+	must(t, s.AddAgent(agent("a1", "cpus:4;mem:4096")))
+	must(t, s.AddFramework(fw("f1", "r")))
+	allocate(t, s, 1000, 0)
+	must(t, s.Decline("f1", "a1", 60))
+	offers, _ := allocate(t, s, 2000, 0)
 	wantOffers(t, offers)
 	// The agent grows: the new offer is not a subset of what was declined.
-	s.updateAgent(allocator.Agent{ID: "a1", Total: mp("cpus:8;mem:4096"), Active: true})
-	offers, _ = s.mustAllocate(3000, 0)
+	must(t, s.UpdateAgent(agent("a1", "cpus:8;mem:4096")))
+	offers, _ = allocate(t, s, 3000, 0)
 	wantOffers(t, offers, "f1/r@a1 cpus:8;mem:4096")
 }
 
 func TestSuppressRevive(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("a1", mp("cpus:4;mem:4096"), true)
-	s.addFramework(fw("f1", "r1", "r2"))
-	s.suppress("f1", []string{"r1"})
-	offers, _ := s.mustAllocate(1000, 0)
+	s := newSim(t, "{}")
+	must(t, s.AddAgent(agent("a1", "cpus:4;mem:4096")))
+	must(t, s.AddFramework(fw("f1", "r1", "r2")))
+	must(t, s.Suppress("f1", "r1"))
+	offers, _ := allocate(t, s, 1000, 0)
 	wantOffers(t, offers, "f1/r2@a1 cpus:4;mem:4096")
-	if err := s.decline("f1", "a1", 3600); err != nil {
-		t.Fatal(err)
-	}
-	s.suppress("f1", nil) // all roles
-	offers, _ = s.mustAllocate(2000, 0)
+	must(t, s.Decline("f1", "a1", 3600))
+	must(t, s.Suppress("f1")) // all roles
+	offers, _ = allocate(t, s, 2000, 0)
 	wantOffers(t, offers)
-	s.revive("f1", []string{"r1"})
-	offers, _ = s.mustAllocate(3000, 0)
+	must(t, s.Revive("f1", "r1"))
+	offers, _ = allocate(t, s, 3000, 0)
 	wantOffers(t, offers, "f1/r1@a1 cpus:4;mem:4096")
-	if err := s.decline("f1", "a1", 3600); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.Decline("f1", "a1", 3600))
 	// Both roles now carry an hour-long filter and r2 is suppressed; a
 	// revive of all roles clears both.
-	offers, _ = s.mustAllocate(4000, 0)
+	offers, _ = allocate(t, s, 4000, 0)
 	wantOffers(t, offers)
-	s.revive("f1", nil)
-	offers, _ = s.mustAllocate(5000, 0)
+	must(t, s.Revive("f1"))
+	offers, _ = allocate(t, s, 5000, 0)
 	if len(offers) != 1 || offers[0].FrameworkID != "f1" {
 		t.Fatalf("after revive: %q", describe(offers))
 	}
@@ -192,88 +197,87 @@ func TestSuppressRevive(t *testing.T) {
 
 func TestMinOffer(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
-		s := newSim(t, NewPlugin(), "{}")
-		s.addAgent("a1", mp("cpus:1;mem:16"), true)
-		s.addFramework(fw("f1", "r"))
-		s.mustAllocate(1000, 0)
-		if err := s.accept("f1", "a1", mp("cpus:0.995;mem:16"), 0); err != nil {
-			t.Fatal(err)
-		}
-		offers, _ := s.mustAllocate(2000, 0)
+		s := newSim(t, "{}")
+		must(t, s.AddAgent(agent("a1", "cpus:1;mem:16")))
+		must(t, s.AddFramework(fw("f1", "r")))
+		allocate(t, s, 1000, 0)
+		task, err := s.Launch("f1", "a1", mp("cpus:0.995;mem:16"), 0)
+		must(t, err)
+		offers, _ := allocate(t, s, 2000, 0)
 		wantOffers(t, offers) // cpus:0.005 is below cpus:0.01 and there is no mem
-		if err := s.finish("f1", "a1", mp("cpus:0.995;mem:16")); err != nil {
-			t.Fatal(err)
-		}
-		offers, _ = s.mustAllocate(3000, 0)
+		must(t, s.Finish("f1", task.ID))
+		offers, _ = allocate(t, s, 3000, 0)
 		wantOffers(t, offers, "f1/r@a1 cpus:1;mem:16") // meets cpus:0.01
 	})
 	t.Run("mem alternative", func(t *testing.T) {
-		s := newSim(t, NewPlugin(), "{}")
-		s.addAgent("a1", mp("cpus:0.005;mem:64"), true)
-		s.addFramework(fw("f1", "r"))
-		offers, _ := s.mustAllocate(1000, 0)
+		s := newSim(t, "{}")
+		must(t, s.AddAgent(agent("a1", "cpus:0.005;mem:64")))
+		must(t, s.AddFramework(fw("f1", "r")))
+		offers, _ := allocate(t, s, 1000, 0)
 		wantOffers(t, offers, "f1/r@a1 cpus:0.005;mem:64")
 	})
 	t.Run("configured", func(t *testing.T) {
-		s := newSim(t, NewPlugin(), `{"min_offer":"cpus:1;mem:512|gpus:1"}`)
-		s.addAgent("a1", mp("cpus:0.5;mem:4096"), true)
-		s.addAgent("a2", mp("cpus:2;mem:256"), true)
-		s.addAgent("a3", mp("cpus:1;mem:512"), true)
-		s.addAgent("a4", mp("gpus:1"), true)
-		s.addFramework(fw("f1", "r"))
-		offers, _ := s.mustAllocate(1000, 0)
+		s := newSim(t, `{"min_offer":"cpus:1;mem:512|gpus:1"}`)
+		must(t, s.AddAgent(agent("a1", "cpus:0.5;mem:4096")))
+		must(t, s.AddAgent(agent("a2", "cpus:2;mem:256")))
+		must(t, s.AddAgent(agent("a3", "cpus:1;mem:512")))
+		must(t, s.AddAgent(agent("a4", "gpus:1")))
+		must(t, s.AddFramework(gpuFW("f1", "r")))
+		offers, _ := allocate(t, s, 1000, 0)
 		wantOffers(t, offers, "f1/r@a3 cpus:1;mem:512", "f1/r@a4 gpus:1")
 	})
 }
 
 func TestInactive(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
-	s.addAgent("a1", mp("cpus:4;mem:4096"), false)
-	s.addAgent("a2", mp("cpus:4;mem:4096"), true)
-	s.addFramework(allocator.Framework{ID: "f1", Roles: []string{"r"}})
-	offers, _ := s.mustAllocate(1000, 0)
+	s := newSim(t, "{}")
+	inactive := agent("a1", "cpus:4;mem:4096")
+	inactive.Active = false
+	must(t, s.AddAgent(inactive))
+	must(t, s.AddAgent(agent("a2", "cpus:4;mem:4096")))
+	must(t, s.AddFramework(allocator.Framework{ID: "f1", Roles: []string{"r"}}))
+	offers, _ := allocate(t, s, 1000, 0)
 	wantOffers(t, offers) // the only framework is inactive
-	s.updateFramework(fw("f1", "r"))
-	offers, _ = s.mustAllocate(2000, 0)
+	must(t, s.SetFrameworkActive("f1", true))
+	offers, _ = allocate(t, s, 2000, 0)
 	wantOffers(t, offers, "f1/r@a2 cpus:4;mem:4096") // a1 is inactive
-	s.updateAgent(allocator.Agent{ID: "a1", Total: mp("cpus:4;mem:4096"), Active: true})
-	offers, _ = s.mustAllocate(3000, 0)
+	_, err := s.Launch("f1", "a2", mp("cpus:4;mem:4096"), 0)
+	must(t, err)
+	must(t, s.UpdateAgent(agent("a1", "cpus:4;mem:4096")))
+	offers, _ = allocate(t, s, 3000, 0)
 	wantOffers(t, offers, "f1/r@a1 cpus:4;mem:4096")
-	// An inactive framework keeps its share but gets nothing more.
-	s.addFramework(fw("f2", "r"))
-	s.updateFramework(allocator.Framework{ID: "f1", Roles: []string{"r"}})
-	if err := s.decline("f1", "a1", 0); err != nil {
-		t.Fatal(err)
-	}
-	offers, _ = s.mustAllocate(4000, 0)
+	// Deactivating f1 rescinds its offer on a1; it keeps its task's share
+	// on a2 but gets nothing more.
+	must(t, s.AddFramework(fw("f2", "r")))
+	must(t, s.SetFrameworkActive("f1", false))
+	offers, _ = allocate(t, s, 4000, 0)
 	wantOffers(t, offers, "f2/r@a1 cpus:4;mem:4096")
 }
 
 func TestMaxOffers(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
+	s := newSim(t, "{}")
 	for i := 1; i <= 5; i++ {
-		s.addAgent(fmt.Sprintf("a%d", i), mp("cpus:1;mem:1024"), true)
+		must(t, s.AddAgent(agent(fmt.Sprintf("a%d", i), "cpus:1;mem:1024")))
 	}
-	s.addFramework(fw("f1", "r"))
-	offers, _ := s.mustAllocate(1000, 2)
+	must(t, s.AddFramework(fw("f1", "r")))
+	offers, _ := allocate(t, s, 1000, 2)
 	wantOffers(t, offers, "f1/r@a1 cpus:1;mem:1024", "f1/r@a2 cpus:1;mem:1024")
-	offers, _ = s.mustAllocate(2000, 2)
+	offers, _ = allocate(t, s, 2000, 2)
 	wantOffers(t, offers, "f1/r@a3 cpus:1;mem:1024", "f1/r@a4 cpus:1;mem:1024")
-	offers, _ = s.mustAllocate(3000, 0)
+	offers, _ = allocate(t, s, 3000, 0)
 	wantOffers(t, offers, "f1/r@a5 cpus:1;mem:1024")
 }
 
 // TestFairAcrossAgents checks that, with many agents in one cycle, offers
 // alternate between roles as shares grow.
 func TestFairAcrossAgents(t *testing.T) {
-	s := newSim(t, NewPlugin(), "{}")
+	s := newSim(t, "{}")
 	for i := 1; i <= 4; i++ {
-		s.addAgent(fmt.Sprintf("a%d", i), mp("cpus:2;mem:2048"), true)
+		must(t, s.AddAgent(agent(fmt.Sprintf("a%d", i), "cpus:2;mem:2048")))
 	}
-	s.addFramework(fw("f1", "r1"))
-	s.addFramework(fw("f2", "r2"))
-	s.addFramework(fw("f3", "r2"))
-	offers, metrics := s.mustAllocate(1000, 0)
+	must(t, s.AddFramework(fw("f1", "r1")))
+	must(t, s.AddFramework(fw("f2", "r2")))
+	must(t, s.AddFramework(fw("f3", "r2")))
+	offers, metrics := allocate(t, s, 1000, 0)
 	wantOffers(t, offers,
 		"f1/r1@a1 cpus:2;mem:2048",
 		"f2/r2@a2 cpus:2;mem:2048",
@@ -283,7 +287,7 @@ func TestFairAcrossAgents(t *testing.T) {
 	if metrics["share/role/r1"] != 0 {
 		t.Errorf("metrics describe the state before this cycle's proposals: %v", metrics)
 	}
-	_, metrics = s.mustAllocate(2000, 0)
+	_, metrics = allocate(t, s, 2000, 0)
 	for k, want := range map[string]float64{"share/role/r1": 0.5, "share/role/r2": 0.5, "share/framework/f2": 0.25} {
 		if !near(metrics[k], want) {
 			t.Errorf("%s = %v, want %v", k, metrics[k], want)
@@ -302,20 +306,19 @@ func TestFairnessExclude(t *testing.T) {
 		{`{"fairness_exclude":["gpus"]}`, "f1/r1@a3 cpus:5;mem:5120"},
 	} {
 		t.Run(tc.config, func(t *testing.T) {
-			s := newSim(t, NewPlugin(), tc.config)
-			s.addAgent("a1", mp("cpus:1;mem:512;gpus:4"), true)
-			s.addAgent("a2", mp("cpus:2;mem:512"), true)
-			s.addFramework(fw("f1", "r1"))
-			s.addFramework(fw("f2", "r2"))
-			offers, _ := s.mustAllocate(1000, 0)
+			s := newSim(t, tc.config)
+			must(t, s.AddAgent(agent("a1", "cpus:1;mem:512;gpus:4")))
+			must(t, s.AddAgent(agent("a2", "cpus:2;mem:512")))
+			must(t, s.AddFramework(gpuFW("f1", "r1")))
+			must(t, s.AddFramework(gpuFW("f2", "r2")))
+			offers, _ := allocate(t, s, 1000, 0)
 			wantOffers(t, offers, "f1/r1@a1 cpus:1;gpus:4;mem:512", "f2/r2@a2 cpus:2;mem:512")
 			for _, o := range offers {
-				if err := s.accept(o.FrameworkID, o.AgentID, o.Resources, 0); err != nil {
-					t.Fatal(err)
-				}
+				_, err := s.Launch(o.FrameworkID, o.AgentID, o.Resources, 0)
+				must(t, err)
 			}
-			s.addAgent("a3", mp("cpus:5;mem:5120"), true)
-			offers, _ = s.mustAllocate(2000, 0)
+			must(t, s.AddAgent(agent("a3", "cpus:5;mem:5120")))
+			offers, _ = allocate(t, s, 2000, 0)
 			wantOffers(t, offers, tc.want)
 		})
 	}
@@ -323,12 +326,12 @@ func TestFairnessExclude(t *testing.T) {
 
 func TestDeterministicOrder(t *testing.T) {
 	run := func(config string) []string {
-		s := newSim(t, NewPlugin(), config)
+		s := newSim(t, config)
 		for i := 0; i < 20; i++ {
-			s.addAgent(fmt.Sprintf("a%02d", i), mp("cpus:1;mem:1024"), true)
+			must(t, s.AddAgent(agent(fmt.Sprintf("a%02d", i), "cpus:1;mem:1024")))
 		}
-		s.addFramework(fw("f1", "r"))
-		offers, _ := s.mustAllocate(1000, 3)
+		must(t, s.AddFramework(fw("f1", "r")))
+		offers, _ := allocate(t, s, 1000, 3)
 		return describe(offers)
 	}
 	sorted := run("{}")
@@ -341,6 +344,22 @@ func TestDeterministicOrder(t *testing.T) {
 	}
 	if slices.Equal(seed1, sorted) || slices.Equal(seed1, seed2) {
 		t.Fatalf("shuffle had no effect: sorted %q, seed 1 %q, seed 2 %q", sorted, seed1, seed2)
+	}
+}
+
+// TestProperties runs the testkit's property checks, directly and with
+// gpus excluded from fairness.
+func TestProperties(t *testing.T) {
+	for _, tc := range []struct {
+		config  string
+		exclude []string
+	}{
+		{`{}`, nil},
+		{`{"fairness_exclude":["gpus"]}`, []string{"gpus"}},
+	} {
+		t.Run(tc.config, func(t *testing.T) {
+			allocatortest.Properties{FairnessExclude: tc.exclude}.Check(t, direct, tc.config)
+		})
 	}
 }
 

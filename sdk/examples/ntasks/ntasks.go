@@ -1,8 +1,14 @@
 // Package ntasks is the smallest useful corral framework: it runs one shell
 // command N times, packing as many copies into each offer as fit, and
 // reports how they ended. It shows the shape of every framework built on
-// sdk/scheduler: fit tasks into offers, decline the rest briefly, suppress
+// sdk/scheduler: declare what is still to be launched (demand), fit tasks
+// into offers, decline the rest briefly, withdraw the demand and suppress
 // when there is nothing left to place, and tear down when done.
+//
+// Declaring demand is what lets an allocator such as drf size offers to
+// whole tasks and share one agent between frameworks in proportion to their
+// fair shares (progressive filling, as in the DRF paper), instead of handing
+// a whole agent to whichever framework comes first.
 package ntasks
 
 import (
@@ -110,21 +116,47 @@ type framework struct {
 	log        hclog.Logger
 	pending    []int // task indexes not yet launched
 	suppressed bool
-	res        Result
+	// declared is the pending count the master last accepted as our demand
+	// (0: none). Run re-sends it after a re-subscription.
+	declared int
+	res      Result
 }
 
 func (f *framework) done() bool { return f.res.Finished+f.res.Failed == f.cfg.Tasks }
 
 func (f *framework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.log.Info("subscribed", "framework_id", id, "reconnected", reconnected)
+	f.declare(ctx, d)
 	f.finishIfDone(ctx, d) // a teardown may have failed on a broken stream
 }
 
-func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+// want is one task's resources.
+func (f *framework) want() map[string]float64 {
 	want := map[string]float64{"cpus": f.cfg.CPUs, "mem": f.cfg.Mem}
 	if f.cfg.Disk > 0 {
 		want["disk"] = f.cfg.Disk
 	}
+	return want
+}
+
+// declare tells the master how many tasks are still to be launched, when
+// that changed since the last declaration; at zero it withdraws the demand.
+// A failure (for example a master without demand support) only costs
+// offer sizing, so it is logged and retried at the next change.
+func (f *framework) declare(ctx context.Context, d scheduler.Driver) {
+	n := len(f.pending)
+	if n == f.declared || f.suppressed {
+		return
+	}
+	if err := d.Request(ctx, f.cfg.Role, scheduler.TaskShape{Resources: f.want(), Count: n}); err != nil {
+		f.log.Warn("declaring demand failed", "pending", n, "error", err)
+		return
+	}
+	f.declared = n
+}
+
+func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	want := f.want()
 	for _, o := range offers {
 		var tasks []*corralpb.TaskInfo
 		rest := o.GetResources()
@@ -157,6 +189,7 @@ func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*co
 		f.log.Info("launched", "offer_id", o.GetId(), "agent_id", o.GetAgentId(), "tasks", len(tasks))
 		f.pending = f.pending[len(tasks):]
 	}
+	f.declare(ctx, d) // once per batch: the allocator only looks between cycles
 	if len(f.pending) == 0 && !f.suppressed {
 		if err := d.Suppress(ctx); err != nil {
 			f.log.Warn("suppress failed", "error", err)

@@ -22,6 +22,16 @@ type recDriver struct {
 	declined         []string
 	suppresses       int
 	teardowns        int
+	failRequest      bool
+	calls            []string // requests and suppresses, in order
+}
+
+func (d *recDriver) Request(_ context.Context, role string, shapes ...scheduler.TaskShape) error {
+	if d.failRequest {
+		return errors.New("request: Unavailable: master gone")
+	}
+	d.calls = append(d.calls, fmt.Sprintf("request %s %v", role, shapes))
+	return nil
 }
 
 func (d *recDriver) Launch(_ context.Context, offerIDs []string, tasks []*corralpb.TaskInfo, _ *corralpb.Filters) error {
@@ -39,8 +49,12 @@ func (d *recDriver) Decline(_ context.Context, offerIDs []string, _ *corralpb.Fi
 	return nil
 }
 
-func (d *recDriver) Suppress(context.Context, ...string) error { d.suppresses++; return nil }
-func (d *recDriver) Teardown(context.Context) error            { d.teardowns++; return nil }
+func (d *recDriver) Suppress(context.Context, ...string) error {
+	d.suppresses++
+	d.calls = append(d.calls, "suppress")
+	return nil
+}
+func (d *recDriver) Teardown(context.Context) error { d.teardowns++; return nil }
 
 func offer(id string, cpus, mem float64) *corralpb.Offer {
 	return &corralpb.Offer{Id: id, AgentId: "a1", Resources: []*corralpb.Resource{
@@ -122,5 +136,44 @@ func TestRunValidatesConfig(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("Run(%+v) = nil error", cfg)
 		}
+	}
+}
+
+func TestDeclaresPendingTasksAsTheyLaunch(t *testing.T) {
+	f := newFramework(Config{Name: "job", Role: "eng", Tasks: 5, Command: "true", CPUs: 1, Mem: 4096, Logger: hclog.NewNullLogger()})
+	d := &recDriver{failLaunch: map[string]bool{"gone": true}}
+	ctx := context.Background()
+	shape := "[{map[cpus:1 mem:4096] %d}]"
+
+	f.Subscribed(ctx, d, "fw-1", false)
+	f.Subscribed(ctx, d, "fw-1", true)                           // unchanged: the SDK re-sends, ntasks does not
+	f.Offers(ctx, d, []*corralpb.Offer{offer("gone", 9, 18432)}) // failed launch: still 5 pending
+	f.Offers(ctx, d, []*corralpb.Offer{offer("o1", 2, 18432)})   // two tasks
+	f.Offers(ctx, d, []*corralpb.Offer{offer("small", 0.5, 18432)})
+	f.Offers(ctx, d, []*corralpb.Offer{offer("o2", 1, 4096), offer("o3", 9, 18432)}) // one, then the last two
+
+	want := []string{
+		"request eng " + fmt.Sprintf(shape, 5),
+		"request eng " + fmt.Sprintf(shape, 3),
+		"request eng " + fmt.Sprintf(shape, 0), // withdrawn once per batch, before suppressing
+		"suppress",
+	}
+	if !slices.Equal(d.calls, want) {
+		t.Errorf("calls:\n got %q\nwant %q", d.calls, want)
+	}
+	if len(d.launched) != 5 {
+		t.Errorf("launched %q, want 5 tasks", d.launched)
+	}
+}
+
+func TestDemandRetriedAfterAFailedDeclaration(t *testing.T) {
+	f := newFramework(Config{Role: "*", Tasks: 3, Command: "true", CPUs: 0.1, Mem: 32, Logger: hclog.NewNullLogger()})
+	d := &recDriver{failRequest: true}
+	ctx := context.Background()
+	f.Subscribed(ctx, d, "fw-1", false)
+	d.failRequest = false
+	f.Offers(ctx, d, []*corralpb.Offer{offer("small", 0.05, 64)}) // nothing launched, but the declaration is retried
+	if want := []string{"request * [{map[cpus:0.1 mem:32] 3}]"}; !slices.Equal(d.calls, want) {
+		t.Errorf("calls = %q, want %q", d.calls, want)
 	}
 }

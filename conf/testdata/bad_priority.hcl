@@ -1,0 +1,3 @@
+master {
+  role "eng" { priority = 1.5 }
+}

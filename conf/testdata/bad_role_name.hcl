@@ -1,0 +1,3 @@
+master {
+  role "eng//ml" { weight = 1 }
+}

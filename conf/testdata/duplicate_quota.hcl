@@ -1,0 +1,6 @@
+master {
+  role "eng" {
+    quota { guarantee = "cpus:1" }
+    quota { limit = "cpus:2" }
+  }
+}

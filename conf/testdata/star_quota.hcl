@@ -1,0 +1,5 @@
+master {
+  role "*" {
+    quota { limit = "cpus:4" }
+  }
+}

@@ -1,0 +1,62 @@
+package allocatortest
+
+import (
+	"context"
+	"regexp"
+	"testing"
+)
+
+// TestSafetyCatchesBugs runs the safety workloads against first-fit and
+// its deliberately broken variants: the correct one passes, and each bug
+// is reported with its cycle and what went wrong.
+func TestSafetyCatchesBugs(t *testing.T) {
+	for _, tc := range []struct {
+		bug    string
+		limits bool
+		want   string // regexp; empty: no violation
+	}{
+		{bug: "", limits: false},
+		{bug: "", limits: true},
+		{bug: bugDoubleOffer, want: `^cycle \d+ \(now \d+\): invalid offer .*: not free on the agent`},
+		{bug: bugIgnoreSuppress, want: `^cycle \d+ .*framework suppressed offers for role`},
+		{bug: bugIgnoreFilters, want: `^cycle \d+ .*made despite the filter on .* until \d+`},
+		{bug: bugIgnoreLimits, limits: true, want: `^cycle \d+ .*takes role \S+'s subtree to .*, past its limit`},
+		{bug: bugIgnoreMaxOffers, want: `^cycle \d+ .*invalid offer .*: proposal \d+ is beyond max_offers \d+`},
+		{bug: bugRevokeGuaranteed, want: `^cycle \d+ .*refused revocation \S+ long-task: the task is within its role's guarantee`},
+	} {
+		name := tc.bug
+		if name == "" {
+			name = "correct"
+		}
+		if tc.limits {
+			name += "/limits"
+		}
+		t.Run(name, func(t *testing.T) {
+			var err error
+			for seed := uint64(1); seed <= 8 && err == nil; seed++ {
+				p := newFake()
+				must(t, p.SetConfig(context.Background(), []byte(`{"bug":"`+tc.bug+`"}`), "v2"))
+				err = RunSafety(NewSim(p), seed, 150, tc.limits)
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("violation reported for a correct policy: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("no violation reported; want %s", tc.want)
+			case tc.want != "" && !regexp.MustCompile(tc.want).MatchString(err.Error()):
+				t.Fatalf("violation %q, want one matching %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestFairnessCatchesUnfairPolicy: first-fit gives every agent to the
+// first framework, which both fairness workloads must report.
+func TestFairnessCatchesUnfairPolicy(t *testing.T) {
+	for _, demand := range []bool{false, true} {
+		err := RunFairness(NewSim(newFake()), 1, demand, nil)
+		if err == nil || !regexp.MustCompile(`^after filling the cluster: dominant shares did not converge within one task \(f1=\S+ f2=\S+.*\): f\d \(share \S+\) is below f1's share before its last task`).MatchString(err.Error()) {
+			t.Errorf("demand %v: %v, want a convergence failure naming f1", demand, err)
+		}
+	}
+}
