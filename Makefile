@@ -12,7 +12,7 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/executor/proto/executor.proto \
 	core/master/agentproto/agent.proto
 
-.PHONY: all build run test bench proto lint clean tools
+.PHONY: all build run test bench bench-alloc proto lint clean tools
 
 all: build
 
@@ -39,7 +39,13 @@ BENCH     ?= .
 BENCHTIME ?= 1x
 bench: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -count 1 ./...
-	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_RATIO=1 $(GO) test -count 1 -run TestReportOverheadRatio -v ./plugins/allocator/drf
+
+# make bench-alloc                               the allocation table (issue 5 sizes, up to 50k agents)
+# make bench-alloc MAX_AGENTS=10000              only the smaller sizes
+MAX_AGENTS ?= 50000
+bench-alloc: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
+		$(GO) test -count 1 -timeout 60m -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -180,6 +181,7 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 			k := key{o.frameworkID, o.role, o.agentID}
 			alloc[k] = alloc[k].Add(o.resources)
 		}
+		snap.Filters = append(snap.Filters, activeFilters(slices.Clone(f.filters), snap.Now)...)
 		for _, r := range sortedDemandRoles(f) {
 			snap.Demands = append(snap.Demands, allocator.Demand{FrameworkID: id, Role: r, Shapes: f.demands[r]})
 		}

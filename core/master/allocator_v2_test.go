@@ -729,3 +729,46 @@ func TestRevokedTaskEnteringItsGuaranteeIsSpared(t *testing.T) {
 		}
 	}
 }
+
+// A re-initialized plugin gets the decline filters back from the snapshot,
+// so a framework is not offered again what it declined for an hour.
+func TestFiltersSurvivePluginRestart(t *testing.T) {
+	s := newScripted(t)
+	c := startMasterWith(t, master.Config{}, s)
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	o := f.offers()[0]
+	if _, err := f.client.Decline(context.Background(), &corralpb.DeclineRequest{Header: f.header, OfferIds: []string{o.Id},
+		Filters: &corralpb.Filters{RefuseSeconds: ptr(3600.0)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.restart()
+	waitFor(t, "a new Init carrying the decline filter", func() bool {
+		snap := s.lastInit()
+		s.mu.Lock()
+		inits := len(s.inits)
+		s.mu.Unlock()
+		return snap != nil && inits == 2 && len(snap.Filters) == 1 && snap.Filters[0].AgentID == o.AgentId &&
+			snap.Filters[0].ExpiresAt-snap.Now > 3590_000
+	})
+	// Three cycles after the Init, nothing was offered again.
+	s.mu.Lock()
+	seen := len(s.requests)
+	s.mu.Unlock()
+	waitFor(t, "three allocation cycles after the restart", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.requests) >= seen+3
+	})
+	for {
+		select {
+		case ev := <-f.events:
+			if ev.GetOffers() != nil {
+				t.Fatalf("declined resources offered again after the plugin restart: %v", ev)
+			}
+			continue
+		default:
+		}
+		break
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -216,12 +217,25 @@ func (m *Master) recoverLocked(frameworkID, role, agentID string, res resources.
 	if a := m.agents[agentID]; a != nil {
 		a.used = a.used.Subtract(res)
 	}
-	m.deltas.add(m.logicalNow(), allocator.Delta{
+	now := m.logicalNow()
+	m.deltas.add(now, allocator.Delta{
 		Kind:          allocator.Recovered,
 		Allocation:    &allocator.Allocation{FrameworkID: frameworkID, Role: role, AgentID: agentID, Resources: res},
 		RefuseSeconds: refuse,
 	})
+	if f := m.frameworks[frameworkID]; f != nil && refuse > 0 {
+		// The plugin keeps filters, but a plugin that restarts or is
+		// re-initialized must get them back from the snapshot: a framework
+		// must not be offered again what it declined for an hour.
+		f.filters = append(activeFilters(f.filters, now), allocator.Filter{FrameworkID: frameworkID, Role: role, AgentID: agentID,
+			Resources: res, ExpiresAt: now + allocator.LogicalTime(refuse*1000)})
+	}
 	m.requestAllocation(allocator.TriggerEvent)
+}
+
+// activeFilters drops the filters that have expired at now.
+func activeFilters(fs []allocator.Filter, now allocator.LogicalTime) []allocator.Filter {
+	return slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= now })
 }
 
 // sendUpdateLocked forwards a status update to the framework, if connected.

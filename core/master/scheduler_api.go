@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -411,6 +412,8 @@ func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []s
 			delete(f.demands, r)
 		} else {
 			delete(f.suppressed, r)
+			// Reviving clears the role's filters, as the allocator does.
+			f.filters = slices.DeleteFunc(f.filters, func(fl allocator.Filter) bool { return fl.Role == r })
 		}
 	}
 	if suppress {

@@ -36,6 +36,8 @@ type frameworkEntry struct {
 	tasks          map[string]*taskEntry
 	completed      []*taskEntry // bounded, oldest first
 	offers         map[string]*offerEntry
+	// filters are the framework's decline filters, kept for snapshots.
+	filters []allocator.Filter
 	// demands is what the framework declared it still wants, by role.
 	demands map[string][]allocator.TaskShape
 	// minAllocatable is FrameworkInfo.min_allocatable, converted once when

@@ -39,17 +39,25 @@ type AgentView struct {
 // FrameworkView is one framework with its tasks. DominantShare is what
 // the allocator plugin reported (share/framework/<id>), 0 if nothing.
 type FrameworkView struct {
-	ID            string     `json:"id"`
-	Name          string     `json:"name"`
-	Roles         []string   `json:"roles"`
-	Suppressed    []string   `json:"suppressed_roles,omitempty"`
-	Capabilities  []string   `json:"capabilities,omitempty"`
-	Connected     bool       `json:"connected"`
-	DominantShare float64    `json:"dominant_share"`
-	Allocated     string     `json:"allocated"`
-	Offers        int        `json:"outstanding_offers"`
-	Tasks         []TaskView `json:"tasks"`
-	Completed     []TaskView `json:"completed_tasks"`
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	Roles         []string `json:"roles"`
+	Suppressed    []string `json:"suppressed_roles,omitempty"`
+	Capabilities  []string `json:"capabilities,omitempty"`
+	Connected     bool     `json:"connected"`
+	DominantShare float64  `json:"dominant_share"`
+	Allocated     string   `json:"allocated"`
+	Offers        int      `json:"outstanding_offers"`
+	// Demand is what the framework declared it still wants, by role.
+	Demand    map[string][]ShapeView `json:"demand,omitempty"`
+	Tasks     []TaskView             `json:"tasks"`
+	Completed []TaskView             `json:"completed_tasks"`
+}
+
+// ShapeView is Count pending tasks of one shape.
+type ShapeView struct {
+	Resources string `json:"resources"`
+	Count     int    `json:"count"`
 }
 
 // TaskView is one task.
@@ -128,6 +136,14 @@ func (m *Master) Snapshot() State {
 		fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
 			Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
 			DominantShare: m.pluginMetrics[metricFrameworkShare+id]}
+		for role, shapes := range f.demands {
+			if fv.Demand == nil {
+				fv.Demand = map[string][]ShapeView{}
+			}
+			for _, sh := range shapes {
+				fv.Demand[role] = append(fv.Demand[role], ShapeView{Resources: sh.Resources.String(), Count: sh.Count})
+			}
+		}
 		for _, t := range f.tasks {
 			alloc = alloc.Add(t.resources)
 			fv.Tasks = append(fv.Tasks, taskView(t))

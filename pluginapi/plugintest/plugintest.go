@@ -61,6 +61,14 @@ type Plugin struct {
 // Kill stops the plugin process and waits for it to exit.
 func (p *Plugin) Kill() { p.client.Kill() }
 
+// Pid is the plugin process's ID (0 if unknown).
+func (p *Plugin) Pid() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
 // Exited reports whether the plugin process has exited.
 func (p *Plugin) Exited() bool { return p.client.Exited() }
 

@@ -417,11 +417,8 @@ func TestContract(t *testing.T) {
 		contracttest.Run(t, func(t *testing.T) allocator.Allocator { return contracttest.InProcess(t, NewPlugin()) })
 	})
 	// The real binary, one process per check, as the master starts it.
-	t.Run("binary", func(t *testing.T) {
-		path, err := pluginBinary()
-		if err != nil {
-			t.Skip(err.Error())
-		}
-		contracttest.Run(t, func(t *testing.T) allocator.Allocator { return startBinary(t, path) })
-	})
+	if testing.Short() {
+		return
+	}
+	t.Run("binary", func(t *testing.T) { contracttest.Run(t, binary) })
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/allocator/contracttest"
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/sdk/allocator/allocatortest"
 )
 
@@ -26,15 +28,17 @@ func TestTranscripts(t *testing.T) {
 		}, "{}")
 	})
 	// The real binary, one process per file, as the master starts it.
-	t.Run("binary", func(t *testing.T) {
-		path, err := pluginBinary()
-		if err != nil {
-			t.Skip(err.Error())
-		}
-		allocatortest.RunTranscripts(t, "testdata/*.txt", func(t *testing.T) allocator.Allocator {
-			return startBinary(t, path)
-		}, "{}")
-	})
+	if testing.Short() {
+		return
+	}
+	t.Run("binary", func(t *testing.T) { allocatortest.RunTranscripts(t, "testdata/*.txt", binary, "{}") })
 }
 
 func direct(*testing.T) allocator.Allocator { return NewPlugin() }
+
+// binary starts the built plugin ($CORRAL_BIN_DIR, or built from ./cmd)
+// as the master does; one process per call.
+func binary(t *testing.T) allocator.Allocator {
+	path := plugintest.Binary(t, "corral-allocator-drf", "./cmd")
+	return plugintest.Start(t, base.KindAllocator, path).Raw.(allocator.Allocator)
+}

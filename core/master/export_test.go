@@ -1,0 +1,30 @@
+package master
+
+import (
+	"fmt"
+
+	"github.com/corral-project/corral/core/master/agentproto"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
+)
+
+// AdmitAgents registers n agents straight into the books, as if each had
+// connected, for scale tests: fifty thousand gRPC streams in one test
+// process would measure gRPC, not the master.
+func (m *Master) AdmitAgents(n int, total resources.Resources) error {
+	for i := range n {
+		reg := &agentproto.Register{Agent: &corralpb.AgentInfo{Hostname: fmt.Sprintf("host-%06d", i), Url: "http://127.0.0.1:1"}}
+		conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
+		if _, err := m.registerAgent(reg, total, conn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OutstandingOffers counts the offers in the ledger.
+func (m *Master) OutstandingOffers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.offers)
+}

@@ -1,0 +1,172 @@
+// Package allocators_test benchmarks the shipped allocator policies in the
+// shape of Mesos' allocator benchmarks, in process and through the real
+// plugin binaries (see allocatortest.BenchShape for the workload).
+//
+//	go test -run '^$' -bench 'Allocate/policy=drf/agents=10000/frameworks=1000' -benchtime 5x ./plugins/allocator
+//	make bench-alloc   # the whole table, with ratios and RSS
+package allocators_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/plugintest"
+	"github.com/corral-project/corral/plugins/allocator/drf"
+	"github.com/corral-project/corral/plugins/allocator/priority"
+	"github.com/corral-project/corral/plugins/allocator/quota"
+	"github.com/corral-project/corral/sdk/allocator/allocatortest"
+)
+
+type benchCase struct {
+	policy string
+	shape  allocatortest.BenchShape
+}
+
+// cases are the sizes of issue 5: agents 1k to 50k, frameworks 100 to 2k,
+// and the quota case of 3k agents, roles and frameworks.
+var cases = func() []benchCase {
+	var out []benchCase
+	for _, p := range []string{"drf", "priority"} {
+		for _, s := range [][2]int{{1000, 100}, {10000, 100}, {10000, 1000}, {20000, 1000}, {20000, 2000}, {50000, 100}} {
+			out = append(out, benchCase{p, allocatortest.BenchShape{Agents: s[0], Frameworks: s[1], Roles: 5, Tiers: p == "priority"}})
+		}
+	}
+	return append(out, benchCase{"quota", allocatortest.BenchShape{Agents: 3000, Frameworks: 3000, Roles: 3000, Quota: true}})
+}()
+
+func (c benchCase) name(mode string) string {
+	return fmt.Sprintf("policy=%s/agents=%d/frameworks=%d/mode=%s", c.policy, c.shape.Agents, c.shape.Frameworks, mode)
+}
+
+func inProcess(policy string) allocator.Allocator {
+	switch policy {
+	case "quota":
+		return quota.NewPlugin()
+	case "priority":
+		return priority.NewPlugin()
+	}
+	return drf.NewPlugin()
+}
+
+// binary starts the built plugin, or skips: benchmarks never build.
+func binary(tb testing.TB, policy string) (allocator.Allocator, int) {
+	dir := os.Getenv("CORRAL_BIN_DIR")
+	if dir == "" {
+		tb.Skip("CORRAL_BIN_DIR is not set; run `make bench-alloc` or set it to a dir holding plugins/")
+	}
+	p := plugintest.Start(tb, base.KindAllocator, dir+"/plugins/corral-allocator-"+policy)
+	return p.Raw.(allocator.Allocator), p.Pid()
+}
+
+func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster, int) {
+	var a allocator.Allocator
+	pid := 0
+	if mode == "plugin" {
+		a, pid = binary(tb, c.policy)
+	} else {
+		a = inProcess(c.policy)
+		if err := a.SetConfig(context.Background(), []byte("{}"), allocator.APIVersions[0]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cl, err := allocatortest.NewBenchCluster(context.Background(), a, c.shape)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cl, pid
+}
+
+// BenchmarkAllocate times one steady-state cycle per iteration; the first
+// cycle after Init is reported apart as first-ms.
+func BenchmarkAllocate(b *testing.B) {
+	for _, c := range cases {
+		for _, mode := range []string{"inprocess", "plugin"} {
+			b.Run(c.name(mode), func(b *testing.B) {
+				cl, _ := start(b, c, mode)
+				ctx := context.Background()
+				first, _, err := cl.Cycle(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(first.Microseconds())/1000, "first-ms")
+				b.ReportAllocs()
+				b.ResetTimer()
+				var offers int
+				for range b.N {
+					if _, offers, err = cl.Cycle(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(offers), "offers/cycle")
+			})
+		}
+	}
+}
+
+// TestReportAllocBench prints the table `make bench-alloc` shows: for each
+// case the median of several steady cycles in process and through the
+// plugin binary, their ratio, the first cycle, allocations per cycle and
+// the plugin's RSS. A report, not a check: it runs only with
+// CORRAL_BENCH_ALLOC=1; CORRAL_BENCH_ALLOC_MAX_AGENTS limits the sizes.
+func TestReportAllocBench(t *testing.T) {
+	if os.Getenv("CORRAL_BENCH_ALLOC") != "1" {
+		t.Skip("set CORRAL_BENCH_ALLOC=1 (make bench-alloc) to run the allocation benchmark table")
+	}
+	maxAgents := 1 << 30
+	if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_ALLOC_MAX_AGENTS")); err == nil {
+		maxAgents = v
+	}
+	const cycles = 7
+	var rows []string
+	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %12s %12s %7s | %10s %10s | %12s %10s",
+		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "first in", "first plg", "allocs/cyc", "plugin RSS"))
+	for _, c := range cases {
+		if c.shape.Agents > maxAgents {
+			continue
+		}
+		res := map[string]allocatortest.BenchResult{}
+		var rss string
+		for _, mode := range []string{"inprocess", "plugin"} {
+			cl, pid := start(t, c, mode)
+			r, err := cl.RunBench(context.Background(), cycles)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name(mode), err)
+			}
+			res[mode] = r
+			if pid != 0 {
+				rss = rssOf(pid)
+			}
+		}
+		in, pl := res["inprocess"], res["plugin"]
+		rows = append(rows, fmt.Sprintf("%-9s %7d %6d %6d | %12s %12s %6.2fx | %10s %10s | %12d %10s",
+			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles, ms(in.Median), ms(pl.Median),
+			float64(pl.Median)/float64(max(in.Median, 1)), ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
+	}
+	fmt.Println(strings.Join(rows, "\n"))
+	fmt.Printf("median of %d steady cycles after the first; every cycle offers the whole free cluster again;\n"+
+		"ratio = plugin / in-process; allocs/cyc in process; RSS of the plugin process after the run.\n", cycles)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+// rssOf reads a process's resident set size from /proc.
+func rssOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return fmt.Sprintf("%d MiB", kb/1024)
+		}
+	}
+	return "?"
+}

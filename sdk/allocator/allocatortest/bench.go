@@ -1,0 +1,166 @@
+package allocatortest
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/resources"
+)
+
+// BenchShape describes a benchmark cluster in the shape of Mesos'
+// allocator benchmarks: agents of cpus:16, mem:64 GiB and a ports range,
+// each partly used by a running task; frameworks spread over roles, all
+// wanting offers; half of them decline every offer with a one-hour filter,
+// the other half run a task on it that ends before the next cycle. Each
+// cycle therefore recovers everything offered in the previous one and
+// offers the whole free cluster again, with filters piling up.
+type BenchShape struct {
+	Agents, Frameworks, Roles int
+	// Quota gives every role a small guarantee and a limit; Tiers gives
+	// roles priorities 0..2.
+	Quota, Tiers bool
+}
+
+func (b BenchShape) String() string {
+	return fmt.Sprintf("agents=%d/frameworks=%d/roles=%d", b.Agents, b.Frameworks, b.Roles)
+}
+
+var (
+	benchAgentTotal = resources.MustParse("cpus:16;mem:65536;disk:102400;ports:[31000-32000]")
+	benchAgentUsed  = resources.MustParse("cpus:4;mem:16384;ports:[31000-31009]")
+)
+
+// BenchCluster drives an allocator through steady-state cycles. It plays
+// the master's side as cheaply as it can so that what is measured is the
+// allocator (and, for a plugin binary, the wire).
+type BenchCluster struct {
+	a       allocator.Allocator
+	shape   BenchShape
+	version uint64
+	now     allocator.LogicalTime
+	pending []allocator.Delta
+	decline map[string]bool // framework -> declines everything
+}
+
+// NewBenchCluster initializes a with the cluster shape describes.
+func NewBenchCluster(ctx context.Context, a allocator.Allocator, shape BenchShape) (*BenchCluster, error) {
+	if shape.Roles <= 0 {
+		shape.Roles = 1
+	}
+	c := &BenchCluster{a: a, shape: shape, version: 1, decline: map[string]bool{}}
+	snap := &allocator.Snapshot{Version: 1}
+	for i := range shape.Roles {
+		r := allocator.Role{Name: benchRole(i), Weight: float64(1 + i%3)}
+		if shape.Quota {
+			r.Guarantee = resources.MustParse("cpus:1;mem:1024")
+			r.Limit = resources.MustParse("cpus:64")
+		}
+		if shape.Tiers {
+			r.Priority = int64(i % 3)
+		}
+		snap.Roles = append(snap.Roles, r)
+	}
+	for i := range shape.Frameworks {
+		id := fmt.Sprintf("fw-%05d", i)
+		c.decline[id] = i%2 == 1
+		snap.Frameworks = append(snap.Frameworks, allocator.Framework{ID: id, Roles: []string{benchRole(i % shape.Roles)}, Active: true})
+	}
+	for i := range shape.Agents {
+		id := fmt.Sprintf("agent-%06d", i)
+		snap.Agents = append(snap.Agents, allocator.Agent{ID: id, Hostname: id, Total: benchAgentTotal, Active: true})
+		f := i % max(shape.Frameworks, 1)
+		if shape.Frameworks > 0 {
+			snap.Allocations = append(snap.Allocations, allocator.Allocation{
+				FrameworkID: fmt.Sprintf("fw-%05d", f), Role: benchRole(f % shape.Roles), AgentID: id, Resources: benchAgentUsed,
+			})
+		}
+	}
+	v, err := a.Init(ctx, snap)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if v != snap.Version {
+		return nil, fmt.Errorf("init acknowledged version %d, sent %d", v, snap.Version)
+	}
+	return c, nil
+}
+
+func benchRole(i int) string { return fmt.Sprintf("role-%04d", i) }
+
+// Cycle runs one allocation cycle and returns its duration (the Allocate
+// call only) and the number of offers. It then plays the frameworks:
+// every offer is committed, and recovered before the next cycle, with a
+// one-hour filter for decliners.
+func (c *BenchCluster) Cycle(ctx context.Context) (time.Duration, int, error) {
+	c.now += 1000
+	req := &allocator.AllocateRequest{
+		BaseVersion: c.version, Deltas: c.pending, TargetVersion: c.version + uint64(len(c.pending)),
+		Now: c.now, Trigger: allocator.TriggerTimer,
+	}
+	began := time.Now()
+	resp, err := c.a.Allocate(ctx, req)
+	took := time.Since(began)
+	if err != nil {
+		return took, 0, err
+	}
+	c.version = req.TargetVersion
+	c.pending = c.pending[:0]
+	for _, o := range resp.Offers {
+		al := &allocator.Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
+		c.add(allocator.Delta{Kind: allocator.Allocated, Allocation: al})
+		refuse := 0.0
+		if c.decline[o.FrameworkID] {
+			refuse = 3600
+		}
+		c.add(allocator.Delta{Kind: allocator.Recovered, Allocation: al, RefuseSeconds: refuse})
+	}
+	return took, len(resp.Offers), nil
+}
+
+func (c *BenchCluster) add(d allocator.Delta) {
+	d.Version = c.version + uint64(len(c.pending)) + 1
+	d.At = c.now
+	c.pending = append(c.pending, d)
+}
+
+// BenchResult summarizes steady-state cycles.
+type BenchResult struct {
+	First          time.Duration // the first cycle after Init
+	Median         time.Duration // of the cycles after it
+	Offers         int           // in the last cycle
+	AllocsPerCycle uint64        // heap allocations in this process per steady cycle
+	BytesPerCycle  uint64
+}
+
+// RunBench runs one first cycle and then cycles steady-state cycles.
+func (c *BenchCluster) RunBench(ctx context.Context, cycles int) (BenchResult, error) {
+	var r BenchResult
+	first, _, err := c.Cycle(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.First = first
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	times := make([]time.Duration, 0, cycles)
+	for range cycles {
+		d, n, err := c.Cycle(ctx)
+		if err != nil {
+			return r, err
+		}
+		times = append(times, d)
+		r.Offers = n
+	}
+	runtime.ReadMemStats(&ms1)
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	if len(times) > 0 {
+		r.Median = times[len(times)/2]
+		r.AllocsPerCycle = (ms1.Mallocs - ms0.Mallocs) / uint64(len(times))
+		r.BytesPerCycle = (ms1.TotalAlloc - ms0.TotalAlloc) / uint64(len(times))
+	}
+	return r, nil
+}
