@@ -45,7 +45,7 @@ bench: build
 MAX_AGENTS ?= 50000
 bench-alloc: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
-		$(GO) test -count 1 -timeout 60m -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
+		$(GO) test -count 1 -timeout 60m -v -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -411,9 +411,9 @@ func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
 	return p, nil
 }
 
-// deltaFromProto converts a delta; refs resolves offer references (nil
-// outside the plugin-side glue).
-func deltaFromProto(p *allocatorpb.Delta, refs *offerMemory) (*Delta, error) {
+// deltaFromProto converts one delta (offer reference runs are expanded by
+// allocateRequestFromProto).
+func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 	d := &Delta{Version: p.GetVersion(), At: LogicalTime(p.GetAtMs())}
 	var err error
 	switch c := p.GetChange().(type) {
@@ -466,19 +466,6 @@ func deltaFromProto(p *allocatorpb.Delta, refs *offerMemory) (*Delta, error) {
 	case *allocatorpb.Delta_DemandUpdated:
 		d.Kind = DemandUpdated
 		d.Demand, err = demandFromProto(c.DemandUpdated)
-	case *allocatorpb.Delta_AllocatedOffer:
-		d.Kind = Allocated
-		if refs == nil {
-			return nil, fmt.Errorf("delta version %d refers to an offer, which only the plugin glue can resolve", p.GetVersion())
-		}
-		d.Allocation, err = refs.resolve(c.AllocatedOffer)
-	case *allocatorpb.Delta_RecoveredOffer:
-		d.Kind = Recovered
-		if refs == nil {
-			return nil, fmt.Errorf("delta version %d refers to an offer, which only the plugin glue can resolve", p.GetVersion())
-		}
-		d.Allocation, err = refs.resolve(c.RecoveredOffer)
-		d.RefuseSeconds = c.RecoveredOffer.GetRefuseSeconds()
 	default:
 		return nil, fmt.Errorf("delta version %d has no change", p.GetVersion())
 	}
@@ -488,8 +475,8 @@ func deltaFromProto(p *allocatorpb.Delta, refs *offerMemory) (*Delta, error) {
 	return d, nil
 }
 
-// allocateRequestToProto converts a request; refs (nil: none) turns deltas
-// that repeat a recent offer into references.
+// allocateRequestToProto converts a request; refs (nil: none) turns runs
+// of deltas that repeat recent offers into references.
 func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
@@ -503,17 +490,9 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb
 		refs.mu.Lock()
 		defer refs.mu.Unlock()
 	}
-	p.Deltas = make([]*allocatorpb.Delta, 0, len(r.Deltas))
-	for i := range r.Deltas {
-		if ref := refs.refDelta(&r.Deltas[i]); ref != nil {
-			p.Deltas = append(p.Deltas, ref)
-			continue
-		}
-		d, err := deltaToProto(&r.Deltas[i])
-		if err != nil {
-			return nil, err
-		}
-		p.Deltas = append(p.Deltas, d)
+	var err error
+	if p.Deltas, err = refs.compressDeltas(r.Deltas); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -527,8 +506,17 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 		MaxOffers:     int(p.GetMaxOffers()),
 		RevokeAfter:   LogicalTime(p.GetRevokeAfterMs()),
 	}
+	r.Deltas = make([]Delta, 0, len(p.GetDeltas()))
 	for _, pd := range p.GetDeltas() {
-		d, err := deltaFromProto(pd, refs)
+		if run := pd.GetOfferRefs(); run != nil {
+			ds, err := refs.expandRun(pd, run)
+			if err != nil {
+				return nil, err
+			}
+			r.Deltas = append(r.Deltas, ds...)
+			continue
+		}
+		d, err := deltaFromProto(pd)
 		if err != nil {
 			return nil, err
 		}
@@ -539,13 +527,31 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 
 func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse {
 	p := &allocatorpb.AllocateResponse{AppliedVersion: r.AppliedVersion, Metrics: r.Metrics}
+	// Each distinct resource list crosses the wire once; offers of
+	// identical free resources (identical agents) refer to it. A few recent
+	// lists are compared, which finds runs without hashing every offer.
+	var recent []int // indices into p.ResourceTable, most recent last
+	var recentRes []resources.Resources
+	p.Offers = make([]*allocatorpb.OfferProposal, 0, len(r.Offers))
 	for _, o := range r.Offers {
-		p.Offers = append(p.Offers, &allocatorpb.OfferProposal{
-			FrameworkId: o.FrameworkID,
-			Role:        o.Role,
-			AgentId:     o.AgentID,
-			Resources:   o.Resources.ToProto(),
-		})
+		op := &allocatorpb.OfferProposal{FrameworkId: o.FrameworkID, Role: o.Role, AgentId: o.AgentID}
+		found := -1
+		for i := len(recentRes) - 1; i >= 0; i-- {
+			if recentRes[i].Equal(o.Resources) {
+				found = recent[i]
+				break
+			}
+		}
+		if found < 0 {
+			found = len(p.ResourceTable)
+			p.ResourceTable = append(p.ResourceTable, &corralpb.ResourceList{Resources: o.Resources.ToProto()})
+			recent, recentRes = append(recent, found), append(recentRes, o.Resources)
+			if len(recent) > 8 {
+				recent, recentRes = recent[1:], recentRes[1:]
+			}
+		}
+		op.ResourcesRef = uint32(found + 1)
+		p.Offers = append(p.Offers, op)
 	}
 	for _, rv := range r.Revocations {
 		p.Revocations = append(p.Revocations, &allocatorpb.RevocationProposal{
@@ -557,10 +563,27 @@ func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse 
 
 func allocateResponseFromProto(p *allocatorpb.AllocateResponse) (*AllocateResponse, error) {
 	r := &AllocateResponse{AppliedVersion: p.GetAppliedVersion(), Metrics: p.GetMetrics()}
-	for i, o := range p.GetOffers() {
-		res, err := resources.FromProto(o.GetResources())
+	table := make([]resources.Resources, len(p.GetResourceTable()))
+	for i, l := range p.GetResourceTable() {
+		res, err := resources.FromProto(l.GetResources())
 		if err != nil {
-			return nil, fmt.Errorf("offer %d (framework %q, agent %q): %w", i, o.GetFrameworkId(), o.GetAgentId(), err)
+			return nil, fmt.Errorf("resource table entry %d: %w", i, err)
+		}
+		table[i] = res
+	}
+	r.Offers = make([]Proposal, 0, len(p.GetOffers()))
+	for i, o := range p.GetOffers() {
+		var res resources.Resources
+		switch ref := o.GetResourcesRef(); {
+		case ref == 0:
+			var err error
+			if res, err = resources.FromProto(o.GetResources()); err != nil {
+				return nil, fmt.Errorf("offer %d (framework %q, agent %q): %w", i, o.GetFrameworkId(), o.GetAgentId(), err)
+			}
+		case int(ref) > len(table):
+			return nil, fmt.Errorf("offer %d (framework %q, agent %q) refers to resource list %d of %d", i, o.GetFrameworkId(), o.GetAgentId(), ref, len(table))
+		default:
+			res = table[ref-1]
 		}
 		r.Offers = append(r.Offers, Proposal{
 			FrameworkID: o.GetFrameworkId(),

@@ -59,35 +59,84 @@ func TestOfferReferenceEncoding(t *testing.T) {
 	offers := []Proposal{
 		{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:1")},
 		{FrameworkID: "f2", Role: "r", AgentID: "a2", Resources: resources.MustParse("cpus:2")},
+		{FrameworkID: "f3", Role: "r", AgentID: "a3", Resources: resources.MustParse("cpus:3")},
 	}
 	host.remember(7, offers, true)
 	plugin.remember(7, offers, false)
-	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 3, Deltas: []Delta{
-		{Version: 2, Kind: Allocated, Allocation: &Allocation{FrameworkID: "f2", Role: "r", AgentID: "a2", Resources: resources.MustParse("cpus:2")}},
-		// Same key, other resources: sent in full.
-		{Version: 3, Kind: Recovered, Allocation: &Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:0.5")}},
-	}}
+	alloc := func(fw, agent, r string) *Allocation {
+		return &Allocation{FrameworkID: fw, Role: "r", AgentID: agent, Resources: resources.MustParse(r)}
+	}
+	deltas := []Delta{
+		{Version: 2, At: 9, Kind: Allocated, Allocation: alloc("f2", "a2", "cpus:2")},
+		{Version: 3, At: 9, Kind: Allocated, Allocation: alloc("f3", "a3", "cpus:3")},
+		// Same key, other resources: sent in full, and it ends the run.
+		{Version: 4, At: 9, Kind: Recovered, Allocation: alloc("f1", "a1", "cpus:0.5")},
+		{Version: 5, At: 9, Kind: Recovered, Allocation: alloc("f1", "a1", "cpus:1"), RefuseSeconds: 3600},
+		{Version: 6, At: 9, Kind: Recovered, Allocation: alloc("f3", "a3", "cpus:3")},
+		// Another time: a new run.
+		{Version: 7, At: 10, Kind: Recovered, Allocation: alloc("f2", "a2", "cpus:2")},
+	}
+	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 7, Deltas: deltas}
 	p, err := allocateRequestToProto(req, &host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := p.Deltas[0].GetAllocatedOffer(); r == nil || r.GetResponseId() != 7 || r.GetIndex() != 1 {
-		t.Errorf("delta 0 = %v, want a reference to offer 1 of response 7", p.Deltas[0])
+	if len(p.Deltas) != 4 {
+		t.Fatalf("wire deltas = %v, want 4: a run of 2, one in full, a run of 2, a run of 1", p.Deltas)
+	}
+	if r := p.Deltas[0].GetOfferRefs(); r == nil || r.GetRecovered() || fmt.Sprint(r.GetIndices()) != "[1 2]" {
+		t.Errorf("wire delta 0 = %v", p.Deltas[0])
 	}
 	if p.Deltas[1].GetRecovered() == nil {
-		t.Errorf("delta 1 = %v, want the resources in full", p.Deltas[1])
+		t.Errorf("wire delta 1 = %v, want the resources in full", p.Deltas[1])
+	}
+	if r := p.Deltas[2].GetOfferRefs(); r == nil || !r.GetRecovered() || fmt.Sprint(r.GetIndices(), r.GetRefuseSeconds()) != "[0 2] [3600 0]" {
+		t.Errorf("wire delta 2 = %v", p.Deltas[2])
 	}
 	back, err := allocateRequestFromProto(p, &plugin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := back.Deltas[0].Allocation; a.FrameworkID != "f2" || !a.Resources.Equal(resources.MustParse("cpus:2")) {
-		t.Errorf("resolved %+v", a)
+	if len(back.Deltas) != len(deltas) {
+		t.Fatalf("expanded %d deltas, sent %d", len(back.Deltas), len(deltas))
+	}
+	for i := range deltas {
+		g, w := back.Deltas[i], deltas[i]
+		if g.Version != w.Version || g.At != w.At || g.Kind != w.Kind || g.RefuseSeconds != w.RefuseSeconds ||
+			g.Allocation.FrameworkID != w.Allocation.FrameworkID || !g.Allocation.Resources.Equal(w.Allocation.Resources) {
+			t.Errorf("delta %d: got %+v, sent %+v", i, g, w)
+		}
 	}
 	if _, err := allocateRequestFromProto(p, &offerMemory{}); err == nil || !strings.Contains(err.Error(), "no longer remembers") {
 		t.Errorf("unknown reference: %v", err)
 	}
 	if _, err := allocateRequestFromProto(p, nil); err == nil {
 		t.Error("a reference outside the plugin glue was accepted")
+	}
+}
+
+func TestResponseResourceTable(t *testing.T) {
+	same := resources.MustParse("cpus:12;mem:49152;ports:[31010-32000]")
+	r := &AllocateResponse{AppliedVersion: 3}
+	for i := range 5 {
+		r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: fmt.Sprint("a", i), Resources: same})
+	}
+	r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: "a9", Resources: resources.MustParse("cpus:1")})
+	p := allocateResponseToProto(r)
+	if len(p.ResourceTable) != 2 {
+		t.Errorf("resource table has %d lists, want 2", len(p.ResourceTable))
+	}
+	back, err := allocateResponseFromProto(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range back.Offers {
+		if o.AgentID != r.Offers[i].AgentID || !o.Resources.Equal(r.Offers[i].Resources) {
+			t.Errorf("offer %d: got %+v, sent %+v", i, o, r.Offers[i])
+		}
+	}
+	p.Offers[0].ResourcesRef = 9
+	if _, err := allocateResponseFromProto(p); err == nil || !strings.Contains(err.Error(), "refers to resource list 9 of 2") {
+		t.Errorf("bad reference: %v", err)
 	}
 }

@@ -59,53 +59,101 @@ func (m *offerMemory) remember(id uint64, offers []Proposal, indexed bool) {
 	}
 }
 
-// ref finds a as an offer of a remembered response, newest first.
-func (m *offerMemory) ref(a *Allocation) (*allocatorpb.OfferRef, bool) {
+// ref finds a as an offer of a remembered response, newest first. The
+// caller holds m.mu.
+func (m *offerMemory) ref(a *Allocation) (id uint64, index uint32, ok bool) {
 	if a == nil {
-		return nil, false
+		return 0, 0, false
 	}
 	k := offerKey{a.FrameworkID, a.Role, a.AgentID}
 	for i := len(m.recent) - 1; i >= 0; i-- {
 		so := m.recent[i]
 		if j, ok := so.index[k]; ok && so.offers[j].Resources.Equal(a.Resources) {
-			return &allocatorpb.OfferRef{ResponseId: so.id, Index: uint32(j)}, true
+			return so.id, uint32(j), true
 		}
 	}
-	return nil, false
+	return 0, 0, false
 }
 
-// resolve expands a reference back into the allocation it names.
-func (m *offerMemory) resolve(r *allocatorpb.OfferRef) (*Allocation, error) {
+// resolve returns offer index of response id as an allocation. The caller
+// holds m.mu.
+func (m *offerMemory) resolve(id uint64, index uint32) (*Allocation, error) {
 	for _, so := range m.recent {
-		if so.id != r.GetResponseId() {
+		if so.id != id {
 			continue
 		}
-		if int(r.GetIndex()) >= len(so.offers) {
-			return nil, fmt.Errorf("offer reference %d/%d: the response had %d offers", r.GetResponseId(), r.GetIndex(), len(so.offers))
+		if int(index) >= len(so.offers) {
+			return nil, fmt.Errorf("offer reference %d/%d: the response had %d offers", id, index, len(so.offers))
 		}
-		o := so.offers[r.GetIndex()]
+		o := so.offers[index]
 		return &Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}, nil
 	}
-	return nil, fmt.Errorf("offer reference to response %d, which this plugin no longer remembers", r.GetResponseId())
+	return nil, fmt.Errorf("offer reference to response %d, which this plugin no longer remembers", id)
 }
 
-// refDelta returns the wire form of d as an offer reference, or nil when
-// d is not an Allocated or Recovered delta of a remembered offer. The
-// caller holds m.mu.
-func (m *offerMemory) refDelta(d *Delta) *allocatorpb.Delta {
-	if m == nil || len(m.recent) == 0 || (d.Kind != Allocated && d.Kind != Recovered) {
-		return nil
+// compressDeltas converts deltas to the wire, turning runs of Allocated or
+// Recovered deltas that repeat remembered offers into OfferRefRuns. The
+// caller holds m.mu (m may be nil: no compression).
+func (m *offerMemory) compressDeltas(deltas []Delta) ([]*allocatorpb.Delta, error) {
+	out := make([]*allocatorpb.Delta, 0, len(deltas))
+	var run *allocatorpb.OfferRefRun
+	var runNext uint64 // the version the open run would cover next
+	var runAt LogicalTime
+	for i := range deltas {
+		d := &deltas[i]
+		if m != nil && len(m.recent) > 0 && (d.Kind == Allocated || d.Kind == Recovered) {
+			if id, index, ok := m.ref(d.Allocation); ok {
+				recovered := d.Kind == Recovered
+				if run == nil || run.ResponseId != id || run.Recovered != recovered || d.Version != runNext || d.At != runAt {
+					run = &allocatorpb.OfferRefRun{ResponseId: id, Recovered: recovered}
+					out = append(out, &allocatorpb.Delta{Version: d.Version, AtMs: int64(d.At),
+						Change: &allocatorpb.Delta_OfferRefs{OfferRefs: run}})
+				}
+				if recovered && (d.RefuseSeconds != 0 || len(run.RefuseSeconds) > 0) {
+					for len(run.RefuseSeconds) < len(run.Indices) {
+						run.RefuseSeconds = append(run.RefuseSeconds, 0)
+					}
+					run.RefuseSeconds = append(run.RefuseSeconds, d.RefuseSeconds)
+				}
+				run.Indices = append(run.Indices, index)
+				runNext, runAt = d.Version+1, d.At
+				continue
+			}
+		}
+		run = nil
+		p, err := deltaToProto(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
-	r, ok := m.ref(d.Allocation)
-	if !ok {
-		return nil
+	return out, nil
+}
+
+// expandRun turns an OfferRefRun back into the deltas it stands for. The
+// caller holds m.mu (m nil: references cannot be resolved).
+func (m *offerMemory) expandRun(p *allocatorpb.Delta, run *allocatorpb.OfferRefRun) ([]Delta, error) {
+	if m == nil {
+		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
-	p := &allocatorpb.Delta{Version: d.Version, AtMs: int64(d.At)}
-	if d.Kind == Allocated {
-		p.Change = &allocatorpb.Delta_AllocatedOffer{AllocatedOffer: r}
-	} else {
-		r.RefuseSeconds = d.RefuseSeconds
-		p.Change = &allocatorpb.Delta_RecoveredOffer{RecoveredOffer: r}
+	n := len(run.GetIndices())
+	if rs := run.GetRefuseSeconds(); len(rs) != 0 && len(rs) != n {
+		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
 	}
-	return p
+	out := make([]Delta, 0, n)
+	for i, index := range run.GetIndices() {
+		a, err := m.resolve(run.GetResponseId(), index)
+		if err != nil {
+			return nil, fmt.Errorf("delta version %d: %w", p.GetVersion()+uint64(i), err)
+		}
+		d := Delta{Version: p.GetVersion() + uint64(i), At: LogicalTime(p.GetAtMs()), Kind: Allocated, Allocation: a}
+		if run.GetRecovered() {
+			d.Kind = Recovered
+			if rs := run.GetRefuseSeconds(); len(rs) > 0 {
+				d.RefuseSeconds = rs[i]
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

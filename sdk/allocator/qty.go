@@ -45,6 +45,35 @@ func (x *scalarIndex) add(q qty, r resources.Resources, sign int64) qty {
 	return q
 }
 
+// qtyDelta is a signed amount per scalar index, computed once per change.
+type qtyDelta struct {
+	idx []int
+	v   []int64
+}
+
+// delta turns sign × the scalars of r into a qtyDelta.
+func (x *scalarIndex) delta(r resources.Resources, sign int64) qtyDelta {
+	var d qtyDelta
+	r.EachScalar(func(name string, v float64) {
+		d.idx = append(d.idx, x.of(name))
+		d.v = append(d.v, sign*int64(math.Round(v*1000)))
+	})
+	return d
+}
+
+// addTo adds d to q (clamping at zero) and returns q, grown as needed.
+func (d qtyDelta) addTo(q qty) qty {
+	for j, i := range d.idx {
+		for len(q) <= i {
+			q = append(q, 0)
+		}
+		if q[i] += d.v[j]; q[i] < 0 {
+			q[i] = 0
+		}
+	}
+	return q
+}
+
 // resources turns q back into resources.
 func (x *scalarIndex) resources(q qty) resources.Resources {
 	var r resources.Resources

@@ -81,3 +81,29 @@ func (b *ShareBasis) Of(r resources.Resources) float64 {
 func DominantShare(allocated, total resources.Resources, exclude ...string) float64 {
 	return NewShareBasis(total, exclude...).Of(allocated)
 }
+
+// ofFixed is the dominant share of fixed-point amounts indexed by x.
+func (b *ShareBasis) ofFixed(q qty, x *scalarIndex) float64 {
+	var s float64
+	for j, v := range q {
+		if v <= 0 {
+			continue
+		}
+		if i, ok := slices.BinarySearch(b.names, x.names[j]); ok && b.counted[i] {
+			s = max(s, float64(v)/1000/b.total[i])
+		}
+	}
+	return s
+}
+
+// RoleTreeShare is the dominant share of a role's whole subtree (not
+// divided by its weight) against b, without building resources: policies
+// report it for every role every cycle.
+func (s *State) RoleTreeShare(role string, b *ShareBasis) float64 {
+	return b.ofFixed(s.byRoleTree[role], &s.scalars)
+}
+
+// FrameworkShareIn is FrameworkShare against b.
+func (s *State) FrameworkShareIn(frameworkID string, b *ShareBasis) float64 {
+	return b.ofFixed(s.byFramework[frameworkID], &s.scalars)
+}

@@ -58,6 +58,7 @@ type State struct {
 	filters     map[allocKey][]allocator.Filter
 	filterQueue expiryQueue // every filter's expiry, soonest first
 
+	roleAncestors map[string][]string
 	// revoking: tasks the plugin proposed to revoke, and when.
 	revoking map[taskKey]allocator.LogicalTime
 
@@ -78,23 +79,24 @@ func NewState() *State {
 
 func (s *State) reset() {
 	*s = State{
-		agents:      map[string]*allocator.Agent{},
-		frameworks:  map[string]*allocator.Framework{},
-		roles:       map[string]allocator.Role{},
-		tasks:       map[taskKey]*allocator.Task{},
-		demands:     map[demandKey][]allocator.TaskShape{},
-		allocs:      map[allocKey]resources.Resources{},
-		byRole:      map[string]qty{},
-		byRoleTree:  map[string]qty{},
-		byFramework: map[string]qty{},
-		byClient:    map[demandKey]qty{},
-		tasksOf:     map[demandKey]qty{},
-		avail:       map[string]resources.Resources{},
-		filters:     map[allocKey][]allocator.Filter{},
-		changed:     map[string]struct{}{},
-		revoking:    map[taskKey]allocator.LogicalTime{},
-		allChanged:  true,
-		clientsGen:  s.clientsGen + 1,
+		agents:        map[string]*allocator.Agent{},
+		frameworks:    map[string]*allocator.Framework{},
+		roles:         map[string]allocator.Role{},
+		tasks:         map[taskKey]*allocator.Task{},
+		demands:       map[demandKey][]allocator.TaskShape{},
+		allocs:        map[allocKey]resources.Resources{},
+		byRole:        map[string]qty{},
+		byRoleTree:    map[string]qty{},
+		byFramework:   map[string]qty{},
+		byClient:      map[demandKey]qty{},
+		tasksOf:       map[demandKey]qty{},
+		avail:         map[string]resources.Resources{},
+		filters:       map[allocKey][]allocator.Filter{},
+		changed:       map[string]struct{}{},
+		revoking:      map[taskKey]allocator.LogicalTime{},
+		roleAncestors: map[string][]string{},
+		allChanged:    true,
+		clientsGen:    s.clientsGen + 1,
 	}
 }
 
@@ -531,25 +533,41 @@ func (s *State) unaccount(k allocKey, r resources.Resources) {
 		s.allocs[k] = left
 	}
 	if a, ok := s.agents[k.agent]; ok {
-		// Never more than the total, even if a snapshot over-booked it.
-		s.avail[k.agent] = s.avail[k.agent].Add(r).Intersect(a.Total)
+		av := s.avail[k.agent].Add(r)
+		if !a.Total.Contains(av) {
+			// Never more than the total, even if a snapshot over-booked it.
+			av = av.Intersect(a.Total)
+		}
+		s.avail[k.agent] = av
 	}
 	s.account(k, r, -1)
 }
 
 // account adds sign × r to the scalar aggregates of allocation k.
 func (s *State) account(k allocKey, r resources.Resources, sign int64) {
-	s.byRole[k.role] = s.scalars.add(s.byRole[k.role], r, sign)
-	for _, role := range resources.RoleAncestors(k.role) {
-		s.byRoleTree[role] = s.scalars.add(s.byRoleTree[role], r, sign)
+	// The amounts are looked up once and added to every aggregate.
+	d := s.scalars.delta(r, sign)
+	s.byRole[k.role] = d.addTo(s.byRole[k.role])
+	for _, role := range s.ancestors(k.role) {
+		s.byRoleTree[role] = d.addTo(s.byRoleTree[role])
 	}
-	s.byFramework[k.framework] = s.scalars.add(s.byFramework[k.framework], r, sign)
+	s.byFramework[k.framework] = d.addTo(s.byFramework[k.framework])
 	ck := demandKey{k.framework, k.role}
-	if q := s.scalars.add(s.byClient[ck], r, sign); q.empty() {
+	if q := d.addTo(s.byClient[ck]); q.empty() {
 		delete(s.byClient, ck)
 	} else {
 		s.byClient[ck] = q
 	}
+}
+
+// ancestors is resources.RoleAncestors, remembered per role.
+func (s *State) ancestors(role string) []string {
+	a, ok := s.roleAncestors[role]
+	if !ok {
+		a = resources.RoleAncestors(role)
+		s.roleAncestors[role] = a
+	}
+	return a
 }
 
 // Advance moves the state's clock to now (never backwards) and forgets

@@ -806,8 +806,7 @@ type Delta struct {
 	//	*Delta_TaskUpdated
 	//	*Delta_TaskRemoved_
 	//	*Delta_DemandUpdated
-	//	*Delta_AllocatedOffer
-	//	*Delta_RecoveredOffer
+	//	*Delta_OfferRefs
 	Change        isDelta_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -999,19 +998,10 @@ func (x *Delta) GetDemandUpdated() *Demand {
 	return nil
 }
 
-func (x *Delta) GetAllocatedOffer() *OfferRef {
+func (x *Delta) GetOfferRefs() *OfferRefRun {
 	if x != nil {
-		if x, ok := x.Change.(*Delta_AllocatedOffer); ok {
-			return x.AllocatedOffer
-		}
-	}
-	return nil
-}
-
-func (x *Delta) GetRecoveredOffer() *OfferRef {
-	if x != nil {
-		if x, ok := x.Change.(*Delta_RecoveredOffer); ok {
-			return x.RecoveredOffer
+		if x, ok := x.Change.(*Delta_OfferRefs); ok {
+			return x.OfferRefs
 		}
 	}
 	return nil
@@ -1083,16 +1073,14 @@ type Delta_DemandUpdated struct {
 	DemandUpdated *Demand `protobuf:"bytes,17,opt,name=demand_updated,json=demandUpdated,proto3,oneof"`
 }
 
-type Delta_AllocatedOffer struct {
-	// The compact wire form of allocated/recovered when the allocation is
-	// exactly an offer the plugin proposed in a recent response (the
-	// master committing or recovering it): the glue sends a reference
-	// instead of the resources again. Implementations never see these.
-	AllocatedOffer *OfferRef `protobuf:"bytes,18,opt,name=allocated_offer,json=allocatedOffer,proto3,oneof"`
-}
-
-type Delta_RecoveredOffer struct {
-	RecoveredOffer *OfferRef `protobuf:"bytes,19,opt,name=recovered_offer,json=recoveredOffer,proto3,oneof"`
+type Delta_OfferRefs struct {
+	// The compact wire form of a run of allocated or recovered deltas
+	// whose allocations are exactly offers the plugin proposed in a recent
+	// response (the master committing or recovering them): the glue sends
+	// references instead of the resources again. The run covers
+	// len(indices) consecutive versions from this delta's, all at at_ms.
+	// Implementations never see it: the plugin-side glue expands it.
+	OfferRefs *OfferRefRun `protobuf:"bytes,20,opt,name=offer_refs,json=offerRefs,proto3,oneof"`
 }
 
 func (*Delta_AgentAdded) isDelta_Change() {}
@@ -1125,34 +1113,34 @@ func (*Delta_TaskRemoved_) isDelta_Change() {}
 
 func (*Delta_DemandUpdated) isDelta_Change() {}
 
-func (*Delta_AllocatedOffer) isDelta_Change() {}
+func (*Delta_OfferRefs) isDelta_Change() {}
 
-func (*Delta_RecoveredOffer) isDelta_Change() {}
-
-// OfferRef names offer `index` of the response `response_id`.
-type OfferRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResponseId    uint64                 `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
-	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	RefuseSeconds float64                `protobuf:"fixed64,3,opt,name=refuse_seconds,json=refuseSeconds,proto3" json:"refuse_seconds,omitempty"` // recovered only
+// OfferRefRun names offers of the response `response_id` by index.
+type OfferRefRun struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ResponseId uint64                 `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
+	Recovered  bool                   `protobuf:"varint,2,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Indices    []uint32               `protobuf:"varint,3,rep,packed,name=indices,proto3" json:"indices,omitempty"`
+	// Recovered runs: one per index, or empty when all are 0.
+	RefuseSeconds []float64 `protobuf:"fixed64,4,rep,packed,name=refuse_seconds,json=refuseSeconds,proto3" json:"refuse_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *OfferRef) Reset() {
-	*x = OfferRef{}
+func (x *OfferRefRun) Reset() {
+	*x = OfferRefRun{}
 	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *OfferRef) String() string {
+func (x *OfferRefRun) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*OfferRef) ProtoMessage() {}
+func (*OfferRefRun) ProtoMessage() {}
 
-func (x *OfferRef) ProtoReflect() protoreflect.Message {
+func (x *OfferRefRun) ProtoReflect() protoreflect.Message {
 	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1164,30 +1152,37 @@ func (x *OfferRef) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use OfferRef.ProtoReflect.Descriptor instead.
-func (*OfferRef) Descriptor() ([]byte, []int) {
+// Deprecated: Use OfferRefRun.ProtoReflect.Descriptor instead.
+func (*OfferRefRun) Descriptor() ([]byte, []int) {
 	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *OfferRef) GetResponseId() uint64 {
+func (x *OfferRefRun) GetResponseId() uint64 {
 	if x != nil {
 		return x.ResponseId
 	}
 	return 0
 }
 
-func (x *OfferRef) GetIndex() uint32 {
+func (x *OfferRefRun) GetRecovered() bool {
 	if x != nil {
-		return x.Index
+		return x.Recovered
 	}
-	return 0
+	return false
 }
 
-func (x *OfferRef) GetRefuseSeconds() float64 {
+func (x *OfferRefRun) GetIndices() []uint32 {
+	if x != nil {
+		return x.Indices
+	}
+	return nil
+}
+
+func (x *OfferRefRun) GetRefuseSeconds() []float64 {
 	if x != nil {
 		return x.RefuseSeconds
 	}
-	return 0
+	return nil
 }
 
 type AllocateRequest struct {
@@ -1288,11 +1283,15 @@ func (x *AllocateRequest) GetRevokeAfterMs() int64 {
 }
 
 type OfferProposal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	AgentId       string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Resources     []*proto.Resource      `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Role        string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	AgentId     string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Resources   []*proto.Resource      `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	// When resources is empty: 1 + the index in the response's
+	// resource_table of this offer's resources (offers of identical agents
+	// are identical; each distinct list crosses the wire once).
+	ResourcesRef  uint32 `protobuf:"varint,5,opt,name=resources_ref,json=resourcesRef,proto3" json:"resources_ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1353,6 +1352,13 @@ func (x *OfferProposal) GetResources() []*proto.Resource {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *OfferProposal) GetResourcesRef() uint32 {
+	if x != nil {
+		return x.ResourcesRef
+	}
+	return 0
 }
 
 // RevocationProposal asks the core to take a task's resources back. The
@@ -1434,7 +1440,8 @@ type AllocateResponse struct {
 	Metrics        map[string]float64     `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Revocations    []*RevocationProposal  `protobuf:"bytes,4,rep,name=revocations,proto3" json:"revocations,omitempty"`
 	// Set by the plugin-side glue; requests may refer to its offers.
-	ResponseId    uint64 `protobuf:"varint,5,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
+	ResponseId    uint64                `protobuf:"varint,5,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
+	ResourceTable []*proto.ResourceList `protobuf:"bytes,6,rep,name=resource_table,json=resourceTable,proto3" json:"resource_table,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1502,6 +1509,13 @@ func (x *AllocateResponse) GetResponseId() uint64 {
 		return x.ResponseId
 	}
 	return 0
+}
+
+func (x *AllocateResponse) GetResourceTable() []*proto.ResourceList {
+	if x != nil {
+		return x.ResourceTable
+	}
+	return nil
 }
 
 type Delta_AgentRemoved struct {
@@ -1871,7 +1885,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x05tasks\x18\b \x03(\v2 .corral.plugin.allocator.v2.TaskR\x05tasks\x12<\n" +
 	"\ademands\x18\t \x03(\v2\".corral.plugin.allocator.v2.DemandR\ademands\"(\n" +
 	"\fInitResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"\xa0\x0e\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\xd4\r\n" +
 	"\x05Delta\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x13\n" +
 	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12D\n" +
@@ -1894,9 +1908,9 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"task_added\x18\x0e \x01(\v2 .corral.plugin.allocator.v2.TaskH\x00R\ttaskAdded\x12E\n" +
 	"\ftask_updated\x18\x0f \x01(\v2 .corral.plugin.allocator.v2.TaskH\x00R\vtaskUpdated\x12R\n" +
 	"\ftask_removed\x18\x10 \x01(\v2-.corral.plugin.allocator.v2.Delta.TaskRemovedH\x00R\vtaskRemoved\x12K\n" +
-	"\x0edemand_updated\x18\x11 \x01(\v2\".corral.plugin.allocator.v2.DemandH\x00R\rdemandUpdated\x12O\n" +
-	"\x0fallocated_offer\x18\x12 \x01(\v2$.corral.plugin.allocator.v2.OfferRefH\x00R\x0eallocatedOffer\x12O\n" +
-	"\x0frecovered_offer\x18\x13 \x01(\v2$.corral.plugin.allocator.v2.OfferRefH\x00R\x0erecoveredOffer\x1a)\n" +
+	"\x0edemand_updated\x18\x11 \x01(\v2\".corral.plugin.allocator.v2.DemandH\x00R\rdemandUpdated\x12H\n" +
+	"\n" +
+	"offer_refs\x18\x14 \x01(\v2'.corral.plugin.allocator.v2.OfferRefRunH\x00R\tofferRefs\x1a)\n" +
 	"\fAgentRemoved\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x1a5\n" +
 	"\x10FrameworkRemoved\x12!\n" +
@@ -1915,12 +1929,13 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vTaskRemoved\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskIdB\b\n" +
-	"\x06change\"h\n" +
-	"\bOfferRef\x12\x1f\n" +
+	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\x8d\x01\n" +
+	"\vOfferRefRun\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x04R\n" +
-	"responseId\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\rR\x05index\x12%\n" +
-	"\x0erefuse_seconds\x18\x03 \x01(\x01R\rrefuseSeconds\"\xb0\x03\n" +
+	"responseId\x12\x1c\n" +
+	"\trecovered\x18\x02 \x01(\bR\trecovered\x12\x18\n" +
+	"\aindices\x18\x03 \x03(\rR\aindices\x12%\n" +
+	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\"\xb0\x03\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -1934,24 +1949,26 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRIGGER_TIMER\x10\x01\x12\x11\n" +
 	"\rTRIGGER_EVENT\x10\x02\x12\x12\n" +
-	"\x0eTRIGGER_REVIVE\x10\x03\"\x94\x01\n" +
+	"\x0eTRIGGER_REVIVE\x10\x03\"\xb9\x01\n" +
 	"\rOfferProposal\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x121\n" +
-	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\"\x83\x01\n" +
+	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
+	"\rresources_ref\x18\x05 \x01(\rR\fresourcesRef\"\x83\x01\n" +
 	"\x12RevocationProposal\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x82\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc2\x03\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
 	"\ametrics\x18\x03 \x03(\v29.corral.plugin.allocator.v2.AllocateResponse.MetricsEntryR\ametrics\x12P\n" +
 	"\vrevocations\x18\x04 \x03(\v2..corral.plugin.allocator.v2.RevocationProposalR\vrevocations\x12\x1f\n" +
 	"\vresponse_id\x18\x05 \x01(\x04R\n" +
-	"responseId\x1a:\n" +
+	"responseId\x12>\n" +
+	"\x0eresource_table\x18\x06 \x03(\v2\x17.corral.v1.ResourceListR\rresourceTable\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012\xcd\x01\n" +
@@ -1985,7 +2002,7 @@ var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(*InitChunk)(nil),              // 8: corral.plugin.allocator.v2.InitChunk
 	(*InitResponse)(nil),           // 9: corral.plugin.allocator.v2.InitResponse
 	(*Delta)(nil),                  // 10: corral.plugin.allocator.v2.Delta
-	(*OfferRef)(nil),               // 11: corral.plugin.allocator.v2.OfferRef
+	(*OfferRefRun)(nil),            // 11: corral.plugin.allocator.v2.OfferRefRun
 	(*AllocateRequest)(nil),        // 12: corral.plugin.allocator.v2.AllocateRequest
 	(*OfferProposal)(nil),          // 13: corral.plugin.allocator.v2.OfferProposal
 	(*RevocationProposal)(nil),     // 14: corral.plugin.allocator.v2.RevocationProposal
@@ -2001,7 +2018,8 @@ var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	nil,                            // 24: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
 	(*proto.Resource)(nil),         // 25: corral.v1.Resource
 	(*proto.TaskShape)(nil),        // 26: corral.v1.TaskShape
-	(*proto.MinAllocatable)(nil),   // 27: corral.v1.MinAllocatable
+	(*proto.ResourceList)(nil),     // 27: corral.v1.ResourceList
+	(*proto.MinAllocatable)(nil),   // 28: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
 	25, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
@@ -2035,15 +2053,15 @@ var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
 	4,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
 	23, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
 	5,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
-	11, // 31: corral.plugin.allocator.v2.Delta.allocated_offer:type_name -> corral.plugin.allocator.v2.OfferRef
-	11, // 32: corral.plugin.allocator.v2.Delta.recovered_offer:type_name -> corral.plugin.allocator.v2.OfferRef
-	10, // 33: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
-	0,  // 34: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	25, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	13, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	24, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	14, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	27, // 39: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	11, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
+	10, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
+	0,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
+	25, // 34: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	13, // 35: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	24, // 36: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	14, // 37: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	27, // 38: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
+	28, // 39: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
 	6,  // 40: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
 	8,  // 41: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
 	12, // 42: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
@@ -2077,8 +2095,7 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 		(*Delta_TaskUpdated)(nil),
 		(*Delta_TaskRemoved_)(nil),
 		(*Delta_DemandUpdated)(nil),
-		(*Delta_AllocatedOffer)(nil),
-		(*Delta_RecoveredOffer)(nil),
+		(*Delta_OfferRefs)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -15,9 +15,9 @@ import (
 // allocator benchmarks: agents of cpus:16, mem:64 GiB and a ports range,
 // each partly used by a running task; frameworks spread over roles, all
 // wanting offers; half of them decline every offer with a one-hour filter,
-// the other half run a task on it that ends before the next cycle. Each
-// cycle therefore recovers everything offered in the previous one and
-// offers the whole free cluster again, with filters piling up.
+// the other half keep what they are offered. Each cycle recovers the
+// resources declined in the previous one and offers them again (to
+// frameworks that have not filtered them yet), with filters piling up.
 type BenchShape struct {
 	Agents, Frameworks, Roles int
 	// Quota gives every role a small guarantee and a limit; Tiers gives
@@ -92,10 +92,18 @@ func NewBenchCluster(ctx context.Context, a allocator.Allocator, shape BenchShap
 func benchRole(i int) string { return fmt.Sprintf("role-%04d", i) }
 
 // Cycle runs one allocation cycle and returns its duration (the Allocate
-// call only) and the number of offers. It then plays the frameworks:
-// every offer is committed, and recovered before the next cycle, with a
-// one-hour filter for decliners.
+// call only) and the number of offers, then answers it (see Answer).
 func (c *BenchCluster) Cycle(ctx context.Context) (time.Duration, int, error) {
+	resp, took, err := c.Allocate(ctx)
+	if err != nil {
+		return took, 0, err
+	}
+	c.Answer(resp)
+	return took, len(resp.Offers), nil
+}
+
+// Allocate makes the cycle's Allocate call (what benchmarks time).
+func (c *BenchCluster) Allocate(ctx context.Context) (*allocator.AllocateResponse, time.Duration, error) {
 	c.now += 1000
 	req := &allocator.AllocateRequest{
 		BaseVersion: c.version, Deltas: c.pending, TargetVersion: c.version + uint64(len(c.pending)),
@@ -105,20 +113,27 @@ func (c *BenchCluster) Cycle(ctx context.Context) (time.Duration, int, error) {
 	resp, err := c.a.Allocate(ctx, req)
 	took := time.Since(began)
 	if err != nil {
-		return took, 0, err
+		return nil, took, err
 	}
 	c.version = req.TargetVersion
+	return resp, took, nil
+}
+
+// Answer plays the master and the frameworks after a cycle: every offer is
+// committed; decliners give theirs back with a one-hour filter, the others
+// keep theirs.
+func (c *BenchCluster) Answer(resp *allocator.AllocateResponse) {
 	c.pending = c.pending[:0]
 	for _, o := range resp.Offers {
 		al := &allocator.Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
 		c.add(allocator.Delta{Kind: allocator.Allocated, Allocation: al})
-		refuse := 0.0
-		if c.decline[o.FrameworkID] {
-			refuse = 3600
-		}
-		c.add(allocator.Delta{Kind: allocator.Recovered, Allocation: al, RefuseSeconds: refuse})
 	}
-	return took, len(resp.Offers), nil
+	for _, o := range resp.Offers {
+		if c.decline[o.FrameworkID] {
+			al := &allocator.Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
+			c.add(allocator.Delta{Kind: allocator.Recovered, Allocation: al, RefuseSeconds: 3600})
+		}
+	}
 }
 
 func (c *BenchCluster) add(d allocator.Delta) {

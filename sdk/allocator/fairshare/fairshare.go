@@ -129,13 +129,12 @@ type cycle struct {
 	t     *tree
 	props []allocator.Proposal
 	free  map[string]resources.Resources // agent free resources left this cycle
-	// guaranteed roles: what each still needs to reach its guarantee.
-	need map[string]resources.Resources
-	// headroom: resources held back for unmet guarantees with demand.
-	headroom resources.Resources
-	// freeTotal: unallocated resources on active agents, this cycle's
+	// Quota (see quota.go): resources held back for unmet guarantees with
+	// demand, and the unallocated resources of active agents, this cycle's
 	// proposals taken out.
-	freeTotal resources.Resources
+	headroom    vec
+	hasHeadroom bool
+	freeTotal   vec
 	stage     int // 1: guarantees only; 2: everyone
 	tiered    bool
 	tier      int64 // with tiered: the only tier served in this pass
@@ -157,6 +156,7 @@ func (e *Engine) Allocate(s *sdk.State, now allocator.LogicalTime, maxOffers int
 	}
 	order := e.agentOrder(s, now)
 	c.free = make(map[string]resources.Resources, len(order))
+	c.props = make([]allocator.Proposal, 0, len(order))
 	// Agents whose free resources found no taker last time are skipped
 	// until something about them, or about who wants offers, changes; the
 	// cycle's cost follows change, not cluster size. Quota and holds make
@@ -243,17 +243,9 @@ func (c *cycle) fill(agentID string) {
 		grants = append(grants, grant{c: cl, res: r})
 	charged:
 		free = free.Subtract(r)
-		sc := r.Scalars()
-		if c.need != nil {
-			c.freeTotal = c.freeTotal.Subtract(sc)
-		}
-		c.t.charge(cl, sc)
-		if c.need != nil {
-			for _, role := range resources.RoleAncestors(cl.role) {
-				if n, ok := c.need[role]; ok {
-					c.need[role] = n.Subtract(sc)
-				}
-			}
+		d := c.t.charge(cl, r)
+		if c.e.opts.Quota {
+			c.chargeQuota(cl, d)
 		}
 	}
 	for !free.IsEmpty() {
@@ -279,11 +271,11 @@ func (c *cycle) fill(agentID string) {
 			}
 			return r
 		}
-		cl := c.t.first(func(cl *client) bool {
+		cl := c.t.first(c.stage == 1, func(cl *client) bool {
 			if scarce && !cl.gpu {
 				return false
 			}
-			if c.stage == 1 && !c.underGuarantee(cl.role) {
+			if c.stage == 1 && !cl.open {
 				return false
 			}
 			if c.tiered && cl.leaf.tier != c.tier {

@@ -1,155 +1,251 @@
 package fairshare
 
 import (
+	"math"
+
 	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Quota: a role's guarantee and limit apply to its whole subtree. Limits
-// hold under every policy (capped, withinCaps); guarantees and headroom
-// are the quota policy's. Stage 1
-// of a cycle serves only clients under an unmet guarantee; stage 2 serves
-// everyone, but what unmet guarantees with demand still need (headroom)
-// is not given to other roles, and no role's subtree goes past its limit
-// or an ancestor's.
+// hold under every policy (capped, withinCaps); guarantees and headroom are
+// the quota policy's. Stage 1 of a cycle serves only clients under an
+// unmet guarantee; stage 2 serves everyone, but what unmet guarantees with
+// demand still need (headroom) is not given to other roles, and no role's
+// subtree goes past its limit or an ancestor's.
+//
+// All of it is vector arithmetic in the share basis (see vec): quota is
+// checked for every candidate on every agent, thousands of times a cycle.
 
-// prepareQuota computes each guaranteed role's unmet need and the free
-// resources of the cluster.
-func (c *cycle) prepareQuota(order []string) {
-	c.need = map[string]resources.Resources{}
-	for _, r := range c.s.Roles() {
-		if r.Guarantee.IsEmpty() {
-			continue
-		}
-		if n := missing(r.Guarantee, c.s.RoleTreeAllocated(r.Name)); !n.IsEmpty() {
-			c.need[r.Name] = n
-		}
-	}
-	for _, id := range order {
-		if c.s.AgentActive(id) {
-			c.freeTotal = c.freeTotal.Add(c.freeOn(id).Scalars())
+// eps absorbs float noise in fixed-point amounts (thousandths).
+const eps = 1e-6
+
+// limitVec is a role's limit as a vector: +Inf where it sets none.
+func (t *tree) limitVec(lim resources.Resources) vec {
+	v := make(vec, len(t.basis.Names()))
+	for i, n := range t.basis.Names() {
+		v[i] = math.Inf(1)
+		if lim.Scalar(n) > 0 || contains(lim.ScalarNames(), n) {
+			v[i] = lim.Scalar(n)
 		}
 	}
+	return v
 }
 
-// missing is what has is short of want, on the scalars want names.
-func missing(want, has resources.Resources) resources.Resources {
-	return want.Scalars().Subtract(has.Scalars())
-}
-
-// underGuarantee reports whether role or an ancestor still needs
-// resources to reach its guarantee.
-func (c *cycle) underGuarantee(role string) bool {
-	if len(c.need) == 0 {
-		return false
-	}
-	for _, r := range resources.RoleAncestors(role) {
-		if n, ok := c.need[r]; ok && !n.IsEmpty() {
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
 			return true
 		}
 	}
 	return false
 }
 
+// prepareQuota computes each guaranteed role's unmet need, the stage-1
+// eligibility of every client and the free resources of the cluster.
+func (c *cycle) prepareQuota(order []string) {
+	t := c.t
+	for _, r := range c.s.Roles() {
+		n, ok := t.nodes[r.Name]
+		if !ok || r.Guarantee.IsEmpty() {
+			continue
+		}
+		need := t.basis.Vector(r.Guarantee)
+		for i := range need {
+			need[i] = max(0, need[i]-n.alloc[i])
+		}
+		n.need = need
+	}
+	c.freeTotal = make(vec, len(t.basis.Names()))
+	for _, id := range order {
+		if c.s.AgentActive(id) {
+			t.basis.AddTo(c.freeTotal, c.freeOn(id))
+		}
+	}
+	for _, cl := range t.clients {
+		if c.underGuarantee(cl) {
+			cl.open = true
+			for n := cl.leaf; n != nil; n = n.parent {
+				n.open++
+			}
+		}
+	}
+}
+
+func unmet(need vec) bool {
+	for _, q := range need {
+		if q > eps {
+			return true
+		}
+	}
+	return false
+}
+
+// underGuarantee reports whether a role on cl's path still needs resources
+// to reach its guarantee.
+func (c *cycle) underGuarantee(cl *client) bool {
+	for n := cl.leaf; n != nil; n = n.parent {
+		if n.need != nil && unmet(n.need) {
+			return true
+		}
+	}
+	return false
+}
+
+// chargeQuota books a grant against the needs on cl's path and the free
+// total; a guarantee met closes its subtree's clients for stage 1.
+func (c *cycle) chargeQuota(cl *client, d vec) {
+	for i := range d {
+		c.freeTotal[i] -= d[i]
+	}
+	for n := cl.leaf; n != nil; n = n.parent {
+		if n.need == nil || !unmet(n.need) {
+			continue
+		}
+		for i := range d {
+			n.need[i] = max(0, n.need[i]-d[i])
+		}
+		if !unmet(n.need) {
+			c.closeSubtree(n)
+		}
+	}
+}
+
+func (c *cycle) closeSubtree(n *node) {
+	for _, cl := range n.clients {
+		if cl.open && !c.underGuarantee(cl) {
+			cl.open = false
+			for m := cl.leaf; m != nil; m = m.parent {
+				m.open--
+			}
+		}
+	}
+	for _, ch := range n.children {
+		c.closeSubtree(ch)
+	}
+}
+
 // computeHeadroom sums what unmet guarantees still need, counting a role
 // only while something in its subtree wants offers, and each need once
 // (a guaranteed ancestor's need already covers its children's).
 func (c *cycle) computeHeadroom() {
-	c.headroom = resources.Resources{}
-	wanting := map[string]bool{}
-	for _, cl := range c.t.clients {
+	t := c.t
+	c.headroom = make(vec, len(t.basis.Names()))
+	wanting := map[*node]bool{}
+	for _, cl := range t.clients {
 		if !cl.declared || cl.pendingUnits() > 0 {
-			for _, r := range resources.RoleAncestors(cl.role) {
-				wanting[r] = true
+			for n := cl.leaf; n != nil; n = n.parent {
+				wanting[n] = true
 			}
 		}
 	}
-	counted := func(role string) bool {
-		n, ok := c.need[role]
-		return ok && !n.IsEmpty() && wanting[role]
-	}
-	for role, n := range c.need {
-		if !counted(role) {
-			continue
+	counted := func(n *node) bool { return n.need != nil && unmet(n.need) && wanting[n] }
+	var walk func(n *node, covered bool)
+	walk = func(n *node, covered bool) {
+		if !covered && counted(n) {
+			addVec(c.headroom, n.need)
+			covered = true
 		}
-		covered := false
-		for _, a := range resources.RoleAncestors(role)[1:] {
-			if counted(a) {
-				covered = true
-			}
-		}
-		if !covered {
-			c.headroom = c.headroom.Add(n)
+		for _, ch := range n.children {
+			walk(ch, covered)
 		}
 	}
+	walk(t.root, false)
+	c.hasHeadroom = unmet(c.headroom)
 }
 
-// capped is the part of free that cl may be offered as a whole under
-// quota: within every limit above it, within its unmet guarantee in
-// stage 1, and leaving the headroom in stage 2.
-func (c *cycle) capped(cl *client, free resources.Resources) resources.Resources {
-	r := free
-	for _, role := range cl.limits {
-		lim := c.s.Role(role).Limit
-		r = capTo(r, missing(lim, c.t.allocated(role)), lim)
+// caps fills room with how much of each scalar cl may still receive (+Inf:
+// unbounded) and reports whether anything bounds it.
+func (c *cycle) caps(cl *client, room vec) bool {
+	bounded := false
+	for i := range room {
+		room[i] = math.Inf(1)
+	}
+	for _, n := range cl.limited {
+		for i, l := range n.limit {
+			if !math.IsInf(l, 1) {
+				room[i] = min(room[i], l-n.alloc[i])
+				bounded = true
+			}
+		}
 	}
 	if !c.e.opts.Quota {
-		return r
+		return bounded
 	}
 	switch {
 	case c.stage == 1:
-		for _, role := range resources.RoleAncestors(cl.role) {
-			if n, ok := c.need[role]; ok && !n.IsEmpty() {
-				r = capTo(r, n, n)
+		for n := cl.leaf; n != nil; n = n.parent {
+			if n.need != nil && unmet(n.need) {
+				for i, q := range n.need {
+					if q > 0 || c.guaranteed(n, i) {
+						room[i] = min(room[i], q)
+					}
+				}
+				bounded = true
 				break
 			}
 		}
-	case !c.headroom.IsEmpty() && !c.underGuarantee(cl.role):
-		r = capTo(r, missing(c.freeTotal, c.headroom), c.headroom)
-	}
-	return r
-}
-
-// capTo limits the scalars that bound names to at most room (absent in
-// room means zero room).
-func capTo(r, room, bound resources.Resources) resources.Resources {
-	var over resources.Resources
-	for _, n := range bound.ScalarNames() {
-		if ex := r.Scalar(n) - room.Scalar(n); ex > 0 {
-			over = over.Add(resources.NewScalar(n, ex))
-		}
-	}
-	return r.Subtract(over)
-}
-
-// withinCaps reports whether cl may take one task of shape: the limits
-// above it hold, and in stage 2 the headroom stays (unless the headroom is
-// for cl's own guarantee).
-func (c *cycle) withinCaps(cl *client, shape resources.Resources) bool {
-	for _, role := range cl.limits {
-		lim := c.s.Role(role).Limit
-		if !missing(lim, c.t.allocated(role)).Contains(only(shape, lim)) {
-			return false
-		}
-	}
-	if !c.e.opts.Quota {
-		return true
-	}
-	if c.stage == 2 && !c.headroom.IsEmpty() && !c.underGuarantee(cl.role) {
-		left := c.freeTotal.Scalars().Subtract(shape.Scalars())
-		for _, n := range c.headroom.ScalarNames() {
-			if left.Scalar(n) < c.headroom.Scalar(n) {
-				return false
+	case c.hasHeadroom && !cl.open && !c.underGuarantee(cl):
+		for i, h := range c.headroom {
+			if h > eps {
+				room[i] = min(room[i], c.freeTotal[i]-h)
+				bounded = true
 			}
 		}
 	}
-	return true
+	return bounded
 }
 
-// only keeps the scalars of r that names names.
-func only(r, names resources.Resources) resources.Resources {
-	var out resources.Resources
-	for _, n := range names.ScalarNames() {
-		out = out.Add(resources.NewScalar(n, r.Scalar(n)))
+// guaranteed reports whether n's guarantee names dimension i.
+func (c *cycle) guaranteed(n *node, i int) bool {
+	return c.s.Role(n.role).Guarantee.Scalar(c.t.basis.Names()[i]) > 0
+}
+
+// capped is the part of free that cl may be offered as a whole.
+func (c *cycle) capped(cl *client, free resources.Resources) resources.Resources {
+	if len(cl.limited) == 0 && !c.e.opts.Quota {
+		return free
 	}
-	return out
+	room := make(vec, len(c.t.basis.Names()))
+	if !c.caps(cl, room) {
+		return free
+	}
+	var over resources.Resources
+	for i, n := range c.t.basis.Names() {
+		if ex := free.Scalar(n) - max(room[i], 0); ex > eps {
+			over = over.Add(resources.NewScalar(n, ex))
+		}
+	}
+	if over.IsEmpty() {
+		return free
+	}
+	return free.Subtract(over)
+}
+
+// withinCaps reports whether cl may take one task of shape.
+func (c *cycle) withinCaps(cl *client, shape resources.Resources) bool {
+	if len(cl.limited) == 0 && !c.e.opts.Quota {
+		return true
+	}
+	room := make(vec, len(c.t.basis.Names()))
+	if !c.caps(cl, room) {
+		return true
+	}
+	if c.stage == 1 {
+		// A task is placed while the role is under its guarantee, even if
+		// it overshoots it; only limits bound it.
+		for i := range room {
+			room[i] = math.Inf(1)
+		}
+		for _, n := range cl.limited {
+			for i, l := range n.limit {
+				room[i] = min(room[i], l-n.alloc[i])
+			}
+		}
+	}
+	for i, n := range c.t.basis.Names() {
+		if shape.Scalar(n) > room[i]+eps {
+			return false
+		}
+	}
+	return true
 }

@@ -105,13 +105,14 @@ const (
 // state the cycle started from (the master's ledger, in which outstanding
 // offers count), plus holds and unmet demand when there are any.
 func (e *Engine) Metrics(s *sdk.State, _ []allocator.Proposal) map[string]float64 {
-	total := s.ClusterTotal()
-	m := map[string]float64{}
-	for _, r := range s.Roles() {
-		m[MetricRoleShare+r.Name] = sdk.DominantShare(s.RoleTreeAllocated(r.Name), total, e.opts.FairnessExclude...) / s.Weight(r.Name)
+	b := sdk.NewShareBasis(s.ClusterTotal(), e.opts.FairnessExclude...)
+	roles, fws := s.Roles(), s.Frameworks()
+	m := make(map[string]float64, len(roles)+len(fws)+2)
+	for _, r := range roles {
+		m[MetricRoleShare+r.Name] = s.RoleTreeShare(r.Name, b) / s.Weight(r.Name)
 	}
-	for _, f := range s.Frameworks() {
-		m[MetricFrameworkShare+f.ID] = s.FrameworkShare(f.ID, e.opts.FairnessExclude...)
+	for _, f := range fws {
+		m[MetricFrameworkShare+f.ID] = s.FrameworkShareIn(f.ID, b)
 	}
 	// Reported only when non-zero, to keep transcripts and the operator
 	// view quiet in the common case.

@@ -25,6 +25,14 @@ type node struct {
 	alloc    vec // subtree allocation, this cycle's proposals included
 	share    float64
 	pos      int // index in parent.children
+
+	// Quota, as vectors in the share basis: limit (nil: none; +Inf where
+	// it names nothing), what the guarantee still needs (nil: none), and
+	// how many clients below are under a guarantee (stage 1 skips the
+	// subtrees that have none).
+	limit vec
+	need  vec
+	open  int
 }
 
 // client is one framework under one role: who receives offers.
@@ -38,10 +46,11 @@ type client struct {
 	gpu      bool                  // may be offered agents with scarce resources
 	minOffer []resources.Resources // nil: the policy's global minimum
 
-	// limits: roles on the client's path (itself and ancestors) with a
-	// quota limit. Every policy honours limits; they are rare, so the
-	// common path checks nothing.
-	limits []string
+	// limited: nodes on the client's path with a quota limit. Every
+	// policy honours limits; they are rare, so the common path checks
+	// nothing.
+	limited []*node
+	open    bool // under a guarantee (stage 1)
 
 	demand   []unit // declared shapes with the units still to place
 	declared bool   // declared a demand: offers are sized to it
@@ -95,11 +104,6 @@ func buildTree(s *sdk.State, opts *Options) *tree {
 					c.gpu = true
 				}
 			}
-			for _, r := range resources.RoleAncestors(role) {
-				if !s.Role(r).Limit.IsEmpty() {
-					c.limits = append(c.limits, r)
-				}
-			}
 			if alts, ok := f.MinAllocatable[role]; ok {
 				c.minOffer = alts
 			}
@@ -112,6 +116,19 @@ func buildTree(s *sdk.State, opts *Options) *tree {
 		}
 	}
 	t.settle(s, t.root)
+	for _, c := range t.clients {
+		for n := c.leaf; n != nil && n != t.root; n = n.parent {
+			if n.virtual {
+				continue
+			}
+			if lim := s.Role(n.role).Limit; !lim.IsEmpty() {
+				if n.limit == nil {
+					n.limit = t.limitVec(lim)
+				}
+				c.limited = append(c.limited, n)
+			}
+		}
+	}
 	return t
 }
 
@@ -225,14 +242,9 @@ func (a *client) before(b *client) bool {
 // charge books r to c for this cycle and restores the order along the
 // path to the root. Shares only grow within a cycle, so entries only move
 // towards the back of their lists.
-func (t *tree) charge(c *client, r resources.Resources) {
-	var buf [8]float64
-	d := buf[:0]
-	if len(t.basis.Names()) > len(buf) {
-		d = make([]float64, 0, len(t.basis.Names()))
-	}
-	d = d[:len(t.basis.Names())]
-	t.basis.AddTo(d, r)
+// It returns r as a vector.
+func (t *tree) charge(c *client, r resources.Resources) vec {
+	d := t.basis.Vector(r)
 	addVec(c.alloc, d)
 	c.share = t.basis.OfVector(c.alloc)
 	sinkClient(c)
@@ -242,6 +254,7 @@ func (t *tree) charge(c *client, r resources.Resources) {
 		sinkNode(n)
 	}
 	addVec(t.root.alloc, d)
+	return d
 }
 
 func addVec(v, d vec) {
@@ -269,22 +282,33 @@ func sinkClient(c *client) {
 
 func sinkNode(n *node) {
 	l := n.parent.children
-	for i := n.pos; i+1 < len(l) && l[i+1].before(l[i]); i++ {
-		l[i], l[i+1] = l[i+1], l[i]
-		l[i].pos, l[i+1].pos = i, i+1
+	rest := l[n.pos+1:]
+	k := sort.Search(len(rest), func(i int) bool { return !rest[i].before(n) })
+	if k == 0 {
+		return
+	}
+	from := n.pos
+	copy(l[from:], l[from+1:from+1+k])
+	l[from+k] = n
+	for i := from; i <= from+k; i++ {
+		l[i].pos = i
 	}
 }
 
 // first returns the first client in fair-share order for which ok holds,
 // or nil: the role of lowest weighted share at each level, then the
 // framework of lowest share inside the leaf.
-func (t *tree) first(ok func(*client) bool) *client {
-	return firstIn(t.root, ok)
+// With onlyOpen, subtrees without a client under a guarantee are skipped.
+func (t *tree) first(onlyOpen bool, ok func(*client) bool) *client {
+	return firstIn(t.root, onlyOpen, ok)
 }
 
-func firstIn(n *node, ok func(*client) bool) *client {
+func firstIn(n *node, onlyOpen bool, ok func(*client) bool) *client {
 	for _, ch := range n.children {
-		if c := firstIn(ch, ok); c != nil {
+		if onlyOpen && ch.open == 0 {
+			continue
+		}
+		if c := firstIn(ch, onlyOpen, ok); c != nil {
 			return c
 		}
 	}
