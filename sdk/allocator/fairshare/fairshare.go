@@ -135,11 +135,11 @@ type cycle struct {
 	headroom    vec
 	hasHeadroom bool
 	freeTotal   vec
-	stage     int // 1: guarantees only; 2: everyone
-	tiered    bool
-	tier      int64 // with tiered: the only tier served in this pass
-	offers    int
-	max       int
+	stage       int // 1: guarantees only; 2: everyone
+	tiered      bool
+	tier        int64 // with tiered: the only tier served in this pass
+	offers      int
+	max         int
 }
 
 // Allocate proposes this cycle's offers.
