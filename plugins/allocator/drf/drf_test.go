@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
-	"github.com/corral-project/corral/pluginapi/allocator/contracttest"
 	"github.com/corral-project/corral/sdk/allocator/allocatortest"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -409,16 +408,4 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
-func TestContract(t *testing.T) {
-	t.Run("direct", func(t *testing.T) {
-		contracttest.Run(t, func(*testing.T) allocator.Allocator { return NewPlugin() })
-	})
-	t.Run("grpc", func(t *testing.T) {
-		contracttest.Run(t, func(t *testing.T) allocator.Allocator { return contracttest.InProcess(t, NewPlugin()) })
-	})
-	// The real binary, one process per check, as the master starts it.
-	if testing.Short() {
-		return
-	}
-	t.Run("binary", func(t *testing.T) { contracttest.Run(t, binary) })
-}
+func TestContract(t *testing.T) { plugin.TestContract(t) }

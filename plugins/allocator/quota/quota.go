@@ -9,8 +9,6 @@ package quota
 
 import (
 	"github.com/corral-project/corral/pluginapi/allocator"
-	"github.com/corral-project/corral/pluginapi/base"
-	sdk "github.com/corral-project/corral/sdk/allocator"
 	"github.com/corral-project/corral/sdk/allocator/fairshare"
 )
 
@@ -20,37 +18,12 @@ const (
 	Version = "0.1.0"
 )
 
-// Info identifies the plugin.
-func Info() base.Info {
-	return base.Info{Kind: base.KindAllocator, Name: Name, Version: Version, APIVersions: allocator.APIVersions}
+// NewPlugin returns the quota allocator plugin.
+func NewPlugin() allocator.Allocator {
+	return fairshare.NewPlugin(fairshare.PolicyQuota, Name, Version)
 }
-
-// Schema describes the config body the operator writes in HCL.
-func Schema() base.Schema { return fairshare.Schema(fairshare.PolicyQuota) }
 
 // ParseConfig decodes and validates a config JSON object.
 func ParseConfig(configJSON []byte) (fairshare.Options, error) {
 	return fairshare.ParseOptions(fairshare.PolicyQuota, configJSON)
-}
-
-// NewPlugin returns the quota allocator plugin.
-func NewPlugin() allocator.Allocator {
-	return sdk.NewPlugin(Info(), Schema(), func(configJSON []byte) (sdk.Policy, error) {
-		opts, err := ParseConfig(configJSON)
-		if err != nil {
-			return nil, err
-		}
-		return New(opts), nil
-	})
-}
-
-// Policy is the quota policy.
-type Policy struct {
-	*fairshare.Engine
-}
-
-// New returns a quota policy.
-func New(opts fairshare.Options) *Policy {
-	opts.Quota, opts.Tiers, opts.Preemption = true, false, false
-	return &Policy{Engine: fairshare.New(opts)}
 }
