@@ -156,11 +156,9 @@ func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (
 		}
 		p.policy = pol
 	}
-	for _, d := range req.Deltas {
-		if err := p.state.Apply(d); err != nil {
-			p.valid = false
-			return nil, fmt.Errorf("allocator %s: %w", p.info.Name, err)
-		}
+	if err := p.state.ApplyAll(req.Deltas); err != nil {
+		p.valid = false
+		return nil, fmt.Errorf("allocator %s: %w", p.info.Name, err)
 	}
 	if v := p.state.Version(); v != req.TargetVersion {
 		p.valid = false

@@ -171,6 +171,70 @@ func (s *State) Apply(d allocator.Delta) error {
 	return nil
 }
 
+// ApplyAll applies a cycle's deltas in order, as Apply does one by one,
+// with one shortcut: an allocation that is recovered whole later in the
+// same batch (an offer committed and declined between two cycles) changes
+// nothing but the agent's change mark and a decline filter, so the pair is
+// not booked and unbooked. That keeps the cost of a cycle with the net
+// change, not with the offer churn. On error the state is left part-way
+// and must be re-initialized, as with Apply.
+func (s *State) ApplyAll(deltas []allocator.Delta) error {
+	paired := s.cancellingPairs(deltas)
+	for i := range deltas {
+		d := &deltas[i]
+		if paired[i] && d.Version == s.version+1 && s.agents[d.Allocation.AgentID] != nil {
+			if d.Kind == allocator.Recovered {
+				s.markChanged(d.Allocation.AgentID)
+				if d.RefuseSeconds > 0 && !d.Allocation.Resources.IsEmpty() {
+					s.addFilter(allocator.Filter{FrameworkID: d.Allocation.FrameworkID, Role: d.Allocation.Role,
+						AgentID: d.Allocation.AgentID, Resources: d.Allocation.Resources,
+						ExpiresAt: d.At + allocator.LogicalTime(d.RefuseSeconds*1000)})
+				}
+			}
+			s.version = d.Version
+			s.now = max(s.now, d.At)
+			continue
+		}
+		if err := s.Apply(*d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cancellingPairs marks Allocated deltas that a later Recovered delta of
+// the same batch takes back exactly, and those Recovered deltas. Anything
+// that could make the pair mean more (an agent or framework changing or
+// going away) ends the search for pairs across it.
+func (s *State) cancellingPairs(deltas []allocator.Delta) map[int]bool {
+	var paired map[int]bool
+	open := map[allocKey]int{}
+	for i := range deltas {
+		d := &deltas[i]
+		switch d.Kind {
+		case allocator.Allocated:
+			if d.Allocation != nil {
+				open[allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}] = i
+			}
+		case allocator.Recovered:
+			if d.Allocation == nil {
+				continue
+			}
+			k := allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}
+			if j, ok := open[k]; ok && deltas[j].Allocation.Resources.Equal(d.Allocation.Resources) {
+				if paired == nil {
+					paired = map[int]bool{}
+				}
+				paired[i], paired[j] = true, true
+			}
+			delete(open, k)
+		case allocator.AgentUpdated, allocator.AgentRemoved, allocator.FrameworkRemoved:
+			clear(open)
+		}
+	}
+	return paired
+}
+
 func (s *State) apply(d *allocator.Delta) error {
 	switch d.Kind {
 	case allocator.FrameworkAdded, allocator.FrameworkUpdated, allocator.FrameworkRemoved,

@@ -1,7 +1,9 @@
 package allocator
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -307,4 +309,68 @@ func TestScratch(t *testing.T) {
 	if len(v.Proposals()) != 1 {
 		t.Errorf("Proposals = %+v", v.Proposals())
 	}
+}
+
+// ApplyAll's shortcut for allocations recovered in the same batch must
+// leave exactly the state that applying the deltas one by one leaves.
+func TestApplyAllMatchesApply(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	agents, fws := []string{"a", "b"}, []string{"f1", "f2"}
+	roleOf := map[string]string{"f1": "r1", "f2": "r2"}
+	for seed := range 200 {
+		one, _ := baseState(t)
+		all, _ := baseState(t)
+		var batch []allocator.Delta
+		held := map[allocKey]resources.Resources{{"f1", "r1", "a"}: mp("cpus:2;mem:1024")}
+		v := one.Version()
+		for range 12 {
+			fw := fws[rng.IntN(2)]
+			k := allocKey{fw, roleOf[fw], agents[rng.IntN(2)]}
+			d := allocator.Delta{At: allocator.LogicalTime(2000 + seed)}
+			switch r := held[k]; {
+			case rng.IntN(5) == 0:
+				d.Kind, d.Framework = allocator.FrameworkUpdated, &allocator.Framework{ID: fw, Roles: []string{roleOf[fw]}, Active: true}
+			case !r.IsEmpty() && rng.IntN(2) == 0:
+				d.Kind, d.Allocation, d.RefuseSeconds = allocator.Recovered, &allocator.Allocation{FrameworkID: k.framework, Role: k.role, AgentID: k.agent, Resources: r}, float64(rng.IntN(2)*60)
+				delete(held, k)
+			default:
+				res := mp("cpus:0.5;mem:128")
+				d.Kind, d.Allocation = allocator.Allocated, &allocator.Allocation{FrameworkID: k.framework, Role: k.role, AgentID: k.agent, Resources: res}
+				held[k] = held[k].Add(res)
+			}
+			v++
+			d.Version = v
+			batch = append(batch, d)
+		}
+		for _, d := range batch {
+			if err := one.Apply(d); err != nil {
+				t.Fatalf("seed %d: Apply: %v", seed, err)
+			}
+		}
+		if err := all.ApplyAll(batch); err != nil {
+			t.Fatalf("seed %d: ApplyAll: %v", seed, err)
+		}
+		got, want := dumpState(all), dumpState(one)
+		if got != want {
+			t.Fatalf("seed %d: ApplyAll left\n%s\nApply left\n%s", seed, got, want)
+		}
+	}
+}
+
+func dumpState(s *State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version %d now %d\n", s.Version(), s.Now())
+	for _, a := range s.Allocations() {
+		fmt.Fprintf(&b, "alloc %s/%s@%s %s\n", a.FrameworkID, a.Role, a.AgentID, a.Resources)
+	}
+	for _, f := range s.Filters(0) {
+		fmt.Fprintf(&b, "filter %s/%s@%s %s until %d\n", f.FrameworkID, f.Role, f.AgentID, f.Resources, f.ExpiresAt)
+	}
+	for _, id := range s.AgentIDs() {
+		fmt.Fprintf(&b, "agent %s free %s changed %v\n", id, s.Available(id), s.AgentChanged(id))
+	}
+	for _, r := range []string{"r1", "r2"} {
+		fmt.Fprintf(&b, "role %s %s\n", r, s.RoleAllocated(r))
+	}
+	return b.String()
 }
