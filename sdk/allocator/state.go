@@ -208,7 +208,7 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 // going away) ends the search for pairs across it.
 func (s *State) cancellingPairs(deltas []allocator.Delta) map[int]bool {
 	var paired map[int]bool
-	open := map[allocKey]int{}
+	open := make(map[allocKey]int, len(deltas)/2)
 	for i := range deltas {
 		d := &deltas[i]
 		switch d.Kind {
@@ -223,7 +223,7 @@ func (s *State) cancellingPairs(deltas []allocator.Delta) map[int]bool {
 			k := allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}
 			if j, ok := open[k]; ok && deltas[j].Allocation.Resources.Equal(d.Allocation.Resources) {
 				if paired == nil {
-					paired = map[int]bool{}
+					paired = make(map[int]bool, len(deltas))
 				}
 				paired[i], paired[j] = true, true
 			}
