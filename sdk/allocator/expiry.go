@@ -12,25 +12,89 @@ type expiry struct {
 	key allocKey
 }
 
-// expiryQueue is a min-heap of filter expiries. Entries of filters that
-// were revived or forgotten stay until they surface and are then skipped,
-// which keeps removal O(1).
-type expiryQueue struct{ h expiryHeap }
+// expiryQueue holds every filter's expiry, soonest first. Filters declined
+// together expire together, so keys are grouped by expiry time and only
+// the distinct times go through the heap: a cycle that adds thousands of
+// one-hour filters pushes one time. Entries of filters that were revived
+// or forgotten stay until they surface and are then skipped, which keeps
+// removal O(1).
+type expiryQueue struct {
+	times  timeHeap
+	byTime map[allocator.LogicalTime][]allocKey
+}
 
-func (q *expiryQueue) push(e expiry) { heap.Push(&q.h, e) }
-func (q *expiryQueue) pop() expiry   { return heap.Pop(&q.h).(expiry) }
-func (q *expiryQueue) peek() expiry  { return q.h[0] }
-func (q *expiryQueue) len() int      { return len(q.h) }
+func (q *expiryQueue) push(e expiry) {
+	if q.byTime == nil {
+		q.byTime = map[allocator.LogicalTime][]allocKey{}
+	}
+	keys, ok := q.byTime[e.at]
+	if !ok {
+		heap.Push(&q.times, e.at)
+	}
+	q.byTime[e.at] = append(keys, e.key)
+}
 
-type expiryHeap []expiry
+// popDue removes and returns the keys of the filters expiring at or
+// before now.
+func (q *expiryQueue) popDue(now allocator.LogicalTime) []allocKey {
+	var out []allocKey
+	for len(q.times) > 0 && q.times[0] <= now {
+		at := heap.Pop(&q.times).(allocator.LogicalTime)
+		out = append(out, q.byTime[at]...)
+		delete(q.byTime, at)
+	}
+	return out
+}
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiryHeap) Pop() any {
+type timeHeap []allocator.LogicalTime
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(allocator.LogicalTime)) }
+func (h *timeHeap) Pop() any {
 	old := *h
-	e := old[len(old)-1]
+	t := old[len(old)-1]
 	*h = old[:len(old)-1]
-	return e
+	return t
+}
+
+// filterIndex holds decline filters by agent, then by framework and role:
+// a policy looks at one agent at a time, and a small map per agent keeps
+// those lookups in cache however many filters the cluster holds.
+type filterIndex map[string]map[demandKey][]allocator.Filter
+
+func (x filterIndex) get(k allocKey) []allocator.Filter {
+	return x[k.agent][demandKey{k.framework, k.role}]
+}
+
+func (x filterIndex) set(k allocKey, fs []allocator.Filter) {
+	if len(fs) == 0 {
+		x.del(k)
+		return
+	}
+	m := x[k.agent]
+	if m == nil {
+		m = map[demandKey][]allocator.Filter{}
+		x[k.agent] = m
+	}
+	m[demandKey{k.framework, k.role}] = fs
+}
+
+func (x filterIndex) del(k allocKey) {
+	if m := x[k.agent]; m != nil {
+		delete(m, demandKey{k.framework, k.role})
+		if len(m) == 0 {
+			delete(x, k.agent)
+		}
+	}
+}
+
+// each calls f for every key with filters; f may delete the key.
+func (x filterIndex) each(f func(k allocKey, fs []allocator.Filter)) {
+	for agent, m := range x {
+		for c, fs := range m {
+			f(allocKey{c.framework, c.role, agent}, fs)
+		}
+	}
 }

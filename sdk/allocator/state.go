@@ -55,7 +55,7 @@ type State struct {
 
 	clusterTotal resources.Resources
 
-	filters     map[allocKey][]allocator.Filter
+	filters     filterIndex
 	filterQueue expiryQueue // every filter's expiry, soonest first
 
 	roleAncestors map[string][]string
@@ -91,7 +91,7 @@ func (s *State) reset() {
 		byClient:      map[demandKey]qty{},
 		tasksOf:       map[demandKey]qty{},
 		avail:         map[string]resources.Resources{},
-		filters:       map[allocKey][]allocator.Filter{},
+		filters:       filterIndex{},
 		changed:       map[string]struct{}{},
 		revoking:      map[taskKey]allocator.LogicalTime{},
 		roleAncestors: map[string][]string{},
@@ -320,11 +320,12 @@ func (s *State) apply(d *allocator.Delta) error {
 		f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return slices.Contains(roles, r) })
 		// Reviving clears filters on every agent, as Mesos' reviveOffers
 		// does. Their entries in the expiry queue go stale and are skipped.
-		for k := range s.filters {
+		s.filters.each(func(k allocKey, _ []allocator.Filter) {
 			if k.framework == f.ID && slices.Contains(roles, k.role) {
-				delete(s.filters, k)
+				s.filters.del(k)
+				s.markChanged(k.agent)
 			}
-		}
+		})
 	case allocator.TaskAdded:
 		if d.Task == nil {
 			return fmt.Errorf("missing task")
@@ -541,11 +542,11 @@ func (s *State) forget(match func(allocKey) bool) {
 			s.unaccount(k, r)
 		}
 	}
-	for k := range s.filters {
+	s.filters.each(func(k allocKey, _ []allocator.Filter) {
 		if match(k) {
-			delete(s.filters, k)
+			s.filters.del(k)
 		}
-	}
+	})
 }
 
 // allocate books a.Resources. Allocations of frameworks the mirror does not
@@ -585,7 +586,7 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 
 func (s *State) addFilter(f allocator.Filter) {
 	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	s.filters[k] = append(s.filters[k], f)
+	s.filters.set(k, append(s.filters.get(k), f))
 	s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
 }
 
@@ -642,18 +643,12 @@ func (s *State) Advance(now allocator.LogicalTime) {
 	}
 	// Only filters whose expiry has come are visited: the cost follows
 	// what expires, not how many filters exist.
-	for s.filterQueue.len() > 0 && s.filterQueue.peek().at <= s.now {
-		k := s.filterQueue.pop().key
-		fs, ok := s.filters[k]
-		if !ok {
+	for _, k := range s.filterQueue.popDue(s.now) {
+		fs := s.filters.get(k)
+		if fs == nil {
 			continue // revived or forgotten since
 		}
-		fs = slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now })
-		if len(fs) == 0 {
-			delete(s.filters, k)
-		} else {
-			s.filters[k] = fs
-		}
+		s.filters.set(k, slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now }))
 		s.markChanged(k.agent)
 	}
 }
@@ -899,13 +894,13 @@ func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
 // framework, role, agent and expiry.
 func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 	var out []allocator.Filter
-	for _, fs := range s.filters {
+	s.filters.each(func(_ allocKey, fs []allocator.Filter) {
 		for _, f := range fs {
 			if now < f.ExpiresAt {
 				out = append(out, f)
 			}
 		}
-	}
+	})
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.FrameworkID != b.FrameworkID {
@@ -927,7 +922,28 @@ func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 // when the declined resources contain everything that would be offered, so
 // an agent that gained resources since the decline is offered again.
 func (s *State) Filtered(frameworkID, role, agentID string, offered resources.Resources, now allocator.LogicalTime) bool {
-	for _, f := range s.filters[allocKey{frameworkID, role, agentID}] {
+	return filtered(s.filters[agentID][demandKey{frameworkID, role}], offered, now)
+}
+
+// AgentFilters is the decline filters on one agent, for a policy that
+// checks many frameworks against the same agent (see FilteredBy).
+type AgentFilters struct {
+	m map[demandKey][]allocator.Filter
+}
+
+// AgentFilters returns the filters on an agent.
+func (s *State) AgentFilters(agentID string) AgentFilters { return AgentFilters{s.filters[agentID]} }
+
+// FilteredBy is Filtered for the agent f was taken from.
+func (f AgentFilters) FilteredBy(frameworkID, role string, offered resources.Resources, now allocator.LogicalTime) bool {
+	if f.m == nil {
+		return false
+	}
+	return filtered(f.m[demandKey{frameworkID, role}], offered, now)
+}
+
+func filtered(fs []allocator.Filter, offered resources.Resources, now allocator.LogicalTime) bool {
+	for _, f := range fs {
 		if now < f.ExpiresAt && f.Resources.Contains(offered) {
 			return true
 		}

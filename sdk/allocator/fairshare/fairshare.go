@@ -232,6 +232,7 @@ func (c *cycle) fill(agentID string) {
 	agent, _ := c.s.Agent(agentID)
 	scarce := c.hasScarce(agent.Total)
 	h := c.e.holds[agentID]
+	filters := c.s.AgentFilters(agentID)
 	var grants []grant
 	give := func(cl *client, r resources.Resources) {
 		for i := range grants {
@@ -296,13 +297,13 @@ func (c *cycle) fill(agentID string) {
 			}
 			// Filters compare with everything the client would hold on
 			// this agent after the grant, as the master offers it.
-			prior := resources.Resources{}
+			whole := r
 			for _, g := range grants {
 				if g.c == cl {
-					prior = g.res
+					whole = g.res.Add(r)
 				}
 			}
-			if c.s.Filtered(cl.fw.ID, cl.role, agentID, prior.Add(r), c.now) {
+			if filters.FilteredBy(cl.fw.ID, cl.role, whole, c.now) {
 				return false
 			}
 			pick = r
