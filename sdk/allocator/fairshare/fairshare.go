@@ -196,7 +196,7 @@ func (e *Engine) Allocate(s *sdk.State, now allocator.LogicalTime, maxOffers int
 // visit walks the agents once; it returns false when maxOffers stopped it.
 func (c *cycle) visit(order []string, skipUnchanged bool) bool {
 	for _, agentID := range order {
-		if c.max > 0 && c.offers >= c.max {
+		if c.max > 0 && len(c.props) >= c.max {
 			return false
 		}
 		if !c.s.AgentActive(agentID) || (skipUnchanged && !c.s.AgentChanged(agentID)) {
@@ -316,7 +316,6 @@ func (c *cycle) fill(agentID string) {
 		if pickUnit != nil {
 			pickUnit.pending--
 			pickUnit.placed++
-			cl.placed++
 			if h != nil {
 				delete(c.e.holds, agentID)
 				delete(c.e.starving, h.key)
@@ -329,7 +328,6 @@ func (c *cycle) fill(agentID string) {
 	// subscribed clients; the SDK re-checks every proposal all the same.
 	for _, g := range grants {
 		c.props = append(c.props, allocator.Proposal{FrameworkID: g.c.fw.ID, Role: g.c.role, AgentID: agentID, Resources: g.res})
-		c.offers++
 	}
 	c.free[agentID] = free
 }

@@ -24,20 +24,11 @@ func (t *tree) limitVec(lim resources.Resources) vec {
 	v := make(vec, len(t.basis.Names()))
 	for i, n := range t.basis.Names() {
 		v[i] = math.Inf(1)
-		if lim.Scalar(n) > 0 || contains(lim.ScalarNames(), n) {
+		if lim.Scalar(n) > 0 {
 			v[i] = lim.Scalar(n)
 		}
 	}
 	return v
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // prepareQuota computes each guaranteed role's unmet need, the stage-1
@@ -50,7 +41,9 @@ func (c *cycle) prepareQuota(order []string) {
 			continue
 		}
 		need := t.basis.Vector(r.Guarantee)
+		n.guaranteed = make([]bool, len(need))
 		for i := range need {
+			n.guaranteed[i] = need[i] > 0
 			need[i] = max(0, need[i]-n.alloc[i])
 		}
 		n.need = need
@@ -176,7 +169,7 @@ func (c *cycle) caps(cl *client, room vec) bool {
 		for n := cl.leaf; n != nil; n = n.parent {
 			if n.need != nil && unmet(n.need) {
 				for i, q := range n.need {
-					if q > 0 || c.guaranteed(n, i) {
+					if n.guaranteed[i] {
 						room[i] = min(room[i], q)
 					}
 				}
@@ -193,11 +186,6 @@ func (c *cycle) caps(cl *client, room vec) bool {
 		}
 	}
 	return bounded
-}
-
-// guaranteed reports whether n's guarantee names dimension i.
-func (c *cycle) guaranteed(n *node, i int) bool {
-	return c.s.Role(n.role).Guarantee.Scalar(c.t.basis.Names()[i]) > 0
 }
 
 // capped is the part of free that cl may be offered as a whole.

@@ -30,9 +30,10 @@ type node struct {
 	// it names nothing), what the guarantee still needs (nil: none), and
 	// how many clients below are under a guarantee (stage 1 skips the
 	// subtrees that have none).
-	limit vec
-	need  vec
-	open  int
+	limit      vec
+	need       vec
+	guaranteed []bool // the dimensions the guarantee names
+	open       int
 }
 
 // client is one framework under one role: who receives offers.
@@ -54,7 +55,6 @@ type client struct {
 
 	demand   []unit // declared shapes with the units still to place
 	declared bool   // declared a demand: offers are sized to it
-	placed   int    // units placed this cycle
 }
 
 // unit is a declared task shape and how many of it are still wanted.
@@ -318,17 +318,6 @@ func firstIn(n *node, onlyOpen bool, ok func(*client) bool) *client {
 		}
 	}
 	return nil
-}
-
-// allocated is a role subtree's allocation this cycle, as resources.
-func (t *tree) allocated(role string) resources.Resources {
-	var r resources.Resources
-	for i, q := range t.nodes[role].alloc {
-		if q > 0 {
-			r = r.Add(resources.NewScalar(t.basis.Names()[i], q))
-		}
-	}
-	return r
 }
 
 // tiers lists the distinct tiers of the clients, highest first.
