@@ -12,7 +12,7 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/executor/proto/executor.proto \
 	core/master/agentproto/agent.proto
 
-.PHONY: all build run test bench bench-alloc proto lint clean tools
+.PHONY: all build run test bench bench-alloc bench-swap proto lint clean tools
 
 all: build
 
@@ -46,6 +46,10 @@ MAX_AGENTS ?= 50000
 bench-alloc: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
+
+# make bench-swap                                allocator hot-swap latency (20 swaps, dev cluster)
+bench-swap: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SWAP=1 $(GO) test -count 1 -timeout 20m -v -run 'TestReportSwapLatency' ./cmd/corral
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -91,6 +91,9 @@ type Plugin struct {
 	Name string
 	Path string // "" means resolve in plugin_dir
 	Args []string
+	// SHA256 pins the binary: the host refuses to start a file whose
+	// sha256 differs. 64 lowercase hex digits, or "" for no check.
+	SHA256 string
 	// Config is the body of the config {} block, decoded later against the
 	// plugin's own schema; nil if the block is absent.
 	Config    hcl.Body

@@ -72,6 +72,9 @@ func TestLoadErrors(t *testing.T) {
 		{"duplicate_quota.hcl", []string{
 			`testdata/duplicate_quota.hcl:4,5-10: Duplicate quota block; A quota block was already declared at testdata/duplicate_quota.hcl:3,5-10`,
 		}},
+		{"bad_sha256.hcl", []string{
+			`testdata/bad_sha256.hcl:3,12-20: Invalid value for plugin["drf"].sha256; sha256 "abc123" is 6 characters; a sha256 is 64 hex digits`,
+		}},
 		{"bad_revoke.hcl", []string{
 			`testdata/bad_revoke.hcl:2,18-23: Invalid value for master.revoke_after; must not be negative, got -1h0m0s`,
 			`testdata/bad_revoke.hcl:3,18-22: Invalid value for master.revoke_grace; must be greater than 0, got 0s`,
@@ -173,7 +176,8 @@ func TestLoadFull(t *testing.T) {
 		t.Fatalf("got %d plugins, want 2", len(plugins))
 	}
 	p := plugins[0]
-	if p.Name != "priority" || p.Path != "/opt/corral/priority" || !reflect.DeepEqual(p.Args, []string{"-fast"}) {
+	if p.Name != "priority" || p.Path != "/opt/corral/priority" || !reflect.DeepEqual(p.Args, []string{"-fast"}) ||
+		p.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("plugin[0] = %+v", p)
 	}
 	if p.DeclRange.Start.Line != 46 {
@@ -192,6 +196,58 @@ func TestLoadFull(t *testing.T) {
 	cfg.Plugins = plugins
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestPluginSHA256(t *testing.T) {
+	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	tests := []struct {
+		name  string
+		value string // the attribute's HCL expression; "" leaves it out
+		want  string // the decoded sum
+		err   string // the whole expected error
+	}{
+		{name: "absent", value: "", want: ""},
+		{name: "lowercase", value: `"` + sum + `"`, want: sum},
+		{name: "uppercase is lowercased", value: `"` + strings.ToUpper(sum) + `"`, want: sum},
+		{name: "too short", value: `"abcd"`,
+			err: `p.hcl:3,12-18: Invalid value for plugin["drf"].sha256; sha256 "abcd" is 4 characters; a sha256 is 64 hex digits, as printed by sha256sum or ` + "`corral allocator list`"},
+		{name: "too long", value: `"` + sum + `0"`,
+			err: `p.hcl:3,12-79: Invalid value for plugin["drf"].sha256; sha256 "` + sum + `0" is 65 characters; a sha256 is 64 hex digits`},
+		{name: "not hex", value: `"` + strings.Repeat("zz", 32) + `"`,
+			err: `p.hcl:3,12-78: Invalid value for plugin["drf"].sha256; sha256 "` + strings.Repeat("zz", 32) + `" is not hexadecimal: use only the digits 0-9 and a-f`},
+		{name: "prefixed", value: `"sha256:` + sum + `"`,
+			err: `p.hcl:3,12-85: Invalid value for plugin["drf"].sha256; sha256 "sha256:` + sum + `": write the 64 hex digits without the "sha256:" prefix ("` + sum + `")`},
+		{name: "not a string", value: `[1]`,
+			err: `p.hcl:3,12-15: Incorrect attribute value type; Inappropriate value for attribute "sha256": string required, but have tuple (want string).`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "plugin \"drf\" {\n  path   = \"/opt/drf\"\n"
+			if tt.value != "" {
+				src += "  sha256 = " + tt.value + "\n"
+			}
+			src += "}\n"
+			cfg, err := Parse("p.hcl", []byte(src))
+			if tt.err != "" {
+				if err == nil {
+					t.Fatalf("Parse succeeded with sha256 %q, want error", cfg.Plugin("drf").SHA256)
+				}
+				if !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error\n  %s\ndoes not contain\n  %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Plugin("drf").SHA256; got != tt.want {
+				t.Fatalf("SHA256 = %q, want %q", got, tt.want)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
 	}
 }
 
@@ -269,6 +325,8 @@ func TestValidate(t *testing.T) {
 			c.Master.Roles = []Role{{Name: "a", Weight: 1, Limit: resources.MustParse("ports:[1-2]")}}
 		},
 			`master.role["a"]: quota.limit: quota applies to scalar resources only, not ports:[1-2]`},
+		{"plugin sha256", func(c *Config) { c.Plugins = []Plugin{{Name: "x", SHA256: "00"}} }, `plugin["x"].sha256: sha256 "00" is 2 characters`},
+		{"plugin sha256 ok", func(c *Config) { c.Plugins = []Plugin{{Name: "x", SHA256: strings.Repeat("Ab", 32)}} }, ""},
 		{"revoke after", func(c *Config) { c.Master.RevokeAfter = -time.Second }, `master.revoke_after: must not be negative`},
 		{"revoke grace", func(c *Config) { c.Master.RevokeGrace = 0 }, `master.revoke_grace: must be greater than 0`},
 	}

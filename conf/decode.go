@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -70,6 +71,22 @@ func duration(dst *time.Duration, check func(time.Duration) error) func(string, 
 			}
 		}
 		*dst = d
+		return nil
+	}
+}
+
+// sha256Sum decodes a plugin's pinned checksum, lowercased so that sums
+// pasted from any tool compare equal to the host's.
+func sha256Sum(dst *string) func(string, *hcl.Attribute) hcl.Diagnostics {
+	return func(path string, attr *hcl.Attribute) hcl.Diagnostics {
+		var s string
+		if diags := decodeExpr(attr, &s); diags.HasErrors() {
+			return diags
+		}
+		if err := CheckSHA256(s); err != nil {
+			return invalid(path, attr, err)
+		}
+		*dst = strings.ToLower(s)
 		return nil
 	}
 }
@@ -262,6 +279,7 @@ func decodePlugin(b *hcl.Block) (Plugin, hcl.Diagnostics) {
 	content, bdiags := decodeBody(b.Body, fmt.Sprintf("plugin[%q].", p.Name), []field{
 		{"path", value(&p.Path, nil)},
 		{"args", value(&p.Args, nil)},
+		{"sha256", sha256Sum(&p.SHA256)},
 	}, hcl.BlockHeaderSchema{Type: "config"})
 	diags = append(diags, bdiags...)
 	var first *hcl.Block

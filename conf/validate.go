@@ -1,6 +1,8 @@
 package conf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -89,6 +91,22 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func checkPluginName(s string) error {
 	if !nameRE.MatchString(s) {
 		return fmt.Errorf("plugin name %q must start with a letter or digit and contain only letters, digits, '.', '_' and '-'", s)
+	}
+	return nil
+}
+
+// CheckSHA256 accepts a sha256 checksum written as 64 hex digits (either
+// case), the form sha256sum and `corral allocator list` print.
+func CheckSHA256(s string) error {
+	if rest, ok := strings.CutPrefix(strings.ToLower(s), "sha256:"); ok {
+		// A common paste from other tools; say what to drop.
+		return fmt.Errorf("sha256 %q: write the 64 hex digits without the \"sha256:\" prefix (%q)", s, rest)
+	}
+	if len(s) != sha256.Size*2 {
+		return fmt.Errorf("sha256 %q is %d characters; a sha256 is 64 hex digits, as printed by sha256sum or `corral allocator list`", s, len(s))
+	}
+	if _, err := hex.DecodeString(s); err != nil {
+		return fmt.Errorf("sha256 %q is not hexadecimal: use only the digits 0-9 and a-f", s)
 	}
 	return nil
 }
@@ -199,6 +217,9 @@ func (c *Config) Validate() error {
 	for _, p := range c.Plugins {
 		path := fmt.Sprintf("plugin[%q]", p.Name)
 		add(path, checkPluginName(p.Name))
+		if p.SHA256 != "" {
+			add(path+".sha256", CheckSHA256(p.SHA256))
+		}
 		if plugins[p.Name] {
 			add(path, errors.New("duplicate plugin block"))
 		}

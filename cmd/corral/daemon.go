@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
@@ -20,8 +22,6 @@ import (
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
-	"github.com/corral-project/corral/pluginapi/allocator"
-	"github.com/corral-project/corral/pluginapi/base"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -67,6 +67,7 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 	}
 	log := conf.NewLogger(cfg, "corral")
 	catalog := pluginhost.NewCatalog(cfg.PluginDir, cfg.Plugins)
+	reload := func() (*conf.Config, error) { return loadConfig(f) }
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -79,7 +80,7 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- runMaster(ctx, cfg, catalog, log.Named("master"), ready)
+			errc <- runMaster(ctx, cfg, reload, log.Named("master"), ready)
 		}()
 	} else {
 		ready <- cfg.Agent.Master
@@ -172,41 +173,18 @@ func dirExists(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// runMaster starts the allocator plugin and serves the master until ctx ends.
-func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger, ready chan<- string) error {
+// runMaster serves a master until ctx ends. SIGHUP re-reads the
+// configuration (reload) and applies a changed allocator, plugin config or
+// roles without a restart.
+func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Config, error), log hclog.Logger, ready chan<- string) error {
 	mc := cfg.Master
-	spec, err := catalog.Resolve(base.KindAllocator, mc.Allocator)
-	if err != nil {
-		return fmt.Errorf("allocator plugin: %w", err)
-	}
-	source := &supervisedAllocator{spec: spec}
-	// The master re-Inits a new plugin process by itself: it notices the
-	// generation change on its next cycle.
-	sup := pluginhost.NewSupervisor(spec, pluginhost.Options{Logger: log.Named("pluginhost")}, nil)
-	if err := sup.Start(ctx); err != nil {
-		return fmt.Errorf("allocator plugin: %w", err)
-	}
-	defer sup.Stop()
-	source.sup = sup
-
-	roles := map[string]master.RoleConfig{}
-	for _, r := range mc.Roles {
-		roles[r.Name] = master.RoleConfig{Weight: r.Weight, Priority: r.Priority, Guarantee: r.Guarantee, Limit: r.Limit}
-	}
-	m, err := master.New(master.Config{
-		AllocationInterval:     mc.AllocationInterval,
-		AllocatorTimeout:       mc.AllocatorTimeout,
-		OfferTimeout:           mc.OfferTimeout,
-		HeartbeatInterval:      mc.HeartbeatInterval,
-		AgentReregisterTimeout: mc.AgentReregisterTimeout,
-		MaxMessageBytes:        mc.MaxMessageBytes,
-		Roles:                  roles,
-		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
-		RevokeAfter:            mc.RevokeAfter,
-		RevokeGrace:            mc.RevokeGrace,
-	}, master.Deps{Logger: log, Allocator: source})
+	launcher := master.NewPluginLauncher(cfg.PluginDir, cfg.Plugins, pluginhost.Options{Logger: log.Named("pluginhost")})
+	m, err := master.New(masterConfig(cfg), master.Deps{Logger: log, Launcher: launcher})
 	if err != nil {
 		return fmt.Errorf("master: %w", err)
+	}
+	if err := m.StartAllocator(ctx); err != nil {
+		return err
 	}
 
 	l, err := net.Listen("tcp", mc.Address)
@@ -218,15 +196,71 @@ func runMaster(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalo
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); _ = m.Run(ctx) }()
-	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", spec.Name, "plugin", spec.Path)
-	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), spec.Name)
+	go func() { defer wg.Done(); reloadOnHUP(ctx, m, launcher, reload, log) }()
+	active := m.AllocatorStatus().Active
+	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path)
+	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), active.Name)
 	ready <- l.Addr().String()
 	err = api.Serve(ctx, l, g, api.Handler(m), log)
 	g.Stop()
 	wg.Wait()
 	return err
+}
+
+// masterConfig maps the HCL master block to the master's settings.
+func masterConfig(cfg *conf.Config) master.Config {
+	mc := cfg.Master
+	return master.Config{
+		AllocationInterval:     mc.AllocationInterval,
+		AllocatorTimeout:       mc.AllocatorTimeout,
+		OfferTimeout:           mc.OfferTimeout,
+		HeartbeatInterval:      mc.HeartbeatInterval,
+		AgentReregisterTimeout: mc.AgentReregisterTimeout,
+		MaxMessageBytes:        mc.MaxMessageBytes,
+		Roles:                  masterRoles(cfg),
+		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
+		RevokeAfter:            mc.RevokeAfter,
+		RevokeGrace:            mc.RevokeGrace,
+		Allocator:              master.AllocatorChoice{Name: mc.Allocator},
+	}
+}
+
+func masterRoles(cfg *conf.Config) map[string]master.RoleConfig {
+	roles := map[string]master.RoleConfig{}
+	for _, r := range cfg.Master.Roles {
+		roles[r.Name] = master.RoleConfig{Weight: r.Weight, Priority: r.Priority, Guarantee: r.Guarantee, Limit: r.Limit}
+	}
+	return roles
+}
+
+// reloadOnHUP applies the re-read configuration on every SIGHUP. A file
+// with errors is reported and changes nothing.
+func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginLauncher, reload func() (*conf.Config, error), log hclog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := reload()
+		if err != nil {
+			log.Error("SIGHUP: the configuration has errors; nothing changed", "error", err)
+			continue
+		}
+		launcher.SetPlugins(cfg.PluginDir, cfg.Plugins)
+		res, err := m.Reload(ctx, master.Reload{Allocator: master.AllocatorChoice{Name: cfg.Master.Allocator}, Roles: masterRoles(cfg)})
+		if err != nil {
+			log.Error("SIGHUP: reload refused", "error", err)
+			continue
+		}
+		log.Info("SIGHUP: configuration reloaded", "roles_changed", res.Roles, "roles_kept_runtime", res.Kept,
+			"allocator_swap", res.Swap != nil)
+	}
 }
 
 // runAgent runs an agent until ctx ends; the agent cleans up its tasks.
@@ -252,38 +286,4 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		}
 	}()
 	return a.Run(ctx)
-}
-
-// supervisedAllocator adapts the plugin supervisor to the master: every
-// new plugin process gets a new generation, which makes the master re-Init.
-type supervisedAllocator struct {
-	spec pluginhost.Spec
-	sup  *pluginhost.Supervisor
-
-	mu   sync.Mutex
-	last *pluginhost.Instance
-	gen  uint64
-}
-
-func (s *supervisedAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
-	info := master.PluginInfo{Name: s.spec.Name, Path: s.spec.Path}
-	inst, err := s.sup.Current()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	info.Generation = s.gen
-	if err != nil {
-		return nil, info, err
-	}
-	if inst != s.last {
-		s.last = inst
-		s.gen++
-		info.Generation = s.gen
-	}
-	info.Version = inst.Info().Version
-	info.Pid = inst.Pid()
-	a, ok := inst.Raw().(allocator.Allocator)
-	if !ok {
-		return nil, info, fmt.Errorf("plugin %s does not implement the allocator interface", s.spec.Path)
-	}
-	return a, info, nil
 }

@@ -6,6 +6,7 @@
 //	corral exec     run one command as a task and stream its output
 //	corral status   show agents, frameworks, tasks, roles and the allocator
 //	corral role     list, show and change roles (weight, priority, quota)
+//	corral allocator list, show and hot-swap the allocation policy
 package main
 
 import (
@@ -26,6 +27,7 @@ commands:
   exec     run a command as a task: corral exec [flags] -- cmd [args...]
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
+  allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runStatus(ctx, rest, stdout, stderr)
 	case "role":
 		return runRole(ctx, rest, stdout, stderr)
+	case "allocator":
+		return runAllocator(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "corral", version)
 		return 0

@@ -266,7 +266,15 @@ func runRole(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // body. A non-2xx answer becomes an error with the master's own message
 // (the API answers {"error": "..."}), which is what the user needs to see.
 func roleAPI(ctx context.Context, addr, method, path string, body any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	return operatorAPI(ctx, addr, method, path, body, 10*time.Second)
+}
+
+// operatorAPI is roleAPI with a chosen timeout (0: none beyond ctx).
+func operatorAPI(ctx context.Context, addr, method, path string, body any, timeout time.Duration) ([]byte, error) {
+	cancel := context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	defer cancel()
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.

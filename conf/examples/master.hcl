@@ -55,6 +55,9 @@ master {
 # <plugin_dir>/drf or else <plugin_dir>/corral-allocator-drf.
 plugin "drf" {
   args = []
+  # Refuse to start the binary unless its sha256 matches (64 hex digits;
+  # `corral allocator list` prints the sums).
+  # sha256 = "..."
   # Decoded against the plugin's own schema when it starts.
   # config {
   #   ...

@@ -46,6 +46,7 @@ agent {
 plugin "priority" {
   path = "/opt/corral/priority"
   args = ["-fast"]
+  sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
   config {
     levels = 3
   }

@@ -62,7 +62,7 @@ func Handler(m *master.Master) http.Handler {
 		}
 		writeJSON(w, v)
 	})
-	mux.HandleFunc("GET /api/v1/allocator", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Allocator) })
+	allocatorRoutes(mux, m)
 	mux.HandleFunc("GET /api/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
 		type task struct {
 			FrameworkID string `json:"framework_id"`
@@ -125,7 +125,7 @@ func decodeRolePatch(w http.ResponseWriter, r *http.Request) (master.RolePatch, 
 	// A misspelt field would otherwise be a silent no-op.
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&u); err != nil {
-		return master.RolePatch{}, describeJSONError(err)
+		return master.RolePatch{}, describeJSONError(err, "weight, priority, guarantee, limit")
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		return master.RolePatch{}, errors.New("request body: want one JSON object, found more data after it")
@@ -150,13 +150,13 @@ func decodeRolePatch(w http.ResponseWriter, r *http.Request) (master.RolePatch, 
 
 // describeJSONError turns encoding/json's errors into messages that name
 // the field, the way the rest of the API reports problems.
-func describeJSONError(err error) error {
+func describeJSONError(err error, known string) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	var maxErr *http.MaxBytesError
 	switch {
 	case errors.Is(err, io.EOF):
-		return errors.New(`request body is empty; want a JSON object such as {"weight": 2}`)
+		return fmt.Errorf("request body is empty; want a JSON object with %s", known)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		return fmt.Errorf("%s: want %s, got a JSON %s", typeErr.Field, jsonKind(typeErr.Type.String()), typeErr.Value)
 	case errors.As(err, &typeErr):
@@ -166,8 +166,8 @@ func describeJSONError(err error) error {
 	case errors.As(err, &maxErr):
 		return fmt.Errorf("request body is larger than %d bytes", maxErr.Limit)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Errorf("request body: unknown field %s (known: weight, priority, guarantee, limit)",
-			strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return fmt.Errorf("request body: unknown field %s (known: %s)",
+			strings.TrimPrefix(err.Error(), "json: unknown field "), known)
 	}
 	return fmt.Errorf("request body: %v", err)
 }

@@ -167,7 +167,7 @@ func TestRolesAPIRejectsBadInput(t *testing.T) {
 		{"parent limit below children", "eng", `{"limit": "cpus:5"}`,
 			`limit: limit cpus:5 of role "eng" is below the guarantees of its children (eng/ml cpus:6), which add up to cpus:6`},
 		{"not JSON", "ops", `{"weight": 2`, "request body is not valid JSON: unexpected EOF"},
-		{"empty body", "ops", ``, `request body is empty; want a JSON object such as {"weight": 2}`},
+		{"empty body", "ops", ``, `request body is empty; want a JSON object with weight, priority, guarantee, limit`},
 		{"not an object", "ops", `[1]`, "request body: want a JSON object, got a JSON array"},
 		{"two objects", "ops", `{"weight": 2} {"weight": 3}`, "request body: want one JSON object, found more data after it"},
 	}

@@ -3,8 +3,10 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
@@ -16,7 +18,7 @@ import (
 // invalid counts as a plugin fault.
 const faultFraction = 0.5
 
-// allocState is the allocation loop's memory of what the plugin holds.
+// allocState is the allocation loop's memory of what one plugin holds.
 type allocState struct {
 	generation uint64 // plugin process generation last Init'ed
 	inited     bool
@@ -27,7 +29,6 @@ type allocState struct {
 func (m *Master) allocationLoop(ctx context.Context) {
 	ticker := time.NewTicker(m.cfg.AllocationInterval)
 	defer ticker.Stop()
-	var st allocState
 	for {
 		trigger := allocator.TriggerTimer
 		select {
@@ -36,123 +37,239 @@ func (m *Master) allocationLoop(ctx context.Context) {
 		case <-ticker.C:
 		case trigger = <-m.trigger:
 		}
-		m.runCycle(ctx, &st, trigger)
+		m.runCycle(ctx, trigger)
 	}
 }
 
-// runCycle makes one Allocate call and commits the valid proposals.
-func (m *Master) runCycle(ctx context.Context, st *allocState, trigger allocator.Trigger) {
-	if m.alloc == nil {
+// pluginCall is one plugin's part in a cycle.
+type pluginCall struct {
+	p      *slotPlugin
+	plugin allocator.Allocator
+	info   PluginInfo
+	req    *allocator.AllocateRequest
+	resp   *allocator.AllocateResponse
+	err    error
+	took   time.Duration
+	// proposed and invalid count the response's proposals and those the
+	// books refused (for a shadow: would have refused).
+	proposed, invalid int
+}
+
+// runCycle makes one Allocate call on the active plugin, and on a
+// shadowing candidate beside it, and commits the active plugin's valid
+// proposals.
+func (m *Master) runCycle(ctx context.Context, trigger allocator.Trigger) {
+	act, cand := m.advanceSlot(ctx)
+	if act == nil {
 		return
 	}
-	plugin, info, err := m.alloc.Current()
-	if err != nil {
-		m.log.Warn("allocator plugin unavailable; skipping cycle", "error", err)
-		return
+	calls := []*pluginCall{{p: act}}
+	if cand != nil && cand.shadowing() {
+		calls = append(calls, &pluginCall{p: cand.slotPlugin})
 	}
-	if !st.inited || st.generation != info.Generation {
-		if err := m.initPlugin(ctx, plugin, st); err != nil {
-			m.log.Error("allocator Init failed", "plugin", info.Name, "error", err)
-			return
-		}
-		st.generation = info.Generation
+	for _, c := range calls {
+		c.plugin, c.info, c.err = m.readyPlugin(ctx, c.p)
+	}
+	if calls[0].err != nil {
+		m.log.Warn("allocator plugin unavailable; skipping cycle", "allocator", act.choice.Name, "error", calls[0].err)
+		m.afterCycle(ctx, calls, cand)
+		return
 	}
 
 	m.mu.Lock()
-	deltas, ok := m.deltas.since(st.version)
-	target := m.deltas.version
 	now := m.logicalNow()
-	m.mu.Unlock()
-	if !ok {
-		if err := m.initPlugin(ctx, plugin, st); err != nil {
-			m.log.Error("allocator re-Init failed", "plugin", info.Name, "error", err)
-			return
+	for _, c := range calls {
+		if c.err == nil {
+			c.req = m.allocateRequestLocked(c.p, now, trigger)
 		}
-		m.mu.Lock()
-		deltas, _ = m.deltas.since(st.version)
-		target = m.deltas.version
-		m.mu.Unlock()
+	}
+	m.mu.Unlock()
+	for _, c := range calls {
+		if c.err == nil && c.req == nil {
+			// The log no longer holds this plugin's deltas: Init again.
+			if c.err = m.initPlugin(ctx, c.plugin, c.p); c.err == nil {
+				m.mu.Lock()
+				c.req = m.allocateRequestLocked(c.p, now, trigger)
+				m.mu.Unlock()
+			}
+		}
 	}
 
-	req := &allocator.AllocateRequest{
-		BaseVersion:   st.version,
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		if c.err != nil || c.req == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorTimeout)
+			began := time.Now()
+			c.resp, c.err = c.plugin.Allocate(callCtx, c.req)
+			c.took = time.Since(began)
+			cancel()
+			m.metrics.pluginCall.WithLabelValues("allocate").Observe(c.took.Seconds())
+			c.p.handle.ReportCall(c.err)
+			if c.err == nil && c.resp.AppliedVersion != c.req.TargetVersion {
+				c.err = fmt.Errorf("acknowledged version %d, want %d", c.resp.AppliedVersion, c.req.TargetVersion)
+				c.resp = nil
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range calls {
+		m.noteCallError(c)
+	}
+
+	a := calls[0]
+	m.mu.Lock()
+	if len(calls) > 1 && calls[1].err == nil && a.err == nil {
+		m.compareShadowLocked(cand, a.resp.Offers, calls[1])
+	}
+	if a.err == nil {
+		a.p.st.version = a.req.TargetVersion
+	}
+	if len(calls) > 1 && calls[1].err == nil {
+		calls[1].p.st.version = calls[1].req.TargetVersion
+	}
+	m.ackDeltasLocked(calls)
+	var made, invalid int
+	if a.err == nil {
+		made, invalid = m.commitProposalsLocked(a.resp.Offers)
+		a.proposed, a.invalid = len(a.resp.Offers), invalid
+		// Revocations are judged after this cycle's offers are committed,
+		// on the books as they now stand.
+		m.handleRevocationsLocked(a.resp.Revocations)
+		metrics := make(map[string]float64, len(a.resp.Metrics))
+		for k, v := range a.resp.Metrics {
+			metrics[k] = v
+		}
+		m.pluginMetrics = metrics
+	}
+	m.mu.Unlock()
+	if a.err == nil {
+		m.metrics.allocationRun.Observe(a.took.Seconds())
+		if n := len(a.resp.Offers); n > 0 && float64(invalid)/float64(n) > faultFraction {
+			a.p.st.faults++
+			m.metrics.pluginErrors.WithLabelValues("invalid_proposals").Inc()
+			m.log.Warn("allocator proposed mostly invalid offers", "allocator", act.choice.Name, "invalid", invalid,
+				"proposed", n, "faults", a.p.st.faults)
+		}
+		if made > 0 {
+			m.log.Trace("allocation cycle", "offers", made, "invalid", invalid, "deltas", len(a.req.Deltas))
+		}
+	}
+	m.afterCycle(ctx, calls, cand)
+}
+
+// allocateRequestLocked is p's request for this cycle, or nil when the
+// delta log no longer holds what p is missing.
+func (m *Master) allocateRequestLocked(p *slotPlugin, now allocator.LogicalTime, trigger allocator.Trigger) *allocator.AllocateRequest {
+	deltas, ok := m.deltas.since(p.st.version)
+	if !ok {
+		return nil
+	}
+	return &allocator.AllocateRequest{
+		BaseVersion:   p.st.version,
 		Deltas:        deltas,
-		TargetVersion: target,
+		TargetVersion: m.deltas.version,
 		Now:           now,
 		Trigger:       trigger,
 		RevokeAfter:   allocator.LogicalTime(m.cfg.RevokeAfter / time.Millisecond),
 	}
-	callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorTimeout)
-	began := time.Now()
-	resp, err := plugin.Allocate(callCtx, req)
-	cancel()
-	m.metrics.pluginCall.WithLabelValues("allocate").Observe(time.Since(began).Seconds())
-	if err != nil {
-		var gap *allocator.VersionGapError
-		if errors.As(err, &gap) {
-			m.log.Info("allocator lost its state; re-initialising", "have", gap.Have, "want", gap.Want)
-			st.inited = false
-			m.requestAllocation(allocator.TriggerEvent)
-			return
+}
+
+// ackDeltasLocked drops the deltas every initialised plugin now holds.
+func (m *Master) ackDeltasLocked(calls []*pluginCall) {
+	var low uint64
+	first := true
+	for _, c := range calls {
+		if !c.p.st.inited {
+			continue // it will Init from a snapshot
 		}
-		m.metrics.pluginErrors.WithLabelValues("allocate").Inc()
-		// The plugin may or may not have applied the deltas; only a fresh
-		// Init makes its state certain again.
-		st.inited = false
-		m.log.Warn("allocator call failed; the cycle is abandoned", "error", err, "timeout", m.cfg.AllocatorTimeout)
-		return
+		if first || c.p.st.version < low {
+			low, first = c.p.st.version, false
+		}
 	}
-	if resp.AppliedVersion != target {
-		st.inited = false
-		m.log.Warn("allocator acknowledged the wrong version; re-initialising", "applied", resp.AppliedVersion, "target", target)
-		return
-	}
-	st.version = target
-	m.mu.Lock()
-	m.deltas.ack(target)
-	made, invalid := m.commitProposalsLocked(resp.Offers)
-	// Revocations are judged after this cycle's offers are committed, on
-	// the books as they now stand.
-	m.handleRevocationsLocked(resp.Revocations)
-	metrics := make(map[string]float64, len(resp.Metrics))
-	for k, v := range resp.Metrics {
-		metrics[k] = v
-	}
-	m.pluginMetrics = metrics
-	m.mu.Unlock()
-	m.metrics.allocationRun.Observe(time.Since(began).Seconds())
-	if n := len(resp.Offers); n > 0 && float64(invalid)/float64(n) > faultFraction {
-		st.faults++
-		m.metrics.pluginErrors.WithLabelValues("invalid_proposals").Inc()
-		m.log.Warn("allocator proposed mostly invalid offers", "invalid", invalid, "proposed", n, "faults", st.faults)
-	}
-	if made > 0 {
-		m.log.Trace("allocation cycle", "offers", made, "invalid", invalid, "deltas", len(deltas))
+	if !first {
+		m.deltas.ack(low)
 	}
 }
 
+// noteCallError logs a failed Allocate and makes the plugin's state
+// certain again: after an error the plugin may or may not have applied
+// the deltas, so only a fresh Init will do.
+func (m *Master) noteCallError(c *pluginCall) {
+	if c.err == nil || c.req == nil {
+		return
+	}
+	var gap *allocator.VersionGapError
+	switch {
+	case errors.As(c.err, &gap):
+		m.log.Info("allocator lost its state; re-initialising", "allocator", c.p.choice.Name, "have", gap.Have, "want", gap.Want)
+		m.requestAllocation(allocator.TriggerEvent)
+	case isDeadline(c.err):
+		m.metrics.pluginErrors.WithLabelValues("allocate").Inc()
+		m.metrics.allocatorDeadlineMisses.Inc()
+		m.log.Warn("allocator missed its deadline; the cycle is abandoned", "allocator", c.p.choice.Name,
+			"timeout", m.cfg.AllocatorTimeout)
+	default:
+		m.metrics.pluginErrors.WithLabelValues("allocate").Inc()
+		m.log.Warn("allocator call failed; the cycle is abandoned", "allocator", c.p.choice.Name, "error", c.err)
+	}
+	c.p.st.inited = false
+}
+
+// readyPlugin returns p's live plugin, Init'ed from a snapshot if it is
+// new (a new process generation) or its state is uncertain.
+func (m *Master) readyPlugin(ctx context.Context, p *slotPlugin) (allocator.Allocator, PluginInfo, error) {
+	plugin, info, err := p.handle.Current()
+	if err != nil {
+		return nil, info, err
+	}
+	if !p.st.inited || p.st.generation != info.Generation {
+		if err := m.initPlugin(ctx, plugin, p); err != nil {
+			m.log.Error("allocator Init failed", "allocator", p.choice.Name, "error", err)
+			return nil, info, fmt.Errorf("Init: %w", err)
+		}
+		p.st.generation = info.Generation
+	}
+	return plugin, info, nil
+}
+
 // initPlugin streams the current snapshot to the plugin.
-func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, st *allocState) error {
+func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, p *slotPlugin) error {
 	m.mu.Lock()
 	snap := m.snapshotLocked()
-	m.deltas.reset()
+	if m.deltas.overflow {
+		// Nobody can replay from an overflowed log; whoever is behind
+		// will Init too.
+		m.deltas.reset()
+	}
 	m.mu.Unlock()
 	callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorTimeout)
 	defer cancel()
 	began := time.Now()
 	v, err := plugin.Init(callCtx, snap)
 	m.metrics.pluginCall.WithLabelValues("init").Observe(time.Since(began).Seconds())
+	p.handle.ReportCall(err)
 	if err != nil {
 		m.metrics.pluginErrors.WithLabelValues("init").Inc()
-		st.inited = false
+		if isDeadline(err) {
+			m.metrics.allocatorDeadlineMisses.Inc()
+			m.slot.mu.Lock()
+			p.misses++
+			m.slot.mu.Unlock()
+		}
+		p.st.inited = false
 		return err
 	}
 	if v != snap.Version {
-		st.inited = false
+		p.st.inited = false
 		return errors.New("allocator Init acknowledged another version than it was sent")
 	}
-	st.inited = true
-	st.version = snap.Version
+	p.st.inited = true
+	p.st.version = snap.Version
 	return nil
 }
 
@@ -218,7 +335,7 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invalid int) {
 	byFramework := map[string][]*corralpb.Offer{}
 	for _, p := range props {
-		if reason := m.validateProposalLocked(p); reason != "" {
+		if reason := m.validateProposalLocked(p, resources.Resources{}); reason != "" {
 			invalid++
 			m.log.Debug("dropping invalid allocator proposal", "framework", p.FrameworkID, "agent", p.AgentID,
 				"resources", p.Resources.String(), "reason", reason)
@@ -249,7 +366,9 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 }
 
 // validateProposalLocked says why a proposal cannot become an offer, or "".
-func (m *Master) validateProposalLocked(p allocator.Proposal) string {
+// taken is what earlier proposals of the same response would take on the
+// agent (a dry run commits nothing).
+func (m *Master) validateProposalLocked(p allocator.Proposal, taken resources.Resources) string {
 	a := m.agents[p.AgentID]
 	switch {
 	case a == nil:
@@ -270,7 +389,7 @@ func (m *Master) validateProposalLocked(p allocator.Proposal) string {
 	case p.Resources.IsEmpty():
 		return "empty offer"
 	}
-	if !a.total.Subtract(a.used).Contains(p.Resources) {
+	if !a.total.Subtract(a.used).Subtract(taken).Contains(p.Resources) {
 		return "resources exceed what is available on the agent"
 	}
 	return ""

@@ -30,6 +30,15 @@ type Config struct {
 	// between the inverse offer and the kill; default 30s.
 	RevokeAfter time.Duration
 	RevokeGrace time.Duration
+	// Allocator is the configured allocation policy (HCL); an operator's
+	// swap, kept in the registry, wins over it on restart.
+	Allocator AllocatorChoice
+	// RollbackCycles is K of the hot-swap rules: a fresh allocator that
+	// misses its deadline K times in a row, or has more than half of its
+	// proposals refused over K cycles, is rolled back; a fresh one stays
+	// on probation (the replaced plugin kept running) for K good cycles.
+	// Default 3.
+	RollbackCycles int
 	// MaxCompletedTasks bounds the completed tasks kept per framework for
 	// the operator API.
 	MaxCompletedTasks int
@@ -53,6 +62,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RevokeGrace <= 0 {
 		c.RevokeGrace = 30 * time.Second
+	}
+	if c.RollbackCycles <= 0 {
+		c.RollbackCycles = 3
 	}
 	if c.MaxCompletedTasks <= 0 {
 		c.MaxCompletedTasks = 1000
@@ -87,7 +99,11 @@ type PluginInfo struct {
 
 // Deps are the master's collaborators.
 type Deps struct {
-	Logger    hclog.Logger
+	Logger hclog.Logger
+	// Launcher starts allocator plugins: the configured one at start and
+	// candidates of a hot swap. Without it, Allocator is the fixed
+	// allocator (tests, in-process use) and swaps are refused.
+	Launcher  AllocatorLauncher
 	Allocator AllocatorSource
 	// Now is the clock; nil means time.Now. Injected for tests.
 	Now func() time.Time

@@ -25,9 +25,11 @@ import (
 // Master is one master process's state. All books are guarded by mu; the
 // allocator plugin is called without holding it.
 type Master struct {
-	cfg     Config
-	log     hclog.Logger
-	alloc   AllocatorSource
+	cfg      Config
+	log      hclog.Logger
+	launcher AllocatorLauncher
+	// slot holds the allocator plugins (see slot.go).
+	slot    allocatorSlot
 	now     func() time.Time
 	start   time.Time
 	id      string
@@ -73,7 +75,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	m := &Master{
 		cfg:          cfg,
 		log:          log,
-		alloc:        deps.Allocator,
+		launcher:     deps.Launcher,
 		now:          now,
 		start:        now(),
 		id:           newID("master"),
@@ -89,6 +91,13 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	if err := m.initRoles(); err != nil {
 		return nil, err
 	}
+	m.slot.hcl = cfg.Allocator
+	m.slot.persist = make(chan struct{}, 1)
+	if deps.Allocator != nil && deps.Launcher == nil {
+		_, info, _ := deps.Allocator.Current()
+		m.slot.active = &slotPlugin{choice: AllocatorChoice{Name: info.Name}, handle: staticHandle{deps.Allocator}, since: m.start}
+		m.slot.generation = 1
+	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)})
 	return m, nil
@@ -97,11 +106,18 @@ func New(cfg Config, deps Deps) (*Master, error) {
 // ID identifies this master instance.
 func (m *Master) ID() string { return m.id }
 
-// Run drives the allocation loop and the timers until ctx ends.
+// Run drives the allocation loop and the timers until ctx ends. It starts
+// the allocator first unless StartAllocator did, and stops the allocator
+// plugins when it returns.
 func (m *Master) Run(ctx context.Context) error {
+	if err := m.StartAllocator(ctx); err != nil {
+		return err
+	}
+	defer m.stopSlot()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
+	go func() { defer wg.Done(); m.persistLoop(ctx) }()
 	go func() { defer wg.Done(); m.timerLoop(ctx) }()
 	<-ctx.Done()
 	wg.Wait()

@@ -27,6 +27,18 @@ type metrics struct {
 	// proposals the books refused.
 	revocations        *prometheus.CounterVec
 	revocationsInvalid prometheus.Counter
+
+	// The allocator slot: swaps, rollbacks, deadline misses, shadow
+	// comparisons.
+	allocatorSwaps          prometheus.Counter
+	allocatorRollbacks      *prometheus.CounterVec
+	allocatorGeneration     prometheus.Gauge
+	allocatorSwapLatency    prometheus.Histogram
+	allocatorDeadlineMisses prometheus.Counter
+	shadowCycles            prometheus.Counter
+	shadowOffers            *prometheus.CounterVec
+	shadowDiffering         prometheus.Counter
+	shadowShare             *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -55,10 +67,29 @@ func newMetrics() *metrics {
 			Help: "Allocator revocations accepted: an inverse offer was sent and the task is killed after the grace period."}, []string{"reason"}),
 		revocationsInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_revocations_invalid_total",
 			Help: "Allocator revocations refused by the master (unknown or ended task, within a guarantee, already revoked...)."}),
+		allocatorSwaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_allocator_swaps_total",
+			Help: "Allocator hot swaps that cut over to a new plugin."}),
+		allocatorRollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_allocator_rollbacks_total",
+			Help: "Allocator swaps rolled back, by reason (start, init, deadline, invalid_proposals)."}, []string{"reason"}),
+		allocatorGeneration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_allocator_generation",
+			Help: "Allocator plugins made active since the master started (swaps and rollbacks)."}),
+		allocatorSwapLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_allocator_swap_latency_seconds",
+			Help: "Time from a swap request to the end of the first cycle run by the new plugin.", Buckets: latency}),
+		allocatorDeadlineMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_allocator_deadline_misses_total",
+			Help: "Allocator Init or Allocate calls that missed the allocator timeout."}),
+		shadowCycles: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_allocator_shadow_cycles_total",
+			Help: "Cycles a candidate allocator ran in shadow beside the active one."}),
+		shadowOffers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_allocator_shadow_offers_total",
+			Help: "Valid offers proposed during shadow cycles, by plugin (active, candidate)."}, []string{"plugin"}),
+		shadowDiffering: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_allocator_shadow_offers_differing_total",
+			Help: "Candidate offers of an agent to a framework the active allocator did not offer that agent to."}),
+		shadowShare: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "corral_allocator_shadow_projected_share",
+			Help: "Dominant share of each framework were the last shadow cycle's offers accepted, by plugin."}, []string{"framework_id", "plugin"}),
 	}
 	r.MustRegister(mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
 		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
-		mt.revocations, mt.revocationsInvalid)
+		mt.revocations, mt.revocationsInvalid, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
+		mt.allocatorSwapLatency, mt.allocatorDeadlineMisses, mt.shadowCycles, mt.shadowOffers, mt.shadowDiffering, mt.shadowShare)
 	return mt
 }
 
@@ -85,6 +116,9 @@ func (c liveTasks) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())
 	}
 }
+
+// resetShadow clears the projected shares of a previous shadow run.
+func (mt *metrics) resetShadow() { mt.shadowShare.Reset() }
 
 func (mt *metrics) observeTaskState(s corralpb.TaskState) {
 	mt.taskStates.WithLabelValues(s.String()).Inc()

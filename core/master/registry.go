@@ -14,11 +14,19 @@ import (
 )
 
 // registryFile is the standalone durable registry: the few facts a master
-// cannot rebuild from agents and schedulers (principle 3). Today that is
-// the roles changed at run time; each is stored whole, so that on restart
-// it replaces the HCL settings of the same role.
+// cannot rebuild from agents and schedulers (principle 3): the roles
+// changed at run time, each stored whole so that on restart it replaces
+// the HCL settings of the same role, and the allocator an operator swapped
+// in, which wins over the HCL allocator on restart.
 type registryFile struct {
-	Roles map[string]registryRole `json:"roles"`
+	Roles     map[string]registryRole `json:"roles"`
+	Allocator *AllocatorChoice        `json:"allocator,omitempty"`
+}
+
+// registry is the registry's content in memory.
+type registry struct {
+	roles     map[string]RoleConfig
+	allocator *AllocatorChoice
 }
 
 type registryRole struct {
@@ -31,43 +39,46 @@ type registryRole struct {
 // loadRegistry reads the registry at path. A missing file is an empty
 // registry; anything unreadable is an error naming the file, because
 // silently dropping it would quietly undo the operator's changes.
-func loadRegistry(path string) (map[string]RoleConfig, error) {
+func loadRegistry(path string) (registry, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return registry{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("master registry %s: %w", path, err)
+		return registry{}, fmt.Errorf("master registry %s: %w", path, err)
 	}
 	var reg registryFile
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&reg); err != nil {
-		return nil, fmt.Errorf("master registry %s is corrupt: %w", path, err)
+		return registry{}, fmt.Errorf("master registry %s is corrupt: %w", path, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("master registry %s is corrupt: data after the JSON object", path)
+		return registry{}, fmt.Errorf("master registry %s is corrupt: data after the JSON object", path)
+	}
+	if a := reg.Allocator; a != nil && a.Name == "" {
+		return registry{}, fmt.Errorf("master registry %s is corrupt: the allocator has no name", path)
 	}
 	out := make(map[string]RoleConfig, len(reg.Roles))
 	for _, name := range sortedMapKeys(reg.Roles) {
 		rr := reg.Roles[name]
 		g, err := resources.Parse(rr.Guarantee)
 		if err != nil {
-			return nil, fmt.Errorf("master registry %s is corrupt: role %q guarantee: %w", path, name, err)
+			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q guarantee: %w", path, name, err)
 		}
 		l, err := resources.Parse(rr.Limit)
 		if err != nil {
-			return nil, fmt.Errorf("master registry %s is corrupt: role %q limit: %w", path, name, err)
+			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q limit: %w", path, name, err)
 		}
 		out[name] = RoleConfig{Weight: rr.Weight, Priority: rr.Priority, Guarantee: g, Limit: l}
 	}
-	return out, nil
+	return registry{roles: out, allocator: reg.Allocator}, nil
 }
 
 // writeRegistry replaces the registry at path atomically: a crash leaves
 // either the old file or the new one, never a torn one.
-func writeRegistry(path string, roles map[string]RoleConfig) error {
-	reg := registryFile{Roles: make(map[string]registryRole, len(roles))}
-	for name, rc := range roles {
+func writeRegistry(path string, r registry) error {
+	reg := registryFile{Roles: make(map[string]registryRole, len(r.roles)), Allocator: r.allocator}
+	for name, rc := range r.roles {
 		reg.Roles[name] = registryRole{Weight: rc.Weight, Priority: rc.Priority,
 			Guarantee: rc.Guarantee.String(), Limit: rc.Limit.String()}
 	}

@@ -90,7 +90,7 @@ func (m *Master) SetRole(name string, patch RolePatch) (RoleView, error) {
 	}
 
 	if m.cfg.RegistryPath != "" {
-		if err := writeRegistry(m.cfg.RegistryPath, durable); err != nil {
+		if err := writeRegistry(m.cfg.RegistryPath, registry{roles: durable, allocator: m.slot.durableChoice()}); err != nil {
 			return RoleView{}, fmt.Errorf("role %q: storing the change in the registry %s: %w", name, m.cfg.RegistryPath, err)
 		}
 	}
@@ -162,8 +162,9 @@ func (m *Master) initRoles() error {
 		if err != nil {
 			return err
 		}
-		for _, name := range sortedMapKeys(stored) {
-			rc := stored[name]
+		m.slot.stored = stored.allocator
+		for _, name := range sortedMapKeys(stored.roles) {
+			rc := stored.roles[name]
 			err := resources.ValidateRole(name)
 			if err == nil && (math.IsNaN(rc.Weight) || rc.Weight < 0) {
 				err = fmt.Errorf("weight must be a positive number, got %v", rc.Weight)

@@ -22,7 +22,9 @@ type AllocatorView struct {
 	Path     string `json:"path"`
 	Pid      int    `json:"pid,omitempty"`
 	Restarts uint64 `json:"restarts"`
-	Error    string `json:"error,omitempty"`
+	// Generation counts the plugins made active (swaps and rollbacks).
+	Generation uint64 `json:"generation"`
+	Error      string `json:"error,omitempty"`
 }
 
 // AgentView is one agent.
@@ -112,16 +114,16 @@ const (
 // differently.
 func (m *Master) Snapshot() State {
 	var av AllocatorView
-	if m.alloc != nil {
-		_, info, err := m.alloc.Current()
-		av = AllocatorView{Name: info.Name, Version: info.Version, Path: info.Path, Pid: info.Pid, Restarts: info.Generation}
-		if av.Restarts > 0 {
-			av.Restarts-- // generation 1 is the first start
-		}
+	m.slot.mu.Lock()
+	if p := m.slot.active; p != nil {
+		_, info, err := p.handle.Current()
+		av = AllocatorView{Name: p.choice.Name, Version: info.Version, Path: info.Path, Pid: info.Pid,
+			Restarts: uint64(p.handle.Restarts()), Generation: m.slot.generation}
 		if err != nil {
 			av.Error = err.Error()
 		}
 	}
+	m.slot.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := State{MasterID: m.id, Allocator: av}

@@ -18,6 +18,9 @@ type Spec struct {
 	Path   string
 	Args   []string
 	Config hcl.Body // the plugin block's config {} body; nil means defaults
+	// SHA256 is the sum the plugin block pins ("" means none): the binary
+	// is hashed right before each exec and not started if it differs.
+	SHA256 string
 }
 
 // Catalog resolves plugin names to binaries: a plugin block's path if set,
@@ -49,6 +52,7 @@ func (c *Catalog) Resolve(kindName, name string) (Spec, error) {
 	if hasBlock {
 		spec.Args = block.Args
 		spec.Config = block.Config
+		spec.SHA256 = block.SHA256
 	}
 	if hasBlock && block.Path != "" {
 		candidates = []string{block.Path}

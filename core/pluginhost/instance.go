@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,10 +21,13 @@ import (
 // identity and config calls.
 const DefaultStartTimeout = 10 * time.Second
 
-// Options configure Start.
+// Options configure Start, NewSupervisor and Discover.
 type Options struct {
 	Logger       hclog.Logger  // plugin stderr goes to Logger.Named("plugin").Named(<name>)
 	StartTimeout time.Duration // 0 means DefaultStartTimeout
+	// Watchdog is the Supervisor's hang detection; the zero value means
+	// the defaults. Start and Discover ignore it.
+	Watchdog Watchdog
 }
 
 func (o Options) withDefaults() Options {
@@ -33,6 +37,7 @@ func (o Options) withDefaults() Options {
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = DefaultStartTimeout
 	}
+	o.Watchdog = o.Watchdog.withDefaults()
 	return o
 }
 
@@ -46,6 +51,7 @@ type Instance struct {
 	pid        int
 	done       <-chan struct{} // closed when the process has exited
 
+	proc      *procRunner     // set when we started the process
 	attached  *attachedRunner // set when reattached
 	socketDir string          // removed on Kill of a reattached executor
 
@@ -81,15 +87,51 @@ func (i *Instance) Exited() bool {
 	}
 }
 
-// Kill ends the plugin: go-plugin asks it to shut down, then SIGKILLs it
-// after 2s. Safe to call more than once.
+// killGrace bounds go-plugin's graceful Kill. Its shutdown RPC waits for
+// the process to exit, with no deadline of its own, so a stopped or wedged
+// plugin would hold Kill (and Supervisor.Stop) forever. go-plugin itself
+// waits 2s for a graceful exit before its SIGKILL; this leaves room for it.
+const killGrace = 5 * time.Second
+
+// Kill ends the plugin and waits until its process has exited and go-plugin
+// has let go of it: go-plugin asks the plugin to shut down and SIGKILLs it
+// after 2s; a plugin that does not even answer the shutdown request is
+// SIGKILLed after killGrace. Safe to call more than once.
 func (i *Instance) Kill() {
 	i.killOnce.Do(func() {
-		i.client.Kill()
+		done := make(chan struct{})
+		go func() { defer close(done); i.client.Kill() }()
+		t := time.NewTimer(killGrace)
+		select {
+		case <-done:
+		case <-t.C:
+			_ = i.sigkill()
+			<-done
+		}
+		t.Stop()
 		if i.socketDir != "" {
 			_ = os.RemoveAll(i.socketDir)
 		}
 	})
+}
+
+// HardKill SIGKILLs the plugin process at once, with no shutdown request
+// (a hung plugin would not answer one; a SIGSTOPped one dies only from
+// SIGKILL), then reaps it as Kill does. Safe to call more than once.
+func (i *Instance) HardKill() {
+	_ = i.sigkill()
+	i.Kill()
+}
+
+// sigkill sends SIGKILL to the plugin process, if it is still ours to kill.
+func (i *Instance) sigkill() error {
+	switch {
+	case i.proc != nil:
+		return i.proc.Kill(context.Background())
+	case i.attached != nil:
+		return i.attached.Kill(context.Background())
+	}
+	return nil
 }
 
 // Detach drops the connection but leaves the process running, so a later
@@ -117,18 +159,37 @@ func (i *Instance) errorf(format string, args ...any) error {
 // runner, then handshake, dispense, identity, version and config checks.
 func launch(ctx context.Context, spec Spec, opts Options, rc runnerConfig, socketDir string) (*Instance, error) {
 	opts = opts.withDefaults()
+	inst, k, rpc, err := spawn(spec, opts, rc, socketDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.setup(ctx, k, rpc, opts.StartTimeout, true); err != nil {
+		inst.Kill()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// spawn starts the process and completes the go-plugin handshake. The
+// binary's checksum, when spec pins one, is verified right before exec.
+func spawn(spec Spec, opts Options, rc runnerConfig, socketDir string) (*Instance, kind, plugin.ClientProtocol, error) {
 	k, err := lookupKind(spec.Kind)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
+		return nil, kind{}, nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
 	}
 	if err := checkExecutable(spec.Path); err != nil {
-		return nil, fmt.Errorf("%s plugin %q: binary %s; expected %s", spec.Kind, spec.Name, err, k.expectation())
+		return nil, kind{}, nil, fmt.Errorf("%s plugin %q: binary %s; expected %s", spec.Kind, spec.Name, err, k.expectation())
 	}
 	rc.path, rc.args, rc.name = spec.Path, spec.Args, spec.Name
+	if spec.SHA256 != "" {
+		rc.verify = func() error { return verifyChecksum(spec, spec.Path) }
+	}
 	var r *procRunner
 	cc := &plugin.ClientConfig{
-		HandshakeConfig:  k.handshake,
-		Plugins:          k.plugins,
+		HandshakeConfig: k.handshake,
+		Plugins:         k.plugins,
+		// No SecureConfig: go-plugin cannot check a RunnerFunc's binary
+		// (see verifyChecksum); rc.verify does it instead.
 		RunnerFunc:       rc.runnerFunc(func(pr *procRunner) { r = pr }),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           opts.Logger.Named("plugin"),
@@ -144,15 +205,21 @@ func launch(ctx context.Context, spec Spec, opts Options, rc runnerConfig, socke
 	rpc, err := client.Client()
 	if err != nil {
 		client.Kill()
-		return nil, inst.startError(k, r, opts.StartTimeout, err)
+		var ce *ChecksumError
+		if errors.As(err, &ce) {
+			return nil, kind{}, nil, ce
+		}
+		return nil, kind{}, nil, inst.startError(k, r, opts.StartTimeout, err)
 	}
-	inst.pid, inst.done = r.Pid(), r.done
-	if err := inst.setup(ctx, k, rpc, opts.StartTimeout, true); err != nil {
-		inst.Kill()
-		return nil, err
-	}
-	return inst, nil
+	inst.proc, inst.pid, inst.done = r, r.Pid(), r.done
+	return inst, k, rpc, nil
 }
+
+// startTimeoutError is a start that timed out, which may succeed on another
+// try (a loaded machine), unlike a binary of the wrong kind.
+type startTimeoutError struct{ error }
+
+func (e startTimeoutError) Unwrap() error { return e.error }
 
 // startError explains a failed handshake: the usual cause is a binary of
 // another kind, or one built against another protocol version.
@@ -168,7 +235,7 @@ func (i *Instance) startError(k kind, r *procRunner, timeout time.Duration, err 
 	case r == nil || r.Pid() == 0:
 		return i.errorf("cannot start: %v", err)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
-		return i.errorf("did not complete the go-plugin handshake within %s (expected %s)%s", timeout, k.expectation(), stderr)
+		return startTimeoutError{i.errorf("did not complete the go-plugin handshake within %s (expected %s)%s", timeout, k.expectation(), stderr)}
 	}
 	return i.errorf("handshake failed: the binary is not a corral %s plugin or speaks another protocol version (expected %s): %s%s",
 		k.name, k.expectation(), firstLine(msg), stderr)

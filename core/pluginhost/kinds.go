@@ -1,8 +1,11 @@
 // Package pluginhost finds, starts, checks, configures and supervises
 // corral plugin binaries (allocators, isolators, executors) with
-// hashicorp/go-plugin. Everything a plugin says about itself is checked
-// before it is used: its handshake, its kind, its API versions and the
-// operator's config for it.
+// hashicorp/go-plugin. Everything about a plugin is checked before it is
+// used: the binary's sha256 when its plugin block pins one, its handshake,
+// its kind, its API versions and the operator's config for it. A
+// Supervisor restarts a plugin that exits and, through its watchdog, kills
+// (and so restarts) one that stops answering. Discover lists the plugins
+// of a kind an operator can choose from.
 package pluginhost
 
 import (

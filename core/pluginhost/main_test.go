@@ -18,8 +18,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// testPlugin is the path of testdata/plugins/testplugin, built by TestMain.
-var testPlugin string
+// testPlugin is the path of testdata/plugins/testplugin, built by TestMain
+// into testBinDir, which lives as long as the test binary.
+var testPlugin, testBinDir string
 
 const helperEnv = "CORRAL_PLUGINHOST_TEST_HELPER"
 
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testBinDir = dir
 	testPlugin = filepath.Join(dir, "testplugin")
 	out, err := exec.Command("go", "build", "-o", testPlugin, "./testdata/plugins/testplugin").CombinedOutput()
 	if err != nil {
@@ -136,6 +138,12 @@ func (s *logSink) contains(sub string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return bytes.Contains(s.buf.Bytes(), []byte(sub))
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 func testLogger(t *testing.T) (hclog.Logger, *logSink) {

@@ -35,6 +35,17 @@ type procRunner struct {
 	tail   *tailBuffer
 	// logFile receives stderr instead of the host (executors).
 	logFile *os.File
+	// verify runs right before exec (the checksum check, see
+	// verifyChecksum); an error stops the start.
+	verify func() error
+	// killGroup makes Kill signal the whole process group (the child is
+	// started as its leader), so a non-plugin that forked a child holding
+	// our stdout pipe cannot keep go-plugin waiting for EOF.
+	killGroup bool
+	// socketDir is go-plugin's per-plugin socket directory; go-plugin
+	// removes it in Kill only if a process was started, so a start that
+	// fails before exec removes it here.
+	socketDir string
 
 	done chan struct{} // closed when the process has exited and been reaped
 	pid  int
@@ -52,20 +63,34 @@ type runnerConfig struct {
 	spawnLocked bool
 	logPath     string // "" pipes stderr into the host logger
 	noStdin     bool
+	verify      func() error // run right before exec; nil: nothing to check
+	// killGroup starts the child as a process group leader and kills the
+	// group. Used for probes of arbitrary files (Discover), not for
+	// plugins we run: those may start helpers that must outlive them.
+	killGroup bool
 }
 
 // runnerFunc adapts cfg to ClientConfig.RunnerFunc. go-plugin hands us a
 // placeholder cmd that carries the environment (handshake cookie, socket
 // dir); the real command is built from cfg.
 func (cfg runnerConfig) runnerFunc(created func(*procRunner)) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
-	return func(_ hclog.Logger, placeholder *exec.Cmd, _ string) (runner.Runner, error) {
+	return func(_ hclog.Logger, placeholder *exec.Cmd, socketDir string) (runner.Runner, error) {
 		cmd := exec.Command(cfg.path, cfg.args...)
 		cmd.Env = placeholder.Env
 		if !cfg.noStdin {
 			cmd.Stdin = placeholder.Stdin
 		}
 		cmd.SysProcAttr = cfg.sysProc
-		r := &procRunner{cmd: cmd, name: cfg.name, spawnLocked: cfg.spawnLocked, tail: &tailBuffer{max: 1024}, done: make(chan struct{})}
+		if cfg.killGroup {
+			attr := syscall.SysProcAttr{}
+			if cfg.sysProc != nil {
+				attr = *cfg.sysProc
+			}
+			attr.Setpgid = true
+			cmd.SysProcAttr = &attr
+		}
+		r := &procRunner{cmd: cmd, name: cfg.name, spawnLocked: cfg.spawnLocked, tail: &tailBuffer{max: 1024}, done: make(chan struct{}),
+			verify: cfg.verify, killGroup: cfg.killGroup, socketDir: socketDir}
 		var err error
 		if r.stdout, err = cmd.StdoutPipe(); err != nil {
 			return nil, err
@@ -95,9 +120,14 @@ func (cfg runnerConfig) runnerFunc(created func(*procRunner)) func(hclog.Logger,
 
 func (r *procRunner) Start(_ context.Context) error {
 	var err error
-	if r.spawnLocked {
+	if r.verify != nil {
+		err = r.verify()
+	}
+	switch {
+	case err != nil:
+	case r.spawnLocked:
 		onSpawnThread(func() { err = r.cmd.Start() })
-	} else {
+	default:
 		err = r.cmd.Start()
 	}
 	if r.logFile != nil {
@@ -106,6 +136,9 @@ func (r *procRunner) Start(_ context.Context) error {
 	}
 	if err != nil {
 		close(r.done)
+		if r.socketDir != "" {
+			_ = os.RemoveAll(r.socketDir)
+		}
 		return err
 	}
 	r.mu.Lock()
@@ -120,9 +153,20 @@ func (r *procRunner) Wait(_ context.Context) error {
 	return err
 }
 
+// Kill SIGKILLs the process. os.Process signals through a pidfd, so a
+// process already reaped is never confused with a later one given its pid.
 func (r *procRunner) Kill(_ context.Context) error {
 	if r.cmd.Process == nil {
 		return nil
+	}
+	if r.killGroup {
+		select {
+		case <-r.done:
+			// Reaped: with no leader left to pin it, the group id
+			// may name someone else's group by now.
+		default:
+			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		}
 	}
 	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Restart backoff: a crashing plugin is restarted after minBackoff, doubling
@@ -37,10 +38,17 @@ type Supervisor struct {
 	stopped  bool
 	cancel   context.CancelFunc
 	loopDone chan struct{}
+	// Watchdog state: consecutive misses of cur, by source (see pingOK),
+	// kills counted, and the instance last killed (its exit is expected).
+	pingMisses, callMisses int
+	faults                 int
+	killed                 *Instance
+	watchers               sync.WaitGroup // one watch goroutine per instance
 }
 
 // NewSupervisor returns a supervisor for spec; nothing runs until Start.
-// onStart may be nil.
+// onStart may be nil. opts.Watchdog configures hang detection (on by
+// default).
 func NewSupervisor(spec Spec, opts Options, onStart func(ctx context.Context, inst *Instance) error) *Supervisor {
 	return &Supervisor{
 		spec: spec, opts: opts.withDefaults(), onStart: onStart,
@@ -71,16 +79,31 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.mu.Lock()
-	s.cur, s.cancel, s.loopDone = inst, cancel, make(chan struct{})
 	if s.stopped { // Stop raced with the first start
 		s.mu.Unlock()
 		cancel()
 		inst.Kill()
 		return fmt.Errorf("%s plugin %q: supervisor stopped during start", s.spec.Kind, s.spec.Name)
 	}
+	s.cur, s.cancel, s.loopDone = inst, cancel, make(chan struct{})
+	s.startWatch(runCtx, inst)
 	s.mu.Unlock()
 	go s.loop(runCtx, inst)
 	return nil
+}
+
+// startWatch starts the watchdog on inst; s.mu must be held, so that Stop
+// cannot begin waiting for watchers in between.
+func (s *Supervisor) startWatch(ctx context.Context, inst *Instance) {
+	if !s.opts.Watchdog.enabled() {
+		return
+	}
+	s.watchers.Add(1)
+	go s.watch(ctx, inst)
+}
+
+func (s *Supervisor) log() hclog.Logger {
+	return s.opts.Logger.With("plugin", s.spec.Name, "kind", s.spec.Kind)
 }
 
 // startOnce starts an instance and runs onStart on it.
@@ -100,7 +123,7 @@ func (s *Supervisor) startOnce(ctx context.Context) (*Instance, error) {
 
 func (s *Supervisor) loop(ctx context.Context, inst *Instance) {
 	defer close(s.loopDone)
-	log := s.opts.Logger.With("plugin", s.spec.Name, "kind", s.spec.Kind)
+	log := s.log()
 	backoff := s.minBackoff
 	for {
 		began := time.Now()
@@ -114,7 +137,9 @@ func (s *Supervisor) loop(ctx context.Context, inst *Instance) {
 		}
 		s.mu.Lock()
 		s.cur = nil
-		s.lastErr = fmt.Errorf("process %d exited", inst.Pid())
+		if s.killed != inst { // else lastErr already says why
+			s.lastErr = fmt.Errorf("process %d exited", inst.Pid())
+		}
 		s.mu.Unlock()
 		inst.Kill() // reap go-plugin's goroutines
 		log.Warn("plugin exited; restarting", "pid", inst.Pid(), "backoff", backoff)
@@ -146,8 +171,10 @@ func (s *Supervisor) loop(ctx context.Context, inst *Instance) {
 			return
 		}
 		s.cur, s.lastErr = inst, nil
+		s.pingMisses, s.callMisses = 0, 0
 		s.restarts++
 		n := s.restarts
+		s.startWatch(ctx, inst)
 		s.mu.Unlock()
 		log.Info("plugin restarted", "pid", inst.Pid(), "restarts", n)
 	}
@@ -172,7 +199,7 @@ func (s *Supervisor) Current() (*Instance, error) {
 	return nil, fmt.Errorf("%s plugin %q: not started: %w", s.spec.Kind, s.spec.Name, base.ErrPluginUnavailable)
 }
 
-// Restarts counts successful restarts after crashes.
+// Restarts counts successful restarts after exits, crashes and kills.
 func (s *Supervisor) Restarts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,6 +216,7 @@ func (s *Supervisor) Stop() {
 	if cancel != nil {
 		cancel()
 		<-loopDone
+		s.watchers.Wait()
 	}
 	s.mu.Lock()
 	cur := s.cur

@@ -43,6 +43,8 @@ type Config struct {
 	// OnUpdate, when set, sees every status update (on the event goroutine,
 	// before it is acknowledged).
 	OnUpdate func(*corralpb.TaskStatus)
+	// OnOffers, when set, sees every batch of offers before they are used.
+	OnOffers func([]*corralpb.Offer)
 }
 
 // Result is how the tasks ended.
@@ -156,6 +158,9 @@ func (f *framework) declare(ctx context.Context, d scheduler.Driver) {
 }
 
 func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	if f.cfg.OnOffers != nil {
+		f.cfg.OnOffers(offers)
+	}
 	want := f.want()
 	for _, o := range offers {
 		var tasks []*corralpb.TaskInfo

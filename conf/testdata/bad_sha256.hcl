@@ -1,0 +1,4 @@
+plugin "drf" {
+  path   = "/opt/corral/drf"
+  sha256 = "abc123"
+}
