@@ -194,3 +194,42 @@ func sameRole(a, b master.RoleView) bool {
 	return a.Name == b.Name && a.Weight == b.Weight && a.Priority == b.Priority && a.Guarantee == b.Guarantee &&
 		a.Limit == b.Limit && strings.Join(a.Frameworks, ",") == strings.Join(b.Frameworks, ",")
 }
+
+// TestAllocatorAPIRejectsBadInput: a swap request with bad input is
+// refused with a message naming the problem (this master has no plugin
+// launcher, so a well-formed one is refused as unswappable).
+func TestAllocatorAPIRejectsBadInput(t *testing.T) {
+	_, url := startAPI(t, master.Config{})
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"unknown field", `{"name": "drf", "shadw": 3}`, 400, `request body: unknown field "shadw" (known: name, config, shadow, promote, wait)`},
+		{"bad promote", `{"name": "drf", "promote": "later"}`, 400, `promote: want "auto" or "manual", got "later"`},
+		{"shadow as a string", `{"name": "drf", "shadow": "3"}`, 400, "shadow: want int, got a JSON string"},
+		{"empty body", ``, 400, "request body is empty; want a JSON object with name, config, shadow, promote, wait"},
+		{"no launcher", `{"name": "drf"}`, 400, "this master's allocator cannot be swapped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, raw := do(t, http.MethodPost, url+"/api/v1/allocator", tc.body)
+			if code != tc.code {
+				t.Fatalf("got %d %s, want %d", code, raw, tc.code)
+			}
+			if msg := errorOf(t, raw); !strings.HasPrefix(msg, tc.want) {
+				t.Fatalf("error %q, want it to start with %q", msg, tc.want)
+			}
+		})
+	}
+	for _, verb := range []string{"promote", "abort"} {
+		code, raw := do(t, http.MethodPost, url+"/api/v1/allocator/"+verb, "")
+		if code != http.StatusConflict || errorOf(t, raw) != "no allocator swap is in progress" {
+			t.Errorf("%s with nothing in progress: %d %s", verb, code, raw)
+		}
+	}
+	code, raw := do(t, http.MethodGet, url+"/api/v1/allocator", "")
+	var st master.AllocatorStatus
+	if err := json.Unmarshal(raw, &st); code != http.StatusOK || err != nil || st.Active != nil || st.Generation != 0 {
+		t.Fatalf("GET /api/v1/allocator: %d %s", code, raw)
+	}
+}
