@@ -7,6 +7,8 @@
 //	corral status   show agents, frameworks, tasks, roles and the allocator
 //	corral role     list, show and change roles (weight, priority, quota)
 //	corral allocator list, show and hot-swap the allocation policy
+//	corral task     list, show, kill tasks and read their logs
+//	corral framework list, show and tear down frameworks
 package main
 
 import (
@@ -28,6 +30,8 @@ commands:
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
   allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
+  task     tasks: corral task list|show|kill|logs [TASK] [flags]
+  framework frameworks: corral framework list|show|teardown [ID]
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -64,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRole(ctx, rest, stdout, stderr)
 	case "allocator":
 		return runAllocator(ctx, rest, stdout, stderr)
+	case "task":
+		return runTask(ctx, rest, stdout, stderr)
+	case "framework":
+		return runFramework(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "corral", version)
 		return 0

@@ -38,6 +38,15 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte("{}\n"))
 	})
+	mux.HandleFunc("POST /api/v1/frameworks/{framework}/teardown", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.TeardownFramework(r.PathValue("framework")); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte("{}\n"))
+	})
 	sandbox := func(w http.ResponseWriter, r *http.Request) {
 		agentURL, err := m.AgentURL(r.PathValue("agent"))
 		if err != nil {

@@ -60,3 +60,18 @@ func (m *Master) AgentURL(agentID string) (string, error) {
 	}
 	return a.info.Url, nil
 }
+
+// TeardownFramework removes a framework as if it had torn itself down: its
+// offers are withdrawn, its tasks killed, and it moves to the completed
+// frameworks. Its scheduler's stream is closed.
+func (m *Master) TeardownFramework(frameworkID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.frameworks[frameworkID]
+	if f == nil {
+		return &NotFoundError{Msg: fmt.Sprintf("framework %s is not registered", frameworkID)}
+	}
+	m.log.Info("operator tore a framework down", "framework_id", frameworkID, "tasks", len(f.tasks))
+	m.removeFrameworkLocked(f)
+	return nil
+}
