@@ -25,7 +25,7 @@ const usage = `usage: corral <command> [flags]
 commands:
   dev      run a master and an agent in one process (embedded defaults)
   master   run a master            (-config master.hcl)
-  agent    run an agent            (-config agent.hcl)
+  agent    run an agent            (-config agent.hcl); agent list|show|drain|undrain manage agents
   exec     run a command as a task: corral exec [flags] -- cmd [args...]
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "master":
 		return runDaemon(ctx, "master", rest, stderr)
 	case "agent":
+		if isAgentOp(rest) {
+			return runAgentOp(ctx, rest, stdout, stderr)
+		}
 		return runDaemon(ctx, "agent", rest, stderr)
 	case "exec":
 		return runExec(ctx, rest, stdout, stderr)

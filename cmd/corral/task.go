@@ -361,3 +361,117 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+const agentOpsUsage = `usage: corral agent list [-master ADDR] [-json]
+       corral agent show AGENT [-master ADDR] [-json]
+       corral agent drain AGENT [-deadline 10m] [-master ADDR]
+       corral agent undrain AGENT [-master ADDR]
+       corral agent [-config agent.hcl] ...       run an agent (see corral agent -h)
+
+drain stops offering the agent's resources, tells the frameworks of its
+tasks when they will be killed, and kills what still runs at the deadline;
+undrain makes the agent available again.
+`
+
+// isAgentOp says whether `corral agent ARGS` is an operator command rather
+// than running an agent.
+func isAgentOp(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "list", "show", "drain", "undrain":
+		return true
+	}
+	return false
+}
+
+func runAgentOp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var deadline time.Duration
+	verb, pos, f, err := parseOp("agent", args, map[string]int{"list": 0, "show": 1, "drain": 1, "undrain": 1},
+		func(fs *flag.FlagSet, f *opFlags) { fs.DurationVar(&deadline, "deadline", 0, "") })
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, agentOpsUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "corral agent: %v\n\n%s", err, agentOpsUsage)
+		return 2
+	}
+	switch verb {
+	case "drain":
+		if deadline < 0 {
+			fmt.Fprintf(stderr, "corral agent drain: -deadline must not be negative\n")
+			return 2
+		}
+		body := map[string]string{"deadline": deadline.String()}
+		if _, err := operatorAPI(ctx, f.master, http.MethodPost, "/api/v1/agents/"+pos[0]+"/drain", body, 10*time.Second); err != nil {
+			fmt.Fprintf(stderr, "corral agent drain: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "agent %s draining; tasks still running in %s are killed\n", pos[0], deadline)
+		return 0
+	case "undrain":
+		if _, err := operatorAPI(ctx, f.master, http.MethodPost, "/api/v1/agents/"+pos[0]+"/undrain", nil, 10*time.Second); err != nil {
+			fmt.Fprintf(stderr, "corral agent undrain: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "agent %s available again\n", pos[0])
+		return 0
+	}
+	st, _, err := fetchState(ctx, f.master)
+	if err != nil {
+		fmt.Fprintf(stderr, "corral agent %s: %v\n", verb, err)
+		return 1
+	}
+	if verb == "list" {
+		if f.json {
+			return writeJSONOut(stdout, stderr, nonNil(st.Agents))
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "AGENT\tHOSTNAME\tSTATUS\tRESOURCES\tALLOCATED")
+		for _, a := range st.Agents {
+			status := "disconnected"
+			switch {
+			case a.Drain != "":
+				status = a.Drain
+			case a.Connected:
+				status = "ready"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, status, a.Total, dash(a.Used))
+		}
+		_ = tw.Flush()
+		return 0
+	}
+	for _, a := range st.Agents {
+		if a.ID != pos[0] {
+			continue
+		}
+		if f.json {
+			return writeJSONOut(stdout, stderr, a)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		rows := [][2]string{{"agent", a.ID}, {"hostname", a.Hostname}, {"url", a.URL}, {"connected", fmt.Sprint(a.Connected)},
+			{"resources", a.Total}, {"allocated", dash(a.Used)}}
+		if a.Drain != "" {
+			rows = append(rows, [2]string{"drain", a.Drain + " (deadline " + a.DrainDeadline.Format(time.TimeOnly) + ")"})
+		}
+		for _, kv := range rows {
+			fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+		}
+		_ = tw.Flush()
+		n := 0
+		for _, r := range allTaskRefs(st) {
+			if r.Live && r.Task.AgentID == a.ID {
+				if n == 0 {
+					fmt.Fprintln(stdout, "\ntasks:")
+				}
+				n++
+				fmt.Fprintf(stdout, "  %s  %s  %s\n", r.Task.ID, r.Framework.Name, strings.TrimPrefix(r.Task.State, "TASK_"))
+			}
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "corral agent show: agent %s is not registered\n", pos[0])
+	return 1
+}

@@ -38,6 +38,40 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte("{}\n"))
 	})
+	mux.HandleFunc("POST /api/v1/agents/{agent}/drain", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Deadline string `json:"deadline"`
+		}
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+				writeError(w, http.StatusBadRequest, describeJSONError(err, "deadline").Error())
+				return
+			}
+		}
+		var deadline time.Duration
+		if body.Deadline != "" {
+			d, err := time.ParseDuration(body.Deadline)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("deadline: %q is not a duration such as \"10m\"", body.Deadline))
+				return
+			}
+			deadline = d
+		}
+		if err := m.DrainAgent(r.PathValue("agent"), deadline); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent"), "deadline": deadline.String()})
+	})
+	mux.HandleFunc("POST /api/v1/agents/{agent}/undrain", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.UndrainAgent(r.PathValue("agent")); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent")})
+	})
 	mux.HandleFunc("POST /api/v1/frameworks/{framework}/teardown", func(w http.ResponseWriter, r *http.Request) {
 		if err := m.TeardownFramework(r.PathValue("framework")); err != nil {
 			writeOperatorError(w, err)

@@ -412,7 +412,9 @@ func agentView(a *agentEntry) *allocator.Agent {
 		Hostname:   a.info.Hostname,
 		Total:      a.total,
 		Attributes: a.info.Attributes,
-		Active:     a.connected,
+		// A draining agent is inactive to the allocator: nothing new
+		// should land on it.
+		Active: a.connected && a.drain == nil,
 	}
 }
 

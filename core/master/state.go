@@ -20,6 +20,15 @@ type agentEntry struct {
 	// disconnectedAt starts the re-registration timeout.
 	disconnectedAt time.Time
 	registeredAt   time.Time
+	// drain is set while the operator drains the agent (maintenance): no
+	// offers, tasks get notice and are killed at the deadline.
+	drain *drainState
+}
+
+// drainState is an agent's maintenance window.
+type drainState struct {
+	since    time.Time
+	deadline time.Time
 }
 
 // frameworkEntry is the master's record of one framework.

@@ -40,6 +40,10 @@ type AgentView struct {
 	Total      string            `json:"resources"`
 	Used       string            `json:"used"`
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// Drain is "draining" or "drained" while the operator drains the
+	// agent, "" otherwise; DrainDeadline is when remaining tasks are killed.
+	Drain         string     `json:"drain,omitempty"`
+	DrainDeadline *time.Time `json:"drain_deadline,omitempty"`
 }
 
 // FrameworkView is one framework with its tasks. DominantShare is what
@@ -148,8 +152,9 @@ func (m *Master) Snapshot() State {
 	st := State{MasterID: m.id, Allocator: av, Agents: []AgentView{}, Frameworks: []FrameworkView{}}
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
+		drain, deadline := m.drainViewLocked(a)
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
-			Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes})
+			Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
 	}
 	for _, id := range sortedMapKeys(m.frameworks) {
 		st.Frameworks = append(st.Frameworks, m.frameworkViewLocked(m.frameworks[id]))
