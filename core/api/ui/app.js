@@ -160,8 +160,8 @@ const pages = {
 
   async agents() {
     const st = await api("/api/v1/state");
-    return [h("h1", {}, "Agents"), table(["agent", "hostname", "connected", "allocated / total", "attributes"],
-      st.agents.map(a => [agentLink(a.id), a.hostname, a.connected ? "yes" : "no", resBars(a.used, a.resources),
+    return [h("h1", {}, "Agents"), table(["agent", "hostname", "status", "allocated / total", "attributes"],
+      st.agents.map(a => [agentLink(a.id), a.hostname, a.drain || (a.connected ? "ready" : "disconnected"), resBars(a.used, a.resources),
         Object.entries(a.attributes || {}).map(([k, v]) => `${k}=${v}`).join(", ")]), "no agents registered")];
   },
 
@@ -171,7 +171,8 @@ const pages = {
     if (!a) return [h("h1", {}, "Agent " + id), h("p", {class: "muted"}, "not registered (any more)")];
     const tasks = allTasks(st).filter(x => x.t.agent_id === id);
     return [h("h1", {}, "Agent " + id),
-      kv([["hostname", a.hostname], ["connected", a.connected ? "yes" : "no"], ["url", a.url ? link(a.url + "/api/v1/state", a.url) : ""],
+      kv([["hostname", a.hostname], ["connected", a.connected ? "yes" : "no"],
+        a.drain && ["drain", `${a.drain} (deadline ${when(a.drain_deadline)})`], ["url", a.url ? link(a.url + "/api/v1/state", a.url) : ""],
         ["resources", a.resources], ["allocated", a.used], ["usage", resBars(a.used, a.resources)],
         ["attributes", Object.entries(a.attributes || {}).map(([k, v]) => `${k}=${v}`).join(", ")]]),
       h("h2", {}, "Tasks"),
