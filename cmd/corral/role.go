@@ -269,8 +269,14 @@ func roleAPI(ctx context.Context, addr, method, path string, body any) ([]byte, 
 	return operatorAPI(ctx, addr, method, path, body, 10*time.Second)
 }
 
-// operatorAPI is roleAPI with a chosen timeout (0: none beyond ctx).
+// operatorAPI is roleAPI with a chosen timeout (0: none beyond ctx). path
+// is taken as it is (a role name may hold '?'); see operatorQuery.
 func operatorAPI(ctx context.Context, addr, method, path string, body any, timeout time.Duration) ([]byte, error) {
+	return operatorQuery(ctx, addr, method, path, "", body, timeout)
+}
+
+// operatorQuery is operatorAPI with a query string.
+func operatorQuery(ctx context.Context, addr, method, path, query string, body any, timeout time.Duration) ([]byte, error) {
 	cancel := context.CancelFunc(func() {})
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -278,10 +284,7 @@ func operatorAPI(ctx context.Context, addr, method, path string, body any, timeo
 	defer cancel()
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.
-	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path}
-	if p, q, ok := strings.Cut(path, "?"); ok {
-		u.Path, u.RawQuery = p, q
-	}
+	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path, RawQuery: query}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

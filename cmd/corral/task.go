@@ -231,7 +231,7 @@ func taskLogs(ctx context.Context, f *opFlags, ref taskRef, stdout, stderr io.Wr
 	var offset int
 	live := ref.Live
 	for {
-		chunk, err := operatorAPI(ctx, f.master, http.MethodGet, path+"?offset="+fmt.Sprint(offset), nil, 30*time.Second)
+		chunk, err := operatorQuery(ctx, f.master, http.MethodGet, path, "offset="+fmt.Sprint(offset), nil, 30*time.Second)
 		if err != nil {
 			fmt.Fprintf(stderr, "corral task logs: %v\n", err)
 			return 1
