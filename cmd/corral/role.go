@@ -119,20 +119,9 @@ func parseRoleArgs(args []string, getenv func(string) string) (*roleCommand, err
 		fs.StringVar(&guarantee, "guarantee", "", "")
 		fs.StringVar(&limit, "limit", "", "")
 	}
-	var positional []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
