@@ -1,7 +1,7 @@
 # corral build. Everything it builds goes to bin/ (ignored by git).
 GO        ?= go
 BIN       := bin
-PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process executor/command
+PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process isolator/cgroups executor/command
 TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1

@@ -239,7 +239,7 @@ func (a *Agent) recoverIsolator(ctx context.Context, iso isolator.Isolator) erro
 		}
 	}
 	a.mu.Unlock()
-	orphans, err := iso.Recover(ctx, known)
+	orphans, err := iso.Recover(ctx, a.ID(), known)
 	if err != nil {
 		return fmt.Errorf("isolator recover: %w", err)
 	}

@@ -417,7 +417,8 @@ func (c *containerService) Prepare(ctx context.Context, containerID string) (*is
 		return nil, fmt.Errorf("prepare container: %w", err)
 	}
 	c.a.mu.Lock()
-	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox, User: c.a.userFor(c.t)}
+	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox,
+		User: c.a.userFor(c.t), AgentID: c.a.id}
 	c.a.mu.Unlock()
 	spec, err := iso.Prepare(ctx, req)
 	if err != nil {

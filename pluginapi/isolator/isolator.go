@@ -24,9 +24,10 @@ type Isolator interface {
 
 // Containers manages a container's lifecycle.
 type Containers interface {
-	// Recover is called once after (re)start with the containers the agent
-	// knows; it returns containers found in the kernel that the agent does not.
-	Recover(ctx context.Context, known []ContainerState) (orphans []string, err error)
+	// Recover is called once after (re)start with the agent's ID ("" before
+	// its first registration) and the containers the agent knows; it returns
+	// containers found in the kernel that the agent does not.
+	Recover(ctx context.Context, agentID string, known []ContainerState) (orphans []string, err error)
 	Prepare(ctx context.Context, req PrepareRequest) (*LaunchSpec, error)
 	Isolate(ctx context.Context, containerID string, pid int) error
 	Update(ctx context.Context, containerID string, res resources.Resources) error
@@ -53,6 +54,7 @@ type PrepareRequest struct {
 	Resources   resources.Resources
 	SandboxDir  string
 	User        string
+	AgentID     string
 }
 
 // Rlimit is a resource limit applied to the container's first process.
@@ -70,7 +72,9 @@ type LaunchSpec struct {
 	NewSession  bool
 }
 
-// Usage is a container's resource usage at Timestamp.
+// Usage is a container's resource usage at Timestamp. Fields an isolator
+// does not measure are zero (the process isolator has no limits, peaks or
+// throttling to report).
 type Usage struct {
 	ContainerID      string
 	Found            bool
@@ -79,7 +83,23 @@ type Usage struct {
 	MemRSSBytes      uint64
 	Processes        int
 	Timestamp        time.Time
+
+	MemUsageBytes       uint64 // all memory charged to the container (rss, cache, kernel)
+	MemPeakBytes        uint64 // high-water mark of MemUsageBytes
+	MemLimitBytes       uint64 // enforced limit, 0 if none
+	CPUPeriods          uint64 // CFS quota enforcement periods elapsed
+	CPUThrottledPeriods uint64 // periods in which the quota stopped the container
+	CPUThrottledSeconds float64
+	PidsLimit           uint64 // 0 if none
+	OOMKills            uint64 // processes the kernel's OOM killer ended
 }
+
+// Limitation reasons an isolator reports.
+const (
+	// ReasonMemory: the container went over its memory limit and the
+	// kernel's OOM killer ended some of its processes.
+	ReasonMemory = "memory"
+)
 
 // Limitation reports that a container hit a limit (OOM, disk quota, ...).
 type Limitation struct {

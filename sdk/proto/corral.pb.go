@@ -164,6 +164,9 @@ const (
 	// The allocator revoked the task (priority preemption or long-task
 	// revocation) and the grace period given in the inverse offer ended.
 	TaskStatus_REASON_PREEMPTED TaskStatus_Reason = 12
+	// The container went over its memory limit and the kernel's OOM killer
+	// ended it (Mesos' REASON_CONTAINER_LIMITATION_MEMORY).
+	TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY TaskStatus_Reason = 13
 )
 
 // Enum value maps for TaskStatus_Reason.
@@ -182,21 +185,23 @@ var (
 		10: "REASON_TASK_UNKNOWN",
 		11: "REASON_INVALID",
 		12: "REASON_PREEMPTED",
+		13: "REASON_CONTAINER_LIMITATION_MEMORY",
 	}
 	TaskStatus_Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":          0,
-		"REASON_RECONCILIATION":       1,
-		"REASON_COMMAND_EXITED":       2,
-		"REASON_KILLED":               3,
-		"REASON_LAUNCH_FAILED":        4,
-		"REASON_AGENT_REMOVED":        5,
-		"REASON_AGENT_DISCONNECTED":   6,
-		"REASON_FRAMEWORK_REMOVED":    7,
-		"REASON_CONTAINER_LIMITATION": 8,
-		"REASON_EXECUTOR_TERMINATED":  9,
-		"REASON_TASK_UNKNOWN":         10,
-		"REASON_INVALID":              11,
-		"REASON_PREEMPTED":            12,
+		"REASON_UNSPECIFIED":                 0,
+		"REASON_RECONCILIATION":              1,
+		"REASON_COMMAND_EXITED":              2,
+		"REASON_KILLED":                      3,
+		"REASON_LAUNCH_FAILED":               4,
+		"REASON_AGENT_REMOVED":               5,
+		"REASON_AGENT_DISCONNECTED":          6,
+		"REASON_FRAMEWORK_REMOVED":           7,
+		"REASON_CONTAINER_LIMITATION":        8,
+		"REASON_EXECUTOR_TERMINATED":         9,
+		"REASON_TASK_UNKNOWN":                10,
+		"REASON_INVALID":                     11,
+		"REASON_PREEMPTED":                   12,
+		"REASON_CONTAINER_LIMITATION_MEMORY": 13,
 	}
 )
 
@@ -2976,7 +2981,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf9\x06\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -2996,7 +3001,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +
 	"\fSOURCE_AGENT\x10\x02\x12\x13\n" +
-	"\x0fSOURCE_EXECUTOR\x10\x03\"\xde\x02\n" +
+	"\x0fSOURCE_EXECUTOR\x10\x03\"\x86\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASON_RECONCILIATION\x10\x01\x12\x19\n" +
@@ -3011,7 +3016,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x13REASON_TASK_UNKNOWN\x10\n" +
 	"\x12\x12\n" +
 	"\x0eREASON_INVALID\x10\v\x12\x14\n" +
-	"\x10REASON_PREEMPTED\x10\f\"\xd6\x02\n" +
+	"\x10REASON_PREEMPTED\x10\f\x12&\n" +
+	"\"REASON_CONTAINER_LIMITATION_MEMORY\x10\r\"\xd6\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
