@@ -243,6 +243,7 @@ func (a *Agent) recoverIsolator(ctx context.Context, iso isolator.Isolator) erro
 	if err != nil {
 		return fmt.Errorf("isolator recover: %w", err)
 	}
+	go a.watchLimitations(iso)
 	for _, id := range orphans {
 		a.logger.Warn("cleaning up orphan container", "container_id", id)
 		if err := iso.Cleanup(ctx, id); err != nil {

@@ -22,6 +22,16 @@ type ContainerUsage struct {
 	MemRSSBytes      uint64  `json:"mem_rss_bytes"`
 	Processes        int     `json:"processes"`
 	TimestampUnixMs  int64   `json:"timestamp_unix_ms"`
+	// Measured by isolators that enforce limits (cgroups); omitted as 0
+	// by those that do not (process).
+	MemUsageBytes       uint64  `json:"mem_usage_bytes,omitempty"`
+	MemPeakBytes        uint64  `json:"mem_peak_bytes,omitempty"`
+	MemLimitBytes       uint64  `json:"mem_limit_bytes,omitempty"`
+	CPUPeriods          uint64  `json:"cpu_periods,omitempty"`
+	CPUThrottledPeriods uint64  `json:"cpu_throttled_periods,omitempty"`
+	CPUThrottledSeconds float64 `json:"cpu_throttled_seconds,omitempty"`
+	PidsLimit           uint64  `json:"pids_limit,omitempty"`
+	OOMKills            uint64  `json:"oom_kills,omitempty"`
 }
 
 // Monitor asks the isolator, in one batched call, for the usage of every
@@ -73,6 +83,9 @@ func (a *Agent) Monitor(ctx context.Context) ([]ContainerUsage, error) {
 func fillUsage(c *ContainerUsage, u isolator.Usage) {
 	c.CPUUserSeconds, c.CPUSystemSeconds = u.CPUUserSeconds, u.CPUSystemSeconds
 	c.MemRSSBytes, c.Processes = u.MemRSSBytes, u.Processes
+	c.MemUsageBytes, c.MemPeakBytes, c.MemLimitBytes = u.MemUsageBytes, u.MemPeakBytes, u.MemLimitBytes
+	c.CPUPeriods, c.CPUThrottledPeriods, c.CPUThrottledSeconds = u.CPUPeriods, u.CPUThrottledPeriods, u.CPUThrottledSeconds
+	c.PidsLimit, c.OOMKills = u.PidsLimit, u.OOMKills
 	ts := u.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()

@@ -44,6 +44,7 @@ type task struct {
 	exec          *ExecutorHandle
 	launched      bool // the task's process was started
 	killRequested bool
+	limitation    *isolator.Limitation // what the isolator saw end the container
 	killGrace     time.Duration
 	frameworkGone bool // ShutdownFramework: send nothing more
 	terminal      bool
@@ -167,12 +168,19 @@ func (a *Agent) launch(t *task) {
 	}
 
 	result, waitErr := h.Executor.Wait(ctx)
+	// Asked before Cleanup, which removes the container's counters. A
+	// command that exited 0 by itself was not stopped by a limit.
+	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
+	lim := a.limitationAfterExit(t, clean)
 	a.cleanupContainer(t)
 	kill()
 	a.mu.Lock()
 	killed := t.killRequested
 	a.mu.Unlock()
 	switch {
+	case lim != nil:
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
+			limitationReason(lim), lim.Message, exitCode(result))
 	case killed:
 		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_KILLED, "task killed", exitCode(result))

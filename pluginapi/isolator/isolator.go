@@ -6,6 +6,7 @@ package isolator
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
@@ -100,6 +101,22 @@ const (
 	// kernel's OOM killer ended some of its processes.
 	ReasonMemory = "memory"
 )
+
+// MemoryLimitation is the limitation of a container whose processes the
+// OOM killer ended: the message gives the limit and the peak usage, so that
+// whoever reads the task's status knows by how much to raise mem.
+func MemoryLimitation(containerID string, limit, peak, kills uint64) Limitation {
+	return Limitation{
+		ContainerID: containerID,
+		Reason:      ReasonMemory,
+		Message: fmt.Sprintf("memory limit exceeded: limit %s, peak usage %s; the OOM killer ended %d process(es)",
+			formatBytes(limit), formatBytes(peak), kills),
+	}
+}
+
+func formatBytes(b uint64) string {
+	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(b)/(1<<20), b)
+}
 
 // Limitation reports that a container hit a limit (OOM, disk quota, ...).
 type Limitation struct {

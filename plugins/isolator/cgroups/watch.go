@@ -2,7 +2,6 @@ package cgroups
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/isolator"
@@ -68,17 +67,13 @@ func (i *Isolator) newOOMs(reported map[string]uint64) []isolator.Limitation {
 			continue // a cgroup removed meanwhile has nothing to report
 		}
 		reported[id] = n
-		out = append(out, isolator.Limitation{
-			ContainerID: id,
-			Reason:      isolator.ReasonMemory,
-			Message:     i.oomMessage(c, n),
-		})
+		out = append(out, i.oomLimitation(id, c, n))
 	}
 	return out
 }
 
-// oomMessage says what the limit was and how close the container came.
-func (i *Isolator) oomMessage(c *container, kills uint64) string {
+// oomLimitation says what the limit was and how close the container came.
+func (i *Isolator) oomLimitation(id string, c *container, kills uint64) isolator.Limitation {
 	i.mu.Lock()
 	limit := c.memLimit
 	i.mu.Unlock()
@@ -86,16 +81,5 @@ func (i *Isolator) oomMessage(c *container, kills uint64) string {
 	if st, err := c.mgr.GetStats(); err == nil {
 		peak = st.MemoryStats.Usage.MaxUsage
 	}
-	return MemoryLimitMessage(limit, peak, kills)
-}
-
-// MemoryLimitMessage is the text of a memory limitation.
-func MemoryLimitMessage(limit, peak, kills uint64) string {
-	return fmt.Sprintf("memory limit exceeded: limit %s, peak usage %s; the OOM killer ended %d process(es)",
-		FormatBytes(limit), FormatBytes(peak), kills)
-}
-
-// FormatBytes prints a byte count in MiB with the exact count beside it.
-func FormatBytes(b uint64) string {
-	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(b)/mib, b)
+	return isolator.MemoryLimitation(id, limit, peak, kills)
 }

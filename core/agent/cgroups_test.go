@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/corral-project/corral/conf"
+	"github.com/corral-project/corral/core/pluginhost"
+	"github.com/corral-project/corral/pluginapi/base"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
+)
+
+// cgroupsCatalog is the built plugins with the cgroups isolator configured
+// to put its containers under parent; it skips where the test cannot run.
+func cgroupsCatalog(t *testing.T, parent string) *pluginhost.Catalog {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("the cgroups isolator needs root to create cgroups; running as euid %d", os.Geteuid())
+	}
+	pluginCatalog(t) // skips without built plugins
+	body, diags := hclsyntax.ParseConfig([]byte(fmt.Sprintf("parent = %q\noom_poll = \"50ms\"\n", parent)), "test.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	dir := filepath.Join(os.Getenv("CORRAL_BIN_DIR"), "plugins")
+	cat := pluginhost.NewCatalog(dir, []conf.Plugin{{Name: "cgroups", Config: body.Body}})
+	if _, err := cat.Resolve(base.KindIsolator, "cgroups"); err != nil {
+		t.Fatalf("cgroups isolator binary missing in %s (run `make build`): %v", dir, err)
+	}
+	return cat
+}
+
+// cgroupDirs lists rel's directories in every mounted cgroup hierarchy
+// (one per v1 controller, or the unified tree), whether they exist or not.
+func cgroupDirs(t *testing.T, rel string) []string {
+	t.Helper()
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{filepath.Join("/sys/fs/cgroup", rel)}
+	}
+	mounts, err := filepath.Glob("/sys/fs/cgroup/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range mounts {
+		if _, err := os.Stat(filepath.Join(m, "cgroup.procs")); err == nil {
+			out = append(out, filepath.Join(m, rel))
+		}
+	}
+	return out
+}
+
+// childCgroups lists the cgroups under rel in every hierarchy.
+func childCgroups(t *testing.T, rel string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range cgroupDirs(t, rel) {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.IsDir() {
+				out = append(out, filepath.Join(d, e.Name()))
+			}
+		}
+	}
+	return out
+}
+
+// TestAgentCgroups runs tasks through the real cgroups isolator: an OOM
+// ends its task as TASK_FAILED with the memory limitation and numbers, the
+// monitor reports limits and usage, and killed or finished tasks leave no
+// cgroup behind in any controller.
+func TestAgentCgroups(t *testing.T) {
+	root := fmt.Sprintf("/corral-test/agent-%d", os.Getpid())
+	cat := cgroupsCatalog(t, root+"/{agent_id}")
+	t.Cleanup(func() {
+		if left := childCgroups(t, root+"/agent-1"); len(left) > 0 {
+			t.Errorf("cgroups left behind: %v", left)
+		}
+		for _, rel := range []string{root + "/agent-1", root, "/corral-test"} {
+			for _, d := range cgroupDirs(t, rel) {
+				_ = os.Remove(d) // rmdir; the shared root stays while others use it
+			}
+		}
+	})
+	m := startFakeMaster(t)
+	a := startAgentWith(t, cat, Config{
+		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "test-host",
+		Resources: resources.MustParse("cpus:2;mem:1024"), Isolator: "cgroups",
+		StatusUpdateRetry: 300 * time.Millisecond,
+	})
+	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
+	withMem := func(mib float64) func(*corralpb.TaskInfo) {
+		return func(ti *corralpb.TaskInfo) {
+			ti.Resources = append(ti.Resources, &corralpb.Resource{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: mib}})
+		}
+	}
+
+	t.Run("OOM", func(t *testing.T) {
+		// The shell keeps the whole command substitution in memory.
+		m.runTask(t, "fw1", "hog", `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived ${#x}`, withMem(32))
+		sts := m.waitStates(t, "hog", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_FAILED)
+		last := sts[2]
+		if last.GetReason() != corralpb.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY ||
+			!strings.Contains(last.GetMessage(), "limit 32.0 MiB (33554432 bytes)") || !strings.Contains(last.GetMessage(), "peak usage") {
+			t.Fatalf("terminal status %v: want reason CONTAINER_LIMITATION_MEMORY and a message with the limit and peak", last)
+		}
+		t.Logf("OOM status: %s", last.GetMessage())
+	})
+
+	t.Run("monitor and kill", func(t *testing.T) {
+		m.runTask(t, "fw1", "sleeper", "sleep 600", withMem(16))
+		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
+		var usage []ContainerUsage
+		waitFor(t, "the sleeper in /api/v1/monitor", 20*time.Second, func() bool {
+			code, body := httpGet(t, a.URL()+"/api/v1/monitor")
+			usage = nil
+			return code == 200 && json.Unmarshal([]byte(body), &usage) == nil && len(usage) == 1 && usage[0].Processes >= 1
+		})
+		if u := usage[0]; u.TaskID != "sleeper" || u.MemLimitBytes != 16<<20 || u.MemUsageBytes == 0 {
+			t.Errorf("monitor = %+v, want the sleeper with a 16 MiB limit and some memory used", u)
+		}
+		if left := childCgroups(t, root+"/agent-1"); len(left) == 0 {
+			t.Errorf("no cgroup for the running task under %s", root+"/agent-1")
+		}
+		m.killTask(t, "fw1", "sleeper", 1)
+		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
+		waitFor(t, "the container's cgroups removed", 20*time.Second, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
+	})
+}
