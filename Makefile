@@ -12,7 +12,7 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/executor/proto/executor.proto \
 	core/master/agentproto/agent.proto
 
-.PHONY: all build run test bench bench-alloc proto lint clean tools
+.PHONY: all build run test bench bench-alloc bench-isolation proto lint clean tools
 
 all: build
 
@@ -46,6 +46,13 @@ MAX_AGENTS ?= 50000
 bench-alloc: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
+
+# make bench-isolation                 the issue 7 table: 1000 sleep tasks on one agent, cgroups isolator (root)
+# make bench-isolation ISO_TASKS=200
+ISO_TASKS ?= 1000
+bench-isolation: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
+		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
