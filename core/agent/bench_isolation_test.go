@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,12 +64,13 @@ func TestReportIsolationBench(t *testing.T) {
 	for i := range n {
 		m.runTask(t, "bench", fmt.Sprintf("t%04d", i), "", task)
 	}
-	waitFor(t, fmt.Sprintf("%d tasks RUNNING", n), 30*time.Minute, func() bool {
-		return m.countState(corralpb.TaskState_TASK_RUNNING) >= n
+	failedStates := []corralpb.TaskState{corralpb.TaskState_TASK_FAILED, corralpb.TaskState_TASK_ERROR, corralpb.TaskState_TASK_LOST}
+	waitFor(t, fmt.Sprintf("%d tasks RUNNING or failed", n), 30*time.Minute, func() bool {
+		return m.countState(corralpb.TaskState_TASK_RUNNING)+m.countState(failedStates...) >= n
 	})
 	toRunning := time.Since(start)
-	if failed := m.countState(corralpb.TaskState_TASK_FAILED); failed > 0 {
-		t.Fatalf("%d tasks failed", failed)
+	if failed := m.countState(failedStates...); failed > 0 {
+		t.Errorf("%d of %d tasks failed to start; first: %s", failed, n, m.firstMessage(failedStates...))
 	}
 
 	mem := processMemory(t)
@@ -79,7 +81,7 @@ func TestReportIsolationBench(t *testing.T) {
 		m.killTask(t, "bench", fmt.Sprintf("t%04d", i), 1)
 	}
 	waitFor(t, fmt.Sprintf("%d tasks KILLED", n), 30*time.Minute, func() bool {
-		return m.countState(corralpb.TaskState_TASK_KILLED) >= n
+		return m.countState(corralpb.TaskState_TASK_KILLED)+m.countState(failedStates...) >= n
 	})
 	waitFor(t, "every cgroup removed", 10*time.Minute, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
 	toDestroyed := time.Since(start)
@@ -104,16 +106,29 @@ func TestReportIsolationBench(t *testing.T) {
 		mib(mem.taskRSS), per(mem.taskRSS))
 }
 
-func (m *fakeMaster) countState(state corralpb.TaskState) int {
+// countState counts the tasks that reported any of states.
+func (m *fakeMaster) countState(states ...corralpb.TaskState) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[string]bool{}
 	for _, u := range m.updates {
-		if st := u.GetStatus(); st.GetState() == state {
+		if st := u.GetStatus(); slices.Contains(states, st.GetState()) {
 			seen[st.GetTaskId()] = true
 		}
 	}
 	return len(seen)
+}
+
+// firstMessage is the message of the first update in any of states.
+func (m *fakeMaster) firstMessage(states ...corralpb.TaskState) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.updates {
+		if st := u.GetStatus(); slices.Contains(states, st.GetState()) {
+			return st.GetTaskId() + ": " + st.GetState().String() + ": " + st.GetMessage()
+		}
+	}
+	return ""
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

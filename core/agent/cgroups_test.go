@@ -94,10 +94,13 @@ func TestAgentCgroups(t *testing.T) {
 	m := startFakeMaster(t)
 	a := startAgentWith(t, cat, Config{
 		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "test-host",
-		Resources: resources.MustParse("cpus:2;mem:1024"), Isolator: "cgroups",
+		Resources: resources.MustParse("cpus:2;mem:1024"), Isolator: "cgroups", Isolators: []string{"process"},
 		StatusUpdateRetry: 300 * time.Millisecond,
 	})
 	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
+	if got := m.registrations()[0].GetAgent().GetAttributes()[IsolatorsAttribute]; got != "cgroups,process" {
+		t.Errorf("registered %s attribute %q, want \"cgroups,process\"", IsolatorsAttribute, got)
+	}
 	withMem := func(mib float64) func(*corralpb.TaskInfo) {
 		return func(ti *corralpb.TaskInfo) {
 			ti.Resources = append(ti.Resources, &corralpb.Resource{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: mib}})
@@ -116,6 +119,34 @@ func TestAgentCgroups(t *testing.T) {
 		t.Logf("OOM status: %s", last.GetMessage())
 	})
 
+	t.Run("container type", func(t *testing.T) {
+		typed := func(typ string) func(*corralpb.TaskInfo) {
+			return func(ti *corralpb.TaskInfo) { ti.Container = &corralpb.ContainerInfo{Type: typ} }
+		}
+		m.runTask(t, "fw1", "wants-runc", "true", typed("runc"))
+		sts := m.waitStates(t, "wants-runc", corralpb.TaskState_TASK_ERROR)
+		if msg := sts[0].GetMessage(); sts[0].GetReason() != corralpb.TaskStatus_REASON_INVALID ||
+			!strings.Contains(msg, `no "runc" isolator`) || !strings.Contains(msg, "cgroups,process") {
+			t.Errorf("refusal %v: want REASON_INVALID naming runc and the isolators the agent has", sts[0])
+		}
+		m.runTask(t, "fw1", "plain", "sleep 600", typed("process"))
+		m.waitStates(t, "plain", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
+		var usage []ContainerUsage
+		waitFor(t, "the plain task in /api/v1/monitor", 20*time.Second, func() bool {
+			code, body := httpGet(t, a.URL()+"/api/v1/monitor")
+			usage = nil
+			return code == 200 && json.Unmarshal([]byte(body), &usage) == nil && len(usage) == 1
+		})
+		if u := usage[0]; u.Isolator != "process" || u.MemLimitBytes != 0 {
+			t.Errorf("monitor = %+v, want the process isolator and no memory limit", u)
+		}
+		if left := childCgroups(t, root+"/agent-1"); len(left) != 0 {
+			t.Errorf("a task of the process isolator made cgroups: %v", left)
+		}
+		m.killTask(t, "fw1", "plain", 1)
+		m.waitStates(t, "plain", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
+	})
+
 	t.Run("monitor and kill", func(t *testing.T) {
 		m.runTask(t, "fw1", "sleeper", "sleep 600", withMem(16))
 		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
@@ -127,6 +158,19 @@ func TestAgentCgroups(t *testing.T) {
 		})
 		if u := usage[0]; u.TaskID != "sleeper" || u.MemLimitBytes != 16<<20 || u.MemUsageBytes == 0 {
 			t.Errorf("monitor = %+v, want the sleeper with a 16 MiB limit and some memory used", u)
+		}
+		_, metrics := httpGet(t, a.URL()+"/metrics")
+		labels := `{container_id="` + usage[0].ContainerID + `",framework_id="fw1",task_id="sleeper"}`
+		for _, want := range []string{
+			"corral_container_memory_limit_bytes" + labels + " 1.6777216e+07",
+			`corral_container_cpu_seconds_total{container_id="` + usage[0].ContainerID + `",framework_id="fw1",mode="user",task_id="sleeper"}`,
+			"corral_container_memory_bytes" + labels,
+			"corral_container_processes" + labels,
+			"corral_container_oom_kills_total" + labels + " 0",
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
 		}
 		if left := childCgroups(t, root+"/agent-1"); len(left) == 0 {
 			t.Errorf("no cgroup for the running task under %s", root+"/agent-1")

@@ -12,23 +12,23 @@ import (
 // recoverIsolator). A limitation ends its task, as in Mesos: the container
 // is destroyed at once and the task ends TASK_FAILED with the limitation's
 // reason and message.
-func (a *Agent) watchLimitations(iso isolator.Isolator) {
+func (a *Agent) watchLimitations(name string, iso isolator.Isolator) {
 	ch, err := iso.Watch(a.taskCtx)
 	if err != nil {
-		a.logger.Error("isolator watch failed; limitations will only be found when tasks end", "error", err)
+		a.logger.Error("isolator watch failed; limitations will only be found when tasks end", "isolator", name, "error", err)
 		return
 	}
 	for lim := range ch {
-		a.limited(lim)
+		a.limited(name, lim)
 	}
 }
 
 // limited records a limitation on its task and destroys the container.
-func (a *Agent) limited(lim isolator.Limitation) {
+func (a *Agent) limited(isolatorName string, lim isolator.Limitation) {
 	a.mu.Lock()
 	var t *task
 	for _, c := range a.tasks {
-		if c.containerID == lim.ContainerID {
+		if c.containerID == lim.ContainerID && c.isolator == isolatorName {
 			t = c
 			break
 		}
@@ -59,7 +59,7 @@ func (a *Agent) limitationAfterExit(t *task, clean bool) *isolator.Limitation {
 	if lim != nil || clean {
 		return lim
 	}
-	iso, err := a.iso.Current()
+	iso, err := a.isolatorOf(t)
 	if err != nil {
 		return nil
 	}

@@ -35,6 +35,7 @@ type task struct {
 	info        *corralpb.TaskInfo
 	res         resources.Resources
 	containerID string
+	isolator    string // the isolator plugin the container belongs to
 	sandbox     string
 	logger      hclog.Logger
 	done        chan struct{} // closed when the task is torn down
@@ -64,11 +65,16 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 		logger.Info("ignoring duplicate RunTask")
 		return
 	}
+	iso := a.cfg.Isolator
+	if typ := ti.GetContainer().GetType(); typ != "" {
+		iso = typ // launch refuses a type this agent lacks, as an ordinary update
+	}
 	t := &task{
 		key:         k,
 		framework:   fw,
 		info:        ti,
 		containerID: newID(),
+		isolator:    iso,
 		logger:      logger,
 		done:        make(chan struct{}),
 		state:       corralpb.TaskState_TASK_STAGING,
@@ -97,6 +103,14 @@ func (a *Agent) launch(t *task) {
 			corralpb.TaskStatus_REASON_LAUNCH_FAILED, err.Error(), nil)
 	}
 
+	if _, ok := a.isos[t.isolator]; !ok {
+		msg := fmt.Sprintf("agent %s has no %q isolator (it has: %s); choose an agent whose %q attribute lists it",
+			a.ID(), t.isolator, a.cfg.Attributes[IsolatorsAttribute], IsolatorsAttribute)
+		t.logger.Warn("task refused", "reason", msg)
+		a.finish(t, corralpb.TaskState_TASK_ERROR, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_INVALID, msg, nil)
+		return
+	}
 	res, err := resources.FromProto(t.info.GetResources())
 	if err != nil {
 		fail(fmt.Errorf("task resources: %w", err))
@@ -308,9 +322,18 @@ func (a *Agent) shutdownExecutor(t *task, h *ExecutorHandle, grace time.Duration
 	}
 }
 
+// isolatorOf is the live isolator instance of t's container.
+func (a *Agent) isolatorOf(t *task) (isolator.Isolator, error) {
+	h, ok := a.isos[t.isolator]
+	if !ok {
+		return nil, fmt.Errorf("no %q isolator on this agent", t.isolator)
+	}
+	return h.Current()
+}
+
 // cleanupContainer releases the task's container through the isolator.
 func (a *Agent) cleanupContainer(t *task) {
-	iso, err := a.iso.Current()
+	iso, err := a.isolatorOf(t)
 	if err != nil {
 		t.logger.Error("container cleanup: no isolator", "container_id", t.containerID, "error", err)
 		return
@@ -420,7 +443,7 @@ func (c *containerService) Prepare(ctx context.Context, containerID string) (*is
 	if err := c.check(containerID); err != nil {
 		return nil, err
 	}
-	iso, err := c.a.iso.Current()
+	iso, err := c.a.isolatorOf(c.t)
 	if err != nil {
 		return nil, fmt.Errorf("prepare container: %w", err)
 	}
@@ -439,7 +462,7 @@ func (c *containerService) Isolate(ctx context.Context, containerID string, pid 
 	if err := c.check(containerID); err != nil {
 		return err
 	}
-	iso, err := c.a.iso.Current()
+	iso, err := c.a.isolatorOf(c.t)
 	if err != nil {
 		return fmt.Errorf("isolate container: %w", err)
 	}
