@@ -24,6 +24,8 @@ build:
 		echo "$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd"; \
 		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
 	done
+	@# The command executor's launcher stage, started once per task.
+	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
 

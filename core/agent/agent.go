@@ -48,6 +48,9 @@ type Agent struct {
 	taskCancel context.CancelFunc
 	taskWG     sync.WaitGroup
 
+	// launchSlots bounds how many tasks start their executor at once.
+	launchSlots chan struct{}
+
 	mu       sync.Mutex
 	id       string
 	tasks    map[taskKey]*task
@@ -89,13 +92,14 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		return nil, err
 	}
 	a := &Agent{
-		cfg:       cfg,
-		logger:    logger,
-		plugins:   plugins,
-		resources: detect.Override(detected, cfg.Resources),
-		ready:     make(chan struct{}),
-		id:        id,
-		tasks:     map[taskKey]*task{},
+		cfg:         cfg,
+		logger:      logger,
+		plugins:     plugins,
+		resources:   detect.Override(detected, cfg.Resources),
+		ready:       make(chan struct{}),
+		launchSlots: make(chan struct{}, cfg.MaxConcurrentLaunches),
+		id:          id,
+		tasks:       map[taskKey]*task{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
 	a.updates = statusupdate.New(statusupdate.Options{

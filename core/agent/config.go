@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -47,6 +48,10 @@ type Config struct {
 	// StatusUpdateRetry is the first retry interval of an unacknowledged
 	// status update; it doubles up to 10 minutes.
 	StatusUpdateRetry time.Duration
+	// MaxConcurrentLaunches bounds how many tasks start their executor at
+	// the same time (default: 4 per CPU). Executor starts are CPU-bound;
+	// beyond a few per CPU they only slow each other down.
+	MaxConcurrentLaunches int
 }
 
 // withDefaults fills empty fields.
@@ -95,6 +100,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ExecutorShutdownGrace <= 0 {
 		c.ExecutorShutdownGrace = DefaultExecutorShutdownGrace
+	}
+	if c.MaxConcurrentLaunches <= 0 {
+		c.MaxConcurrentLaunches = 4 * runtime.NumCPU()
 	}
 	if c.StatusUpdateRetry <= 0 {
 		c.StatusUpdateRetry = DefaultStatusUpdateRetry

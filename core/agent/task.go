@@ -134,6 +134,20 @@ func (a *Agent) launch(t *task) {
 		return
 	}
 
+	// Starting executors is CPU-bound: a burst of them started at once
+	// would all miss their handshake deadline. The slot is held until the
+	// task runs (or fails to).
+	select {
+	case a.launchSlots <- struct{}{}:
+	case <-ctx.Done():
+		fail(fmt.Errorf("start executor: %w", ctx.Err()))
+		return
+	}
+	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
+	defer releaseSlot()
+	if a.abortIfKilled(t) {
+		return
+	}
 	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(dir, "executor.log"))
 	if err != nil {
 		fail(fmt.Errorf("start executor: %w", err))
@@ -164,6 +178,7 @@ func (a *Agent) launch(t *task) {
 		Environment: a.taskEnv(t, res, dir),
 	}
 	lresp, err := h.Executor.Launch(ctx, req, &containerService{a: a, t: t})
+	releaseSlot()
 	if err != nil {
 		a.cleanupContainer(t)
 		fail(fmt.Errorf("launch: %w", err))
