@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,16 +93,32 @@ func TestAgentCgroups(t *testing.T) {
 			}
 		}
 	})
+	// A container left by an earlier run of this agent (same ID, no
+	// record of the task): the isolator's Recover must find and destroy it.
+	workDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(workDir, "agent_id"), []byte("agent-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orphan := startOrphan(t, root+"/agent-1/orphan")
+
 	m := startFakeMaster(t)
 	a := startAgentWith(t, cat, Config{
-		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "test-host",
+		Master: m.addr, Address: "127.0.0.1:0", WorkDir: workDir, Hostname: "test-host",
 		Resources: resources.MustParse("cpus:2;mem:1024"), Isolator: "cgroups", Isolators: []string{"process"},
 		StatusUpdateRetry: 300 * time.Millisecond,
 	})
-	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
+	waitFor(t, "registration", 10*time.Second, func() bool { return len(m.registrations()) > 0 && a.ID() == "agent-1" })
 	if got := m.registrations()[0].GetAgent().GetAttributes()[IsolatorsAttribute]; got != "cgroups,process" {
 		t.Errorf("registered %s attribute %q, want \"cgroups,process\"", IsolatorsAttribute, got)
 	}
+	t.Run("orphan destroyed on start", func(t *testing.T) {
+		select {
+		case <-orphan:
+		case <-time.After(time.Minute):
+			t.Fatal("the orphan container's process still runs a minute after the agent started")
+		}
+		waitFor(t, "the orphan's cgroups removed", 20*time.Second, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
+	})
 	withMem := func(mib float64) func(*corralpb.TaskInfo) {
 		return func(ti *corralpb.TaskInfo) {
 			ti.Resources = append(ti.Resources, &corralpb.Resource{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: mib}})
@@ -148,7 +166,10 @@ func TestAgentCgroups(t *testing.T) {
 	})
 
 	t.Run("monitor and kill", func(t *testing.T) {
-		m.runTask(t, "fw1", "sleeper", "sleep 600", withMem(16))
+		quota := true
+		m.runTask(t, "fw1", "sleeper", "sleep 600", withMem(16), func(ti *corralpb.TaskInfo) {
+			ti.Container = &corralpb.ContainerInfo{CpuQuota: &quota}
+		})
 		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
 		var usage []ContainerUsage
 		waitFor(t, "the sleeper in /api/v1/monitor", 20*time.Second, func() bool {
@@ -158,6 +179,14 @@ func TestAgentCgroups(t *testing.T) {
 		})
 		if u := usage[0]; u.TaskID != "sleeper" || u.MemLimitBytes != 16<<20 || u.MemUsageBytes == 0 {
 			t.Errorf("monitor = %+v, want the sleeper with a 16 MiB limit and some memory used", u)
+		}
+		// The task asked for a hard quota at its 0.1 cpus.
+		quotaFile, want := filepath.Join("/sys/fs/cgroup/cpu", root, "agent-1", usage[0].ContainerID, "cpu.cfs_quota_us"), "10000"
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+			quotaFile, want = filepath.Join("/sys/fs/cgroup", root, "agent-1", usage[0].ContainerID, "cpu.max"), "10000 100000"
+		}
+		if got, err := os.ReadFile(quotaFile); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("%s = %q, %v; want %q", quotaFile, got, err, want)
 		}
 		_, metrics := httpGet(t, a.URL()+"/metrics")
 		labels := `{container_id="` + usage[0].ContainerID + `",framework_id="fw1",task_id="sleeper"}`
@@ -179,4 +208,41 @@ func TestAgentCgroups(t *testing.T) {
 		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
 		waitFor(t, "the container's cgroups removed", 20*time.Second, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
 	})
+}
+
+// startOrphan makes cgroup rel in every hierarchy, as the cgroups isolator
+// would, with a `sleep 600` inside; the channel closes when sleep ends.
+func startOrphan(t *testing.T, rel string) <-chan struct{} {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		for _, d := range cgroupDirs(t, rel) {
+			_ = os.Remove(d)
+		}
+	})
+	pid := []byte(strconv.Itoa(cmd.Process.Pid))
+	dirs := cgroupDirs(t, rel)
+	v1Controllers := map[string]bool{"cpu": true, "cpuacct": true, "memory": true, "pids": true, "freezer": true}
+	for _, d := range dirs {
+		if ctl := filepath.Base(strings.TrimSuffix(d, rel)); len(dirs) > 1 && !v1Controllers[ctl] {
+			continue // on v1 the isolator uses these controllers only
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), pid, 0); err != nil {
+			t.Fatalf("put pid %s in %s: %v", pid, d, err)
+		}
+	}
+	return done
 }

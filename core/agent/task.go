@@ -464,7 +464,7 @@ func (c *containerService) Prepare(ctx context.Context, containerID string) (*is
 	}
 	c.a.mu.Lock()
 	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox,
-		User: c.a.userFor(c.t), AgentID: c.a.id}
+		User: c.a.userFor(c.t), AgentID: c.a.id, CPUQuota: cpuQuotaChoice(c.t.info)}
 	c.a.mu.Unlock()
 	spec, err := iso.Prepare(ctx, req)
 	if err != nil {
@@ -487,6 +487,16 @@ func (c *containerService) Isolate(ctx context.Context, containerID string, pid 
 	c.a.mu.Lock()
 	c.t.pid = pid
 	c.a.mu.Unlock()
+	return nil
+}
+
+// cpuQuotaChoice is the task's own choice of a hard CPU quota, nil if it
+// made none.
+func cpuQuotaChoice(ti *corralpb.TaskInfo) *bool {
+	if c := ti.GetContainer(); c != nil && c.CpuQuota != nil {
+		q := *c.CpuQuota
+		return &q
+	}
 	return nil
 }
 

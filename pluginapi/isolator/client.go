@@ -40,6 +40,7 @@ func (c *client) Prepare(ctx context.Context, req PrepareRequest) (*LaunchSpec, 
 		SandboxDir:  req.SandboxDir,
 		User:        req.User,
 		AgentId:     req.AgentID,
+		CpuQuota:    req.CPUQuota,
 	})
 	if err != nil {
 		return nil, rpcErr(ctx, "prepare "+req.ContainerID, err)

@@ -56,6 +56,9 @@ type PrepareRequest struct {
 	SandboxDir  string
 	User        string
 	AgentID     string
+	// CPUQuota is the task's choice of a hard CPU quota at its cpus; nil
+	// leaves it to the isolator's configuration.
+	CPUQuota *bool
 }
 
 // Rlimit is a resource limit applied to the container's first process.

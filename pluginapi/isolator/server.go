@@ -39,6 +39,7 @@ func (s *server) Prepare(ctx context.Context, req *isolatorpb.PrepareRequest) (*
 		SandboxDir:  req.GetSandboxDir(),
 		User:        req.GetUser(),
 		AgentID:     req.GetAgentId(),
+		CPUQuota:    req.CpuQuota,
 	})
 	if err != nil {
 		return nil, err

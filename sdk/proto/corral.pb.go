@@ -965,7 +965,11 @@ type ContainerInfo struct {
 	// The isolator plugin to run the task under ("cgroups", "process", ...).
 	// An agent that has not loaded it refuses the task (TASK_ERROR); agents
 	// advertise theirs in the "isolators" attribute.
-	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Cap the task at its cpus with a hard CPU quota (true), or let it use
+	// idle CPU beyond its share (false); unset leaves it to the isolator's
+	// configuration. Isolators without CPU enforcement ignore it.
+	CpuQuota      *bool `protobuf:"varint,2,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1005,6 +1009,13 @@ func (x *ContainerInfo) GetType() string {
 		return x.Type
 	}
 	return ""
+}
+
+func (x *ContainerInfo) GetCpuQuota() bool {
+	if x != nil && x.CpuQuota != nil {
+		return *x.CpuQuota
+	}
+	return false
 }
 
 type TaskStatus struct {
@@ -3039,9 +3050,12 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"#\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
 	"\rContainerInfo\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\"\xf9\x06\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
+	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\n" +
+	"_cpu_quota\"\xf9\x06\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -3385,6 +3399,7 @@ func file_sdk_proto_corral_proto_init() {
 		(*Resource_Ranges)(nil),
 		(*Resource_Set)(nil),
 	}
+	file_sdk_proto_corral_proto_msgTypes[10].OneofWrappers = []any{}
 	file_sdk_proto_corral_proto_msgTypes[13].OneofWrappers = []any{}
 	file_sdk_proto_corral_proto_msgTypes[16].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),

@@ -325,7 +325,9 @@ type PrepareRequest struct {
 	SandboxDir  string                 `protobuf:"bytes,3,opt,name=sandbox_dir,json=sandboxDir,proto3" json:"sandbox_dir,omitempty"`
 	User        string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	// The ID of the agent asking, so that kernel objects can be grouped per agent.
-	AgentId       string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The task's choice of a hard CPU quota; unset means the isolator's default.
+	CpuQuota      *bool `protobuf:"varint,6,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +395,13 @@ func (x *PrepareRequest) GetAgentId() string {
 		return x.AgentId
 	}
 	return ""
+}
+
+func (x *PrepareRequest) GetCpuQuota() bool {
+	if x != nil && x.CpuQuota != nil {
+		return *x.CpuQuota
+	}
+	return false
 }
 
 type PrepareResponse struct {
@@ -1065,14 +1074,17 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"newSession\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x01\n" +
 	"\x0ePrepareRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x121\n" +
 	"\tresources\x18\x02 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12\x1f\n" +
 	"\vsandbox_dir\x18\x03 \x01(\tR\n" +
 	"sandboxDir\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"L\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12 \n" +
+	"\tcpu_quota\x18\x06 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\n" +
+	"_cpu_quota\"L\n" +
 	"\x0fPrepareResponse\x129\n" +
 	"\x04spec\x18\x01 \x01(\v2%.corral.plugin.isolator.v1.LaunchSpecR\x04spec\"E\n" +
 	"\x0eIsolateRequest\x12!\n" +
@@ -1194,6 +1206,7 @@ func file_pluginapi_isolator_proto_isolator_proto_init() {
 	if File_pluginapi_isolator_proto_isolator_proto != nil {
 		return
 	}
+	file_pluginapi_isolator_proto_isolator_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -89,6 +89,7 @@ type container struct {
 	mgr       cgroups.Manager
 	memLimit  uint64
 	pidsLimit uint64
+	cpuQuota  *bool // the task's own quota choice, kept for Update
 	pid       int
 }
 
@@ -237,11 +238,15 @@ func checkID(id string) error {
 	return nil
 }
 
-// Limits turns a task's resources into cgroup limits.
-func (i *Isolator) limits(res resources.Resources) (*cgroups.Resources, uint64, uint64) {
+// limits turns a task's resources into cgroup limits; quota, if set, is
+// the task's own choice of a hard CPU quota over the configured one.
+func (i *Isolator) limits(res resources.Resources, quota *bool) (*cgroups.Resources, uint64, uint64) {
 	i.mu.Lock()
 	s := i.set
 	i.mu.Unlock()
+	if quota != nil {
+		s.cpuQuota = *quota
+	}
 	r := &cgroups.Resources{}
 	cpus := res.Scalar(resources.CPUs)
 	shares := uint64(max(math.Round(cpus*1024), minCPUShares))
@@ -292,7 +297,8 @@ func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*iso
 		return i.spec(c), nil
 	}
 	rel := filepath.Join(parent, req.ContainerID)
-	r, memLimit, pidsLimit := i.limits(req.Resources)
+	r, memLimit, pidsLimit := i.limits(req.Resources, req.CPUQuota)
+	c = &container{rel: rel, memLimit: memLimit, pidsLimit: pidsLimit, cpuQuota: req.CPUQuota}
 	m, err := i.hier.Manager(rel, r)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: %w", req.ContainerID, err)
@@ -307,7 +313,7 @@ func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*iso
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: set limits on %s: %w", req.ContainerID, rel, err)
 	}
-	c = &container{rel: rel, mgr: m, memLimit: memLimit, pidsLimit: pidsLimit}
+	c.mgr = m
 	i.mu.Lock()
 	if prev, ok := i.containers[req.ContainerID]; ok {
 		// A concurrent Prepare of the same container won; same cgroup.
@@ -365,7 +371,10 @@ func (i *Isolator) Update(_ context.Context, containerID string, res resources.R
 	if err != nil {
 		return fmt.Errorf("cgroups isolator: update: %w", err)
 	}
-	r, memLimit, pidsLimit := i.limits(res)
+	r, memLimit, pidsLimit := i.limits(res, c.cpuQuota)
+	if r.CpuQuota == 0 {
+		r.CpuQuota = -1 // lift a quota set earlier (0 would leave it)
+	}
 	if err := c.mgr.Set(r); err != nil {
 		return fmt.Errorf("cgroups isolator: update %q: set limits on %s: %w", containerID, c.rel, err)
 	}
@@ -443,7 +452,7 @@ func (i *Isolator) Recover(_ context.Context, agentID string, known []isolator.C
 			continue
 		}
 		rel := filepath.Join(parent, k.ContainerID)
-		r, memLimit, pidsLimit := i.limits(k.Resources)
+		r, memLimit, pidsLimit := i.limits(k.Resources, nil)
 		m, err := i.hier.Manager(rel, r)
 		if err != nil {
 			return nil, fmt.Errorf("cgroups isolator: recover %q: %w", k.ContainerID, err)

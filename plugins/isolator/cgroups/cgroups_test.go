@@ -327,3 +327,41 @@ func TestPrepareRefusesPathIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskQuotaChoice: a task's own cpu_quota choice wins over the config.
+func TestTaskQuotaChoice(t *testing.T) {
+	yes, no := true, false
+	tests := []struct {
+		name   string
+		config string
+		task   *bool
+		want   bool
+	}{
+		{"config off, task unset", `{}`, nil, false},
+		{"config off, task on", `{}`, &yes, true},
+		{"config on, task unset", `{"cpu_quota": true}`, nil, true},
+		{"config on, task off", `{"cpu_quota": true}`, &no, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iso := testIsolator(t, tt.config)
+			if _, err := iso.Prepare(testCtx(t), isolator.PrepareRequest{ContainerID: "q",
+				Resources: resources.MustParse("cpus:0.3;mem:16"), CPUQuota: tt.task}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = iso.Cleanup(context.Background(), "q") })
+			h, rel := iso.Hierarchy(), filepath.Join(iso.Parent(), "q")
+			dir, file, capped := h.Paths(rel)["cpu"], "cpu.cfs_quota_us", "30000"
+			if h.Unified {
+				dir, file, capped = h.main(rel), "cpu.max", "30000 100000"
+			}
+			got, err := cgroups.ReadFile(dir, file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isCapped := strings.TrimSpace(got) == capped; isCapped != tt.want {
+				t.Errorf("%s/%s = %q; want capped=%v", dir, file, strings.TrimSpace(got), tt.want)
+			}
+		})
+	}
+}
