@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,6 +205,18 @@ func TestAgentCgroups(t *testing.T) {
 		if left := childCgroups(t, root+"/agent-1"); len(left) == 0 {
 			t.Errorf("no cgroup for the running task under %s", root+"/agent-1")
 		}
+		// The isolator dies and is restarted: Recover keeps the running
+		// container, and its usage and cleanup still work.
+		isoPid := childProcess(t, "corral-isolator-cgroups")
+		if err := syscall.Kill(isoPid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill isolator plugin %d: %v", isoPid, err)
+		}
+		waitFor(t, "a new isolator plugin serving the sleeper's usage", time.Minute, func() bool {
+			code, body := httpGet(t, a.URL()+"/api/v1/monitor")
+			usage = nil
+			return code == 200 && json.Unmarshal([]byte(body), &usage) == nil && len(usage) == 1 &&
+				usage[0].MemLimitBytes == 16<<20 && childProcess(t, "corral-isolator-cgroups") != isoPid
+		})
 		m.killTask(t, "fw1", "sleeper", 1)
 		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
 		waitFor(t, "the container's cgroups removed", 20*time.Second, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
@@ -245,4 +258,35 @@ func startOrphan(t *testing.T, rel string) <-chan struct{} {
 		}
 	}
 	return done
+}
+
+// childProcess is the pid of this process's child running exe (by base
+// name), or 0.
+func childProcess(t *testing.T, exe string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		path, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || filepath.Base(path) != exe {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			if f := strings.Fields(s[i+2:]); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
+				return pid
+			}
+		}
+	}
+	return 0
 }
