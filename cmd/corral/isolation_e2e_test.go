@@ -33,17 +33,23 @@ plugin "cgroups" {
 	addr, _ := startDev(t, "-config", cfg, "-plugin-dir", filepath.Join(binDir(t), "plugins"))
 	t.Cleanup(func() {
 		// Every cgroup is gone once its task ended; only the parents stay.
-		for _, dir := range []string{"memory", "cpu", "pids"} {
-			matches, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", dir, root, "*", "*", "cgroup.procs"))
+		// Every hierarchy: /sys/fs/cgroup/<controller> on v1, /sys/fs/cgroup on v2.
+		hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*/cgroup.procs")
+		hierarchies = append(hierarchies, "/sys/fs/cgroup/cgroup.procs")
+		for _, procs := range hierarchies {
+			h := filepath.Dir(procs)
+			matches, _ := filepath.Glob(filepath.Join(h, root, "*", "*", "cgroup.procs"))
 			if len(matches) > 0 {
 				t.Errorf("cgroups left behind: %v", matches)
 			}
-			agents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", dir, root, "*"))
+			agents, _ := filepath.Glob(filepath.Join(h, root, "*"))
 			for _, a := range agents {
-				_ = os.Remove(a)
+				if st, err := os.Stat(a); err == nil && st.IsDir() {
+					_ = os.Remove(a)
+				}
 			}
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", dir, root))
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", dir, "/corral-test"))
+			_ = os.Remove(filepath.Join(h, root))
+			_ = os.Remove(filepath.Join(h, "/corral-test"))
 		}
 	})
 	st := waitState(t, addr, "the agent's isolators attribute", func(s master.State) bool {

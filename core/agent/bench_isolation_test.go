@@ -60,6 +60,8 @@ func TestReportIsolationBench(t *testing.T) {
 		ti.Command = &corralpb.CommandInfo{Value: "sleep", Arguments: []string{"600"}}
 	}
 
+	before := processMemory(t)
+	agentCPU0, isoCPU0 := before.agentCPU, before.isolatorCPU
 	start := time.Now()
 	for i := range n {
 		m.runTask(t, "bench", fmt.Sprintf("t%04d", i), "", task)
@@ -75,6 +77,10 @@ func TestReportIsolationBench(t *testing.T) {
 
 	mem := processMemory(t)
 	cgroups := len(childCgroups(t, root+"/agent-1"))
+	// The isolator's cost of watching N idle containers for OOM kills.
+	const idle = 5 * time.Second
+	time.Sleep(idle) // a measuring window, not synchronization
+	idleISO := processMemory(t).isolatorCPU - mem.isolatorCPU
 
 	start = time.Now()
 	for i := range n {
@@ -92,7 +98,10 @@ func TestReportIsolationBench(t *testing.T) {
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
 		"| executor CPU per task (plugin start + launch) | %.1f ms | |\n"+
-		"| launcher CPU per task (re-exec before the command) | %.1f ms | |\n"+
+		"| launcher CPU per task (corral-launcher before the command) | %.1f ms | |\n"+
+		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
+		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
+		"| isolator CPU with all containers idle (OOM polling, 250 ms) | %.1f%% of a CPU | |\n"+
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
@@ -101,6 +110,9 @@ func TestReportIsolationBench(t *testing.T) {
 		toRunning.Seconds(), toDestroyed.Seconds(),
 		mem.executorCPU.Seconds()*1000/float64(max(mem.executors, 1)),
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
+		(mem.agentCPU-agentCPU0).Seconds()*1000/float64(n),
+		(mem.isolatorCPU-isoCPU0).Seconds()*1000/float64(n),
+		100*idleISO.Seconds()/idle.Seconds(),
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
 		mib(mem.taskRSS), per(mem.taskRSS))
@@ -137,6 +149,7 @@ type memReport struct {
 	agent, isolator, executorRSS, taskRSS uint64
 	executors, tasks                      int
 	executorCPU, taskCPU                  time.Duration
+	agentCPU, isolatorCPU                 time.Duration
 }
 
 // processMemory sums RSS and CPU time over this process (the agent) and
@@ -195,8 +208,10 @@ func processMemory(t *testing.T) memReport {
 		switch {
 		case pid == self:
 			r.agent = p.rss
+			r.agentCPU = time.Duration(p.cpuTicks) * tick
 		case strings.HasPrefix(p.exe, "corral-isolator-") && descends(pid):
 			r.isolator += p.rss
+			r.isolatorCPU += time.Duration(p.cpuTicks) * tick
 		case strings.HasPrefix(p.exe, "corral-executor-") && descends(pid):
 			r.executorRSS += p.rss
 			r.executorCPU += time.Duration(p.cpuTicks) * tick

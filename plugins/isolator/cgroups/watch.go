@@ -26,6 +26,12 @@ func (i *Isolator) Watch(ctx context.Context) (<-chan isolator.Limitation, error
 			return
 		}
 		reported := map[string]uint64{}
+		counters := map[string]*oomCounter{}
+		defer func() {
+			for _, c := range counters {
+				c.close()
+			}
+		}()
 		ticker := time.NewTicker(poll)
 		defer ticker.Stop()
 		for {
@@ -34,7 +40,7 @@ func (i *Isolator) Watch(ctx context.Context) (<-chan isolator.Limitation, error
 				return
 			case <-ticker.C:
 			}
-			for _, lim := range i.newOOMs(reported) {
+			for _, lim := range i.newOOMs(reported, counters) {
 				select {
 				case ch <- lim:
 				case <-ctx.Done():
@@ -47,8 +53,9 @@ func (i *Isolator) Watch(ctx context.Context) (<-chan isolator.Limitation, error
 }
 
 // newOOMs returns a limitation for every container whose OOM kill count
-// grew since reported, and updates reported.
-func (i *Isolator) newOOMs(reported map[string]uint64) []isolator.Limitation {
+// grew since reported, and updates reported. counters are this watcher's
+// open count files, by container; those of containers gone are closed.
+func (i *Isolator) newOOMs(reported map[string]uint64, counters map[string]*oomCounter) []isolator.Limitation {
 	i.mu.Lock()
 	live := make(map[string]*container, len(i.containers))
 	for id, c := range i.containers {
@@ -60,11 +67,26 @@ func (i *Isolator) newOOMs(reported map[string]uint64) []isolator.Limitation {
 			delete(reported, id)
 		}
 	}
+	for id, c := range counters {
+		if l, ok := live[id]; !ok || l.rel != c.rel {
+			c.close()
+			delete(counters, id)
+		}
+	}
 	var out []isolator.Limitation
 	for id, c := range live {
-		n, err := i.hier.OOMKills(c.rel)
+		counter, ok := counters[id]
+		if !ok {
+			var err error
+			if counter, err = i.hier.openOOMCounter(c.rel); err != nil {
+				continue // removed meanwhile: nothing to report
+			}
+			counter.rel = c.rel
+			counters[id] = counter
+		}
+		n, err := counter.read()
 		if err != nil || n <= reported[id] {
-			continue // a cgroup removed meanwhile has nothing to report
+			continue
 		}
 		reported[id] = n
 		out = append(out, i.oomLimitation(id, c, n))
