@@ -45,7 +45,7 @@ const (
 	// by the agent's ID ("unregistered" before it has one).
 	DefaultParent         = "/corral/" + AgentIDPlaceholder
 	AgentIDPlaceholder    = "{agent_id}"
-	DefaultOOMPoll        = 250 * time.Millisecond
+	DefaultOOMPoll        = time.Second
 	cfsPeriodMicros       = 100_000 // the kernel's default CFS period
 	minCFSQuotaMicros     = 1_000   // the kernel refuses less than 1 ms
 	minCPUShares          = 2       // the kernel's minimum cpu.shares

@@ -90,6 +90,32 @@ func needRoot(t *testing.T) *Hierarchy {
 
 var parentSeq atomic.Int64
 
+// testIsolatorB is testIsolator for benchmarks.
+func testIsolatorB(b *testing.B) *Isolator {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skipf("creating cgroups needs root; running as euid %d", os.Geteuid())
+	}
+	h, err := Detect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	parent := fmt.Sprintf("%s/%d-bench-%d", testRoot, os.Getpid(), parentSeq.Add(1))
+	iso := New(hclog.NewNullLogger(), WithDefaultParent(parent))
+	if err := iso.SetConfig(context.Background(), []byte(`{}`), "v1"); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		for _, d := range h.Dirs(parent) {
+			_ = unix.Rmdir(d)
+		}
+		for _, d := range h.Dirs(testRoot) {
+			_ = unix.Rmdir(d)
+		}
+	})
+	return iso
+}
+
 // testIsolator returns a configured isolator whose parent is unique to the
 // test, and checks when the test ends that no cgroup was left under it in
 // any controller, then removes the parent.
