@@ -3,6 +3,7 @@ package cgroups
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -11,11 +12,16 @@ import (
 	"github.com/corral-project/corral/sdk/resources"
 )
 
-// BenchmarkWatchIdle reports the CPU Watch costs while 1000 empty
-// containers are watched for OOM kills at the default poll period.
+// BenchmarkWatchIdle reports the CPU Watch costs while 1000 containers,
+// empty or each with a sleeping process, are watched for OOM kills at the default poll period.
 //
 //	go test -run '^$' -bench WatchIdle ./plugins/isolator/cgroups
 func BenchmarkWatchIdle(b *testing.B) {
+	b.Run("empty", func(b *testing.B) { benchmarkWatchIdle(b, false) })
+	b.Run("sleep-in-each", func(b *testing.B) { benchmarkWatchIdle(b, true) })
+}
+
+func benchmarkWatchIdle(b *testing.B, populated bool) {
 	const containers, window = 1000, 5 * time.Second
 	iso := testIsolatorB(b)
 	ctx := context.Background()
@@ -26,6 +32,17 @@ func BenchmarkWatchIdle(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = iso.Cleanup(context.Background(), id) })
+		if populated {
+			cmd := exec.Command("sleep", "600")
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			go func() { _ = cmd.Wait() }()
+			b.Cleanup(func() { _ = cmd.Process.Kill() })
+			if err := iso.Isolate(ctx, id, cmd.Process.Pid); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
