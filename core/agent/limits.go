@@ -50,13 +50,14 @@ func (a *Agent) limited(isolatorName string, lim isolator.Limitation) {
 
 // limitationAfterExit is the limitation that ended t, if any. Watch may not
 // have delivered it yet when the executor reports the exit (the OOM killer
-// and the poll race), so a task that did not exit cleanly is also checked
-// against the isolator's OOM count, which only grows.
-func (a *Agent) limitationAfterExit(t *task, clean bool) *isolator.Limitation {
+// and the poll race), so unless explained says the exit needs no other
+// explanation, t is also checked against the isolator's OOM count, which
+// only grows.
+func (a *Agent) limitationAfterExit(t *task, explained bool) *isolator.Limitation {
 	a.mu.Lock()
 	lim := t.limitation
 	a.mu.Unlock()
-	if lim != nil || clean {
+	if lim != nil || explained {
 		return lim
 	}
 	iso, err := a.isolatorOf(t)

@@ -197,15 +197,18 @@ func (a *Agent) launch(t *task) {
 	}
 
 	result, waitErr := h.Executor.Wait(ctx)
-	// Asked before Cleanup, which removes the container's counters. A
-	// command that exited 0 by itself was not stopped by a limit.
-	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
-	lim := a.limitationAfterExit(t, clean)
-	a.cleanupContainer(t)
-	kill()
 	a.mu.Lock()
 	killed := t.killRequested
 	a.mu.Unlock()
+	// Asked before Cleanup, which removes the container's counters. A
+	// command that exited 0 by itself was not stopped by a limit, and a
+	// task someone killed ends KILLED unless Watch had already reported a
+	// limitation: neither needs the isolator asked (one call per task
+	// saved when a thousand are killed at once).
+	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
+	lim := a.limitationAfterExit(t, clean || killed)
+	a.cleanupContainer(t)
+	kill()
 	switch {
 	case lim != nil:
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
