@@ -284,7 +284,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	}
 	a, err := agent.New(agent.Config{
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
-		Attributes: ac.Attributes, Isolator: ac.Isolator, Executor: ac.Executor,
+		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
 	}, catalog, log)
 	if err != nil {
