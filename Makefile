@@ -10,7 +10,10 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/allocator/proto/allocator.proto \
 	pluginapi/isolator/proto/isolator.proto \
 	pluginapi/executor/proto/executor.proto \
-	core/master/agentproto/agent.proto
+	core/master/agentproto/agent.proto \
+	core/api/mesos/mesospb/mesos.proto \
+	core/api/mesos/schedpb/scheduler.proto \
+	core/api/mesos/masterpb/master.proto
 
 .PHONY: all build run test bench bench-alloc bench-swap proto lint clean tools
 
