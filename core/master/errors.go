@@ -20,6 +20,10 @@ const (
 	// CodeStaleStream: the call names a stream that is not the framework's
 	// current one (it failed over, or the ID is wrong).
 	CodeStaleStream
+	// CodeInvalidOffers: the offers of an accept cannot be used together
+	// or at all (unknown, another framework's, different agents or roles,
+	// their agent gone).
+	CodeInvalidOffers
 	// CodeNotFound: an offer, task or agent the call names is unknown.
 	CodeNotFound
 	// CodeForbidden: the call names another framework's offer.

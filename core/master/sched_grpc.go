@@ -25,7 +25,7 @@ func grpcError(err error) error {
 	}
 	c := codes.Unknown
 	switch ErrorCode(err) {
-	case CodeInvalid:
+	case CodeInvalid, CodeInvalidOffers:
 		c = codes.InvalidArgument
 	case CodeUnknownFramework, CodeNotFound:
 		c = codes.NotFound

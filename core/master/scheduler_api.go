@@ -78,7 +78,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 		// A new stream replaces the old one (scheduler failover).
 		if f.sub != nil {
 			f.sub.send(&corralpb.Event{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{
-				Message: "framework re-subscribed on another stream"}}})
+				Message: "Framework failed over"}}})
 			f.sub.events.close()
 		}
 		for _, o := range f.offers {
@@ -388,13 +388,13 @@ func (m *Master) validateTaskLocked(f *frameworkEntry, t *corralpb.TaskInfo, age
 // together by this framework.
 func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []string) ([]*offerEntry, error) {
 	if len(ids) == 0 {
-		return nil, invalid("%s: no offer_ids given", call)
+		return nil, callErr(CodeInvalidOffers, "%s: no offer_ids given", call)
 	}
 	var out []*offerEntry
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if seen[id] {
-			return nil, invalid("%s: offer %s is listed twice", call, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offer %s is listed twice", call, id)
 		}
 		seen[id] = true
 		o := m.offers[id]
@@ -406,10 +406,10 @@ func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []strin
 			return nil, callErr(CodeForbidden, "%s: offer %s was made to another framework", call, id)
 		}
 		if len(out) > 0 && o.agentID != out[0].agentID {
-			return nil, invalid("%s: offers %s and %s are from different agents; one launch uses offers of one agent", call, out[0].id, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offers %s and %s are from different agents; one launch uses offers of one agent", call, out[0].id, id)
 		}
 		if len(out) > 0 && o.role != out[0].role {
-			return nil, invalid("%s: offers %s and %s are for different roles", call, out[0].id, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offers %s and %s are for different roles", call, out[0].id, id)
 		}
 		out = append(out, o)
 	}

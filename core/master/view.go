@@ -29,27 +29,35 @@ type AllocatorView struct {
 
 // AgentView is one agent.
 type AgentView struct {
-	ID         string            `json:"id"`
-	Hostname   string            `json:"hostname"`
-	URL        string            `json:"url"`
-	Connected  bool              `json:"connected"`
-	Total      string            `json:"resources"`
-	Used       string            `json:"used"`
-	Attributes map[string]string `json:"attributes,omitempty"`
+	ID        string `json:"id"`
+	Hostname  string `json:"hostname"`
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+	// RegisteredUnixMs is when the agent (re-)registered.
+	RegisteredUnixMs int64             `json:"registered_unix_ms,omitempty"`
+	Total            string            `json:"resources"`
+	Used             string            `json:"used"`
+	Attributes       map[string]string `json:"attributes,omitempty"`
 }
 
 // FrameworkView is one framework with its tasks. DominantShare is what
 // the allocator plugin reported (share/framework/<id>), 0 if nothing.
 type FrameworkView struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Roles         []string `json:"roles"`
-	Suppressed    []string `json:"suppressed_roles,omitempty"`
-	Capabilities  []string `json:"capabilities,omitempty"`
-	Connected     bool     `json:"connected"`
-	DominantShare float64  `json:"dominant_share"`
-	Allocated     string   `json:"allocated"`
-	Offers        int      `json:"outstanding_offers"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Roles        []string `json:"roles"`
+	Suppressed   []string `json:"suppressed_roles,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	User         string   `json:"user,omitempty"`
+	Hostname     string   `json:"hostname,omitempty"`
+	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
+	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
+	Checkpoint             bool    `json:"checkpoint,omitempty"`
+	RegisteredUnixMs       int64   `json:"registered_unix_ms,omitempty"`
+	Connected              bool    `json:"connected"`
+	DominantShare          float64 `json:"dominant_share"`
+	Allocated              string  `json:"allocated"`
+	Offers                 int     `json:"outstanding_offers"`
 	// Demand is what the framework declared it still wants, by role.
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
@@ -64,16 +72,18 @@ type ShapeView struct {
 
 // TaskView is one task.
 type TaskView struct {
-	ID              string          `json:"id"`
-	Name            string          `json:"name,omitempty"`
-	AgentID         string          `json:"agent_id"`
-	Role            string          `json:"role"`
-	State           string          `json:"state"`
-	Resources       string          `json:"resources"`
-	WithinGuarantee bool            `json:"within_guarantee,omitempty"`
-	Message         string          `json:"message,omitempty"`
-	ExitCode        *int32          `json:"exit_code,omitempty"`
-	Revocation      *RevocationView `json:"revocation,omitempty"`
+	ID              string `json:"id"`
+	Name            string `json:"name,omitempty"`
+	AgentID         string `json:"agent_id"`
+	Role            string `json:"role"`
+	State           string `json:"state"`
+	Resources       string `json:"resources"`
+	WithinGuarantee bool   `json:"within_guarantee,omitempty"`
+	Message         string `json:"message,omitempty"`
+	ExitCode        *int32 `json:"exit_code,omitempty"`
+	// UpdatedUnixMs is the time of the latest status.
+	UpdatedUnixMs int64           `json:"updated_unix_ms,omitempty"`
+	Revocation    *RevocationView `json:"revocation,omitempty"`
 }
 
 // RevocationView is the allocator's revocation of a task: the framework
@@ -130,13 +140,15 @@ func (m *Master) Snapshot() State {
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
-			Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes})
+			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes})
 	}
 	for _, id := range sortedMapKeys(m.frameworks) {
 		f := m.frameworks[id]
 		var alloc resources.Resources
 		fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
 			Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+			User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds,
+			Checkpoint: f.info.Checkpoint, RegisteredUnixMs: f.registeredAt.UnixMilli(),
 			DominantShare: m.pluginMetrics[metricFrameworkShare+id]}
 		for role, shapes := range f.demands {
 			if fv.Demand == nil {
@@ -214,6 +226,7 @@ func taskView(t *taskEntry) TaskView {
 		Resources: t.resources.String(), WithinGuarantee: t.withinGuarantee}
 	if t.status != nil {
 		tv.Message = t.status.Message
+		tv.UpdatedUnixMs = t.status.TimestampUnixMs
 		if t.status.HasExitCode {
 			c := t.status.ExitCode
 			tv.ExitCode = &c

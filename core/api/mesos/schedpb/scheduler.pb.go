@@ -215,11 +215,14 @@ func (Call_Type) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_mesos_schedpb_scheduler_proto_rawDescGZIP(), []int{3, 0}
 }
 
-// Placeholders for what corral does not implement; set means refused.
+// OfferConstraints is decoded only as far as needed to tell an empty one
+// (which clients send by default) from one with attribute constraints,
+// which corral does not implement and refuses.
 type OfferConstraints struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState                       `protogen:"open.v1"`
+	RoleConstraints map[string]*OfferConstraints_RoleConstraints `protobuf:"bytes,1,rep,name=role_constraints,json=roleConstraints" json:"role_constraints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OfferConstraints) Reset() {
@@ -252,6 +255,14 @@ func (*OfferConstraints) Descriptor() ([]byte, []int) {
 	return file_core_api_mesos_schedpb_scheduler_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *OfferConstraints) GetRoleConstraints() map[string]*OfferConstraints_RoleConstraints {
+	if x != nil {
+		return x.RoleConstraints
+	}
+	return nil
+}
+
+// Placeholder: corral has no operation feedback (reservations, volumes).
 type OperationStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -592,6 +603,86 @@ func (x *Call) GetUpdateFramework() *Call_UpdateFramework {
 	return nil
 }
 
+type OfferConstraints_RoleConstraints struct {
+	state         protoimpl.MessageState                    `protogen:"open.v1"`
+	Groups        []*OfferConstraints_RoleConstraints_Group `protobuf:"bytes,1,rep,name=groups" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferConstraints_RoleConstraints) Reset() {
+	*x = OfferConstraints_RoleConstraints{}
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferConstraints_RoleConstraints) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferConstraints_RoleConstraints) ProtoMessage() {}
+
+func (x *OfferConstraints_RoleConstraints) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferConstraints_RoleConstraints.ProtoReflect.Descriptor instead.
+func (*OfferConstraints_RoleConstraints) Descriptor() ([]byte, []int) {
+	return file_core_api_mesos_schedpb_scheduler_proto_rawDescGZIP(), []int{0, 0}
+}
+
+func (x *OfferConstraints_RoleConstraints) GetGroups() []*OfferConstraints_RoleConstraints_Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type OfferConstraints_RoleConstraints_Group struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferConstraints_RoleConstraints_Group) Reset() {
+	*x = OfferConstraints_RoleConstraints_Group{}
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferConstraints_RoleConstraints_Group) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferConstraints_RoleConstraints_Group) ProtoMessage() {}
+
+func (x *OfferConstraints_RoleConstraints_Group) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferConstraints_RoleConstraints_Group.ProtoReflect.Descriptor instead.
+func (*OfferConstraints_RoleConstraints_Group) Descriptor() ([]byte, []int) {
+	return file_core_api_mesos_schedpb_scheduler_proto_rawDescGZIP(), []int{0, 0, 0}
+}
+
 type Event_Subscribed struct {
 	state                    protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkId              *mesospb.FrameworkID   `protobuf:"bytes,1,req,name=framework_id,json=frameworkId" json:"framework_id,omitempty"`
@@ -603,7 +694,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[4]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +706,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[4]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +752,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[5]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +764,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[5]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +796,7 @@ type Event_InverseOffers struct {
 
 func (x *Event_InverseOffers) Reset() {
 	*x = Event_InverseOffers{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[6]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +808,7 @@ func (x *Event_InverseOffers) String() string {
 func (*Event_InverseOffers) ProtoMessage() {}
 
 func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[6]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +840,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[7]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +852,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[7]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +884,7 @@ type Event_RescindInverseOffer struct {
 
 func (x *Event_RescindInverseOffer) Reset() {
 	*x = Event_RescindInverseOffer{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[8]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +896,7 @@ func (x *Event_RescindInverseOffer) String() string {
 func (*Event_RescindInverseOffer) ProtoMessage() {}
 
 func (x *Event_RescindInverseOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[8]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +928,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[9]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +940,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[9]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +972,7 @@ type Event_UpdateOperationStatus struct {
 
 func (x *Event_UpdateOperationStatus) Reset() {
 	*x = Event_UpdateOperationStatus{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[10]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +984,7 @@ func (x *Event_UpdateOperationStatus) String() string {
 func (*Event_UpdateOperationStatus) ProtoMessage() {}
 
 func (x *Event_UpdateOperationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[10]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1018,7 @@ type Event_Message struct {
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[11]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1030,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[11]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1078,7 @@ type Event_Failure struct {
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[12]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1090,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[12]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1136,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[13]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1148,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[13]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1182,7 @@ type Call_Subscribe struct {
 
 func (x *Call_Subscribe) Reset() {
 	*x = Call_Subscribe{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[14]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1194,7 @@ func (x *Call_Subscribe) String() string {
 func (*Call_Subscribe) ProtoMessage() {}
 
 func (x *Call_Subscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[14]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1242,7 @@ type Call_Accept struct {
 
 func (x *Call_Accept) Reset() {
 	*x = Call_Accept{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[15]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1254,7 @@ func (x *Call_Accept) String() string {
 func (*Call_Accept) ProtoMessage() {}
 
 func (x *Call_Accept) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[15]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1301,7 @@ type Call_Decline struct {
 
 func (x *Call_Decline) Reset() {
 	*x = Call_Decline{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[16]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1313,7 @@ func (x *Call_Decline) String() string {
 func (*Call_Decline) ProtoMessage() {}
 
 func (x *Call_Decline) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[16]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1353,7 @@ type Call_AcceptInverseOffers struct {
 
 func (x *Call_AcceptInverseOffers) Reset() {
 	*x = Call_AcceptInverseOffers{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[17]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1365,7 @@ func (x *Call_AcceptInverseOffers) String() string {
 func (*Call_AcceptInverseOffers) ProtoMessage() {}
 
 func (x *Call_AcceptInverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[17]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1405,7 @@ type Call_DeclineInverseOffers struct {
 
 func (x *Call_DeclineInverseOffers) Reset() {
 	*x = Call_DeclineInverseOffers{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[18]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1417,7 @@ func (x *Call_DeclineInverseOffers) String() string {
 func (*Call_DeclineInverseOffers) ProtoMessage() {}
 
 func (x *Call_DeclineInverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[18]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1456,7 @@ type Call_Revive struct {
 
 func (x *Call_Revive) Reset() {
 	*x = Call_Revive{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[19]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1468,7 @@ func (x *Call_Revive) String() string {
 func (*Call_Revive) ProtoMessage() {}
 
 func (x *Call_Revive) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[19]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1502,7 @@ type Call_Kill struct {
 
 func (x *Call_Kill) Reset() {
 	*x = Call_Kill{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[20]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1514,7 @@ func (x *Call_Kill) String() string {
 func (*Call_Kill) ProtoMessage() {}
 
 func (x *Call_Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[20]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1561,7 @@ type Call_Shutdown struct {
 
 func (x *Call_Shutdown) Reset() {
 	*x = Call_Shutdown{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[21]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1573,7 @@ func (x *Call_Shutdown) String() string {
 func (*Call_Shutdown) ProtoMessage() {}
 
 func (x *Call_Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[21]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1614,7 @@ type Call_Acknowledge struct {
 
 func (x *Call_Acknowledge) Reset() {
 	*x = Call_Acknowledge{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[22]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1626,7 @@ func (x *Call_Acknowledge) String() string {
 func (*Call_Acknowledge) ProtoMessage() {}
 
 func (x *Call_Acknowledge) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[22]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1675,7 @@ type Call_AcknowledgeOperationStatus struct {
 
 func (x *Call_AcknowledgeOperationStatus) Reset() {
 	*x = Call_AcknowledgeOperationStatus{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[23]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1687,7 @@ func (x *Call_AcknowledgeOperationStatus) String() string {
 func (*Call_AcknowledgeOperationStatus) ProtoMessage() {}
 
 func (x *Call_AcknowledgeOperationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[23]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1740,7 @@ type Call_Reconcile struct {
 
 func (x *Call_Reconcile) Reset() {
 	*x = Call_Reconcile{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[24]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1752,7 @@ func (x *Call_Reconcile) String() string {
 func (*Call_Reconcile) ProtoMessage() {}
 
 func (x *Call_Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[24]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1784,7 @@ type Call_ReconcileOperations struct {
 
 func (x *Call_ReconcileOperations) Reset() {
 	*x = Call_ReconcileOperations{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[25]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1796,7 @@ func (x *Call_ReconcileOperations) String() string {
 func (*Call_ReconcileOperations) ProtoMessage() {}
 
 func (x *Call_ReconcileOperations) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[25]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1830,7 @@ type Call_Message struct {
 
 func (x *Call_Message) Reset() {
 	*x = Call_Message{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[26]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1842,7 @@ func (x *Call_Message) String() string {
 func (*Call_Message) ProtoMessage() {}
 
 func (x *Call_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[26]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1888,7 @@ type Call_Request struct {
 
 func (x *Call_Request) Reset() {
 	*x = Call_Request{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[27]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1900,7 @@ func (x *Call_Request) String() string {
 func (*Call_Request) ProtoMessage() {}
 
 func (x *Call_Request) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[27]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1932,7 @@ type Call_Suppress struct {
 
 func (x *Call_Suppress) Reset() {
 	*x = Call_Suppress{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[28]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1944,7 @@ func (x *Call_Suppress) String() string {
 func (*Call_Suppress) ProtoMessage() {}
 
 func (x *Call_Suppress) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[28]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1978,7 @@ type Call_UpdateFramework struct {
 
 func (x *Call_UpdateFramework) Reset() {
 	*x = Call_UpdateFramework{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[29]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1990,7 @@ func (x *Call_UpdateFramework) String() string {
 func (*Call_UpdateFramework) ProtoMessage() {}
 
 func (x *Call_UpdateFramework) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[29]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2037,7 @@ type Call_Reconcile_Task struct {
 
 func (x *Call_Reconcile_Task) Reset() {
 	*x = Call_Reconcile_Task{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[30]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2049,7 @@ func (x *Call_Reconcile_Task) String() string {
 func (*Call_Reconcile_Task) ProtoMessage() {}
 
 func (x *Call_Reconcile_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[30]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2090,7 @@ type Call_ReconcileOperations_Operation struct {
 
 func (x *Call_ReconcileOperations_Operation) Reset() {
 	*x = Call_ReconcileOperations_Operation{}
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[31]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2102,7 @@ func (x *Call_ReconcileOperations_Operation) String() string {
 func (*Call_ReconcileOperations_Operation) ProtoMessage() {}
 
 func (x *Call_ReconcileOperations_Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[31]
+	mi := &file_core_api_mesos_schedpb_scheduler_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,8 +2143,15 @@ var File_core_api_mesos_schedpb_scheduler_proto protoreflect.FileDescriptor
 
 const file_core_api_mesos_schedpb_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"&core/api/mesos/schedpb/scheduler.proto\x12\x19corral.mesos.v1.scheduler\x1a\"core/api/mesos/mesospb/mesos.proto\"\x12\n" +
-	"\x10OfferConstraints\"\x11\n" +
+	"&core/api/mesos/schedpb/scheduler.proto\x12\x19corral.mesos.v1.scheduler\x1a\"core/api/mesos/mesospb/mesos.proto\"\xf7\x02\n" +
+	"\x10OfferConstraints\x12k\n" +
+	"\x10role_constraints\x18\x01 \x03(\v2@.corral.mesos.v1.scheduler.OfferConstraints.RoleConstraintsEntryR\x0froleConstraints\x1au\n" +
+	"\x0fRoleConstraints\x12Y\n" +
+	"\x06groups\x18\x01 \x03(\v2A.corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints.GroupR\x06groups\x1a\a\n" +
+	"\x05Group\x1a\x7f\n" +
+	"\x14RoleConstraintsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12Q\n" +
+	"\x05value\x18\x02 \x01(\v2;.corral.mesos.v1.scheduler.OfferConstraints.RoleConstraintsR\x05value:\x028\x01\"\x11\n" +
 	"\x0fOperationStatus\"\xf8\x0f\n" +
 	"\x05Event\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.corral.mesos.v1.scheduler.Event.TypeR\x04type\x12K\n" +
@@ -2238,139 +2336,145 @@ func file_core_api_mesos_schedpb_scheduler_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_mesos_schedpb_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_core_api_mesos_schedpb_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_core_api_mesos_schedpb_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_core_api_mesos_schedpb_scheduler_proto_goTypes = []any{
-	(Event_Type)(0),                            // 0: corral.mesos.v1.scheduler.Event.Type
-	(Call_Type)(0),                             // 1: corral.mesos.v1.scheduler.Call.Type
-	(*OfferConstraints)(nil),                   // 2: corral.mesos.v1.scheduler.OfferConstraints
-	(*OperationStatus)(nil),                    // 3: corral.mesos.v1.scheduler.OperationStatus
-	(*Event)(nil),                              // 4: corral.mesos.v1.scheduler.Event
-	(*Call)(nil),                               // 5: corral.mesos.v1.scheduler.Call
-	(*Event_Subscribed)(nil),                   // 6: corral.mesos.v1.scheduler.Event.Subscribed
-	(*Event_Offers)(nil),                       // 7: corral.mesos.v1.scheduler.Event.Offers
-	(*Event_InverseOffers)(nil),                // 8: corral.mesos.v1.scheduler.Event.InverseOffers
-	(*Event_Rescind)(nil),                      // 9: corral.mesos.v1.scheduler.Event.Rescind
-	(*Event_RescindInverseOffer)(nil),          // 10: corral.mesos.v1.scheduler.Event.RescindInverseOffer
-	(*Event_Update)(nil),                       // 11: corral.mesos.v1.scheduler.Event.Update
-	(*Event_UpdateOperationStatus)(nil),        // 12: corral.mesos.v1.scheduler.Event.UpdateOperationStatus
-	(*Event_Message)(nil),                      // 13: corral.mesos.v1.scheduler.Event.Message
-	(*Event_Failure)(nil),                      // 14: corral.mesos.v1.scheduler.Event.Failure
-	(*Event_Error)(nil),                        // 15: corral.mesos.v1.scheduler.Event.Error
-	(*Call_Subscribe)(nil),                     // 16: corral.mesos.v1.scheduler.Call.Subscribe
-	(*Call_Accept)(nil),                        // 17: corral.mesos.v1.scheduler.Call.Accept
-	(*Call_Decline)(nil),                       // 18: corral.mesos.v1.scheduler.Call.Decline
-	(*Call_AcceptInverseOffers)(nil),           // 19: corral.mesos.v1.scheduler.Call.AcceptInverseOffers
-	(*Call_DeclineInverseOffers)(nil),          // 20: corral.mesos.v1.scheduler.Call.DeclineInverseOffers
-	(*Call_Revive)(nil),                        // 21: corral.mesos.v1.scheduler.Call.Revive
-	(*Call_Kill)(nil),                          // 22: corral.mesos.v1.scheduler.Call.Kill
-	(*Call_Shutdown)(nil),                      // 23: corral.mesos.v1.scheduler.Call.Shutdown
-	(*Call_Acknowledge)(nil),                   // 24: corral.mesos.v1.scheduler.Call.Acknowledge
-	(*Call_AcknowledgeOperationStatus)(nil),    // 25: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus
-	(*Call_Reconcile)(nil),                     // 26: corral.mesos.v1.scheduler.Call.Reconcile
-	(*Call_ReconcileOperations)(nil),           // 27: corral.mesos.v1.scheduler.Call.ReconcileOperations
-	(*Call_Message)(nil),                       // 28: corral.mesos.v1.scheduler.Call.Message
-	(*Call_Request)(nil),                       // 29: corral.mesos.v1.scheduler.Call.Request
-	(*Call_Suppress)(nil),                      // 30: corral.mesos.v1.scheduler.Call.Suppress
-	(*Call_UpdateFramework)(nil),               // 31: corral.mesos.v1.scheduler.Call.UpdateFramework
-	(*Call_Reconcile_Task)(nil),                // 32: corral.mesos.v1.scheduler.Call.Reconcile.Task
-	(*Call_ReconcileOperations_Operation)(nil), // 33: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation
-	(*mesospb.FrameworkID)(nil),                // 34: corral.mesos.v1.FrameworkID
-	(*mesospb.MasterInfo)(nil),                 // 35: corral.mesos.v1.MasterInfo
-	(*mesospb.Offer)(nil),                      // 36: corral.mesos.v1.Offer
-	(*mesospb.InverseOffer)(nil),               // 37: corral.mesos.v1.InverseOffer
-	(*mesospb.OfferID)(nil),                    // 38: corral.mesos.v1.OfferID
-	(*mesospb.TaskStatus)(nil),                 // 39: corral.mesos.v1.TaskStatus
-	(*mesospb.AgentID)(nil),                    // 40: corral.mesos.v1.AgentID
-	(*mesospb.ExecutorID)(nil),                 // 41: corral.mesos.v1.ExecutorID
-	(*mesospb.FrameworkInfo)(nil),              // 42: corral.mesos.v1.FrameworkInfo
-	(*mesospb.Offer_Operation)(nil),            // 43: corral.mesos.v1.Offer.Operation
-	(*mesospb.Filters)(nil),                    // 44: corral.mesos.v1.Filters
-	(*mesospb.TaskID)(nil),                     // 45: corral.mesos.v1.TaskID
-	(*mesospb.KillPolicy)(nil),                 // 46: corral.mesos.v1.KillPolicy
-	(*mesospb.ResourceProviderID)(nil),         // 47: corral.mesos.v1.ResourceProviderID
-	(*mesospb.OperationID)(nil),                // 48: corral.mesos.v1.OperationID
-	(*mesospb.Request)(nil),                    // 49: corral.mesos.v1.Request
+	(Event_Type)(0),                          // 0: corral.mesos.v1.scheduler.Event.Type
+	(Call_Type)(0),                           // 1: corral.mesos.v1.scheduler.Call.Type
+	(*OfferConstraints)(nil),                 // 2: corral.mesos.v1.scheduler.OfferConstraints
+	(*OperationStatus)(nil),                  // 3: corral.mesos.v1.scheduler.OperationStatus
+	(*Event)(nil),                            // 4: corral.mesos.v1.scheduler.Event
+	(*Call)(nil),                             // 5: corral.mesos.v1.scheduler.Call
+	(*OfferConstraints_RoleConstraints)(nil), // 6: corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints
+	nil,                                      // 7: corral.mesos.v1.scheduler.OfferConstraints.RoleConstraintsEntry
+	(*OfferConstraints_RoleConstraints_Group)(nil), // 8: corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints.Group
+	(*Event_Subscribed)(nil),                       // 9: corral.mesos.v1.scheduler.Event.Subscribed
+	(*Event_Offers)(nil),                           // 10: corral.mesos.v1.scheduler.Event.Offers
+	(*Event_InverseOffers)(nil),                    // 11: corral.mesos.v1.scheduler.Event.InverseOffers
+	(*Event_Rescind)(nil),                          // 12: corral.mesos.v1.scheduler.Event.Rescind
+	(*Event_RescindInverseOffer)(nil),              // 13: corral.mesos.v1.scheduler.Event.RescindInverseOffer
+	(*Event_Update)(nil),                           // 14: corral.mesos.v1.scheduler.Event.Update
+	(*Event_UpdateOperationStatus)(nil),            // 15: corral.mesos.v1.scheduler.Event.UpdateOperationStatus
+	(*Event_Message)(nil),                          // 16: corral.mesos.v1.scheduler.Event.Message
+	(*Event_Failure)(nil),                          // 17: corral.mesos.v1.scheduler.Event.Failure
+	(*Event_Error)(nil),                            // 18: corral.mesos.v1.scheduler.Event.Error
+	(*Call_Subscribe)(nil),                         // 19: corral.mesos.v1.scheduler.Call.Subscribe
+	(*Call_Accept)(nil),                            // 20: corral.mesos.v1.scheduler.Call.Accept
+	(*Call_Decline)(nil),                           // 21: corral.mesos.v1.scheduler.Call.Decline
+	(*Call_AcceptInverseOffers)(nil),               // 22: corral.mesos.v1.scheduler.Call.AcceptInverseOffers
+	(*Call_DeclineInverseOffers)(nil),              // 23: corral.mesos.v1.scheduler.Call.DeclineInverseOffers
+	(*Call_Revive)(nil),                            // 24: corral.mesos.v1.scheduler.Call.Revive
+	(*Call_Kill)(nil),                              // 25: corral.mesos.v1.scheduler.Call.Kill
+	(*Call_Shutdown)(nil),                          // 26: corral.mesos.v1.scheduler.Call.Shutdown
+	(*Call_Acknowledge)(nil),                       // 27: corral.mesos.v1.scheduler.Call.Acknowledge
+	(*Call_AcknowledgeOperationStatus)(nil),        // 28: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus
+	(*Call_Reconcile)(nil),                         // 29: corral.mesos.v1.scheduler.Call.Reconcile
+	(*Call_ReconcileOperations)(nil),               // 30: corral.mesos.v1.scheduler.Call.ReconcileOperations
+	(*Call_Message)(nil),                           // 31: corral.mesos.v1.scheduler.Call.Message
+	(*Call_Request)(nil),                           // 32: corral.mesos.v1.scheduler.Call.Request
+	(*Call_Suppress)(nil),                          // 33: corral.mesos.v1.scheduler.Call.Suppress
+	(*Call_UpdateFramework)(nil),                   // 34: corral.mesos.v1.scheduler.Call.UpdateFramework
+	(*Call_Reconcile_Task)(nil),                    // 35: corral.mesos.v1.scheduler.Call.Reconcile.Task
+	(*Call_ReconcileOperations_Operation)(nil),     // 36: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation
+	(*mesospb.FrameworkID)(nil),                    // 37: corral.mesos.v1.FrameworkID
+	(*mesospb.MasterInfo)(nil),                     // 38: corral.mesos.v1.MasterInfo
+	(*mesospb.Offer)(nil),                          // 39: corral.mesos.v1.Offer
+	(*mesospb.InverseOffer)(nil),                   // 40: corral.mesos.v1.InverseOffer
+	(*mesospb.OfferID)(nil),                        // 41: corral.mesos.v1.OfferID
+	(*mesospb.TaskStatus)(nil),                     // 42: corral.mesos.v1.TaskStatus
+	(*mesospb.AgentID)(nil),                        // 43: corral.mesos.v1.AgentID
+	(*mesospb.ExecutorID)(nil),                     // 44: corral.mesos.v1.ExecutorID
+	(*mesospb.FrameworkInfo)(nil),                  // 45: corral.mesos.v1.FrameworkInfo
+	(*mesospb.Offer_Operation)(nil),                // 46: corral.mesos.v1.Offer.Operation
+	(*mesospb.Filters)(nil),                        // 47: corral.mesos.v1.Filters
+	(*mesospb.TaskID)(nil),                         // 48: corral.mesos.v1.TaskID
+	(*mesospb.KillPolicy)(nil),                     // 49: corral.mesos.v1.KillPolicy
+	(*mesospb.ResourceProviderID)(nil),             // 50: corral.mesos.v1.ResourceProviderID
+	(*mesospb.OperationID)(nil),                    // 51: corral.mesos.v1.OperationID
+	(*mesospb.Request)(nil),                        // 52: corral.mesos.v1.Request
 }
 var file_core_api_mesos_schedpb_scheduler_proto_depIdxs = []int32{
-	0,  // 0: corral.mesos.v1.scheduler.Event.type:type_name -> corral.mesos.v1.scheduler.Event.Type
-	6,  // 1: corral.mesos.v1.scheduler.Event.subscribed:type_name -> corral.mesos.v1.scheduler.Event.Subscribed
-	7,  // 2: corral.mesos.v1.scheduler.Event.offers:type_name -> corral.mesos.v1.scheduler.Event.Offers
-	8,  // 3: corral.mesos.v1.scheduler.Event.inverse_offers:type_name -> corral.mesos.v1.scheduler.Event.InverseOffers
-	9,  // 4: corral.mesos.v1.scheduler.Event.rescind:type_name -> corral.mesos.v1.scheduler.Event.Rescind
-	10, // 5: corral.mesos.v1.scheduler.Event.rescind_inverse_offer:type_name -> corral.mesos.v1.scheduler.Event.RescindInverseOffer
-	11, // 6: corral.mesos.v1.scheduler.Event.update:type_name -> corral.mesos.v1.scheduler.Event.Update
-	12, // 7: corral.mesos.v1.scheduler.Event.update_operation_status:type_name -> corral.mesos.v1.scheduler.Event.UpdateOperationStatus
-	13, // 8: corral.mesos.v1.scheduler.Event.message:type_name -> corral.mesos.v1.scheduler.Event.Message
-	14, // 9: corral.mesos.v1.scheduler.Event.failure:type_name -> corral.mesos.v1.scheduler.Event.Failure
-	15, // 10: corral.mesos.v1.scheduler.Event.error:type_name -> corral.mesos.v1.scheduler.Event.Error
-	34, // 11: corral.mesos.v1.scheduler.Call.framework_id:type_name -> corral.mesos.v1.FrameworkID
-	1,  // 12: corral.mesos.v1.scheduler.Call.type:type_name -> corral.mesos.v1.scheduler.Call.Type
-	16, // 13: corral.mesos.v1.scheduler.Call.subscribe:type_name -> corral.mesos.v1.scheduler.Call.Subscribe
-	17, // 14: corral.mesos.v1.scheduler.Call.accept:type_name -> corral.mesos.v1.scheduler.Call.Accept
-	18, // 15: corral.mesos.v1.scheduler.Call.decline:type_name -> corral.mesos.v1.scheduler.Call.Decline
-	19, // 16: corral.mesos.v1.scheduler.Call.accept_inverse_offers:type_name -> corral.mesos.v1.scheduler.Call.AcceptInverseOffers
-	20, // 17: corral.mesos.v1.scheduler.Call.decline_inverse_offers:type_name -> corral.mesos.v1.scheduler.Call.DeclineInverseOffers
-	21, // 18: corral.mesos.v1.scheduler.Call.revive:type_name -> corral.mesos.v1.scheduler.Call.Revive
-	22, // 19: corral.mesos.v1.scheduler.Call.kill:type_name -> corral.mesos.v1.scheduler.Call.Kill
-	23, // 20: corral.mesos.v1.scheduler.Call.shutdown:type_name -> corral.mesos.v1.scheduler.Call.Shutdown
-	24, // 21: corral.mesos.v1.scheduler.Call.acknowledge:type_name -> corral.mesos.v1.scheduler.Call.Acknowledge
-	25, // 22: corral.mesos.v1.scheduler.Call.acknowledge_operation_status:type_name -> corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus
-	26, // 23: corral.mesos.v1.scheduler.Call.reconcile:type_name -> corral.mesos.v1.scheduler.Call.Reconcile
-	27, // 24: corral.mesos.v1.scheduler.Call.reconcile_operations:type_name -> corral.mesos.v1.scheduler.Call.ReconcileOperations
-	28, // 25: corral.mesos.v1.scheduler.Call.message:type_name -> corral.mesos.v1.scheduler.Call.Message
-	29, // 26: corral.mesos.v1.scheduler.Call.request:type_name -> corral.mesos.v1.scheduler.Call.Request
-	30, // 27: corral.mesos.v1.scheduler.Call.suppress:type_name -> corral.mesos.v1.scheduler.Call.Suppress
-	31, // 28: corral.mesos.v1.scheduler.Call.update_framework:type_name -> corral.mesos.v1.scheduler.Call.UpdateFramework
-	34, // 29: corral.mesos.v1.scheduler.Event.Subscribed.framework_id:type_name -> corral.mesos.v1.FrameworkID
-	35, // 30: corral.mesos.v1.scheduler.Event.Subscribed.master_info:type_name -> corral.mesos.v1.MasterInfo
-	36, // 31: corral.mesos.v1.scheduler.Event.Offers.offers:type_name -> corral.mesos.v1.Offer
-	37, // 32: corral.mesos.v1.scheduler.Event.InverseOffers.inverse_offers:type_name -> corral.mesos.v1.InverseOffer
-	38, // 33: corral.mesos.v1.scheduler.Event.Rescind.offer_id:type_name -> corral.mesos.v1.OfferID
-	38, // 34: corral.mesos.v1.scheduler.Event.RescindInverseOffer.inverse_offer_id:type_name -> corral.mesos.v1.OfferID
-	39, // 35: corral.mesos.v1.scheduler.Event.Update.status:type_name -> corral.mesos.v1.TaskStatus
-	3,  // 36: corral.mesos.v1.scheduler.Event.UpdateOperationStatus.status:type_name -> corral.mesos.v1.scheduler.OperationStatus
-	40, // 37: corral.mesos.v1.scheduler.Event.Message.agent_id:type_name -> corral.mesos.v1.AgentID
-	41, // 38: corral.mesos.v1.scheduler.Event.Message.executor_id:type_name -> corral.mesos.v1.ExecutorID
-	40, // 39: corral.mesos.v1.scheduler.Event.Failure.agent_id:type_name -> corral.mesos.v1.AgentID
-	41, // 40: corral.mesos.v1.scheduler.Event.Failure.executor_id:type_name -> corral.mesos.v1.ExecutorID
-	42, // 41: corral.mesos.v1.scheduler.Call.Subscribe.framework_info:type_name -> corral.mesos.v1.FrameworkInfo
-	2,  // 42: corral.mesos.v1.scheduler.Call.Subscribe.offer_constraints:type_name -> corral.mesos.v1.scheduler.OfferConstraints
-	38, // 43: corral.mesos.v1.scheduler.Call.Accept.offer_ids:type_name -> corral.mesos.v1.OfferID
-	43, // 44: corral.mesos.v1.scheduler.Call.Accept.operations:type_name -> corral.mesos.v1.Offer.Operation
-	44, // 45: corral.mesos.v1.scheduler.Call.Accept.filters:type_name -> corral.mesos.v1.Filters
-	38, // 46: corral.mesos.v1.scheduler.Call.Decline.offer_ids:type_name -> corral.mesos.v1.OfferID
-	44, // 47: corral.mesos.v1.scheduler.Call.Decline.filters:type_name -> corral.mesos.v1.Filters
-	38, // 48: corral.mesos.v1.scheduler.Call.AcceptInverseOffers.inverse_offer_ids:type_name -> corral.mesos.v1.OfferID
-	44, // 49: corral.mesos.v1.scheduler.Call.AcceptInverseOffers.filters:type_name -> corral.mesos.v1.Filters
-	38, // 50: corral.mesos.v1.scheduler.Call.DeclineInverseOffers.inverse_offer_ids:type_name -> corral.mesos.v1.OfferID
-	44, // 51: corral.mesos.v1.scheduler.Call.DeclineInverseOffers.filters:type_name -> corral.mesos.v1.Filters
-	45, // 52: corral.mesos.v1.scheduler.Call.Kill.task_id:type_name -> corral.mesos.v1.TaskID
-	40, // 53: corral.mesos.v1.scheduler.Call.Kill.agent_id:type_name -> corral.mesos.v1.AgentID
-	46, // 54: corral.mesos.v1.scheduler.Call.Kill.kill_policy:type_name -> corral.mesos.v1.KillPolicy
-	41, // 55: corral.mesos.v1.scheduler.Call.Shutdown.executor_id:type_name -> corral.mesos.v1.ExecutorID
-	40, // 56: corral.mesos.v1.scheduler.Call.Shutdown.agent_id:type_name -> corral.mesos.v1.AgentID
-	40, // 57: corral.mesos.v1.scheduler.Call.Acknowledge.agent_id:type_name -> corral.mesos.v1.AgentID
-	45, // 58: corral.mesos.v1.scheduler.Call.Acknowledge.task_id:type_name -> corral.mesos.v1.TaskID
-	40, // 59: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.agent_id:type_name -> corral.mesos.v1.AgentID
-	47, // 60: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.resource_provider_id:type_name -> corral.mesos.v1.ResourceProviderID
-	48, // 61: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.operation_id:type_name -> corral.mesos.v1.OperationID
-	32, // 62: corral.mesos.v1.scheduler.Call.Reconcile.tasks:type_name -> corral.mesos.v1.scheduler.Call.Reconcile.Task
-	33, // 63: corral.mesos.v1.scheduler.Call.ReconcileOperations.operations:type_name -> corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation
-	40, // 64: corral.mesos.v1.scheduler.Call.Message.agent_id:type_name -> corral.mesos.v1.AgentID
-	41, // 65: corral.mesos.v1.scheduler.Call.Message.executor_id:type_name -> corral.mesos.v1.ExecutorID
-	49, // 66: corral.mesos.v1.scheduler.Call.Request.requests:type_name -> corral.mesos.v1.Request
-	42, // 67: corral.mesos.v1.scheduler.Call.UpdateFramework.framework_info:type_name -> corral.mesos.v1.FrameworkInfo
-	2,  // 68: corral.mesos.v1.scheduler.Call.UpdateFramework.offer_constraints:type_name -> corral.mesos.v1.scheduler.OfferConstraints
-	45, // 69: corral.mesos.v1.scheduler.Call.Reconcile.Task.task_id:type_name -> corral.mesos.v1.TaskID
-	40, // 70: corral.mesos.v1.scheduler.Call.Reconcile.Task.agent_id:type_name -> corral.mesos.v1.AgentID
-	48, // 71: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.operation_id:type_name -> corral.mesos.v1.OperationID
-	40, // 72: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.agent_id:type_name -> corral.mesos.v1.AgentID
-	47, // 73: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.resource_provider_id:type_name -> corral.mesos.v1.ResourceProviderID
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	7,  // 0: corral.mesos.v1.scheduler.OfferConstraints.role_constraints:type_name -> corral.mesos.v1.scheduler.OfferConstraints.RoleConstraintsEntry
+	0,  // 1: corral.mesos.v1.scheduler.Event.type:type_name -> corral.mesos.v1.scheduler.Event.Type
+	9,  // 2: corral.mesos.v1.scheduler.Event.subscribed:type_name -> corral.mesos.v1.scheduler.Event.Subscribed
+	10, // 3: corral.mesos.v1.scheduler.Event.offers:type_name -> corral.mesos.v1.scheduler.Event.Offers
+	11, // 4: corral.mesos.v1.scheduler.Event.inverse_offers:type_name -> corral.mesos.v1.scheduler.Event.InverseOffers
+	12, // 5: corral.mesos.v1.scheduler.Event.rescind:type_name -> corral.mesos.v1.scheduler.Event.Rescind
+	13, // 6: corral.mesos.v1.scheduler.Event.rescind_inverse_offer:type_name -> corral.mesos.v1.scheduler.Event.RescindInverseOffer
+	14, // 7: corral.mesos.v1.scheduler.Event.update:type_name -> corral.mesos.v1.scheduler.Event.Update
+	15, // 8: corral.mesos.v1.scheduler.Event.update_operation_status:type_name -> corral.mesos.v1.scheduler.Event.UpdateOperationStatus
+	16, // 9: corral.mesos.v1.scheduler.Event.message:type_name -> corral.mesos.v1.scheduler.Event.Message
+	17, // 10: corral.mesos.v1.scheduler.Event.failure:type_name -> corral.mesos.v1.scheduler.Event.Failure
+	18, // 11: corral.mesos.v1.scheduler.Event.error:type_name -> corral.mesos.v1.scheduler.Event.Error
+	37, // 12: corral.mesos.v1.scheduler.Call.framework_id:type_name -> corral.mesos.v1.FrameworkID
+	1,  // 13: corral.mesos.v1.scheduler.Call.type:type_name -> corral.mesos.v1.scheduler.Call.Type
+	19, // 14: corral.mesos.v1.scheduler.Call.subscribe:type_name -> corral.mesos.v1.scheduler.Call.Subscribe
+	20, // 15: corral.mesos.v1.scheduler.Call.accept:type_name -> corral.mesos.v1.scheduler.Call.Accept
+	21, // 16: corral.mesos.v1.scheduler.Call.decline:type_name -> corral.mesos.v1.scheduler.Call.Decline
+	22, // 17: corral.mesos.v1.scheduler.Call.accept_inverse_offers:type_name -> corral.mesos.v1.scheduler.Call.AcceptInverseOffers
+	23, // 18: corral.mesos.v1.scheduler.Call.decline_inverse_offers:type_name -> corral.mesos.v1.scheduler.Call.DeclineInverseOffers
+	24, // 19: corral.mesos.v1.scheduler.Call.revive:type_name -> corral.mesos.v1.scheduler.Call.Revive
+	25, // 20: corral.mesos.v1.scheduler.Call.kill:type_name -> corral.mesos.v1.scheduler.Call.Kill
+	26, // 21: corral.mesos.v1.scheduler.Call.shutdown:type_name -> corral.mesos.v1.scheduler.Call.Shutdown
+	27, // 22: corral.mesos.v1.scheduler.Call.acknowledge:type_name -> corral.mesos.v1.scheduler.Call.Acknowledge
+	28, // 23: corral.mesos.v1.scheduler.Call.acknowledge_operation_status:type_name -> corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus
+	29, // 24: corral.mesos.v1.scheduler.Call.reconcile:type_name -> corral.mesos.v1.scheduler.Call.Reconcile
+	30, // 25: corral.mesos.v1.scheduler.Call.reconcile_operations:type_name -> corral.mesos.v1.scheduler.Call.ReconcileOperations
+	31, // 26: corral.mesos.v1.scheduler.Call.message:type_name -> corral.mesos.v1.scheduler.Call.Message
+	32, // 27: corral.mesos.v1.scheduler.Call.request:type_name -> corral.mesos.v1.scheduler.Call.Request
+	33, // 28: corral.mesos.v1.scheduler.Call.suppress:type_name -> corral.mesos.v1.scheduler.Call.Suppress
+	34, // 29: corral.mesos.v1.scheduler.Call.update_framework:type_name -> corral.mesos.v1.scheduler.Call.UpdateFramework
+	8,  // 30: corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints.groups:type_name -> corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints.Group
+	6,  // 31: corral.mesos.v1.scheduler.OfferConstraints.RoleConstraintsEntry.value:type_name -> corral.mesos.v1.scheduler.OfferConstraints.RoleConstraints
+	37, // 32: corral.mesos.v1.scheduler.Event.Subscribed.framework_id:type_name -> corral.mesos.v1.FrameworkID
+	38, // 33: corral.mesos.v1.scheduler.Event.Subscribed.master_info:type_name -> corral.mesos.v1.MasterInfo
+	39, // 34: corral.mesos.v1.scheduler.Event.Offers.offers:type_name -> corral.mesos.v1.Offer
+	40, // 35: corral.mesos.v1.scheduler.Event.InverseOffers.inverse_offers:type_name -> corral.mesos.v1.InverseOffer
+	41, // 36: corral.mesos.v1.scheduler.Event.Rescind.offer_id:type_name -> corral.mesos.v1.OfferID
+	41, // 37: corral.mesos.v1.scheduler.Event.RescindInverseOffer.inverse_offer_id:type_name -> corral.mesos.v1.OfferID
+	42, // 38: corral.mesos.v1.scheduler.Event.Update.status:type_name -> corral.mesos.v1.TaskStatus
+	3,  // 39: corral.mesos.v1.scheduler.Event.UpdateOperationStatus.status:type_name -> corral.mesos.v1.scheduler.OperationStatus
+	43, // 40: corral.mesos.v1.scheduler.Event.Message.agent_id:type_name -> corral.mesos.v1.AgentID
+	44, // 41: corral.mesos.v1.scheduler.Event.Message.executor_id:type_name -> corral.mesos.v1.ExecutorID
+	43, // 42: corral.mesos.v1.scheduler.Event.Failure.agent_id:type_name -> corral.mesos.v1.AgentID
+	44, // 43: corral.mesos.v1.scheduler.Event.Failure.executor_id:type_name -> corral.mesos.v1.ExecutorID
+	45, // 44: corral.mesos.v1.scheduler.Call.Subscribe.framework_info:type_name -> corral.mesos.v1.FrameworkInfo
+	2,  // 45: corral.mesos.v1.scheduler.Call.Subscribe.offer_constraints:type_name -> corral.mesos.v1.scheduler.OfferConstraints
+	41, // 46: corral.mesos.v1.scheduler.Call.Accept.offer_ids:type_name -> corral.mesos.v1.OfferID
+	46, // 47: corral.mesos.v1.scheduler.Call.Accept.operations:type_name -> corral.mesos.v1.Offer.Operation
+	47, // 48: corral.mesos.v1.scheduler.Call.Accept.filters:type_name -> corral.mesos.v1.Filters
+	41, // 49: corral.mesos.v1.scheduler.Call.Decline.offer_ids:type_name -> corral.mesos.v1.OfferID
+	47, // 50: corral.mesos.v1.scheduler.Call.Decline.filters:type_name -> corral.mesos.v1.Filters
+	41, // 51: corral.mesos.v1.scheduler.Call.AcceptInverseOffers.inverse_offer_ids:type_name -> corral.mesos.v1.OfferID
+	47, // 52: corral.mesos.v1.scheduler.Call.AcceptInverseOffers.filters:type_name -> corral.mesos.v1.Filters
+	41, // 53: corral.mesos.v1.scheduler.Call.DeclineInverseOffers.inverse_offer_ids:type_name -> corral.mesos.v1.OfferID
+	47, // 54: corral.mesos.v1.scheduler.Call.DeclineInverseOffers.filters:type_name -> corral.mesos.v1.Filters
+	48, // 55: corral.mesos.v1.scheduler.Call.Kill.task_id:type_name -> corral.mesos.v1.TaskID
+	43, // 56: corral.mesos.v1.scheduler.Call.Kill.agent_id:type_name -> corral.mesos.v1.AgentID
+	49, // 57: corral.mesos.v1.scheduler.Call.Kill.kill_policy:type_name -> corral.mesos.v1.KillPolicy
+	44, // 58: corral.mesos.v1.scheduler.Call.Shutdown.executor_id:type_name -> corral.mesos.v1.ExecutorID
+	43, // 59: corral.mesos.v1.scheduler.Call.Shutdown.agent_id:type_name -> corral.mesos.v1.AgentID
+	43, // 60: corral.mesos.v1.scheduler.Call.Acknowledge.agent_id:type_name -> corral.mesos.v1.AgentID
+	48, // 61: corral.mesos.v1.scheduler.Call.Acknowledge.task_id:type_name -> corral.mesos.v1.TaskID
+	43, // 62: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.agent_id:type_name -> corral.mesos.v1.AgentID
+	50, // 63: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.resource_provider_id:type_name -> corral.mesos.v1.ResourceProviderID
+	51, // 64: corral.mesos.v1.scheduler.Call.AcknowledgeOperationStatus.operation_id:type_name -> corral.mesos.v1.OperationID
+	35, // 65: corral.mesos.v1.scheduler.Call.Reconcile.tasks:type_name -> corral.mesos.v1.scheduler.Call.Reconcile.Task
+	36, // 66: corral.mesos.v1.scheduler.Call.ReconcileOperations.operations:type_name -> corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation
+	43, // 67: corral.mesos.v1.scheduler.Call.Message.agent_id:type_name -> corral.mesos.v1.AgentID
+	44, // 68: corral.mesos.v1.scheduler.Call.Message.executor_id:type_name -> corral.mesos.v1.ExecutorID
+	52, // 69: corral.mesos.v1.scheduler.Call.Request.requests:type_name -> corral.mesos.v1.Request
+	45, // 70: corral.mesos.v1.scheduler.Call.UpdateFramework.framework_info:type_name -> corral.mesos.v1.FrameworkInfo
+	2,  // 71: corral.mesos.v1.scheduler.Call.UpdateFramework.offer_constraints:type_name -> corral.mesos.v1.scheduler.OfferConstraints
+	48, // 72: corral.mesos.v1.scheduler.Call.Reconcile.Task.task_id:type_name -> corral.mesos.v1.TaskID
+	43, // 73: corral.mesos.v1.scheduler.Call.Reconcile.Task.agent_id:type_name -> corral.mesos.v1.AgentID
+	51, // 74: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.operation_id:type_name -> corral.mesos.v1.OperationID
+	43, // 75: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.agent_id:type_name -> corral.mesos.v1.AgentID
+	50, // 76: corral.mesos.v1.scheduler.Call.ReconcileOperations.Operation.resource_provider_id:type_name -> corral.mesos.v1.ResourceProviderID
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_core_api_mesos_schedpb_scheduler_proto_init() }
@@ -2384,7 +2488,7 @@ func file_core_api_mesos_schedpb_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_mesos_schedpb_scheduler_proto_rawDesc), len(file_core_api_mesos_schedpb_scheduler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
