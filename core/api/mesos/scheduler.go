@@ -310,9 +310,11 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 	if err != nil {
 		s.log.Info("mesos subscription refused", "framework_name", sc.GetFrameworkInfo().GetName(), "error", err)
 		w.WriteHeader(http.StatusOK)
+		flusher.Flush() // a stream, chunked, even for one record
 		ev := &schedpb.Event{Type: schedpb.Event_ERROR.Enum(), Error: &schedpb.Event_Error{Message: proto.String(err.Error())}}
 		if b, err := encode(ctype, ev); err == nil {
 			_, _ = w.Write(recordIO(b))
+			flusher.Flush()
 		}
 		return
 	}
