@@ -29,6 +29,8 @@ build:
 	done
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
+	@# The Mesos v1 framework example (imports nothing from corral).
+	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
