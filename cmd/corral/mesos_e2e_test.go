@@ -110,7 +110,7 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 				Operations: []*mesospb.Offer_Operation{{Type: mesospb.Offer_Operation_LAUNCH.Enum(), Launch: &mesospb.Offer_Operation_Launch{
 					TaskInfos: []*mesospb.TaskInfo{
 						task("argv", &mesospb.CommandInfo{Shell: proto.Bool(false), Value: proto.String("/bin/sh"),
-							Arguments: []string{"sh", "-c", `test "$GREETING" = hi`},
+							Arguments:   []string{"sh", "-c", `test "$GREETING" = hi`},
 							Environment: &mesospb.Environment{Variables: []*mesospb.Environment_Variable{{Name: proto.String("GREETING"), Value: proto.String("hi")}}}}),
 						task("fails", &mesospb.CommandInfo{Value: proto.String("exit 3")}),
 						task("long", &mesospb.CommandInfo{Value: proto.String("sleep 300")}),
