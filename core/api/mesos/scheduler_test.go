@@ -24,7 +24,7 @@ const wait = 30 * time.Second
 
 // startServer serves the adapter over a master with no agents: enough for
 // everything but offers and launches (those are in cmd/corral's e2e test).
-func startServer(t *testing.T) (*master.Master, string) {
+func startServer(t testing.TB) (*master.Master, string) {
 	t.Helper()
 	m, err := master.New(master.Config{}, master.Deps{})
 	if err != nil {
@@ -39,7 +39,7 @@ func startServer(t *testing.T) (*master.Master, string) {
 
 var encodings = []string{mesostest.JSON, mesostest.Protobuf}
 
-func subscribe(t *testing.T, c *mesostest.Client, call *schedpb.Call) *mesostest.Stream {
+func subscribe(t testing.TB, c *mesostest.Client, call *schedpb.Call) *mesostest.Stream {
 	t.Helper()
 	s, err := c.Subscribe(context.Background(), call, c.ContentType)
 	if err != nil {
@@ -388,5 +388,36 @@ func TestTeardownEndsStream(t *testing.T) {
 	}
 	if n := len(m.Snapshot().Frameworks); n != 0 {
 		t.Errorf("%d frameworks after teardown", n)
+	}
+}
+
+// TestDemandAndSuppression: REQUEST feeds corral's declared demand, and
+// SUPPRESS/REVIVE reach the books, through /master/api/v1/scheduler.
+func TestDemandAndSuppression(t *testing.T) {
+	m, addr := startServer(t)
+	c := mesostest.New(addr, mesostest.JSON)
+	c.URL = "http://" + addr + "/master/api/v1/scheduler"
+	s := subscribe(t, c, mesostest.SubscribeCall("fw"))
+	fid := mesostest.FID(s.FrameworkID)
+	send := func(call *schedpb.Call) {
+		t.Helper()
+		call.FrameworkId = fid
+		if r, err := c.Call(context.Background(), s.ID, call); err != nil || r.Status != 202 {
+			t.Fatalf("%s: %d %q %v", call.GetType(), r.Status, r.Body, err)
+		}
+	}
+	cpus := []*mesospb.Resource{{Name: proto.String("cpus"), Type: mesospb.Value_SCALAR.Enum(), Scalar: &mesospb.Value_Scalar{Value: proto.Float64(0.5)}}}
+	send(&schedpb.Call{Type: schedpb.Call_REQUEST.Enum(), Request: &schedpb.Call_Request{Requests: []*mesospb.Request{{Resources: cpus}, {Resources: cpus}}}})
+	fw := m.Snapshot().Frameworks[0]
+	if len(fw.Demand["*"]) != 2 || fw.Demand["*"][0].Resources != "cpus:0.5" {
+		t.Errorf("demand after REQUEST: %+v", fw.Demand)
+	}
+	send(&schedpb.Call{Type: schedpb.Call_SUPPRESS.Enum()})
+	if fw := m.Snapshot().Frameworks[0]; len(fw.Suppressed) != 1 || len(fw.Demand) != 0 {
+		t.Errorf("after SUPPRESS: suppressed %v demand %v", fw.Suppressed, fw.Demand)
+	}
+	send(&schedpb.Call{Type: schedpb.Call_REVIVE.Enum(), Revive: &schedpb.Call_Revive{Roles: []string{"*"}}})
+	if fw := m.Snapshot().Frameworks[0]; len(fw.Suppressed) != 0 {
+		t.Errorf("after REVIVE: suppressed %v", fw.Suppressed)
 	}
 }
