@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -129,7 +130,7 @@ func appendMessage(b []byte, m protoreflect.Message) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = strconv.AppendQuote(b, string(fd.Name()))
+		b = appendString(b, string(fd.Name()))
 		b = append(b, ':')
 		v := m.Get(fd)
 		switch {
@@ -153,7 +154,7 @@ func appendMessage(b []byte, m protoreflect.Message) []byte {
 				if j > 0 {
 					b = append(b, ',')
 				}
-				b = strconv.AppendQuote(b, k.String())
+				b = appendString(b, k.String())
 				b = append(b, ':')
 				b = appendValue(b, fd.MapValue(), mp.Get(k))
 			}
@@ -176,13 +177,15 @@ func appendValue(b []byte, fd protoreflect.FieldDescriptor, v protoreflect.Value
 		return appendMessage(b, v.Message())
 	case protoreflect.EnumKind:
 		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
-			return strconv.AppendQuote(b, string(ev.Name()))
+			return appendString(b, string(ev.Name()))
 		}
 		return strconv.AppendInt(b, int64(v.Enum()), 10)
 	case protoreflect.StringKind:
-		return strconv.AppendQuote(b, v.String())
+		return appendString(b, v.String())
 	case protoreflect.BytesKind:
-		return strconv.AppendQuote(b, base64.StdEncoding.EncodeToString(v.Bytes()))
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v.Bytes())
+		return append(b, '"')
 	case protoreflect.BoolKind:
 		return strconv.AppendBool(b, v.Bool())
 	case protoreflect.DoubleKind, protoreflect.FloatKind:
@@ -216,6 +219,43 @@ func appendDouble(b []byte, f float64) []byte {
 		s += ".0"
 	}
 	return append(b, s...)
+}
+
+// appendString writes a JSON string: quotes, backslashes and control
+// characters escaped, valid UTF-8 copied, invalid bytes replaced by U+FFFD
+// (as a JSON parser would).
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // recordIO frames one record: its length in bytes, a newline, the bytes.

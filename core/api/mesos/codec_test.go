@@ -1,8 +1,12 @@
 package mesos
 
 import (
+	"bytes"
+	"math/rand"
 	"net/http"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"google.golang.org/protobuf/proto"
 
@@ -32,6 +36,31 @@ func TestMarshalJSONLikeStout(t *testing.T) {
 	} {
 		if got := string(marshalJSON(tc.msg)); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestMarshalJSONRoundTrip: whatever the strings and bytes, the JSON we
+// write parses back to the same message.
+func TestMarshalJSONRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 2000; i++ {
+		raw := make([]byte, rng.Intn(24))
+		rng.Read(raw)
+		msg := string(raw)
+		if i%2 == 0 {
+			msg = "tab\t quote\" back\\ é ✓ \x00\x1f\x7f </script>"
+		}
+		in := &mesospb.TaskStatus{TaskId: &mesospb.TaskID{Value: proto.String(msg)}, State: mesospb.TaskState_TASK_FAILED.Enum(),
+			Message: proto.String(msg), Data: raw, Timestamp: proto.Float64(rng.Float64() * 2e9)}
+		b := marshalJSON(in)
+		out := &mesospb.TaskStatus{}
+		if err := protojson.Unmarshal(b, out); err != nil {
+			t.Fatalf("%q does not parse: %v", b, err)
+		}
+		want := string([]rune(msg)) // each invalid byte becomes U+FFFD
+		if out.GetMessage() != want || !bytes.Equal(out.GetData(), raw) || out.GetTimestamp() != in.GetTimestamp() {
+			t.Fatalf("round trip of %q: got %v", msg, out)
 		}
 	}
 }
