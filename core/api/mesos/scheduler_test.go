@@ -1,10 +1,15 @@
 package mesos_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -419,5 +424,59 @@ func TestDemandAndSuppression(t *testing.T) {
 	send(&schedpb.Call{Type: schedpb.Call_REVIVE.Enum(), Revive: &schedpb.Call_Revive{Roles: []string{"*"}}})
 	if fw := m.Snapshot().Frameworks[0]; len(fw.Suppressed) != 0 {
 		t.Errorf("after REVIVE: suppressed %v", fw.Suppressed)
+	}
+}
+
+// TestOneRecordPerChunk reads the raw HTTP/1.1 response: chunked (even
+// with Connection: close), and every chunk is exactly one RecordIO record,
+// as Mesos sends them and as some clients rely on.
+func TestOneRecordPerChunk(t *testing.T) {
+	_, addr := startServer(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"raw"}}}`
+	fmt.Fprintf(conn, "POST /api/v1/scheduler HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	r := bufio.NewReader(conn)
+	var headers []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+		headers = append(headers, strings.TrimSpace(line))
+	}
+	joined := strings.Join(headers, "\n")
+	if !strings.HasPrefix(joined, "HTTP/1.1 200") || !strings.Contains(joined, "Transfer-Encoding: chunked") ||
+		strings.Contains(joined, "Content-Length") || !strings.Contains(joined, "Mesos-Stream-Id: ") {
+		t.Fatalf("headers:\n%s", joined)
+	}
+	for i, want := range []string{"SUBSCRIBED", "HEARTBEAT"} {
+		sizeLine, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := strconv.ParseInt(strings.TrimSpace(sizeLine), 16, 64)
+		if err != nil {
+			t.Fatalf("chunk %d size %q", i, sizeLine)
+		}
+		chunk := make([]byte, size+2)
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			t.Fatal(err)
+		}
+		chunk = chunk[:size]
+		n, rest, ok := bytes.Cut(chunk, []byte("\n"))
+		length, err := strconv.Atoi(string(n))
+		if !ok || err != nil || length != len(rest) {
+			t.Fatalf("chunk %d %q is not exactly one record", i, chunk)
+		}
+		if !bytes.Contains(rest, []byte(`"type":"`+want+`"`)) {
+			t.Errorf("chunk %d is %q, want %s", i, rest, want)
+		}
 	}
 }
