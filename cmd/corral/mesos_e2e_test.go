@@ -114,6 +114,7 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 							Environment: &mesospb.Environment{Variables: []*mesospb.Environment_Variable{{Name: proto.String("GREETING"), Value: proto.String("hi")}}}}),
 						task("fails", &mesospb.CommandInfo{Value: proto.String("exit 3")}),
 						task("long", &mesospb.CommandInfo{Value: proto.String("sleep 300")}),
+						task("shutdown", &mesospb.CommandInfo{Value: proto.String("sleep 300")}),
 					}}}}}}, 202)
 
 			// Every update with a uuid is acknowledged; updates come one at a
@@ -137,7 +138,8 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 				}
 				return final["argv"].GetState() == mesospb.TaskState_TASK_FINISHED &&
 					final["fails"].GetState() == mesospb.TaskState_TASK_FAILED &&
-					final["long"].GetState() == mesospb.TaskState_TASK_RUNNING
+					final["long"].GetState() == mesospb.TaskState_TASK_RUNNING &&
+					final["shutdown"].GetState() == mesospb.TaskState_TASK_RUNNING
 			})
 			if err != nil {
 				t.Fatalf("%v (last statuses %v)", err, final)
@@ -191,6 +193,21 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// SHUTDOWN of a command task's executor (its ID is the task's)
+			// ends the task.
+			send(&schedpb.Call{Type: schedpb.Call_SHUTDOWN.Enum(), Shutdown: &schedpb.Call_Shutdown{
+				ExecutorId: &mesospb.ExecutorID{Value: proto.String("shutdown")}, AgentId: o.AgentId}}, 202)
+			_, err = s.Await(mesosWait, "shutdown KILLED", func(e *schedpb.Event) bool {
+				st := e.GetUpdate().GetStatus()
+				if st != nil {
+					ack(st)
+				}
+				return st.GetTaskId().GetValue() == "shutdown" && st.GetState() == mesospb.TaskState_TASK_KILLED
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+
 			// Leaving a role rescinds the offers made under it.
 			o = awaitOffer(t, s)
 			keep := "batch"
@@ -222,7 +239,7 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 			found := false
 			for _, f := range state.Frameworks {
 				if f.ID == s.FrameworkID {
-					found = len(f.CompletedTasks) >= 2 && len(f.Roles) == 1
+					found = len(f.CompletedTasks) >= 4 && len(f.Roles) == 1
 				}
 			}
 			if !found || len(state.Slaves) != 1 {
