@@ -115,6 +115,9 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 						task("fails", &mesospb.CommandInfo{Value: proto.String("exit 3")}),
 						task("long", &mesospb.CommandInfo{Value: proto.String("sleep 300")}),
 						task("shutdown", &mesospb.CommandInfo{Value: proto.String("sleep 300")}),
+						// Too big for the offer: refused alone, as in Mesos.
+						{Name: proto.String("toobig"), TaskId: &mesospb.TaskID{Value: proto.String("toobig")}, AgentId: o.AgentId,
+							Resources: mesosResources(1000, 16), Command: &mesospb.CommandInfo{Value: proto.String("true")}},
 					}}}}}}, 202)
 
 			// Every update with a uuid is acknowledged; updates come one at a
@@ -139,13 +142,17 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 				return final["argv"].GetState() == mesospb.TaskState_TASK_FINISHED &&
 					final["fails"].GetState() == mesospb.TaskState_TASK_FAILED &&
 					final["long"].GetState() == mesospb.TaskState_TASK_RUNNING &&
-					final["shutdown"].GetState() == mesospb.TaskState_TASK_RUNNING
+					final["shutdown"].GetState() == mesospb.TaskState_TASK_RUNNING &&
+					final["toobig"].GetState() == mesospb.TaskState_TASK_ERROR
 			})
 			if err != nil {
 				t.Fatalf("%v (last statuses %v)", err, final)
 			}
 			if r := final["fails"].GetReason(); r != mesospb.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED {
 				t.Errorf("failed task reason %s", r)
+			}
+			if st := final["toobig"]; st.GetReason() != mesospb.TaskStatus_REASON_TASK_INVALID || st.Uuid != nil || st.GetSource() != mesospb.TaskStatus_SOURCE_MASTER {
+				t.Errorf("oversized task: %v", st)
 			}
 
 			// Implicit reconciliation answers for the live task, from the

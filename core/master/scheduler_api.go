@@ -278,19 +278,39 @@ func (m *Master) callerLocked(call string, h *corralpb.CallHeader) (*frameworkEn
 // whole first: if anything is wrong, nothing launches and the offers stay
 // outstanding, so the framework can correct the call.
 func (m *Master) Accept(req *corralpb.AcceptRequest) error {
+	_, err := m.accept(req, false)
+	return err
+}
+
+// TaskRefusal is a task of AcceptEach that was not launched, and why.
+type TaskRefusal struct {
+	TaskID string
+	Err    error
+}
+
+// AcceptEach is Accept with Mesos's per-task semantics: tasks that fail
+// validation (or no longer fit in what is left of the offers) are refused
+// one by one and the others launch; the offers are used either way, and
+// what no task uses goes back with the call's filters. Problems with the
+// offers themselves still refuse the whole call, leaving them out.
+func (m *Master) AcceptEach(req *corralpb.AcceptRequest) ([]TaskRefusal, error) {
+	return m.accept(req, true)
+}
+
+func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("accept", req.Header)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	refuse, err := refuseSeconds(req.Filters)
 	if err != nil {
-		return invalid("accept: %v", err)
+		return nil, invalid("accept: %v", err)
 	}
 	offers, err := m.resolveOffersLocked("accept", f, req.OfferIds)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var offered resources.Resources
 	for _, o := range offers {
@@ -299,7 +319,7 @@ func (m *Master) Accept(req *corralpb.AcceptRequest) error {
 	agentID := offers[0].agentID
 	a := m.agents[agentID]
 	if a == nil || !a.connected {
-		return callErr(CodePrecondition, "accept: agent %s of the offers is no longer connected", agentID)
+		return nil, callErr(CodePrecondition, "accept: agent %s of the offers is no longer connected", agentID)
 	}
 
 	type launch struct {
@@ -307,24 +327,32 @@ func (m *Master) Accept(req *corralpb.AcceptRequest) error {
 		res  resources.Resources
 	}
 	var launches []launch
+	var refused []TaskRefusal
 	seen := map[string]bool{}
 	var needed resources.Resources
 	for i, op := range req.Operations {
 		l := op.GetLaunch()
 		if l == nil {
-			return invalid("accept: operation %d has no known type (only launch is supported)", i)
+			return nil, invalid("accept: operation %d has no known type (only launch is supported)", i)
 		}
 		for _, t := range l.Tasks {
 			res, err := m.validateTaskLocked(f, t, agentID, seen)
+			if err == nil && each && !offered.Contains(needed.Add(res)) {
+				err = fmt.Errorf("task %q needs %s but what is left of the offers is %s", t.GetTaskId(), res, offered.Subtract(needed))
+			}
 			if err != nil {
-				return invalid("accept: %v", err)
+				if !each {
+					return nil, invalid("accept: %v", err)
+				}
+				refused = append(refused, TaskRefusal{TaskID: t.GetTaskId(), Err: invalid("accept: %v", err)})
+				continue
 			}
 			needed = needed.Add(res)
 			launches = append(launches, launch{info: t, res: res})
 		}
 	}
 	if !offered.Contains(needed) {
-		return invalid("accept: tasks need %s but the offers hold %s", needed, offered)
+		return nil, invalid("accept: tasks need %s but the offers hold %s", needed, offered)
 	}
 
 	// Valid: consume the offers, start the tasks, return what is left.
@@ -348,7 +376,7 @@ func (m *Master) Accept(req *corralpb.AcceptRequest) error {
 	}
 	m.metrics.offersAccepted.Add(float64(len(offers)))
 	m.metrics.tasksLaunched.Add(float64(len(launches)))
-	return nil
+	return refused, nil
 }
 
 // validateTaskLocked checks one task of an accept call.

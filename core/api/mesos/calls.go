@@ -166,8 +166,17 @@ func (s *Server) accept(h *corralpb.CallHeader, a *schedpb.Call_Accept, log inte
 		s.decline(h, a.OfferIds, a.Filters, soft)
 		return http.StatusAccepted, nil
 	}
-	err := s.m.Accept(&corralpb.AcceptRequest{Header: h, OfferIds: ids, Filters: filtersToCorral(a.Filters),
+	refused, err := s.m.AcceptEach(&corralpb.AcceptRequest{Header: h, OfferIds: ids, Filters: filtersToCorral(a.Filters),
 		Operations: []*corralpb.Operation{{Op: &corralpb.Operation_Launch_{Launch: &corralpb.Operation_Launch{Tasks: tasks}}}}})
+	agentOf := make(map[string]string, len(tasks))
+	for i, t := range tasks {
+		agentOf[t.TaskId] = agents[i]
+	}
+	for _, r := range refused {
+		// As in Mesos: the invalid task gets TASK_ERROR, the others launch.
+		s.injectFor(h.FrameworkId, masterUpdate(r.TaskID, agentOf[r.TaskID], mesospb.TaskState_TASK_ERROR,
+			mesospb.TaskStatus_REASON_TASK_INVALID, r.Err.Error(), s.now()))
+	}
 	if err == nil {
 		return http.StatusAccepted, nil
 	}
@@ -176,14 +185,14 @@ func (s *Server) accept(h *corralpb.CallHeader, a *schedpb.Call_Accept, log inte
 	case master.CodeInvalidOffers, master.CodeNotFound, master.CodeForbidden, master.CodePrecondition:
 		state, reason = mesospb.TaskState_TASK_LOST, mesospb.TaskStatus_REASON_INVALID_OFFERS
 	default:
-		// corral validates an accept as a whole: nothing launched, the
-		// offers are still out. Mesos would have used them, so give them
-		// back with the call's filters.
+		// The call as a whole was refused (say, its filters): nothing
+		// launched and the offers are still out. Mesos would have used
+		// them, so give them back with the call's filters.
 		s.decline(h, a.OfferIds, a.Filters, soft)
 	}
 	log.Info("mesos launch refused", "error", err)
-	for i, t := range tasks {
-		s.injectFor(h.FrameworkId, masterUpdate(t.TaskId, agents[i], state, reason, err.Error(), s.now()))
+	for _, t := range tasks {
+		s.injectFor(h.FrameworkId, masterUpdate(t.TaskId, agentOf[t.TaskId], state, reason, err.Error(), s.now()))
 	}
 	return http.StatusAccepted, nil
 }
