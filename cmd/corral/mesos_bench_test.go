@@ -10,8 +10,40 @@ import (
 	"github.com/corral-project/corral/core/api/mesos/mesospb"
 	"github.com/corral-project/corral/core/api/mesos/mesostest"
 	"github.com/corral-project/corral/core/api/mesos/schedpb"
-	"github.com/corral-project/corral/sdk/examples/ntasks"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/scheduler"
 )
+
+// oneTask is the same one-task framework on corral's gRPC SDK: launch
+// `true` on the first offer, tear down at TASK_FINISHED (Run acknowledges).
+type oneTask struct{ launched, finished bool }
+
+func (f *oneTask) Subscribed(context.Context, scheduler.Driver, string, bool) {}
+func (f *oneTask) Rescinded(context.Context, scheduler.Driver, string)        {}
+func (f *oneTask) Error(context.Context, scheduler.Driver, string)            {}
+
+func (f *oneTask) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	for _, o := range offers {
+		if f.launched {
+			_ = d.Decline(ctx, []string{o.Id}, nil)
+			continue
+		}
+		taken, _, ok := scheduler.TakeScalars(o.Resources, map[string]float64{"cpus": 0.1, "mem": 32})
+		if !ok {
+			_ = d.Decline(ctx, []string{o.Id}, nil)
+			continue
+		}
+		f.launched = d.Launch(ctx, []string{o.Id}, []*corralpb.TaskInfo{{TaskId: "t", Name: "t", Resources: taken,
+			Command: &corralpb.CommandInfo{Shell: true, Value: "true"}}}, nil) == nil
+	}
+}
+
+func (f *oneTask) Update(ctx context.Context, d scheduler.Driver, st *corralpb.TaskStatus) {
+	if st.State == corralpb.TaskState_TASK_FINISHED {
+		f.finished = true
+		_ = d.Teardown(ctx)
+	}
+}
 
 // mesosOneTask is a whole one-task framework over the v1 API: subscribe,
 // take an offer, launch `true`, acknowledge its updates until
@@ -61,7 +93,7 @@ func mesosOneTask(b *testing.B, addr, enc string) {
 
 // BenchmarkMesosOneTaskRoundTrip compares a one-task framework through the
 // Mesos v1 HTTP API (both encodings) with the same job through corral's
-// gRPC SDK (sdk/examples/ntasks), on one idle dev cluster: subscribe to
+// gRPC SDK (sdk/scheduler, the same steps), on one idle dev cluster: subscribe to
 // TASK_FINISHED acknowledged and torn down.
 //
 //	make bench BENCH=MesosOneTaskRoundTrip BENCHTIME=20x
@@ -73,9 +105,9 @@ func BenchmarkMesosOneTaskRoundTrip(b *testing.B) {
 		"grpc-sdk": func() {
 			ctx, cancel := context.WithTimeout(context.Background(), mesosWait)
 			defer cancel()
-			res, err := ntasks.Run(ctx, ntasks.Config{Master: addr, Name: "bench", Tasks: 1, Command: "true"})
-			if err != nil || res.Finished != 1 {
-				b.Fatalf("ntasks: %+v %v", res, err)
+			fw := &oneTask{}
+			if err := scheduler.Run(ctx, scheduler.Config{Master: addr, Framework: &corralpb.FrameworkInfo{Name: "bench", User: "root"}}, fw); err != nil || !fw.finished {
+				b.Fatalf("one-task SDK framework: finished %v, %v", fw.finished, err)
 			}
 		},
 	}
