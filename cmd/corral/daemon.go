@@ -66,6 +66,18 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		fmt.Fprintf(stderr, "corral %s: %v\n", role, err)
 		return 2
 	}
+	if role == "dev" && f.workDir == "" && f.config == "" {
+		// A fresh cluster each time: two checkouts (or two runs) must not
+		// share an agent ID, sandboxes or a registry in a fixed /tmp path.
+		dir, err := os.MkdirTemp("", "corral-dev-")
+		if err != nil {
+			fmt.Fprintf(stderr, "corral dev: creating a work dir: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cfg.Agent.WorkDir, cfg.Master.WorkDir = dir, filepath.Join(dir, "master")
+		fmt.Fprintf(stderr, "corral dev: work dir %s (removed on exit; -work-dir keeps one)\n", dir)
+	}
 	log := conf.NewLogger(cfg, "corral")
 	catalog := pluginhost.NewCatalog(cfg.PluginDir, cfg.Plugins)
 	reload := func() (*conf.Config, error) { return loadConfig(f) }

@@ -7,6 +7,8 @@
 //	corral status   show agents, frameworks, tasks, roles and the allocator
 //	corral role     list, show and change roles (weight, priority, quota)
 //	corral allocator list, show and hot-swap the allocation policy
+//	corral task     list, show, kill tasks and read their logs
+//	corral framework list, show and tear down frameworks
 package main
 
 import (
@@ -23,11 +25,13 @@ const usage = `usage: corral <command> [flags]
 commands:
   dev      run a master and an agent in one process (embedded defaults)
   master   run a master            (-config master.hcl)
-  agent    run an agent            (-config agent.hcl)
+  agent    run an agent            (-config agent.hcl); agent list|show|drain|undrain manage agents
   exec     run a command as a task: corral exec [flags] -- cmd [args...]
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
   allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
+  task     tasks: corral task list|show|kill|logs [TASK] [flags]
+  framework frameworks: corral framework list|show|teardown [ID]
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -55,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "master":
 		return runDaemon(ctx, "master", rest, stderr)
 	case "agent":
+		if isAgentOp(rest) {
+			return runAgentOp(ctx, rest, stdout, stderr)
+		}
 		return runDaemon(ctx, "agent", rest, stderr)
 	case "exec":
 		return runExec(ctx, rest, stdout, stderr)
@@ -64,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRole(ctx, rest, stdout, stderr)
 	case "allocator":
 		return runAllocator(ctx, rest, stdout, stderr)
+	case "task":
+		return runTask(ctx, rest, stdout, stderr)
+	case "framework":
+		return runFramework(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "corral", version)
 		return 0

@@ -262,6 +262,21 @@ func TestMesosSchedulerAPIOnCluster(t *testing.T) {
 			}
 
 			send(&schedpb.Call{Type: schedpb.Call_TEARDOWN.Enum()}, 202)
+			var after struct {
+				Completed []struct {
+					ID string `json:"id"`
+				} `json:"completed_frameworks"`
+			}
+			if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+"/state")), &after); err != nil {
+				t.Fatal(err)
+			}
+			torn := false
+			for _, f := range after.Completed {
+				torn = torn || f.ID == s.FrameworkID
+			}
+			if !torn {
+				t.Errorf("/state after TEARDOWN: %+v, want the framework among completed_frameworks", after)
+			}
 		})
 	}
 }

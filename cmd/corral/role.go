@@ -279,6 +279,9 @@ func operatorAPI(ctx context.Context, addr, method, path string, body any, timeo
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.
 	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path}
+	if p, q, ok := strings.Cut(path, "?"); ok {
+		u.Path, u.RawQuery = p, q
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

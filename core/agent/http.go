@@ -50,7 +50,9 @@ func (a *Agent) httpHandler() http.Handler {
 		_ = enc.Encode(a.State())
 	})
 	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
-	mux.Handle(sandbox.Pattern, sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox")))
+	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
+	mux.Handle(sandbox.Pattern, sb)
+	mux.Handle(sandbox.ListPattern, sb.ListHandler())
 	return mux
 }
 

@@ -5,11 +5,12 @@ package api
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strings"
@@ -24,8 +25,8 @@ import (
 	"github.com/corral-project/corral/sdk/resources"
 )
 
-//go:embed ui/index.html
-var indexHTML []byte
+//go:embed ui
+var uiFiles embed.FS
 
 // Handler returns the operator API for m, with the Mesos v1 APIs beside it.
 func Handler(m *master.Master) http.Handler { return HandlerWith(m, mesos.Options{}) }
@@ -71,6 +72,7 @@ func HandlerWith(m *master.Master, mo mesos.Options) http.Handler {
 		writeJSON(w, v)
 	})
 	allocatorRoutes(mux, m)
+	operatorRoutes(mux, m)
 	mux.HandleFunc("GET /api/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
 		type task struct {
 			FrameworkID string `json:"framework_id"`
@@ -92,10 +94,13 @@ func HandlerWith(m *master.Master, mo mesos.Options) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// The web UI: a page and its script and style, embedded in the
+	// binary, so it works offline and matches the API it talks to.
+	ui, _ := fs.Sub(uiFiles, "ui")
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(indexHTML)
+		http.ServeFileFS(w, r, ui, "index.html")
 	})
+	mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))
 	return mux
 }
 

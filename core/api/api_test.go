@@ -233,3 +233,28 @@ func TestAllocatorAPIRejectsBadInput(t *testing.T) {
 		t.Fatalf("GET /api/v1/allocator: %d %s", code, raw)
 	}
 }
+
+// TestOperatorEndpointsRefuseUnknowns: kill and sandbox reads name what
+// does not exist; history is a list from the start.
+func TestOperatorEndpointsRefuseUnknowns(t *testing.T) {
+	_, url := startAPI(t, master.Config{})
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{http.MethodPost, "/api/v1/tasks/fw-x/t1/kill", "", 404, "framework fw-x is not registered"},
+		{http.MethodPost, "/api/v1/tasks/fw-x/t1/kill", `{"grace": 1}`, 400, `request body: unknown field "grace" (known: grace_seconds)`},
+		{http.MethodGet, "/api/v1/agents/a-x/sandbox/fw/t1/stdout", "", 404, "agent a-x is not registered"},
+		{http.MethodGet, "/api/v1/agents/a-x/sandbox/fw/t1", "", 404, "agent a-x is not registered"},
+	} {
+		code, raw := do(t, tc.method, url+tc.path, tc.body)
+		if code != tc.code || errorOf(t, raw) != tc.want {
+			t.Errorf("%s %s: %d %s, want %d %q", tc.method, tc.path, code, raw, tc.code, tc.want)
+		}
+	}
+	code, raw := do(t, http.MethodGet, url+"/api/v1/history", "")
+	if code != http.StatusOK || !strings.HasPrefix(strings.TrimSpace(string(raw)), "[") {
+		t.Errorf("GET /api/v1/history: %d %s", code, raw)
+	}
+}

@@ -375,6 +375,8 @@ func (m *Master) validateProposalLocked(p allocator.Proposal, taken resources.Re
 		return "unknown agent"
 	case !a.connected:
 		return "agent is disconnected"
+	case a.drain != nil:
+		return "agent is draining"
 	}
 	f := m.frameworks[p.FrameworkID]
 	switch {

@@ -39,6 +39,12 @@ type Config struct {
 	// on probation (the replaced plugin kept running) for K good cycles.
 	// Default 3.
 	RollbackCycles int
+	// MaxCompletedFrameworks bounds the removed frameworks kept for the
+	// operator API (Mesos: 50).
+	MaxCompletedFrameworks int
+	// SampleInterval is how often the master samples capacity, allocation
+	// and shares for the operator's charts (default 5s; an hour is kept).
+	SampleInterval time.Duration
 	// MaxCompletedTasks bounds the completed tasks kept per framework for
 	// the operator API.
 	MaxCompletedTasks int
@@ -65,6 +71,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RollbackCycles <= 0 {
 		c.RollbackCycles = 3
+	}
+	if c.MaxCompletedFrameworks <= 0 {
+		c.MaxCompletedFrameworks = 50
+	}
+	if c.SampleInterval <= 0 {
+		c.SampleInterval = 5 * time.Second
 	}
 	if c.MaxCompletedTasks <= 0 {
 		c.MaxCompletedTasks = 1000

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,11 @@ type Master struct {
 	// revocations pending or killed, by inverse offer ID, until the task
 	// ends.
 	revocations map[string]*revocation
+	// completedFrameworks are the views of removed frameworks, newest
+	// last, for the operator.
+	completedFrameworks []FrameworkView
+	// samples are the cluster's recent history (see history.go).
+	samples sampleRing
 	// guaranteeBatch, when not nil, collects guarantee groups to
 	// recompute once (see batchGuaranteesLocked).
 	guaranteeBatch map[string]bool
@@ -115,9 +121,10 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	defer m.stopSlot()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
 	go func() { defer wg.Done(); m.persistLoop(ctx) }()
+	go func() { defer wg.Done(); m.sampleLoop(ctx) }()
 	go func() { defer wg.Done(); m.timerLoop(ctx) }()
 	<-ctx.Done()
 	wg.Wait()
@@ -278,6 +285,22 @@ func (m *Master) masterStatus(t *taskEntry, state corralpb.TaskState, reason cor
 // setTaskStateLocked records a task's new state, recovers its resources
 // when it turns terminal and moves it to the completed list.
 func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
+	if len(t.history) == 0 {
+		t.history = append(t.history, transition{state: t.state, at: t.createdAt})
+	}
+	if last := t.history[len(t.history)-1]; last.state != st.State || last.reason != reasonName(st.Reason) {
+		at := m.now()
+		if st.TimestampUnixMs > 0 {
+			at = time.UnixMilli(st.TimestampUnixMs)
+		}
+		t.history = append(t.history, transition{state: st.State, at: at, reason: reasonName(st.Reason),
+			message: st.Message, source: sourceName(st.Source)})
+		if len(t.history) > maxTaskHistory {
+			// Keep the first state (when the task was created) and the
+			// latest ones.
+			t.history = append(t.history[:1], t.history[len(t.history)-maxTaskHistory+1:]...)
+		}
+	}
 	t.state = st.State
 	t.status = st
 	m.metrics.observeTaskState(st.State)
@@ -350,6 +373,14 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 		f.sub.events.close()
 		f.sub = nil
 	}
+	fv := m.frameworkViewLocked(f)
+	removed := m.now()
+	fv.RemovedAt = &removed
+	fv.Connected = false
+	m.completedFrameworks = append(m.completedFrameworks, fv)
+	if n := len(m.completedFrameworks) - m.cfg.MaxCompletedFrameworks; n > 0 {
+		m.completedFrameworks = append(m.completedFrameworks[:0:0], m.completedFrameworks[n:]...)
+	}
 	delete(m.frameworks, f.info.Id)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: f.info.Id})
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
@@ -381,7 +412,9 @@ func agentView(a *agentEntry) *allocator.Agent {
 		Hostname:   a.info.Hostname,
 		Total:      a.total,
 		Attributes: a.info.Attributes,
-		Active:     a.connected,
+		// A draining agent is inactive to the allocator: nothing new
+		// should land on it.
+		Active: a.connected && a.drain == nil,
 	}
 }
 
@@ -391,4 +424,19 @@ func newID(prefix string) string {
 		panic(fmt.Sprintf("crypto/rand: %v", err))
 	}
 	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// reasonName is a status reason without its enum prefix, "" for none.
+func reasonName(r corralpb.TaskStatus_Reason) string {
+	if r == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(r.String(), "REASON_")
+}
+
+func sourceName(s corralpb.TaskStatus_Source) string {
+	if s == 0 {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(s.String(), "SOURCE_"))
 }

@@ -29,6 +29,9 @@ type revocation struct {
 	deadline    time.Time
 	// killSent: the grace ended and the agent was told to kill the task.
 	killSent bool
+	// drain: the operator drains the agent; the kill happens whatever
+	// the task's guarantee.
+	drain bool
 }
 
 // handleRevocationsLocked validates the cycle's revocation proposals and
@@ -148,7 +151,7 @@ func (m *Master) killRevokedLocked(rv *revocation) {
 		delete(m.revocations, rv.id) // the task ended; nothing to kill
 		return
 	}
-	if t.withinGuarantee {
+	if t.withinGuarantee && !rv.drain {
 		// The task moved inside its role's guarantee during the grace
 		// period (older tasks ended, or the operator raised the
 		// guarantee): killing it now would break the guarantee rule.
@@ -204,6 +207,9 @@ func preemptedStatus(t *taskEntry, st *corralpb.TaskStatus) {
 	}
 	st.Reason = corralpb.TaskStatus_REASON_PREEMPTED
 	msg := fmt.Sprintf("revoked by the allocator for %s after the grace period of %s", reasonText(rv.reason), rv.grace)
+	if rv.drain {
+		msg = fmt.Sprintf("killed: agent %s is drained for maintenance and the deadline of %s passed", rv.agentID, rv.grace)
+	}
 	if st.Message != "" && st.Message != msg {
 		msg += " (agent: " + st.Message + ")"
 	}

@@ -20,6 +20,15 @@ type agentEntry struct {
 	// disconnectedAt starts the re-registration timeout.
 	disconnectedAt time.Time
 	registeredAt   time.Time
+	// drain is set while the operator drains the agent (maintenance): no
+	// offers, tasks get notice and are killed at the deadline.
+	drain *drainState
+}
+
+// drainState is an agent's maintenance window.
+type drainState struct {
+	since    time.Time
+	deadline time.Time
 }
 
 // frameworkEntry is the master's record of one framework.
@@ -62,11 +71,26 @@ type taskEntry struct {
 	startedAt allocator.LogicalTime
 	// withinGuarantee mirrors what the allocator was last told.
 	withinGuarantee bool
+	// history is the states the task went through, oldest first
+	// (bounded by maxTaskHistory).
+	history []transition
 	// revocation is set while the allocator's revocation of the task is
 	// pending, and kept once the master has sent the kill so that the
 	// terminal update can be reported as a preemption.
 	revocation *revocation
 }
+
+// transition is a state a task entered.
+type transition struct {
+	state           corralpb.TaskState
+	at              time.Time
+	reason, message string
+	source          string
+}
+
+// maxTaskHistory bounds a task's history: a task flapping between states
+// (health checks, reconnects) must not grow the master without bound.
+const maxTaskHistory = 32
 
 // offerEntry is an outstanding offer: its resources count as used on the
 // agent until it is accepted, declined, rescinded or expires.

@@ -2,6 +2,7 @@ package master
 
 import (
 	"sort"
+	"time"
 
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -13,6 +14,9 @@ type State struct {
 	Agents     []AgentView     `json:"agents"`
 	Frameworks []FrameworkView `json:"frameworks"`
 	Roles      []RoleView      `json:"roles"`
+	// CompletedFrameworks are the last frameworks torn down or timed out,
+	// newest last (at most MaxCompletedFrameworks).
+	CompletedFrameworks []FrameworkView `json:"completed_frameworks"`
 }
 
 // AllocatorView names the active allocator plugin.
@@ -38,6 +42,10 @@ type AgentView struct {
 	Total            string            `json:"resources"`
 	Used             string            `json:"used"`
 	Attributes       map[string]string `json:"attributes,omitempty"`
+	// Drain is "draining" or "drained" while the operator drains the
+	// agent, "" otherwise; DrainDeadline is when remaining tasks are killed.
+	Drain         string     `json:"drain,omitempty"`
+	DrainDeadline *time.Time `json:"drain_deadline,omitempty"`
 }
 
 // FrameworkView is one framework with its tasks. DominantShare is what
@@ -53,7 +61,6 @@ type FrameworkView struct {
 	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
 	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
 	Checkpoint             bool    `json:"checkpoint,omitempty"`
-	RegisteredUnixMs       int64   `json:"registered_unix_ms,omitempty"`
 	Connected              bool    `json:"connected"`
 	DominantShare          float64 `json:"dominant_share"`
 	Allocated              string  `json:"allocated"`
@@ -62,6 +69,10 @@ type FrameworkView struct {
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
 	Completed []TaskView             `json:"completed_tasks"`
+	// RegisteredAt is when the framework first subscribed; RemovedAt when
+	// it was torn down (completed frameworks only).
+	RegisteredAt time.Time  `json:"registered_at"`
+	RemovedAt    *time.Time `json:"removed_at,omitempty"`
 }
 
 // ShapeView is Count pending tasks of one shape.
@@ -84,6 +95,17 @@ type TaskView struct {
 	// UpdatedUnixMs is the time of the latest status.
 	UpdatedUnixMs int64           `json:"updated_unix_ms,omitempty"`
 	Revocation    *RevocationView `json:"revocation,omitempty"`
+	// History is the task's states, oldest first, with when and why.
+	History []TransitionView `json:"history"`
+}
+
+// TransitionView is one state a task entered.
+type TransitionView struct {
+	State   string    `json:"state"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
+	Source  string    `json:"source,omitempty"`
 }
 
 // RevocationView is the allocator's revocation of a task: the framework
@@ -136,44 +158,51 @@ func (m *Master) Snapshot() State {
 	m.slot.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := State{MasterID: m.id, Allocator: av}
+	st := State{MasterID: m.id, Allocator: av, Agents: []AgentView{}, Frameworks: []FrameworkView{}}
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
+		drain, deadline := m.drainViewLocked(a)
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
-			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes})
+			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
 	}
 	for _, id := range sortedMapKeys(m.frameworks) {
-		f := m.frameworks[id]
-		var alloc resources.Resources
-		fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
-			Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
-			User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds,
-			Checkpoint: f.info.Checkpoint, RegisteredUnixMs: f.registeredAt.UnixMilli(),
-			DominantShare: m.pluginMetrics[metricFrameworkShare+id]}
-		for role, shapes := range f.demands {
-			if fv.Demand == nil {
-				fv.Demand = map[string][]ShapeView{}
-			}
-			for _, sh := range shapes {
-				fv.Demand[role] = append(fv.Demand[role], ShapeView{Resources: sh.Resources.String(), Count: sh.Count})
-			}
-		}
-		for _, t := range f.tasks {
-			alloc = alloc.Add(t.resources)
-			fv.Tasks = append(fv.Tasks, taskView(t))
-		}
-		for _, o := range f.offers {
-			alloc = alloc.Add(o.resources)
-		}
-		for _, t := range f.completed {
-			fv.Completed = append(fv.Completed, taskView(t))
-		}
-		sort.Slice(fv.Tasks, func(i, j int) bool { return fv.Tasks[i].ID < fv.Tasks[j].ID })
-		fv.Allocated = alloc.String()
-		st.Frameworks = append(st.Frameworks, fv)
+		st.Frameworks = append(st.Frameworks, m.frameworkViewLocked(m.frameworks[id]))
 	}
+	st.CompletedFrameworks = append([]FrameworkView{}, m.completedFrameworks...)
 	st.Roles = m.roleViewsLocked()
 	return st
+}
+
+// frameworkViewLocked is the operator's view of one framework.
+func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
+	id := f.info.Id
+	var alloc resources.Resources
+	fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
+		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+		User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
+		DominantShare: m.pluginMetrics[metricFrameworkShare+id], RegisteredAt: f.registeredAt, Tasks: []TaskView{},
+		Completed: []TaskView{}}
+	for role, shapes := range f.demands {
+		if fv.Demand == nil {
+			fv.Demand = map[string][]ShapeView{}
+		}
+		for _, sh := range shapes {
+			fv.Demand[role] = append(fv.Demand[role], ShapeView{Resources: sh.Resources.String(), Count: sh.Count})
+		}
+	}
+	for _, t := range f.tasks {
+		alloc = alloc.Add(t.resources)
+		fv.Tasks = append(fv.Tasks, taskView(t))
+	}
+	for _, o := range f.offers {
+		alloc = alloc.Add(o.resources)
+	}
+	for _, t := range f.completed {
+		fv.Completed = append(fv.Completed, taskView(t))
+	}
+	sort.Slice(fv.Tasks, func(i, j int) bool { return fv.Tasks[i].ID < fv.Tasks[j].ID })
+	fv.Allocated = alloc.String()
+	return fv
 }
 
 // roleViewsLocked returns the views of the named roles, or of every known
@@ -231,6 +260,13 @@ func taskView(t *taskEntry) TaskView {
 			c := t.status.ExitCode
 			tv.ExitCode = &c
 		}
+	}
+	tv.History = make([]TransitionView, 0, max(len(t.history), 1))
+	if len(t.history) == 0 {
+		tv.History = append(tv.History, TransitionView{State: t.state.String(), At: t.createdAt})
+	}
+	for _, h := range t.history {
+		tv.History = append(tv.History, TransitionView{State: h.state.String(), At: h.at, Reason: h.reason, Message: h.message, Source: h.source})
 	}
 	if rv := t.revocation; rv != nil {
 		tv.Revocation = &RevocationView{InverseOfferID: rv.id, Reason: rv.reason, GraceSeconds: rv.grace.Seconds(),

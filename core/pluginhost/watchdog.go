@@ -19,7 +19,11 @@ type Watchdog struct {
 	// Interval is the time between the end of one ping and the start of
 	// the next; 0 means 500ms.
 	Interval time.Duration
-	// Timeout bounds each ping (the base service's PluginInfo); 0 means 1s.
+	// Timeout bounds each ping (the base service's PluginInfo); 0 means 5s.
+	// It is generous on purpose: on a loaded machine a healthy plugin may
+	// take a second to answer, and killing a slow isolator fails the tasks
+	// being launched through it. A stopped process (SIGSTOP) is caught
+	// faster by its /proc state, not by pings.
 	Timeout time.Duration
 	// Misses is how many consecutive missed pings or deadline-exceeded
 	// calls (Supervisor.ReportCall) get the plugin killed; 0 means 3, a
@@ -30,7 +34,7 @@ type Watchdog struct {
 // Watchdog defaults.
 const (
 	DefaultWatchdogInterval = 500 * time.Millisecond
-	DefaultWatchdogTimeout  = time.Second
+	DefaultWatchdogTimeout  = 5 * time.Second
 	DefaultWatchdogMisses   = 3
 )
 
@@ -59,6 +63,7 @@ func (s *Supervisor) watch(ctx context.Context, inst *Instance) {
 	}
 	t := time.NewTimer(w.Interval)
 	defer t.Stop()
+	stopped := 0 // consecutive checks that found the process stopped
 	for {
 		select {
 		case <-ctx.Done():
@@ -67,6 +72,19 @@ func (s *Supervisor) watch(ctx context.Context, inst *Instance) {
 			return
 		case <-t.C:
 		}
+		// A stopped process (SIGSTOP, a stopped tracer) answers nothing
+		// until continued: seen twice an interval apart, it is hung, with
+		// no need to wait out the ping timeouts.
+		if state, _, err := procStat(inst.Pid()); err == nil && (state == 'T' || state == 't') {
+			stopped++
+			if stopped >= 2 {
+				s.hardKill(inst, fmt.Sprintf("watchdog: process stopped (state %c) for %s", state, w.Interval*time.Duration(stopped-1)))
+				return
+			}
+			t.Reset(w.Interval)
+			continue
+		}
+		stopped = 0
 		pctx, cancel := context.WithTimeout(ctx, w.Timeout)
 		_, err := bp.PluginInfo(pctx) // the client maps errors (base.HandleRPCError)
 		cancel()

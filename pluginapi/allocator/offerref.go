@@ -77,18 +77,13 @@ func (m *offerMemory) ref(a *Allocation) (id uint64, index uint32, ok bool) {
 
 // resolve returns offer index of response id as an allocation. The caller
 // holds m.mu.
-func (m *offerMemory) resolve(id uint64, index uint32) (*Allocation, error) {
+func (m *offerMemory) find(id uint64) *sentOffers {
 	for _, so := range m.recent {
-		if so.id != id {
-			continue
+		if so.id == id {
+			return so
 		}
-		if int(index) >= len(so.offers) {
-			return nil, fmt.Errorf("offer reference %d/%d: the response had %d offers", id, index, len(so.offers))
-		}
-		o := so.offers[index]
-		return &Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}, nil
 	}
-	return nil, fmt.Errorf("offer reference to response %d, which this plugin no longer remembers", id)
+	return nil
 }
 
 // compressDeltas converts deltas to the wire, turning runs of Allocated or
@@ -140,12 +135,23 @@ func (m *offerMemory) expandRun(p *allocatorpb.Delta, run *allocatorpb.OfferRefR
 	if rs := run.GetRefuseSeconds(); len(rs) != 0 && len(rs) != n {
 		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
 	}
+	so := m.find(run.GetResponseId())
+	if so == nil {
+		return nil, fmt.Errorf("delta version %d: offer reference to response %d, which this plugin no longer remembers",
+			p.GetVersion(), run.GetResponseId())
+	}
 	out := make([]Delta, 0, n)
+	// One allocation for the run's Allocations, not one per delta: runs
+	// carry thousands of offers at scale.
+	allocs := make([]Allocation, n)
 	for i, index := range run.GetIndices() {
-		a, err := m.resolve(run.GetResponseId(), index)
-		if err != nil {
-			return nil, fmt.Errorf("delta version %d: %w", p.GetVersion()+uint64(i), err)
+		if int(index) >= len(so.offers) {
+			return nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
+				p.GetVersion()+uint64(i), run.GetResponseId(), index, len(so.offers))
 		}
+		o := &so.offers[index]
+		a := &allocs[i]
+		*a = Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
 		d := Delta{Version: p.GetVersion() + uint64(i), At: LogicalTime(p.GetAtMs()), Kind: Allocated, Allocation: a}
 		if run.GetRecovered() {
 			d.Kind = Recovered

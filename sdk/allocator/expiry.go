@@ -81,6 +81,17 @@ func (x filterIndex) set(k allocKey, fs []allocator.Filter) {
 	m[demandKey{k.framework, k.role}] = fs
 }
 
+// add appends f to k's filters with one lookup per level.
+func (x filterIndex) add(k allocKey, f allocator.Filter) {
+	m := x[k.agent]
+	if m == nil {
+		m = map[demandKey][]allocator.Filter{}
+		x[k.agent] = m
+	}
+	dk := demandKey{k.framework, k.role}
+	m[dk] = append(m[dk], f)
+}
+
 func (x filterIndex) del(k allocKey) {
 	if m := x[k.agent]; m != nil {
 		delete(m, demandKey{k.framework, k.role})

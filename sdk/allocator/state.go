@@ -182,7 +182,7 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 	paired := s.cancellingPairs(deltas)
 	for i := range deltas {
 		d := &deltas[i]
-		if paired[i] && d.Version == s.version+1 && s.agents[d.Allocation.AgentID] != nil {
+		if paired != nil && paired[i] && d.Version == s.version+1 && s.agents[d.Allocation.AgentID] != nil {
 			if d.Kind == allocator.Recovered {
 				s.markChanged(d.Allocation.AgentID)
 				if d.RefuseSeconds > 0 && !d.Allocation.Resources.IsEmpty() {
@@ -206,8 +206,8 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 // the same batch takes back exactly, and those Recovered deltas. Anything
 // that could make the pair mean more (an agent or framework changing or
 // going away) ends the search for pairs across it.
-func (s *State) cancellingPairs(deltas []allocator.Delta) map[int]bool {
-	var paired map[int]bool
+func (s *State) cancellingPairs(deltas []allocator.Delta) []bool {
+	var paired []bool
 	open := make(map[allocKey]int, len(deltas)/2)
 	for i := range deltas {
 		d := &deltas[i]
@@ -223,7 +223,7 @@ func (s *State) cancellingPairs(deltas []allocator.Delta) map[int]bool {
 			k := allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}
 			if j, ok := open[k]; ok && deltas[j].Allocation.Resources.Equal(d.Allocation.Resources) {
 				if paired == nil {
-					paired = make(map[int]bool, len(deltas))
+					paired = make([]bool, len(deltas))
 				}
 				paired[i], paired[j] = true, true
 			}
@@ -586,7 +586,7 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 
 func (s *State) addFilter(f allocator.Filter) {
 	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	s.filters.set(k, append(s.filters.get(k), f))
+	s.filters.add(k, f)
 	s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
 }
 

@@ -92,8 +92,10 @@ const Pattern = "GET /api/v1/sandbox/{framework}/{task}/{file}"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fw, task, file := r.PathValue("framework"), r.PathValue("task"), r.PathValue("file")
-	if file != Stdout && file != Stderr {
-		http.Error(w, "only stdout and stderr are served", http.StatusNotFound)
+	// Any regular file at the top of the sandbox, as Mesos' /files/read
+	// serves a sandbox; ValidateID keeps the name a single path element.
+	if err := ValidateID(file); err != nil {
+		http.Error(w, "file: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	dir, err := Dir(h.root, fw, task)
@@ -108,6 +110,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("offset %q: want a non-negative integer", s), http.StatusBadRequest)
 			return
 		}
+	}
+	// length bounds the answer as in Mesos' /files/read (at most MaxRead);
+	// length=0 answers only the size, for a client that tails from the end.
+	length := int64(MaxRead)
+	if s := r.URL.Query().Get("length"); s != "" {
+		length, err = strconv.ParseInt(s, 10, 64)
+		if err != nil || length < 0 {
+			http.Error(w, fmt.Sprintf("length %q: want a non-negative integer", s), http.StatusBadRequest)
+			return
+		}
+		length = min(length, MaxRead)
 	}
 	// O_NOFOLLOW: a task must not turn its stdout into a symlink to a file
 	// only the agent may read.
@@ -132,7 +145,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	size := st.Size()
-	n := max(0, min(size-offset, MaxRead))
+	if r.URL.Query().Get("download") != "" {
+		// The whole file, as a download (the sandbox browser's link).
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", file))
+		w.Header().Set(SizeHeader, strconv.FormatInt(size, 10))
+		http.ServeContent(w, r, file, st.ModTime(), f)
+		return
+	}
+	n := max(0, min(size-offset, length))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set(SizeHeader, strconv.FormatInt(size, 10))
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))

@@ -115,9 +115,12 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 			"active": a.Connected, "deactivated": false, "version": s.version, "capabilities": []string{"MULTI_ROLE"},
 		})
 	}
-	var frameworks []any
+	var frameworks, completed []any
 	for _, f := range st.Frameworks {
 		frameworks = append(frameworks, s.v0Framework(f))
+	}
+	for _, f := range st.CompletedFrameworks {
+		completed = append(completed, s.v0Framework(f))
 	}
 	body := map[string]any{
 		"version": s.version, "build_date": "", "build_time": 0.0, "build_user": "",
@@ -127,7 +130,7 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 		"capabilities":     []string{"AGENT_UPDATE"},
 		"activated_slaves": active, "deactivated_slaves": inactive, "unreachable_slaves": 0,
 		"flags": map[string]string{"allocator": st.Allocator.Name}, "slaves": nonNil(slaves),
-		"recovered_slaves": []any{}, "frameworks": nonNil(frameworks), "completed_frameworks": []any{},
+		"recovered_slaves": []any{}, "frameworks": nonNil(frameworks), "completed_frameworks": nonNil(completed),
 		"orphan_tasks": []any{}, "unregistered_frameworks": []any{},
 	}
 	b, err := json.Marshal(body)
@@ -179,7 +182,7 @@ func (s *Server) v0Framework(f master.FrameworkView) map[string]any {
 		"id": f.ID, "name": f.Name, "used_resources": flat(f.Allocated), "offered_resources": flat(""),
 		"capabilities": nonNilStrings(f.Capabilities), "hostname": f.Hostname, "webui_url": "", "active": f.Connected,
 		"connected": f.Connected, "recovered": false, "user": f.User, "failover_timeout": f.FailoverTimeoutSeconds,
-		"checkpoint": f.Checkpoint, "registered_time": float64(f.RegisteredUnixMs) / 1000, "unregistered_time": 0.0,
+		"checkpoint": f.Checkpoint, "registered_time": float64(f.RegisteredAt.UnixNano()) / 1e9, "unregistered_time": unregistered(f),
 		"resources": flat(f.Allocated), "tasks": nonNil(tasks), "unreachable_tasks": []any{},
 		"completed_tasks": nonNil(completed), "offers": []any{}, "executors": []any{},
 	}
@@ -189,6 +192,13 @@ func (s *Server) v0Framework(f master.FrameworkView) map[string]any {
 		out["role"] = f.Roles[0]
 	}
 	return out
+}
+
+func unregistered(f master.FrameworkView) float64 {
+	if f.RemovedAt == nil {
+		return 0
+	}
+	return float64(f.RemovedAt.UnixNano()) / 1e9
 }
 
 func nonNilStrings(v []string) []string {
@@ -443,7 +453,14 @@ func (s *Server) getAgents(st master.State) *masterpb.Response_GetAgents {
 
 func (s *Server) getFrameworks(st master.State) *masterpb.Response_GetFrameworks {
 	out := &masterpb.Response_GetFrameworks{}
-	for _, f := range st.Frameworks {
+	out.Frameworks = frameworksV1(st.Frameworks)
+	out.CompletedFrameworks = frameworksV1(st.CompletedFrameworks)
+	return out
+}
+
+func frameworksV1(in []master.FrameworkView) []*masterpb.Response_GetFrameworks_Framework {
+	var out []*masterpb.Response_GetFrameworks_Framework
+	for _, f := range in {
 		info := &mesospb.FrameworkInfo{Id: &mesospb.FrameworkID{Value: proto.String(f.ID)}, Name: proto.String(f.Name),
 			User: proto.String(f.User), FailoverTimeout: proto.Float64(f.FailoverTimeoutSeconds), Checkpoint: proto.Bool(f.Checkpoint)}
 		if f.Hostname != "" {
@@ -459,9 +476,13 @@ func (s *Server) getFrameworks(st master.State) *masterpb.Response_GetFrameworks
 		} else if len(f.Roles) > 0 {
 			info.Role = proto.String(f.Roles[0])
 		}
-		out.Frameworks = append(out.Frameworks, &masterpb.Response_GetFrameworks_Framework{
+		fw := &masterpb.Response_GetFrameworks_Framework{
 			FrameworkInfo: info, Active: proto.Bool(f.Connected), Connected: proto.Bool(f.Connected), Recovered: proto.Bool(false),
-			RegisteredTime: timeInfo(f.RegisteredUnixMs), AllocatedResources: v1Resources(f.Allocated)})
+			RegisteredTime: timeInfo(f.RegisteredAt.UnixMilli()), AllocatedResources: v1Resources(f.Allocated)}
+		if f.RemovedAt != nil {
+			fw.UnregisteredTime = timeInfo(f.RemovedAt.UnixMilli())
+		}
+		out = append(out, fw)
 	}
 	return out
 }

@@ -160,7 +160,11 @@ func TestParseConfig(t *testing.T) {
 func TestRlimitAppliedBeforeExec(t *testing.T) {
 	e := newTestExecutor(t)
 	cs := newContainers(t, `{"rlimits": {"nofile": "123", "core": "0:1024"}}`)
-	req := request(t, executor.Command{Shell: true, Value: `ulimit -n; ulimit -Hn; ulimit -c; sleep 0.5`})
+	// The task waits for the test to let it go, so that it is surely still
+	// running while the test looks at it, however loaded the machine.
+	release := filepath.Join(t.TempDir(), "release")
+	req := request(t, executor.Command{Shell: true,
+		Value: `ulimit -n; ulimit -Hn; ulimit -c; while [ ! -e ` + release + ` ]; do sleep 0.02; done`})
 	resp, err := e.Launch(testCtx(t), req, cs)
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -173,6 +177,9 @@ func TestRlimitAppliedBeforeExec(t *testing.T) {
 	st, err := posix.ReadStat(resp.Pid)
 	if err != nil || st.StartTicks != resp.StartTicks || st.Session != resp.Pid {
 		t.Errorf("task stat = %+v, %v; want start ticks %d and its own session", st, err, resp.StartTicks)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if res := waitResult(t, e); *res != (executor.ExitResult{}) {
 		t.Errorf("Wait = %+v, want success", *res)

@@ -155,8 +155,11 @@ func (e *Engine) Allocate(s *sdk.State, now allocator.LogicalTime, maxOffers int
 		return nil
 	}
 	order := e.agentOrder(s, now)
-	c.free = make(map[string]resources.Resources, len(order))
-	c.props = make([]allocator.Proposal, 0, len(order))
+	// Not presized to the cluster: most cycles look at the few agents
+	// that changed, and clearing a 10k-entry map costs more than the
+	// cycle's work.
+	c.free = make(map[string]resources.Resources)
+	c.props = make([]allocator.Proposal, 0, min(len(order), 256))
 	// Agents whose free resources found no taker last time are skipped
 	// until something about them, or about who wants offers, changes; the
 	// cycle's cost follows change, not cluster size. Quota and holds make

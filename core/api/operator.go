@@ -1,0 +1,125 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/corral-project/corral/core/master"
+)
+
+// operatorRoutes are the operator's read-more and write endpoints: the
+// cluster's history, killing a task, and reading sandboxes through the
+// master (the web UI talks to the master only).
+func operatorRoutes(mux *http.ServeMux, m *master.Master) {
+	mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.History()) })
+	mux.HandleFunc("POST /api/v1/tasks/{framework}/{task}/kill", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			GraceSeconds float64 `json:"grace_seconds"`
+		}
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+				writeError(w, http.StatusBadRequest, describeJSONError(err, "grace_seconds").Error())
+				return
+			}
+		}
+		if err := m.KillTask(r.PathValue("framework"), r.PathValue("task"), body.GraceSeconds); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte("{}\n"))
+	})
+	mux.HandleFunc("POST /api/v1/agents/{agent}/drain", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Deadline string `json:"deadline"`
+		}
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+				writeError(w, http.StatusBadRequest, describeJSONError(err, "deadline").Error())
+				return
+			}
+		}
+		var deadline time.Duration
+		if body.Deadline != "" {
+			d, err := time.ParseDuration(body.Deadline)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("deadline: %q is not a duration such as \"10m\"", body.Deadline))
+				return
+			}
+			deadline = d
+		}
+		if err := m.DrainAgent(r.PathValue("agent"), deadline); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent"), "deadline": deadline.String()})
+	})
+	mux.HandleFunc("POST /api/v1/agents/{agent}/undrain", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.UndrainAgent(r.PathValue("agent")); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent")})
+	})
+	mux.HandleFunc("POST /api/v1/frameworks/{framework}/teardown", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.TeardownFramework(r.PathValue("framework")); err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte("{}\n"))
+	})
+	sandbox := func(w http.ResponseWriter, r *http.Request) {
+		agentURL, err := m.AgentURL(r.PathValue("agent"))
+		if err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		target, err := url.Parse(agentURL)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s has an unusable address %q: %v", r.PathValue("agent"), agentURL, err))
+			return
+		}
+		path := "/api/v1/sandbox/" + url.PathEscape(r.PathValue("framework")) + "/" + url.PathEscape(r.PathValue("task"))
+		if f := r.PathValue("file"); f != "" {
+			path += "/" + url.PathEscape(f)
+		}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
+				pr.Out.URL.Path, pr.Out.URL.RawPath = "", ""
+				pr.Out.URL.Opaque = path
+				pr.Out.URL.RawQuery = r.URL.RawQuery
+				pr.Out.Host = target.Host
+			},
+			Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s at %s: %v", r.PathValue("agent"), agentURL, err))
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	}
+	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}", sandbox)
+	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}/{file}", sandbox)
+}
+
+func writeOperatorError(w http.ResponseWriter, err error) {
+	var nf *master.NotFoundError
+	if errors.As(err, &nf) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeMasterError(w, err)
+}
