@@ -10,7 +10,10 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/allocator/proto/allocator.proto \
 	pluginapi/isolator/proto/isolator.proto \
 	pluginapi/executor/proto/executor.proto \
-	core/master/agentproto/agent.proto
+	core/master/agentproto/agent.proto \
+	core/api/mesos/mesospb/mesos.proto \
+	core/api/mesos/schedpb/scheduler.proto \
+	core/api/mesos/masterpb/master.proto
 
 .PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools
 
@@ -28,6 +31,8 @@ build:
 	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
+	@# The Mesos v1 framework example (imports nothing from corral).
+	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
