@@ -64,7 +64,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 			m.mu.Unlock()
 			// As Mesos: a framework torn down on this master cannot come
 			// back under its old ID.
-			return status.Errorf(codes.FailedPrecondition,
+			return nil, callErr(CodePrecondition,
 				"subscribe: framework %s was removed at %s (torn down or failed over too late); subscribe without an ID to register a new framework",
 				fi.Id, removed.RemovedAt.Format(time.RFC3339))
 		}
