@@ -1,7 +1,7 @@
 # corral build. Everything it builds goes to bin/ (ignored by git).
 GO        ?= go
 BIN       := bin
-PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process executor/command
+PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process isolator/cgroups executor/command
 TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
@@ -10,9 +10,12 @@ PROTOS := sdk/proto/corral.proto \
 	pluginapi/allocator/proto/allocator.proto \
 	pluginapi/isolator/proto/isolator.proto \
 	pluginapi/executor/proto/executor.proto \
-	core/master/agentproto/agent.proto
+	core/master/agentproto/agent.proto \
+	core/api/mesos/mesospb/mesos.proto \
+	core/api/mesos/schedpb/scheduler.proto \
+	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test bench bench-alloc bench-swap proto lint clean tools
+.PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools
 
 all: build
 
@@ -24,8 +27,12 @@ build:
 		echo "$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd"; \
 		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
 	done
+	@# The command executor's launcher stage, started once per task.
+	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
+	@# The Mesos v1 framework example (imports nothing from corral).
+	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
@@ -50,6 +57,13 @@ bench-alloc: build
 # make bench-swap                                allocator hot-swap latency (20 swaps, dev cluster)
 bench-swap: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SWAP=1 $(GO) test -count 1 -timeout 20m -v -run 'TestReportSwapLatency' ./cmd/corral
+
+# make bench-isolation                 the issue 7 table: 1000 sleep tasks on one agent, cgroups isolator (root)
+# make bench-isolation ISO_TASKS=200
+ISO_TASKS ?= 1000
+bench-isolation: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
+		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

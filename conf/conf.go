@@ -84,6 +84,9 @@ type Agent struct {
 	// StatusUpdateRetry is the first retry interval of an unacknowledged
 	// status update; it doubles up to 10 minutes.
 	StatusUpdateRetry time.Duration
+	// Isolators are more isolator plugins, beside Isolator (the default),
+	// that tasks may ask for by their container type.
+	Isolators []string
 }
 
 // Plugin is a `plugin "name" { ... }` block.

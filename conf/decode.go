@@ -260,6 +260,7 @@ func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 		{"resources", value(&a.Resources, checkResources)},
 		{"attributes", value(&a.Attributes, nil)},
 		{"isolator", value(&a.Isolator, checkPluginName)},
+		{"isolators", value(&a.Isolators, checkPluginNames)},
 		{"executor", value(&a.Executor, checkPluginName)},
 		{"executor_shutdown_grace", duration(&a.ExecutorShutdownGrace, checkNotNegative)},
 		{"status_update_retry", duration(&a.StatusUpdateRetry, checkPositive)},

@@ -111,6 +111,15 @@ func CheckSHA256(s string) error {
 	return nil
 }
 
+// checkPluginNames checks every name of a list of plugins.
+func checkPluginNames(names []string) error {
+	var errs []error
+	for _, s := range names {
+		errs = append(errs, checkPluginName(s))
+	}
+	return errors.Join(errs...)
+}
+
 // checkRoleName applies the resource model's rule: roles are /-separated
 // paths ("eng/ml"), or "*".
 func checkRoleName(s string) error { return resources.ValidateRole(s) }
@@ -210,6 +219,7 @@ func (c *Config) Validate() error {
 	add("agent.work_dir", checkNotEmpty(a.WorkDir))
 	add("agent.resources", checkResources(a.Resources))
 	add("agent.isolator", checkPluginName(a.Isolator))
+	add("agent.isolators", checkPluginNames(a.Isolators))
 	add("agent.executor", checkPluginName(a.Executor))
 	add("agent.executor_shutdown_grace", checkNotNegative(a.ExecutorShutdownGrace))
 	add("agent.status_update_retry", checkPositive(a.StatusUpdateRetry))

@@ -19,6 +19,7 @@ import (
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
 	"github.com/corral-project/corral/core/api"
+	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
@@ -215,7 +216,7 @@ func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Confi
 	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path)
 	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), active.Name)
 	ready <- l.Addr().String()
-	err = api.Serve(ctx, l, g, api.Handler(m), log)
+	err = api.Serve(ctx, l, g, api.HandlerWith(m, mesos.Options{Logger: log.Named("mesos"), Version: version}), log)
 	g.Stop()
 	wg.Wait()
 	return err
@@ -284,7 +285,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	}
 	a, err := agent.New(agent.Config{
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
-		Attributes: ac.Attributes, Isolator: ac.Isolator, Executor: ac.Executor,
+		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
 	}, catalog, log)
 	if err != nil {

@@ -68,6 +68,9 @@ Flags:
   --gpus N          whole GPUs for the task (default 0); declares the
                     GPU_RESOURCES capability, without which agents with GPUs
                     are not offered at all
+  --container TYPE  isolator to run the task under, e.g. cgroups (default:
+                    the agent's); agents list theirs in the isolators
+                    attribute and refuse a type they lack
   --timeout D       give up placing / kill the task after D (default 0: none)
   --grace D         SIGTERM-to-SIGKILL grace when killing (default: executor's, 3s)
   --connect-timeout D  give up if the master cannot be reached within D (default 15s)
@@ -94,6 +97,7 @@ type execOptions struct {
 	timeout, grace     time.Duration
 	connectTimeout     time.Duration
 	quiet              bool
+	container          string // isolator type; "" for the agent's default
 	command            []string
 }
 
@@ -126,6 +130,7 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.DurationVar(&o.grace, "grace", 0, "")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
+	fs.StringVar(&o.container, "container", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -389,6 +394,9 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 		task := &corralpb.TaskInfo{
 			TaskId: f.taskID, Name: strings.Join(f.o.command, " "), AgentId: o.GetAgentId(),
 			Resources: taken, Command: commandInfo(f.o), KillGraceSeconds: f.o.grace.Seconds(),
+		}
+		if f.o.container != "" {
+			task.Container = &corralpb.ContainerInfo{Type: f.o.container}
 		}
 		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})
 		f.mu.Lock()

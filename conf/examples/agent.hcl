@@ -15,7 +15,10 @@ agent {
   # Free-form attributes frameworks can match on.
   attributes = { rack = "r1" }
 
-  isolator = "process"   # isolator plugin
+  isolator = "process"   # isolator plugin: process, or cgroups for enforced limits (root)
+  # More isolators tasks may ask for with their container type; all are
+  # advertised in the "isolators" attribute.
+  # isolators = ["cgroups"]
   executor = "command"   # executor plugin
 
   executor_shutdown_grace = "5s"   # SIGTERM, then SIGKILL after this

@@ -40,13 +40,16 @@ type Agent struct {
 	url     string // set before ready is closed
 	started bool   // guarded by mu; Run may be called once
 
-	iso IsolatorHost // set before ready is closed
+	isos map[string]IsolatorHost // by name; set before ready is closed
 
 	// taskCtx outlives Run's ctx until every task is torn down: executors
 	// and their Wait calls must survive the shutdown they take part in.
 	taskCtx    context.Context
 	taskCancel context.CancelFunc
 	taskWG     sync.WaitGroup
+
+	// launchSlots bounds how many tasks start their executor at once.
+	launchSlots chan struct{}
 
 	mu       sync.Mutex
 	id       string
@@ -89,13 +92,14 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		return nil, err
 	}
 	a := &Agent{
-		cfg:       cfg,
-		logger:    logger,
-		plugins:   plugins,
-		resources: detect.Override(detected, cfg.Resources),
-		ready:     make(chan struct{}),
-		id:        id,
-		tasks:     map[taskKey]*task{},
+		cfg:         cfg,
+		logger:      logger,
+		plugins:     plugins,
+		resources:   detect.Override(detected, cfg.Resources),
+		ready:       make(chan struct{}),
+		launchSlots: make(chan struct{}, cfg.MaxConcurrentLaunches),
+		id:          id,
+		tasks:       map[taskKey]*task{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
 	a.updates = statusupdate.New(statusupdate.Options{
@@ -145,16 +149,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	defer a.taskCancel()
 
-	iso, err := a.plugins.Isolator(a.recoverIsolator)
-	if err != nil {
-		return fmt.Errorf("agent isolator: %w", err)
+	factories := map[string]IsolatorHostFactory{a.cfg.Isolator: a.plugins.Isolator}
+	for name, f := range a.plugins.MoreIsolators {
+		if name != a.cfg.Isolator {
+			factories[name] = f
+		}
 	}
-	// The isolator outlives ctx: tasks are torn down through it afterwards.
-	if err := iso.Start(a.taskCtx); err != nil {
-		return fmt.Errorf("start isolator: %w", err)
+	a.isos = make(map[string]IsolatorHost, len(factories))
+	for name, f := range factories {
+		iso, err := f(func(ctx context.Context, iso isolator.Isolator) error { return a.recoverIsolator(ctx, name, iso) })
+		if err != nil {
+			return fmt.Errorf("agent isolator %q: %w", name, err)
+		}
+		// The isolator outlives ctx: tasks are torn down through it afterwards.
+		if err := iso.Start(a.taskCtx); err != nil {
+			return fmt.Errorf("start isolator %q: %w", name, err)
+		}
+		defer iso.Stop()
+		a.isos[name] = iso
 	}
-	defer iso.Stop()
-	a.iso = iso
 
 	ln, err := net.Listen("tcp", a.cfg.Address)
 	if err != nil {
@@ -228,23 +241,25 @@ func baseURL(addr net.Addr, hostname string) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-// recoverIsolator is the isolator host's onStart: it hands a fresh isolator
-// instance the containers the agent knows and cleans up any it does not.
-func (a *Agent) recoverIsolator(ctx context.Context, iso isolator.Isolator) error {
+// recoverIsolator is an isolator host's onStart: it hands a fresh isolator
+// instance the containers the agent knows it has and cleans up any it does
+// not, then follows its limitations.
+func (a *Agent) recoverIsolator(ctx context.Context, name string, iso isolator.Isolator) error {
 	a.mu.Lock()
 	var known []isolator.ContainerState
 	for _, t := range a.tasks {
-		if t.containerID != "" && !t.cleaned {
+		if t.containerID != "" && !t.cleaned && t.isolator == name {
 			known = append(known, isolator.ContainerState{ContainerID: t.containerID, Pid: t.pid, Resources: t.res})
 		}
 	}
 	a.mu.Unlock()
-	orphans, err := iso.Recover(ctx, known)
+	orphans, err := iso.Recover(ctx, a.ID(), known)
 	if err != nil {
-		return fmt.Errorf("isolator recover: %w", err)
+		return fmt.Errorf("isolator %q recover: %w", name, err)
 	}
+	go a.watchLimitations(name, iso)
 	for _, id := range orphans {
-		a.logger.Warn("cleaning up orphan container", "container_id", id)
+		a.logger.Warn("cleaning up orphan container", "isolator", name, "container_id", id)
 		if err := iso.Cleanup(ctx, id); err != nil {
 			a.logger.Error("clean up orphan container", "container_id", id, "error", err)
 		}

@@ -48,7 +48,7 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, cat *pluginhost.Catalog, master, workDir string) *runningAgent {
 	t.Helper()
-	a, err := New(Config{
+	return startAgentWith(t, cat, Config{
 		Master:            master,
 		Address:           "127.0.0.1:0",
 		WorkDir:           workDir,
@@ -56,7 +56,12 @@ func startAgent(t *testing.T, cat *pluginhost.Catalog, master, workDir string) *
 		Resources:         resources.MustParse("cpus:3;mem:1024"),
 		Attributes:        map[string]string{"rack": "r1"},
 		StatusUpdateRetry: 300 * time.Millisecond,
-	}, cat, hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testWriter{t}}))
+	})
+}
+
+func startAgentWith(t *testing.T, cat *pluginhost.Catalog, cfg Config) *runningAgent {
+	t.Helper()
+	a, err := New(cfg, cat, hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testWriter{t}}))
 	if err != nil {
 		t.Fatal(err)
 	}

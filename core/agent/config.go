@@ -2,8 +2,12 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/corral-project/corral/sdk/resources"
@@ -19,6 +23,11 @@ const (
 	DefaultStatusUpdateRetry     = 10 * time.Second
 )
 
+// IsolatorsAttribute is the agent attribute listing the isolators it has
+// loaded (comma-separated, sorted), so that schedulers can place tasks that
+// ask for a container type on agents that have it.
+const IsolatorsAttribute = "isolators"
+
 // Config is the agent's configuration.
 type Config struct {
 	Master   string // host:port of the master's AgentGateway
@@ -28,14 +37,21 @@ type Config struct {
 	// Resources override detected resources by name (a whole value each).
 	Resources  resources.Resources
 	Attributes map[string]string
-	// Plugin names, resolved through the plugin catalog.
+	// Plugin names, resolved through the plugin catalog. Isolator is the
+	// default isolator; Isolators are more that a task may ask for by its
+	// container type. All are advertised in the "isolators" attribute.
 	Isolator, Executor string
+	Isolators          []string
 	// ExecutorShutdownGrace is the SIGTERM-to-SIGKILL grace when neither the
 	// task nor the kill request names one, and on agent shutdown.
 	ExecutorShutdownGrace time.Duration
 	// StatusUpdateRetry is the first retry interval of an unacknowledged
 	// status update; it doubles up to 10 minutes.
 	StatusUpdateRetry time.Duration
+	// MaxConcurrentLaunches bounds how many tasks start their executor at
+	// the same time (default: 4 per CPU). Executor starts are CPU-bound;
+	// beyond a few per CPU they only slow each other down.
+	MaxConcurrentLaunches int
 }
 
 // withDefaults fills empty fields.
@@ -64,11 +80,29 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Isolator == "" {
 		c.Isolator = DefaultIsolator
 	}
+	var more []string
+	for _, name := range c.Isolators {
+		if name != c.Isolator && !slices.Contains(more, name) {
+			more = append(more, name)
+		}
+	}
+	c.Isolators = more
+	attrs := maps.Clone(c.Attributes)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if _, set := attrs[IsolatorsAttribute]; !set {
+		attrs[IsolatorsAttribute] = strings.Join(slices.Sorted(slices.Values(append([]string{c.Isolator}, more...))), ",")
+	}
+	c.Attributes = attrs
 	if c.Executor == "" {
 		c.Executor = DefaultExecutor
 	}
 	if c.ExecutorShutdownGrace <= 0 {
 		c.ExecutorShutdownGrace = DefaultExecutorShutdownGrace
+	}
+	if c.MaxConcurrentLaunches <= 0 {
+		c.MaxConcurrentLaunches = 4 * runtime.NumCPU()
 	}
 	if c.StatusUpdateRetry <= 0 {
 		c.StatusUpdateRetry = DefaultStatusUpdateRetry

@@ -50,6 +50,7 @@ func (a *Agent) httpHandler() http.Handler {
 		_ = enc.Encode(a.State())
 	})
 	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
+	mux.Handle("GET /metrics", a.metricsHandler())
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
 	mux.Handle(sandbox.Pattern, sb)
 	mux.Handle(sandbox.ListPattern, sb.ListHandler())

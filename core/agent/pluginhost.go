@@ -29,13 +29,22 @@ func New(cfg Config, catalog *pluginhost.Catalog, logger hclog.Logger) (*Agent, 
 	if err != nil {
 		return nil, fmt.Errorf("agent isolator: %w", err)
 	}
+	more := map[string]IsolatorHostFactory{}
+	for _, name := range full.Isolators {
+		spec, err := catalog.Resolve(base.KindIsolator, name)
+		if err != nil {
+			return nil, fmt.Errorf("agent isolators: %w", err)
+		}
+		more[name] = SupervisedIsolator(spec, logger.Named("isolator").With("isolator", name))
+	}
 	execSpec, err := catalog.Resolve(base.KindExecutor, full.Executor)
 	if err != nil {
 		return nil, fmt.Errorf("agent executor: %w", err)
 	}
 	return NewWithPlugins(cfg, Plugins{
-		Isolator:  SupervisedIsolator(isoSpec, logger.Named("isolator")),
-		Executors: &PluginExecutors{Spec: execSpec, SocketDir: full.pluginDir(), Logger: logger.Named("executor")},
+		Isolator:      SupervisedIsolator(isoSpec, logger.Named("isolator")),
+		MoreIsolators: more,
+		Executors:     &PluginExecutors{Spec: execSpec, SocketDir: full.pluginDir(), Logger: logger.Named("executor")},
 	}, logger)
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/isolator"
 )
 
-// IsolatorHost keeps the agent's one isolator plugin running. The agent
+// IsolatorHost keeps one of the agent's isolator plugins running. The agent
 // builds it through an IsolatorHostFactory so that the host can call back
 // (onStart) every time it starts or restarts the plugin.
 type IsolatorHost interface {
@@ -43,6 +43,10 @@ type ExecutorLauncher interface {
 
 // Plugins are the plugin seams the agent runs tasks through.
 type Plugins struct {
-	Isolator  IsolatorHostFactory
-	Executors ExecutorLauncher
+	// Isolator is the default isolator, named Config.Isolator.
+	Isolator IsolatorHostFactory
+	// MoreIsolators are the other isolators tasks may ask for by their
+	// container type, by name (Config.Isolators).
+	MoreIsolators map[string]IsolatorHostFactory
+	Executors     ExecutorLauncher
 }

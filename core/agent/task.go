@@ -35,6 +35,7 @@ type task struct {
 	info        *corralpb.TaskInfo
 	res         resources.Resources
 	containerID string
+	isolator    string // the isolator plugin the container belongs to
 	sandbox     string
 	logger      hclog.Logger
 	done        chan struct{} // closed when the task is torn down
@@ -44,6 +45,7 @@ type task struct {
 	exec          *ExecutorHandle
 	launched      bool // the task's process was started
 	killRequested bool
+	limitation    *isolator.Limitation // what the isolator saw end the container
 	killGrace     time.Duration
 	frameworkGone bool // ShutdownFramework: send nothing more
 	terminal      bool
@@ -63,11 +65,16 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 		logger.Info("ignoring duplicate RunTask")
 		return
 	}
+	iso := a.cfg.Isolator
+	if typ := ti.GetContainer().GetType(); typ != "" {
+		iso = typ // launch refuses a type this agent lacks, as an ordinary update
+	}
 	t := &task{
 		key:         k,
 		framework:   fw,
 		info:        ti,
 		containerID: newID(),
+		isolator:    iso,
 		logger:      logger,
 		done:        make(chan struct{}),
 		state:       corralpb.TaskState_TASK_STAGING,
@@ -96,6 +103,14 @@ func (a *Agent) launch(t *task) {
 			corralpb.TaskStatus_REASON_LAUNCH_FAILED, err.Error(), nil)
 	}
 
+	if _, ok := a.isos[t.isolator]; !ok {
+		msg := fmt.Sprintf("agent %s has no %q isolator (it has: %s); choose an agent whose %q attribute lists it",
+			a.ID(), t.isolator, a.cfg.Attributes[IsolatorsAttribute], IsolatorsAttribute)
+		t.logger.Warn("task refused", "reason", msg)
+		a.finish(t, corralpb.TaskState_TASK_ERROR, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_INVALID, msg, nil)
+		return
+	}
 	res, err := resources.FromProto(t.info.GetResources())
 	if err != nil {
 		fail(fmt.Errorf("task resources: %w", err))
@@ -119,6 +134,20 @@ func (a *Agent) launch(t *task) {
 		return
 	}
 
+	// Starting executors is CPU-bound: a burst of them started at once
+	// would all miss their handshake deadline. The slot is held until the
+	// task runs (or fails to).
+	select {
+	case a.launchSlots <- struct{}{}:
+	case <-ctx.Done():
+		fail(fmt.Errorf("start executor: %w", ctx.Err()))
+		return
+	}
+	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
+	defer releaseSlot()
+	if a.abortIfKilled(t) {
+		return
+	}
 	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(dir, "executor.log"))
 	if err != nil {
 		fail(fmt.Errorf("start executor: %w", err))
@@ -149,6 +178,7 @@ func (a *Agent) launch(t *task) {
 		Environment: a.taskEnv(t, res, dir),
 	}
 	lresp, err := h.Executor.Launch(ctx, req, &containerService{a: a, t: t})
+	releaseSlot()
 	if err != nil {
 		a.cleanupContainer(t)
 		fail(fmt.Errorf("launch: %w", err))
@@ -167,12 +197,22 @@ func (a *Agent) launch(t *task) {
 	}
 
 	result, waitErr := h.Executor.Wait(ctx)
-	a.cleanupContainer(t)
-	kill()
 	a.mu.Lock()
 	killed := t.killRequested
 	a.mu.Unlock()
+	// Asked before Cleanup, which removes the container's counters. A
+	// command that exited 0 by itself was not stopped by a limit, and a
+	// task someone killed ends KILLED unless Watch had already reported a
+	// limitation: neither needs the isolator asked (one call per task
+	// saved when a thousand are killed at once).
+	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
+	lim := a.limitationAfterExit(t, clean || killed)
+	a.cleanupContainer(t)
+	kill()
 	switch {
+	case lim != nil:
+		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
+			limitationReason(lim), lim.Message, exitCode(result))
 	case killed:
 		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_KILLED, "task killed", exitCode(result))
@@ -300,9 +340,18 @@ func (a *Agent) shutdownExecutor(t *task, h *ExecutorHandle, grace time.Duration
 	}
 }
 
+// isolatorOf is the live isolator instance of t's container.
+func (a *Agent) isolatorOf(t *task) (isolator.Isolator, error) {
+	h, ok := a.isos[t.isolator]
+	if !ok {
+		return nil, fmt.Errorf("no %q isolator on this agent", t.isolator)
+	}
+	return h.Current()
+}
+
 // cleanupContainer releases the task's container through the isolator.
 func (a *Agent) cleanupContainer(t *task) {
-	iso, err := a.iso.Current()
+	iso, err := a.isolatorOf(t)
 	if err != nil {
 		t.logger.Error("container cleanup: no isolator", "container_id", t.containerID, "error", err)
 		return
@@ -412,12 +461,13 @@ func (c *containerService) Prepare(ctx context.Context, containerID string) (*is
 	if err := c.check(containerID); err != nil {
 		return nil, err
 	}
-	iso, err := c.a.iso.Current()
+	iso, err := c.a.isolatorOf(c.t)
 	if err != nil {
 		return nil, fmt.Errorf("prepare container: %w", err)
 	}
 	c.a.mu.Lock()
-	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox, User: c.a.userFor(c.t)}
+	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox,
+		User: c.a.userFor(c.t), AgentID: c.a.id, CPUQuota: cpuQuotaChoice(c.t.info)}
 	c.a.mu.Unlock()
 	spec, err := iso.Prepare(ctx, req)
 	if err != nil {
@@ -430,7 +480,7 @@ func (c *containerService) Isolate(ctx context.Context, containerID string, pid 
 	if err := c.check(containerID); err != nil {
 		return err
 	}
-	iso, err := c.a.iso.Current()
+	iso, err := c.a.isolatorOf(c.t)
 	if err != nil {
 		return fmt.Errorf("isolate container: %w", err)
 	}
@@ -440,6 +490,16 @@ func (c *containerService) Isolate(ctx context.Context, containerID string, pid 
 	c.a.mu.Lock()
 	c.t.pid = pid
 	c.a.mu.Unlock()
+	return nil
+}
+
+// cpuQuotaChoice is the task's own choice of a hard CPU quota, nil if it
+// made none.
+func cpuQuotaChoice(ti *corralpb.TaskInfo) *bool {
+	if c := ti.GetContainer(); c != nil && c.CpuQuota != nil {
+		q := *c.CpuQuota
+		return &q
+	}
 	return nil
 }
 

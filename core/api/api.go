@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -27,9 +28,16 @@ import (
 //go:embed ui
 var uiFiles embed.FS
 
-// Handler returns the operator API for m.
-func Handler(m *master.Master) http.Handler {
+// Handler returns the operator API for m, with the Mesos v1 APIs beside it.
+func Handler(m *master.Master) http.Handler { return HandlerWith(m, mesos.Options{}) }
+
+// HandlerWith is Handler with the Mesos adapter's options (logger, version).
+func HandlerWith(m *master.Master, mo mesos.Options) http.Handler {
 	mux := http.NewServeMux()
+	// The Mesos v1 scheduler and operator APIs on the same port, as Mesos
+	// serves them on 5050: /api/v1/scheduler, POST /api/v1, /state,
+	// /metrics/snapshot, /version (core/api/mesos).
+	mesos.New(m, mo).Register(mux)
 	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot()) })
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Agents) })
 	mux.HandleFunc("GET /api/v1/frameworks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Frameworks) })

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -23,49 +20,40 @@ const defaultRefuseSeconds = 5.0
 // maxRefuseSeconds caps filters at a year, as Mesos does.
 const maxRefuseSeconds = 365 * 24 * 3600.0
 
-// SchedulerAPI serves the scheduler gRPC service.
-type SchedulerAPI struct{ m *Master }
-
-// SchedulerAPI returns the gRPC implementation of the scheduler API.
-func (m *Master) SchedulerAPI() corralpb.SchedulerServer { return &SchedulerAPI{m: m} }
-
-func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
+// Subscription is one open event stream of a framework. A transport pops
+// events with Next and calls Close when its connection ends.
+type Subscription struct {
+	m           *Master
+	sub         *subscription
+	frameworkID string
 }
 
-// Subscribe registers or re-registers a framework and streams its events.
-func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb.Scheduler_SubscribeServer) error {
-	m := s.m
+// FrameworkID is the ID of the subscribed framework (assigned when new).
+func (s *Subscription) FrameworkID() string { return s.frameworkID }
+
+// StreamID identifies this stream; calls must carry it.
+func (s *Subscription) StreamID() string { return s.sub.streamID }
+
+// Next blocks for the next event. It returns false when the stream ended:
+// the framework failed over to another stream, tore down or was removed,
+// the master stopped, or ctx ended.
+func (s *Subscription) Next(ctx context.Context) (*corralpb.Event, bool) {
+	return s.sub.events.pop(ctx)
+}
+
+// Close ends the stream from the transport's side (the connection broke):
+// the framework is disconnected and its failover timeout starts. Closing a
+// stream that was already replaced does nothing.
+func (s *Subscription) Close() { s.m.frameworkDisconnected(s.frameworkID, s.sub) }
+
+// Subscribe registers or re-registers a framework and opens its event
+// stream, whose first event is SUBSCRIBED. A framework that is already
+// subscribed fails over: its old stream gets an ERROR event and ends.
+func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error) {
 	fi := req.GetFramework()
-	if fi == nil {
-		return invalid("subscribe: framework info is required")
-	}
-	if strings.TrimSpace(fi.Name) == "" {
-		return invalid("subscribe: framework name is required")
-	}
-	if math.IsNaN(fi.FailoverTimeoutSeconds) || fi.FailoverTimeoutSeconds < 0 {
-		return invalid("subscribe: failover_timeout_seconds must be a non-negative number, got %v", fi.FailoverTimeoutSeconds)
-	}
-	roles := map[string]bool{}
-	for _, r := range fi.Roles {
-		if err := validateRole(r); err != nil {
-			return invalid("subscribe: %v", err)
-		}
-		roles[r] = true
-	}
-	if len(roles) == 0 {
-		roles["*"] = true
-	}
-	suppressed := map[string]bool{}
-	for _, r := range req.SuppressedRoles {
-		if !roles[r] {
-			return invalid("subscribe: suppressed role %q is not one of the framework's roles", r)
-		}
-		suppressed[r] = true
-	}
-	minAlloc, err := minAllocatableFromInfo(fi, roles)
+	roles, suppressed, minAlloc, err := validateFramework("subscribe", fi, req.SuppressedRoles)
 	if err != nil {
-		return invalid("subscribe: %v", err)
+		return nil, err
 	}
 
 	sub := &subscription{streamID: newID("stream"), events: newQueue[*corralpb.Event]()}
@@ -76,7 +64,7 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 			m.mu.Unlock()
 			// As Mesos: a framework torn down on this master cannot come
 			// back under its old ID.
-			return status.Errorf(codes.FailedPrecondition,
+			return nil, callErr(CodePrecondition,
 				"subscribe: framework %s was removed at %s (torn down or failed over too late); subscribe without an ID to register a new framework",
 				fi.Id, removed.RemovedAt.Format(time.RFC3339))
 		}
@@ -99,7 +87,7 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		// A new stream replaces the old one (scheduler failover).
 		if f.sub != nil {
 			f.sub.send(&corralpb.Event{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{
-				Message: "framework re-subscribed on another stream"}}})
+				Message: "Framework failed over"}}})
 			f.sub.events.close()
 		}
 		for _, o := range f.offers {
@@ -113,14 +101,7 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 		f.connected, f.sub, f.streamID = true, sub, sub.streamID
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
 	}
-	for _, r := range sortedKeys(roles) {
-		if _, ok := m.roles[r]; !ok {
-			// A role first seen in a subscription has default settings;
-			// it is not stored in the registry until an operator sets it.
-			m.roles[r] = RoleConfig{}
-			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.RoleUpdated, Role: roleFacts(r, RoleConfig{})})
-		}
-	}
+	m.addRolesLocked(roles)
 	fid := f.info.Id
 	sub.send(&corralpb.Event{Event: &corralpb.Event_Subscribed_{Subscribed: &corralpb.Event_Subscribed{
 		FrameworkId: fid, StreamId: sub.streamID, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), MasterId: m.id,
@@ -135,18 +116,131 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 	m.log.Info("framework subscribed", "framework", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
 	m.requestAllocation(allocator.TriggerEvent)
 
-	ctx := stream.Context()
-	for {
-		ev, ok := sub.events.pop(ctx)
-		if !ok {
-			break
+	return &Subscription{m: m, sub: sub, frameworkID: fid}, nil
+}
+
+// validateFramework checks a framework's info and suppressed roles and
+// returns its roles (default "*"), suppressed roles and minimum offers.
+func validateFramework(call string, fi *corralpb.FrameworkInfo, suppressedRoles []string) (roles, suppressed map[string]bool, minAlloc map[string][]resources.Resources, err error) {
+	if fi == nil {
+		return nil, nil, nil, invalid("%s: framework info is required", call)
+	}
+	if strings.TrimSpace(fi.Name) == "" {
+		return nil, nil, nil, invalid("%s: framework name is required", call)
+	}
+	if math.IsNaN(fi.FailoverTimeoutSeconds) || fi.FailoverTimeoutSeconds < 0 {
+		return nil, nil, nil, invalid("%s: failover_timeout_seconds must be a non-negative number, got %v", call, fi.FailoverTimeoutSeconds)
+	}
+	roles = map[string]bool{}
+	for _, r := range fi.Roles {
+		if err := validateRole(r); err != nil {
+			return nil, nil, nil, invalid("%s: %v", call, err)
 		}
-		if err := stream.Send(ev); err != nil {
-			break
+		roles[r] = true
+	}
+	if len(roles) == 0 {
+		roles["*"] = true
+	}
+	suppressed = map[string]bool{}
+	for _, r := range suppressedRoles {
+		if !roles[r] {
+			return nil, nil, nil, invalid("%s: suppressed role %q is not one of the framework's roles", call, r)
+		}
+		suppressed[r] = true
+	}
+	minAlloc, err = minAllocatableFromInfo(fi, roles)
+	if err != nil {
+		return nil, nil, nil, invalid("%s: %v", call, err)
+	}
+
+	return roles, suppressed, minAlloc, nil
+}
+
+// UpdateFramework changes a subscribed framework's info (name, roles,
+// capabilities, failover timeout, minimum offers) and suppressed roles
+// without a new stream, as Mesos' UPDATE_FRAMEWORK does. User and
+// checkpoint cannot change. Offers for roles the framework left are
+// rescinded.
+func (m *Master) UpdateFramework(h *corralpb.CallHeader, fi *corralpb.FrameworkInfo, suppressedRoles []string) error {
+	roles, suppressed, minAlloc, err := validateFramework("update_framework", fi, suppressedRoles)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("update_framework", h)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Id != "" && fi.Id != f.info.Id:
+		return invalid("update_framework: framework info names %s, the call %s", fi.Id, f.info.Id)
+	case fi.User != f.info.User:
+		return invalid("update_framework: user cannot change (%q to %q)", f.info.User, fi.User)
+	case fi.Checkpoint != f.info.Checkpoint:
+		return invalid("update_framework: checkpoint cannot change")
+	}
+	info := cloneFramework(fi)
+	info.Id = f.info.Id
+	f.info = info
+	for _, o := range f.offers {
+		if !roles[o.role] {
+			m.rescindLocked(o, 0)
 		}
 	}
-	m.frameworkDisconnected(fid, sub)
+	for r := range f.demands {
+		if !roles[r] || suppressed[r] {
+			delete(f.demands, r)
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.DemandUpdated,
+				Demand: &allocator.Demand{FrameworkID: f.info.Id, Role: r}})
+		}
+	}
+	f.roles, f.suppressed, f.minAllocatable = roles, suppressed, minAlloc
+	m.addRolesLocked(roles)
+	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
+	m.log.Info("framework updated", "framework_id", f.info.Id, "roles", sortedKeys(roles))
+	m.requestAllocation(allocator.TriggerEvent)
 	return nil
+}
+
+// addRolesLocked admits roles first seen in a subscription with default
+// settings; they are not stored in the registry until an operator sets
+// them.
+func (m *Master) addRolesLocked(roles map[string]bool) {
+	for _, r := range sortedKeys(roles) {
+		if _, ok := m.roles[r]; !ok {
+			m.roles[r] = RoleConfig{}
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.RoleUpdated, Role: roleFacts(r, RoleConfig{})})
+		}
+	}
+}
+
+// CheckCaller checks that a call comes from the current stream of a
+// subscribed framework, for calls a transport answers without the books.
+func (m *Master) CheckCaller(call string, h *corralpb.CallHeader) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.callerLocked(call, h)
+	return err
+}
+
+// TaskIDsByAgent lists a framework's live tasks by agent (Mesos offers name
+// the framework's executors already running on the offered agent).
+func (m *Master) TaskIDsByAgent(frameworkID string) map[string][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.frameworks[frameworkID]
+	if f == nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for id, t := range f.tasks {
+		out[t.agentID] = append(out[t.agentID], id)
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
 }
 
 // frameworkDisconnected handles the end of a framework's stream: its
@@ -177,10 +271,13 @@ func (m *Master) callerLocked(call string, h *corralpb.CallHeader) (*frameworkEn
 	}
 	f := m.frameworks[h.FrameworkId]
 	if f == nil {
-		return nil, status.Errorf(codes.NotFound, "%s: framework %s is not registered", call, h.FrameworkId)
+		return nil, callErr(CodeUnknownFramework, "%s: framework %s is not registered", call, h.FrameworkId)
 	}
-	if f.sub == nil || h.StreamId != f.streamID {
-		return nil, status.Errorf(codes.FailedPrecondition,
+	if f.sub == nil {
+		return nil, callErr(CodeNotSubscribed, "%s: framework %s is not subscribed; subscribe again", call, h.FrameworkId)
+	}
+	if h.StreamId != f.streamID {
+		return nil, callErr(CodeStaleStream,
 			"%s: stream %q is not the framework's current subscription; subscribe again", call, h.StreamId)
 	}
 	return f, nil
@@ -189,8 +286,27 @@ func (m *Master) callerLocked(call string, h *corralpb.CallHeader) (*frameworkEn
 // Accept launches tasks on offered resources. The call is validated as a
 // whole first: if anything is wrong, nothing launches and the offers stay
 // outstanding, so the framework can correct the call.
-func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Accept(req *corralpb.AcceptRequest) error {
+	_, err := m.accept(req, false)
+	return err
+}
+
+// TaskRefusal is a task of AcceptEach that was not launched, and why.
+type TaskRefusal struct {
+	TaskID string
+	Err    error
+}
+
+// AcceptEach is Accept with Mesos's per-task semantics: tasks that fail
+// validation (or no longer fit in what is left of the offers) are refused
+// one by one and the others launch; the offers are used either way, and
+// what no task uses goes back with the call's filters. Problems with the
+// offers themselves still refuse the whole call, leaving them out.
+func (m *Master) AcceptEach(req *corralpb.AcceptRequest) ([]TaskRefusal, error) {
+	return m.accept(req, true)
+}
+
+func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("accept", req.Header)
@@ -212,7 +328,7 @@ func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) 
 	agentID := offers[0].agentID
 	a := m.agents[agentID]
 	if a == nil || !a.connected {
-		return nil, status.Errorf(codes.FailedPrecondition, "accept: agent %s of the offers is no longer connected", agentID)
+		return nil, callErr(CodePrecondition, "accept: agent %s of the offers is no longer connected", agentID)
 	}
 
 	type launch struct {
@@ -220,6 +336,7 @@ func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) 
 		res  resources.Resources
 	}
 	var launches []launch
+	var refused []TaskRefusal
 	seen := map[string]bool{}
 	var needed resources.Resources
 	for i, op := range req.Operations {
@@ -229,8 +346,15 @@ func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) 
 		}
 		for _, t := range l.Tasks {
 			res, err := m.validateTaskLocked(f, t, agentID, seen)
+			if err == nil && each && !offered.Contains(needed.Add(res)) {
+				err = fmt.Errorf("task %q needs %s but what is left of the offers is %s", t.GetTaskId(), res, offered.Subtract(needed))
+			}
 			if err != nil {
-				return nil, invalid("accept: %v", err)
+				if !each {
+					return nil, invalid("accept: %v", err)
+				}
+				refused = append(refused, TaskRefusal{TaskID: t.GetTaskId(), Err: invalid("accept: %v", err)})
+				continue
 			}
 			needed = needed.Add(res)
 			launches = append(launches, launch{info: t, res: res})
@@ -261,7 +385,7 @@ func (s *SchedulerAPI) Accept(ctx context.Context, req *corralpb.AcceptRequest) 
 	}
 	m.metrics.offersAccepted.Add(float64(len(offers)))
 	m.metrics.tasksLaunched.Add(float64(len(launches)))
-	return &corralpb.CallResponse{}, nil
+	return refused, nil
 }
 
 // validateTaskLocked checks one task of an accept call.
@@ -301,28 +425,28 @@ func (m *Master) validateTaskLocked(f *frameworkEntry, t *corralpb.TaskInfo, age
 // together by this framework.
 func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []string) ([]*offerEntry, error) {
 	if len(ids) == 0 {
-		return nil, invalid("%s: no offer_ids given", call)
+		return nil, callErr(CodeInvalidOffers, "%s: no offer_ids given", call)
 	}
 	var out []*offerEntry
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if seen[id] {
-			return nil, invalid("%s: offer %s is listed twice", call, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offer %s is listed twice", call, id)
 		}
 		seen[id] = true
 		o := m.offers[id]
 		if o == nil {
-			return nil, status.Errorf(codes.NotFound,
+			return nil, callErr(CodeNotFound,
 				"%s: offer %s does not exist (it expired, was rescinded, or was already used)", call, id)
 		}
 		if o.frameworkID != f.info.Id {
-			return nil, status.Errorf(codes.PermissionDenied, "%s: offer %s was made to another framework", call, id)
+			return nil, callErr(CodeForbidden, "%s: offer %s was made to another framework", call, id)
 		}
 		if len(out) > 0 && o.agentID != out[0].agentID {
-			return nil, invalid("%s: offers %s and %s are from different agents; one launch uses offers of one agent", call, out[0].id, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offers %s and %s are from different agents; one launch uses offers of one agent", call, out[0].id, id)
 		}
 		if len(out) > 0 && o.role != out[0].role {
-			return nil, invalid("%s: offers %s and %s are for different roles", call, out[0].id, id)
+			return nil, callErr(CodeInvalidOffers, "%s: offers %s and %s are for different roles", call, out[0].id, id)
 		}
 		out = append(out, o)
 	}
@@ -330,43 +454,42 @@ func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []strin
 }
 
 // Decline returns offers, filtering them from this framework for a while.
-func (s *SchedulerAPI) Decline(ctx context.Context, req *corralpb.DeclineRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Decline(req *corralpb.DeclineRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("decline", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	refuse, err := refuseSeconds(req.Filters)
 	if err != nil {
-		return nil, invalid("decline: %v", err)
+		return invalid("decline: %v", err)
 	}
 	var offers []*offerEntry
 	seen := map[string]bool{}
 	for _, id := range req.OfferIds {
 		o := m.offers[id]
 		if seen[id] {
-			return nil, invalid("decline: offer %s is listed twice", id)
+			return invalid("decline: offer %s is listed twice", id)
 		}
 		seen[id] = true
 		if o == nil {
-			return nil, status.Errorf(codes.NotFound, "decline: offer %s does not exist (it expired, was rescinded, or was already used)", id)
+			return callErr(CodeNotFound, "decline: offer %s does not exist (it expired, was rescinded, or was already used)", id)
 		}
 		if o.frameworkID != f.info.Id {
-			return nil, status.Errorf(codes.PermissionDenied, "decline: offer %s was made to another framework", id)
+			return callErr(CodeForbidden, "decline: offer %s was made to another framework", id)
 		}
 		offers = append(offers, o)
 	}
 	if len(offers) == 0 {
-		return nil, invalid("decline: no offer_ids given")
+		return invalid("decline: no offer_ids given")
 	}
 	for _, o := range offers {
 		m.removeOfferLocked(o)
 		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, refuse)
 	}
 	m.metrics.offersDeclined.Add(float64(len(offers)))
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 func refuseSeconds(f *corralpb.Filters) (float64, error) {
@@ -387,25 +510,25 @@ func refuseSeconds(f *corralpb.Filters) (float64, error) {
 }
 
 // Revive clears decline filters and un-suppresses the given roles.
-func (s *SchedulerAPI) Revive(ctx context.Context, req *corralpb.ReviveRequest) (*corralpb.CallResponse, error) {
-	return s.m.suppressOrRevive("revive", req.Header, req.Roles, false)
+func (m *Master) Revive(req *corralpb.ReviveRequest) error {
+	return m.suppressOrRevive("revive", req.Header, req.Roles, false)
 }
 
 // Suppress stops offers for the given roles until Revive.
-func (s *SchedulerAPI) Suppress(ctx context.Context, req *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
-	return s.m.suppressOrRevive("suppress", req.Header, req.Roles, true)
+func (m *Master) Suppress(req *corralpb.SuppressRequest) error {
+	return m.suppressOrRevive("suppress", req.Header, req.Roles, true)
 }
 
-func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []string, suppress bool) (*corralpb.CallResponse, error) {
+func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []string, suppress bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked(call, h)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, r := range roles {
 		if !f.roles[r] {
-			return nil, invalid("%s: role %q is not one of the framework's roles", call, r)
+			return invalid("%s: role %q is not one of the framework's roles", call, r)
 		}
 	}
 	targets := roles
@@ -434,33 +557,35 @@ func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []s
 	if !suppress {
 		m.requestAllocation(allocator.TriggerRevive)
 	}
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 // Kill asks the agent to kill a task.
-func (s *SchedulerAPI) Kill(ctx context.Context, req *corralpb.KillRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Kill(req *corralpb.KillRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("kill", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if req.TaskId == "" {
-		return nil, invalid("kill: task_id is required")
+		return invalid("kill: task_id is required")
 	}
 	if math.IsNaN(req.GraceSeconds) || req.GraceSeconds < 0 {
-		return nil, invalid("kill: grace_seconds must be a non-negative number")
+		return invalid("kill: grace_seconds must be a non-negative number")
 	}
 	t := f.tasks[req.TaskId]
 	if t == nil {
 		// Mesos answers a kill of an unknown task with a LOST update so
 		// that the scheduler can reconcile; we also say so to the caller.
-		return nil, status.Errorf(codes.NotFound, "kill: task %s is not a live task of this framework", req.TaskId)
+		return callErr(CodeNotFound, "kill: task %s is not a live task of this framework", req.TaskId)
+	}
+	if req.AgentId != "" && req.AgentId != t.agentID {
+		return invalid("kill: task %s runs on agent %s, not %s", t.info.TaskId, t.agentID, req.AgentId)
 	}
 	a := m.agents[t.agentID]
 	if a == nil || a.conn == nil {
-		return nil, status.Errorf(codes.Unavailable, "kill: agent %s of task %s is disconnected; retry or wait for TASK_LOST", t.agentID, t.info.TaskId)
+		return callErr(CodeUnavailable, "kill: agent %s of task %s is disconnected; retry or wait for TASK_LOST", t.agentID, t.info.TaskId)
 	}
 	grace := req.GraceSeconds
 	if grace == 0 {
@@ -468,50 +593,48 @@ func (s *SchedulerAPI) Kill(ctx context.Context, req *corralpb.KillRequest) (*co
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_KillTask{KillTask: &agentproto.KillTask{
 		FrameworkId: f.info.Id, TaskId: t.info.TaskId, GraceSeconds: grace}}})
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 // Acknowledge relays a status update acknowledgement to the agent.
-func (s *SchedulerAPI) Acknowledge(ctx context.Context, req *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("acknowledge", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case req.TaskId == "":
-		return nil, invalid("acknowledge: task_id is required")
+		return invalid("acknowledge: task_id is required")
 	case len(req.Uuid) == 0:
-		return nil, invalid("acknowledge: uuid is required (updates without uuid need no acknowledgement)")
+		return invalid("acknowledge: uuid is required (updates without uuid need no acknowledgement)")
 	case req.AgentId == "":
-		return nil, invalid("acknowledge: agent_id is required")
+		return invalid("acknowledge: agent_id is required")
 	}
 	a := m.agents[req.AgentId]
 	if a == nil {
-		return nil, status.Errorf(codes.NotFound, "acknowledge: agent %s is not registered", req.AgentId)
+		return callErr(CodeNotFound, "acknowledge: agent %s is not registered", req.AgentId)
 	}
 	m.metrics.acks.Inc()
 	if a.conn == nil {
 		// The agent resends unacknowledged updates when it re-registers,
 		// and the scheduler will acknowledge them then.
-		return &corralpb.CallResponse{}, nil
+		return nil
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Ack{Ack: &agentproto.AckUpdate{
 		FrameworkId: f.info.Id, TaskId: req.TaskId, Uuid: req.Uuid}}})
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 // Reconcile answers with the master's view of the tasks: explicitly listed
 // ones, or every live task when the list is empty.
-func (s *SchedulerAPI) Reconcile(ctx context.Context, req *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Reconcile(req *corralpb.ReconcileRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("reconcile", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	reply := func(st *corralpb.TaskStatus) {
 		st.Reason = corralpb.TaskStatus_REASON_RECONCILIATION
@@ -522,11 +645,11 @@ func (s *SchedulerAPI) Reconcile(ctx context.Context, req *corralpb.ReconcileReq
 		for _, t := range f.tasks {
 			reply(m.reconcileStatus(t))
 		}
-		return &corralpb.CallResponse{}, nil
+		return nil
 	}
 	for _, rt := range req.Tasks {
 		if rt.GetTaskId() == "" {
-			return nil, invalid("reconcile: a listed task has no task_id")
+			return invalid("reconcile: a listed task has no task_id")
 		}
 	}
 	for _, rt := range req.Tasks {
@@ -542,7 +665,7 @@ func (s *SchedulerAPI) Reconcile(ctx context.Context, req *corralpb.ReconcileReq
 			Source: corralpb.TaskStatus_SOURCE_MASTER, Message: "task is unknown to the master",
 			TimestampUnixMs: m.now().UnixMilli()})
 	}
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 func (m *Master) reconcileStatus(t *taskEntry) *corralpb.TaskStatus {
@@ -562,45 +685,43 @@ func findCompleted(f *frameworkEntry, id string) *taskEntry {
 }
 
 // Message relays opaque data to a task's executor.
-func (s *SchedulerAPI) Message(ctx context.Context, req *corralpb.MessageRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Message(req *corralpb.MessageRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("message", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(req.Data) > m.cfg.MaxMessageBytes {
-		return nil, invalid("message: %d bytes exceed the limit of %d bytes", len(req.Data), m.cfg.MaxMessageBytes)
+		return invalid("message: %d bytes exceed the limit of %d bytes", len(req.Data), m.cfg.MaxMessageBytes)
 	}
 	t := f.tasks[req.TaskId]
 	if t == nil {
-		return nil, status.Errorf(codes.NotFound, "message: task %q is not a live task of this framework", req.TaskId)
+		return callErr(CodeNotFound, "message: task %q is not a live task of this framework", req.TaskId)
 	}
 	if req.AgentId != "" && req.AgentId != t.agentID {
-		return nil, invalid("message: task %s runs on agent %s, not %s", t.info.TaskId, t.agentID, req.AgentId)
+		return invalid("message: task %s runs on agent %s, not %s", t.info.TaskId, t.agentID, req.AgentId)
 	}
 	a := m.agents[t.agentID]
 	if a == nil || a.conn == nil {
-		return nil, status.Errorf(codes.Unavailable, "message: agent %s is disconnected", t.agentID)
+		return callErr(CodeUnavailable, "message: agent %s is disconnected", t.agentID)
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_FrameworkMessage{FrameworkMessage: &agentproto.FrameworkMessage{
 		FrameworkId: f.info.Id, TaskId: t.info.TaskId, Data: req.Data}}})
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 // Teardown removes the framework and kills all its tasks.
-func (s *SchedulerAPI) Teardown(ctx context.Context, req *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Teardown(req *corralpb.TeardownRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("teardown", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m.log.Info("framework teardown", "framework", f.info.Id)
 	m.removeFrameworkLocked(f)
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 func validateRole(r string) error { return resources.ValidateRole(r) }
@@ -633,34 +754,33 @@ func minAllocatableFromInfo(fi *corralpb.FrameworkInfo, roles map[string]bool) (
 // shapes of the tasks it still wants to launch. An empty list withdraws it.
 // Mesos defined REQUEST and never implemented it; corral's allocators use
 // it to size offers at task granularity.
-func (s *SchedulerAPI) Request(ctx context.Context, req *corralpb.RequestCall) (*corralpb.CallResponse, error) {
-	m := s.m
+func (m *Master) Request(req *corralpb.RequestCall) error {
 	shapes, err := allocator.TaskShapesFromProto(req.GetShapes())
 	if err != nil {
-		return nil, invalid("request: %v", err)
+		return invalid("request: %v", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, err := m.callerLocked("request", req.Header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	role := req.GetRole()
 	if role == "" {
 		if len(f.roles) != 1 {
-			return nil, invalid("request: role is required for a framework with %d roles", len(f.roles))
+			return invalid("request: role is required for a framework with %d roles", len(f.roles))
 		}
 		role = sortedKeys(f.roles)[0]
 	}
 	if !f.roles[role] {
-		return nil, invalid("request: role %q is not one of the framework's roles", role)
+		return invalid("request: role %q is not one of the framework's roles", role)
 	}
 	if f.suppressed[role] && len(shapes) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "request: role %q is suppressed; revive it before declaring demand", role)
+		return callErr(CodePrecondition, "request: role %q is suppressed; revive it before declaring demand", role)
 	}
 	if len(shapes) == 0 {
 		if _, had := f.demands[role]; !had {
-			return &corralpb.CallResponse{}, nil
+			return nil
 		}
 		delete(f.demands, role)
 	} else {
@@ -669,7 +789,7 @@ func (s *SchedulerAPI) Request(ctx context.Context, req *corralpb.RequestCall) (
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.DemandUpdated,
 		Demand: &allocator.Demand{FrameworkID: f.info.Id, Role: role, Shapes: shapes}})
 	m.requestAllocation(allocator.TriggerEvent)
-	return &corralpb.CallResponse{}, nil
+	return nil
 }
 
 // dropDemandsLocked withdraws everything the framework declared, telling

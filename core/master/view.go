@@ -33,13 +33,15 @@ type AllocatorView struct {
 
 // AgentView is one agent.
 type AgentView struct {
-	ID         string            `json:"id"`
-	Hostname   string            `json:"hostname"`
-	URL        string            `json:"url"`
-	Connected  bool              `json:"connected"`
-	Total      string            `json:"resources"`
-	Used       string            `json:"used"`
-	Attributes map[string]string `json:"attributes,omitempty"`
+	ID        string `json:"id"`
+	Hostname  string `json:"hostname"`
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+	// RegisteredUnixMs is when the agent (re-)registered.
+	RegisteredUnixMs int64             `json:"registered_unix_ms,omitempty"`
+	Total            string            `json:"resources"`
+	Used             string            `json:"used"`
+	Attributes       map[string]string `json:"attributes,omitempty"`
 	// Drain is "draining" or "drained" while the operator drains the
 	// agent, "" otherwise; DrainDeadline is when remaining tasks are killed.
 	Drain         string     `json:"drain,omitempty"`
@@ -49,15 +51,20 @@ type AgentView struct {
 // FrameworkView is one framework with its tasks. DominantShare is what
 // the allocator plugin reported (share/framework/<id>), 0 if nothing.
 type FrameworkView struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Roles         []string `json:"roles"`
-	Suppressed    []string `json:"suppressed_roles,omitempty"`
-	Capabilities  []string `json:"capabilities,omitempty"`
-	Connected     bool     `json:"connected"`
-	DominantShare float64  `json:"dominant_share"`
-	Allocated     string   `json:"allocated"`
-	Offers        int      `json:"outstanding_offers"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Roles        []string `json:"roles"`
+	Suppressed   []string `json:"suppressed_roles,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	User         string   `json:"user,omitempty"`
+	Hostname     string   `json:"hostname,omitempty"`
+	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
+	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
+	Checkpoint             bool    `json:"checkpoint,omitempty"`
+	Connected              bool    `json:"connected"`
+	DominantShare          float64 `json:"dominant_share"`
+	Allocated              string  `json:"allocated"`
+	Offers                 int     `json:"outstanding_offers"`
 	// Demand is what the framework declared it still wants, by role.
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
@@ -76,16 +83,18 @@ type ShapeView struct {
 
 // TaskView is one task.
 type TaskView struct {
-	ID              string          `json:"id"`
-	Name            string          `json:"name,omitempty"`
-	AgentID         string          `json:"agent_id"`
-	Role            string          `json:"role"`
-	State           string          `json:"state"`
-	Resources       string          `json:"resources"`
-	WithinGuarantee bool            `json:"within_guarantee,omitempty"`
-	Message         string          `json:"message,omitempty"`
-	ExitCode        *int32          `json:"exit_code,omitempty"`
-	Revocation      *RevocationView `json:"revocation,omitempty"`
+	ID              string `json:"id"`
+	Name            string `json:"name,omitempty"`
+	AgentID         string `json:"agent_id"`
+	Role            string `json:"role"`
+	State           string `json:"state"`
+	Resources       string `json:"resources"`
+	WithinGuarantee bool   `json:"within_guarantee,omitempty"`
+	Message         string `json:"message,omitempty"`
+	ExitCode        *int32 `json:"exit_code,omitempty"`
+	// UpdatedUnixMs is the time of the latest status.
+	UpdatedUnixMs int64           `json:"updated_unix_ms,omitempty"`
+	Revocation    *RevocationView `json:"revocation,omitempty"`
 	// History is the task's states, oldest first, with when and why.
 	History []TransitionView `json:"history"`
 }
@@ -154,7 +163,7 @@ func (m *Master) Snapshot() State {
 		a := m.agents[id]
 		drain, deadline := m.drainViewLocked(a)
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
-			Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
+			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
 	}
 	for _, id := range sortedMapKeys(m.frameworks) {
 		st.Frameworks = append(st.Frameworks, m.frameworkViewLocked(m.frameworks[id]))
@@ -170,6 +179,7 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 	var alloc resources.Resources
 	fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
 		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+		User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
 		DominantShare: m.pluginMetrics[metricFrameworkShare+id], RegisteredAt: f.registeredAt, Tasks: []TaskView{},
 		Completed: []TaskView{}}
 	for role, shapes := range f.demands {
@@ -245,6 +255,7 @@ func taskView(t *taskEntry) TaskView {
 		Resources: t.resources.String(), WithinGuarantee: t.withinGuarantee}
 	if t.status != nil {
 		tv.Message = t.status.Message
+		tv.UpdatedUnixMs = t.status.TimestampUnixMs
 		if t.status.HasExitCode {
 			c := t.status.ExitCode
 			tv.ExitCode = &c

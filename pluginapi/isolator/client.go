@@ -25,8 +25,8 @@ func rpcErr(ctx context.Context, call string, err error) error {
 	return fmt.Errorf("isolator %s: %w", call, base.HandleRPCError(ctx, err))
 }
 
-func (c *client) Recover(ctx context.Context, known []ContainerState) ([]string, error) {
-	resp, err := c.rpc.Recover(ctx, &isolatorpb.RecoverRequest{Containers: containerStatesToProto(known)})
+func (c *client) Recover(ctx context.Context, agentID string, known []ContainerState) ([]string, error) {
+	resp, err := c.rpc.Recover(ctx, &isolatorpb.RecoverRequest{AgentId: agentID, Containers: containerStatesToProto(known)})
 	if err != nil {
 		return nil, rpcErr(ctx, "recover", err)
 	}
@@ -39,6 +39,8 @@ func (c *client) Prepare(ctx context.Context, req PrepareRequest) (*LaunchSpec, 
 		Resources:   req.Resources.ToProto(),
 		SandboxDir:  req.SandboxDir,
 		User:        req.User,
+		AgentId:     req.AgentID,
+		CpuQuota:    req.CPUQuota,
 	})
 	if err != nil {
 		return nil, rpcErr(ctx, "prepare "+req.ContainerID, err)

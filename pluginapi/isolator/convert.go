@@ -70,6 +70,15 @@ func usageToProto(u *Usage) *isolatorpb.ContainerUsage {
 		MemRssBytes:      u.MemRSSBytes,
 		Processes:        uint32(max(u.Processes, 0)),
 		Found:            u.Found,
+
+		MemUsageBytes:       u.MemUsageBytes,
+		MemPeakBytes:        u.MemPeakBytes,
+		MemLimitBytes:       u.MemLimitBytes,
+		CpuPeriods:          u.CPUPeriods,
+		CpuThrottledPeriods: u.CPUThrottledPeriods,
+		CpuThrottledSeconds: u.CPUThrottledSeconds,
+		PidsLimit:           u.PidsLimit,
+		OomKills:            u.OOMKills,
 	}
 	if !u.Timestamp.IsZero() {
 		p.TimestampUnixMs = u.Timestamp.UnixMilli()
@@ -85,6 +94,15 @@ func usageFromProto(p *isolatorpb.ContainerUsage) Usage {
 		CPUSystemSeconds: p.GetCpuSystemSeconds(),
 		MemRSSBytes:      p.GetMemRssBytes(),
 		Processes:        int(p.GetProcesses()),
+
+		MemUsageBytes:       p.GetMemUsageBytes(),
+		MemPeakBytes:        p.GetMemPeakBytes(),
+		MemLimitBytes:       p.GetMemLimitBytes(),
+		CPUPeriods:          p.GetCpuPeriods(),
+		CPUThrottledPeriods: p.GetCpuThrottledPeriods(),
+		CPUThrottledSeconds: p.GetCpuThrottledSeconds(),
+		PidsLimit:           p.GetPidsLimit(),
+		OOMKills:            p.GetOomKills(),
 	}
 	if ms := p.GetTimestampUnixMs(); ms != 0 {
 		u.Timestamp = time.UnixMilli(ms)

@@ -43,7 +43,7 @@ func (r *recorder) SetConfig(_ context.Context, cfg []byte, v string) error {
 	r.record("config %s %s", cfg, v)
 	return nil
 }
-func (r *recorder) Recover(_ context.Context, known []isolator.ContainerState) ([]string, error) {
+func (r *recorder) Recover(_ context.Context, _ string, known []isolator.ContainerState) ([]string, error) {
 	r.mu.Lock()
 	r.known = known
 	r.mu.Unlock()
@@ -163,7 +163,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Usage[0] = %+v, want %+v", got, want)
 	}
 
-	orphans, err := iso.Recover(ctx(t), []isolator.ContainerState{{ContainerID: "c1", Pid: 4321, Resources: res}})
+	orphans, err := iso.Recover(ctx(t), "agent-1", []isolator.ContainerState{{ContainerID: "c1", Pid: 4321, Resources: res}})
 	if err != nil {
 		t.Fatal(err)
 	}

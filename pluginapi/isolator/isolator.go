@@ -6,6 +6,7 @@ package isolator
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
@@ -24,9 +25,10 @@ type Isolator interface {
 
 // Containers manages a container's lifecycle.
 type Containers interface {
-	// Recover is called once after (re)start with the containers the agent
-	// knows; it returns containers found in the kernel that the agent does not.
-	Recover(ctx context.Context, known []ContainerState) (orphans []string, err error)
+	// Recover is called once after (re)start with the agent's ID ("" before
+	// its first registration) and the containers the agent knows; it returns
+	// containers found in the kernel that the agent does not.
+	Recover(ctx context.Context, agentID string, known []ContainerState) (orphans []string, err error)
 	Prepare(ctx context.Context, req PrepareRequest) (*LaunchSpec, error)
 	Isolate(ctx context.Context, containerID string, pid int) error
 	Update(ctx context.Context, containerID string, res resources.Resources) error
@@ -53,6 +55,10 @@ type PrepareRequest struct {
 	Resources   resources.Resources
 	SandboxDir  string
 	User        string
+	AgentID     string
+	// CPUQuota is the task's choice of a hard CPU quota at its cpus; nil
+	// leaves it to the isolator's configuration.
+	CPUQuota *bool
 }
 
 // Rlimit is a resource limit applied to the container's first process.
@@ -70,7 +76,9 @@ type LaunchSpec struct {
 	NewSession  bool
 }
 
-// Usage is a container's resource usage at Timestamp.
+// Usage is a container's resource usage at Timestamp. Fields an isolator
+// does not measure are zero (the process isolator has no limits, peaks or
+// throttling to report).
 type Usage struct {
 	ContainerID      string
 	Found            bool
@@ -79,6 +87,38 @@ type Usage struct {
 	MemRSSBytes      uint64
 	Processes        int
 	Timestamp        time.Time
+
+	MemUsageBytes       uint64 // all memory charged to the container (rss, cache, kernel)
+	MemPeakBytes        uint64 // high-water mark of MemUsageBytes
+	MemLimitBytes       uint64 // enforced limit, 0 if none
+	CPUPeriods          uint64 // CFS quota enforcement periods elapsed
+	CPUThrottledPeriods uint64 // periods in which the quota stopped the container
+	CPUThrottledSeconds float64
+	PidsLimit           uint64 // 0 if none
+	OOMKills            uint64 // processes the kernel's OOM killer ended
+}
+
+// Limitation reasons an isolator reports.
+const (
+	// ReasonMemory: the container went over its memory limit and the
+	// kernel's OOM killer ended some of its processes.
+	ReasonMemory = "memory"
+)
+
+// MemoryLimitation is the limitation of a container whose processes the
+// OOM killer ended: the message gives the limit and the peak usage, so that
+// whoever reads the task's status knows by how much to raise mem.
+func MemoryLimitation(containerID string, limit, peak, kills uint64) Limitation {
+	return Limitation{
+		ContainerID: containerID,
+		Reason:      ReasonMemory,
+		Message: fmt.Sprintf("memory limit exceeded: limit %s, peak usage %s; the OOM killer ended %d process(es)",
+			formatBytes(limit), formatBytes(peak), kills),
+	}
+}
+
+func formatBytes(b uint64) string {
+	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(b)/(1<<20), b)
 }
 
 // Limitation reports that a container hit a limit (OOM, disk quota, ...).

@@ -21,7 +21,7 @@ func (s *server) Recover(ctx context.Context, req *isolatorpb.RecoverRequest) (*
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "recover: %v", err)
 	}
-	orphans, err := s.impl.Recover(ctx, known)
+	orphans, err := s.impl.Recover(ctx, req.GetAgentId(), known)
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +38,8 @@ func (s *server) Prepare(ctx context.Context, req *isolatorpb.PrepareRequest) (*
 		Resources:   res,
 		SandboxDir:  req.GetSandboxDir(),
 		User:        req.GetUser(),
+		AgentID:     req.GetAgentId(),
+		CPUQuota:    req.CpuQuota,
 	})
 	if err != nil {
 		return nil, err

@@ -38,7 +38,7 @@ func (s *sessions) SetConfig(_ context.Context, cfg []byte, _ string) error {
 	return nil
 }
 
-func (s *sessions) Recover(_ context.Context, known []isolator.ContainerState) ([]string, error) {
+func (s *sessions) Recover(_ context.Context, _ string, known []isolator.ContainerState) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range known {

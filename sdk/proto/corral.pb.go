@@ -143,7 +143,7 @@ func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Source.Descriptor instead.
 func (TaskStatus_Source) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type TaskStatus_Reason int32
@@ -164,6 +164,9 @@ const (
 	// The allocator revoked the task (priority preemption or long-task
 	// revocation) and the grace period given in the inverse offer ended.
 	TaskStatus_REASON_PREEMPTED TaskStatus_Reason = 12
+	// The container went over its memory limit and the kernel's OOM killer
+	// ended it (Mesos' REASON_CONTAINER_LIMITATION_MEMORY).
+	TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY TaskStatus_Reason = 13
 )
 
 // Enum value maps for TaskStatus_Reason.
@@ -182,21 +185,23 @@ var (
 		10: "REASON_TASK_UNKNOWN",
 		11: "REASON_INVALID",
 		12: "REASON_PREEMPTED",
+		13: "REASON_CONTAINER_LIMITATION_MEMORY",
 	}
 	TaskStatus_Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":          0,
-		"REASON_RECONCILIATION":       1,
-		"REASON_COMMAND_EXITED":       2,
-		"REASON_KILLED":               3,
-		"REASON_LAUNCH_FAILED":        4,
-		"REASON_AGENT_REMOVED":        5,
-		"REASON_AGENT_DISCONNECTED":   6,
-		"REASON_FRAMEWORK_REMOVED":    7,
-		"REASON_CONTAINER_LIMITATION": 8,
-		"REASON_EXECUTOR_TERMINATED":  9,
-		"REASON_TASK_UNKNOWN":         10,
-		"REASON_INVALID":              11,
-		"REASON_PREEMPTED":            12,
+		"REASON_UNSPECIFIED":                 0,
+		"REASON_RECONCILIATION":              1,
+		"REASON_COMMAND_EXITED":              2,
+		"REASON_KILLED":                      3,
+		"REASON_LAUNCH_FAILED":               4,
+		"REASON_AGENT_REMOVED":               5,
+		"REASON_AGENT_DISCONNECTED":          6,
+		"REASON_FRAMEWORK_REMOVED":           7,
+		"REASON_CONTAINER_LIMITATION":        8,
+		"REASON_EXECUTOR_TERMINATED":         9,
+		"REASON_TASK_UNKNOWN":                10,
+		"REASON_INVALID":                     11,
+		"REASON_PREEMPTED":                   12,
+		"REASON_CONTAINER_LIMITATION_MEMORY": 13,
 	}
 )
 
@@ -224,7 +229,7 @@ func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Reason.Descriptor instead.
 func (TaskStatus_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11, 1}
 }
 
 type Range struct {
@@ -862,8 +867,10 @@ type TaskInfo struct {
 	// SIGTERM to SIGKILL; 0 means the executor default (3 s).
 	KillGraceSeconds float64           `protobuf:"fixed64,6,opt,name=kill_grace_seconds,json=killGraceSeconds,proto3" json:"kill_grace_seconds,omitempty"`
 	Labels           map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How the task is isolated; unset means the agent's default isolator.
+	Container     *ContainerInfo `protobuf:"bytes,8,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskInfo) Reset() {
@@ -945,6 +952,72 @@ func (x *TaskInfo) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *TaskInfo) GetContainer() *ContainerInfo {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+// ContainerInfo asks for a kind of container, as Mesos' ContainerInfo does.
+type ContainerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The isolator plugin to run the task under ("cgroups", "process", ...).
+	// An agent that has not loaded it refuses the task (TASK_ERROR); agents
+	// advertise theirs in the "isolators" attribute.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Cap the task at its cpus with a hard CPU quota (true), or let it use
+	// idle CPU beyond its share (false); unset leaves it to the isolator's
+	// configuration. Isolators without CPU enforcement ignore it.
+	CpuQuota      *bool `protobuf:"varint,2,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerInfo) Reset() {
+	*x = ContainerInfo{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerInfo) ProtoMessage() {}
+
+func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
+func (*ContainerInfo) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ContainerInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetCpuQuota() bool {
+	if x != nil && x.CpuQuota != nil {
+		return *x.CpuQuota
+	}
+	return false
+}
+
 type TaskStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	TaskId          string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -967,7 +1040,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1052,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1065,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1088,7 +1161,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1173,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1186,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Offer) GetId() string {
@@ -1183,7 +1256,7 @@ type Filters struct {
 
 func (x *Filters) Reset() {
 	*x = Filters{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1268,7 @@ func (x *Filters) String() string {
 func (*Filters) ProtoMessage() {}
 
 func (x *Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1281,7 @@ func (x *Filters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filters.ProtoReflect.Descriptor instead.
 func (*Filters) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Filters) GetRefuseSeconds() float64 {
@@ -1230,7 +1303,7 @@ type CallHeader struct {
 
 func (x *CallHeader) Reset() {
 	*x = CallHeader{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1315,7 @@ func (x *CallHeader) String() string {
 func (*CallHeader) ProtoMessage() {}
 
 func (x *CallHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1328,7 @@ func (x *CallHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallHeader.ProtoReflect.Descriptor instead.
 func (*CallHeader) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CallHeader) GetFrameworkId() string {
@@ -1282,7 +1355,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1367,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1380,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubscribeRequest) GetFramework() *FrameworkInfo {
@@ -1336,7 +1409,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1421,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1434,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Operation) GetOp() isOperation_Op {
@@ -1402,7 +1475,7 @@ type AcceptRequest struct {
 
 func (x *AcceptRequest) Reset() {
 	*x = AcceptRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1487,7 @@ func (x *AcceptRequest) String() string {
 func (*AcceptRequest) ProtoMessage() {}
 
 func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1500,7 @@ func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptRequest.ProtoReflect.Descriptor instead.
 func (*AcceptRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AcceptRequest) GetHeader() *CallHeader {
@@ -1469,7 +1542,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1554,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1567,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeclineRequest) GetHeader() *CallHeader {
@@ -1528,7 +1601,7 @@ type ReviveRequest struct {
 
 func (x *ReviveRequest) Reset() {
 	*x = ReviveRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1613,7 @@ func (x *ReviveRequest) String() string {
 func (*ReviveRequest) ProtoMessage() {}
 
 func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1626,7 @@ func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveRequest.ProtoReflect.Descriptor instead.
 func (*ReviveRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReviveRequest) GetHeader() *CallHeader {
@@ -1580,7 +1653,7 @@ type SuppressRequest struct {
 
 func (x *SuppressRequest) Reset() {
 	*x = SuppressRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1665,7 @@ func (x *SuppressRequest) String() string {
 func (*SuppressRequest) ProtoMessage() {}
 
 func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1678,7 @@ func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressRequest.ProtoReflect.Descriptor instead.
 func (*SuppressRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SuppressRequest) GetHeader() *CallHeader {
@@ -1635,7 +1708,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1720,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1733,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KillRequest) GetHeader() *CallHeader {
@@ -1703,7 +1776,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1788,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1801,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcknowledgeRequest) GetHeader() *CallHeader {
@@ -1769,7 +1842,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1854,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1867,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReconcileRequest) GetHeader() *CallHeader {
@@ -1823,7 +1896,7 @@ type MessageRequest struct {
 
 func (x *MessageRequest) Reset() {
 	*x = MessageRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1908,7 @@ func (x *MessageRequest) String() string {
 func (*MessageRequest) ProtoMessage() {}
 
 func (x *MessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1921,7 @@ func (x *MessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRequest.ProtoReflect.Descriptor instead.
 func (*MessageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MessageRequest) GetHeader() *CallHeader {
@@ -1888,7 +1961,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +1973,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +1986,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TeardownRequest) GetHeader() *CallHeader {
@@ -1934,7 +2007,7 @@ type TaskShape struct {
 
 func (x *TaskShape) Reset() {
 	*x = TaskShape{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2019,7 @@ func (x *TaskShape) String() string {
 func (*TaskShape) ProtoMessage() {}
 
 func (x *TaskShape) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2032,7 @@ func (x *TaskShape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskShape.ProtoReflect.Descriptor instead.
 func (*TaskShape) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskShape) GetResources() []*Resource {
@@ -1987,7 +2060,7 @@ type RequestCall struct {
 
 func (x *RequestCall) Reset() {
 	*x = RequestCall{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2072,7 @@ func (x *RequestCall) String() string {
 func (*RequestCall) ProtoMessage() {}
 
 func (x *RequestCall) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2085,7 @@ func (x *RequestCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCall.ProtoReflect.Descriptor instead.
 func (*RequestCall) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RequestCall) GetHeader() *CallHeader {
@@ -2044,7 +2117,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2129,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2142,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
 }
 
 // InverseOffer asks a framework to give back a task's resources: the
@@ -2093,7 +2166,7 @@ type InverseOffer struct {
 
 func (x *InverseOffer) Reset() {
 	*x = InverseOffer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2178,7 @@ func (x *InverseOffer) String() string {
 func (*InverseOffer) ProtoMessage() {}
 
 func (x *InverseOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2191,7 @@ func (x *InverseOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
 func (*InverseOffer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InverseOffer) GetId() string {
@@ -2197,7 +2270,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2282,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2295,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -2380,7 +2453,7 @@ type Operation_Launch struct {
 
 func (x *Operation_Launch) Reset() {
 	*x = Operation_Launch{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[36]
+	mi := &file_sdk_proto_corral_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2465,7 @@ func (x *Operation_Launch) String() string {
 func (*Operation_Launch) ProtoMessage() {}
 
 func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[36]
+	mi := &file_sdk_proto_corral_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2478,7 @@ func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation_Launch.ProtoReflect.Descriptor instead.
 func (*Operation_Launch) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16, 0}
 }
 
 func (x *Operation_Launch) GetTasks() []*TaskInfo {
@@ -2425,7 +2498,7 @@ type ReconcileRequest_Task struct {
 
 func (x *ReconcileRequest_Task) Reset() {
 	*x = ReconcileRequest_Task{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2510,7 @@ func (x *ReconcileRequest_Task) String() string {
 func (*ReconcileRequest_Task) ProtoMessage() {}
 
 func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2523,7 @@ func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest_Task.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest_Task) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23, 0}
 }
 
 func (x *ReconcileRequest_Task) GetTaskId() string {
@@ -2479,7 +2552,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +2564,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +2577,7 @@ func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Subscribed.ProtoReflect.Descriptor instead.
 func (*Event_Subscribed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 0}
 }
 
 func (x *Event_Subscribed) GetFrameworkId() string {
@@ -2544,7 +2617,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2629,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2642,7 @@ func (x *Event_Offers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Offers.ProtoReflect.Descriptor instead.
 func (*Event_Offers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 1}
 }
 
 func (x *Event_Offers) GetOffers() []*Offer {
@@ -2588,7 +2661,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2673,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2686,7 @@ func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Rescind.ProtoReflect.Descriptor instead.
 func (*Event_Rescind) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 2}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 2}
 }
 
 func (x *Event_Rescind) GetOfferId() string {
@@ -2632,7 +2705,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2717,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2730,7 @@ func (x *Event_Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Update.ProtoReflect.Descriptor instead.
 func (*Event_Update) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 3}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 3}
 }
 
 func (x *Event_Update) GetStatus() *TaskStatus {
@@ -2678,7 +2751,7 @@ type Event_Message struct {
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2763,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2776,7 @@ func (x *Event_Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Message.ProtoReflect.Descriptor instead.
 func (*Event_Message) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 4}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 4}
 }
 
 func (x *Event_Message) GetAgentId() string {
@@ -2737,7 +2810,7 @@ type Event_Failure struct {
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2822,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2835,7 @@ func (x *Event_Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Failure.ProtoReflect.Descriptor instead.
 func (*Event_Failure) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 5}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 5}
 }
 
 func (x *Event_Failure) GetAgentId() string {
@@ -2788,7 +2861,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2873,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2886,7 @@ func (x *Event_Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Error.ProtoReflect.Descriptor instead.
 func (*Event_Error) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 6}
 }
 
 func (x *Event_Error) GetMessage() string {
@@ -2831,7 +2904,7 @@ type Event_Heartbeat struct {
 
 func (x *Event_Heartbeat) Reset() {
 	*x = Event_Heartbeat{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +2916,7 @@ func (x *Event_Heartbeat) String() string {
 func (*Event_Heartbeat) ProtoMessage() {}
 
 func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +2929,7 @@ func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Heartbeat.ProtoReflect.Descriptor instead.
 func (*Event_Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 7}
 }
 
 type Event_InverseOffers struct {
@@ -2868,7 +2941,7 @@ type Event_InverseOffers struct {
 
 func (x *Event_InverseOffers) Reset() {
 	*x = Event_InverseOffers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +2953,7 @@ func (x *Event_InverseOffers) String() string {
 func (*Event_InverseOffers) ProtoMessage() {}
 
 func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +2966,7 @@ func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_InverseOffers.ProtoReflect.Descriptor instead.
 func (*Event_InverseOffers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29, 8}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 8}
 }
 
 func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
@@ -2965,7 +3038,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
 	"\bTaskInfo\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -2973,10 +3046,16 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\x120\n" +
 	"\acommand\x18\x05 \x01(\v2\x16.corral.v1.CommandInfoR\acommand\x12,\n" +
 	"\x12kill_grace_seconds\x18\x06 \x01(\x01R\x10killGraceSeconds\x127\n" +
-	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x126\n" +
+	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
+	"\rContainerInfo\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
+	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\n" +
+	"_cpu_quota\"\xf9\x06\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -2996,7 +3075,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +
 	"\fSOURCE_AGENT\x10\x02\x12\x13\n" +
-	"\x0fSOURCE_EXECUTOR\x10\x03\"\xde\x02\n" +
+	"\x0fSOURCE_EXECUTOR\x10\x03\"\x86\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASON_RECONCILIATION\x10\x01\x12\x19\n" +
@@ -3011,7 +3090,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x13REASON_TASK_UNKNOWN\x10\n" +
 	"\x12\x12\n" +
 	"\x0eREASON_INVALID\x10\v\x12\x14\n" +
-	"\x10REASON_PREEMPTED\x10\f\"\xd6\x02\n" +
+	"\x10REASON_PREEMPTED\x10\f\x12&\n" +
+	"\"REASON_CONTAINER_LIMITATION_MEMORY\x10\r\"\xd6\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -3173,7 +3253,7 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_sdk_proto_corral_proto_goTypes = []any{
 	(TaskState)(0),                // 0: corral.v1.TaskState
 	(TaskStatus_Source)(0),        // 1: corral.v1.TaskStatus.Source
@@ -3188,123 +3268,125 @@ var file_sdk_proto_corral_proto_goTypes = []any{
 	(*ResourceList)(nil),          // 10: corral.v1.ResourceList
 	(*CommandInfo)(nil),           // 11: corral.v1.CommandInfo
 	(*TaskInfo)(nil),              // 12: corral.v1.TaskInfo
-	(*TaskStatus)(nil),            // 13: corral.v1.TaskStatus
-	(*Offer)(nil),                 // 14: corral.v1.Offer
-	(*Filters)(nil),               // 15: corral.v1.Filters
-	(*CallHeader)(nil),            // 16: corral.v1.CallHeader
-	(*SubscribeRequest)(nil),      // 17: corral.v1.SubscribeRequest
-	(*Operation)(nil),             // 18: corral.v1.Operation
-	(*AcceptRequest)(nil),         // 19: corral.v1.AcceptRequest
-	(*DeclineRequest)(nil),        // 20: corral.v1.DeclineRequest
-	(*ReviveRequest)(nil),         // 21: corral.v1.ReviveRequest
-	(*SuppressRequest)(nil),       // 22: corral.v1.SuppressRequest
-	(*KillRequest)(nil),           // 23: corral.v1.KillRequest
-	(*AcknowledgeRequest)(nil),    // 24: corral.v1.AcknowledgeRequest
-	(*ReconcileRequest)(nil),      // 25: corral.v1.ReconcileRequest
-	(*MessageRequest)(nil),        // 26: corral.v1.MessageRequest
-	(*TeardownRequest)(nil),       // 27: corral.v1.TeardownRequest
-	(*TaskShape)(nil),             // 28: corral.v1.TaskShape
-	(*RequestCall)(nil),           // 29: corral.v1.RequestCall
-	(*CallResponse)(nil),          // 30: corral.v1.CallResponse
-	(*InverseOffer)(nil),          // 31: corral.v1.InverseOffer
-	(*Event)(nil),                 // 32: corral.v1.Event
-	nil,                           // 33: corral.v1.AgentInfo.AttributesEntry
-	nil,                           // 34: corral.v1.FrameworkInfo.LabelsEntry
-	nil,                           // 35: corral.v1.FrameworkInfo.MinAllocatableEntry
-	nil,                           // 36: corral.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 37: corral.v1.TaskInfo.LabelsEntry
-	nil,                           // 38: corral.v1.Offer.AttributesEntry
-	(*Operation_Launch)(nil),      // 39: corral.v1.Operation.Launch
-	(*ReconcileRequest_Task)(nil), // 40: corral.v1.ReconcileRequest.Task
-	(*Event_Subscribed)(nil),      // 41: corral.v1.Event.Subscribed
-	(*Event_Offers)(nil),          // 42: corral.v1.Event.Offers
-	(*Event_Rescind)(nil),         // 43: corral.v1.Event.Rescind
-	(*Event_Update)(nil),          // 44: corral.v1.Event.Update
-	(*Event_Message)(nil),         // 45: corral.v1.Event.Message
-	(*Event_Failure)(nil),         // 46: corral.v1.Event.Failure
-	(*Event_Error)(nil),           // 47: corral.v1.Event.Error
-	(*Event_Heartbeat)(nil),       // 48: corral.v1.Event.Heartbeat
-	(*Event_InverseOffers)(nil),   // 49: corral.v1.Event.InverseOffers
+	(*ContainerInfo)(nil),         // 13: corral.v1.ContainerInfo
+	(*TaskStatus)(nil),            // 14: corral.v1.TaskStatus
+	(*Offer)(nil),                 // 15: corral.v1.Offer
+	(*Filters)(nil),               // 16: corral.v1.Filters
+	(*CallHeader)(nil),            // 17: corral.v1.CallHeader
+	(*SubscribeRequest)(nil),      // 18: corral.v1.SubscribeRequest
+	(*Operation)(nil),             // 19: corral.v1.Operation
+	(*AcceptRequest)(nil),         // 20: corral.v1.AcceptRequest
+	(*DeclineRequest)(nil),        // 21: corral.v1.DeclineRequest
+	(*ReviveRequest)(nil),         // 22: corral.v1.ReviveRequest
+	(*SuppressRequest)(nil),       // 23: corral.v1.SuppressRequest
+	(*KillRequest)(nil),           // 24: corral.v1.KillRequest
+	(*AcknowledgeRequest)(nil),    // 25: corral.v1.AcknowledgeRequest
+	(*ReconcileRequest)(nil),      // 26: corral.v1.ReconcileRequest
+	(*MessageRequest)(nil),        // 27: corral.v1.MessageRequest
+	(*TeardownRequest)(nil),       // 28: corral.v1.TeardownRequest
+	(*TaskShape)(nil),             // 29: corral.v1.TaskShape
+	(*RequestCall)(nil),           // 30: corral.v1.RequestCall
+	(*CallResponse)(nil),          // 31: corral.v1.CallResponse
+	(*InverseOffer)(nil),          // 32: corral.v1.InverseOffer
+	(*Event)(nil),                 // 33: corral.v1.Event
+	nil,                           // 34: corral.v1.AgentInfo.AttributesEntry
+	nil,                           // 35: corral.v1.FrameworkInfo.LabelsEntry
+	nil,                           // 36: corral.v1.FrameworkInfo.MinAllocatableEntry
+	nil,                           // 37: corral.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 38: corral.v1.TaskInfo.LabelsEntry
+	nil,                           // 39: corral.v1.Offer.AttributesEntry
+	(*Operation_Launch)(nil),      // 40: corral.v1.Operation.Launch
+	(*ReconcileRequest_Task)(nil), // 41: corral.v1.ReconcileRequest.Task
+	(*Event_Subscribed)(nil),      // 42: corral.v1.Event.Subscribed
+	(*Event_Offers)(nil),          // 43: corral.v1.Event.Offers
+	(*Event_Rescind)(nil),         // 44: corral.v1.Event.Rescind
+	(*Event_Update)(nil),          // 45: corral.v1.Event.Update
+	(*Event_Message)(nil),         // 46: corral.v1.Event.Message
+	(*Event_Failure)(nil),         // 47: corral.v1.Event.Failure
+	(*Event_Error)(nil),           // 48: corral.v1.Event.Error
+	(*Event_Heartbeat)(nil),       // 49: corral.v1.Event.Heartbeat
+	(*Event_InverseOffers)(nil),   // 50: corral.v1.Event.InverseOffers
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
 	3,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
 	4,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
 	5,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
 	6,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
-	33, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
-	34, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
-	35, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
+	34, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
+	35, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
+	36, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
 	10, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
 	6,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
-	36, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
+	37, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
 	6,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
 	11, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
-	37, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
-	0,  // 13: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
-	1,  // 14: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
-	2,  // 15: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
-	6,  // 16: corral.v1.Offer.resources:type_name -> corral.v1.Resource
-	38, // 17: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
-	8,  // 18: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
-	39, // 19: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
-	16, // 20: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
-	18, // 21: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
-	15, // 22: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
-	16, // 23: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
-	15, // 24: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
-	16, // 25: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
-	16, // 26: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
-	16, // 27: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
-	16, // 28: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
-	16, // 29: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
-	40, // 30: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
-	16, // 31: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
-	16, // 32: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
-	6,  // 33: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
-	16, // 34: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
-	28, // 35: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
-	6,  // 36: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
-	41, // 37: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
-	42, // 38: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
-	43, // 39: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
-	44, // 40: corral.v1.Event.update:type_name -> corral.v1.Event.Update
-	45, // 41: corral.v1.Event.message:type_name -> corral.v1.Event.Message
-	46, // 42: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
-	47, // 43: corral.v1.Event.error:type_name -> corral.v1.Event.Error
-	48, // 44: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
-	49, // 45: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
-	9,  // 46: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	12, // 47: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	14, // 48: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	13, // 49: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	31, // 50: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
-	17, // 51: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	19, // 52: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	20, // 53: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	21, // 54: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	22, // 55: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	23, // 56: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	24, // 57: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	25, // 58: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	26, // 59: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	27, // 60: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	29, // 61: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
-	32, // 62: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	30, // 63: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	30, // 64: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	30, // 65: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	30, // 66: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	30, // 67: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	30, // 68: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	30, // 69: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	30, // 70: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	30, // 71: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	30, // 72: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
-	62, // [62:73] is the sub-list for method output_type
-	51, // [51:62] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	38, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
+	13, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
+	0,  // 14: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
+	1,  // 15: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
+	2,  // 16: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
+	6,  // 17: corral.v1.Offer.resources:type_name -> corral.v1.Resource
+	39, // 18: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
+	8,  // 19: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
+	40, // 20: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
+	17, // 21: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
+	19, // 22: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
+	16, // 23: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
+	17, // 24: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
+	16, // 25: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
+	17, // 26: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
+	17, // 27: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
+	17, // 28: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
+	17, // 29: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
+	17, // 30: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
+	41, // 31: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
+	17, // 32: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
+	17, // 33: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
+	6,  // 34: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
+	17, // 35: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
+	29, // 36: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
+	6,  // 37: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
+	42, // 38: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
+	43, // 39: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
+	44, // 40: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
+	45, // 41: corral.v1.Event.update:type_name -> corral.v1.Event.Update
+	46, // 42: corral.v1.Event.message:type_name -> corral.v1.Event.Message
+	47, // 43: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
+	48, // 44: corral.v1.Event.error:type_name -> corral.v1.Event.Error
+	49, // 45: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
+	50, // 46: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
+	9,  // 47: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	12, // 48: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	15, // 49: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	14, // 50: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	32, // 51: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	18, // 52: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	20, // 53: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	21, // 54: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	22, // 55: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	23, // 56: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	24, // 57: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	25, // 58: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	26, // 59: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	27, // 60: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	28, // 61: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	30, // 62: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	33, // 63: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	31, // 64: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	31, // 65: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	31, // 66: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	31, // 67: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	31, // 68: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	31, // 69: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	31, // 70: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	31, // 71: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	31, // 72: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	31, // 73: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	63, // [63:74] is the sub-list for method output_type
+	52, // [52:63] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -3317,11 +3399,12 @@ func file_sdk_proto_corral_proto_init() {
 		(*Resource_Ranges)(nil),
 		(*Resource_Set)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[12].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[15].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[10].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[13].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[16].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[29].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[30].OneofWrappers = []any{
 		(*Event_Subscribed_)(nil),
 		(*Event_Offers_)(nil),
 		(*Event_Rescind_)(nil),
@@ -3338,7 +3421,7 @@ func file_sdk_proto_corral_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -78,7 +78,7 @@ func Run(t *testing.T, newImpl func(t *testing.T) isolator.Isolator) {
 		iso := configured(t, newImpl)
 		id := containerID(t, iso)
 		p := prepareAndIsolate(t, iso, id)
-		orphans, err := iso.Recover(ctx(t), []isolator.ContainerState{{ContainerID: id, Pid: p.pid, Resources: containerRes}})
+		orphans, err := iso.Recover(ctx(t), "contract-agent", []isolator.ContainerState{{ContainerID: id, Pid: p.pid, Resources: containerRes}})
 		if err != nil {
 			t.Fatalf("Recover: %v", err)
 		}

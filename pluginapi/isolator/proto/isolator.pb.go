@@ -87,8 +87,12 @@ func (x *ContainerState) GetResources() []*proto.Resource {
 }
 
 type RecoverRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Containers    []*ContainerState      `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Containers []*ContainerState      `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
+	// The agent's ID, "" before its first registration. Isolators that keep
+	// kernel objects per agent (cgroups under /corral/<agent_id>) look for
+	// orphans there.
+	AgentId       string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +132,13 @@ func (x *RecoverRequest) GetContainers() []*ContainerState {
 		return x.Containers
 	}
 	return nil
+}
+
+func (x *RecoverRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
 }
 
 type RecoverResponse struct {
@@ -308,11 +319,15 @@ func (x *LaunchSpec) GetNewSession() bool {
 }
 
 type PrepareRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Resources     []*proto.Resource      `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
-	SandboxDir    string                 `protobuf:"bytes,3,opt,name=sandbox_dir,json=sandboxDir,proto3" json:"sandbox_dir,omitempty"`
-	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Resources   []*proto.Resource      `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	SandboxDir  string                 `protobuf:"bytes,3,opt,name=sandbox_dir,json=sandboxDir,proto3" json:"sandbox_dir,omitempty"`
+	User        string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	// The ID of the agent asking, so that kernel objects can be grouped per agent.
+	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The task's choice of a hard CPU quota; unset means the isolator's default.
+	CpuQuota      *bool `protobuf:"varint,6,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,6 +388,20 @@ func (x *PrepareRequest) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *PrepareRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *PrepareRequest) GetCpuQuota() bool {
+	if x != nil && x.CpuQuota != nil {
+		return *x.CpuQuota
+	}
+	return false
 }
 
 type PrepareResponse struct {
@@ -648,8 +677,17 @@ type ContainerUsage struct {
 	Processes        uint32                 `protobuf:"varint,5,opt,name=processes,proto3" json:"processes,omitempty"`
 	TimestampUnixMs  int64                  `protobuf:"varint,6,opt,name=timestamp_unix_ms,json=timestampUnixMs,proto3" json:"timestamp_unix_ms,omitempty"`
 	Found            bool                   `protobuf:"varint,7,opt,name=found,proto3" json:"found,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Fields below are 0 where the isolator does not measure them.
+	MemUsageBytes       uint64  `protobuf:"varint,8,opt,name=mem_usage_bytes,json=memUsageBytes,proto3" json:"mem_usage_bytes,omitempty"`  // all memory charged (rss, cache, kernel)
+	MemPeakBytes        uint64  `protobuf:"varint,9,opt,name=mem_peak_bytes,json=memPeakBytes,proto3" json:"mem_peak_bytes,omitempty"`     // high-water mark of mem_usage_bytes
+	MemLimitBytes       uint64  `protobuf:"varint,10,opt,name=mem_limit_bytes,json=memLimitBytes,proto3" json:"mem_limit_bytes,omitempty"` // enforced limit, 0 if none
+	CpuPeriods          uint64  `protobuf:"varint,11,opt,name=cpu_periods,json=cpuPeriods,proto3" json:"cpu_periods,omitempty"`            // CFS enforcement periods elapsed
+	CpuThrottledPeriods uint64  `protobuf:"varint,12,opt,name=cpu_throttled_periods,json=cpuThrottledPeriods,proto3" json:"cpu_throttled_periods,omitempty"`
+	CpuThrottledSeconds float64 `protobuf:"fixed64,13,opt,name=cpu_throttled_seconds,json=cpuThrottledSeconds,proto3" json:"cpu_throttled_seconds,omitempty"`
+	PidsLimit           uint64  `protobuf:"varint,14,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"` // 0 if none
+	OomKills            uint64  `protobuf:"varint,15,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`    // processes the OOM killer ended
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ContainerUsage) Reset() {
@@ -729,6 +767,62 @@ func (x *ContainerUsage) GetFound() bool {
 		return x.Found
 	}
 	return false
+}
+
+func (x *ContainerUsage) GetMemUsageBytes() uint64 {
+	if x != nil {
+		return x.MemUsageBytes
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetMemPeakBytes() uint64 {
+	if x != nil {
+		return x.MemPeakBytes
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetMemLimitBytes() uint64 {
+	if x != nil {
+		return x.MemLimitBytes
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetCpuPeriods() uint64 {
+	if x != nil {
+		return x.CpuPeriods
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetCpuThrottledPeriods() uint64 {
+	if x != nil {
+		return x.CpuThrottledPeriods
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetCpuThrottledSeconds() float64 {
+	if x != nil {
+		return x.CpuThrottledSeconds
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+func (x *ContainerUsage) GetOomKills() uint64 {
+	if x != nil {
+		return x.OomKills
+	}
+	return 0
 }
 
 type UsageResponse struct {
@@ -959,11 +1053,12 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\x0eContainerState\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x121\n" +
-	"\tresources\x18\x03 \x03(\v2\x13.corral.v1.ResourceR\tresources\"[\n" +
+	"\tresources\x18\x03 \x03(\v2\x13.corral.v1.ResourceR\tresources\"v\n" +
 	"\x0eRecoverRequest\x12I\n" +
 	"\n" +
 	"containers\x18\x01 \x03(\v2).corral.plugin.isolator.v1.ContainerStateR\n" +
-	"containers\"+\n" +
+	"containers\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\"+\n" +
 	"\x0fRecoverResponse\x12\x18\n" +
 	"\aorphans\x18\x01 \x03(\tR\aorphans\"D\n" +
 	"\x06Rlimit\x12\x12\n" +
@@ -979,13 +1074,17 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"newSession\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x01\n" +
 	"\x0ePrepareRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x121\n" +
 	"\tresources\x18\x02 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12\x1f\n" +
 	"\vsandbox_dir\x18\x03 \x01(\tR\n" +
 	"sandboxDir\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"L\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12 \n" +
+	"\tcpu_quota\x18\x06 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\n" +
+	"_cpu_quota\"L\n" +
 	"\x0fPrepareResponse\x129\n" +
 	"\x04spec\x18\x01 \x01(\v2%.corral.plugin.isolator.v1.LaunchSpecR\x04spec\"E\n" +
 	"\x0eIsolateRequest\x12!\n" +
@@ -997,7 +1096,7 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x03(\v2\x13.corral.v1.ResourceR\tresources\"\x10\n" +
 	"\x0eUpdateResponse\"3\n" +
 	"\fUsageRequest\x12#\n" +
-	"\rcontainer_ids\x18\x01 \x03(\tR\fcontainerIds\"\x8f\x02\n" +
+	"\rcontainer_ids\x18\x01 \x03(\tR\fcontainerIds\"\xca\x04\n" +
 	"\x0eContainerUsage\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12(\n" +
 	"\x10cpu_user_seconds\x18\x02 \x01(\x01R\x0ecpuUserSeconds\x12,\n" +
@@ -1005,7 +1104,18 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\rmem_rss_bytes\x18\x04 \x01(\x04R\vmemRssBytes\x12\x1c\n" +
 	"\tprocesses\x18\x05 \x01(\rR\tprocesses\x12*\n" +
 	"\x11timestamp_unix_ms\x18\x06 \x01(\x03R\x0ftimestampUnixMs\x12\x14\n" +
-	"\x05found\x18\a \x01(\bR\x05found\"R\n" +
+	"\x05found\x18\a \x01(\bR\x05found\x12&\n" +
+	"\x0fmem_usage_bytes\x18\b \x01(\x04R\rmemUsageBytes\x12$\n" +
+	"\x0emem_peak_bytes\x18\t \x01(\x04R\fmemPeakBytes\x12&\n" +
+	"\x0fmem_limit_bytes\x18\n" +
+	" \x01(\x04R\rmemLimitBytes\x12\x1f\n" +
+	"\vcpu_periods\x18\v \x01(\x04R\n" +
+	"cpuPeriods\x122\n" +
+	"\x15cpu_throttled_periods\x18\f \x01(\x04R\x13cpuThrottledPeriods\x122\n" +
+	"\x15cpu_throttled_seconds\x18\r \x01(\x01R\x13cpuThrottledSeconds\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\x0e \x01(\x04R\tpidsLimit\x12\x1b\n" +
+	"\toom_kills\x18\x0f \x01(\x04R\boomKills\"R\n" +
 	"\rUsageResponse\x12A\n" +
 	"\x06usages\x18\x01 \x03(\v2).corral.plugin.isolator.v1.ContainerUsageR\x06usages\"\x0e\n" +
 	"\fWatchRequest\"a\n" +
@@ -1096,6 +1206,7 @@ func file_pluginapi_isolator_proto_isolator_proto_init() {
 	if File_pluginapi_isolator_proto_isolator_proto != nil {
 		return
 	}
+	file_pluginapi_isolator_proto_isolator_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -26,6 +26,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/plugins/executor/command/launch"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
 	"github.com/hashicorp/go-hclog"
 )
@@ -172,7 +173,10 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 	if err != nil {
 		return nil, false, fmt.Errorf("prepare container: %w", err)
 	}
-	plan := launchPlan{Rlimits: spec.Rlimits, CgroupProcs: spec.CgroupProcs}
+	plan := launch.Plan{CgroupProcs: spec.CgroupProcs}
+	for _, rl := range spec.Rlimits {
+		plan.Rlimits = append(plan.Rlimits, launch.Rlimit{Name: rl.Name, Soft: rl.Soft, Hard: rl.Hard})
+	}
 	if req.Command.Shell {
 		plan.Path, plan.Args = "/bin/sh", []string{"sh", "-c", req.Command.Value}
 	} else {
@@ -259,10 +263,10 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 		return abort(fmt.Errorf("send launch plan: %w", err))
 	}
 	ready, err := readStatusCtx(ctx, statusR, status)
-	var le *launchError
+	var le *launch.Error
 	switch {
 	case errors.As(err, &le):
-		log.Info("command could not be started", "error", le.msg)
+		log.Info("command could not be started", "error", le.Msg)
 		startFailure = le
 		return resp, true, nil
 	case err != nil:
@@ -273,14 +277,14 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 	if err := containers.Isolate(ctx, req.ContainerID, pid); err != nil {
 		return abort(fmt.Errorf("isolate pid %d: %w", pid, err))
 	}
-	if _, err := controlW.Write([]byte{goByte}); err != nil {
+	if _, err := controlW.Write([]byte{launch.GoByte}); err != nil {
 		return abort(fmt.Errorf("release launcher: %w", err))
 	}
 	_ = controlW.Close()
 	_, err = readStatusCtx(ctx, statusR, status)
 	switch {
 	case errors.As(err, &le):
-		log.Info("command could not be started", "error", le.msg)
+		log.Info("command could not be started", "error", le.Msg)
 		startFailure = le
 	case errors.Is(err, io.EOF):
 		log.Info("task started", "command", plan.Path)
@@ -299,7 +303,7 @@ func readStatusCtx(ctx context.Context, f *os.File, r *bufio.Reader) (bool, erro
 	}
 	ch := make(chan res, 1)
 	go func() {
-		ready, err := readStatus(r)
+		ready, err := launch.ReadStatus(r)
 		ch <- res{ready, err}
 	}()
 	select {
@@ -321,7 +325,7 @@ func (e *Executor) reap(log hclog.Logger, cmd *exec.Cmd, outcomeKnown <-chan str
 	var exitErr *exec.ExitError
 	switch {
 	case *startFailure != nil:
-		res.ExitCode = launchFailed
+		res.ExitCode = launch.ExitFailed
 		res.Err = (*startFailure).Error()
 	case waitErr == nil:
 	case errors.As(waitErr, &exitErr):
@@ -493,7 +497,7 @@ func taskEnvironment(req *executor.LaunchRequest, spec *isolator.LaunchSpec) []s
 
 // lookupCredential resolves the task's user. No user, or the executor's own
 // user, needs no switch.
-func lookupCredential(name string) (*credential, error) {
+func lookupCredential(name string) (*launch.Credential, error) {
 	if name == "" {
 		return nil, nil
 	}
@@ -512,7 +516,7 @@ func lookupCredential(name string) (*credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task user %q: gid %q: %w", name, u.Gid, err)
 	}
-	c := &credential{UID: uint32(uid), GID: uint32(gid)}
+	c := &launch.Credential{UID: uint32(uid), GID: uint32(gid)}
 	gids, err := u.GroupIds()
 	if err != nil {
 		return nil, fmt.Errorf("task user %q: groups: %w", name, err)

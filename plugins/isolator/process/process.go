@@ -142,7 +142,7 @@ func ParseConfig(configJSON []byte) ([]isolator.Rlimit, error) {
 // Orphans are always empty: a session carries no mark saying which agent or
 // container created it, so this isolator cannot tell a forgotten container
 // from any other process on the machine, and must not guess and kill it.
-func (i *Isolator) Recover(_ context.Context, known []isolator.ContainerState) ([]string, error) {
+func (i *Isolator) Recover(_ context.Context, _ string, known []isolator.ContainerState) ([]string, error) {
 	sessions, err := posix.BySession()
 	if err != nil {
 		return nil, fmt.Errorf("process isolator: recover: %w", err)

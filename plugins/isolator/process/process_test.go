@@ -321,7 +321,7 @@ func TestRecoverDropsContainersWithoutProcesses(t *testing.T) {
 	dead := startSession(t, `exit 0`)
 	<-dead.exited
 
-	orphans, err := iso.Recover(testCtx(t), []isolator.ContainerState{
+	orphans, err := iso.Recover(testCtx(t), "", []isolator.ContainerState{
 		{ContainerID: "alive", Pid: alive.pid},
 		{ContainerID: "dead", Pid: dead.pid},
 	})

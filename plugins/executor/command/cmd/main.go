@@ -3,6 +3,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/plugins/executor/command"
@@ -21,5 +22,18 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv("CORRAL_PLUGIN_LOG_LEVEL")),
 	})
-	executor.Serve(command.New(logger), logger)
+	var opts []command.Option
+	// The small launcher binary beside this one starts in a fraction of
+	// the time this binary takes; without it, this binary is the launcher.
+	if self, err := os.Executable(); err == nil {
+		if l := filepath.Join(filepath.Dir(self), command.LauncherName); isExecutable(l) {
+			opts = append(opts, command.WithLauncher(l))
+		}
+	}
+	executor.Serve(command.New(logger, opts...), logger)
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }

@@ -165,7 +165,9 @@ func (a *alloc) Allocate(_ context.Context, req *allocator.AllocateRequest) (*al
 // iso isolates nothing: containers are plain processes.
 type iso struct{ *basePlugin }
 
-func (iso) Recover(context.Context, []isolator.ContainerState) ([]string, error) { return nil, nil }
+func (iso) Recover(context.Context, string, []isolator.ContainerState) ([]string, error) {
+	return nil, nil
+}
 func (iso) Prepare(context.Context, isolator.PrepareRequest) (*isolator.LaunchSpec, error) {
 	return &isolator.LaunchSpec{NewSession: true}, nil
 }

@@ -1,0 +1,226 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
+)
+
+// TestReportIsolationBench is the figure of issue 7: N tasks (`sleep 600`,
+// 0.001 cpus, 4 MiB each; N = 1000 by default) launched at once on one
+// agent with the cgroups isolator, against a stand-in master: the time
+// until all are RUNNING, the time until all are killed and their cgroups
+// gone, the CPU each executor and launcher spent, and the memory (RSS) of
+// the agent, the isolator plugin, the executors and the tasks while all
+// run. It is a report, not a check, so it runs only when asked:
+//
+//	make bench-isolation                 (N=1000)
+//	make bench-isolation ISO_TASKS=200
+func TestReportIsolationBench(t *testing.T) {
+	if os.Getenv("CORRAL_BENCH_ISOLATION") == "" {
+		t.Skip("a report, not a test: run it with `make bench-isolation`")
+	}
+	n := 1000
+	if s := os.Getenv("CORRAL_BENCH_ISOLATION_TASKS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n <= 0 {
+			t.Fatalf("CORRAL_BENCH_ISOLATION_TASKS=%q: want a positive count", s)
+		}
+	}
+	root := fmt.Sprintf("/corral-test/bench-%d", os.Getpid())
+	cat := cgroupsCatalog(t, root+"/{agent_id}")
+	t.Cleanup(func() {
+		for _, rel := range []string{root + "/agent-1", root, "/corral-test"} {
+			for _, d := range cgroupDirs(t, rel) {
+				_ = os.Remove(d)
+			}
+		}
+	})
+	m := startFakeMaster(t)
+	a := startAgentWith(t, cat, Config{
+		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "bench-host",
+		Resources: resources.MustParse("cpus:2;mem:8192"), Isolator: "cgroups",
+		StatusUpdateRetry: 10 * time.Second,
+	})
+	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
+	task := func(ti *corralpb.TaskInfo) {
+		ti.Resources = []*corralpb.Resource{
+			{Name: "cpus", Value: &corralpb.Resource_Scalar{Scalar: 0.001}},
+			{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: 4}},
+		}
+		ti.Command = &corralpb.CommandInfo{Value: "sleep", Arguments: []string{"600"}}
+	}
+
+	before := processMemory(t)
+	agentCPU0, isoCPU0 := before.agentCPU, before.isolatorCPU
+	start := time.Now()
+	for i := range n {
+		m.runTask(t, "bench", fmt.Sprintf("t%04d", i), "", task)
+	}
+	failedStates := []corralpb.TaskState{corralpb.TaskState_TASK_FAILED, corralpb.TaskState_TASK_ERROR, corralpb.TaskState_TASK_LOST}
+	waitFor(t, fmt.Sprintf("%d tasks RUNNING or failed", n), 30*time.Minute, func() bool {
+		return m.countState(corralpb.TaskState_TASK_RUNNING)+m.countState(failedStates...) >= n
+	})
+	toRunning := time.Since(start)
+	if failed := m.countState(failedStates...); failed > 0 {
+		t.Errorf("%d of %d tasks failed to start; first: %s", failed, n, m.firstMessage(failedStates...))
+	}
+
+	mem := processMemory(t)
+	cgroups := len(childCgroups(t, root+"/agent-1"))
+	// The isolator's cost of watching N idle containers for OOM kills.
+	const idle = 5 * time.Second
+	time.Sleep(idle) // a measuring window, not synchronization
+	idleISO := processMemory(t).isolatorCPU - mem.isolatorCPU
+
+	start = time.Now()
+	for i := range n {
+		m.killTask(t, "bench", fmt.Sprintf("t%04d", i), 1)
+	}
+	waitFor(t, fmt.Sprintf("%d tasks KILLED", n), 30*time.Minute, func() bool {
+		return m.countState(corralpb.TaskState_TASK_KILLED)+m.countState(failedStates...) >= n
+	})
+	waitFor(t, "every cgroup removed", 10*time.Minute, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
+	toDestroyed := time.Since(start)
+
+	per := func(b uint64) string { return fmt.Sprintf("%.2f MiB", float64(b)/float64(n)/(1<<20)) }
+	t.Logf("\n%d tasks (sleep 600, cpus 0.001, mem 4 MiB) on one agent, cgroups isolator (%d cgroup directories while running), %d CPUs\n"+
+		"| measure | value | target |\n|---|---|---|\n"+
+		"| launch to all RUNNING | %.2f s | 5 s |\n"+
+		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
+		"| executor CPU per task (plugin start + launch) | %.1f ms | |\n"+
+		"| launcher CPU per task (corral-launcher before the command) | %.1f ms | |\n"+
+		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
+		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
+		"| isolator CPU with all containers idle (OOM polling, 1 s) | %.1f%% of a CPU | |\n"+
+		"| agent RSS | %.1f MiB | |\n"+
+		"| isolator plugin RSS | %.1f MiB | |\n"+
+		"| executors RSS | %.1f MiB (%s per task) | |\n"+
+		"| tasks RSS | %.1f MiB (%s per task) | |",
+		n, cgroups, runtime.NumCPU(),
+		toRunning.Seconds(), toDestroyed.Seconds(),
+		mem.executorCPU.Seconds()*1000/float64(max(mem.executors, 1)),
+		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
+		(mem.agentCPU-agentCPU0).Seconds()*1000/float64(n),
+		(mem.isolatorCPU-isoCPU0).Seconds()*1000/float64(n),
+		100*idleISO.Seconds()/idle.Seconds(),
+		mib(mem.agent), mib(mem.isolator),
+		mib(mem.executorRSS), per(mem.executorRSS),
+		mib(mem.taskRSS), per(mem.taskRSS))
+}
+
+// countState counts the tasks that reported any of states.
+func (m *fakeMaster) countState(states ...corralpb.TaskState) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	for _, u := range m.updates {
+		if st := u.GetStatus(); slices.Contains(states, st.GetState()) {
+			seen[st.GetTaskId()] = true
+		}
+	}
+	return len(seen)
+}
+
+// firstMessage is the message of the first update in any of states.
+func (m *fakeMaster) firstMessage(states ...corralpb.TaskState) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.updates {
+		if st := u.GetStatus(); slices.Contains(states, st.GetState()) {
+			return st.GetTaskId() + ": " + st.GetState().String() + ": " + st.GetMessage()
+		}
+	}
+	return ""
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+type memReport struct {
+	agent, isolator, executorRSS, taskRSS uint64
+	executors, tasks                      int
+	executorCPU, taskCPU                  time.Duration
+	agentCPU, isolatorCPU                 time.Duration
+}
+
+// processMemory sums RSS and CPU time over this process (the agent) and
+// its descendants, by kind: the isolator plugin, executor plugins, and the
+// tasks (whose CPU time includes the launcher stage they exec'd from).
+func processMemory(t *testing.T) memReport {
+	t.Helper()
+	self := os.Getpid()
+	type proc struct {
+		ppid     int
+		exe      string
+		rss      uint64
+		cpuTicks uint64
+	}
+	procs := map[int]proc{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 22 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		utime, _ := strconv.ParseUint(f[11], 10, 64)
+		stime, _ := strconv.ParseUint(f[12], 10, 64)
+		rssPages, _ := strconv.ParseUint(f[21], 10, 64)
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		procs[pid] = proc{ppid: ppid, exe: filepath.Base(exe), rss: rssPages * uint64(os.Getpagesize()), cpuTicks: utime + stime}
+	}
+	descends := func(pid int) bool {
+		for p := pid; p > 1; p = procs[p].ppid {
+			if p == self {
+				return true
+			}
+			if _, ok := procs[p]; !ok {
+				return false
+			}
+		}
+		return false
+	}
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	var r memReport
+	for pid, p := range procs {
+		switch {
+		case pid == self:
+			r.agent = p.rss
+			r.agentCPU = time.Duration(p.cpuTicks) * tick
+		case strings.HasPrefix(p.exe, "corral-isolator-") && descends(pid):
+			r.isolator += p.rss
+			r.isolatorCPU += time.Duration(p.cpuTicks) * tick
+		case strings.HasPrefix(p.exe, "corral-executor-") && descends(pid):
+			r.executorRSS += p.rss
+			r.executorCPU += time.Duration(p.cpuTicks) * tick
+			r.executors++
+		case p.exe == "sleep" && descends(pid):
+			r.taskRSS += p.rss
+			r.taskCPU += time.Duration(p.cpuTicks) * tick
+			r.tasks++
+		}
+	}
+	return r
+}

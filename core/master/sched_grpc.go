@@ -1,0 +1,106 @@
+package master
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// SchedulerAPI is corral's gRPC scheduler service: a thin adapter that
+// maps each RPC onto the master's domain method and its typed errors onto
+// gRPC status codes. (It lives beside the master, not in core/api, because
+// the master's own tests serve it; it holds no bookkeeping.)
+type SchedulerAPI struct{ m *Master }
+
+// SchedulerAPI returns the gRPC implementation of the scheduler API.
+func (m *Master) SchedulerAPI() corralpb.SchedulerServer { return &SchedulerAPI{m: m} }
+
+// grpcError maps a refused call onto the gRPC code the API always used.
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	c := codes.Unknown
+	switch ErrorCode(err) {
+	case CodeInvalid, CodeInvalidOffers:
+		c = codes.InvalidArgument
+	case CodeUnknownFramework, CodeNotFound:
+		c = codes.NotFound
+	case CodeNotSubscribed, CodeStaleStream, CodePrecondition:
+		c = codes.FailedPrecondition
+	case CodeForbidden:
+		c = codes.PermissionDenied
+	case CodeUnavailable:
+		c = codes.Unavailable
+	}
+	return status.Error(c, err.Error())
+}
+
+func reply(err error) (*corralpb.CallResponse, error) {
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &corralpb.CallResponse{}, nil
+}
+
+// Subscribe streams the framework's events until the stream breaks.
+func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb.Scheduler_SubscribeServer) error {
+	sub, err := s.m.Subscribe(req)
+	if err != nil {
+		return grpcError(err)
+	}
+	defer sub.Close()
+	ctx := stream.Context()
+	for {
+		ev, ok := sub.Next(ctx)
+		if !ok {
+			return nil
+		}
+		if err := stream.Send(ev); err != nil {
+			return nil
+		}
+	}
+}
+
+func (s *SchedulerAPI) Accept(_ context.Context, r *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Accept(r))
+}
+
+func (s *SchedulerAPI) Decline(_ context.Context, r *corralpb.DeclineRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Decline(r))
+}
+
+func (s *SchedulerAPI) Revive(_ context.Context, r *corralpb.ReviveRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Revive(r))
+}
+
+func (s *SchedulerAPI) Suppress(_ context.Context, r *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Suppress(r))
+}
+
+func (s *SchedulerAPI) Kill(_ context.Context, r *corralpb.KillRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Kill(r))
+}
+
+func (s *SchedulerAPI) Acknowledge(_ context.Context, r *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Acknowledge(r))
+}
+
+func (s *SchedulerAPI) Reconcile(_ context.Context, r *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Reconcile(r))
+}
+
+func (s *SchedulerAPI) Message(_ context.Context, r *corralpb.MessageRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Message(r))
+}
+
+func (s *SchedulerAPI) Teardown(_ context.Context, r *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
+	return reply(s.m.Teardown(r))
+}
+
+func (s *SchedulerAPI) Request(_ context.Context, r *corralpb.RequestCall) (*corralpb.CallResponse, error) {
+	return reply(s.m.Request(r))
+}

@@ -1,0 +1,16 @@
+// Command corral-launcher is the command executor's launcher stage alone
+// (package launch): a small binary, so that starting one per task is cheap.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/corral-project/corral/plugins/executor/command/launch"
+)
+
+func main() {
+	launch.MaybeRun()
+	fmt.Fprintf(os.Stderr, "corral-launcher is started by the command executor (first argument %s), not by hand\n", launch.Arg)
+	os.Exit(2)
+}

@@ -1,0 +1,65 @@
+package cgroups
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestHierarchyPaths checks where a container's cgroup lives on both
+// layouts, whatever this host runs.
+func TestHierarchyPaths(t *testing.T) {
+	v1 := &Hierarchy{Mounts: map[string]string{
+		"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+		"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids", "freezer": "/sys/fs/cgroup/freezer",
+	}}
+	v2 := &Hierarchy{Unified: true}
+	tests := []struct {
+		name     string
+		h        *Hierarchy
+		wantDirs []string
+		wantMain string
+	}{
+		{"v1 with cpu,cpuacct co-mounted", v1, []string{
+			"/sys/fs/cgroup/cpu,cpuacct/corral/a1/c1", "/sys/fs/cgroup/freezer/corral/a1/c1",
+			"/sys/fs/cgroup/memory/corral/a1/c1", "/sys/fs/cgroup/pids/corral/a1/c1",
+		}, "/sys/fs/cgroup/memory/corral/a1/c1"},
+		{"v2", v2, []string{"/sys/fs/cgroup/corral/a1/c1"}, "/sys/fs/cgroup/corral/a1/c1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.h.Dirs("/corral/a1/c1"); !reflect.DeepEqual(got, tt.wantDirs) {
+				t.Errorf("Dirs = %v, want %v", got, tt.wantDirs)
+			}
+			if got := tt.h.main("/corral/a1/c1"); got != tt.wantMain {
+				t.Errorf("main = %q, want %q", got, tt.wantMain)
+			}
+		})
+	}
+}
+
+// TestCgroupKillOnV2: on cgroup v2 Cleanup uses cgroup.kill, which empties
+// the cgroup in one write.
+func TestCgroupKillOnV2(t *testing.T) {
+	iso := testIsolator(t, `{}`)
+	h := iso.Hierarchy()
+	if !h.Unified {
+		t.Skip("this host has cgroup v1 (controllers under /sys/fs/cgroup/<controller>); cgroup.kill exists on cgroup v2 only")
+	}
+	prepare(t, iso, "k", "cpus:0.1;mem:16")
+	rel := filepath.Join(iso.Parent(), "k")
+	if _, err := os.Stat(filepath.Join(h.main(rel), "cgroup.kill")); err != nil {
+		t.Skipf("this kernel's cgroup v2 has no cgroup.kill (Linux 5.14+): %v", err)
+	}
+	w := start(t, iso, "k", shell("sleep 600 & exec sleep 600"))
+	if err := iso.Cleanup(testCtx(t), "k"); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("task still running a minute after Cleanup")
+	}
+}
