@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/scheduler"
 )
 
@@ -144,6 +145,8 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		return nil, errors.New("--master is empty")
 	case o.name == "" || o.role == "":
 		return nil, errors.New("--name and --role must not be empty")
+	case badQuantity(o) != nil:
+		return nil, badQuantity(o)
 	case o.cpus < 0 || o.mem < 0 || o.disk < 0 || o.gpus < 0:
 		return nil, errors.New("--cpus, --mem, --disk and --gpus must not be negative")
 	case o.gpus != math.Trunc(o.gpus):
@@ -155,6 +158,23 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		return nil, errors.New("--timeout and --grace must not be negative, --connect-timeout must be positive")
 	}
 	return o, nil
+}
+
+// badQuantity refuses NaN, infinite and absurdly large resource flags: they
+// would turn into garbage in fixed point and never fit an offer.
+func badQuantity(o *execOptions) error {
+	for _, q := range []struct {
+		flag string
+		v    float64
+	}{{"cpus", o.cpus}, {"mem", o.mem}, {"disk", o.disk}, {"gpus", o.gpus}} {
+		if q.v < 0 {
+			continue // said below, with the other negatives
+		}
+		if err := resources.ValidateScalar(q.flag, q.v); err != nil {
+			return fmt.Errorf("--%s %v: %v", q.flag, q.v, err)
+		}
+	}
+	return nil
 }
 
 // want is the task's resources, as TakeScalars and TaskShape take them.

@@ -148,6 +148,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = true
 	a.mu.Unlock()
 	defer a.taskCancel()
+	release, err := lockWorkDir(a.cfg.WorkDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	factories := map[string]IsolatorHostFactory{a.cfg.Isolator: a.plugins.Isolator}
 	for name, f := range a.plugins.MoreIsolators {

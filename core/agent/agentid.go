@@ -15,9 +15,13 @@ func loadID(path string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read agent ID: %w", err)
+		return "", fmt.Errorf("read agent ID from %s: %w", path, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	id := strings.TrimSpace(string(b))
+	if err := checkStoredID(path, id); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // storeID writes the ID atomically so a crash never leaves half an ID.

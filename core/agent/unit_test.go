@@ -2,6 +2,9 @@ package agent
 
 import (
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -41,6 +44,35 @@ func TestAgentIDFile(t *testing.T) {
 	if id, err := loadID(path); err != nil || id != "a-2" {
 		t.Fatalf("got %q, %v; want a-2", id, err)
 	}
+	// A file that does not hold an ID is refused, naming the file.
+	for _, bad := range []string{"not an id; rm -rf /", "../../etc", "-flag", strings.Repeat("x", 200), "a\x00b"} {
+		if err := os.WriteFile(path, []byte(bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := loadID(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not an agent ID") {
+			t.Errorf("agent_id %q: got %q, %v; want an error naming %s", bad, id, err, path)
+		}
+	}
+}
+
+// TestWorkDirLock: a second agent on the same work dir is refused with a
+// message naming the holder; the lock goes with its holder.
+func TestWorkDirLock(t *testing.T) {
+	dir := t.TempDir()
+	release, err := lockWorkDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockWorkDir(dir)
+	if err == nil || !strings.Contains(err.Error(), "is in use by the agent with pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second lock: %v, want an error naming this pid", err)
+	}
+	release()
+	again, err := lockWorkDir(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
 }
 
 func TestTaskEnvAndGrace(t *testing.T) {

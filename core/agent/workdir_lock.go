@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// lockWorkDir takes an exclusive lock on the agent's work dir for as long
+// as the agent runs: two agents on one work dir would share an ID and a
+// checkpoint and knock each other off the master forever. The lock is an
+// flock on <work_dir>/agent.lock, which the kernel drops when the process
+// dies, so a crashed agent never leaves a stale lock. The file holds the
+// holder's pid, for the error message.
+func lockWorkDir(dir string) (release func(), err error) {
+	path := filepath.Join(dir, "agent.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("agent work dir %s: opening the lock file: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another process"
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = fmt.Sprintf("the agent with pid %d", pid)
+			}
+		}
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("agent work dir %s is in use by %s (it holds %s); give each agent its own work_dir", dir, holder, path)
+		}
+		return nil, fmt.Errorf("agent work dir %s: locking %s: %w", dir, path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+// idRE is what an agent ID may look like: master-made IDs are
+// "agent-<hex>"; anything that could be a path or a shell word is refused.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// checkStoredID validates the ID read from the agent_id file.
+func checkStoredID(path, id string) error {
+	if id == "" || idRE.MatchString(id) {
+		return nil
+	}
+	shown := id
+	if len(shown) > 80 {
+		shown = shown[:80] + "..."
+	}
+	return fmt.Errorf("agent ID file %s holds %q, which is not an agent ID (letters, digits, '.', '_' and '-', at most 128); "+
+		"remove the file to register as a new agent", path, shown)
+}
