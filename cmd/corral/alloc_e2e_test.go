@@ -518,11 +518,18 @@ func splitRatio(t *testing.T, addr, when string) float64 {
 
 func skipAllocShort(t *testing.T) {
 	t.Helper()
+	needPlugins(t, "corral-allocator-quota", "corral-allocator-priority")
+}
+
+// needPlugins skips in -short mode (these tests run clusters of real
+// binaries for tens of seconds) and fails when a plugin binary is missing.
+func needPlugins(t *testing.T, plugins ...string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a cluster of real binaries for tens of seconds")
 	}
 	dir := binDir(t)
-	for _, p := range []string{"corral-allocator-quota", "corral-allocator-priority"} {
+	for _, p := range plugins {
 		if _, err := os.Stat(filepath.Join(dir, "plugins", p)); err != nil {
 			t.Fatalf("%s is missing from CORRAL_BIN_DIR=%s: run `make build`", p, dir)
 		}

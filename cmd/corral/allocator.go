@@ -83,20 +83,9 @@ func parseAllocatorArgs(args []string, getenv func(string) string, readFile func
 		fs.StringVar(&c.promote, "promote", "auto", "")
 		fs.BoolVar(&c.wait, "wait", false, "")
 	}
-	var positional []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case c.master == "":

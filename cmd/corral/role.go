@@ -119,20 +119,9 @@ func parseRoleArgs(args []string, getenv func(string) string) (*roleCommand, err
 		fs.StringVar(&guarantee, "guarantee", "", "")
 		fs.StringVar(&limit, "limit", "", "")
 	}
-	var positional []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -269,8 +258,14 @@ func roleAPI(ctx context.Context, addr, method, path string, body any) ([]byte, 
 	return operatorAPI(ctx, addr, method, path, body, 10*time.Second)
 }
 
-// operatorAPI is roleAPI with a chosen timeout (0: none beyond ctx).
+// operatorAPI is roleAPI with a chosen timeout (0: none beyond ctx). path
+// is taken as it is (a role name may hold '?'); see operatorQuery.
 func operatorAPI(ctx context.Context, addr, method, path string, body any, timeout time.Duration) ([]byte, error) {
+	return operatorQuery(ctx, addr, method, path, "", body, timeout)
+}
+
+// operatorQuery is operatorAPI with a query string.
+func operatorQuery(ctx context.Context, addr, method, path, query string, body any, timeout time.Duration) ([]byte, error) {
 	cancel := context.CancelFunc(func() {})
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -278,10 +273,7 @@ func operatorAPI(ctx context.Context, addr, method, path string, body any, timeo
 	defer cancel()
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.
-	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path}
-	if p, q, ok := strings.Cut(path, "?"); ok {
-		u.Path, u.RawQuery = p, q
-	}
+	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path, RawQuery: query}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

@@ -62,15 +62,7 @@ func faultyPlugin(t *testing.T) string {
 
 func skipSwapShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs a cluster of real binaries")
-	}
-	dir := binDir(t)
-	for _, p := range []string{"corral-allocator-quota", "corral-allocator-binpack"} {
-		if _, err := os.Stat(filepath.Join(dir, "plugins", p)); err != nil {
-			t.Fatalf("%s is missing from CORRAL_BIN_DIR=%s: run `make build`", p, dir)
-		}
-	}
+	needPlugins(t, "corral-allocator-quota", "corral-allocator-binpack")
 }
 
 // writeConfig writes an HCL config into dir and returns its path.

@@ -66,20 +66,9 @@ func parseOp(name string, args []string, verbs map[string]int, extra func(fs *fl
 	if extra != nil {
 		extra(fs, f)
 	}
-	var pos []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", nil, nil, err
-			}
-			return "", nil, nil, usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return "", nil, nil, err
 	}
 	if len(pos) != want {
 		if want == 0 {
@@ -88,6 +77,28 @@ func parseOp(name string, args []string, verbs map[string]int, extra func(fs *fl
 		return "", nil, nil, usagef("%s takes %d argument, got %d", verb, want, len(pos))
 	}
 	return verb, pos, f, nil
+}
+
+// parseInterleaved parses args with fs, letting flags come before or after
+// the positional arguments (`corral role set eng/ml -weight 2` reads
+// naturally, but the flag package stops at the first non-flag). It returns
+// the positional arguments; flag.ErrHelp means usage was asked for, other
+// errors are usage errors.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // taskRef is a task with its framework, as the state shows it.
@@ -231,7 +242,7 @@ func taskLogs(ctx context.Context, f *opFlags, ref taskRef, stdout, stderr io.Wr
 	var offset int
 	live := ref.Live
 	for {
-		chunk, err := operatorAPI(ctx, f.master, http.MethodGet, path+"?offset="+fmt.Sprint(offset), nil, 30*time.Second)
+		chunk, err := operatorQuery(ctx, f.master, http.MethodGet, path, "offset="+fmt.Sprint(offset), nil, 30*time.Second)
 		if err != nil {
 			fmt.Fprintf(stderr, "corral task logs: %v\n", err)
 			return 1

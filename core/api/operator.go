@@ -22,13 +22,8 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master) {
 		var body struct {
 			GraceSeconds float64 `json:"grace_seconds"`
 		}
-		if r.ContentLength != 0 {
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-				writeError(w, http.StatusBadRequest, describeJSONError(err, "grace_seconds").Error())
-				return
-			}
+		if !decodeOptional(w, r, &body, "grace_seconds") {
+			return
 		}
 		if err := m.KillTask(r.PathValue("framework"), r.PathValue("task"), body.GraceSeconds); err != nil {
 			writeOperatorError(w, err)
@@ -42,13 +37,8 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master) {
 		var body struct {
 			Deadline string `json:"deadline"`
 		}
-		if r.ContentLength != 0 {
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-				writeError(w, http.StatusBadRequest, describeJSONError(err, "deadline").Error())
-				return
-			}
+		if !decodeOptional(w, r, &body, "deadline") {
+			return
 		}
 		var deadline time.Duration
 		if body.Deadline != "" {
@@ -122,4 +112,19 @@ func writeOperatorError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeMasterError(w, err)
+}
+
+// decodeOptional decodes an optional small JSON body into v; on bad input
+// it answers 400 naming the problem and returns false.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any, known string) bool {
+	if r.ContentLength == 0 {
+		return true
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, describeJSONError(err, known).Error())
+		return false
+	}
+	return true
 }

@@ -75,3 +75,14 @@ func (m *Master) TeardownFramework(frameworkID string) error {
 	m.removeFrameworkLocked(f)
 	return nil
 }
+
+// removedFrameworkLocked is the completed framework with this ID, if this
+// master removed one.
+func (m *Master) removedFrameworkLocked(id string) *FrameworkView {
+	for i := len(m.completedFrameworks) - 1; i >= 0; i-- {
+		if m.completedFrameworks[i].ID == id {
+			return &m.completedFrameworks[i]
+		}
+	}
+	return nil
+}

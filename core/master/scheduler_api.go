@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
@@ -59,6 +60,14 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 	m.mu.Lock()
 	f, reregister := m.frameworks[fi.Id], fi.Id != ""
 	if reregister && f == nil {
+		if removed := m.removedFrameworkLocked(fi.Id); removed != nil {
+			m.mu.Unlock()
+			// As Mesos: a framework torn down on this master cannot come
+			// back under its old ID.
+			return nil, callErr(CodePrecondition,
+				"subscribe: framework %s was removed at %s (torn down or failed over too late); subscribe without an ID to register a new framework",
+				fi.Id, removed.RemovedAt.Format(time.RFC3339))
+		}
 		// Unknown ID: the master failed over, or the framework was torn
 		// down. Mesos re-admits the ID (soft state); so do we.
 		m.log.Info("re-admitting framework not known to this master", "framework", fi.Id)
