@@ -408,6 +408,19 @@ func TestTeardownEndsStream(t *testing.T) {
 	if n := len(m.Snapshot().Frameworks); n != 0 {
 		t.Errorf("%d frameworks after teardown", n)
 	}
+	// As in Mesos, a removed framework cannot come back under its ID: the
+	// refusal is a 200 with one ERROR event.
+	again := mesostest.SubscribeCall("fw")
+	again.FrameworkId = mesostest.FID(s.FrameworkID)
+	again.Subscribe.FrameworkInfo.Id = mesostest.FID(s.FrameworkID)
+	s2, err := c.Subscribe(context.Background(), again, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if ev, err := s2.Next(); err != nil || ev.GetType() != schedpb.Event_ERROR || !strings.Contains(ev.GetError().GetMessage(), "removed") {
+		t.Errorf("re-subscribing a removed framework: %v %v, want an ERROR", ev, err)
+	}
 }
 
 // TestDemandAndSuppression: REQUEST feeds corral's declared demand, and
