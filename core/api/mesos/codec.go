@@ -3,6 +3,7 @@ package mesos
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"sort"
@@ -272,4 +273,31 @@ func textError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg))
+}
+
+// readCall does what both v1 endpoints check first, in Mesos's order: the
+// method (405), the Content-Type (415/400), reading the body and decoding
+// it into call (400). It answers the request itself and returns false on
+// any failure.
+func readCall(w http.ResponseWriter, r *http.Request, call proto.Message) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		textError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Expecting a 'POST' request, received '%s'", r.Method))
+		return false
+	}
+	ctype, code, msg := requestType(r)
+	if code != 0 {
+		textError(w, code, msg)
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		textError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
+		return false
+	}
+	if err := decode(ctype, body, call); err != nil {
+		textError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+		return false
+	}
+	return true
 }

@@ -3,7 +3,6 @@ package mesos
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -360,24 +359,8 @@ func systemMetrics() map[string]float64 {
 // monitoring script needs. Checks in Mesos's order: 405, Content-Type,
 // body, validation, Accept (for every call), dispatch.
 func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		textError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Expecting a 'POST' request, received '%s'", r.Method))
-		return
-	}
-	ctype, code, msg := requestType(r)
-	if code != 0 {
-		textError(w, code, msg)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		textError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-		return
-	}
 	call := &masterpb.Call{}
-	if err := decode(ctype, body, call); err != nil {
-		textError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+	if !readCall(w, r, call) {
 		return
 	}
 	if call.Type == nil {

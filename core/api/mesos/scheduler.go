@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -136,24 +135,8 @@ func badRequest(format string, args ...any) error {
 
 // serveScheduler is POST /api/v1/scheduler, checked in Mesos's order.
 func (s *Server) serveScheduler(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		textError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Expecting a 'POST' request, received '%s'", r.Method))
-		return
-	}
-	ctype, code, msg := requestType(r)
-	if code != 0 {
-		textError(w, code, msg)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		textError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-		return
-	}
 	call := &schedpb.Call{}
-	if err := decode(ctype, body, call); err != nil {
-		textError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+	if !readCall(w, r, call) {
 		return
 	}
 	if err := validateCall(call); err != nil {
