@@ -17,7 +17,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/pluginapi/isolator"
 )
 
 const usage = `usage: corral <command> [flags]
@@ -76,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "framework":
 		return runFramework(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "corral", version)
+		printVersion(stdout)
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -85,4 +92,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// printVersion says what this binary is: the release, the commit it was
+// built from (when the build recorded it), the Go version, and the plugin
+// API versions it speaks, which decide which plugin binaries it accepts.
+func printVersion(w io.Writer) {
+	fmt.Fprintln(w, "corral", version)
+	commit, modified := "unknown", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if modified {
+		commit += " (modified)"
+	}
+	fmt.Fprintf(w, "commit   %s\n", commit)
+	fmt.Fprintf(w, "go       %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "plugins  allocator %s, isolator %s, executor %s\n", strings.Join(allocator.APIVersions, ","),
+		strings.Join(isolator.APIVersions, ","), strings.Join(executor.APIVersions, ","))
 }

@@ -2,6 +2,7 @@ package master
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
@@ -86,6 +87,9 @@ func newMetrics() *metrics {
 		shadowShare: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "corral_allocator_shadow_projected_share",
 			Help: "Dominant share of each framework were the last shadow cycle's offers accepted, by plugin."}, []string{"framework_id", "plugin"}),
 	}
+	// The Go runtime and the process (CPU, RSS, open files), as any Go
+	// service exports them.
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.MustRegister(mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
 		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
 		mt.revocations, mt.revocationsInvalid, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
