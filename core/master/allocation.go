@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
@@ -208,7 +209,7 @@ func (m *Master) noteCallError(c *pluginCall) {
 	case errors.As(c.err, &gap):
 		m.log.Info("allocator lost its state; re-initialising", "allocator", c.p.choice.Name, "have", gap.Have, "want", gap.Want)
 		m.requestAllocation(allocator.TriggerEvent)
-	case isDeadline(c.err):
+	case pluginhost.IsDeadline(c.err):
 		m.metrics.pluginErrors.WithLabelValues("allocate").Inc()
 		m.metrics.allocatorDeadlineMisses.Inc()
 		m.log.Warn("allocator missed its deadline; the cycle is abandoned", "allocator", c.p.choice.Name,
@@ -255,7 +256,7 @@ func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, p *
 	p.handle.ReportCall(err)
 	if err != nil {
 		m.metrics.pluginErrors.WithLabelValues("init").Inc()
-		if isDeadline(err) {
+		if pluginhost.IsDeadline(err) {
 			m.metrics.allocatorDeadlineMisses.Inc()
 			m.slot.mu.Lock()
 			p.misses++

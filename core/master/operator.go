@@ -2,8 +2,7 @@ package master
 
 import (
 	"fmt"
-
-	"github.com/corral-project/corral/core/master/agentproto"
+	"math"
 )
 
 // Operator actions: what an operator (API, CLI, web UI) may do to running
@@ -19,7 +18,7 @@ func (e *NotFoundError) Error() string { return e.Msg }
 // framework gets the TASK_KILLED update as usual. grace 0 uses the task's
 // own kill grace period.
 func (m *Master) KillTask(frameworkID, taskID string, graceSeconds float64) error {
-	if graceSeconds < 0 || graceSeconds != graceSeconds {
+	if graceSeconds < 0 || math.IsNaN(graceSeconds) {
 		return invalidField("grace_seconds", "must be a non-negative number, got %v", graceSeconds)
 	}
 	m.mu.Lock()
@@ -37,12 +36,7 @@ func (m *Master) KillTask(frameworkID, taskID string, graceSeconds float64) erro
 		return &ConflictError{Msg: fmt.Sprintf("agent %s of task %s is disconnected; the task is killed when it comes back, or reported LOST",
 			t.agentID, taskID)}
 	}
-	grace := graceSeconds
-	if grace == 0 {
-		grace = t.info.KillGraceSeconds
-	}
-	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_KillTask{KillTask: &agentproto.KillTask{
-		FrameworkId: frameworkID, TaskId: taskID, GraceSeconds: grace}}})
+	sendKillLocked(a, t, graceSeconds)
 	m.log.Info("operator killed a task", "framework_id", frameworkID, "task_id", taskID, "agent_id", t.agentID)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
@@ -168,8 +167,7 @@ func (m *Master) killRevokedLocked(rv *revocation) {
 	rv.killSent = true
 	m.log.Info("revocation grace period ended; killing the task", "framework_id", rv.frameworkID, "agent_id", t.agentID,
 		"task_id", rv.taskID, "reason", rv.reason)
-	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_KillTask{KillTask: &agentproto.KillTask{
-		FrameworkId: rv.frameworkID, TaskId: rv.taskID, GraceSeconds: t.info.KillGraceSeconds}}})
+	sendKillLocked(a, t, 0)
 }
 
 // resendRevocationKillsLocked repeats the kills of revoked tasks on an

@@ -587,13 +587,18 @@ func (m *Master) Kill(req *corralpb.KillRequest) error {
 	if a == nil || a.conn == nil {
 		return callErr(CodeUnavailable, "kill: agent %s of task %s is disconnected; retry or wait for TASK_LOST", t.agentID, t.info.TaskId)
 	}
-	grace := req.GraceSeconds
+	sendKillLocked(a, t, req.GraceSeconds)
+	return nil
+}
+
+// sendKillLocked tells a's connection to kill t; grace 0 means the task's
+// own kill grace period.
+func sendKillLocked(a *agentEntry, t *taskEntry, grace float64) {
 	if grace == 0 {
 		grace = t.info.KillGraceSeconds
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_KillTask{KillTask: &agentproto.KillTask{
-		FrameworkId: f.info.Id, TaskId: t.info.TaskId, GraceSeconds: grace}}})
-	return nil
+		FrameworkId: t.frameworkID, TaskId: t.info.TaskId, GraceSeconds: grace}}})
 }
 
 // Acknowledge relays a status update acknowledgement to the agent.

@@ -2,6 +2,7 @@ package master
 
 import (
 	"github.com/corral-project/corral/pluginapi/allocator"
+	sdkalloc "github.com/corral-project/corral/sdk/allocator"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -172,6 +173,8 @@ func (m *Master) projectedSharesLocked(active, cand []allocator.Proposal) map[st
 		}
 		held[id] = r
 	}
+	// The SDK's share basis: dominant-share arithmetic lives in one place.
+	basis := sdkalloc.NewShareBasis(total)
 	out := make(map[string][2]float64, len(held))
 	for i, props := range [][]allocator.Proposal{active, cand} {
 		with := make(map[string]resources.Resources, len(props))
@@ -180,20 +183,9 @@ func (m *Master) projectedSharesLocked(active, cand []allocator.Proposal) map[st
 		}
 		for id, r := range held {
 			v := out[id]
-			v[i] = dominantShare(r.Add(with[id]), total)
+			v[i] = basis.Of(r.Add(with[id]))
 			out[id] = v
 		}
 	}
 	return out
-}
-
-// dominantShare is the largest share of total that r holds of any scalar.
-func dominantShare(r, total resources.Resources) float64 {
-	var share float64
-	r.EachScalar(func(name string, v float64) {
-		if t := total.Scalar(name); t > 0 && v/t > share {
-			share = v / t
-		}
-	})
-	return share
 }

@@ -2,14 +2,10 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 )
@@ -376,11 +372,3 @@ type SwapError struct {
 
 func (e *SwapError) Error() string { return e.Err.Error() }
 func (e *SwapError) Unwrap() error { return e.Err }
-
-// isDeadline reports whether a plugin call missed its deadline.
-func isDeadline(err error) bool {
-	if err == nil {
-		return false
-	}
-	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/pluginapi/allocator"
 )
 
@@ -169,7 +170,7 @@ func (m *Master) afterCycle(_ context.Context, calls []*pluginCall, cand *candid
 			if len(p.window) > k {
 				p.window = p.window[len(p.window)-k:]
 			}
-		case isDeadline(c.err):
+		case pluginhost.IsDeadline(c.err):
 			p.misses++
 		}
 		fresh := (i == 0 && s.previous != nil) || i == 1

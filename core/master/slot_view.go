@@ -4,6 +4,8 @@ import (
 	"context"
 	"maps"
 	"time"
+
+	"github.com/corral-project/corral/core/pluginhost"
 )
 
 // AllocatorStatus is the operator's view of the allocator slot
@@ -112,7 +114,9 @@ type AllocatorPlugin struct {
 
 // AllocatorPlugins lists the allocator plugins the launcher can start.
 func (m *Master) AllocatorPlugins(ctx context.Context) ([]AllocatorPlugin, error) {
-	l, ok := m.launcher.(*PluginLauncher)
+	l, ok := m.launcher.(interface {
+		List(ctx context.Context) []pluginhost.Found
+	})
 	if !ok {
 		return nil, &ValidationError{Msg: "this master has no plugin directory to list"}
 	}

@@ -265,7 +265,7 @@ func probe(ctx context.Context, spec Spec, opts Options) (res probeResult, cache
 	res.info = inst.Info()
 	if err != nil {
 		res.err = err.Error()
-		return res, !isDeadline(err) && ctx.Err() == nil
+		return res, !IsDeadline(err) && ctx.Err() == nil
 	}
 	return res, true
 }

@@ -127,12 +127,14 @@ func (s *Supervisor) ReportCall(inst *Instance, err error) {
 			s.pingMisses, s.callMisses = 0, 0
 		}
 		s.mu.Unlock()
-	case isDeadline(err):
+	case IsDeadline(err):
 		s.miss(inst, missCall, err)
 	}
 }
 
-func isDeadline(err error) bool {
+// IsDeadline reports whether a plugin call missed its deadline: the
+// context's, or the gRPC DeadlineExceeded status the plugin's side sent.
+func IsDeadline(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
 }
 

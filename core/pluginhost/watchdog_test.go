@@ -171,7 +171,7 @@ func TestSupervisorReportCallRealDeadline(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		_, err := first.Raw().(base.Plugin).PluginInfo(ctx)
 		cancel()
-		if !isDeadline(err) {
+		if !IsDeadline(err) {
 			t.Fatalf("call %d to a stopped plugin: %v, want a deadline error", i, err)
 		}
 		s.ReportCall(first, err)
