@@ -137,11 +137,12 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		f := m.frameworks[fi.Id]
 		if f == nil {
 			// The framework has not re-subscribed yet: keep its tasks under
-			// an inactive entry until it does or its failover timeout ends.
+			// an inactive entry until it does or its re-subscribe window
+			// ends (see failoverTimeout).
 			info := cloneFramework(fi)
 			f = &frameworkEntry{info: info, roles: map[string]bool{}, suppressed: map[string]bool{},
 				tasks: map[string]*taskEntry{}, offers: map[string]*offerEntry{}, demands: map[string][]allocator.TaskShape{},
-				disconnectedAt: m.now(), registeredAt: m.now()}
+				disconnectedAt: m.now(), registeredAt: m.now(), recovered: true}
 			for _, r := range info.Roles {
 				f.roles[r] = true
 			}

@@ -211,6 +211,14 @@ func (m *Master) failoverTimeout(f *frameworkEntry) time.Duration {
 	if m.cfg.FrameworkFailoverMax > 0 && d > m.cfg.FrameworkFailoverMax {
 		d = m.cfg.FrameworkFailoverMax
 	}
+	// A framework known only from an agent's report after a master
+	// failover has had no chance to re-subscribe: its own timeout (0 by
+	// default) would kill its tasks before its scheduler finds the new
+	// master. Mesos never times such frameworks out and leaks their tasks
+	// (MESOS-4659); corral gives them the agents' re-registration window.
+	if f.recovered && d < m.cfg.AgentReregisterTimeout {
+		d = m.cfg.AgentReregisterTimeout
+	}
 	return d
 }
 

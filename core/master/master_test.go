@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/plugins/allocator/drf"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -454,4 +455,65 @@ func TestHungAllocatorCallIsAbandoned(t *testing.T) {
 		t.Fatalf("offer arrived after %d Allocate calls; the two hung calls should have come first", calls)
 	}
 	t.Logf("first offer %v after subscribing, past two hung calls", time.Since(began))
+}
+
+// TestRecoveredFrameworkWaitsForItsScheduler: after a master failover the
+// agents report tasks of frameworks whose schedulers have not found the new
+// master yet. A failover timeout of 0 (the default) must not remove such a
+// framework before its scheduler could re-subscribe; the agents'
+// re-registration window bounds the wait instead.
+func TestRecoveredFrameworkWaitsForItsScheduler(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	plugin := drf.NewPlugin()
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
+		t.Fatal(err)
+	}
+	c := startMasterDeps(t, master.Config{AgentReregisterTimeout: time.Minute},
+		master.Deps{Allocator: fixedAllocator{plugin}, Now: clock})
+
+	// The agent re-registers after the failover with a task of fw-old.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &corralpb.FrameworkInfo{Id: "fw-old", Name: "old", Roles: []string{"*"}}
+	task := &corralpb.TaskInfo{TaskId: "t1", Name: "t1", AgentId: "agent-1", Resources: resources.MustParse("cpus:1").ToProto()}
+	info := &corralpb.AgentInfo{Id: "agent-1", Hostname: "h", Resources: resources.MustParse("cpus:2;mem:1024").ToProto(), Url: "http://127.0.0.1:1"}
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{
+		Agent: info, Tasks: []*agentproto.RunningTask{{Framework: old, Task: task, State: corralpb.TaskState_TASK_RUNNING}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := stream.Recv(); err != nil || first.GetRegistered() == nil {
+		t.Fatalf("registration: %v %v", first, err)
+	}
+
+	// A framework that did subscribe to this master, with a 1 s timeout,
+	// is the witness that the master's timer has run past the new time.
+	witness := c.subscribeInfo(&corralpb.FrameworkInfo{Name: "witness", FailoverTimeoutSeconds: 1})
+	witnessID := witness.header.FrameworkId
+	witness.cancel()
+	framework := func(id string) *master.FrameworkView {
+		for _, f := range c.m.Snapshot().Frameworks {
+			if f.ID == id {
+				return &f
+			}
+		}
+		return nil
+	}
+	known := func(id string) bool { return framework(id) != nil }
+	waitFor(t, "the witness to disconnect", func() bool { f := framework(witnessID); return f != nil && !f.Connected })
+	advance(5 * time.Second)
+	waitFor(t, "the disconnected witness framework to be removed", func() bool { return !known(witnessID) })
+	if !known("fw-old") {
+		t.Fatal("the recovered framework was removed 5 s after the failover, before its scheduler could re-subscribe")
+	}
+
+	// Past the re-registration window it goes, and its task with it.
+	advance(time.Minute)
+	waitFor(t, "the recovered framework to be removed after the window", func() bool { return !known("fw-old") })
 }

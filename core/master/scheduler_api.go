@@ -96,7 +96,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 		m.dropDemandsLocked(f)
 		info := cloneFramework(fi)
 		info.Id = f.info.Id
-		f.info = info
+		f.info, f.recovered = info, false
 		f.roles, f.suppressed, f.minAllocatable = roles, suppressed, minAlloc
 		f.connected, f.sub, f.streamID = true, sub, sub.streamID
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})

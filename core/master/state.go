@@ -42,9 +42,12 @@ type frameworkEntry struct {
 	// disconnectedAt starts the failover timeout.
 	disconnectedAt time.Time
 	registeredAt   time.Time
-	tasks          map[string]*taskEntry
-	completed      []*taskEntry // bounded, oldest first
-	offers         map[string]*offerEntry
+	// recovered marks an entry rebuilt from an agent's report after a
+	// master failover: its scheduler has not subscribed to this master yet.
+	recovered bool
+	tasks     map[string]*taskEntry
+	completed []*taskEntry // bounded, oldest first
+	offers    map[string]*offerEntry
 	// filters are the framework's decline filters, kept for snapshots.
 	filters []allocator.Filter
 	// demands is what the framework declared it still wants, by role.
