@@ -25,6 +25,9 @@ func Parse(s string) (Resources, error) {
 		if seen[name] {
 			return Resources{}, fmt.Errorf("resource %q given twice", name)
 		}
+		if err := ValidateName(name); err != nil {
+			return Resources{}, err
+		}
 		seen[name] = true
 		var r Resources
 		switch {
@@ -41,6 +44,9 @@ func Parse(s string) (Resources, error) {
 			var items []string
 			for _, it := range strings.Split(val[1:len(val)-1], ",") {
 				if it = strings.TrimSpace(it); it != "" {
+					if err := validateToken(it); err != nil {
+						return Resources{}, fmt.Errorf("resource %q: set item %q: %w", name, it, err)
+					}
 					items = append(items, it)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 // The error names the offending resource.
 func FromProto(in []*corralpb.Resource) (Resources, error) {
 	var out Resources
+	kinds := map[string]string{}
 	for i, r := range in {
 		if r == nil {
 			return Resources{}, fmt.Errorf("resource %d is null", i)
@@ -17,6 +18,14 @@ func FromProto(in []*corralpb.Resource) (Resources, error) {
 		if r.Name == "" {
 			return Resources{}, fmt.Errorf("resource %d has an empty name", i)
 		}
+		if err := ValidateName(r.Name); err != nil {
+			return Resources{}, err
+		}
+		kind := fmt.Sprintf("%T", r.Value)
+		if k, ok := kinds[r.Name]; ok && k != kind {
+			return Resources{}, fmt.Errorf("resource %q is given as two kinds of value (scalar, ranges or set)", r.Name)
+		}
+		kinds[r.Name] = kind
 		switch v := r.Value.(type) {
 		case *corralpb.Resource_Scalar:
 			if err := ValidateScalar(r.Name, v.Scalar); err != nil {
@@ -33,6 +42,11 @@ func FromProto(in []*corralpb.Resource) (Resources, error) {
 			}
 			out = out.Add(NewRanges(r.Name, rs))
 		case *corralpb.Resource_Set:
+			for _, it := range v.Set.GetItem() {
+				if err := validateToken(it); err != nil {
+					return Resources{}, fmt.Errorf("resource %q: set item %q: %w", r.Name, it, err)
+				}
+			}
 			out = out.Add(NewSet(r.Name, v.Set.GetItem()...))
 		default:
 			return Resources{}, fmt.Errorf("resource %q has no value", r.Name)

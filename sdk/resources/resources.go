@@ -16,6 +16,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // scale is the fixed-point denominator for scalars: three decimal digits.
@@ -69,11 +71,45 @@ func NewSet(name string, items ...string) Resources {
 
 func toFixed(v float64) int64 { return int64(math.Round(v * scale)) }
 
+// ValidateName reports why name cannot name a resource, or nil. Names and
+// set items must survive the text form ("name:value;...") unchanged.
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("resource with empty name")
+	}
+	if err := validateToken(name); err != nil {
+		return fmt.Errorf("resource name %q: %w", name, err)
+	}
+	return nil
+}
+
+// validateToken checks a resource name or set item.
+func validateToken(s string) error {
+	if len(s) > maxTokenLen {
+		return fmt.Errorf("longer than %d bytes", maxTokenLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("not valid UTF-8")
+	}
+	for _, c := range s {
+		if unicode.IsSpace(c) || unicode.IsControl(c) || strings.ContainsRune(reserved, c) {
+			return fmt.Errorf("contains %q (no spaces, control characters or any of %q)", c, reserved)
+		}
+	}
+	return nil
+}
+
+// reserved are the characters of the text syntax.
+const reserved = ";:[]{},"
+
+const maxTokenLen = 255
+
 // ValidateScalar reports why v is not a usable scalar quantity, or nil.
 func ValidateScalar(name string, v float64) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
 	switch {
-	case name == "":
-		return fmt.Errorf("resource with empty name")
 	case math.IsNaN(v):
 		return fmt.Errorf("resource %q: quantity is NaN", name)
 	case math.IsInf(v, 0):
@@ -257,7 +293,13 @@ func mergeScalars(a, b []scalar, sign int64) []scalar {
 			}
 			j++
 		default:
-			if v := a[i].v + sign*b[j].v; v > 0 {
+			v := a[i].v + sign*b[j].v
+			if sign > 0 && v < a[i].v {
+				// Saturate rather than wrap: a cluster's total sums every
+				// agent's (validated, but possibly huge) quantities.
+				v = math.MaxInt64
+			}
+			if v > 0 {
 				out = append(out, scalar{a[i].name, v})
 			}
 			i++
