@@ -51,8 +51,10 @@ type Agent struct {
 	// launchSlots bounds how many tasks start their executor at once.
 	launchSlots chan struct{}
 
-	mu       sync.Mutex
-	id       string
+	mu sync.Mutex
+	id string
+	// secret binds id at the master; presented on every re-registration.
+	secret   string
 	tasks    map[taskKey]*task
 	stopping bool // no new tasks once shutdown began
 
@@ -91,6 +93,10 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 	if err != nil {
 		return nil, err
 	}
+	secret, err := loadSecret(cfg.secretFile())
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg:         cfg,
 		logger:      logger,
@@ -99,6 +105,7 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		ready:       make(chan struct{}),
 		launchSlots: make(chan struct{}, cfg.MaxConcurrentLaunches),
 		id:          id,
+		secret:      secret,
 		tasks:       map[taskKey]*task{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())

@@ -114,3 +114,6 @@ func (c Config) withDefaults() (Config, error) {
 func (c Config) sandboxRoot() string { return filepath.Join(c.WorkDir, "sandboxes") }
 func (c Config) pluginDir() string   { return filepath.Join(c.WorkDir, "plugins") }
 func (c Config) idFile() string      { return filepath.Join(c.WorkDir, "agent_id") }
+
+// secretFile holds the secret the master bound to the agent ID (0600).
+func (c Config) secretFile() string { return filepath.Join(c.WorkDir, "agent_secret") }

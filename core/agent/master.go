@@ -143,9 +143,19 @@ func (a *Agent) heartbeat(ctx context.Context, seconds float64) {
 // registered keeps the ID the master gave, in memory and on disk.
 func (a *Agent) registered(reg *agentproto.Registered) {
 	a.mu.Lock()
-	old := a.id
+	old, oldSecret := a.id, a.secret
 	a.id = reg.GetAgentId()
+	if reg.GetSecret() != "" {
+		a.secret = reg.GetSecret()
+	}
 	a.mu.Unlock()
+	// The secret first: an ID on disk without its secret could not
+	// re-register.
+	if reg.GetSecret() != "" && reg.GetSecret() != oldSecret {
+		if err := storeSecret(a.cfg.secretFile(), reg.GetSecret()); err != nil {
+			a.logger.Error("persist agent secret", "error", err)
+		}
+	}
 	if old != "" && old != reg.GetAgentId() {
 		a.logger.Warn("master assigned a new agent ID", "old", old, "new", reg.GetAgentId())
 	}
@@ -168,6 +178,7 @@ func (a *Agent) registerMessage() *agentMessage {
 			Url:        a.url,
 		},
 		Version: Version,
+		Secret:  a.secret,
 	}
 	for _, t := range a.tasks {
 		if t.terminal {

@@ -49,7 +49,7 @@ func TestAgentIDFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte(bad+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if id, err := loadID(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not an agent ID") {
+		if id, err := loadID(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not hold an agent ID") {
 			t.Errorf("agent_id %q: got %q, %v; want an error naming %s", bad, id, err, path)
 		}
 	}

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/corral-project/corral/core/master/agentproto"
 )
 
 // lockWorkDir takes an exclusive lock on the agent's work dir for as long
@@ -45,19 +46,13 @@ func lockWorkDir(dir string) (release func(), err error) {
 	}, nil
 }
 
-// idRE is what an agent ID may look like: master-made IDs are
-// "agent-<hex>"; anything that could be a path or a shell word is refused.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // checkStoredID validates the ID read from the agent_id file.
 func checkStoredID(path, id string) error {
-	if id == "" || idRE.MatchString(id) {
+	if id == "" {
 		return nil
 	}
-	shown := id
-	if len(shown) > 80 {
-		shown = shown[:80] + "..."
+	if err := agentproto.ValidateAgentID(id); err != nil {
+		return fmt.Errorf("agent ID file %s does not hold an agent ID: %w; remove the file to register as a new agent", path, err)
 	}
-	return fmt.Errorf("agent ID file %s holds %q, which is not an agent ID (letters, digits, '.', '_' and '-', at most 128); "+
-		"remove the file to register as a new agent", path, shown)
+	return nil
 }

@@ -2,6 +2,9 @@ package master
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
@@ -81,24 +84,53 @@ func (g *AgentGateway) Connect(stream agentproto.AgentGateway_ConnectServer) err
 	return err
 }
 
+// newSecret is a fresh agent secret: 128 random bits, hex.
+func newSecret() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // registerAgent admits a new agent or takes back a known one.
 func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resources, conn *agentConn) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	info := reg.Agent
+	if info.Id != "" {
+		if err := agentproto.ValidateAgentID(info.Id); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "connect: %v", err)
+		}
+	}
 	a := m.agents[info.Id]
+	if a != nil && sha256.Sum256([]byte(reg.Secret)) != a.secretHash {
+		// Refused before anything is touched: the live agent keeps its
+		// stream, resources and tasks.
+		m.metrics.agentSecretRefusals.Inc()
+		m.log.Warn("refused a registration with a known agent ID but without its secret",
+			"agent", info.Id, "hostname", info.Hostname, "connected", a.connected)
+		return "", status.Errorf(codes.PermissionDenied,
+			"connect: agent %s is registered and the secret presented for it is missing or wrong; "+
+				"an agent ID is bound to the secret it got at first registration (remove the agent's work dir to register as a new agent)", info.Id)
+	}
+	secret := reg.Secret
 	if info.Id != "" && a == nil {
 		// A master that failed over re-admits agents by their IDs: that
-		// is how it rebuilds its soft state.
+		// is how it rebuilds its soft state. The secret the agent presents
+		// binds the ID again (secrets are not carried across failover).
 		m.log.Info("re-admitting agent not known to this master", "agent", info.Id)
 	}
 	id := info.Id
 	if id == "" {
 		id = newID("agent")
 	}
+	if secret == "" {
+		secret = newSecret()
+	}
 	stored := &corralpb.AgentInfo{Id: id, Hostname: info.Hostname, Resources: total.ToProto(), Attributes: info.Attributes, Url: info.Url}
 	if a == nil {
-		a = &agentEntry{info: stored, total: total, registeredAt: m.now()}
+		a = &agentEntry{info: stored, total: total, registeredAt: m.now(), secretHash: sha256.Sum256([]byte(secret))}
 		m.agents[id] = a
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentAdded, Agent: agentView(a)})
 	} else {
@@ -115,7 +147,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	m.resendRevocationKillsLocked(a)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
-		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds()}}})
+		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), Secret: secret}}})
 	m.metrics.agents.Set(float64(len(m.agents)))
 	m.log.Info("agent registered", "agent", id, "hostname", info.Hostname, "resources", total.String(),
 		"tasks", len(reg.Tasks), "reregistered", info.Id != "")

@@ -27,7 +27,10 @@ func (f fixedAllocator) Current() (allocator.Allocator, master.PluginInfo, error
 }
 
 type cluster struct {
-	t    *testing.T
+	t *testing.T
+	// secrets are the agent secrets the master handed out, by agent ID,
+	// so that a test agent re-registers as the real agent would.
+	secrets sync.Map
 	m    *master.Master
 	conn *grpc.ClientConn
 	// stop shuts the master down (also done at cleanup), so that a test
@@ -108,13 +111,16 @@ func (c *cluster) addAgent(id, res string) *wireAgent {
 		c.t.Fatal(err)
 	}
 	info := &corralpb.AgentInfo{Id: id, Hostname: "host-" + id, Resources: resources.MustParse(res).ToProto(), Url: "http://127.0.0.1:1"}
-	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info}}}); err != nil {
+	secret, _ := c.secrets.Load(id)
+	s, _ := secret.(string)
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info, Secret: s}}}); err != nil {
 		c.t.Fatal(err)
 	}
 	first, err := stream.Recv()
 	if err != nil || first.GetRegistered() == nil {
 		c.t.Fatalf("registration: %v %v", first, err)
 	}
+	c.secrets.Store(first.GetRegistered().AgentId, first.GetRegistered().Secret)
 	a := &wireAgent{t: c.t, id: first.GetRegistered().AgentId, stream: stream, cancel: cancel, msgs: make(chan *agentproto.MasterMessage, 1000)}
 	go func() {
 		for {

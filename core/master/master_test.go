@@ -517,3 +517,70 @@ func TestRecoveredFrameworkWaitsForItsScheduler(t *testing.T) {
 	advance(time.Minute)
 	waitFor(t, "the recovered framework to be removed after the window", func() bool { return !known("fw-old") })
 }
+
+// TestAgentIDTakeoverRefused: a process that presents a live agent's ID
+// without the secret the master bound to it is refused with a message
+// that says so, and the live agent keeps its stream, resources and tasks.
+// The real agent, restarting with its secret, gets its ID back.
+func TestAgentIDTakeoverRefused(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	a := c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	f.launchOne(a, "t1", "cpus:1")
+	secret, _ := c.secrets.Load(a.id)
+	if s, _ := secret.(string); len(s) < 32 {
+		t.Fatalf("the master bound agent %s to secret %q, want at least 128 random bits", a.id, s)
+	}
+
+	for _, presented := range []string{"", "wrong", strings.Repeat("0", 32)} {
+		ctx, cancel := context.WithCancel(context.Background())
+		stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := &corralpb.AgentInfo{Id: a.id, Hostname: "intruder", Resources: resources.MustParse("cpus:64;mem:65536").ToProto(), Url: "http://127.0.0.1:2"}
+		if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info, Secret: presented}}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = stream.Recv()
+		cancel()
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), a.id) || !strings.Contains(err.Error(), "secret") {
+			t.Fatalf("registration as %s with secret %q: %v; want PermissionDenied naming the agent and its secret", a.id, presented, err)
+		}
+	}
+	ag := c.m.Snapshot().Agents
+	if len(ag) != 1 || !ag[0].Connected || ag[0].Hostname != "host-" || ag[0].Total != "cpus:2;mem:1024" {
+		t.Fatalf("the live agent changed after refused takeovers: %+v", ag)
+	}
+	a.none(200 * time.Millisecond) // no kill, no re-registration noise
+	for _, fw := range c.m.Snapshot().Frameworks {
+		for _, task := range fw.Tasks {
+			if task.State != corralpb.TaskState_TASK_STAGING.String() && task.State != corralpb.TaskState_TASK_RUNNING.String() {
+				t.Fatalf("task %s is %s after refused takeovers", task.ID, task.State)
+			}
+		}
+	}
+
+	// An ID that is not an ID is refused before anything else.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &corralpb.AgentInfo{Id: "not an id; rm -rf /", Resources: resources.MustParse("cpus:1").ToProto()}
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: bad}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("registration with ID %q: %v, want InvalidArgument", bad.Id, err)
+	}
+
+	// The real agent restarts: same ID, its secret, its task.
+	a.cancel()
+	waitFor(t, "agent marked disconnected", func() bool { return !c.m.Snapshot().Agents[0].Connected })
+	back := c.addAgent(a.id, "cpus:2;mem:1024")
+	if back.id != a.id {
+		t.Fatalf("re-registered as %s, want %s", back.id, a.id)
+	}
+}

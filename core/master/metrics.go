@@ -20,10 +20,13 @@ type metrics struct {
 	statusUpdates   prometheus.Counter
 	acks            prometheus.Counter
 	agents          prometheus.Gauge
-	frameworks      prometheus.Gauge
-	allocationRun   prometheus.Histogram
-	pluginCall      *prometheus.HistogramVec
-	pluginErrors    *prometheus.CounterVec
+	// agentSecretRefusals counts registrations refused for a wrong or
+	// missing agent secret (an ID takeover attempt or a wiped secret).
+	agentSecretRefusals prometheus.Counter
+	frameworks          prometheus.Gauge
+	allocationRun       prometheus.Histogram
+	pluginCall          *prometheus.HistogramVec
+	pluginErrors        *prometheus.CounterVec
 	// revocations accepted from the allocator, by reason; invalid ones are
 	// proposals the books refused.
 	revocations        *prometheus.CounterVec
@@ -57,7 +60,9 @@ func newMetrics() *metrics {
 		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_status_updates_total", Help: "Status updates received from agents."}),
 		acks:          prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_acknowledgements_total", Help: "Status update acknowledgements relayed."}),
 		agents:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_agents", Help: "Registered agents."}),
-		frameworks:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_frameworks", Help: "Registered frameworks."}),
+		agentSecretRefusals: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_agent_registrations_refused_total",
+			Help: "Registrations refused because the agent ID's secret was missing or wrong."}),
+		frameworks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_frameworks", Help: "Registered frameworks."}),
 		allocationRun: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_master_allocation_cycle_seconds",
 			Help: "Duration of an allocation cycle: plugin call plus validation and commit.", Buckets: latency}),
 		pluginCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_plugin_call_seconds",
@@ -90,7 +95,7 @@ func newMetrics() *metrics {
 	// The Go runtime and the process (CPU, RSS, open files), as any Go
 	// service exports them.
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r.MustRegister(mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
+	r.MustRegister(mt.agentSecretRefusals, mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
 		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
 		mt.revocations, mt.revocationsInvalid, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
 		mt.allocatorSwapLatency, mt.allocatorDeadlineMisses, mt.shadowCycles, mt.shadowOffers, mt.shadowDiffering, mt.shadowShare)

@@ -23,6 +23,9 @@ type agentEntry struct {
 	// drain is set while the operator drains the agent (maintenance): no
 	// offers, tasks get notice and are killed at the deadline.
 	drain *drainState
+	// secretHash is the SHA-256 of the secret bound to the agent ID; a
+	// re-registration must present the secret (Nomad's node SecretID).
+	secretHash [32]byte
 }
 
 // drainState is an agent's maintenance window.

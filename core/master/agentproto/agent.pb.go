@@ -87,10 +87,14 @@ func (x *RunningTask) GetState() proto.TaskState {
 }
 
 type Register struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agent         *proto.AgentInfo       `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"` // agent.id empty on first registration
-	Tasks         []*RunningTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Agent   *proto.AgentInfo       `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"` // agent.id empty on first registration
+	Tasks   []*RunningTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Version string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// secret is what the master gave this agent ID at first registration
+	// (empty then). A re-registration without it is refused: an agent ID
+	// alone does not let a process take over a live agent.
+	Secret        string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -142,6 +146,13 @@ func (x *Register) GetTasks() []*RunningTask {
 func (x *Register) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *Register) GetSecret() string {
+	if x != nil {
+		return x.Secret
 	}
 	return ""
 }
@@ -336,8 +347,11 @@ type Registered struct {
 	state                    protoimpl.MessageState `protogen:"open.v1"`
 	AgentId                  string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	HeartbeatIntervalSeconds float64                `protobuf:"fixed64,2,opt,name=heartbeat_interval_seconds,json=heartbeatIntervalSeconds,proto3" json:"heartbeat_interval_seconds,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// secret binds the agent ID; the agent keeps it beside its ID and
+	// presents it on every re-registration.
+	Secret        string `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Registered) Reset() {
@@ -382,6 +396,13 @@ func (x *Registered) GetHeartbeatIntervalSeconds() float64 {
 		return x.HeartbeatIntervalSeconds
 	}
 	return 0
+}
+
+func (x *Registered) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type RunTask struct {
@@ -830,11 +851,12 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\vRunningTask\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12'\n" +
 	"\x04task\x18\x02 \x01(\v2\x13.corral.v1.TaskInfoR\x04task\x12*\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x14.corral.v1.TaskStateR\x05state\"\x8d\x01\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x14.corral.v1.TaskStateR\x05state\"\xa5\x01\n" +
 	"\bRegister\x12*\n" +
 	"\x05agent\x18\x01 \x01(\v2\x14.corral.v1.AgentInfoR\x05agent\x12;\n" +
 	"\x05tasks\x18\x02 \x03(\v2%.corral.internal.agent.v1.RunningTaskR\x05tasks\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"`\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\tR\x06secret\"`\n" +
 	"\fStatusUpdate\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12-\n" +
 	"\x06status\x18\x02 \x01(\v2\x15.corral.v1.TaskStatusR\x06status\"\xeb\x01\n" +
@@ -843,11 +865,12 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\rstatus_update\x18\x02 \x01(\v2&.corral.internal.agent.v1.StatusUpdateH\x00R\fstatusUpdate\x12C\n" +
 	"\theartbeat\x18\x03 \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
 	"\x03msg\"\v\n" +
-	"\tHeartbeat\"e\n" +
+	"\tHeartbeat\"}\n" +
 	"\n" +
 	"Registered\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12<\n" +
-	"\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01R\x18heartbeatIntervalSeconds\"j\n" +
+	"\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01R\x18heartbeatIntervalSeconds\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\"j\n" +
 	"\aRunTask\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12'\n" +
 	"\x04task\x18\x02 \x01(\v2\x13.corral.v1.TaskInfoR\x04task\"k\n" +
