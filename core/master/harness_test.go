@@ -31,8 +31,8 @@ type cluster struct {
 	// secrets are the agent secrets the master handed out, by agent ID,
 	// so that a test agent re-registers as the real agent would.
 	secrets sync.Map
-	m    *master.Master
-	conn *grpc.ClientConn
+	m       *master.Master
+	conn    *grpc.ClientConn
 	// stop shuts the master down (also done at cleanup), so that a test
 	// can start another one on the same registry.
 	stop func()
