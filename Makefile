@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools
+.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation proto lint clean tools
 
 all: build
 
@@ -39,6 +39,31 @@ run: build
 
 test: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+# make fuzz                   every fuzz target (func FuzzX in *_test.go) for FUZZTIME each;
+# make fuzz FUZZTIME=5m       crashers land in the package's testdata/fuzz/ and `make test` replays them
+FUZZTIME ?= 30s
+fuzz: build
+	@set -e; for f in $$(git ls-files '*_test.go'); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*testing\.F).*/\1/p' $$f); do \
+			echo "== $$t ($$(dirname $$f))"; \
+			CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) 2>&1 | \
+				grep -v '^fuzz: elapsed: [0-9]*s, execs: [0-9]* ([0-9]*/sec), new interesting: [0-9]* (total: [0-9]*)$$' || true; \
+		done; \
+	done
+
+# make test-stress            the whole suite STRESS_RUNS times in a row with a CPU hog on every core;
+#                             stops at the first failing run (a suite that holds under load)
+STRESS_RUNS ?= 5
+test-stress: build
+	@set -e; hog=""; for i in $$(seq $$(nproc)); do (while :; do :; done) & hog="$$hog $$!"; done; \
+		log=$$(mktemp); trap "kill $$hog 2>/dev/null; rm -f $$log" EXIT; \
+		for run in $$(seq $(STRESS_RUNS)); do \
+			echo "== run $$run of $(STRESS_RUNS), $$(nproc) busy loops"; \
+			if ! CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 40m ./... >$$log 2>&1; then \
+				grep -v '^ok\|no test files' $$log | tail -200; echo "run $$run failed"; exit 1; \
+			fi; \
+		done; echo "all $(STRESS_RUNS) runs passed under load"
 
 # make bench                                   every benchmark, one pass each
 # make bench BENCH=ExecRoundTrip BENCHTIME=20x  one benchmark, 20 iterations

@@ -2,6 +2,7 @@ package master
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/corral-project/corral/core/master/agentproto"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -27,4 +28,24 @@ func (m *Master) OutstandingOffers() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.offers)
+}
+
+// OfferIDs lists a framework's outstanding offers, for fuzzing accepts.
+func (m *Master) OfferIDs(frameworkID string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	if f := m.frameworks[frameworkID]; f != nil {
+		for id := range f.offers {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// HandleStatusUpdate feeds an agent's status update to the books, as the
+// agent gateway does for each message on the agent's stream.
+func (m *Master) HandleStatusUpdate(agentID string, su *agentproto.StatusUpdate) {
+	m.handleStatusUpdate(agentID, su)
 }

@@ -27,7 +27,7 @@ func (f fixedAllocator) Current() (allocator.Allocator, master.PluginInfo, error
 }
 
 type cluster struct {
-	t *testing.T
+	t testing.TB
 	// secrets are the agent secrets the master handed out, by agent ID,
 	// so that a test agent re-registers as the real agent would.
 	secrets sync.Map
@@ -38,7 +38,7 @@ type cluster struct {
 	stop func()
 }
 
-func startMaster(t *testing.T, cfg master.Config) *cluster {
+func startMaster(t testing.TB, cfg master.Config) *cluster {
 	t.Helper()
 	plugin := drf.NewPlugin()
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
@@ -47,12 +47,12 @@ func startMaster(t *testing.T, cfg master.Config) *cluster {
 	return startMasterWith(t, cfg, fixedAllocator{plugin})
 }
 
-func startMasterWith(t *testing.T, cfg master.Config, alloc master.AllocatorSource) *cluster {
+func startMasterWith(t testing.TB, cfg master.Config, alloc master.AllocatorSource) *cluster {
 	t.Helper()
 	return startMasterDeps(t, cfg, master.Deps{Allocator: alloc})
 }
 
-func startMasterDeps(t *testing.T, cfg master.Config, deps master.Deps) *cluster {
+func startMasterDeps(t testing.TB, cfg master.Config, deps master.Deps) *cluster {
 	t.Helper()
 	if cfg.AllocationInterval == 0 {
 		cfg.AllocationInterval = 20 * time.Millisecond
@@ -93,7 +93,7 @@ func startMasterDeps(t *testing.T, cfg master.Config, deps master.Deps) *cluster
 // wireAgent speaks the agent protocol directly, so tests can see exactly
 // what the master sends to agents.
 type wireAgent struct {
-	t      *testing.T
+	t      testing.TB
 	id     string
 	stream agentproto.AgentGateway_ConnectClient
 	cancel context.CancelFunc
@@ -182,7 +182,7 @@ func (a *wireAgent) update(fw, task string, state corralpb.TaskState, uuid []byt
 
 // wireFramework speaks the scheduler API directly.
 type wireFramework struct {
-	t      *testing.T
+	t      testing.TB
 	client corralpb.SchedulerClient
 	header *corralpb.CallHeader
 	events chan *corralpb.Event
