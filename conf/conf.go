@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/corral-project/corral/sdk/resources"
+	"github.com/corral-project/corral/sdk/tlsconfig"
 )
 
 // Config is a whole configuration file.
@@ -24,6 +25,10 @@ type Config struct {
 	Master    *Master // never nil after Default, Parse or Load
 	Agent     *Agent  // never nil after Default, Parse or Load
 	Plugins   []Plugin
+	// TLS is the `tls` block: one certificate per process, used on every
+	// port it serves and every connection it makes (mutual TLS between
+	// masters, agents, schedulers and the CLI). Absent: plain text.
+	TLS tlsconfig.Config
 }
 
 // Master configures `corral master`.

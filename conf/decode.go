@@ -10,6 +10,7 @@ import (
 	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/corral-project/corral/sdk/resources"
+	"github.com/corral-project/corral/sdk/tlsconfig"
 )
 
 // field decodes one attribute into its place in a Config. Decoding attribute
@@ -110,6 +111,7 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 		hcl.BlockHeaderSchema{Type: "master"},
 		hcl.BlockHeaderSchema{Type: "agent"},
 		hcl.BlockHeaderSchema{Type: "plugin", LabelNames: []string{"name"}},
+		hcl.BlockHeaderSchema{Type: "tls"},
 	)
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks {
@@ -127,11 +129,36 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 			diags = append(diags, decodeMaster(b.Body, cfg.Master)...)
 		case "agent":
 			diags = append(diags, decodeAgent(b.Body, cfg.Agent)...)
+		case "tls":
+			diags = append(diags, decodeTLS(b, &cfg.TLS)...)
 		case "plugin":
 			p, pdiags := decodePlugin(b)
 			diags = append(diags, pdiags...)
 			cfg.Plugins = append(cfg.Plugins, p)
 		}
+	}
+	return diags
+}
+
+// decodeTLS reads `tls { ca_file cert_file key_file verify_incoming
+// verify_outgoing server_name }`. With the block present both checks
+// default to on (mutual TLS); the files must exist and hold what they say.
+func decodeTLS(b *hcl.Block, t *tlsconfig.Config) hcl.Diagnostics {
+	t.VerifyIncoming, t.VerifyOutgoing = true, true
+	_, diags := decodeBody(b.Body, "tls.", []field{
+		{"ca_file", value(&t.CAFile, checkNotEmpty)},
+		{"cert_file", value(&t.CertFile, checkNotEmpty)},
+		{"key_file", value(&t.KeyFile, checkNotEmpty)},
+		{"verify_incoming", value(&t.VerifyIncoming, nil)},
+		{"verify_outgoing", value(&t.VerifyOutgoing, nil)},
+		{"server_name", value(&t.ServerName, nil)},
+	})
+	if diags.HasErrors() {
+		return diags
+	}
+	if err := t.Validate(); err != nil {
+		return append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid tls block",
+			Detail: err.Error(), Subject: b.DefRange.Ptr()})
 	}
 	return diags
 }

@@ -200,6 +200,15 @@ func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Confi
 		return err
 	}
 
+	serverTLS, err := cfg.TLS.Server()
+	if err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
+	// The master reaches agents (sandbox proxy) with the same identity.
+	clientTLS, err := cfg.TLS.Client()
+	if err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
 	l, err := net.Listen("tcp", mc.Address)
 	if err != nil {
 		return fmt.Errorf("master: listen on %s: %w", mc.Address, err)
@@ -213,10 +222,13 @@ func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Confi
 	go func() { defer wg.Done(); _ = m.Run(ctx) }()
 	go func() { defer wg.Done(); reloadOnHUP(ctx, m, launcher, reload, log) }()
 	active := m.AllocatorStatus().Active
-	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path)
-	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), active.Name)
+	scheme := cfg.TLS.Scheme()
+	log.Info("master listening", "operator_api", scheme+"://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path,
+		"tls", serverTLS != nil, "verify_incoming", cfg.TLS.VerifyIncoming)
+	fmt.Fprintf(os.Stderr, "corral master: operator API at %s://%s (allocator %q)\n", scheme, l.Addr(), active.Name)
 	ready <- l.Addr().String()
-	err = api.Serve(ctx, l, g, api.HandlerWith(m, mesos.Options{Logger: log.Named("mesos"), Version: version}), log)
+	handler := api.HandlerWith(m, api.Options{Mesos: mesos.Options{Logger: log.Named("mesos"), Version: version}, AgentTLS: clientTLS})
+	err = api.Serve(ctx, l, serverTLS, g, handler, log)
 	g.Stop()
 	wg.Wait()
 	return err
@@ -287,6 +299,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
+		TLS: cfg.TLS,
 	}, catalog, log)
 	if err != nil {
 		return err

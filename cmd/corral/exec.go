@@ -571,10 +571,16 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 	// Run must survive Ctrl-C long enough to kill the task and tear down, so
 	// it gets a context of its own, ended only on the way out.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	tc, err := cliTLS()
+	if err != nil {
+		stopRun()
+		warn("%v", err)
+		return exitNotPlaced
+	}
 	runDone := make(chan error, 1)
 	go func() {
 		runDone <- scheduler.Run(runCtx, scheduler.Config{
-			Master: o.master, Framework: fw,
+			Master: o.master, Framework: fw, TLS: tc,
 			Logger: hclog.New(&hclog.LoggerOptions{Name: "corral-exec", Level: hclog.Off}),
 		}, f)
 	}()
@@ -748,8 +754,12 @@ type followedFile struct {
 const pollInterval = 100 * time.Millisecond
 
 func startFollower(ctx context.Context, base string, stdout, stderr io.Writer, warn func(string, ...any)) *follower {
+	client := &http.Client{Timeout: 10 * time.Second}
+	if c, err := cliClient(); err == nil && c.Transport != nil {
+		client.Transport = c.Transport // the agent speaks TLS when the cluster does
+	}
 	fl := &follower{
-		client: &http.Client{Timeout: 10 * time.Second},
+		client: client,
 		base:   strings.TrimRight(base, "/"),
 		files:  []*followedFile{{name: "stdout", out: stdout}, {name: "stderr", out: stderr}},
 		warn:   warn,

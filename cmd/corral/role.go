@@ -273,7 +273,15 @@ func operatorQuery(ctx context.Context, addr, method, path, query string, body a
 	defer cancel()
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.
-	u := &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://"), Path: path, RawQuery: query}
+	client, base, err := masterHTTP(addr)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("master address %q: %w", addr, err)
+	}
+	u.Path, u.RawQuery = path, query
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -289,9 +297,9 @@ func operatorQuery(ctx context.Context, addr, method, path, query string, body a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the master at %s: %w", addr, err)
+		return nil, unreachable(addr, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -306,6 +314,9 @@ func operatorQuery(ctx context.Context, addr, method, path, query string, body a
 	}
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 		return nil, errors.New(e.Error)
+	}
+	if err := plainToTLS(addr, resp.StatusCode, raw); err != nil {
+		return nil, err
 	}
 	// Not the API's error shape: an older master, or something else
 	// listening there.

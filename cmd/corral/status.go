@@ -47,14 +47,18 @@ func fetchState(ctx context.Context, addr string) (master.State, []byte, error) 
 	var st master.State
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	url := "http://" + strings.TrimPrefix(addr, "http://") + "/api/v1/state"
+	client, base, err := masterHTTP(addr)
+	if err != nil {
+		return st, nil, err
+	}
+	url := base + "/api/v1/state"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return st, nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return st, nil, fmt.Errorf("cannot reach the master at %s: %w", addr, err)
+		return st, nil, unreachable(addr, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -62,6 +66,9 @@ func fetchState(ctx context.Context, addr string) (master.State, []byte, error) 
 		return st, nil, fmt.Errorf("reading %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		if err := plainToTLS(addr, resp.StatusCode, raw); err != nil {
+			return st, nil, err
+		}
 		return st, nil, fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {

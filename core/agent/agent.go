@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -185,6 +186,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent listen: %w", err)
 	}
+	serverTLS, err := a.cfg.TLS.Server()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("agent: %w", err)
+	}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
 	srv := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
@@ -193,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	a.url = baseURL(ln.Addr(), a.cfg.Hostname)
+	a.url = baseURL(a.cfg.TLS.Scheme(), ln.Addr(), a.cfg.Hostname)
 	close(a.ready)
 	a.logger.Info("agent ready", "url", a.url, "master", a.cfg.Master)
 
@@ -242,15 +251,15 @@ func (a *Agent) flushUpdates(timeout time.Duration) {
 
 // baseURL turns the listen address into a URL others can reach: an
 // unspecified host (0.0.0.0, ::) becomes the agent's hostname.
-func baseURL(addr net.Addr, hostname string) string {
+func baseURL(scheme string, addr net.Addr, hostname string) string {
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {
-		return "http://" + addr.String()
+		return scheme + "://" + addr.String()
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = hostname
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // recoverIsolator is an isolator host's onStart: it hands a fresh isolator

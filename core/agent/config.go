@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/sdk/resources"
+	"github.com/corral-project/corral/sdk/tlsconfig"
 )
 
 // Defaults for Config fields left empty.
@@ -52,10 +53,16 @@ type Config struct {
 	// the same time (default: 4 per CPU). Executor starts are CPU-bound;
 	// beyond a few per CPU they only slow each other down.
 	MaxConcurrentLaunches int
+	// TLS secures the agent's HTTP API and its connection to the master
+	// (mutual TLS when both sides verify); the zero value is plain text.
+	TLS tlsconfig.Config
 }
 
 // withDefaults fills empty fields.
 func (c Config) withDefaults() (Config, error) {
+	if err := c.TLS.Validate(); err != nil {
+		return c, fmt.Errorf("agent: %w", err)
+	}
 	if c.Master == "" {
 		c.Master = DefaultMaster
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/master/agentproto"
@@ -30,7 +29,12 @@ var errNotConnected = errors.New("not connected to the master")
 
 // connectLoop keeps a registered stream to the master until ctx ends.
 func (a *Agent) connectLoop(ctx context.Context) {
-	conn, err := grpc.NewClient(a.cfg.Master, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := a.cfg.TLS.GRPCCredentials()
+	if err != nil {
+		a.logger.Error("agent TLS settings unusable", "error", err)
+		return
+	}
+	conn, err := grpc.NewClient(a.cfg.Master, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		// Only a malformed target gets here; nothing will fix it by retrying.
 		a.logger.Error("master address unusable", "master", a.cfg.Master, "error", err)

@@ -24,7 +24,7 @@ func TestBaseURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := baseURL(addr, "node7"); got != tc.want {
+		if got := baseURL("http", addr, "node7"); got != tc.want {
 			t.Errorf("baseURL(%s) = %s, want %s", tc.addr, got, tc.want)
 		}
 	}

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -29,10 +30,20 @@ import (
 var uiFiles embed.FS
 
 // Handler returns the operator API for m, with the Mesos v1 APIs beside it.
-func Handler(m *master.Master) http.Handler { return HandlerWith(m, mesos.Options{}) }
+func Handler(m *master.Master) http.Handler { return HandlerWith(m, Options{}) }
 
-// HandlerWith is Handler with the Mesos adapter's options (logger, version).
-func HandlerWith(m *master.Master, mo mesos.Options) http.Handler {
+// Options are the operator API's settings beyond the master itself.
+type Options struct {
+	// Mesos are the Mesos adapter's options (logger, version).
+	Mesos mesos.Options
+	// AgentTLS is the client configuration for reaching agents' HTTP APIs
+	// (the sandbox proxy) when the cluster runs TLS; nil for plain text.
+	AgentTLS *tls.Config
+}
+
+// HandlerWith is Handler with options.
+func HandlerWith(m *master.Master, opts Options) http.Handler {
+	mo := opts.Mesos
 	mux := http.NewServeMux()
 	// The Mesos v1 scheduler and operator APIs on the same port, as Mesos
 	// serves them on 5050: /api/v1/scheduler, POST /api/v1, /state,
@@ -72,7 +83,7 @@ func HandlerWith(m *master.Master, mo mesos.Options) http.Handler {
 		writeJSON(w, v)
 	})
 	allocatorRoutes(mux, m)
-	operatorRoutes(mux, m)
+	operatorRoutes(mux, m, opts.AgentTLS)
 	mux.HandleFunc("GET /api/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
 		type task struct {
 			FrameworkID string `json:"framework_id"`
@@ -197,12 +208,18 @@ func jsonKind(goType string) string {
 	return goType
 }
 
-// Serve serves gRPC (HTTP/2 without TLS, as gRPC clients speak it) and the
+// Serve serves gRPC (HTTP/2: over TLS when tc is set, else h2c) and the
 // HTTP handler on one listener until ctx ends.
-func Serve(ctx context.Context, l net.Listener, g *grpc.Server, h http.Handler, log hclog.Logger) error {
+func Serve(ctx context.Context, l net.Listener, tc *tls.Config, g *grpc.Server, h http.Handler, log hclog.Logger) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if tc != nil {
+		// gRPC and HTTPS on one port, told apart by ALPN and Content-Type.
+		protocols.SetHTTP2(true)
+		l = tls.NewListener(l, tc)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,10 @@ import (
 // operatorRoutes are the operator's read-more and write endpoints: the
 // cluster's history, killing a task, and reading sandboxes through the
 // master (the web UI talks to the master only).
-func operatorRoutes(mux *http.ServeMux, m *master.Master) {
+func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) {
+	// One transport for every proxied sandbox read: connections to agents
+	// are reused.
+	agentTransport := &http.Transport{ResponseHeaderTimeout: 10 * time.Second, TLSClientConfig: agentTLS}
 	mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.History()) })
 	mux.HandleFunc("POST /api/v1/tasks/{framework}/{task}/kill", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -94,7 +98,7 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master) {
 				pr.Out.URL.RawQuery = r.URL.RawQuery
 				pr.Out.Host = target.Host
 			},
-			Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second},
+			Transport: agentTransport,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s at %s: %v", r.PathValue("agent"), agentURL, err))
 			},

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -37,6 +39,9 @@ type Config struct {
 	// ReconnectMax, and starts over after each successful subscription.
 	ReconnectMin time.Duration // default 200ms
 	ReconnectMax time.Duration // default 10s
+	// TLS, when set, connects over TLS (mutual when it holds a client
+	// certificate; see sdk/tlsconfig). nil speaks plain text.
+	TLS *tls.Config
 }
 
 // heartbeatMisses is how many heartbeat intervals may pass without any event
@@ -86,8 +91,12 @@ func Run(ctx context.Context, cfg Config, s Scheduler) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(strings.TrimPrefix(cfg.Master, "http://"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	master := strings.TrimPrefix(strings.TrimPrefix(cfg.Master, "http://"), "https://")
+	conn, err := grpc.NewClient(master, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("scheduler: dial master %s: %w", cfg.Master, err)
 	}
