@@ -39,6 +39,7 @@ commands:
   allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
   task     tasks: corral task list|show|kill|logs [TASK] [flags]
   framework frameworks: corral framework list|show|teardown [ID]
+  sim      simulate a trace under allocation policies: corral sim -trace FILE -out DIR
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTask(ctx, rest, stdout, stderr)
 	case "framework":
 		return runFramework(ctx, rest, stdout, stderr)
+	case "sim":
+		return runSim(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		printVersion(stdout)
 		return 0
