@@ -44,7 +44,9 @@ func (s *Stepper) TakeTrigger() (allocator.Trigger, bool) {
 // does on a tick or a trigger: one Allocate call with the deltas since the
 // plugin's version, proposals validated against the ledger and turned into
 // offers, revocations judged.
-func (s *Stepper) RunCycle(ctx context.Context, trigger allocator.Trigger) { s.m.runCycle(ctx, trigger) }
+func (s *Stepper) RunCycle(ctx context.Context, trigger allocator.Trigger) {
+	s.m.runCycle(ctx, trigger)
+}
 
 // Tick does the timer work due at the clock's now: offer expiry,
 // heartbeats, agent and framework timeouts, revocation kills.

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -20,10 +21,11 @@ const foreverRefuse = 365 * 24 * 3600.0
 //   - greedy: launches pending tasks in job order while they fit.
 //   - delay: Hadoop's delay scheduling. A job takes an offer for a task
 //     whose input block the agent holds; it takes a non-local one only
-//     after waiting DelayS since its last launch. Jobs it skips leave the
+//     after waiting DelayS since its last local launch. Jobs it skips leave the
 //     offer to the next job.
 //   - gang: MPI-like. It holds the offers it gets until they fit every
-//     task of its first job, then launches them all at once.
+//     task of its first job, then launches them all at once; it declines
+//     offers too small for any of its tasks.
 //   - service: greedy, for long-running instances.
 //   - demand: greedy, and it declares the shapes of its pending tasks
 //     (REQUEST), so a demand-aware allocator can size offers to them.
@@ -64,12 +66,14 @@ type jobState struct {
 	end     int64
 	started bool
 	done    bool
-	// lastLaunch is when the job last launched a task (or arrived): delay
-	// scheduling counts its wait from there.
-	lastLaunch int64
-	launched   int
-	local      int
-	withInput  int
+	// lastLocal is when the job last launched a task on an agent holding
+	// its input, or arrived: delay scheduling lets it go non-local once it
+	// has waited DelayS since, and until it launches locally again
+	// (Zaharia et al., EuroSys 2010, Algorithm 1).
+	lastLocal int64
+	launched  int
+	local     int
+	withInput int
 }
 
 type pendingTask struct {
@@ -119,7 +123,7 @@ func (f *framework) finished() bool {
 // arrive makes job ji's first stage pending.
 func (f *framework) arrive(ji int) {
 	j := f.jobs[ji]
-	j.arrived, j.lastLaunch = true, f.s.now()
+	j.arrived, j.lastLocal = true, f.s.now()
 	f.release(j)
 }
 
@@ -223,15 +227,18 @@ func (f *framework) poll() bool {
 }
 
 func (f *framework) offers(offers []*corralpb.Offer) {
-	f.stats.offers += len(offers)
 	var mine []*corralpb.Offer
 	for _, o := range offers {
 		if f.partition != nil && !f.partition[o.AgentId] {
-			f.declineOffers([]*corralpb.Offer{o}, foreverRefuse)
+			// How static partitioning is emulated, not a decision of the
+			// framework: left out of the offer counts.
+			f.must(f.s.m.Decline(&corralpb.DeclineRequest{Header: f.sub.Header(), OfferIds: []string{o.Id},
+				Filters: &corralpb.Filters{RefuseSeconds: ptr(foreverRefuse)}}))
 			continue
 		}
 		mine = append(mine, o)
 	}
+	f.stats.offers += len(mine)
 	if f.spec.Kind == KindGang {
 		f.gang(mine)
 	} else {
@@ -258,7 +265,7 @@ func (f *framework) fill(o *corralpb.Offer) {
 			i := 0
 			if f.spec.Kind == KindDelay {
 				i = slices.IndexFunc(j.pending, func(p pendingTask) bool { return slices.Contains(j.spec.where[p.idx], o.AgentId) })
-				if i < 0 && (j.spec.where == nil || now-j.lastLaunch >= secondsToMS(f.spec.DelayS)) {
+				if i < 0 && (j.spec.where == nil || now-j.lastLocal >= secondsToMS(f.spec.DelayS)) {
 					i = 0
 				}
 				if i < 0 {
@@ -327,7 +334,21 @@ func (f *framework) gang(offers []*corralpb.Offer) {
 			}
 		}
 		if need > 0 {
-			return // keep holding
+			// Keep holding what can host a task of the gang; what cannot
+			// (a fragment of an agent) goes back for others to use.
+			var keep, useless []*corralpb.Offer
+			for _, a := range agents {
+				if byAgent[a].n > 0 {
+					keep = append(keep, byAgent[a].offers...)
+				} else {
+					useless = append(useless, byAgent[a].offers...)
+				}
+			}
+			if len(useless) > 0 {
+				f.declineOffers(useless, f.decline)
+			}
+			f.held = keep
+			return
 		}
 		var keep []*corralpb.Offer
 		for _, a := range agents {
@@ -351,7 +372,6 @@ func (f *framework) gang(offers []*corralpb.Offer) {
 func (f *framework) newTask(j *jobState, p pendingTask, agent string) *taskState {
 	now := f.s.now()
 	t := &taskState{job: j, stage: j.stage, idx: p.idx, attempt: p.attempt, agent: agent, launchedAt: now}
-	j.lastLaunch = now
 	if !j.started {
 		j.started, j.start = true, now
 	}
@@ -361,6 +381,7 @@ func (f *framework) newTask(j *jobState, p pendingTask, agent string) *taskState
 		j.withInput++
 		f.stats.withInput++
 		if slices.Contains(j.spec.where[p.idx], agent) {
+			j.lastLocal = now
 			j.local++
 			f.stats.local++
 		}
@@ -412,7 +433,11 @@ func (f *framework) durationOf(taskID string) int64 {
 	if t == nil {
 		return 0
 	}
-	return t.job.spec.dur[t.stage][t.idx]
+	d := t.job.spec.dur[t.stage][t.idx]
+	if w := t.job.spec.where; w != nil && d > 0 && !slices.Contains(w[t.idx], t.agent) {
+		d = int64(math.Round(float64(d) * t.job.spec.remote))
+	}
+	return d
 }
 
 // update follows a task's status: a finished task advances its job; a
@@ -462,3 +487,5 @@ func (f *framework) progress(t *taskState, now int64) {
 		f.s.lastFinite = now
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

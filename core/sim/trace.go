@@ -105,6 +105,9 @@ type Job struct {
 	// Blocks[i mod len]) held by agents whose group lists them.
 	Local  bool     `json:"local,omitempty"`
 	Blocks []string `json:"blocks,omitempty"`
+	// RemoteFactor multiplies the run time of a task placed away from its
+	// input (it reads over the network); default 1.
+	RemoteFactor float64 `json:"remote_factor,omitempty"`
 }
 
 // LoadTrace reads and checks a trace file.
@@ -226,7 +229,7 @@ func (t *Trace) Validate() error {
 				return fmt.Errorf("%s: task %q must ask for some cpus or mem (%v)", w, job.Task, err)
 			}
 			if job.Count < 0 || job.Stages < 0 || job.ArrivalS < 0 || job.EveryS < 0 || job.DurationS < 0 ||
-				job.FirstStageS < 0 || job.Jitter < 0 || job.Jitter >= 1 {
+				job.FirstStageS < 0 || job.Jitter < 0 || job.Jitter >= 1 || job.RemoteFactor < 0 {
 				return fmt.Errorf("%s: counts, times must not be negative and jitter must be in [0,1)", w)
 			}
 			if job.DurationS == 0 && f.Kind != KindService {
@@ -277,6 +280,8 @@ type jobSpec struct {
 	dur [][]int64
 	// where[task] lists the agents holding the task's input, nil for none.
 	where [][]string
+	// remote multiplies the duration of a task away from its input.
+	remote float64
 }
 
 // expand turns the trace into agents and per-framework jobs, drawing
@@ -314,7 +319,7 @@ func (t *Trace) expand() ([]agentSpec, [][]jobSpec) {
 					at += gap
 				}
 				js := jobSpec{id: fmt.Sprintf("%s-%d", j.Name, k), arrival: secondsToMS(at), tasks: j.Tasks,
-					res: resources.MustParse(j.Task), stages: stages}
+					res: resources.MustParse(j.Task), stages: stages, remote: orDefault(j.RemoteFactor, 1)}
 				for s := 0; s < stages; s++ {
 					base := j.DurationS
 					if s == 0 && j.FirstStageS > 0 {
