@@ -36,6 +36,10 @@ func TestSimCompare(t *testing.T) {
 }
 
 func TestSimFlagErrors(t *testing.T) {
+	plugins := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -45,6 +49,8 @@ func TestSimFlagErrors(t *testing.T) {
 		{[]string{"sim", "-trace", "nope.json", "-out", "x"}, "nope.json"},
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-compare", "drf,drf"}, `"drf" given twice`},
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-allocator", "drf,nofile"}, "nor inline HCL"},
+		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-plugin-dir", plugins, "-allocator", "fancy"},
+			`allocator plugin "fancy" not found`},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), tc.args, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), tc.want) {
