@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation proto lint clean tools
+.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation paper proto lint clean tools
 
 all: build
 
@@ -89,6 +89,11 @@ ISO_TASKS ?= 1000
 bench-isolation: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
+
+# make paper                         the Mesos and DRF papers reproduced by corral sim (a few minutes);
+#                                    rewrites testdata/paper/ (tables in testdata/paper/README.md, plots)
+paper: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_PAPER=1 $(GO) test -count 1 -timeout 60m -v -run 'TestPaper' ./core/sim
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

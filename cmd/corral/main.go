@@ -40,6 +40,8 @@ commands:
   task     tasks: corral task list|show|kill|logs [TASK] [flags]
   framework frameworks: corral framework list|show|teardown [ID]
   tls      make a CA and certificates: corral tls ca create | corral tls cert create -server|-agent|-client
+  sim      simulate a trace under allocation policies: corral sim -trace FILE -out DIR
+  trace    record a live master's workload as a trace: corral trace record -duration 1h -out FILE
   version  print the version
 
 Run 'corral <command> -h' for the flags of a command.
@@ -85,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runFramework(ctx, rest, stdout, stderr)
 	case "tls":
 		return runTLS(rest, stdout, stderr)
+	case "sim":
+		return runSim(ctx, rest, stdout, stderr)
+	case "trace":
+		return runTrace(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		printVersion(stdout)
 		return 0

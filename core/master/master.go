@@ -170,39 +170,45 @@ func (m *Master) timerLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		now := m.now()
-		m.mu.Lock()
-		if m.cfg.OfferTimeout > 0 {
-			for _, o := range m.offers {
-				if now.Sub(o.createdAt) >= m.cfg.OfferTimeout {
-					m.log.Debug("offer expired", "offer", o.id, "framework", o.frameworkID)
-					m.rescindLocked(o, 0)
-				}
+		m.timerTick(&lastHeartbeat)
+	}
+}
+
+// timerTick does the timer work due at the clock's now; lastHeartbeat is
+// when heartbeats were last sent, updated when they are sent again.
+func (m *Master) timerTick(lastHeartbeat *time.Time) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cfg.OfferTimeout > 0 {
+		for _, o := range m.offers {
+			if now.Sub(o.createdAt) >= m.cfg.OfferTimeout {
+				m.log.Debug("offer expired", "offer", o.id, "framework", o.frameworkID)
+				m.rescindLocked(o, 0)
 			}
 		}
-		if now.Sub(lastHeartbeat) >= m.cfg.HeartbeatInterval {
-			lastHeartbeat = now
-			for _, f := range m.frameworks {
-				if f.sub != nil {
-					f.sub.send(&corralpb.Event{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}})
-				}
-			}
-		}
-		for _, a := range m.agents {
-			if !a.connected && now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
-				m.log.Warn("agent did not re-register in time; removing it", "agent", a.info.Id,
-					"timeout", m.cfg.AgentReregisterTimeout)
-				m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
-			}
-		}
-		m.expireRevocationsLocked(now)
+	}
+	if now.Sub(*lastHeartbeat) >= m.cfg.HeartbeatInterval {
+		*lastHeartbeat = now
 		for _, f := range m.frameworks {
-			if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
-				m.log.Info("framework failover timeout expired; removing it", "framework", f.info.Id)
-				m.removeFrameworkLocked(f)
+			if f.sub != nil {
+				f.sub.send(&corralpb.Event{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}})
 			}
 		}
-		m.mu.Unlock()
+	}
+	for _, a := range m.agents {
+		if !a.connected && now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
+			m.log.Warn("agent did not re-register in time; removing it", "agent", a.info.Id,
+				"timeout", m.cfg.AgentReregisterTimeout)
+			m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
+		}
+	}
+	m.expireRevocationsLocked(now)
+	for _, f := range m.frameworks {
+		if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
+			m.log.Info("framework failover timeout expired; removing it", "framework", f.info.Id)
+			m.removeFrameworkLocked(f)
+		}
 	}
 }
 
