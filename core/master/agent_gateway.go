@@ -109,7 +109,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		// stream, resources and tasks.
 		m.metrics.agentSecretRefusals.Inc()
 		m.log.Warn("refused a registration with a known agent ID but without its secret",
-			"agent", info.Id, "hostname", info.Hostname, "connected", a.connected)
+			"agent_id", info.Id, "hostname", info.Hostname, "connected", a.connected)
 		return "", status.Errorf(codes.PermissionDenied,
 			"connect: agent %s is registered and the secret presented for it is missing or wrong; "+
 				"an agent ID is bound to the secret it got at first registration (remove the agent's work dir to register as a new agent)", info.Id)
@@ -119,7 +119,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		// A master that failed over re-admits agents by their IDs: that
 		// is how it rebuilds its soft state. The secret the agent presents
 		// binds the ID again (secrets are not carried across failover).
-		m.log.Info("re-admitting agent not known to this master", "agent", info.Id)
+		m.log.Info("re-admitting agent not known to this master", "agent_id", info.Id)
 	}
 	id := info.Id
 	if id == "" {
@@ -138,7 +138,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 			a.conn.out.close() // the previous connection is dead or replaced
 		}
 		if !a.total.Equal(total) {
-			m.log.Info("agent resources changed on re-registration", "agent", id, "old", a.total.String(), "new", total.String())
+			m.log.Info("agent resources changed on re-registration", "agent_id", id, "old", a.total.String(), "new", total.String())
 		}
 		a.info, a.total = stored, total
 	}
@@ -149,7 +149,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
 		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), Secret: secret}}})
 	m.metrics.agents.Set(float64(len(m.agents)))
-	m.log.Info("agent registered", "agent", id, "hostname", info.Hostname, "resources", total.String(),
+	m.log.Info("agent registered", "agent_id", id, "hostname", info.Hostname, "resources", total.String(),
 		"tasks", len(reg.Tasks), "reregistered", info.Id != "")
 	m.requestAllocation(allocator.TriggerEvent)
 	return id, nil
@@ -194,7 +194,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		}
 		res, err := resources.FromProto(ti.Resources)
 		if err != nil {
-			m.log.Warn("agent reported a task with invalid resources", "agent", a.info.Id, "task", ti.TaskId, "error", err)
+			m.log.Warn("agent reported a task with invalid resources", "agent_id", a.info.Id, "task_id", ti.TaskId, "error", err)
 			continue
 		}
 		role := firstRole(f)
@@ -246,7 +246,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 		}
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
-	m.log.Warn("agent disconnected", "agent", id, "reregister_timeout", m.cfg.AgentReregisterTimeout)
+	m.log.Warn("agent disconnected", "agent_id", id, "reregister_timeout", m.cfg.AgentReregisterTimeout)
 }
 
 // handleStatusUpdate records an agent's status update and relays it to
@@ -254,7 +254,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate) {
 	st := su.GetStatus()
 	if st == nil || st.TaskId == "" {
-		m.log.Warn("agent sent an empty status update", "agent", agentID)
+		m.log.Warn("agent sent an empty status update", "agent_id", agentID)
 		return
 	}
 	m.mu.Lock()
@@ -273,7 +273,7 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 	}
 	if t := f.tasks[st.TaskId]; t != nil {
 		if t.agentID != agentID {
-			m.log.Warn("status update from an agent that does not run the task", "agent", agentID, "task", st.TaskId,
+			m.log.Warn("status update from an agent that does not run the task", "agent_id", agentID, "task_id", st.TaskId,
 				"task_agent", t.agentID)
 			return
 		}

@@ -338,7 +338,7 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 	for _, p := range props {
 		if reason := m.validateProposalLocked(p, resources.Resources{}); reason != "" {
 			invalid++
-			m.log.Debug("dropping invalid allocator proposal", "framework", p.FrameworkID, "agent", p.AgentID,
+			m.log.Debug("dropping invalid allocator proposal", "framework_id", p.FrameworkID, "agent_id", p.AgentID,
 				"resources", p.Resources.String(), "reason", reason)
 			continue
 		}

@@ -183,7 +183,7 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 	if m.cfg.OfferTimeout > 0 {
 		for _, o := range m.offers {
 			if now.Sub(o.createdAt) >= m.cfg.OfferTimeout {
-				m.log.Debug("offer expired", "offer", o.id, "framework", o.frameworkID)
+				m.log.Debug("offer expired", "offer_id", o.id, "framework_id", o.frameworkID)
 				m.rescindLocked(o, 0)
 			}
 		}
@@ -198,7 +198,7 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 	}
 	for _, a := range m.agents {
 		if !a.connected && now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
-			m.log.Warn("agent did not re-register in time; removing it", "agent", a.info.Id,
+			m.log.Warn("agent did not re-register in time; removing it", "agent_id", a.info.Id,
 				"timeout", m.cfg.AgentReregisterTimeout)
 			m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
 		}
@@ -206,7 +206,7 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 	m.expireRevocationsLocked(now)
 	for _, f := range m.frameworks {
 		if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
-			m.log.Info("framework failover timeout expired; removing it", "framework", f.info.Id)
+			m.log.Info("framework failover timeout expired; removing it", "framework_id", f.info.Id)
 			m.removeFrameworkLocked(f)
 		}
 	}

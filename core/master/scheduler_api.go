@@ -70,7 +70,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 		}
 		// Unknown ID: the master failed over, or the framework was torn
 		// down. Mesos re-admits the ID (soft state); so do we.
-		m.log.Info("re-admitting framework not known to this master", "framework", fi.Id)
+		m.log.Info("re-admitting framework not known to this master", "framework_id", fi.Id)
 	}
 	if f == nil {
 		info := cloneFramework(fi)
@@ -113,7 +113,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 	}
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
 	m.mu.Unlock()
-	m.log.Info("framework subscribed", "framework", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
+	m.log.Info("framework subscribed", "framework_id", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
 	m.requestAllocation(allocator.TriggerEvent)
 
 	return &Subscription{m: m, sub: sub, frameworkID: fid}, nil
@@ -258,7 +258,7 @@ func (m *Master) frameworkDisconnected(fid string, sub *subscription) {
 		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, 0)
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
-	m.log.Info("framework disconnected", "framework", fid, "failover_timeout", m.failoverTimeout(f))
+	m.log.Info("framework disconnected", "framework_id", fid, "failover_timeout", m.failoverTimeout(f))
 	if m.failoverTimeout(f) == 0 {
 		m.removeFrameworkLocked(f)
 	}
@@ -724,7 +724,7 @@ func (m *Master) Teardown(req *corralpb.TeardownRequest) error {
 	if err != nil {
 		return err
 	}
-	m.log.Info("framework teardown", "framework", f.info.Id)
+	m.log.Info("framework teardown", "framework_id", f.info.Id)
 	m.removeFrameworkLocked(f)
 	return nil
 }
