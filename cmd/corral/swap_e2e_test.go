@@ -137,16 +137,20 @@ func setAllocator(t *testing.T, addr string, args ...string) (int, *master.SwapR
 // metricValue reads one sample of /metrics ("name{labels}" as printed).
 func metricValue(t *testing.T, addr, sample string) float64 {
 	t.Helper()
+	// The sum over every label set (offer counters are by role).
+	sum := 0.0
 	for _, l := range strings.Split(httpGet(t, "http://"+addr+"/metrics"), "\n") {
-		if strings.HasPrefix(l, sample+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(l, sample+" ")), 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", l, err)
-			}
-			return v
+		if !strings.HasPrefix(l, sample+" ") && !strings.HasPrefix(l, sample+"{") {
+			continue
 		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", l, err)
+		}
+		sum += v
 	}
-	return 0
+	return sum
 }
 
 // TestSwapTenTimesUnderLoad swaps the policy ten times between drf and

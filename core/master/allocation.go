@@ -109,7 +109,7 @@ func (m *Master) runCycle(ctx context.Context, trigger allocator.Trigger) {
 			c.resp, c.err = c.plugin.Allocate(callCtx, c.req)
 			c.took = time.Since(began)
 			cancel()
-			m.metrics.pluginCall.WithLabelValues("allocate").Observe(c.took.Seconds())
+			m.metrics.pluginCall.WithLabelValues("allocator", c.p.choice.Name, "allocate").Observe(c.took.Seconds())
 			c.p.handle.ReportCall(c.err)
 			if c.err == nil && c.resp.AppliedVersion != c.req.TargetVersion {
 				c.err = fmt.Errorf("acknowledged version %d, want %d", c.resp.AppliedVersion, c.req.TargetVersion)
@@ -252,7 +252,7 @@ func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, p *
 	defer cancel()
 	began := time.Now()
 	v, err := plugin.Init(callCtx, snap)
-	m.metrics.pluginCall.WithLabelValues("init").Observe(time.Since(began).Seconds())
+	m.metrics.pluginCall.WithLabelValues("allocator", p.choice.Name, "init").Observe(time.Since(began).Seconds())
 	p.handle.ReportCall(err)
 	if err != nil {
 		m.metrics.pluginErrors.WithLabelValues("init").Inc()
@@ -360,7 +360,9 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 		made++
 	}
 	for fid, offers := range byFramework {
-		m.metrics.offersMade.Add(float64(len(offers)))
+		for _, o := range offers {
+			m.metrics.offersMade.WithLabelValues(o.Role).Inc()
+		}
 		m.frameworks[fid].sub.send(&corralpb.Event{Event: &corralpb.Event_Offers_{Offers: &corralpb.Event_Offers{Offers: offers}}})
 	}
 	return made, invalid

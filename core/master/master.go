@@ -105,7 +105,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		m.slot.generation = 1
 	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
-		"Live tasks by state.", []string{"state"}, nil)})
+		"Live tasks by state.", []string{"state"}, nil)}, newClusterResources(m))
 	return m, nil
 }
 
@@ -232,7 +232,7 @@ func (m *Master) failoverTimeout(f *frameworkEntry) time.Duration {
 func (m *Master) rescindLocked(o *offerEntry, refuse float64) {
 	m.removeOfferLocked(o)
 	m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, refuse)
-	m.metrics.offersRescinded.Inc()
+	m.metrics.offersRescinded.WithLabelValues(o.role).Inc()
 	if f := m.frameworks[o.frameworkID]; f != nil && f.sub != nil {
 		f.sub.send(&corralpb.Event{Event: &corralpb.Event_Rescind_{Rescind: &corralpb.Event_Rescind{OfferId: o.id}}})
 	}

@@ -5,16 +5,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // metrics are registered on the master's own registry (never the global
 // one), so several masters in one test process do not collide.
 type metrics struct {
-	registry        *prometheus.Registry
-	offersMade      prometheus.Counter
-	offersAccepted  prometheus.Counter
-	offersDeclined  prometheus.Counter
-	offersRescinded prometheus.Counter
+	registry *prometheus.Registry
+	// Offer counters are by the role the offer was made for.
+	offersMade      *prometheus.CounterVec
+	offersAccepted  *prometheus.CounterVec
+	offersDeclined  *prometheus.CounterVec
+	offersRescinded *prometheus.CounterVec
 	tasksLaunched   prometheus.Counter
 	taskStates      *prometheus.CounterVec
 	statusUpdates   prometheus.Counter
@@ -49,12 +51,16 @@ func newMetrics() *metrics {
 	r := prometheus.NewRegistry()
 	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 	mt := &metrics{
-		registry:        r,
-		offersMade:      prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_made_total", Help: "Offers sent to frameworks."}),
-		offersAccepted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_accepted_total", Help: "Offers used by accept calls."}),
-		offersDeclined:  prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_declined_total", Help: "Offers declined."}),
-		offersRescinded: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_offers_rescinded_total", Help: "Offers rescinded or expired."}),
-		tasksLaunched:   prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_tasks_launched_total", Help: "Tasks sent to agents."}),
+		registry: r,
+		offersMade: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_offers_made_total",
+			Help: "Offers sent to frameworks, by role."}, []string{"role"}),
+		offersAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_offers_accepted_total",
+			Help: "Offers used by accept calls, by role."}, []string{"role"}),
+		offersDeclined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_offers_declined_total",
+			Help: "Offers declined, by role."}, []string{"role"}),
+		offersRescinded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_offers_rescinded_total",
+			Help: "Offers rescinded or expired, by role."}, []string{"role"}),
+		tasksLaunched: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_tasks_launched_total", Help: "Tasks sent to agents."}),
 		taskStates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_task_state_transitions_total",
 			Help: "Task state transitions seen by the master, by state."}, []string{"state"}),
 		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_status_updates_total", Help: "Status updates received from agents."}),
@@ -66,7 +72,7 @@ func newMetrics() *metrics {
 		allocationRun: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_master_allocation_cycle_seconds",
 			Help: "Duration of an allocation cycle: plugin call plus validation and commit.", Buckets: latency}),
 		pluginCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_plugin_call_seconds",
-			Help: "Latency of calls to the allocator plugin.", Buckets: latency}, []string{"method"}),
+			Help: "Latency of calls to plugins, by plugin kind and name and method.", Buckets: latency}, []string{"kind", "plugin", "method"}),
 		pluginErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_plugin_errors_total",
 			Help: "Failed or rejected allocator plugin calls."}, []string{"kind"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_revocations_total",
@@ -123,6 +129,67 @@ func (c liveTasks) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []corralpb.TaskState{corralpb.TaskState_TASK_STAGING, corralpb.TaskState_TASK_STARTING,
 		corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLING} {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())
+	}
+}
+
+// clusterResources reports, at scrape time, the cluster's capacity and
+// allocation per resource and each role's allocation, weight and dominant
+// share (as the active policy reports it), and the active allocator's
+// restarts: the gauges a capacity dashboard plots.
+type clusterResources struct {
+	m                                      *Master
+	capacity, allocated, roleAlloc, roleW  *prometheus.Desc
+	roleShare, pluginRestarts, agentsDrain *prometheus.Desc
+}
+
+func newClusterResources(m *Master) clusterResources {
+	return clusterResources{m: m,
+		capacity:       prometheus.NewDesc("corral_cluster_resources_total", "Capacity of connected agents, by scalar resource.", []string{"resource"}, nil),
+		allocated:      prometheus.NewDesc("corral_cluster_resources_allocated", "Resources held by tasks and outstanding offers, by scalar resource.", []string{"resource"}, nil),
+		roleAlloc:      prometheus.NewDesc("corral_role_resources_allocated", "Resources allocated to a role, by scalar resource.", []string{"role", "resource"}, nil),
+		roleW:          prometheus.NewDesc("corral_role_weight", "A role's weight.", []string{"role"}, nil),
+		roleShare:      prometheus.NewDesc("corral_role_dominant_share", "A role's dominant share as the active policy reports it.", []string{"role"}, nil),
+		pluginRestarts: prometheus.NewDesc("corral_plugin_restarts", "Restarts of the active allocator plugin process.", []string{"kind", "plugin"}, nil),
+		agentsDrain:    prometheus.NewDesc("corral_master_agents_draining", "Agents in maintenance (draining).", nil, nil),
+	}
+}
+
+func (c clusterResources) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.capacity, c.allocated, c.roleAlloc, c.roleW, c.roleShare, c.pluginRestarts, c.agentsDrain} {
+		ch <- d
+	}
+}
+
+func (c clusterResources) Collect(ch chan<- prometheus.Metric) {
+	var total, used resources.Resources
+	draining := 0
+	c.m.mu.Lock()
+	for _, a := range c.m.agents {
+		if a.drain != nil {
+			draining++
+		}
+		if !a.connected {
+			continue
+		}
+		total, used = total.Add(a.total.Scalars()), used.Add(a.used.Scalars())
+	}
+	c.m.mu.Unlock()
+	total.EachScalar(func(name string, v float64) {
+		ch <- prometheus.MustNewConstMetric(c.capacity, prometheus.GaugeValue, v, name)
+		ch <- prometheus.MustNewConstMetric(c.allocated, prometheus.GaugeValue, used.Scalar(name), name)
+	})
+	ch <- prometheus.MustNewConstMetric(c.agentsDrain, prometheus.GaugeValue, float64(draining))
+	for _, r := range c.m.Roles() {
+		ch <- prometheus.MustNewConstMetric(c.roleW, prometheus.GaugeValue, r.Weight, r.Name)
+		ch <- prometheus.MustNewConstMetric(c.roleShare, prometheus.GaugeValue, r.DominantShare, r.Name)
+		if alloc, err := resources.Parse(r.Allocated); err == nil {
+			alloc.EachScalar(func(name string, v float64) {
+				ch <- prometheus.MustNewConstMetric(c.roleAlloc, prometheus.GaugeValue, v, r.Name, name)
+			})
+		}
+	}
+	if active := c.m.AllocatorStatus().Active; active.Name != "" {
+		ch <- prometheus.MustNewConstMetric(c.pluginRestarts, prometheus.GaugeValue, float64(active.Restarts), "allocator", active.Name)
 	}
 }
 

@@ -383,7 +383,7 @@ func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, 
 	if left := offered.Subtract(needed); !left.IsEmpty() {
 		m.recoverLocked(f.info.Id, role, agentID, left, refuse)
 	}
-	m.metrics.offersAccepted.Add(float64(len(offers)))
+	m.metrics.offersAccepted.WithLabelValues(role).Add(float64(len(offers)))
 	m.metrics.tasksLaunched.Add(float64(len(launches)))
 	return refused, nil
 }
@@ -487,8 +487,8 @@ func (m *Master) Decline(req *corralpb.DeclineRequest) error {
 	for _, o := range offers {
 		m.removeOfferLocked(o)
 		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, refuse)
+		m.metrics.offersDeclined.WithLabelValues(o.role).Inc()
 	}
-	m.metrics.offersDeclined.Add(float64(len(offers)))
 	return nil
 }
 
