@@ -54,6 +54,10 @@ type Master struct {
 	// the kill (default 30s; must be positive).
 	RevokeAfter time.Duration
 	RevokeGrace time.Duration
+	// FrameworkCallRate limits each framework's scheduler calls per second
+	// (0: no limit) with bursts of FrameworkCallBurst (0: twice the rate).
+	FrameworkCallRate  float64
+	FrameworkCallBurst int
 }
 
 // Role is a `role "name" { weight = ... priority = ... quota { ... } }`

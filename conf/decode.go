@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -163,6 +164,20 @@ func decodeTLS(b *hcl.Block, t *tlsconfig.Config) hcl.Diagnostics {
 	return diags
 }
 
+func checkRate(v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return fmt.Errorf("%v is not a rate; want calls per second, 0 for no limit", v)
+	}
+	return nil
+}
+
+func checkNotNegativeInt(v int) error {
+	if v < 0 {
+		return fmt.Errorf("%d is negative", v)
+	}
+	return nil
+}
+
 func duplicate(b, first *hcl.Block) *hcl.Diagnostic {
 	what := fmt.Sprintf("%s block", b.Type)
 	if len(b.Labels) > 0 {
@@ -189,6 +204,8 @@ func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
 		{"max_message_bytes", value(&m.MaxMessageBytes, checkPositiveInt)},
 		{"revoke_after", duration(&m.RevokeAfter, checkNotNegative)},
 		{"revoke_grace", duration(&m.RevokeGrace, checkPositive)},
+		{"framework_call_rate", value(&m.FrameworkCallRate, checkRate)},
+		{"framework_call_burst", value(&m.FrameworkCallBurst, checkNotNegativeInt)},
 	}, hcl.BlockHeaderSchema{Type: "role", LabelNames: []string{"name"}})
 	// Roles in a file replace the (empty) default list as a whole.
 	seen := map[string]*hcl.Block{}

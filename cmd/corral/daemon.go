@@ -248,6 +248,8 @@ func masterConfig(cfg *conf.Config) master.Config {
 		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
 		RevokeAfter:            mc.RevokeAfter,
 		RevokeGrace:            mc.RevokeGrace,
+		FrameworkCallRate:      mc.FrameworkCallRate,
+		FrameworkCallBurst:     mc.FrameworkCallBurst,
 		Allocator:              master.AllocatorChoice{Name: mc.Allocator},
 	}
 }

@@ -17,6 +17,11 @@ type Config struct {
 	HeartbeatInterval      time.Duration // scheduler heartbeats, default 15s
 	AgentReregisterTimeout time.Duration // default 75s
 	MaxMessageBytes        int           // framework messages, default 1 MiB
+	// FrameworkCallRate limits each framework's calls per second (after
+	// its subscription) with a burst of FrameworkCallBurst (default twice
+	// the rate); 0 means no limit, as Mesos without --rate_limits.
+	FrameworkCallRate  float64
+	FrameworkCallBurst int
 	// FrameworkFailoverMax caps a framework's failover_timeout (0: no cap).
 	FrameworkFailoverMax time.Duration
 	// Roles configured by the operator (HCL). Run-time changes made through

@@ -33,6 +33,9 @@ const (
 	CodePrecondition
 	// CodeUnavailable: an agent needed for the call is disconnected; retry.
 	CodeUnavailable
+	// CodeRateLimited: the framework exceeded its calls per second; retry
+	// later (Mesos answers 429).
+	CodeRateLimited
 )
 
 // Error is a refused scheduler call.

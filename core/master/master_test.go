@@ -584,3 +584,23 @@ func TestAgentIDTakeoverRefused(t *testing.T) {
 		t.Fatalf("re-registered as %s, want %s", back.id, a.id)
 	}
 }
+
+// TestFrameworkCallRateLimit: past its burst, a framework's calls are
+// refused with ResourceExhausted naming the limit; other frameworks are
+// not affected.
+func TestFrameworkCallRateLimit(t *testing.T) {
+	c := startMaster(t, master.Config{FrameworkCallRate: 0.01, FrameworkCallBurst: 5})
+	busy, calm := c.subscribe("busy"), c.subscribe("calm")
+	for i := 0; i < 5; i++ {
+		if _, err := busy.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: busy.header}); err != nil {
+			t.Fatalf("call %d within the burst: %v", i+1, err)
+		}
+	}
+	_, err := busy.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: busy.header})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "0.01 calls per second") {
+		t.Fatalf("call past the burst: %v; want ResourceExhausted naming the limit", err)
+	}
+	if _, err := calm.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: calm.header}); err != nil {
+		t.Fatalf("another framework's call: %v", err)
+	}
+}

@@ -35,6 +35,8 @@ func grpcError(err error) error {
 		c = codes.PermissionDenied
 	case CodeUnavailable:
 		c = codes.Unavailable
+	case CodeRateLimited:
+		c = codes.ResourceExhausted
 	}
 	return status.Error(c, err.Error())
 }

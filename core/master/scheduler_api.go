@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -279,6 +281,18 @@ func (m *Master) callerLocked(call string, h *corralpb.CallHeader) (*frameworkEn
 	if h.StreamId != f.streamID {
 		return nil, callErr(CodeStaleStream,
 			"%s: stream %q is not the framework's current subscription; subscribe again", call, h.StreamId)
+	}
+	if f.limiter == nil && m.cfg.FrameworkCallRate > 0 {
+		burst := m.cfg.FrameworkCallBurst
+		if burst <= 0 {
+			burst = max(1, int(2*m.cfg.FrameworkCallRate))
+		}
+		f.limiter = rate.NewLimiter(rate.Limit(m.cfg.FrameworkCallRate), burst)
+	}
+	if f.limiter != nil && !f.limiter.AllowN(m.now(), 1) {
+		m.metrics.callsRateLimited.Inc()
+		return nil, callErr(CodeRateLimited, "%s: framework %s exceeded its limit of %g calls per second (burst %d); slow down and retry",
+			call, f.info.Id, m.cfg.FrameworkCallRate, f.limiter.Burst())
 	}
 	return f, nil
 }

@@ -3,6 +3,8 @@ package master
 import (
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -45,6 +47,8 @@ type frameworkEntry struct {
 	// disconnectedAt starts the failover timeout.
 	disconnectedAt time.Time
 	registeredAt   time.Time
+	// limiter bounds the framework's calls per second; nil when unlimited.
+	limiter *rate.Limiter
 	// recovered marks an entry rebuilt from an agent's report after a
 	// master failover: its scheduler has not subscribed to this master yet.
 	recovered bool

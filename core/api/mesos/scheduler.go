@@ -183,6 +183,8 @@ func (s *Server) callerError(err error, h *corralpb.CallHeader) *callError {
 		return &callError{http.StatusBadRequest, "Framework cannot be found"}
 	case master.CodeNotSubscribed:
 		return &callError{http.StatusForbidden, "Framework is not subscribed"}
+	case master.CodeRateLimited:
+		return &callError{http.StatusTooManyRequests, err.Error()}
 	case master.CodeStaleStream:
 		if h.StreamId == "" {
 			return &callError{http.StatusBadRequest, "All non-subscribe calls should include the '" + streamIDHeader + "' header"}
