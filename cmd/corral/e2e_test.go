@@ -172,7 +172,7 @@ func TestStartupErrorsNameTheProblem(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errOut := runCLI(t, ctx, "master", "-config", tc.file, "-plugin-dir", filepath.Join(bin, "plugins"))
+			code, _, errOut := runCLI(t, ctx, "master", "-config", tc.file, "-plugin-dir", filepath.Join(bin, "plugins"), "-work-dir", t.TempDir())
 			if code == 0 {
 				t.Fatalf("master started with %s", tc.file)
 			}
@@ -195,7 +195,7 @@ func TestStartupErrorsNameTheProblem(t *testing.T) {
 // next task ends.
 func TestTwoFrameworksShareTheCluster(t *testing.T) {
 	const maxPerOffer = 1
-	m := startCorral(t, "master", "-master", "127.0.0.1:0")
+	m := startCorral(t, "master", "-master", "127.0.0.1:0", "-work-dir", t.TempDir())
 	addr := m.waitLine(masterLine)
 	for i := range 2 {
 		a := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(),
@@ -419,7 +419,8 @@ func cmdline(pid int) string {
 // re-subscription (same framework ID), and the task's result still reaches
 // `corral exec`.
 func TestMasterCrashRebuildsFromAgentsAndSchedulers(t *testing.T) {
-	m1 := startCorral(t, "master", "-master", "127.0.0.1:0")
+	masterWork := t.TempDir()
+	m1 := startCorral(t, "master", "-master", "127.0.0.1:0", "-work-dir", masterWork)
 	addr := m1.waitLine(masterLine)
 	ag := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", "cpus:2;mem:1024")
 	ag.waitLine(agentLine)
@@ -454,7 +455,7 @@ func TestMasterCrashRebuildsFromAgentsAndSchedulers(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-m1.done
-	m2 := startCorral(t, "master", "-master", addr)
+	m2 := startCorral(t, "master", "-master", addr, "-work-dir", masterWork)
 	m2.waitLine(masterLine)
 	after := waitState(t, addr, "agent and framework back with the running task", func(s master.State) bool {
 		return len(s.Agents) == 1 && s.Agents[0].Connected && len(s.Frameworks) == 1 && s.Frameworks[0].Connected &&
