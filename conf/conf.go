@@ -87,6 +87,11 @@ type Agent struct {
 	// Isolators are more isolator plugins, beside Isolator (the default),
 	// that tasks may ask for by their container type.
 	Isolators []string
+	// OnShutdown is what a stopping agent does with its tasks: "keep"
+	// leaves them running for the next run to reattach to, "kill" kills
+	// them. "" means the role's default: keep for `corral agent`, kill for
+	// `corral dev` (a throwaway cluster).
+	OnShutdown string
 }
 
 // Plugin is a `plugin "name" { ... }` block.

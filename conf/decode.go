@@ -264,6 +264,7 @@ func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 		{"executor", value(&a.Executor, checkPluginName)},
 		{"executor_shutdown_grace", duration(&a.ExecutorShutdownGrace, checkNotNegative)},
 		{"status_update_retry", duration(&a.StatusUpdateRetry, checkPositive)},
+		{"on_shutdown", value(&a.OnShutdown, checkOnShutdown)},
 	})
 	return diags
 }

@@ -53,6 +53,16 @@ func checkPositive(d time.Duration) error {
 	return nil
 }
 
+// checkOnShutdown accepts the agent's on_shutdown values ("" is the
+// role's default).
+func checkOnShutdown(s string) error {
+	switch s {
+	case "", "keep", "kill":
+		return nil
+	}
+	return fmt.Errorf(`must be "keep" or "kill", got %q`, s)
+}
+
 func checkNotNegative(d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("must not be negative, got %s", d)
@@ -223,6 +233,7 @@ func (c *Config) Validate() error {
 	add("agent.executor", checkPluginName(a.Executor))
 	add("agent.executor_shutdown_grace", checkNotNegative(a.ExecutorShutdownGrace))
 	add("agent.status_update_retry", checkPositive(a.StatusUpdateRetry))
+	add("agent.on_shutdown", checkOnShutdown(a.OnShutdown))
 	plugins := map[string]bool{}
 	for _, p := range c.Plugins {
 		path := fmt.Sprintf("plugin[%q]", p.Name)

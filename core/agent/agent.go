@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/core/agent/detect"
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/pluginhost"
@@ -51,10 +52,15 @@ type Agent struct {
 	// launchSlots bounds how many tasks start their executor at once.
 	launchSlots chan struct{}
 
-	mu       sync.Mutex
-	id       string
-	tasks    map[taskKey]*task
-	stopping bool // no new tasks once shutdown began
+	// ckpt is the checkpoint store, open while Run runs; nil in an
+	// agent that has not started.
+	ckpt *checkpoint.Store
+
+	mu        sync.Mutex
+	id        string
+	tasks     map[taskKey]*task
+	stopping  bool // no new tasks once shutdown began
+	detaching bool // stopping and leaving tasks running (on_shutdown = keep)
 
 	connMu sync.Mutex
 	out    chan<- *agentMessage // nil while disconnected
@@ -89,7 +95,11 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 	}
 	id, err := loadID(cfg.idFile())
 	if err != nil {
-		return nil, err
+		if cfg.Recover != RecoverCleanup {
+			return nil, fmt.Errorf("%w (or start the agent with -recover=cleanup)", err)
+		}
+		logger.Warn("ignoring unusable agent ID file (-recover=cleanup)", "error", err)
+		id = ""
 	}
 	a := &Agent{
 		cfg:         cfg,
@@ -136,9 +146,11 @@ func (a *Agent) URL() string {
 	}
 }
 
-// Run starts the isolator, the HTTP API and the master connection, and
-// blocks until ctx ends. It then kills every task (SIGTERM, grace, SIGKILL),
-// cleans up their containers and stops the plugins, so nothing is left.
+// Run recovers what the checkpoint holds, starts the isolators, the HTTP
+// API and the master connection, and blocks until ctx ends. It then either
+// leaves its tasks running for the next run to reattach to
+// (on_shutdown = "keep", the default) or kills every task (SIGTERM, grace,
+// SIGKILL) and cleans up their containers ("kill"), and stops the plugins.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.started {
@@ -153,6 +165,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer release()
+
+	st, err := a.openCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.ckpt.Close()
+	if err := a.restore(st); err != nil {
+		return err
+	}
 
 	factories := map[string]IsolatorHostFactory{a.cfg.Isolator: a.plugins.Isolator}
 	for name, f := range a.plugins.MoreIsolators {
@@ -190,6 +211,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.ready)
 	a.logger.Info("agent ready", "url", a.url, "master", a.cfg.Master)
 
+	// Reattach before registering: the master then hears of every live
+	// task, and of the others' fates, in the first messages it gets.
+	a.recoverTasks(ctx)
+
 	// The master connection outlives ctx a little, so that the updates of
 	// the tasks killed on the way out can still reach it.
 	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -203,7 +228,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err := <-serveDone:
 		a.logger.Error("agent HTTP server stopped", "error", err)
 	}
-	a.shutdownTasks()
+	if a.cfg.OnShutdown == ShutdownKill {
+		a.shutdownTasks()
+	} else {
+		a.detachTasks()
+	}
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -21,6 +22,26 @@ const (
 	DefaultExecutor              = "command"
 	DefaultExecutorShutdownGrace = 3 * time.Second
 	DefaultStatusUpdateRetry     = 10 * time.Second
+)
+
+// What a stopping agent does with its tasks (Config.OnShutdown).
+const (
+	// ShutdownKeep leaves tasks running: a restarted agent reattaches to
+	// them from its checkpoint (the default).
+	ShutdownKeep = "keep"
+	// ShutdownKill kills every task (SIGTERM, grace, SIGKILL) on the way out.
+	ShutdownKill = "kill"
+)
+
+// How a starting agent treats what a previous run left (Config.Recover),
+// after Mesos' --recover.
+const (
+	// RecoverReconnect reattaches to the checkpointed tasks; an unusable
+	// checkpoint stops start-up.
+	RecoverReconnect = "reconnect"
+	// RecoverCleanup kills what the checkpoint names, destroys old
+	// containers, moves the checkpoint aside and starts under a new ID.
+	RecoverCleanup = "cleanup"
 )
 
 // IsolatorsAttribute is the agent attribute listing the isolators it has
@@ -52,6 +73,10 @@ type Config struct {
 	// the same time (default: 4 per CPU). Executor starts are CPU-bound;
 	// beyond a few per CPU they only slow each other down.
 	MaxConcurrentLaunches int
+	// OnShutdown is ShutdownKeep (default) or ShutdownKill.
+	OnShutdown string
+	// Recover is RecoverReconnect (default) or RecoverCleanup.
+	Recover string
 }
 
 // withDefaults fills empty fields.
@@ -107,6 +132,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StatusUpdateRetry <= 0 {
 		c.StatusUpdateRetry = DefaultStatusUpdateRetry
 	}
+	switch c.OnShutdown {
+	case "":
+		c.OnShutdown = ShutdownKeep
+	case ShutdownKeep, ShutdownKill:
+	default:
+		return c, fmt.Errorf("on_shutdown = %q: want %q or %q", c.OnShutdown, ShutdownKeep, ShutdownKill)
+	}
+	switch c.Recover {
+	case "":
+		c.Recover = RecoverReconnect
+	case RecoverReconnect, RecoverCleanup:
+	default:
+		return c, fmt.Errorf("recover = %q: want %q or %q", c.Recover, RecoverReconnect, RecoverCleanup)
+	}
 	return c, nil
 }
 
@@ -114,3 +153,6 @@ func (c Config) withDefaults() (Config, error) {
 func (c Config) sandboxRoot() string { return filepath.Join(c.WorkDir, "sandboxes") }
 func (c Config) pluginDir() string   { return filepath.Join(c.WorkDir, "plugins") }
 func (c Config) idFile() string      { return filepath.Join(c.WorkDir, "agent_id") }
+func (c Config) checkpointPath() string {
+	return filepath.Join(c.WorkDir, checkpoint.FileName)
+}
