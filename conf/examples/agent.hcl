@@ -23,4 +23,5 @@ agent {
 
   executor_shutdown_grace = "5s"   # SIGTERM, then SIGKILL after this
   status_update_retry     = "10s"  # first retry; doubles up to 10m until acknowledged
+  on_shutdown             = "keep" # keep: tasks outlive a stopped agent (reattached on restart); kill: kill them
 }

@@ -143,6 +143,10 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 	for i := range n {
 		m.runTask(t, "fw", fmt.Sprintf("t%d", i), "exec sleep 600")
 	}
+	// The master never acknowledges this one's first update before the
+	// crash: the restarted agent resends it (same UUID), then the rest.
+	m.setAck("unacked", false)
+	m.runTask(t, "fw", "unacked", "exec sleep 600")
 	// This one ends while the agent is down, with a status of its own.
 	m.runTask(t, "fw", "exits", fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done; exit 7", release))
 	running := func(id string) bool {
@@ -155,15 +159,17 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 				return false
 			}
 		}
-		return running("exits")
+		sts, _ := m.statuses("unacked")
+		return running("exits") && len(sts) == 1
 	})
+	firstUUID := mustStatuses(m, "unacked")[0].GetUuid()
 	pids := map[string]int{}
 	for _, ts := range ag.state(t, url).Tasks {
 		pids[ts.TaskID] = ts.Pid
 	}
 	killTasksAtEnd(t, pids)
-	if len(pids) != n+1 {
-		t.Fatalf("agent state lists %d tasks, want %d", len(pids), n+1)
+	if len(pids) != n+2 {
+		t.Fatalf("agent state lists %d tasks, want %d", len(pids), n+2)
 	}
 
 	ag.stop(syscall.SIGKILL)
@@ -177,6 +183,7 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 	}
 	waitFor(t, "the released task to exit while the agent is down", 30*time.Second, func() bool { return !alive(pids["exits"]) })
 
+	m.setAck("unacked", true)
 	ag2 := startAgentProc(t, m.addr, work, "-on-shutdown", "kill")
 	url2 := ag2.waitURL(t)
 	waitFor(t, "re-registration", 60*time.Second, func() bool { return len(m.registrations()) == 2 })
@@ -197,6 +204,10 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 	if last := sts[2]; !last.GetHasExitCode() || last.GetExitCode() != 7 {
 		t.Fatalf("task that exited while the agent was down: exit code %v (has %v), message %q; want 7",
 			last.GetExitCode(), last.GetHasExitCode(), last.GetMessage())
+	}
+	un := m.waitStates(t, "unacked", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
+	if string(un[0].GetUuid()) != string(firstUUID) {
+		t.Fatal("the unacknowledged update was not resent with its UUID")
 	}
 	st := ag2.state(t, url2)
 	got := map[string]TaskState{}
