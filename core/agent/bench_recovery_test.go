@@ -29,7 +29,7 @@ func TestReportAgentRecovery(t *testing.T) {
 		}
 	}
 	type row struct {
-		tasks             int
+		tasks              int
 		launch, reregister time.Duration
 	}
 	var rows []row

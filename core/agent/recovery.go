@@ -13,6 +13,7 @@ import (
 
 	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/core/agent/statusupdate"
+	"github.com/corral-project/corral/pluginapi/executor"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -205,6 +206,17 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 	rctx, cancel := context.WithTimeout(ctx, reattachTimeout)
 	defer cancel()
 	h, err := a.plugins.Executors.Reattach(rctx, t.key.task, filepath.Join(t.sandbox, "executor.log"), t.execInfo)
+	if err != nil && t.launched {
+		// The executor died too; the task's shim may hold the task or
+		// its exit status. A fresh executor takes it over from there.
+		t.logger.Warn("executor gone after agent restart; starting another", "error", err)
+		h2, rerr := a.restartExecutor(ctx, t)
+		if rerr == nil {
+			h, err = h2, nil
+		} else {
+			err = fmt.Errorf("%w; a new executor could not take the task over: %w", err, rerr)
+		}
+	}
 	if err != nil {
 		t.logger.Warn("executor gone after agent restart", "error", err)
 		if t.pid != 0 && alivePid(t.pid) {
@@ -244,9 +256,7 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 	t.logger.Info("reattached to task", "pid", t.pid)
 	a.taskWG.Go(func() {
 		defer close(t.done)
-		if !a.await(t, h, kill) {
-			kill()
-		}
+		a.await(t, h)
 	})
 }
 
@@ -396,4 +406,37 @@ func (a *Agent) dropCheckpointedFramework(id string) {
 	if err := a.ckpt.DropFramework(id); err != nil {
 		a.logger.Error("checkpoint: drop framework", "framework_id", id, "error", err)
 	}
+}
+
+// maxExecutorRestarts bounds how often one task's executor is replaced.
+const maxExecutorRestarts = 3
+
+// restartExecutor starts a fresh executor process for t and has it take
+// the task over (executor.Recoverer): from its live shim, or from the exit
+// status the shim recorded.
+func (a *Agent) restartExecutor(ctx context.Context, t *task) (*ExecutorHandle, error) {
+	a.mu.Lock()
+	req := &executor.RecoverRequest{ContainerID: t.containerID, TaskID: t.key.task, SandboxDir: t.sandbox, Pid: t.pid}
+	a.mu.Unlock()
+	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(t.sandbox, "executor.log"))
+	if err != nil {
+		return nil, fmt.Errorf("start executor: %w", err)
+	}
+	r, ok := h.Executor.(executor.Recoverer)
+	if !ok {
+		h.Kill()
+		return nil, errors.New("the executor cannot take over tasks")
+	}
+	rctx, cancel := context.WithTimeout(ctx, reattachTimeout)
+	defer cancel()
+	if err := r.Recover(rctx, req); err != nil {
+		h.Kill()
+		return nil, err
+	}
+	a.mu.Lock()
+	t.exec, t.execInfo = h, h.Reattach
+	a.mu.Unlock()
+	a.persistTask(t)
+	t.logger.Info("new executor took the task over", "pid", req.Pid)
+	return h, nil
 }

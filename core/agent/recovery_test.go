@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/agent/checkpoint"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -178,6 +179,11 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 			t.Fatalf("task %s (pid %d) died with the agent", id, pid)
 		}
 	}
+	// Its executor dies too: only the task's shim is left to record how
+	// it ends, and a fresh executor takes that over after the restart.
+	if err := syscall.Kill(checkpointedExecutorPid(t, work, "exits"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +249,34 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 			t.Fatalf("task %s (pid %d) outlived an agent stopped with on_shutdown = kill", id, pid)
 		}
 	}
+}
+
+// checkpointedExecutorPid reads a task's executor pid from a stopped
+// agent's checkpoint.
+func checkpointedExecutorPid(t *testing.T, work, id string) int {
+	t.Helper()
+	store, err := checkpoint.Open(filepath.Join(work, checkpoint.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	st, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range st.Tasks {
+		if rec.TaskID == id {
+			var info struct {
+				Pid int `json:"pid"`
+			}
+			if err := json.Unmarshal(rec.Executor, &info); err != nil || info.Pid == 0 {
+				t.Fatalf("executor info %s: %v", rec.Executor, err)
+			}
+			return info.Pid
+		}
+	}
+	t.Fatalf("task %s not in the checkpoint", id)
+	return 0
 }
 
 func mustStatuses(m *fakeMaster, id string) []*corralpb.TaskStatus {

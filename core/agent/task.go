@@ -214,20 +214,39 @@ func (a *Agent) launch(t *task) {
 		// A kill arrived while launching; killTask left it to us.
 		go a.shutdownExecutor(t, h, grace)
 	}
-	detached = a.await(t, h, kill)
+	detached = a.await(t, h)
 }
 
 // await waits for a running task's executor to report its end, then tears
-// the task down and sends its terminal update. When the agent stops and
-// leaves its tasks running (on_shutdown = "keep"), it detaches from the
-// executor instead and reports true.
-func (a *Agent) await(t *task, h *ExecutorHandle, kill func()) (detached bool) {
-	result, waitErr := h.Executor.Wait(a.taskCtx)
-	if waitErr != nil && a.isDetaching() {
-		h.Detach()
-		t.logger.Info("agent stopping: task left running under its executor")
-		return true
+// the task down and sends its terminal update. An executor that dies (or
+// stops answering) is replaced by a fresh one that takes the task over
+// from its shim, up to maxExecutorRestarts times in a row. When the agent
+// stops and leaves its tasks running (on_shutdown = "keep"), await detaches
+// from the executor instead and reports true.
+func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
+	var result *executor.ExitResult
+	var waitErr error
+	for restarts := 0; ; restarts++ {
+		result, waitErr = h.Executor.Wait(a.taskCtx)
+		if waitErr != nil && a.isDetaching() {
+			h.Detach()
+			t.logger.Info("agent stopping: task left running under its executor")
+			return true
+		}
+		if waitErr == nil || restarts >= maxExecutorRestarts {
+			break
+		}
+		t.logger.Warn("executor lost; starting another to take the task over", "error", waitErr, "restart", restarts+1)
+		h.Kill() // the task is the shim's child, not the executor's
+		h2, err := a.restartExecutor(a.taskCtx, t)
+		if err != nil {
+			t.logger.Error("executor restart failed", "error", err)
+			waitErr = fmt.Errorf("%w; restarting it failed: %w", waitErr, err)
+			break
+		}
+		h = h2
 	}
+	kill := h.Kill
 	a.mu.Lock()
 	killed := t.killRequested
 	a.mu.Unlock()
