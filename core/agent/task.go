@@ -328,13 +328,41 @@ func (a *Agent) userFor(t *task) string {
 	return t.framework.GetUser()
 }
 
-// taskEnv is what the agent tells every task about itself.
+// taskEnv is what the agent tells every task about itself: the variables
+// Mesos sets (MESOS_SANDBOX, MESOS_TASK_ID, ...) under a CORRAL_ prefix,
+// the task's allocation, and its ports.
 func (a *Agent) taskEnv(t *task, res resources.Resources, dir string) map[string]string {
 	env := map[string]string{
 		"CORRAL_TASK_ID":      t.key.task,
 		"CORRAL_FRAMEWORK_ID": t.key.framework,
 		"CORRAL_AGENT_ID":     a.ID(),
 		"CORRAL_SANDBOX":      dir,
+		// Mesos' MESOS_DIRECTORY: the same sandbox, seen from the agent.
+		"CORRAL_DIRECTORY":    dir,
+		"CORRAL_CONTAINER_ID": t.containerID,
+		// The command executor runs one task: its executor ID is the task's.
+		"CORRAL_EXECUTOR_ID": t.key.task,
+		"CORRAL_CHECKPOINT":  "1",
+		// SIGTERM to SIGKILL when the task is killed.
+		"CORRAL_EXECUTOR_SHUTDOWN_GRACE_PERIOD": a.graceFor(t, 0).String(),
+	}
+	if n := t.info.GetName(); n != "" {
+		env["CORRAL_TASK_NAME"] = n
+	}
+	if n := t.framework.GetName(); n != "" {
+		env["CORRAL_FRAMEWORK_NAME"] = n
+	}
+	if h := a.cfg.Hostname; h != "" {
+		env["CORRAL_AGENT_HOSTNAME"] = h
+	}
+	if a.url != "" {
+		env["CORRAL_AGENT_ENDPOINT"] = strings.TrimPrefix(a.url, "http://")
+	}
+	if v := res.Scalar(resources.CPUs); v > 0 {
+		env["CORRAL_CPUS"] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	if v := res.Scalar(resources.Mem); v > 0 {
+		env["CORRAL_MEM_MB"] = strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	var ports []string
 	for _, r := range res.Ranges(resources.Ports) {
