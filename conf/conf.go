@@ -92,6 +92,12 @@ type Agent struct {
 	// them. "" means the role's default: keep for `corral agent`, kill for
 	// `corral dev` (a throwaway cluster).
 	OnShutdown string
+	// Sandbox garbage collection, as Mesos' --gc_delay,
+	// --disk_watch_interval and --gc_disk_headroom: a finished task's
+	// sandbox is removed GCDelay after it ended, sooner as the disk fills.
+	GCDelay           time.Duration
+	DiskWatchInterval time.Duration
+	GCDiskHeadroom    float64
 }
 
 // Plugin is a `plugin "name" { ... }` block.
@@ -134,6 +140,9 @@ func Default() *Config {
 			Executor:              "command",
 			ExecutorShutdownGrace: 5 * time.Second,
 			StatusUpdateRetry:     10 * time.Second,
+			GCDelay:               7 * 24 * time.Hour,
+			DiskWatchInterval:     time.Minute,
+			GCDiskHeadroom:        0.1,
 		},
 	}
 }

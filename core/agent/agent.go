@@ -17,6 +17,7 @@ import (
 
 	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/core/agent/detect"
+	"github.com/corral-project/corral/core/agent/gc"
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/pluginapi/isolator"
@@ -222,6 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { a.updates.Run(connCtx) })
 	bg.Go(func() { a.connectLoop(connCtx) })
+	bg.Go(func() { a.sandboxGC().Run(connCtx) })
 
 	select {
 	case <-ctx.Done():
@@ -242,6 +244,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.logger.Warn("could not remove executor socket dir", "error", err)
 	}
 	return nil
+}
+
+// sandboxGC removes the sandboxes of tasks the agent no longer tracks.
+func (a *Agent) sandboxGC() *gc.Collector {
+	return gc.New(gc.Options{
+		Root:              a.cfg.sandboxRoot(),
+		Delay:             a.cfg.GCDelay,
+		DiskWatchInterval: a.cfg.DiskWatchInterval,
+		Headroom:          a.cfg.GCDiskHeadroom,
+		InUse: func(fw, task string) bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			_, ok := a.tasks[taskKey{fw, task}]
+			return ok
+		},
+		Logger: a.logger.Named("sandbox-gc"),
+	})
 }
 
 // shutdownFlushTimeout bounds how long a stopping agent waits for the

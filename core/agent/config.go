@@ -77,6 +77,13 @@ type Config struct {
 	OnShutdown string
 	// Recover is RecoverReconnect (default) or RecoverCleanup.
 	Recover string
+	// Sandbox garbage collection (package gc): GCDelay after a task ended
+	// its sandbox goes, sooner as the disk fills; checked every
+	// DiskWatchInterval. Zero values take Mesos' defaults (1 week, 1 min,
+	// 10% headroom).
+	GCDelay           time.Duration
+	DiskWatchInterval time.Duration
+	GCDiskHeadroom    float64
 }
 
 // withDefaults fills empty fields.

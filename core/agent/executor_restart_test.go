@@ -76,3 +76,29 @@ func TestExecutorKill9TaskSurvives(t *testing.T) {
 	m.waitStates(t, "sleeps", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
 	waitFor(t, "the killed task to end", 30*time.Second, func() bool { return !alive(sleepsPid) })
 }
+
+// Sandboxes of finished tasks are garbage collected once the master has
+// acknowledged their end (Mesos gc_delay semantics); a live task's stays.
+func TestSandboxGC(t *testing.T) {
+	cat := pluginCatalog(t)
+	m := startFakeMaster(t)
+	work := t.TempDir()
+	startAgentWith(t, cat, Config{
+		Master: m.addr, Address: "127.0.0.1:0", WorkDir: work, Hostname: "test-host",
+		StatusUpdateRetry: 300 * time.Millisecond,
+		GCDelay:           time.Millisecond, DiskWatchInterval: 50 * time.Millisecond,
+	})
+	waitFor(t, "registration", 30*time.Second, func() bool { return len(m.registrations()) == 1 })
+	m.runTask(t, "fw", "live", "exec sleep 600")
+	m.waitStates(t, "live", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
+	m.runTask(t, "fw", "done", "echo bye")
+	m.waitStates(t, "done", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_FINISHED)
+	root := filepath.Join(work, "sandboxes", "fw")
+	waitFor(t, "the finished task's sandbox to be collected", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(root, "done"))
+		return os.IsNotExist(err)
+	})
+	if _, err := os.Stat(filepath.Join(root, "live", "stdout")); err != nil {
+		t.Fatalf("a running task's sandbox was collected: %v", err)
+	}
+}
