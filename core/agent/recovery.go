@@ -254,6 +254,7 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 		a.update(t, corralpb.TaskState_TASK_RUNNING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
 	}
 	t.logger.Info("reattached to task", "pid", t.pid)
+	a.startHealthCheck(t)
 	a.taskWG.Go(func() {
 		defer close(t.done)
 		a.await(t, h)

@@ -54,6 +54,10 @@ type task struct {
 	terminal      bool
 	cleaned       bool            // container cleaned up
 	execInfo      json.RawMessage // executor reattach info, once started
+	// Health check state: health known (checked at least once), the last
+	// result, whether the check asked for the kill, and how to stop it.
+	healthKnown, healthy, unhealthy bool
+	stopHealth                      context.CancelFunc
 }
 
 // runTask handles a RunTask: a duplicate is ignored, a new task is recorded
@@ -210,6 +214,7 @@ func (a *Agent) launch(t *task) {
 	a.mu.Unlock()
 	t.logger.Info("task running", "pid", lresp.Pid)
 	a.update(t, corralpb.TaskState_TASK_RUNNING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	a.startHealthCheck(t)
 	if killNow {
 		// A kill arrived while launching; killTask left it to us.
 		go a.shutdownExecutor(t, h, grace)
@@ -226,6 +231,7 @@ func (a *Agent) launch(t *task) {
 func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 	var result *executor.ExitResult
 	var waitErr error
+	defer a.stopHealthCheck(t)
 	for restarts := 0; ; restarts++ {
 		result, waitErr = h.Executor.Wait(a.taskCtx)
 		if waitErr != nil && a.isDetaching() {
@@ -247,8 +253,9 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		h = h2
 	}
 	kill := h.Kill
+	a.stopHealthCheck(t)
 	a.mu.Lock()
-	killed := t.killRequested
+	killed, unhealthy := t.killRequested, t.unhealthy
 	a.mu.Unlock()
 	// Asked before Cleanup, which removes the container's counters. A
 	// command that exited 0 by itself was not stopped by a limit, and a
@@ -263,6 +270,9 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 	case lim != nil:
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
 			limitationReason(lim), lim.Message, exitCode(result))
+	case unhealthy:
+		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_TASK_UNHEALTHY, "task killed: it failed its health check", exitCode(result))
 	case killed:
 		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_KILLED, "task killed", exitCode(result))
@@ -510,7 +520,7 @@ func (a *Agent) enqueueLocked(t *task, st *corralpb.TaskStatus) {
 // newStatus builds a status with a fresh UUID. Caller may hold mu.
 func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.TaskStatus_Source,
 	reason corralpb.TaskStatus_Reason, msg string) *corralpb.TaskStatus {
-	return &corralpb.TaskStatus{
+	st := &corralpb.TaskStatus{
 		TaskId:          t.key.task,
 		State:           state,
 		Message:         msg,
@@ -521,6 +531,11 @@ func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.Tas
 		Uuid:            newUUID(),
 		SandboxUrl:      a.sandboxURL(t.key),
 	}
+	if t.healthKnown {
+		healthy := t.healthy
+		st.Healthy = &healthy
+	}
+	return st
 }
 
 func (a *Agent) sandboxURL(k taskKey) string {
