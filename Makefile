@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation paper proto lint clean tools
+.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim paper proto lint clean tools
 
 all: build
 
@@ -78,6 +78,17 @@ MAX_AGENTS ?= 50000
 bench-alloc: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
+
+# make bench-recovery                            agent restart after kill -9 with 200 running tasks
+# make bench-recovery RECOVERY_TASKS=500         another size
+RECOVERY_TASKS ?= 200
+bench-recovery: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_RECOVERY=1 CORRAL_BENCH_RECOVERY_TASKS=$(RECOVERY_TASKS) \
+		$(GO) test -count 1 -timeout 30m -v -run 'TestReportAgentRecovery' ./core/agent
+
+# make bench-shim                                the per-task shim: launch cost against the launcher alone, RSS
+bench-shim: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SHIM=1 $(GO) test -count 1 -timeout 20m -v -run 'TestReportShimCost' ./plugins/executor/command
 
 # make bench-swap                                allocator hot-swap latency (20 swaps, dev cluster)
 bench-swap: build

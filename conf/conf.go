@@ -96,6 +96,17 @@ type Agent struct {
 	// Isolators are more isolator plugins, beside Isolator (the default),
 	// that tasks may ask for by their container type.
 	Isolators []string
+	// OnShutdown is what a stopping agent does with its tasks: "keep"
+	// leaves them running for the next run to reattach to, "kill" kills
+	// them. "" means the role's default: keep for `corral agent`, kill for
+	// `corral dev` (a throwaway cluster).
+	OnShutdown string
+	// Sandbox garbage collection, as Mesos' --gc_delay,
+	// --disk_watch_interval and --gc_disk_headroom: a finished task's
+	// sandbox is removed GCDelay after it ended, sooner as the disk fills.
+	GCDelay           time.Duration
+	DiskWatchInterval time.Duration
+	GCDiskHeadroom    float64
 }
 
 // Plugin is a `plugin "name" { ... }` block.
@@ -138,6 +149,9 @@ func Default() *Config {
 			Executor:              "command",
 			ExecutorShutdownGrace: 5 * time.Second,
 			StatusUpdateRetry:     10 * time.Second,
+			GCDelay:               7 * 24 * time.Hour,
+			DiskWatchInterval:     time.Minute,
+			GCDiskHeadroom:        0.1,
 		},
 	}
 }

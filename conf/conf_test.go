@@ -164,6 +164,10 @@ func TestLoadFull(t *testing.T) {
 			Executor:              "custom",
 			ExecutorShutdownGrace: 3 * time.Second,
 			StatusUpdateRetry:     time.Second,
+			OnShutdown:            "kill",
+			GCDelay:               48 * time.Hour,
+			DiskWatchInterval:     30 * time.Second,
+			GCDiskHeadroom:        0.2,
 		},
 	}
 	plugins := cfg.Plugins
@@ -180,8 +184,8 @@ func TestLoadFull(t *testing.T) {
 		p.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("plugin[0] = %+v", p)
 	}
-	if p.DeclRange.Start.Line != 46 {
-		t.Errorf("plugin[0] declared at line %d, want 46", p.DeclRange.Start.Line)
+	if p.DeclRange.Start.Line != 50 {
+		t.Errorf("plugin[0] declared at line %d, want 50", p.DeclRange.Start.Line)
 	}
 	if p.Config == nil {
 		t.Fatal("plugin[0].Config is nil, want the config block's body")

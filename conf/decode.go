@@ -308,6 +308,10 @@ func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 		{"executor", value(&a.Executor, checkPluginName)},
 		{"executor_shutdown_grace", duration(&a.ExecutorShutdownGrace, checkNotNegative)},
 		{"status_update_retry", duration(&a.StatusUpdateRetry, checkPositive)},
+		{"on_shutdown", value(&a.OnShutdown, checkOnShutdown)},
+		{"gc_delay", duration(&a.GCDelay, checkPositive)},
+		{"disk_watch_interval", duration(&a.DiskWatchInterval, checkPositive)},
+		{"gc_disk_headroom", value(&a.GCDiskHeadroom, checkHeadroom)},
 	})
 	return diags
 }

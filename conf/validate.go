@@ -53,6 +53,24 @@ func checkPositive(d time.Duration) error {
 	return nil
 }
 
+// checkHeadroom accepts a fraction of the disk to keep free, in [0, 1).
+func checkHeadroom(f float64) error {
+	if !(f >= 0 && f < 1) {
+		return fmt.Errorf("must be at least 0 and less than 1, got %v", f)
+	}
+	return nil
+}
+
+// checkOnShutdown accepts the agent's on_shutdown values ("" is the
+// role's default).
+func checkOnShutdown(s string) error {
+	switch s {
+	case "", "keep", "kill":
+		return nil
+	}
+	return fmt.Errorf(`must be "keep" or "kill", got %q`, s)
+}
+
 func checkNotNegative(d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("must not be negative, got %s", d)
@@ -223,6 +241,10 @@ func (c *Config) Validate() error {
 	add("agent.executor", checkPluginName(a.Executor))
 	add("agent.executor_shutdown_grace", checkNotNegative(a.ExecutorShutdownGrace))
 	add("agent.status_update_retry", checkPositive(a.StatusUpdateRetry))
+	add("agent.on_shutdown", checkOnShutdown(a.OnShutdown))
+	add("agent.gc_delay", checkPositive(a.GCDelay))
+	add("agent.disk_watch_interval", checkPositive(a.DiskWatchInterval))
+	add("agent.gc_disk_headroom", checkHeadroom(a.GCDiskHeadroom))
 	plugins := map[string]bool{}
 	for _, p := range c.Plugins {
 		path := fmt.Sprintf("plugin[%q]", p.Name)

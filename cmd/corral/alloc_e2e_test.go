@@ -554,7 +554,7 @@ func startAllocMaster(t *testing.T, config, work, addr string) (*proc, string) {
 // waits until the master has it.
 func startAllocAgent(t *testing.T, addr, res string) *proc {
 	t.Helper()
-	a := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", res,
+	a := startCorral(t, "agent", "-on-shutdown", "kill", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", res,
 		"-plugin-dir", filepath.Join(binDir(t), "plugins"))
 	a.waitLine(agentLine)
 	// The agent adds what it detects (disk, ports) to what is named.

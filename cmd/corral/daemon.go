@@ -33,6 +33,7 @@ type daemonFlags struct {
 	config, pluginDir, logLevel             string
 	logJSON                                 bool
 	masterAddr, agentAddr, workDir, resList string
+	recoverMode, onShutdown                 string // agent: -recover, -on-shutdown
 	// role is the daemon's mode: master, agent or dev.
 	role string
 }
@@ -55,6 +56,8 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		fs.StringVar(&f.workDir, "work-dir", "", "agent work dir (overrides agent.work_dir)")
 	}
 	if role != "master" {
+		fs.StringVar(&f.recoverMode, "recover", "reconnect", "reconnect: reattach to the tasks the agent's checkpoint names; cleanup: kill them, discard the checkpoint and start under a new agent ID")
+		fs.StringVar(&f.onShutdown, "on-shutdown", "", `keep|kill: leave tasks running or kill them when the agent stops (overrides agent.on_shutdown; default keep, kill for dev)`)
 		fs.StringVar(&f.agentAddr, "address", "", "agent HTTP address host:port (overrides agent.address)")
 		fs.StringVar(&f.resList, "resources", "", `agent resources, e.g. "cpus:4;mem:4096" (overrides agent.resources)`)
 	}
@@ -109,7 +112,7 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 				errc <- nil
 				return
 			}
-			errc <- runAgent(ctx, cfg, catalog, log.Named("agent"))
+			errc <- runAgent(ctx, cfg, catalog, log.Named("agent"), f.recoverMode)
 		}()
 	}
 	err = <-errc
@@ -168,6 +171,12 @@ func loadConfig(f daemonFlags) (*conf.Config, error) {
 		default:
 			cfg.Agent.WorkDir = f.workDir
 		}
+	}
+	if f.onShutdown != "" {
+		cfg.Agent.OnShutdown = f.onShutdown
+	}
+	if cfg.Agent.OnShutdown == "" && f.role == "dev" {
+		cfg.Agent.OnShutdown = agent.ShutdownKill
 	}
 	if f.resList != "" {
 		if _, err := resources.Parse(f.resList); err != nil {
@@ -291,7 +300,7 @@ func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginL
 }
 
 // runAgent runs an agent until ctx ends; the agent cleans up its tasks.
-func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger) error {
+func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger, recoverMode string) error {
 	ac := cfg.Agent
 	res, err := resources.Parse(ac.Resources)
 	if err != nil {
@@ -301,7 +310,9 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
-		TLS: cfg.TLS,
+		TLS:        cfg.TLS,
+		OnShutdown: ac.OnShutdown, Recover: recoverMode,
+		GCDelay: ac.GCDelay, DiskWatchInterval: ac.DiskWatchInterval, GCDiskHeadroom: ac.GCDiskHeadroom,
 	}, catalog, log)
 	if err != nil {
 		return err

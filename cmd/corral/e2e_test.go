@@ -198,7 +198,7 @@ func TestTwoFrameworksShareTheCluster(t *testing.T) {
 	m := startCorral(t, "master", "-master", "127.0.0.1:0", "-work-dir", t.TempDir())
 	addr := m.waitLine(masterLine)
 	for i := range 2 {
-		a := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(),
+		a := startCorral(t, "agent", "-on-shutdown", "kill", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(),
 			"-resources", "cpus:2;mem:256;disk:256")
 		a.waitLine(agentLine)
 		_ = i
@@ -422,7 +422,7 @@ func TestMasterCrashRebuildsFromAgentsAndSchedulers(t *testing.T) {
 	masterWork := t.TempDir()
 	m1 := startCorral(t, "master", "-master", "127.0.0.1:0", "-work-dir", masterWork)
 	addr := m1.waitLine(masterLine)
-	ag := startCorral(t, "agent", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", "cpus:2;mem:1024")
+	ag := startCorral(t, "agent", "-on-shutdown", "kill", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(), "-resources", "cpus:2;mem:1024")
 	ag.waitLine(agentLine)
 	before := waitState(t, addr, "agent registered", func(s master.State) bool { return len(s.Agents) == 1 })
 

@@ -75,6 +75,10 @@ Flags:
   --timeout D       give up placing / kill the task after D (default 0: none)
   --grace D         SIGTERM-to-SIGKILL grace when killing (default: executor's, 3s)
   --connect-timeout D  give up if the master cannot be reached within D (default 15s)
+  --health-cmd CMD  health check: CMD (sh -c, in the sandbox) exiting 0 is healthy
+  --health-http PORT[/PATH]  health check: GET http://127.0.0.1:PORT/PATH answers 2xx/3xx
+  --health-interval D  time between checks (default 10s; first check after 15s)
+  --health-retries N   failures in a row before the task is killed (default 3)
   -q                quiet: no progress lines, only the task's output and errors
 
 Exit codes:
@@ -99,6 +103,7 @@ type execOptions struct {
 	connectTimeout     time.Duration
 	quiet              bool
 	container          string // isolator type; "" for the agent's default
+	health             *corralpb.HealthCheck
 	command            []string
 }
 
@@ -132,9 +137,21 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.StringVar(&o.container, "container", "", "")
+	var healthCmd, healthHTTP string
+	var healthInterval time.Duration
+	var healthRetries uint
+	fs.StringVar(&healthCmd, "health-cmd", "", "")
+	fs.StringVar(&healthHTTP, "health-http", "", "")
+	fs.DurationVar(&healthInterval, "health-interval", 0, "")
+	fs.UintVar(&healthRetries, "health-retries", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	hc, err := healthFlags(healthCmd, healthHTTP, healthInterval, healthRetries)
+	if err != nil {
+		return nil, err
+	}
+	o.health = hc
 	o.command = fs.Args()
 	switch {
 	case len(o.command) == 0:
@@ -158,6 +175,34 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		return nil, errors.New("--timeout and --grace must not be negative, --connect-timeout must be positive")
 	}
 	return o, nil
+}
+
+// healthFlags turns --health-* into a HealthCheck (nil without one).
+func healthFlags(cmd, httpSpec string, interval time.Duration, retries uint) (*corralpb.HealthCheck, error) {
+	if cmd == "" && httpSpec == "" {
+		if interval != 0 || retries != 0 {
+			return nil, errors.New("--health-interval and --health-retries need --health-cmd or --health-http")
+		}
+		return nil, nil
+	}
+	if cmd != "" && httpSpec != "" {
+		return nil, errors.New("give one of --health-cmd and --health-http")
+	}
+	if interval < 0 {
+		return nil, errors.New("--health-interval must not be negative")
+	}
+	hc := &corralpb.HealthCheck{IntervalSeconds: interval.Seconds(), ConsecutiveFailures: uint32(retries)}
+	if cmd != "" {
+		hc.Type, hc.Command = corralpb.HealthCheck_COMMAND, cmd
+		return hc, nil
+	}
+	portStr, path, _ := strings.Cut(strings.TrimPrefix(httpSpec, ":"), "/")
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return nil, fmt.Errorf("--health-http %q: want PORT or PORT/PATH, e.g. 8080/health", httpSpec)
+	}
+	hc.Type, hc.Port, hc.Path = corralpb.HealthCheck_HTTP, uint32(port), "/"+path
+	return hc, nil
 }
 
 // badQuantity refuses NaN, infinite and absurdly large resource flags: they
@@ -418,6 +463,7 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 		if f.o.container != "" {
 			task.Container = &corralpb.ContainerInfo{Type: f.o.container}
 		}
+		task.HealthCheck = f.o.health
 		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})
 		f.mu.Lock()
 		if err != nil {

@@ -23,4 +23,8 @@ agent {
 
   executor_shutdown_grace = "5s"   # SIGTERM, then SIGKILL after this
   status_update_retry     = "10s"  # first retry; doubles up to 10m until acknowledged
+  on_shutdown             = "keep" # keep: tasks outlive a stopped agent (reattached on restart); kill: kill them
+  gc_delay                = "168h" # finished sandboxes go this long after their task ended ...
+  disk_watch_interval     = "1m"   # ... sooner as the disk fills (checked this often):
+  gc_disk_headroom        = 0.1    # max age = gc_delay * max(0, 1 - headroom - disk usage)
 }

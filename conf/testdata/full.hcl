@@ -41,6 +41,10 @@ agent {
   executor                = "custom"
   executor_shutdown_grace = "3s"
   status_update_retry     = "1s"
+  on_shutdown             = "kill"
+  gc_delay                = "48h"
+  disk_watch_interval     = "30s"
+  gc_disk_headroom        = 0.2
 }
 
 plugin "priority" {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/core/agent/detect"
+	"github.com/corral-project/corral/core/agent/gc"
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/pluginapi/isolator"
@@ -52,12 +54,17 @@ type Agent struct {
 	// launchSlots bounds how many tasks start their executor at once.
 	launchSlots chan struct{}
 
+	// ckpt is the checkpoint store, open while Run runs; nil in an
+	// agent that has not started.
+	ckpt *checkpoint.Store
+
 	mu sync.Mutex
 	id string
 	// secret binds id at the master; presented on every re-registration.
-	secret   string
-	tasks    map[taskKey]*task
-	stopping bool // no new tasks once shutdown began
+	secret    string
+	tasks     map[taskKey]*task
+	stopping  bool // no new tasks once shutdown began
+	detaching bool // stopping and leaving tasks running (on_shutdown = keep)
 
 	connMu sync.Mutex
 	out    chan<- *agentMessage // nil while disconnected
@@ -92,7 +99,11 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 	}
 	id, err := loadID(cfg.idFile())
 	if err != nil {
-		return nil, err
+		if cfg.Recover != RecoverCleanup {
+			return nil, fmt.Errorf("%w (or start the agent with -recover=cleanup)", err)
+		}
+		logger.Warn("ignoring unusable agent ID file (-recover=cleanup)", "error", err)
+		id = ""
 	}
 	secret, err := loadSecret(cfg.secretFile())
 	if err != nil {
@@ -144,9 +155,11 @@ func (a *Agent) URL() string {
 	}
 }
 
-// Run starts the isolator, the HTTP API and the master connection, and
-// blocks until ctx ends. It then kills every task (SIGTERM, grace, SIGKILL),
-// cleans up their containers and stops the plugins, so nothing is left.
+// Run recovers what the checkpoint holds, starts the isolators, the HTTP
+// API and the master connection, and blocks until ctx ends. It then either
+// leaves its tasks running for the next run to reattach to
+// (on_shutdown = "keep", the default) or kills every task (SIGTERM, grace,
+// SIGKILL) and cleans up their containers ("kill"), and stops the plugins.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.started {
@@ -161,6 +174,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer release()
+
+	st, err := a.openCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.ckpt.Close()
+	if err := a.restore(st); err != nil {
+		return err
+	}
 
 	factories := map[string]IsolatorHostFactory{a.cfg.Isolator: a.plugins.Isolator}
 	for name, f := range a.plugins.MoreIsolators {
@@ -206,6 +228,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.ready)
 	a.logger.Info("agent ready", "url", a.url, "master", a.cfg.Master)
 
+	// Reattach before registering: the master then hears of every live
+	// task, and of the others' fates, in the first messages it gets.
+	a.recoverTasks(ctx)
+
 	// The master connection outlives ctx a little, so that the updates of
 	// the tasks killed on the way out can still reach it.
 	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -213,13 +239,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { a.updates.Run(connCtx) })
 	bg.Go(func() { a.connectLoop(connCtx) })
+	bg.Go(func() { a.sandboxGC().Run(connCtx) })
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveDone:
 		a.logger.Error("agent HTTP server stopped", "error", err)
 	}
-	a.shutdownTasks()
+	if a.cfg.OnShutdown == ShutdownKill {
+		a.shutdownTasks()
+	} else {
+		a.detachTasks()
+	}
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()
@@ -229,6 +260,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.logger.Warn("could not remove executor socket dir", "error", err)
 	}
 	return nil
+}
+
+// sandboxGC removes the sandboxes of tasks the agent no longer tracks.
+func (a *Agent) sandboxGC() *gc.Collector {
+	return gc.New(gc.Options{
+		Root:              a.cfg.sandboxRoot(),
+		Delay:             a.cfg.GCDelay,
+		DiskWatchInterval: a.cfg.DiskWatchInterval,
+		Headroom:          a.cfg.GCDiskHeadroom,
+		InUse: func(fw, task string) bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			_, ok := a.tasks[taskKey{fw, task}]
+			return ok
+		},
+		Logger: a.logger.Named("sandbox-gc"),
+	})
 }
 
 // shutdownFlushTimeout bounds how long a stopping agent waits for the

@@ -61,6 +61,9 @@ func startAgent(t *testing.T, cat *pluginhost.Catalog, master, workDir string) *
 
 func startAgentWith(t *testing.T, cat *pluginhost.Catalog, cfg Config) *runningAgent {
 	t.Helper()
+	if cfg.OnShutdown == "" {
+		cfg.OnShutdown = ShutdownKill // a test's tasks end with it
+	}
 	a, err := New(cfg, cat, hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testWriter{t}}))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
@@ -22,6 +23,26 @@ const (
 	DefaultExecutor              = "command"
 	DefaultExecutorShutdownGrace = 3 * time.Second
 	DefaultStatusUpdateRetry     = 10 * time.Second
+)
+
+// What a stopping agent does with its tasks (Config.OnShutdown).
+const (
+	// ShutdownKeep leaves tasks running: a restarted agent reattaches to
+	// them from its checkpoint (the default).
+	ShutdownKeep = "keep"
+	// ShutdownKill kills every task (SIGTERM, grace, SIGKILL) on the way out.
+	ShutdownKill = "kill"
+)
+
+// How a starting agent treats what a previous run left (Config.Recover),
+// after Mesos' --recover.
+const (
+	// RecoverReconnect reattaches to the checkpointed tasks; an unusable
+	// checkpoint stops start-up.
+	RecoverReconnect = "reconnect"
+	// RecoverCleanup kills what the checkpoint names, destroys old
+	// containers, moves the checkpoint aside and starts under a new ID.
+	RecoverCleanup = "cleanup"
 )
 
 // IsolatorsAttribute is the agent attribute listing the isolators it has
@@ -56,6 +77,17 @@ type Config struct {
 	// TLS secures the agent's HTTP API and its connection to the master
 	// (mutual TLS when both sides verify); the zero value is plain text.
 	TLS tlsconfig.Config
+	// OnShutdown is ShutdownKeep (default) or ShutdownKill.
+	OnShutdown string
+	// Recover is RecoverReconnect (default) or RecoverCleanup.
+	Recover string
+	// Sandbox garbage collection (package gc): GCDelay after a task ended
+	// its sandbox goes, sooner as the disk fills; checked every
+	// DiskWatchInterval. Zero values take Mesos' defaults (1 week, 1 min,
+	// 10% headroom).
+	GCDelay           time.Duration
+	DiskWatchInterval time.Duration
+	GCDiskHeadroom    float64
 }
 
 // withDefaults fills empty fields.
@@ -114,6 +146,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StatusUpdateRetry <= 0 {
 		c.StatusUpdateRetry = DefaultStatusUpdateRetry
 	}
+	switch c.OnShutdown {
+	case "":
+		c.OnShutdown = ShutdownKeep
+	case ShutdownKeep, ShutdownKill:
+	default:
+		return c, fmt.Errorf("on_shutdown = %q: want %q or %q", c.OnShutdown, ShutdownKeep, ShutdownKill)
+	}
+	switch c.Recover {
+	case "":
+		c.Recover = RecoverReconnect
+	case RecoverReconnect, RecoverCleanup:
+	default:
+		return c, fmt.Errorf("recover = %q: want %q or %q", c.Recover, RecoverReconnect, RecoverCleanup)
+	}
 	return c, nil
 }
 
@@ -124,3 +170,6 @@ func (c Config) idFile() string      { return filepath.Join(c.WorkDir, "agent_id
 
 // secretFile holds the secret the master bound to the agent ID (0600).
 func (c Config) secretFile() string { return filepath.Join(c.WorkDir, "agent_secret") }
+func (c Config) checkpointPath() string {
+	return filepath.Join(c.WorkDir, checkpoint.FileName)
+}

@@ -166,6 +166,7 @@ func (a *Agent) registered(reg *agentproto.Registered) {
 	if err := storeID(a.cfg.idFile(), reg.GetAgentId()); err != nil {
 		a.logger.Error("persist agent ID", "error", err)
 	}
+	a.persistAgent(reg.GetAgentId())
 	a.logger.Info("registered with master", "agent_id", reg.GetAgentId(), "reregistered", old != "")
 }
 
@@ -227,7 +228,10 @@ func (a *Agent) handle(m *agentproto.MasterMessage) {
 		k := msg.KillTask
 		a.killRequest(k.GetFrameworkId(), k.GetTaskId(), time.Duration(k.GetGraceSeconds()*float64(time.Second)))
 	case *agentproto.MasterMessage_Ack:
-		a.updates.Ack(msg.Ack.GetFrameworkId(), msg.Ack.GetTaskId(), msg.Ack.GetUuid())
+		ack := msg.Ack
+		if a.updates.Ack(ack.GetFrameworkId(), ack.GetTaskId(), ack.GetUuid()) {
+			go a.forgetUpdate(taskKey{ack.GetFrameworkId(), ack.GetTaskId()}, ack.GetUuid())
+		}
 	case *agentproto.MasterMessage_ShutdownFramework:
 		a.shutdownFramework(msg.ShutdownFramework.GetFrameworkId())
 	case *agentproto.MasterMessage_FrameworkMessage:
@@ -249,9 +253,10 @@ func (a *Agent) killRequest(frameworkID, taskID string, grace time.Duration) {
 	t, ok := a.tasks[k]
 	if !ok {
 		ghost := &task{key: k}
-		a.enqueueLocked(ghost, a.newStatus(ghost, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT,
-			corralpb.TaskStatus_REASON_TASK_UNKNOWN, "task unknown to the agent"))
+		st := a.newStatus(ghost, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_TASK_UNKNOWN, "task unknown to the agent")
 		a.mu.Unlock()
+		a.report(ghost, st)
 		a.logger.Info("kill for unknown task; reported lost", "framework_id", frameworkID, "task_id", taskID)
 		return
 	}
@@ -277,6 +282,7 @@ func (a *Agent) shutdownFramework(frameworkID string) {
 	}
 	dropped := a.updates.DropFramework(frameworkID)
 	a.mu.Unlock()
+	a.dropCheckpointedFramework(frameworkID)
 	a.logger.Info("shutting down framework", "framework_id", frameworkID, "tasks", len(live), "dropped_updates", dropped)
 	for _, t := range live {
 		a.killTask(t, a.graceFor(t, 0))

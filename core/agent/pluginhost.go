@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
@@ -101,5 +102,32 @@ func (p *PluginExecutors) Launch(ctx context.Context, taskID, logPath string) (*
 		inst.Kill()
 		return nil, fmt.Errorf("executor plugin %q dispensed %T", p.Spec.Name, inst.Raw())
 	}
-	return &ExecutorHandle{Executor: ex, Kill: inst.Kill, Reattach: reattach}, nil
+	info, err := json.Marshal(reattach)
+	if err != nil {
+		inst.Kill()
+		return nil, fmt.Errorf("executor plugin %q: encode reattach info: %w", p.Spec.Name, err)
+	}
+	return &ExecutorHandle{Executor: ex, Kill: inst.Kill, Detach: inst.Detach, Reattach: info}, nil
+}
+
+// Reattach implements ExecutorLauncher.
+func (p *PluginExecutors) Reattach(ctx context.Context, taskID, logPath string, info json.RawMessage) (*ExecutorHandle, error) {
+	var ri pluginhost.ReattachInfo
+	if err := json.Unmarshal(info, &ri); err != nil {
+		return nil, fmt.Errorf("executor reattach info %s: %w", info, err)
+	}
+	inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
+		Logger:    p.Logger.With("task_id", taskID),
+		LogPath:   logPath,
+		SocketDir: p.SocketDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := inst.Raw().(executor.Executor)
+	if !ok {
+		inst.Detach()
+		return nil, fmt.Errorf("executor plugin %q dispensed %T", p.Spec.Name, inst.Raw())
+	}
+	return &ExecutorHandle{Executor: ex, Kill: inst.Kill, Detach: inst.Detach, Reattach: info}, nil
 }

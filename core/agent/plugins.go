@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
@@ -30,15 +31,23 @@ type ExecutorHandle struct {
 	Executor executor.Executor
 	// Kill ends the plugin process (not the task: shut that down first).
 	Kill func()
+	// Detach drops the connection and leaves the process (and its task)
+	// running, for a later agent to reattach to.
+	Detach func()
 	// Reattach is the opaque information needed to reconnect to the
-	// process after an agent restart; kept in memory until checkpointing.
-	Reattach any
+	// process after an agent restart; the agent checkpoints it.
+	Reattach json.RawMessage
 }
 
-// ExecutorLauncher starts one executor plugin process per task. logPath is
-// where the plugin's own log goes (the task's sandbox).
+// ExecutorLauncher starts one executor plugin process per task, and finds
+// it again after an agent restart. logPath is where the plugin's own log
+// goes (the task's sandbox).
 type ExecutorLauncher interface {
 	Launch(ctx context.Context, taskID, logPath string) (*ExecutorHandle, error)
+	// Reattach connects to the executor a previous agent started, from
+	// its handle's Reattach. It fails, leaving every process alone, if
+	// the executor is gone (or its pid now belongs to another process).
+	Reattach(ctx context.Context, taskID, logPath string, info json.RawMessage) (*ExecutorHandle, error)
 }
 
 // Plugins are the plugin seams the agent runs tasks through.

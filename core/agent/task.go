@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corral-project/corral/core/agent/sandbox"
 	"github.com/corral-project/corral/core/agent/statusupdate"
@@ -39,6 +41,7 @@ type task struct {
 	sandbox     string
 	logger      hclog.Logger
 	done        chan struct{} // closed when the task is torn down
+	infoBytes   []byte        // info in wire format, as checkpointed
 
 	state         corralpb.TaskState
 	pid           int
@@ -49,7 +52,12 @@ type task struct {
 	killGrace     time.Duration
 	frameworkGone bool // ShutdownFramework: send nothing more
 	terminal      bool
-	cleaned       bool // container cleaned up
+	cleaned       bool            // container cleaned up
+	execInfo      json.RawMessage // executor reattach info, once started
+	// Health check state: health known (checked at least once), the last
+	// result, whether the check asked for the kill, and how to stop it.
+	healthKnown, healthy, unhealthy bool
+	stopHealth                      context.CancelFunc
 }
 
 // runTask handles a RunTask: a duplicate is ignored, a new task is recorded
@@ -79,14 +87,16 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 		done:        make(chan struct{}),
 		state:       corralpb.TaskState_TASK_STAGING,
 	}
+	t.infoBytes, _ = proto.Marshal(ti) // a message the master sent marshals
 	a.tasks[k] = t
 	if a.stopping {
 		// Shutdown has begun; there is no one left to tear the task down.
 		t.terminal = true
 		t.state = corralpb.TaskState_TASK_LOST
 		close(t.done)
-		a.enqueueLocked(t, a.newStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT,
-			corralpb.TaskStatus_REASON_AGENT_REMOVED, "agent is shutting down"))
+		st := a.newStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT,
+			corralpb.TaskStatus_REASON_AGENT_REMOVED, "agent is shutting down")
+		go a.report(t, st)
 		return
 	}
 	logger.Info("launching task", "container_id", t.containerID)
@@ -102,6 +112,11 @@ func (a *Agent) launch(t *task) {
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
 			corralpb.TaskStatus_REASON_LAUNCH_FAILED, err.Error(), nil)
 	}
+
+	// Checkpointed before anything the master or the kernel can see: a
+	// restarted agent then knows the task and its container ID.
+	a.persistFramework(t.framework)
+	a.persistTask(t)
 
 	if _, ok := a.isos[t.isolator]; !ok {
 		msg := fmt.Sprintf("agent %s has no %q isolator (it has: %s); choose an agent whose %q attribute lists it",
@@ -154,10 +169,18 @@ func (a *Agent) launch(t *task) {
 		return
 	}
 	kill := sync.OnceFunc(h.Kill)
-	defer kill() // however the task ends, its executor process goes too
+	detached := false
+	defer func() {
+		if !detached {
+			kill() // however the task ends, its executor process goes too
+		}
+	}()
 	a.mu.Lock()
-	t.exec = h
+	t.exec, t.execInfo = h, h.Reattach
 	a.mu.Unlock()
+	// Before the executor starts the task: a restarted agent must be able
+	// to find the executor that holds it.
+	a.persistTask(t)
 	if a.abortIfKilled(t) {
 		return
 	}
@@ -191,14 +214,48 @@ func (a *Agent) launch(t *task) {
 	a.mu.Unlock()
 	t.logger.Info("task running", "pid", lresp.Pid)
 	a.update(t, corralpb.TaskState_TASK_RUNNING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	a.startHealthCheck(t)
 	if killNow {
 		// A kill arrived while launching; killTask left it to us.
 		go a.shutdownExecutor(t, h, grace)
 	}
+	detached = a.await(t, h)
+}
 
-	result, waitErr := h.Executor.Wait(ctx)
+// await waits for a running task's executor to report its end, then tears
+// the task down and sends its terminal update. An executor that dies (or
+// stops answering) is replaced by a fresh one that takes the task over
+// from its shim, up to maxExecutorRestarts times in a row. When the agent
+// stops and leaves its tasks running (on_shutdown = "keep"), await detaches
+// from the executor instead and reports true.
+func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
+	var result *executor.ExitResult
+	var waitErr error
+	defer a.stopHealthCheck(t)
+	for restarts := 0; ; restarts++ {
+		result, waitErr = h.Executor.Wait(a.taskCtx)
+		if waitErr != nil && a.isDetaching() {
+			h.Detach()
+			t.logger.Info("agent stopping: task left running under its executor")
+			return true
+		}
+		if waitErr == nil || restarts >= maxExecutorRestarts {
+			break
+		}
+		t.logger.Warn("executor lost; starting another to take the task over", "error", waitErr, "restart", restarts+1)
+		h.Kill() // the task is the shim's child, not the executor's
+		h2, err := a.restartExecutor(a.taskCtx, t)
+		if err != nil {
+			t.logger.Error("executor restart failed", "error", err)
+			waitErr = fmt.Errorf("%w; restarting it failed: %w", waitErr, err)
+			break
+		}
+		h = h2
+	}
+	kill := h.Kill
+	a.stopHealthCheck(t)
 	a.mu.Lock()
-	killed := t.killRequested
+	killed, unhealthy := t.killRequested, t.unhealthy
 	a.mu.Unlock()
 	// Asked before Cleanup, which removes the container's counters. A
 	// command that exited 0 by itself was not stopped by a limit, and a
@@ -213,6 +270,9 @@ func (a *Agent) launch(t *task) {
 	case lim != nil:
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
 			limitationReason(lim), lim.Message, exitCode(result))
+	case unhealthy:
+		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
+			corralpb.TaskStatus_REASON_TASK_UNHEALTHY, "task killed: it failed its health check", exitCode(result))
 	case killed:
 		a.finish(t, corralpb.TaskState_TASK_KILLED, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_KILLED, "task killed", exitCode(result))
@@ -236,6 +296,7 @@ func (a *Agent) launch(t *task) {
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_COMMAND_EXITED, fmt.Sprintf("command exited with status %d", code), &code)
 	}
+	return false
 }
 
 // abortIfKilled ends a task that was killed before its process started.
@@ -277,13 +338,41 @@ func (a *Agent) userFor(t *task) string {
 	return t.framework.GetUser()
 }
 
-// taskEnv is what the agent tells every task about itself.
+// taskEnv is what the agent tells every task about itself: the variables
+// Mesos sets (MESOS_SANDBOX, MESOS_TASK_ID, ...) under a CORRAL_ prefix,
+// the task's allocation, and its ports.
 func (a *Agent) taskEnv(t *task, res resources.Resources, dir string) map[string]string {
 	env := map[string]string{
 		"CORRAL_TASK_ID":      t.key.task,
 		"CORRAL_FRAMEWORK_ID": t.key.framework,
 		"CORRAL_AGENT_ID":     a.ID(),
 		"CORRAL_SANDBOX":      dir,
+		// Mesos' MESOS_DIRECTORY: the same sandbox, seen from the agent.
+		"CORRAL_DIRECTORY":    dir,
+		"CORRAL_CONTAINER_ID": t.containerID,
+		// The command executor runs one task: its executor ID is the task's.
+		"CORRAL_EXECUTOR_ID": t.key.task,
+		"CORRAL_CHECKPOINT":  "1",
+		// SIGTERM to SIGKILL when the task is killed.
+		"CORRAL_EXECUTOR_SHUTDOWN_GRACE_PERIOD": a.graceFor(t, 0).String(),
+	}
+	if n := t.info.GetName(); n != "" {
+		env["CORRAL_TASK_NAME"] = n
+	}
+	if n := t.framework.GetName(); n != "" {
+		env["CORRAL_FRAMEWORK_NAME"] = n
+	}
+	if h := a.cfg.Hostname; h != "" {
+		env["CORRAL_AGENT_HOSTNAME"] = h
+	}
+	if a.url != "" {
+		env["CORRAL_AGENT_ENDPOINT"] = strings.TrimPrefix(a.url, "http://")
+	}
+	if v := res.Scalar(resources.CPUs); v > 0 {
+		env["CORRAL_CPUS"] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	if v := res.Scalar(resources.Mem); v > 0 {
+		env["CORRAL_MEM_MB"] = strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	var ports []string
 	for _, r := range res.Ranges(resources.Ports) {
@@ -365,17 +454,20 @@ func (a *Agent) cleanupContainer(t *task) {
 	a.mu.Lock()
 	t.cleaned = true
 	a.mu.Unlock()
+	a.persistTask(t)
 }
 
 // update sends a non-terminal status update from the executor.
 func (a *Agent) update(t *task, state corralpb.TaskState, reason corralpb.TaskStatus_Reason, msg string) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if t.frameworkGone {
+		a.mu.Unlock()
 		return
 	}
 	t.state = state
-	a.enqueueLocked(t, a.newStatus(t, state, corralpb.TaskStatus_SOURCE_EXECUTOR, reason, msg))
+	st := a.newStatus(t, state, corralpb.TaskStatus_SOURCE_EXECUTOR, reason, msg)
+	a.mu.Unlock()
+	a.report(t, st)
 }
 
 // finish records a task's terminal state and sends its last update.
@@ -383,16 +475,37 @@ func (a *Agent) finish(t *task, state corralpb.TaskState, source corralpb.TaskSt
 	reason corralpb.TaskStatus_Reason, msg string, code *int) {
 	t.logger.Info("task ended", "state", state, "message", msg)
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	t.state, t.terminal = state, true
 	if t.frameworkGone {
 		// Nobody will acknowledge the update: forget the task now.
 		delete(a.tasks, t.key)
+		a.mu.Unlock()
+		a.forgetCheckpointed(t.key)
 		return
 	}
 	st := a.newStatus(t, state, source, reason, msg)
 	if code != nil {
 		st.HasExitCode, st.ExitCode = true, int32(*code)
+	}
+	a.mu.Unlock()
+	a.report(t, st)
+}
+
+// report checkpoints an update together with the task's new state, then
+// hands it to the status update manager: an update the master may see is
+// always on disk first. Updates of one task come from one goroutine at a
+// time, so they keep their order.
+func (a *Agent) report(t *task, st *corralpb.TaskStatus) {
+	a.mu.Lock()
+	rec := a.recordLocked(t)
+	a.mu.Unlock()
+	a.persistUpdate(rec, t.key, st)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.frameworkGone {
+		// ShutdownFramework dropped the framework's updates meanwhile.
+		go a.forgetUpdate(t.key, st.GetUuid())
+		return
 	}
 	a.enqueueLocked(t, st)
 }
@@ -407,7 +520,7 @@ func (a *Agent) enqueueLocked(t *task, st *corralpb.TaskStatus) {
 // newStatus builds a status with a fresh UUID. Caller may hold mu.
 func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.TaskStatus_Source,
 	reason corralpb.TaskStatus_Reason, msg string) *corralpb.TaskStatus {
-	return &corralpb.TaskStatus{
+	st := &corralpb.TaskStatus{
 		TaskId:          t.key.task,
 		State:           state,
 		Message:         msg,
@@ -418,6 +531,11 @@ func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.Tas
 		Uuid:            newUUID(),
 		SandboxUrl:      a.sandboxURL(t.key),
 	}
+	if t.healthKnown {
+		healthy := t.healthy
+		st.Healthy = &healthy
+	}
+	return st
 }
 
 func (a *Agent) sandboxURL(k taskKey) string {
@@ -434,13 +552,16 @@ func (a *Agent) forgetTask(frameworkID, taskID string) {
 		return
 	}
 	delete(a.tasks, k)
-	cleaned := t.cleaned || t.exec == nil // no executor, no container
+	cleaned := t.cleaned || (t.exec == nil && t.execInfo == nil) // no executor, no container
 	a.mu.Unlock()
 	t.logger.Debug("terminal update acknowledged; forgetting task")
-	if !cleaned {
-		// The teardown's Cleanup failed or never ran; try once more.
-		go a.cleanupContainer(t)
-	}
+	go func() {
+		if !cleaned {
+			// The teardown's Cleanup failed or never ran; try once more.
+			a.cleanupContainer(t)
+		}
+		a.forgetCheckpointed(k)
+	}()
 }
 
 // containerService is what a task's executor may ask of the agent: only

@@ -76,12 +76,16 @@ func TestWorkDirLock(t *testing.T) {
 }
 
 func TestTaskEnvAndGrace(t *testing.T) {
-	a := &Agent{cfg: Config{ExecutorShutdownGrace: 7 * time.Second}, id: "ag"}
-	tk := &task{key: taskKey{"fw", "t"}, info: &corralpb.TaskInfo{}}
-	res := resources.MustParse("cpus:1;ports:[100-101,200-200]")
+	a := &Agent{cfg: Config{ExecutorShutdownGrace: 7 * time.Second, Hostname: "h1"}, id: "ag", url: "http://10.0.0.1:5051"}
+	tk := &task{key: taskKey{"fw", "t"}, info: &corralpb.TaskInfo{Name: "web"}, containerID: "c1",
+		framework: &corralpb.FrameworkInfo{Name: "marathon"}}
+	res := resources.MustParse("cpus:1.5;mem:256;ports:[100-101,200-200]")
 	env := a.taskEnv(tk, res, "/sb")
 	want := map[string]string{
 		"CORRAL_TASK_ID": "t", "CORRAL_FRAMEWORK_ID": "fw", "CORRAL_AGENT_ID": "ag", "CORRAL_SANDBOX": "/sb",
+		"CORRAL_DIRECTORY": "/sb", "CORRAL_CONTAINER_ID": "c1", "CORRAL_EXECUTOR_ID": "t", "CORRAL_CHECKPOINT": "1",
+		"CORRAL_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "7s", "CORRAL_TASK_NAME": "web", "CORRAL_FRAMEWORK_NAME": "marathon",
+		"CORRAL_AGENT_HOSTNAME": "h1", "CORRAL_AGENT_ENDPOINT": "10.0.0.1:5051", "CORRAL_CPUS": "1.5", "CORRAL_MEM_MB": "256",
 		"PORT0": "100", "PORT1": "101", "PORT2": "200", "PORTS": "100,101,200",
 	}
 	if len(env) != len(want) {

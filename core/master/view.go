@@ -92,6 +92,7 @@ type TaskView struct {
 	WithinGuarantee bool   `json:"within_guarantee,omitempty"`
 	Message         string `json:"message,omitempty"`
 	ExitCode        *int32 `json:"exit_code,omitempty"`
+	Healthy         *bool  `json:"healthy,omitempty"` // set for tasks with a health check, once checked
 	// UpdatedUnixMs is the time of the latest status.
 	UpdatedUnixMs int64           `json:"updated_unix_ms,omitempty"`
 	Revocation    *RevocationView `json:"revocation,omitempty"`
@@ -260,6 +261,7 @@ func taskView(t *taskEntry) TaskView {
 			c := t.status.ExitCode
 			tv.ExitCode = &c
 		}
+		tv.Healthy = t.status.Healthy
 	}
 	tv.History = make([]TransitionView, 0, max(len(t.history), 1))
 	if len(t.history) == 0 {

@@ -14,6 +14,8 @@ import (
 	isolatorpb "github.com/corral-project/corral/pluginapi/isolator/proto"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // client is an Executor that calls a plugin over gRPC.
@@ -83,6 +85,19 @@ func (c *client) Stats(ctx context.Context) (*Stats, error) {
 		return nil, fmt.Errorf("executor stats: %w", rpcError(ctx, err))
 	}
 	return statsFromProto(resp), nil
+}
+
+// Recover implements Recoverer; a plugin without it answers Unimplemented.
+func (c *client) Recover(ctx context.Context, req *RecoverRequest) error {
+	_, err := c.rpc.Recover(ctx, &executorpb.RecoverRequest{ContainerId: req.ContainerID, TaskId: req.TaskID,
+		SandboxDir: req.SandboxDir, Pid: int32(req.Pid)})
+	if status.Code(err) == codes.NotFound {
+		return fmt.Errorf("%w: %s", ErrNoTask, status.Convert(err).Message())
+	}
+	if err != nil {
+		return fmt.Errorf("executor recover: %w", rpcError(ctx, err))
+	}
+	return nil
 }
 
 func (c *client) Version(ctx context.Context) (*VersionInfo, error) {

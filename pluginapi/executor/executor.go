@@ -5,6 +5,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 
@@ -29,6 +30,28 @@ type Executor interface {
 	Stats(ctx context.Context) (*Stats, error)
 	Version(ctx context.Context) (*VersionInfo, error)
 }
+
+// Recoverer is implemented by executors that can take over a task another
+// process of theirs launched, after that process died (the host restarts
+// the plugin and calls Recover on the new one). After Recover, Wait,
+// Signal, Shutdown and Stats work as after Launch.
+//
+// Recover returns ErrNoTask when there is neither a live task nor a
+// recorded exit status to take over: the host then reports the task lost.
+type Recoverer interface {
+	Recover(ctx context.Context, req *RecoverRequest) error
+}
+
+// RecoverRequest names the task to take over.
+type RecoverRequest struct {
+	ContainerID string
+	TaskID      string
+	SandboxDir  string
+	Pid         int
+}
+
+// ErrNoTask is Recover's answer when the task left no trace to take over.
+var ErrNoTask = errors.New("executor recover: no live task and no recorded exit status")
 
 // ContainerService is what the agent offers an executor: the container's
 // launch spec, and the call that places the first process in isolation.

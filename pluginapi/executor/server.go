@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -42,6 +43,23 @@ func (s *server) Launch(ctx context.Context, req *executorpb.LaunchRequest) (*ex
 		return nil, status.Error(codes.Internal, "launch: executor returned neither a response nor an error")
 	}
 	return &executorpb.LaunchResponse{Pid: int32(resp.Pid), StartTicks: resp.StartTicks}, nil
+}
+
+// Recover calls the plugin's Recoverer, if it has one.
+func (s *server) Recover(ctx context.Context, req *executorpb.RecoverRequest) (*executorpb.RecoverResponse, error) {
+	r, ok := s.impl.(Recoverer)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "recover: this executor cannot take over tasks")
+	}
+	err := r.Recover(ctx, &RecoverRequest{ContainerID: req.GetContainerId(), TaskID: req.GetTaskId(),
+		SandboxDir: req.GetSandboxDir(), Pid: int(req.GetPid())})
+	if errors.Is(err, ErrNoTask) {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &executorpb.RecoverResponse{}, nil
 }
 
 func (s *server) Wait(ctx context.Context, _ *executorpb.WaitRequest) (*executorpb.WaitResponse, error) {

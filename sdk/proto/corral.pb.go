@@ -94,6 +94,58 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{0}
 }
 
+type HealthCheck_Type int32
+
+const (
+	HealthCheck_TYPE_UNSPECIFIED HealthCheck_Type = 0
+	HealthCheck_COMMAND          HealthCheck_Type = 1
+	HealthCheck_HTTP             HealthCheck_Type = 2
+	HealthCheck_TCP              HealthCheck_Type = 3
+)
+
+// Enum value maps for HealthCheck_Type.
+var (
+	HealthCheck_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "COMMAND",
+		2: "HTTP",
+		3: "TCP",
+	}
+	HealthCheck_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"COMMAND":          1,
+		"HTTP":             2,
+		"TCP":              3,
+	}
+)
+
+func (x HealthCheck_Type) Enum() *HealthCheck_Type {
+	p := new(HealthCheck_Type)
+	*p = x
+	return p
+}
+
+func (x HealthCheck_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_sdk_proto_corral_proto_enumTypes[1].Descriptor()
+}
+
+func (HealthCheck_Type) Type() protoreflect.EnumType {
+	return &file_sdk_proto_corral_proto_enumTypes[1]
+}
+
+func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthCheck_Type.Descriptor instead.
+func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 0}
+}
+
 type TaskStatus_Source int32
 
 const (
@@ -130,11 +182,11 @@ func (x TaskStatus_Source) String() string {
 }
 
 func (TaskStatus_Source) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_corral_proto_enumTypes[1].Descriptor()
+	return file_sdk_proto_corral_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskStatus_Source) Type() protoreflect.EnumType {
-	return &file_sdk_proto_corral_proto_enumTypes[1]
+	return &file_sdk_proto_corral_proto_enumTypes[2]
 }
 
 func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
@@ -143,7 +195,7 @@ func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Source.Descriptor instead.
 func (TaskStatus_Source) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type TaskStatus_Reason int32
@@ -167,6 +219,8 @@ const (
 	// The container went over its memory limit and the kernel's OOM killer
 	// ended it (Mesos' REASON_CONTAINER_LIMITATION_MEMORY).
 	TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY TaskStatus_Reason = 13
+	// Killed after failing its health check (HealthCheck.consecutive_failures).
+	TaskStatus_REASON_TASK_UNHEALTHY TaskStatus_Reason = 14
 )
 
 // Enum value maps for TaskStatus_Reason.
@@ -186,6 +240,7 @@ var (
 		11: "REASON_INVALID",
 		12: "REASON_PREEMPTED",
 		13: "REASON_CONTAINER_LIMITATION_MEMORY",
+		14: "REASON_TASK_UNHEALTHY",
 	}
 	TaskStatus_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                 0,
@@ -202,6 +257,7 @@ var (
 		"REASON_INVALID":                     11,
 		"REASON_PREEMPTED":                   12,
 		"REASON_CONTAINER_LIMITATION_MEMORY": 13,
+		"REASON_TASK_UNHEALTHY":              14,
 	}
 )
 
@@ -216,11 +272,11 @@ func (x TaskStatus_Reason) String() string {
 }
 
 func (TaskStatus_Reason) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_corral_proto_enumTypes[2].Descriptor()
+	return file_sdk_proto_corral_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskStatus_Reason) Type() protoreflect.EnumType {
-	return &file_sdk_proto_corral_proto_enumTypes[2]
+	return &file_sdk_proto_corral_proto_enumTypes[3]
 }
 
 func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
@@ -229,7 +285,7 @@ func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Reason.Descriptor instead.
 func (TaskStatus_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12, 1}
 }
 
 type Range struct {
@@ -868,7 +924,9 @@ type TaskInfo struct {
 	KillGraceSeconds float64           `protobuf:"fixed64,6,opt,name=kill_grace_seconds,json=killGraceSeconds,proto3" json:"kill_grace_seconds,omitempty"`
 	Labels           map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How the task is isolated; unset means the agent's default isolator.
-	Container     *ContainerInfo `protobuf:"bytes,8,opt,name=container,proto3" json:"container,omitempty"`
+	Container *ContainerInfo `protobuf:"bytes,8,opt,name=container,proto3" json:"container,omitempty"`
+	// Checked while the task runs; unset means no health check.
+	HealthCheck   *HealthCheck `protobuf:"bytes,9,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -959,6 +1017,137 @@ func (x *TaskInfo) GetContainer() *ContainerInfo {
 	return nil
 }
 
+func (x *TaskInfo) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+// HealthCheck is a Mesos health check: a command (exit 0 is healthy), an
+// HTTP GET (2xx/3xx is healthy) or a TCP connect, on the agent's host.
+// Zero durations and counts take Mesos' defaults (shown). After
+// consecutive_failures failures in a row the task is killed (its
+// kill_grace_seconds applies) and ends TASK_KILLED, REASON_TASK_UNHEALTHY.
+// Failures during grace_period_seconds from the start do not count until
+// the first success. Each change of health is sent as a TASK_RUNNING
+// update with `healthy` set.
+type HealthCheck struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Type                HealthCheck_Type       `protobuf:"varint,1,opt,name=type,proto3,enum=corral.v1.HealthCheck_Type" json:"type,omitempty"`
+	Command             string                 `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`                                                      // COMMAND: run with /bin/sh -c in the sandbox, with the task's env
+	Port                uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`                                                           // HTTP, TCP: on 127.0.0.1
+	Path                string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`                                                            // HTTP: default "/"
+	Scheme              string                 `protobuf:"bytes,5,opt,name=scheme,proto3" json:"scheme,omitempty"`                                                        // HTTP: "http" (default) or "https"
+	DelaySeconds        float64                `protobuf:"fixed64,6,opt,name=delay_seconds,json=delaySeconds,proto3" json:"delay_seconds,omitempty"`                      // 15
+	IntervalSeconds     float64                `protobuf:"fixed64,7,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`             // 10
+	TimeoutSeconds      float64                `protobuf:"fixed64,8,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`                // 20
+	ConsecutiveFailures uint32                 `protobuf:"varint,9,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`  // 3
+	GracePeriodSeconds  float64                `protobuf:"fixed64,10,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3" json:"grace_period_seconds,omitempty"` // 10
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HealthCheck) GetType() HealthCheck_Type {
+	if x != nil {
+		return x.Type
+	}
+	return HealthCheck_TYPE_UNSPECIFIED
+}
+
+func (x *HealthCheck) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetDelaySeconds() float64 {
+	if x != nil {
+		return x.DelaySeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetIntervalSeconds() float64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutSeconds() float64 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetConsecutiveFailures() uint32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetGracePeriodSeconds() float64 {
+	if x != nil {
+		return x.GracePeriodSeconds
+	}
+	return 0
+}
+
 // ContainerInfo asks for a kind of container, as Mesos' ContainerInfo does.
 type ContainerInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -976,7 +1165,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1177,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1190,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainerInfo) GetType() string {
@@ -1033,14 +1222,16 @@ type TaskStatus struct {
 	HasExitCode bool   `protobuf:"varint,9,opt,name=has_exit_code,json=hasExitCode,proto3" json:"has_exit_code,omitempty"`
 	ExitCode    int32  `protobuf:"varint,10,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// The agent's sandbox URL for this task, when known.
-	SandboxUrl    string `protobuf:"bytes,11,opt,name=sandbox_url,json=sandboxUrl,proto3" json:"sandbox_url,omitempty"`
+	SandboxUrl string `protobuf:"bytes,11,opt,name=sandbox_url,json=sandboxUrl,proto3" json:"sandbox_url,omitempty"`
+	// The task's health, set when it has a health check and has been checked.
+	Healthy       *bool `protobuf:"varint,12,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1243,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1256,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1145,6 +1336,13 @@ func (x *TaskStatus) GetSandboxUrl() string {
 	return ""
 }
 
+func (x *TaskStatus) GetHealthy() bool {
+	if x != nil && x.Healthy != nil {
+		return *x.Healthy
+	}
+	return false
+}
+
 type Offer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1161,7 +1359,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1371,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1384,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Offer) GetId() string {
@@ -1256,7 +1454,7 @@ type Filters struct {
 
 func (x *Filters) Reset() {
 	*x = Filters{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1466,7 @@ func (x *Filters) String() string {
 func (*Filters) ProtoMessage() {}
 
 func (x *Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1479,7 @@ func (x *Filters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filters.ProtoReflect.Descriptor instead.
 func (*Filters) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Filters) GetRefuseSeconds() float64 {
@@ -1303,7 +1501,7 @@ type CallHeader struct {
 
 func (x *CallHeader) Reset() {
 	*x = CallHeader{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1513,7 @@ func (x *CallHeader) String() string {
 func (*CallHeader) ProtoMessage() {}
 
 func (x *CallHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1526,7 @@ func (x *CallHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallHeader.ProtoReflect.Descriptor instead.
 func (*CallHeader) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CallHeader) GetFrameworkId() string {
@@ -1355,7 +1553,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1565,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1578,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubscribeRequest) GetFramework() *FrameworkInfo {
@@ -1409,7 +1607,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1619,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1632,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Operation) GetOp() isOperation_Op {
@@ -1475,7 +1673,7 @@ type AcceptRequest struct {
 
 func (x *AcceptRequest) Reset() {
 	*x = AcceptRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1685,7 @@ func (x *AcceptRequest) String() string {
 func (*AcceptRequest) ProtoMessage() {}
 
 func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1698,7 @@ func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptRequest.ProtoReflect.Descriptor instead.
 func (*AcceptRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AcceptRequest) GetHeader() *CallHeader {
@@ -1542,7 +1740,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1752,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1765,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeclineRequest) GetHeader() *CallHeader {
@@ -1601,7 +1799,7 @@ type ReviveRequest struct {
 
 func (x *ReviveRequest) Reset() {
 	*x = ReviveRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1811,7 @@ func (x *ReviveRequest) String() string {
 func (*ReviveRequest) ProtoMessage() {}
 
 func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1824,7 @@ func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveRequest.ProtoReflect.Descriptor instead.
 func (*ReviveRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReviveRequest) GetHeader() *CallHeader {
@@ -1653,7 +1851,7 @@ type SuppressRequest struct {
 
 func (x *SuppressRequest) Reset() {
 	*x = SuppressRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1863,7 @@ func (x *SuppressRequest) String() string {
 func (*SuppressRequest) ProtoMessage() {}
 
 func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1876,7 @@ func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressRequest.ProtoReflect.Descriptor instead.
 func (*SuppressRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SuppressRequest) GetHeader() *CallHeader {
@@ -1708,7 +1906,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1918,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1931,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KillRequest) GetHeader() *CallHeader {
@@ -1776,7 +1974,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1986,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1999,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AcknowledgeRequest) GetHeader() *CallHeader {
@@ -1842,7 +2040,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +2052,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +2065,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReconcileRequest) GetHeader() *CallHeader {
@@ -1896,7 +2094,7 @@ type MessageRequest struct {
 
 func (x *MessageRequest) Reset() {
 	*x = MessageRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2106,7 @@ func (x *MessageRequest) String() string {
 func (*MessageRequest) ProtoMessage() {}
 
 func (x *MessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2119,7 @@ func (x *MessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRequest.ProtoReflect.Descriptor instead.
 func (*MessageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MessageRequest) GetHeader() *CallHeader {
@@ -1961,7 +2159,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2171,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2184,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TeardownRequest) GetHeader() *CallHeader {
@@ -2007,7 +2205,7 @@ type TaskShape struct {
 
 func (x *TaskShape) Reset() {
 	*x = TaskShape{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2217,7 @@ func (x *TaskShape) String() string {
 func (*TaskShape) ProtoMessage() {}
 
 func (x *TaskShape) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2230,7 @@ func (x *TaskShape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskShape.ProtoReflect.Descriptor instead.
 func (*TaskShape) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskShape) GetResources() []*Resource {
@@ -2060,7 +2258,7 @@ type RequestCall struct {
 
 func (x *RequestCall) Reset() {
 	*x = RequestCall{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2270,7 @@ func (x *RequestCall) String() string {
 func (*RequestCall) ProtoMessage() {}
 
 func (x *RequestCall) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2283,7 @@ func (x *RequestCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCall.ProtoReflect.Descriptor instead.
 func (*RequestCall) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RequestCall) GetHeader() *CallHeader {
@@ -2117,7 +2315,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2327,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2340,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
 }
 
 // InverseOffer asks a framework to give back a task's resources: the
@@ -2166,7 +2364,7 @@ type InverseOffer struct {
 
 func (x *InverseOffer) Reset() {
 	*x = InverseOffer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2376,7 @@ func (x *InverseOffer) String() string {
 func (*InverseOffer) ProtoMessage() {}
 
 func (x *InverseOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2389,7 @@ func (x *InverseOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
 func (*InverseOffer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InverseOffer) GetId() string {
@@ -2270,7 +2468,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2480,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2493,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -2453,7 +2651,7 @@ type Operation_Launch struct {
 
 func (x *Operation_Launch) Reset() {
 	*x = Operation_Launch{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2663,7 @@ func (x *Operation_Launch) String() string {
 func (*Operation_Launch) ProtoMessage() {}
 
 func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[37]
+	mi := &file_sdk_proto_corral_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2676,7 @@ func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation_Launch.ProtoReflect.Descriptor instead.
 func (*Operation_Launch) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17, 0}
 }
 
 func (x *Operation_Launch) GetTasks() []*TaskInfo {
@@ -2498,7 +2696,7 @@ type ReconcileRequest_Task struct {
 
 func (x *ReconcileRequest_Task) Reset() {
 	*x = ReconcileRequest_Task{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2708,7 @@ func (x *ReconcileRequest_Task) String() string {
 func (*ReconcileRequest_Task) ProtoMessage() {}
 
 func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2721,7 @@ func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest_Task.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest_Task) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 0}
 }
 
 func (x *ReconcileRequest_Task) GetTaskId() string {
@@ -2552,7 +2750,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2762,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2775,7 @@ func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Subscribed.ProtoReflect.Descriptor instead.
 func (*Event_Subscribed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 0}
 }
 
 func (x *Event_Subscribed) GetFrameworkId() string {
@@ -2617,7 +2815,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2827,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2840,7 @@ func (x *Event_Offers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Offers.ProtoReflect.Descriptor instead.
 func (*Event_Offers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 1}
 }
 
 func (x *Event_Offers) GetOffers() []*Offer {
@@ -2661,7 +2859,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2871,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2884,7 @@ func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Rescind.ProtoReflect.Descriptor instead.
 func (*Event_Rescind) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 2}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 2}
 }
 
 func (x *Event_Rescind) GetOfferId() string {
@@ -2705,7 +2903,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2915,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2928,7 @@ func (x *Event_Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Update.ProtoReflect.Descriptor instead.
 func (*Event_Update) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 3}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 3}
 }
 
 func (x *Event_Update) GetStatus() *TaskStatus {
@@ -2751,7 +2949,7 @@ type Event_Message struct {
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2961,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2974,7 @@ func (x *Event_Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Message.ProtoReflect.Descriptor instead.
 func (*Event_Message) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 4}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 4}
 }
 
 func (x *Event_Message) GetAgentId() string {
@@ -2810,7 +3008,7 @@ type Event_Failure struct {
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +3020,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +3033,7 @@ func (x *Event_Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Failure.ProtoReflect.Descriptor instead.
 func (*Event_Failure) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 5}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 5}
 }
 
 func (x *Event_Failure) GetAgentId() string {
@@ -2861,7 +3059,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +3071,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +3084,7 @@ func (x *Event_Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Error.ProtoReflect.Descriptor instead.
 func (*Event_Error) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 6}
 }
 
 func (x *Event_Error) GetMessage() string {
@@ -2904,7 +3102,7 @@ type Event_Heartbeat struct {
 
 func (x *Event_Heartbeat) Reset() {
 	*x = Event_Heartbeat{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3114,7 @@ func (x *Event_Heartbeat) String() string {
 func (*Event_Heartbeat) ProtoMessage() {}
 
 func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3127,7 @@ func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Heartbeat.ProtoReflect.Descriptor instead.
 func (*Event_Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 7}
 }
 
 type Event_InverseOffers struct {
@@ -2941,7 +3139,7 @@ type Event_InverseOffers struct {
 
 func (x *Event_InverseOffers) Reset() {
 	*x = Event_InverseOffers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3151,7 @@ func (x *Event_InverseOffers) String() string {
 func (*Event_InverseOffers) ProtoMessage() {}
 
 func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3164,7 @@ func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_InverseOffers.ProtoReflect.Descriptor instead.
 func (*Event_InverseOffers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30, 8}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 8}
 }
 
 func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
@@ -3038,7 +3236,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x03\n" +
 	"\bTaskInfo\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -3047,15 +3245,33 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\acommand\x18\x05 \x01(\v2\x16.corral.v1.CommandInfoR\acommand\x12,\n" +
 	"\x12kill_grace_seconds\x18\x06 \x01(\x01R\x10killGraceSeconds\x127\n" +
 	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x126\n" +
-	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x1a9\n" +
+	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x129\n" +
+	"\fhealth_check\x18\t \x01(\v2\x16.corral.v1.HealthCheckR\vhealthCheck\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb4\x03\n" +
+	"\vHealthCheck\x12/\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1b.corral.v1.HealthCheck.TypeR\x04type\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x12\x16\n" +
+	"\x06scheme\x18\x05 \x01(\tR\x06scheme\x12#\n" +
+	"\rdelay_seconds\x18\x06 \x01(\x01R\fdelaySeconds\x12)\n" +
+	"\x10interval_seconds\x18\a \x01(\x01R\x0fintervalSeconds\x12'\n" +
+	"\x0ftimeout_seconds\x18\b \x01(\x01R\x0etimeoutSeconds\x121\n" +
+	"\x14consecutive_failures\x18\t \x01(\rR\x13consecutiveFailures\x120\n" +
+	"\x14grace_period_seconds\x18\n" +
+	" \x01(\x01R\x12gracePeriodSeconds\"<\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aCOMMAND\x10\x01\x12\b\n" +
+	"\x04HTTP\x10\x02\x12\a\n" +
+	"\x03TCP\x10\x03\"S\n" +
 	"\rContainerInfo\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
 	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
 	"\n" +
-	"_cpu_quota\"\xf9\x06\n" +
+	"_cpu_quota\"\xbf\a\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -3070,12 +3286,13 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\texit_code\x18\n" +
 	" \x01(\x05R\bexitCode\x12\x1f\n" +
 	"\vsandbox_url\x18\v \x01(\tR\n" +
-	"sandboxUrl\"Z\n" +
+	"sandboxUrl\x12\x1d\n" +
+	"\ahealthy\x18\f \x01(\bH\x00R\ahealthy\x88\x01\x01\"Z\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +
 	"\fSOURCE_AGENT\x10\x02\x12\x13\n" +
-	"\x0fSOURCE_EXECUTOR\x10\x03\"\x86\x03\n" +
+	"\x0fSOURCE_EXECUTOR\x10\x03\"\xa1\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASON_RECONCILIATION\x10\x01\x12\x19\n" +
@@ -3091,7 +3308,10 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x12\x12\n" +
 	"\x0eREASON_INVALID\x10\v\x12\x14\n" +
 	"\x10REASON_PREEMPTED\x10\f\x12&\n" +
-	"\"REASON_CONTAINER_LIMITATION_MEMORY\x10\r\"\xd6\x02\n" +
+	"\"REASON_CONTAINER_LIMITATION_MEMORY\x10\r\x12\x19\n" +
+	"\x15REASON_TASK_UNHEALTHY\x10\x0eB\n" +
+	"\n" +
+	"\b_healthy\"\xd6\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -3252,141 +3472,145 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_corral_proto_rawDescData
 }
 
-var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_sdk_proto_corral_proto_goTypes = []any{
 	(TaskState)(0),                // 0: corral.v1.TaskState
-	(TaskStatus_Source)(0),        // 1: corral.v1.TaskStatus.Source
-	(TaskStatus_Reason)(0),        // 2: corral.v1.TaskStatus.Reason
-	(*Range)(nil),                 // 3: corral.v1.Range
-	(*Ranges)(nil),                // 4: corral.v1.Ranges
-	(*Set)(nil),                   // 5: corral.v1.Set
-	(*Resource)(nil),              // 6: corral.v1.Resource
-	(*AgentInfo)(nil),             // 7: corral.v1.AgentInfo
-	(*FrameworkInfo)(nil),         // 8: corral.v1.FrameworkInfo
-	(*MinAllocatable)(nil),        // 9: corral.v1.MinAllocatable
-	(*ResourceList)(nil),          // 10: corral.v1.ResourceList
-	(*CommandInfo)(nil),           // 11: corral.v1.CommandInfo
-	(*TaskInfo)(nil),              // 12: corral.v1.TaskInfo
-	(*ContainerInfo)(nil),         // 13: corral.v1.ContainerInfo
-	(*TaskStatus)(nil),            // 14: corral.v1.TaskStatus
-	(*Offer)(nil),                 // 15: corral.v1.Offer
-	(*Filters)(nil),               // 16: corral.v1.Filters
-	(*CallHeader)(nil),            // 17: corral.v1.CallHeader
-	(*SubscribeRequest)(nil),      // 18: corral.v1.SubscribeRequest
-	(*Operation)(nil),             // 19: corral.v1.Operation
-	(*AcceptRequest)(nil),         // 20: corral.v1.AcceptRequest
-	(*DeclineRequest)(nil),        // 21: corral.v1.DeclineRequest
-	(*ReviveRequest)(nil),         // 22: corral.v1.ReviveRequest
-	(*SuppressRequest)(nil),       // 23: corral.v1.SuppressRequest
-	(*KillRequest)(nil),           // 24: corral.v1.KillRequest
-	(*AcknowledgeRequest)(nil),    // 25: corral.v1.AcknowledgeRequest
-	(*ReconcileRequest)(nil),      // 26: corral.v1.ReconcileRequest
-	(*MessageRequest)(nil),        // 27: corral.v1.MessageRequest
-	(*TeardownRequest)(nil),       // 28: corral.v1.TeardownRequest
-	(*TaskShape)(nil),             // 29: corral.v1.TaskShape
-	(*RequestCall)(nil),           // 30: corral.v1.RequestCall
-	(*CallResponse)(nil),          // 31: corral.v1.CallResponse
-	(*InverseOffer)(nil),          // 32: corral.v1.InverseOffer
-	(*Event)(nil),                 // 33: corral.v1.Event
-	nil,                           // 34: corral.v1.AgentInfo.AttributesEntry
-	nil,                           // 35: corral.v1.FrameworkInfo.LabelsEntry
-	nil,                           // 36: corral.v1.FrameworkInfo.MinAllocatableEntry
-	nil,                           // 37: corral.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 38: corral.v1.TaskInfo.LabelsEntry
-	nil,                           // 39: corral.v1.Offer.AttributesEntry
-	(*Operation_Launch)(nil),      // 40: corral.v1.Operation.Launch
-	(*ReconcileRequest_Task)(nil), // 41: corral.v1.ReconcileRequest.Task
-	(*Event_Subscribed)(nil),      // 42: corral.v1.Event.Subscribed
-	(*Event_Offers)(nil),          // 43: corral.v1.Event.Offers
-	(*Event_Rescind)(nil),         // 44: corral.v1.Event.Rescind
-	(*Event_Update)(nil),          // 45: corral.v1.Event.Update
-	(*Event_Message)(nil),         // 46: corral.v1.Event.Message
-	(*Event_Failure)(nil),         // 47: corral.v1.Event.Failure
-	(*Event_Error)(nil),           // 48: corral.v1.Event.Error
-	(*Event_Heartbeat)(nil),       // 49: corral.v1.Event.Heartbeat
-	(*Event_InverseOffers)(nil),   // 50: corral.v1.Event.InverseOffers
+	(HealthCheck_Type)(0),         // 1: corral.v1.HealthCheck.Type
+	(TaskStatus_Source)(0),        // 2: corral.v1.TaskStatus.Source
+	(TaskStatus_Reason)(0),        // 3: corral.v1.TaskStatus.Reason
+	(*Range)(nil),                 // 4: corral.v1.Range
+	(*Ranges)(nil),                // 5: corral.v1.Ranges
+	(*Set)(nil),                   // 6: corral.v1.Set
+	(*Resource)(nil),              // 7: corral.v1.Resource
+	(*AgentInfo)(nil),             // 8: corral.v1.AgentInfo
+	(*FrameworkInfo)(nil),         // 9: corral.v1.FrameworkInfo
+	(*MinAllocatable)(nil),        // 10: corral.v1.MinAllocatable
+	(*ResourceList)(nil),          // 11: corral.v1.ResourceList
+	(*CommandInfo)(nil),           // 12: corral.v1.CommandInfo
+	(*TaskInfo)(nil),              // 13: corral.v1.TaskInfo
+	(*HealthCheck)(nil),           // 14: corral.v1.HealthCheck
+	(*ContainerInfo)(nil),         // 15: corral.v1.ContainerInfo
+	(*TaskStatus)(nil),            // 16: corral.v1.TaskStatus
+	(*Offer)(nil),                 // 17: corral.v1.Offer
+	(*Filters)(nil),               // 18: corral.v1.Filters
+	(*CallHeader)(nil),            // 19: corral.v1.CallHeader
+	(*SubscribeRequest)(nil),      // 20: corral.v1.SubscribeRequest
+	(*Operation)(nil),             // 21: corral.v1.Operation
+	(*AcceptRequest)(nil),         // 22: corral.v1.AcceptRequest
+	(*DeclineRequest)(nil),        // 23: corral.v1.DeclineRequest
+	(*ReviveRequest)(nil),         // 24: corral.v1.ReviveRequest
+	(*SuppressRequest)(nil),       // 25: corral.v1.SuppressRequest
+	(*KillRequest)(nil),           // 26: corral.v1.KillRequest
+	(*AcknowledgeRequest)(nil),    // 27: corral.v1.AcknowledgeRequest
+	(*ReconcileRequest)(nil),      // 28: corral.v1.ReconcileRequest
+	(*MessageRequest)(nil),        // 29: corral.v1.MessageRequest
+	(*TeardownRequest)(nil),       // 30: corral.v1.TeardownRequest
+	(*TaskShape)(nil),             // 31: corral.v1.TaskShape
+	(*RequestCall)(nil),           // 32: corral.v1.RequestCall
+	(*CallResponse)(nil),          // 33: corral.v1.CallResponse
+	(*InverseOffer)(nil),          // 34: corral.v1.InverseOffer
+	(*Event)(nil),                 // 35: corral.v1.Event
+	nil,                           // 36: corral.v1.AgentInfo.AttributesEntry
+	nil,                           // 37: corral.v1.FrameworkInfo.LabelsEntry
+	nil,                           // 38: corral.v1.FrameworkInfo.MinAllocatableEntry
+	nil,                           // 39: corral.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 40: corral.v1.TaskInfo.LabelsEntry
+	nil,                           // 41: corral.v1.Offer.AttributesEntry
+	(*Operation_Launch)(nil),      // 42: corral.v1.Operation.Launch
+	(*ReconcileRequest_Task)(nil), // 43: corral.v1.ReconcileRequest.Task
+	(*Event_Subscribed)(nil),      // 44: corral.v1.Event.Subscribed
+	(*Event_Offers)(nil),          // 45: corral.v1.Event.Offers
+	(*Event_Rescind)(nil),         // 46: corral.v1.Event.Rescind
+	(*Event_Update)(nil),          // 47: corral.v1.Event.Update
+	(*Event_Message)(nil),         // 48: corral.v1.Event.Message
+	(*Event_Failure)(nil),         // 49: corral.v1.Event.Failure
+	(*Event_Error)(nil),           // 50: corral.v1.Event.Error
+	(*Event_Heartbeat)(nil),       // 51: corral.v1.Event.Heartbeat
+	(*Event_InverseOffers)(nil),   // 52: corral.v1.Event.InverseOffers
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
-	3,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
-	4,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
-	5,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
-	6,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
-	34, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
-	35, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
-	36, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
-	10, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
-	6,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
-	37, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
-	6,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
-	11, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
-	38, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
-	13, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
-	0,  // 14: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
-	1,  // 15: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
-	2,  // 16: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
-	6,  // 17: corral.v1.Offer.resources:type_name -> corral.v1.Resource
-	39, // 18: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
-	8,  // 19: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
-	40, // 20: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
-	17, // 21: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
-	19, // 22: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
-	16, // 23: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
-	17, // 24: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
-	16, // 25: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
-	17, // 26: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
-	17, // 27: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
-	17, // 28: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
-	17, // 29: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
-	17, // 30: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
-	41, // 31: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
-	17, // 32: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
-	17, // 33: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
-	6,  // 34: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
-	17, // 35: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
-	29, // 36: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
-	6,  // 37: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
-	42, // 38: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
-	43, // 39: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
-	44, // 40: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
-	45, // 41: corral.v1.Event.update:type_name -> corral.v1.Event.Update
-	46, // 42: corral.v1.Event.message:type_name -> corral.v1.Event.Message
-	47, // 43: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
-	48, // 44: corral.v1.Event.error:type_name -> corral.v1.Event.Error
-	49, // 45: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
-	50, // 46: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
-	9,  // 47: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	12, // 48: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	15, // 49: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	14, // 50: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	32, // 51: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
-	18, // 52: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	20, // 53: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	21, // 54: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	22, // 55: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	23, // 56: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	24, // 57: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	25, // 58: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	26, // 59: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	27, // 60: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	28, // 61: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	30, // 62: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
-	33, // 63: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	31, // 64: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	31, // 65: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	31, // 66: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	31, // 67: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	31, // 68: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	31, // 69: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	31, // 70: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	31, // 71: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	31, // 72: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	31, // 73: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
-	63, // [63:74] is the sub-list for method output_type
-	52, // [52:63] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	4,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
+	5,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
+	6,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
+	7,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
+	36, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
+	37, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
+	38, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
+	11, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
+	7,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
+	39, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
+	7,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
+	12, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
+	40, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
+	15, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
+	14, // 14: corral.v1.TaskInfo.health_check:type_name -> corral.v1.HealthCheck
+	1,  // 15: corral.v1.HealthCheck.type:type_name -> corral.v1.HealthCheck.Type
+	0,  // 16: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
+	2,  // 17: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
+	3,  // 18: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
+	7,  // 19: corral.v1.Offer.resources:type_name -> corral.v1.Resource
+	41, // 20: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
+	9,  // 21: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
+	42, // 22: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
+	19, // 23: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
+	21, // 24: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
+	18, // 25: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
+	19, // 26: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
+	18, // 27: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
+	19, // 28: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
+	19, // 29: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
+	19, // 30: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
+	19, // 31: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
+	19, // 32: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
+	43, // 33: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
+	19, // 34: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
+	19, // 35: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
+	7,  // 36: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
+	19, // 37: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
+	31, // 38: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
+	7,  // 39: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
+	44, // 40: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
+	45, // 41: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
+	46, // 42: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
+	47, // 43: corral.v1.Event.update:type_name -> corral.v1.Event.Update
+	48, // 44: corral.v1.Event.message:type_name -> corral.v1.Event.Message
+	49, // 45: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
+	50, // 46: corral.v1.Event.error:type_name -> corral.v1.Event.Error
+	51, // 47: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
+	52, // 48: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
+	10, // 49: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	13, // 50: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	17, // 51: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	16, // 52: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	34, // 53: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	20, // 54: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	22, // 55: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	23, // 56: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	24, // 57: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	25, // 58: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	26, // 59: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	27, // 60: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	28, // 61: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	29, // 62: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	30, // 63: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	32, // 64: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	35, // 65: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	33, // 66: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	33, // 67: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	33, // 68: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	33, // 69: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	33, // 70: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	33, // 71: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	33, // 72: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	33, // 73: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	33, // 74: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	33, // 75: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	65, // [65:76] is the sub-list for method output_type
+	54, // [54:65] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -3399,12 +3623,13 @@ func file_sdk_proto_corral_proto_init() {
 		(*Resource_Ranges)(nil),
 		(*Resource_Set)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[10].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[13].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[16].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[11].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[12].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[14].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[17].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[30].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[31].OneofWrappers = []any{
 		(*Event_Subscribed_)(nil),
 		(*Event_Offers_)(nil),
 		(*Event_Rescind_)(nil),
@@ -3420,8 +3645,8 @@ func file_sdk_proto_corral_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   48,
+			NumEnums:      4,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -630,6 +630,110 @@ func (x *VersionResponse) GetPid() int32 {
 	return 0
 }
 
+type RecoverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SandboxDir    string                 `protobuf:"bytes,3,opt,name=sandbox_dir,json=sandboxDir,proto3" json:"sandbox_dir,omitempty"`
+	Pid           int32                  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"` // the task's pid, as Launch reported it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverRequest) Reset() {
+	*x = RecoverRequest{}
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverRequest) ProtoMessage() {}
+
+func (x *RecoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverRequest.ProtoReflect.Descriptor instead.
+func (*RecoverRequest) Descriptor() ([]byte, []int) {
+	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RecoverRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *RecoverRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *RecoverRequest) GetSandboxDir() string {
+	if x != nil {
+		return x.SandboxDir
+	}
+	return ""
+}
+
+func (x *RecoverRequest) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+type RecoverResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverResponse) Reset() {
+	*x = RecoverResponse{}
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverResponse) ProtoMessage() {}
+
+func (x *RecoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverResponse.ProtoReflect.Descriptor instead.
+func (*RecoverResponse) Descriptor() ([]byte, []int) {
+	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{13}
+}
+
 type ContainerPrepareRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -639,7 +743,7 @@ type ContainerPrepareRequest struct {
 
 func (x *ContainerPrepareRequest) Reset() {
 	*x = ContainerPrepareRequest{}
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[12]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +755,7 @@ func (x *ContainerPrepareRequest) String() string {
 func (*ContainerPrepareRequest) ProtoMessage() {}
 
 func (x *ContainerPrepareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[12]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +768,7 @@ func (x *ContainerPrepareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPrepareRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPrepareRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{12}
+	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ContainerPrepareRequest) GetContainerId() string {
@@ -684,7 +788,7 @@ type ContainerIsolateRequest struct {
 
 func (x *ContainerIsolateRequest) Reset() {
 	*x = ContainerIsolateRequest{}
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[13]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +800,7 @@ func (x *ContainerIsolateRequest) String() string {
 func (*ContainerIsolateRequest) ProtoMessage() {}
 
 func (x *ContainerIsolateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[13]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +813,7 @@ func (x *ContainerIsolateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerIsolateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerIsolateRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{13}
+	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainerIsolateRequest) GetContainerId() string {
@@ -734,7 +838,7 @@ type ContainerIsolateResponse struct {
 
 func (x *ContainerIsolateResponse) Reset() {
 	*x = ContainerIsolateResponse{}
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[14]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +850,7 @@ func (x *ContainerIsolateResponse) String() string {
 func (*ContainerIsolateResponse) ProtoMessage() {}
 
 func (x *ContainerIsolateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[14]
+	mi := &file_pluginapi_executor_proto_executor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +863,7 @@ func (x *ContainerIsolateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerIsolateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerIsolateResponse) Descriptor() ([]byte, []int) {
-	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{14}
+	return file_pluginapi_executor_proto_executor_proto_rawDescGZIP(), []int{16}
 }
 
 var File_pluginapi_executor_proto_executor_proto protoreflect.FileDescriptor
@@ -806,20 +910,28 @@ const file_pluginapi_executor_proto_executor_proto_rawDesc = "" +
 	"\x0eVersionRequest\"=\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x10\n" +
-	"\x03pid\x18\x02 \x01(\x05R\x03pid\"<\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\"\x7f\n" +
+	"\x0eRecoverRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1f\n" +
+	"\vsandbox_dir\x18\x03 \x01(\tR\n" +
+	"sandboxDir\x12\x10\n" +
+	"\x03pid\x18\x04 \x01(\x05R\x03pid\"\x11\n" +
+	"\x0fRecoverResponse\"<\n" +
 	"\x17ContainerPrepareRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"N\n" +
 	"\x17ContainerIsolateRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\"\x1a\n" +
-	"\x18ContainerIsolateResponse2\xc4\x04\n" +
+	"\x18ContainerIsolateResponse2\xa6\x05\n" +
 	"\bExecutor\x12]\n" +
 	"\x06Launch\x12(.corral.plugin.executor.v1.LaunchRequest\x1a).corral.plugin.executor.v1.LaunchResponse\x12W\n" +
 	"\x04Wait\x12&.corral.plugin.executor.v1.WaitRequest\x1a'.corral.plugin.executor.v1.WaitResponse\x12]\n" +
 	"\x06Signal\x12(.corral.plugin.executor.v1.SignalRequest\x1a).corral.plugin.executor.v1.SignalResponse\x12c\n" +
 	"\bShutdown\x12*.corral.plugin.executor.v1.ShutdownRequest\x1a+.corral.plugin.executor.v1.ShutdownResponse\x12Z\n" +
 	"\x05Stats\x12'.corral.plugin.executor.v1.StatsRequest\x1a(.corral.plugin.executor.v1.StatsResponse\x12`\n" +
-	"\aVersion\x12).corral.plugin.executor.v1.VersionRequest\x1a*.corral.plugin.executor.v1.VersionResponse2\xec\x01\n" +
+	"\aVersion\x12).corral.plugin.executor.v1.VersionRequest\x1a*.corral.plugin.executor.v1.VersionResponse\x12`\n" +
+	"\aRecover\x12).corral.plugin.executor.v1.RecoverRequest\x1a*.corral.plugin.executor.v1.RecoverResponse2\xec\x01\n" +
 	"\x10ContainerService\x12d\n" +
 	"\aPrepare\x122.corral.plugin.executor.v1.ContainerPrepareRequest\x1a%.corral.plugin.isolator.v1.LaunchSpec\x12r\n" +
 	"\aIsolate\x122.corral.plugin.executor.v1.ContainerIsolateRequest\x1a3.corral.plugin.executor.v1.ContainerIsolateResponseBFZDgithub.com/corral-project/corral/pluginapi/executor/proto;executorpbb\x06proto3"
@@ -836,7 +948,7 @@ func file_pluginapi_executor_proto_executor_proto_rawDescGZIP() []byte {
 	return file_pluginapi_executor_proto_executor_proto_rawDescData
 }
 
-var file_pluginapi_executor_proto_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_pluginapi_executor_proto_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pluginapi_executor_proto_executor_proto_goTypes = []any{
 	(*LaunchRequest)(nil),            // 0: corral.plugin.executor.v1.LaunchRequest
 	(*LaunchResponse)(nil),           // 1: corral.plugin.executor.v1.LaunchResponse
@@ -850,34 +962,38 @@ var file_pluginapi_executor_proto_executor_proto_goTypes = []any{
 	(*StatsResponse)(nil),            // 9: corral.plugin.executor.v1.StatsResponse
 	(*VersionRequest)(nil),           // 10: corral.plugin.executor.v1.VersionRequest
 	(*VersionResponse)(nil),          // 11: corral.plugin.executor.v1.VersionResponse
-	(*ContainerPrepareRequest)(nil),  // 12: corral.plugin.executor.v1.ContainerPrepareRequest
-	(*ContainerIsolateRequest)(nil),  // 13: corral.plugin.executor.v1.ContainerIsolateRequest
-	(*ContainerIsolateResponse)(nil), // 14: corral.plugin.executor.v1.ContainerIsolateResponse
-	nil,                              // 15: corral.plugin.executor.v1.LaunchRequest.EnvironmentEntry
-	(*proto.CommandInfo)(nil),        // 16: corral.v1.CommandInfo
-	(*proto1.LaunchSpec)(nil),        // 17: corral.plugin.isolator.v1.LaunchSpec
+	(*RecoverRequest)(nil),           // 12: corral.plugin.executor.v1.RecoverRequest
+	(*RecoverResponse)(nil),          // 13: corral.plugin.executor.v1.RecoverResponse
+	(*ContainerPrepareRequest)(nil),  // 14: corral.plugin.executor.v1.ContainerPrepareRequest
+	(*ContainerIsolateRequest)(nil),  // 15: corral.plugin.executor.v1.ContainerIsolateRequest
+	(*ContainerIsolateResponse)(nil), // 16: corral.plugin.executor.v1.ContainerIsolateResponse
+	nil,                              // 17: corral.plugin.executor.v1.LaunchRequest.EnvironmentEntry
+	(*proto.CommandInfo)(nil),        // 18: corral.v1.CommandInfo
+	(*proto1.LaunchSpec)(nil),        // 19: corral.plugin.isolator.v1.LaunchSpec
 }
 var file_pluginapi_executor_proto_executor_proto_depIdxs = []int32{
-	16, // 0: corral.plugin.executor.v1.LaunchRequest.command:type_name -> corral.v1.CommandInfo
-	15, // 1: corral.plugin.executor.v1.LaunchRequest.environment:type_name -> corral.plugin.executor.v1.LaunchRequest.EnvironmentEntry
+	18, // 0: corral.plugin.executor.v1.LaunchRequest.command:type_name -> corral.v1.CommandInfo
+	17, // 1: corral.plugin.executor.v1.LaunchRequest.environment:type_name -> corral.plugin.executor.v1.LaunchRequest.EnvironmentEntry
 	0,  // 2: corral.plugin.executor.v1.Executor.Launch:input_type -> corral.plugin.executor.v1.LaunchRequest
 	2,  // 3: corral.plugin.executor.v1.Executor.Wait:input_type -> corral.plugin.executor.v1.WaitRequest
 	4,  // 4: corral.plugin.executor.v1.Executor.Signal:input_type -> corral.plugin.executor.v1.SignalRequest
 	6,  // 5: corral.plugin.executor.v1.Executor.Shutdown:input_type -> corral.plugin.executor.v1.ShutdownRequest
 	8,  // 6: corral.plugin.executor.v1.Executor.Stats:input_type -> corral.plugin.executor.v1.StatsRequest
 	10, // 7: corral.plugin.executor.v1.Executor.Version:input_type -> corral.plugin.executor.v1.VersionRequest
-	12, // 8: corral.plugin.executor.v1.ContainerService.Prepare:input_type -> corral.plugin.executor.v1.ContainerPrepareRequest
-	13, // 9: corral.plugin.executor.v1.ContainerService.Isolate:input_type -> corral.plugin.executor.v1.ContainerIsolateRequest
-	1,  // 10: corral.plugin.executor.v1.Executor.Launch:output_type -> corral.plugin.executor.v1.LaunchResponse
-	3,  // 11: corral.plugin.executor.v1.Executor.Wait:output_type -> corral.plugin.executor.v1.WaitResponse
-	5,  // 12: corral.plugin.executor.v1.Executor.Signal:output_type -> corral.plugin.executor.v1.SignalResponse
-	7,  // 13: corral.plugin.executor.v1.Executor.Shutdown:output_type -> corral.plugin.executor.v1.ShutdownResponse
-	9,  // 14: corral.plugin.executor.v1.Executor.Stats:output_type -> corral.plugin.executor.v1.StatsResponse
-	11, // 15: corral.plugin.executor.v1.Executor.Version:output_type -> corral.plugin.executor.v1.VersionResponse
-	17, // 16: corral.plugin.executor.v1.ContainerService.Prepare:output_type -> corral.plugin.isolator.v1.LaunchSpec
-	14, // 17: corral.plugin.executor.v1.ContainerService.Isolate:output_type -> corral.plugin.executor.v1.ContainerIsolateResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
+	12, // 8: corral.plugin.executor.v1.Executor.Recover:input_type -> corral.plugin.executor.v1.RecoverRequest
+	14, // 9: corral.plugin.executor.v1.ContainerService.Prepare:input_type -> corral.plugin.executor.v1.ContainerPrepareRequest
+	15, // 10: corral.plugin.executor.v1.ContainerService.Isolate:input_type -> corral.plugin.executor.v1.ContainerIsolateRequest
+	1,  // 11: corral.plugin.executor.v1.Executor.Launch:output_type -> corral.plugin.executor.v1.LaunchResponse
+	3,  // 12: corral.plugin.executor.v1.Executor.Wait:output_type -> corral.plugin.executor.v1.WaitResponse
+	5,  // 13: corral.plugin.executor.v1.Executor.Signal:output_type -> corral.plugin.executor.v1.SignalResponse
+	7,  // 14: corral.plugin.executor.v1.Executor.Shutdown:output_type -> corral.plugin.executor.v1.ShutdownResponse
+	9,  // 15: corral.plugin.executor.v1.Executor.Stats:output_type -> corral.plugin.executor.v1.StatsResponse
+	11, // 16: corral.plugin.executor.v1.Executor.Version:output_type -> corral.plugin.executor.v1.VersionResponse
+	13, // 17: corral.plugin.executor.v1.Executor.Recover:output_type -> corral.plugin.executor.v1.RecoverResponse
+	19, // 18: corral.plugin.executor.v1.ContainerService.Prepare:output_type -> corral.plugin.isolator.v1.LaunchSpec
+	16, // 19: corral.plugin.executor.v1.ContainerService.Isolate:output_type -> corral.plugin.executor.v1.ContainerIsolateResponse
+	11, // [11:20] is the sub-list for method output_type
+	2,  // [2:11] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -894,7 +1010,7 @@ func file_pluginapi_executor_proto_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_executor_proto_executor_proto_rawDesc), len(file_pluginapi_executor_proto_executor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

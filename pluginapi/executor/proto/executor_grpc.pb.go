@@ -30,6 +30,7 @@ const (
 	Executor_Shutdown_FullMethodName = "/corral.plugin.executor.v1.Executor/Shutdown"
 	Executor_Stats_FullMethodName    = "/corral.plugin.executor.v1.Executor/Stats"
 	Executor_Version_FullMethodName  = "/corral.plugin.executor.v1.Executor/Version"
+	Executor_Recover_FullMethodName  = "/corral.plugin.executor.v1.Executor/Recover"
 )
 
 // ExecutorClient is the client API for Executor service.
@@ -44,6 +45,11 @@ type ExecutorClient interface {
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error)
+	// Recover makes a fresh executor process take over a task a previous one
+	// launched (that process died): it finds the task through its shim, or
+	// the exit status the shim recorded. Wait, Signal and Shutdown then work
+	// as after Launch. Optional: UNIMPLEMENTED means the executor cannot.
+	Recover(ctx context.Context, in *RecoverRequest, opts ...grpc.CallOption) (*RecoverResponse, error)
 }
 
 type executorClient struct {
@@ -114,6 +120,16 @@ func (c *executorClient) Version(ctx context.Context, in *VersionRequest, opts .
 	return out, nil
 }
 
+func (c *executorClient) Recover(ctx context.Context, in *RecoverRequest, opts ...grpc.CallOption) (*RecoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecoverResponse)
+	err := c.cc.Invoke(ctx, Executor_Recover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutorServer is the server API for Executor service.
 // All implementations should embed UnimplementedExecutorServer
 // for forward compatibility.
@@ -126,6 +142,11 @@ type ExecutorServer interface {
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
+	// Recover makes a fresh executor process take over a task a previous one
+	// launched (that process died): it finds the task through its shim, or
+	// the exit status the shim recorded. Wait, Signal and Shutdown then work
+	// as after Launch. Optional: UNIMPLEMENTED means the executor cannot.
+	Recover(context.Context, *RecoverRequest) (*RecoverResponse, error)
 }
 
 // UnimplementedExecutorServer should be embedded to have
@@ -152,6 +173,9 @@ func (UnimplementedExecutorServer) Stats(context.Context, *StatsRequest) (*Stats
 }
 func (UnimplementedExecutorServer) Version(context.Context, *VersionRequest) (*VersionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Version not implemented")
+}
+func (UnimplementedExecutorServer) Recover(context.Context, *RecoverRequest) (*RecoverResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Recover not implemented")
 }
 func (UnimplementedExecutorServer) testEmbeddedByValue() {}
 
@@ -281,6 +305,24 @@ func _Executor_Version_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Executor_Recover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorServer).Recover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Executor_Recover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorServer).Recover(ctx, req.(*RecoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Executor_ServiceDesc is the grpc.ServiceDesc for Executor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -311,6 +353,10 @@ var Executor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Version",
 			Handler:    _Executor_Version_Handler,
+		},
+		{
+			MethodName: "Recover",
+			Handler:    _Executor_Recover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

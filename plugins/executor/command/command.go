@@ -4,6 +4,10 @@
 // outlives an agent restart. The container (limits, cgroups) comes from the
 // agent through executor.ContainerService and is applied by a launcher stage
 // (see LauncherArg) before the command's exec.
+//
+// The task's parent is its shim (sdk/executor/shim), not the executor: the
+// executor may die (the agent then starts another and calls Recover) and
+// the task keeps running, its exit status recorded by the shim.
 package command
 
 import (
@@ -28,6 +32,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/plugins/executor/command/launch"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
+	"github.com/corral-project/corral/sdk/executor/shim"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -59,6 +64,7 @@ type Executor struct {
 	grace    time.Duration
 	launched bool
 	pid      int // 0 until a process exists
+	sandbox  string
 	done     chan struct{}
 	result   *executor.ExitResult // set before done closes
 }
@@ -219,21 +225,31 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 	}
 	defer statusR.Close()
 
-	cmd := exec.Command(launcher, LauncherArg)
+	// The shim (launcher binary, shim.Arg) is the task's parent; it starts
+	// the launcher stage (LauncherArg) as the task and passes it our pipes.
+	cmd := exec.Command(launcher, shim.Arg, launcher, LauncherArg)
 	cmd.Env = taskEnvironment(req, spec)
 	cmd.Dir = req.SandboxDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{controlR, statusW} // fds 3 and 4
 	// Its own session: signals to the executor's group do not reach the
-	// task, and the task's group can be signalled as one (-pid).
+	// shim or the task (the task gets a session of its own from the shim).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	startErr := cmd.Start()
 	_ = controlR.Close()
 	_ = statusW.Close()
 	if startErr != nil {
-		return nil, false, fmt.Errorf("start launcher: %w", startErr)
+		return nil, false, fmt.Errorf("start task shim: %w", startErr)
 	}
-	pid := cmd.Process.Pid
+	// Reap the shim when it exits (after the task). If this executor dies
+	// first, init adopts it and the task runs on.
+	go func() { _ = cmd.Wait() }()
+	status := bufio.NewReader(statusR)
+	pid, err := readShimStartCtx(ctx, statusR, status)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, false, fmt.Errorf("task shim: %w", err)
+	}
 	log = log.With("pid", pid)
 	resp = &executor.LaunchResponse{Pid: pid}
 	// exec keeps the process, so the launcher's start time is the task's.
@@ -248,12 +264,11 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 	var startFailure error
 	outcomeKnown := make(chan struct{})
 	e.mu.Lock()
-	e.pid = pid
+	e.pid, e.sandbox = pid, req.SandboxDir
 	e.mu.Unlock()
-	go e.reap(log, cmd, outcomeKnown, &startFailure)
+	go e.reap(log, req.SandboxDir, outcomeKnown, &startFailure)
 	defer close(outcomeKnown)
 
-	status := bufio.NewReader(statusR)
 	abort := func(cause error) (*executor.LaunchResponse, bool, error) {
 		_ = controlW.Close() // the launcher exits without exec
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -316,34 +331,85 @@ func readStatusCtx(ctx context.Context, f *os.File, r *bufio.Reader) (bool, erro
 	}
 }
 
-// reap waits for the task, then records its result once Launch has decided
-// whether the command started at all.
-func (e *Executor) reap(log hclog.Logger, cmd *exec.Cmd, outcomeKnown <-chan struct{}, startFailure *error) {
-	waitErr := cmd.Wait()
+// readShimStartCtx reads the shim's first line (the task's pid), giving up
+// when ctx ends.
+func readShimStartCtx(ctx context.Context, f *os.File, r *bufio.Reader) (int, error) {
+	type res struct {
+		pid int
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		pid, err := shim.ReadStart(r)
+		ch <- res{pid, err}
+	}()
+	select {
+	case v := <-ch:
+		return v.pid, v.err
+	case <-ctx.Done():
+		_ = f.Close()
+		<-ch
+		return 0, ctx.Err()
+	}
+}
+
+// reap waits, through the shim, for the task to end, then records its
+// result once Launch has decided whether the command started at all.
+func (e *Executor) reap(log hclog.Logger, sandbox string, outcomeKnown <-chan struct{}, startFailure *error) {
+	st, waitErr := shim.Wait(context.Background(), sandbox)
 	<-outcomeKnown
 	res := &executor.ExitResult{}
-	var exitErr *exec.ExitError
 	switch {
 	case *startFailure != nil:
 		res.ExitCode = launch.ExitFailed
 		res.Err = (*startFailure).Error()
-	case waitErr == nil:
-	case errors.As(waitErr, &exitErr):
-		ws, _ := exitErr.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			// The shell convention, so that ExitCode alone is never 0 for a killed task.
-			res.Signal = int(ws.Signal())
-			res.ExitCode = 128 + res.Signal
-		} else {
-			res.ExitCode = ws.ExitStatus()
-		}
-	default:
+	case waitErr != nil:
 		res.ExitCode = -1
 		res.Err = fmt.Sprintf("wait: %v", waitErr)
+	default:
+		// The shell convention, so that ExitCode alone is never 0 for a killed task.
+		res.ExitCode, res.Signal = st.ExitCode, st.Signal
 	}
 	log.Info("task exited", "exit_code", res.ExitCode, "signal", res.Signal, "error", res.Err)
 	e.finish(res)
 }
+
+// Recover implements executor.Recoverer: this fresh executor process takes
+// over a task its predecessor launched, through the task's shim, or takes
+// the exit status the shim recorded if the task has ended.
+func (e *Executor) Recover(ctx context.Context, req *executor.RecoverRequest) error {
+	if req == nil || req.SandboxDir == "" {
+		return errors.New("command executor: recover: sandbox dir is required")
+	}
+	e.mu.Lock()
+	if e.launched {
+		e.mu.Unlock()
+		return errors.New("command executor: recover: this executor already has a task")
+	}
+	e.launched, e.pid, e.sandbox = true, req.Pid, req.SandboxDir
+	e.mu.Unlock()
+	log := e.logger.With("task_id", req.TaskID, "container_id", req.ContainerID, "pid", req.Pid)
+	if shim.Alive(ctx, req.SandboxDir) {
+		log.Info("took over running task through its shim")
+		go e.reap(log, req.SandboxDir, closedChan, new(error))
+		return nil
+	}
+	st, err := shim.ReadExit(req.SandboxDir)
+	if errors.Is(err, shim.ErrGone) {
+		e.mu.Lock()
+		e.launched, e.pid = false, 0
+		e.mu.Unlock()
+		return fmt.Errorf("%w (task %s, sandbox %s)", executor.ErrNoTask, req.TaskID, req.SandboxDir)
+	}
+	if err != nil {
+		return fmt.Errorf("command executor: recover: %w", err)
+	}
+	log.Info("task ended while its executor was gone; took its recorded exit status", "exit_code", st.ExitCode, "signal", st.Signal)
+	e.finish(&executor.ExitResult{ExitCode: st.ExitCode, Signal: st.Signal})
+	return nil
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (e *Executor) finish(res *executor.ExitResult) {
 	e.mu.Lock()

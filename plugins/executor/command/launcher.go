@@ -1,6 +1,9 @@
 package command
 
-import "github.com/corral-project/corral/plugins/executor/command/launch"
+import (
+	"github.com/corral-project/corral/plugins/executor/command/launch"
+	"github.com/corral-project/corral/sdk/executor/shim"
+)
 
 // LauncherArg, as os.Args[1], turns the executor binary into the launcher
 // stage (package launch), for installs without the corral-launcher binary.
@@ -11,7 +14,11 @@ const LauncherArg = launch.Arg
 // the executor, and every task pays for one start.
 const LauncherName = "corral-launcher"
 
-// MaybeRunLauncher runs the launcher and never returns if os.Args[1] is
-// LauncherArg; otherwise it returns at once. The executor's main, and the
-// TestMain of any test that launches tasks in-process, call it first.
-func MaybeRunLauncher() { launch.MaybeRun() }
+// MaybeRunLauncher runs the launcher (or the task shim) and never returns
+// if os.Args[1] is LauncherArg (shim.Arg); otherwise it returns at once.
+// The executor's main, and the TestMain of any test that launches tasks
+// in-process, call it first.
+func MaybeRunLauncher() {
+	shim.MaybeRun()
+	launch.MaybeRun()
+}
