@@ -293,7 +293,7 @@ func TestUnusableCheckpointAndCleanup(t *testing.T) {
 		name, file, content, want string
 	}{
 		{"corrupt checkpoint", "checkpoint.db", "this is not a bbolt file, it is text\n", "cannot open (corrupt or not a checkpoint)"},
-		{"corrupt agent ID", "agent_id", "\x00\x01 not an id\n", "not an agent ID"},
+		{"corrupt agent ID", "agent_id", "\x00\x01 not an id\n", "does not hold an agent ID"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
