@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools
+.PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools consul
 
 all: build
 
@@ -64,6 +64,15 @@ ISO_TASKS ?= 1000
 bench-isolation: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
+
+# make consul    the Consul agent the HA tests run (v1.16.1, the last MPL-2.0
+#                release), built from the Go module proxy into a cache outside
+#                the clone; a binary already there is reused. Several minutes
+#                the first time on 2 cores.
+CONSUL_VERSION := 1.16.1
+CONSUL_BIN     ?= $(HOME)/.cache/corral/consul-$(CONSUL_VERSION)/consul
+consul:
+	GO=$(GO) .ci/build-consul.sh $(CONSUL_BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -14,16 +14,11 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
-	"github.com/corral-project/corral/core/api"
-	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
-	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
-	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -188,38 +183,27 @@ func dirExists(p string) bool {
 
 // runMaster serves a master until ctx ends. SIGHUP re-reads the
 // configuration (reload) and applies a changed allocator, plugin config or
-// roles without a restart.
+// roles without a restart. With a consul block the master is one of
+// several: see runHA.
 func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Config, error), log hclog.Logger, ready chan<- string) error {
 	mc := cfg.Master
-	launcher := master.NewPluginLauncher(cfg.PluginDir, cfg.Plugins, pluginhost.Options{Logger: log.Named("pluginhost")})
-	m, err := master.New(masterConfig(cfg), master.Deps{Logger: log, Launcher: launcher})
-	if err != nil {
-		return fmt.Errorf("master: %w", err)
-	}
-	if err := m.StartAllocator(ctx); err != nil {
-		return err
-	}
-
 	l, err := net.Listen("tcp", mc.Address)
 	if err != nil {
 		return fmt.Errorf("master: listen on %s: %w", mc.Address, err)
 	}
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(mc.MaxMessageBytes + 64<<10))
-	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
-	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = m.Run(ctx) }()
-	go func() { defer wg.Done(); reloadOnHUP(ctx, m, launcher, reload, log) }()
-	active := m.AllocatorStatus().Active
-	log.Info("master listening", "operator_api", "http://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path)
-	fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", l.Addr(), active.Name)
-	ready <- l.Addr().String()
-	err = api.Serve(ctx, l, g, api.HandlerWith(m, mesos.Options{Logger: log.Named("mesos"), Version: version}), log)
-	g.Stop()
-	wg.Wait()
-	return err
+	addr := l.Addr().String()
+	co, err := newCoordinator(ctx, cfg, addr, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer func() {
+		if err := co.Close(); err != nil {
+			log.Warn("leaving the coordination service", "error", err)
+		}
+	}()
+	return runHA(ctx, &haMaster{cfg: cfg, reload: reload, log: log, co: co, addr: addr, ready: ready,
+		standalone: cfg.Consul == nil}, l)
 }
 
 // masterConfig maps the HCL master block to the master's settings.
@@ -233,7 +217,7 @@ func masterConfig(cfg *conf.Config) master.Config {
 		AgentReregisterTimeout: mc.AgentReregisterTimeout,
 		MaxMessageBytes:        mc.MaxMessageBytes,
 		Roles:                  masterRoles(cfg),
-		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
+		RegistryPath:           registryPath(cfg),
 		RevokeAfter:            mc.RevokeAfter,
 		RevokeGrace:            mc.RevokeGrace,
 		Allocator:              master.AllocatorChoice{Name: mc.Allocator},

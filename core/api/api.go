@@ -18,7 +18,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
@@ -199,7 +198,8 @@ func jsonKind(goType string) string {
 
 // Serve serves gRPC (HTTP/2 without TLS, as gRPC clients speak it) and the
 // HTTP handler on one listener until ctx ends.
-func Serve(ctx context.Context, l net.Listener, g *grpc.Server, h http.Handler, log hclog.Logger) error {
+// g is a *grpc.Server or a Switch's GRPC handler.
+func Serve(ctx context.Context, l net.Listener, g http.Handler, h http.Handler, log hclog.Logger) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -25,6 +26,9 @@ type Config struct {
 	// RegistryPath is the standalone durable registry (a file under the
 	// master's work dir); "" keeps run-time changes in memory only.
 	RegistryPath string
+	// Registry, when set, is where the registry lives instead of
+	// RegistryPath (coord.Consul's KV store in HA mode).
+	Registry coord.Store
 	// RevokeAfter is passed to the allocator: tasks running longer may be
 	// revoked while other roles starve (0: off). RevokeGrace is the time
 	// between the inverse offer and the kill; default 30s.

@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -35,6 +37,10 @@ type Master struct {
 	start   time.Time
 	id      string
 	metrics *metrics
+	// reg is the durable registry, nil to keep run-time changes in memory.
+	reg coord.Store
+	// leadership is what the operator API reports (SetLeadership).
+	leadership atomic.Pointer[leadership]
 
 	// regMu serializes run-time role changes and their registry writes;
 	// taken before mu, never while holding it.
@@ -94,6 +100,12 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		revocations:  map[string]*revocation{},
 		trigger:      make(chan allocator.Trigger, 1),
 	}
+	switch {
+	case cfg.Registry != nil:
+		m.reg = cfg.Registry
+	case cfg.RegistryPath != "":
+		m.reg = coord.FileStore{Path: cfg.RegistryPath}
+	}
 	if err := m.initRoles(); err != nil {
 		return nil, err
 	}
@@ -107,6 +119,35 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)})
 	return m, nil
+}
+
+type leadership struct {
+	leader  bool
+	address string
+}
+
+// SetLeadership records whether this master leads and where the leader is,
+// for the operator API. A master is the leader until told otherwise
+// (standalone mode); in HA mode cmd/corral sets it on every change.
+func (m *Master) SetLeadership(leader bool, leaderAddress string) {
+	m.leadership.Store(&leadership{leader: leader, address: leaderAddress})
+}
+
+// Leadership returns what SetLeadership recorded.
+func (m *Master) Leadership() (leader bool, leaderAddress string) {
+	l := m.leadership.Load()
+	if l == nil {
+		return true, ""
+	}
+	return l.leader, l.address
+}
+
+// registryName names the registry for logs, "" when there is none.
+func (m *Master) registryName() string {
+	if m.reg == nil {
+		return ""
+	}
+	return m.reg.String()
 }
 
 // ID identifies this master instance.
@@ -142,6 +183,11 @@ func (m *Master) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	return nil
 }
+
+// Close stops the allocator plugins of a master that will not Run: a warm
+// standby discarded because the registry changed while it waited. Run
+// stops them itself when it returns.
+func (m *Master) Close() { m.stopSlot() }
 
 // logicalNow is the allocation clock: milliseconds since the master started.
 func (m *Master) logicalNow() allocator.LogicalTime {

@@ -9,11 +9,15 @@ import (
 
 // State is the operator's view of the cluster, served as JSON.
 type State struct {
-	MasterID   string          `json:"master_id"`
-	Allocator  AllocatorView   `json:"allocator"`
-	Agents     []AgentView     `json:"agents"`
-	Frameworks []FrameworkView `json:"frameworks"`
-	Roles      []RoleView      `json:"roles"`
+	MasterID string `json:"master_id"`
+	// Leader says whether this master leads; a standby's books are empty
+	// and LeaderAddress names the master to ask (see SetLeadership).
+	Leader        bool            `json:"leader"`
+	LeaderAddress string          `json:"leader_address"`
+	Allocator     AllocatorView   `json:"allocator"`
+	Agents        []AgentView     `json:"agents"`
+	Frameworks    []FrameworkView `json:"frameworks"`
+	Roles         []RoleView      `json:"roles"`
 	// CompletedFrameworks are the last frameworks torn down or timed out,
 	// newest last (at most MaxCompletedFrameworks).
 	CompletedFrameworks []FrameworkView `json:"completed_frameworks"`
@@ -159,6 +163,7 @@ func (m *Master) Snapshot() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := State{MasterID: m.id, Allocator: av, Agents: []AgentView{}, Frameworks: []FrameworkView{}}
+	st.Leader, st.LeaderAddress = m.Leadership()
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
 		drain, deadline := m.drainViewLocked(a)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,13 +15,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral-project/corral/sdk/discovery"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 // Config tells Run where the master is and who the framework is.
 type Config struct {
-	// Master is the master's gRPC address, host:port (an "http://" prefix is
-	// tolerated). Required.
+	// Master is where the masters are (see sdk/discovery): one host:port
+	// (an "http://" prefix is tolerated), a list host:port,host:port, or
+	// consul://host:port/prefix. Run follows redirects and leader changes.
+	// Required.
 	Master string
 	// Framework is sent at subscription. Set Framework.Id to fail over to an
 	// existing framework; otherwise the master assigns one, which Run reuses
@@ -86,35 +88,56 @@ func Run(ctx context.Context, cfg Config, s Scheduler) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(strings.TrimPrefix(cfg.Master, "http://"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	finder, err := discovery.Parse(cfg.Master)
 	if err != nil {
-		return fmt.Errorf("scheduler: dial master %s: %w", cfg.Master, err)
+		return fmt.Errorf("scheduler: %w", err)
 	}
-	defer conn.Close()
-
 	r := &runner{
 		cfg:    cfg,
 		log:    cfg.Logger.Named("scheduler"),
-		client: corralpb.NewSchedulerClient(conn),
+		finder: finder,
 		sched:  s,
 	}
-	r.d = newDriver(r.client, cfg.Framework.GetId(), cfg.Framework.GetRoles(), cfg.SuppressedRoles)
+	r.d = newDriver(nil, cfg.Framework.GetId(), cfg.Framework.GetRoles(), cfg.SuppressedRoles)
 	return r.loop(ctx)
 }
 
 type runner struct {
 	cfg    Config
 	log    hclog.Logger
+	finder *discovery.Finder
 	client corralpb.SchedulerClient
 	sched  Scheduler
 	d      *driver
+	// failed is the master whose session just broke: with Consul, the next
+	// Pick waits for the leader key to move away from it.
+	failed string
+}
+
+// connect picks a master and runs one session against it. A redirect from
+// a master that does not lead is returned as is; loop follows it.
+func (r *runner) connect(ctx context.Context) (bool, error) {
+	addr, err := r.finder.Pick(ctx, r.failed)
+	if err != nil {
+		return false, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false, fmt.Errorf("scheduler: dial master %s: %w", addr, err)
+	}
+	defer conn.Close()
+	r.client = corralpb.NewSchedulerClient(conn)
+	r.d.setClient(r.client)
+	subscribed, err := r.session(ctx)
+	r.failed = addr
+	return subscribed, err
 }
 
 func (r *runner) loop(ctx context.Context) error {
 	backoff := r.cfg.ReconnectMin
+	redirects := 0
 	for {
-		subscribed, err := r.session(ctx)
+		subscribed, err := r.connect(ctx)
 		r.d.setDisconnected()
 		switch {
 		case r.d.isTornDown():
@@ -130,6 +153,16 @@ func (r *runner) loop(ctx context.Context) error {
 		if subscribed {
 			backoff = r.cfg.ReconnectMin
 		}
+		if leader, ok := discovery.LeaderFrom(err); ok && leader != "" && redirects < 3 && !subscribed {
+			// A standby named the leader: go there at once (a few hops at
+			// most, so stale standbys cannot bounce us forever).
+			redirects++
+			r.finder.Hint(leader)
+			r.failed = ""
+			r.log.Info("master is not the leader; following the redirect", "leader", leader)
+			continue
+		}
+		redirects = 0
 		r.log.Warn("stream to master broken, reconnecting", "error", err, "backoff", backoff)
 		if h, ok := r.sched.(DisconnectHandler); ok {
 			h.Disconnected(ctx, err)

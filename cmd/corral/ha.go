@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/corral-project/corral/conf"
+	"github.com/corral-project/corral/core/api"
+	"github.com/corral-project/corral/core/api/mesos"
+	"github.com/corral-project/corral/core/coord"
+	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/core/pluginhost"
+	corralpb "github.com/corral-project/corral/sdk/proto"
+)
+
+// registryPath is the standalone registry file; with Consul the registry
+// lives in KV instead.
+func registryPath(cfg *conf.Config) string {
+	if cfg.Consul != nil {
+		return ""
+	}
+	return filepath.Join(cfg.Master.WorkDir, "registry.json")
+}
+
+func consulConfig(c *conf.Consul) coord.ConsulConfig {
+	return coord.ConsulConfig{Address: c.Address, Scheme: c.Scheme, Prefix: c.Prefix, Token: c.Token,
+		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, TLSServerName: c.TLSServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify, CheckTTL: c.CheckTTL, LockDelay: c.LockDelay}
+}
+
+// newCoordinator is standalone without a consul block, else a Consul
+// candidate registered as a service (ID from its address, unique per
+// cluster since two masters cannot share a port).
+func newCoordinator(ctx context.Context, cfg *conf.Config, addr string, log hclog.Logger) (coord.Coordinator, error) {
+	if cfg.Consul == nil {
+		return &coord.Standalone{Address: addr, Store: coord.FileStore{Path: registryPath(cfg)}}, nil
+	}
+	cc := consulConfig(cfg.Consul)
+	id := coord.ServiceName(cc.Prefix, "master") + "-" + strings.NewReplacer(":", "-", ".", "-").Replace(addr)
+	co, err := coord.NewConsul(ctx, cc, id, addr, map[string]string{"version": version}, log.Named("coord"))
+	if err != nil {
+		return nil, fmt.Errorf("master: consul at %s: %w", cc.Address, err)
+	}
+	return co, nil
+}
+
+// haMaster is one master process: a standby until elected, then the
+// leader until its term ends, then a standby again with fresh books.
+type haMaster struct {
+	cfg        *conf.Config
+	reload     func() (*conf.Config, error)
+	log        hclog.Logger
+	co         coord.Coordinator
+	addr       string
+	ready      chan<- string
+	standalone bool
+	// announce prints the address and tells `corral dev` where to point
+	// its agent, once.
+	announce func()
+
+	leaderMu   sync.Mutex
+	leaderAt   time.Time
+	leaderAddr string
+}
+
+// leader is the current leader's address for redirects, cached briefly so
+// that a storm of redirected calls does not become a storm of Consul reads.
+func (h *haMaster) leader() string {
+	h.leaderMu.Lock()
+	defer h.leaderMu.Unlock()
+	if time.Since(h.leaderAt) < 200*time.Millisecond {
+		return h.leaderAddr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if l, err := h.co.Leader(ctx); err == nil {
+		h.leaderAddr = l
+	} else {
+		h.log.Debug("reading the leader", "error", err)
+		h.leaderAddr = ""
+	}
+	if h.leaderAddr == h.addr {
+		// Our own stale lock: we are not leading, so do not redirect to us.
+		h.leaderAddr = ""
+	}
+	h.leaderAt = time.Now()
+	return h.leaderAddr
+}
+
+// newMaster builds a master with empty books and starts its allocator
+// plugin, so a standby is warm when elected. It returns the registry it
+// was built from.
+func (h *haMaster) newMaster(ctx context.Context) (*master.Master, *master.PluginLauncher, []byte, error) {
+	cfg := h.cfg
+	reg, err := h.co.Registry().Load(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("master: %w", err)
+	}
+	launcher := master.NewPluginLauncher(cfg.PluginDir, cfg.Plugins, pluginhost.Options{Logger: h.log.Named("pluginhost")})
+	mcfg := masterConfig(cfg)
+	if !h.standalone {
+		mcfg.Registry = h.co.Registry()
+	}
+	m, err := master.New(mcfg, master.Deps{Logger: h.log, Launcher: launcher})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("master: %w", err)
+	}
+	if err := m.StartAllocator(ctx); err != nil {
+		m.Close()
+		return nil, nil, nil, err
+	}
+	return m, launcher, reg, nil
+}
+
+func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
+	var sw api.Switch
+	standbyGRPC := api.StandbyGRPC(h.leader)
+	defer standbyGRPC.Stop()
+	mesosOpts := mesos.Options{Logger: h.log.Named("mesos"), Version: version}
+
+	m, launcher, reg, err := h.newMaster(ctx)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	m.SetLeadership(h.standalone, h.addr)
+	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- api.Serve(ctx, l, sw.GRPC(), sw.HTTP(), h.log) }()
+	h.announce = sync.OnceFunc(func() {
+		active := m.AllocatorStatus().Active
+		h.log.Info("master listening", "operator_api", "http://"+h.addr, "allocator", active.Name, "plugin", active.Path)
+		fmt.Fprintf(os.Stderr, "corral master: operator API at http://%s (allocator %q)\n", h.addr, active.Name)
+		h.ready <- h.addr
+	})
+	if !h.standalone {
+		// A standby is useful at once (reads, redirects); a standalone
+		// master is announced when it leads, a moment later.
+		h.announce()
+	}
+
+	for {
+		if !h.standalone {
+			h.log.Info("standing by; campaigning for leadership")
+		}
+		term, err := h.co.Campaign(ctx)
+		if err != nil {
+			m.Close()
+			if ctx.Err() != nil {
+				return <-serveErr
+			}
+			return fmt.Errorf("master: campaign: %w", err)
+		}
+		// A registry changed while we stood by (an operator's swap on the
+		// old leader) makes the warm master stale: rebuild it.
+		if now, err := h.co.Registry().Load(ctx); err != nil || !bytes.Equal(now, reg) {
+			h.log.Info("the registry changed while standing by; rebuilding the master from it")
+			m.Close()
+			if m, launcher, reg, err = h.newMaster(ctx); err != nil {
+				term.Resign()
+				return err
+			}
+		}
+		h.lead(ctx, term, m, launcher, mesosOpts, &sw)
+		if ctx.Err() != nil {
+			term.Resign()
+			return <-serveErr
+		}
+		// Stepped down: a standby again, with fresh books (soft state: the
+		// next leader rebuilds them from agents and schedulers).
+		if m, launcher, reg, err = h.newMaster(ctx); err != nil {
+			return err
+		}
+		m.SetLeadership(false, "")
+		sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
+	}
+}
+
+// lead serves m as the leader until the term ends or ctx does. When the
+// term is lost the port switches to standby answers first (no call is
+// accepted any more), then the master stops allocating and its streams
+// close.
+func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, launcher *master.PluginLauncher,
+	mo mesos.Options, sw *api.Switch) {
+	termCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.SetLeadership(true, h.addr)
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes + 64<<10))
+	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
+	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
+	standbyGRPC := api.StandbyGRPC(h.leader)
+	defer standbyGRPC.Stop()
+	sw.Set(g, api.HandlerWith(m, mo))
+	if !h.standalone {
+		h.log.Info("leading", "address", h.addr)
+	}
+	h.announce()
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = m.Run(termCtx) }()
+	go func() { defer wg.Done(); reloadOnHUP(termCtx, m, launcher, h.reload, h.log) }()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-term.Lost():
+			m.SetLeadership(false, "")
+			sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
+			cancel()
+		case <-termCtx.Done():
+		}
+	}()
+	<-termCtx.Done()
+	m.SetLeadership(false, "")
+	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
+	// Cut every stream of this term: agents and schedulers reconnect and
+	// find the next leader.
+	g.Stop()
+	wg.Wait()
+}
