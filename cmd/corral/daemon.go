@@ -30,6 +30,8 @@ type daemonFlags struct {
 	masterAddr, agentAddr, workDir, resList string
 	// role is the daemon's mode: master, agent or dev.
 	role string
+	// emulate > 0 runs that many emulated agents instead of a real one.
+	emulate int
 }
 
 func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer) int {
@@ -48,6 +50,9 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		fs.StringVar(&f.workDir, "work-dir", "", "work dir of the agent; the master's is its master/ subdirectory (overrides agent.work_dir and master.work_dir)")
 	default:
 		fs.StringVar(&f.workDir, "work-dir", "", "agent work dir (overrides agent.work_dir)")
+	}
+	if role == "agent" {
+		fs.IntVar(&f.emulate, "emulate", 0, "run N emulated agents in this process (tasks are timers; see core/agent/emulate)")
 	}
 	if role != "master" {
 		fs.StringVar(&f.agentAddr, "address", "", "agent HTTP address host:port (overrides agent.address)")
@@ -102,6 +107,10 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 				cfg.Agent.Master = addr
 			case <-ctx.Done():
 				errc <- nil
+				return
+			}
+			if f.emulate > 0 {
+				errc <- runEmulated(ctx, cfg, f.emulate, log.Named("agent"))
 				return
 			}
 			errc <- runAgent(ctx, cfg, catalog, log.Named("agent"))

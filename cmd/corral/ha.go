@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/conf"
+	"github.com/corral-project/corral/core/agent/emulate"
 	"github.com/corral-project/corral/core/api"
 	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/coord"
@@ -22,6 +23,7 @@ import (
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/resources"
 )
 
 // registryPath is the standalone registry file; with Consul the registry
@@ -98,6 +100,9 @@ func (h *haMaster) leader() string {
 	return h.leaderAddr
 }
 
+// standby is a standby's answer to "who leads?".
+func (h *haMaster) standby() (bool, string) { return false, h.leader() }
+
 // newMaster builds a master with empty books and starts its allocator
 // plugin, so a standby is warm when elected. It returns the registry it
 // was built from.
@@ -134,7 +139,7 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		l.Close()
 		return err
 	}
-	m.SetLeadership(h.standalone, h.addr)
+	m.SetLeadership(h.standby)
 	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
 
 	serveErr := make(chan error, 1)
@@ -183,7 +188,7 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		if m, launcher, reg, err = h.newMaster(ctx); err != nil {
 			return err
 		}
-		m.SetLeadership(false, "")
+		m.SetLeadership(h.standby)
 		sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
 	}
 }
@@ -196,7 +201,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	mo mesos.Options, sw *api.Switch) {
 	termCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m.SetLeadership(true, h.addr)
+	m.SetLeadership(func() (bool, string) { return true, h.addr })
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes + 64<<10))
 	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
@@ -216,17 +221,55 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 		defer wg.Done()
 		select {
 		case <-term.Lost():
-			m.SetLeadership(false, "")
+			m.SetLeadership(h.standby)
 			sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
 			cancel()
 		case <-termCtx.Done():
 		}
 	}()
 	<-termCtx.Done()
-	m.SetLeadership(false, "")
+	m.SetLeadership(h.standby)
 	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
 	// Cut every stream of this term: agents and schedulers reconnect and
 	// find the next leader.
 	g.Stop()
 	wg.Wait()
+}
+
+// defaultEmulatedResources are an emulated agent's when neither -resources
+// nor agent.resources names any.
+const defaultEmulatedResources = "cpus:4;mem:8192;disk:10240;ports:[31000-32000]"
+
+// runEmulated runs n emulated agents against the configured master(s).
+func runEmulated(ctx context.Context, cfg *conf.Config, n int, log hclog.Logger) error {
+	spec := cfg.Agent.Resources
+	if spec == "" {
+		spec = defaultEmulatedResources
+	}
+	res, err := resources.Parse(spec)
+	if err != nil {
+		return fmt.Errorf("agent resources: %w", err)
+	}
+	fl, err := emulate.New(emulate.Options{Master: cfg.Agent.Master, N: n, Resources: res,
+		HostnamePrefix: cfg.Agent.Hostname, Attributes: cfg.Agent.Attributes,
+		StatusRetry: cfg.Agent.StatusUpdateRetry, Logger: log})
+	if err != nil {
+		return err
+	}
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if fl.Registered() == n {
+				fmt.Fprintf(os.Stderr, "corral agent: %d emulated agents registered (master %s)\n", n, cfg.Agent.Master)
+				return
+			}
+		}
+	}()
+	return fl.Run(ctx)
 }

@@ -40,7 +40,7 @@ type Master struct {
 	// reg is the durable registry, nil to keep run-time changes in memory.
 	reg coord.Store
 	// leadership is what the operator API reports (SetLeadership).
-	leadership atomic.Pointer[leadership]
+	leadership atomic.Pointer[func() (bool, string)]
 
 	// regMu serializes run-time role changes and their registry writes;
 	// taken before mu, never while holding it.
@@ -121,25 +121,21 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	return m, nil
 }
 
-type leadership struct {
-	leader  bool
-	address string
+// SetLeadership tells the master how to answer "do you lead, and who
+// does?" for the operator API. A master leads until told otherwise
+// (standalone mode); in HA mode cmd/corral sets it on every change, with a
+// function that asks the coordinator while standing by.
+func (m *Master) SetLeadership(f func() (leader bool, leaderAddress string)) {
+	m.leadership.Store(&f)
 }
 
-// SetLeadership records whether this master leads and where the leader is,
-// for the operator API. A master is the leader until told otherwise
-// (standalone mode); in HA mode cmd/corral sets it on every change.
-func (m *Master) SetLeadership(leader bool, leaderAddress string) {
-	m.leadership.Store(&leadership{leader: leader, address: leaderAddress})
-}
-
-// Leadership returns what SetLeadership recorded.
+// Leadership reports what the function given to SetLeadership says.
 func (m *Master) Leadership() (leader bool, leaderAddress string) {
-	l := m.leadership.Load()
-	if l == nil {
+	f := m.leadership.Load()
+	if f == nil {
 		return true, ""
 	}
-	return l.leader, l.address
+	return (*f)()
 }
 
 // registryName names the registry for logs, "" when there is none.
