@@ -18,6 +18,10 @@ type Config struct {
 	HeartbeatInterval      time.Duration // scheduler heartbeats, default 15s
 	AgentReregisterTimeout time.Duration // default 75s
 	MaxMessageBytes        int           // framework messages, default 1 MiB
+	// DefaultFailoverTimeout is a framework's failover_timeout when it sets
+	// none (0): default one week. A negative value means 0 (remove a
+	// framework as soon as it disconnects, Mesos's default).
+	DefaultFailoverTimeout time.Duration
 	// FrameworkFailoverMax caps a framework's failover_timeout (0: no cap).
 	FrameworkFailoverMax time.Duration
 	// Roles configured by the operator (HCL). Run-time changes made through
@@ -66,6 +70,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.AgentReregisterTimeout <= 0 {
 		c.AgentReregisterTimeout = 75 * time.Second
+	}
+	switch {
+	case c.DefaultFailoverTimeout == 0:
+		c.DefaultFailoverTimeout = 7 * 24 * time.Hour
+	case c.DefaultFailoverTimeout < 0:
+		c.DefaultFailoverTimeout = 0
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1 << 20

@@ -118,6 +118,13 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)})
+	m.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_master_leader",
+		Help: "1 while this master leads, 0 while it stands by."}, func() float64 {
+		if leader, _ := m.Leadership(); leader {
+			return 1
+		}
+		return 0
+	}))
 	return m, nil
 }
 
@@ -248,8 +255,25 @@ func (m *Master) timerLoop(ctx context.Context) {
 	}
 }
 
+// FailoverTimeout is how long the master keeps a framework (and its tasks)
+// after its scheduler disconnects; 0 for an unknown framework.
+func (m *Master) FailoverTimeout(frameworkID string) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f := m.frameworks[frameworkID]; f != nil {
+		return m.failoverTimeout(f)
+	}
+	return 0
+}
+
 func (m *Master) failoverTimeout(f *frameworkEntry) time.Duration {
 	d := time.Duration(f.info.FailoverTimeoutSeconds * float64(time.Second))
+	if f.info.FailoverTimeoutSeconds == 0 {
+		// Unset (proto3 cannot tell it from 0): one week, not Mesos's 0,
+		// which kills every task the moment a scheduler or the master
+		// fails over.
+		d = m.cfg.DefaultFailoverTimeout
+	}
 	if m.cfg.FrameworkFailoverMax > 0 && d > m.cfg.FrameworkFailoverMax {
 		d = m.cfg.FrameworkFailoverMax
 	}
