@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test bench bench-alloc bench-swap bench-isolation proto lint clean tools consul
+.PHONY: all build run test bench bench-alloc bench-swap bench-isolation bench-ha proto lint clean tools consul
 
 all: build
 
@@ -64,6 +64,13 @@ ISO_TASKS ?= 1000
 bench-isolation: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
+
+# make bench-ha                               leader failover with 3 masters, Consul and 1k emulated agents x 10 tasks
+# make bench-ha HA_AGENTS=1000,10000
+HA_AGENTS ?= 1000
+bench-ha: build consul
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_CONSUL_BIN=$(CONSUL_BIN) CORRAL_BENCH_HA=1 CORRAL_BENCH_HA_AGENTS=$(HA_AGENTS) \
+		$(GO) test -count 1 -timeout 60m -v -run 'TestReportHAFailover' ./cmd/corral
 
 # make consul    the Consul agent the HA tests run (v1.16.1, the last MPL-2.0
 #                release), built from the Go module proxy into a cache outside

@@ -288,6 +288,9 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		select {
 		case <-a.Ready():
 			fmt.Fprintf(os.Stderr, "corral agent: ready at %s (master %s)\n", a.URL(), ac.Master)
+			if cfg.Consul != nil {
+				registerAgentService(ctx, cfg, a.URL(), log)
+			}
 		case <-ctx.Done():
 		}
 	}()

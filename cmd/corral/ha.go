@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -273,3 +274,39 @@ func runEmulated(ctx context.Context, cfg *conf.Config, n int, log hclog.Logger)
 	}()
 	return fl.Run(ctx)
 }
+
+// registerAgentService registers the agent as a Consul service (name
+// <prefix>-agent) with a TTL check this process refreshes, its resources
+// and attributes as service metadata, until ctx ends. Discovery does not
+// depend on it (agents find the master, not the reverse); it is for
+// operators and their tools.
+func registerAgentService(ctx context.Context, cfg *conf.Config, agentURL string, log hclog.Logger) {
+	cc := consulConfig(cfg.Consul)
+	client, err := cc.Client()
+	if err != nil {
+		log.Warn("not registered in consul", "error", err)
+		return
+	}
+	addr := strings.TrimPrefix(agentURL, "http://")
+	meta := map[string]string{"resources": cfg.Agent.Resources, "version": version}
+	for k, v := range cfg.Agent.Attributes {
+		meta["attr_"+metaKey.ReplaceAllString(k, "_")] = v
+	}
+	svc, err := coord.RegisterService(ctx, client, coord.ServiceSpec{
+		ID:   coord.ServiceName(cc.Prefix, "agent") + "-" + strings.NewReplacer(":", "-", ".", "-").Replace(addr),
+		Name: coord.ServiceName(cc.Prefix, "agent"), Address: addr, Meta: meta, TTL: cc.CheckTTL,
+	}, log.Named("consul"))
+	if err != nil {
+		log.Warn("not registered in consul", "error", err)
+		return
+	}
+	go func() {
+		<-ctx.Done()
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = svc.Deregister(dctx)
+	}()
+}
+
+// metaKey matches what Consul refuses in service metadata keys.
+var metaKey = regexp.MustCompile(`[^A-Za-z0-9_-]`)

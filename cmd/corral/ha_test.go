@@ -205,17 +205,18 @@ func TestHAStandbysRedirectAndFailover(t *testing.T) {
 
 // testFramework launches tasks and records every acknowledged update.
 type testFramework struct {
-	name   string
-	want   int // tasks to launch
-	sleep  string
-	mu     sync.Mutex
-	subs   int
-	fwID   string
-	next   int
-	states map[string][]corralpb.TaskState // acknowledged terminal states by task
-	subCh  chan struct{}
-	cancel context.CancelFunc
-	done   chan error
+	name     string
+	want     int // tasks to launch
+	perOffer int // tasks per offer, default 1
+	sleep    string
+	mu       sync.Mutex
+	subs     int
+	fwID     string
+	next     int
+	states   map[string][]corralpb.TaskState // acknowledged terminal states by task
+	subCh    chan struct{}
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFramework {
@@ -262,7 +263,7 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 	for _, o := range offers {
 		f.mu.Lock()
 		var tasks []*corralpb.TaskInfo
-		if f.next < f.want {
+		for f.next < f.want && len(tasks) < max(f.perOffer, 1) {
 			id := fmt.Sprintf("%s-%d", f.name, f.next)
 			f.next++
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
@@ -275,7 +276,12 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			_ = d.Decline(ctx, []string{o.GetId()}, &corralpb.Filters{RefuseSeconds: &refuse})
 			continue
 		}
-		_ = d.Launch(ctx, []string{o.GetId()}, tasks, nil)
+		if err := d.Launch(ctx, []string{o.GetId()}, tasks, nil); err != nil {
+			// Nothing launched (the offer went away): the IDs are free again.
+			f.mu.Lock()
+			f.next -= len(tasks)
+			f.mu.Unlock()
+		}
 	}
 }
 
@@ -301,4 +307,53 @@ func terminalState(s corralpb.TaskState) bool {
 		return true
 	}
 	return false
+}
+
+// A leader whose Consul stops answering (SIGSTOP) steps down on its own,
+// before Consul could expire its session, so it has stopped acting before
+// any other master is elected.
+func TestHALeaderStepsDownWhenConsulPauses(t *testing.T) {
+	c := startHACluster(t, 2)
+	l := c.leader("first election")
+	if err := c.consul.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = c.consul.Cont()
+		}
+	}()
+	paused := time.Now()
+	deadline := paused.Add(60 * time.Second)
+	for {
+		m, err := scrape(l)
+		if err == nil && m["corral_master_leader"] == 0 {
+			break
+		}
+		for addr := range c.masters {
+			if addr == l {
+				continue
+			}
+			if m, err := scrape(addr); err == nil && m["corral_master_leader"] == 1 {
+				t.Fatalf("%s leads while the old leader %s still does", addr, l)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader did not step down within 60s of Consul pausing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("leader stepped down %v after Consul paused", time.Since(paused))
+	// It refuses scheduler calls now: a framework pointed at it alone is
+	// not served by it (it gets a redirect, or nothing while no leader).
+	if s, err := getState(l); err != nil || s.Leader {
+		t.Fatalf("old leader state after stepping down: leader=%v err=%v", s.Leader, err)
+	}
+	if err := c.consul.Cont(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	l2 := c.leader("after Consul resumed")
+	t.Logf("leader after Consul resumed: %s (was %s)", l2, l)
 }
