@@ -177,6 +177,9 @@ func (m *Master) Run(ctx context.Context) error {
 		if f.sub != nil {
 			f.sub.events.close()
 		}
+		for _, s := range f.standbys {
+			s.sub.events.close()
+		}
 	}
 	for _, a := range m.agents {
 		if a.conn != nil {
@@ -447,6 +450,10 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 		f.sub.events.close()
 		f.sub = nil
 	}
+	for _, s := range f.standbys {
+		s.sub.events.close()
+	}
+	f.standbys = nil
 	fv := m.frameworkViewLocked(f)
 	removed := m.now()
 	fv.RemovedAt = &removed

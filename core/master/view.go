@@ -65,10 +65,12 @@ type FrameworkView struct {
 	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
 	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
 	Checkpoint             bool    `json:"checkpoint,omitempty"`
-	Connected              bool    `json:"connected"`
-	DominantShare          float64 `json:"dominant_share"`
-	Allocated              string  `json:"allocated"`
-	Offers                 int     `json:"outstanding_offers"`
+	// StandbySchedulers are hot standbys waiting to take over.
+	StandbySchedulers int     `json:"standby_schedulers"`
+	Connected         bool    `json:"connected"`
+	DominantShare     float64 `json:"dominant_share"`
+	Allocated         string  `json:"allocated"`
+	Offers            int     `json:"outstanding_offers"`
 	// Demand is what the framework declared it still wants, by role.
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
@@ -183,7 +185,7 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 	id := f.info.Id
 	var alloc resources.Resources
 	fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
-		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, StandbySchedulers: len(f.standbys), Offers: len(f.offers),
 		User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
 		DominantShare: m.pluginMetrics[metricFrameworkShare+id], RegisteredAt: f.registeredAt, Tasks: []TaskView{},
 		Completed: []TaskView{}}

@@ -39,6 +39,12 @@ type Config struct {
 	// ReconnectMax, and starts over after each successful subscription.
 	ReconnectMin time.Duration // default 200ms
 	ReconnectMax time.Duration // default 10s
+	// Standby makes this scheduler a hot standby of Framework.Id (which
+	// must be set): it subscribes but gets no events until the active
+	// scheduler of the framework disconnects, when the master promotes it
+	// and Subscribed is called. Without an active scheduler it becomes
+	// active at once.
+	Standby bool
 }
 
 // heartbeatMisses is how many heartbeat intervals may pass without any event
@@ -57,6 +63,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Framework == nil {
 		return c, errors.New("scheduler: framework info is required")
+	}
+	if c.Standby && c.Framework.GetId() == "" {
+		return c, errors.New("scheduler: a standby needs the framework ID (Framework.Id) it stands by for")
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -214,7 +223,8 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	resubscribe := fw.Id != ""
 	r.log.Debug("subscribing", "master", r.cfg.Master, "framework_id", fw.Id)
 
-	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles()})
+	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles(),
+		Standby: r.cfg.Standby})
 	if err != nil {
 		return false, err
 	}
@@ -316,6 +326,11 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
 	stream grpc.ServerStreamingClient[corralpb.Event], out chan<- *corralpb.Event) error {
 	timeout := subscribeTimeout
+	if r.cfg.Standby {
+		// A standby waits for SUBSCRIBED as long as the active scheduler
+		// lives; the stream's end (the master dying) still wakes it.
+		timeout = 100 * 365 * 24 * time.Hour
+	}
 	watchdog := time.AfterFunc(timeout, func() { cancel(errHeartbeatTimeout) })
 	defer watchdog.Stop()
 	for {
