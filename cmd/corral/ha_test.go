@@ -220,23 +220,28 @@ type testFramework struct {
 }
 
 func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFramework {
-	return runFrameworkID(t, masterSpec, name, "", tasks)
+	t.Helper()
+	f := newTestFramework(name, tasks)
+	startTestFramework(t, f, masterSpec, "", false)
+	return f
 }
 
-func runFrameworkID(t *testing.T, masterSpec, name, id string, tasks int) *testFramework {
-	t.Helper()
-	f := &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{},
+func newTestFramework(name string, tasks int) *testFramework {
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
+}
+
+// startTestFramework runs f's scheduler until the test ends (or f.cancel).
+func startTestFramework(t *testing.T, f *testFramework, masterSpec, id string, standby bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	go func() {
-		f.done <- scheduler.Run(ctx, scheduler.Config{Master: masterSpec,
-			Framework:    &corralpb.FrameworkInfo{Id: id, Name: name, FailoverTimeoutSeconds: 3600},
-			Logger:       hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn}),
+		f.done <- scheduler.Run(ctx, scheduler.Config{Master: masterSpec, Standby: standby,
+			Framework:    &corralpb.FrameworkInfo{Id: id, Name: f.name, FailoverTimeoutSeconds: 3600},
+			Logger:       hclog.New(&hclog.LoggerOptions{Name: f.name, Level: hclog.Warn}),
 			ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second}, f)
 	}()
 	t.Cleanup(func() { cancel(); <-f.done })
-	return f
 }
 
 func (f *testFramework) waitSubscribed(t *testing.T) {

@@ -155,7 +155,12 @@ func (r *runner) loop(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		}
-		if perm := permanent(err); perm != nil {
+		var re *refusedError
+		if r.cfg.Standby && errors.As(err, &re) {
+			// Another scheduler of the framework took over (a failover
+			// after the masters changed leader): stand by again.
+			r.log.Info("another scheduler took over the framework; standing by again", "error", err)
+		} else if perm := permanent(err); perm != nil {
 			r.log.Error("master refused the framework", "error", perm)
 			return perm
 		}
