@@ -129,6 +129,26 @@ func (h *haMaster) newMaster(ctx context.Context) (*master.Master, *master.Plugi
 	return m, launcher, reg, nil
 }
 
+// newMasterRetry is newMaster for a running process: an unreachable
+// Consul (the reason a leader often steps down) is waited out, not fatal.
+// It fails only when ctx ends.
+func (h *haMaster) newMasterRetry(ctx context.Context) (*master.Master, *master.PluginLauncher, []byte, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		m, l, reg, err := h.newMaster(ctx)
+		if err == nil || ctx.Err() != nil {
+			return m, l, reg, err
+		}
+		h.log.Warn("preparing the standby master failed; retrying", "error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
 func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 	var sw api.Switch
 	standbyGRPC := api.StandbyGRPC(h.leader)
@@ -174,9 +194,9 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		if now, err := h.co.Registry().Load(ctx); err != nil || !bytes.Equal(now, reg) {
 			h.log.Info("the registry changed while standing by; rebuilding the master from it")
 			m.Close()
-			if m, launcher, reg, err = h.newMaster(ctx); err != nil {
+			if m, launcher, reg, err = h.newMasterRetry(ctx); err != nil {
 				term.Resign()
-				return err
+				return <-serveErr
 			}
 		}
 		h.lead(ctx, term, m, launcher, mesosOpts, &sw)
@@ -186,8 +206,8 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		}
 		// Stepped down: a standby again, with fresh books (soft state: the
 		// next leader rebuilds them from agents and schedulers).
-		if m, launcher, reg, err = h.newMaster(ctx); err != nil {
-			return err
+		if m, launcher, reg, err = h.newMasterRetry(ctx); err != nil {
+			return <-serveErr
 		}
 		m.SetLeadership(h.standby)
 		sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))

@@ -72,6 +72,15 @@ type Finder struct {
 	mu   sync.Mutex
 	hint string // a leader a redirect named, tried next
 	next int    // round-robin position in static
+	// inflight coalesces concurrent Consul lookups (thousands of emulated
+	// agents lose their master at once): one query per failed address.
+	inflight map[string]*lookup
+}
+
+type lookup struct {
+	done chan struct{}
+	addr string
+	err  error
 }
 
 // Parse reads a master spec (see the package doc).
@@ -93,7 +102,8 @@ func Parse(spec string) (*Finder, error) {
 		if f.prefix == "" {
 			f.prefix = "corral"
 		}
-		cfg := api.DefaultNonPooledConfig()
+		// Pooled: many goroutines (emulated agents) share the client.
+		cfg := api.DefaultConfig()
 		cfg.Address = u.Host
 		if tok := u.Query().Get("token"); tok != "" {
 			cfg.Token = tok
@@ -164,8 +174,30 @@ func (f *Finder) Pick(ctx context.Context, failed string) (string, error) {
 		f.mu.Unlock()
 		return a, nil
 	}
+	if l := f.inflight[failed]; l != nil {
+		f.mu.Unlock()
+		select {
+		case <-l.done:
+			return l.addr, l.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	l := &lookup{done: make(chan struct{})}
+	if f.inflight == nil {
+		f.inflight = map[string]*lookup{}
+	}
+	f.inflight[failed] = l
 	f.mu.Unlock()
-	return f.consulLeader(ctx, failed)
+	// The shared lookup must not end with the first caller's context.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	l.addr, l.err = f.consulLeader(lctx, failed)
+	cancel()
+	f.mu.Lock()
+	delete(f.inflight, failed)
+	f.mu.Unlock()
+	close(l.done)
+	return l.addr, l.err
 }
 
 // LeaderKey is where the masters' lock lives under prefix; its value is the
