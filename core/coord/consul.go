@@ -98,6 +98,7 @@ type Consul struct {
 	mu      sync.Mutex
 	session string // "" until Campaign creates one
 	term    *consulTerm
+	closing bool // Close is deregistering: no more tag updates
 }
 
 // NewConsul registers this master (ID id, serving at addr) as a Consul
@@ -268,6 +269,7 @@ func (c *Consul) Close() error {
 	c.mu.Lock()
 	t, sid := c.term, c.session
 	c.session = ""
+	c.closing = true
 	c.mu.Unlock()
 	if t != nil {
 		t.Resign()
@@ -314,9 +316,12 @@ func (t *consulTerm) end(why string, kv ...any) {
 		if t.c.session == t.sid {
 			t.c.session = ""
 		}
+		closing := t.c.closing
 		t.c.mu.Unlock()
 		go t.c.destroySession(t.sid)
-		t.c.svc.setTags([]string{"standby"})
+		if !closing {
+			t.c.svc.setTags([]string{"standby"})
+		}
 	})
 }
 
