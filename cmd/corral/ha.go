@@ -85,13 +85,14 @@ func (h *haMaster) leader() string {
 	if time.Since(h.leaderAt) < 200*time.Millisecond {
 		return h.leaderAddr
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// Short: redirects and /api/v1/state wait on it, and an unreachable
+	// Consul must not stall them; the last answer stands meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if l, err := h.co.Leader(ctx); err == nil {
 		h.leaderAddr = l
 	} else {
 		h.log.Debug("reading the leader", "error", err)
-		h.leaderAddr = ""
 	}
 	if h.leaderAddr == h.addr {
 		// Our own stale lock: we are not leading, so do not redirect to us.

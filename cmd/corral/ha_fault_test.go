@@ -72,9 +72,25 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 	waitCond(t, "fa's standby promoted", func() bool { aStandby.mu.Lock(); defer aStandby.mu.Unlock(); return aStandby.subs > 0 })
 
 	l = c.leader("after the faults")
-	waitCond(t, "every task of both frameworks terminal and acknowledged", func() bool {
-		return len(ackedTerminal(a, aStandby)) == perFramework && len(ackedTerminal(b)) == perFramework
-	})
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(ackedTerminal(a, aStandby)) < perFramework || len(ackedTerminal(b)) < perFramework {
+		if time.Now().After(deadline) {
+			aStandby.mu.Lock()
+			sn, ss := aStandby.next, aStandby.subs
+			aStandby.mu.Unlock()
+			b.mu.Lock()
+			bn := b.next
+			b.mu.Unlock()
+			st, _ := getState(l)
+			var fws []string
+			for _, f := range st.Frameworks {
+				fws = append(fws, fmt.Sprintf("%s connected=%v tasks=%d done=%d", f.Name, f.Connected, len(f.Tasks), len(f.Completed)))
+			}
+			t.Fatalf("not every task terminal and acknowledged: fa %d/%d (standby next %d, subscribed %d times), fb %d/%d (next %d); leader %s: %v",
+				len(ackedTerminal(a, aStandby)), perFramework, sn, ss, len(ackedTerminal(b)), perFramework, bn, l, fws)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for name, states := range map[string]map[string][]corralpb.TaskState{"fa": ackedTerminal(a, aStandby), "fb": ackedTerminal(b)} {
 		var summary []string
 		for id, ss := range states {

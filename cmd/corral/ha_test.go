@@ -214,6 +214,7 @@ type testFramework struct {
 	fwID     string
 	next     int
 	states   map[string][]corralpb.TaskState // acknowledged terminal states by task
+	agents   map[string]string               // where each launched task went, for reconciliation
 	subCh    chan struct{}
 	cancel   context.CancelFunc
 	done     chan error
@@ -227,7 +228,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -253,11 +254,36 @@ func (f *testFramework) waitSubscribed(t *testing.T) {
 	}
 }
 
-func (f *testFramework) Subscribed(_ context.Context, _ scheduler.Driver, id string, _ bool) {
+func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.mu.Lock()
 	f.subs++
 	f.fwID = id
+	again := f.subs > 1
 	f.mu.Unlock()
+	if reconnected || again {
+		// As a careful framework does after a failover: once the agents
+		// have had time to re-register, ask about every launched task not
+		// yet terminal. One launched just as the old leader died may never
+		// have reached its agent; the new leader answers TASK_LOST for it.
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			f.mu.Lock()
+			var tasks []*corralpb.ReconcileRequest_Task
+			for tid, agent := range f.agents {
+				if len(f.states[tid]) == 0 {
+					tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
+				}
+			}
+			f.mu.Unlock()
+			if len(tasks) > 0 {
+				_ = d.Reconcile(ctx, tasks)
+			}
+		}()
+	}
 	select {
 	case f.subCh <- struct{}{}:
 	default:
@@ -271,6 +297,7 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 		for f.next < f.want && len(tasks) < max(f.perOffer, 1) {
 			id := fmt.Sprintf("%s-%d", f.name, f.next)
 			f.next++
+			f.agents[id] = o.GetAgentId()
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
 				Resources: haTaskResources.ToProto(),
 				Command:   &corralpb.CommandInfo{Shell: true, Value: "sleep " + f.sleep}})
@@ -292,7 +319,16 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 
 func (f *testFramework) Rescinded(context.Context, scheduler.Driver, string) {}
 func (f *testFramework) Error(context.Context, scheduler.Driver, string)     {}
-func (f *testFramework) Update(context.Context, scheduler.Driver, *corralpb.TaskStatus) {
+
+// Update records the master's terminal answers to reconciliation: they
+// carry no uuid and need no acknowledgement.
+func (f *testFramework) Update(_ context.Context, _ scheduler.Driver, st *corralpb.TaskStatus) {
+	if len(st.GetUuid()) > 0 || !terminalState(st.GetState()) {
+		return
+	}
+	f.mu.Lock()
+	f.states[st.GetTaskId()] = append(f.states[st.GetTaskId()], st.GetState())
+	f.mu.Unlock()
 }
 
 // Acknowledged records terminal updates the master accepted the ack of.
