@@ -215,6 +215,7 @@ type testFramework struct {
 	next     int
 	states   map[string][]corralpb.TaskState // acknowledged terminal states by task
 	agents   map[string]string               // where each launched task went, for reconciliation
+	settled  map[string]bool                 // tasks another scheduler of the framework saw end
 	subCh    chan struct{}
 	cancel   context.CancelFunc
 	done     chan error
@@ -228,7 +229,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -266,21 +267,23 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 		// yet terminal. One launched just as the old leader died may never
 		// have reached its agent; the new leader answers TASK_LOST for it.
 		go func() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-			f.mu.Lock()
-			var tasks []*corralpb.ReconcileRequest_Task
-			for tid, agent := range f.agents {
-				if len(f.states[tid]) == 0 {
-					tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(3 * time.Second):
 				}
-			}
-			f.mu.Unlock()
-			if len(tasks) > 0 {
-				_ = d.Reconcile(ctx, tasks)
+				f.mu.Lock()
+				var tasks []*corralpb.ReconcileRequest_Task
+				for tid, agent := range f.agents {
+					if len(f.states[tid]) == 0 && !f.settled[tid] {
+						tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
+					}
+				}
+				f.mu.Unlock()
+				if len(tasks) == 0 || d.Reconcile(ctx, tasks) != nil {
+					return // done, or this subscription is over
+				}
 			}
 		}()
 	}

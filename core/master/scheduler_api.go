@@ -712,6 +712,14 @@ func (m *Master) Reconcile(req *corralpb.ReconcileRequest) error {
 			reply(m.reconcileStatus(t))
 			continue
 		}
+		if a := m.agents[rt.AgentId]; rt.AgentId != "" && (a == nil || !a.connected) &&
+			m.now().Sub(m.start) < m.cfg.AgentReregisterTimeout {
+			// As Mesos: a master that failed over recently does not know
+			// yet what an agent that has not re-registered runs; it stays
+			// silent and the framework asks again later, rather than
+			// calling LOST a task that is about to report FINISHED.
+			continue
+		}
 		reply(&corralpb.TaskStatus{TaskId: rt.TaskId, AgentId: rt.AgentId, State: corralpb.TaskState_TASK_LOST,
 			Source: corralpb.TaskStatus_SOURCE_MASTER, Message: "task is unknown to the master",
 			TimestampUnixMs: m.now().UnixMilli()})
