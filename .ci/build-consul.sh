@@ -5,7 +5,8 @@
 set -euo pipefail
 VERSION=1.16.1 # keep in step with CONSUL_VERSION in the Makefile
 OUT="${1:-${CORRAL_CONSUL_BIN:-$HOME/.cache/corral/consul-$VERSION/consul}}"
-if [ -x "$OUT" ] && "$OUT" version 2>/dev/null | grep -q "Consul v$VERSION"; then
+# (Not "| grep -q": with pipefail, grep quitting early fails the pipeline.)
+if [ -x "$OUT" ] && [[ "$("$OUT" version 2>/dev/null)" == *"Consul v$VERSION"* ]]; then
 	echo "consul $VERSION already built: $OUT"
 	exit 0
 fi
