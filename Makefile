@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim paper proto lint clean tools
+.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul
 
 all: build
 
@@ -105,6 +105,22 @@ bench-isolation: build
 #                                    rewrites testdata/paper/ (tables in testdata/paper/README.md, plots)
 paper: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_PAPER=1 $(GO) test -count 1 -timeout 60m -v -run 'TestPaper' ./core/sim
+
+# make bench-ha                               leader failover with 3 masters, Consul and 1k emulated agents x 10 tasks
+# make bench-ha HA_AGENTS=1000,10000
+HA_AGENTS ?= 1000
+bench-ha: build consul
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_CONSUL_BIN=$(CONSUL_BIN) CORRAL_BENCH_HA=1 CORRAL_BENCH_HA_AGENTS=$(HA_AGENTS) \
+		$(GO) test -count 1 -timeout 60m -v -run 'TestReportHAFailover' ./cmd/corral
+
+# make consul    the Consul agent the HA tests run (v1.16.1, the last MPL-2.0
+#                release), built from the Go module proxy into a cache outside
+#                the clone; a binary already there is reused. Several minutes
+#                the first time on 2 cores.
+CONSUL_VERSION := 1.16.1
+CONSUL_BIN     ?= $(HOME)/.cache/corral/consul-$(CONSUL_VERSION)/consul
+consul:
+	GO=$(GO) .ci/build-consul.sh $(CONSUL_BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -29,6 +29,28 @@ type Config struct {
 	// port it serves and every connection it makes (mutual TLS between
 	// masters, agents, schedulers and the CLI). Absent: plain text.
 	TLS tlsconfig.Config
+	// Consul, when set (a `consul { ... }` block), makes masters elect a
+	// leader and keep the registry through Consul, and registers masters
+	// and agents as Consul services. nil: standalone.
+	Consul *Consul
+}
+
+// Consul is the `consul { ... }` block.
+type Consul struct {
+	Address string // HTTP API of the local Consul agent, host:port; default 127.0.0.1:8500
+	Scheme  string // http (default) or https
+	// Prefix is the KV prefix and service-name stem of this cluster;
+	// default "corral".
+	Prefix string
+	Token  string // ACL token
+	// TLS of the Consul client.
+	CAFile, CertFile, KeyFile, TLSServerName string
+	InsecureSkipVerify                       bool
+	// CheckTTL is the TTL of each master's own health check, which
+	// decides how soon a dead leader loses its lock (default 1s).
+	CheckTTL time.Duration
+	// LockDelay is the session's lock-delay (default 100ms).
+	LockDelay time.Duration
 }
 
 // Master configures `corral master`.
@@ -78,7 +100,9 @@ type Role struct {
 
 // Agent configures `corral agent`.
 type Agent struct {
-	Master   string // master address, host:port
+	// Master is where the masters are: host:port, host:port,host:port
+	// (any master redirects to the leader) or consul://host:port/prefix.
+	Master   string
 	Address  string // agent HTTP API (sandbox files), host:port
 	WorkDir  string
 	Hostname string // "" means os.Hostname

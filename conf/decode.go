@@ -113,6 +113,7 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 		hcl.BlockHeaderSchema{Type: "agent"},
 		hcl.BlockHeaderSchema{Type: "plugin", LabelNames: []string{"name"}},
 		hcl.BlockHeaderSchema{Type: "tls"},
+		hcl.BlockHeaderSchema{Type: "consul"},
 	)
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks {
@@ -132,6 +133,9 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 			diags = append(diags, decodeAgent(b.Body, cfg.Agent)...)
 		case "tls":
 			diags = append(diags, decodeTLS(b, &cfg.TLS)...)
+		case "consul":
+			cfg.Consul = &Consul{Address: "127.0.0.1:8500", Prefix: "corral", Scheme: "http"}
+			diags = append(diags, decodeConsul(b.Body, cfg.Consul)...)
 		case "plugin":
 			p, pdiags := decodePlugin(b)
 			diags = append(diags, pdiags...)
@@ -189,6 +193,26 @@ func duplicate(b, first *hcl.Block) *hcl.Diagnostic {
 		Detail:   fmt.Sprintf("A %s was already declared at %s; merge the two.", what, first.DefRange),
 		Subject:  b.DefRange.Ptr(),
 	}
+}
+
+// decodeConsul decodes `consul { address prefix token scheme ca_file
+// cert_file key_file tls_server_name insecure_skip_verify check_ttl
+// lock_delay }`.
+func decodeConsul(body hcl.Body, c *Consul) hcl.Diagnostics {
+	_, diags := decodeBody(body, "consul.", []field{
+		{"address", value(&c.Address, checkHostPort)},
+		{"scheme", value(&c.Scheme, checkScheme)},
+		{"prefix", value(&c.Prefix, checkConsulPrefix)},
+		{"token", value(&c.Token, nil)},
+		{"ca_file", value(&c.CAFile, nil)},
+		{"cert_file", value(&c.CertFile, nil)},
+		{"key_file", value(&c.KeyFile, nil)},
+		{"tls_server_name", value(&c.TLSServerName, nil)},
+		{"insecure_skip_verify", value(&c.InsecureSkipVerify, nil)},
+		{"check_ttl", duration(&c.CheckTTL, checkPositive)},
+		{"lock_delay", duration(&c.LockDelay, checkPositive)},
+	})
+	return diags
 }
 
 func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
@@ -297,7 +321,7 @@ func quota(dst *resources.Resources) func(string, *hcl.Attribute) hcl.Diagnostic
 
 func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 	_, diags := decodeBody(body, "agent.", []field{
-		{"master", value(&a.Master, checkHostPort)},
+		{"master", value(&a.Master, checkMasterSpec)},
 		{"address", value(&a.Address, checkHostPort)},
 		{"work_dir", value(&a.WorkDir, checkNotEmpty)},
 		{"hostname", value(&a.Hostname, nil)},

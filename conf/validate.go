@@ -25,6 +25,41 @@ func checkLogLevel(s string) error {
 	return fmt.Errorf("unknown log level %q; use one of %v", s, logLevels)
 }
 
+// checkMasterSpec accepts what sdk/discovery.Parse accepts: host:port, a
+// comma-separated list of them, or consul://host:port/prefix.
+func checkMasterSpec(s string) error {
+	if rest, ok := strings.CutPrefix(s, "consul://"); ok {
+		host, _, _ := strings.Cut(rest, "/")
+		if err := checkHostPort(host); err != nil {
+			return fmt.Errorf("consul address: %w (want consul://host:port/prefix)", err)
+		}
+		return nil
+	}
+	for _, a := range strings.Split(s, ",") {
+		if err := checkHostPort(strings.TrimSpace(a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkScheme(s string) error {
+	if s != "http" && s != "https" {
+		return fmt.Errorf("%q: want http or https", s)
+	}
+	return nil
+}
+
+func checkConsulPrefix(s string) error {
+	if strings.Trim(s, "/") == "" {
+		return errors.New("the prefix must not be empty")
+	}
+	if strings.ContainsAny(s, " \t\n") {
+		return fmt.Errorf("%q: the prefix must not contain spaces", s)
+	}
+	return nil
+}
+
 func checkHostPort(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

@@ -14,16 +14,11 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
-	"github.com/corral-project/corral/core/api"
-	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
-	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/core/pluginhost"
-	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -36,6 +31,8 @@ type daemonFlags struct {
 	recoverMode, onShutdown                 string // agent: -recover, -on-shutdown
 	// role is the daemon's mode: master, agent or dev.
 	role string
+	// emulate > 0 runs that many emulated agents instead of a real one.
+	emulate int
 }
 
 func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer) int {
@@ -54,6 +51,9 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		fs.StringVar(&f.workDir, "work-dir", "", "work dir of the agent; the master's is its master/ subdirectory (overrides agent.work_dir and master.work_dir)")
 	default:
 		fs.StringVar(&f.workDir, "work-dir", "", "agent work dir (overrides agent.work_dir)")
+	}
+	if role == "agent" {
+		fs.IntVar(&f.emulate, "emulate", 0, "run N emulated agents in this process (tasks are timers; see core/agent/emulate)")
 	}
 	if role != "master" {
 		fs.StringVar(&f.recoverMode, "recover", "reconnect", "reconnect: reattach to the tasks the agent's checkpoint names; cleanup: kill them, discard the checkpoint and start under a new agent ID")
@@ -110,6 +110,10 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 				cfg.Agent.Master = addr
 			case <-ctx.Done():
 				errc <- nil
+				return
+			}
+			if f.emulate > 0 {
+				errc <- runEmulated(ctx, cfg, f.emulate, log.Named("agent"))
 				return
 			}
 			errc <- runAgent(ctx, cfg, catalog, log.Named("agent"), f.recoverMode)
@@ -197,50 +201,27 @@ func dirExists(p string) bool {
 
 // runMaster serves a master until ctx ends. SIGHUP re-reads the
 // configuration (reload) and applies a changed allocator, plugin config or
-// roles without a restart.
+// roles without a restart. With a consul block the master is one of
+// several: see runHA.
 func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Config, error), log hclog.Logger, ready chan<- string) error {
 	mc := cfg.Master
-	launcher := master.NewPluginLauncher(cfg.PluginDir, cfg.Plugins, pluginhost.Options{Logger: log.Named("pluginhost")})
-	m, err := master.New(masterConfig(cfg), master.Deps{Logger: log, Launcher: launcher})
-	if err != nil {
-		return fmt.Errorf("master: %w", err)
-	}
-	if err := m.StartAllocator(ctx); err != nil {
-		return err
-	}
-
-	serverTLS, err := cfg.TLS.Server()
-	if err != nil {
-		return fmt.Errorf("master: %w", err)
-	}
-	// The master reaches agents (sandbox proxy) with the same identity.
-	clientTLS, err := cfg.TLS.Client()
-	if err != nil {
-		return fmt.Errorf("master: %w", err)
-	}
 	l, err := net.Listen("tcp", mc.Address)
 	if err != nil {
 		return fmt.Errorf("master: listen on %s: %w", mc.Address, err)
 	}
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(mc.MaxMessageBytes + 64<<10))
-	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
-	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = m.Run(ctx) }()
-	go func() { defer wg.Done(); reloadOnHUP(ctx, m, launcher, reload, log) }()
-	active := m.AllocatorStatus().Active
-	scheme := cfg.TLS.Scheme()
-	log.Info("master listening", "operator_api", scheme+"://"+l.Addr().String(), "allocator", active.Name, "plugin", active.Path,
-		"tls", serverTLS != nil, "verify_incoming", cfg.TLS.VerifyIncoming)
-	fmt.Fprintf(os.Stderr, "corral master: operator API at %s://%s (allocator %q)\n", scheme, l.Addr(), active.Name)
-	ready <- l.Addr().String()
-	handler := api.HandlerWith(m, api.Options{Mesos: mesos.Options{Logger: log.Named("mesos"), Version: version}, AgentTLS: clientTLS})
-	err = api.Serve(ctx, l, serverTLS, g, handler, log)
-	g.Stop()
-	wg.Wait()
-	return err
+	addr := l.Addr().String()
+	co, err := newCoordinator(ctx, cfg, addr, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer func() {
+		if err := co.Close(); err != nil {
+			log.Warn("leaving the coordination service", "error", err)
+		}
+	}()
+	return runHA(ctx, &haMaster{cfg: cfg, reload: reload, log: log, co: co, addr: addr, ready: ready,
+		standalone: cfg.Consul == nil}, l)
 }
 
 // masterConfig maps the HCL master block to the master's settings.
@@ -254,7 +235,7 @@ func masterConfig(cfg *conf.Config) master.Config {
 		AgentReregisterTimeout: mc.AgentReregisterTimeout,
 		MaxMessageBytes:        mc.MaxMessageBytes,
 		Roles:                  masterRoles(cfg),
-		RegistryPath:           filepath.Join(mc.WorkDir, "registry.json"),
+		RegistryPath:           registryPath(cfg),
 		RevokeAfter:            mc.RevokeAfter,
 		RevokeGrace:            mc.RevokeGrace,
 		FrameworkCallRate:      mc.FrameworkCallRate,
@@ -321,6 +302,9 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		select {
 		case <-a.Ready():
 			fmt.Fprintf(os.Stderr, "corral agent: ready at %s (master %s)\n", a.URL(), ac.Master)
+			if cfg.Consul != nil {
+				registerAgentService(ctx, cfg, a.URL(), log)
+			}
 		case <-ctx.Done():
 		}
 	}()

@@ -271,6 +271,10 @@ func operatorQuery(ctx context.Context, addr, method, path, query string, body a
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
+	addr, err := resolveMaster(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
 	// Path holds the name unescaped; URL.String escapes what needs it and
 	// keeps the slashes of hierarchical names.
 	client, base, err := masterHTTP(addr)

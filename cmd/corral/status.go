@@ -18,7 +18,8 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("corral status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "master address host:port (env CORRAL_MASTER)")
+	addr := fs.String("master", envOr("CORRAL_MASTER", "127.0.0.1:5050"),
+		"master: host:port, host:port,host:port or consul://host:port/prefix (env CORRAL_MASTER)")
 	asJSON := fs.Bool("json", false, "print the raw JSON state")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -47,6 +48,10 @@ func fetchState(ctx context.Context, addr string) (master.State, []byte, error) 
 	var st master.State
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	addr, err := resolveMaster(ctx, addr)
+	if err != nil {
+		return st, nil, err
+	}
 	client, base, err := masterHTTP(addr)
 	if err != nil {
 		return st, nil, err
@@ -79,6 +84,11 @@ func fetchState(ctx context.Context, addr string) (master.State, []byte, error) 
 
 func printStatus(w io.Writer, st master.State) {
 	a := st.Allocator
+	if st.Leader {
+		fmt.Fprintf(w, "leader %s\n", dash(st.LeaderAddress))
+	} else {
+		fmt.Fprintf(w, "standby (leader %s)\n", dash(st.LeaderAddress))
+	}
 	fmt.Fprintf(w, "master %s\nallocator %s %s (restarts %d) %s\n", st.MasterID, a.Name, a.Version, a.Restarts, a.Path)
 	if a.Error != "" {
 		fmt.Fprintf(w, "allocator error: %s\n", a.Error)

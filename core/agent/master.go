@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/core/master/agentproto"
+	"github.com/corral-project/corral/sdk/discovery"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -27,32 +29,45 @@ const (
 
 var errNotConnected = errors.New("not connected to the master")
 
-// connectLoop keeps a registered stream to the master until ctx ends.
+// connectLoop keeps a registered stream to the leading master until ctx
+// ends. The master spec may name several masters or a Consul (see
+// sdk/discovery): a master that does not lead redirects to the one that
+// does, and a lost leader is replaced by whichever master is elected next.
 func (a *Agent) connectLoop(ctx context.Context) {
-	creds, err := a.cfg.TLS.GRPCCredentials()
+	finder, err := discovery.Parse(a.cfg.Master)
 	if err != nil {
-		a.logger.Error("agent TLS settings unusable", "error", err)
-		return
-	}
-	conn, err := grpc.NewClient(a.cfg.Master, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		// Only a malformed target gets here; nothing will fix it by retrying.
+		// Only a malformed spec gets here; nothing will fix it by retrying.
 		a.logger.Error("master address unusable", "master", a.cfg.Master, "error", err)
 		return
 	}
-	defer conn.Close()
-	client := agentproto.NewAgentGatewayClient(conn)
-	logger := a.logger.Named("master").With("master", a.cfg.Master)
+	logger := a.logger.Named("master")
 	backoff := minReconnectBackoff
+	failed := ""
+	redirects := 0
 	for ctx.Err() == nil {
-		registered, err := a.session(ctx, client)
-		if ctx.Err() != nil {
-			return
+		addr, err := finder.Pick(ctx, failed)
+		if err == nil {
+			var registered bool
+			registered, err = a.dial(ctx, addr)
+			if ctx.Err() != nil {
+				return
+			}
+			if registered {
+				backoff = minReconnectBackoff
+			}
+			if leader, ok := discovery.LeaderFrom(err); ok && leader != "" && redirects < 3 {
+				// Follow the redirect at once; a few hops at most, so
+				// standbys with stale views cannot bounce us forever.
+				redirects++
+				finder.Hint(leader)
+				logger.Info("master is not the leader; following the redirect", "master", addr, "leader", leader)
+				failed = ""
+				continue
+			}
+			failed = addr
 		}
-		if registered {
-			backoff = minReconnectBackoff
-		}
-		logger.Warn("master connection lost; reconnecting", "error", err, "backoff", backoff)
+		redirects = 0
+		logger.Warn("master connection lost; reconnecting", "master", finder.String(), "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -60,6 +75,20 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		}
 		backoff = min(2*backoff, maxReconnectBackoff)
 	}
+}
+
+// dial opens a connection to one master and serves a session over it.
+func (a *Agent) dial(ctx context.Context, addr string) (bool, error) {
+	creds, err := a.cfg.TLS.GRPCCredentials()
+	if err != nil {
+		return false, fmt.Errorf("master %s: %w", addr, err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return false, fmt.Errorf("master %s: %w", addr, err)
+	}
+	defer conn.Close()
+	return a.session(ctx, agentproto.NewAgentGatewayClient(conn))
 }
 
 // session registers over one stream and serves it until it breaks. It
@@ -72,6 +101,11 @@ func (a *Agent) session(ctx context.Context, client agentproto.AgentGatewayClien
 		return false, fmt.Errorf("open stream: %w", err)
 	}
 	if err := stream.Send(a.registerMessage()); err != nil {
+		// io.EOF means the master ended the stream; its status (a
+		// redirect, say) comes with Recv.
+		if _, rerr := stream.Recv(); errors.Is(err, io.EOF) && rerr != nil {
+			err = rerr
+		}
 		return false, fmt.Errorf("send register: %w", err)
 	}
 	first, err := stream.Recv()

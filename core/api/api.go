@@ -19,7 +19,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 
 	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
@@ -210,7 +209,8 @@ func jsonKind(goType string) string {
 
 // Serve serves gRPC (HTTP/2: over TLS when tc is set, else h2c) and the
 // HTTP handler on one listener until ctx ends.
-func Serve(ctx context.Context, l net.Listener, tc *tls.Config, g *grpc.Server, h http.Handler, log hclog.Logger) error {
+// g is a *grpc.Server or a Switch's GRPC handler.
+func Serve(ctx context.Context, l net.Listener, tc *tls.Config, g http.Handler, h http.Handler, log hclog.Logger) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	if tc != nil {

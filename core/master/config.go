@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -22,6 +23,10 @@ type Config struct {
 	// the rate); 0 means no limit, as Mesos without --rate_limits.
 	FrameworkCallRate  float64
 	FrameworkCallBurst int
+	// DefaultFailoverTimeout is a framework's failover_timeout when it sets
+	// none (0): default one week. A negative value means 0 (remove a
+	// framework as soon as it disconnects, Mesos's default).
+	DefaultFailoverTimeout time.Duration
 	// FrameworkFailoverMax caps a framework's failover_timeout (0: no cap).
 	FrameworkFailoverMax time.Duration
 	// Roles configured by the operator (HCL). Run-time changes made through
@@ -30,6 +35,9 @@ type Config struct {
 	// RegistryPath is the standalone durable registry (a file under the
 	// master's work dir); "" keeps run-time changes in memory only.
 	RegistryPath string
+	// Registry, when set, is where the registry lives instead of
+	// RegistryPath (coord.Consul's KV store in HA mode).
+	Registry coord.Store
 	// RevokeAfter is passed to the allocator: tasks running longer may be
 	// revoked while other roles starve (0: off). RevokeGrace is the time
 	// between the inverse offer and the kill; default 30s.
@@ -67,6 +75,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.AgentReregisterTimeout <= 0 {
 		c.AgentReregisterTimeout = 75 * time.Second
+	}
+	switch {
+	case c.DefaultFailoverTimeout == 0:
+		c.DefaultFailoverTimeout = 7 * 24 * time.Hour
+	case c.DefaultFailoverTimeout < 0:
+		c.DefaultFailoverTimeout = 0
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1 << 20

@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -35,6 +37,10 @@ type Master struct {
 	start   time.Time
 	id      string
 	metrics *metrics
+	// reg is the durable registry, nil to keep run-time changes in memory.
+	reg coord.Store
+	// leadership is what the operator API reports (SetLeadership).
+	leadership atomic.Pointer[func() (bool, string)]
 
 	// regMu serializes run-time role changes and their registry writes;
 	// taken before mu, never while holding it.
@@ -94,6 +100,12 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		revocations:  map[string]*revocation{},
 		trigger:      make(chan allocator.Trigger, 1),
 	}
+	switch {
+	case cfg.Registry != nil:
+		m.reg = cfg.Registry
+	case cfg.RegistryPath != "":
+		m.reg = coord.FileStore{Path: cfg.RegistryPath}
+	}
 	if err := m.initRoles(); err != nil {
 		return nil, err
 	}
@@ -106,7 +118,39 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	}
 	m.metrics.registry.MustRegister(liveTasks{m: m, desc: prometheus.NewDesc("corral_master_tasks",
 		"Live tasks by state.", []string{"state"}, nil)}, newClusterResources(m))
+	m.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_master_leader",
+		Help: "1 while this master leads, 0 while it stands by."}, func() float64 {
+		if leader, _ := m.Leadership(); leader {
+			return 1
+		}
+		return 0
+	}))
 	return m, nil
+}
+
+// SetLeadership tells the master how to answer "do you lead, and who
+// does?" for the operator API. A master leads until told otherwise
+// (standalone mode); in HA mode cmd/corral sets it on every change, with a
+// function that asks the coordinator while standing by.
+func (m *Master) SetLeadership(f func() (leader bool, leaderAddress string)) {
+	m.leadership.Store(&f)
+}
+
+// Leadership reports what the function given to SetLeadership says.
+func (m *Master) Leadership() (leader bool, leaderAddress string) {
+	f := m.leadership.Load()
+	if f == nil {
+		return true, ""
+	}
+	return (*f)()
+}
+
+// registryName names the registry for logs, "" when there is none.
+func (m *Master) registryName() string {
+	if m.reg == nil {
+		return ""
+	}
+	return m.reg.String()
 }
 
 // ID identifies this master instance.
@@ -133,6 +177,9 @@ func (m *Master) Run(ctx context.Context) error {
 		if f.sub != nil {
 			f.sub.events.close()
 		}
+		for _, s := range f.standbys {
+			s.sub.events.close()
+		}
 	}
 	for _, a := range m.agents {
 		if a.conn != nil {
@@ -142,6 +189,11 @@ func (m *Master) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	return nil
 }
+
+// Close stops the allocator plugins of a master that will not Run: a warm
+// standby discarded because the registry changed while it waited. Run
+// stops them itself when it returns.
+func (m *Master) Close() { m.stopSlot() }
 
 // logicalNow is the allocation clock: milliseconds since the master started.
 func (m *Master) logicalNow() allocator.LogicalTime {
@@ -212,8 +264,25 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 	}
 }
 
+// FailoverTimeout is how long the master keeps a framework (and its tasks)
+// after its scheduler disconnects; 0 for an unknown framework.
+func (m *Master) FailoverTimeout(frameworkID string) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f := m.frameworks[frameworkID]; f != nil {
+		return m.failoverTimeout(f)
+	}
+	return 0
+}
+
 func (m *Master) failoverTimeout(f *frameworkEntry) time.Duration {
 	d := time.Duration(f.info.FailoverTimeoutSeconds * float64(time.Second))
+	if f.info.FailoverTimeoutSeconds == 0 {
+		// Unset (proto3 cannot tell it from 0): one week, not Mesos's 0,
+		// which kills every task the moment a scheduler or the master
+		// fails over.
+		d = m.cfg.DefaultFailoverTimeout
+	}
 	if m.cfg.FrameworkFailoverMax > 0 && d > m.cfg.FrameworkFailoverMax {
 		d = m.cfg.FrameworkFailoverMax
 	}
@@ -387,6 +456,10 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 		f.sub.events.close()
 		f.sub = nil
 	}
+	for _, s := range f.standbys {
+		s.sub.events.close()
+	}
+	f.standbys = nil
 	fv := m.frameworkViewLocked(f)
 	removed := m.now()
 	fv.RemovedAt = &removed

@@ -471,7 +471,9 @@ func TestRecoveredFrameworkWaitsForItsScheduler(t *testing.T) {
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
-	c := startMasterDeps(t, master.Config{AgentReregisterTimeout: time.Minute},
+	// DefaultFailoverTimeout -1: frameworks that set none get Mesos's 0,
+	// the case the re-registration window exists for.
+	c := startMasterDeps(t, master.Config{AgentReregisterTimeout: time.Minute, DefaultFailoverTimeout: -1},
 		master.Deps{Allocator: fixedAllocator{plugin}, Now: clock})
 
 	// The agent re-registers after the failover with a task of fw-old.

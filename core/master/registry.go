@@ -2,14 +2,12 @@ package master
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -36,47 +34,51 @@ type registryRole struct {
 	Limit     string  `json:"limit,omitempty"`
 }
 
-// loadRegistry reads the registry at path. A missing file is an empty
-// registry; anything unreadable is an error naming the file, because
+// loadRegistry reads the registry from its store. Nothing stored is an
+// empty registry; anything unreadable is an error naming the store, because
 // silently dropping it would quietly undo the operator's changes.
-func loadRegistry(path string) (registry, error) {
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+func loadRegistry(ctx context.Context, store coord.Store) (registry, error) {
+	raw, err := store.Load(ctx)
+	if err != nil {
+		return registry{}, err
+	}
+	if raw == nil {
 		return registry{}, nil
 	}
-	if err != nil {
-		return registry{}, fmt.Errorf("master registry %s: %w", path, err)
-	}
+	return decodeRegistry(store.String(), raw)
+}
+
+func decodeRegistry(name string, raw []byte) (registry, error) {
 	var reg registryFile
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&reg); err != nil {
-		return registry{}, fmt.Errorf("master registry %s is corrupt: %w", path, err)
+		return registry{}, fmt.Errorf("master registry %s is corrupt: %w", name, err)
 	}
 	if dec.More() {
-		return registry{}, fmt.Errorf("master registry %s is corrupt: data after the JSON object", path)
+		return registry{}, fmt.Errorf("master registry %s is corrupt: data after the JSON object", name)
 	}
 	if a := reg.Allocator; a != nil && a.Name == "" {
-		return registry{}, fmt.Errorf("master registry %s is corrupt: the allocator has no name", path)
+		return registry{}, fmt.Errorf("master registry %s is corrupt: the allocator has no name", name)
 	}
 	out := make(map[string]RoleConfig, len(reg.Roles))
-	for _, name := range sortedMapKeys(reg.Roles) {
-		rr := reg.Roles[name]
+	for _, role := range sortedMapKeys(reg.Roles) {
+		rr := reg.Roles[role]
 		g, err := resources.Parse(rr.Guarantee)
 		if err != nil {
-			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q guarantee: %w", path, name, err)
+			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q guarantee: %w", name, role, err)
 		}
 		l, err := resources.Parse(rr.Limit)
 		if err != nil {
-			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q limit: %w", path, name, err)
+			return registry{}, fmt.Errorf("master registry %s is corrupt: role %q limit: %w", name, role, err)
 		}
-		out[name] = RoleConfig{Weight: rr.Weight, Priority: rr.Priority, Guarantee: g, Limit: l}
+		out[role] = RoleConfig{Weight: rr.Weight, Priority: rr.Priority, Guarantee: g, Limit: l}
 	}
 	return registry{roles: out, allocator: reg.Allocator}, nil
 }
 
-// writeRegistry replaces the registry at path atomically: a crash leaves
-// either the old file or the new one, never a torn one.
-func writeRegistry(path string, r registry) error {
+// writeRegistry replaces the registry in its store (atomically: see
+// coord.FileStore and coord.Consul).
+func writeRegistry(ctx context.Context, store coord.Store, r registry) error {
 	reg := registryFile{Roles: make(map[string]registryRole, len(r.roles)), Allocator: r.allocator}
 	for name, rc := range r.roles {
 		reg.Roles[name] = registryRole{Weight: rc.Weight, Priority: rc.Priority,
@@ -86,36 +88,7 @@ func writeRegistry(path string, r registry) error {
 	if err != nil {
 		return fmt.Errorf("encoding the registry: %w", err)
 	}
-	data = append(data, '\n')
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating the registry directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".registry-*.tmp")
-	if err != nil {
-		return fmt.Errorf("creating a temporary registry file: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	// The rename is durable only once the directory entry is.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return store.Store(ctx, append(data, '\n'))
 }
 
 func sortedMapKeys[V any](m map[string]V) []string {

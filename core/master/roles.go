@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -89,9 +90,9 @@ func (m *Master) SetRole(name string, patch RolePatch) (RoleView, error) {
 		return RoleView{}, err
 	}
 
-	if m.cfg.RegistryPath != "" {
-		if err := writeRegistry(m.cfg.RegistryPath, registry{roles: durable, allocator: m.slot.durableChoice()}); err != nil {
-			return RoleView{}, fmt.Errorf("role %q: storing the change in the registry %s: %w", name, m.cfg.RegistryPath, err)
+	if m.reg != nil {
+		if err := writeRegistry(context.Background(), m.reg, registry{roles: durable, allocator: m.slot.durableChoice()}); err != nil {
+			return RoleView{}, fmt.Errorf("role %q: storing the change in the registry %s: %w", name, m.reg, err)
 		}
 	}
 
@@ -157,8 +158,8 @@ func (m *Master) initRoles() error {
 		}
 		m.roles[name] = rc
 	}
-	if m.cfg.RegistryPath != "" {
-		stored, err := loadRegistry(m.cfg.RegistryPath)
+	if m.reg != nil {
+		stored, err := loadRegistry(context.Background(), m.reg)
 		if err != nil {
 			return err
 		}
@@ -173,7 +174,7 @@ func (m *Master) initRoles() error {
 				err = validateRoleConfig(name, rc)
 			}
 			if err != nil {
-				return fmt.Errorf("master registry %s: role %q: %w", m.cfg.RegistryPath, name, err)
+				return fmt.Errorf("master registry %s: role %q: %w", m.reg, name, err)
 			}
 			m.roles[name] = rc
 			m.durableRoles[name] = true
@@ -181,7 +182,7 @@ func (m *Master) initRoles() error {
 	}
 	if err := checkHierarchy(m.roles, ""); err != nil {
 		if len(m.durableRoles) > 0 {
-			return fmt.Errorf("roles of the configuration and the registry %s: %w", m.cfg.RegistryPath, err)
+			return fmt.Errorf("roles of the configuration and the registry %s: %w", m.reg, err)
 		}
 		return fmt.Errorf("roles of the configuration: %w", err)
 	}

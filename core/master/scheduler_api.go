@@ -60,13 +60,44 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 
 	sub := &subscription{streamID: newID("stream"), events: newQueue[*corralpb.Event]()}
 	m.mu.Lock()
+	if f := m.frameworks[fi.Id]; req.GetStandby() && f != nil && f.sub != nil {
+		// A hot standby: parked, without events, until the active
+		// scheduler's stream ends (frameworkDisconnected promotes it).
+		f.standbys = append(f.standbys, &standby{req: req, sub: sub, roles: roles, suppressed: suppressed, minAlloc: minAlloc})
+		n := len(f.standbys)
+		m.mu.Unlock()
+		m.log.Info("framework standby scheduler waiting", "framework_id", fi.Id, "standbys", n)
+		return &Subscription{m: m, sub: sub, frameworkID: fi.Id}, nil
+	}
+	fid, err := m.subscribeLocked(fi, roles, suppressed, minAlloc, sub)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info("framework subscribed", "framework_id", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", fi.Id != "")
+	m.requestAllocation(allocator.TriggerEvent)
+
+	return &Subscription{m: m, sub: sub, frameworkID: fid}, nil
+}
+
+// standby is a hot-standby subscription waiting for the active one to end.
+type standby struct {
+	req               *corralpb.SubscribeRequest
+	sub               *subscription
+	roles, suppressed map[string]bool
+	minAlloc          map[string][]resources.Resources
+}
+
+// subscribeLocked registers or re-registers a framework on the stream sub
+// and sends it SUBSCRIBED (see Subscribe).
+func (m *Master) subscribeLocked(fi *corralpb.FrameworkInfo, roles, suppressed map[string]bool,
+	minAlloc map[string][]resources.Resources, sub *subscription) (string, error) {
 	f, reregister := m.frameworks[fi.Id], fi.Id != ""
 	if reregister && f == nil {
 		if removed := m.removedFrameworkLocked(fi.Id); removed != nil {
-			m.mu.Unlock()
 			// As Mesos: a framework torn down on this master cannot come
 			// back under its old ID.
-			return nil, callErr(CodePrecondition,
+			return "", callErr(CodePrecondition,
 				"subscribe: framework %s was removed at %s (torn down or failed over too late); subscribe without an ID to register a new framework",
 				fi.Id, removed.RemovedAt.Format(time.RFC3339))
 		}
@@ -114,11 +145,7 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 		sub.send(&corralpb.Event{Event: &corralpb.Event_InverseOffers_{InverseOffers: &corralpb.Event_InverseOffers{InverseOffers: pending}}})
 	}
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
-	m.mu.Unlock()
-	m.log.Info("framework subscribed", "framework_id", fid, "name", fi.Name, "roles", sortedKeys(roles), "reregistered", reregister)
-	m.requestAllocation(allocator.TriggerEvent)
-
-	return &Subscription{m: m, sub: sub, frameworkID: fid}, nil
+	return fid, nil
 }
 
 // validateFramework checks a framework's info and suppressed roles and
@@ -251,10 +278,29 @@ func (m *Master) frameworkDisconnected(fid string, sub *subscription) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := m.frameworks[fid]
-	if f == nil || f.sub != sub {
-		return // torn down, or already replaced by a newer stream
+	if f == nil {
+		return // torn down
+	}
+	if f.sub != sub {
+		// A standby that gave up waiting, or a stream already replaced.
+		f.standbys = slices.DeleteFunc(f.standbys, func(s *standby) bool { return s.sub == sub })
+		return
 	}
 	f.sub, f.connected, f.disconnectedAt = nil, false, m.now()
+	if len(f.standbys) > 0 {
+		// Promote the oldest hot standby: it re-subscribes as a failover
+		// would, with its own info, and gets SUBSCRIBED now.
+		next := f.standbys[0]
+		f.standbys = f.standbys[1:]
+		if _, err := m.subscribeLocked(next.req.GetFramework(), next.roles, next.suppressed, next.minAlloc, next.sub); err == nil {
+			m.log.Info("framework standby scheduler promoted", "framework_id", fid, "standbys_left", len(f.standbys))
+			m.requestAllocation(allocator.TriggerEvent)
+			return
+		} else {
+			m.log.Warn("promoting the standby scheduler failed", "framework_id", fid, "error", err)
+			next.sub.events.close()
+		}
+	}
 	for _, o := range f.offers {
 		m.removeOfferLocked(o)
 		m.recoverLocked(o.frameworkID, o.role, o.agentID, o.resources, 0)
@@ -678,6 +724,14 @@ func (m *Master) Reconcile(req *corralpb.ReconcileRequest) error {
 		}
 		if t := findCompleted(f, rt.TaskId); t != nil {
 			reply(m.reconcileStatus(t))
+			continue
+		}
+		if a := m.agents[rt.AgentId]; rt.AgentId != "" && (a == nil || !a.connected) &&
+			m.now().Sub(m.start) < m.cfg.AgentReregisterTimeout {
+			// As Mesos: a master that failed over recently does not know
+			// yet what an agent that has not re-registered runs; it stays
+			// silent and the framework asks again later, rather than
+			// calling LOST a task that is about to report FINISHED.
 			continue
 		}
 		reply(&corralpb.TaskStatus{TaskId: rt.TaskId, AgentId: rt.AgentId, State: corralpb.TaskState_TASK_LOST,

@@ -248,7 +248,7 @@ func (m *Master) StartAllocator(ctx context.Context) error {
 	h, err := m.launcher.Launch(ctx, choice)
 	if err != nil && source == "registry" && m.cfg.Allocator.Name != "" {
 		m.log.Error("the allocator kept in the registry does not start; using the configured one",
-			"allocator", choice.Name, "registry", m.cfg.RegistryPath, "error", err, "configured", m.cfg.Allocator.Name)
+			"allocator", choice.Name, "registry", m.registryName(), "error", err, "configured", m.cfg.Allocator.Name)
 		s.mu.Lock()
 		s.record(SwapRecord{At: m.now(), Event: "failed", To: choice.String(), Reason: reasonStart, Detail: err.Error(), Source: "registry"})
 		s.mu.Unlock()

@@ -299,7 +299,7 @@ func (m *Master) persistLoop(ctx context.Context) {
 // persistAllocator writes the slot's durable choice to the registry, so a
 // restarted master comes back with the policy the operator swapped in.
 func (m *Master) persistAllocator() {
-	if m.cfg.RegistryPath == "" {
+	if m.reg == nil {
 		return
 	}
 	m.regMu.Lock()
@@ -310,9 +310,9 @@ func (m *Master) persistAllocator() {
 		durable[r] = m.roles[r]
 	}
 	m.mu.Unlock()
-	if err := writeRegistry(m.cfg.RegistryPath, registry{roles: durable, allocator: m.slot.durableChoice()}); err != nil {
+	if err := writeRegistry(context.Background(), m.reg, registry{roles: durable, allocator: m.slot.durableChoice()}); err != nil {
 		m.log.Error("storing the allocator choice in the registry failed; a restart will use the previous one",
-			"registry", m.cfg.RegistryPath, "error", err)
+			"registry", m.reg.String(), "error", err)
 	}
 }
 

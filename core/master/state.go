@@ -44,6 +44,9 @@ type frameworkEntry struct {
 	connected  bool
 	sub        *subscription // nil while disconnected
 	streamID   string
+	// standbys are hot-standby schedulers, oldest first, promoted when
+	// the active stream ends.
+	standbys []*standby
 	// disconnectedAt starts the failover timeout.
 	disconnectedAt time.Time
 	registeredAt   time.Time

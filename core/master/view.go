@@ -9,11 +9,15 @@ import (
 
 // State is the operator's view of the cluster, served as JSON.
 type State struct {
-	MasterID   string          `json:"master_id"`
-	Allocator  AllocatorView   `json:"allocator"`
-	Agents     []AgentView     `json:"agents"`
-	Frameworks []FrameworkView `json:"frameworks"`
-	Roles      []RoleView      `json:"roles"`
+	MasterID string `json:"master_id"`
+	// Leader says whether this master leads; a standby's books are empty
+	// and LeaderAddress names the master to ask (see SetLeadership).
+	Leader        bool            `json:"leader"`
+	LeaderAddress string          `json:"leader_address"`
+	Allocator     AllocatorView   `json:"allocator"`
+	Agents        []AgentView     `json:"agents"`
+	Frameworks    []FrameworkView `json:"frameworks"`
+	Roles         []RoleView      `json:"roles"`
 	// CompletedFrameworks are the last frameworks torn down or timed out,
 	// newest last (at most MaxCompletedFrameworks).
 	CompletedFrameworks []FrameworkView `json:"completed_frameworks"`
@@ -61,10 +65,12 @@ type FrameworkView struct {
 	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
 	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
 	Checkpoint             bool    `json:"checkpoint,omitempty"`
-	Connected              bool    `json:"connected"`
-	DominantShare          float64 `json:"dominant_share"`
-	Allocated              string  `json:"allocated"`
-	Offers                 int     `json:"outstanding_offers"`
+	// StandbySchedulers are hot standbys waiting to take over.
+	StandbySchedulers int     `json:"standby_schedulers"`
+	Connected         bool    `json:"connected"`
+	DominantShare     float64 `json:"dominant_share"`
+	Allocated         string  `json:"allocated"`
+	Offers            int     `json:"outstanding_offers"`
 	// Demand is what the framework declared it still wants, by role.
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
@@ -160,6 +166,7 @@ func (m *Master) Snapshot() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := State{MasterID: m.id, Allocator: av, Agents: []AgentView{}, Frameworks: []FrameworkView{}}
+	st.Leader, st.LeaderAddress = m.Leadership()
 	for _, id := range sortedAgentIDs(m.agents) {
 		a := m.agents[id]
 		drain, deadline := m.drainViewLocked(a)
@@ -179,7 +186,7 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 	id := f.info.Id
 	var alloc resources.Resources
 	fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
-		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, Offers: len(f.offers),
+		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, StandbySchedulers: len(f.standbys), Offers: len(f.offers),
 		User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
 		DominantShare: m.pluginMetrics[metricFrameworkShare+id], RegisteredAt: f.registeredAt, Tasks: []TaskView{},
 		Completed: []TaskView{}}

@@ -1547,8 +1547,15 @@ type SubscribeRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Framework       *FrameworkInfo         `protobuf:"bytes,1,opt,name=framework,proto3" json:"framework,omitempty"`
 	SuppressedRoles []string               `protobuf:"bytes,2,rep,name=suppressed_roles,json=suppressedRoles,proto3" json:"suppressed_roles,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// standby subscribes as a hot standby of an already subscribed framework
+	// (framework.id set): the stream stays open without events until the
+	// active scheduler's stream ends, then the master promotes the oldest
+	// standby and sends it SUBSCRIBED. Without an active scheduler the
+	// standby becomes active at once. Without standby, a second subscription
+	// fails the first one over (Mesos semantics).
+	Standby       bool `protobuf:"varint,3,opt,name=standby,proto3" json:"standby,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -1593,6 +1600,13 @@ func (x *SubscribeRequest) GetSuppressedRoles() []string {
 		return x.SuppressedRoles
 	}
 	return nil
+}
+
+func (x *SubscribeRequest) GetStandby() bool {
+	if x != nil {
+		return x.Standby
+	}
+	return false
 }
 
 type Operation struct {
@@ -3332,10 +3346,11 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\n" +
 	"CallHeader\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
-	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"u\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\x8f\x01\n" +
 	"\x10SubscribeRequest\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12)\n" +
-	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\"}\n" +
+	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\x12\x18\n" +
+	"\astandby\x18\x03 \x01(\bR\astandby\"}\n" +
 	"\tOperation\x125\n" +
 	"\x06launch\x18\x01 \x01(\v2\x1b.corral.v1.Operation.LaunchH\x00R\x06launch\x1a3\n" +
 	"\x06Launch\x12)\n" +

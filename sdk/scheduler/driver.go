@@ -59,7 +59,10 @@ func callError(call string, err error) error {
 // driver implements Driver on top of the generated gRPC client. The header
 // changes at each (re-)subscription; calls take a snapshot of it.
 type driver struct {
-	client corralpb.SchedulerClient
+	// client is the connection to the master of the current session; it
+	// changes when Run follows the leader to another master.
+	clientMu sync.Mutex
+	client   corralpb.SchedulerClient
 
 	mu          sync.Mutex
 	frameworkID string
@@ -89,6 +92,18 @@ func newDriver(client corralpb.SchedulerClient, frameworkID string, roles, suppr
 		d.suppressed[r] = true
 	}
 	return d
+}
+
+func (d *driver) cli() corralpb.SchedulerClient {
+	d.clientMu.Lock()
+	defer d.clientMu.Unlock()
+	return d.client
+}
+
+func (d *driver) setClient(c corralpb.SchedulerClient) {
+	d.clientMu.Lock()
+	d.client = c
+	d.clientMu.Unlock()
 }
 
 // setSuppressed records a successful Suppress (on=true) or Revive. No roles
@@ -186,7 +201,7 @@ func (d *driver) Launch(ctx context.Context, offerIDs []string, tasks []*corralp
 		}
 		return req
 	}, func(ctx context.Context, r *corralpb.AcceptRequest) error {
-		_, err := d.client.Accept(ctx, r)
+		_, err := d.cli().Accept(ctx, r)
 		return err
 	})
 }
@@ -195,7 +210,7 @@ func (d *driver) Decline(ctx context.Context, offerIDs []string, filters *corral
 	return call(ctx, d, "decline", func(h *corralpb.CallHeader) *corralpb.DeclineRequest {
 		return &corralpb.DeclineRequest{Header: h, OfferIds: offerIDs, Filters: filters}
 	}, func(ctx context.Context, r *corralpb.DeclineRequest) error {
-		_, err := d.client.Decline(ctx, r)
+		_, err := d.cli().Decline(ctx, r)
 		return err
 	})
 }
@@ -204,7 +219,7 @@ func (d *driver) Revive(ctx context.Context, roles ...string) error {
 	err := call(ctx, d, "revive", func(h *corralpb.CallHeader) *corralpb.ReviveRequest {
 		return &corralpb.ReviveRequest{Header: h, Roles: roles}
 	}, func(ctx context.Context, r *corralpb.ReviveRequest) error {
-		_, err := d.client.Revive(ctx, r)
+		_, err := d.cli().Revive(ctx, r)
 		return err
 	})
 	if err == nil {
@@ -217,7 +232,7 @@ func (d *driver) Suppress(ctx context.Context, roles ...string) error {
 	err := call(ctx, d, "suppress", func(h *corralpb.CallHeader) *corralpb.SuppressRequest {
 		return &corralpb.SuppressRequest{Header: h, Roles: roles}
 	}, func(ctx context.Context, r *corralpb.SuppressRequest) error {
-		_, err := d.client.Suppress(ctx, r)
+		_, err := d.cli().Suppress(ctx, r)
 		return err
 	})
 	if err == nil {
@@ -230,7 +245,7 @@ func (d *driver) Kill(ctx context.Context, taskID, agentID string) error {
 	return call(ctx, d, "kill", func(h *corralpb.CallHeader) *corralpb.KillRequest {
 		return &corralpb.KillRequest{Header: h, TaskId: taskID, AgentId: agentID}
 	}, func(ctx context.Context, r *corralpb.KillRequest) error {
-		_, err := d.client.Kill(ctx, r)
+		_, err := d.cli().Kill(ctx, r)
 		return err
 	})
 }
@@ -239,7 +254,7 @@ func (d *driver) Reconcile(ctx context.Context, tasks []*corralpb.ReconcileReque
 	return call(ctx, d, "reconcile", func(h *corralpb.CallHeader) *corralpb.ReconcileRequest {
 		return &corralpb.ReconcileRequest{Header: h, Tasks: tasks}
 	}, func(ctx context.Context, r *corralpb.ReconcileRequest) error {
-		_, err := d.client.Reconcile(ctx, r)
+		_, err := d.cli().Reconcile(ctx, r)
 		return err
 	})
 }
@@ -248,7 +263,7 @@ func (d *driver) Message(ctx context.Context, agentID, taskID string, data []byt
 	return call(ctx, d, "message", func(h *corralpb.CallHeader) *corralpb.MessageRequest {
 		return &corralpb.MessageRequest{Header: h, AgentId: agentID, TaskId: taskID, Data: data}
 	}, func(ctx context.Context, r *corralpb.MessageRequest) error {
-		_, err := d.client.Message(ctx, r)
+		_, err := d.cli().Message(ctx, r)
 		return err
 	})
 }
@@ -257,7 +272,7 @@ func (d *driver) Teardown(ctx context.Context) error {
 	err := call(ctx, d, "teardown", func(h *corralpb.CallHeader) *corralpb.TeardownRequest {
 		return &corralpb.TeardownRequest{Header: h}
 	}, func(ctx context.Context, r *corralpb.TeardownRequest) error {
-		_, err := d.client.Teardown(ctx, r)
+		_, err := d.cli().Teardown(ctx, r)
 		return err
 	})
 	if err == nil {
@@ -282,7 +297,7 @@ func (d *driver) request(ctx context.Context, role string, shapes []*corralpb.Ta
 	err := call(ctx, d, "request", func(h *corralpb.CallHeader) *corralpb.RequestCall {
 		return &corralpb.RequestCall{Header: h, Role: role, Shapes: shapes}
 	}, func(ctx context.Context, r *corralpb.RequestCall) error {
-		_, err := d.client.Request(ctx, r)
+		_, err := d.cli().Request(ctx, r)
 		return err
 	})
 	if err != nil {
@@ -335,7 +350,7 @@ func (d *driver) acknowledge(ctx context.Context, st *corralpb.TaskStatus) error
 	return call(ctx, d, "acknowledge", func(h *corralpb.CallHeader) *corralpb.AcknowledgeRequest {
 		return &corralpb.AcknowledgeRequest{Header: h, AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: st.GetUuid()}
 	}, func(ctx context.Context, r *corralpb.AcknowledgeRequest) error {
-		_, err := d.client.Acknowledge(ctx, r)
+		_, err := d.cli().Acknowledge(ctx, r)
 		return err
 	})
 }

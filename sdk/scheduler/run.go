@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,13 +17,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral-project/corral/sdk/discovery"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 // Config tells Run where the master is and who the framework is.
 type Config struct {
-	// Master is the master's gRPC address, host:port (an "http://" prefix is
-	// tolerated). Required.
+	// Master is where the masters are (see sdk/discovery): one host:port
+	// (an "http://" prefix is tolerated), a list host:port,host:port, or
+	// consul://host:port/prefix. Run follows redirects and leader changes.
+	// Required.
 	Master string
 	// Framework is sent at subscription. Set Framework.Id to fail over to an
 	// existing framework; otherwise the master assigns one, which Run reuses
@@ -42,6 +44,12 @@ type Config struct {
 	// TLS, when set, connects over TLS (mutual when it holds a client
 	// certificate; see sdk/tlsconfig). nil speaks plain text.
 	TLS *tls.Config
+	// Standby makes this scheduler a hot standby of Framework.Id (which
+	// must be set): it subscribes but gets no events until the active
+	// scheduler of the framework disconnects, when the master promotes it
+	// and Subscribed is called. Without an active scheduler it becomes
+	// active at once.
+	Standby bool
 }
 
 // heartbeatMisses is how many heartbeat intervals may pass without any event
@@ -60,6 +68,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Framework == nil {
 		return c, errors.New("scheduler: framework info is required")
+	}
+	if c.Standby && c.Framework.GetId() == "" {
+		return c, errors.New("scheduler: a standby needs the framework ID (Framework.Id) it stands by for")
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -91,39 +102,60 @@ func Run(ctx context.Context, cfg Config, s Scheduler) error {
 	if err != nil {
 		return err
 	}
-	creds := insecure.NewCredentials()
-	if cfg.TLS != nil {
-		creds = credentials.NewTLS(cfg.TLS)
-	}
-	master := strings.TrimPrefix(strings.TrimPrefix(cfg.Master, "http://"), "https://")
-	conn, err := grpc.NewClient(master, grpc.WithTransportCredentials(creds))
+	finder, err := discovery.Parse(cfg.Master)
 	if err != nil {
-		return fmt.Errorf("scheduler: dial master %s: %w", cfg.Master, err)
+		return fmt.Errorf("scheduler: %w", err)
 	}
-	defer conn.Close()
-
 	r := &runner{
 		cfg:    cfg,
 		log:    cfg.Logger.Named("scheduler"),
-		client: corralpb.NewSchedulerClient(conn),
+		finder: finder,
 		sched:  s,
 	}
-	r.d = newDriver(r.client, cfg.Framework.GetId(), cfg.Framework.GetRoles(), cfg.SuppressedRoles)
+	r.d = newDriver(nil, cfg.Framework.GetId(), cfg.Framework.GetRoles(), cfg.SuppressedRoles)
 	return r.loop(ctx)
 }
 
 type runner struct {
 	cfg    Config
 	log    hclog.Logger
+	finder *discovery.Finder
 	client corralpb.SchedulerClient
 	sched  Scheduler
 	d      *driver
+	// failed is the master whose session just broke: with Consul, the next
+	// Pick waits for the leader key to move away from it.
+	failed string
+}
+
+// connect picks a master and runs one session against it. A redirect from
+// a master that does not lead is returned as is; loop follows it.
+func (r *runner) connect(ctx context.Context) (bool, error) {
+	addr, err := r.finder.Pick(ctx, r.failed)
+	if err != nil {
+		return false, err
+	}
+	creds := insecure.NewCredentials()
+	if r.cfg.TLS != nil {
+		creds = credentials.NewTLS(r.cfg.TLS)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return false, fmt.Errorf("scheduler: dial master %s: %w", addr, err)
+	}
+	defer conn.Close()
+	r.client = corralpb.NewSchedulerClient(conn)
+	r.d.setClient(r.client)
+	subscribed, err := r.session(ctx)
+	r.failed = addr
+	return subscribed, err
 }
 
 func (r *runner) loop(ctx context.Context) error {
 	backoff := r.cfg.ReconnectMin
+	redirects := 0
 	for {
-		subscribed, err := r.session(ctx)
+		subscribed, err := r.connect(ctx)
 		r.d.setDisconnected()
 		switch {
 		case r.d.isTornDown():
@@ -132,13 +164,28 @@ func (r *runner) loop(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		}
-		if perm := permanent(err); perm != nil {
+		var re *refusedError
+		if r.cfg.Standby && errors.As(err, &re) {
+			// Another scheduler of the framework took over (a failover
+			// after the masters changed leader): stand by again.
+			r.log.Info("another scheduler took over the framework; standing by again", "error", err)
+		} else if perm := permanent(err); perm != nil {
 			r.log.Error("master refused the framework", "error", perm)
 			return perm
 		}
 		if subscribed {
 			backoff = r.cfg.ReconnectMin
 		}
+		if leader, ok := discovery.LeaderFrom(err); ok && leader != "" && redirects < 3 && !subscribed {
+			// A standby named the leader: go there at once (a few hops at
+			// most, so stale standbys cannot bounce us forever).
+			redirects++
+			r.finder.Hint(leader)
+			r.failed = ""
+			r.log.Info("master is not the leader; following the redirect", "leader", leader)
+			continue
+		}
+		redirects = 0
 		r.log.Warn("stream to master broken, reconnecting", "error", err, "backoff", backoff)
 		if h, ok := r.sched.(DisconnectHandler); ok {
 			h.Disconnected(ctx, err)
@@ -190,7 +237,8 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	resubscribe := fw.Id != ""
 	r.log.Debug("subscribing", "master", r.cfg.Master, "framework_id", fw.Id)
 
-	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles()})
+	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles(),
+		Standby: r.cfg.Standby})
 	if err != nil {
 		return false, err
 	}
@@ -292,6 +340,11 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
 	stream grpc.ServerStreamingClient[corralpb.Event], out chan<- *corralpb.Event) error {
 	timeout := subscribeTimeout
+	if r.cfg.Standby {
+		// A standby waits for SUBSCRIBED as long as the active scheduler
+		// lives; the stream's end (the master dying) still wakes it.
+		timeout = 100 * 365 * 24 * time.Hour
+	}
 	watchdog := time.AfterFunc(timeout, func() { cancel(errHeartbeatTimeout) })
 	defer watchdog.Stop()
 	for {

@@ -1,0 +1,166 @@
+// Package consultest runs a real Consul agent (`consul agent -dev`) for
+// tests, on 127.0.0.1 with ports chosen at run time. The binary is the one
+// `make consul` builds (Consul v1.16.1, the last MPL-2.0 release).
+package consultest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Version is the Consul release the tests run.
+const Version = "1.16.1"
+
+// Binary finds the Consul binary: $CORRAL_CONSUL_BIN, else the cache path
+// `make consul` builds into. Missing, the test fails under CI (CI set, as
+// .ci/run and most CI systems do) and is skipped with the reason elsewhere.
+func Binary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("CORRAL_CONSUL_BIN")
+	if p == "" {
+		home, _ := os.UserHomeDir()
+		p = filepath.Join(home, ".cache", "corral", "consul-"+Version, "consul")
+	}
+	if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		return p
+	}
+	msg := fmt.Sprintf("no Consul binary at %s: run `make consul` (or set CORRAL_CONSUL_BIN)", p)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// Agent is a running `consul agent -dev`.
+type Agent struct {
+	// HTTPAddr is the HTTP API, 127.0.0.1:port.
+	HTTPAddr string
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	dataDir  string
+	args     []string
+	bin      string
+}
+
+// Start runs a dev agent and waits until it has elected itself and serves
+// KV; it is killed when the test ends.
+func Start(t testing.TB) *Agent {
+	t.Helper()
+	bin := Binary(t)
+	ports := freePorts(t, 4)
+	a := &Agent{
+		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		bin:      bin,
+		dataDir:  t.TempDir(),
+	}
+	a.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-node", "corral-test", "-log-level", "warn",
+		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+	}
+	a.start(t)
+	t.Cleanup(func() { a.Kill() })
+	return a
+}
+
+func (a *Agent) start(t testing.TB) {
+	t.Helper()
+	a.out = &syncBuffer{}
+	a.cmd = exec.Command(a.bin, a.args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("starting consul: %v", err)
+	}
+	a.WaitReady(t)
+}
+
+// WaitReady waits (up to a minute, for a loaded machine) until the agent
+// has a leader and answers KV reads.
+func (a *Agent) WaitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + a.HTTPAddr + "/v1/status/leader")
+		if err == nil {
+			var body bytes.Buffer
+			_, _ = body.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && len(bytes.Trim(body.Bytes(), "\"\n ")) > 0 {
+				if r, err := http.Get("http://" + a.HTTPAddr + "/v1/kv/corral-ready-probe"); err == nil {
+					r.Body.Close()
+					if r.StatusCode == 404 || r.StatusCode == 200 {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("consul at %s not ready within a minute; output:\n%s", a.HTTPAddr, a.out.String())
+}
+
+// Stop and Cont pause and resume the agent (SIGSTOP/SIGCONT).
+func (a *Agent) Stop() error { return a.cmd.Process.Signal(syscall.SIGSTOP) }
+func (a *Agent) Cont() error { return a.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Kill ends the agent (and resumes it first if paused).
+func (a *Agent) Kill() {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	_ = a.cmd.Wait()
+	a.cmd = nil
+}
+
+// Output is what the agent logged.
+func (a *Agent) Output() string { return a.out.String() }
+
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("picking a port: %v", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
