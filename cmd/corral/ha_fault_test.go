@@ -23,7 +23,8 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 	l := c.leader("first election")
 	agentDir := t.TempDir()
 	startAgent := func() *proc {
-		p := startCorral(t, "agent", "-master", c.spec, "-address", "127.0.0.1:0", "-work-dir", agentDir,
+		// -on-shutdown kill: the test's tasks and executors end with it.
+		p := startCorral(t, "agent", "-on-shutdown", "kill", "-master", c.spec, "-address", "127.0.0.1:0", "-work-dir", agentDir,
 			"-resources", "cpus:2;mem:1024")
 		p.waitLine(agentLine)
 		return p
