@@ -219,10 +219,11 @@ func (a *Agent) registerMessage() *agentMessage {
 		Version: Version,
 		Secret:  a.secret,
 	}
+	// Every task the agent still holds: live ones, and ended ones whose
+	// terminal update the framework has not acknowledged yet (they are
+	// forgotten on the acknowledgement). Leaving the latter out would let
+	// the master call them LOST just before their FINISHED arrives.
 	for _, t := range a.tasks {
-		if t.terminal {
-			continue
-		}
 		reg.Tasks = append(reg.Tasks, &agentproto.RunningTask{Framework: t.framework, Task: t.info, State: t.state})
 	}
 	return &agentMessage{Msg: &agentproto.AgentMessage_Register{Register: reg}}

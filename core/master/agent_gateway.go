@@ -201,6 +201,20 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		t := &taskEntry{info: cloneTask(ti), frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
 			state: rt.State, createdAt: m.now()}
 		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
+		if terminal(rt.State) {
+			// Ended while this master did not know it; its terminal update
+			// is on its way (the agent resends it until acknowledged).
+			// Known as completed, it reconciles to its real end, and holds
+			// no resources.
+			if findCompleted(f, ti.TaskId) == nil {
+				t.recovered = true
+				f.completed = append(f.completed, t)
+				if len(f.completed) > m.cfg.MaxCompletedTasks {
+					f.completed = f.completed[len(f.completed)-m.cfg.MaxCompletedTasks:]
+				}
+			}
+			continue
+		}
 		a.used = a.used.Add(res)
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
 			FrameworkID: fi.Id, Role: role, AgentID: a.info.Id, Resources: res}})

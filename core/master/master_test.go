@@ -606,3 +606,48 @@ func TestFrameworkCallRateLimit(t *testing.T) {
 		t.Fatalf("another framework's call: %v", err)
 	}
 }
+
+// TestFailoverKnowsTasksThatEndedMeanwhile: after a master failover an
+// agent re-registers with a running task and one that finished while its
+// FINISHED update was still unacknowledged. Reconciliation answers the real
+// end (not LOST, which would give the task two terminal states once the
+// resent FINISHED arrives), and the finished task holds no resources.
+func TestFailoverKnowsTasksThatEndedMeanwhile(t *testing.T) {
+	c := startMaster(t, master.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := &corralpb.FrameworkInfo{Id: "fw-old", Name: "old", Roles: []string{"*"}}
+	task := func(id string) *corralpb.TaskInfo {
+		return &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: "agent-1", Resources: resources.MustParse("cpus:1").ToProto()}
+	}
+	info := &corralpb.AgentInfo{Id: "agent-1", Hostname: "h", Resources: resources.MustParse("cpus:2;mem:1024").ToProto(), Url: "http://127.0.0.1:1"}
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info, Tasks: []*agentproto.RunningTask{
+		{Framework: fw, Task: task("running"), State: corralpb.TaskState_TASK_RUNNING},
+		{Framework: fw, Task: task("done"), State: corralpb.TaskState_TASK_FINISHED},
+	}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := stream.Recv(); err != nil || first.GetRegistered() == nil {
+		t.Fatalf("registration: %v %v", first, err)
+	}
+	if used := c.m.Snapshot().Agents[0].Used; used != "cpus:1" {
+		t.Fatalf("agent used %q after re-registration, want cpus:1 (the finished task holds nothing)", used)
+	}
+	f := c.subscribeInfo(&corralpb.FrameworkInfo{Id: "fw-old", Name: "old", Roles: []string{"*"}})
+	if _, err := f.client.Reconcile(context.Background(), &corralpb.ReconcileRequest{Header: f.header, Tasks: []*corralpb.ReconcileRequest_Task{
+		{TaskId: "done", AgentId: "agent-1"}, {TaskId: "running", AgentId: "agent-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]corralpb.TaskState{}
+	for range 2 {
+		st := f.next("reconciliation", func(e *corralpb.Event) bool { return e.GetUpdate() != nil }).GetUpdate().Status
+		got[st.TaskId] = st.State
+	}
+	if got["done"] != corralpb.TaskState_TASK_FINISHED || got["running"] != corralpb.TaskState_TASK_RUNNING {
+		t.Fatalf("reconciliation after failover: %v; want done FINISHED and running RUNNING", got)
+	}
+}
