@@ -207,10 +207,13 @@ type agent struct {
 	hostname string
 	log      hclog.Logger
 
-	mu    sync.Mutex
-	id    string
-	tasks map[taskKey]*task
-	out   chan *agentproto.AgentMessage // nil while disconnected
+	mu sync.Mutex
+	id string
+	// secret is what the master bound id to; presented on re-registration
+	// as a real agent does.
+	secret string
+	tasks  map[taskKey]*task
+	out    chan *agentproto.AgentMessage // nil while disconnected
 }
 
 const (
@@ -294,6 +297,9 @@ func (a *agent) session(ctx context.Context, client agentproto.AgentGatewayClien
 	out := make(chan *agentproto.AgentMessage, 1024)
 	a.mu.Lock()
 	a.id = reg.GetAgentId()
+	if reg.GetSecret() != "" {
+		a.secret = reg.GetSecret()
+	}
 	a.out = out
 	// Whatever was in flight on the old stream may be lost: send every
 	// task's oldest unacknowledged update again.
@@ -356,6 +362,7 @@ func (a *agent) registerMessage() *agentproto.AgentMessage {
 		Agent: &corralpb.AgentInfo{Id: a.id, Hostname: a.hostname, Resources: a.fleet.opts.Resources.ToProto(),
 			Attributes: a.fleet.opts.Attributes},
 		Version: "emulated",
+		Secret:  a.secret,
 	}
 	for _, t := range a.tasks {
 		if !terminal(t.state) {
@@ -370,6 +377,9 @@ func (a *agent) handle(m *agentproto.MasterMessage) {
 	case *agentproto.MasterMessage_Registered:
 		a.mu.Lock()
 		a.id = msg.Registered.GetAgentId()
+		if msg.Registered.GetSecret() != "" {
+			a.secret = msg.Registered.GetSecret()
+		}
 		a.mu.Unlock()
 	case *agentproto.MasterMessage_RunTask:
 		a.runTask(msg.RunTask.GetFramework(), msg.RunTask.GetTask())
