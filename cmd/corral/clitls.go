@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -69,10 +72,16 @@ func plainToTLS(addr string, status int, body []byte) error {
 // the connection after the handshake, so the client sees a broken pipe or
 // a reset: say what is most likely wrong.
 func unreachable(addr string, err error) error {
+	// The connection was made (not refused, not unresolvable, not timed
+	// out) but the exchange broke: with TLS on and no client certificate,
+	// the server's refusal is the likely cause. How the break reads
+	// varies (broken pipe, reset, "http2: client conn could not be
+	// established", an alert), so it is not matched on.
 	msg := err.Error()
-	tlsRefusal := strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") ||
-		strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate")
-	if tc, _ := cliTLS(); tlsRefusal && tc != nil && len(tc.Certificates) == 0 {
+	connected := !strings.Contains(msg, "connection refused") && !strings.Contains(msg, "no such host") &&
+		!strings.Contains(msg, "timeout") && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+	var unknownAuthority x509.UnknownAuthorityError
+	if tc, _ := cliTLS(); connected && tc != nil && len(tc.Certificates) == 0 && !errors.As(err, &unknownAuthority) {
 		return fmt.Errorf("the master at %s refused the connection; it likely requires a client certificate: "+
 			"set CORRAL_CLIENT_CERT and CORRAL_CLIENT_KEY (%w)", addr, err)
 	}
