@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -145,7 +146,13 @@ func TestWebUIInBrowser(t *testing.T) {
 	until := func(js string) chromedp.Action[chromedp.Void] {
 		return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(time.Minute))
 	}
-	click := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+	// click finds and clicks in one evaluation in the page: the UI
+	// re-renders as it polls the master, and a node found by one protocol
+	// call can be gone by the next ("Could not find node with given id").
+	click := func(sel string) chromedp.Action[chromedp.Void] {
+		q, _ := json.Marshal(sel)
+		return until(fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return false; e.click(); return true; })()`, q))
+	}
 	visible := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
 	base := "http://" + addr + "/"
 	var overview, agents, agentPage, taskPage, viewer, history, roles, allocatorPage, frameworks, tasks string
