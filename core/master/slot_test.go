@@ -231,7 +231,15 @@ func TestSwapRollbackReasons(t *testing.T) {
 		{"invalid", "x-invalid", "invalid_proposals", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, l := startSlotMaster(t, master.Config{AllocatorTimeout: 100 * time.Millisecond})
+			cfg := master.Config{AllocatorTimeout: 100 * time.Millisecond}
+			if tc.name == "invalid" {
+				// Idle cycles count towards the probation, so the faulty
+				// plugin must see the framework before K cycles pass: a
+				// long probation (2 s at 20 ms cycles) leaves a loaded
+				// machine time to subscribe it.
+				cfg.RollbackCycles = 100
+			}
+			c, l := startSlotMaster(t, cfg)
 			c.addAgent("a1", "cpus:4;mem:4096")
 			swap, err := c.m.SetAllocator(context.Background(), master.SwapRequest{Choice: master.AllocatorChoice{Name: tc.plugin}})
 			var fw *wireFramework
