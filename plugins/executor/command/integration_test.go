@@ -75,8 +75,17 @@ func TestRealBinary(t *testing.T) {
 	if v, err := e.Version(ctx); err != nil || v.Pid != resp.Pid || v.Version != Version {
 		t.Errorf("Version = %+v, %v; want pid %d", v, err, resp.Pid)
 	}
-	if st, err := e.Stats(ctx); err != nil || st.MemRSSBytes == 0 {
-		t.Errorf("Stats = %+v, %v; want resident memory", st, err)
+	// Just after the exec the new image may not have faulted in a page
+	// yet: wait for resident memory rather than read it once.
+	for {
+		st, err := e.Stats(ctx)
+		if err == nil && st.MemRSSBytes > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats = %+v, %v; want resident memory", st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := e.Signal(ctx, syscall.SIGTERM); err != nil {
 		t.Fatalf("Signal: %v", err)
