@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
@@ -33,6 +34,14 @@ type Config struct {
 	// leader and keep the registry through Consul, and registers masters
 	// and agents as Consul services. nil: standalone.
 	Consul *Consul
+	// ACL is the `acl { ... }` block: who may do what (sdk/acl). nil (no
+	// block): everything is allowed, as in `corral dev`.
+	ACL *acl.ACLs
+	// CredentialsFile (credentials_file) names Mesos-style credentials
+	// (principals and secrets) for callers without a client certificate;
+	// Credentials is its content. Empty: only certificates identify.
+	CredentialsFile string
+	Credentials     *acl.Credentials
 }
 
 // Consul is the `consul { ... }` block.

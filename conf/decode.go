@@ -108,13 +108,20 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 		{"log_level", value(&cfg.LogLevel, checkLogLevel)},
 		{"log_json", value(&cfg.LogJSON, nil)},
 		{"plugin_dir", value(&cfg.PluginDir, nil)},
+		{"credentials_file", value(&cfg.CredentialsFile, checkNotEmpty)},
 	},
 		hcl.BlockHeaderSchema{Type: "master"},
 		hcl.BlockHeaderSchema{Type: "agent"},
 		hcl.BlockHeaderSchema{Type: "plugin", LabelNames: []string{"name"}},
 		hcl.BlockHeaderSchema{Type: "tls"},
 		hcl.BlockHeaderSchema{Type: "consul"},
+		hcl.BlockHeaderSchema{Type: "acl"},
 	)
+	if attr, ok := content.Attributes["credentials_file"]; ok && !diags.HasErrors() {
+		var cdiags hcl.Diagnostics
+		cfg.Credentials, cdiags = loadCredentials(attr, cfg.CredentialsFile)
+		diags = append(diags, cdiags...)
+	}
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks {
 		key := b.Type
@@ -133,6 +140,10 @@ func decodeRoot(body hcl.Body, cfg *Config) hcl.Diagnostics {
 			diags = append(diags, decodeAgent(b.Body, cfg.Agent)...)
 		case "tls":
 			diags = append(diags, decodeTLS(b, &cfg.TLS)...)
+		case "acl":
+			a, adiags := decodeACL(b)
+			diags = append(diags, adiags...)
+			cfg.ACL = a
 		case "consul":
 			cfg.Consul = &Consul{Address: "127.0.0.1:8500", Prefix: "corral", Scheme: "http"}
 			diags = append(diags, decodeConsul(b.Body, cfg.Consul)...)

@@ -31,11 +31,11 @@ var cliClient = sync.OnceValues(func() (*http.Client, error) {
 		return nil, err
 	}
 	if tc == nil {
-		return http.DefaultClient, nil
+		return &http.Client{Transport: withCredential(http.DefaultTransport)}, nil
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
-	return &http.Client{Transport: tr}, nil
+	return &http.Client{Transport: withCredential(tr)}, nil
 })
 
 // masterHTTP is the client and base URL ("https://host:port") for the

@@ -92,6 +92,7 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 	// ready carries the master's real address: in dev mode the agent dials
 	// it, which makes "-master 127.0.0.1:0" work.
 	ready := make(chan string, 1)
+	announceACLs(cfg, role, stderr, log)
 	if role == "dev" || role == "master" {
 		wg.Add(1)
 		go func() {
@@ -241,6 +242,7 @@ func masterConfig(cfg *conf.Config) master.Config {
 		FrameworkCallRate:      mc.FrameworkCallRate,
 		FrameworkCallBurst:     mc.FrameworkCallBurst,
 		Allocator:              master.AllocatorChoice{Name: mc.Allocator},
+		ACLs:                   cfg.ACL,
 	}
 }
 

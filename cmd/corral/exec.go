@@ -626,7 +626,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 	runDone := make(chan error, 1)
 	go func() {
 		runDone <- scheduler.Run(runCtx, scheduler.Config{
-			Master: o.master, Framework: fw, TLS: tc,
+			Master: o.master, Framework: fw, TLS: tc, Credential: cliCredential(),
 			Logger: hclog.New(&hclog.LoggerOptions{Name: "corral-exec", Level: hclog.Off}),
 		}, f)
 	}()

@@ -165,7 +165,8 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		l.Close()
 		return fmt.Errorf("master: %w", err)
 	}
-	mesosOpts := api.Options{Mesos: mesos.Options{Logger: h.log.Named("mesos"), Version: version}, AgentTLS: clientTLS}
+	mesosOpts := api.Options{Mesos: mesos.Options{Logger: h.log.Named("mesos"), Version: version}, AgentTLS: clientTLS,
+		Authn: authenticator(h.cfg)}
 
 	m, launcher, reg, err := h.newMaster(ctx)
 	if err != nil {
@@ -237,7 +238,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	termCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m.SetLeadership(func() (bool, string) { return true, h.addr })
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes + 64<<10))
+	g := grpc.NewServer(append(authenticator(h.cfg).ServerOptions(), grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes+64<<10))...)
 	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 	standbyGRPC := api.StandbyGRPC(h.leader)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/sdk/acl"
 )
 
 // AllocatorSwap is the body of POST /api/v1/allocator.
@@ -50,6 +51,9 @@ func allocatorRoutes(mux *http.ServeMux, m *master.Master) {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		if !allow(w, r, m, acl.UpdateAllocator, req.Choice.Name) {
+			return
+		}
 		swap, err := m.SetAllocator(r.Context(), req)
 		if err != nil {
 			writeMasterError(w, err)
@@ -70,6 +74,9 @@ func allocatorRoutes(mux *http.ServeMux, m *master.Master) {
 		writeJSON(w, SwapResult{Outcome: &out, Status: m.AllocatorStatus()})
 	})
 	mux.HandleFunc("POST /api/v1/allocator/promote", func(w http.ResponseWriter, r *http.Request) {
+		if !allow(w, r, m, acl.UpdateAllocator, candidateName(m)) {
+			return
+		}
 		if err := m.PromoteAllocator(); err != nil {
 			writeMasterError(w, err)
 			return
@@ -77,6 +84,9 @@ func allocatorRoutes(mux *http.ServeMux, m *master.Master) {
 		writeJSON(w, m.AllocatorStatus())
 	})
 	mux.HandleFunc("POST /api/v1/allocator/abort", func(w http.ResponseWriter, r *http.Request) {
+		if !allow(w, r, m, acl.UpdateAllocator, candidateName(m)) {
+			return
+		}
 		if err := m.AbortAllocator(); err != nil {
 			writeMasterError(w, err)
 			return
@@ -107,7 +117,20 @@ func decodeSwap(w http.ResponseWriter, r *http.Request) (master.SwapRequest, boo
 }
 
 // writeMasterError maps the master's typed errors to status codes.
+// candidateName names the allocator a promote or abort acts on ("" when
+// there is none; the call itself then reports it).
+func candidateName(m *master.Master) string {
+	if c := m.AllocatorStatus().Candidate; c != nil {
+		return c.Name
+	}
+	return ""
+}
+
 func writeMasterError(w http.ResponseWriter, err error) {
+	if master.IsDenied(err) {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	var verr *master.ValidationError
 	var cerr *master.ConflictError
 	var serr *master.SwapError

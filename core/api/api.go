@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/corral-project/corral/core/api/mesos"
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -35,6 +37,9 @@ func Handler(m *master.Master) http.Handler { return HandlerWith(m, Options{}) }
 type Options struct {
 	// Mesos are the Mesos adapter's options (logger, version).
 	Mesos mesos.Options
+	// Authn authenticates callers (client certificates, credentials);
+	// nil trusts client certificates only.
+	Authn *authn.Authenticator
 	// AgentTLS is the client configuration for reaching agents' HTTP APIs
 	// (the sandbox proxy) when the cluster runs TLS; nil for plain text.
 	AgentTLS *tls.Config
@@ -48,13 +53,17 @@ func HandlerWith(m *master.Master, opts Options) http.Handler {
 	// serves them on 5050: /api/v1/scheduler, POST /api/v1, /state,
 	// /metrics/snapshot, /version (core/api/mesos).
 	mesos.New(m, mo).Register(mux)
-	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot()) })
-	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Agents) })
-	mux.HandleFunc("GET /api/v1/frameworks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Snapshot().Frameworks) })
-	mux.HandleFunc("GET /api/v1/roles", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, m.Roles()) })
+	// Reads are filtered by the view_* ACLs of the caller's principal.
+	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, state(r, m)) })
+	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, state(r, m).Agents) })
+	mux.HandleFunc("GET /api/v1/frameworks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, state(r, m).Frameworks) })
+	mux.HandleFunc("GET /api/v1/roles", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, visibleRoles(r, m, m.Roles())) })
 	// {name...}: role names are /-separated paths ("eng/ml").
 	mux.HandleFunc("GET /api/v1/roles/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
+		if !allow(w, r, m, acl.ViewRoles, name) {
+			return
+		}
 		v, ok := m.Role(name)
 		if !ok {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("role %q is not known to the master", name))
@@ -67,6 +76,12 @@ func HandlerWith(m *master.Master, opts Options) http.Handler {
 		patch, err := decodeRolePatch(w, r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if (patch.Weight != nil || patch.Priority != nil) && !allow(w, r, m, acl.UpdateWeights, name) {
+			return
+		}
+		if (patch.Guarantee != nil || patch.Limit != nil) && !allow(w, r, m, acl.UpdateQuotas, name) {
 			return
 		}
 		v, err := m.SetRole(name, patch)
@@ -89,7 +104,7 @@ func HandlerWith(m *master.Master, opts Options) http.Handler {
 			master.TaskView
 		}
 		var out []task
-		for _, f := range m.Snapshot().Frameworks {
+		for _, f := range state(r, m).Frameworks {
 			for _, t := range f.Tasks {
 				out = append(out, task{f.ID, t})
 			}
@@ -111,7 +126,11 @@ func HandlerWith(m *master.Master, opts Options) http.Handler {
 		http.ServeFileFS(w, r, ui, "index.html")
 	})
 	mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))
-	return mux
+	a := opts.Authn
+	if a == nil {
+		a = &authn.Authenticator{}
+	}
+	return a.Middleware(mux)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/sdk/acl"
 )
 
 // operatorRoutes are the operator's read-more and write endpoints: the
@@ -29,6 +30,9 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		if !decodeOptional(w, r, &body, "grace_seconds") {
 			return
 		}
+		if !allowFramework(w, r, m, acl.KillTasks, r.PathValue("framework")) {
+			return
+		}
 		if err := m.KillTask(r.PathValue("framework"), r.PathValue("task"), body.GraceSeconds); err != nil {
 			writeOperatorError(w, err)
 			return
@@ -42,6 +46,9 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 			Deadline string `json:"deadline"`
 		}
 		if !decodeOptional(w, r, &body, "deadline") {
+			return
+		}
+		if !allowAgent(w, r, m, acl.DrainAgents, r.PathValue("agent")) {
 			return
 		}
 		var deadline time.Duration
@@ -60,6 +67,9 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent"), "deadline": deadline.String()})
 	})
 	mux.HandleFunc("POST /api/v1/agents/{agent}/undrain", func(w http.ResponseWriter, r *http.Request) {
+		if !allowAgent(w, r, m, acl.DrainAgents, r.PathValue("agent")) {
+			return
+		}
 		if err := m.UndrainAgent(r.PathValue("agent")); err != nil {
 			writeOperatorError(w, err)
 			return
@@ -67,6 +77,9 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		writeJSON(w, map[string]string{"agent_id": r.PathValue("agent")})
 	})
 	mux.HandleFunc("POST /api/v1/frameworks/{framework}/teardown", func(w http.ResponseWriter, r *http.Request) {
+		if !allowFramework(w, r, m, acl.TeardownFrameworks, r.PathValue("framework")) {
+			return
+		}
 		if err := m.TeardownFramework(r.PathValue("framework")); err != nil {
 			writeOperatorError(w, err)
 			return
@@ -76,6 +89,9 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		_, _ = w.Write([]byte("{}\n"))
 	})
 	sandbox := func(w http.ResponseWriter, r *http.Request) {
+		if !allowFramework(w, r, m, acl.AccessSandboxes, r.PathValue("framework")) {
+			return
+		}
 		agentURL, err := m.AgentURL(r.PathValue("agent"))
 		if err != nil {
 			writeOperatorError(w, err)

@@ -10,8 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/acl"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -40,6 +42,9 @@ func (g *AgentGateway) Connect(stream agentproto.AgentGateway_ConnectServer) err
 	}
 	if total.IsEmpty() {
 		return status.Error(codes.InvalidArgument, "connect: agent reports no resources")
+	}
+	if err := m.Authorize(authn.Principal(stream.Context()), acl.RegisterAgents, reg.Agent.Hostname); err != nil {
+		return status.Error(codes.PermissionDenied, "connect: "+err.Error())
 	}
 	conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
 	agentID, err := m.registerAgent(reg, total, conn)

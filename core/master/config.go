@@ -7,11 +7,16 @@ import (
 
 	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
 // Config holds the master's settings. Zero values take the defaults below.
 type Config struct {
+	// ACLs, when set, authorize every framework, agent and operator
+	// action by the caller's principal (see Authorize); nil allows
+	// everything, as before ACLs existed.
+	ACLs                   *acl.ACLs
 	AllocationInterval     time.Duration // default 1s
 	AllocatorTimeout       time.Duration // per Allocate call, default 5s
 	OfferTimeout           time.Duration // 0: offers never expire

@@ -36,6 +36,10 @@ const (
 	// CodeRateLimited: the framework exceeded its calls per second; retry
 	// later (Mesos answers 429).
 	CodeRateLimited
+	// CodeDenied: the ACLs do not allow the caller's principal the action
+	// (PermissionDenied / 403; the message names principal, action and
+	// object).
+	CodeDenied
 )
 
 // Error is a refused scheduler call.

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corral-project/corral/core/authn"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -31,7 +32,7 @@ func grpcError(err error) error {
 		c = codes.NotFound
 	case CodeNotSubscribed, CodeStaleStream, CodePrecondition:
 		c = codes.FailedPrecondition
-	case CodeForbidden:
+	case CodeForbidden, CodeDenied:
 		c = codes.PermissionDenied
 	case CodeUnavailable:
 		c = codes.Unavailable
@@ -50,6 +51,9 @@ func reply(err error) (*corralpb.CallResponse, error) {
 
 // Subscribe streams the framework's events until the stream breaks.
 func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb.Scheduler_SubscribeServer) error {
+	if err := s.m.AuthorizeSubscribe(authn.Principal(stream.Context()), req.GetFramework()); err != nil {
+		return grpcError(err)
+	}
 	sub, err := s.m.Subscribe(req)
 	if err != nil {
 		return grpcError(err)
@@ -67,42 +71,72 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 	}
 }
 
-func (s *SchedulerAPI) Accept(_ context.Context, r *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Accept(ctx context.Context, r *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Accept(r))
 }
 
-func (s *SchedulerAPI) Decline(_ context.Context, r *corralpb.DeclineRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Decline(ctx context.Context, r *corralpb.DeclineRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Decline(r))
 }
 
-func (s *SchedulerAPI) Revive(_ context.Context, r *corralpb.ReviveRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Revive(ctx context.Context, r *corralpb.ReviveRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Revive(r))
 }
 
-func (s *SchedulerAPI) Suppress(_ context.Context, r *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Suppress(ctx context.Context, r *corralpb.SuppressRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Suppress(r))
 }
 
-func (s *SchedulerAPI) Kill(_ context.Context, r *corralpb.KillRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Kill(ctx context.Context, r *corralpb.KillRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Kill(r))
 }
 
-func (s *SchedulerAPI) Acknowledge(_ context.Context, r *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Acknowledge(ctx context.Context, r *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Acknowledge(r))
 }
 
-func (s *SchedulerAPI) Reconcile(_ context.Context, r *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Reconcile(ctx context.Context, r *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Reconcile(r))
 }
 
-func (s *SchedulerAPI) Message(_ context.Context, r *corralpb.MessageRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Message(ctx context.Context, r *corralpb.MessageRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Message(r))
 }
 
-func (s *SchedulerAPI) Teardown(_ context.Context, r *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Teardown(ctx context.Context, r *corralpb.TeardownRequest) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Teardown(r))
 }
 
-func (s *SchedulerAPI) Request(_ context.Context, r *corralpb.RequestCall) (*corralpb.CallResponse, error) {
+func (s *SchedulerAPI) Request(ctx context.Context, r *corralpb.RequestCall) (*corralpb.CallResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
 	return reply(s.m.Request(r))
 }

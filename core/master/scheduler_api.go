@@ -416,6 +416,13 @@ func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, 
 				refused = append(refused, TaskRefusal{TaskID: t.GetTaskId(), Err: invalid("accept: %v", err)})
 				continue
 			}
+			if err := m.authorizeLaunchLocked(f, t); err != nil {
+				if !each {
+					return nil, err
+				}
+				refused = append(refused, TaskRefusal{TaskID: t.GetTaskId(), Err: err})
+				continue
+			}
 			needed = needed.Add(res)
 			launches = append(launches, launch{info: t, res: res})
 		}

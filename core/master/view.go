@@ -61,7 +61,9 @@ type FrameworkView struct {
 	Suppressed   []string `json:"suppressed_roles,omitempty"`
 	Capabilities []string `json:"capabilities,omitempty"`
 	User         string   `json:"user,omitempty"`
-	Hostname     string   `json:"hostname,omitempty"`
+	// Principal is the identity the framework registered as.
+	Principal string `json:"principal,omitempty"`
+	Hostname  string `json:"hostname,omitempty"`
 	// FailoverTimeoutSeconds is how long the tasks outlive a disconnect.
 	FailoverTimeoutSeconds float64 `json:"failover_timeout_seconds"`
 	Checkpoint             bool    `json:"checkpoint,omitempty"`
@@ -187,7 +189,7 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 	var alloc resources.Resources
 	fv := FrameworkView{ID: id, Name: f.info.Name, Roles: sortedKeys(f.roles), Suppressed: sortedKeys(f.suppressed),
 		Capabilities: append([]string(nil), f.info.Capabilities...), Connected: f.connected, StandbySchedulers: len(f.standbys), Offers: len(f.offers),
-		User: f.info.User, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
+		User: f.info.User, Principal: f.info.Principal, Hostname: f.info.Hostname, FailoverTimeoutSeconds: f.info.FailoverTimeoutSeconds, Checkpoint: f.info.Checkpoint,
 		DominantShare: m.pluginMetrics[metricFrameworkShare+id], RegisteredAt: f.registeredAt, Tasks: []TaskView{},
 		Completed: []TaskView{}}
 	for role, shapes := range f.demands {

@@ -642,8 +642,12 @@ type FrameworkInfo struct {
 	// least one of the alternatives. A role absent here uses the allocator's
 	// global minimum.
 	MinAllocatable map[string]*MinAllocatable `protobuf:"bytes,10,rep,name=min_allocatable,json=minAllocatable,proto3" json:"min_allocatable,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The identity the framework acts as, checked against ACLs. When the
+	// master authenticates (a client certificate or credentials) it must be
+	// the authenticated principal; empty takes that principal.
+	Principal     string `protobuf:"bytes,11,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FrameworkInfo) Reset() {
@@ -744,6 +748,13 @@ func (x *FrameworkInfo) GetMinAllocatable() map[string]*MinAllocatable {
 		return x.MinAllocatable
 	}
 	return nil
+}
+
+func (x *FrameworkInfo) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
 }
 
 // MinAllocatable lists alternative resource quantities.
@@ -3217,7 +3228,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x03url\x18\x05 \x01(\tR\x03url\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x04\n" +
 	"\rFrameworkInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3231,7 +3242,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2$.corral.v1.FrameworkInfo.LabelsEntryR\x06labels\x12\"\n" +
 	"\fcapabilities\x18\t \x03(\tR\fcapabilities\x12U\n" +
 	"\x0fmin_allocatable\x18\n" +
-	" \x03(\v2,.corral.v1.FrameworkInfo.MinAllocatableEntryR\x0eminAllocatable\x1a9\n" +
+	" \x03(\v2,.corral.v1.FrameworkInfo.MinAllocatableEntryR\x0eminAllocatable\x12\x1c\n" +
+	"\tprincipal\x18\v \x01(\tR\tprincipal\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\\\n" +

@@ -44,6 +44,12 @@ type Config struct {
 	// TLS, when set, connects over TLS (mutual when it holds a client
 	// certificate; see sdk/tlsconfig). nil speaks plain text.
 	TLS *tls.Config
+	// Credential, when set, authenticates the framework with a principal
+	// and secret from the master's credentials file (HTTP basic
+	// credentials sent with every call), for clusters where frameworks
+	// have no client certificate. Send it over TLS: without TLS the
+	// secret crosses the network in the clear.
+	Credential *Credential
 	// Standby makes this scheduler a hot standby of Framework.Id (which
 	// must be set): it subscribes but gets no events until the active
 	// scheduler of the framework disconnects, when the master promotes it
@@ -139,7 +145,11 @@ func (r *runner) connect(ctx context.Context) (bool, error) {
 	if r.cfg.TLS != nil {
 		creds = credentials.NewTLS(r.cfg.TLS)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c := r.cfg.Credential; c != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(c))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return false, fmt.Errorf("scheduler: dial master %s: %w", addr, err)
 	}

@@ -174,8 +174,12 @@ func (s *Server) accept(h *corralpb.CallHeader, a *schedpb.Call_Accept, log inte
 	}
 	for _, r := range refused {
 		// As in Mesos: the invalid task gets TASK_ERROR, the others launch.
+		reason := mesospb.TaskStatus_REASON_TASK_INVALID
+		if master.IsDenied(r.Err) {
+			reason = mesospb.TaskStatus_REASON_TASK_UNAUTHORIZED
+		}
 		s.injectFor(h.FrameworkId, masterUpdate(r.TaskID, agentOf[r.TaskID], mesospb.TaskState_TASK_ERROR,
-			mesospb.TaskStatus_REASON_TASK_INVALID, r.Err.Error(), s.now()))
+			reason, r.Err.Error(), s.now()))
 	}
 	if err == nil {
 		return http.StatusAccepted, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/corral-project/corral/core/api/mesos/masterpb"
 	"github.com/corral-project/corral/core/api/mesos/mesospb"
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/master"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
@@ -95,7 +96,7 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 		textError(w, http.StatusMethodNotAllowed, "Expecting a 'GET' request, received '"+r.Method+"'")
 		return
 	}
-	st := s.m.Snapshot()
+	st := s.m.SnapshotFor(authn.Principal(r.Context()))
 	mi := s.masterInfo(localAddr(r))
 	var slaves []any
 	active, inactive := 0, 0
@@ -372,6 +373,8 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 		textError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow '"+typeProtobuf+"' or '"+typeJSON+"'")
 		return
 	}
+	// Reads are filtered by the view_* ACLs of the caller's principal.
+	principal := authn.Principal(r.Context())
 	resp := &masterpb.Response{}
 	switch call.GetType() {
 	case masterpb.Call_GET_HEALTH:
@@ -381,19 +384,19 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 		resp.Type = masterpb.Response_GET_VERSION.Enum()
 		resp.GetVersion = &masterpb.Response_GetVersion{VersionInfo: s.versionInfo()}
 	case masterpb.Call_GET_STATE:
-		st := s.m.Snapshot()
+		st := s.m.SnapshotFor(principal)
 		resp.Type = masterpb.Response_GET_STATE.Enum()
 		resp.GetState = &masterpb.Response_GetState{GetTasks: s.getTasks(st), GetExecutors: &masterpb.Response_GetExecutors{},
 			GetFrameworks: s.getFrameworks(st), GetAgents: s.getAgents(st)}
 	case masterpb.Call_GET_AGENTS:
 		resp.Type = masterpb.Response_GET_AGENTS.Enum()
-		resp.GetAgents = s.getAgents(s.m.Snapshot())
+		resp.GetAgents = s.getAgents(s.m.SnapshotFor(principal))
 	case masterpb.Call_GET_FRAMEWORKS:
 		resp.Type = masterpb.Response_GET_FRAMEWORKS.Enum()
-		resp.GetFrameworks = s.getFrameworks(s.m.Snapshot())
+		resp.GetFrameworks = s.getFrameworks(s.m.SnapshotFor(principal))
 	case masterpb.Call_GET_TASKS:
 		resp.Type = masterpb.Response_GET_TASKS.Enum()
-		resp.GetTasks = s.getTasks(s.m.Snapshot())
+		resp.GetTasks = s.getTasks(s.m.SnapshotFor(principal))
 	case masterpb.Call_UNKNOWN:
 		textError(w, http.StatusNotImplemented, "Received an unexpected 'UNKNOWN' call")
 		return

@@ -21,6 +21,7 @@ import (
 
 	"github.com/corral-project/corral/core/api/mesos/mesospb"
 	"github.com/corral-project/corral/core/api/mesos/schedpb"
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/master"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
@@ -162,6 +163,10 @@ func (s *Server) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		textError(w, ce.code, ce.msg)
 		return
 	}
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(r.Context()), h.FrameworkId); err != nil {
+		textError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	status, err := s.dispatch(h, call)
 	var ce *callError
 	switch {
@@ -286,6 +291,13 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 	fi, err := frameworkInfo(sc.FrameworkInfo)
 	if err == nil {
 		err = checkOfferConstraints(sc.OfferConstraints)
+	}
+	if err == nil {
+		if err := s.m.AuthorizeSubscribe(authn.Principal(r.Context()), fi); err != nil {
+			s.log.Info("mesos subscription refused", "framework_name", fi.GetName(), "error", err)
+			textError(w, http.StatusForbidden, err.Error())
+			return
+		}
 	}
 	var sub *master.Subscription
 	if err == nil {

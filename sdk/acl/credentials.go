@@ -1,0 +1,127 @@
+package acl
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Credentials are principals with their secrets, for callers without a
+// client certificate (HTTP basic authentication, or the same header as
+// gRPC metadata). The file format is Mesos's --credentials JSON:
+//
+//	{"credentials": [{"principal": "analytics", "secret": "s3cret"}]}
+type Credentials struct {
+	// sha256 of each secret, so that comparing takes the same time for
+	// every guess of the same length.
+	secrets map[string][sha256.Size]byte
+}
+
+// LoadCredentials reads a credentials file. Every entry needs a principal
+// and a secret, and a principal appears once.
+func LoadCredentials(path string) (*Credentials, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	c, err := ParseCredentials(src)
+	if err != nil {
+		return nil, fmt.Errorf("credentials file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseCredentials parses the JSON of a credentials file.
+func ParseCredentials(src []byte) (*Credentials, error) {
+	var f struct {
+		Credentials []struct {
+			Principal string `json:"principal"`
+			Secret    string `json:"secret"`
+		} `json:"credentials"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf(`want {"credentials": [{"principal": ..., "secret": ...}]}: %w`, err)
+	}
+	c := &Credentials{secrets: map[string][sha256.Size]byte{}}
+	for i, e := range f.Credentials {
+		switch {
+		case strings.TrimSpace(e.Principal) == "":
+			return nil, fmt.Errorf("credentials[%d]: principal is empty", i)
+		case e.Principal == Any || e.Principal == None:
+			return nil, fmt.Errorf("credentials[%d]: %q is reserved and cannot be a principal", i, e.Principal)
+		case e.Secret == "":
+			return nil, fmt.Errorf("credentials[%d]: principal %q has an empty secret", i, e.Principal)
+		}
+		if _, dup := c.secrets[e.Principal]; dup {
+			return nil, fmt.Errorf("credentials[%d]: principal %q is listed twice", i, e.Principal)
+		}
+		c.secrets[e.Principal] = sha256.Sum256([]byte(e.Secret))
+	}
+	return c, nil
+}
+
+// Len is the number of principals.
+func (c *Credentials) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.secrets)
+}
+
+// ErrBadCredentials is returned for an unknown principal or a wrong secret
+// (the two are not told apart).
+var ErrBadCredentials = errors.New("authentication failed: unknown principal or wrong secret")
+
+// Verify checks a principal's secret.
+func (c *Credentials) Verify(principal, secret string) error {
+	if c == nil {
+		return ErrBadCredentials
+	}
+	want, ok := c.secrets[principal]
+	got := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 || !ok {
+		return ErrBadCredentials
+	}
+	return nil
+}
+
+// CertPrincipal is the principal a verified client certificate names: its
+// common name, else its first URI SAN (a SPIFFE ID, say); "" for none.
+func CertPrincipal(cert *x509.Certificate) string {
+	if cert == nil {
+		return ""
+	}
+	if cert.Subject.CommonName != "" {
+		return cert.Subject.CommonName
+	}
+	if len(cert.URIs) > 0 {
+		return cert.URIs[0].String()
+	}
+	return ""
+}
+
+// ConnPrincipal is the principal of a TLS connection's verified client
+// certificate, "" when the peer presented none (or it was not verified).
+func ConnPrincipal(state *tls.ConnectionState) string {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return CertPrincipal(state.VerifiedChains[0][0])
+}
+
+// BasicAuth is the Authorization header value carrying a principal's
+// secret (HTTP basic authentication; gRPC clients send it as the
+// "authorization" metadata).
+func BasicAuth(principal, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(principal+":"+secret))
+}
