@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-project/corral/core/master"
+	"github.com/corral-project/corral/sdk/tlsconfig"
+)
+
+// aclCluster is a dev cluster with mutual TLS and ACLs, and the client
+// certificates of its principals.
+type aclCluster struct {
+	t    *testing.T
+	dir  string
+	addr string
+}
+
+// newACLCluster makes a CA, a server certificate (the dev process's
+// master and agent, principal "master") and a client certificate per
+// principal, and starts `corral dev` with the given acl block.
+func newACLCluster(t *testing.T, aclBlock string, principals ...string) *aclCluster {
+	t.Helper()
+	dir := t.TempDir()
+	ca, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	if err := tlsconfig.CreateCA(ca, caKey, "acl-test-ca", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsconfig.CreateCert(ca, caKey, filepath.Join(dir, "master.pem"), filepath.Join(dir, "master-key.pem"),
+		tlsconfig.CertRequest{Role: tlsconfig.RoleServer, CommonName: "master"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range principals {
+		if err := tlsconfig.CreateCert(ca, caKey, filepath.Join(dir, p+".pem"), filepath.Join(dir, p+"-key.pem"),
+			tlsconfig.CertRequest{Role: tlsconfig.RoleClient, CommonName: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hcl := filepath.Join(dir, "cluster.hcl")
+	src := fmt.Sprintf("tls {\n  ca_file = %q\n  cert_file = %q\n  key_file = %q\n}\n%s", ca,
+		filepath.Join(dir, "master.pem"), filepath.Join(dir, "master-key.pem"), aclBlock)
+	if err := os.WriteFile(hcl, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startCorral(t, "dev", "-config", hcl, "-master", "127.0.0.1:0", "-address", "127.0.0.1:0",
+		"-work-dir", t.TempDir(), "-plugin-dir", filepath.Join(binDir(t), "plugins"))
+	c := &aclCluster{t: t, dir: dir, addr: p.waitLine(regexp.MustCompile(`operator API at https://(\S+)`))}
+	p.waitLine(agentLine)
+	return c
+}
+
+// env is the CLI environment of a principal.
+func (c *aclCluster) env(principal string) []string {
+	return []string{"CORRAL_CACERT=" + filepath.Join(c.dir, "ca.pem"),
+		"CORRAL_CLIENT_CERT=" + filepath.Join(c.dir, principal+".pem"), "CORRAL_CLIENT_KEY=" + filepath.Join(c.dir, principal+"-key.pem")}
+}
+
+// cli runs bin/corral as principal.
+func (c *aclCluster) cli(ctx context.Context, principal string, args ...string) (int, string, string) {
+	c.t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir(c.t), "corral"), args...)
+	cmd.Env = append(os.Environ(), c.env(principal)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// client is an HTTPS client presenting principal's certificate.
+func (c *aclCluster) client(principal string) *http.Client {
+	c.t.Helper()
+	pem, err := os.ReadFile(filepath.Join(c.dir, "ca.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(c.dir, principal+".pem"), filepath.Join(c.dir, principal+"-key.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+}
+
+// state reads /api/v1/state as principal.
+func (c *aclCluster) state(principal string) (master.State, error) {
+	var s master.State
+	resp, err := c.client(principal).Get("https://" + c.addr + "/api/v1/state")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("%s", resp.Status)
+	}
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (c *aclCluster) waitState(principal, what string, cond func(master.State) bool) master.State {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, err := c.state(principal)
+		if err == nil && cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s as %s (last error %v, state %+v)", what, principal, err, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const clusterACL = `
+acl {
+  # Frameworks: analytics in its role, mallory in hers; ops in none.
+  register_frameworks {
+    principals = ["analytics"]
+    roles      = ["analytics"]
+  }
+  register_frameworks {
+    principals = ["mallory"]
+    roles      = ["mallory"]
+  }
+  run_tasks {
+    principals = ["analytics", "mallory"]
+  }
+  # Operators: ops may kill anyone's tasks and drain; a framework may kill
+  # its own principal's tasks only.
+  kill_tasks {
+    principals           = ["ops"]
+    framework_principals = ["ANY"]
+  }
+  kill_tasks {
+    principals           = ["analytics"]
+    framework_principals = ["analytics"]
+  }
+  drain_agents {
+    principals = ["ops"]
+  }
+  # Everybody named here reads state; viewer only reads.
+  view_frameworks { principals = ["analytics", "ops", "viewer"] }
+  view_tasks      { principals = ["analytics", "ops", "viewer"] }
+  view_agents     { principals = ["ANY"] }
+  view_roles      { principals = ["ANY"] }
+  access_sandboxes {
+    principals           = ["analytics"]
+    framework_principals = ["analytics"]
+  }
+  register_agents { principals = ["master"] }
+}
+`
+
+// TestACLCluster: a dev cluster with mutual TLS and ACLs. A framework
+// whose certificate's principal may use its role runs a task; one asking
+// for a role it may not use is refused with an error naming principal,
+// action and role; a principal cannot kill another principal's task (ops
+// can); a read-only principal sees state but cannot drain; the Mesos v1
+// scheduler API refuses a forbidden subscription with 403; every refusal
+// is counted.
+func TestACLCluster(t *testing.T) {
+	ctx := context.Background()
+	c := newACLCluster(t, clusterACL, "analytics", "mallory", "ops", "viewer", "nobody")
+	// The agent's certificate principal ("master") may register.
+	c.waitState("ops", "one connected agent", func(s master.State) bool { return len(s.Agents) == 1 && s.Agents[0].Connected })
+
+	code, out, errOut := c.cli(ctx, "analytics", "exec", "-master", c.addr, "-role", "analytics", "-name", "report",
+		"--cpus", "0.1", "--mem", "16", "--", "sh", "-c", "echo permitted")
+	if code != 0 || !strings.Contains(out, "permitted") {
+		t.Fatalf("analytics in its role: exit %d, stdout %q, stderr %q; want 0 and the task's output", code, out, errOut)
+	}
+	code, out, errOut = c.cli(ctx, "analytics", "exec", "-master", c.addr, "-role", "prod", "--cpus", "0.1", "--mem", "16", "--", "true")
+	for _, want := range []string{"permission denied", `principal "analytics"`, "register frameworks", `"prod"`} {
+		if code == 0 || !strings.Contains(errOut, want) {
+			t.Fatalf("analytics in role prod: exit %d, stdout %q, stderr %q; want a refusal saying %q", code, out, errOut, want)
+		}
+	}
+
+	// A long task of analytics's; mallory may not kill it, ops may.
+	execCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	execDone := make(chan struct{})
+	go func() {
+		defer close(execDone)
+		c.cli(execCtx, "analytics", "exec", "-master", c.addr, "-role", "analytics", "-name", "long",
+			"--cpus", "0.1", "--mem", "16", "--", "sleep", "300")
+	}()
+	var fw master.FrameworkView
+	c.waitState("viewer", "the long task running, seen by the read-only principal", func(s master.State) bool {
+		for _, f := range s.Frameworks {
+			if f.Name == "long" && len(f.Tasks) == 1 && f.Tasks[0].State == "TASK_RUNNING" {
+				fw = f
+				return true
+			}
+		}
+		return false
+	})
+	if fw.Principal != "analytics" {
+		t.Errorf("the framework's principal is %q, want the certificate's, analytics", fw.Principal)
+	}
+	taskID := fw.Tasks[0].ID
+	// mallory cannot even see the task (view_tasks does not name her), so
+	// the CLI cannot find it...
+	if code, _, errOut := c.cli(ctx, "mallory", "task", "kill", "-master", c.addr, taskID); code == 0 {
+		t.Fatalf("mallory killed analytics's task with the CLI (stderr %q)", errOut)
+	}
+	// ...and knowing the IDs does not help: the operator API refuses the kill.
+	resp, err := c.client("mallory").Post("https://"+c.addr+"/api/v1/tasks/"+fw.ID+"/"+taskID+"/kill", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `principal \"mallory\"`) ||
+		!strings.Contains(string(body), "kill tasks") || !strings.Contains(string(body), `\"analytics\"`) {
+		t.Fatalf("mallory's kill through the API: %s %s; want 403 naming principal, action and object", resp.Status, body)
+	}
+	// The sandbox through the master: analytics reads its own, viewer may not.
+	sandbox := "https://" + c.addr + "/api/v1/agents/" + fw.Tasks[0].AgentID + "/sandbox/" + fw.ID + "/" + taskID + "/stdout"
+	for principal, want := range map[string]int{"analytics": http.StatusOK, "viewer": http.StatusForbidden} {
+		resp, err := c.client(principal).Get(sandbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s reading the task's sandbox: %s, want %d", principal, resp.Status, want)
+		}
+	}
+	if code, _, errOut := c.cli(ctx, "ops", "task", "kill", "-master", c.addr, taskID); code != 0 {
+		t.Fatalf("ops killing the task: exit %d, stderr %q", code, errOut)
+	}
+	c.waitState("ops", "the long task killed by ops", func(s master.State) bool {
+		// corral exec tears its framework down once its task ended.
+		for _, f := range append(s.Frameworks, s.CompletedFrameworks...) {
+			for _, tk := range f.Completed {
+				if tk.ID == taskID && tk.State == "TASK_KILLED" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	cancel()
+	<-execDone
+
+	// viewer reads state but cannot drain; mallory sees no frameworks.
+	st, err := c.state("viewer")
+	if err != nil || len(st.Agents) != 1 || len(st.Frameworks)+len(st.CompletedFrameworks) == 0 {
+		t.Fatalf("viewer's state: %v, %+v; want the agent and the frameworks", err, st)
+	}
+	agentID := st.Agents[0].ID
+	code, _, errOut = c.cli(ctx, "viewer", "agent", "drain", "-master", c.addr, agentID)
+	if code == 0 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, "drain agents") {
+		t.Fatalf("viewer draining: exit %d, stderr %q; want a refusal naming drain agents", code, errOut)
+	}
+	if ms, err := c.state("mallory"); err != nil || len(ms.Frameworks)+len(ms.CompletedFrameworks) != 0 {
+		t.Errorf("mallory's state: %v, %d frameworks; want none (view_frameworks does not name her)", err, len(ms.Frameworks)+len(ms.CompletedFrameworks))
+	}
+	if code, _, errOut := c.cli(ctx, "ops", "agent", "drain", "-master", c.addr, agentID); code != 0 {
+		t.Fatalf("ops draining: exit %d, stderr %q", code, errOut)
+	}
+
+	// The Mesos v1 scheduler API: mallory subscribing in analytics's role.
+	sub := `{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "intruder", "roles": ["analytics"], "capabilities": [{"type": "MULTI_ROLE"}]}}}`
+	req, _ := http.NewRequest(http.MethodPost, "https://"+c.addr+"/api/v1/scheduler", bytes.NewBufferString(sub))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err = c.client("mallory").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `principal "mallory"`) || !strings.Contains(string(body), `role "analytics"`) {
+		t.Fatalf("Mesos SUBSCRIBE by mallory in role analytics: %s %q; want 403 naming principal and role", resp.Status, body)
+	}
+
+	// Every refusal was counted, by action.
+	resp, err = c.client("viewer").Get("https://" + c.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, action := range []string{"register_frameworks", "kill_tasks", "drain_agents", "access_sandboxes"} {
+		if !regexp.MustCompile(`corral_master_authorization_denied_total\{action="` + action + `"\} [1-9]`).Match(metrics) {
+			t.Errorf("no refusal of %s counted in /metrics", action)
+		}
+	}
+}
