@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type ReattachInfo struct {
 	Addr            string `json:"addr"`
 	Protocol        string `json:"protocol"`
 	ProtocolVersion int    `json:"protocol_version"`
+	// TLS is the host's side of the mutual TLS with the executor (see
+	// mtls.go); nil in reattach info written before host <-> plugin TLS,
+	// which reattaches in plain text.
+	TLS *ReattachTLS `json:"tls,omitempty"`
 }
 
 func (o ExecutorOptions) check() error {
@@ -83,7 +88,18 @@ func StartExecutor(ctx context.Context, spec Spec, opts ExecutorOptions) (*Insta
 		inst.Kill()
 		return nil, nil, inst.errorf("reading start time: %v", err)
 	}
+	serverCert, err := inst.proc.handshake.serverCert()
+	if err != nil {
+		inst.Kill()
+		return nil, nil, inst.errorf("%v", err)
+	}
+	rtls, err := reattachTLS(inst.tls, serverCert)
+	if err != nil {
+		inst.Kill()
+		return nil, nil, inst.errorf("%v", err)
+	}
 	return inst, &ReattachInfo{
+		TLS:             rtls,
 		Pid:             inst.pid,
 		StartTicks:      ticks,
 		Network:         rc.Addr.Network(),
@@ -129,12 +145,19 @@ func ReattachExecutor(ctx context.Context, spec Spec, info *ReattachInfo, opts E
 	if err != nil {
 		return nil, inst.errorf("reattach: address: %v", err)
 	}
+	var tc *tls.Config
+	if info.TLS != nil {
+		if tc, err = info.TLS.config(); err != nil {
+			return nil, inst.errorf("reattach: %v", err)
+		}
+	}
 	ar := &attachedRunner{pid: info.Pid, startTicks: info.StartTicks, done: make(chan struct{}), detach: make(chan struct{})}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  k.handshake,
 		Plugins:          k.plugins,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           o.Logger.Named("plugin"),
+		TLSConfig:        tc,
 		Reattach: &plugin.ReattachConfig{
 			Protocol:        plugin.Protocol(info.Protocol),
 			ProtocolVersion: info.ProtocolVersion,

@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,8 @@ type Instance struct {
 	proc      *procRunner     // set when we started the process
 	attached  *attachedRunner // set when reattached
 	socketDir string          // removed on Kill of a reattached executor
+	// tls is the AutoMTLS configuration of a plugin we started.
+	tls *tls.Config
 
 	killOnce sync.Once
 }
@@ -196,6 +199,8 @@ func spawn(spec Spec, opts Options, rc runnerConfig, socketDir string) (*Instanc
 		StartTimeout:     opts.StartTimeout,
 		SyncStdout:       io.Discard,
 		SyncStderr:       io.Discard,
+		// Mutual TLS between host and plugin (see mtls.go).
+		AutoMTLS: true,
 	}
 	if socketDir != "" {
 		cc.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: socketDir}
@@ -212,6 +217,7 @@ func spawn(spec Spec, opts Options, rc runnerConfig, socketDir string) (*Instanc
 		return nil, kind{}, nil, inst.startError(k, r, opts.StartTimeout, err)
 	}
 	inst.proc, inst.pid, inst.done = r, r.Pid(), r.done
+	inst.tls = cc.TLSConfig
 	return inst, k, rpc, nil
 }
 

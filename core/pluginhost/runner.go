@@ -25,8 +25,11 @@ import (
 // for Pdeathsig to be safe, executors log to a file instead of our stderr,
 // and we keep the tail of stderr for error messages.
 type procRunner struct {
-	cmd  *exec.Cmd
-	name string
+	// handshake keeps the plugin's handshake line (its AutoMTLS
+	// certificate).
+	handshake *handshakeTap
+	cmd       *exec.Cmd
+	name      string
 	// spawnLocked forks on the spawner thread (see onSpawnThread).
 	spawnLocked bool
 
@@ -91,10 +94,12 @@ func (cfg runnerConfig) runnerFunc(created func(*procRunner)) func(hclog.Logger,
 		}
 		r := &procRunner{cmd: cmd, name: cfg.name, spawnLocked: cfg.spawnLocked, tail: &tailBuffer{max: 1024}, done: make(chan struct{}),
 			verify: cfg.verify, killGroup: cfg.killGroup, socketDir: socketDir}
-		var err error
-		if r.stdout, err = cmd.StdoutPipe(); err != nil {
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
 			return nil, err
 		}
+		r.handshake = &handshakeTap{r: stdout}
+		r.stdout = r.handshake
 		if cfg.logPath != "" {
 			f, err := os.OpenFile(cfg.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 			if err != nil {
