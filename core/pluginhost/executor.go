@@ -88,15 +88,17 @@ func StartExecutor(ctx context.Context, spec Spec, opts ExecutorOptions) (*Insta
 		inst.Kill()
 		return nil, nil, inst.errorf("reading start time: %v", err)
 	}
-	serverCert, err := inst.proc.handshake.serverCert()
-	if err != nil {
-		inst.Kill()
-		return nil, nil, inst.errorf("%v", err)
-	}
-	rtls, err := reattachTLS(inst.tls, serverCert)
-	if err != nil {
-		inst.Kill()
-		return nil, nil, inst.errorf("%v", err)
+	var rtls *ReattachTLS
+	if autoMTLS {
+		serverCert, err := inst.proc.handshake.serverCert()
+		if err != nil {
+			inst.Kill()
+			return nil, nil, inst.errorf("%v", err)
+		}
+		if rtls, err = reattachTLS(inst.tls, serverCert); err != nil {
+			inst.Kill()
+			return nil, nil, inst.errorf("%v", err)
+		}
 	}
 	return inst, &ReattachInfo{
 		TLS:             rtls,

@@ -200,7 +200,7 @@ func spawn(spec Spec, opts Options, rc runnerConfig, socketDir string) (*Instanc
 		SyncStdout:       io.Discard,
 		SyncStderr:       io.Discard,
 		// Mutual TLS between host and plugin (see mtls.go).
-		AutoMTLS: true,
+		AutoMTLS: autoMTLS,
 	}
 	if socketDir != "" {
 		cc.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: socketDir}

@@ -32,6 +32,10 @@ import (
 // start, so it accepts the restarted host, and the host checks the
 // executor's certificate as the first host did.
 
+// autoMTLS is always on in production; benchmarks turn it off to measure
+// its cost against plain text in the same run.
+var autoMTLS = true
+
 // handshakeTap passes the plugin's stdout through to go-plugin and keeps
 // its first line, the handshake, whose sixth field is the plugin's AutoMTLS
 // server certificate (go-plugin does not expose it).
