@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ type aclCluster struct {
 	t    *testing.T
 	dir  string
 	addr string
+	p    *proc
+	// hcl is the config file; header is its tls block.
+	hcl, header string
 }
 
 // newACLCluster makes a CA, a server certificate (the dev process's
@@ -57,7 +61,8 @@ func newACLCluster(t *testing.T, aclBlock string, principals ...string) *aclClus
 	}
 	p := startCorral(t, "dev", "-config", hcl, "-master", "127.0.0.1:0", "-address", "127.0.0.1:0",
 		"-work-dir", t.TempDir(), "-plugin-dir", filepath.Join(binDir(t), "plugins"))
-	c := &aclCluster{t: t, dir: dir, addr: p.waitLine(regexp.MustCompile(`operator API at https://(\S+)`))}
+	c := &aclCluster{t: t, dir: dir, addr: p.waitLine(regexp.MustCompile(`operator API at https://(\S+)`)), p: p, hcl: hcl,
+		header: strings.TrimSuffix(src, aclBlock)}
 	p.waitLine(agentLine)
 	return c
 }
@@ -275,8 +280,24 @@ func TestACLCluster(t *testing.T) {
 	if ms, err := c.state("mallory"); err != nil || len(ms.Frameworks)+len(ms.CompletedFrameworks) != 0 {
 		t.Errorf("mallory's state: %v, %d frameworks; want none (view_frameworks does not name her)", err, len(ms.Frameworks)+len(ms.CompletedFrameworks))
 	}
-	if code, _, errOut := c.cli(ctx, "ops", "agent", "drain", "-master", c.addr, agentID); code != 0 {
-		t.Fatalf("ops draining: exit %d, stderr %q", code, errOut)
+	// A SIGHUP re-reads the acl block: viewer may now drain.
+	granted := strings.Replace(clusterACL, `principals = ["ops"]
+  }
+  # Everybody`, `principals = ["ops", "viewer"]
+  }
+  # Everybody`, 1)
+	if granted == clusterACL {
+		t.Fatal("the test's ACL text changed; update the reload step")
+	}
+	if err := os.WriteFile(c.hcl, []byte(c.header+granted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c.p.waitLine(regexp.MustCompile(`(ACLs replaced)`))
+	if code, _, errOut := c.cli(ctx, "viewer", "agent", "drain", "-master", c.addr, agentID); code != 0 {
+		t.Fatalf("viewer draining after the reload granted it: exit %d, stderr %q", code, errOut)
 	}
 
 	// The Mesos v1 scheduler API: mallory subscribing in analytics's role.

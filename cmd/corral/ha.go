@@ -19,6 +19,7 @@ import (
 	"github.com/corral-project/corral/core/agent/emulate"
 	"github.com/corral-project/corral/core/api"
 	"github.com/corral-project/corral/core/api/mesos"
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
@@ -71,6 +72,10 @@ type haMaster struct {
 	// announce prints the address and tells `corral dev` where to point
 	// its agent, once.
 	announce func()
+	// authn authenticates callers on every master this process runs
+	// (see authz.go).
+	authnOnce sync.Once
+	authn     *authn.Authenticator
 
 	leaderMu   sync.Mutex
 	leaderAt   time.Time
@@ -166,7 +171,7 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		return fmt.Errorf("master: %w", err)
 	}
 	mesosOpts := api.Options{Mesos: mesos.Options{Logger: h.log.Named("mesos"), Version: version}, AgentTLS: clientTLS,
-		Authn: authenticator(h.cfg)}
+		Authn: h.authenticator()}
 
 	m, launcher, reg, err := h.newMaster(ctx)
 	if err != nil {
@@ -238,7 +243,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	termCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m.SetLeadership(func() (bool, string) { return true, h.addr })
-	g := grpc.NewServer(append(authenticator(h.cfg).ServerOptions(), grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes+64<<10))...)
+	g := grpc.NewServer(append(h.authenticator().ServerOptions(), grpc.MaxRecvMsgSize(h.cfg.Master.MaxMessageBytes+64<<10))...)
 	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 	standbyGRPC := api.StandbyGRPC(h.leader)
@@ -252,7 +257,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = m.Run(termCtx) }()
-	go func() { defer wg.Done(); reloadOnHUP(termCtx, m, launcher, h.reload, h.log) }()
+	go func() { defer wg.Done(); reloadOnHUP(termCtx, m, launcher, h.reloadSecurity(m), h.log) }()
 	go func() {
 		defer wg.Done()
 		select {

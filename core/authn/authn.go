@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,8 +47,26 @@ func Principal(ctx context.Context) string {
 // and trusts client certificates only.
 type Authenticator struct {
 	// Credentials verify basic authentication; nil refuses every
-	// Authorization header.
+	// Authorization header. Set before use; SetCredentials replaces them
+	// while serving.
 	Credentials *acl.Credentials
+	replaced    atomic.Pointer[acl.Credentials]
+}
+
+// SetCredentials replaces the credentials (a SIGHUP reload).
+// nil removes them.
+func (a *Authenticator) SetCredentials(c *acl.Credentials) {
+	if c == nil {
+		c = &acl.Credentials{}
+	}
+	a.replaced.Store(c)
+}
+
+func (a *Authenticator) credentials() *acl.Credentials {
+	if c := a.replaced.Load(); c != nil {
+		return c
+	}
+	return a.Credentials
 }
 
 // basic parses "Basic base64(principal:secret)".
@@ -81,7 +100,7 @@ func (a *Authenticator) resolve(certPrincipal, authorization string) (string, er
 	if !ok {
 		return "", errNotBasic
 	}
-	if err := a.Credentials.Verify(p, secret); err != nil {
+	if err := a.credentials().Verify(p, secret); err != nil {
 		return "", err
 	}
 	return p, nil

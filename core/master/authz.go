@@ -19,14 +19,22 @@ import (
 // another principal.
 
 // ACLsEnabled reports whether ACLs are in force.
-func (m *Master) ACLsEnabled() bool { return m.cfg.ACLs.Enabled() }
+func (m *Master) ACLsEnabled() bool { return m.acls.Load().Enabled() }
+
+// SetACLs replaces the ACLs (a SIGHUP reload); nil turns them off. Calls
+// already authorized are not revisited: a framework keeps the roles it
+// subscribed with until it re-subscribes.
+func (m *Master) SetACLs(a *acl.ACLs) {
+	m.acls.Store(a)
+	m.log.Info("ACLs replaced", "enabled", a.Enabled())
+}
 
 // Authorize checks that principal may do action on object. A refusal is
 // logged with principal, action and object, counted in
 // corral_master_authorization_denied_total and returned as a CodeDenied
 // error whose message names the missing permission.
 func (m *Master) Authorize(principal string, action acl.Action, object string) error {
-	err := m.cfg.ACLs.Authorize(principal, action, object)
+	err := m.acls.Load().Authorize(principal, action, object)
 	if err == nil {
 		return nil
 	}
@@ -133,7 +141,7 @@ func (m *Master) AgentHostname(agentID string) (string, bool) {
 // and roles (view_roles). Without ACLs it is Snapshot.
 func (m *Master) SnapshotFor(principal string) State {
 	st := m.Snapshot()
-	a := m.cfg.ACLs
+	a := m.acls.Load()
 	if !a.Enabled() {
 		return st
 	}

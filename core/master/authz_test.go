@@ -171,4 +171,10 @@ func TestSchedulerACLs(t *testing.T) {
 	if _, err := f.client.Kill(context.Background(), &corralpb.KillRequest{Header: f.header, TaskId: "t-nobody"}); err != nil {
 		t.Fatalf("analytics killing its own task: %v", err)
 	}
+
+	// A reload that grants prod to analytics takes effect at once.
+	m.SetACLs(&acl.ACLs{Permissive: true})
+	if err := subscribeErr(c["analytics"], &corralpb.FrameworkInfo{Name: "x", Roles: []string{"prod"}}); err != nil {
+		t.Fatalf("analytics in role prod after the reload: %v", err)
+	}
 }

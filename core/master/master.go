@@ -21,6 +21,7 @@ import (
 	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/sdk/acl"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -28,7 +29,9 @@ import (
 // Master is one master process's state. All books are guarded by mu; the
 // allocator plugin is called without holding it.
 type Master struct {
-	cfg      Config
+	cfg Config
+	// acls are Config.ACLs, replaced by SetACLs (see authz.go).
+	acls     atomic.Pointer[acl.ACLs]
 	log      hclog.Logger
 	launcher AllocatorLauncher
 	// slot holds the allocator plugins (see slot.go).
@@ -100,6 +103,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		revocations:  map[string]*revocation{},
 		trigger:      make(chan allocator.Trigger, 1),
 	}
+	m.acls.Store(cfg.ACLs)
 	switch {
 	case cfg.Registry != nil:
 		m.reg = cfg.Registry
