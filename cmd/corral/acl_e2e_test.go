@@ -328,3 +328,93 @@ func TestACLCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsCluster: without TLS, principals come from a Mesos-style
+// credentials file. `corral exec` with CORRAL_PRINCIPAL and CORRAL_SECRET
+// runs in the role its principal may use, a wrong secret is refused as an
+// authentication failure, and a principal the ACLs deny is refused on the
+// operator API and on the Mesos scheduler API (basic credentials there).
+func TestCredentialsCluster(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials.json")
+	if err := os.WriteFile(creds, []byte(`{"credentials": [{"principal": "analytics", "secret": "s3cret"},
+  {"principal": "guest", "secret": "guest-secret"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Permissive, so that the (unauthenticated) agent registers; the
+	// rules below deny what they name.
+	hcl := filepath.Join(dir, "cluster.hcl")
+	if err := os.WriteFile(hcl, []byte(fmt.Sprintf(`credentials_file = %q
+acl {
+  permissive = true
+  register_frameworks {
+    principals = ["analytics"]
+    roles      = ["analytics"]
+  }
+  register_frameworks {
+    principals = ["ANY"]
+    roles      = ["NONE"]
+  }
+  drain_agents {
+    principals = ["guest"]
+    agents     = ["NONE"]
+  }
+}
+`, creds)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startDev(t, "-config", hcl, "-plugin-dir", filepath.Join(binDir(t), "plugins"))
+	ctx := context.Background()
+	cli := func(principal, secret string, args ...string) (int, string, string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), args...)
+		cmd.Env = append(os.Environ(), "CORRAL_PRINCIPAL="+principal, "CORRAL_SECRET="+secret)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), out.String(), errb.String()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out.String(), errb.String()
+	}
+	if code, out, errOut := cli("analytics", "s3cret", "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "echo", "with-credentials"); code != 0 || !strings.Contains(out, "with-credentials") {
+		t.Fatalf("analytics with credentials: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, _, errOut := cli("analytics", "wrong", "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "true"); code == 0 || !strings.Contains(errOut, "wrong secret") {
+		t.Fatalf("a wrong secret: exit %d, stderr %q; want an authentication failure", code, errOut)
+	}
+	if code, _, errOut := cli("guest", "guest-secret", "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "true"); code == 0 || !strings.Contains(errOut, `principal "guest"`) {
+		t.Fatalf("guest in role analytics: exit %d, stderr %q; want a refusal naming guest", code, errOut)
+	}
+	st := waitState(t, addr, "the agent", func(s master.State) bool { return len(s.Agents) == 1 })
+	if code, _, errOut := cli("guest", "guest-secret", "agent", "drain", "-master", addr, st.Agents[0].ID); code == 0 || !strings.Contains(errOut, "an acl rule denies it") {
+		t.Fatalf("guest draining: exit %d, stderr %q; want a refusal by rule", code, errOut)
+	}
+
+	// The Mesos v1 scheduler API with basic credentials.
+	sub := `{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "m", "roles": ["analytics"], "capabilities": [{"type": "MULTI_ROLE"}]}}}`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v1/scheduler", strings.NewReader(sub))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth("guest", "guest-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `principal "guest"`) {
+		t.Fatalf("Mesos SUBSCRIBE as guest: %s %q; want 403 naming guest", resp.Status, body)
+	}
+	req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/state", nil)
+	req.SetBasicAuth("guest", "nope")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong secret on the operator API: %s, want 401", resp.Status)
+	}
+}
