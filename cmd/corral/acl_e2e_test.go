@@ -170,6 +170,9 @@ acl {
     principals           = ["analytics"]
     framework_principals = ["analytics"]
   }
+  # The master's sandbox proxy calls agents with the master's certificate
+  # (it has checked the caller first); the dev cluster's agent shares it.
+  access_sandboxes { principals = ["master"] }
   register_agents { principals = ["master"] }
 }
 `
@@ -248,6 +251,24 @@ func TestACLCluster(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("%s reading the task's sandbox: %s, want %d", principal, resp.Status, want)
+		}
+	}
+	// The agent's own sandbox API checks the caller too: viewer cannot
+	// read around the master.
+	agentURL := ""
+	if st, err := c.state("ops"); err == nil && len(st.Agents) == 1 {
+		agentURL = st.Agents[0].URL
+	}
+	direct := agentURL + "/api/v1/sandbox/" + fw.ID + "/" + taskID + "/stdout"
+	for principal, want := range map[string]int{"analytics": http.StatusOK, "viewer": http.StatusForbidden} {
+		resp, err := c.client(principal).Get(direct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s reading the sandbox on the agent: %s %s, want %d", principal, resp.Status, body, want)
 		}
 	}
 	if code, _, errOut := c.cli(ctx, "ops", "task", "kill", "-master", c.addr, taskID); code != 0 {

@@ -66,4 +66,9 @@ acl {
     principals           = ["analytics"]
     framework_principals = ["analytics"]
   }
+  # Agents with this block check their sandbox endpoints too; the master's proxy
+  # reaches them with the master's certificate (after checking the caller).
+  access_sandboxes {
+    principals = ["master"]
+  }
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/core/agent/checkpoint"
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
@@ -77,6 +78,10 @@ type Config struct {
 	// TLS secures the agent's HTTP API and its connection to the master
 	// (mutual TLS when both sides verify); the zero value is plain text.
 	TLS tlsconfig.Config
+	// ACLs, when set, guard the sandbox endpoints: the caller's
+	// certificate principal needs access_sandboxes on the task's framework
+	// principal (see authz.go). nil: open, as before ACLs.
+	ACLs *acl.ACLs
 	// OnShutdown is ShutdownKeep (default) or ShutdownKill.
 	OnShutdown string
 	// Recover is RecoverReconnect (default) or RecoverCleanup.

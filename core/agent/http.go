@@ -52,8 +52,8 @@ func (a *Agent) httpHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
 	mux.Handle("GET /metrics", a.metricsHandler())
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
-	mux.Handle(sandbox.Pattern, sb)
-	mux.Handle(sandbox.ListPattern, sb.ListHandler())
+	mux.Handle(sandbox.Pattern, a.sandboxACL(sb))
+	mux.Handle(sandbox.ListPattern, a.sandboxACL(sb.ListHandler()))
 	return mux
 }
 
