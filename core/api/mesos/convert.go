@@ -44,7 +44,7 @@ func capsOf(fi *mesospb.FrameworkInfo) caps {
 func frameworkInfo(fi *mesospb.FrameworkInfo) (*corralpb.FrameworkInfo, error) {
 	c := capsOf(fi)
 	out := &corralpb.FrameworkInfo{
-		Id: fi.GetId().GetValue(), Name: fi.GetName(), User: fi.GetUser(),
+		Id: fi.GetId().GetValue(), Name: fi.GetName(), User: fi.GetUser(), Principal: fi.GetPrincipal(),
 		FailoverTimeoutSeconds: fi.GetFailoverTimeout(), Hostname: fi.GetHostname(), Checkpoint: fi.GetCheckpoint(),
 	}
 	switch {

@@ -452,6 +452,9 @@ func frameworksV1(in []master.FrameworkView) []*masterpb.Response_GetFrameworks_
 		if f.Hostname != "" {
 			info.Hostname = proto.String(f.Hostname)
 		}
+		if f.Principal != "" {
+			info.Principal = proto.String(f.Principal)
+		}
 		for _, c := range f.Capabilities {
 			if v, ok := mesospb.FrameworkInfo_Capability_Type_value[c]; ok {
 				info.Capabilities = append(info.Capabilities, &mesospb.FrameworkInfo_Capability{Type: mesospb.FrameworkInfo_Capability_Type(v).Enum()})
