@@ -506,14 +506,27 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 		MaxOffers:     int(p.GetMaxOffers()),
 		RevokeAfter:   LogicalTime(p.GetRevokeAfterMs()),
 	}
-	r.Deltas = make([]Delta, 0, len(p.GetDeltas()))
+	// Sized for the expanded runs up front: at scale a request carries a
+	// few runs of thousands of offers each, and growing the slice while
+	// expanding them copied every delta several times.
+	n, refd := 0, 0
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
-			ds, err := refs.expandRun(pd, run)
-			if err != nil {
+			n += len(run.GetIndices())
+			refd += len(run.GetIndices())
+		} else {
+			n++
+		}
+	}
+	r.Deltas = make([]Delta, 0, n)
+	// One backing array for every referenced allocation of the request.
+	allocs := make([]Allocation, 0, refd)
+	for _, pd := range p.GetDeltas() {
+		if run := pd.GetOfferRefs(); run != nil {
+			var err error
+			if r.Deltas, allocs, err = refs.expandRun(r.Deltas, allocs, pd, run); err != nil {
 				return nil, err
 			}
-			r.Deltas = append(r.Deltas, ds...)
 			continue
 		}
 		d, err := deltaFromProto(pd)

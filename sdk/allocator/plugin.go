@@ -85,6 +85,9 @@ type plugin struct {
 	mu     sync.Mutex
 	policy Policy
 	state  *State
+	// check re-validates each cycle's proposals; its map is kept and
+	// cleared between cycles.
+	check proposalCheck
 	// valid is false until Init succeeds and after a failed Allocate left
 	// the mirror half-updated; every Allocate then reports a version gap so
 	// that the host re-Inits.
@@ -169,19 +172,32 @@ func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (
 	proposed := p.policy.Allocate(p.state, req.Now, req.MaxOffers)
 	// Re-check the policy's output on a fresh scratch view: whatever bug a
 	// policy has, the plugin never proposes the same resources twice.
-	check := &proposalCheck{s: p.state, byAgent: make(map[string]resources.Resources, len(proposed))}
-	offers := make([]allocator.Proposal, 0, len(proposed))
+	if p.check.byAgent == nil {
+		p.check.byAgent = make(map[string]resources.Resources, len(proposed))
+	}
+	clear(p.check.byAgent)
+	p.check.s = p.state
+	// The policy's slice is returned as is when every proposal passes
+	// (the usual case); it is copied only once one is dropped.
+	offers := proposed
 	dropped := 0
-	for _, o := range proposed {
-		if req.MaxOffers > 0 && len(offers) >= req.MaxOffers {
-			dropped++
-			continue
+	for i, o := range proposed {
+		ok := req.MaxOffers <= 0 || i-dropped < req.MaxOffers
+		if ok && p.check.check(o) != nil {
+			ok = false
 		}
-		if err := check.check(o); err != nil {
+		switch {
+		case !ok && dropped == 0:
+			offers = slices.Clone(proposed[:i])
 			dropped++
-			continue
+		case !ok:
+			dropped++
+		case dropped > 0:
+			offers = append(offers, o)
 		}
-		offers = append(offers, o)
+	}
+	if offers == nil {
+		offers = []allocator.Proposal{}
 	}
 	resp := &allocator.AllocateResponse{AppliedVersion: p.state.Version(), Offers: offers}
 	revs, droppedRevs := p.revocations(req, offers)

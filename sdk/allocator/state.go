@@ -586,8 +586,9 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 
 func (s *State) addFilter(f allocator.Filter) {
 	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	s.filters.add(k, f)
-	s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
+	if s.filters.add(k, f) {
+		s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
+	}
 }
 
 // unaccount removes r from allocation k and from the aggregates.
@@ -891,7 +892,10 @@ func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
 }
 
 // Filters returns the filters active at now (now < ExpiresAt), sorted by
-// framework, role, agent and expiry.
+// framework, role, agent and expiry. Redundant filters are not kept (see
+// CompactFilters): a decline of resources that an existing filter already
+// refuses for at least as long adds nothing, and a filter that refuses
+// more for longer replaces those it covers.
 func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 	var out []allocator.Filter
 	s.filters.each(func(_ allocKey, fs []allocator.Filter) {
@@ -901,6 +905,11 @@ func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 			}
 		}
 	})
+	sortFilters(out)
+	return out
+}
+
+func sortFilters(out []allocator.Filter) {
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.FrameworkID != b.FrameworkID {
@@ -912,9 +921,11 @@ func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 		if a.AgentID != b.AgentID {
 			return a.AgentID < b.AgentID
 		}
-		return a.ExpiresAt < b.ExpiresAt
+		if a.ExpiresAt != b.ExpiresAt {
+			return a.ExpiresAt < b.ExpiresAt
+		}
+		return a.Resources.String() < b.Resources.String()
 	})
-	return out
 }
 
 // Filtered reports whether an active filter keeps offered from going to the
