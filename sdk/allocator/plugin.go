@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 
@@ -267,5 +268,34 @@ func Serve(p allocator.Allocator) {
 		JSONFormat: true,
 		Level:      hclog.Info,
 	})
+	if path := os.Getenv(CPUProfileEnv); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			logger.Error("cpu profile not started", "path", path, "error", err)
+		} else {
+			defer stop()
+			logger.Info("writing a cpu profile until the plugin stops", "path", path)
+		}
+	}
 	allocator.Serve(p, logger)
+}
+
+// CPUProfileEnv names the environment variable that makes a plugin built
+// with Serve write a CPU profile (go tool pprof) of its whole run to the
+// path it holds: the way to see where a plugin process spends a cycle.
+const CPUProfileEnv = "CORRAL_ALLOCATOR_CPUPROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

@@ -68,6 +68,11 @@ type State struct {
 	// clientsGen changes whenever the set of (framework, role) pairs that
 	// may receive offers, or their configuration, may have changed.
 	clientsGen uint64
+	// Sorted framework IDs and role names as of clientsGen listsGen:
+	// policies read them every cycle, and they change far less often.
+	listsGen     uint64
+	frameworkIDs []string
+	roleNames    []string
 }
 
 // NewState returns an empty state at version 0.
@@ -718,6 +723,52 @@ func (s *State) Frameworks() []allocator.Framework {
 		out = append(out, *cloneFramework(s.frameworks[id]))
 	}
 	return out
+}
+
+// FrameworkIDs returns the IDs of all frameworks, sorted. The slice is
+// shared until frameworks or roles next change: callers must not modify it.
+func (s *State) FrameworkIDs() []string {
+	s.refreshLists()
+	return s.frameworkIDs
+}
+
+// RoleNames returns the names Roles would return, sorted, without copying
+// each role's configuration. The slice is shared until frameworks or roles
+// next change: callers must not modify it.
+func (s *State) RoleNames() []string {
+	s.refreshLists()
+	return s.roleNames
+}
+
+// FrameworkView returns the framework itself rather than a copy (nil when
+// unknown), for policies that read every framework every cycle. Callers
+// must not modify it, nor keep it past the cycle.
+func (s *State) FrameworkView(id string) *allocator.Framework { return s.frameworks[id] }
+
+// refreshLists rebuilds the sorted framework IDs and role names when the
+// clients generation moved (every framework, role and Init change moves it).
+func (s *State) refreshLists() {
+	if s.listsGen == s.clientsGen && s.frameworkIDs != nil {
+		return
+	}
+	s.listsGen = s.clientsGen
+	s.frameworkIDs = make([]string, 0, len(s.frameworks))
+	names := make(map[string]bool, len(s.roles))
+	for id, f := range s.frameworks {
+		s.frameworkIDs = append(s.frameworkIDs, id)
+		for _, r := range f.Roles {
+			names[r] = true
+		}
+	}
+	for n := range s.roles {
+		names[n] = true
+	}
+	slices.Sort(s.frameworkIDs)
+	s.roleNames = make([]string, 0, len(names))
+	for n := range names {
+		s.roleNames = append(s.roleNames, n)
+	}
+	slices.Sort(s.roleNames)
 }
 
 // Framework returns a copy of one framework.

@@ -247,6 +247,38 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestCachedLists checks that the shared sorted lists follow framework and
+// role changes.
+func TestCachedLists(t *testing.T) {
+	s, a := baseState(t)
+	check := func(wantFws, wantRoles []string) {
+		t.Helper()
+		if got := s.FrameworkIDs(); !slices.Equal(got, wantFws) {
+			t.Errorf("FrameworkIDs = %q, want %q", got, wantFws)
+		}
+		if got := s.RoleNames(); !slices.Equal(got, wantRoles) {
+			t.Errorf("RoleNames = %q, want %q", got, wantRoles)
+		}
+		var roles []string
+		for _, r := range s.Roles() {
+			roles = append(roles, r.Name)
+		}
+		if !slices.Equal(roles, wantRoles) {
+			t.Errorf("Roles names %q, RoleNames %q", roles, wantRoles)
+		}
+	}
+	check([]string{"f1", "f2"}, []string{"r1", "r2", "r3"})
+	a.must(allocator.Delta{Kind: allocator.FrameworkAdded, Framework: &allocator.Framework{ID: "f0", Roles: []string{"r9"}, Active: true}})
+	check([]string{"f0", "f1", "f2"}, []string{"r1", "r2", "r3", "r9"})
+	a.must(allocator.Delta{Kind: allocator.RoleUpdated, Role: &allocator.Role{Name: "q", Weight: 3}})
+	check([]string{"f0", "f1", "f2"}, []string{"q", "r1", "r2", "r3", "r9"})
+	a.must(allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: "f2"})
+	check([]string{"f0", "f1"}, []string{"q", "r1", "r2", "r9"})
+	if f := s.FrameworkView("f1"); f == nil || f.ID != "f1" || s.FrameworkView("f2") != nil {
+		t.Errorf("FrameworkView(f1) = %+v, FrameworkView(f2) = %+v", f, s.FrameworkView("f2"))
+	}
+}
+
 // TestFilterMerging declines on one agent in turn and checks that the
 // mirror keeps only the filters that matter, that it refuses exactly what
 // every decline together refuses, and that CompactFilters agrees.
