@@ -509,22 +509,19 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 	// Sized for the expanded runs up front: at scale a request carries a
 	// few runs of thousands of offers each, and growing the slice while
 	// expanding them copied every delta several times.
-	n, refd := 0, 0
+	n := 0
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
 			n += len(run.GetIndices())
-			refd += len(run.GetIndices())
 		} else {
 			n++
 		}
 	}
 	r.Deltas = make([]Delta, 0, n)
-	// One backing array for every referenced allocation of the request.
-	allocs := make([]Allocation, 0, refd)
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
 			var err error
-			if r.Deltas, allocs, err = refs.expandRun(r.Deltas, allocs, pd, run); err != nil {
+			if r.Deltas, err = refs.expandRun(r.Deltas, pd, run); err != nil {
 				return nil, err
 			}
 			continue
@@ -546,8 +543,11 @@ func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse 
 	var recent []int // indices into p.ResourceTable, most recent last
 	var recentRes []resources.Resources
 	p.Offers = make([]*allocatorpb.OfferProposal, 0, len(r.Offers))
-	for _, o := range r.Offers {
-		op := &allocatorpb.OfferProposal{FrameworkId: o.FrameworkID, Role: o.Role, AgentId: o.AgentID}
+	// One array backs every offer message: a busy cycle has thousands.
+	ops := make([]allocatorpb.OfferProposal, len(r.Offers))
+	for i, o := range r.Offers {
+		op := &ops[i]
+		op.FrameworkId, op.Role, op.AgentId = o.FrameworkID, o.Role, o.AgentID
 		found := -1
 		for i := len(recentRes) - 1; i >= 0; i-- {
 			if recentRes[i].Equal(o.Resources) {

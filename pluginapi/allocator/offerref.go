@@ -125,28 +125,21 @@ func (m *offerMemory) compressDeltas(deltas []Delta) ([]*allocatorpb.Delta, erro
 	return out, nil
 }
 
-// expandRun appends the deltas an OfferRefRun stands for to out, their
-// allocations to allocs (which the caller sizes so that it never grows:
-// the deltas point into it). The caller holds m.mu (m nil: references
-// cannot be resolved).
-func (m *offerMemory) expandRun(out []Delta, allocs []Allocation, p *allocatorpb.Delta, run *allocatorpb.OfferRefRun) ([]Delta, []Allocation, error) {
+// expandRun appends the deltas an OfferRefRun stands for to out. The
+// caller holds m.mu (m nil: references cannot be resolved).
+func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocatorpb.OfferRefRun) ([]Delta, error) {
 	if m == nil {
-		return nil, nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
+		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
 	n := len(run.GetIndices())
 	rs := run.GetRefuseSeconds()
 	if len(rs) != 0 && len(rs) != n {
-		return nil, nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
+		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
 	}
 	so := m.find(run.GetResponseId())
 	if so == nil {
-		return nil, nil, fmt.Errorf("delta version %d: offer reference to response %d, which this plugin no longer remembers",
+		return nil, fmt.Errorf("delta version %d: offer reference to response %d, which this plugin no longer remembers",
 			p.GetVersion(), run.GetResponseId())
-	}
-	if cap(allocs)-len(allocs) < n {
-		// Not sized by the caller: a fresh array, so that the deltas
-		// already pointing into the old one stay valid.
-		allocs = make([]Allocation, 0, n)
 	}
 	kind, at := Allocated, LogicalTime(p.GetAtMs())
 	if run.GetRecovered() {
@@ -154,16 +147,17 @@ func (m *offerMemory) expandRun(out []Delta, allocs []Allocation, p *allocatorpb
 	}
 	for i, index := range run.GetIndices() {
 		if int(index) >= len(so.offers) {
-			return nil, nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
+			return nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
 				p.GetVersion()+uint64(i), run.GetResponseId(), index, len(so.offers))
 		}
-		o := &so.offers[index]
-		allocs = append(allocs, Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources})
-		d := Delta{Version: p.GetVersion() + uint64(i), At: at, Kind: kind, Allocation: &allocs[len(allocs)-1]}
+		// A Proposal and an Allocation are the same four fields: the
+		// delta points at the remembered offer itself instead of a copy
+		// (requests are read only, see AllocateRequest).
+		d := Delta{Version: p.GetVersion() + uint64(i), At: at, Kind: kind, Allocation: (*Allocation)(&so.offers[index])}
 		if len(rs) > 0 {
 			d.RefuseSeconds = rs[i]
 		}
 		out = append(out, d)
 	}
-	return out, allocs, nil
+	return out, nil
 }

@@ -18,7 +18,8 @@ import (
 // state, time and limit give the same proposals, with no wall clock and no
 // unseeded randomness. It must not modify s; it should build its proposals
 // through s.Scratch so that they never double-book. maxOffers 0 means no
-// limit.
+// limit. The returned slice is handed over: the SDK may send it as the
+// response, so a policy must not reuse or modify it later.
 type Policy interface {
 	Allocate(s *State, now allocator.LogicalTime, maxOffers int) []allocator.Proposal
 }

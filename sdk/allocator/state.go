@@ -73,6 +73,8 @@ type State struct {
 	listsGen     uint64
 	frameworkIDs []string
 	roleNames    []string
+	// openPairs is cancellingPairs' scratch map.
+	openPairs map[allocKey]int
 }
 
 // NewState returns an empty state at version 0.
@@ -213,7 +215,12 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 // going away) ends the search for pairs across it.
 func (s *State) cancellingPairs(deltas []allocator.Delta) []bool {
 	var paired []bool
-	open := make(map[allocKey]int, len(deltas)/2)
+	// The map is the state's, cleared: a busy cycle pairs thousands.
+	if s.openPairs == nil {
+		s.openPairs = make(map[allocKey]int, len(deltas)/2)
+	}
+	open := s.openPairs
+	defer clear(open)
 	for i := range deltas {
 		d := &deltas[i]
 		switch d.Kind {
