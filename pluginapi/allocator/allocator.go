@@ -23,7 +23,9 @@ type Allocator interface {
 	Init(ctx context.Context, snap *Snapshot) (uint64, error)
 	// Allocate applies req.Deltas on top of req.BaseVersion and returns
 	// proposals. A plugin that does not hold BaseVersion returns a
-	// *VersionGapError and the host calls Init again.
+	// *VersionGapError and the host calls Init again. The request is read
+	// only; the response belongs to the caller once returned (the plugin
+	// must not modify it afterwards).
 	Allocate(ctx context.Context, req *AllocateRequest) (*AllocateResponse, error)
 }
 
@@ -197,7 +199,9 @@ const (
 	TriggerRevive
 )
 
-// AllocateRequest is one allocation cycle.
+// AllocateRequest is one allocation cycle. Implementations read it and
+// must not modify it or what its deltas point to: the plugin glue may share
+// those with its memory of recent offers (see offerref.go).
 type AllocateRequest struct {
 	BaseVersion   uint64
 	Deltas        []Delta

@@ -506,14 +506,24 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 		MaxOffers:     int(p.GetMaxOffers()),
 		RevokeAfter:   LogicalTime(p.GetRevokeAfterMs()),
 	}
-	r.Deltas = make([]Delta, 0, len(p.GetDeltas()))
+	// Sized for the expanded runs up front: at scale a request carries a
+	// few runs of thousands of offers each, and growing the slice while
+	// expanding them copied every delta several times.
+	n := 0
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
-			ds, err := refs.expandRun(pd, run)
-			if err != nil {
+			n += len(run.GetIndices())
+		} else {
+			n++
+		}
+	}
+	r.Deltas = make([]Delta, 0, n)
+	for _, pd := range p.GetDeltas() {
+		if run := pd.GetOfferRefs(); run != nil {
+			var err error
+			if r.Deltas, err = refs.expandRun(r.Deltas, pd, run); err != nil {
 				return nil, err
 			}
-			r.Deltas = append(r.Deltas, ds...)
 			continue
 		}
 		d, err := deltaFromProto(pd)
@@ -533,8 +543,11 @@ func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse 
 	var recent []int // indices into p.ResourceTable, most recent last
 	var recentRes []resources.Resources
 	p.Offers = make([]*allocatorpb.OfferProposal, 0, len(r.Offers))
-	for _, o := range r.Offers {
-		op := &allocatorpb.OfferProposal{FrameworkId: o.FrameworkID, Role: o.Role, AgentId: o.AgentID}
+	// One array backs every offer message: a busy cycle has thousands.
+	ops := make([]allocatorpb.OfferProposal, len(r.Offers))
+	for i, o := range r.Offers {
+		op := &ops[i]
+		op.FrameworkId, op.Role, op.AgentId = o.FrameworkID, o.Role, o.AgentID
 		found := -1
 		for i := len(recentRes) - 1; i >= 0; i-- {
 			if recentRes[i].Equal(o.Resources) {

@@ -125,14 +125,15 @@ func (m *offerMemory) compressDeltas(deltas []Delta) ([]*allocatorpb.Delta, erro
 	return out, nil
 }
 
-// expandRun turns an OfferRefRun back into the deltas it stands for. The
+// expandRun appends the deltas an OfferRefRun stands for to out. The
 // caller holds m.mu (m nil: references cannot be resolved).
-func (m *offerMemory) expandRun(p *allocatorpb.Delta, run *allocatorpb.OfferRefRun) ([]Delta, error) {
+func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocatorpb.OfferRefRun) ([]Delta, error) {
 	if m == nil {
 		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
 	n := len(run.GetIndices())
-	if rs := run.GetRefuseSeconds(); len(rs) != 0 && len(rs) != n {
+	rs := run.GetRefuseSeconds()
+	if len(rs) != 0 && len(rs) != n {
 		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
 	}
 	so := m.find(run.GetResponseId())
@@ -140,24 +141,21 @@ func (m *offerMemory) expandRun(p *allocatorpb.Delta, run *allocatorpb.OfferRefR
 		return nil, fmt.Errorf("delta version %d: offer reference to response %d, which this plugin no longer remembers",
 			p.GetVersion(), run.GetResponseId())
 	}
-	out := make([]Delta, 0, n)
-	// One allocation for the run's Allocations, not one per delta: runs
-	// carry thousands of offers at scale.
-	allocs := make([]Allocation, n)
+	kind, at := Allocated, LogicalTime(p.GetAtMs())
+	if run.GetRecovered() {
+		kind = Recovered
+	}
 	for i, index := range run.GetIndices() {
 		if int(index) >= len(so.offers) {
 			return nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
 				p.GetVersion()+uint64(i), run.GetResponseId(), index, len(so.offers))
 		}
-		o := &so.offers[index]
-		a := &allocs[i]
-		*a = Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
-		d := Delta{Version: p.GetVersion() + uint64(i), At: LogicalTime(p.GetAtMs()), Kind: Allocated, Allocation: a}
-		if run.GetRecovered() {
-			d.Kind = Recovered
-			if rs := run.GetRefuseSeconds(); len(rs) > 0 {
-				d.RefuseSeconds = rs[i]
-			}
+		// A Proposal and an Allocation are the same four fields: the
+		// delta points at the remembered offer itself instead of a copy
+		// (requests are read only, see AllocateRequest).
+		d := Delta{Version: p.GetVersion() + uint64(i), At: at, Kind: kind, Allocation: (*Allocation)(&so.offers[index])}
+		if len(rs) > 0 {
+			d.RefuseSeconds = rs[i]
 		}
 		out = append(out, d)
 	}

@@ -10,12 +10,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
+	"github.com/corral-project/corral/pluginapi/allocator/contracttest"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/plugins/allocator/drf"
@@ -68,10 +70,16 @@ func binary(tb testing.TB, policy string) (allocator.Allocator, int) {
 func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster, int) {
 	var a allocator.Allocator
 	pid := 0
-	if mode == "plugin" {
+	switch mode {
+	case "plugin":
 		a, pid = binary(tb, c.policy)
-	} else {
+	default:
 		a = inProcess(c.policy)
+		if mode == "grpc" {
+			// The plugin's glue and wire in this process, without the
+			// second process: what profiles of the plugin path use.
+			a = contracttest.InProcess(tb, a)
+		}
 		if err := a.SetConfig(context.Background(), []byte("{}"), allocator.APIVersions[0]); err != nil {
 			tb.Fatal(err)
 		}
@@ -80,14 +88,20 @@ func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if pid != 0 {
+		cl.PeerCPU = func() time.Duration { return cpuOf(pid) }
+	}
 	return cl, pid
 }
 
 // BenchmarkAllocate times one steady-state cycle per iteration; the first
-// cycle after Init is reported apart as first-ms.
+// cycle after Init is reported apart as first-ms. Modes: inprocess (the
+// policy called directly), grpc (through the plugin glue and gRPC in this
+// process, for profiling the wire path with -cpuprofile) and plugin (the
+// real binary).
 func BenchmarkAllocate(b *testing.B) {
 	for _, c := range cases {
-		for _, mode := range []string{"inprocess", "plugin"} {
+		for _, mode := range []string{"inprocess", "grpc", "plugin"} {
 			b.Run(c.name(mode), func(b *testing.B) {
 				cl, _ := start(b, c, mode)
 				ctx := context.Background()
@@ -99,6 +113,7 @@ func BenchmarkAllocate(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				var offers int
+				var cpu time.Duration
 				for range b.N {
 					// Only the Allocate call is timed, not the simulated
 					// master and frameworks answering it.
@@ -107,11 +122,13 @@ func BenchmarkAllocate(b *testing.B) {
 						b.Fatal(err)
 					}
 					b.StopTimer()
+					cpu += cl.LastCPU()
 					offers = len(resp.Offers)
 					cl.Answer(resp)
 					b.StartTimer()
 				}
 				b.ReportMetric(float64(offers), "offers/cycle")
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 			})
 		}
 	}
@@ -132,8 +149,9 @@ func TestReportAllocBench(t *testing.T) {
 	}
 	const cycles = 7
 	var rows []string
-	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %12s %12s %7s | %10s %10s | %12s %10s",
-		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "first in", "first plg", "allocs/cyc", "plugin RSS"))
+	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
+		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
+		"first in", "first plg", "allocs/cyc", "plugin RSS"))
 	for _, c := range cases {
 		if c.shape.Agents > maxAgents {
 			continue
@@ -152,16 +170,49 @@ func TestReportAllocBench(t *testing.T) {
 			}
 		}
 		in, pl := res["inprocess"], res["plugin"]
-		rows = append(rows, fmt.Sprintf("%-9s %7d %6d %6d | %12s %12s %6.2fx | %10s %10s | %12d %10s",
-			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles, ms(in.Median), ms(pl.Median),
-			float64(pl.Median)/float64(max(in.Median, 1)), ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
+		rows = append(rows, fmt.Sprintf("%-9s %7d %6d %6d | %10s %10s %5.2fx | %10s %10s %5.2fx | %9s %9s | %10d %10s",
+			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles,
+			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
+			ms(in.CPUMedian), ms(pl.CPUMedian), float64(pl.CPUMedian)/float64(max(in.CPUMedian, 1)),
+			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("median of %d steady cycles after the first; half the frameworks decline every offer for an hour,\n"+
-		"the other half keep theirs; ratio = plugin / in-process; allocs/cyc in process; plugin RSS after the run.\n", cycles)
+		"the other half keep theirs; ratio = plugin / in-process; ms: wall time of the Allocate call; cpu: CPU ms\n"+
+		"used meanwhile by this process (all threads, GC included) plus, in plugin mode, the plugin process;\n"+
+		"allocs/cyc in process; plugin RSS after the run. Load average at the end: %s\n", cycles, loadavg())
+}
+
+// loadavg is /proc/loadavg's first three fields: the table means little
+// on a busy machine, and says so.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+// cpuOf is the CPU time a process's threads have run so far, from
+// /proc/<pid>/task/*/schedstat (nanoseconds, unlike the clock ticks of
+// /proc/<pid>/stat, too coarse for cycles of a few ms).
+func cpuOf(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
 
 // rssOf reads a process's resident set size from /proc.
 func rssOf(pid int) string {

@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"container/heap"
+	"slices"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 )
@@ -81,15 +82,57 @@ func (x filterIndex) set(k allocKey, fs []allocator.Filter) {
 	m[demandKey{k.framework, k.role}] = fs
 }
 
-// add appends f to k's filters with one lookup per level.
-func (x filterIndex) add(k allocKey, f allocator.Filter) {
+// add merges f into k's filters with one lookup per level (see
+// mergeFilter). It reports whether f was kept, and so needs an expiry.
+func (x filterIndex) add(k allocKey, f allocator.Filter) bool {
 	m := x[k.agent]
 	if m == nil {
 		m = map[demandKey][]allocator.Filter{}
 		x[k.agent] = m
 	}
 	dk := demandKey{k.framework, k.role}
-	m[dk] = append(m[dk], f)
+	fs, kept := mergeFilter(m[dk], f)
+	m[dk] = fs
+	return kept
+}
+
+// mergeFilter adds f to fs, filters of one framework, role and agent,
+// keeping only filters that matter: a filter applies while it lasts to
+// anything its resources contain, so one that declined at least as much
+// for at least as long makes another redundant. A framework that declines
+// the same resources cycle after cycle (or a subset of them) thus keeps one
+// filter instead of one per decline, and checks stay short however long
+// it keeps declining. It reports whether f was kept.
+func mergeFilter(fs []allocator.Filter, f allocator.Filter) ([]allocator.Filter, bool) {
+	for _, e := range fs {
+		if e.ExpiresAt >= f.ExpiresAt && e.Resources.Contains(f.Resources) {
+			return fs, false
+		}
+	}
+	fs = slices.DeleteFunc(fs, func(e allocator.Filter) bool {
+		return f.ExpiresAt >= e.ExpiresAt && f.Resources.Contains(e.Resources)
+	})
+	return append(fs, f), true
+}
+
+// CompactFilters returns the smallest set of filters that refuses exactly
+// what fs refuses at every time, as a State keeps them: per framework, role
+// and agent, a filter is dropped when another one declined at least the
+// same resources for at least as long. The result is sorted by framework,
+// role, agent and expiry, as State.Filters. A master's raw filter list
+// compares with a mirror's filters through it.
+func CompactFilters(fs []allocator.Filter) []allocator.Filter {
+	byKey := map[allocKey][]allocator.Filter{}
+	for _, f := range fs {
+		k := allocKey{f.FrameworkID, f.Role, f.AgentID}
+		byKey[k], _ = mergeFilter(byKey[k], f)
+	}
+	var out []allocator.Filter
+	for _, kfs := range byKey {
+		out = append(out, kfs...)
+	}
+	sortFilters(out)
+	return out
 }
 
 func (x filterIndex) del(k allocKey) {

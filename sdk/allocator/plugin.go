@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 
@@ -17,7 +18,8 @@ import (
 // state, time and limit give the same proposals, with no wall clock and no
 // unseeded randomness. It must not modify s; it should build its proposals
 // through s.Scratch so that they never double-book. maxOffers 0 means no
-// limit.
+// limit. The returned slice is handed over: the SDK may send it as the
+// response, so a policy must not reuse or modify it later.
 type Policy interface {
 	Allocate(s *State, now allocator.LogicalTime, maxOffers int) []allocator.Proposal
 }
@@ -85,6 +87,9 @@ type plugin struct {
 	mu     sync.Mutex
 	policy Policy
 	state  *State
+	// check re-validates each cycle's proposals; its map is kept and
+	// cleared between cycles.
+	check proposalCheck
 	// valid is false until Init succeeds and after a failed Allocate left
 	// the mirror half-updated; every Allocate then reports a version gap so
 	// that the host re-Inits.
@@ -169,19 +174,32 @@ func (p *plugin) Allocate(ctx context.Context, req *allocator.AllocateRequest) (
 	proposed := p.policy.Allocate(p.state, req.Now, req.MaxOffers)
 	// Re-check the policy's output on a fresh scratch view: whatever bug a
 	// policy has, the plugin never proposes the same resources twice.
-	check := &proposalCheck{s: p.state, byAgent: make(map[string]resources.Resources, len(proposed))}
-	offers := make([]allocator.Proposal, 0, len(proposed))
+	if p.check.byAgent == nil {
+		p.check.byAgent = make(map[string]resources.Resources, len(proposed))
+	}
+	clear(p.check.byAgent)
+	p.check.s = p.state
+	// The policy's slice is returned as is when every proposal passes
+	// (the usual case); it is copied only once one is dropped.
+	offers := proposed
 	dropped := 0
-	for _, o := range proposed {
-		if req.MaxOffers > 0 && len(offers) >= req.MaxOffers {
-			dropped++
-			continue
+	for i, o := range proposed {
+		ok := req.MaxOffers <= 0 || i-dropped < req.MaxOffers
+		if ok && p.check.check(o) != nil {
+			ok = false
 		}
-		if err := check.check(o); err != nil {
+		switch {
+		case !ok && dropped == 0:
+			offers = slices.Clone(proposed[:i])
 			dropped++
-			continue
+		case !ok:
+			dropped++
+		case dropped > 0:
+			offers = append(offers, o)
 		}
-		offers = append(offers, o)
+	}
+	if offers == nil {
+		offers = []allocator.Proposal{}
 	}
 	resp := &allocator.AllocateResponse{AppliedVersion: p.state.Version(), Offers: offers}
 	revs, droppedRevs := p.revocations(req, offers)
@@ -251,5 +269,34 @@ func Serve(p allocator.Allocator) {
 		JSONFormat: true,
 		Level:      hclog.Info,
 	})
+	if path := os.Getenv(CPUProfileEnv); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			logger.Error("cpu profile not started", "path", path, "error", err)
+		} else {
+			defer stop()
+			logger.Info("writing a cpu profile until the plugin stops", "path", path)
+		}
+	}
 	allocator.Serve(p, logger)
+}
+
+// CPUProfileEnv names the environment variable that makes a plugin built
+// with Serve write a CPU profile (go tool pprof) of its whole run to the
+// path it holds: the way to see where a plugin process spends a cycle.
+const CPUProfileEnv = "CORRAL_ALLOCATOR_CPUPROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

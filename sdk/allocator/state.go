@@ -68,6 +68,13 @@ type State struct {
 	// clientsGen changes whenever the set of (framework, role) pairs that
 	// may receive offers, or their configuration, may have changed.
 	clientsGen uint64
+	// Sorted framework IDs and role names as of clientsGen listsGen:
+	// policies read them every cycle, and they change far less often.
+	listsGen     uint64
+	frameworkIDs []string
+	roleNames    []string
+	// openPairs is cancellingPairs' scratch map.
+	openPairs map[allocKey]int
 }
 
 // NewState returns an empty state at version 0.
@@ -208,7 +215,12 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 // going away) ends the search for pairs across it.
 func (s *State) cancellingPairs(deltas []allocator.Delta) []bool {
 	var paired []bool
-	open := make(map[allocKey]int, len(deltas)/2)
+	// The map is the state's, cleared: a busy cycle pairs thousands.
+	if s.openPairs == nil {
+		s.openPairs = make(map[allocKey]int, len(deltas)/2)
+	}
+	open := s.openPairs
+	defer clear(open)
 	for i := range deltas {
 		d := &deltas[i]
 		switch d.Kind {
@@ -586,8 +598,9 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 
 func (s *State) addFilter(f allocator.Filter) {
 	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	s.filters.add(k, f)
-	s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
+	if s.filters.add(k, f) {
+		s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
+	}
 }
 
 // unaccount removes r from allocation k and from the aggregates.
@@ -717,6 +730,52 @@ func (s *State) Frameworks() []allocator.Framework {
 		out = append(out, *cloneFramework(s.frameworks[id]))
 	}
 	return out
+}
+
+// FrameworkIDs returns the IDs of all frameworks, sorted. The slice is
+// shared until frameworks or roles next change: callers must not modify it.
+func (s *State) FrameworkIDs() []string {
+	s.refreshLists()
+	return s.frameworkIDs
+}
+
+// RoleNames returns the names Roles would return, sorted, without copying
+// each role's configuration. The slice is shared until frameworks or roles
+// next change: callers must not modify it.
+func (s *State) RoleNames() []string {
+	s.refreshLists()
+	return s.roleNames
+}
+
+// FrameworkView returns the framework itself rather than a copy (nil when
+// unknown), for policies that read every framework every cycle. Callers
+// must not modify it, nor keep it past the cycle.
+func (s *State) FrameworkView(id string) *allocator.Framework { return s.frameworks[id] }
+
+// refreshLists rebuilds the sorted framework IDs and role names when the
+// clients generation moved (every framework, role and Init change moves it).
+func (s *State) refreshLists() {
+	if s.listsGen == s.clientsGen && s.frameworkIDs != nil {
+		return
+	}
+	s.listsGen = s.clientsGen
+	s.frameworkIDs = make([]string, 0, len(s.frameworks))
+	names := make(map[string]bool, len(s.roles))
+	for id, f := range s.frameworks {
+		s.frameworkIDs = append(s.frameworkIDs, id)
+		for _, r := range f.Roles {
+			names[r] = true
+		}
+	}
+	for n := range s.roles {
+		names[n] = true
+	}
+	slices.Sort(s.frameworkIDs)
+	s.roleNames = make([]string, 0, len(names))
+	for n := range names {
+		s.roleNames = append(s.roleNames, n)
+	}
+	slices.Sort(s.roleNames)
 }
 
 // Framework returns a copy of one framework.
@@ -891,7 +950,10 @@ func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
 }
 
 // Filters returns the filters active at now (now < ExpiresAt), sorted by
-// framework, role, agent and expiry.
+// framework, role, agent and expiry. Redundant filters are not kept (see
+// CompactFilters): a decline of resources that an existing filter already
+// refuses for at least as long adds nothing, and a filter that refuses
+// more for longer replaces those it covers.
 func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 	var out []allocator.Filter
 	s.filters.each(func(_ allocKey, fs []allocator.Filter) {
@@ -901,6 +963,11 @@ func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 			}
 		}
 	})
+	sortFilters(out)
+	return out
+}
+
+func sortFilters(out []allocator.Filter) {
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.FrameworkID != b.FrameworkID {
@@ -912,9 +979,11 @@ func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 		if a.AgentID != b.AgentID {
 			return a.AgentID < b.AgentID
 		}
-		return a.ExpiresAt < b.ExpiresAt
+		if a.ExpiresAt != b.ExpiresAt {
+			return a.ExpiresAt < b.ExpiresAt
+		}
+		return a.Resources.String() < b.Resources.String()
 	})
-	return out
 }
 
 // Filtered reports whether an active filter keeps offered from going to the

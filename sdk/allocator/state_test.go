@@ -247,6 +247,97 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestCachedLists checks that the shared sorted lists follow framework and
+// role changes.
+func TestCachedLists(t *testing.T) {
+	s, a := baseState(t)
+	check := func(wantFws, wantRoles []string) {
+		t.Helper()
+		if got := s.FrameworkIDs(); !slices.Equal(got, wantFws) {
+			t.Errorf("FrameworkIDs = %q, want %q", got, wantFws)
+		}
+		if got := s.RoleNames(); !slices.Equal(got, wantRoles) {
+			t.Errorf("RoleNames = %q, want %q", got, wantRoles)
+		}
+		var roles []string
+		for _, r := range s.Roles() {
+			roles = append(roles, r.Name)
+		}
+		if !slices.Equal(roles, wantRoles) {
+			t.Errorf("Roles names %q, RoleNames %q", roles, wantRoles)
+		}
+	}
+	check([]string{"f1", "f2"}, []string{"r1", "r2", "r3"})
+	a.must(allocator.Delta{Kind: allocator.FrameworkAdded, Framework: &allocator.Framework{ID: "f0", Roles: []string{"r9"}, Active: true}})
+	check([]string{"f0", "f1", "f2"}, []string{"r1", "r2", "r3", "r9"})
+	a.must(allocator.Delta{Kind: allocator.RoleUpdated, Role: &allocator.Role{Name: "q", Weight: 3}})
+	check([]string{"f0", "f1", "f2"}, []string{"q", "r1", "r2", "r3", "r9"})
+	a.must(allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: "f2"})
+	check([]string{"f0", "f1"}, []string{"q", "r1", "r2", "r9"})
+	if f := s.FrameworkView("f1"); f == nil || f.ID != "f1" || s.FrameworkView("f2") != nil {
+		t.Errorf("FrameworkView(f1) = %+v, FrameworkView(f2) = %+v", f, s.FrameworkView("f2"))
+	}
+}
+
+// TestFilterMerging declines on one agent in turn and checks that the
+// mirror keeps only the filters that matter, that it refuses exactly what
+// every decline together refuses, and that CompactFilters agrees.
+func TestFilterMerging(t *testing.T) {
+	type decline struct {
+		at      allocator.LogicalTime
+		res     string
+		seconds float64
+	}
+	for _, tc := range []struct {
+		name     string
+		declines []decline
+		want     []string // kept filters: resources until
+	}{
+		{"the same decline repeated", []decline{{2000, "cpus:2", 10}, {3000, "cpus:2", 10}, {4000, "cpus:2", 10}},
+			[]string{"cpus:2 until=14000"}},
+		{"a subset for less time adds nothing", []decline{{2000, "cpus:2;mem:1024", 10}, {3000, "cpus:1", 5}},
+			[]string{"cpus:2;mem:1024 until=12000"}},
+		{"a superset for longer replaces", []decline{{2000, "cpus:1", 5}, {3000, "cpus:2;mem:1024", 10}},
+			[]string{"cpus:2;mem:1024 until=13000"}},
+		{"a subset for longer stays beside", []decline{{2000, "cpus:2;mem:1024", 5}, {3000, "cpus:1", 10}},
+			[]string{"cpus:2;mem:1024 until=7000", "cpus:1 until=13000"}},
+		{"disjoint declines both stay", []decline{{2000, "cpus:1", 10}, {2000, "mem:512", 10}},
+			[]string{"cpus:1 until=12000", "mem:512 until=12000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, a := baseState(t)
+			var raw []allocator.Filter
+			for _, d := range tc.declines {
+				a.must(allocator.Delta{At: d.at, Kind: allocator.Allocated, Allocation: alloc("f2", "r2", "b", d.res)})
+				a.must(allocator.Delta{At: d.at, Kind: allocator.Recovered, Allocation: alloc("f2", "r2", "b", d.res), RefuseSeconds: d.seconds})
+				raw = append(raw, allocator.Filter{FrameworkID: "f2", Role: "r2", AgentID: "b", Resources: mp(d.res),
+					ExpiresAt: d.at + allocator.LogicalTime(d.seconds*1000)})
+			}
+			var got []string
+			for _, f := range s.Filters(0) {
+				got = append(got, fmt.Sprintf("%s until=%d", f.Resources, f.ExpiresAt))
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tc.want))
+			if !slices.Equal(got, want) {
+				t.Errorf("kept %q, want %q", got, want)
+			}
+			if c := CompactFilters(raw); fmt.Sprint(c) != fmt.Sprint(s.Filters(0)) {
+				t.Errorf("CompactFilters = %+v, the mirror keeps %+v", c, s.Filters(0))
+			}
+			// The kept filters refuse exactly what the raw declines do.
+			for now := allocator.LogicalTime(2000); now <= 16000; now += 500 {
+				for _, offered := range []string{"cpus:1", "cpus:2", "mem:512", "cpus:1;mem:512", "cpus:2;mem:1024", "cpus:3"} {
+					rawFiltered := filtered(raw, mp(offered), now)
+					if got := s.Filtered("f2", "r2", "b", mp(offered), now); got != rawFiltered {
+						t.Errorf("at %d, %s: filtered %v, the declines say %v", now, offered, got, rawFiltered)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestShares(t *testing.T) {
 	total := mp("cpus:10;mem:1000;gpus:2;ports:[1-100]")
 	for _, tc := range []struct {

@@ -12,7 +12,7 @@ import (
 
 // InProcess serves impl over an in-process go-plugin gRPC connection and
 // returns the host's client for it. The connection is closed when t ends.
-func InProcess(t *testing.T, impl allocator.Allocator) allocator.Allocator {
+func InProcess(t testing.TB, impl allocator.Allocator) allocator.Allocator {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, allocator.PluginSet(impl))
 	t.Cleanup(func() {

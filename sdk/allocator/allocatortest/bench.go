@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sort"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
@@ -44,6 +45,12 @@ type BenchCluster struct {
 	now     allocator.LogicalTime
 	pending []allocator.Delta
 	decline map[string]bool // framework -> declines everything
+
+	// PeerCPU, when set, reads the CPU time another process (the plugin
+	// binary) has used so far; Allocate adds what it used during the call
+	// to the cycle's CPU time.
+	PeerCPU func() time.Duration
+	lastCPU time.Duration
 }
 
 // NewBenchCluster initializes a with the cluster shape describes.
@@ -109,14 +116,41 @@ func (c *BenchCluster) Allocate(ctx context.Context) (*allocator.AllocateRespons
 		BaseVersion: c.version, Deltas: c.pending, TargetVersion: c.version + uint64(len(c.pending)),
 		Now: c.now, Trigger: allocator.TriggerTimer,
 	}
+	// The peer is read outside this process's reading, whose cost (a
+	// walk of /proc) would otherwise count as the cycle's.
+	peer0 := c.peerCPU()
+	cpu0 := selfCPU()
 	began := time.Now()
 	resp, err := c.a.Allocate(ctx, req)
 	took := time.Since(began)
+	cpu1 := selfCPU()
+	c.lastCPU = cpu1 - cpu0 + c.peerCPU() - peer0
 	if err != nil {
 		return nil, took, err
 	}
 	c.version = req.TargetVersion
 	return resp, took, nil
+}
+
+// LastCPU is the CPU time the last Allocate call used: this process (all
+// its threads, so its garbage collector too) plus PeerCPU's. Unlike the
+// wall time it hardly depends on what else runs on the machine.
+func (c *BenchCluster) LastCPU() time.Duration { return c.lastCPU }
+
+func (c *BenchCluster) peerCPU() time.Duration {
+	if c.PeerCPU == nil {
+		return 0
+	}
+	return c.PeerCPU()
+}
+
+// selfCPU is the user and system CPU time of this process so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Answer plays the master and the frameworks after a cycle: every offer is
@@ -146,6 +180,7 @@ func (c *BenchCluster) add(d allocator.Delta) {
 type BenchResult struct {
 	First          time.Duration // the first cycle after Init
 	Median         time.Duration // of the cycles after it
+	CPUMedian      time.Duration // CPU time of those cycles (see LastCPU)
 	Offers         int           // in the last cycle
 	AllocsPerCycle uint64        // heap allocations in this process per steady cycle
 	BytesPerCycle  uint64
@@ -162,18 +197,22 @@ func (c *BenchCluster) RunBench(ctx context.Context, cycles int) (BenchResult, e
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	times := make([]time.Duration, 0, cycles)
+	cpus := make([]time.Duration, 0, cycles)
 	for range cycles {
 		d, n, err := c.Cycle(ctx)
 		if err != nil {
 			return r, err
 		}
 		times = append(times, d)
+		cpus = append(cpus, c.lastCPU)
 		r.Offers = n
 	}
 	runtime.ReadMemStats(&ms1)
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	slices.Sort(times)
+	slices.Sort(cpus)
 	if len(times) > 0 {
 		r.Median = times[len(times)/2]
+		r.CPUMedian = cpus[len(cpus)/2]
 		r.AllocsPerCycle = (ms1.Mallocs - ms0.Mallocs) / uint64(len(times))
 		r.BytesPerCycle = (ms1.TotalAlloc - ms0.TotalAlloc) / uint64(len(times))
 	}

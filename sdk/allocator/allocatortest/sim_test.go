@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
+	sdk "github.com/corral-project/corral/sdk/allocator"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -122,7 +123,9 @@ func TestDeltaStream(t *testing.T) {
 				{"allocations", mirror.Allocations(), snap.Allocations},
 				{"tasks", mirror.Tasks(), snap.Tasks},
 				{"demands", mirror.Demands(), snap.Demands},
-				{"filters", len(mirror.Filters(s.Now())), len(snap.Filters)},
+				// The mirror keeps no redundant filter; the Sim keeps
+				// every decline, as the master does.
+				{"filters", mirror.Filters(s.Now()), sdk.CompactFilters(snap.Filters)},
 				{"frameworks", len(mirror.Frameworks()), len(snap.Frameworks)},
 				{"agents", mirror.AgentIDs(), agentIDs(snap.Agents)},
 			} {
@@ -165,6 +168,10 @@ func describeAny(v any) string {
 				l += " " + formatShape(sh)
 			}
 			lines = append(lines, l)
+		}
+	case []allocator.Filter:
+		for _, f := range v {
+			lines = append(lines, fmt.Sprintf("%s/%s@%s %s until=%d", f.FrameworkID, f.Role, f.AgentID, f.Resources, f.ExpiresAt))
 		}
 	case []allocator.Proposal:
 		for _, p := range v {

@@ -82,6 +82,12 @@ type Engine struct {
 	// reserved: agents where tasks are being revoked for a tier; lower
 	// tiers are not offered anything there meanwhile.
 	reserved map[string]*reservation
+	// free is the cycle's per-agent free resources, kept between cycles
+	// and cleared: refilling an emptied map costs less than growing a
+	// new one to the thousands of agents a busy cycle visits.
+	free map[string]resources.Resources
+	// lastOffers sizes the next cycle's proposal slice.
+	lastOffers int
 }
 
 type reservation struct {
@@ -116,6 +122,8 @@ func (e *Engine) Reset() {
 	e.full = true
 	e.planned = nil
 	e.reserved = map[string]*reservation{}
+	e.free = nil
+	e.lastOffers = 0
 }
 
 // Options returns the engine's options.
@@ -156,10 +164,15 @@ func (e *Engine) Allocate(s *sdk.State, now allocator.LogicalTime, maxOffers int
 	}
 	order := e.agentOrder(s, now)
 	// Not presized to the cluster: most cycles look at the few agents
-	// that changed, and clearing a 10k-entry map costs more than the
-	// cycle's work.
-	c.free = make(map[string]resources.Resources)
-	c.props = make([]allocator.Proposal, 0, min(len(order), 256))
+	// that changed. The map is the engine's, cleared, so a cycle that
+	// visits thousands of agents does not grow a new one each time; the
+	// proposals are sized from the previous cycle for the same reason.
+	if e.free == nil {
+		e.free = make(map[string]resources.Resources)
+	}
+	clear(e.free)
+	c.free = e.free
+	c.props = make([]allocator.Proposal, 0, max(min(len(order), 256), e.lastOffers+e.lastOffers/8))
 	// Agents whose free resources found no taker last time are skipped
 	// until something about them, or about who wants offers, changes; the
 	// cycle's cost follows change, not cluster size. Quota and holds make
@@ -191,6 +204,7 @@ func (e *Engine) Allocate(s *sdk.State, now allocator.LogicalTime, maxOffers int
 		e.full = true
 	}
 	props := c.props
+	e.lastOffers = len(props)
 	e.unmet = sdk.UnmetDemand(s, props)
 	e.updateStarvation(c)
 	return props

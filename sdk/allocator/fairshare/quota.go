@@ -35,9 +35,13 @@ func (t *tree) limitVec(lim resources.Resources) vec {
 // eligibility of every client and the free resources of the cluster.
 func (c *cycle) prepareQuota(order []string) {
 	t := c.t
-	for _, r := range c.s.Roles() {
-		n, ok := t.nodes[r.Name]
-		if !ok || r.Guarantee.IsEmpty() {
+	for _, name := range c.s.RoleNames() {
+		n, ok := t.nodes[name]
+		if !ok {
+			continue
+		}
+		r := c.s.Role(name)
+		if r.Guarantee.IsEmpty() {
 			continue
 		}
 		need := t.basis.Vector(r.Guarantee)

@@ -106,13 +106,13 @@ const (
 // offers count), plus holds and unmet demand when there are any.
 func (e *Engine) Metrics(s *sdk.State, _ []allocator.Proposal) map[string]float64 {
 	b := sdk.NewShareBasis(s.ClusterTotal(), e.opts.FairnessExclude...)
-	roles, fws := s.Roles(), s.Frameworks()
+	roles, fws := s.RoleNames(), s.FrameworkIDs()
 	m := make(map[string]float64, len(roles)+len(fws)+2)
 	for _, r := range roles {
-		m[MetricRoleShare+r.Name] = s.RoleTreeShare(r.Name, b) / s.Weight(r.Name)
+		m[MetricRoleShare+r] = s.RoleTreeShare(r, b) / s.Weight(r)
 	}
-	for _, f := range fws {
-		m[MetricFrameworkShare+f.ID] = s.FrameworkShareIn(f.ID, b)
+	for _, id := range fws {
+		m[MetricFrameworkShare+id] = s.FrameworkShareIn(id, b)
 	}
 	// Reported only when non-zero, to keep transcripts and the operator
 	// view quiet in the common case.

@@ -89,16 +89,18 @@ type vec []float64
 // (framework, role) pairs in s. Cost: O(frameworks × roles + role depth).
 func buildTree(s *sdk.State, opts *Options) *tree {
 	t := &tree{root: &node{weight: 1}, nodes: map[string]*node{}, basis: sdk.NewShareBasis(s.ClusterTotal(), opts.FairnessExclude...)}
-	for _, f := range s.Frameworks() {
+	// The state's own frameworks, read only: copying thousands of them
+	// every cycle cost more than the rest of building the tree.
+	for _, id := range s.FrameworkIDs() {
+		f := s.FrameworkView(id)
 		if !f.Active {
 			continue
 		}
-		f := f
 		for _, role := range f.Roles {
 			if s.Suppressed(f.ID, role) {
 				continue
 			}
-			c := &client{fw: &f, role: role, alloc: t.basis.Vector(s.ClientAllocated(f.ID, role))}
+			c := &client{fw: f, role: role, alloc: t.basis.Vector(s.ClientAllocated(f.ID, role))}
 			for _, cap := range f.Capabilities {
 				if cap == allocator.CapabilityGPUResources {
 					c.gpu = true
