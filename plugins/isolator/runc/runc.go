@@ -190,7 +190,9 @@ func (i *Isolator) SetConfig(ctx context.Context, configJSON []byte, apiVersion 
 		case "network":
 			cfg.Network = v
 		case "starter":
-			cfg.Starter = v
+			if v != "" { // "" is the schema's default: beside the plugin
+				cfg.Starter = v
+			}
 		}
 	}
 	if !filepath.IsAbs(cfg.StateDir) || strings.Contains(cfg.StateDir, "..") {
@@ -369,7 +371,8 @@ func (i *Isolator) Recover(ctx context.Context, agentID string, known []isolator
 }
 
 // allControllerDirs is rel in every mounted cgroup hierarchy (v1: every
-// controller, named or not; v2: the unified tree).
+// controller, named or not, and the v2 tree of a hybrid host, where
+// libcontainer makes a cgroup too; v2: the unified tree).
 func allControllerDirs(rel string) []string {
 	if occgroups.IsCgroup2UnifiedMode() {
 		return []string{filepath.Join("/sys/fs/cgroup", rel)}
@@ -379,6 +382,9 @@ func allControllerDirs(rel string) []string {
 		return nil
 	}
 	var out []string
+	if occgroups.IsCgroup2HybridMode() {
+		out = append(out, filepath.Join("/sys/fs/cgroup/unified", rel))
+	}
 	for _, m := range mounts {
 		d := filepath.Join(m.Mountpoint, rel)
 		if !slices.Contains(out, d) {

@@ -95,7 +95,7 @@ func TestCleanupLeavesNothing(t *testing.T) {
 		u, err = e.iso.Usage(testCtx(t), []string{"busy"})
 		return err == nil && len(u) == 1 && u[0].Processes == 4
 	})
-	pids, err := os.ReadFile(filepath.Join(allControllerDirs(e.parent+"/busy")[0], "cgroup.procs"))
+	pids, err := os.ReadFile(filepath.Join(allControllerDirs(e.parent + "/busy")[0], "cgroup.procs"))
 	if err != nil {
 		t.Fatal(err)
 	}
