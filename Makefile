@@ -104,9 +104,13 @@ bench-swap: build
 
 # make bench-isolation                 the issue 7 table: 1000 sleep tasks on one agent, cgroups isolator (root)
 # make bench-isolation ISO_TASKS=200
+# make bench-isolation ISO_ISOLATOR=runc ISO_TASKS=100 ISO_MEM=16   the same in runc containers (busybox rootfs)
 ISO_TASKS ?= 1000
-bench-isolation: build
+ISO_ISOLATOR ?= cgroups
+ISO_MEM ?= 4
+bench-isolation: build testdata-rootfs
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
+		CORRAL_BENCH_ISOLATION_ISOLATOR=$(ISO_ISOLATOR) CORRAL_BENCH_ISOLATION_MEM=$(ISO_MEM) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
 
 # make paper                         the Mesos and DRF papers reproduced by corral sim (a few minutes);
