@@ -2,6 +2,7 @@ package runc
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/pluginapi/base/basetest"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/pluginapi/isolator/contracttest"
+	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-hclog"
 )
@@ -245,4 +250,23 @@ func TestHostname(t *testing.T) {
 			t.Errorf("Hostname(%q, %q) = %q, want %q", tc.name, tc.id, got, tc.want)
 		}
 	}
+}
+
+// TestBase runs the checks every plugin passes (info, schema, config,
+// API version negotiation), directly and over gRPC. The isolator's
+// container checks are the tests above: the shared contract suite moves a
+// pid into the container with Isolate, which a wrapper isolator does not.
+func TestBase(t *testing.T) {
+	needRoot(t)
+	starter := plugintest.Binary(t, StarterName, "github.com/corral-project/corral/plugins/isolator/runc/start/cmd")
+	newImpl := func(t *testing.T) isolator.Isolator {
+		return New(hclog.NewNullLogger(), WithDefaults(fmt.Sprintf("%s/runc-base-%d/{agent_id}", testRoot, os.Getpid()),
+			t.TempDir()+"/{agent_id}", starter))
+	}
+	basetest.Run(t, base.KindIsolator, isolator.APIVersions, newImpl)
+	t.Run("over gRPC", func(t *testing.T) {
+		basetest.Run(t, base.KindIsolator, isolator.APIVersions, func(t *testing.T) isolator.Isolator {
+			return contracttest.InProcess(t, newImpl(t))
+		})
+	})
 }
