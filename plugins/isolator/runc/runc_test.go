@@ -146,11 +146,11 @@ func TestSignalForwarded(t *testing.T) {
 // between Prepare and its checkpoint) is an orphan; Cleanup destroys it.
 func TestRecoverFindsOrphans(t *testing.T) {
 	e := testEnv(t, "")
-	known := e.start(t, "known", isolator.PrepareRequest{Resources: resources.MustParse("cpus:0.1;mem:64")}, "/bin/sleep", "600")
-	orphan := e.start(t, "orphan", isolator.PrepareRequest{Resources: resources.MustParse("cpus:0.1;mem:64")}, "/bin/sleep", "600")
-	waitFor(t, "both containers running", time.Minute, func() bool {
-		u, err := e.iso.Usage(testCtx(t), []string{"known", "orphan"})
-		return err == nil && len(u) == 2 && u[0].Processes == 1 && u[1].Processes == 1
+	run := []string{"/bin/sh", "-c", "echo started; exec sleep 600"}
+	known := e.start(t, "known", isolator.PrepareRequest{Resources: resources.MustParse("cpus:0.1;mem:64")}, run...)
+	orphan := e.start(t, "orphan", isolator.PrepareRequest{Resources: resources.MustParse("cpus:0.1;mem:64")}, run...)
+	waitFor(t, "both containers running their command", time.Minute, func() bool {
+		return strings.Contains(known.read(t, "stdout"), "started") && strings.Contains(orphan.read(t, "stdout"), "started")
 	})
 	// A new plugin process: nothing in memory.
 	fresh := New(hclog.NewNullLogger(), WithDefaults(strings.TrimSuffix(e.parent, "/agent-1")+"/{agent_id}",
