@@ -1,7 +1,7 @@
 # corral build. Everything it builds goes to bin/ (ignored by git).
 GO        ?= go
 BIN       := bin
-PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process isolator/cgroups executor/command
+PLUGINS   := allocator/drf allocator/quota allocator/priority isolator/process isolator/cgroups isolator/runc executor/command
 TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
@@ -15,7 +15,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/schedpb/scheduler.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul
+.PHONY: all build run test testdata-rootfs test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul
 
 all: build
 
@@ -29,6 +29,9 @@ build:
 	done
 	@# The command executor's launcher stage, started once per task.
 	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
+	@# The runc isolator's starter: the launcher execs it in place of a task's
+	@# command, and libcontainer re-executes it as the container's init.
+	$(GO) build -o $(BIN)/plugins/corral-runc-start ./plugins/isolator/runc/start/cmd
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
 	@# The Mesos v1 framework example (imports nothing from corral).
@@ -37,8 +40,13 @@ build:
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
 
-test: build
+test: build testdata-rootfs
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+# make testdata-rootfs      the runc tests' root filesystem, from Debian's busybox-static, cached
+#                           outside the clone (~/.cache/corral/rootfs-busybox, or CORRAL_ROOTFS_CACHE)
+testdata-rootfs:
+	@testdata/rootfs/build-busybox.sh >/dev/null
 
 # make fuzz                   every fuzz target (func FuzzX in *_test.go) for FUZZTIME each;
 # make fuzz FUZZTIME=5m       crashers land in the package's testdata/fuzz/ and `make test` replays them
@@ -96,9 +104,13 @@ bench-swap: build
 
 # make bench-isolation                 the issue 7 table: 1000 sleep tasks on one agent, cgroups isolator (root)
 # make bench-isolation ISO_TASKS=200
+# make bench-isolation ISO_ISOLATOR=runc ISO_TASKS=100 ISO_MEM=16   the same in runc containers (busybox rootfs)
 ISO_TASKS ?= 1000
-bench-isolation: build
+ISO_ISOLATOR ?= cgroups
+ISO_MEM ?= 4
+bench-isolation: build testdata-rootfs
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ISOLATION=1 CORRAL_BENCH_ISOLATION_TASKS=$(ISO_TASKS) \
+		CORRAL_BENCH_ISOLATION_ISOLATOR=$(ISO_ISOLATOR) CORRAL_BENCH_ISOLATION_MEM=$(ISO_MEM) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportIsolationBench' ./core/agent | grep -v '^ *agent_test.go'
 
 # make paper                         the Mesos and DRF papers reproduced by corral sim (a few minutes);

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,8 @@ Flags:
   --container TYPE  isolator to run the task under, e.g. cgroups (default:
                     the agent's); agents list theirs in the isolators
                     attribute and refuse a type they lack
+  --rootfs DIR      root filesystem for the task, a directory or OCI bundle
+                    on the agent (absolute path); implies --container runc
   --timeout D       give up placing / kill the task after D (default 0: none)
   --grace D         SIGTERM-to-SIGKILL grace when killing (default: executor's, 3s)
   --connect-timeout D  give up if the master cannot be reached within D (default 15s)
@@ -103,6 +106,7 @@ type execOptions struct {
 	connectTimeout     time.Duration
 	quiet              bool
 	container          string // isolator type; "" for the agent's default
+	rootfs             string // the task's root filesystem on the agent; "" for the host's
 	health             *corralpb.HealthCheck
 	command            []string
 }
@@ -137,6 +141,13 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.StringVar(&o.container, "container", "", "")
+	fs.Func("rootfs", "", func(dir string) error {
+		if !filepath.IsAbs(dir) {
+			return fmt.Errorf("want an absolute path on the agent, got %q", dir)
+		}
+		o.rootfs = dir
+		return nil
+	})
 	var healthCmd, healthHTTP string
 	var healthInterval time.Duration
 	var healthRetries uint
@@ -460,8 +471,11 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			TaskId: f.taskID, Name: strings.Join(f.o.command, " "), AgentId: o.GetAgentId(),
 			Resources: taken, Command: commandInfo(f.o), KillGraceSeconds: f.o.grace.Seconds(),
 		}
-		if f.o.container != "" {
-			task.Container = &corralpb.ContainerInfo{Type: f.o.container}
+		if f.o.container != "" || f.o.rootfs != "" {
+			task.Container = &corralpb.ContainerInfo{Type: f.o.container, Rootfs: f.o.rootfs}
+			if task.Container.Type == "" {
+				task.Container.Type = "runc" // the isolator that gives a task a filesystem
+			}
 		}
 		task.HealthCheck = f.o.health
 		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/pluginhost"
+	"github.com/corral-project/corral/plugins/isolator/runc/rootfstest"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -36,8 +38,30 @@ func TestReportIsolationBench(t *testing.T) {
 			t.Fatalf("CORRAL_BENCH_ISOLATION_TASKS=%q: want a positive count", s)
 		}
 	}
+	// CORRAL_BENCH_ISOLATION_ISOLATOR=runc runs the tasks in runc containers
+	// (busybox rootfs) instead; CORRAL_BENCH_ISOLATION_MEM sets their mem.
+	isoName, memMiB := "cgroups", 4.0
+	if s := os.Getenv("CORRAL_BENCH_ISOLATION_ISOLATOR"); s != "" {
+		isoName = s
+	}
+	if s := os.Getenv("CORRAL_BENCH_ISOLATION_MEM"); s != "" {
+		var err error
+		if memMiB, err = strconv.ParseFloat(s, 64); err != nil || memMiB <= 0 {
+			t.Fatalf("CORRAL_BENCH_ISOLATION_MEM=%q: want a positive MiB count", s)
+		}
+	}
 	root := fmt.Sprintf("/corral-test/bench-%d", os.Getpid())
-	cat := cgroupsCatalog(t, root+"/{agent_id}")
+	var cat *pluginhost.Catalog
+	var container *corralpb.ContainerInfo
+	switch isoName {
+	case "cgroups":
+		cat = cgroupsCatalog(t, root+"/{agent_id}")
+	case "runc":
+		cat = runcCatalog(t, root+"/{agent_id}", t.TempDir()+"/{agent_id}")
+		container = &corralpb.ContainerInfo{Type: "runc", Rootfs: rootfstest.Busybox(t)}
+	default:
+		t.Fatalf("CORRAL_BENCH_ISOLATION_ISOLATOR=%q: want cgroups or runc", isoName)
+	}
 	t.Cleanup(func() {
 		for _, rel := range []string{root + "/agent-1", root, "/corral-test"} {
 			for _, d := range cgroupDirs(t, rel) {
@@ -48,15 +72,16 @@ func TestReportIsolationBench(t *testing.T) {
 	m := startFakeMaster(t)
 	a := startAgentWith(t, cat, Config{
 		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "bench-host",
-		Resources: resources.MustParse("cpus:2;mem:8192"), Isolator: "cgroups",
+		Resources: resources.MustParse(fmt.Sprintf("cpus:2;mem:%d", int(float64(n)*memMiB)+1024)), Isolator: isoName,
 		StatusUpdateRetry: 10 * time.Second,
 	})
 	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
 	task := func(ti *corralpb.TaskInfo) {
 		ti.Resources = []*corralpb.Resource{
 			{Name: "cpus", Value: &corralpb.Resource_Scalar{Scalar: 0.001}},
-			{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: 4}},
+			{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: memMiB}},
 		}
+		ti.Container = container
 		ti.Command = &corralpb.CommandInfo{Value: "sleep", Arguments: []string{"600"}}
 	}
 
@@ -93,7 +118,7 @@ func TestReportIsolationBench(t *testing.T) {
 	toDestroyed := time.Since(start)
 
 	per := func(b uint64) string { return fmt.Sprintf("%.2f MiB", float64(b)/float64(n)/(1<<20)) }
-	t.Logf("\n%d tasks (sleep 600, cpus 0.001, mem 4 MiB) on one agent, cgroups isolator (%d cgroup directories while running), %d CPUs\n"+
+	t.Logf("\n%d tasks (sleep 600, cpus 0.001, mem %g MiB) on one agent, %s isolator (%d cgroup directories while running), %d CPUs\n"+
 		"| measure | value | target |\n|---|---|---|\n"+
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
@@ -105,8 +130,9 @@ func TestReportIsolationBench(t *testing.T) {
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
-		"| tasks RSS | %.1f MiB (%s per task) | |",
-		n, cgroups, runtime.NumCPU(),
+		"| tasks RSS | %.1f MiB (%s per task) | |\n"+
+		"| runc starters RSS (runc only) | %.1f MiB (%s per task) | |",
+		n, memMiB, isoName, cgroups, runtime.NumCPU(),
 		toRunning.Seconds(), toDestroyed.Seconds(),
 		mem.executorCPU.Seconds()*1000/float64(max(mem.executors, 1)),
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
@@ -115,7 +141,8 @@ func TestReportIsolationBench(t *testing.T) {
 		100*idleISO.Seconds()/idle.Seconds(),
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
-		mib(mem.taskRSS), per(mem.taskRSS))
+		mib(mem.taskRSS), per(mem.taskRSS),
+		mib(mem.starterRSS), per(mem.starterRSS))
 }
 
 // countState counts the tasks that reported any of states.
@@ -147,6 +174,7 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type memReport struct {
 	agent, isolator, executorRSS, taskRSS uint64
+	starterRSS                            uint64
 	executors, tasks                      int
 	executorCPU, taskCPU                  time.Duration
 	agentCPU, isolatorCPU                 time.Duration
@@ -216,7 +244,9 @@ func processMemory(t *testing.T) memReport {
 			r.executorRSS += p.rss
 			r.executorCPU += time.Duration(p.cpuTicks) * tick
 			r.executors++
-		case p.exe == "sleep" && descends(pid):
+		case p.exe == "corral-runc-start" && descends(pid):
+			r.starterRSS += p.rss
+		case (p.exe == "sleep" || p.exe == "busybox") && descends(pid):
 			r.taskRSS += p.rss
 			r.taskCPU += time.Duration(p.cpuTicks) * tick
 			r.tasks++

@@ -588,7 +588,8 @@ func (c *containerService) Prepare(ctx context.Context, containerID string) (*is
 	}
 	c.a.mu.Lock()
 	req := isolator.PrepareRequest{ContainerID: containerID, Resources: c.t.res, SandboxDir: c.t.sandbox,
-		User: c.a.userFor(c.t), AgentID: c.a.id, CPUQuota: cpuQuotaChoice(c.t.info)}
+		User: c.a.userFor(c.t), AgentID: c.a.id, CPUQuota: cpuQuotaChoice(c.t.info),
+		Rootfs: c.t.info.GetContainer().GetRootfs(), Hostname: containerHostname(c.t.info)}
 	c.a.mu.Unlock()
 	spec, err := iso.Prepare(ctx, req)
 	if err != nil {
@@ -612,6 +613,15 @@ func (c *containerService) Isolate(ctx context.Context, containerID string, pid 
 	c.t.pid = pid
 	c.a.mu.Unlock()
 	return nil
+}
+
+// containerHostname is the hostname a task asked for, or else its ID (the
+// isolator makes it a valid hostname).
+func containerHostname(ti *corralpb.TaskInfo) string {
+	if h := ti.GetContainer().GetHostname(); h != "" {
+		return h
+	}
+	return ti.GetTaskId()
 }
 
 // cpuQuotaChoice is the task's own choice of a hard CPU quota, nil if it

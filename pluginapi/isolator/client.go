@@ -41,6 +41,8 @@ func (c *client) Prepare(ctx context.Context, req PrepareRequest) (*LaunchSpec, 
 		User:        req.User,
 		AgentId:     req.AgentID,
 		CpuQuota:    req.CPUQuota,
+		Rootfs:      req.Rootfs,
+		Hostname:    req.Hostname,
 	})
 	if err != nil {
 		return nil, rpcErr(ctx, "prepare "+req.ContainerID, err)

@@ -18,6 +18,7 @@ func LaunchSpecToProto(s *LaunchSpec) *isolatorpb.LaunchSpec {
 		Environment: s.Environment,
 		CgroupProcs: s.CgroupProcs,
 		NewSession:  s.NewSession,
+		Wrapper:     s.Wrapper,
 	}
 	for _, r := range s.Rlimits {
 		p.Rlimits = append(p.Rlimits, &isolatorpb.Rlimit{Name: r.Name, Soft: r.Soft, Hard: r.Hard})
@@ -31,6 +32,7 @@ func LaunchSpecFromProto(p *isolatorpb.LaunchSpec) *LaunchSpec {
 		Environment: p.GetEnvironment(),
 		CgroupProcs: p.GetCgroupProcs(),
 		NewSession:  p.GetNewSession(),
+		Wrapper:     p.GetWrapper(),
 	}
 	for _, r := range p.GetRlimits() {
 		s.Rlimits = append(s.Rlimits, Rlimit{Name: r.GetName(), Soft: r.GetSoft(), Hard: r.GetHard()})

@@ -6,6 +6,7 @@ package isolator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +60,19 @@ type PrepareRequest struct {
 	// CPUQuota is the task's choice of a hard CPU quota at its cpus; nil
 	// leaves it to the isolator's configuration.
 	CPUQuota *bool
+	// Rootfs is the task's root filesystem (a directory on the agent or an
+	// OCI bundle); "" runs it on the host's. An isolator that cannot give a
+	// task a filesystem of its own must refuse a request that sets it
+	// (ErrRootfsUnsupported), rather than run the task on the host's.
+	Rootfs string
+	// Hostname is the container's hostname, for isolators that make a UTS
+	// namespace; others ignore it.
+	Hostname string
 }
+
+// ErrRootfsUnsupported is Prepare's error when a task asks for a root
+// filesystem from an isolator that runs tasks on the host's.
+var ErrRootfsUnsupported = errors.New("this isolator runs tasks on the host's filesystem and cannot give a task a rootfs (use the runc isolator: container { type = \"runc\" })")
 
 // Rlimit is a resource limit applied to the container's first process.
 type Rlimit struct {
@@ -74,6 +87,15 @@ type LaunchSpec struct {
 	Rlimits     []Rlimit
 	CgroupProcs []string // files the child's pid is written to before exec
 	NewSession  bool
+	// Wrapper, if set, is the argv the first process execs in place of the
+	// task's command, with the command's argv appended: the isolator's own
+	// starter, which creates the container (namespaces, root filesystem)
+	// around the command and is its parent until it exits, with the
+	// command's exit status. The command's path is then resolved by the
+	// wrapper inside the container, and the task's user is switched there
+	// (PrepareRequest.User), not by the launcher. CgroupProcs is empty
+	// with a wrapper: the starter stays outside the container's limits.
+	Wrapper []string
 }
 
 // Usage is a container's resource usage at Timestamp. Fields an isolator

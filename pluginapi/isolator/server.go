@@ -40,6 +40,8 @@ func (s *server) Prepare(ctx context.Context, req *isolatorpb.PrepareRequest) (*
 		User:        req.GetUser(),
 		AgentID:     req.GetAgentId(),
 		CPUQuota:    req.CpuQuota,
+		Rootfs:      req.GetRootfs(),
+		Hostname:    req.GetHostname(),
 	})
 	if err != nil {
 		return nil, err

@@ -1169,7 +1169,15 @@ type ContainerInfo struct {
 	// Cap the task at its cpus with a hard CPU quota (true), or let it use
 	// idle CPU beyond its share (false); unset leaves it to the isolator's
 	// configuration. Isolators without CPU enforcement ignore it.
-	CpuQuota      *bool `protobuf:"varint,2,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
+	CpuQuota *bool `protobuf:"varint,2,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
+	// The root filesystem the task runs in (isolators that make a mount
+	// namespace, such as "runc"): a directory on the agent holding the
+	// filesystem, or an OCI bundle directory (config.json and its rootfs).
+	// Isolators without a filesystem of their own refuse a task that sets it.
+	Rootfs string `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	// The hostname inside the container (isolators that make a UTS
+	// namespace); empty means the task's ID, made a valid hostname.
+	Hostname      string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1216,6 +1224,20 @@ func (x *ContainerInfo) GetCpuQuota() bool {
 		return *x.CpuQuota
 	}
 	return false
+}
+
+func (x *ContainerInfo) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
 }
 
 type TaskStatus struct {
@@ -3292,10 +3314,12 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCOMMAND\x10\x01\x12\b\n" +
 	"\x04HTTP\x10\x02\x12\a\n" +
-	"\x03TCP\x10\x03\"S\n" +
+	"\x03TCP\x10\x03\"\x87\x01\n" +
 	"\rContainerInfo\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
-	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01\x12\x16\n" +
+	"\x06rootfs\x18\x03 \x01(\tR\x06rootfs\x12\x1a\n" +
+	"\bhostname\x18\x04 \x01(\tR\bhostnameB\f\n" +
 	"\n" +
 	"_cpu_quota\"\xbf\a\n" +
 	"\n" +

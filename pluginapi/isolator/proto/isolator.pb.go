@@ -254,8 +254,15 @@ type LaunchSpec struct {
 	Environment map[string]string      `protobuf:"bytes,1,rep,name=environment,proto3" json:"environment,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Rlimits     []*Rlimit              `protobuf:"bytes,2,rep,name=rlimits,proto3" json:"rlimits,omitempty"`
 	// Files the new pid is written to before exec (cgroup.procs).
-	CgroupProcs   []string `protobuf:"bytes,3,rep,name=cgroup_procs,json=cgroupProcs,proto3" json:"cgroup_procs,omitempty"`
-	NewSession    bool     `protobuf:"varint,4,opt,name=new_session,json=newSession,proto3" json:"new_session,omitempty"`
+	CgroupProcs []string `protobuf:"bytes,3,rep,name=cgroup_procs,json=cgroupProcs,proto3" json:"cgroup_procs,omitempty"`
+	NewSession  bool     `protobuf:"varint,4,opt,name=new_session,json=newSession,proto3" json:"new_session,omitempty"`
+	// Argv the container's first process execs instead of the task's
+	// command, with the command's argv appended: an isolator that must start
+	// the task itself (inside new namespaces and a root filesystem) names its
+	// starter here. Empty: exec the command directly. With a wrapper the
+	// command's path is resolved by the wrapper (inside the container), and
+	// the task's user is switched by the wrapper, not before the exec.
+	Wrapper       []string `protobuf:"bytes,5,rep,name=wrapper,proto3" json:"wrapper,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +325,13 @@ func (x *LaunchSpec) GetNewSession() bool {
 	return false
 }
 
+func (x *LaunchSpec) GetWrapper() []string {
+	if x != nil {
+		return x.Wrapper
+	}
+	return nil
+}
+
 type PrepareRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -327,7 +341,12 @@ type PrepareRequest struct {
 	// The ID of the agent asking, so that kernel objects can be grouped per agent.
 	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// The task's choice of a hard CPU quota; unset means the isolator's default.
-	CpuQuota      *bool `protobuf:"varint,6,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
+	CpuQuota *bool `protobuf:"varint,6,opt,name=cpu_quota,json=cpuQuota,proto3,oneof" json:"cpu_quota,omitempty"`
+	// The task's root filesystem (ContainerInfo.rootfs); "" for the host's.
+	// Isolators that cannot change it refuse a request that sets it.
+	Rootfs string `protobuf:"bytes,7,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	// The container's hostname, for isolators that make a UTS namespace.
+	Hostname      string `protobuf:"bytes,8,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +421,20 @@ func (x *PrepareRequest) GetCpuQuota() bool {
 		return *x.CpuQuota
 	}
 	return false
+}
+
+func (x *PrepareRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *PrepareRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
 }
 
 type PrepareResponse struct {
@@ -1064,17 +1097,18 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\x06Rlimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x04R\x04soft\x12\x12\n" +
-	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xa7\x02\n" +
+	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xc1\x02\n" +
 	"\n" +
 	"LaunchSpec\x12X\n" +
 	"\venvironment\x18\x01 \x03(\v26.corral.plugin.isolator.v1.LaunchSpec.EnvironmentEntryR\venvironment\x12;\n" +
 	"\arlimits\x18\x02 \x03(\v2!.corral.plugin.isolator.v1.RlimitR\arlimits\x12!\n" +
 	"\fcgroup_procs\x18\x03 \x03(\tR\vcgroupProcs\x12\x1f\n" +
 	"\vnew_session\x18\x04 \x01(\bR\n" +
-	"newSession\x1a>\n" +
+	"newSession\x12\x18\n" +
+	"\awrapper\x18\x05 \x03(\tR\awrapper\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9a\x02\n" +
 	"\x0ePrepareRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x121\n" +
 	"\tresources\x18\x02 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12\x1f\n" +
@@ -1082,7 +1116,9 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"sandboxDir\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x19\n" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12 \n" +
-	"\tcpu_quota\x18\x06 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
+	"\tcpu_quota\x18\x06 \x01(\bH\x00R\bcpuQuota\x88\x01\x01\x12\x16\n" +
+	"\x06rootfs\x18\a \x01(\tR\x06rootfs\x12\x1a\n" +
+	"\bhostname\x18\b \x01(\tR\bhostnameB\f\n" +
 	"\n" +
 	"_cpu_quota\"L\n" +
 	"\x0fPrepareResponse\x129\n" +

@@ -189,7 +189,16 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 		plan.Path = req.Command.Value
 		plan.Args = append([]string{req.Command.Value}, req.Command.Arguments...)
 	}
-	if plan.Credential, err = lookupCredential(req.Command.User); err != nil {
+	if len(spec.Wrapper) > 0 {
+		// The isolator's starter builds the container around the command:
+		// it is what the launcher execs, and it resolves the command's path
+		// and switches to the task's user inside the container.
+		args := plan.Args
+		if req.Command.Shell {
+			args = []string{"/bin/sh", "-c", req.Command.Value} // the container's sh
+		}
+		plan.Path, plan.Args = spec.Wrapper[0], append(slices.Clone(spec.Wrapper), args...)
+	} else if plan.Credential, err = lookupCredential(req.Command.User); err != nil {
 		return nil, false, err
 	}
 	planJSON, err := json.Marshal(plan)

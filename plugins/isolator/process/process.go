@@ -169,6 +169,9 @@ func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*iso
 	if req.ContainerID == "" {
 		return nil, errors.New("process isolator: prepare: empty container ID")
 	}
+	if req.Rootfs != "" {
+		return nil, fmt.Errorf("process isolator: prepare %q: rootfs %q: %w", req.ContainerID, req.Rootfs, isolator.ErrRootfsUnsupported)
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return &isolator.LaunchSpec{

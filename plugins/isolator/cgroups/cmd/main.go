@@ -5,7 +5,7 @@ import (
 	"os"
 
 	"github.com/corral-project/corral/pluginapi/isolator"
-	"github.com/corral-project/corral/plugins/isolator/cgroups"
+	"github.com/corral-project/corral/sdk/isolation/cgroups"
 	"github.com/hashicorp/go-hclog"
 )
 

@@ -20,7 +20,7 @@ func TestRealBinary(t *testing.T) {
 		t.Skip("builds and starts the plugin binary")
 	}
 	h := needRoot(t)
-	inst := plugintest.Start(t, base.KindIsolator, plugintest.Binary(t, "corral-isolator-cgroups", "./cmd"))
+	inst := plugintest.Start(t, base.KindIsolator, plugintest.Binary(t, "corral-isolator-cgroups", "github.com/corral-project/corral/plugins/isolator/cgroups/cmd"))
 	iso := inst.Raw.(isolator.Isolator)
 	ctx := testCtx(t)
 

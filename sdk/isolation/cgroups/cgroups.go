@@ -278,8 +278,32 @@ func (i *Isolator) limits(res resources.Resources, quota *bool) (*cgroups.Resour
 
 // Prepare creates the container's cgroup with its limits and returns the
 // cgroup.procs files the first process must join. Preparing a container
-// again returns the same spec.
+// again returns the same spec. A task that asks for a root filesystem is
+// refused: this isolator runs tasks on the host's.
 func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*isolator.LaunchSpec, error) {
+	if req.Rootfs != "" {
+		return nil, fmt.Errorf("cgroups isolator: prepare %q: rootfs %q: %w", req.ContainerID, req.Rootfs, isolator.ErrRootfsUnsupported)
+	}
+	c, err := i.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	return i.spec(c), nil
+}
+
+// PrepareCgroup creates the container's cgroup with its limits, as Prepare
+// does, and returns its path relative to the hierarchy's root (such as
+// /corral/<agent>/<container>), for an isolator that builds a container
+// around it (runc) and joins its first process itself.
+func (i *Isolator) PrepareCgroup(_ context.Context, req isolator.PrepareRequest) (string, error) {
+	c, err := i.prepare(req)
+	if err != nil {
+		return "", err
+	}
+	return c.rel, nil
+}
+
+func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 	if err := checkID(req.ContainerID); err != nil {
 		return nil, fmt.Errorf("cgroups isolator: prepare: %w", err)
 	}
@@ -294,7 +318,7 @@ func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*iso
 	parent := i.parentLocked()
 	i.mu.Unlock()
 	if ok {
-		return i.spec(c), nil
+		return c, nil
 	}
 	rel := filepath.Join(parent, req.ContainerID)
 	r, memLimit, pidsLimit := i.limits(req.Resources, req.CPUQuota)
@@ -323,7 +347,7 @@ func (i *Isolator) Prepare(_ context.Context, req isolator.PrepareRequest) (*iso
 	}
 	i.mu.Unlock()
 	i.logger.Debug("prepared", "container_id", req.ContainerID, "cgroup", rel)
-	return i.spec(c), nil
+	return c, nil
 }
 
 func (i *Isolator) spec(c *container) *isolator.LaunchSpec {

@@ -210,6 +210,11 @@ func (h *Hierarchy) killOnce(m cgroups.Manager, rel string, pids []int) error {
 		return nil
 	}
 	if err := m.Freeze(cgroups.Frozen); err != nil {
+		if !h.Exists(rel) {
+			// Removed meanwhile, by whoever else owned it (a container
+			// runtime cleaning up a failed start): nothing left to kill.
+			return nil
+		}
 		return fmt.Errorf("freeze cgroup %s: %w", rel, err)
 	}
 	// Listed again while frozen: nothing can have forked since.
