@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -110,9 +111,19 @@ type execOptions struct {
 // parseExecFlags parses args; getenv supplies CORRAL_MASTER (os.Getenv in
 // production, a map in tests). flag.ErrHelp means usage was asked for.
 func parseExecFlags(args []string, getenv func(string) string) (*execOptions, error) {
+	fs, finish := execFlagSet(getenv)
+	fs.SetOutput(io.Discard) // runExec prints errors and usage itself
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return finish(fs.Args())
+}
+
+// execFlagSet declares corral exec's flags; finish checks them and takes
+// the command line to run.
+func execFlagSet(getenv func(string) string) (*flag.FlagSet, func(command []string) (*execOptions, error)) {
 	o := &execOptions{env: map[string]string{}}
 	fs := flag.NewFlagSet("corral exec", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // runExec prints errors and usage itself
 	master := getenv("CORRAL_MASTER")
 	if master == "" {
 		master = "127.0.0.1:5050"
@@ -144,15 +155,19 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.StringVar(&healthHTTP, "health-http", "", "")
 	fs.DurationVar(&healthInterval, "health-interval", 0, "")
 	fs.UintVar(&healthRetries, "health-retries", 0, "")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	return fs, func(command []string) (*execOptions, error) {
+		return finishExec(o, command, healthCmd, healthHTTP, healthInterval, healthRetries)
 	}
+}
+
+// finishExec checks the parsed flags of corral exec.
+func finishExec(o *execOptions, command []string, healthCmd, healthHTTP string, healthInterval time.Duration, healthRetries uint) (*execOptions, error) {
 	hc, err := healthFlags(healthCmd, healthHTTP, healthInterval, healthRetries)
 	if err != nil {
 		return nil, err
 	}
 	o.health = hc
-	o.command = fs.Args()
+	o.command = command
 	switch {
 	case len(o.command) == 0:
 		return nil, errors.New("no command given")
@@ -319,17 +334,25 @@ func isTerminal(s corralpb.TaskState) bool {
 	return false
 }
 
+// runExec runs `corral exec ARGS`.
 func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseExecFlags(args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, execUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral exec: %v\n\n%s", err, execUsage)
-		return exitNotPlaced
-	}
-	return execute(ctx, o, stdout, &syncWriter{w: stderr})
+	return run(ctx, append([]string{"exec"}, args...), stdout, stderr)
+}
+
+func execCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	fs, finish := execFlagSet(os.Getenv)
+	c := command("exec [flags] -- COMMAND [ARGS...]", "run a command as a task and stream its output", execUsage, fs,
+		func(cmd *cobra.Command, args []string) int {
+			o, err := finish(args)
+			if err != nil {
+				return failUsage(cmd, err)
+			}
+			return execute(ctx, o, stdout, &syncWriter{w: stderr})
+		})
+	c.Annotations[annUsageExit] = strconv.Itoa(exitNotPlaced)
+	c.Annotations[annStopAtArg] = "true"
+	c.Flags().SetInterspersed(false)
+	return c
 }
 
 // syncWriter serializes writes: progress lines and the task's stderr share it.
