@@ -26,11 +26,13 @@ const taskUsage = `usage: corral task list [-framework ID] [-state STATE] [-mast
        corral task show TASK [-framework ID] [-master ADDR] [-json]
        corral task kill TASK [-framework ID] [-grace SECONDS] [-master ADDR]
        corral task logs TASK [-framework ID] [-f] [-stderr] [-master ADDR]
+       corral task exec TASK [-framework ID] [-i] [-master ADDR] -- COMMAND [ARGS...]
 
 TASK is a task ID; -framework picks the framework when two frameworks use
 the same task ID. list shows live and completed tasks. logs prints the
 task's stdout (or stderr) from its sandbox; -f follows it until the task
-ends.
+ends. exec runs a command beside the running task (corral task exec -h).
+list and show print JSON with -json (or --output json).
 `
 
 const frameworkUsage = `usage: corral framework list [-master ADDR] [-json]
@@ -184,6 +186,7 @@ func taskCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 			fs.BoolVar(&f.follow, "follow", false, "follow the file until the task ends")
 			fs.BoolVar(&f.stderr, "stderr", false, "stderr instead of stdout")
 		}, do),
+		taskExecCmd(ctx, stdout, stderr),
 	)
 }
 

@@ -54,6 +54,7 @@ func (a *Agent) httpHandler() http.Handler {
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
 	mux.Handle(sandbox.Pattern, sb)
 	mux.Handle(sandbox.ListPattern, sb.ListHandler())
+	mux.HandleFunc(TaskExecPattern, a.serveTaskExec)
 	return mux
 }
 
