@@ -160,8 +160,15 @@ func groupPath(cmd *cobra.Command) string {
 // gets a hint, since `-timeout 5` is the usual slip.
 func flagError(cmd *cobra.Command, err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "missing unit in duration") {
-		msg += " (durations need a unit: 5s, 10m, 1h)"
+	if _, rest, ok := strings.Cut(msg, ` for "--`); ok {
+		name, _, _ := strings.Cut(rest, `"`)
+		if f := cmd.Flags().Lookup(name); f != nil && f.Value.Type() == "duration" {
+			val := ""
+			if _, v, ok := strings.Cut(msg, `invalid argument "`); ok {
+				val, _, _ = strings.Cut(v, `"`)
+			}
+			msg = fmt.Sprintf("--%s %q is not a duration: give a number with a unit, e.g. 5s, 10m, 1h30m", name, val)
+		}
 	}
 	return usagef("%s", msg)
 }
