@@ -39,6 +39,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral-project/corral/core/agent/sandbox"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/scheduler"
@@ -177,6 +178,9 @@ func finishExec(o *execOptions, command []string, healthCmd, healthHTTP string, 
 		return nil, errors.New("--master is empty")
 	case o.name == "" || o.role == "":
 		return nil, errors.New("--name and --role must not be empty")
+	case sandbox.ValidateID(o.name) != nil || len(o.name) > 200:
+		// The task ID is NAME-<random>, a directory name on the agent.
+		return nil, fmt.Errorf("--name %q: want at most 200 characters without / or NUL", o.name)
 	case badQuantity(o) != nil:
 		return nil, badQuantity(o)
 	case o.cpus < 0 || o.mem < 0 || o.disk < 0 || o.gpus < 0:
@@ -663,6 +667,10 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 
 	lostCheck := time.NewTicker(time.Second)
 	defer lostCheck.Stop()
+	// While no offer fits, say why now and then (execwait.go).
+	waitReport := time.NewTimer(execFirstWaitReport)
+	defer waitReport.Stop()
+	waitExplained := make(chan fitReport, 1)
 	var (
 		connectC  = time.After(o.connectTimeout)
 		timeoutC  <-chan time.Time
@@ -671,6 +679,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		interrupt = ctx.Done()
 		cause     = causeNone
 		logs      *follower
+		finalLine string
 	)
 	if o.timeout > 0 {
 		timeoutC = time.After(o.timeout)
@@ -717,6 +726,9 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		if msg != "" {
 			warn("%s", msg)
 		}
+		if finalLine != "" {
+			say("%s", finalLine)
+		}
 		teardown()
 		return code
 	}
@@ -729,7 +741,10 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 				logs = startFollower(ctx, s.sandboxURL, stdout, stderr, warn)
 			}
 			if s.status != nil && isTerminal(s.status.GetState()) {
-				return finish(exitCodeFor(s.status, cause))
+				code, msg := exitCodeFor(s.status, cause)
+				// The final state goes last, after the task's output.
+				finalLine = fmt.Sprintf("task %s %s (exit %d)", f.taskID, s.status.GetState(), code)
+				return finish(code, msg)
 			}
 			if s.phase == phaseAbandoned && cause != causeNone {
 				// A launch failed after we had decided to stop.
@@ -771,6 +786,23 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			}
 			return finish(exitLost, fmt.Sprintf("lost the master at %s for %s, past the framework's %s failover timeout: "+
 				"the task is gone (exit code 127 here means TASK_LOST)", o.master, execGiveUpAfter, execFailoverTimeout))
+		case <-waitReport.C:
+			if s := f.snapshot(); s.driver != nil && s.phase == phaseWaiting {
+				go func() {
+					if r, err := explainWait(ctx, o); err == nil {
+						waitExplained <- r
+					}
+				}()
+			}
+			waitReport.Reset(execWaitReportEvery)
+		case r := <-waitExplained:
+			if s := f.snapshot(); s.phase != phaseWaiting {
+				break
+			}
+			if r.never && f.abandon() {
+				return finish(exitNotPlaced, r.msg)
+			}
+			say("%s", r.msg)
 		case <-killC:
 			kill()
 		case <-giveUpC:

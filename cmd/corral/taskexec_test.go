@@ -99,6 +99,15 @@ func TestTaskExec(t *testing.T) {
 			t.Errorf("corral %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.inStderr)
 		}
 	}
+	// corral exec gives up at once, saying why, when no agent could ever
+	// hold the task (the dev agent has a few CPUs, not 1000).
+	began := time.Now()
+	if code, _, errOut := runCLI(t, ctx, "exec", "-master", addr, "-cpus", "1000", "--", "true"); code != exitNotPlaced ||
+		!strings.Contains(errOut, "no agent can ever fit cpus=1000") {
+		t.Errorf("exec of a task no agent fits: exit %d, stderr %q; want %d and why", code, errOut, exitNotPlaced)
+	} else if took := time.Since(began); took > 45*time.Second {
+		t.Errorf("exec took %v to give up on a task no agent fits", took)
+	}
 	if code, _, errOut := runCLI(t, ctx, "task", "kill", taskID, "-master", addr); code != 0 {
 		t.Fatalf("task kill: %d %s", code, errOut)
 	}
