@@ -102,6 +102,11 @@ func TestCLIGolden(t *testing.T) {
 		{"framework-show-json", []string{"framework", "show", "fw-1", "-json", "-master", addr}},
 		{"role-list", []string{"role", "list", "-master", addr}},
 		{"role-show-json", []string{"role", "show", "eng", "-json", "-master", addr}},
+		// shell completion: subcommands, flags, and IDs from the master
+		{"complete-subcommand", []string{"__complete", "task", "l"}},
+		{"complete-flag", []string{"__complete", "exec", "--he"}},
+		{"complete-task-id", []string{"__complete", "task", "show", "--master", addr, ""}},
+		{"complete-agent-id", []string{"__complete", "agent", "drain", "--master", addr, "agent-"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

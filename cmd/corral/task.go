@@ -72,7 +72,7 @@ func opCmd(group, verb, short string, nargs int, extra func(fs *flag.FlagSet, f 
 	if nargs == 1 {
 		use += " " + strings.ToUpper(group)
 	}
-	return command(use, short, "", fs, func(cmd *cobra.Command, args []string) int {
+	c := command(use, short, "", fs, func(cmd *cobra.Command, args []string) int {
 		if len(args) != nargs {
 			if nargs == 0 {
 				return failUsage(cmd, usagef("%s takes no arguments, got %q", verb, args))
@@ -84,6 +84,43 @@ func opCmd(group, verb, short string, nargs int, extra func(fs *flag.FlagSet, f 
 		}
 		return do(cmd, args, f)
 	})
+	if nargs == 1 {
+		c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeIDs(group, f.master), cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	return c
+}
+
+// completeIDs lists what a GROUP command takes (agent, task or framework
+// IDs, with a description) from the master's state, for shell completion;
+// nothing when the master does not answer within a moment.
+func completeIDs(group, masterAddr string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, _, err := fetchState(ctx, masterAddr)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	switch group {
+	case "agent":
+		for _, a := range st.Agents {
+			out = append(out, a.ID+"\t"+a.Hostname)
+		}
+	case "framework":
+		for _, fw := range append(append([]master.FrameworkView{}, st.Frameworks...), st.CompletedFrameworks...) {
+			out = append(out, fw.ID+"\t"+fw.Name)
+		}
+	case "task":
+		for _, r := range allTaskRefs(st) {
+			out = append(out, r.Task.ID+"\t"+strings.TrimPrefix(r.Task.State, "TASK_")+" ("+r.Framework.Name+")")
+		}
+	}
+	return out
 }
 
 // parseInterleaved parses args with fs, letting flags come before or after

@@ -78,6 +78,12 @@ func taskExecCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 		})
 	c.Annotations[annUsageExit] = strconv.Itoa(exitNotPlaced)
 	c.Annotations["corral/flags-in-usage"] = "true"
+	c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault // the command's own words
+		}
+		return completeIDs("task", masterAddr), cobra.ShellCompDirectiveNoFileComp
+	}
 	return c
 }
 
