@@ -17,24 +17,29 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/corral-project/corral/core/agent/execstream"
 )
 
-const taskExecUsage = `usage: corral task exec TASK [-framework ID] [-i] [-master ADDR] -- COMMAND [ARGS...]
+const taskExecUsage = `usage: corral task exec TASK [-framework ID] [-i] [-t] [-master ADDR] -- COMMAND [ARGS...]
 
 Runs COMMAND beside the running task TASK on its agent: in the task's
 cgroups (so its usage counts against the task's limits), in its namespaces
 when it has its own (a runc container), as its user, with its environment,
 in its sandbox directory. COMMAND's stdout and stderr stream here; with -i
-this command's stdin is forwarded to it (until EOF).
+this command's stdin is forwarded to it (until EOF). With -t it runs on a
+pseudo-terminal, for an interactive shell: corral task exec -t TASK -- sh
 
   -framework ID   the task's framework, when two frameworks use the same task ID
   -i, --stdin     forward stdin to the command
+  -t, --tty       run the command on a terminal (stdin must be one; implies -i)
   -master ADDR    master address (default 127.0.0.1:5050, env CORRAL_MASTER)
 
 Exit codes:
@@ -48,13 +53,15 @@ Exit codes:
 func taskExecCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	var (
 		masterAddr, framework string
-		stdin                 bool
+		stdin, tty            bool
 	)
 	fs := flag.NewFlagSet("corral task exec", flag.ContinueOnError)
 	fs.StringVar(&masterAddr, "master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "master address (env CORRAL_MASTER)")
 	fs.StringVar(&framework, "framework", "", "the task's framework, when two frameworks use the same task ID")
 	fs.BoolVar(&stdin, "i", false, "forward stdin to the command")
 	fs.BoolVar(&stdin, "stdin", false, "forward stdin to the command")
+	fs.BoolVar(&tty, "t", false, "run the command on a terminal (implies -i)")
+	fs.BoolVar(&tty, "tty", false, "run the command on a terminal (implies -i)")
 	c := command("exec TASK -- COMMAND [ARGS...]", "run a command beside a running task", taskExecUsage, fs,
 		func(cmd *cobra.Command, args []string) int {
 			dash := cmd.ArgsLenAtDash()
@@ -71,10 +78,17 @@ func taskExecCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 				return failUsage(cmd, usagef("-master is empty"))
 			}
 			var in io.Reader
-			if stdin {
+			var term *os.File
+			if tty {
+				if !isTTY(os.Stdin) {
+					return failUsage(cmd, usagef("-t needs a terminal on stdin; use -i to forward a pipe or a file"))
+				}
+				term = os.Stdin
+			}
+			if stdin || tty {
 				in = os.Stdin
 			}
-			return taskExec(ctx, masterAddr, framework, args[0], args[1:], in, stdout, stderr)
+			return taskExec(ctx, masterAddr, framework, args[0], args[1:], in, term, stdout, stderr)
 		})
 	c.Annotations[annUsageExit] = strconv.Itoa(exitNotPlaced)
 	c.Annotations["corral/flags-in-usage"] = "true"
@@ -89,7 +103,7 @@ func taskExecCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 
 // taskExec finds the task, opens the session through the master and
 // relays it; the result is the command's exit status.
-func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []string, stdin io.Reader, tty *os.File, stdout, stderr io.Writer) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "corral task exec: "+format+"\n", a...)
 		return exitNotPlaced
@@ -116,6 +130,13 @@ func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []
 	q := url.Values{"cmd": argv}
 	if stdin != nil {
 		q.Set("stdin", "1")
+	}
+	if tty != nil {
+		q.Set("tty", "1")
+		if cols, rows, err := term.GetSize(int(tty.Fd())); err == nil {
+			q.Set("cols", strconv.Itoa(cols))
+			q.Set("rows", strconv.Itoa(rows))
+		}
 	}
 	u := base + "/api/v1/agents/" + url.PathEscape(ref.Task.AgentID) + "/exec/" + url.PathEscape(ref.Framework.ID) + "/" +
 		url.PathEscape(ref.Task.ID) + "?" + q.Encode()
@@ -155,6 +176,14 @@ func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	fw := execstream.NewWriter(conn)
+	if tty != nil {
+		// Raw mode: keys (Ctrl-C too) go to the remote terminal as typed.
+		if old, err := term.MakeRaw(int(tty.Fd())); err == nil {
+			defer func() { _ = term.Restore(int(tty.Fd()), old) }()
+		}
+		stopResize := forwardResizes(tty, fw)
+		defer stopResize()
+	}
 	if stdin != nil {
 		go func() {
 			_, _ = io.Copy(fw.Stream(execstream.Stdin), stdin)
@@ -211,4 +240,26 @@ func upgradeClient(addr string) (*http.Client, string, error) {
 		return nil, "", errors.New("no master address")
 	}
 	return &http.Client{Transport: tr}, base, nil
+}
+
+func isTTY(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// forwardResizes sends the terminal's new size on every SIGWINCH.
+func forwardResizes(tty *os.File, fw *execstream.Writer) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				if cols, rows, err := term.GetSize(int(tty.Fd())); err == nil {
+					_ = fw.Frame(execstream.Resize, execstream.ResizePayload(cols, rows))
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
 }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/corral-project/corral/core/master"
 )
@@ -82,6 +86,30 @@ func TestTaskExec(t *testing.T) {
 	got, err := cmd.Output()
 	if err != nil || string(got) != "PIPED IN\n" {
 		t.Errorf("task exec -i: %v, stdout %q; want PIPED IN", err, got)
+	}
+
+	// -t: an interactive shell on a terminal, driven here through a pty of
+	// our own as a user's terminal would.
+	tcmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), "task", "exec", "-t", "-master", addr, taskID, "--", "sh")
+	ptmx, err := pty.StartWithSize(tcmd, &pty.Winsize{Cols: 100, Rows: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var screen bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&screen, ptmx); close(copied) }()
+	_, _ = ptmx.Write([]byte("echo $((6*7)); tty; stty size; exit 3\n"))
+	err = tcmd.Wait()
+	<-copied
+	ptmx.Close()
+	if tcmd.ProcessState.ExitCode() != 3 || !strings.Contains(screen.String(), "42") ||
+		!strings.Contains(screen.String(), "/dev/pts/") || !strings.Contains(screen.String(), "30 100") {
+		t.Errorf("task exec -t: %v, exit %d, screen %q; want 42, a /dev/pts terminal of 30x100 and exit 3",
+			err, tcmd.ProcessState.ExitCode(), screen.String())
+	}
+	if code, _, errOut := runCLI(t, ctx, "task", "exec", "-t", "-master", addr, taskID, "--", "true"); code != exitNotPlaced ||
+		!strings.Contains(errOut, "-t needs a terminal") {
+		t.Errorf("task exec -t without a terminal: exit %d, %q", code, errOut)
 	}
 
 	for _, tc := range []struct {

@@ -27,12 +27,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/corral-project/corral/core/agent/execstream"
 )
 
 // TaskExecPattern is the agent's task exec endpoint. Query: cmd (repeated,
-// the argv), stdin=1 to forward stdin. Request headers: Connection:
-// Upgrade, Upgrade: corral-exec.
+// the argv), stdin=1 to forward stdin, tty=1 (with cols and rows) to run
+// the command on a pseudo-terminal. Request headers: Connection: Upgrade,
+// Upgrade: corral-exec.
 const TaskExecPattern = "POST /api/v1/exec/{framework}/{task}"
 
 // execTarget is what a command run beside a task needs to know of it.
@@ -49,6 +52,14 @@ func (a *Agent) serveTaskExec(w http.ResponseWriter, r *http.Request) {
 	if len(argv) == 0 || argv[0] == "" {
 		execHTTPError(w, http.StatusBadRequest, "no command: give it as cmd=ARG query parameters")
 		return
+	}
+	var tty *pty.Winsize
+	if q := r.URL.Query(); q.Get("tty") == "1" {
+		cols, rows, err := execstream.ParseResize([]byte(q.Get("cols") + " " + q.Get("rows")))
+		if err != nil {
+			cols, rows = 80, 24
+		}
+		tty = &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), execstream.Protocol) {
 		execHTTPError(w, http.StatusUpgradeRequired, "task exec needs an upgrade to "+execstream.Protocol+" (use corral task exec)")
@@ -91,7 +102,13 @@ func (a *Agent) serveTaskExec(w http.ResponseWriter, r *http.Request) {
 		log.Info("task exec could not start", "error", startErr, "exit_code", code)
 		return
 	}
-	code := runBeside(r.Context(), cmd, r.URL.Query().Get("stdin") == "1", rw.Reader, execstream.NewWriter(rw.Writer), target.done)
+	fw := execstream.NewWriter(rw.Writer)
+	var code int
+	if tty != nil {
+		code = runBesideTTY(r.Context(), cmd, tty, rw.Reader, fw, target.done)
+	} else {
+		code = runBeside(r.Context(), cmd, r.URL.Query().Get("stdin") == "1", rw.Reader, fw, target.done)
+	}
 	log.Info("task exec ended", "exit_code", code)
 }
 
@@ -234,6 +251,8 @@ func lookPathIn(file string, env []string, dir string) (string, error) {
 // the task ends.
 func runBeside(ctx context.Context, cmd *exec.Cmd, stdin bool, r *bufio.Reader, fw *execstream.Writer, taskDone <-chan struct{}) int {
 	cmd.Stdout, cmd.Stderr = fw.Stream(execstream.Stdout), fw.Stream(execstream.Stderr)
+	// A background child holding stdout open must not hold the session.
+	cmd.WaitDelay = 5 * time.Second
 	var in io.WriteCloser
 	if stdin {
 		var err error
@@ -260,6 +279,13 @@ func runBeside(ctx context.Context, cmd *exec.Cmd, stdin bool, r *bufio.Reader, 
 			}
 		}
 	}()
+	return waitBeside(ctx, cmd, gone, fw, taskDone, nil)
+}
+
+// waitBeside waits for cmd, killing its process group when the client is
+// gone, ctx ends or the task ends, and sends the exit status. drained, if
+// set, is waited for (briefly) before the status, so output comes first.
+func waitBeside(ctx context.Context, cmd *exec.Cmd, gone <-chan struct{}, fw *execstream.Writer, taskDone <-chan struct{}, drained <-chan struct{}) int {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	var err error
@@ -267,6 +293,7 @@ func runBeside(ctx context.Context, cmd *exec.Cmd, stdin bool, r *bufio.Reader, 
 	case err = <-waited:
 	case <-gone:
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-waited
 		return -1 // nobody to tell
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -276,9 +303,56 @@ func runBeside(ctx context.Context, cmd *exec.Cmd, stdin bool, r *bufio.Reader, 
 		err = <-waited
 		_ = fw.Frame(execstream.Error, []byte("the task ended; the command was killed"))
 	}
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second): // a background child still holds the terminal
+		}
+	}
 	code := exitStatus(cmd, err)
 	_ = fw.Frame(execstream.Exit, execstream.ExitPayload(code))
 	return code
+}
+
+// runBesideTTY runs cmd on a new pseudo-terminal of size sz: stdin frames
+// are typed into it, Resize frames resize it, and what it shows comes back
+// as Stdout frames (a terminal has one output). StdinClose types ^D.
+func runBesideTTY(ctx context.Context, cmd *exec.Cmd, sz *pty.Winsize, r *bufio.Reader, fw *execstream.Writer, taskDone <-chan struct{}) int {
+	// A session of its own with the terminal as controlling tty; its
+	// process group is the session, so killing -pid still kills it all.
+	cmd.SysProcAttr.Setpgid = false
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+	ptmx, err := pty.StartWithAttrs(cmd, sz, cmd.SysProcAttr)
+	if err != nil {
+		return sendStartError(fw, err)
+	}
+	defer ptmx.Close()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_, _ = io.Copy(fw.Stream(execstream.Stdout), ptmx) // ends with EIO once the terminal is closed
+	}()
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			t, p, err := execstream.Read(r)
+			if err != nil {
+				return
+			}
+			switch t {
+			case execstream.Stdin:
+				_, _ = ptmx.Write(p)
+			case execstream.StdinClose:
+				_, _ = ptmx.Write([]byte{4}) // ^D
+			case execstream.Resize:
+				if cols, rows, err := execstream.ParseResize(p); err == nil {
+					_ = pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)})
+				}
+			}
+		}
+	}()
+	return waitBeside(ctx, cmd, gone, fw, taskDone, drained)
 }
 
 func sendStartError(fw *execstream.Writer, err error) int {
