@@ -42,7 +42,7 @@ commands:
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
   allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
-  task     tasks: corral task list|show|kill|logs [TASK] [flags]
+  task     tasks: corral task list|show|kill|logs|exec [TASK] [flags]
   framework frameworks: corral framework list|show|teardown [ID]
   tls      make a CA and certificates: corral tls ca create | corral tls cert create -server|-agent|-client
   sim      simulate a trace under allocation policies: corral sim -trace FILE -out DIR
