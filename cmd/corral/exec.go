@@ -81,6 +81,8 @@ Flags:
   --health-http PORT[/PATH]  health check: GET http://127.0.0.1:PORT/PATH answers 2xx/3xx
   --health-interval D  time between checks (default 10s; first check after 15s)
   --health-retries N   failures in a row before the task is killed (default 3)
+  -i                forward stdin to the task (until EOF; through a FIFO in its
+                    sandbox that the task reads as its stdin)
   -q                quiet: no progress lines, only the task's output and errors
 
 Exit codes:
@@ -107,6 +109,7 @@ type execOptions struct {
 	container          string // isolator type; "" for the agent's default
 	health             *corralpb.HealthCheck
 	command            []string
+	stdin              bool // -i: forward stdin to the task (execstdin.go)
 }
 
 // parseExecFlags parses args; getenv supplies CORRAL_MASTER (os.Getenv in
@@ -149,6 +152,7 @@ func execFlagSet(getenv func(string) string) (*flag.FlagSet, func(command []stri
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 15*time.Second, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.StringVar(&o.container, "container", "", "")
+	fs.BoolVar(&o.stdin, "i", false, "")
 	var healthCmd, healthHTTP string
 	var healthInterval time.Duration
 	var healthRetries uint
@@ -263,6 +267,14 @@ func (o *execOptions) describe() string {
 // several as argv, so `corral exec -- ls -l "a b"` keeps its quoting.
 func commandInfo(o *execOptions) *corralpb.CommandInfo {
 	ci := &corralpb.CommandInfo{Environment: o.env}
+	if o.stdin {
+		argv := o.command
+		if len(argv) == 1 {
+			argv = []string{"/bin/sh", "-c", argv[0]}
+		}
+		ci.Value, ci.Arguments = stdinWrapper(argv)
+		return ci
+	}
 	if len(o.command) == 1 {
 		ci.Shell, ci.Value = true, o.command[0]
 	} else {
@@ -414,6 +426,9 @@ type execFramework struct {
 	// subscribed.
 	disconnectedAt time.Time
 	changed        chan struct{}
+	// frameworkID is exec's framework; stdinStarted says -i's feed began.
+	frameworkID  string
+	stdinStarted bool
 }
 
 func (f *execFramework) poke() {
@@ -425,7 +440,7 @@ func (f *execFramework) poke() {
 
 func (f *execFramework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.mu.Lock()
-	f.driver = d
+	f.driver, f.frameworkID = d, id
 	f.disconnectedAt = time.Time{}
 	declare := f.phase == phaseWaiting && !f.declared
 	f.mu.Unlock()
@@ -740,6 +755,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			if s.sandboxURL != "" && logs == nil {
 				logs = startFollower(ctx, s.sandboxURL, stdout, stderr, warn)
 			}
+			f.startStdin(ctx, os.Stdin)
 			if s.status != nil && isTerminal(s.status.GetState()) {
 				code, msg := exitCodeFor(s.status, cause)
 				// The final state goes last, after the task's output.

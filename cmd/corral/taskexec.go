@@ -119,14 +119,6 @@ func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []
 	if !ref.Live || ref.Task.State != "TASK_RUNNING" {
 		return fail("task %s is %s, not running", ref.Task.ID, ref.Task.State)
 	}
-	addr, err := resolveMaster(ctx, masterAddr)
-	if err != nil {
-		return fail("%v", err)
-	}
-	client, base, err := upgradeClient(addr)
-	if err != nil {
-		return fail("%v", err)
-	}
 	q := url.Values{"cmd": argv}
 	if stdin != nil {
 		q.Set("stdin", "1")
@@ -138,39 +130,12 @@ func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []
 			q.Set("rows", strconv.Itoa(rows))
 		}
 	}
-	u := base + "/api/v1/agents/" + url.PathEscape(ref.Task.AgentID) + "/exec/" + url.PathEscape(ref.Framework.ID) + "/" +
-		url.PathEscape(ref.Task.ID) + "?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return fail("%v", err)
-	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", execstream.Protocol)
-	resp, err := client.Do(req)
+	conn, err := openExecSession(ctx, masterAddr, ref.Task.AgentID, ref.Framework.ID, ref.Task.ID, q)
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitInterrupted
 		}
-		return fail("%v", unreachable(addr, err))
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fail("%s", e.Error)
-		}
-		if err := plainToTLS(addr, resp.StatusCode, raw); err != nil {
-			return fail("%v", err)
-		}
-		return fail("%s answered %s: %s", u, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	conn, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		resp.Body.Close()
-		return fail("the master's answer cannot carry a session")
+		return fail("%v", err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -215,6 +180,52 @@ func taskExec(ctx context.Context, masterAddr, framework, taskID string, argv []
 			return code
 		}
 	}
+}
+
+// openExecSession opens a task exec session with the agent of a task,
+// through the master at masterAddr; q is the agent's query (cmd, stdin,
+// tty). The connection carries execstream frames.
+func openExecSession(ctx context.Context, masterAddr, agentID, frameworkID, taskID string, q url.Values) (io.ReadWriteCloser, error) {
+	addr, err := resolveMaster(ctx, masterAddr)
+	if err != nil {
+		return nil, err
+	}
+	client, base, err := upgradeClient(addr)
+	if err != nil {
+		return nil, err
+	}
+	u := base + "/api/v1/agents/" + url.PathEscape(agentID) + "/exec/" + url.PathEscape(frameworkID) + "/" +
+		url.PathEscape(taskID) + "?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", execstream.Protocol)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, unreachable(addr, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, errors.New(e.Error)
+		}
+		if err := plainToTLS(addr, resp.StatusCode, raw); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	conn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, errors.New("the master's answer cannot carry a session")
+	}
+	return conn, nil
 }
 
 // upgradeClient is an HTTP/1.1 client for the master at addr (an upgrade

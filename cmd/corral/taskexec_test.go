@@ -127,6 +127,17 @@ func TestTaskExec(t *testing.T) {
 			t.Errorf("corral %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.inStderr)
 		}
 	}
+	// corral exec -i forwards its stdin to the task, argv and shell forms.
+	for _, argv := range [][]string{{"tr", "a-z", "A-Z"}, {"tr a-z A-Z; echo done"}} {
+		ecmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), append([]string{"exec", "-q", "-i", "-master", addr, "--"}, argv...)...)
+		ecmd.Stdin = strings.NewReader("from stdin\n")
+		var eout, eerr strings.Builder
+		ecmd.Stdout, ecmd.Stderr = &eout, &eerr
+		if err := ecmd.Run(); err != nil || !strings.HasPrefix(eout.String(), "FROM STDIN\n") {
+			t.Errorf("exec -i %q: %v, stdout %q, stderr %q; want FROM STDIN", argv, err, eout.String(), eerr.String())
+		}
+	}
+
 	// corral exec gives up at once, saying why, when no agent could ever
 	// hold the task (the dev agent has a few CPUs, not 1000).
 	began := time.Now()
