@@ -36,6 +36,8 @@ build:
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
 	@# The Mesos v1 framework example (imports nothing from corral).
 	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
+	@# The sdk/scheduler framework example (sdk/examples/README.md).
+	$(GO) build -o $(BIN)/ntasks ./sdk/examples/ntasks/cmd
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins

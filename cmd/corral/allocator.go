@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 const allocatorUsage = `usage: corral allocator list [-master ADDR] [-json]
@@ -68,66 +69,95 @@ func parseAllocatorArgs(args []string, getenv func(string) string, readFile func
 	default:
 		return nil, usagef("unknown subcommand %q: use list, show, set, promote or abort", c.verb)
 	}
+	fs, finish := allocatorFlagSet(c.verb, getenv, readFile)
+	fs.SetOutput(io.Discard)
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return nil, err
+	}
+	return finish(positional)
+}
+
+// allocatorFlagSet declares the flags of `corral allocator VERB`; finish
+// checks the command line once parsed.
+func allocatorFlagSet(verb string, getenv func(string) string, readFile func(string) ([]byte, error)) (*flag.FlagSet, func(positional []string) (*allocatorCommand, error)) {
+	c := &allocatorCommand{verb: verb}
 	master := getenv("CORRAL_MASTER")
 	if master == "" {
 		master = "127.0.0.1:5050"
 	}
 	fs := flag.NewFlagSet("corral allocator "+c.verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.master, "master", master, "")
-	fs.BoolVar(&c.json, "json", false, "")
+	fs.StringVar(&c.master, "master", master, "master address (env CORRAL_MASTER)")
+	outputFlags(fs, &c.json)
 	var configFile string
 	if c.verb == "set" {
-		fs.StringVar(&configFile, "config", "", "")
-		fs.IntVar(&c.shadow, "shadow", 0, "")
-		fs.StringVar(&c.promote, "promote", "auto", "")
-		fs.BoolVar(&c.wait, "wait", false, "")
+		fs.StringVar(&configFile, "config", "", "the plugin's config in HCL (default: its plugin block's)")
+		fs.IntVar(&c.shadow, "shadow", 0, "cycles to run the candidate beside the active plugin before the cut-over")
+		fs.StringVar(&c.promote, "promote", "auto", "auto or manual cut-over")
+		fs.BoolVar(&c.wait, "wait", false, "return once the swap is decided and print the outcome")
 	}
-	positional, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case c.master == "":
-		return nil, usagef("-master is empty")
-	case c.verb != "set" && len(positional) > 0:
-		return nil, usagef("%s takes no arguments, got %q", c.verb, positional)
-	case c.verb == "set" && len(positional) != 1:
-		return nil, usagef("set takes one allocator plugin name, got %d arguments", len(positional))
-	}
-	if c.verb != "set" {
+	return fs, func(positional []string) (*allocatorCommand, error) {
+		switch {
+		case c.master == "":
+			return nil, usagef("-master is empty")
+		case c.verb != "set" && len(positional) > 0:
+			return nil, usagef("%s takes no arguments, got %q", c.verb, positional)
+		case c.verb == "set" && len(positional) != 1:
+			return nil, usagef("set takes one allocator plugin name, got %d arguments", len(positional))
+		}
+		if c.verb != "set" {
+			return c, nil
+		}
+		c.name = positional[0]
+		if c.shadow < 0 {
+			return nil, usagef("-shadow must be 0 or more cycles, got %d", c.shadow)
+		}
+		if c.promote != "auto" && c.promote != "manual" {
+			return nil, usagef("-promote must be auto or manual, got %q", c.promote)
+		}
+		if configFile != "" {
+			b, err := readFile(configFile)
+			if err != nil {
+				return nil, usagef("-config: %v", err)
+			}
+			if strings.TrimSpace(string(b)) == "" {
+				return nil, usagef("-config: %s is empty", configFile)
+			}
+			c.config = string(b)
+		}
 		return c, nil
 	}
-	c.name = positional[0]
-	if c.shadow < 0 {
-		return nil, usagef("-shadow must be 0 or more cycles, got %d", c.shadow)
-	}
-	if c.promote != "auto" && c.promote != "manual" {
-		return nil, usagef("-promote must be auto or manual, got %q", c.promote)
-	}
-	if configFile != "" {
-		b, err := readFile(configFile)
-		if err != nil {
-			return nil, usagef("-config: %v", err)
-		}
-		if strings.TrimSpace(string(b)) == "" {
-			return nil, usagef("-config: %s is empty", configFile)
-		}
-		c.config = string(b)
-	}
-	return c, nil
 }
 
+func allocatorCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	verb := func(name, short string) *cobra.Command {
+		fs, finish := allocatorFlagSet(name, os.Getenv, os.ReadFile)
+		use := name
+		if name == "set" {
+			use = "set NAME"
+		}
+		return command(use, short, "", fs, func(cmd *cobra.Command, args []string) int {
+			c, err := finish(args)
+			if err != nil {
+				return failUsage(cmd, err)
+			}
+			return allocatorOp(ctx, c, stdout, stderr)
+		})
+	}
+	return group("allocator", "list, show and hot-swap the allocation policy", allocatorUsage,
+		verb("list", "list the allocator plugins the master can run"),
+		verb("show", "show the allocator slot: active plugin, candidate, swap history"),
+		verb("set", "swap the live policy to another plugin"),
+		verb("promote", "cut over to the candidate now"),
+		verb("abort", "drop the candidate"))
+}
+
+// runAllocator runs `corral allocator ARGS`.
 func runAllocator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := parseAllocatorArgs(args, os.Getenv, os.ReadFile)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, allocatorUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral allocator: %v\n\n%s", err, allocatorUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"allocator"}, args...), stdout, stderr)
+}
+
+func allocatorOp(ctx context.Context, c *allocatorCommand, stdout, stderr io.Writer) int {
 	method, path, timeout := http.MethodGet, "/api/v1/allocator", 30*time.Second
 	var body any
 	switch c.verb {

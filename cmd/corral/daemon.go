@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
@@ -35,10 +36,10 @@ type daemonFlags struct {
 	emulate int
 }
 
-func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer) int {
+// daemonFlagSet declares the flags of corral ROLE (master, agent, dev).
+func daemonFlagSet(role string) (*flag.FlagSet, *daemonFlags) {
 	fs := flag.NewFlagSet("corral "+role, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := daemonFlags{role: role}
+	f := &daemonFlags{role: role}
 	fs.StringVar(&f.config, "config", "", "HCL config file (default: embedded defaults)")
 	fs.StringVar(&f.pluginDir, "plugin-dir", "", "directory of plugin binaries (overrides plugin_dir)")
 	fs.StringVar(&f.logLevel, "log-level", "", "trace|debug|info|warn|error (overrides log_level)")
@@ -61,9 +62,36 @@ func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer
 		fs.StringVar(&f.agentAddr, "address", "", "agent HTTP address host:port (overrides agent.address)")
 		fs.StringVar(&f.resList, "resources", "", `agent resources, e.g. "cpus:4;mem:4096" (overrides agent.resources)`)
 	}
+	return fs, f
+}
+
+// daemonCmd is corral dev and corral master (corral agent is agentCmd).
+func daemonCmd(ctx context.Context, role, short string) *cobra.Command {
+	fs, f := daemonFlagSet(role)
+	c := command(role, short, "usage: corral "+role+" [flags]\n", fs, func(cmd *cobra.Command, args []string) int {
+		if len(args) > 0 {
+			return failUsage(cmd, usagef("%s takes no arguments, got %q", role, args))
+		}
+		return startDaemon(ctx, *f, cmd.ErrOrStderr())
+	})
+	c.Flags().SortFlags = false
+	return c
+}
+
+// runDaemon parses args and runs the daemon (tests and callers that have
+// a command line).
+func runDaemon(ctx context.Context, role string, args []string, stderr io.Writer) int {
+	fs, f := daemonFlagSet(role)
+	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	return startDaemon(ctx, *f, stderr)
+}
+
+// startDaemon runs a master, an agent or both until ctx ends.
+func startDaemon(ctx context.Context, f daemonFlags, stderr io.Writer) int {
+	role := f.role
 	cfg, err := loadConfig(f)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral %s: %v\n", role, err)

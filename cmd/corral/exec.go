@@ -37,8 +37,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral-project/corral/core/agent/sandbox"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/scheduler"
@@ -82,6 +84,8 @@ Flags:
   --health-http PORT[/PATH]  health check: GET http://127.0.0.1:PORT/PATH answers 2xx/3xx
   --health-interval D  time between checks (default 10s; first check after 15s)
   --health-retries N   failures in a row before the task is killed (default 3)
+  -i                forward stdin to the task (until EOF; through a FIFO in its
+                    sandbox that the task reads as its stdin)
   -q                quiet: no progress lines, only the task's output and errors
 
 Exit codes:
@@ -109,14 +113,25 @@ type execOptions struct {
 	rootfs             string // the task's root filesystem on the agent; "" for the host's
 	health             *corralpb.HealthCheck
 	command            []string
+	stdin              bool // -i: forward stdin to the task (execstdin.go)
 }
 
 // parseExecFlags parses args; getenv supplies CORRAL_MASTER (os.Getenv in
 // production, a map in tests). flag.ErrHelp means usage was asked for.
 func parseExecFlags(args []string, getenv func(string) string) (*execOptions, error) {
+	fs, finish := execFlagSet(getenv)
+	fs.SetOutput(io.Discard) // runExec prints errors and usage itself
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return finish(fs.Args())
+}
+
+// execFlagSet declares corral exec's flags; finish checks them and takes
+// the command line to run.
+func execFlagSet(getenv func(string) string) (*flag.FlagSet, func(command []string) (*execOptions, error)) {
 	o := &execOptions{env: map[string]string{}}
 	fs := flag.NewFlagSet("corral exec", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // runExec prints errors and usage itself
 	master := getenv("CORRAL_MASTER")
 	if master == "" {
 		master = "127.0.0.1:5050"
@@ -148,6 +163,7 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		o.rootfs = dir
 		return nil
 	})
+	fs.BoolVar(&o.stdin, "i", false, "")
 	var healthCmd, healthHTTP string
 	var healthInterval time.Duration
 	var healthRetries uint
@@ -155,15 +171,19 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 	fs.StringVar(&healthHTTP, "health-http", "", "")
 	fs.DurationVar(&healthInterval, "health-interval", 0, "")
 	fs.UintVar(&healthRetries, "health-retries", 0, "")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	return fs, func(command []string) (*execOptions, error) {
+		return finishExec(o, command, healthCmd, healthHTTP, healthInterval, healthRetries)
 	}
+}
+
+// finishExec checks the parsed flags of corral exec.
+func finishExec(o *execOptions, command []string, healthCmd, healthHTTP string, healthInterval time.Duration, healthRetries uint) (*execOptions, error) {
 	hc, err := healthFlags(healthCmd, healthHTTP, healthInterval, healthRetries)
 	if err != nil {
 		return nil, err
 	}
 	o.health = hc
-	o.command = fs.Args()
+	o.command = command
 	switch {
 	case len(o.command) == 0:
 		return nil, errors.New("no command given")
@@ -173,6 +193,9 @@ func parseExecFlags(args []string, getenv func(string) string) (*execOptions, er
 		return nil, errors.New("--master is empty")
 	case o.name == "" || o.role == "":
 		return nil, errors.New("--name and --role must not be empty")
+	case sandbox.ValidateID(o.name) != nil || len(o.name) > 200:
+		// The task ID is NAME-<random>, a directory name on the agent.
+		return nil, fmt.Errorf("--name %q: want at most 200 characters without / or NUL", o.name)
 	case badQuantity(o) != nil:
 		return nil, badQuantity(o)
 	case o.cpus < 0 || o.mem < 0 || o.disk < 0 || o.gpus < 0:
@@ -255,6 +278,14 @@ func (o *execOptions) describe() string {
 // several as argv, so `corral exec -- ls -l "a b"` keeps its quoting.
 func commandInfo(o *execOptions) *corralpb.CommandInfo {
 	ci := &corralpb.CommandInfo{Environment: o.env}
+	if o.stdin {
+		argv := o.command
+		if len(argv) == 1 {
+			argv = []string{"/bin/sh", "-c", argv[0]}
+		}
+		ci.Value, ci.Arguments = stdinWrapper(argv)
+		return ci
+	}
 	if len(o.command) == 1 {
 		ci.Shell, ci.Value = true, o.command[0]
 	} else {
@@ -330,17 +361,25 @@ func isTerminal(s corralpb.TaskState) bool {
 	return false
 }
 
+// runExec runs `corral exec ARGS`.
 func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseExecFlags(args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, execUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral exec: %v\n\n%s", err, execUsage)
-		return exitNotPlaced
-	}
-	return execute(ctx, o, stdout, &syncWriter{w: stderr})
+	return run(ctx, append([]string{"exec"}, args...), stdout, stderr)
+}
+
+func execCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	fs, finish := execFlagSet(os.Getenv)
+	c := command("exec [flags] -- COMMAND [ARGS...]", "run a command as a task and stream its output", execUsage, fs,
+		func(cmd *cobra.Command, args []string) int {
+			o, err := finish(args)
+			if err != nil {
+				return failUsage(cmd, err)
+			}
+			return execute(ctx, o, stdout, &syncWriter{w: stderr})
+		})
+	c.Annotations[annUsageExit] = strconv.Itoa(exitNotPlaced)
+	c.Annotations[annStopAtArg] = "true"
+	c.Flags().SetInterspersed(false)
+	return c
 }
 
 // syncWriter serializes writes: progress lines and the task's stderr share it.
@@ -398,6 +437,9 @@ type execFramework struct {
 	// subscribed.
 	disconnectedAt time.Time
 	changed        chan struct{}
+	// frameworkID is exec's framework; stdinStarted says -i's feed began.
+	frameworkID  string
+	stdinStarted bool
 }
 
 func (f *execFramework) poke() {
@@ -409,7 +451,7 @@ func (f *execFramework) poke() {
 
 func (f *execFramework) Subscribed(ctx context.Context, d scheduler.Driver, id string, reconnected bool) {
 	f.mu.Lock()
-	f.driver = d
+	f.driver, f.frameworkID = d, id
 	f.disconnectedAt = time.Time{}
 	declare := f.phase == phaseWaiting && !f.declared
 	f.mu.Unlock()
@@ -654,6 +696,10 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 
 	lostCheck := time.NewTicker(time.Second)
 	defer lostCheck.Stop()
+	// While no offer fits, say why now and then (execwait.go).
+	waitReport := time.NewTimer(execFirstWaitReport)
+	defer waitReport.Stop()
+	waitExplained := make(chan fitReport, 1)
 	var (
 		connectC  = time.After(o.connectTimeout)
 		timeoutC  <-chan time.Time
@@ -662,6 +708,7 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		interrupt = ctx.Done()
 		cause     = causeNone
 		logs      *follower
+		finalLine string
 	)
 	if o.timeout > 0 {
 		timeoutC = time.After(o.timeout)
@@ -708,6 +755,9 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 		if msg != "" {
 			warn("%s", msg)
 		}
+		if finalLine != "" {
+			say("%s", finalLine)
+		}
 		teardown()
 		return code
 	}
@@ -719,8 +769,12 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			if s.sandboxURL != "" && logs == nil {
 				logs = startFollower(ctx, s.sandboxURL, stdout, stderr, warn)
 			}
+			f.startStdin(ctx, os.Stdin)
 			if s.status != nil && isTerminal(s.status.GetState()) {
-				return finish(exitCodeFor(s.status, cause))
+				code, msg := exitCodeFor(s.status, cause)
+				// The final state goes last, after the task's output.
+				finalLine = fmt.Sprintf("task %s %s (exit %d)", f.taskID, s.status.GetState(), code)
+				return finish(code, msg)
 			}
 			if s.phase == phaseAbandoned && cause != causeNone {
 				// A launch failed after we had decided to stop.
@@ -762,6 +816,23 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			}
 			return finish(exitLost, fmt.Sprintf("lost the master at %s for %s, past the framework's %s failover timeout: "+
 				"the task is gone (exit code 127 here means TASK_LOST)", o.master, execGiveUpAfter, execFailoverTimeout))
+		case <-waitReport.C:
+			if s := f.snapshot(); s.driver != nil && s.phase == phaseWaiting {
+				go func() {
+					if r, err := explainWait(ctx, o); err == nil {
+						waitExplained <- r
+					}
+				}()
+			}
+			waitReport.Reset(execWaitReportEvery)
+		case r := <-waitExplained:
+			if s := f.snapshot(); s.phase != phaseWaiting {
+				break
+			}
+			if r.never && f.abandon() {
+				return finish(exitNotPlaced, r.msg)
+			}
+			say("%s", r.msg)
 		case <-killC:
 			kill()
 		case <-giveUpC:

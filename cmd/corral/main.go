@@ -9,6 +9,9 @@
 //	corral allocator list, show and hot-swap the allocation policy
 //	corral task     list, show, kill tasks and read their logs
 //	corral framework list, show and tear down frameworks
+//	corral completion  shell completion scripts (bash, zsh, fish)
+//
+// The command tree is in cli.go.
 package main
 
 import (
@@ -21,6 +24,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/executor"
@@ -37,14 +42,17 @@ commands:
   status   show the cluster        (-master 127.0.0.1:5050)
   role     list, show or change roles: corral role list|show|set [NAME] [flags]
   allocator list, show or swap the allocator: corral allocator list|show|set|promote|abort
-  task     tasks: corral task list|show|kill|logs [TASK] [flags]
+  task     tasks: corral task list|show|kill|logs|exec [TASK] [flags]
   framework frameworks: corral framework list|show|teardown [ID]
   tls      make a CA and certificates: corral tls ca create | corral tls cert create -server|-agent|-client
   sim      simulate a trace under allocation policies: corral sim -trace FILE -out DIR
   trace    record a live master's workload as a trace: corral trace record -duration 1h -out FILE
   version  print the version
+  completion  shell completion: corral completion bash|zsh|fish (see corral completion -h)
 
-Run 'corral <command> -h' for the flags of a command.
+Run 'corral <command> -h' (or 'corral help <command>') for the flags of a command.
+Flags take one dash or two: -master ADDR and --master ADDR are the same.
+Read commands print tables, or JSON with -json (--output json).
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,50 +65,52 @@ func main() {
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+// newRootCmd is the whole command tree. Commands write to stdout and
+// stderr; ctx ends on Ctrl-C or SIGTERM.
+func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "corral",
+		Short:         "a cluster resource manager",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Suggestions for mistyped commands ("did you mean"), after
+		// cobra's default of two edits.
+		SuggestionsMinimumDistance: 2,
+		Annotations:                map[string]string{},
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "dev":
-		return runDaemon(ctx, "dev", rest, stderr)
-	case "master":
-		return runDaemon(ctx, "master", rest, stderr)
-	case "agent":
-		if isAgentOp(rest) {
-			return runAgentOp(ctx, rest, stdout, stderr)
+	root.SetContext(ctx)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetHelpFunc(helpFunc)
+	root.SetFlagErrorFunc(flagError)
+	root.CompletionOptions.HiddenDefaultCmd = false
+	root.AddCommand(
+		daemonCmd(ctx, "dev", "run a master and an agent in one process (embedded defaults)"),
+		daemonCmd(ctx, "master", "run a master"),
+		agentCmd(ctx, stdout, stderr),
+		execCmd(ctx, stdout, stderr),
+		statusCmd(ctx, stdout, stderr),
+		roleCmd(ctx, stdout, stderr),
+		allocatorCmd(ctx, stdout, stderr),
+		taskCmd(ctx, stdout, stderr),
+		frameworkCmd(ctx, stdout, stderr),
+		tlsCmd(stdout, stderr),
+		simCmd(ctx, stdout, stderr),
+		traceCmd(ctx, stdout, stderr),
+		command("version", "print the version, commit, Go version and plugin API versions", "usage: corral version\n", nil,
+			func(*cobra.Command, []string) int { printVersion(stdout); return 0 }),
+	)
+	// -version and --version, as before the command tree.
+	root.Flags().Bool("version", false, "print the version")
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if v, _ := cmd.Flags().GetBool("version"); v {
+			printVersion(stdout)
+			return nil
 		}
-		return runDaemon(ctx, "agent", rest, stderr)
-	case "exec":
-		return runExec(ctx, rest, stdout, stderr)
-	case "status":
-		return runStatus(ctx, rest, stdout, stderr)
-	case "role":
-		return runRole(ctx, rest, stdout, stderr)
-	case "allocator":
-		return runAllocator(ctx, rest, stdout, stderr)
-	case "task":
-		return runTask(ctx, rest, stdout, stderr)
-	case "framework":
-		return runFramework(ctx, rest, stdout, stderr)
-	case "tls":
-		return runTLS(rest, stdout, stderr)
-	case "sim":
-		return runSim(ctx, rest, stdout, stderr)
-	case "trace":
-		return runTrace(ctx, rest, stdout, stderr)
-	case "version", "-version", "--version":
-		printVersion(stdout)
-		return 0
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
 	}
+	return root
 }
 
 // printVersion says what this binary is: the release, the commit it was

@@ -20,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -75,13 +77,6 @@ type roleCommand struct {
 	update roleUpdate
 }
 
-// usageError is a command line the user must fix (exit 2).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
 // parseRoleArgs parses `corral role ...` (without "role"). Flags may come
 // before or after NAME: `corral role set eng/ml -weight 2` reads naturally,
 // but the flag package stops at the first argument that is not a flag.
@@ -98,117 +93,127 @@ func parseRoleArgs(args []string, getenv func(string) string) (*roleCommand, err
 	default:
 		return nil, usagef("unknown subcommand %q: use list, show or set", c.verb)
 	}
+	fs, finish := roleFlagSet(c.verb, getenv)
+	fs.SetOutput(io.Discard) // runRole prints errors and usage itself
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return finish(positional, func(name string) bool { return set[name] })
+}
+
+// roleFlagSet declares the flags of `corral role VERB`; finish checks the
+// command line once parsed (changed says whether a flag was given).
+func roleFlagSet(verb string, getenv func(string) string) (*flag.FlagSet, func(positional []string, changed func(string) bool) (*roleCommand, error)) {
+	c := &roleCommand{verb: verb}
 	master := getenv("CORRAL_MASTER")
 	if master == "" {
 		master = "127.0.0.1:5050"
 	}
 	fs := flag.NewFlagSet("corral role "+c.verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // runRole prints errors and usage itself
-	fs.StringVar(&c.master, "master", master, "")
-	fs.BoolVar(&c.json, "json", false, "")
+	fs.StringVar(&c.master, "master", master, "master address (env CORRAL_MASTER)")
+	outputFlags(fs, &c.json)
 	var (
-		weight              float64
-		priority            int64
-		guarantee, limit    string
-		hasGuar, hasLimit   bool
-		hasWeight, hasPrior bool
+		weight           float64
+		priority         int64
+		guarantee, limit string
 	)
 	if c.verb == "set" {
-		fs.Float64Var(&weight, "weight", 0, "")
-		fs.Int64Var(&priority, "priority", 0, "")
-		fs.StringVar(&guarantee, "guarantee", "", "")
-		fs.StringVar(&limit, "limit", "", "")
+		fs.Float64Var(&weight, "weight", 0, "share of the cluster relative to other roles (> 0)")
+		fs.Int64Var(&priority, "priority", 0, "tier for the priority allocator (higher is offered first)")
+		fs.StringVar(&guarantee, "guarantee", "", `quota guarantee, e.g. "cpus:8;mem:16384" ("" removes it)`)
+		fs.StringVar(&limit, "limit", "", `quota limit, e.g. "cpus:32" ("" removes it)`)
 	}
-	positional, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		return nil, err
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "weight":
-			hasWeight = true
-		case "priority":
-			hasPrior = true
-		case "guarantee":
-			hasGuar = true
-		case "limit":
-			hasLimit = true
+	return fs, func(positional []string, changed func(string) bool) (*roleCommand, error) {
+		hasWeight, hasPrior, hasGuar, hasLimit := changed("weight"), changed("priority"), changed("guarantee"), changed("limit")
+		switch {
+		case c.verb == "list" && len(positional) > 0:
+			return nil, usagef("list takes no arguments, got %q", positional)
+		case c.verb != "list" && len(positional) != 1:
+			return nil, usagef("%s takes one role name, got %d arguments", c.verb, len(positional))
+		case c.master == "":
+			return nil, usagef("-master is empty")
 		}
-	})
-
-	switch {
-	case c.verb == "list" && len(positional) > 0:
-		return nil, usagef("list takes no arguments, got %q", positional)
-	case c.verb != "list" && len(positional) != 1:
-		return nil, usagef("%s takes one role name, got %d arguments", c.verb, len(positional))
-	case c.master == "":
-		return nil, usagef("-master is empty")
-	}
-	if c.verb == "list" {
-		return c, nil
-	}
-	c.name = positional[0]
-	if err := resources.ValidateRole(c.name); err != nil {
-		return nil, usagef("%v", err)
-	}
-	if c.verb == "show" {
-		return c, nil
-	}
-
-	if !hasWeight && !hasPrior && !hasGuar && !hasLimit {
-		return nil, usagef("set needs at least one of -weight, -priority, -guarantee, -limit")
-	}
-	var g, l resources.Resources
-	if hasWeight {
-		if !(weight > 0) || math.IsInf(weight, 0) {
-			return nil, usagef("-weight must be a number greater than 0, got %v", weight)
+		if c.verb == "list" {
+			return c, nil
 		}
-		c.update.Weight = &weight
-	}
-	if hasPrior {
-		c.update.Priority = &priority
-	}
-	for _, q := range []struct {
-		flag string
-		has  bool
-		val  string
-		dst  **string
-		res  *resources.Resources
-	}{{"guarantee", hasGuar, guarantee, &c.update.Guarantee, &g}, {"limit", hasLimit, limit, &c.update.Limit, &l}} {
-		if !q.has {
-			continue
-		}
-		r, err := conf.ParseQuota(q.val)
-		if err != nil {
-			return nil, usagef("-%s: %v", q.flag, err)
-		}
-		if c.name == "*" && !r.IsEmpty() {
-			return nil, usagef("-%s: %v", q.flag, conf.ErrStarQuota)
-		}
-		*q.res = r
-		v := q.val
-		*q.dst = &v
-	}
-	// Only when both are given: otherwise the other half lives on the
-	// master, which checks the combination itself.
-	if hasGuar && hasLimit {
-		if err := conf.CheckGuaranteeWithinLimit(g, l); err != nil {
+		c.name = positional[0]
+		if err := resources.ValidateRole(c.name); err != nil {
 			return nil, usagef("%v", err)
 		}
+		if c.verb == "show" {
+			return c, nil
+		}
+
+		if !hasWeight && !hasPrior && !hasGuar && !hasLimit {
+			return nil, usagef("set needs at least one of -weight, -priority, -guarantee, -limit")
+		}
+		var g, l resources.Resources
+		if hasWeight {
+			if !(weight > 0) || math.IsInf(weight, 0) {
+				return nil, usagef("-weight must be a number greater than 0, got %v", weight)
+			}
+			c.update.Weight = &weight
+		}
+		if hasPrior {
+			c.update.Priority = &priority
+		}
+		for _, q := range []struct {
+			flag string
+			has  bool
+			val  string
+			dst  **string
+			res  *resources.Resources
+		}{{"guarantee", hasGuar, guarantee, &c.update.Guarantee, &g}, {"limit", hasLimit, limit, &c.update.Limit, &l}} {
+			if !q.has {
+				continue
+			}
+			r, err := conf.ParseQuota(q.val)
+			if err != nil {
+				return nil, usagef("-%s: %v", q.flag, err)
+			}
+			if c.name == "*" && !r.IsEmpty() {
+				return nil, usagef("-%s: %v", q.flag, conf.ErrStarQuota)
+			}
+			*q.res = r
+			v := q.val
+			*q.dst = &v
+		}
+		// Only when both are given: otherwise the other half lives on the
+		// master, which checks the combination itself.
+		if hasGuar && hasLimit {
+			if err := conf.CheckGuaranteeWithinLimit(g, l); err != nil {
+				return nil, usagef("%v", err)
+			}
+		}
+		return c, nil
 	}
-	return c, nil
 }
 
+func roleCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	verb := func(name, short string) *cobra.Command {
+		fs, finish := roleFlagSet(name, os.Getenv)
+		return command(name, short, "", fs, func(cmd *cobra.Command, args []string) int {
+			c, err := finish(args, cmd.Flags().Changed)
+			if err != nil {
+				return failUsage(cmd, err)
+			}
+			return roleOp(ctx, c, stdout, stderr)
+		})
+	}
+	return group("role", "list, show and change roles (weight, priority, quota)", roleUsage,
+		verb("list", "list roles"), verb("show", "show a role"), verb("set", "change a role's weight, priority or quota"))
+}
+
+// runRole runs `corral role ARGS`.
 func runRole(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := parseRoleArgs(args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, roleUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral role: %v\n\n%s", err, roleUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"role"}, args...), stdout, stderr)
+}
+
+func roleOp(ctx context.Context, c *roleCommand, stdout, stderr io.Writer) int {
+	var err error
 	var (
 		raw    []byte
 		method = http.MethodGet

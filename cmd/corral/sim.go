@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/master"
@@ -34,10 +34,13 @@ and plots to DIR. A summary table goes to stdout.
 
 `
 
+// runSim runs `corral sim ARGS`.
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, append([]string{"sim"}, args...), stdout, stderr)
+}
+
+func simCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	fs := flag.NewFlagSet("corral sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, simUsage); fs.PrintDefaults() }
 	tracePath := fs.String("trace", "", "workload and cluster (JSON)")
 	alloc := fs.String("allocator", "drf", "allocator plugin NAME[,CONFIG]: a name in -plugin-dir or a path to a binary; CONFIG an HCL file or inline HCL")
 	static := fs.Bool("static", false, "static partitioning instead of sharing")
@@ -46,33 +49,30 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	format := fs.String("plot", "png", "plot format: png or svg")
 	pluginDir := fs.String("plugin-dir", "", "directory of plugin binaries (default ./bin/plugins, else plugins/ beside this binary)")
 	logLevel := fs.String("log-level", "warn", "log level of the simulated master and plugin host (stderr)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	return command("sim", "simulate a trace under allocation policies", simUsage, fs, func(cmd *cobra.Command, args []string) int {
+		if len(args) > 0 || *tracePath == "" || *out == "" {
+			return failUsage(cmd, usagef("-trace and -out are required (and nothing else)"))
 		}
-		return 2
-	}
-	if fs.NArg() > 0 || *tracePath == "" || *out == "" {
-		fmt.Fprintf(stderr, "corral sim: -trace and -out are required (and nothing else)\n\n")
-		fs.Usage()
-		return 2
-	}
-	if *format != "png" && *format != "svg" {
-		fmt.Fprintf(stderr, "corral sim: -plot %q: want png or svg\n", *format)
-		return 2
-	}
-	tr, err := sim.LoadTrace(*tracePath)
+		if *format != "png" && *format != "svg" {
+			return failUsage(cmd, usagef("-plot %q: want png or svg", *format))
+		}
+		return simulate(ctx, stdout, stderr, *tracePath, *alloc, *static, *compare, *out, *format, *pluginDir, *logLevel)
+	})
+}
+
+func simulate(ctx context.Context, stdout, stderr io.Writer, tracePath, alloc string, static bool, compare, out, format, pluginDir, logLevel string) int {
+	tr, err := sim.LoadTrace(tracePath)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral sim: %v\n", err)
 		return 1
 	}
-	policies, err := simPolicies(*alloc, *static, *compare)
+	policies, err := simPolicies(alloc, static, compare)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral sim: %v\n", err)
 		return 2
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "sim", Level: hclog.LevelFromString(*logLevel), Output: stderr})
-	dir := *pluginDir
+	log := hclog.New(&hclog.LoggerOptions{Name: "sim", Level: hclog.LevelFromString(logLevel), Output: stderr})
+	dir := pluginDir
 	if dir == "" {
 		dir = defaultSimPluginDir()
 	}
@@ -81,11 +81,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corral sim: %v\n", err)
 		return 1
 	}
-	if err := sim.WriteReports(*out, runs, *format); err != nil {
+	if err := sim.WriteReports(out, runs, format); err != nil {
 		fmt.Fprintf(stderr, "corral sim: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "trace %s: %d policies, reports in %s\n\n", tr.Name, len(runs), *out)
+	fmt.Fprintf(stdout, "trace %s: %d policies, reports in %s\n\n", tr.Name, len(runs), out)
 	if err := sim.Summary(stdout, runs); err != nil {
 		return 1
 	}

@@ -12,29 +12,45 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corral-project/corral/core/master"
 )
 
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+const statusUsage = `usage: corral status [-master ADDR] [-json | --output json|table]
+
+Shows the master (leader or standby), the allocator, and the agents, roles,
+frameworks and live tasks. -json prints the master's /api/v1/state as is.
+`
+
+func statusCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	fs := flag.NewFlagSet("corral status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("master", envOr("CORRAL_MASTER", "127.0.0.1:5050"),
 		"master: host:port, host:port,host:port or consul://host:port/prefix (env CORRAL_MASTER)")
-	asJSON := fs.Bool("json", false, "print the raw JSON state")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	st, raw, err := fetchState(ctx, *addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "corral status: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		_, _ = stdout.Write(raw)
-		return 0
-	}
-	printStatus(stdout, st)
-	return 0
+	var asJSON bool
+	outputFlags(fs, &asJSON)
+	return command("status", "show agents, frameworks, tasks, roles and the allocator", statusUsage, fs,
+		func(cmd *cobra.Command, args []string) int {
+			if len(args) > 0 {
+				return failUsage(cmd, usagef("status takes no arguments, got %q", args))
+			}
+			st, raw, err := fetchState(ctx, *addr)
+			if err != nil {
+				fmt.Fprintf(stderr, "corral status: %v\n", err)
+				return 1
+			}
+			if asJSON {
+				_, _ = stdout.Write(raw)
+				return 0
+			}
+			printStatus(stdout, st)
+			return 0
+		})
+}
+
+// runStatus runs `corral status ARGS`.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, append([]string{"status"}, args...), stdout, stderr)
 }
 
 func envOr(key, def string) string {

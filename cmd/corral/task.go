@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corral-project/corral/core/master"
 )
 
@@ -24,11 +26,13 @@ const taskUsage = `usage: corral task list [-framework ID] [-state STATE] [-mast
        corral task show TASK [-framework ID] [-master ADDR] [-json]
        corral task kill TASK [-framework ID] [-grace SECONDS] [-master ADDR]
        corral task logs TASK [-framework ID] [-f] [-stderr] [-master ADDR]
+       corral task exec TASK [-framework ID] [-i] [-master ADDR] -- COMMAND [ARGS...]
 
 TASK is a task ID; -framework picks the framework when two frameworks use
 the same task ID. list shows live and completed tasks. logs prints the
 task's stdout (or stderr) from its sandbox; -f follows it until the task
-ends.
+ends. exec runs a command beside the running task (corral task exec -h).
+list and show print JSON with -json (or --output json).
 `
 
 const frameworkUsage = `usage: corral framework list [-master ADDR] [-json]
@@ -45,38 +49,78 @@ type opFlags struct {
 	grace                    float64
 }
 
-// parseOp parses "VERB [ARG] [flags]" with flags before or after ARG.
-func parseOp(name string, args []string, verbs map[string]int, extra func(fs *flag.FlagSet, f *opFlags)) (string, []string, *opFlags, error) {
-	if len(args) == 0 {
-		return "", nil, nil, usagef("missing subcommand")
-	}
-	verb := args[0]
-	if verb == "-h" || verb == "-help" || verb == "--help" || verb == "help" {
-		return "", nil, nil, flag.ErrHelp
-	}
-	want, ok := verbs[verb]
-	if !ok {
-		return "", nil, nil, usagef("unknown subcommand %q", verb)
-	}
+// opFlagSet declares the flags of `corral GROUP VERB`: -master and the
+// output flags on every one, plus what extra adds.
+func opFlagSet(group, verb string, extra func(fs *flag.FlagSet, f *opFlags)) (*flag.FlagSet, *opFlags) {
 	f := &opFlags{}
-	fs := flag.NewFlagSet("corral "+name+" "+verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.master, "master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "")
-	fs.BoolVar(&f.json, "json", false, "")
+	fs := flag.NewFlagSet("corral "+group+" "+verb, flag.ContinueOnError)
+	fs.StringVar(&f.master, "master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "master address: host:port, a list, or consul://host:port/prefix (env CORRAL_MASTER)")
+	if verb == "list" || verb == "show" {
+		outputFlags(fs, &f.json)
+	}
 	if extra != nil {
 		extra(fs, f)
 	}
-	pos, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		return "", nil, nil, err
+	return fs, f
+}
+
+// opCmd is one operator subcommand taking nargs positional arguments.
+func opCmd(group, verb, short string, nargs int, extra func(fs *flag.FlagSet, f *opFlags),
+	do func(cmd *cobra.Command, pos []string, f *opFlags) int) *cobra.Command {
+	fs, f := opFlagSet(group, verb, extra)
+	use := verb
+	if nargs == 1 {
+		use += " " + strings.ToUpper(group)
 	}
-	if len(pos) != want {
-		if want == 0 {
-			return "", nil, nil, usagef("%s takes no arguments, got %q", verb, pos)
+	c := command(use, short, "", fs, func(cmd *cobra.Command, args []string) int {
+		if len(args) != nargs {
+			if nargs == 0 {
+				return failUsage(cmd, usagef("%s takes no arguments, got %q", verb, args))
+			}
+			return failUsage(cmd, usagef("%s takes %d argument, got %d", verb, nargs, len(args)))
 		}
-		return "", nil, nil, usagef("%s takes %d argument, got %d", verb, want, len(pos))
+		if f.master == "" {
+			return failUsage(cmd, usagef("-master is empty"))
+		}
+		return do(cmd, args, f)
+	})
+	if nargs == 1 {
+		c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeIDs(group, f.master), cobra.ShellCompDirectiveNoFileComp
+		}
 	}
-	return verb, pos, f, nil
+	return c
+}
+
+// completeIDs lists what a GROUP command takes (agent, task or framework
+// IDs, with a description) from the master's state, for shell completion;
+// nothing when the master does not answer within a moment.
+func completeIDs(group, masterAddr string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, _, err := fetchState(ctx, masterAddr)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	switch group {
+	case "agent":
+		for _, a := range st.Agents {
+			out = append(out, a.ID+"\t"+a.Hostname)
+		}
+	case "framework":
+		for _, fw := range append(append([]master.FrameworkView{}, st.Frameworks...), st.CompletedFrameworks...) {
+			out = append(out, fw.ID+"\t"+fw.Name)
+		}
+	case "task":
+		for _, r := range allTaskRefs(st) {
+			out = append(out, r.Task.ID+"\t"+strings.TrimPrefix(r.Task.State, "TASK_")+" ("+r.Framework.Name+")")
+		}
+	}
+	return out
 }
 
 // parseInterleaved parses args with fs, letting flags come before or after
@@ -156,23 +200,40 @@ func findTask(st master.State, id, framework string) (taskRef, error) {
 	return found[len(found)-1], nil
 }
 
+func taskCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	fw := func(fs *flag.FlagSet, f *opFlags) {
+		fs.StringVar(&f.framework, "framework", "", "the task's framework, when two frameworks use the same task ID")
+	}
+	do := func(cmd *cobra.Command, pos []string, f *opFlags) int {
+		return taskOp(ctx, cmd.Name(), pos, f, stdout, stderr)
+	}
+	return group("task", "list, show, kill tasks, read their logs and run commands in them", taskUsage,
+		opCmd("task", "list", "list live and completed tasks", 0, func(fs *flag.FlagSet, f *opFlags) {
+			fw(fs, f)
+			fs.StringVar(&f.state, "state", "", "only tasks in this state (running, finished, TASK_KILLED, ...)")
+		}, do),
+		opCmd("task", "show", "show a task and its state history", 1, fw, do),
+		opCmd("task", "kill", "kill a task", 1, func(fs *flag.FlagSet, f *opFlags) {
+			fw(fs, f)
+			fs.Float64Var(&f.grace, "grace", 0, "seconds between SIGTERM and SIGKILL (default: the executor's)")
+		}, do),
+		opCmd("task", "logs", "print a task's stdout or stderr", 1, func(fs *flag.FlagSet, f *opFlags) {
+			fw(fs, f)
+			fs.BoolVar(&f.follow, "f", false, "follow the file until the task ends")
+			fs.BoolVar(&f.follow, "follow", false, "follow the file until the task ends")
+			fs.BoolVar(&f.stderr, "stderr", false, "stderr instead of stdout")
+		}, do),
+		taskExecCmd(ctx, stdout, stderr),
+	)
+}
+
+// runTask runs `corral task ARGS`.
 func runTask(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, pos, f, err := parseOp("task", args, map[string]int{"list": 0, "show": 1, "kill": 1, "logs": 1},
-		func(fs *flag.FlagSet, f *opFlags) {
-			fs.StringVar(&f.framework, "framework", "", "")
-			fs.StringVar(&f.state, "state", "", "")
-			fs.Float64Var(&f.grace, "grace", 0, "")
-			fs.BoolVar(&f.follow, "f", false, "")
-			fs.BoolVar(&f.stderr, "stderr", false, "")
-		})
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, taskUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral task: %v\n\n%s", err, taskUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"task"}, args...), stdout, stderr)
+}
+
+// taskOp runs one task verb against the master's state.
+func taskOp(ctx context.Context, verb string, pos []string, f *opFlags, stdout, stderr io.Writer) int {
 	st, _, err := fetchState(ctx, f.master)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral task %s: %v\n", verb, err)
@@ -292,16 +353,23 @@ func printTask(w io.Writer, r taskRef) {
 	_ = tw.Flush()
 }
 
+func frameworkCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	do := func(cmd *cobra.Command, pos []string, f *opFlags) int {
+		return frameworkOp(ctx, cmd.Name(), pos, f, stdout, stderr)
+	}
+	return group("framework", "list, show and tear down frameworks", frameworkUsage,
+		opCmd("framework", "list", "list active and completed frameworks", 0, nil, do),
+		opCmd("framework", "show", "show a framework", 1, nil, do),
+		opCmd("framework", "teardown", "kill a framework's tasks and remove it", 1, nil, do),
+	)
+}
+
+// runFramework runs `corral framework ARGS`.
 func runFramework(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, pos, f, err := parseOp("framework", args, map[string]int{"list": 0, "show": 1, "teardown": 1}, nil)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, frameworkUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral framework: %v\n\n%s", err, frameworkUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"framework"}, args...), stdout, stderr)
+}
+
+func frameworkOp(ctx context.Context, verb string, pos []string, f *opFlags, stdout, stderr io.Writer) int {
 	if verb == "teardown" {
 		if _, err := operatorAPI(ctx, f.master, http.MethodPost, "/api/v1/frameworks/"+pos[0]+"/teardown", nil, 10*time.Second); err != nil {
 			fmt.Fprintf(stderr, "corral framework teardown: %v\n", err)
@@ -384,35 +452,45 @@ tasks when they will be killed, and kills what still runs at the deadline;
 undrain makes the agent available again.
 `
 
-// isAgentOp says whether `corral agent ARGS` is an operator command rather
-// than running an agent.
-func isAgentOp(args []string) bool {
-	if len(args) == 0 {
-		return false
+// agentCmd is corral agent: with flags only it runs an agent; list, show,
+// drain and undrain manage agents through the master.
+func agentCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	var deadline time.Duration
+	do := func(cmd *cobra.Command, pos []string, f *opFlags) int {
+		return agentOp(ctx, cmd.Name(), pos, f, deadline, stdout, stderr)
 	}
-	switch args[0] {
-	case "list", "show", "drain", "undrain":
-		return true
+	fs, df := daemonFlagSet("agent")
+	c := command("agent", "run an agent, or list, show, drain and undrain agents", agentOpsUsage, fs, func(cmd *cobra.Command, args []string) int {
+		if len(args) > 0 {
+			return failUsage(cmd, unknownSub(cmd, args[0]))
+		}
+		return startDaemon(ctx, *df, stderr)
+	})
+	c.Flags().SortFlags = false
+	for _, s := range []*cobra.Command{
+		opCmd("agent", "list", "list agents", 0, nil, do),
+		opCmd("agent", "show", "show an agent and its tasks", 1, nil, do),
+		opCmd("agent", "drain", "stop offering an agent and kill its tasks at a deadline", 1, func(fs *flag.FlagSet, f *opFlags) {
+			fs.DurationVar(&deadline, "deadline", 0, "how long tasks may run before they are killed (e.g. 10m)")
+		}, do),
+		opCmd("agent", "undrain", "make a drained agent available again", 1, nil, do),
+	} {
+		s.Annotations[annUsage] = agentOpsUsage
+		c.AddCommand(s)
 	}
-	return false
+	return c
 }
 
+// runAgentOp runs `corral agent list|show|drain|undrain ARGS`.
 func runAgentOp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var deadline time.Duration
-	verb, pos, f, err := parseOp("agent", args, map[string]int{"list": 0, "show": 1, "drain": 1, "undrain": 1},
-		func(fs *flag.FlagSet, f *opFlags) { fs.DurationVar(&deadline, "deadline", 0, "") })
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, agentOpsUsage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "corral agent: %v\n\n%s", err, agentOpsUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"agent"}, args...), stdout, stderr)
+}
+
+func agentOp(ctx context.Context, verb string, pos []string, f *opFlags, deadline time.Duration, stdout, stderr io.Writer) int {
 	switch verb {
 	case "drain":
 		if deadline < 0 {
-			fmt.Fprintf(stderr, "corral agent drain: -deadline must not be negative\n")
+			fmt.Fprintf(stderr, "corral agent drain: -deadline must not be negative\n\n%s", agentOpsUsage)
 			return 2
 		}
 		body := map[string]string{"deadline": deadline.String()}

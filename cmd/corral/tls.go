@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
@@ -32,13 +35,27 @@ and for the CLI and schedulers: CORRAL_CACERT, CORRAL_CLIENT_CERT, CORRAL_CLIENT
 // runTLS makes a CA and certificates for a test or small cluster, as
 // `consul tls` and `nomad tls` do. Files are never overwritten.
 func runTLS(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 2 || args[1] != "create" || (args[0] != "ca" && args[0] != "cert") {
-		fmt.Fprint(stderr, tlsUsage)
-		return 2
+	return run(context.Background(), append([]string{"tls"}, args...), stdout, stderr)
+}
+
+func tlsCmd(stdout, stderr io.Writer) *cobra.Command {
+	create := func(kind, short string) *cobra.Command {
+		fs, do := tlsFlagSet(kind, stdout, stderr)
+		return group(kind, short, tlsUsage, command("create", short, "", fs, func(cmd *cobra.Command, args []string) int {
+			if len(args) > 0 {
+				return failUsage(cmd, usagef("create takes no arguments, got %q", args))
+			}
+			return do()
+		}))
 	}
-	fs := flag.NewFlagSet("corral tls "+args[0]+" create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, tlsUsage) }
+	return group("tls", "make a CA and certificates for masters, agents and clients", tlsUsage,
+		create("ca", "make a certificate authority"), create("cert", "make a certificate signed by the CA"))
+}
+
+// tlsFlagSet declares the flags of `corral tls ca|cert create`; do makes
+// the files.
+func tlsFlagSet(kind string, stdout, stderr io.Writer) (*flag.FlagSet, func() int) {
+	fs := flag.NewFlagSet("corral tls "+kind+" create", flag.ContinueOnError)
 	dir := fs.String("dir", ".", "directory to write the files to")
 	days := fs.Int("days", 0, "validity in days (default: 1825 for a CA, 365 for a certificate)")
 	commonName := fs.String("common-name", "corral CA", "the CA's common name")
@@ -50,17 +67,21 @@ func runTLS(args []string, stdout, stderr io.Writer) int {
 	caKey := fs.String("key", "corral-ca-key.pem", "the CA key")
 	dns := fs.String("dns", "", "more DNS names, comma-separated (servers and agents)")
 	ips := fs.String("ip", "", "more IP addresses, comma-separated (servers and agents)")
-	if err := fs.Parse(args[2:]); err != nil {
+	return fs, func() int {
+		return tlsCreate(kind, stdout, stderr, *dir, *days, *commonName, *server, *agentRole, *client, *name, *caFile, *caKey, *dns, *ips)
+	}
+}
+
+func tlsCreate(kind string, stdout, stderr io.Writer, dir string, days int, commonName string, server, agentRole, client bool,
+	name, caFile, caKey, dns, ips string) int {
+	validity := time.Duration(days) * 24 * time.Hour
+	if days < 0 {
+		fmt.Fprintf(stderr, "corral tls: -days must not be negative\n\n%s", tlsUsage)
 		return 2
 	}
-	validity := time.Duration(*days) * 24 * time.Hour
-	if *days < 0 {
-		fmt.Fprintln(stderr, "corral tls: -days must not be negative")
-		return 2
-	}
-	if args[0] == "ca" {
-		cert, key := filepath.Join(*dir, "corral-ca.pem"), filepath.Join(*dir, "corral-ca-key.pem")
-		if err := tlsconfig.CreateCA(cert, key, *commonName, validity); err != nil {
+	if kind == "ca" {
+		cert, key := filepath.Join(dir, "corral-ca.pem"), filepath.Join(dir, "corral-ca-key.pem")
+		if err := tlsconfig.CreateCA(cert, key, commonName, validity); err != nil {
 			fmt.Fprintf(stderr, "corral tls: %v\n", err)
 			return 1
 		}
@@ -73,12 +94,12 @@ func runTLS(args []string, stdout, stderr io.Writer) int {
 		set  bool
 		role tlsconfig.Role
 		name string
-	}{{*server, tlsconfig.RoleServer, "master"}, {*agentRole, tlsconfig.RoleAgent, "agent"}, {*client, tlsconfig.RoleClient, "cli"}} {
+	}{{server, tlsconfig.RoleServer, "master"}, {agentRole, tlsconfig.RoleAgent, "agent"}, {client, tlsconfig.RoleClient, "cli"}} {
 		if r.set {
 			n++
 			role = r.role
-			if *name == "" {
-				*name = r.name
+			if name == "" {
+				name = r.name
 			}
 		}
 	}
@@ -86,13 +107,13 @@ func runTLS(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "corral tls cert create: give exactly one of -server, -agent or -client")
 		return 2
 	}
-	req := tlsconfig.CertRequest{Role: role, CommonName: *name, Validity: validity}
-	for _, d := range strings.Split(*dns, ",") {
+	req := tlsconfig.CertRequest{Role: role, CommonName: name, Validity: validity}
+	for _, d := range strings.Split(dns, ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			req.DNSNames = append(req.DNSNames, d)
 		}
 	}
-	for _, s := range strings.Split(*ips, ",") {
+	for _, s := range strings.Split(ips, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			ip := net.ParseIP(s)
 			if ip == nil {
@@ -106,11 +127,11 @@ func runTLS(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "corral tls cert create: -dns and -ip are for -server and -agent certificates")
 		return 2
 	}
-	base := filepath.Join(*dir, fmt.Sprintf("corral-%s-%s", role, *name))
-	if err := tlsconfig.CreateCert(*caFile, *caKey, base+".pem", base+"-key.pem", req); err != nil {
+	base := filepath.Join(dir, fmt.Sprintf("corral-%s-%s", role, name))
+	if err := tlsconfig.CreateCert(caFile, caKey, base+".pem", base+"-key.pem", req); err != nil {
 		fmt.Fprintf(stderr, "corral tls: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "==> %s certificate for %q: %s\n==> key: %s-key.pem\n", role, *name, base+".pem", base)
+	fmt.Fprintf(stdout, "==> %s certificate for %q: %s\n==> key: %s-key.pem\n", role, name, base+".pem", base)
 	return 0
 }

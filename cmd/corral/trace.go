@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/corral-project/corral/core/sim"
 )
@@ -24,37 +25,35 @@ trace that corral sim replays under any policy:
 
 `
 
+// runTrace runs `corral trace ARGS`.
 func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "record" {
-		fmt.Fprint(stderr, traceUsage)
-		return 2
-	}
+	return run(ctx, append([]string{"trace"}, args...), stdout, stderr)
+}
+
+func traceCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	fs := flag.NewFlagSet("corral trace record", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, traceUsage); fs.PrintDefaults() }
 	addr := fs.String("master", envOr("CORRAL_MASTER", "127.0.0.1:5050"), "master address host:port (env CORRAL_MASTER)")
 	duration := fs.Duration("duration", 0, "how long to record (e.g. 1h)")
 	interval := fs.Duration("interval", time.Second, "how often to read the master's state")
 	out := fs.String("out", "", "trace file to write (JSON)")
 	name := fs.String("name", "recorded", "the trace's name")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *duration <= 0 || *out == "" || *interval <= 0 || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "corral trace record: -duration (positive) and -out are required\n\n")
-		fs.Usage()
-		return 2
-	}
+	return group("trace", "record a live master's workload as a trace", traceUsage,
+		command("record", "record a live master's workload as a trace", "", fs, func(cmd *cobra.Command, args []string) int {
+			if *duration <= 0 || *out == "" || *interval <= 0 || len(args) > 0 {
+				return failUsage(cmd, usagef("-duration (positive) and -out are required"))
+			}
+			return record(ctx, stdout, stderr, *addr, *duration, *interval, *out, *name)
+		}))
+}
+
+func record(ctx context.Context, stdout, stderr io.Writer, addr string, duration, interval time.Duration, out, name string) int {
 	rec := sim.NewRecorder(time.Now())
-	deadline := time.Now().Add(*duration)
-	tick := time.NewTicker(*interval)
+	deadline := time.Now().Add(duration)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	looks := 0
 	look := func(ctx context.Context) error {
-		st, _, err := fetchState(ctx, *addr)
+		st, _, err := fetchState(ctx, addr)
 		if err != nil {
 			fmt.Fprintf(stderr, "corral trace record: %v\n", err)
 			return err
@@ -80,7 +79,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cancel()
 		break
 	}
-	tr, err := rec.Trace(*name)
+	tr, err := rec.Trace(name)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral trace record: %v\n", err)
 		return 1
@@ -90,7 +89,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "corral trace record: %v\n", err)
 		return 1
 	}
-	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
 		fmt.Fprintf(stderr, "corral trace record: %v\n", err)
 		return 1
 	}
@@ -98,6 +97,6 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, f := range tr.Frameworks {
 		jobs += len(f.Jobs)
 	}
-	fmt.Fprintf(stdout, "recorded %d agents, %d frameworks, %d tasks in %d looks to %s\n", len(tr.Agents), len(tr.Frameworks), jobs, looks, *out)
+	fmt.Fprintf(stdout, "recorded %d agents, %d frameworks, %d tasks in %d looks to %s\n", len(tr.Agents), len(tr.Frameworks), jobs, looks, out)
 	return 0
 }

@@ -71,4 +71,13 @@ acl {
   access_sandboxes {
     principals = ["master"]
   }
+  # corral task exec runs a command in a task's container: only ops, and the
+  # master's proxy on their behalf.
+  exec_tasks {
+    principals           = ["ops"]
+    framework_principals = ["ANY"]
+  }
+  exec_tasks {
+    principals = ["master"]
+  }
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/corral-project/corral/core/agent/sandbox"
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -54,6 +55,7 @@ func (a *Agent) httpHandler() http.Handler {
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
 	mux.Handle(sandbox.Pattern, a.sandboxACL(sb))
 	mux.Handle(sandbox.ListPattern, a.sandboxACL(sb.ListHandler()))
+	mux.Handle(TaskExecPattern, a.frameworkACL(acl.ExecTasks, http.HandlerFunc(a.serveTaskExec)))
 	return mux
 }
 

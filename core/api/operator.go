@@ -88,10 +88,10 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte("{}\n"))
 	})
-	sandbox := func(w http.ResponseWriter, r *http.Request) {
-		if !allowFramework(w, r, m, acl.AccessSandboxes, r.PathValue("framework")) {
-			return
-		}
+	// toAgent forwards r to the agent's own API at path: sandbox reads, and
+	// task exec sessions (an HTTP upgrade, tunnelled both ways by the
+	// reverse proxy), with the agent TLS settings of the master.
+	toAgent := func(w http.ResponseWriter, r *http.Request, path string) {
 		agentURL, err := m.AgentURL(r.PathValue("agent"))
 		if err != nil {
 			writeOperatorError(w, err)
@@ -101,10 +101,6 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s has an unusable address %q: %v", r.PathValue("agent"), agentURL, err))
 			return
-		}
-		path := "/api/v1/sandbox/" + url.PathEscape(r.PathValue("framework")) + "/" + url.PathEscape(r.PathValue("task"))
-		if f := r.PathValue("file"); f != "" {
-			path += "/" + url.PathEscape(f)
 		}
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -121,6 +117,24 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		}
 		proxy.ServeHTTP(w, r)
 	}
+	sandbox := func(w http.ResponseWriter, r *http.Request) {
+		if !allowFramework(w, r, m, acl.AccessSandboxes, r.PathValue("framework")) {
+			return
+		}
+		path := "/api/v1/sandbox/" + url.PathEscape(r.PathValue("framework")) + "/" + url.PathEscape(r.PathValue("task"))
+		if f := r.PathValue("file"); f != "" {
+			path += "/" + url.PathEscape(f)
+		}
+		toAgent(w, r, path)
+	}
+	// corral task exec: run a command beside a running task (see
+	// core/agent/taskexec.go for what the command shares with the task).
+	mux.HandleFunc("POST /api/v1/agents/{agent}/exec/{framework}/{task}", func(w http.ResponseWriter, r *http.Request) {
+		if !allowFramework(w, r, m, acl.ExecTasks, r.PathValue("framework")) {
+			return
+		}
+		toAgent(w, r, "/api/v1/exec/"+url.PathEscape(r.PathValue("framework"))+"/"+url.PathEscape(r.PathValue("task")))
+	})
 	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}", sandbox)
 	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}/{file}", sandbox)
 }

@@ -42,10 +42,14 @@ type AgentView struct {
 	URL       string `json:"url"`
 	Connected bool   `json:"connected"`
 	// RegisteredUnixMs is when the agent (re-)registered.
-	RegisteredUnixMs int64             `json:"registered_unix_ms,omitempty"`
-	Total            string            `json:"resources"`
-	Used             string            `json:"used"`
-	Attributes       map[string]string `json:"attributes,omitempty"`
+	RegisteredUnixMs int64  `json:"registered_unix_ms,omitempty"`
+	Total            string `json:"resources"`
+	Used             string `json:"used"`
+	// TotalStructured and UsedStructured are Total and Used as JSON
+	// objects (resources.Structured): {"cpus":2,"ports":[[31000,32000]]}.
+	TotalStructured map[string]any    `json:"resources_structured"`
+	UsedStructured  map[string]any    `json:"used_structured"`
+	Attributes      map[string]string `json:"attributes,omitempty"`
 	// Drain is "draining" or "drained" while the operator drains the
 	// agent, "" otherwise; DrainDeadline is when remaining tasks are killed.
 	Drain         string     `json:"drain,omitempty"`
@@ -72,7 +76,9 @@ type FrameworkView struct {
 	Connected         bool    `json:"connected"`
 	DominantShare     float64 `json:"dominant_share"`
 	Allocated         string  `json:"allocated"`
-	Offers            int     `json:"outstanding_offers"`
+	// AllocatedStructured is Allocated as a JSON object.
+	AllocatedStructured map[string]any `json:"allocated_structured"`
+	Offers              int            `json:"outstanding_offers"`
 	// Demand is what the framework declared it still wants, by role.
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
@@ -85,22 +91,25 @@ type FrameworkView struct {
 
 // ShapeView is Count pending tasks of one shape.
 type ShapeView struct {
-	Resources string `json:"resources"`
-	Count     int    `json:"count"`
+	Resources           string         `json:"resources"`
+	ResourcesStructured map[string]any `json:"resources_structured"`
+	Count               int            `json:"count"`
 }
 
 // TaskView is one task.
 type TaskView struct {
-	ID              string `json:"id"`
-	Name            string `json:"name,omitempty"`
-	AgentID         string `json:"agent_id"`
-	Role            string `json:"role"`
-	State           string `json:"state"`
-	Resources       string `json:"resources"`
-	WithinGuarantee bool   `json:"within_guarantee,omitempty"`
-	Message         string `json:"message,omitempty"`
-	ExitCode        *int32 `json:"exit_code,omitempty"`
-	Healthy         *bool  `json:"healthy,omitempty"` // set for tasks with a health check, once checked
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	AgentID   string `json:"agent_id"`
+	Role      string `json:"role"`
+	State     string `json:"state"`
+	Resources string `json:"resources"`
+	// ResourcesStructured is Resources as a JSON object.
+	ResourcesStructured map[string]any `json:"resources_structured"`
+	WithinGuarantee     bool           `json:"within_guarantee,omitempty"`
+	Message             string         `json:"message,omitempty"`
+	ExitCode            *int32         `json:"exit_code,omitempty"`
+	Healthy             *bool          `json:"healthy,omitempty"` // set for tasks with a health check, once checked
 	// UpdatedUnixMs is the time of the latest status.
 	UpdatedUnixMs int64           `json:"updated_unix_ms,omitempty"`
 	Revocation    *RevocationView `json:"revocation,omitempty"`
@@ -139,6 +148,10 @@ type RoleView struct {
 	Allocated     string   `json:"allocated"`
 	DominantShare float64  `json:"dominant_share"`
 	Frameworks    []string `json:"frameworks"`
+	// The resource fields as JSON objects ({} when empty).
+	GuaranteeStructured map[string]any `json:"guarantee_structured"`
+	LimitStructured     map[string]any `json:"limit_structured"`
+	AllocatedStructured map[string]any `json:"allocated_structured"`
 }
 
 // Metric keys of AllocateResponse.Metrics the operator view shows. They
@@ -173,7 +186,8 @@ func (m *Master) Snapshot() State {
 		a := m.agents[id]
 		drain, deadline := m.drainViewLocked(a)
 		st.Agents = append(st.Agents, AgentView{ID: id, Hostname: a.info.Hostname, URL: a.info.Url, Connected: a.connected,
-			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
+			RegisteredUnixMs: a.registeredAt.UnixMilli(), Total: a.total.String(), Used: a.used.String(),
+			TotalStructured: a.total.Structured(), UsedStructured: a.used.Structured(), Attributes: a.info.Attributes, Drain: drain, DrainDeadline: deadline})
 	}
 	for _, id := range sortedMapKeys(m.frameworks) {
 		st.Frameworks = append(st.Frameworks, m.frameworkViewLocked(m.frameworks[id]))
@@ -197,7 +211,8 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 			fv.Demand = map[string][]ShapeView{}
 		}
 		for _, sh := range shapes {
-			fv.Demand[role] = append(fv.Demand[role], ShapeView{Resources: sh.Resources.String(), Count: sh.Count})
+			fv.Demand[role] = append(fv.Demand[role], ShapeView{Resources: sh.Resources.String(),
+				ResourcesStructured: sh.Resources.Structured(), Count: sh.Count})
 		}
 	}
 	for _, t := range f.tasks {
@@ -212,6 +227,7 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 	}
 	sort.Slice(fv.Tasks, func(i, j int) bool { return fv.Tasks[i].ID < fv.Tasks[j].ID })
 	fv.Allocated = alloc.String()
+	fv.AllocatedStructured = alloc.Structured()
 	return fv
 }
 
@@ -251,7 +267,8 @@ func (m *Master) roleViewsLocked(names ...string) []RoleView {
 		rc := m.roles[n]
 		v := RoleView{Name: n, Weight: effectiveWeight(rc.Weight), Priority: rc.Priority, Guarantee: rc.Guarantee.String(),
 			Limit: rc.Limit.String(), Allocated: alloc[n].String(), DominantShare: m.pluginMetrics[metricRoleShare+n],
-			Frameworks: fws[n]}
+			Frameworks: fws[n], GuaranteeStructured: rc.Guarantee.Structured(), LimitStructured: rc.Limit.Structured(),
+			AllocatedStructured: alloc[n].Structured()}
 		if v.Frameworks == nil {
 			v.Frameworks = []string{}
 		}
@@ -262,7 +279,7 @@ func (m *Master) roleViewsLocked(names ...string) []RoleView {
 
 func taskView(t *taskEntry) TaskView {
 	tv := TaskView{ID: t.info.TaskId, Name: t.info.Name, AgentID: t.agentID, Role: t.role, State: t.state.String(),
-		Resources: t.resources.String(), WithinGuarantee: t.withinGuarantee}
+		Resources: t.resources.String(), ResourcesStructured: t.resources.Structured(), WithinGuarantee: t.withinGuarantee}
 	if t.status != nil {
 		tv.Message = t.status.Message
 		tv.UpdatedUnixMs = t.status.TimestampUnixMs

@@ -59,6 +59,11 @@ const (
 	// AccessSandboxes: read a task's sandbox (object: the principal of the
 	// framework that owns it).
 	AccessSandboxes Action = "access_sandboxes"
+	// ExecTasks: run a command beside a running task, in its cgroups,
+	// namespaces and sandbox (corral task exec; Mesos's
+	// launch_nested_container_sessions). Object: the principal of the
+	// framework that owns the task.
+	ExecTasks Action = "exec_tasks"
 )
 
 // Actions lists every action with the HCL name of its object list, in the
@@ -81,6 +86,7 @@ var Actions = []struct {
 	{ViewAgents, "agents"},
 	{ViewRoles, "roles"},
 	{AccessSandboxes, "framework_principals"},
+	{ExecTasks, "framework_principals"},
 }
 
 // ObjectName is the HCL name of action's object list ("" for an unknown

@@ -38,7 +38,17 @@ const stateSpan = s => h("span", {class: "state-" + s}, s.replace(/^TASK_/, ""))
 const fmt3 = x => (x || 0).toFixed(3);
 const when = t => t ? new Date(t).toLocaleTimeString() : "";
 
-// parseRes turns "cpus:2;mem:1024;ports:[...]" into {cpus: 2, mem: 1024}.
+// scalars takes the scalar resources of a structured resources object
+// ({cpus: 2, mem: 1024, ports: [[31000, 32000]]}, as the API serves it
+// beside the string form), or parses the string form when that is all
+// there is: "cpus:2;mem:1024;ports:[...]" gives {cpus: 2, mem: 1024}.
+function scalars(structured, s) {
+  if (structured && typeof structured === "object") {
+    return Object.fromEntries(Object.entries(structured).filter(([, v]) => typeof v === "number"));
+  }
+  return parseRes(s);
+}
+
 function parseRes(s) {
   const out = {};
   for (const part of (s || "").split(";")) {
@@ -56,8 +66,9 @@ function bar(used, total, label) {
     h("span", {class: "muted"}, label || ""));
 }
 
-function resBars(used, total) {
-  const u = parseRes(used), t = parseRes(total);
+// resBars draws one bar per scalar of an agent: used of total.
+function resBars(a) {
+  const u = scalars(a.used_structured, a.used), t = scalars(a.resources_structured, a.resources);
   return Object.keys(t).filter(k => k !== "disk" || t[k] > 0).map(k => bar(u[k] || 0, t[k], `${k} ${+(u[k] || 0).toFixed(2)} / ${t[k]}`));
 }
 
@@ -132,8 +143,8 @@ const pages = {
     for (const {t, live} of allTasks(st)) if (live) byState[t.state] = (byState[t.state] || 0) + 1;
     let total = {}, used = {};
     for (const a of st.agents) if (a.connected) {
-      for (const [k, v] of Object.entries(parseRes(a.resources))) total[k] = (total[k] || 0) + v;
-      for (const [k, v] of Object.entries(parseRes(a.used))) used[k] = (used[k] || 0) + v;
+      for (const [k, v] of Object.entries(scalars(a.resources_structured, a.resources))) total[k] = (total[k] || 0) + v;
+      for (const [k, v] of Object.entries(scalars(a.used_structured, a.used))) used[k] = (used[k] || 0) + v;
     }
     const alloc = st.allocator || {};
     const resNames = Object.keys(total).filter(k => ["cpus", "mem", "disk", "gpus"].includes(k) && total[k] > 0);
@@ -161,7 +172,7 @@ const pages = {
   async agents() {
     const st = await api("/api/v1/state");
     return [h("h1", {}, "Agents"), table(["agent", "hostname", "status", "allocated / total", "attributes"],
-      st.agents.map(a => [agentLink(a.id), a.hostname, a.drain || (a.connected ? "ready" : "disconnected"), resBars(a.used, a.resources),
+      st.agents.map(a => [agentLink(a.id), a.hostname, a.drain || (a.connected ? "ready" : "disconnected"), resBars(a),
         Object.entries(a.attributes || {}).map(([k, v]) => `${k}=${v}`).join(", ")]), "no agents registered")];
   },
 
@@ -173,7 +184,7 @@ const pages = {
     return [h("h1", {}, "Agent " + id),
       kv([["hostname", a.hostname], ["connected", a.connected ? "yes" : "no"],
         a.drain && ["drain", `${a.drain} (deadline ${when(a.drain_deadline)})`], ["url", a.url ? link(a.url + "/api/v1/state", a.url) : ""],
-        ["resources", a.resources], ["allocated", a.used], ["usage", resBars(a.used, a.resources)],
+        ["resources", a.resources], ["allocated", a.used], ["usage", resBars(a)],
         ["attributes", Object.entries(a.attributes || {}).map(([k, v]) => `${k}=${v}`).join(", ")]]),
       h("h2", {}, "Tasks"),
       table(["task", "framework", "state", "resources"], tasks.map(({fw, t}) => [taskLink(fw.id, t.id), fwLink(fw.id, fw.name), stateSpan(t.state), t.resources]), "no tasks")];
