@@ -6,6 +6,7 @@ TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 PROTOS := sdk/proto/corral.proto \
+	sdk/proto/executor.proto \
 	pluginapi/base/proto/base.proto \
 	pluginapi/allocator/proto/allocator.proto \
 	pluginapi/isolator/proto/isolator.proto \
@@ -33,6 +34,8 @@ build:
 	$(GO) build -o $(BIN)/plugins/corral-allocator-binpack ./sdk/examples/binpack/cmd
 	@# The Mesos v1 framework example (imports nothing from corral).
 	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
+	@# Example custom executors: corral's API (sdk/executor) and Mesos's v1 executor API.
+	$(GO) build -o $(BIN)/customexec ./sdk/examples/customexec
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins

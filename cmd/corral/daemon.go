@@ -291,6 +291,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
+		ExecutorIdleTimeout: ac.ExecutorIdleTimeout, ExecutorReregisterTimeout: ac.ExecutorReregisterTimeout,
 		TLS:        cfg.TLS,
 		OnShutdown: ac.OnShutdown, Recover: recoverMode,
 		GCDelay: ac.GCDelay, DiskWatchInterval: ac.DiskWatchInterval, GCDiskHeadroom: ac.GCDiskHeadroom,

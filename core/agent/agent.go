@@ -63,8 +63,9 @@ type Agent struct {
 	// secret binds id at the master; presented on every re-registration.
 	secret    string
 	tasks     map[taskKey]*task
-	stopping  bool // no new tasks once shutdown began
-	detaching bool // stopping and leaving tasks running (on_shutdown = keep)
+	executors map[execKey]*customExecutor // custom executors (executors.go)
+	stopping  bool                        // no new tasks once shutdown began
+	detaching bool                        // stopping and leaving tasks running (on_shutdown = keep)
 
 	connMu sync.Mutex
 	out    chan<- *agentMessage // nil while disconnected
@@ -119,6 +120,7 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		id:          id,
 		secret:      secret,
 		tasks:       map[taskKey]*task{},
+		executors:   map[execKey]*customExecutor{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
 	a.updates = statusupdate.New(statusupdate.Options{
@@ -251,6 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		a.detachTasks()
 	}
+	a.stopExecutorServers()
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()

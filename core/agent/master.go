@@ -224,8 +224,12 @@ func (a *Agent) registerMessage() *agentMessage {
 	// forgotten on the acknowledgement). Leaving the latter out would let
 	// the master call them LOST just before their FINISHED arrives.
 	for _, t := range a.tasks {
+		if isExecutorContainer(t) {
+			continue // reported as an executor below
+		}
 		reg.Tasks = append(reg.Tasks, &agentproto.RunningTask{Framework: t.framework, Task: t.info, State: t.state})
 	}
+	reg.Executors = a.runningExecutorsLocked()
 	return &agentMessage{Msg: &agentproto.AgentMessage_Register{Register: reg}}
 }
 
@@ -266,14 +270,12 @@ func (a *Agent) handle(m *agentproto.MasterMessage) {
 		ack := msg.Ack
 		if a.updates.Ack(ack.GetFrameworkId(), ack.GetTaskId(), ack.GetUuid()) {
 			go a.forgetUpdate(taskKey{ack.GetFrameworkId(), ack.GetTaskId()}, ack.GetUuid())
+			a.executorAcked(ack.GetFrameworkId(), ack.GetTaskId(), ack.GetUuid())
 		}
 	case *agentproto.MasterMessage_ShutdownFramework:
 		a.shutdownFramework(msg.ShutdownFramework.GetFrameworkId())
 	case *agentproto.MasterMessage_FrameworkMessage:
-		// The command executor takes no messages, as in Mesos.
-		a.logger.Debug("dropping framework message: the command executor accepts none",
-			"framework_id", msg.FrameworkMessage.GetFrameworkId(), "task_id", msg.FrameworkMessage.GetTaskId(),
-			"bytes", len(msg.FrameworkMessage.GetData()))
+		a.frameworkMessage(msg.FrameworkMessage)
 	case *agentproto.MasterMessage_Heartbeat:
 	default:
 		a.logger.Warn("ignoring unknown master message", "type", fmt.Sprintf("%T", m.GetMsg()))
