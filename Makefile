@@ -14,6 +14,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/master/agentproto/agent.proto \
 	core/api/mesos/mesospb/mesos.proto \
 	core/api/mesos/schedpb/scheduler.proto \
+	core/api/mesos/executorpb/executor.proto \
 	core/api/mesos/masterpb/master.proto
 
 .PHONY: all build run test test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul

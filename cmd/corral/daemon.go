@@ -17,6 +17,7 @@ import (
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
+	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/sdk/resources"
@@ -299,6 +300,8 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	if err != nil {
 		return err
 	}
+	// Executors written for Mesos talk to the agent's /api/v1/executor.
+	mesos.NewExecutorHandler(a, log.Named("mesos-executor")).Register(a)
 	go func() {
 		select {
 		case <-a.Ready():

@@ -69,6 +69,20 @@ type Agent struct {
 
 	connMu sync.Mutex
 	out    chan<- *agentMessage // nil while disconnected
+
+	// handlers are more HTTP endpoints (Handle), mounted when Run starts.
+	handlers map[string]http.Handler
+}
+
+// Handle adds an HTTP endpoint to the agent's API (cmd wires the Mesos v1
+// executor API this way). Call it before Run.
+func (a *Agent) Handle(pattern string, h http.Handler) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.handlers == nil {
+		a.handlers = map[string]http.Handler{}
+	}
+	a.handlers[pattern] = h
 }
 
 // NewWithPlugins builds an agent that runs tasks through the given plugin

@@ -309,13 +309,16 @@ func (a *Agent) ExecutorSubscribe(frameworkID, executorID string, unackedTasks [
 			queued[l.GetTask().GetTaskId()] = true
 		}
 	}
-	var relaunch []*corralpb.ExecutorEvent
+	// A task sent to the executor that it neither reported nor lists was
+	// lost on the way (a broken stream), as Mesos decides on re-subscribe.
+	var lost []*task
 	for id, t := range ex.tasks {
 		if !known[id] && !queued[id] && t.state == corralpb.TaskState_TASK_STAGING {
-			relaunch = append(relaunch, &corralpb.ExecutorEvent{Event: &corralpb.ExecutorEvent_Launch_{Launch: &corralpb.ExecutorEvent_Launch{Task: t.info}}})
+			lost = append(lost, t)
+			delete(ex.tasks, id)
 		}
 	}
-	pending := append(relaunch, ex.pending...)
+	pending := ex.pending
 	ex.pending = nil
 	for _, ev := range pending {
 		ex.sendLocked(ev)
@@ -324,6 +327,11 @@ func (a *Agent) ExecutorSubscribe(frameworkID, executorID string, unackedTasks [
 		a.armIdleLocked(ex)
 	}
 	a.mu.Unlock()
+	for _, t := range lost {
+		a.finish(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_SOURCE_AGENT, corralpb.TaskStatus_REASON_EXECUTOR_TERMINATED,
+			"the executor re-subscribed without this task: its launch was lost", nil)
+		t.endExec()
+	}
 	ex.logger.Info("executor subscribed", "unacknowledged_tasks", len(unackedTasks), "unacknowledged_updates", len(unackedUpdates))
 	for _, st := range unackedUpdates {
 		if err := a.ExecutorUpdate(frameworkID, executorID, st); err != nil {
@@ -372,14 +380,16 @@ func (a *Agent) ExecutorUpdate(frameworkID, executorID string, st *corralpb.Task
 		old := a.tasks[taskKey{frameworkID, st.GetTaskId()}]
 		a.mu.Unlock()
 		if old != nil && old.info.GetExecutor().GetExecutorId() == executorID && old.terminal {
-			return nil // a resent update of a task already ended
+			a.ackExecutor(frameworkID, executorID, st) // a resent update of a task already ended
+			return nil
 		}
 		return execErr(http.StatusBadRequest, "task %q is not a live task of executor %q", st.GetTaskId(), executorID)
 	}
 	for _, u := range a.updates.Pending(frameworkID, st.GetTaskId()) {
 		if string(u.Status.GetUuid()) == string(st.GetUuid()) {
 			a.mu.Unlock()
-			return nil // already taken; still on its way
+			a.ackExecutor(frameworkID, executorID, st) // already taken; still on its way
+			return nil
 		}
 	}
 	if t.frameworkGone {
@@ -399,9 +409,13 @@ func (a *Agent) ExecutorUpdate(frameworkID, executorID string, st *corralpb.Task
 	out.Uuid = append([]byte(nil), st.GetUuid()...)
 	out.Healthy = st.Healthy
 	out.HasExitCode, out.ExitCode = st.GetHasExitCode(), st.GetExitCode()
+	out.Data = st.GetData()
 	a.mu.Unlock()
 	t.logger.Debug("executor update", "state", st.GetState())
 	a.report(t, out)
+	// As in Mesos, the agent acknowledges once the update is checkpointed
+	// and queued: its delivery to the framework is the agent's job now.
+	a.ackExecutor(frameworkID, executorID, st)
 	if terminal {
 		t.logger.Info("task ended", "state", st.GetState(), "message", st.GetMessage())
 		t.endExec()
@@ -450,20 +464,16 @@ func (a *Agent) frameworkMessage(fm *agentproto.FrameworkMessage) {
 	ex.sendLocked(&corralpb.ExecutorEvent{Event: &corralpb.ExecutorEvent_Message_{Message: &corralpb.ExecutorEvent_Message{Data: fm.GetData()}}})
 }
 
-// executorAcked tells an executor its update was acknowledged.
-func (a *Agent) executorAcked(frameworkID, taskID string, uuid []byte) {
+// ackExecutor tells an executor the agent has taken its update.
+func (a *Agent) ackExecutor(frameworkID, executorID string, st *corralpb.TaskStatus) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t := a.tasks[taskKey{frameworkID, taskID}]
-	if t == nil || !runsOnExecutor(t) {
-		return
-	}
-	ex := a.executors[execKey{frameworkID, t.info.GetExecutor().GetExecutorId()}]
+	ex := a.executors[execKey{frameworkID, executorID}]
 	if ex == nil || ex.exited {
 		return
 	}
 	ex.sendLocked(&corralpb.ExecutorEvent{Event: &corralpb.ExecutorEvent_Acknowledged_{Acknowledged: &corralpb.ExecutorEvent_Acknowledged{
-		TaskId: taskID, Uuid: uuid}}})
+		TaskId: st.GetTaskId(), Uuid: st.GetUuid()}}})
 }
 
 // killOnExecutor asks the executor to kill one of its tasks; a task the

@@ -54,6 +54,11 @@ func (a *Agent) httpHandler() http.Handler {
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
 	mux.Handle(sandbox.Pattern, sb)
 	mux.Handle(sandbox.ListPattern, sb.ListHandler())
+	a.mu.Lock()
+	for pattern, h := range a.handlers {
+		mux.Handle(pattern, h)
+	}
+	a.mu.Unlock()
 	return mux
 }
 

@@ -270,12 +270,20 @@ func (a *Agent) handle(m *agentproto.MasterMessage) {
 		ack := msg.Ack
 		if a.updates.Ack(ack.GetFrameworkId(), ack.GetTaskId(), ack.GetUuid()) {
 			go a.forgetUpdate(taskKey{ack.GetFrameworkId(), ack.GetTaskId()}, ack.GetUuid())
-			a.executorAcked(ack.GetFrameworkId(), ack.GetTaskId(), ack.GetUuid())
 		}
 	case *agentproto.MasterMessage_ShutdownFramework:
 		a.shutdownFramework(msg.ShutdownFramework.GetFrameworkId())
 	case *agentproto.MasterMessage_FrameworkMessage:
 		a.frameworkMessage(msg.FrameworkMessage)
+	case *agentproto.MasterMessage_ShutdownExecutor:
+		se := msg.ShutdownExecutor
+		a.mu.Lock()
+		ex := a.executors[execKey{se.GetFrameworkId(), se.GetExecutorId()}]
+		a.mu.Unlock()
+		if ex != nil {
+			ex.logger.Info("framework asked to shut its executor down")
+			go a.shutdownCustomExecutor(ex)
+		}
 	case *agentproto.MasterMessage_Heartbeat:
 	default:
 		a.logger.Warn("ignoring unknown master message", "type", fmt.Sprintf("%T", m.GetMsg()))

@@ -571,6 +571,9 @@ func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.Tas
 		Uuid:            newUUID(),
 		SandboxUrl:      a.sandboxURL(t.key),
 	}
+	if runsOnExecutor(t) {
+		st.ExecutorId = t.info.GetExecutor().GetExecutorId()
+	}
 	if t.healthKnown {
 		healthy := t.healthy
 		st.Healthy = &healthy

@@ -79,9 +79,9 @@ func (m *Master) validateExecutorLocked(f *frameworkEntry, t *corralpb.TaskInfo,
 func validateURI(u *corralpb.URI) error {
 	v := u.GetValue()
 	switch {
-	case strings.HasPrefix(v, "http://"), strings.HasPrefix(v, "https://"), strings.HasPrefix(v, "/"):
+	case strings.HasPrefix(v, "http://"), strings.HasPrefix(v, "https://"), strings.HasPrefix(v, "/"), strings.HasPrefix(v, "file:///"):
 	default:
-		return fmt.Errorf("uri %q: only http(s):// URLs and absolute agent paths can be fetched", v)
+		return fmt.Errorf("uri %q: only http(s):// URLs and absolute agent paths (or file:// URLs) can be fetched", v)
 	}
 	if strings.Contains(u.GetOutputFile(), "/") {
 		return fmt.Errorf("uri %q: output_file %q must be a plain file name", v, u.GetOutputFile())
@@ -219,4 +219,27 @@ func (m *Master) dropAgentExecutorsLocked(agentID string) {
 			}
 		}
 	}
+}
+
+// ShutdownExecutor shuts one of the framework's custom executors down (a
+// Mesos SHUTDOWN call): the agent sends it Shutdown, kills it after its
+// grace, and its tasks end with it.
+func (m *Master) ShutdownExecutor(h *corralpb.CallHeader, agentID, executorID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("shutdown", h)
+	if err != nil {
+		return err
+	}
+	ex := f.executors[executorKey{agentID, executorID}]
+	if ex == nil {
+		return callErr(CodeNotFound, "shutdown: executor %q is not running on agent %q for this framework", executorID, agentID)
+	}
+	a := m.agents[agentID]
+	if a == nil || a.conn == nil {
+		return callErr(CodeUnavailable, "shutdown: agent %s is disconnected", agentID)
+	}
+	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_ShutdownExecutor{ShutdownExecutor: &agentproto.ShutdownExecutor{
+		FrameworkId: f.info.Id, ExecutorId: executorID}}})
+	return nil
 }

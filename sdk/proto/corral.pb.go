@@ -931,7 +931,9 @@ type TaskInfo struct {
 	// agent's command executor runs `command`. Tasks naming the same
 	// executor_id on one agent share one executor process, which must be
 	// described identically by each.
-	Executor      *ExecutorInfo `protobuf:"bytes,10,opt,name=executor,proto3" json:"executor,omitempty"`
+	Executor *ExecutorInfo `protobuf:"bytes,10,opt,name=executor,proto3" json:"executor,omitempty"`
+	// Opaque data for the task's executor (Mesos's TaskInfo.data).
+	Data          []byte `protobuf:"bytes,11,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1034,13 @@ func (x *TaskInfo) GetHealthCheck() *HealthCheck {
 func (x *TaskInfo) GetExecutor() *ExecutorInfo {
 	if x != nil {
 		return x.Executor
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetData() []byte {
+	if x != nil {
+		return x.Data
 	}
 	return nil
 }
@@ -1447,7 +1456,11 @@ type TaskStatus struct {
 	// The agent's sandbox URL for this task, when known.
 	SandboxUrl string `protobuf:"bytes,11,opt,name=sandbox_url,json=sandboxUrl,proto3" json:"sandbox_url,omitempty"`
 	// The task's health, set when it has a health check and has been checked.
-	Healthy       *bool `protobuf:"varint,12,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	Healthy *bool `protobuf:"varint,12,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	// The custom executor that runs the task; empty for command tasks.
+	ExecutorId string `protobuf:"bytes,13,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	// Opaque data from the executor (Mesos's TaskStatus.data).
+	Data          []byte `protobuf:"bytes,14,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1564,6 +1577,20 @@ func (x *TaskStatus) GetHealthy() bool {
 		return *x.Healthy
 	}
 	return false
+}
+
+func (x *TaskStatus) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 type Offer struct {
@@ -3508,7 +3535,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x04\n" +
 	"\bTaskInfo\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -3520,7 +3547,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x129\n" +
 	"\fhealth_check\x18\t \x01(\v2\x16.corral.v1.HealthCheckR\vhealthCheck\x123\n" +
 	"\bexecutor\x18\n" +
-	" \x01(\v2\x17.corral.v1.ExecutorInfoR\bexecutor\x1a9\n" +
+	" \x01(\v2\x17.corral.v1.ExecutorInfoR\bexecutor\x12\x12\n" +
+	"\x04data\x18\v \x01(\fR\x04data\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x03\n" +
@@ -3569,7 +3597,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
 	"\tcpu_quota\x18\x02 \x01(\bH\x00R\bcpuQuota\x88\x01\x01B\f\n" +
 	"\n" +
-	"_cpu_quota\"\xbf\a\n" +
+	"_cpu_quota\"\xf4\a\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -3585,7 +3613,10 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	" \x01(\x05R\bexitCode\x12\x1f\n" +
 	"\vsandbox_url\x18\v \x01(\tR\n" +
 	"sandboxUrl\x12\x1d\n" +
-	"\ahealthy\x18\f \x01(\bH\x00R\ahealthy\x88\x01\x01\"Z\n" +
+	"\ahealthy\x18\f \x01(\bH\x00R\ahealthy\x88\x01\x01\x12\x1f\n" +
+	"\vexecutor_id\x18\r \x01(\tR\n" +
+	"executorId\x12\x12\n" +
+	"\x04data\x18\x0e \x01(\fR\x04data\"Z\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +

@@ -85,8 +85,11 @@ func cacheKey(u URI) string {
 // download writes u to dst through a temporary file, checking the sum.
 func (f *Fetcher) download(ctx context.Context, u URI, dst string) error {
 	var body io.ReadCloser
-	if strings.HasPrefix(u.Value, "/") {
-		fh, err := os.Open(u.Value)
+	if p, ok := strings.CutPrefix(u.Value, "file://"); ok || strings.HasPrefix(u.Value, "/") {
+		if !ok {
+			p = u.Value
+		}
+		fh, err := os.Open(p)
 		if err != nil {
 			return fmt.Errorf("fetch %s: %w", u.Value, err)
 		}

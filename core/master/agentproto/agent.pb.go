@@ -929,6 +929,7 @@ type MasterMessage struct {
 	//	*MasterMessage_ShutdownFramework
 	//	*MasterMessage_FrameworkMessage
 	//	*MasterMessage_Heartbeat
+	//	*MasterMessage_ShutdownExecutor
 	Msg           isMasterMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1034,6 +1035,15 @@ func (x *MasterMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *MasterMessage) GetShutdownExecutor() *ShutdownExecutor {
+	if x != nil {
+		if x, ok := x.Msg.(*MasterMessage_ShutdownExecutor); ok {
+			return x.ShutdownExecutor
+		}
+	}
+	return nil
+}
+
 type isMasterMessage_Msg interface {
 	isMasterMessage_Msg()
 }
@@ -1066,6 +1076,10 @@ type MasterMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,7,opt,name=heartbeat,proto3,oneof"`
 }
 
+type MasterMessage_ShutdownExecutor struct {
+	ShutdownExecutor *ShutdownExecutor `protobuf:"bytes,8,opt,name=shutdown_executor,json=shutdownExecutor,proto3,oneof"`
+}
+
 func (*MasterMessage_Registered) isMasterMessage_Msg() {}
 
 func (*MasterMessage_RunTask) isMasterMessage_Msg() {}
@@ -1079,6 +1093,61 @@ func (*MasterMessage_ShutdownFramework) isMasterMessage_Msg() {}
 func (*MasterMessage_FrameworkMessage) isMasterMessage_Msg() {}
 
 func (*MasterMessage_Heartbeat) isMasterMessage_Msg() {}
+
+func (*MasterMessage_ShutdownExecutor) isMasterMessage_Msg() {}
+
+// ShutdownExecutor asks the agent to shut a custom executor down.
+type ShutdownExecutor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	ExecutorId    string                 `protobuf:"bytes,2,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShutdownExecutor) Reset() {
+	*x = ShutdownExecutor{}
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShutdownExecutor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShutdownExecutor) ProtoMessage() {}
+
+func (x *ShutdownExecutor) ProtoReflect() protoreflect.Message {
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShutdownExecutor.ProtoReflect.Descriptor instead.
+func (*ShutdownExecutor) Descriptor() ([]byte, []int) {
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ShutdownExecutor) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ShutdownExecutor) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
 
 var File_core_master_agentproto_agent_proto protoreflect.FileDescriptor
 
@@ -1144,7 +1213,7 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x1f\n" +
 	"\vexecutor_id\x18\x04 \x01(\tR\n" +
-	"executorId\"\x98\x04\n" +
+	"executorId\"\xf3\x04\n" +
 	"\rMasterMessage\x12F\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2$.corral.internal.agent.v1.RegisteredH\x00R\n" +
@@ -1154,8 +1223,13 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\x03ack\x18\x04 \x01(\v2#.corral.internal.agent.v1.AckUpdateH\x00R\x03ack\x12\\\n" +
 	"\x12shutdown_framework\x18\x05 \x01(\v2+.corral.internal.agent.v1.ShutdownFrameworkH\x00R\x11shutdownFramework\x12Y\n" +
 	"\x11framework_message\x18\x06 \x01(\v2*.corral.internal.agent.v1.FrameworkMessageH\x00R\x10frameworkMessage\x12C\n" +
-	"\theartbeat\x18\a \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg2n\n" +
+	"\theartbeat\x18\a \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeat\x12Y\n" +
+	"\x11shutdown_executor\x18\b \x01(\v2*.corral.internal.agent.v1.ShutdownExecutorH\x00R\x10shutdownExecutorB\x05\n" +
+	"\x03msg\"V\n" +
+	"\x10ShutdownExecutor\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1f\n" +
+	"\vexecutor_id\x18\x02 \x01(\tR\n" +
+	"executorId2n\n" +
 	"\fAgentGateway\x12^\n" +
 	"\aConnect\x12&.corral.internal.agent.v1.AgentMessage\x1a'.corral.internal.agent.v1.MasterMessage(\x010\x01BDZBgithub.com/corral-project/corral/core/master/agentproto;agentprotob\x06proto3"
 
@@ -1171,7 +1245,7 @@ func file_core_master_agentproto_agent_proto_rawDescGZIP() []byte {
 	return file_core_master_agentproto_agent_proto_rawDescData
 }
 
-var file_core_master_agentproto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_core_master_agentproto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_core_master_agentproto_agent_proto_goTypes = []any{
 	(*RunningTask)(nil),         // 0: corral.internal.agent.v1.RunningTask
 	(*Register)(nil),            // 1: corral.internal.agent.v1.Register
@@ -1188,30 +1262,31 @@ var file_core_master_agentproto_agent_proto_goTypes = []any{
 	(*ShutdownFramework)(nil),   // 12: corral.internal.agent.v1.ShutdownFramework
 	(*FrameworkMessage)(nil),    // 13: corral.internal.agent.v1.FrameworkMessage
 	(*MasterMessage)(nil),       // 14: corral.internal.agent.v1.MasterMessage
-	(*proto.FrameworkInfo)(nil), // 15: corral.v1.FrameworkInfo
-	(*proto.TaskInfo)(nil),      // 16: corral.v1.TaskInfo
-	(proto.TaskState)(0),        // 17: corral.v1.TaskState
-	(*proto.AgentInfo)(nil),     // 18: corral.v1.AgentInfo
-	(*proto.ExecutorInfo)(nil),  // 19: corral.v1.ExecutorInfo
-	(*proto.TaskStatus)(nil),    // 20: corral.v1.TaskStatus
+	(*ShutdownExecutor)(nil),    // 15: corral.internal.agent.v1.ShutdownExecutor
+	(*proto.FrameworkInfo)(nil), // 16: corral.v1.FrameworkInfo
+	(*proto.TaskInfo)(nil),      // 17: corral.v1.TaskInfo
+	(proto.TaskState)(0),        // 18: corral.v1.TaskState
+	(*proto.AgentInfo)(nil),     // 19: corral.v1.AgentInfo
+	(*proto.ExecutorInfo)(nil),  // 20: corral.v1.ExecutorInfo
+	(*proto.TaskStatus)(nil),    // 21: corral.v1.TaskStatus
 }
 var file_core_master_agentproto_agent_proto_depIdxs = []int32{
-	15, // 0: corral.internal.agent.v1.RunningTask.framework:type_name -> corral.v1.FrameworkInfo
-	16, // 1: corral.internal.agent.v1.RunningTask.task:type_name -> corral.v1.TaskInfo
-	17, // 2: corral.internal.agent.v1.RunningTask.state:type_name -> corral.v1.TaskState
-	18, // 3: corral.internal.agent.v1.Register.agent:type_name -> corral.v1.AgentInfo
+	16, // 0: corral.internal.agent.v1.RunningTask.framework:type_name -> corral.v1.FrameworkInfo
+	17, // 1: corral.internal.agent.v1.RunningTask.task:type_name -> corral.v1.TaskInfo
+	18, // 2: corral.internal.agent.v1.RunningTask.state:type_name -> corral.v1.TaskState
+	19, // 3: corral.internal.agent.v1.Register.agent:type_name -> corral.v1.AgentInfo
 	0,  // 4: corral.internal.agent.v1.Register.tasks:type_name -> corral.internal.agent.v1.RunningTask
 	2,  // 5: corral.internal.agent.v1.Register.executors:type_name -> corral.internal.agent.v1.RunningExecutor
-	15, // 6: corral.internal.agent.v1.RunningExecutor.framework:type_name -> corral.v1.FrameworkInfo
-	19, // 7: corral.internal.agent.v1.RunningExecutor.executor:type_name -> corral.v1.ExecutorInfo
-	20, // 8: corral.internal.agent.v1.StatusUpdate.status:type_name -> corral.v1.TaskStatus
+	16, // 6: corral.internal.agent.v1.RunningExecutor.framework:type_name -> corral.v1.FrameworkInfo
+	20, // 7: corral.internal.agent.v1.RunningExecutor.executor:type_name -> corral.v1.ExecutorInfo
+	21, // 8: corral.internal.agent.v1.StatusUpdate.status:type_name -> corral.v1.TaskStatus
 	1,  // 9: corral.internal.agent.v1.AgentMessage.register:type_name -> corral.internal.agent.v1.Register
 	5,  // 10: corral.internal.agent.v1.AgentMessage.status_update:type_name -> corral.internal.agent.v1.StatusUpdate
 	7,  // 11: corral.internal.agent.v1.AgentMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
 	3,  // 12: corral.internal.agent.v1.AgentMessage.executor_message:type_name -> corral.internal.agent.v1.ExecutorMessage
 	4,  // 13: corral.internal.agent.v1.AgentMessage.executor_exited:type_name -> corral.internal.agent.v1.ExecutorExited
-	15, // 14: corral.internal.agent.v1.RunTask.framework:type_name -> corral.v1.FrameworkInfo
-	16, // 15: corral.internal.agent.v1.RunTask.task:type_name -> corral.v1.TaskInfo
+	16, // 14: corral.internal.agent.v1.RunTask.framework:type_name -> corral.v1.FrameworkInfo
+	17, // 15: corral.internal.agent.v1.RunTask.task:type_name -> corral.v1.TaskInfo
 	8,  // 16: corral.internal.agent.v1.MasterMessage.registered:type_name -> corral.internal.agent.v1.Registered
 	9,  // 17: corral.internal.agent.v1.MasterMessage.run_task:type_name -> corral.internal.agent.v1.RunTask
 	10, // 18: corral.internal.agent.v1.MasterMessage.kill_task:type_name -> corral.internal.agent.v1.KillTask
@@ -1219,13 +1294,14 @@ var file_core_master_agentproto_agent_proto_depIdxs = []int32{
 	12, // 20: corral.internal.agent.v1.MasterMessage.shutdown_framework:type_name -> corral.internal.agent.v1.ShutdownFramework
 	13, // 21: corral.internal.agent.v1.MasterMessage.framework_message:type_name -> corral.internal.agent.v1.FrameworkMessage
 	7,  // 22: corral.internal.agent.v1.MasterMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
-	6,  // 23: corral.internal.agent.v1.AgentGateway.Connect:input_type -> corral.internal.agent.v1.AgentMessage
-	14, // 24: corral.internal.agent.v1.AgentGateway.Connect:output_type -> corral.internal.agent.v1.MasterMessage
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 23: corral.internal.agent.v1.MasterMessage.shutdown_executor:type_name -> corral.internal.agent.v1.ShutdownExecutor
+	6,  // 24: corral.internal.agent.v1.AgentGateway.Connect:input_type -> corral.internal.agent.v1.AgentMessage
+	14, // 25: corral.internal.agent.v1.AgentGateway.Connect:output_type -> corral.internal.agent.v1.MasterMessage
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_core_master_agentproto_agent_proto_init() }
@@ -1249,6 +1325,7 @@ func file_core_master_agentproto_agent_proto_init() {
 		(*MasterMessage_ShutdownFramework)(nil),
 		(*MasterMessage_FrameworkMessage)(nil),
 		(*MasterMessage_Heartbeat)(nil),
+		(*MasterMessage_ShutdownExecutor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1256,7 +1333,7 @@ func file_core_master_agentproto_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_master_agentproto_agent_proto_rawDesc), len(file_core_master_agentproto_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

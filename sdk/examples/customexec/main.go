@@ -23,8 +23,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/executor"
+	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 type handler struct {
