@@ -37,6 +37,7 @@ build:
 	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
 	@# Example custom executors: corral's API (sdk/executor) and Mesos's v1 executor API.
 	$(GO) build -o $(BIN)/customexec ./sdk/examples/customexec
+	$(GO) build -o $(BIN)/mesosexec ./sdk/examples/mesosexec
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins

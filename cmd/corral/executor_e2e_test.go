@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,5 +74,27 @@ func TestCustomExecutorRunsManyTasks(t *testing.T) {
 	defer mu.Unlock()
 	if len(pids) != 1 {
 		t.Fatalf("tasks ran in %d executor processes (%v), want 1", len(pids), pids)
+	}
+}
+
+// TestMesosFrameworkWithCustomExecutor runs sdk/examples/mesosfw (no
+// corral imports) with 20 command tasks and 20 tasks on
+// sdk/examples/mesosexec, a custom executor written only against the Mesos
+// v1 executor API (no corral imports either), fetched into the sandbox from
+// its path; in JSON, then in protobuf. The framework pings its executor
+// and waits for the answer: framework messages both ways.
+func TestMesosFrameworkWithCustomExecutor(t *testing.T) {
+	addr, _ := startDev(t, "-config", execTestConfig(t, "60s"))
+	for _, enc := range []string{"json", "protobuf"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "mesosfw"), "-master", addr, "-tasks", "20",
+			"-executor", filepath.Join(binDir(t), "mesosexec"), "-executor-tasks", "20", "-encoding", enc, "-timeout", "4m")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(out), "20 tasks finished") ||
+			!strings.Contains(string(out), "20 executor tasks finished; executor answered \"pong:") {
+			t.Fatalf("mesosfw -encoding %s: %v\n%s", enc, err, out)
+		}
+		t.Logf("%s", bytes.TrimSpace(out))
 	}
 }
