@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corral-project/corral/sdk/examples/ntasks"
 	corralpb "github.com/corral-project/corral/sdk/proto"
+	"github.com/corral-project/corral/sdk/scheduler"
 )
 
 // execTestConfig is a dev cluster config with a short executor idle
@@ -96,5 +98,108 @@ func TestMesosFrameworkWithCustomExecutor(t *testing.T) {
 			t.Fatalf("mesosfw -encoding %s: %v\n%s", enc, err, out)
 		}
 		t.Logf("%s", bytes.TrimSpace(out))
+	}
+}
+
+// idleSched launches one task on customexec, pings the executor, and then
+// watches offers until the whole agent is offered again.
+type idleSched struct {
+	t        *testing.T
+	execPath string
+	launched bool
+	events   chan string // "pong:...", "failure", "full-offer"
+	failed   bool
+}
+
+func (s *idleSched) Subscribed(context.Context, scheduler.Driver, string, bool) {}
+func (s *idleSched) Rescinded(context.Context, scheduler.Driver, string)      {}
+func (s *idleSched) Error(_ context.Context, _ scheduler.Driver, msg string) {
+	s.events <- "error: " + msg
+}
+
+func (s *idleSched) Offers(ctx context.Context, d scheduler.Driver, offers []*corralpb.Offer) {
+	for _, o := range offers {
+		cpus, mem := 0.0, 0.0
+		for _, r := range o.GetResources() {
+			switch r.GetName() {
+			case "cpus":
+				cpus += r.GetScalar()
+			case "mem":
+				mem += r.GetScalar()
+			}
+		}
+		if !s.launched && cpus >= 1 && mem >= 512 {
+			s.launched = true
+			task := &corralpb.TaskInfo{TaskId: "one", AgentId: o.GetAgentId(), Resources: scalarRes(0.1, 16),
+				Command: &corralpb.CommandInfo{Shell: true, Value: "true"},
+				Executor: &corralpb.ExecutorInfo{ExecutorId: "idle-exec", Command: &corralpb.CommandInfo{Value: s.execPath},
+					Resources: scalarRes(0.5, 256)}}
+			if err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(0.2)}); err != nil {
+				s.events <- "error: launch: " + err.Error()
+			}
+			continue
+		}
+		if s.failed && cpus >= 4 && mem >= 4096 {
+			s.events <- "full-offer"
+		}
+		_ = d.Decline(ctx, []string{o.GetId()}, &corralpb.Filters{RefuseSeconds: proto.Float64(0.2)})
+	}
+}
+
+func (s *idleSched) Update(ctx context.Context, d scheduler.Driver, st *corralpb.TaskStatus) {
+	if st.GetState() == corralpb.TaskState_TASK_RUNNING {
+		if err := d.Message(ctx, st.GetAgentId(), st.GetTaskId(), []byte("ping:idle")); err != nil {
+			s.events <- "error: message: " + err.Error()
+		}
+	}
+}
+
+func (s *idleSched) Message(_ context.Context, _ scheduler.Driver, _, _ string, data []byte) {
+	s.events <- string(data)
+}
+
+func (s *idleSched) Failure(_ context.Context, _ scheduler.Driver, _, message string) {
+	s.failed = true
+	s.events <- "failure: " + message
+}
+
+// TestCustomExecutorIdleShutdownFreesResources: a custom executor whose
+// only task ended is shut down after the agent's executor_idle_timeout; the
+// framework hears of it (a failure naming the executor) and the executor's
+// resources are offered again (an offer of the whole agent). On the way, a
+// framework message reaches the executor and its answer comes back.
+func TestCustomExecutorIdleShutdownFreesResources(t *testing.T) {
+	addr, _ := startDev(t, "-config", execTestConfig(t, "2s"))
+	s := &idleSched{t: t, execPath: filepath.Join(binDir(t), "customexec"), events: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- scheduler.Run(ctx, scheduler.Config{Master: addr, Framework: &corralpb.FrameworkInfo{Name: "idle", Roles: []string{"*"}},
+			Logger: hclog.NewNullLogger()}, s)
+	}()
+	var pong, failure bool
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case ev := <-s.events:
+			switch {
+			case strings.HasPrefix(ev, "pong:idle pid="):
+				pong = true
+			case strings.HasPrefix(ev, "failure: ") && strings.Contains(ev, "idle-exec"):
+				failure = true
+			case ev == "full-offer":
+				if !pong || !failure {
+					t.Fatalf("whole agent offered again before pong=%v failure=%v", pong, failure)
+				}
+				cancel()
+				<-runDone
+				return
+			case strings.HasPrefix(ev, "error: "):
+				t.Fatal(ev)
+			}
+		case <-deadline:
+			t.Fatalf("timed out: pong=%v executor failure=%v, whole agent not offered again", pong, failure)
+		}
 	}
 }
