@@ -112,7 +112,7 @@ type idleSched struct {
 }
 
 func (s *idleSched) Subscribed(context.Context, scheduler.Driver, string, bool) {}
-func (s *idleSched) Rescinded(context.Context, scheduler.Driver, string)      {}
+func (s *idleSched) Rescinded(context.Context, scheduler.Driver, string)        {}
 func (s *idleSched) Error(_ context.Context, _ scheduler.Driver, msg string) {
 	s.events <- "error: " + msg
 }
