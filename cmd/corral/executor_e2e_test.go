@@ -9,12 +9,14 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/sdk/examples/ntasks"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/scheduler"
@@ -200,6 +202,85 @@ func TestCustomExecutorIdleShutdownFreesResources(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("timed out: pong=%v executor failure=%v, whole agent not offered again", pong, failure)
+		}
+	}
+}
+
+// TestCustomExecutorSurvivesAgentKill9: an agent is killed with SIGKILL
+// while its custom executor runs five tasks; a restarted agent reconnects
+// to the live executor (it re-subscribes on its socket) and the tasks
+// finish, all in the same executor process, with nothing reported lost.
+func TestCustomExecutorSurvivesAgentKill9(t *testing.T) {
+	m := startCorral(t, "master", "-master", "127.0.0.1:0", "-work-dir", t.TempDir())
+	addr := m.waitLine(masterLine)
+	work := t.TempDir()
+	cfg := execTestConfig(t, "60s")
+	agentArgs := []string{"agent", "-config", cfg, "-on-shutdown", "kill", "-master", addr, "-address", "127.0.0.1:0", "-work-dir", work}
+	ag := startCorral(t, agentArgs...)
+	ag.waitLine(agentLine)
+	waitState(t, addr, "agent registered", func(s master.State) bool { return len(s.Agents) == 1 && s.Agents[0].Connected })
+
+	marker := filepath.Join(t.TempDir(), "go")
+	var mu sync.Mutex
+	pids := map[string]bool{}
+	var states []string
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	type outcome struct {
+		res ntasks.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := ntasks.Run(ctx, ntasks.Config{
+			Master: addr, Name: "survivor", Tasks: 5, CPUs: 0.1, Mem: 16,
+			Command: "while [ ! -e " + marker + " ]; do sleep 0.1; done",
+			Executor: &corralpb.ExecutorInfo{ExecutorId: "survivor-exec",
+				Command: &corralpb.CommandInfo{Value: filepath.Join(binDir(t), "customexec")}, Resources: scalarRes(0.2, 64)},
+			Logger: hclog.NewNullLogger(),
+			OnUpdate: func(st *corralpb.TaskStatus) {
+				mu.Lock()
+				defer mu.Unlock()
+				states = append(states, st.GetTaskId()+":"+st.GetState().String())
+				if m := execPidRe.FindStringSubmatch(st.GetMessage()); m != nil {
+					pids[m[1]] = true
+				}
+			},
+		})
+		done <- outcome{res, err}
+	}()
+	waitState(t, addr, "five running tasks", func(s master.State) bool {
+		n := 0
+		for _, f := range s.Frameworks {
+			for _, tk := range f.Tasks {
+				if tk.State == "TASK_RUNNING" {
+					n++
+				}
+			}
+		}
+		return n == 5
+	})
+	if err := syscall.Kill(ag.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ag.done
+	ag2 := startCorral(t, agentArgs...)
+	ag2.waitLine(regexp.MustCompile(`(executor subscribed)`))
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	mu.Lock()
+	defer mu.Unlock()
+	if out.err != nil || out.res.Finished != 5 {
+		t.Fatalf("ntasks: %v, finished %d of 5; updates %v", out.err, out.res.Finished, states)
+	}
+	if len(pids) != 1 {
+		t.Fatalf("tasks ran in %d executor processes (%v), want the one that survived the agent", len(pids), pids)
+	}
+	for _, s := range states {
+		if strings.Contains(s, "LOST") || strings.Contains(s, "FAILED") {
+			t.Fatalf("a task was reported %s across the agent restart; updates %v", s, states)
 		}
 	}
 }
