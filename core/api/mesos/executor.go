@@ -45,7 +45,9 @@ func (h *ExecutorHandler) Register(a *agent.Agent) {
 
 // validateExecutorCall is Mesos's validateExecutorCall (400s).
 func validateExecutorCall(c *executorpb.Call) error {
-	if c.Type == nil {
+	if _, known := executorpb.Call_Type_name[int32(c.GetType())]; c.Type == nil || !known {
+		// An enum value this version does not know is no value, as for a
+		// proto2 parser that drops it.
 		return errors.New("Expecting 'type' to be present")
 	}
 	switch c.GetType() {
