@@ -189,18 +189,6 @@ func (m *Master) adoptExecutorsLocked(a *agentEntry, running []*agentproto.Runni
 	}
 }
 
-// executorIDsOnLocked lists f's custom executors on an agent (offers name
-// them, as Mesos's Offer.executor_ids).
-func (m *Master) executorIDsOnLocked(f *frameworkEntry, agentID string) []string {
-	var ids []string
-	for k := range f.executors {
-		if k.agentID == agentID {
-			ids = append(ids, k.executorID)
-		}
-	}
-	return ids
-}
-
 // dropExecutorsLocked forgets f's executors (framework removed): their
 // resources go back to the pool now, as the agents shut them down.
 func (m *Master) dropExecutorsLocked(f *frameworkEntry) {

@@ -253,7 +253,8 @@ func (m *Master) CheckCaller(call string, h *corralpb.CallHeader) error {
 	return err
 }
 
-// TaskIDsByAgent lists a framework's live tasks by agent (Mesos offers name
+// TaskIDsByAgent lists a framework's executors by agent: custom executor
+// IDs and command tasks' IDs (a command task's executor ID) (Mesos offers name
 // the framework's executors already running on the offered agent).
 func (m *Master) TaskIDsByAgent(frameworkID string) map[string][]string {
 	m.mu.Lock()
