@@ -159,6 +159,12 @@ func (f *framework) declare(ctx context.Context, d scheduler.Driver) {
 	if n == f.declared || f.suppressed {
 		return
 	}
+	if f.cfg.Executor != nil {
+		// A demand shape cannot say that the first task on an agent also
+		// needs the executor's share: offers sized to the shape would not
+		// fit it. Take whole offers instead.
+		return
+	}
 	if err := d.Request(ctx, f.cfg.Role, scheduler.TaskShape{Resources: f.want(), Count: n}); err != nil {
 		f.log.Warn("declaring demand failed", "pending", n, "error", err)
 		return
