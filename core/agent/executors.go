@@ -72,6 +72,11 @@ type customExecutor struct {
 // maxPendingEvents bounds what is held for an executor not subscribed.
 const maxPendingEvents = 4096
 
+// executorRegistrationTimeout is how long a new executor has to subscribe
+// before its container is destroyed and its tasks fail (Mesos's
+// --executor_registration_timeout default).
+const executorRegistrationTimeout = time.Minute
+
 // ExecutorSession is one subscription of an executor: the events the agent
 // sends it, in order, until Done.
 type ExecutorSession struct {
@@ -199,6 +204,15 @@ func (a *Agent) ensureExecutor(t *task) (*customExecutor, error) {
 	a.executors[k] = ex
 	ex.logger.Info("starting custom executor", "container_id", ct.containerID, "api", apiOf(info))
 	a.taskWG.Go(func() { a.launch(ct) })
+	time.AfterFunc(executorRegistrationTimeout, func() {
+		a.mu.Lock()
+		late := !ex.subscribed && !ex.exited && a.executors[k] == ex
+		a.mu.Unlock()
+		if late {
+			ex.logger.Warn("executor did not subscribe in time; killing it", "timeout", executorRegistrationTimeout)
+			a.killTask(ct, 0)
+		}
+	})
 	return ex, nil
 }
 
