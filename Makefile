@@ -6,6 +6,7 @@ TOOLS_DIR ?= $(HOME)/.cache/corral-tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 PROTOS := sdk/proto/corral.proto \
+	sdk/proto/executor.proto \
 	pluginapi/base/proto/base.proto \
 	pluginapi/allocator/proto/allocator.proto \
 	pluginapi/isolator/proto/isolator.proto \
@@ -13,6 +14,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/master/agentproto/agent.proto \
 	core/api/mesos/mesospb/mesos.proto \
 	core/api/mesos/schedpb/scheduler.proto \
+	core/api/mesos/executorpb/executor.proto \
 	core/api/mesos/masterpb/master.proto
 
 .PHONY: all build run test testdata-rootfs test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul
@@ -38,6 +40,9 @@ build:
 	$(GO) build -o $(BIN)/mesosfw ./sdk/examples/mesosfw
 	@# The sdk/scheduler framework example (sdk/examples/README.md).
 	$(GO) build -o $(BIN)/ntasks ./sdk/examples/ntasks/cmd
+	@# Example custom executors: corral's API (sdk/executor) and Mesos's v1 executor API.
+	$(GO) build -o $(BIN)/customexec ./sdk/examples/customexec
+	$(GO) build -o $(BIN)/mesosexec ./sdk/examples/mesosexec
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins

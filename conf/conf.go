@@ -126,6 +126,13 @@ type Agent struct {
 	// StatusUpdateRetry is the first retry interval of an unacknowledged
 	// status update; it doubles up to 10 minutes.
 	StatusUpdateRetry time.Duration
+	// ExecutorIdleTimeout shuts down a custom executor that has had no
+	// task for this long; its resources are offered again.
+	ExecutorIdleTimeout time.Duration
+	// ExecutorReregisterTimeout is how long a restarted agent waits for
+	// its live custom executors to subscribe again before killing them
+	// (Mesos --executor_reregistration_timeout).
+	ExecutorReregisterTimeout time.Duration
 	// Isolators are more isolator plugins, beside Isolator (the default),
 	// that tasks may ask for by their container type.
 	Isolators []string
@@ -174,17 +181,19 @@ func Default() *Config {
 			RevokeGrace:            30 * time.Second,
 		},
 		Agent: &Agent{
-			Master:                "127.0.0.1:5050",
-			Address:               "127.0.0.1:5051",
-			WorkDir:               "/tmp/corral/agent",
-			Attributes:            map[string]string{},
-			Isolator:              "process",
-			Executor:              "command",
-			ExecutorShutdownGrace: 5 * time.Second,
-			StatusUpdateRetry:     10 * time.Second,
-			GCDelay:               7 * 24 * time.Hour,
-			DiskWatchInterval:     time.Minute,
-			GCDiskHeadroom:        0.1,
+			Master:                    "127.0.0.1:5050",
+			Address:                   "127.0.0.1:5051",
+			WorkDir:                   "/tmp/corral/agent",
+			Attributes:                map[string]string{},
+			Isolator:                  "process",
+			Executor:                  "command",
+			ExecutorShutdownGrace:     5 * time.Second,
+			StatusUpdateRetry:         10 * time.Second,
+			ExecutorIdleTimeout:       60 * time.Second,
+			ExecutorReregisterTimeout: 15 * time.Second,
+			GCDelay:                   7 * 24 * time.Hour,
+			DiskWatchInterval:         time.Minute,
+			GCDiskHeadroom:            0.1,
 		},
 	}
 }

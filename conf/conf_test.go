@@ -154,20 +154,22 @@ func TestLoadFull(t *testing.T) {
 			},
 		},
 		Agent: &Agent{
-			Master:                "10.0.0.1:6050",
-			Address:               "0.0.0.0:6051",
-			WorkDir:               "/var/lib/corral/agent",
-			Hostname:              "node-1",
-			Resources:             "cpus:4;mem:2048;ports:[31000-32000]",
-			Attributes:            map[string]string{"rack": "r1", "zone": "z2"},
-			Isolator:              "cgroups",
-			Executor:              "custom",
-			ExecutorShutdownGrace: 3 * time.Second,
-			StatusUpdateRetry:     time.Second,
-			OnShutdown:            "kill",
-			GCDelay:               48 * time.Hour,
-			DiskWatchInterval:     30 * time.Second,
-			GCDiskHeadroom:        0.2,
+			Master:                    "10.0.0.1:6050",
+			Address:                   "0.0.0.0:6051",
+			WorkDir:                   "/var/lib/corral/agent",
+			Hostname:                  "node-1",
+			Resources:                 "cpus:4;mem:2048;ports:[31000-32000]",
+			Attributes:                map[string]string{"rack": "r1", "zone": "z2"},
+			Isolator:                  "cgroups",
+			Executor:                  "custom",
+			ExecutorShutdownGrace:     3 * time.Second,
+			StatusUpdateRetry:         time.Second,
+			ExecutorIdleTimeout:       90 * time.Second,
+			ExecutorReregisterTimeout: 20 * time.Second,
+			OnShutdown:                "kill",
+			GCDelay:                   48 * time.Hour,
+			DiskWatchInterval:         30 * time.Second,
+			GCDiskHeadroom:            0.2,
 		},
 	}
 	plugins := cfg.Plugins
@@ -184,8 +186,8 @@ func TestLoadFull(t *testing.T) {
 		p.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("plugin[0] = %+v", p)
 	}
-	if p.DeclRange.Start.Line != 50 {
-		t.Errorf("plugin[0] declared at line %d, want 50", p.DeclRange.Start.Line)
+	if p.DeclRange.Start.Line != 52 {
+		t.Errorf("plugin[0] declared at line %d, want 52", p.DeclRange.Start.Line)
 	}
 	if p.Config == nil {
 		t.Fatal("plugin[0].Config is nil, want the config block's body")

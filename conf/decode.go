@@ -343,6 +343,8 @@ func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 		{"executor", value(&a.Executor, checkPluginName)},
 		{"executor_shutdown_grace", duration(&a.ExecutorShutdownGrace, checkNotNegative)},
 		{"status_update_retry", duration(&a.StatusUpdateRetry, checkPositive)},
+		{"executor_idle_timeout", duration(&a.ExecutorIdleTimeout, checkPositive)},
+		{"executor_reregister_timeout", duration(&a.ExecutorReregisterTimeout, checkPositive)},
 		{"on_shutdown", value(&a.OnShutdown, checkOnShutdown)},
 		{"gc_delay", duration(&a.GCDelay, checkPositive)},
 		{"disk_watch_interval", duration(&a.DiskWatchInterval, checkPositive)},

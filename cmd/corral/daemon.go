@@ -18,6 +18,7 @@ import (
 
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/core/agent"
+	"github.com/corral-project/corral/core/api/mesos"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/sdk/resources"
@@ -321,6 +322,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Master: ac.Master, Address: ac.Address, WorkDir: ac.WorkDir, Hostname: ac.Hostname, Resources: res,
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
+		ExecutorIdleTimeout: ac.ExecutorIdleTimeout, ExecutorReregisterTimeout: ac.ExecutorReregisterTimeout,
 		TLS: cfg.TLS, ACLs: cfg.ACL,
 		OnShutdown: ac.OnShutdown, Recover: recoverMode,
 		GCDelay: ac.GCDelay, DiskWatchInterval: ac.DiskWatchInterval, GCDiskHeadroom: ac.GCDiskHeadroom,
@@ -328,6 +330,8 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	if err != nil {
 		return err
 	}
+	// Executors written for Mesos talk to the agent's /api/v1/executor.
+	mesos.NewExecutorHandler(a, log.Named("mesos-executor")).Register(a)
 	go func() {
 		select {
 		case <-a.Ready():

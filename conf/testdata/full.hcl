@@ -41,6 +41,8 @@ agent {
   executor                = "custom"
   executor_shutdown_grace = "3s"
   status_update_retry     = "1s"
+  executor_idle_timeout   = "90s"
+  executor_reregister_timeout = "20s"
   on_shutdown             = "kill"
   gc_delay                = "48h"
   disk_watch_interval     = "30s"

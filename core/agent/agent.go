@@ -63,11 +63,26 @@ type Agent struct {
 	// secret binds id at the master; presented on every re-registration.
 	secret    string
 	tasks     map[taskKey]*task
-	stopping  bool // no new tasks once shutdown began
-	detaching bool // stopping and leaving tasks running (on_shutdown = keep)
+	executors map[execKey]*customExecutor // custom executors (executors.go)
+	stopping  bool                        // no new tasks once shutdown began
+	detaching bool                        // stopping and leaving tasks running (on_shutdown = keep)
 
 	connMu sync.Mutex
 	out    chan<- *agentMessage // nil while disconnected
+
+	// handlers are more HTTP endpoints (Handle), mounted when Run starts.
+	handlers map[string]http.Handler
+}
+
+// Handle adds an HTTP endpoint to the agent's API (cmd wires the Mesos v1
+// executor API this way). Call it before Run.
+func (a *Agent) Handle(pattern string, h http.Handler) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.handlers == nil {
+		a.handlers = map[string]http.Handler{}
+	}
+	a.handlers[pattern] = h
 }
 
 // NewWithPlugins builds an agent that runs tasks through the given plugin
@@ -119,6 +134,7 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		id:          id,
 		secret:      secret,
 		tasks:       map[taskKey]*task{},
+		executors:   map[execKey]*customExecutor{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
 	a.updates = statusupdate.New(statusupdate.Options{
@@ -251,6 +267,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		a.detachTasks()
 	}
+	a.stopExecutorServers()
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()

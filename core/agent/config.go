@@ -71,6 +71,13 @@ type Config struct {
 	// StatusUpdateRetry is the first retry interval of an unacknowledged
 	// status update; it doubles up to 10 minutes.
 	StatusUpdateRetry time.Duration
+	// ExecutorIdleTimeout shuts down a custom executor that has run no
+	// task for this long (default 60 s).
+	ExecutorIdleTimeout time.Duration
+	// ExecutorReregisterTimeout is how long a restarted agent waits for a
+	// live custom executor to subscribe again before killing it (default
+	// 15 s).
+	ExecutorReregisterTimeout time.Duration
 	// MaxConcurrentLaunches bounds how many tasks start their executor at
 	// the same time (default: 4 per CPU). Executor starts are CPU-bound;
 	// beyond a few per CPU they only slow each other down.
@@ -147,6 +154,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConcurrentLaunches <= 0 {
 		c.MaxConcurrentLaunches = 4 * runtime.NumCPU()
+	}
+	if c.ExecutorIdleTimeout <= 0 {
+		c.ExecutorIdleTimeout = 60 * time.Second
+	}
+	if c.ExecutorReregisterTimeout <= 0 {
+		c.ExecutorReregisterTimeout = 15 * time.Second
 	}
 	if c.StatusUpdateRetry <= 0 {
 		c.StatusUpdateRetry = DefaultStatusUpdateRetry

@@ -56,6 +56,11 @@ func (a *Agent) httpHandler() http.Handler {
 	mux.Handle(sandbox.Pattern, a.sandboxACL(sb))
 	mux.Handle(sandbox.ListPattern, a.sandboxACL(sb.ListHandler()))
 	mux.Handle(TaskExecPattern, a.frameworkACL(acl.ExecTasks, http.HandlerFunc(a.serveTaskExec)))
+	a.mu.Lock()
+	for pattern, h := range a.handlers {
+		mux.Handle(pattern, h)
+	}
+	a.mu.Unlock()
 	return mux
 }
 

@@ -224,8 +224,12 @@ func (a *Agent) registerMessage() *agentMessage {
 	// forgotten on the acknowledgement). Leaving the latter out would let
 	// the master call them LOST just before their FINISHED arrives.
 	for _, t := range a.tasks {
+		if isExecutorContainer(t) {
+			continue // reported as an executor below
+		}
 		reg.Tasks = append(reg.Tasks, &agentproto.RunningTask{Framework: t.framework, Task: t.info, State: t.state})
 	}
+	reg.Executors = a.runningExecutorsLocked()
 	return &agentMessage{Msg: &agentproto.AgentMessage_Register{Register: reg}}
 }
 
@@ -270,10 +274,16 @@ func (a *Agent) handle(m *agentproto.MasterMessage) {
 	case *agentproto.MasterMessage_ShutdownFramework:
 		a.shutdownFramework(msg.ShutdownFramework.GetFrameworkId())
 	case *agentproto.MasterMessage_FrameworkMessage:
-		// The command executor takes no messages, as in Mesos.
-		a.logger.Debug("dropping framework message: the command executor accepts none",
-			"framework_id", msg.FrameworkMessage.GetFrameworkId(), "task_id", msg.FrameworkMessage.GetTaskId(),
-			"bytes", len(msg.FrameworkMessage.GetData()))
+		a.frameworkMessage(msg.FrameworkMessage)
+	case *agentproto.MasterMessage_ShutdownExecutor:
+		se := msg.ShutdownExecutor
+		a.mu.Lock()
+		ex := a.executors[execKey{se.GetFrameworkId(), se.GetExecutorId()}]
+		a.mu.Unlock()
+		if ex != nil {
+			ex.logger.Info("framework asked to shut its executor down")
+			go a.shutdownCustomExecutor(ex)
+		}
 	case *agentproto.MasterMessage_Heartbeat:
 	default:
 		a.logger.Warn("ignoring unknown master message", "type", fmt.Sprintf("%T", m.GetMsg()))

@@ -139,6 +139,7 @@ func (a *Agent) restore(st *checkpoint.State) error {
 			done:   make(chan struct{}),
 			state:  corralpb.TaskState(rec.State), pid: rec.Pid, launched: rec.Launched,
 			terminal: rec.Terminal, cleaned: rec.Cleaned, execInfo: rec.Executor,
+			execEnded: make(chan struct{}),
 		}
 		if t.terminal {
 			close(t.done)
@@ -152,6 +153,7 @@ func (a *Agent) restore(st *checkpoint.State) error {
 		}
 		a.updates.Enqueue(statusupdate.Update{FrameworkID: u.FrameworkID, Status: status})
 	}
+	a.restoreExecutorsLocked()
 	if n := len(st.Tasks); n > 0 || len(st.Updates) > 0 {
 		a.logger.Info("recovered checkpoint", "tasks", n, "unacknowledged_updates", len(st.Updates))
 	}
@@ -165,15 +167,19 @@ func (a *Agent) restore(st *checkpoint.State) error {
 // tasks.
 func (a *Agent) recoverTasks(ctx context.Context) {
 	a.mu.Lock()
-	var live, settled []*task
+	var live, settled, onExec []*task
 	for _, t := range a.tasks {
-		if t.terminal {
+		switch {
+		case t.terminal:
 			settled = append(settled, t)
-		} else {
+		case runsOnExecutor(t):
+			onExec = append(onExec, t)
+		default:
 			live = append(live, t)
 		}
 	}
 	a.mu.Unlock()
+	a.recoverExecutors(onExec)
 	var wg sync.WaitGroup
 	for _, t := range live {
 		wg.Go(func() { a.recoverTask(ctx, t) })

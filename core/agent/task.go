@@ -58,6 +58,18 @@ type task struct {
 	// result, whether the check asked for the kill, and how to stop it.
 	healthKnown, healthy, unhealthy bool
 	stopHealth                      context.CancelFunc
+	// onExec is the custom executor running the task (runsOnExecutor);
+	// execEnded is closed once such a task has ended.
+	onExec    *customExecutor
+	execEnded chan struct{}
+	endOnce   sync.Once
+}
+
+// endExec marks a task on a custom executor as ended for its waiter.
+func (t *task) endExec() {
+	if t.execEnded != nil {
+		t.endOnce.Do(func() { close(t.execEnded) })
+	}
 }
 
 // runTask handles a RunTask: a duplicate is ignored, a new task is recorded
@@ -85,6 +97,7 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 		isolator:    iso,
 		logger:      logger,
 		done:        make(chan struct{}),
+		execEnded:   make(chan struct{}),
 		state:       corralpb.TaskState_TASK_STAGING,
 	}
 	t.infoBytes, _ = proto.Marshal(ti) // a message the master sent marshals
@@ -106,6 +119,10 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 // launch drives a task from sandbox creation to its terminal update.
 func (a *Agent) launch(t *task) {
 	defer close(t.done)
+	if runsOnExecutor(t) {
+		a.launchOnExecutor(t)
+		return
+	}
 	ctx := a.taskCtx
 	fail := func(err error) {
 		t.logger.Warn("task launch failed", "error", err)
@@ -139,6 +156,12 @@ func (a *Agent) launch(t *task) {
 	a.mu.Lock()
 	t.res, t.sandbox = res, dir
 	a.mu.Unlock()
+	if isExecutorContainer(t) {
+		if err := a.prepareExecutorSandbox(ctx, t, dir); err != nil {
+			fail(err)
+			return
+		}
+	}
 	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
 	if a.abortIfKilled(t) {
 		return
@@ -199,6 +222,9 @@ func (a *Agent) launch(t *task) {
 		StdoutPath:  filepath.Join(dir, sandbox.Stdout),
 		StderrPath:  filepath.Join(dir, sandbox.Stderr),
 		Environment: a.taskEnv(t, res, dir),
+	}
+	if isExecutorContainer(t) {
+		a.executorEnv(t, req.Environment)
 	}
 	lresp, err := h.Executor.Launch(ctx, req, &containerService{a: a, t: t})
 	releaseSlot()
@@ -400,8 +426,13 @@ func (a *Agent) graceFor(t *task, requested time.Duration) time.Duration {
 }
 
 // killTask asks a task to stop. A task still launching stops at its next
-// step; a running one gets its executor's Shutdown.
+// step; a running one gets its executor's Shutdown; a task on a custom
+// executor is killed by that executor.
 func (a *Agent) killTask(t *task, grace time.Duration) {
+	if runsOnExecutor(t) {
+		a.killOnExecutor(t, grace)
+		return
+	}
 	a.mu.Lock()
 	if t.terminal || t.killRequested {
 		a.mu.Unlock()
@@ -460,6 +491,11 @@ func (a *Agent) cleanupContainer(t *task) {
 // update sends a non-terminal status update from the executor.
 func (a *Agent) update(t *task, state corralpb.TaskState, reason corralpb.TaskStatus_Reason, msg string) {
 	a.mu.Lock()
+	if isExecutorContainer(t) {
+		t.state = state // the executor's process is no task of the master's
+		a.mu.Unlock()
+		return
+	}
 	if t.frameworkGone {
 		a.mu.Unlock()
 		return
@@ -473,6 +509,10 @@ func (a *Agent) update(t *task, state corralpb.TaskState, reason corralpb.TaskSt
 // finish records a task's terminal state and sends its last update.
 func (a *Agent) finish(t *task, state corralpb.TaskState, source corralpb.TaskStatus_Source,
 	reason corralpb.TaskStatus_Reason, msg string, code *int) {
+	if isExecutorContainer(t) {
+		a.containerEnded(t, state, msg, code)
+		return
+	}
 	t.logger.Info("task ended", "state", state, "message", msg)
 	a.mu.Lock()
 	t.state, t.terminal = state, true
@@ -530,6 +570,9 @@ func (a *Agent) newStatus(t *task, state corralpb.TaskState, source corralpb.Tas
 		TimestampUnixMs: time.Now().UnixMilli(),
 		Uuid:            newUUID(),
 		SandboxUrl:      a.sandboxURL(t.key),
+	}
+	if runsOnExecutor(t) {
+		st.ExecutorId = t.info.GetExecutor().GetExecutorId()
 	}
 	if t.healthKnown {
 		healthy := t.healthy

@@ -75,8 +75,13 @@ func (g *AgentGateway) Connect(stream agentproto.AgentGateway_ConnectServer) err
 				recvErr <- err
 				return
 			}
-			if su := msg.GetStatusUpdate(); su != nil {
-				m.handleStatusUpdate(agentID, su)
+			switch {
+			case msg.GetStatusUpdate() != nil:
+				m.handleStatusUpdate(agentID, msg.GetStatusUpdate())
+			case msg.GetExecutorMessage() != nil:
+				m.handleExecutorMessage(agentID, msg.GetExecutorMessage())
+			case msg.GetExecutorExited() != nil:
+				m.handleExecutorExited(agentID, msg.GetExecutorExited())
 			}
 		}
 	}()
@@ -149,6 +154,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	}
 	a.conn, a.connected = conn, true
 	m.reconcileAgentTasksLocked(a, reg.Tasks)
+	m.adoptExecutorsLocked(a, reg.Executors)
 	m.resendRevocationKillsLocked(a)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{

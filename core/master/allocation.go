@@ -295,6 +295,10 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 			k := key{t.frameworkID, t.role, t.agentID}
 			alloc[k] = alloc[k].Add(t.resources)
 		}
+		for _, e := range f.executors {
+			k := key{id, e.role, e.agentID}
+			alloc[k] = alloc[k].Add(e.resources)
+		}
 		for _, o := range f.offers {
 			k := key{o.frameworkID, o.role, o.agentID}
 			alloc[k] = alloc[k].Add(o.resources)

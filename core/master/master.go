@@ -432,6 +432,7 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 	if a.conn != nil {
 		a.conn.out.close()
 	}
+	m.dropAgentExecutorsLocked(a.info.Id)
 	delete(m.agents, a.info.Id)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentRemoved, AgentID: a.info.Id})
 	m.metrics.agents.Set(float64(len(m.agents)))
@@ -456,6 +457,7 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 			m.setTaskStateLocked(t, st)
 		}
 	})
+	m.dropExecutorsLocked(f)
 	if f.sub != nil {
 		f.sub.events.close()
 		f.sub = nil

@@ -253,7 +253,8 @@ func (m *Master) CheckCaller(call string, h *corralpb.CallHeader) error {
 	return err
 }
 
-// TaskIDsByAgent lists a framework's live tasks by agent (Mesos offers name
+// TaskIDsByAgent lists a framework's executors by agent: custom executor
+// IDs and command tasks' IDs (a command task's executor ID) (Mesos offers name
 // the framework's executors already running on the offered agent).
 func (m *Master) TaskIDsByAgent(frameworkID string) map[string][]string {
 	m.mu.Lock()
@@ -264,7 +265,12 @@ func (m *Master) TaskIDsByAgent(frameworkID string) map[string][]string {
 	}
 	out := map[string][]string{}
 	for id, t := range f.tasks {
-		out[t.agentID] = append(out[t.agentID], id)
+		if t.info.GetExecutor() == nil {
+			out[t.agentID] = append(out[t.agentID], id) // a command task's executor ID is its task ID
+		}
+	}
+	for k := range f.executors {
+		out[k.agentID] = append(out[k.agentID], k.executorID)
 	}
 	for _, ids := range out {
 		slices.Sort(ids)
@@ -398,6 +404,7 @@ func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, 
 	var launches []launch
 	var refused []TaskRefusal
 	seen := map[string]bool{}
+	newExecs := map[string]*corralpb.ExecutorInfo{}
 	var needed resources.Resources
 	for i, op := range req.Operations {
 		l := op.GetLaunch()
@@ -406,8 +413,20 @@ func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, 
 		}
 		for _, t := range l.Tasks {
 			res, err := m.validateTaskLocked(f, t, agentID, seen)
+			eid := t.GetExecutor().GetExecutorId()
+			_, hadExec := newExecs[eid]
+			if err == nil && t.GetExecutor() != nil {
+				// A new executor's resources come on top of its first task's.
+				var execRes resources.Resources
+				if execRes, err = m.validateExecutorLocked(f, t, agentID, newExecs); err == nil {
+					res = res.Add(execRes)
+				}
+			}
 			if err == nil && each && !offered.Contains(needed.Add(res)) {
 				err = fmt.Errorf("task %q needs %s but what is left of the offers is %s", t.GetTaskId(), res, offered.Subtract(needed))
+			}
+			if err != nil && !hadExec {
+				delete(newExecs, eid) // the next task of this executor brings its resources
 			}
 			if err != nil {
 				if !each {
@@ -439,7 +458,14 @@ func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, 
 	for _, l := range launches {
 		info := cloneTask(l.info)
 		info.AgentId = agentID
-		t := &taskEntry{info: info, frameworkID: f.info.Id, role: role, agentID: agentID, resources: l.res,
+		taskRes := l.res
+		if e := info.GetExecutor(); e != nil {
+			if newExecs[e.GetExecutorId()] != nil && f.executors[executorKey{agentID, e.GetExecutorId()}] == nil {
+				m.addExecutorLocked(f, agentID, role, e)
+			}
+			taskRes, _ = resources.FromProto(info.Resources) // validated; the executor's part is booked apart
+		}
+		t := &taskEntry{info: info, frameworkID: f.info.Id, role: role, agentID: agentID, resources: taskRes,
 			state: corralpb.TaskState_TASK_STAGING, createdAt: m.now()}
 		t.status = m.masterStatus(t, corralpb.TaskState_TASK_STAGING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
 		m.addTaskLocked(f, t)
@@ -472,8 +498,10 @@ func (m *Master) validateTaskLocked(f *frameworkEntry, t *corralpb.TaskInfo, age
 		return resources.Resources{}, fmt.Errorf("task_id %q is already in use by a live task of this framework", id)
 	case t.AgentId != "" && t.AgentId != agentID:
 		return resources.Resources{}, fmt.Errorf("task %q names agent %s but the offers are from agent %s", id, t.AgentId, agentID)
-	case t.Command == nil || strings.TrimSpace(t.Command.Value) == "":
-		return resources.Resources{}, fmt.Errorf("task %q has no command", id)
+	case strings.HasPrefix(id, ReservedTaskPrefix):
+		return resources.Resources{}, fmt.Errorf("task_id %q: the prefix %q is reserved for the agent's executor containers", id, ReservedTaskPrefix)
+	case t.Executor == nil && (t.Command == nil || strings.TrimSpace(t.Command.Value) == ""):
+		return resources.Resources{}, fmt.Errorf("task %q has no command (and no executor)", id)
 	case math.IsNaN(t.KillGraceSeconds) || t.KillGraceSeconds < 0:
 		return resources.Resources{}, fmt.Errorf("task %q: kill_grace_seconds must be a non-negative number", id)
 	}
@@ -775,6 +803,20 @@ func (m *Master) Message(req *corralpb.MessageRequest) error {
 	if len(req.Data) > m.cfg.MaxMessageBytes {
 		return invalid("message: %d bytes exceed the limit of %d bytes", len(req.Data), m.cfg.MaxMessageBytes)
 	}
+	if req.ExecutorId != "" {
+		// Addressed to a custom executor, as Mesos's MESSAGE (agent_id, executor_id).
+		ex := f.executors[executorKey{req.AgentId, req.ExecutorId}]
+		if ex == nil {
+			return callErr(CodeNotFound, "message: executor %q is not running on agent %q for this framework", req.ExecutorId, req.AgentId)
+		}
+		a := m.agents[ex.agentID]
+		if a == nil || a.conn == nil {
+			return callErr(CodeUnavailable, "message: agent %s is disconnected", ex.agentID)
+		}
+		a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_FrameworkMessage{FrameworkMessage: &agentproto.FrameworkMessage{
+			FrameworkId: f.info.Id, ExecutorId: req.ExecutorId, Data: req.Data}}})
+		return nil
+	}
 	t := f.tasks[req.TaskId]
 	if t == nil {
 		return callErr(CodeNotFound, "message: task %q is not a live task of this framework", req.TaskId)
@@ -787,7 +829,7 @@ func (m *Master) Message(req *corralpb.MessageRequest) error {
 		return callErr(CodeUnavailable, "message: agent %s is disconnected", t.agentID)
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_FrameworkMessage{FrameworkMessage: &agentproto.FrameworkMessage{
-		FrameworkId: f.info.Id, TaskId: t.info.TaskId, Data: req.Data}}})
+		FrameworkId: f.info.Id, TaskId: t.info.TaskId, ExecutorId: t.info.GetExecutor().GetExecutorId(), Data: req.Data}}})
 	return nil
 }
 

@@ -65,6 +65,9 @@ type frameworkEntry struct {
 	// minAllocatable is FrameworkInfo.min_allocatable, converted once when
 	// the framework subscribes.
 	minAllocatable map[string][]resources.Resources
+	// executors are the framework's custom executors, by agent and
+	// executor ID; nil until it launches one.
+	executors map[executorKey]*executorEntry
 }
 
 // taskEntry is one task the master knows.

@@ -143,7 +143,7 @@ func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthCheck_Type.Descriptor instead.
 func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type TaskStatus_Source int32
@@ -195,7 +195,7 @@ func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Source.Descriptor instead.
 func (TaskStatus_Source) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type TaskStatus_Reason int32
@@ -285,7 +285,7 @@ func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_Reason.Descriptor instead.
 func (TaskStatus_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14, 1}
 }
 
 type Range struct {
@@ -937,7 +937,14 @@ type TaskInfo struct {
 	// How the task is isolated; unset means the agent's default isolator.
 	Container *ContainerInfo `protobuf:"bytes,8,opt,name=container,proto3" json:"container,omitempty"`
 	// Checked while the task runs; unset means no health check.
-	HealthCheck   *HealthCheck `protobuf:"bytes,9,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	HealthCheck *HealthCheck `protobuf:"bytes,9,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// The framework's own executor that runs this task; unset means the
+	// agent's command executor runs `command`. Tasks naming the same
+	// executor_id on one agent share one executor process, which must be
+	// described identically by each.
+	Executor *ExecutorInfo `protobuf:"bytes,10,opt,name=executor,proto3" json:"executor,omitempty"`
+	// Opaque data for the task's executor (Mesos's TaskInfo.data).
+	Data          []byte `protobuf:"bytes,11,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1035,6 +1042,231 @@ func (x *TaskInfo) GetHealthCheck() *HealthCheck {
 	return nil
 }
 
+func (x *TaskInfo) GetExecutor() *ExecutorInfo {
+	if x != nil {
+		return x.Executor
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ExecutorInfo is a framework's custom executor (sdk/executor): a program
+// the agent starts once per (framework, executor_id) in a container sized
+// by `resources`, which then runs many of the framework's tasks.
+type ExecutorInfo struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ExecutorId string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// What to run. command.value is a path on the agent or, with uris, a
+	// file fetched into the executor's sandbox (run as ./name).
+	Command *CommandInfo `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	// Booked on the agent for as long as the executor runs, on top of its
+	// tasks' resources; offered back when it exits.
+	Resources []*Resource `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Files fetched into the sandbox before the executor starts.
+	Uris []*URI `protobuf:"bytes,5,rep,name=uris,proto3" json:"uris,omitempty"`
+	// Opaque data handed to the executor when it subscribes.
+	Data []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	// SIGTERM to SIGKILL when the executor is shut down; 0: agent default.
+	ShutdownGraceSeconds float64 `protobuf:"fixed64,7,opt,name=shutdown_grace_seconds,json=shutdownGraceSeconds,proto3" json:"shutdown_grace_seconds,omitempty"`
+	// The protocol the executor speaks: "corral" (default; gRPC over the
+	// unix socket in CORRAL_EXECUTOR_ENDPOINT) or "mesos" (the Mesos v1
+	// executor HTTP API at MESOS_AGENT_ENDPOINT).
+	Api           string            `protobuf:"bytes,8,opt,name=api,proto3" json:"api,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutorInfo) Reset() {
+	*x = ExecutorInfo{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutorInfo) ProtoMessage() {}
+
+func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
+func (*ExecutorInfo) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExecutorInfo) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *ExecutorInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExecutorInfo) GetCommand() *CommandInfo {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ExecutorInfo) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ExecutorInfo) GetUris() []*URI {
+	if x != nil {
+		return x.Uris
+	}
+	return nil
+}
+
+func (x *ExecutorInfo) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExecutorInfo) GetShutdownGraceSeconds() float64 {
+	if x != nil {
+		return x.ShutdownGraceSeconds
+	}
+	return 0
+}
+
+func (x *ExecutorInfo) GetApi() string {
+	if x != nil {
+		return x.Api
+	}
+	return ""
+}
+
+func (x *ExecutorInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// URI is a file fetched into a sandbox, as Mesos's CommandInfo.URI.
+type URI struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// http(s):// URL, or an absolute path on the agent.
+	Value      string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Executable bool   `protobuf:"varint,2,opt,name=executable,proto3" json:"executable,omitempty"`
+	// Unpack .tar, .tar.gz, .tgz, .zip into the sandbox.
+	Extract bool `protobuf:"varint,3,opt,name=extract,proto3" json:"extract,omitempty"`
+	// Keep a copy in the agent's fetch cache, keyed by value and sha256.
+	Cache bool `protobuf:"varint,4,opt,name=cache,proto3" json:"cache,omitempty"`
+	// Name in the sandbox; default: the URL's last path element.
+	OutputFile string `protobuf:"bytes,5,opt,name=output_file,json=outputFile,proto3" json:"output_file,omitempty"`
+	// Expected sha256 (hex) of the fetched file; a mismatch fails the fetch.
+	Sha256        string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *URI) Reset() {
+	*x = URI{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *URI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*URI) ProtoMessage() {}
+
+func (x *URI) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use URI.ProtoReflect.Descriptor instead.
+func (*URI) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *URI) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *URI) GetExecutable() bool {
+	if x != nil {
+		return x.Executable
+	}
+	return false
+}
+
+func (x *URI) GetExtract() bool {
+	if x != nil {
+		return x.Extract
+	}
+	return false
+}
+
+func (x *URI) GetCache() bool {
+	if x != nil {
+		return x.Cache
+	}
+	return false
+}
+
+func (x *URI) GetOutputFile() string {
+	if x != nil {
+		return x.OutputFile
+	}
+	return ""
+}
+
+func (x *URI) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // HealthCheck is a Mesos health check: a command (exit 0 is healthy), an
 // HTTP GET (2xx/3xx is healthy) or a TCP connect, on the agent's host.
 // Zero durations and counts take Mesos' defaults (shown). After
@@ -1061,7 +1293,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1305,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[10]
+	mi := &file_sdk_proto_corral_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1318,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthCheck) GetType() HealthCheck_Type {
@@ -1184,7 +1416,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1428,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[11]
+	mi := &file_sdk_proto_corral_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1441,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ContainerInfo) GetType() string {
@@ -1257,14 +1489,18 @@ type TaskStatus struct {
 	// The agent's sandbox URL for this task, when known.
 	SandboxUrl string `protobuf:"bytes,11,opt,name=sandbox_url,json=sandboxUrl,proto3" json:"sandbox_url,omitempty"`
 	// The task's health, set when it has a health check and has been checked.
-	Healthy       *bool `protobuf:"varint,12,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	Healthy *bool `protobuf:"varint,12,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	// The custom executor that runs the task; empty for command tasks.
+	ExecutorId string `protobuf:"bytes,13,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	// Opaque data from the executor (Mesos's TaskStatus.data).
+	Data          []byte `protobuf:"bytes,14,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1512,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[12]
+	mi := &file_sdk_proto_corral_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1525,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1376,6 +1612,20 @@ func (x *TaskStatus) GetHealthy() bool {
 	return false
 }
 
+func (x *TaskStatus) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type Offer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1392,7 +1642,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1654,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[13]
+	mi := &file_sdk_proto_corral_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1667,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Offer) GetId() string {
@@ -1487,7 +1737,7 @@ type Filters struct {
 
 func (x *Filters) Reset() {
 	*x = Filters{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1749,7 @@ func (x *Filters) String() string {
 func (*Filters) ProtoMessage() {}
 
 func (x *Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[14]
+	mi := &file_sdk_proto_corral_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1762,7 @@ func (x *Filters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filters.ProtoReflect.Descriptor instead.
 func (*Filters) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Filters) GetRefuseSeconds() float64 {
@@ -1534,7 +1784,7 @@ type CallHeader struct {
 
 func (x *CallHeader) Reset() {
 	*x = CallHeader{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1796,7 @@ func (x *CallHeader) String() string {
 func (*CallHeader) ProtoMessage() {}
 
 func (x *CallHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[15]
+	mi := &file_sdk_proto_corral_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1809,7 @@ func (x *CallHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallHeader.ProtoReflect.Descriptor instead.
 func (*CallHeader) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CallHeader) GetFrameworkId() string {
@@ -1593,7 +1843,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1855,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[16]
+	mi := &file_sdk_proto_corral_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1868,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubscribeRequest) GetFramework() *FrameworkInfo {
@@ -1654,7 +1904,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1916,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[17]
+	mi := &file_sdk_proto_corral_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1929,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Operation) GetOp() isOperation_Op {
@@ -1720,7 +1970,7 @@ type AcceptRequest struct {
 
 func (x *AcceptRequest) Reset() {
 	*x = AcceptRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1982,7 @@ func (x *AcceptRequest) String() string {
 func (*AcceptRequest) ProtoMessage() {}
 
 func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[18]
+	mi := &file_sdk_proto_corral_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1995,7 @@ func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptRequest.ProtoReflect.Descriptor instead.
 func (*AcceptRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AcceptRequest) GetHeader() *CallHeader {
@@ -1787,7 +2037,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2049,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[19]
+	mi := &file_sdk_proto_corral_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2062,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeclineRequest) GetHeader() *CallHeader {
@@ -1846,7 +2096,7 @@ type ReviveRequest struct {
 
 func (x *ReviveRequest) Reset() {
 	*x = ReviveRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +2108,7 @@ func (x *ReviveRequest) String() string {
 func (*ReviveRequest) ProtoMessage() {}
 
 func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[20]
+	mi := &file_sdk_proto_corral_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +2121,7 @@ func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveRequest.ProtoReflect.Descriptor instead.
 func (*ReviveRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReviveRequest) GetHeader() *CallHeader {
@@ -1898,7 +2148,7 @@ type SuppressRequest struct {
 
 func (x *SuppressRequest) Reset() {
 	*x = SuppressRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2160,7 @@ func (x *SuppressRequest) String() string {
 func (*SuppressRequest) ProtoMessage() {}
 
 func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[21]
+	mi := &file_sdk_proto_corral_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2173,7 @@ func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressRequest.ProtoReflect.Descriptor instead.
 func (*SuppressRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SuppressRequest) GetHeader() *CallHeader {
@@ -1953,7 +2203,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2215,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[22]
+	mi := &file_sdk_proto_corral_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2228,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KillRequest) GetHeader() *CallHeader {
@@ -2021,7 +2271,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2283,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[23]
+	mi := &file_sdk_proto_corral_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2296,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AcknowledgeRequest) GetHeader() *CallHeader {
@@ -2087,7 +2337,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2349,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[24]
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2362,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReconcileRequest) GetHeader() *CallHeader {
@@ -2130,18 +2380,20 @@ func (x *ReconcileRequest) GetTasks() []*ReconcileRequest_Task {
 }
 
 type MessageRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *CallHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *CallHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	AgentId string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId  string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Data    []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// Address a custom executor directly (with agent_id) instead of a task.
+	ExecutorId    string `protobuf:"bytes,5,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MessageRequest) Reset() {
 	*x = MessageRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2405,7 @@ func (x *MessageRequest) String() string {
 func (*MessageRequest) ProtoMessage() {}
 
 func (x *MessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[25]
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2418,7 @@ func (x *MessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRequest.ProtoReflect.Descriptor instead.
 func (*MessageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MessageRequest) GetHeader() *CallHeader {
@@ -2197,6 +2449,13 @@ func (x *MessageRequest) GetData() []byte {
 	return nil
 }
 
+func (x *MessageRequest) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
 type TeardownRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *CallHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2206,7 +2465,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2477,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2490,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TeardownRequest) GetHeader() *CallHeader {
@@ -2252,7 +2511,7 @@ type TaskShape struct {
 
 func (x *TaskShape) Reset() {
 	*x = TaskShape{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2523,7 @@ func (x *TaskShape) String() string {
 func (*TaskShape) ProtoMessage() {}
 
 func (x *TaskShape) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2536,7 @@ func (x *TaskShape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskShape.ProtoReflect.Descriptor instead.
 func (*TaskShape) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskShape) GetResources() []*Resource {
@@ -2305,7 +2564,7 @@ type RequestCall struct {
 
 func (x *RequestCall) Reset() {
 	*x = RequestCall{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2576,7 @@ func (x *RequestCall) String() string {
 func (*RequestCall) ProtoMessage() {}
 
 func (x *RequestCall) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2589,7 @@ func (x *RequestCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCall.ProtoReflect.Descriptor instead.
 func (*RequestCall) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RequestCall) GetHeader() *CallHeader {
@@ -2362,7 +2621,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2633,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2646,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31}
 }
 
 // InverseOffer asks a framework to give back a task's resources: the
@@ -2411,7 +2670,7 @@ type InverseOffer struct {
 
 func (x *InverseOffer) Reset() {
 	*x = InverseOffer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2682,7 @@ func (x *InverseOffer) String() string {
 func (*InverseOffer) ProtoMessage() {}
 
 func (x *InverseOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2695,7 @@ func (x *InverseOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
 func (*InverseOffer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InverseOffer) GetId() string {
@@ -2515,7 +2774,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2786,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2799,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -2698,7 +2957,7 @@ type Operation_Launch struct {
 
 func (x *Operation_Launch) Reset() {
 	*x = Operation_Launch{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2969,7 @@ func (x *Operation_Launch) String() string {
 func (*Operation_Launch) ProtoMessage() {}
 
 func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[38]
+	mi := &file_sdk_proto_corral_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2982,7 @@ func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation_Launch.ProtoReflect.Descriptor instead.
 func (*Operation_Launch) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{17, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{19, 0}
 }
 
 func (x *Operation_Launch) GetTasks() []*TaskInfo {
@@ -2743,7 +3002,7 @@ type ReconcileRequest_Task struct {
 
 func (x *ReconcileRequest_Task) Reset() {
 	*x = ReconcileRequest_Task{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +3014,7 @@ func (x *ReconcileRequest_Task) String() string {
 func (*ReconcileRequest_Task) ProtoMessage() {}
 
 func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[39]
+	mi := &file_sdk_proto_corral_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +3027,7 @@ func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest_Task.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest_Task) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{24, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26, 0}
 }
 
 func (x *ReconcileRequest_Task) GetTaskId() string {
@@ -2797,7 +3056,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +3068,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[40]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +3081,7 @@ func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Subscribed.ProtoReflect.Descriptor instead.
 func (*Event_Subscribed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 0}
 }
 
 func (x *Event_Subscribed) GetFrameworkId() string {
@@ -2862,7 +3121,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +3133,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +3146,7 @@ func (x *Event_Offers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Offers.ProtoReflect.Descriptor instead.
 func (*Event_Offers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 1}
 }
 
 func (x *Event_Offers) GetOffers() []*Offer {
@@ -2906,7 +3165,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3177,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3190,7 @@ func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Rescind.ProtoReflect.Descriptor instead.
 func (*Event_Rescind) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 2}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 2}
 }
 
 func (x *Event_Rescind) GetOfferId() string {
@@ -2950,7 +3209,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3221,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3234,7 @@ func (x *Event_Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Update.ProtoReflect.Descriptor instead.
 func (*Event_Update) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 3}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 3}
 }
 
 func (x *Event_Update) GetStatus() *TaskStatus {
@@ -2986,17 +3245,19 @@ func (x *Event_Update) GetStatus() *TaskStatus {
 }
 
 type Event_Message struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId  string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Data    []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Set when the message comes from a custom executor.
+	ExecutorId    string `protobuf:"bytes,4,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3269,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3282,7 @@ func (x *Event_Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Message.ProtoReflect.Descriptor instead.
 func (*Event_Message) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 4}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 4}
 }
 
 func (x *Event_Message) GetAgentId() string {
@@ -3045,17 +3306,27 @@ func (x *Event_Message) GetData() []byte {
 	return nil
 }
 
+func (x *Event_Message) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
 type Event_Failure struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Set when a custom executor ended; status is its exit status.
+	ExecutorId    string `protobuf:"bytes,3,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	Status        *int32 `protobuf:"varint,4,opt,name=status,proto3,oneof" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3338,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3351,7 @@ func (x *Event_Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Failure.ProtoReflect.Descriptor instead.
 func (*Event_Failure) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 5}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 5}
 }
 
 func (x *Event_Failure) GetAgentId() string {
@@ -3097,6 +3368,20 @@ func (x *Event_Failure) GetMessage() string {
 	return ""
 }
 
+func (x *Event_Failure) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *Event_Failure) GetStatus() int32 {
+	if x != nil && x.Status != nil {
+		return *x.Status
+	}
+	return 0
+}
+
 type Event_Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -3106,7 +3391,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3118,7 +3403,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3131,7 +3416,7 @@ func (x *Event_Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Error.ProtoReflect.Descriptor instead.
 func (*Event_Error) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 6}
 }
 
 func (x *Event_Error) GetMessage() string {
@@ -3149,7 +3434,7 @@ type Event_Heartbeat struct {
 
 func (x *Event_Heartbeat) Reset() {
 	*x = Event_Heartbeat{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3446,7 @@ func (x *Event_Heartbeat) String() string {
 func (*Event_Heartbeat) ProtoMessage() {}
 
 func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3459,7 @@ func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Heartbeat.ProtoReflect.Descriptor instead.
 func (*Event_Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 7}
 }
 
 type Event_InverseOffers struct {
@@ -3186,7 +3471,7 @@ type Event_InverseOffers struct {
 
 func (x *Event_InverseOffers) Reset() {
 	*x = Event_InverseOffers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[48]
+	mi := &file_sdk_proto_corral_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3483,7 @@ func (x *Event_InverseOffers) String() string {
 func (*Event_InverseOffers) ProtoMessage() {}
 
 func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[48]
+	mi := &file_sdk_proto_corral_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3496,7 @@ func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_InverseOffers.ProtoReflect.Descriptor instead.
 func (*Event_InverseOffers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31, 8}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 8}
 }
 
 func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
@@ -3284,7 +3569,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x04\n" +
 	"\bTaskInfo\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -3294,10 +3579,37 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x12kill_grace_seconds\x18\x06 \x01(\x01R\x10killGraceSeconds\x127\n" +
 	"\x06labels\x18\a \x03(\v2\x1f.corral.v1.TaskInfo.LabelsEntryR\x06labels\x126\n" +
 	"\tcontainer\x18\b \x01(\v2\x18.corral.v1.ContainerInfoR\tcontainer\x129\n" +
-	"\fhealth_check\x18\t \x01(\v2\x16.corral.v1.HealthCheckR\vhealthCheck\x1a9\n" +
+	"\fhealth_check\x18\t \x01(\v2\x16.corral.v1.HealthCheckR\vhealthCheck\x123\n" +
+	"\bexecutor\x18\n" +
+	" \x01(\v2\x17.corral.v1.ExecutorInfoR\bexecutor\x12\x12\n" +
+	"\x04data\x18\v \x01(\fR\x04data\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb4\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x03\n" +
+	"\fExecutorInfo\x12\x1f\n" +
+	"\vexecutor_id\x18\x01 \x01(\tR\n" +
+	"executorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
+	"\acommand\x18\x03 \x01(\v2\x16.corral.v1.CommandInfoR\acommand\x121\n" +
+	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12\"\n" +
+	"\x04uris\x18\x05 \x03(\v2\x0e.corral.v1.URIR\x04uris\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\x124\n" +
+	"\x16shutdown_grace_seconds\x18\a \x01(\x01R\x14shutdownGraceSeconds\x12\x10\n" +
+	"\x03api\x18\b \x01(\tR\x03api\x12;\n" +
+	"\x06labels\x18\t \x03(\v2#.corral.v1.ExecutorInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\x03URI\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1e\n" +
+	"\n" +
+	"executable\x18\x02 \x01(\bR\n" +
+	"executable\x12\x18\n" +
+	"\aextract\x18\x03 \x01(\bR\aextract\x12\x14\n" +
+	"\x05cache\x18\x04 \x01(\bR\x05cache\x12\x1f\n" +
+	"\voutput_file\x18\x05 \x01(\tR\n" +
+	"outputFile\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\"\xb4\x03\n" +
 	"\vHealthCheck\x12/\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1b.corral.v1.HealthCheck.TypeR\x04type\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -3321,7 +3633,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06rootfs\x18\x03 \x01(\tR\x06rootfs\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostnameB\f\n" +
 	"\n" +
-	"_cpu_quota\"\xbf\a\n" +
+	"_cpu_quota\"\xf4\a\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -3337,7 +3649,10 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	" \x01(\x05R\bexitCode\x12\x1f\n" +
 	"\vsandbox_url\x18\v \x01(\tR\n" +
 	"sandboxUrl\x12\x1d\n" +
-	"\ahealthy\x18\f \x01(\bH\x00R\ahealthy\x88\x01\x01\"Z\n" +
+	"\ahealthy\x18\f \x01(\bH\x00R\ahealthy\x88\x01\x01\x12\x1f\n" +
+	"\vexecutor_id\x18\r \x01(\tR\n" +
+	"executorId\x12\x12\n" +
+	"\x04data\x18\x0e \x01(\fR\x04data\"Z\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_MASTER\x10\x01\x12\x10\n" +
@@ -3424,12 +3739,14 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x05tasks\x18\x02 \x03(\v2 .corral.v1.ReconcileRequest.TaskR\x05tasks\x1a:\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\x87\x01\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\xa8\x01\n" +
 	"\x0eMessageRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"@\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1f\n" +
+	"\vexecutor_id\x18\x05 \x01(\tR\n" +
+	"executorId\"@\n" +
 	"\x0fTeardownRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\"T\n" +
 	"\tTaskShape\x121\n" +
@@ -3448,7 +3765,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tresources\x18\x05 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
 	"\rgrace_seconds\x18\x06 \x01(\x01R\fgraceSeconds\x12(\n" +
 	"\x10deadline_unix_ms\x18\a \x01(\x03R\x0edeadlineUnixMs\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xdd\b\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xc8\t\n" +
 	"\x05Event\x12=\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x1b.corral.v1.Event.SubscribedH\x00R\n" +
@@ -3472,14 +3789,20 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\aRescind\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x1a7\n" +
 	"\x06Update\x12-\n" +
-	"\x06status\x18\x01 \x01(\v2\x15.corral.v1.TaskStatusR\x06status\x1aQ\n" +
+	"\x06status\x18\x01 \x01(\v2\x15.corral.v1.TaskStatusR\x06status\x1ar\n" +
 	"\aMessage\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\x1a>\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x1f\n" +
+	"\vexecutor_id\x18\x04 \x01(\tR\n" +
+	"executorId\x1a\x87\x01\n" +
 	"\aFailure\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\x1a!\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
+	"\vexecutor_id\x18\x03 \x01(\tR\n" +
+	"executorId\x12\x1b\n" +
+	"\x06status\x18\x04 \x01(\x05H\x00R\x06status\x88\x01\x01B\t\n" +
+	"\a_status\x1a!\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x1a\v\n" +
 	"\tHeartbeat\x1aO\n" +
@@ -3524,7 +3847,7 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_sdk_proto_corral_proto_goTypes = []any{
 	(TaskState)(0),                // 0: corral.v1.TaskState
 	(HealthCheck_Type)(0),         // 1: corral.v1.HealthCheck.Type
@@ -3540,128 +3863,136 @@ var file_sdk_proto_corral_proto_goTypes = []any{
 	(*ResourceList)(nil),          // 11: corral.v1.ResourceList
 	(*CommandInfo)(nil),           // 12: corral.v1.CommandInfo
 	(*TaskInfo)(nil),              // 13: corral.v1.TaskInfo
-	(*HealthCheck)(nil),           // 14: corral.v1.HealthCheck
-	(*ContainerInfo)(nil),         // 15: corral.v1.ContainerInfo
-	(*TaskStatus)(nil),            // 16: corral.v1.TaskStatus
-	(*Offer)(nil),                 // 17: corral.v1.Offer
-	(*Filters)(nil),               // 18: corral.v1.Filters
-	(*CallHeader)(nil),            // 19: corral.v1.CallHeader
-	(*SubscribeRequest)(nil),      // 20: corral.v1.SubscribeRequest
-	(*Operation)(nil),             // 21: corral.v1.Operation
-	(*AcceptRequest)(nil),         // 22: corral.v1.AcceptRequest
-	(*DeclineRequest)(nil),        // 23: corral.v1.DeclineRequest
-	(*ReviveRequest)(nil),         // 24: corral.v1.ReviveRequest
-	(*SuppressRequest)(nil),       // 25: corral.v1.SuppressRequest
-	(*KillRequest)(nil),           // 26: corral.v1.KillRequest
-	(*AcknowledgeRequest)(nil),    // 27: corral.v1.AcknowledgeRequest
-	(*ReconcileRequest)(nil),      // 28: corral.v1.ReconcileRequest
-	(*MessageRequest)(nil),        // 29: corral.v1.MessageRequest
-	(*TeardownRequest)(nil),       // 30: corral.v1.TeardownRequest
-	(*TaskShape)(nil),             // 31: corral.v1.TaskShape
-	(*RequestCall)(nil),           // 32: corral.v1.RequestCall
-	(*CallResponse)(nil),          // 33: corral.v1.CallResponse
-	(*InverseOffer)(nil),          // 34: corral.v1.InverseOffer
-	(*Event)(nil),                 // 35: corral.v1.Event
-	nil,                           // 36: corral.v1.AgentInfo.AttributesEntry
-	nil,                           // 37: corral.v1.FrameworkInfo.LabelsEntry
-	nil,                           // 38: corral.v1.FrameworkInfo.MinAllocatableEntry
-	nil,                           // 39: corral.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 40: corral.v1.TaskInfo.LabelsEntry
-	nil,                           // 41: corral.v1.Offer.AttributesEntry
-	(*Operation_Launch)(nil),      // 42: corral.v1.Operation.Launch
-	(*ReconcileRequest_Task)(nil), // 43: corral.v1.ReconcileRequest.Task
-	(*Event_Subscribed)(nil),      // 44: corral.v1.Event.Subscribed
-	(*Event_Offers)(nil),          // 45: corral.v1.Event.Offers
-	(*Event_Rescind)(nil),         // 46: corral.v1.Event.Rescind
-	(*Event_Update)(nil),          // 47: corral.v1.Event.Update
-	(*Event_Message)(nil),         // 48: corral.v1.Event.Message
-	(*Event_Failure)(nil),         // 49: corral.v1.Event.Failure
-	(*Event_Error)(nil),           // 50: corral.v1.Event.Error
-	(*Event_Heartbeat)(nil),       // 51: corral.v1.Event.Heartbeat
-	(*Event_InverseOffers)(nil),   // 52: corral.v1.Event.InverseOffers
+	(*ExecutorInfo)(nil),          // 14: corral.v1.ExecutorInfo
+	(*URI)(nil),                   // 15: corral.v1.URI
+	(*HealthCheck)(nil),           // 16: corral.v1.HealthCheck
+	(*ContainerInfo)(nil),         // 17: corral.v1.ContainerInfo
+	(*TaskStatus)(nil),            // 18: corral.v1.TaskStatus
+	(*Offer)(nil),                 // 19: corral.v1.Offer
+	(*Filters)(nil),               // 20: corral.v1.Filters
+	(*CallHeader)(nil),            // 21: corral.v1.CallHeader
+	(*SubscribeRequest)(nil),      // 22: corral.v1.SubscribeRequest
+	(*Operation)(nil),             // 23: corral.v1.Operation
+	(*AcceptRequest)(nil),         // 24: corral.v1.AcceptRequest
+	(*DeclineRequest)(nil),        // 25: corral.v1.DeclineRequest
+	(*ReviveRequest)(nil),         // 26: corral.v1.ReviveRequest
+	(*SuppressRequest)(nil),       // 27: corral.v1.SuppressRequest
+	(*KillRequest)(nil),           // 28: corral.v1.KillRequest
+	(*AcknowledgeRequest)(nil),    // 29: corral.v1.AcknowledgeRequest
+	(*ReconcileRequest)(nil),      // 30: corral.v1.ReconcileRequest
+	(*MessageRequest)(nil),        // 31: corral.v1.MessageRequest
+	(*TeardownRequest)(nil),       // 32: corral.v1.TeardownRequest
+	(*TaskShape)(nil),             // 33: corral.v1.TaskShape
+	(*RequestCall)(nil),           // 34: corral.v1.RequestCall
+	(*CallResponse)(nil),          // 35: corral.v1.CallResponse
+	(*InverseOffer)(nil),          // 36: corral.v1.InverseOffer
+	(*Event)(nil),                 // 37: corral.v1.Event
+	nil,                           // 38: corral.v1.AgentInfo.AttributesEntry
+	nil,                           // 39: corral.v1.FrameworkInfo.LabelsEntry
+	nil,                           // 40: corral.v1.FrameworkInfo.MinAllocatableEntry
+	nil,                           // 41: corral.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 42: corral.v1.TaskInfo.LabelsEntry
+	nil,                           // 43: corral.v1.ExecutorInfo.LabelsEntry
+	nil,                           // 44: corral.v1.Offer.AttributesEntry
+	(*Operation_Launch)(nil),      // 45: corral.v1.Operation.Launch
+	(*ReconcileRequest_Task)(nil), // 46: corral.v1.ReconcileRequest.Task
+	(*Event_Subscribed)(nil),      // 47: corral.v1.Event.Subscribed
+	(*Event_Offers)(nil),          // 48: corral.v1.Event.Offers
+	(*Event_Rescind)(nil),         // 49: corral.v1.Event.Rescind
+	(*Event_Update)(nil),          // 50: corral.v1.Event.Update
+	(*Event_Message)(nil),         // 51: corral.v1.Event.Message
+	(*Event_Failure)(nil),         // 52: corral.v1.Event.Failure
+	(*Event_Error)(nil),           // 53: corral.v1.Event.Error
+	(*Event_Heartbeat)(nil),       // 54: corral.v1.Event.Heartbeat
+	(*Event_InverseOffers)(nil),   // 55: corral.v1.Event.InverseOffers
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
 	4,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
 	5,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
 	6,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
 	7,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
-	36, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
-	37, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
-	38, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
+	38, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
+	39, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
+	40, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
 	11, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
 	7,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
-	39, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
+	41, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
 	7,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
 	12, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
-	40, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
-	15, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
-	14, // 14: corral.v1.TaskInfo.health_check:type_name -> corral.v1.HealthCheck
-	1,  // 15: corral.v1.HealthCheck.type:type_name -> corral.v1.HealthCheck.Type
-	0,  // 16: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
-	2,  // 17: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
-	3,  // 18: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
-	7,  // 19: corral.v1.Offer.resources:type_name -> corral.v1.Resource
-	41, // 20: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
-	9,  // 21: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
-	42, // 22: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
-	19, // 23: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
-	21, // 24: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
-	18, // 25: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
-	19, // 26: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
-	18, // 27: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
-	19, // 28: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
-	19, // 29: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
-	19, // 30: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
-	19, // 31: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
-	19, // 32: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
-	43, // 33: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
-	19, // 34: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
-	19, // 35: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
-	7,  // 36: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
-	19, // 37: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
-	31, // 38: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
-	7,  // 39: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
-	44, // 40: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
-	45, // 41: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
-	46, // 42: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
-	47, // 43: corral.v1.Event.update:type_name -> corral.v1.Event.Update
-	48, // 44: corral.v1.Event.message:type_name -> corral.v1.Event.Message
-	49, // 45: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
-	50, // 46: corral.v1.Event.error:type_name -> corral.v1.Event.Error
-	51, // 47: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
-	52, // 48: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
-	10, // 49: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	13, // 50: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	17, // 51: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	16, // 52: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	34, // 53: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
-	20, // 54: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	22, // 55: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	23, // 56: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	24, // 57: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	25, // 58: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	26, // 59: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	27, // 60: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	28, // 61: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	29, // 62: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	30, // 63: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	32, // 64: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
-	35, // 65: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	33, // 66: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	33, // 67: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	33, // 68: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	33, // 69: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	33, // 70: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	33, // 71: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	33, // 72: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	33, // 73: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	33, // 74: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	33, // 75: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
-	65, // [65:76] is the sub-list for method output_type
-	54, // [54:65] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	42, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
+	17, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
+	16, // 14: corral.v1.TaskInfo.health_check:type_name -> corral.v1.HealthCheck
+	14, // 15: corral.v1.TaskInfo.executor:type_name -> corral.v1.ExecutorInfo
+	12, // 16: corral.v1.ExecutorInfo.command:type_name -> corral.v1.CommandInfo
+	7,  // 17: corral.v1.ExecutorInfo.resources:type_name -> corral.v1.Resource
+	15, // 18: corral.v1.ExecutorInfo.uris:type_name -> corral.v1.URI
+	43, // 19: corral.v1.ExecutorInfo.labels:type_name -> corral.v1.ExecutorInfo.LabelsEntry
+	1,  // 20: corral.v1.HealthCheck.type:type_name -> corral.v1.HealthCheck.Type
+	0,  // 21: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
+	2,  // 22: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
+	3,  // 23: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
+	7,  // 24: corral.v1.Offer.resources:type_name -> corral.v1.Resource
+	44, // 25: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
+	9,  // 26: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
+	45, // 27: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
+	21, // 28: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
+	23, // 29: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
+	20, // 30: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
+	21, // 31: corral.v1.DeclineRequest.header:type_name -> corral.v1.CallHeader
+	20, // 32: corral.v1.DeclineRequest.filters:type_name -> corral.v1.Filters
+	21, // 33: corral.v1.ReviveRequest.header:type_name -> corral.v1.CallHeader
+	21, // 34: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
+	21, // 35: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
+	21, // 36: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
+	21, // 37: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
+	46, // 38: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
+	21, // 39: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
+	21, // 40: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
+	7,  // 41: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
+	21, // 42: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
+	33, // 43: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
+	7,  // 44: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
+	47, // 45: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
+	48, // 46: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
+	49, // 47: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
+	50, // 48: corral.v1.Event.update:type_name -> corral.v1.Event.Update
+	51, // 49: corral.v1.Event.message:type_name -> corral.v1.Event.Message
+	52, // 50: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
+	53, // 51: corral.v1.Event.error:type_name -> corral.v1.Event.Error
+	54, // 52: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
+	55, // 53: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
+	10, // 54: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	13, // 55: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	19, // 56: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	18, // 57: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	36, // 58: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	22, // 59: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	24, // 60: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	25, // 61: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	26, // 62: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	27, // 63: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	28, // 64: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	29, // 65: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	30, // 66: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	31, // 67: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	32, // 68: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	34, // 69: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	37, // 70: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	35, // 71: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	35, // 72: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	35, // 73: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	35, // 74: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	35, // 75: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	35, // 76: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	35, // 77: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	35, // 78: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	35, // 79: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	35, // 80: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	70, // [70:81] is the sub-list for method output_type
+	59, // [59:70] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -3674,13 +4005,13 @@ func file_sdk_proto_corral_proto_init() {
 		(*Resource_Ranges)(nil),
 		(*Resource_Set)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[11].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[12].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[13].OneofWrappers = []any{}
 	file_sdk_proto_corral_proto_msgTypes[14].OneofWrappers = []any{}
-	file_sdk_proto_corral_proto_msgTypes[17].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[16].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[19].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[31].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[33].OneofWrappers = []any{
 		(*Event_Subscribed_)(nil),
 		(*Event_Offers_)(nil),
 		(*Event_Rescind_)(nil),
@@ -3691,13 +4022,14 @@ func file_sdk_proto_corral_proto_init() {
 		(*Event_Heartbeat_)(nil),
 		(*Event_InverseOffers_)(nil),
 	}
+	file_sdk_proto_corral_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   49,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,11 +55,15 @@ func (s *Server) dispatch(h *corralpb.CallHeader, c *schedpb.Call) (int, error) 
 		}
 		soft(err)
 	case schedpb.Call_SHUTDOWN:
-		// A command task's executor has the task's ID, as in Mesos; shutting
-		// it down kills the task. corral runs no other executors for Mesos
-		// frameworks, so any other ID names nothing.
-		soft(s.m.Kill(&corralpb.KillRequest{Header: h, TaskId: c.Shutdown.GetExecutorId().GetValue(),
-			AgentId: c.Shutdown.GetAgentId().GetValue()}))
+		// A custom executor is shut down (its tasks end with it); a command
+		// task's executor has the task's ID, as in Mesos: shutting it down
+		// kills the task.
+		err := s.m.ShutdownExecutor(h, c.Shutdown.GetAgentId().GetValue(), c.Shutdown.GetExecutorId().GetValue())
+		if master.ErrorCode(err) == master.CodeNotFound {
+			err = s.m.Kill(&corralpb.KillRequest{Header: h, TaskId: c.Shutdown.GetExecutorId().GetValue(),
+				AgentId: c.Shutdown.GetAgentId().GetValue()})
+		}
+		soft(err)
 	case schedpb.Call_ACKNOWLEDGE:
 		a := c.Acknowledge
 		soft(s.m.Acknowledge(&corralpb.AcknowledgeRequest{Header: h, AgentId: a.GetAgentId().GetValue(),
@@ -72,8 +76,15 @@ func (s *Server) dispatch(h *corralpb.CallHeader, c *schedpb.Call) (int, error) 
 		soft(s.m.Reconcile(req))
 	case schedpb.Call_MESSAGE:
 		msg := c.Message
-		soft(s.m.Message(&corralpb.MessageRequest{Header: h, AgentId: msg.GetAgentId().GetValue(),
-			TaskId: msg.GetExecutorId().GetValue(), Data: msg.GetData()}))
+		// A custom executor by its ID, else a command task's executor (its
+		// ID is the task's).
+		err := s.m.Message(&corralpb.MessageRequest{Header: h, AgentId: msg.GetAgentId().GetValue(),
+			ExecutorId: msg.GetExecutorId().GetValue(), Data: msg.GetData()})
+		if master.ErrorCode(err) == master.CodeNotFound {
+			err = s.m.Message(&corralpb.MessageRequest{Header: h, AgentId: msg.GetAgentId().GetValue(),
+				TaskId: msg.GetExecutorId().GetValue(), Data: msg.GetData()})
+		}
+		soft(err)
 	case schedpb.Call_REQUEST:
 		s.request(h, c.Request, log)
 	case schedpb.Call_UPDATE_FRAMEWORK:

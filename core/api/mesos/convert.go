@@ -346,7 +346,11 @@ func statusToMesos(st *corralpb.TaskStatus) *mesospb.TaskStatus {
 	if src, ok := sourceToMesos[st.Source]; ok {
 		out.Source = src.Enum()
 		if src != mesospb.TaskStatus_SOURCE_MASTER {
-			out.ExecutorId = &mesospb.ExecutorID{Value: proto.String(st.TaskId)}
+			eid := st.ExecutorId
+			if eid == "" {
+				eid = st.TaskId // a command task's executor
+			}
+			out.ExecutorId = &mesospb.ExecutorID{Value: proto.String(eid)}
 		}
 	}
 	if st.AgentId != "" {
@@ -357,6 +361,9 @@ func statusToMesos(st *corralpb.TaskStatus) *mesospb.TaskStatus {
 	}
 	if len(st.Uuid) > 0 {
 		out.Uuid = append([]byte(nil), st.Uuid...)
+	}
+	if len(st.Data) > 0 {
+		out.Data = append([]byte(nil), st.Data...)
 	}
 	return out
 }
@@ -383,7 +390,7 @@ func taskToCorral(t *mesospb.TaskInfo) (*corralpb.TaskInfo, error) {
 	case t.Executor != nil && t.Command != nil:
 		return nil, fmt.Errorf("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
 	case t.Executor != nil:
-		return nil, fmt.Errorf("custom executors (TaskInfo.executor) are not supported by corral's Mesos scheduler API; use TaskInfo.command")
+		return executorTaskToCorral(t)
 	case t.Command == nil:
 		return nil, fmt.Errorf("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
 	case t.Container != nil:
@@ -423,6 +430,43 @@ func taskToCorral(t *mesospb.TaskInfo) (*corralpb.TaskInfo, error) {
 		}
 		out.Command.Environment[v.GetName()] = v.GetValue()
 	}
+	if g := t.GetKillPolicy().GetGracePeriod(); g != nil {
+		if g.GetNanoseconds() < 0 {
+			return nil, fmt.Errorf("kill_policy.grace_period must be non-negative")
+		}
+		out.KillGraceSeconds = time.Duration(g.GetNanoseconds()).Seconds()
+	}
+	if l := t.GetLabels().GetLabels(); len(l) > 0 {
+		out.Labels = map[string]string{}
+		for _, kv := range l {
+			out.Labels[kv.GetKey()] = kv.GetValue()
+		}
+	}
+	out.Data = t.GetData()
+	return out, nil
+}
+
+// executorTaskToCorral maps a task for a custom executor: its resources,
+// data, labels and kill policy; the executor runs it.
+func executorTaskToCorral(t *mesospb.TaskInfo) (*corralpb.TaskInfo, error) {
+	switch {
+	case t.Container != nil:
+		return nil, fmt.Errorf("TaskInfo.container is not supported: corral runs command tasks through its own isolator")
+	case t.HealthCheck != nil || t.Check != nil:
+		return nil, fmt.Errorf("health checks and checks (TaskInfo.health_check, TaskInfo.check) are not supported by corral")
+	case len(t.Limits) > 0:
+		return nil, fmt.Errorf("TaskInfo.limits is not supported by corral (resources are the limits)")
+	}
+	e, err := executorInfoToCorral(t.Executor)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resourcesToCorral(t.Resources)
+	if err != nil {
+		return nil, err
+	}
+	out := &corralpb.TaskInfo{TaskId: t.GetTaskId().GetValue(), Name: t.GetName(), AgentId: t.GetAgentId().GetValue(),
+		Resources: res, Executor: e, Data: t.GetData()}
 	if g := t.GetKillPolicy().GetGracePeriod(); g != nil {
 		if g.GetNanoseconds() < 0 {
 			return nil, fmt.Errorf("kill_policy.grace_period must be non-negative")

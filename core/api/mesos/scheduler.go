@@ -433,14 +433,26 @@ func (s *Server) eventToMesos(st *stream, ev *corralpb.Event) []*schedpb.Event {
 		}
 		return []*schedpb.Event{{Type: schedpb.Event_UPDATE.Enum(), Update: &schedpb.Event_Update{Status: statusToMesos(e.Update.Status)}}}
 	case *corralpb.Event_Message_:
+		eid := e.Message.ExecutorId
+		if eid == "" {
+			eid = e.Message.TaskId
+		}
 		return []*schedpb.Event{{Type: schedpb.Event_MESSAGE.Enum(), Message: &schedpb.Event_Message{
 			AgentId:    &mesospb.AgentID{Value: proto.String(e.Message.AgentId)},
-			ExecutorId: &mesospb.ExecutorID{Value: proto.String(e.Message.TaskId)},
+			ExecutorId: &mesospb.ExecutorID{Value: proto.String(eid)},
 			Data:       append([]byte{}, e.Message.Data...)}}}
 	case *corralpb.Event_Failure_:
 		f := &schedpb.Event_Failure{}
 		if e.Failure.AgentId != "" {
 			f.AgentId = &mesospb.AgentID{Value: proto.String(e.Failure.AgentId)}
+		}
+		if e.Failure.ExecutorId != "" {
+			// An executor exited: its ID and wait status (-1 if unknown).
+			f.ExecutorId = &mesospb.ExecutorID{Value: proto.String(e.Failure.ExecutorId)}
+			f.Status = proto.Int32(-1)
+			if e.Failure.Status != nil {
+				f.Status = proto.Int32(e.Failure.GetStatus())
+			}
 		}
 		return []*schedpb.Event{{Type: schedpb.Event_FAILURE.Enum(), Failure: f}}
 	case *corralpb.Event_Error_:

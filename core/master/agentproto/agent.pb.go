@@ -94,7 +94,10 @@ type Register struct {
 	// secret is what the master gave this agent ID at first registration
 	// (empty then). A re-registration without it is refused: an agent ID
 	// alone does not let a process take over a live agent.
-	Secret        string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The custom executors running on the agent, so that a new master books
+	// their resources.
+	Executors     []*RunningExecutor `protobuf:"bytes,5,rep,name=executors,proto3" json:"executors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +160,198 @@ func (x *Register) GetSecret() string {
 	return ""
 }
 
+func (x *Register) GetExecutors() []*RunningExecutor {
+	if x != nil {
+		return x.Executors
+	}
+	return nil
+}
+
+type RunningExecutor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Framework     *proto.FrameworkInfo   `protobuf:"bytes,1,opt,name=framework,proto3" json:"framework,omitempty"`
+	Executor      *proto.ExecutorInfo    `protobuf:"bytes,2,opt,name=executor,proto3" json:"executor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunningExecutor) Reset() {
+	*x = RunningExecutor{}
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningExecutor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningExecutor) ProtoMessage() {}
+
+func (x *RunningExecutor) ProtoReflect() protoreflect.Message {
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningExecutor.ProtoReflect.Descriptor instead.
+func (*RunningExecutor) Descriptor() ([]byte, []int) {
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RunningExecutor) GetFramework() *proto.FrameworkInfo {
+	if x != nil {
+		return x.Framework
+	}
+	return nil
+}
+
+func (x *RunningExecutor) GetExecutor() *proto.ExecutorInfo {
+	if x != nil {
+		return x.Executor
+	}
+	return nil
+}
+
+// ExecutorMessage is a framework message from a custom executor.
+type ExecutorMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	ExecutorId    string                 `protobuf:"bytes,2,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutorMessage) Reset() {
+	*x = ExecutorMessage{}
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutorMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutorMessage) ProtoMessage() {}
+
+func (x *ExecutorMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutorMessage.ProtoReflect.Descriptor instead.
+func (*ExecutorMessage) Descriptor() ([]byte, []int) {
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExecutorMessage) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ExecutorMessage) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *ExecutorMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ExecutorExited tells the master a custom executor ended: its resources
+// go back to the pool.
+type ExecutorExited struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	ExecutorId  string                 `protobuf:"bytes,2,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	// Exit status as the shell reports it (128+n for signal n); unset when
+	// unknown.
+	Status        *int32 `protobuf:"varint,3,opt,name=status,proto3,oneof" json:"status,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutorExited) Reset() {
+	*x = ExecutorExited{}
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutorExited) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutorExited) ProtoMessage() {}
+
+func (x *ExecutorExited) ProtoReflect() protoreflect.Message {
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutorExited.ProtoReflect.Descriptor instead.
+func (*ExecutorExited) Descriptor() ([]byte, []int) {
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExecutorExited) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ExecutorExited) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *ExecutorExited) GetStatus() int32 {
+	if x != nil && x.Status != nil {
+		return *x.Status
+	}
+	return 0
+}
+
+func (x *ExecutorExited) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type StatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
@@ -167,7 +362,7 @@ type StatusUpdate struct {
 
 func (x *StatusUpdate) Reset() {
 	*x = StatusUpdate{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[2]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +374,7 @@ func (x *StatusUpdate) String() string {
 func (*StatusUpdate) ProtoMessage() {}
 
 func (x *StatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[2]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +387,7 @@ func (x *StatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusUpdate.ProtoReflect.Descriptor instead.
 func (*StatusUpdate) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{2}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusUpdate) GetFrameworkId() string {
@@ -216,6 +411,8 @@ type AgentMessage struct {
 	//	*AgentMessage_Register
 	//	*AgentMessage_StatusUpdate
 	//	*AgentMessage_Heartbeat
+	//	*AgentMessage_ExecutorMessage
+	//	*AgentMessage_ExecutorExited
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -223,7 +420,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[3]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +432,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[3]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +445,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{3}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -285,6 +482,24 @@ func (x *AgentMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *AgentMessage) GetExecutorMessage() *ExecutorMessage {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_ExecutorMessage); ok {
+			return x.ExecutorMessage
+		}
+	}
+	return nil
+}
+
+func (x *AgentMessage) GetExecutorExited() *ExecutorExited {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_ExecutorExited); ok {
+			return x.ExecutorExited
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -301,11 +516,23 @@ type AgentMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
 }
 
+type AgentMessage_ExecutorMessage struct {
+	ExecutorMessage *ExecutorMessage `protobuf:"bytes,4,opt,name=executor_message,json=executorMessage,proto3,oneof"`
+}
+
+type AgentMessage_ExecutorExited struct {
+	ExecutorExited *ExecutorExited `protobuf:"bytes,5,opt,name=executor_exited,json=executorExited,proto3,oneof"`
+}
+
 func (*AgentMessage_Register) isAgentMessage_Msg() {}
 
 func (*AgentMessage_StatusUpdate) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
+
+func (*AgentMessage_ExecutorMessage) isAgentMessage_Msg() {}
+
+func (*AgentMessage_ExecutorExited) isAgentMessage_Msg() {}
 
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -315,7 +542,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[4]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +554,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[4]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +567,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{4}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{7}
 }
 
 type Registered struct {
@@ -356,7 +583,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[5]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +595,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[5]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +608,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{5}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Registered) GetAgentId() string {
@@ -415,7 +642,7 @@ type RunTask struct {
 
 func (x *RunTask) Reset() {
 	*x = RunTask{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[6]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +654,7 @@ func (x *RunTask) String() string {
 func (*RunTask) ProtoMessage() {}
 
 func (x *RunTask) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[6]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +667,7 @@ func (x *RunTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTask.ProtoReflect.Descriptor instead.
 func (*RunTask) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{6}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunTask) GetFramework() *proto.FrameworkInfo {
@@ -468,7 +695,7 @@ type KillTask struct {
 
 func (x *KillTask) Reset() {
 	*x = KillTask{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[7]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +707,7 @@ func (x *KillTask) String() string {
 func (*KillTask) ProtoMessage() {}
 
 func (x *KillTask) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[7]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +720,7 @@ func (x *KillTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTask.ProtoReflect.Descriptor instead.
 func (*KillTask) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{7}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KillTask) GetFrameworkId() string {
@@ -528,7 +755,7 @@ type AckUpdate struct {
 
 func (x *AckUpdate) Reset() {
 	*x = AckUpdate{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[8]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +767,7 @@ func (x *AckUpdate) String() string {
 func (*AckUpdate) ProtoMessage() {}
 
 func (x *AckUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[8]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +780,7 @@ func (x *AckUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckUpdate.ProtoReflect.Descriptor instead.
 func (*AckUpdate) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{8}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AckUpdate) GetFrameworkId() string {
@@ -586,7 +813,7 @@ type ShutdownFramework struct {
 
 func (x *ShutdownFramework) Reset() {
 	*x = ShutdownFramework{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[9]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +825,7 @@ func (x *ShutdownFramework) String() string {
 func (*ShutdownFramework) ProtoMessage() {}
 
 func (x *ShutdownFramework) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[9]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +838,7 @@ func (x *ShutdownFramework) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownFramework.ProtoReflect.Descriptor instead.
 func (*ShutdownFramework) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{9}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShutdownFramework) GetFrameworkId() string {
@@ -622,17 +849,20 @@ func (x *ShutdownFramework) GetFrameworkId() string {
 }
 
 type FrameworkMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	TaskId      string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Data        []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Set when the message is for a custom executor (then task_id may be
+	// empty).
+	ExecutorId    string `protobuf:"bytes,4,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FrameworkMessage) Reset() {
 	*x = FrameworkMessage{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[10]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +874,7 @@ func (x *FrameworkMessage) String() string {
 func (*FrameworkMessage) ProtoMessage() {}
 
 func (x *FrameworkMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[10]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +887,7 @@ func (x *FrameworkMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrameworkMessage.ProtoReflect.Descriptor instead.
 func (*FrameworkMessage) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{10}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FrameworkMessage) GetFrameworkId() string {
@@ -681,6 +911,13 @@ func (x *FrameworkMessage) GetData() []byte {
 	return nil
 }
 
+func (x *FrameworkMessage) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
 type MasterMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -692,6 +929,7 @@ type MasterMessage struct {
 	//	*MasterMessage_ShutdownFramework
 	//	*MasterMessage_FrameworkMessage
 	//	*MasterMessage_Heartbeat
+	//	*MasterMessage_ShutdownExecutor
 	Msg           isMasterMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -699,7 +937,7 @@ type MasterMessage struct {
 
 func (x *MasterMessage) Reset() {
 	*x = MasterMessage{}
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[11]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +949,7 @@ func (x *MasterMessage) String() string {
 func (*MasterMessage) ProtoMessage() {}
 
 func (x *MasterMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_master_agentproto_agent_proto_msgTypes[11]
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +962,7 @@ func (x *MasterMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterMessage.ProtoReflect.Descriptor instead.
 func (*MasterMessage) Descriptor() ([]byte, []int) {
-	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{11}
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MasterMessage) GetMsg() isMasterMessage_Msg {
@@ -797,6 +1035,15 @@ func (x *MasterMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *MasterMessage) GetShutdownExecutor() *ShutdownExecutor {
+	if x != nil {
+		if x, ok := x.Msg.(*MasterMessage_ShutdownExecutor); ok {
+			return x.ShutdownExecutor
+		}
+	}
+	return nil
+}
+
 type isMasterMessage_Msg interface {
 	isMasterMessage_Msg()
 }
@@ -829,6 +1076,10 @@ type MasterMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,7,opt,name=heartbeat,proto3,oneof"`
 }
 
+type MasterMessage_ShutdownExecutor struct {
+	ShutdownExecutor *ShutdownExecutor `protobuf:"bytes,8,opt,name=shutdown_executor,json=shutdownExecutor,proto3,oneof"`
+}
+
 func (*MasterMessage_Registered) isMasterMessage_Msg() {}
 
 func (*MasterMessage_RunTask) isMasterMessage_Msg() {}
@@ -843,6 +1094,61 @@ func (*MasterMessage_FrameworkMessage) isMasterMessage_Msg() {}
 
 func (*MasterMessage_Heartbeat) isMasterMessage_Msg() {}
 
+func (*MasterMessage_ShutdownExecutor) isMasterMessage_Msg() {}
+
+// ShutdownExecutor asks the agent to shut a custom executor down.
+type ShutdownExecutor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	ExecutorId    string                 `protobuf:"bytes,2,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShutdownExecutor) Reset() {
+	*x = ShutdownExecutor{}
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShutdownExecutor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShutdownExecutor) ProtoMessage() {}
+
+func (x *ShutdownExecutor) ProtoReflect() protoreflect.Message {
+	mi := &file_core_master_agentproto_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShutdownExecutor.ProtoReflect.Descriptor instead.
+func (*ShutdownExecutor) Descriptor() ([]byte, []int) {
+	return file_core_master_agentproto_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ShutdownExecutor) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ShutdownExecutor) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
 var File_core_master_agentproto_agent_proto protoreflect.FileDescriptor
 
 const file_core_master_agentproto_agent_proto_rawDesc = "" +
@@ -851,19 +1157,37 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\vRunningTask\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12'\n" +
 	"\x04task\x18\x02 \x01(\v2\x13.corral.v1.TaskInfoR\x04task\x12*\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x14.corral.v1.TaskStateR\x05state\"\xa5\x01\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x14.corral.v1.TaskStateR\x05state\"\xee\x01\n" +
 	"\bRegister\x12*\n" +
 	"\x05agent\x18\x01 \x01(\v2\x14.corral.v1.AgentInfoR\x05agent\x12;\n" +
 	"\x05tasks\x18\x02 \x03(\v2%.corral.internal.agent.v1.RunningTaskR\x05tasks\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x16\n" +
-	"\x06secret\x18\x04 \x01(\tR\x06secret\"`\n" +
+	"\x06secret\x18\x04 \x01(\tR\x06secret\x12G\n" +
+	"\texecutors\x18\x05 \x03(\v2).corral.internal.agent.v1.RunningExecutorR\texecutors\"~\n" +
+	"\x0fRunningExecutor\x126\n" +
+	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x123\n" +
+	"\bexecutor\x18\x02 \x01(\v2\x17.corral.v1.ExecutorInfoR\bexecutor\"i\n" +
+	"\x0fExecutorMessage\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1f\n" +
+	"\vexecutor_id\x18\x02 \x01(\tR\n" +
+	"executorId\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x96\x01\n" +
+	"\x0eExecutorExited\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1f\n" +
+	"\vexecutor_id\x18\x02 \x01(\tR\n" +
+	"executorId\x12\x1b\n" +
+	"\x06status\x18\x03 \x01(\x05H\x00R\x06status\x88\x01\x01\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessageB\t\n" +
+	"\a_status\"`\n" +
 	"\fStatusUpdate\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12-\n" +
-	"\x06status\x18\x02 \x01(\v2\x15.corral.v1.TaskStatusR\x06status\"\xeb\x01\n" +
+	"\x06status\x18\x02 \x01(\v2\x15.corral.v1.TaskStatusR\x06status\"\x98\x03\n" +
 	"\fAgentMessage\x12@\n" +
 	"\bregister\x18\x01 \x01(\v2\".corral.internal.agent.v1.RegisterH\x00R\bregister\x12M\n" +
 	"\rstatus_update\x18\x02 \x01(\v2&.corral.internal.agent.v1.StatusUpdateH\x00R\fstatusUpdate\x12C\n" +
-	"\theartbeat\x18\x03 \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x03 \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeat\x12V\n" +
+	"\x10executor_message\x18\x04 \x01(\v2).corral.internal.agent.v1.ExecutorMessageH\x00R\x0fexecutorMessage\x12S\n" +
+	"\x0fexecutor_exited\x18\x05 \x01(\v2(.corral.internal.agent.v1.ExecutorExitedH\x00R\x0eexecutorExitedB\x05\n" +
 	"\x03msg\"\v\n" +
 	"\tHeartbeat\"}\n" +
 	"\n" +
@@ -883,11 +1207,13 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04uuid\x18\x03 \x01(\fR\x04uuid\"6\n" +
 	"\x11ShutdownFramework\x12!\n" +
-	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\"b\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\"\x83\x01\n" +
 	"\x10FrameworkMessage\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\x98\x04\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x1f\n" +
+	"\vexecutor_id\x18\x04 \x01(\tR\n" +
+	"executorId\"\xf3\x04\n" +
 	"\rMasterMessage\x12F\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2$.corral.internal.agent.v1.RegisteredH\x00R\n" +
@@ -897,8 +1223,13 @@ const file_core_master_agentproto_agent_proto_rawDesc = "" +
 	"\x03ack\x18\x04 \x01(\v2#.corral.internal.agent.v1.AckUpdateH\x00R\x03ack\x12\\\n" +
 	"\x12shutdown_framework\x18\x05 \x01(\v2+.corral.internal.agent.v1.ShutdownFrameworkH\x00R\x11shutdownFramework\x12Y\n" +
 	"\x11framework_message\x18\x06 \x01(\v2*.corral.internal.agent.v1.FrameworkMessageH\x00R\x10frameworkMessage\x12C\n" +
-	"\theartbeat\x18\a \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg2n\n" +
+	"\theartbeat\x18\a \x01(\v2#.corral.internal.agent.v1.HeartbeatH\x00R\theartbeat\x12Y\n" +
+	"\x11shutdown_executor\x18\b \x01(\v2*.corral.internal.agent.v1.ShutdownExecutorH\x00R\x10shutdownExecutorB\x05\n" +
+	"\x03msg\"V\n" +
+	"\x10ShutdownExecutor\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1f\n" +
+	"\vexecutor_id\x18\x02 \x01(\tR\n" +
+	"executorId2n\n" +
 	"\fAgentGateway\x12^\n" +
 	"\aConnect\x12&.corral.internal.agent.v1.AgentMessage\x1a'.corral.internal.agent.v1.MasterMessage(\x010\x01BDZBgithub.com/corral-project/corral/core/master/agentproto;agentprotob\x06proto3"
 
@@ -914,52 +1245,63 @@ func file_core_master_agentproto_agent_proto_rawDescGZIP() []byte {
 	return file_core_master_agentproto_agent_proto_rawDescData
 }
 
-var file_core_master_agentproto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_core_master_agentproto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_core_master_agentproto_agent_proto_goTypes = []any{
 	(*RunningTask)(nil),         // 0: corral.internal.agent.v1.RunningTask
 	(*Register)(nil),            // 1: corral.internal.agent.v1.Register
-	(*StatusUpdate)(nil),        // 2: corral.internal.agent.v1.StatusUpdate
-	(*AgentMessage)(nil),        // 3: corral.internal.agent.v1.AgentMessage
-	(*Heartbeat)(nil),           // 4: corral.internal.agent.v1.Heartbeat
-	(*Registered)(nil),          // 5: corral.internal.agent.v1.Registered
-	(*RunTask)(nil),             // 6: corral.internal.agent.v1.RunTask
-	(*KillTask)(nil),            // 7: corral.internal.agent.v1.KillTask
-	(*AckUpdate)(nil),           // 8: corral.internal.agent.v1.AckUpdate
-	(*ShutdownFramework)(nil),   // 9: corral.internal.agent.v1.ShutdownFramework
-	(*FrameworkMessage)(nil),    // 10: corral.internal.agent.v1.FrameworkMessage
-	(*MasterMessage)(nil),       // 11: corral.internal.agent.v1.MasterMessage
-	(*proto.FrameworkInfo)(nil), // 12: corral.v1.FrameworkInfo
-	(*proto.TaskInfo)(nil),      // 13: corral.v1.TaskInfo
-	(proto.TaskState)(0),        // 14: corral.v1.TaskState
-	(*proto.AgentInfo)(nil),     // 15: corral.v1.AgentInfo
-	(*proto.TaskStatus)(nil),    // 16: corral.v1.TaskStatus
+	(*RunningExecutor)(nil),     // 2: corral.internal.agent.v1.RunningExecutor
+	(*ExecutorMessage)(nil),     // 3: corral.internal.agent.v1.ExecutorMessage
+	(*ExecutorExited)(nil),      // 4: corral.internal.agent.v1.ExecutorExited
+	(*StatusUpdate)(nil),        // 5: corral.internal.agent.v1.StatusUpdate
+	(*AgentMessage)(nil),        // 6: corral.internal.agent.v1.AgentMessage
+	(*Heartbeat)(nil),           // 7: corral.internal.agent.v1.Heartbeat
+	(*Registered)(nil),          // 8: corral.internal.agent.v1.Registered
+	(*RunTask)(nil),             // 9: corral.internal.agent.v1.RunTask
+	(*KillTask)(nil),            // 10: corral.internal.agent.v1.KillTask
+	(*AckUpdate)(nil),           // 11: corral.internal.agent.v1.AckUpdate
+	(*ShutdownFramework)(nil),   // 12: corral.internal.agent.v1.ShutdownFramework
+	(*FrameworkMessage)(nil),    // 13: corral.internal.agent.v1.FrameworkMessage
+	(*MasterMessage)(nil),       // 14: corral.internal.agent.v1.MasterMessage
+	(*ShutdownExecutor)(nil),    // 15: corral.internal.agent.v1.ShutdownExecutor
+	(*proto.FrameworkInfo)(nil), // 16: corral.v1.FrameworkInfo
+	(*proto.TaskInfo)(nil),      // 17: corral.v1.TaskInfo
+	(proto.TaskState)(0),        // 18: corral.v1.TaskState
+	(*proto.AgentInfo)(nil),     // 19: corral.v1.AgentInfo
+	(*proto.ExecutorInfo)(nil),  // 20: corral.v1.ExecutorInfo
+	(*proto.TaskStatus)(nil),    // 21: corral.v1.TaskStatus
 }
 var file_core_master_agentproto_agent_proto_depIdxs = []int32{
-	12, // 0: corral.internal.agent.v1.RunningTask.framework:type_name -> corral.v1.FrameworkInfo
-	13, // 1: corral.internal.agent.v1.RunningTask.task:type_name -> corral.v1.TaskInfo
-	14, // 2: corral.internal.agent.v1.RunningTask.state:type_name -> corral.v1.TaskState
-	15, // 3: corral.internal.agent.v1.Register.agent:type_name -> corral.v1.AgentInfo
+	16, // 0: corral.internal.agent.v1.RunningTask.framework:type_name -> corral.v1.FrameworkInfo
+	17, // 1: corral.internal.agent.v1.RunningTask.task:type_name -> corral.v1.TaskInfo
+	18, // 2: corral.internal.agent.v1.RunningTask.state:type_name -> corral.v1.TaskState
+	19, // 3: corral.internal.agent.v1.Register.agent:type_name -> corral.v1.AgentInfo
 	0,  // 4: corral.internal.agent.v1.Register.tasks:type_name -> corral.internal.agent.v1.RunningTask
-	16, // 5: corral.internal.agent.v1.StatusUpdate.status:type_name -> corral.v1.TaskStatus
-	1,  // 6: corral.internal.agent.v1.AgentMessage.register:type_name -> corral.internal.agent.v1.Register
-	2,  // 7: corral.internal.agent.v1.AgentMessage.status_update:type_name -> corral.internal.agent.v1.StatusUpdate
-	4,  // 8: corral.internal.agent.v1.AgentMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
-	12, // 9: corral.internal.agent.v1.RunTask.framework:type_name -> corral.v1.FrameworkInfo
-	13, // 10: corral.internal.agent.v1.RunTask.task:type_name -> corral.v1.TaskInfo
-	5,  // 11: corral.internal.agent.v1.MasterMessage.registered:type_name -> corral.internal.agent.v1.Registered
-	6,  // 12: corral.internal.agent.v1.MasterMessage.run_task:type_name -> corral.internal.agent.v1.RunTask
-	7,  // 13: corral.internal.agent.v1.MasterMessage.kill_task:type_name -> corral.internal.agent.v1.KillTask
-	8,  // 14: corral.internal.agent.v1.MasterMessage.ack:type_name -> corral.internal.agent.v1.AckUpdate
-	9,  // 15: corral.internal.agent.v1.MasterMessage.shutdown_framework:type_name -> corral.internal.agent.v1.ShutdownFramework
-	10, // 16: corral.internal.agent.v1.MasterMessage.framework_message:type_name -> corral.internal.agent.v1.FrameworkMessage
-	4,  // 17: corral.internal.agent.v1.MasterMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
-	3,  // 18: corral.internal.agent.v1.AgentGateway.Connect:input_type -> corral.internal.agent.v1.AgentMessage
-	11, // 19: corral.internal.agent.v1.AgentGateway.Connect:output_type -> corral.internal.agent.v1.MasterMessage
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 5: corral.internal.agent.v1.Register.executors:type_name -> corral.internal.agent.v1.RunningExecutor
+	16, // 6: corral.internal.agent.v1.RunningExecutor.framework:type_name -> corral.v1.FrameworkInfo
+	20, // 7: corral.internal.agent.v1.RunningExecutor.executor:type_name -> corral.v1.ExecutorInfo
+	21, // 8: corral.internal.agent.v1.StatusUpdate.status:type_name -> corral.v1.TaskStatus
+	1,  // 9: corral.internal.agent.v1.AgentMessage.register:type_name -> corral.internal.agent.v1.Register
+	5,  // 10: corral.internal.agent.v1.AgentMessage.status_update:type_name -> corral.internal.agent.v1.StatusUpdate
+	7,  // 11: corral.internal.agent.v1.AgentMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
+	3,  // 12: corral.internal.agent.v1.AgentMessage.executor_message:type_name -> corral.internal.agent.v1.ExecutorMessage
+	4,  // 13: corral.internal.agent.v1.AgentMessage.executor_exited:type_name -> corral.internal.agent.v1.ExecutorExited
+	16, // 14: corral.internal.agent.v1.RunTask.framework:type_name -> corral.v1.FrameworkInfo
+	17, // 15: corral.internal.agent.v1.RunTask.task:type_name -> corral.v1.TaskInfo
+	8,  // 16: corral.internal.agent.v1.MasterMessage.registered:type_name -> corral.internal.agent.v1.Registered
+	9,  // 17: corral.internal.agent.v1.MasterMessage.run_task:type_name -> corral.internal.agent.v1.RunTask
+	10, // 18: corral.internal.agent.v1.MasterMessage.kill_task:type_name -> corral.internal.agent.v1.KillTask
+	11, // 19: corral.internal.agent.v1.MasterMessage.ack:type_name -> corral.internal.agent.v1.AckUpdate
+	12, // 20: corral.internal.agent.v1.MasterMessage.shutdown_framework:type_name -> corral.internal.agent.v1.ShutdownFramework
+	13, // 21: corral.internal.agent.v1.MasterMessage.framework_message:type_name -> corral.internal.agent.v1.FrameworkMessage
+	7,  // 22: corral.internal.agent.v1.MasterMessage.heartbeat:type_name -> corral.internal.agent.v1.Heartbeat
+	15, // 23: corral.internal.agent.v1.MasterMessage.shutdown_executor:type_name -> corral.internal.agent.v1.ShutdownExecutor
+	6,  // 24: corral.internal.agent.v1.AgentGateway.Connect:input_type -> corral.internal.agent.v1.AgentMessage
+	14, // 25: corral.internal.agent.v1.AgentGateway.Connect:output_type -> corral.internal.agent.v1.MasterMessage
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_core_master_agentproto_agent_proto_init() }
@@ -967,12 +1309,15 @@ func file_core_master_agentproto_agent_proto_init() {
 	if File_core_master_agentproto_agent_proto != nil {
 		return
 	}
-	file_core_master_agentproto_agent_proto_msgTypes[3].OneofWrappers = []any{
+	file_core_master_agentproto_agent_proto_msgTypes[4].OneofWrappers = []any{}
+	file_core_master_agentproto_agent_proto_msgTypes[6].OneofWrappers = []any{
 		(*AgentMessage_Register)(nil),
 		(*AgentMessage_StatusUpdate)(nil),
 		(*AgentMessage_Heartbeat)(nil),
+		(*AgentMessage_ExecutorMessage)(nil),
+		(*AgentMessage_ExecutorExited)(nil),
 	}
-	file_core_master_agentproto_agent_proto_msgTypes[11].OneofWrappers = []any{
+	file_core_master_agentproto_agent_proto_msgTypes[14].OneofWrappers = []any{
 		(*MasterMessage_Registered)(nil),
 		(*MasterMessage_RunTask)(nil),
 		(*MasterMessage_KillTask)(nil),
@@ -980,6 +1325,7 @@ func file_core_master_agentproto_agent_proto_init() {
 		(*MasterMessage_ShutdownFramework)(nil),
 		(*MasterMessage_FrameworkMessage)(nil),
 		(*MasterMessage_Heartbeat)(nil),
+		(*MasterMessage_ShutdownExecutor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -987,7 +1333,7 @@ func file_core_master_agentproto_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_master_agentproto_agent_proto_rawDesc), len(file_core_master_agentproto_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

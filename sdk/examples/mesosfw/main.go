@@ -1,9 +1,13 @@
 // Command mesosfw is a complete Mesos framework written only against the
 // Mesos v1 scheduler HTTP API: it imports nothing from corral, so it runs
 // unchanged against Apache Mesos or corral. It launches -tasks command
-// tasks, acknowledges every update, and exits 0 when all have finished.
+// tasks and, with -executor, -executor-tasks tasks on a custom executor
+// (sdk/examples/mesosexec, fetched into the sandbox from the path or URL
+// given) that it pings with a framework message and waits for the answer,
+// acknowledges every update, and exits 0 when all have finished.
 //
 //	mesosfw -master 127.0.0.1:5050 -tasks 20 -encoding protobuf
+//	mesosfw -tasks 20 -executor /path/to/mesosexec -executor-tasks 20
 //
 // Both encodings are hand-written here (encoding/json, and protowire for
 // application/x-protobuf) to show how little a client needs.
@@ -35,19 +39,28 @@ func main() {
 	cpus := flag.Float64("cpus", 0.1, "cpus per task")
 	mem := flag.Float64("mem", 32, "mem (MiB) per task")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
+	executor := flag.String("executor", "", "path or http(s) URL of the mesosexec custom executor (fetched into the sandbox)")
+	execTasks := flag.Int("executor-tasks", 0, "tasks to run on the custom executor (needs -executor)")
 	flag.Parse()
 	var codec codec = jsonCodec{}
 	if *encoding == "protobuf" {
 		codec = protoCodec{}
 	}
 	fw := &framework{url: "http://" + *master + "/api/v1/scheduler", codec: codec, want: *tasks,
-		command: *command, cpus: *cpus, mem: *mem, states: map[string]string{}}
+		command: *command, cpus: *cpus, mem: *mem, states: map[string]string{},
+		executor: *executor, execWant: *execTasks, encoding: *encoding, execOn: map[string]bool{}}
+	if fw.executor == "" {
+		fw.execWant = 0
+	}
 	start := time.Now()
 	if err := fw.run(*timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "mesosfw:", err)
 		os.Exit(1)
 	}
 	fmt.Printf("mesosfw: %d tasks finished in %v (%s)\n", *tasks, time.Since(start).Round(time.Millisecond), *encoding)
+	if fw.execWant > 0 {
+		fmt.Printf("mesosfw: %d executor tasks finished; executor answered %q\n", fw.execWant, fw.pong)
+	}
 }
 
 // The framework's own view of the API: what it sends and what it reads.
@@ -58,6 +71,8 @@ type offer struct {
 
 type taskSpec struct {
 	id, agentID string
+	onExecutor  bool // run by the custom executor, not a command
+	newExecutor bool // this task starts the executor: its resources come too
 }
 
 type update struct {
@@ -71,6 +86,9 @@ type event struct {
 	offers      []offer
 	update      *update
 	message     string
+	// MESSAGE from an executor
+	agentID, executorID string
+	data                []byte
 }
 
 type call struct {
@@ -83,7 +101,17 @@ type call struct {
 	ack         *update    // ACKNOWLEDGE
 	command     string     // ACCEPT
 	cpus, mem   float64    // ACCEPT
+	executor    string     // ACCEPT: the executor's fetch URI
+	encoding    string     // ACCEPT: the executor's encoding flag
+	agentID     string     // MESSAGE
+	data        []byte     // MESSAGE
 }
+
+// executorID is the custom executor's ID on every agent.
+const executorID = "mesosexec"
+
+// execCPUs, execMem are the custom executor's own resources.
+const execCPUs, execMem = 0.1, 32.0
 
 type codec interface {
 	contentType() string
@@ -102,6 +130,15 @@ type framework struct {
 	streamID string
 	launched int
 	states   map[string]string
+	// The custom executor: where to fetch it, its tasks, the agents it
+	// runs on, and its answer to our ping.
+	executor     string
+	execWant     int
+	execLaunched int
+	encoding     string
+	execOn       map[string]bool
+	pinged       bool
+	pong         string
 }
 
 func (f *framework) run(timeout time.Duration) error {
@@ -178,9 +215,26 @@ func (f *framework) handle(ev event) (bool, error) {
 				cpus -= f.cpus
 				mem -= f.mem
 			}
+			for f.execLaunched < f.execWant {
+				needCPU, needMem := f.cpus, f.mem
+				starts := !f.execOn[o.agentID]
+				if starts {
+					needCPU, needMem = needCPU+execCPUs, needMem+execMem
+				}
+				if cpus < needCPU || mem < needMem {
+					break
+				}
+				tasks = append(tasks, taskSpec{id: "xtask-" + strconv.Itoa(f.execLaunched), agentID: o.agentID, onExecutor: true, newExecutor: starts})
+				f.states[tasks[len(tasks)-1].id] = "TASK_STAGING"
+				f.execOn[o.agentID] = true
+				f.execLaunched++
+				cpus -= needCPU
+				mem -= needMem
+			}
 			c := call{typ: "DECLINE", offerIDs: []string{o.id}, refuse: 1}
 			if len(tasks) > 0 {
-				c = call{typ: "ACCEPT", offerIDs: []string{o.id}, launch: tasks, command: f.command, cpus: f.cpus, mem: f.mem, refuse: 1}
+				c = call{typ: "ACCEPT", offerIDs: []string{o.id}, launch: tasks, command: f.command, cpus: f.cpus, mem: f.mem, refuse: 1,
+					executor: f.executor, encoding: f.encoding}
 			}
 			if err := f.send(c); err != nil {
 				return false, err
@@ -199,15 +253,32 @@ func (f *framework) handle(ev event) (bool, error) {
 		default:
 			return false, fmt.Errorf("task %s: %s: %s", u.taskID, u.state, u.message)
 		}
-		finished := 0
-		for _, s := range f.states {
-			if s == "TASK_FINISHED" {
-				finished++
+		if u.state == "TASK_RUNNING" && strings.HasPrefix(u.taskID, "xtask-") && !f.pinged {
+			// Framework messages both ways: ping the executor, it answers.
+			f.pinged = true
+			if err := f.send(call{typ: "MESSAGE", agentID: u.agentID, data: []byte("ping:" + u.taskID)}); err != nil {
+				return false, err
 			}
 		}
-		return finished == f.want, nil
+		return f.done(), nil
+	case "MESSAGE":
+		if ev.executorID == executorID && strings.HasPrefix(string(ev.data), "pong:") {
+			f.pong = string(ev.data)
+		}
+		return f.done(), nil
 	}
 	return false, nil
+}
+
+// done: every task finished, and the executor answered our ping.
+func (f *framework) done() bool {
+	finished := 0
+	for _, s := range f.states {
+		if s == "TASK_FINISHED" {
+			finished++
+		}
+	}
+	return finished == f.want+f.execWant && (f.execWant == 0 || f.pong != "")
 }
 
 func (f *framework) send(c call) error {
@@ -279,14 +350,25 @@ func (jsonCodec) encode(c call) []byte {
 	case "ACCEPT":
 		var tasks []any
 		for _, t := range c.launch {
-			tasks = append(tasks, map[string]any{"name": t.id, "task_id": value{t.id}, "agent_id": value{t.agentID},
-				"resources": []any{scalar("cpus", c.cpus), scalar("mem", c.mem)},
-				"command":   map[string]any{"value": c.command}})
+			ti := map[string]any{"name": t.id, "task_id": value{t.id}, "agent_id": value{t.agentID},
+				"resources": []any{scalar("cpus", c.cpus), scalar("mem", c.mem)}}
+			if t.onExecutor {
+				ti["executor"] = map[string]any{"type": "CUSTOM", "executor_id": value{executorID}, "name": "mesosexec",
+					"command": map[string]any{"value": "./mesosexec -encoding " + c.encoding,
+						"uris": []any{map[string]any{"value": c.executor, "executable": true}}},
+					"resources": []any{scalar("cpus", execCPUs), scalar("mem", execMem)}}
+				ti["data"] = []byte("echo ran " + t.id)
+			} else {
+				ti["command"] = map[string]any{"value": c.command}
+			}
+			tasks = append(tasks, ti)
 		}
 		m["accept"] = map[string]any{"offer_ids": ids(), "filters": map[string]any{"refuse_seconds": c.refuse},
 			"operations": []any{map[string]any{"type": "LAUNCH", "launch": map[string]any{"task_infos": tasks}}}}
 	case "ACKNOWLEDGE":
 		m["acknowledge"] = map[string]any{"agent_id": value{c.ack.agentID}, "task_id": value{c.ack.taskID}, "uuid": c.ack.uuid}
+	case "MESSAGE":
+		m["message"] = map[string]any{"agent_id": value{c.agentID}, "executor_id": value{executorID}, "data": c.data}
 	}
 	b, _ := json.Marshal(m) // []byte marshals as standard Base64, as Mesos wants
 	return b
@@ -322,11 +404,17 @@ func (jsonCodec) decode(b []byte) (event, error) {
 		Error struct {
 			Message string `json:"message"`
 		} `json:"error"`
+		Message struct {
+			AgentID    value  `json:"agent_id"`
+			ExecutorID value  `json:"executor_id"`
+			Data       []byte `json:"data"`
+		} `json:"message"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return event{}, fmt.Errorf("event %q: %w", b, err)
 	}
-	ev := event{typ: raw.Type, frameworkID: raw.Subscribed.FrameworkID.Value, message: raw.Error.Message}
+	ev := event{typ: raw.Type, frameworkID: raw.Subscribed.FrameworkID.Value, message: raw.Error.Message,
+		agentID: raw.Message.AgentID.Value, executorID: raw.Message.ExecutorID.Value, data: raw.Message.Data}
 	for _, o := range raw.Offers.Offers {
 		of := offer{id: o.ID.Value, agentID: o.AgentID.Value}
 		for _, r := range o.Resources {
@@ -352,7 +440,7 @@ type protoCodec struct{}
 
 func (protoCodec) contentType() string { return "application/x-protobuf" }
 
-var callTypes = map[string]uint64{"SUBSCRIBE": 1, "TEARDOWN": 2, "ACCEPT": 3, "DECLINE": 4, "ACKNOWLEDGE": 8}
+var callTypes = map[string]uint64{"SUBSCRIBE": 1, "TEARDOWN": 2, "ACCEPT": 3, "DECLINE": 4, "ACKNOWLEDGE": 8, "MESSAGE": 10}
 
 func msg(b []byte, num protowire.Number, inner []byte) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
@@ -404,7 +492,24 @@ func (protoCodec) encode(c call) []byte {
 			ti = msg(ti, 3, idMsg(t.agentID))
 			ti = msg(ti, 4, pbScalar("cpus", c.cpus))
 			ti = msg(ti, 4, pbScalar("mem", c.mem))
-			ti = msg(ti, 7, str(nil, 3, c.command))
+			if t.onExecutor {
+				uri := str(nil, 1, c.executor)
+				uri = protowire.AppendTag(uri, 2, protowire.VarintType)
+				uri = protowire.AppendVarint(uri, 1) // executable
+				cmd := msg(nil, 1, uri)
+				cmd = str(cmd, 3, "./mesosexec -encoding "+c.encoding)
+				ei := msg(nil, 1, idMsg(executorID))
+				ei = msg(ei, 5, pbScalar("cpus", execCPUs))
+				ei = msg(ei, 5, pbScalar("mem", execMem))
+				ei = msg(ei, 7, cmd)
+				ei = str(ei, 9, "mesosexec")
+				ei = protowire.AppendTag(ei, 15, protowire.VarintType)
+				ei = protowire.AppendVarint(ei, 2) // CUSTOM
+				ti = msg(ti, 5, ei)
+				ti = str(ti, 6, "echo ran "+t.id) // data
+			} else {
+				ti = msg(ti, 7, str(nil, 3, c.command))
+			}
 			launch = msg(launch, 1, ti)
 		}
 		op := protowire.AppendTag(nil, 1, protowire.VarintType)
@@ -422,6 +527,12 @@ func (protoCodec) encode(c call) []byte {
 		a = protowire.AppendTag(a, 3, protowire.BytesType)
 		a = protowire.AppendBytes(a, c.ack.uuid)
 		b = msg(b, 8, a)
+	case "MESSAGE":
+		m := msg(nil, 1, idMsg(c.agentID))
+		m = msg(m, 2, idMsg(executorID))
+		m = protowire.AppendTag(m, 3, protowire.BytesType)
+		m = protowire.AppendBytes(m, c.data)
+		b = msg(b, 10, m)
 	}
 	return b
 }
@@ -566,6 +677,17 @@ func (protoCodec) decode(b []byte) (event, error) {
 			check(fields(bs, func(n protowire.Number, _ uint64, x []byte) {
 				if n == 1 {
 					ev.message = string(x)
+				}
+			}))
+		case 6: // message
+			check(fields(bs, func(n protowire.Number, _ uint64, x []byte) {
+				switch n {
+				case 1:
+					ev.agentID = idOf(x)
+				case 2:
+					ev.executorID = idOf(x)
+				case 3:
+					ev.data = append([]byte(nil), x...)
 				}
 			}))
 		}

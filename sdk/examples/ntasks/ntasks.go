@@ -39,12 +39,19 @@ type Config struct {
 	// share for the next task: the progressive filling of the DRF paper,
 	// at the cost of one allocation cycle per task.
 	MaxPerOffer int
-	Logger      hclog.Logger
+	// Executor, when set, runs the tasks on this custom executor (see
+	// sdk/examples/customexec) instead of the command executor: one
+	// executor process per agent runs all the tasks placed there. Its
+	// resources are taken from the offer that places its first task.
+	Executor *corralpb.ExecutorInfo
+	Logger   hclog.Logger
 	// OnUpdate, when set, sees every status update (on the event goroutine,
 	// before it is acknowledged).
 	OnUpdate func(*corralpb.TaskStatus)
 	// OnOffers, when set, sees every batch of offers before they are used.
 	OnOffers func([]*corralpb.Offer)
+	// OnMessage, when set, sees every message from an executor.
+	OnMessage func(agentID string, data []byte)
 }
 
 // Result is how the tasks ended.
@@ -97,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 func newFramework(cfg Config) *framework {
 	f := &framework{cfg: cfg, log: cfg.Logger.Named("ntasks"),
-		res: Result{Statuses: make(map[string]corralpb.TaskState)}}
+		res: Result{Statuses: make(map[string]corralpb.TaskState)}, execOn: map[string]bool{}}
 	for i := range cfg.Tasks {
 		f.pending = append(f.pending, i)
 	}
@@ -122,6 +129,8 @@ type framework struct {
 	// (0: none). Run re-sends it after a re-subscription.
 	declared int
 	res      Result
+	// execOn marks the agents where our executor runs (Config.Executor).
+	execOn map[string]bool
 }
 
 func (f *framework) done() bool { return f.res.Finished+f.res.Failed == f.cfg.Tasks }
@@ -150,6 +159,12 @@ func (f *framework) declare(ctx context.Context, d scheduler.Driver) {
 	if n == f.declared || f.suppressed {
 		return
 	}
+	if f.cfg.Executor != nil {
+		// A demand shape cannot say that the first task on an agent also
+		// needs the executor's share: offers sized to the shape would not
+		// fit it. Take whole offers instead.
+		return
+	}
 	if err := d.Request(ctx, f.cfg.Role, scheduler.TaskShape{Resources: f.want(), Count: n}); err != nil {
 		f.log.Warn("declaring demand failed", "pending", n, "error", err)
 		return
@@ -165,7 +180,17 @@ func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*co
 	for _, o := range offers {
 		var tasks []*corralpb.TaskInfo
 		rest := o.GetResources()
-		for len(f.pending) > len(tasks) && (f.cfg.MaxPerOffer <= 0 || len(tasks) < f.cfg.MaxPerOffer) {
+		startsExec := false
+		if e := f.cfg.Executor; e != nil && !f.execOn[o.GetAgentId()] {
+			// The executor's own resources come out of this offer first.
+			_, left, ok := scheduler.TakeScalars(rest, scalars(e.GetResources()))
+			if !ok {
+				rest = nil
+			} else {
+				rest, startsExec = left, true
+			}
+		}
+		for rest != nil && len(f.pending) > len(tasks) && (f.cfg.MaxPerOffer <= 0 || len(tasks) < f.cfg.MaxPerOffer) {
 			taken, left, ok := scheduler.TakeScalars(rest, want)
 			if !ok {
 				break
@@ -173,7 +198,7 @@ func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*co
 			rest = left
 			id := fmt.Sprintf("%s-%d", f.cfg.Name, f.pending[len(tasks)])
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
-				Resources: taken, Command: &corralpb.CommandInfo{Shell: true, Value: f.cfg.Command}})
+				Resources: taken, Command: &corralpb.CommandInfo{Shell: true, Value: f.cfg.Command}, Executor: f.cfg.Executor})
 		}
 		if len(tasks) == 0 {
 			if err := d.Decline(ctx, []string{o.GetId()}, declineFilter); err != nil {
@@ -192,6 +217,9 @@ func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*co
 			continue
 		}
 		f.log.Info("launched", "offer_id", o.GetId(), "agent_id", o.GetAgentId(), "tasks", len(tasks))
+		if startsExec {
+			f.execOn[o.GetAgentId()] = true
+		}
 		f.pending = f.pending[len(tasks):]
 	}
 	f.declare(ctx, d) // once per batch: the allocator only looks between cycles
@@ -205,6 +233,31 @@ func (f *framework) Offers(ctx context.Context, d scheduler.Driver, offers []*co
 }
 
 func (f *framework) Rescinded(context.Context, scheduler.Driver, string) {}
+
+// Message is a message from our executor.
+func (f *framework) Message(_ context.Context, _ scheduler.Driver, agentID, _ string, data []byte) {
+	if f.cfg.OnMessage != nil {
+		f.cfg.OnMessage(agentID, data)
+	}
+}
+
+// Failure: an agent, or our executor on it, is gone; a later task there
+// starts the executor again (with its resources).
+func (f *framework) Failure(_ context.Context, _ scheduler.Driver, agentID, message string) {
+	f.log.Info("failure", "agent_id", agentID, "message", message)
+	delete(f.execOn, agentID)
+}
+
+// scalars reads a resource list's scalars by name.
+func scalars(rs []*corralpb.Resource) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range rs {
+		if s, ok := r.GetValue().(*corralpb.Resource_Scalar); ok {
+			out[r.GetName()] += s.Scalar
+		}
+	}
+	return out
+}
 
 func (f *framework) Update(ctx context.Context, d scheduler.Driver, st *corralpb.TaskStatus) {
 	f.res.UpdatesReceived++

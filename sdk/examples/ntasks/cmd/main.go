@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/corral-project/corral/sdk/examples/ntasks"
+	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 func main() {
@@ -31,7 +32,18 @@ func main() {
 	flag.Float64Var(&cfg.CPUs, "cpus", 0.1, "CPUs per task")
 	flag.Float64Var(&cfg.Mem, "mem", 32, "memory per task, MiB")
 	level := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	execPath := flag.String("executor", "", "run the tasks on this custom executor (e.g. bin/customexec; a path on the agents) instead of the command executor")
+	execCPUs := flag.Float64("executor-cpus", 0.1, "the custom executor's own CPUs")
+	execMem := flag.Float64("executor-mem", 64, "the custom executor's own memory, MiB")
 	flag.Parse()
+	if *execPath != "" {
+		cfg.Executor = &corralpb.ExecutorInfo{ExecutorId: cfg.Name + "-executor", Name: cfg.Name + " executor",
+			Command: &corralpb.CommandInfo{Value: *execPath},
+			Resources: []*corralpb.Resource{
+				{Name: "cpus", Role: "*", Value: &corralpb.Resource_Scalar{Scalar: *execCPUs}},
+				{Name: "mem", Role: "*", Value: &corralpb.Resource_Scalar{Scalar: *execMem}},
+			}}
+	}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "ntasks", Level: hclog.LevelFromString(*level), Output: os.Stderr})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
