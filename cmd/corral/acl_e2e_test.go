@@ -173,6 +173,13 @@ acl {
   # The master's sandbox proxy calls agents with the master's certificate
   # (it has checked the caller first); the dev cluster's agent shares it.
   access_sandboxes { principals = ["master"] }
+  # corral task exec: analytics into its own tasks only (and the master's
+  # proxy on its behalf).
+  exec_tasks {
+    principals           = ["analytics"]
+    framework_principals = ["analytics"]
+  }
+  exec_tasks { principals = ["master"] }
   register_agents { principals = ["master"] }
 }
 `
@@ -240,6 +247,20 @@ func TestACLCluster(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `principal \"mallory\"`) ||
 		!strings.Contains(string(body), "kill tasks") || !strings.Contains(string(body), `\"analytics\"`) {
 		t.Fatalf("mallory's kill through the API: %s %s; want 403 naming principal, action and object", resp.Status, body)
+	}
+	// corral task exec through the master: analytics may run a command
+	// beside its own task, mallory may not (exec_tasks).
+	if code, out, errOut := c.cli(ctx, "analytics", "task", "exec", "-master", c.addr, taskID, "--", "echo", "inside"); code != 0 || !strings.Contains(out, "inside") {
+		t.Errorf("analytics's task exec: exit %d, stdout %q, stderr %q; want 0 and the command's output", code, out, errOut)
+	}
+	resp, err = c.client("mallory").Post("https://"+c.addr+"/api/v1/agents/"+fw.Tasks[0].AgentID+"/exec/"+fw.ID+"/"+taskID, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "exec_tasks") {
+		t.Fatalf("mallory's task exec through the API: %s %s; want 403 naming exec_tasks", resp.Status, body)
 	}
 	// The sandbox through the master: analytics reads its own, viewer may not.
 	sandbox := "https://" + c.addr + "/api/v1/agents/" + fw.Tasks[0].AgentID + "/sandbox/" + fw.ID + "/" + taskID + "/stdout"
