@@ -223,14 +223,12 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		m.addTaskLocked(f, t)
 	}
 	m.batchGuaranteesLocked(func() {
-		for _, f := range m.frameworks {
-			for _, t := range f.tasks {
-				if t.agentID == a.info.Id && !reported[f.info.Id+"/"+t.info.TaskId] {
-					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
-						"agent re-registered without this task")
-					m.setTaskStateLocked(t, st)
-					m.sendUpdateLocked(f.info.Id, st)
-				}
+		for _, t := range m.agentTasksLocked(a.info.Id) {
+			if !reported[t.frameworkID+"/"+t.info.TaskId] {
+				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
+					"agent re-registered without this task")
+				m.setTaskStateLocked(t, st)
+				m.sendUpdateLocked(t.frameworkID, st)
 			}
 		}
 	})

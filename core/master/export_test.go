@@ -49,3 +49,14 @@ func (m *Master) OfferIDs(frameworkID string) []string {
 func (m *Master) HandleStatusUpdate(agentID string, su *agentproto.StatusUpdate) {
 	m.handleStatusUpdate(agentID, su)
 }
+
+// Reregister feeds registrations to the books as the agent gateway does
+// after the agent's stream opened (for the failover benchmark).
+func (m *Master) Reregister(reg *agentproto.Register) error {
+	total, err := resources.FromProto(reg.Agent.Resources)
+	if err != nil {
+		return err
+	}
+	_, err = m.registerAgent(reg, total, &agentConn{out: newQueue[*agentproto.MasterMessage]()})
+	return err
+}

@@ -49,6 +49,12 @@ type Master struct {
 	mu         sync.Mutex
 	agents     map[string]*agentEntry
 	frameworks map[string]*frameworkEntry
+	// agentTasks indexes the live tasks by agent ID (kept by
+	// addTaskLocked and setTaskStateLocked): a re-registration or an
+	// agent's removal touches its own tasks, not every task of the
+	// cluster (10k agents re-registering after a failover would otherwise
+	// cost agents x tasks).
+	agentTasks map[string]map[*taskEntry]struct{}
 	offers     map[string]*offerEntry
 	roles      map[string]RoleConfig
 	// durableRoles are the roles set at run time, kept in the registry.
@@ -94,6 +100,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		metrics:      newMetrics(),
 		agents:       map[string]*agentEntry{},
 		frameworks:   map[string]*frameworkEntry{},
+		agentTasks:   map[string]map[*taskEntry]struct{}{},
 		offers:       map[string]*offerEntry{},
 		roles:        map[string]RoleConfig{},
 		durableRoles: map[string]bool{},
@@ -391,6 +398,7 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 		return
 	}
 	t.recovered = true
+	m.unindexTaskLocked(t)
 	if f := m.frameworks[t.frameworkID]; f != nil {
 		delete(f.tasks, t.info.TaskId)
 		f.completed = append(f.completed, t)
@@ -412,14 +420,12 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 		}
 	}
 	m.batchGuaranteesLocked(func() {
+		for _, t := range m.agentTasksLocked(a.info.Id) {
+			st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
+			m.setTaskStateLocked(t, st)
+			m.sendUpdateLocked(t.frameworkID, st)
+		}
 		for _, f := range m.frameworks {
-			for _, t := range f.tasks {
-				if t.agentID == a.info.Id {
-					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
-					m.setTaskStateLocked(t, st)
-					m.sendUpdateLocked(f.info.Id, st)
-				}
-			}
 			if f.sub != nil {
 				f.sub.send(&corralpb.Event{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: a.info.Id, Message: why}}})
 			}
