@@ -59,9 +59,35 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	fw.perOffer = perAgent
 	fw.sleep = "36000"
 	fw.waitSubscribed(t)
-	waitMetric(t, l, "all tasks running", 30*time.Minute, func(m map[string]float64) bool {
-		return m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks)
-	})
+	// Wait for every task to run on whichever master leads: on a loaded
+	// machine a leader may step down before the kill (counted below).
+	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		running := false
+		for addr, p := range c.masters {
+			select {
+			case <-p.done:
+				t.Fatalf("master %s exited before the kill:\n%s", addr, p.tail(40))
+			default:
+			}
+			if m, err := scrape(addr); err == nil && m["corral_master_leader"] == 1 &&
+				m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks) {
+				l, running = addr, true
+			}
+		}
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not all tasks running after 30 minutes")
+		}
+	}
+	stepDowns := 0
+	for _, p := range c.masters {
+		stepDowns += p.count("stepping down")
+	}
+	if stepDowns > 0 {
+		t.Logf("%d step-downs before the kill (leader now %s)", stepDowns, l)
+	}
 	fw.mu.Lock()
 	subsBefore := fw.subs
 	fw.mu.Unlock()
@@ -228,4 +254,24 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// tail is the last n lines p wrote to stderr.
+func (p *proc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
+}
+
+// count is how many lines p wrote to stderr that contain sub.
+func (p *proc) count(sub string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
 }

@@ -16,7 +16,7 @@ func (m *Master) AdmitAgents(n int, total resources.Resources) error {
 	for i := range n {
 		reg := &agentproto.Register{Agent: &corralpb.AgentInfo{Hostname: fmt.Sprintf("host-%06d", i), Url: "http://127.0.0.1:1"}}
 		conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
-		if _, err := m.registerAgent(reg, total, conn); err != nil {
+		if _, err := m.registerAgent(reg, total, conn, ""); err != nil {
 			return err
 		}
 	}
@@ -57,6 +57,6 @@ func (m *Master) Reregister(reg *agentproto.Register) error {
 	if err != nil {
 		return err
 	}
-	_, err = m.registerAgent(reg, total, &agentConn{out: newQueue[*agentproto.MasterMessage]()})
+	_, err = m.registerAgent(reg, total, &agentConn{out: newQueue[*agentproto.MasterMessage]()}, "")
 	return err
 }

@@ -55,8 +55,17 @@ type Master struct {
 	// cluster (10k agents re-registering after a failover would otherwise
 	// cost agents x tasks).
 	agentTasks map[string]map[*taskEntry]struct{}
-	offers     map[string]*offerEntry
-	roles      map[string]RoleConfig
+	// The registry records (records.go): writers, nil without a record
+	// store; what the registry holds; what this leader still expects back.
+	agentRecords, frameworkRecords     *recordWriter
+	recordsLoaded                      bool
+	recordedAgents, recordedFrameworks map[string]bool
+	expectedAgents, unreachableAgents  map[string]agentRecord
+	expectedFrameworks                 map[string]frameworkRecord
+	// leadingSince is when Run started: this master's leadership.
+	leadingSince time.Time
+	offers       map[string]*offerEntry
+	roles        map[string]RoleConfig
 	// durableRoles are the roles set at run time, kept in the registry.
 	durableRoles map[string]bool
 	deltas       deltaLog
@@ -91,21 +100,27 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		log = hclog.NewNullLogger()
 	}
 	m := &Master{
-		cfg:          cfg,
-		log:          log,
-		launcher:     deps.Launcher,
-		now:          now,
-		start:        now(),
-		id:           newID("master"),
-		metrics:      newMetrics(),
-		agents:       map[string]*agentEntry{},
-		frameworks:   map[string]*frameworkEntry{},
-		agentTasks:   map[string]map[*taskEntry]struct{}{},
-		offers:       map[string]*offerEntry{},
-		roles:        map[string]RoleConfig{},
-		durableRoles: map[string]bool{},
-		revocations:  map[string]*revocation{},
-		trigger:      make(chan allocator.Trigger, 1),
+		cfg:        cfg,
+		log:        log,
+		launcher:   deps.Launcher,
+		now:        now,
+		start:      now(),
+		id:         newID("master"),
+		metrics:    newMetrics(),
+		agents:     map[string]*agentEntry{},
+		frameworks: map[string]*frameworkEntry{},
+		agentTasks: map[string]map[*taskEntry]struct{}{},
+
+		recordedAgents:     map[string]bool{},
+		recordedFrameworks: map[string]bool{},
+		expectedAgents:     map[string]agentRecord{},
+		unreachableAgents:  map[string]agentRecord{},
+		expectedFrameworks: map[string]frameworkRecord{},
+		offers:             map[string]*offerEntry{},
+		roles:              map[string]RoleConfig{},
+		durableRoles:       map[string]bool{},
+		revocations:        map[string]*revocation{},
+		trigger:            make(chan allocator.Trigger, 1),
 	}
 	switch {
 	case cfg.Registry != nil:
@@ -171,7 +186,17 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	defer m.stopSlot()
+	m.mu.Lock()
+	m.leadingSince = m.now()
+	m.mu.Unlock()
+	m.loadRecords(ctx)
 	var wg sync.WaitGroup
+	for _, w := range []*recordWriter{m.agentRecords, m.frameworkRecords} {
+		if w != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(ctx) }()
+		}
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
 	go func() { defer wg.Done(); m.persistLoop(ctx) }()
@@ -263,6 +288,7 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 		}
 	}
 	m.expireRevocationsLocked(now)
+	m.expireExpectedLocked(now)
 	for _, f := range m.frameworks {
 		if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
 			m.log.Info("framework failover timeout expired; removing it", "framework_id", f.info.Id)
@@ -435,6 +461,9 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 		a.conn.out.close()
 	}
 	delete(m.agents, a.info.Id)
+	// Kept in the registry as unreachable: if it comes back, it is
+	// re-admitted with its tasks.
+	m.markUnreachableLocked(a.info.Id, a.info.Hostname)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentRemoved, AgentID: a.info.Id})
 	m.metrics.agents.Set(float64(len(m.agents)))
 }
@@ -475,6 +504,7 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 		m.completedFrameworks = append(m.completedFrameworks[:0:0], m.completedFrameworks[n:]...)
 	}
 	delete(m.frameworks, f.info.Id)
+	m.forgetFrameworkLocked(f.info.Id)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: f.info.Id})
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
 }
