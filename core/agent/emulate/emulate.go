@@ -20,7 +20,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,6 +260,12 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 				continue
 			}
 			failed = addr
+			if _, ok := discovery.LeaderFrom(err); ok {
+				// No leader known to that master yet (one just elected
+				// and not serving): retry after the backoff, without
+				// waiting for the leader key to name another master.
+				failed = ""
+			}
 		}
 		redirects = 0
 		a.log.Debug("master connection lost; reconnecting", "error", err, "backoff", backoff)
@@ -276,23 +281,9 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 func (a *agent) session(ctx context.Context, client agentproto.AgentGatewayClient) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.Connect(ctx)
+	stream, reg, err := agentproto.Handshake(ctx, client, a.registerMessage())
 	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	if err := stream.Send(a.registerMessage()); err != nil {
-		if _, rerr := stream.Recv(); errors.Is(err, io.EOF) && rerr != nil {
-			err = rerr
-		}
-		return false, fmt.Errorf("send register: %w", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return false, fmt.Errorf("await registered: %w", err)
-	}
-	reg := first.GetRegistered()
-	if reg == nil {
-		return false, fmt.Errorf("master answered registration with %T", first.GetMsg())
+		return false, err
 	}
 	out := make(chan *agentproto.AgentMessage, 1024)
 	a.mu.Lock()
