@@ -43,6 +43,9 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 	a.mu.Unlock()
 	// fa's hot standby: same framework ID, same task plan.
 	aStandby := runFrameworkStandby(t, c.spec, "fa", aID, 0)
+	aStandby.mu.Lock()
+	aStandby.peer = a
+	aStandby.mu.Unlock()
 
 	launched := func(f *testFramework, n int) func() bool {
 		return func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.next >= n }
