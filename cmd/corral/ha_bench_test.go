@@ -59,7 +59,18 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	l := c.leader("first election")
 	ag := startCorral(t, "agent", "-emulate", strconv.Itoa(agents), "-master", c.spec,
 		"-resources", "cpus:2;mem:1024", "-log-level", "warn")
-	ag.waitLine(emulatedLine)
+	// Ten thousand first registrations (each recorded in the registry)
+	// take longer than waitLine's minute on a loaded machine.
+	for deadline := time.Now().Add(15 * time.Minute); ag.count("emulated agents registered") == 0; time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-ag.done:
+			t.Fatalf("the emulated agents exited:\n%s", ag.tail(20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d emulated agents not registered after 15 minutes", agents)
+		}
+	}
 	tasks := agents * perAgent
 	fw := runHAFramework(t, c.spec, "bench", tasks)
 	fw.perOffer = perAgent
