@@ -44,8 +44,12 @@ func TestReportHAFailover(t *testing.T) {
 		if err != nil || n <= 0 {
 			t.Fatalf("CORRAL_BENCH_HA_AGENTS: %q is not a positive number", s)
 		}
+		perAgent := 10
+		if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_HA_TASKS_PER_AGENT")); err == nil && v > 0 {
+			perAgent = v
+		}
 		t.Run(fmt.Sprintf("agents=%d", n), func(t *testing.T) {
-			rows = append(rows, haFailoverRun(t, n, 10))
+			rows = append(rows, haFailoverRun(t, n, perAgent))
 		})
 	}
 	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents)\n"+
