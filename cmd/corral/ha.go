@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -248,7 +249,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 	standbyGRPC := api.StandbyGRPC(h.leader)
 	defer standbyGRPC.Stop()
-	sw.Set(g, api.HandlerWith(m, mo))
+	sw.Set(termBound(termCtx, g), api.HandlerWith(m, mo))
 	if !h.standalone {
 		h.log.Info("leading", "address", h.addr)
 	}
@@ -272,9 +273,31 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	m.SetLeadership(h.standby)
 	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
 	// Cut every stream of this term: agents and schedulers reconnect and
-	// find the next leader.
-	g.Stop()
+	// find the next leader. (termBound already ended them; Stop is
+	// bounded all the same, so a stream gRPC still counts cannot keep this
+	// master from standing by again.)
+	stopped := make(chan struct{})
+	go func() { g.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		h.log.Warn("the leader's gRPC server did not stop within 10s; standing by anyway")
+	}
 	wg.Wait()
+}
+
+// termBound serves g's calls with contexts that end with the term. g is
+// served through ServeHTTP (one port for gRPC and HTTP), where
+// grpc.Server.Stop does not end streams in progress: an agent caught
+// registering as the leader stepped down kept a stream to a master that no
+// longer led, and Stop waited for it forever (seen with 10k agents).
+func termBound(term context.Context, g http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, stop := context.WithCancel(r.Context())
+		defer stop()
+		defer context.AfterFunc(term, stop)()
+		g.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // defaultEmulatedResources are an emulated agent's when neither -resources

@@ -32,19 +32,29 @@ func TestReportHAFailover(t *testing.T) {
 	if sizes == "" {
 		sizes = "1000"
 	}
+	haCheckTTL = os.Getenv("CORRAL_BENCH_HA_CHECK_TTL")
+	defer func() { haCheckTTL = "" }()
+	ttl := haCheckTTL
+	if ttl == "" {
+		ttl = "1s (default)"
+	}
 	var rows []string
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			t.Fatalf("CORRAL_BENCH_HA_AGENTS: %q is not a positive number", s)
 		}
+		perAgent := 10
+		if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_HA_TASKS_PER_AGENT")); err == nil && v > 0 {
+			perAgent = v
+		}
 		t.Run(fmt.Sprintf("agents=%d", n), func(t *testing.T) {
-			rows = append(rows, haFailoverRun(t, n, 10))
+			rows = append(rows, haFailoverRun(t, n, perAgent))
 		})
 	}
-	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, emulated agents)\n"+
-		"%8s %8s %10s %10s %14s %12s %14s %12s\n%s", "1.16.1",
-		"agents", "tasks", "detection", "election", "re-register", "tasks known", "sched. back", "leader RSS",
+	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents)\n"+
+		"%8s %8s %10s %10s %14s %12s %14s %12s %10s\n%s", "1.16.1", ttl,
+		"agents", "tasks", "detection", "election", "re-register", "tasks known", "sched. back", "leader RSS", "step-downs",
 		strings.Join(rows, "\n"))
 }
 
@@ -53,15 +63,54 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	l := c.leader("first election")
 	ag := startCorral(t, "agent", "-emulate", strconv.Itoa(agents), "-master", c.spec,
 		"-resources", "cpus:2;mem:1024", "-log-level", "warn")
-	ag.waitLine(emulatedLine)
+	// Ten thousand first registrations (each recorded in the registry)
+	// take longer than waitLine's minute on a loaded machine.
+	for deadline := time.Now().Add(15 * time.Minute); ag.count("emulated agents registered") == 0; time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-ag.done:
+			t.Fatalf("the emulated agents exited:\n%s", ag.tail(20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d emulated agents not registered after 15 minutes", agents)
+		}
+	}
 	tasks := agents * perAgent
 	fw := runHAFramework(t, c.spec, "bench", tasks)
 	fw.perOffer = perAgent
 	fw.sleep = "36000"
 	fw.waitSubscribed(t)
-	waitMetric(t, l, "all tasks running", 30*time.Minute, func(m map[string]float64) bool {
-		return m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks)
-	})
+	// Wait for every task to run on whichever master leads: on a loaded
+	// machine a leader may step down before the kill (counted below).
+	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		running := false
+		for addr, p := range c.masters {
+			select {
+			case <-p.done:
+				t.Fatalf("master %s exited before the kill:\n%s", addr, p.tail(40))
+			default:
+			}
+			if m, err := scrape(addr); err == nil && m["corral_master_leader"] == 1 &&
+				m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks) {
+				l, running = addr, true
+			}
+		}
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not all tasks running after 30 minutes")
+		}
+	}
+	stepDowns := 0
+	before := map[string]int{}
+	for addr, p := range c.masters {
+		before[addr] = p.count("stepping down")
+		stepDowns += before[addr]
+	}
+	if stepDowns > 0 {
+		t.Logf("%d step-downs before the kill (leader now %s)", stepDowns, l)
+	}
 	fw.mu.Lock()
 	subsBefore := fw.subs
 	fw.mu.Unlock()
@@ -114,12 +163,16 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		t.Fatal("Consul never released the dead leader's lock")
 	}
 	var agentsBack, tasksBack, schedBack time.Time
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for agentsBack.IsZero() || tasksBack.IsZero() || schedBack.IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatalf("failover incomplete after 10 minutes")
-		}
 		m, err := scrape(l2)
+		if time.Now().After(deadline) {
+			fw.mu.Lock()
+			subs := fw.subs
+			fw.mu.Unlock()
+			t.Fatalf("failover incomplete after 2 minutes: agents %v, running tasks %v (scrape error %v), subscriptions %d (before the kill %d)",
+				m["corral_master_agents"], m[`corral_master_tasks{state="TASK_RUNNING"}`], err, subs, subsBefore)
+		}
 		if err == nil {
 			if agentsBack.IsZero() && m["corral_master_agents"] >= float64(agents) {
 				agentsBack = time.Now()
@@ -137,8 +190,12 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	}
 	rss := rssMiB(c.masters[l2].cmd.Process.Pid)
 	ms := func(at time.Time) string { return fmt.Sprintf("%.0f ms", float64(at.Sub(killed))/1e6) }
-	return fmt.Sprintf("%8d %8d %10s %10s %14s %12s %14s %9.0f MiB", agents, tasks, ms(det), ms(elected),
-		ms(agentsBack), ms(tasksBack), ms(schedBack), rss)
+	after := 0 // step-downs after the kill (new leaders that lost it again)
+	for addr, p := range c.masters {
+		after += p.count("stepping down") - before[addr]
+	}
+	return fmt.Sprintf("%8d %8d %10s %10s %14s %12s %14s %9.0f MiB %6d+%d", agents, tasks, ms(det), ms(elected),
+		ms(agentsBack), ms(tasksBack), ms(schedBack), rss, stepDowns, after)
 }
 
 func leaderSession(c *haCluster) (string, bool) {
@@ -228,4 +285,24 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// tail is the last n lines p wrote to stderr.
+func (p *proc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
+}
+
+// count is how many lines p wrote to stderr that contain sub.
+func (p *proc) count(sub string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
 }

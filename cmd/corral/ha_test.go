@@ -60,24 +60,38 @@ type haCluster struct {
 	masters map[string]*proc // by address
 }
 
+// haCheckTTL, when set, is the masters' consul check_ttl (the benchmark's
+// CORRAL_BENCH_HA_CHECK_TTL); "" keeps the default.
+var haCheckTTL string
+
 func startHACluster(t *testing.T, n int) *haCluster {
 	t.Helper()
 	binDir(t)
-	c := &haCluster{t: t, consul: consultest.Start(t), masters: map[string]*proc{}}
+	return startHAClusterOn(t, n, consultest.Start(t))
+}
+
+// startHAClusterOn runs n masters against the given Consul agent.
+func startHAClusterOn(t *testing.T, n int, consul *consultest.Agent) *haCluster {
+	t.Helper()
+	c := &haCluster{t: t, consul: consul, masters: map[string]*proc{}}
 	prefix := "corral-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	c.spec = "consul://" + c.consul.HTTPAddr + "/" + prefix
 	c.config = filepath.Join(t.TempDir(), "ha.hcl")
 	// Short timeouts so the test sees failover quickly; the agent's
 	// re-registration window stays long (tasks must survive).
+	ttl := ""
+	if haCheckTTL != "" {
+		ttl = fmt.Sprintf("  check_ttl = %q\n", haCheckTTL)
+	}
 	hcl := fmt.Sprintf(`consul {
   address = %q
   prefix  = %q
-}
+%s}
 master {
   allocation_interval = "100ms"
   heartbeat_interval  = "1s"
 }
-`, c.consul.HTTPAddr, prefix)
+`, c.consul.HTTPAddr, prefix, ttl)
 	if err := os.WriteFile(c.config, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -215,10 +229,16 @@ type testFramework struct {
 	next     int
 	states   map[string][]corralpb.TaskState // acknowledged terminal states by task
 	agents   map[string]string               // where each launched task went, for reconciliation
-	settled  map[string]bool                 // tasks another scheduler of the framework saw end
-	subCh    chan struct{}
-	cancel   context.CancelFunc
-	done     chan error
+	hosts    map[string]string               // the hostname of that agent
+	ran      map[string]bool                 // tasks reported TASK_RUNNING
+	// peer is the other scheduler of the same framework (the active one
+	// of a hot standby): what it saw end is settled for this one too, as
+	// a real framework keeps its task states in a shared store.
+	peer    *testFramework
+	settled map[string]bool // tasks another scheduler of the framework saw end
+	subCh   chan struct{}
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFramework {
@@ -229,7 +249,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, settled: map[string]bool{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -274,9 +294,21 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 				case <-time.After(3 * time.Second):
 				}
 				f.mu.Lock()
+				peer := f.peer
+				f.mu.Unlock()
+				var peerDone map[string]bool
+				if peer != nil {
+					peerDone = map[string]bool{}
+					peer.mu.Lock()
+					for tid, ss := range peer.states {
+						peerDone[tid] = len(ss) > 0
+					}
+					peer.mu.Unlock()
+				}
+				f.mu.Lock()
 				var tasks []*corralpb.ReconcileRequest_Task
 				for tid, agent := range f.agents {
-					if len(f.states[tid]) == 0 && !f.settled[tid] {
+					if len(f.states[tid]) == 0 && !f.settled[tid] && !peerDone[tid] {
 						tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
 					}
 				}
@@ -301,6 +333,7 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			id := fmt.Sprintf("%s-%d", f.name, f.next)
 			f.next++
 			f.agents[id] = o.GetAgentId()
+			f.hosts[id] = o.GetHostname()
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
 				Resources: haTaskResources.ToProto(),
 				Command:   &corralpb.CommandInfo{Shell: true, Value: "sleep " + f.sleep}})
@@ -326,6 +359,11 @@ func (f *testFramework) Error(context.Context, scheduler.Driver, string)     {}
 // Update records the master's terminal answers to reconciliation: they
 // carry no uuid and need no acknowledgement.
 func (f *testFramework) Update(_ context.Context, _ scheduler.Driver, st *corralpb.TaskStatus) {
+	if st.GetState() == corralpb.TaskState_TASK_RUNNING {
+		f.mu.Lock()
+		f.ran[st.GetTaskId()] = true
+		f.mu.Unlock()
+	}
 	if len(st.GetUuid()) > 0 || !terminalState(st.GetState()) {
 		return
 	}

@@ -31,6 +31,10 @@ and plots to DIR. A summary table goes to stdout.
   -compare drf,quota,static,./my-allocator
                                  run every policy on the same plots; "static" is
                                  static partitioning under -allocator
+  -compare drf,drf=strict.hcl,quota=q.hcl
+                                 NAME=FILE gives that policy its own config body
+                                 (an HCL file); its label is NAME=FILE's base name,
+                                 so one plugin can be compared under several configs
 
 `
 
@@ -131,9 +135,23 @@ func simPolicies(alloc string, static bool, compare string) ([]simPolicy, error)
 			p = base
 			p.label, p.static = "static", true
 		default:
-			if p, err = parsePolicy(name); err != nil {
+			plugin, cfgFile, withConfig := strings.Cut(name, "=")
+			if !withConfig {
+				if p, err = parsePolicy(name); err != nil {
+					return nil, err
+				}
+				break
+			}
+			if strings.TrimSpace(cfgFile) == "" {
+				return nil, fmt.Errorf("-compare %q: no config file after =", name)
+			}
+			if _, err := os.Stat(cfgFile); err != nil {
+				return nil, fmt.Errorf("-compare %q: the config must be a readable HCL file: %w", name, err)
+			}
+			if p, err = parsePolicy(plugin + "," + cfgFile); err != nil {
 				return nil, err
 			}
+			p.label += "=" + filepath.Base(cfgFile)
 		}
 		if seen[p.label] {
 			return nil, fmt.Errorf("-compare: policy %q given twice", p.label)

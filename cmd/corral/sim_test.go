@@ -48,6 +48,8 @@ func TestSimFlagErrors(t *testing.T) {
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-plot", "gif"}, `-plot "gif"`},
 		{[]string{"sim", "-trace", "nope.json", "-out", "x"}, "nope.json"},
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-compare", "drf,drf"}, `"drf" given twice`},
+		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-compare", "drf,drf=nofile.hcl"}, "readable HCL file"},
+		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-compare", "drf="}, "no config file"},
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-allocator", "drf,nofile"}, "nor inline HCL"},
 		{[]string{"sim", "-trace", "../../testdata/traces/small.json", "-out", "x", "-plugin-dir", plugins, "-allocator", "fancy"},
 			`allocator plugin "fancy" not found`},
@@ -55,6 +57,28 @@ func TestSimFlagErrors(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), tc.args, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want an error containing %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+// TestSimComparePerPolicyConfig runs one plugin under two configs side by
+// side (NAME=FILE in -compare): both appear, labelled apart.
+func TestSimComparePerPolicyConfig(t *testing.T) {
+	dir := binDir(t)
+	out := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "seeded.hcl")
+	if err := os.WriteFile(cfg, []byte("shuffle_seed = 7\nmin_offer = \"cpus:1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"sim", "-trace", "../../testdata/traces/small.json",
+		"-compare", "drf,drf=" + cfg, "-plugin-dir", filepath.Join(dir, "plugins"), "-out", out, "-plot", "svg"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"drf ", "drf=seeded.hcl"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
 		}
 	}
 }

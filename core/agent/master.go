@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"google.golang.org/grpc"
@@ -65,6 +64,13 @@ func (a *Agent) connectLoop(ctx context.Context) {
 				continue
 			}
 			failed = addr
+			if _, isRedirect := discovery.LeaderFrom(err); isRedirect {
+				// A master that knows no leader yet (one just elected
+				// and not serving, or an election under way): try again
+				// after the backoff without waiting for the leader key
+				// to name another master.
+				failed = ""
+			}
 		}
 		redirects = 0
 		logger.Warn("master connection lost; reconnecting", "master", finder.String(), "error", err, "backoff", backoff)
@@ -96,25 +102,9 @@ func (a *Agent) dial(ctx context.Context, addr string) (bool, error) {
 func (a *Agent) session(ctx context.Context, client agentproto.AgentGatewayClient) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.Connect(ctx)
+	stream, reg, err := agentproto.Handshake(ctx, client, a.registerMessage())
 	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	if err := stream.Send(a.registerMessage()); err != nil {
-		// io.EOF means the master ended the stream; its status (a
-		// redirect, say) comes with Recv.
-		if _, rerr := stream.Recv(); errors.Is(err, io.EOF) && rerr != nil {
-			err = rerr
-		}
-		return false, fmt.Errorf("send register: %w", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return false, fmt.Errorf("await registered: %w", err)
-	}
-	reg := first.GetRegistered()
-	if reg == nil {
-		return false, fmt.Errorf("master answered registration with %T, want Registered", first.GetMsg())
+		return false, err
 	}
 	a.registered(reg)
 

@@ -55,7 +55,9 @@ func (c ConsulConfig) withDefaults() ConsulConfig {
 // Client returns a Consul API client for c.
 func (c ConsulConfig) Client() (*api.Client, error) {
 	c = c.withDefaults()
-	cfg := api.DefaultNonPooledConfig()
+	// Pooled: the check refreshes reuse kept-alive connections instead of
+	// opening one per request, which a loaded machine makes slow.
+	cfg := api.DefaultConfig()
 	cfg.Address = c.Address
 	if c.Scheme != "" {
 		cfg.Scheme = c.Scheme

@@ -62,3 +62,26 @@ type Store interface {
 	// String names where the registry lives, for logs and errors.
 	String() string
 }
+
+// Records is a keyed set of small registry records of one kind (admitted
+// agents, frameworks) kept beside the registry document: there can be tens
+// of thousands of them, each written when it changes, so they are not
+// rewritten as one document. Keys are IDs the master made (agent and
+// framework IDs: letters, digits, '-', '_', '.').
+type Records interface {
+	// List returns every record, by key.
+	List(ctx context.Context) (map[string][]byte, error)
+	// Update puts and deletes records. With Consul only the current leader
+	// can write (an error wrapping ErrNotLeader otherwise); a large update
+	// may be applied in several steps, each all or nothing.
+	Update(ctx context.Context, put map[string][]byte, del []string) error
+	// String names where the records live.
+	String() string
+}
+
+// RecordStore is a Store that also keeps Records of several kinds.
+// FileStore and the Consul registry implement it.
+type RecordStore interface {
+	Store
+	Records(kind string) Records
+}

@@ -109,22 +109,41 @@ func (s *Service) LastRefresh() time.Time {
 	return s.lastOK
 }
 
+// refreshLoop sends a refresh every TTL/4 without waiting for the previous
+// one to be answered: on a loaded machine one slow answer (Consul busy, a
+// GC pause) must not delay the next refresh, or a healthy leader misses
+// its TTL and steps down. At most maxRefreshesInFlight are outstanding.
 func (s *Service) refreshLoop(ctx context.Context) {
 	defer close(s.done)
+	const maxRefreshesInFlight = 4
 	tick := time.NewTicker(s.spec.TTL / 4)
 	defer tick.Stop()
+	slots := make(chan struct{}, maxRefreshesInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.spec.TTL)
-		err := s.refresh(rctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Debug("consul check refresh failed", "check", s.checkID, "error", err)
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.log.Debug("consul check refreshes unanswered; skipping one", "check", s.checkID, "in_flight", maxRefreshesInFlight)
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			rctx, cancel := context.WithTimeout(ctx, s.spec.TTL)
+			err := s.refresh(rctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.log.Debug("consul check refresh failed", "check", s.checkID, "error", err)
+			}
+		}()
 	}
 }
 

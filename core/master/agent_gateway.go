@@ -46,8 +46,20 @@ func (g *AgentGateway) Connect(stream agentproto.AgentGateway_ConnectServer) err
 	if err := m.Authorize(authn.Principal(stream.Context()), acl.RegisterAgents, reg.Agent.Hostname); err != nil {
 		return status.Error(codes.PermissionDenied, "connect: "+err.Error())
 	}
+	// A new agent's ID is chosen here and made durable in the registry
+	// before the agent hears it (see admitAgent), as is an ID the registry
+	// does not hold yet (an agent of a cluster older than the registry).
+	assigned := reg.Agent.Id
+	if assigned == "" {
+		assigned = newID("agent")
+	} else if err := agentproto.ValidateAgentID(assigned); err != nil {
+		return status.Errorf(codes.InvalidArgument, "connect: %v", err)
+	}
+	if err := m.admitAgent(stream.Context(), assigned, reg.Agent.Hostname); err != nil {
+		return status.Errorf(codes.Unavailable, "connect: recording the agent in the registry: %v", err)
+	}
 	conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
-	agentID, err := m.registerAgent(reg, total, conn)
+	agentID, err := m.registerAgent(reg, total, conn, assigned)
 	if err != nil {
 		return err
 	}
@@ -104,7 +116,9 @@ func newSecret() string {
 }
 
 // registerAgent admits a new agent or takes back a known one.
-func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resources, conn *agentConn) (string, error) {
+// assigned is the ID for an agent that registers without one ("": a new
+// one is made).
+func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resources, conn *agentConn, assigned string) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	info := reg.Agent
@@ -133,8 +147,12 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	}
 	id := info.Id
 	if id == "" {
+		id = assigned
+	}
+	if id == "" {
 		id = newID("agent")
 	}
+	m.agentBackLocked(id, info.Hostname)
 	if secret == "" {
 		secret = newSecret()
 	}
@@ -234,14 +252,12 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		m.addTaskLocked(f, t)
 	}
 	m.batchGuaranteesLocked(func() {
-		for _, f := range m.frameworks {
-			for _, t := range f.tasks {
-				if t.agentID == a.info.Id && !reported[f.info.Id+"/"+t.info.TaskId] {
-					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
-						"agent re-registered without this task")
-					m.setTaskStateLocked(t, st)
-					m.sendUpdateLocked(f.info.Id, st)
-				}
+		for _, t := range m.agentTasksLocked(a.info.Id) {
+			if !reported[t.frameworkID+"/"+t.info.TaskId] {
+				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
+					"agent re-registered without this task")
+				m.setTaskStateLocked(t, st)
+				m.sendUpdateLocked(t.frameworkID, st)
 			}
 		}
 	})

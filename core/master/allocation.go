@@ -38,6 +38,12 @@ func (m *Master) allocationLoop(ctx context.Context) {
 		case <-ticker.C:
 		case trigger = <-m.trigger:
 		}
+		m.mu.Lock()
+		recovering := m.recoveringLocked(m.now())
+		m.mu.Unlock()
+		if recovering {
+			continue
+		}
 		m.runCycle(ctx, trigger)
 	}
 }

@@ -22,7 +22,11 @@ type Config struct {
 	OfferTimeout           time.Duration // 0: offers never expire
 	HeartbeatInterval      time.Duration // scheduler heartbeats, default 15s
 	AgentReregisterTimeout time.Duration // default 75s
-	MaxMessageBytes        int           // framework messages, default 1 MiB
+	// RecoveryAllocationPause bounds how long a master that starts leading
+	// holds allocation back while agents the registry knows are still
+	// re-registering (default 5s; see recoveringLocked).
+	RecoveryAllocationPause time.Duration
+	MaxMessageBytes         int // framework messages, default 1 MiB
 	// FrameworkCallRate limits each framework's calls per second (after
 	// its subscription) with a burst of FrameworkCallBurst (default twice
 	// the rate); 0 means no limit, as Mesos without --rate_limits.
@@ -80,6 +84,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AgentReregisterTimeout <= 0 {
 		c.AgentReregisterTimeout = 75 * time.Second
+	}
+	if c.RecoveryAllocationPause <= 0 {
+		c.RecoveryAllocationPause = 5 * time.Second
 	}
 	switch {
 	case c.DefaultFailoverTimeout == 0:

@@ -16,7 +16,7 @@ func (m *Master) AdmitAgents(n int, total resources.Resources) error {
 	for i := range n {
 		reg := &agentproto.Register{Agent: &corralpb.AgentInfo{Hostname: fmt.Sprintf("host-%06d", i), Url: "http://127.0.0.1:1"}}
 		conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
-		if _, err := m.registerAgent(reg, total, conn); err != nil {
+		if _, err := m.registerAgent(reg, total, conn, ""); err != nil {
 			return err
 		}
 	}
@@ -48,4 +48,15 @@ func (m *Master) OfferIDs(frameworkID string) []string {
 // agent gateway does for each message on the agent's stream.
 func (m *Master) HandleStatusUpdate(agentID string, su *agentproto.StatusUpdate) {
 	m.handleStatusUpdate(agentID, su)
+}
+
+// Reregister feeds registrations to the books as the agent gateway does
+// after the agent's stream opened (for the failover benchmark).
+func (m *Master) Reregister(reg *agentproto.Register) error {
+	total, err := resources.FromProto(reg.Agent.Resources)
+	if err != nil {
+		return err
+	}
+	_, err = m.registerAgent(reg, total, &agentConn{out: newQueue[*agentproto.MasterMessage]()}, "")
+	return err
 }

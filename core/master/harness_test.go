@@ -105,6 +105,29 @@ type wireAgent struct {
 
 func (c *cluster) addAgent(id, res string) *wireAgent {
 	c.t.Helper()
+	return c.addAgentTasks(id, res, nil)
+}
+
+// reregister connects agent id again, reporting running tasks of framework
+// fw, as an agent does after a master failover.
+func (c *cluster) reregister(id, res, fw string, tasks ...string) *wireAgent {
+	c.t.Helper()
+	var running []*agentproto.RunningTask
+	for _, tid := range tasks {
+		running = append(running, &agentproto.RunningTask{Framework: &corralpb.FrameworkInfo{Id: fw, Name: fw},
+			Task: task(tid, "cpus:1"), State: corralpb.TaskState_TASK_RUNNING})
+	}
+	return c.addAgentTasks(id, res, running)
+}
+
+// shareSecrets gives c the agent secrets from handed out, so that agents
+// re-register with c as real ones do after a failover.
+func (c *cluster) shareSecrets(from *cluster) {
+	from.secrets.Range(func(k, v any) bool { c.secrets.Store(k, v); return true })
+}
+
+func (c *cluster) addAgentTasks(id, res string, running []*agentproto.RunningTask) *wireAgent {
+	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := agentproto.NewAgentGatewayClient(c.conn).Connect(ctx)
 	if err != nil {
@@ -113,7 +136,7 @@ func (c *cluster) addAgent(id, res string) *wireAgent {
 	info := &corralpb.AgentInfo{Id: id, Hostname: "host-" + id, Resources: resources.MustParse(res).ToProto(), Url: "http://127.0.0.1:1"}
 	secret, _ := c.secrets.Load(id)
 	s, _ := secret.(string)
-	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info, Secret: s}}}); err != nil {
+	if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Register{Register: &agentproto.Register{Agent: info, Secret: s, Tasks: running}}}); err != nil {
 		c.t.Fatal(err)
 	}
 	first, err := stream.Recv()

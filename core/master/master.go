@@ -52,8 +52,23 @@ type Master struct {
 	mu         sync.Mutex
 	agents     map[string]*agentEntry
 	frameworks map[string]*frameworkEntry
-	offers     map[string]*offerEntry
-	roles      map[string]RoleConfig
+	// agentTasks indexes the live tasks by agent ID (kept by
+	// addTaskLocked and setTaskStateLocked): a re-registration or an
+	// agent's removal touches its own tasks, not every task of the
+	// cluster (10k agents re-registering after a failover would otherwise
+	// cost agents x tasks).
+	agentTasks map[string]map[*taskEntry]struct{}
+	// The registry records (records.go): writers, nil without a record
+	// store; what the registry holds; what this leader still expects back.
+	agentRecords, frameworkRecords     *recordWriter
+	recordsLoaded                      bool
+	recordedAgents, recordedFrameworks map[string]bool
+	expectedAgents, unreachableAgents  map[string]agentRecord
+	expectedFrameworks                 map[string]frameworkRecord
+	// leadingSince is when Run started: this master's leadership.
+	leadingSince time.Time
+	offers       map[string]*offerEntry
+	roles        map[string]RoleConfig
 	// durableRoles are the roles set at run time, kept in the registry.
 	durableRoles map[string]bool
 	deltas       deltaLog
@@ -88,20 +103,27 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		log = hclog.NewNullLogger()
 	}
 	m := &Master{
-		cfg:          cfg,
-		log:          log,
-		launcher:     deps.Launcher,
-		now:          now,
-		start:        now(),
-		id:           newID("master"),
-		metrics:      newMetrics(),
-		agents:       map[string]*agentEntry{},
-		frameworks:   map[string]*frameworkEntry{},
-		offers:       map[string]*offerEntry{},
-		roles:        map[string]RoleConfig{},
-		durableRoles: map[string]bool{},
-		revocations:  map[string]*revocation{},
-		trigger:      make(chan allocator.Trigger, 1),
+		cfg:        cfg,
+		log:        log,
+		launcher:   deps.Launcher,
+		now:        now,
+		start:      now(),
+		id:         newID("master"),
+		metrics:    newMetrics(),
+		agents:     map[string]*agentEntry{},
+		frameworks: map[string]*frameworkEntry{},
+		agentTasks: map[string]map[*taskEntry]struct{}{},
+
+		recordedAgents:     map[string]bool{},
+		recordedFrameworks: map[string]bool{},
+		expectedAgents:     map[string]agentRecord{},
+		unreachableAgents:  map[string]agentRecord{},
+		expectedFrameworks: map[string]frameworkRecord{},
+		offers:             map[string]*offerEntry{},
+		roles:              map[string]RoleConfig{},
+		durableRoles:       map[string]bool{},
+		revocations:        map[string]*revocation{},
+		trigger:            make(chan allocator.Trigger, 1),
 	}
 	m.acls.Store(cfg.ACLs)
 	switch {
@@ -168,7 +190,17 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	defer m.stopSlot()
+	m.mu.Lock()
+	m.leadingSince = m.now()
+	m.mu.Unlock()
+	m.loadRecords(ctx)
 	var wg sync.WaitGroup
+	for _, w := range []*recordWriter{m.agentRecords, m.frameworkRecords} {
+		if w != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(ctx) }()
+		}
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
 	go func() { defer wg.Done(); m.persistLoop(ctx) }()
@@ -260,6 +292,7 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 		}
 	}
 	m.expireRevocationsLocked(now)
+	m.expireExpectedLocked(now)
 	for _, f := range m.frameworks {
 		if !f.connected && now.Sub(f.disconnectedAt) >= m.failoverTimeout(f) {
 			m.log.Info("framework failover timeout expired; removing it", "framework_id", f.info.Id)
@@ -395,6 +428,7 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 		return
 	}
 	t.recovered = true
+	m.unindexTaskLocked(t)
 	if f := m.frameworks[t.frameworkID]; f != nil {
 		delete(f.tasks, t.info.TaskId)
 		f.completed = append(f.completed, t)
@@ -416,14 +450,12 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 		}
 	}
 	m.batchGuaranteesLocked(func() {
+		for _, t := range m.agentTasksLocked(a.info.Id) {
+			st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
+			m.setTaskStateLocked(t, st)
+			m.sendUpdateLocked(t.frameworkID, st)
+		}
 		for _, f := range m.frameworks {
-			for _, t := range f.tasks {
-				if t.agentID == a.info.Id {
-					st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_REMOVED, why)
-					m.setTaskStateLocked(t, st)
-					m.sendUpdateLocked(f.info.Id, st)
-				}
-			}
 			if f.sub != nil {
 				f.sub.send(&corralpb.Event{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: a.info.Id, Message: why}}})
 			}
@@ -434,6 +466,9 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 	}
 	m.dropAgentExecutorsLocked(a.info.Id)
 	delete(m.agents, a.info.Id)
+	// Kept in the registry as unreachable: if it comes back, it is
+	// re-admitted with its tasks.
+	m.markUnreachableLocked(a.info.Id, a.info.Hostname)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentRemoved, AgentID: a.info.Id})
 	m.metrics.agents.Set(float64(len(m.agents)))
 }
@@ -475,6 +510,7 @@ func (m *Master) removeFrameworkLocked(f *frameworkEntry) {
 		m.completedFrameworks = append(m.completedFrameworks[:0:0], m.completedFrameworks[n:]...)
 	}
 	delete(m.frameworks, f.info.Id)
+	m.forgetFrameworkLocked(f.info.Id)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkRemoved, FrameworkID: f.info.Id})
 	m.metrics.frameworks.Set(float64(len(m.frameworks)))
 }

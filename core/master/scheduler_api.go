@@ -135,6 +135,7 @@ func (m *Master) subscribeLocked(fi *corralpb.FrameworkInfo, roles, suppressed m
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
 	}
 	m.addRolesLocked(roles)
+	m.recordFrameworkLocked(f)
 	fid := f.info.Id
 	sub.send(&corralpb.Event{Event: &corralpb.Event_Subscribed_{Subscribed: &corralpb.Event_Subscribed{
 		FrameworkId: fid, StreamId: sub.streamID, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), MasterId: m.id,
@@ -761,8 +762,13 @@ func (m *Master) Reconcile(req *corralpb.ReconcileRequest) error {
 			reply(m.reconcileStatus(t))
 			continue
 		}
-		if a := m.agents[rt.AgentId]; rt.AgentId != "" && (a == nil || !a.connected) &&
-			m.now().Sub(m.start) < m.cfg.AgentReregisterTimeout {
+		if _, gone := m.unreachableAgents[rt.AgentId]; gone && rt.AgentId != "" {
+			reply(&corralpb.TaskStatus{TaskId: rt.TaskId, AgentId: rt.AgentId, State: corralpb.TaskState_TASK_LOST,
+				Source: corralpb.TaskStatus_SOURCE_MASTER, Reason: corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
+				Message: "the agent is unreachable (it did not re-register in time)", TimestampUnixMs: m.now().UnixMilli()})
+			continue
+		}
+		if m.awaitingAgentLocked(rt.AgentId) {
 			// As Mesos: a master that failed over recently does not know
 			// yet what an agent that has not re-registered runs; it stays
 			// silent and the framework asks again later, rather than
@@ -774,6 +780,30 @@ func (m *Master) Reconcile(req *corralpb.ReconcileRequest) error {
 			TimestampUnixMs: m.now().UnixMilli()})
 	}
 	return nil
+}
+
+// awaitingAgentLocked reports whether the master may still hear from an
+// agent it is not connected to: a known agent within its re-registration
+// window, or, after a failover, an agent the registry expects back. With
+// the registry loaded, an agent it never admitted is not awaited; without
+// it (no record store, or unreadable), any agent is, for
+// AgentReregisterTimeout after this master started leading.
+func (m *Master) awaitingAgentLocked(id string) bool {
+	if id == "" {
+		return false
+	}
+	if a := m.agents[id]; a != nil {
+		return !a.connected
+	}
+	if m.recordsLoaded {
+		_, expected := m.expectedAgents[id]
+		return expected
+	}
+	since := m.leadingSince
+	if since.IsZero() {
+		since = m.start
+	}
+	return m.now().Sub(since) < m.cfg.AgentReregisterTimeout
 }
 
 func (m *Master) reconcileStatus(t *taskEntry) *corralpb.TaskStatus {

@@ -78,7 +78,7 @@ func (s *Stepper) ConnectAgent(reg *agentproto.Register) (*LocalAgent, error) {
 		return nil, invalid("connect: agent reports no resources")
 	}
 	conn := &agentConn{out: newQueue[*agentproto.MasterMessage]()}
-	id, err := s.m.registerAgent(reg, total, conn)
+	id, err := s.m.registerAgent(reg, total, conn, "")
 	if err != nil {
 		return nil, err
 	}

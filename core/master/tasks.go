@@ -37,12 +37,46 @@ func taskFacts(t *taskEntry) *allocator.Task {
 func (m *Master) addTaskLocked(f *frameworkEntry, t *taskEntry) {
 	t.startedAt = m.logicalNow()
 	f.tasks[t.info.TaskId] = t
+	byAgent := m.agentTasks[t.agentID]
+	if byAgent == nil {
+		byAgent = map[*taskEntry]struct{}{}
+		m.agentTasks[t.agentID] = byAgent
+	}
+	byAgent[t] = struct{}{}
 	if g := m.guaranteeGroupLocked(t.role, nil); g != "" {
 		// The new task's own flag travels in TaskAdded; others whose flag
 		// moved get TaskUpdated.
 		m.recomputeGuaranteesLocked(map[string]bool{g: true}, t)
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.TaskAdded, Task: taskFacts(t)})
+}
+
+// unindexTaskLocked drops an ended task from the per-agent index.
+func (m *Master) unindexTaskLocked(t *taskEntry) {
+	if byAgent := m.agentTasks[t.agentID]; byAgent != nil {
+		delete(byAgent, t)
+		if len(byAgent) == 0 {
+			delete(m.agentTasks, t.agentID)
+		}
+	}
+}
+
+// agentTasksLocked returns the live tasks on an agent, ordered by
+// framework and task ID so that what follows from them (updates, deltas)
+// comes in a stable order.
+func (m *Master) agentTasksLocked(agentID string) []*taskEntry {
+	byAgent := m.agentTasks[agentID]
+	out := make([]*taskEntry, 0, len(byAgent))
+	for t := range byAgent {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].frameworkID != out[j].frameworkID {
+			return out[i].frameworkID < out[j].frameworkID
+		}
+		return out[i].info.TaskId < out[j].info.TaskId
+	})
+	return out
 }
 
 // taskGoneLocked tells the allocator that a task ended (its entry is

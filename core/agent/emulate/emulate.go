@@ -20,7 +20,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/corral-project/corral/core/master/agentproto"
@@ -160,7 +160,13 @@ func (fl *Fleet) runGroup(ctx context.Context, group []*agent) {
 		defer mu.Unlock()
 		c := conns[addr]
 		if c == nil {
-			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			// The connection is shared and outlives any one agent's
+			// session: gRPC's default reconnect backoff (up to 2 minutes)
+			// would keep a whole group failing fast long after the master
+			// is back, so it is kept as short as the agents' own.
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
+					Backoff: backoff.Config{BaseDelay: minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -261,6 +267,12 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 				continue
 			}
 			failed = addr
+			if _, ok := discovery.LeaderFrom(err); ok {
+				// No leader known to that master yet (one just elected
+				// and not serving): retry after the backoff, without
+				// waiting for the leader key to name another master.
+				failed = ""
+			}
 		}
 		redirects = 0
 		a.log.Debug("master connection lost; reconnecting", "error", err, "backoff", backoff)
@@ -276,23 +288,9 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 func (a *agent) session(ctx context.Context, client agentproto.AgentGatewayClient) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.Connect(ctx)
+	stream, reg, err := agentproto.Handshake(ctx, client, a.registerMessage())
 	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	if err := stream.Send(a.registerMessage()); err != nil {
-		if _, rerr := stream.Recv(); errors.Is(err, io.EOF) && rerr != nil {
-			err = rerr
-		}
-		return false, fmt.Errorf("send register: %w", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return false, fmt.Errorf("await registered: %w", err)
-	}
-	reg := first.GetRegistered()
-	if reg == nil {
-		return false, fmt.Errorf("master answered registration with %T", first.GetMsg())
+		return false, err
 	}
 	out := make(chan *agentproto.AgentMessage, 1024)
 	a.mu.Lock()
@@ -364,8 +362,12 @@ func (a *agent) registerMessage() *agentproto.AgentMessage {
 		Version: "emulated",
 		Secret:  a.secret,
 	}
+	// Live tasks, and ended ones whose terminal update is not acknowledged
+	// yet (as core/agent does): a master that failed over must know them
+	// as ended, or it answers reconciliation for them with TASK_LOST
+	// before the retried terminal update arrives.
 	for _, t := range a.tasks {
-		if !terminal(t.state) {
+		if t.framework != nil && (!terminal(t.state) || len(t.pending) > 0) {
 			reg.Tasks = append(reg.Tasks, &agentproto.RunningTask{Framework: t.framework, Task: t.info, State: t.state})
 		}
 	}

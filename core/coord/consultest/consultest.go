@@ -75,6 +75,49 @@ func Start(t testing.TB) *Agent {
 	return a
 }
 
+// StartServer runs a single-node Consul server that keeps its state in a
+// data dir (not -dev, which keeps it in memory), so that Restart brings it
+// back with the KV store, sessions and registered checks it had, as a
+// restarted agent of a real cluster finds them.
+func StartServer(t testing.TB) *Agent {
+	t.Helper()
+	bin := Binary(t)
+	ports := freePorts(t, 4)
+	a := &Agent{
+		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		bin:      bin,
+		dataDir:  t.TempDir(),
+	}
+	a.args = []string{"agent", "-server", "-bootstrap-expect", "1", "-data-dir", a.dataDir,
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", "corral-test", "-log-level", "warn",
+		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+	}
+	a.start(t)
+	t.Cleanup(func() { a.Kill() })
+	return a
+}
+
+// Restart stops the agent (SIGTERM, as an operator's restart does) and
+// starts it again with the same ports and data dir, waiting until it serves.
+func (a *Agent) Restart(t testing.TB) {
+	t.Helper()
+	if a.cmd != nil && a.cmd.Process != nil {
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = a.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		a.cmd = nil
+	}
+	a.start(t)
+}
+
 func (a *Agent) start(t testing.TB) {
 	t.Helper()
 	a.out = &syncBuffer{}
