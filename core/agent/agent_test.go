@@ -310,6 +310,9 @@ func TestAgentAgainstGateway(t *testing.T) {
 		if st.ID != "agent-1" || !st.Connected || len(st.Tasks) != 1 || st.Tasks[0].TaskID != "listed" || st.UsedResources != "cpus:0.1" {
 			t.Fatalf("state %+v", st)
 		}
+		if cpus, ok := st.UsedResourcesStructured["cpus"].(float64); !ok || cpus != 0.1 || st.Tasks[0].ResourcesStructured["cpus"] != 0.1 {
+			t.Fatalf("structured resources: used %v, task %v; want cpus 0.1 as a number", st.UsedResourcesStructured, st.Tasks[0].ResourcesStructured)
+		}
 	})
 
 	// Stopping the agent kills what runs and leaves no process behind.

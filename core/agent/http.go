@@ -12,17 +12,21 @@ import (
 
 // State is the JSON served at /api/v1/state.
 type State struct {
-	ID             string            `json:"id"`
-	Hostname       string            `json:"hostname"`
-	URL            string            `json:"url"`
-	Master         string            `json:"master"`
-	Connected      bool              `json:"connected"`
-	Version        string            `json:"version"`
-	Resources      string            `json:"resources"`
-	UsedResources  string            `json:"used_resources"`
-	Attributes     map[string]string `json:"attributes,omitempty"`
-	PendingUpdates int               `json:"pending_updates"`
-	Tasks          []TaskState       `json:"tasks"`
+	ID            string `json:"id"`
+	Hostname      string `json:"hostname"`
+	URL           string `json:"url"`
+	Master        string `json:"master"`
+	Connected     bool   `json:"connected"`
+	Version       string `json:"version"`
+	Resources     string `json:"resources"`
+	UsedResources string `json:"used_resources"`
+	// The same resources as objects ({"cpus":2,"ports":[[31000,32000]]}),
+	// as the master's operator API serves them beside the string form.
+	ResourcesStructured     map[string]any    `json:"resources_structured"`
+	UsedResourcesStructured map[string]any    `json:"used_resources_structured"`
+	Attributes              map[string]string `json:"attributes,omitempty"`
+	PendingUpdates          int               `json:"pending_updates"`
+	Tasks                   []TaskState       `json:"tasks"`
 }
 
 // TaskState is one task in State.
@@ -34,8 +38,10 @@ type TaskState struct {
 	ContainerID string `json:"container_id"`
 	Pid         int    `json:"pid,omitempty"`
 	Resources   string `json:"resources"`
-	Sandbox     string `json:"sandbox,omitempty"`
-	SandboxURL  string `json:"sandbox_url"`
+	// Resources as an object, beside the string form.
+	ResourcesStructured map[string]any `json:"resources_structured"`
+	Sandbox             string         `json:"sandbox,omitempty"`
+	SandboxURL          string         `json:"sandbox_url"`
 }
 
 func (a *Agent) httpHandler() http.Handler {
@@ -72,16 +78,17 @@ func (a *Agent) State() State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := State{
-		ID:             a.id,
-		Hostname:       a.cfg.Hostname,
-		URL:            a.url,
-		Master:         a.cfg.Master,
-		Connected:      connected,
-		Version:        Version,
-		Resources:      a.resources.String(),
-		Attributes:     a.cfg.Attributes,
-		PendingUpdates: a.updates.Len(),
-		Tasks:          []TaskState{},
+		ID:                  a.id,
+		Hostname:            a.cfg.Hostname,
+		URL:                 a.url,
+		Master:              a.cfg.Master,
+		Connected:           connected,
+		Version:             Version,
+		Resources:           a.resources.String(),
+		ResourcesStructured: a.resources.Structured(),
+		Attributes:          a.cfg.Attributes,
+		PendingUpdates:      a.updates.Len(),
+		Tasks:               []TaskState{},
 	}
 	var used resources.Resources
 	for k, t := range a.tasks {
@@ -89,18 +96,20 @@ func (a *Agent) State() State {
 			used = used.Add(t.res)
 		}
 		s.Tasks = append(s.Tasks, TaskState{
-			FrameworkID: k.framework,
-			TaskID:      k.task,
-			Name:        t.info.GetName(),
-			State:       t.state.String(),
-			ContainerID: t.containerID,
-			Pid:         t.pid,
-			Resources:   t.res.String(),
-			Sandbox:     t.sandbox,
-			SandboxURL:  a.sandboxURL(k),
+			FrameworkID:         k.framework,
+			TaskID:              k.task,
+			Name:                t.info.GetName(),
+			State:               t.state.String(),
+			ContainerID:         t.containerID,
+			Pid:                 t.pid,
+			Resources:           t.res.String(),
+			ResourcesStructured: t.res.Structured(),
+			Sandbox:             t.sandbox,
+			SandboxURL:          a.sandboxURL(k),
 		})
 	}
 	s.UsedResources = used.String()
+	s.UsedResourcesStructured = used.Structured()
 	sort.Slice(s.Tasks, func(i, j int) bool {
 		if s.Tasks[i].FrameworkID != s.Tasks[j].FrameworkID {
 			return s.Tasks[i].FrameworkID < s.Tasks[j].FrameworkID
