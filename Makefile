@@ -48,7 +48,7 @@ run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
 
 test: build testdata-rootfs
-	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m ./...
 
 # make testdata-rootfs      the runc tests' root filesystem, from Debian's busybox-static, cached
 #                           outside the clone (~/.cache/corral/rootfs-busybox, or CORRAL_ROOTFS_CACHE)

@@ -291,6 +291,14 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
 	lim := a.limitationAfterExit(t, clean || killed)
 	a.cleanupContainer(t)
+	if lim == nil && !clean && !killed {
+		// Watch may deliver the limitation while the isolator is asked or
+		// the container cleaned up (its poll and the exit race on a loaded
+		// machine, and the OOM count can lag the kill): take it if it came.
+		a.mu.Lock()
+		lim = t.limitation
+		a.mu.Unlock()
+	}
 	kill()
 	switch {
 	case lim != nil:
