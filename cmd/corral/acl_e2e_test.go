@@ -262,6 +262,20 @@ func TestACLCluster(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "exec_tasks") {
 		t.Fatalf("mallory's task exec through the API: %s %s; want 403 naming exec_tasks", resp.Status, body)
 	}
+	// A task's measured usage through the master follows view_tasks:
+	// analytics sees its task's, mallory may not.
+	usageURL := "https://" + c.addr + "/api/v1/agents/" + fw.Tasks[0].AgentID + "/usage/" + fw.ID + "/" + taskID
+	for principal, want := range map[string]int{"analytics": http.StatusOK, "mallory": http.StatusForbidden} {
+		resp, err := c.client(principal).Get(usageURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == http.StatusOK && !strings.Contains(string(body), `"task_id"`)) {
+			t.Errorf("%s reading the task's usage: %s %s; want %d", principal, resp.Status, body, want)
+		}
+	}
 	// The sandbox through the master: analytics reads its own, viewer may not.
 	sandbox := "https://" + c.addr + "/api/v1/agents/" + fw.Tasks[0].AgentID + "/sandbox/" + fw.ID + "/" + taskID + "/stdout"
 	for principal, want := range map[string]int{"analytics": http.StatusOK, "viewer": http.StatusForbidden} {

@@ -155,7 +155,7 @@ func TestWebUIInBrowser(t *testing.T) {
 	}
 	visible := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
 	base := "http://" + addr + "/"
-	var overview, agents, agentPage, taskPage, viewer, history, roles, allocatorPage, frameworks, tasks string
+	var overview, agents, agentPage, taskPage, viewer, usage, history, roles, allocatorPage, frameworks, tasks string
 	run := func(name string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(ctx, steps...); err != nil {
@@ -168,7 +168,10 @@ func TestWebUIInBrowser(t *testing.T) {
 	run("agent", click(`main a[href^="#/agents/"]`), visible(`main a[href^="#/tasks/"]`), read("main", &agentPage), shot("agent"))
 	run("task", click(`main a[href^="#/tasks/"]`), visible(`#kill`), read("main", &taskPage))
 	run("stdout", until(`document.querySelector("#viewer-stdout") && document.querySelector("#viewer-stdout").textContent.includes("hello-from-the-task")`),
-		read("#viewer-stdout", &viewer), shot("task"))
+		read("#viewer-stdout", &viewer))
+	// The task's measured usage, from its agent's isolator through the master.
+	run("usage", until(`document.querySelector("#usage") && document.querySelector("#usage").textContent.includes("processes")`),
+		read("#usage", &usage), shot("task"))
 	run("stderr", click(`a[data-file="stderr"]`),
 		until(`document.querySelector("#viewer-stderr") && document.querySelector("#viewer-stderr").textContent.includes("oops")`))
 	run("kill", click(`#kill`), until(`document.querySelector("#kill-status").textContent === "kill sent"`))
@@ -209,6 +212,8 @@ func TestWebUIInBrowser(t *testing.T) {
 		{"agent", agentPage, taskID},
 		{"task", taskPage, "ui-demo"},
 		{"stdout viewer", viewer, "hello-from-the-task"},
+		{"usage", usage, "cpu time"},
+		{"usage", usage, "memory"},
 		{"history", history, "KILLED"},
 		{"frameworks", frameworks, "Completed"},
 		{"tasks", tasks, taskID},

@@ -135,6 +135,46 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		}
 		toAgent(w, r, "/api/v1/exec/"+url.PathEscape(r.PathValue("framework"))+"/"+url.PathEscape(r.PathValue("task")))
 	})
+	// A live task's measured usage (cpu time, memory, processes, limits):
+	// the agent's /api/v1/monitor entry for that one task, so that a
+	// principal sees the usage of the tasks view_tasks lets it see only.
+	mux.HandleFunc("GET /api/v1/agents/{agent}/usage/{framework}/{task}", func(w http.ResponseWriter, r *http.Request) {
+		if !allowFramework(w, r, m, acl.ViewTasks, r.PathValue("framework")) {
+			return
+		}
+		agentURL, err := m.AgentURL(r.PathValue("agent"))
+		if err != nil {
+			writeOperatorError(w, err)
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, agentURL+"/api/v1/monitor", nil)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s has an unusable address %q: %v", r.PathValue("agent"), agentURL, err))
+			return
+		}
+		resp, err := (&http.Client{Transport: agentTransport, Timeout: 15 * time.Second}).Do(req)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s at %s: %v", r.PathValue("agent"), agentURL, err))
+			return
+		}
+		defer resp.Body.Close()
+		var usage []map[string]any
+		if resp.StatusCode != http.StatusOK {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s monitor: %s", r.PathValue("agent"), resp.Status))
+			return
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&usage); err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s monitor: %v", r.PathValue("agent"), err))
+			return
+		}
+		for _, u := range usage {
+			if u["framework_id"] == r.PathValue("framework") && u["task_id"] == r.PathValue("task") {
+				writeJSON(w, u)
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("agent %s runs no live task %s of framework %s", r.PathValue("agent"), r.PathValue("task"), r.PathValue("framework")))
+	})
 	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}", sandbox)
 	mux.HandleFunc("GET /api/v1/agents/{agent}/sandbox/{framework}/{task}/{file}", sandbox)
 }

@@ -249,14 +249,18 @@ const pages = {
     };
     const sandbox = h("div", {id: "sandbox"}, h("p", {class: "muted"}, "loading sandbox…"));
     loadSandbox(sandbox, t.agent_id, fw.id, t.id);
+    const usage = h("div", {id: "usage"}, h("p", {class: "muted"}, live ? "loading usage…" : "the task has ended"));
+    if (live) loadUsage(usage, t.agent_id, fw.id, t.id);
     return [h("h1", {}, "Task " + t.id),
       kv([["framework", fwLink(fw.id, fw.name)], ["agent", agentLink(t.agent_id)], ["state", stateSpan(t.state)], ["role", t.role],
         ["resources", t.resources], t.message && ["message", t.message], t.exit_code !== undefined && ["exit code", t.exit_code],
+        t.healthy !== undefined && ["health", h("span", {class: t.healthy ? "state-TASK_RUNNING" : "state-TASK_FAILED"}, t.healthy ? "healthy" : "unhealthy")],
         t.within_guarantee && ["within guarantee", "yes"]]),
       live ? h("p", {}, h("button", {class: "danger", id: "kill", onclick: kill}, "Kill task"), " ", h("span", {id: "kill-status", class: "muted"})) : null,
       h("h2", {}, "History"),
       table(["state", "at", "reason", "source", "message"], (t.history || []).map(e =>
         [stateSpan(e.state), when(e.at), e.reason || "", e.source || "", e.message || ""])),
+      h("h2", {}, "Usage"), usage,
       h("h2", {}, "Sandbox"), sandbox];
   },
 
@@ -296,6 +300,29 @@ const pages = {
 function sandboxURL(agent, fw, task, file) {
   return `/api/v1/agents/${encodeURIComponent(agent)}/sandbox/${encodeURIComponent(fw)}/${encodeURIComponent(task)}` +
     (file ? "/" + encodeURIComponent(file) : "");
+}
+
+// loadUsage fills el with a live task's measured usage, as its agent's
+// isolator reports it (through the master: /api/v1/agents/A/usage/F/T).
+async function loadUsage(el, agent, fw, task) {
+  let u;
+  try {
+    u = await api(`/api/v1/agents/${encodeURIComponent(agent)}/usage/${encodeURIComponent(fw)}/${encodeURIComponent(task)}`);
+  } catch (e) {
+    el.replaceChildren(h("p", {class: "muted"}, "usage not available: " + e.message));
+    return;
+  }
+  const mib = b => (b / 1048576).toFixed(1) + " MiB";
+  el.replaceChildren(kv([
+    ["cpu time", `${(u.cpu_user_seconds || 0).toFixed(2)} s user, ${(u.cpu_system_seconds || 0).toFixed(2)} s system`],
+    ["memory", mib(u.mem_usage_bytes || u.mem_rss_bytes || 0) + (u.mem_limit_bytes ? " of " + mib(u.mem_limit_bytes) : "")],
+    u.mem_peak_bytes && ["memory peak", mib(u.mem_peak_bytes)],
+    ["processes", u.processes],
+    u.cpu_throttled_periods && ["cpu throttled", `${u.cpu_throttled_periods} of ${u.cpu_periods} periods`],
+    u.oom_kills && ["OOM kills", u.oom_kills],
+    ["isolator", u.isolator],
+    ["measured", when(u.timestamp_unix_ms)],
+  ]));
 }
 
 async function loadSandbox(el, agent, fw, task) {
