@@ -184,7 +184,7 @@ const pages = {
     return [h("h1", {}, "Agent " + id),
       kv([["hostname", a.hostname], ["connected", a.connected ? "yes" : "no"],
         a.drain && ["drain", `${a.drain} (deadline ${when(a.drain_deadline)})`], ["url", a.url ? link(a.url + "/api/v1/state", a.url) : ""],
-        ["resources", a.resources], ["allocated", a.used], ["usage", resBars(a)],
+        ["resources", a.resources], ["allocated", a.used], ["allocated of total", resBars(a)],
         ["attributes", Object.entries(a.attributes || {}).map(([k, v]) => `${k}=${v}`).join(", ")]]),
       h("h2", {}, "Tasks"),
       table(["task", "framework", "state", "resources"], tasks.map(({fw, t}) => [taskLink(fw.id, t.id), fwLink(fw.id, fw.name), stateSpan(t.state), t.resources]), "no tasks")];
