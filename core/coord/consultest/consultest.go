@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -51,28 +52,21 @@ type Agent struct {
 	dataDir  string
 	args     []string
 	bin      string
+	exited   chan struct{} // closed when the process has ended
 }
 
 // Start runs a dev agent and waits until it has elected itself and serves
 // KV; it is killed when the test ends.
 func Start(t testing.TB) *Agent {
 	t.Helper()
-	bin := Binary(t)
-	ports := freePorts(t, 4)
-	a := &Agent{
-		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
-		bin:      bin,
-		dataDir:  t.TempDir(),
-	}
-	a.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-node", "corral-test", "-log-level", "warn",
-		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
-		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
-		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-	}
-	a.start(t)
-	t.Cleanup(func() { a.Kill() })
-	return a
+	return startOnFreePorts(t, func(a *Agent, ports []int) []string {
+		return []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+			"-node", "corral-test", "-log-level", "warn",
+			"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+			"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
+			"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		}
+	})
 }
 
 // StartServer runs a single-node Consul server that keeps its state in a
@@ -81,22 +75,41 @@ func Start(t testing.TB) *Agent {
 // restarted agent of a real cluster finds them.
 func StartServer(t testing.TB) *Agent {
 	t.Helper()
-	bin := Binary(t)
-	ports := freePorts(t, 4)
-	a := &Agent{
-		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
-		bin:      bin,
-		dataDir:  t.TempDir(),
-	}
-	a.args = []string{"agent", "-server", "-bootstrap-expect", "1", "-data-dir", a.dataDir,
-		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", "corral-test", "-log-level", "warn",
-		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
-		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
-		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-	}
-	a.start(t)
+	return startOnFreePorts(t, func(a *Agent, ports []int) []string {
+		return []string{"agent", "-server", "-bootstrap-expect", "1", "-data-dir", a.dataDir,
+			"-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", "corral-test", "-log-level", "warn",
+			"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+			"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
+			"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		}
+	})
+}
+
+// startOnFreePorts starts Consul with args on four ports picked at run
+// time. A port picked free can be taken by another process before Consul
+// binds it (concurrent test runs on one machine do this); Consul then
+// exits with "address already in use", and it is started again on new
+// ports, a few times.
+func startOnFreePorts(t testing.TB, args func(a *Agent, ports []int) []string) *Agent {
+	t.Helper()
+	a := &Agent{bin: Binary(t), dataDir: t.TempDir()}
 	t.Cleanup(func() { a.Kill() })
-	return a
+	for attempt := 1; ; attempt++ {
+		ports := freePorts(t, 4)
+		a.HTTPAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+		a.args = args(a, ports)
+		a.launch(t)
+		err := a.waitReady()
+		if err == nil {
+			return a
+		}
+		clash := strings.Contains(a.out.String(), "address already in use")
+		a.Kill()
+		if !clash || attempt == 5 {
+			t.Fatalf("%v; output:\n%s", err, a.out.String())
+		}
+		t.Logf("consul could not bind a port picked for it (attempt %d); starting it on new ports", attempt)
+	}
 }
 
 // Restart stops the agent (SIGTERM, as an operator's restart does) and
@@ -105,20 +118,20 @@ func (a *Agent) Restart(t testing.TB) {
 	t.Helper()
 	if a.cmd != nil && a.cmd.Process != nil {
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = a.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-a.exited:
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			<-a.exited
 		}
 		a.cmd = nil
 	}
-	a.start(t)
+	a.launch(t)
+	a.WaitReady(t)
 }
 
-func (a *Agent) start(t testing.TB) {
+// launch starts the process; a.exited is closed when it ends.
+func (a *Agent) launch(t testing.TB) {
 	t.Helper()
 	a.out = &syncBuffer{}
 	a.cmd = exec.Command(a.bin, a.args...)
@@ -127,15 +140,28 @@ func (a *Agent) start(t testing.TB) {
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("starting consul: %v", err)
 	}
-	a.WaitReady(t)
+	exited := make(chan struct{})
+	a.exited = exited
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(a.cmd)
 }
 
 // WaitReady waits (up to a minute, for a loaded machine) until the agent
 // has a leader and answers KV reads.
 func (a *Agent) WaitReady(t testing.TB) {
 	t.Helper()
+	if err := a.waitReady(); err != nil {
+		t.Fatalf("%v; output:\n%s", err, a.out.String())
+	}
+}
+
+func (a *Agent) waitReady() error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
+		select {
+		case <-a.exited:
+			return fmt.Errorf("consul at %s exited before it was ready", a.HTTPAddr)
+		default:
+		}
 		resp, err := http.Get("http://" + a.HTTPAddr + "/v1/status/leader")
 		if err == nil {
 			var body bytes.Buffer
@@ -145,14 +171,14 @@ func (a *Agent) WaitReady(t testing.TB) {
 				if r, err := http.Get("http://" + a.HTTPAddr + "/v1/kv/corral-ready-probe"); err == nil {
 					r.Body.Close()
 					if r.StatusCode == 404 || r.StatusCode == 200 {
-						return
+						return nil
 					}
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("consul at %s not ready within a minute; output:\n%s", a.HTTPAddr, a.out.String())
+	return fmt.Errorf("consul at %s not ready within a minute", a.HTTPAddr)
 }
 
 // Stop and Cont pause and resume the agent (SIGSTOP/SIGCONT).
@@ -166,7 +192,7 @@ func (a *Agent) Kill() {
 	}
 	_ = a.cmd.Process.Signal(syscall.SIGCONT)
 	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-	_ = a.cmd.Wait()
+	<-a.exited
 	a.cmd = nil
 }
 
