@@ -141,6 +141,23 @@ func (f *framework) Subscribed(ctx context.Context, d scheduler.Driver, id strin
 	f.finishIfDone(ctx, d) // a teardown may have failed on a broken stream
 }
 
+// demandShape is what one pending task is declared to need. With a custom
+// executor, each task is declared as if it started the executor too: a
+// shape cannot say "only the first task on an agent", and a shape without
+// the executor's share would be offered in pieces that cannot start it.
+// On an agent where the executor already runs, the surplus of an offer
+// goes to further tasks (Offers packs as many as fit), so the overstatement
+// costs fewer offers, never a task that cannot start.
+func (f *framework) demandShape() map[string]float64 {
+	shape := f.want()
+	if e := f.cfg.Executor; e != nil {
+		for name, v := range scalars(e.GetResources()) {
+			shape[name] += v
+		}
+	}
+	return shape
+}
+
 // want is one task's resources.
 func (f *framework) want() map[string]float64 {
 	want := map[string]float64{"cpus": f.cfg.CPUs, "mem": f.cfg.Mem}
@@ -159,13 +176,7 @@ func (f *framework) declare(ctx context.Context, d scheduler.Driver) {
 	if n == f.declared || f.suppressed {
 		return
 	}
-	if f.cfg.Executor != nil {
-		// A demand shape cannot say that the first task on an agent also
-		// needs the executor's share: offers sized to the shape would not
-		// fit it. Take whole offers instead.
-		return
-	}
-	if err := d.Request(ctx, f.cfg.Role, scheduler.TaskShape{Resources: f.want(), Count: n}); err != nil {
+	if err := d.Request(ctx, f.cfg.Role, scheduler.TaskShape{Resources: f.demandShape(), Count: n}); err != nil {
 		f.log.Warn("declaring demand failed", "pending", n, "error", err)
 		return
 	}

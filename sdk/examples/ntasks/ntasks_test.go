@@ -166,6 +166,37 @@ func TestDeclaresPendingTasksAsTheyLaunch(t *testing.T) {
 	}
 }
 
+// With a custom executor, every pending task is declared with the
+// executor's share folded in, so an offer sized to one unit of demand can
+// start the executor and its first task; the agent then runs the executor
+// and the next offer there packs tasks alone.
+func TestDeclaresDemandIncludingTheExecutor(t *testing.T) {
+	exec := &corralpb.ExecutorInfo{ExecutorId: "ex", Resources: []*corralpb.Resource{
+		{Name: "cpus", Value: &corralpb.Resource_Scalar{Scalar: 0.5}},
+		{Name: "mem", Value: &corralpb.Resource_Scalar{Scalar: 64}},
+	}}
+	f := newFramework(Config{Name: "job", Role: "eng", Tasks: 3, Command: "true", CPUs: 1, Mem: 128,
+		Executor: exec, Logger: hclog.NewNullLogger()})
+	d := &recDriver{}
+	ctx := context.Background()
+	f.Subscribed(ctx, d, "fw-1", false)
+	f.Offers(ctx, d, []*corralpb.Offer{offer("o1", 1.5, 192)}) // exactly one unit: executor + one task
+	f.Offers(ctx, d, []*corralpb.Offer{offer("o2", 2, 256)})   // executor runs on a1: two tasks fit
+
+	want := []string{
+		"request eng [{map[cpus:1.5 mem:192] 3}]",
+		"request eng [{map[cpus:1.5 mem:192] 2}]",
+		"request eng [{map[cpus:1.5 mem:192] 0}]",
+		"suppress",
+	}
+	if !slices.Equal(d.calls, want) {
+		t.Errorf("calls:\n got %q\nwant %q", d.calls, want)
+	}
+	if len(d.launched) != 3 || len(d.declined) != 0 {
+		t.Errorf("launched %q, declined %q; want 3 tasks on two offers, nothing declined", d.launched, d.declined)
+	}
+}
+
 func TestDemandRetriedAfterAFailedDeclaration(t *testing.T) {
 	f := newFramework(Config{Role: "*", Tasks: 3, Command: "true", CPUs: 0.1, Mem: 32, Logger: hclog.NewNullLogger()})
 	d := &recDriver{failRequest: true}
