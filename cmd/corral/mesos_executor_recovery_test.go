@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -144,6 +146,7 @@ func testMesosExecutorRecovery(t *testing.T, encoding string) {
 		}
 		return running == n
 	})
+	checkExecutorState(t, addr, filepath.Join(binDir(t), "mesosexec"))
 	if err := syscall.Kill(ag.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -232,4 +235,70 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// checkExecutorState: the master's Mesos /state lists the framework's
+// executor in Mesos's shape, and the v1 operator API's GET_EXECUTORS and
+// GET_STATE list it too.
+func checkExecutorState(t *testing.T, addr, execPath string) {
+	t.Helper()
+	var state struct {
+		Slaves     []struct{ ID string } `json:"slaves"`
+		Frameworks []struct {
+			ID        string           `json:"id"`
+			Executors []map[string]any `json:"executors"`
+		} `json:"frameworks"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+"/state")), &state); err != nil {
+		t.Fatal(err)
+	}
+	if len(state.Frameworks) != 1 || len(state.Frameworks[0].Executors) != 1 || len(state.Slaves) != 1 {
+		t.Fatalf("/state: %+v, want one framework with one executor on one agent", state)
+	}
+	ex := state.Frameworks[0].Executors[0]
+	cmd, _ := ex["command"].(map[string]any)
+	res, _ := ex["resources"].(map[string]any)
+	if ex["executor_id"] != "mesos-exec" || ex["framework_id"] != state.Frameworks[0].ID || ex["slave_id"] != state.Slaves[0].ID ||
+		ex["type"] != "CUSTOM" || ex["role"] != "*" || cmd["value"] != execPath || res["cpus"] != 0.2 || res["mem"] != 64.0 {
+		t.Fatalf("/state executor %v", ex)
+	}
+	for _, call := range []string{"GET_EXECUTORS", "GET_STATE"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v1", strings.NewReader(`{"type":"`+call+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			GetExecutors *struct {
+				Executors []struct {
+					ExecutorInfo struct {
+						ExecutorID struct{ Value string } `json:"executor_id"`
+						Type       string                 `json:"type"`
+					} `json:"executor_info"`
+					AgentID struct{ Value string } `json:"agent_id"`
+				} `json:"executors"`
+			} `json:"get_executors"`
+			GetState *struct {
+				GetExecutors json.RawMessage `json:"get_executors"`
+			} `json:"get_state"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", call, err)
+		}
+		if body.GetState != nil {
+			if err := json.Unmarshal(body.GetState.GetExecutors, &body.GetExecutors); err != nil {
+				t.Fatalf("GET_STATE get_executors: %v", err)
+			}
+		}
+		if body.GetExecutors == nil || len(body.GetExecutors.Executors) != 1 {
+			t.Fatalf("%s: %+v, want one executor", call, body)
+		}
+		e := body.GetExecutors.Executors[0]
+		if e.ExecutorInfo.ExecutorID.Value != "mesos-exec" || e.ExecutorInfo.Type != "CUSTOM" || e.AgentID.Value != state.Slaves[0].ID {
+			t.Fatalf("%s executor %+v", call, e)
+		}
+	}
 }
