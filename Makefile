@@ -31,6 +31,9 @@ build:
 	done
 	@# The command executor's launcher stage, started once per task.
 	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
+	@# The per-task shim alone (sdk/executor/shim/shimrun): one runs per task
+	@# for the task's lifetime, so it links nothing else.
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-shim ./sdk/executor/shim/cmd
 	@# The runc isolator's starter: the launcher execs it in place of a task's
 	@# command, and libcontainer re-executes it as the container's init.
 	$(GO) build -o $(BIN)/plugins/corral-runc-start ./plugins/isolator/runc/start/cmd

@@ -142,6 +142,10 @@ func (a *Agent) launchOnExecutor(t *task) {
 	a.mu.Unlock()
 	a.persistTask(t)
 	t.logger.Info("task handed to its executor", "executor_id", ex.key.executor)
+	// The agent runs the task's health check, as it does for command
+	// tasks; the executor's kill stops a task that turns unhealthy.
+	a.startHealthCheck(t)
+	defer a.stopHealthCheck(t)
 	a.waitExecTask(t)
 }
 
@@ -419,9 +423,16 @@ func (a *Agent) ExecutorUpdate(frameworkID, executorID string, st *corralpb.Task
 			a.armIdleLocked(ex)
 		}
 	}
-	out := a.newStatus(t, st.GetState(), corralpb.TaskStatus_SOURCE_EXECUTOR, st.GetReason(), st.GetMessage())
+	reason := st.GetReason()
+	if t.unhealthy && st.GetState() == corralpb.TaskState_TASK_KILLED {
+		// The agent's health check asked for this kill.
+		reason = corralpb.TaskStatus_REASON_TASK_UNHEALTHY
+	}
+	out := a.newStatus(t, st.GetState(), corralpb.TaskStatus_SOURCE_EXECUTOR, reason, st.GetMessage())
 	out.Uuid = append([]byte(nil), st.GetUuid()...)
-	out.Healthy = st.Healthy
+	if st.Healthy != nil {
+		out.Healthy = st.Healthy // the executor checks its tasks itself
+	}
 	out.HasExitCode, out.ExitCode = st.GetHasExitCode(), st.GetExitCode()
 	out.Data = st.GetData()
 	a.mu.Unlock()
@@ -717,6 +728,8 @@ func (a *Agent) recoverExecutors(execTasks []*task) {
 		}
 		a.taskWG.Go(func() {
 			defer close(t.done)
+			a.startHealthCheck(t) // from its delay again, as after a launch
+			defer a.stopHealthCheck(t)
 			a.waitExecTask(t)
 		})
 	}

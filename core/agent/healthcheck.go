@@ -10,7 +10,7 @@ import (
 )
 
 // startHealthCheck runs the task's health check, if it has one, until the
-// task ends. Each change of health goes out as a TASK_RUNNING update with
+// task ends: for command tasks and for tasks on custom executors alike. Each change of health goes out as a TASK_RUNNING update with
 // `healthy` set; when the check gives up, the task is killed with its own
 // grace and ends TASK_KILLED, REASON_TASK_UNHEALTHY.
 func (a *Agent) startHealthCheck(t *task) {
@@ -40,6 +40,12 @@ func (a *Agent) startHealthCheck(t *task) {
 			return
 		}
 		t.healthKnown, t.healthy = true, healthy
+		if runsOnExecutor(t) && t.state != corralpb.TaskState_TASK_RUNNING {
+			// Its executor has not reported it running yet: that update
+			// carries the health known by then.
+			a.mu.Unlock()
+			return
+		}
 		st := a.newStatus(t, corralpb.TaskState_TASK_RUNNING, corralpb.TaskStatus_SOURCE_EXECUTOR,
 			corralpb.TaskStatus_REASON_UNSPECIFIED, healthMessage(healthy, msg))
 		a.mu.Unlock()

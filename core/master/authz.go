@@ -154,7 +154,7 @@ func (m *Master) SnapshotFor(principal string) State {
 				continue
 			}
 			if !allowed(acl.ViewTasks, f.Principal) {
-				f.Tasks, f.Completed = []TaskView{}, []TaskView{}
+				f.Tasks, f.Completed, f.Executors = []TaskView{}, []TaskView{}, nil // executors go with their tasks
 			}
 			out = append(out, f)
 		}

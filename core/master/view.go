@@ -4,6 +4,10 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	corralpb "github.com/corral-project/corral/sdk/proto"
+
 	"github.com/corral-project/corral/sdk/resources"
 )
 
@@ -83,10 +87,28 @@ type FrameworkView struct {
 	Demand    map[string][]ShapeView `json:"demand,omitempty"`
 	Tasks     []TaskView             `json:"tasks"`
 	Completed []TaskView             `json:"completed_tasks"`
+	// Executors are the framework's custom executors, by agent.
+	Executors []ExecutorView `json:"executors,omitempty"`
 	// RegisteredAt is when the framework first subscribed; RemovedAt when
 	// it was torn down (completed frameworks only).
 	RegisteredAt time.Time  `json:"registered_at"`
 	RemovedAt    *time.Time `json:"removed_at,omitempty"`
+}
+
+// ExecutorView is one custom executor of a framework on an agent.
+type ExecutorView struct {
+	ID        string `json:"executor_id"`
+	Name      string `json:"name,omitempty"`
+	AgentID   string `json:"agent_id"`
+	Role      string `json:"role"`
+	API       string `json:"api,omitempty"` // "corral" or "mesos"
+	Resources string `json:"resources"`
+	// ResourcesStructured is Resources as a JSON object.
+	ResourcesStructured map[string]any `json:"resources_structured"`
+	Command             string         `json:"command"`
+	// Info is the ExecutorInfo the framework launched it with, for the
+	// API adapters (Mesos's /state and GET_EXECUTORS); a copy.
+	Info *corralpb.ExecutorInfo `json:"-"`
 }
 
 // ShapeView is Count pending tasks of one shape.
@@ -226,6 +248,15 @@ func (m *Master) frameworkViewLocked(f *frameworkEntry) FrameworkView {
 		fv.Completed = append(fv.Completed, taskView(t))
 	}
 	sort.Slice(fv.Tasks, func(i, j int) bool { return fv.Tasks[i].ID < fv.Tasks[j].ID })
+	for _, e := range f.executors {
+		fv.Executors = append(fv.Executors, ExecutorView{ID: e.info.GetExecutorId(), Name: e.info.GetName(), AgentID: e.agentID,
+			Role: e.role, API: e.info.GetApi(), Resources: e.resources.String(), ResourcesStructured: e.resources.Structured(),
+			Command: e.info.GetCommand().GetValue(), Info: proto.Clone(e.info).(*corralpb.ExecutorInfo)})
+	}
+	sort.Slice(fv.Executors, func(i, j int) bool {
+		a, b := fv.Executors[i], fv.Executors[j]
+		return a.AgentID < b.AgentID || (a.AgentID == b.AgentID && a.ID < b.ID)
+	})
 	fv.Allocated = alloc.String()
 	fv.AllocatedStructured = alloc.Structured()
 	return fv

@@ -13,6 +13,7 @@ import (
 	"github.com/corral-project/corral/core/agent"
 	"github.com/corral-project/corral/core/api/mesos/executorpb"
 	"github.com/corral-project/corral/core/api/mesos/mesospb"
+	"github.com/corral-project/corral/core/api/mesos/wire"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -137,7 +138,7 @@ func (h *ExecutorHandler) subscribe(w http.ResponseWriter, r *http.Request, call
 		textError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
 		return
 	}
-	flusher, ok := w.(http.Flusher)
+	stream, ok := wire.NewStream(w, ctype)
 	if !ok {
 		textError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
 		return
@@ -160,18 +161,9 @@ func (h *ExecutorHandler) subscribe(w http.ResponseWriter, r *http.Request, call
 	log.Info("mesos executor subscribed", "content_type", ctype)
 	w.Header().Set("Content-Type", ctype)
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	stream.Flush()
 	write := func(ev *executorpb.Event) bool {
-		b, err := encode(ctype, ev)
-		if err != nil {
-			log.Error("encoding an event failed", "type", ev.GetType(), "error", err)
-			return true
-		}
-		if _, err := w.Write(recordIO(b)); err != nil {
-			return false
-		}
-		flusher.Flush()
-		return true
+		return writeEvent(log, stream, ev, ev.GetType().String())
 	}
 	// Mesos's executor heartbeat interval is 30 minutes; keep-alives
 	// matter only to proxies, so the same interval.

@@ -145,16 +145,7 @@ func TestRandomExecutorBodies(t *testing.T) {
 		valid = append(valid, []byte(s))
 	}
 	for i := 0; i < 3000; i++ {
-		var body []byte
-		if i%2 == 0 {
-			body = make([]byte, rng.Intn(64))
-			rng.Read(body)
-		} else {
-			body = append([]byte(nil), valid[rng.Intn(len(valid))]...)
-			for j := 0; j < 1+rng.Intn(4) && len(body) > 0; j++ {
-				body[rng.Intn(len(body))] = byte(rng.Intn(256))
-			}
-		}
+		body := randomBody(rng, i, valid)
 		for _, ct := range []string{mesostest.JSON, mesostest.Protobuf} {
 			target.check(t, ct, body)
 		}

@@ -184,12 +184,60 @@ func (s *Server) v0Framework(f master.FrameworkView) map[string]any {
 		"connected": f.Connected, "recovered": false, "user": f.User, "failover_timeout": f.FailoverTimeoutSeconds,
 		"checkpoint": f.Checkpoint, "registered_time": float64(f.RegisteredAt.UnixNano()) / 1e9, "unregistered_time": unregistered(f),
 		"resources": flat(f.Allocated), "tasks": nonNil(tasks), "unreachable_tasks": []any{},
-		"completed_tasks": nonNil(completed), "offers": []any{}, "executors": []any{},
+		"completed_tasks": nonNil(completed), "offers": []any{}, "executors": v0Executors(f),
 	}
 	if multiRole(f.Capabilities) {
 		out["roles"] = f.Roles
 	} else if len(f.Roles) > 0 {
 		out["role"] = f.Roles[0]
+	}
+	return out
+}
+
+// v0Executors is a framework's custom executors as Mesos's master lists
+// them in /state: the ExecutorInfo's JSON (executor_id, name, framework_id,
+// command, resources, role, labels, type) and the agent's slave_id.
+func v0Executors(f master.FrameworkView) []any {
+	out := []any{}
+	for _, e := range f.Executors {
+		me := executorInfoToMesos(e.Info, f.ID)
+		cmd := map[string]any{"shell": me.GetCommand().GetShell(), "value": me.GetCommand().GetValue(),
+			"argv": nonNilStrings(me.GetCommand().GetArguments())}
+		var uris []any
+		for _, u := range me.GetCommand().GetUris() {
+			uris = append(uris, map[string]any{"value": u.GetValue(), "executable": u.GetExecutable()})
+		}
+		cmd["uris"] = nonNil(uris)
+		if env := me.GetCommand().GetEnvironment(); env != nil {
+			var vars []any
+			for _, v := range env.GetVariables() {
+				vars = append(vars, map[string]any{"name": v.GetName(), "type": "VALUE", "value": v.GetValue()})
+			}
+			cmd["environment"] = map[string]any{"variables": nonNil(vars)}
+		}
+		ex := map[string]any{"executor_id": e.ID, "name": e.Name, "framework_id": f.ID, "command": cmd,
+			"resources": flat(e.Resources), "role": e.Role, "type": "CUSTOM", "slave_id": e.AgentID}
+		if l := me.GetLabels(); l != nil {
+			var labels []any
+			for _, kv := range l.GetLabels() {
+				labels = append(labels, map[string]any{"key": kv.GetKey(), "value": kv.GetValue()})
+			}
+			ex["labels"] = labels
+		}
+		out = append(out, ex)
+	}
+	return out
+}
+
+// getExecutors answers GET_EXECUTORS (and its part of GET_STATE): every
+// custom executor with the agent it runs on.
+func (s *Server) getExecutors(st master.State) *masterpb.Response_GetExecutors {
+	out := &masterpb.Response_GetExecutors{}
+	for _, f := range st.Frameworks {
+		for _, e := range f.Executors {
+			out.Executors = append(out.Executors, &masterpb.Response_GetExecutors_Executor{
+				ExecutorInfo: executorInfoToMesos(e.Info, f.ID), AgentId: &mesospb.AgentID{Value: proto.String(e.AgentID)}})
+		}
 	}
 	return out
 }
@@ -386,7 +434,7 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 	case masterpb.Call_GET_STATE:
 		st := s.m.SnapshotFor(principal)
 		resp.Type = masterpb.Response_GET_STATE.Enum()
-		resp.GetState = &masterpb.Response_GetState{GetTasks: s.getTasks(st), GetExecutors: &masterpb.Response_GetExecutors{},
+		resp.GetState = &masterpb.Response_GetState{GetTasks: s.getTasks(st), GetExecutors: s.getExecutors(st),
 			GetFrameworks: s.getFrameworks(st), GetAgents: s.getAgents(st)}
 	case masterpb.Call_GET_AGENTS:
 		resp.Type = masterpb.Response_GET_AGENTS.Enum()
@@ -394,6 +442,9 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 	case masterpb.Call_GET_FRAMEWORKS:
 		resp.Type = masterpb.Response_GET_FRAMEWORKS.Enum()
 		resp.GetFrameworks = s.getFrameworks(s.m.SnapshotFor(principal))
+	case masterpb.Call_GET_EXECUTORS:
+		resp.Type = masterpb.Response_GET_EXECUTORS.Enum()
+		resp.GetExecutors = s.getExecutors(s.m.SnapshotFor(principal))
 	case masterpb.Call_GET_TASKS:
 		resp.Type = masterpb.Response_GET_TASKS.Enum()
 		resp.GetTasks = s.getTasks(s.m.SnapshotFor(principal))
@@ -402,7 +453,7 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		textError(w, http.StatusNotImplemented, fmt.Sprintf(
-			"%s is not served by corral's Mesos operator API (served: GET_HEALTH, GET_VERSION, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_TASKS); corral's own operator API is under GET /api/v1/", call.GetType()))
+			"%s is not served by corral's Mesos operator API (served: GET_HEALTH, GET_VERSION, GET_STATE, GET_AGENTS, GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS); corral's own operator API is under GET /api/v1/", call.GetType()))
 		return
 	}
 	b, err := encode(accept, resp)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/corral-project/corral/core/api/mesos/mesospb"
 	"github.com/corral-project/corral/core/api/mesos/schedpb"
+	"github.com/corral-project/corral/core/api/mesos/wire"
 	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/core/master"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -283,7 +284,7 @@ func validUUID(b []byte) error {
 // ERROR event, end of stream.
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb.Call, ctype string) {
 	sc := call.Subscribe
-	flusher, ok := w.(http.Flusher)
+	out, ok := wire.NewStream(w, ctype)
 	if !ok {
 		textError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
 		return
@@ -307,12 +308,8 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 	if err != nil {
 		s.log.Info("mesos subscription refused", "framework_name", sc.GetFrameworkInfo().GetName(), "error", err)
 		w.WriteHeader(http.StatusOK)
-		flusher.Flush() // a stream, chunked, even for one record
-		ev := &schedpb.Event{Type: schedpb.Event_ERROR.Enum(), Error: &schedpb.Event_Error{Message: proto.String(err.Error())}}
-		if b, err := encode(ctype, ev); err == nil {
-			_, _ = w.Write(recordIO(b))
-			flusher.Flush()
-		}
+		out.Flush() // a stream, chunked, even for one record
+		_ = out.Write(&schedpb.Event{Type: schedpb.Event_ERROR.Enum(), Error: &schedpb.Event_Error{Message: proto.String(err.Error())}})
 		return
 	}
 	defer sub.Close()
@@ -333,7 +330,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 
 	w.Header().Set(streamIDHeader, st.id)
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	out.Flush()
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -353,17 +350,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 		}
 	}()
 	write := func(ev *schedpb.Event) bool {
-		b, err := encode(ctype, ev)
-		if err != nil {
-			log.Error("encoding an event failed", "type", ev.GetType(), "error", err)
-			return true
-		}
-		// One record per write, flushed: one record per HTTP chunk.
-		if _, err := w.Write(recordIO(b)); err != nil {
-			return false
-		}
-		flusher.Flush()
-		return true
+		return writeEvent(log, out, ev, ev.GetType().String())
 	}
 	for {
 		select {

@@ -1,6 +1,9 @@
 package command
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/corral-project/corral/plugins/executor/command/launch"
 	"github.com/corral-project/corral/sdk/executor/shim"
 )
@@ -21,4 +24,17 @@ const LauncherName = "corral-launcher"
 func MaybeRunLauncher() {
 	shim.MaybeRun()
 	launch.MaybeRun()
+}
+
+// ShimBinary returns the binary to start as a task's shim: the dedicated
+// corral-shim (shim.BinaryName) beside launcher when it is there, which
+// keeps only a few hundred KiB per task and starts faster, else launcher
+// itself (it runs the shim too, through MaybeRunLauncher). The arguments
+// are the same either way: shim.Arg, then the task's argv.
+func ShimBinary(launcher string) string {
+	p := filepath.Join(filepath.Dir(launcher), shim.BinaryName)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	return launcher
 }

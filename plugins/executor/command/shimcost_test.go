@@ -20,10 +20,12 @@ import (
 )
 
 // TestReportShimCost measures what the per-task shim costs, with the real
-// corral-launcher binary: the time from starting a task's first process to
-// its command's exec, through the launcher alone (how tasks started before
-// the shim) and through shim + launcher (now), and the shim's resident
-// memory while its task runs.
+// binaries: the time from starting a task's first process to its command's
+// exec, through the launcher alone (how tasks started before the shim),
+// through the launcher binary as shim + launcher (the shim as a mode of a
+// larger binary) and through corral-shim + launcher (ShimBinary), and each
+// shim's resident memory while its task runs. All in one run, alternated,
+// so that machine load hits every path alike.
 //
 //	make bench-shim
 func TestReportShimCost(t *testing.T) {
@@ -35,57 +37,72 @@ func TestReportShimCost(t *testing.T) {
 		t.Skip("CORRAL_BIN_DIR is unset (make bench-shim sets it)")
 	}
 	launcher := filepath.Join(bin, "plugins", LauncherName)
+	slim := ShimBinary(launcher)
+	if slim == launcher {
+		t.Fatalf("no %s beside %s (make build)", shim.BinaryName, launcher)
+	}
 	n := 200
 	if v := os.Getenv("CORRAL_BENCH_SHIM_N"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	measure := func(withShim bool) []time.Duration {
-		var ds []time.Duration
-		for range n {
-			sandbox := t.TempDir()
-			start := time.Now()
-			cmd := startFirstStage(t, launcher, sandbox, withShim, "/bin/true")
-			ds = append(ds, time.Since(start))
-			_ = cmd.Wait()
+	paths := []struct{ name, shim string }{
+		{"launcher alone (no shim)", ""},
+		{"launcher binary as shim + launcher", launcher},
+		{shim.BinaryName + " + launcher", slim},
+	}
+	times := make([][]time.Duration, len(paths))
+	for range 2 {
+		for i, p := range paths {
+			for range n / 2 {
+				sandbox := t.TempDir()
+				start := time.Now()
+				cmd := startFirstStage(t, launcher, p.shim, sandbox, "/bin/true")
+				times[i] = append(times[i], time.Since(start))
+				_ = cmd.Wait()
+			}
 		}
+	}
+	med := func(ds []time.Duration) time.Duration {
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		return ds
+		return ds[len(ds)/2]
 	}
-	// Alternate, so that machine load hits both alike.
-	direct, shimmed := measure(false), measure(true)
-	direct2, shimmed2 := measure(false), measure(true)
-	direct, shimmed = append(direct, direct2...), append(shimmed, shimmed2...)
-	sort.Slice(direct, func(i, j int) bool { return direct[i] < direct[j] })
-	sort.Slice(shimmed, func(i, j int) bool { return shimmed[i] < shimmed[j] })
-
-	// Memory: 20 shims holding a running task each.
-	const m = 20
-	var rss, anon, pss []int
-	for range m {
-		sandbox := t.TempDir()
-		cmd := startFirstStage(t, launcher, sandbox, true, "/bin/sleep", "600")
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		pid := cmd.Process.Pid
-		rss = append(rss, procKiB(t, pid, "status", "VmRSS:"))
-		anon = append(anon, procKiB(t, pid, "status", "RssAnon:"))
-		pss = append(pss, procKiB(t, pid, "smaps_rollup", "Pss:"))
-	}
-	med := func(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
 	p90 := func(ds []time.Duration) time.Duration { return ds[len(ds)*9/10] }
-	t.Logf("task start to command exec'd, %d launches each, real %s", 2*n, launcher)
+	t.Logf("task start to command exec'd, %d launches each, real %s", 2*(n/2), launcher)
 	t.Logf("| path | median | p90 | median vs launcher alone |")
 	t.Logf("|---|---|---|---|")
-	t.Logf("| launcher alone (before the shim) | %v | %v | 1.00x |", med(direct).Round(time.Microsecond), p90(direct).Round(time.Microsecond))
-	t.Logf("| shim + launcher | %v | %v | %.2fx |", med(shimmed).Round(time.Microsecond), p90(shimmed).Round(time.Microsecond), float64(med(shimmed))/float64(med(direct)))
+	base := med(times[0])
+	for i, p := range paths {
+		m := med(times[i])
+		t.Logf("| %s | %v | %v | %.2fx |", p.name, m.Round(time.Microsecond), p90(times[i]).Round(time.Microsecond), float64(m)/float64(base))
+	}
+
+	// Memory: 20 shims of each kind holding a running task each.
+	const m = 20
 	mid := func(v []int) int { sort.Ints(v); return v[len(v)/2] }
-	t.Logf("shim memory with its task running, median of %d shims: VmRSS %d KiB (binary pages shared by all shims included), "+
-		"RssAnon %d KiB (private to each shim), Pss %d KiB (proportional share)", m, mid(rss), mid(anon), mid(pss))
+	t.Logf("shim memory with its task running, median of %d shims (VmRSS counts the binary's pages, shared by all shims; "+
+		"RssAnon is private to each shim; Pss is the proportional share)", m)
+	t.Logf("| shim | VmRSS KiB | RssAnon KiB | Pss KiB | threads |")
+	t.Logf("|---|---|---|---|---|")
+	for _, p := range paths[1:] {
+		var rss, anon, pss, threads []int
+		for range m {
+			sandbox := t.TempDir()
+			cmd := startFirstStage(t, launcher, p.shim, sandbox, "/bin/sleep", "600")
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			pid := cmd.Process.Pid
+			rss = append(rss, procKiB(t, pid, "status", "VmRSS:"))
+			anon = append(anon, procKiB(t, pid, "status", "RssAnon:"))
+			pss = append(pss, procKiB(t, pid, "smaps_rollup", "Pss:"))
+			threads = append(threads, procKiB(t, pid, "status", "Threads:"))
+		}
+		t.Logf("| %s | %d | %d | %d | %d |", filepath.Base(p.shim), mid(rss), mid(anon), mid(pss), mid(threads))
+	}
 }
 
 // startFirstStage starts argv as a task the way the executor does, through
-// the launcher alone or through shim + launcher, and returns once the
-// command has been exec'd.
-func startFirstStage(t *testing.T, launcher, sandbox string, withShim bool, argv ...string) *exec.Cmd {
+// the launcher alone (shimBin "") or through shimBin + launcher, and returns
+// once the command has been exec'd.
+func startFirstStage(t *testing.T, launcher, shimBin, sandbox string, argv ...string) *exec.Cmd {
 	t.Helper()
 	controlR, controlW, err := os.Pipe()
 	if err != nil {
@@ -97,11 +114,11 @@ func startFirstStage(t *testing.T, launcher, sandbox string, withShim bool, argv
 	}
 	defer statusR.Close()
 	defer controlW.Close()
-	args := []string{LauncherArg}
+	cmd := exec.Command(launcher, LauncherArg)
+	withShim := shimBin != ""
 	if withShim {
-		args = []string{shim.Arg, launcher, LauncherArg}
+		cmd = exec.Command(shimBin, shim.Arg, launcher, LauncherArg)
 	}
-	cmd := exec.Command(launcher, args...)
 	cmd.Dir = sandbox
 	cmd.ExtraFiles = []*os.File{controlR, statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

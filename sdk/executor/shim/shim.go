@@ -19,8 +19,10 @@
 //	signal N    -> "ok" after kill(-pid, N) on the task's process group
 //	pid         -> "pid N"
 //
-// It imports nothing beyond the standard library and x/sys, so that one per task
-// costs little memory and starting it is cheap.
+// The shim itself is package shimrun, built alone as the corral-shim binary
+// (BinaryName): one poll loop, no fmt/net/os/exec, so that one per task
+// costs little memory and starting it is cheap. This package is the
+// executor's side: ReadStart, Wait, Signal, Alive, ReadExit.
 package shim
 
 import (
@@ -30,27 +32,29 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/corral-project/corral/sdk/executor/shim/shimrun"
 	"golang.org/x/sys/unix"
 )
 
 // Arg, as os.Args[1], makes a binary calling MaybeRun the shim.
-const Arg = "__corral-shim"
+const Arg = shimrun.Arg
 
 // Files under the sandbox.
 const (
-	Dir        = ".corral"     // owner-only directory in the sandbox
-	SocketName = "shim.sock"   // the shim's socket, in Dir
-	ExitName   = "exit_status" // "CODE SIGNAL\n", written once the task ended
+	Dir        = shimrun.Dir        // owner-only directory in the sandbox
+	SocketName = shimrun.SocketName // the shim's socket, in Dir
+	ExitName   = shimrun.ExitName   // "CODE SIGNAL\n", written once the task ended
 )
+
+// BinaryName is the dedicated shim binary (package shim/cmd), built into
+// the plugin directory beside the executors that start shims.
+const BinaryName = "corral-shim"
 
 // Status is how a task ended.
 type Status struct {
@@ -63,191 +67,9 @@ type Status struct {
 var ErrGone = errors.New("task shim is gone and no exit status was recorded")
 
 // MaybeRun runs the shim and never returns if os.Args[1] is Arg; otherwise
-// it returns at once. Call it first thing in main.
-func MaybeRun() {
-	if len(os.Args) < 3 || os.Args[1] != Arg {
-		return
-	}
-	os.Exit(run(os.Args[2:]))
-}
-
-func run(argv []string) int {
-	// A long-lived process per task: keep the heap tight.
-	debug.SetGCPercent(20)
-	debug.SetMemoryLimit(4 << 20)
-	control, status := os.NewFile(3, "control"), os.NewFile(4, "status")
-	fail := func(err error) int {
-		_, _ = fmt.Fprintf(status, "error %s\n", strconv.Quote(err.Error()))
-		return 127
-	}
-	if err := os.MkdirAll(Dir, 0o700); err != nil {
-		return fail(fmt.Errorf("shim dir: %w", err))
-	}
-	sock := filepath.Join(Dir, SocketName)
-	_ = os.Remove(sock)
-	_ = os.Remove(filepath.Join(Dir, ExitName))
-	// A relative path: sun_path holds 108 bytes, a sandbox path may not fit.
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		return fail(fmt.Errorf("shim socket: %w", err))
-	}
-	ln.SetUnlinkOnClose(false)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{control, status}
-	// Its own session: the task's group can be signalled as one (-pid).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start task: %w", err))
-	}
-	pid := cmd.Process.Pid
-	_ = control.Close()
-	_, _ = fmt.Fprintf(status, "pid %d\n", pid)
-	_ = status.Close()
-	// The task holds stdout and stderr; the shim keeps its copies open
-	// (a reader of the files sees them as the task's), but writes nothing.
-
-	s := &server{pid: pid, done: make(chan struct{})}
-	go s.serve(ln)
-	st := waitStatus(cmd.Wait())
-	s.finish(st)
-	if err := writeExit(st); err != nil {
-		// The socket still answers waiters; the file is the fallback.
-		_, _ = fmt.Fprintf(os.Stderr, "corral shim: record exit status: %v\n", err)
-	}
-	close(s.done)
-	_ = ln.Close()
-	_ = os.Remove(sock)
-	s.drain(5 * time.Second)
-	return 0
-}
-
-func waitStatus(err error) Status {
-	var ee *exec.ExitError
-	if err == nil {
-		return Status{}
-	}
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
-			if ws.Signaled() {
-				return Status{ExitCode: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
-			}
-			return Status{ExitCode: ws.ExitStatus()}
-		}
-	}
-	return Status{ExitCode: -1}
-}
-
-// writeExit records st durably: the executor or a restarted agent reads it
-// after the shim is gone.
-func writeExit(st Status) error {
-	path := filepath.Join(Dir, ExitName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(f, "%d %d\n", st.ExitCode, st.Signal); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(Dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
-}
-
-type server struct {
-	pid  int
-	done chan struct{}
-	mu   sync.Mutex
-	st   Status
-	conn sync.WaitGroup
-}
-
-func (s *server) finish(st Status) {
-	s.mu.Lock()
-	s.st = st
-	s.mu.Unlock()
-}
-
-func (s *server) serve(ln *net.UnixListener) {
-	for {
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			return
-		}
-		s.conn.Add(1)
-		go s.handle(c)
-	}
-}
-
-// drain waits a little for answers in flight before the shim exits.
-func (s *server) drain(timeout time.Duration) {
-	ch := make(chan struct{})
-	go func() { s.conn.Wait(); close(ch) }()
-	select {
-	case <-ch:
-	case <-time.After(timeout):
-	}
-}
-
-func (s *server) handle(c *net.UnixConn) {
-	defer s.conn.Done()
-	defer c.Close()
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return
-	}
-	cmd, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
-	var reply string
-	switch cmd {
-	case "wait":
-		<-s.done
-		s.mu.Lock()
-		reply = fmt.Sprintf("exit %d %d", s.st.ExitCode, s.st.Signal)
-		s.mu.Unlock()
-	case "signal":
-		n, err := strconv.Atoi(arg)
-		switch {
-		case err != nil || n <= 0:
-			reply = "err bad signal " + strconv.Quote(arg)
-		case s.exited():
-			reply = "ok" // nothing left to signal; never a reused pid
-		default:
-			if err := syscall.Kill(-s.pid, syscall.Signal(n)); err != nil && !errors.Is(err, syscall.ESRCH) {
-				reply = "err " + err.Error()
-			} else {
-				reply = "ok"
-			}
-		}
-	case "pid":
-		reply = "pid " + strconv.Itoa(s.pid)
-	default:
-		reply = "err unknown request " + strconv.Quote(cmd)
-	}
-	_, _ = c.Write([]byte(reply + "\n"))
-}
-
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+// it returns at once. Call it first thing in main. A binary that does is a
+// fallback for installs without BinaryName, which is far smaller.
+func MaybeRun() { shimrun.MaybeRun() }
 
 // ReadStart reads the shim's first word on the status pipe: the task's pid,
 // or the reason it could not be started.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,17 @@ func startShim(t *testing.T, sandbox string, argv ...string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pid, err := startShimBinary(t, self, sandbox, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// startShimBinary starts bin as the shim of argv in sandbox and returns the
+// task's pid, or the error the shim reported on its status pipe.
+func startShimBinary(t *testing.T, bin, sandbox string, argv ...string) (int, error) {
+	t.Helper()
 	controlR, controlW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +44,7 @@ func startShim(t *testing.T, sandbox string, argv ...string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, append([]string{Arg}, argv...)...)
+	cmd := exec.Command(bin, append([]string{Arg}, argv...)...)
 	cmd.Dir = sandbox
 	cmd.ExtraFiles = []*os.File{controlR, statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -46,10 +58,10 @@ func startShim(t *testing.T, sandbox string, argv ...string) int {
 	go func() { _ = cmd.Wait() }()
 	pid, err := ReadStart(bufio.NewReader(statusR))
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL); _ = cmd.Process.Kill() })
-	return pid
+	return pid, nil
 }
 
 func TestShimRecordsExitAndAnswers(t *testing.T) {
@@ -108,5 +120,80 @@ func TestNoShimNoRecord(t *testing.T) {
 	sandbox := t.TempDir()
 	if _, err := Wait(context.Background(), sandbox); err != ErrGone {
 		t.Fatalf("Wait with no shim = %v, want ErrGone", err)
+	}
+}
+
+// TestShimBinary runs the dedicated corral-shim binary (make build) through
+// the same protocol: a start failure, several waiters, a signal.
+func TestShimBinary(t *testing.T) {
+	dir := os.Getenv("CORRAL_BIN_DIR")
+	if dir == "" {
+		t.Skip("CORRAL_BIN_DIR is unset (make build, then set it to bin/)")
+	}
+	bin := filepath.Join(dir, "plugins", BinaryName)
+	sandbox := t.TempDir()
+	if _, err := startShimBinary(t, bin, sandbox, "/nonexistent/command"); err == nil || !strings.Contains(err.Error(), "start task") {
+		t.Fatalf("start of a missing command: err = %v, want the shim's start error", err)
+	}
+	pid, err := startShimBinary(t, bin, sandbox, "sleep", "600") // found through PATH
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waits := make(chan Status, 3)
+	for range 3 {
+		go func() {
+			st, err := Wait(ctx, sandbox)
+			if err != nil {
+				t.Error(err)
+			}
+			waits <- st
+		}()
+	}
+	// A waiter that connects after the task ended reads the exit file
+	// instead: both paths must give the same status.
+	if !Alive(ctx, sandbox) {
+		t.Fatal("shim does not answer")
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("task pid %d: %v", pid, err)
+	}
+	if err := Signal(ctx, sandbox, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	want := Status{ExitCode: 128 + 9, Signal: 9}
+	for range 3 {
+		if st := <-waits; st != want {
+			t.Fatalf("Wait = %+v, want %+v", st, want)
+		}
+	}
+}
+
+// TestShimProtocolErrors: requests the shim does not understand get an
+// "err" answer, and the task runs on.
+func TestShimProtocolErrors(t *testing.T) {
+	sandbox := t.TempDir()
+	startShim(t, sandbox, "/bin/sleep", "600")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ line, want string }{
+		{"frobnicate", `err unknown request "frobnicate"`},
+		{"signal x", `err bad signal "x"`},
+		{"signal -3", `err bad signal "-3"`},
+	} {
+		got, err := request(ctx, sandbox, tc.line)
+		if err != nil || got != tc.want {
+			t.Errorf("%q -> %q, %v; want %q", tc.line, got, err, tc.want)
+		}
+	}
+	if !Alive(ctx, sandbox) {
+		t.Fatal("shim stopped answering after bad requests")
+	}
+	if err := Signal(ctx, sandbox, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Wait(ctx, sandbox); err != nil || st.Signal != 15 {
+		t.Fatalf("Wait = %+v, %v", st, err)
 	}
 }

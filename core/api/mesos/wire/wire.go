@@ -305,3 +305,46 @@ func ReadCall(w http.ResponseWriter, r *http.Request, call proto.Message) bool {
 	}
 	return true
 }
+
+// Stream writes the events of a subscription (scheduler or executor): one
+// RecordIO record per write, flushed, so that each record is one HTTP
+// chunk as Mesos sends them.
+type Stream struct {
+	w           io.Writer
+	flusher     http.Flusher
+	contentType string
+}
+
+// NewStream returns the event stream over w in contentType; false when the
+// connection cannot stream (no http.Flusher).
+func NewStream(w http.ResponseWriter, contentType string) (*Stream, bool) {
+	f, ok := w.(http.Flusher)
+	if !ok {
+		return nil, false
+	}
+	return &Stream{w: w, flusher: f, contentType: contentType}, true
+}
+
+// Flush sends what is buffered (the headers, before the first record).
+func (s *Stream) Flush() { s.flusher.Flush() }
+
+// Write sends one event. An event that cannot be encoded is an
+// EncodeError (the stream is still good); any other error means the
+// client is gone.
+func (s *Stream) Write(ev proto.Message) error {
+	b, err := Encode(s.contentType, ev)
+	if err != nil {
+		return &EncodeError{Err: err}
+	}
+	if _, err := s.w.Write(RecordIO(b)); err != nil {
+		return err
+	}
+	s.flusher.Flush()
+	return nil
+}
+
+// EncodeError is an event Stream.Write could not encode.
+type EncodeError struct{ Err error }
+
+func (e *EncodeError) Error() string { return "encode event: " + e.Err.Error() }
+func (e *EncodeError) Unwrap() error { return e.Err }
