@@ -268,6 +268,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.detachTasks()
 	}
 	a.stopExecutorServers()
+	if c, ok := a.plugins.Executors.(executorCloser); ok {
+		// Kept tasks keep their executor process for the next agent;
+		// an executor with no task left goes.
+		c.Close(a.cfg.OnShutdown != ShutdownKill)
+	}
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()

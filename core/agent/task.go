@@ -191,11 +191,10 @@ func (a *Agent) launch(t *task) {
 		fail(fmt.Errorf("start executor: %w", err))
 		return
 	}
-	kill := sync.OnceFunc(h.Kill)
 	detached := false
 	defer func() {
 		if !detached {
-			kill() // however the task ends, its executor process goes too
+			h.Release() // however the task ends, its executor forgets it
 		}
 	}()
 	a.mu.Lock()
@@ -268,8 +267,8 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		if waitErr == nil || restarts >= maxExecutorRestarts {
 			break
 		}
-		t.logger.Warn("executor lost; starting another to take the task over", "error", waitErr, "restart", restarts+1)
-		h.Kill() // the task is the shim's child, not the executor's
+		t.logger.Warn("executor lost; another takes the task over", "error", waitErr, "restart", restarts+1)
+		h.Release() // the task is the shim's child, not the executor's
 		h2, err := a.restartExecutor(a.taskCtx, t)
 		if err != nil {
 			t.logger.Error("executor restart failed", "error", err)
@@ -278,7 +277,7 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		}
 		h = h2
 	}
-	kill := h.Kill
+	release := h.Release
 	a.stopHealthCheck(t)
 	a.mu.Lock()
 	killed, unhealthy := t.killRequested, t.unhealthy
@@ -299,7 +298,7 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		lim = t.limitation
 		a.mu.Unlock()
 	}
-	kill()
+	release()
 	switch {
 	case lim != nil:
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
@@ -456,14 +455,19 @@ func (a *Agent) killTask(t *task, grace time.Duration) {
 }
 
 // shutdownExecutor stops the task's process group; if the executor does not
-// manage, the executor process is killed (its Wait then fails) and the
-// isolator's Cleanup kills what is left of the container.
+// manage, the isolator's Cleanup kills what is left of the container (the
+// task's shim then reports its end). An executor that did not even answer
+// in time is killed: it serves every task, and a fresh one takes them over.
 func (a *Agent) shutdownExecutor(t *task, h *ExecutorHandle, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(a.taskCtx, grace+pluginCallTimeout)
 	defer cancel()
 	if err := h.Executor.Shutdown(ctx, grace); err != nil {
-		t.logger.Warn("executor shutdown failed; killing executor and container", "error", err)
-		h.Kill()
+		if ctx.Err() != nil && a.taskCtx.Err() == nil {
+			t.logger.Warn("executor did not answer shutdown; killing the executor process and the container", "error", err)
+			h.KillProcess()
+		} else {
+			t.logger.Warn("executor shutdown failed; killing the container", "error", err)
+		}
 		a.cleanupContainer(t)
 	}
 }
