@@ -261,12 +261,15 @@ func (p *PluginExecutors) handleLocked(se *sharedExecutor, taskID string) *Execu
 			if se.inst.Exited() {
 				return
 			}
-			// The agent has the task's result: let the executor drop it.
-			ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
-			defer cancel()
-			if err := se.ex.Forget(ctx, taskID); err != nil {
-				p.Logger.Debug("executor forget", "task_id", taskID, "error", err)
-			}
+			// The agent has the task's result: let the executor drop it,
+			// off the path of the task's terminal update.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+				defer cancel()
+				if err := se.ex.Forget(ctx, taskID); err != nil {
+					p.Logger.Debug("executor forget", "task_id", taskID, "error", err)
+				}
+			}()
 		})
 	}
 	return &ExecutorHandle{
@@ -302,8 +305,8 @@ func (p *PluginExecutors) Close(keep bool) {
 	}
 }
 
-// holdsTasks asks the process whether it still holds any task; one that
-// does not answer is assumed to (leaving it is safe, killing it is not).
+// holdsTasks asks the process whether any of its tasks still runs; one
+// that does not answer is assumed to (leaving it is safe, killing it is not).
 func (se *sharedExecutor) holdsTasks() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
 	defer cancel()

@@ -389,13 +389,23 @@ func (a *Agent) persistFramework(fw *corralpb.FrameworkInfo) {
 	if a.ckpt == nil {
 		return
 	}
-	b, err := proto.Marshal(fw)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fw)
 	if err == nil {
+		a.fwSavedMu.Lock()
+		defer a.fwSavedMu.Unlock()
+		if saved, ok := a.fwSaved[fw.GetId()]; ok && string(saved) == string(b) {
+			return // on disk already
+		}
 		err = a.ckpt.PutFramework(fw.GetId(), b)
 	}
 	if err != nil {
 		a.logger.Error("checkpoint framework", "framework_id", fw.GetId(), "error", err)
+		return
 	}
+	if a.fwSaved == nil {
+		a.fwSaved = map[string][]byte{}
+	}
+	a.fwSaved[fw.GetId()] = b
 }
 
 func (a *Agent) persistAgent(id string) {
@@ -436,6 +446,9 @@ func (a *Agent) dropCheckpointedFramework(id string) {
 	if a.ckpt == nil {
 		return
 	}
+	a.fwSavedMu.Lock()
+	delete(a.fwSaved, id)
+	a.fwSavedMu.Unlock()
 	if err := a.ckpt.DropFramework(id); err != nil {
 		a.logger.Error("checkpoint: drop framework", "framework_id", id, "error", err)
 	}

@@ -162,30 +162,11 @@ func (a *Agent) launch(t *task) {
 			return
 		}
 	}
-	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
-	if a.abortIfKilled(t) {
-		return
-	}
 	cmd := t.info.GetCommand()
-	if cmd == nil {
-		fail(errors.New("task has no command"))
-		return
-	}
-
-	// Starting executors is CPU-bound: a burst of them started at once
-	// would all miss their handshake deadline. The slot is held until the
-	// task runs (or fails to).
-	select {
-	case a.launchSlots <- struct{}{}:
-	case <-ctx.Done():
-		fail(fmt.Errorf("start executor: %w", ctx.Err()))
-		return
-	}
-	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
-	defer releaseSlot()
-	if a.abortIfKilled(t) {
-		return
-	}
+	// The agent's executor process (started now if this is the first
+	// task, or it died). Taken before STARTING is checkpointed, so that
+	// one write records the task's state and the executor that will hold
+	// it: a restarted agent must be able to find the executor.
 	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(dir, "executor.log"))
 	if err != nil {
 		fail(fmt.Errorf("start executor: %w", err))
@@ -200,9 +181,29 @@ func (a *Agent) launch(t *task) {
 	a.mu.Lock()
 	t.exec, t.execInfo = h, h.Reattach
 	a.mu.Unlock()
-	// Before the executor starts the task: a restarted agent must be able
-	// to find the executor that holds it.
-	a.persistTask(t)
+	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	if isExecutorContainer(t) {
+		a.persistTask(t) // update records nothing for an executor's container
+	}
+	if a.abortIfKilled(t) {
+		return
+	}
+	if cmd == nil {
+		fail(errors.New("task has no command"))
+		return
+	}
+
+	// A launch starts the task's shim and launcher and calls the isolator
+	// twice: a burst of them at once only slow each other down. The slot
+	// is held until the task runs (or fails to).
+	select {
+	case a.launchSlots <- struct{}{}:
+	case <-ctx.Done():
+		fail(fmt.Errorf("launch: %w", ctx.Err()))
+		return
+	}
+	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
+	defer releaseSlot()
 	if a.abortIfKilled(t) {
 		return
 	}
@@ -268,7 +269,13 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 			break
 		}
 		t.logger.Warn("executor lost; another takes the task over", "error", waitErr, "restart", restarts+1)
-		h.Release() // the task is the shim's child, not the executor's
+		// The connection broke: the process is dead or unreachable. Make
+		// sure it is gone (it serves every task; each is taken over by the
+		// new one), so the restart below starts a fresh process rather than
+		// find this one not yet reaped. The task is the shim's child, not
+		// the executor's.
+		h.KillProcess()
+		h.Release()
 		h2, err := a.restartExecutor(a.taskCtx, t)
 		if err != nil {
 			t.logger.Error("executor restart failed", "error", err)

@@ -35,7 +35,8 @@ type Executor interface {
 	// running task is left alone. An unknown task is not an error.
 	Forget(ctx context.Context, taskID string) error
 	// Version is the executor's identity: its version, its own pid and
-	// how many tasks it holds.
+	// how many of its tasks are still running (an executor with none may
+	// be stopped).
 	Version(ctx context.Context) (*VersionInfo, error)
 }
 
@@ -122,5 +123,5 @@ type Stats struct {
 type VersionInfo struct {
 	Version string
 	Pid     int // the executor process
-	Tasks   int // tasks it holds
+	Tasks   int // its tasks still running
 }

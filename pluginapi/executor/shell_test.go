@@ -169,5 +169,13 @@ func (s *shell) Stats(context.Context, string) (*executor.Stats, error) {
 func (s *shell) Version(context.Context) (*executor.VersionInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &executor.VersionInfo{Version: "0.0.1", Pid: os.Getpid(), Tasks: len(s.tasks)}, nil
+	n := 0
+	for _, st := range s.tasks {
+		select {
+		case <-st.done:
+		default:
+			n++
+		}
+	}
+	return &executor.VersionInfo{Version: "0.0.1", Pid: os.Getpid(), Tasks: n}, nil
 }

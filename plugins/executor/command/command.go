@@ -614,12 +614,20 @@ func (e *Executor) Stats(_ context.Context, taskID string) (*executor.Stats, err
 	}, nil
 }
 
-// Version reports the plugin version, this process's pid and how many
-// tasks it holds.
+// Version reports the plugin version, this process's pid and how many of
+// its tasks are still running.
 func (e *Executor) Version(context.Context) (*executor.VersionInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return &executor.VersionInfo{Version: Version, Pid: os.Getpid(), Tasks: len(e.tasks)}, nil
+	n := 0
+	for _, t := range e.tasks {
+		select {
+		case <-t.done:
+		default:
+			n++
+		}
+	}
+	return &executor.VersionInfo{Version: Version, Pid: os.Getpid(), Tasks: n}, nil
 }
 
 // taskEnvironment is a minimal base (PATH, HOME = sandbox) overlaid with
