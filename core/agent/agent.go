@@ -51,8 +51,13 @@ type Agent struct {
 	taskCancel context.CancelFunc
 	taskWG     sync.WaitGroup
 
-	// launchSlots bounds how many tasks start their executor at once.
+	// launchSlots bounds how many tasks launch at once.
 	launchSlots chan struct{}
+
+	// fwSaved is the FrameworkInfo last checkpointed per framework: a
+	// burst of launches writes it once, not once per task.
+	fwSavedMu sync.Mutex
+	fwSaved   map[string][]byte
 
 	// ckpt is the checkpoint store, open while Run runs; nil in an
 	// agent that has not started.
@@ -268,6 +273,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.detachTasks()
 	}
 	a.stopExecutorServers()
+	if c, ok := a.plugins.Executors.(executorCloser); ok {
+		// Kept tasks keep their executor process for the next agent;
+		// an executor with no task left goes.
+		c.Close(a.cfg.OnShutdown != ShutdownKill)
+	}
 	a.flushUpdates(shutdownFlushTimeout)
 	connCancel()
 	bg.Wait()

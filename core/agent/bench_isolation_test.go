@@ -122,7 +122,7 @@ func TestReportIsolationBench(t *testing.T) {
 		"| measure | value | target |\n|---|---|---|\n"+
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
-		"| executor CPU per task (plugin start + launch) | %.1f ms | |\n"+
+		"| executor CPU per task (all executor processes' CPU / tasks; %d processes) | %.1f ms | |\n"+
 		"| launcher CPU per task (corral-launcher before the command) | %.1f ms | |\n"+
 		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
 		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
@@ -130,17 +130,19 @@ func TestReportIsolationBench(t *testing.T) {
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
+		"| task shims RSS | %.1f MiB (%s per task, %d shims) | < 2 MiB per task |\n"+
 		"| tasks RSS | %.1f MiB (%s per task) | |\n"+
 		"| runc starters RSS (runc only) | %.1f MiB (%s per task) | |",
 		n, memMiB, isoName, cgroups, runtime.NumCPU(),
 		toRunning.Seconds(), toDestroyed.Seconds(),
-		mem.executorCPU.Seconds()*1000/float64(max(mem.executors, 1)),
+		mem.executors, mem.executorCPU.Seconds()*1000/float64(n),
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
 		(mem.agentCPU-agentCPU0).Seconds()*1000/float64(n),
 		(mem.isolatorCPU-isoCPU0).Seconds()*1000/float64(n),
 		100*idleISO.Seconds()/idle.Seconds(),
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
+		mib(mem.shimRSS), per(mem.shimRSS), mem.shims,
 		mib(mem.taskRSS), per(mem.taskRSS),
 		mib(mem.starterRSS), per(mem.starterRSS))
 }
@@ -174,6 +176,8 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type memReport struct {
 	agent, isolator, executorRSS, taskRSS uint64
+	shimRSS                               uint64
+	shims                                 int
 	starterRSS                            uint64
 	executors, tasks                      int
 	executorCPU, taskCPU                  time.Duration
@@ -244,6 +248,10 @@ func processMemory(t *testing.T) memReport {
 			r.executorRSS += p.rss
 			r.executorCPU += time.Duration(p.cpuTicks) * tick
 			r.executors++
+		case p.exe == "corral-launcher" && descends(pid):
+			// The task shims (the launcher binary in its shim role).
+			r.shimRSS += p.rss
+			r.shims++
 		case p.exe == "corral-runc-start" && descends(pid):
 			r.starterRSS += p.rss
 		case (p.exe == "sleep" || p.exe == "busybox") && descends(pid):

@@ -3,7 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -45,7 +50,8 @@ func New(cfg Config, catalog *pluginhost.Catalog, logger hclog.Logger) (*Agent, 
 	return NewWithPlugins(cfg, Plugins{
 		Isolator:      SupervisedIsolator(isoSpec, logger.Named("isolator")),
 		MoreIsolators: more,
-		Executors:     &PluginExecutors{Spec: execSpec, SocketDir: full.pluginDir(), Logger: logger.Named("executor")},
+		Executors: &PluginExecutors{Spec: execSpec, SocketDir: full.pluginDir(),
+			LogPath: filepath.Join(full.WorkDir, "executor-"+execSpec.Name+".log"), Logger: logger.Named("executor")},
 	}, logger)
 }
 
@@ -80,17 +86,72 @@ func (h *supervisedIsolator) Current() (isolator.Isolator, error) {
 	return iso, nil
 }
 
-// PluginExecutors starts one executor plugin process per task.
+// PluginExecutors runs one executor plugin process for the whole agent
+// (API v2) and hands every task a view of it bound to the task's ID. The
+// process is started by the first Launch and again, once, by the first
+// Launch after it died (the tasks it held are taken over by the new one
+// through Recover). After an agent restart, the tasks' Reattach calls
+// share one reattach per process. The process lives in its own session and
+// outlives the agent; Close decides whether it stays for the next agent.
 type PluginExecutors struct {
 	Spec      pluginhost.Spec
 	SocketDir string
-	Logger    hclog.Logger
+	// LogPath receives the executor process's own log; "" means the log
+	// path of the Launch that starts it.
+	LogPath string
+	Logger  hclog.Logger
+
+	// startMu serializes starts and reattaches: a burst of launches, or a
+	// thousand tasks finding their executor dead, start one process.
+	startMu sync.Mutex
+	mu      sync.Mutex
+	cur     *sharedExecutor            // the process new tasks go to
+	byKey   map[string]*sharedExecutor // reattached or started, by reattachKey
+	failed  map[string]error           // reattach failures, by reattachKey
 }
 
-// Launch implements ExecutorLauncher.
+// sharedExecutor is one executor plugin process and the tasks using it.
+type sharedExecutor struct {
+	inst *pluginhost.Instance
+	ex   executor.Executor
+	info json.RawMessage
+	refs int // tasks holding a handle
+}
+
+// reattachKey identifies a process in reattach info: its pid and start time.
+func reattachKey(info json.RawMessage) (string, error) {
+	var ri pluginhost.ReattachInfo
+	if err := json.Unmarshal(info, &ri); err != nil {
+		return "", fmt.Errorf("executor reattach info %s: %w", info, err)
+	}
+	return fmt.Sprintf("%d/%d", ri.Pid, ri.StartTicks), nil
+}
+
+// Launch implements ExecutorLauncher: the task gets the agent's executor,
+// started now if none is running.
 func (p *PluginExecutors) Launch(ctx context.Context, taskID, logPath string) (*ExecutorHandle, error) {
+	p.mu.Lock()
+	if se := p.cur; se != nil && !se.inst.Exited() {
+		h := p.handleLocked(se, taskID)
+		p.mu.Unlock()
+		return h, nil
+	}
+	p.mu.Unlock()
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	p.mu.Lock()
+	if se := p.cur; se != nil && !se.inst.Exited() {
+		// Another launch started it while this one waited.
+		h := p.handleLocked(se, taskID)
+		p.mu.Unlock()
+		return h, nil
+	}
+	p.mu.Unlock()
+	if p.LogPath != "" {
+		logPath = p.LogPath
+	}
 	inst, reattach, err := pluginhost.StartExecutor(ctx, p.Spec, pluginhost.ExecutorOptions{
-		Logger:    p.Logger.With("task_id", taskID),
+		Logger:    p.Logger,
 		LogPath:   logPath,
 		SocketDir: p.SocketDir,
 	})
@@ -107,27 +168,188 @@ func (p *PluginExecutors) Launch(ctx context.Context, taskID, logPath string) (*
 		inst.Kill()
 		return nil, fmt.Errorf("executor plugin %q: encode reattach info: %w", p.Spec.Name, err)
 	}
-	return &ExecutorHandle{Executor: ex, Kill: inst.Kill, Detach: inst.Detach, Reattach: info}, nil
+	key, _ := reattachKey(info) // just encoded
+	se := &sharedExecutor{inst: inst, ex: ex, info: info}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byKey == nil {
+		p.byKey = map[string]*sharedExecutor{}
+	}
+	p.byKey[key] = se
+	p.cur = se
+	p.Logger.Info("executor process started", "pid", inst.Pid())
+	return p.handleLocked(se, taskID), nil
 }
 
-// Reattach implements ExecutorLauncher.
+// Reattach implements ExecutorLauncher. Tasks naming the same process share
+// one reattach; a process found gone is not tried again.
 func (p *PluginExecutors) Reattach(ctx context.Context, taskID, logPath string, info json.RawMessage) (*ExecutorHandle, error) {
-	var ri pluginhost.ReattachInfo
-	if err := json.Unmarshal(info, &ri); err != nil {
-		return nil, fmt.Errorf("executor reattach info %s: %w", info, err)
-	}
-	inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
-		Logger:    p.Logger.With("task_id", taskID),
-		LogPath:   logPath,
-		SocketDir: p.SocketDir,
-	})
+	key, err := reattachKey(info)
 	if err != nil {
 		return nil, err
 	}
-	ex, ok := inst.Raw().(executor.Executor)
-	if !ok {
-		inst.Detach()
-		return nil, fmt.Errorf("executor plugin %q dispensed %T", p.Spec.Name, inst.Raw())
+	get := func() (*ExecutorHandle, error, bool) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if se := p.byKey[key]; se != nil && !se.inst.Exited() {
+			return p.handleLocked(se, taskID), nil, true
+		}
+		if err := p.failed[key]; err != nil {
+			return nil, err, true
+		}
+		return nil, nil, false
 	}
-	return &ExecutorHandle{Executor: ex, Kill: inst.Kill, Detach: inst.Detach, Reattach: info}, nil
+	if h, err, ok := get(); ok {
+		return h, err
+	}
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	if h, err, ok := get(); ok {
+		return h, err
+	}
+	var ri pluginhost.ReattachInfo
+	_ = json.Unmarshal(info, &ri) // reattachKey decoded it
+	if p.LogPath != "" {
+		logPath = p.LogPath
+	}
+	inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
+		Logger:    p.Logger,
+		LogPath:   logPath,
+		SocketDir: p.SocketDir,
+	})
+	var ex executor.Executor
+	if err == nil {
+		var ok bool
+		if ex, ok = inst.Raw().(executor.Executor); !ok {
+			inst.Detach()
+			err = fmt.Errorf("executor plugin %q dispensed %T", p.Spec.Name, inst.Raw())
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			// Not for a caller's expired deadline: another task may try.
+			if p.failed == nil {
+				p.failed = map[string]error{}
+			}
+			p.failed[key] = err
+		}
+		return nil, err
+	}
+	se := &sharedExecutor{inst: inst, ex: ex, info: info}
+	if p.byKey == nil {
+		p.byKey = map[string]*sharedExecutor{}
+	}
+	p.byKey[key] = se
+	if p.cur == nil || p.cur.inst.Exited() {
+		p.cur = se
+	}
+	p.Logger.Info("reattached to executor process", "pid", inst.Pid())
+	return p.handleLocked(se, taskID), nil
+}
+
+// handleLocked is task taskID's handle on se. Caller holds p.mu.
+func (p *PluginExecutors) handleLocked(se *sharedExecutor, taskID string) *ExecutorHandle {
+	se.refs++
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			p.mu.Lock()
+			se.refs--
+			p.mu.Unlock()
+			if se.inst.Exited() {
+				return
+			}
+			// The agent has the task's result: let the executor drop it,
+			// off the path of the task's terminal update.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+				defer cancel()
+				if err := se.ex.Forget(ctx, taskID); err != nil {
+					p.Logger.Debug("executor forget", "task_id", taskID, "error", err)
+				}
+			}()
+		})
+	}
+	return &ExecutorHandle{
+		Executor:    &boundExecutor{ex: se.ex, task: taskID},
+		Release:     release,
+		KillProcess: se.inst.HardKill,
+		// Only a stopping agent detaches: every task lets go at once.
+		Detach:   se.inst.Detach,
+		Reattach: se.info,
+	}
+}
+
+// Close ends the agent's use of its executor processes. With keep, a
+// process that still holds tasks is left running for the next agent to
+// reattach to; every other process is ended.
+func (p *PluginExecutors) Close(keep bool) {
+	p.mu.Lock()
+	all := make([]*sharedExecutor, 0, len(p.byKey))
+	for _, se := range p.byKey {
+		all = append(all, se)
+	}
+	p.byKey, p.cur = nil, nil
+	p.mu.Unlock()
+	for _, se := range all {
+		if se.inst.Exited() {
+			continue
+		}
+		if keep && se.holdsTasks() {
+			se.inst.Detach()
+			continue
+		}
+		se.inst.Kill()
+	}
+}
+
+// holdsTasks asks the process whether any of its tasks still runs; one
+// that does not answer is assumed to (leaving it is safe, killing it is not).
+func (se *sharedExecutor) holdsTasks() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+	defer cancel()
+	v, err := se.ex.Version(ctx)
+	return err != nil || v.Tasks > 0
+}
+
+// boundExecutor is one task's view of a shared executor.
+type boundExecutor struct {
+	ex   executor.Executor
+	task string
+}
+
+func (b *boundExecutor) Launch(ctx context.Context, req *executor.LaunchRequest, cs executor.ContainerService) (*executor.LaunchResponse, error) {
+	if req.TaskID != b.task {
+		return nil, fmt.Errorf("executor handle of task %q cannot launch task %q", b.task, req.TaskID)
+	}
+	return b.ex.Launch(ctx, req, cs)
+}
+
+func (b *boundExecutor) Wait(ctx context.Context) (*executor.ExitResult, error) {
+	return b.ex.Wait(ctx, b.task)
+}
+
+func (b *boundExecutor) Signal(ctx context.Context, sig syscall.Signal) error {
+	return b.ex.Signal(ctx, b.task, sig)
+}
+
+func (b *boundExecutor) Shutdown(ctx context.Context, grace time.Duration) error {
+	return b.ex.Shutdown(ctx, b.task, grace)
+}
+
+func (b *boundExecutor) Stats(ctx context.Context) (*executor.Stats, error) {
+	return b.ex.Stats(ctx, b.task)
+}
+
+func (b *boundExecutor) Recover(ctx context.Context, req *executor.RecoverRequest) (*executor.RecoverResponse, error) {
+	if req.TaskID != b.task {
+		return nil, fmt.Errorf("executor handle of task %q cannot recover task %q", b.task, req.TaskID)
+	}
+	r, ok := b.ex.(executor.Recoverer)
+	if !ok {
+		return nil, errors.New("the executor cannot take over tasks")
+	}
+	return r.Recover(ctx, req)
 }

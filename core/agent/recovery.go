@@ -101,11 +101,14 @@ func (a *Agent) killCheckpointed(ctx context.Context, st *checkpoint.State) {
 			if err := h.Executor.Shutdown(rctx, a.cfg.ExecutorShutdownGrace); err != nil {
 				logger.Warn("cleanup: task shutdown failed; killing its executor", "error", err)
 			}
-			h.Kill()
+			h.Release()
 			logger.Info("cleanup: killed task left by the previous run")
 		})
 	}
 	wg.Wait()
+	if c, ok := a.plugins.Executors.(executorCloser); ok {
+		c.Close(false) // the previous run's executor processes go too
+	}
 }
 
 // restore rebuilds the task table and the update queues from the
@@ -212,7 +215,7 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 	rctx, cancel := context.WithTimeout(ctx, reattachTimeout)
 	defer cancel()
 	h, err := a.plugins.Executors.Reattach(rctx, t.key.task, filepath.Join(t.sandbox, "executor.log"), t.execInfo)
-	if err != nil && t.launched {
+	if err != nil {
 		// The executor died too; the task's shim may hold the task or
 		// its exit status. A fresh executor takes it over from there.
 		t.logger.Warn("executor gone after agent restart; starting another", "error", err)
@@ -234,24 +237,35 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 			fmt.Sprintf("the task's executor exited while the agent was down and its exit status was not recorded (%v)", err))
 		return
 	}
-	kill := sync.OnceFunc(h.Kill)
 	a.mu.Lock()
 	t.exec = h
-	launched := t.launched
+	launched, pid := t.launched, t.pid
 	a.mu.Unlock()
-	if !launched {
+	if !launched || pid == 0 {
 		// The agent stopped between starting the executor and hearing
-		// back from Launch: ask the executor whether the task started.
-		v, err := h.Executor.Version(rctx)
-		if err != nil || v.Pid == 0 {
-			kill()
+		// back from Launch: ask the executor whether the task started
+		// (Recover of a task it holds reports it; one it lost it takes
+		// over from the shim).
+		resp, err := h.Executor.Recover(rctx, &executor.RecoverRequest{ContainerID: t.containerID, TaskID: t.key.task, SandboxDir: t.sandbox})
+		if err != nil {
+			h.Release()
 			fail(corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_REASON_LAUNCH_FAILED,
-				"the agent stopped while launching the task; it never started")
+				fmt.Sprintf("the agent stopped while launching the task; it never started (%v)", err))
 			return
 		}
 		a.mu.Lock()
-		t.launched, t.pid = true, v.Pid
+		t.launched = true
+		if resp.Pid != 0 {
+			t.pid = resp.Pid
+		}
 		a.mu.Unlock()
+		if resp.Pid != 0 {
+			// The isolator recovered this container before the pid was
+			// known, and a process isolator forgets a container without
+			// one: hand it the pid, or a kill would miss the task.
+			a.readoptContainer(rctx, t, resp.Pid)
+		}
+		a.persistTask(t)
 	}
 	a.mu.Lock()
 	state := t.state
@@ -265,6 +279,18 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 		defer close(t.done)
 		a.await(t, h)
 	})
+}
+
+// readoptContainer tells t's isolator that pid is the container's first
+// process, for a container recovered without one.
+func (a *Agent) readoptContainer(ctx context.Context, t *task, pid int) {
+	iso, err := a.isolatorOf(t)
+	if err == nil {
+		err = iso.Isolate(ctx, t.containerID, pid)
+	}
+	if err != nil {
+		t.logger.Warn("could not hand the recovered task's pid to its isolator", "pid", pid, "error", err)
+	}
 }
 
 // alivePid reports whether pid is a live (not zombie) process.
@@ -363,13 +389,23 @@ func (a *Agent) persistFramework(fw *corralpb.FrameworkInfo) {
 	if a.ckpt == nil {
 		return
 	}
-	b, err := proto.Marshal(fw)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fw)
 	if err == nil {
+		a.fwSavedMu.Lock()
+		defer a.fwSavedMu.Unlock()
+		if saved, ok := a.fwSaved[fw.GetId()]; ok && string(saved) == string(b) {
+			return // on disk already
+		}
 		err = a.ckpt.PutFramework(fw.GetId(), b)
 	}
 	if err != nil {
 		a.logger.Error("checkpoint framework", "framework_id", fw.GetId(), "error", err)
+		return
 	}
+	if a.fwSaved == nil {
+		a.fwSaved = map[string][]byte{}
+	}
+	a.fwSaved[fw.GetId()] = b
 }
 
 func (a *Agent) persistAgent(id string) {
@@ -410,6 +446,9 @@ func (a *Agent) dropCheckpointedFramework(id string) {
 	if a.ckpt == nil {
 		return
 	}
+	a.fwSavedMu.Lock()
+	delete(a.fwSaved, id)
+	a.fwSavedMu.Unlock()
 	if err := a.ckpt.DropFramework(id); err != nil {
 		a.logger.Error("checkpoint: drop framework", "framework_id", id, "error", err)
 	}
@@ -418,9 +457,10 @@ func (a *Agent) dropCheckpointedFramework(id string) {
 // maxExecutorRestarts bounds how often one task's executor is replaced.
 const maxExecutorRestarts = 3
 
-// restartExecutor starts a fresh executor process for t and has it take
-// the task over (executor.Recoverer): from its live shim, or from the exit
-// status the shim recorded.
+// restartExecutor has the agent's executor process (a fresh one if the
+// last died: the first task to ask starts it) take the task over
+// (executor.Recoverer): from its live shim, or from the exit status the
+// shim recorded.
 func (a *Agent) restartExecutor(ctx context.Context, t *task) (*ExecutorHandle, error) {
 	a.mu.Lock()
 	req := &executor.RecoverRequest{ContainerID: t.containerID, TaskID: t.key.task, SandboxDir: t.sandbox, Pid: t.pid}
@@ -429,16 +469,18 @@ func (a *Agent) restartExecutor(ctx context.Context, t *task) (*ExecutorHandle, 
 	if err != nil {
 		return nil, fmt.Errorf("start executor: %w", err)
 	}
-	r, ok := h.Executor.(executor.Recoverer)
-	if !ok {
-		h.Kill()
-		return nil, errors.New("the executor cannot take over tasks")
-	}
 	rctx, cancel := context.WithTimeout(ctx, reattachTimeout)
 	defer cancel()
-	if err := r.Recover(rctx, req); err != nil {
-		h.Kill()
+	resp, err := h.Executor.Recover(rctx, req)
+	if err != nil {
+		h.Release()
 		return nil, err
+	}
+	if req.Pid == 0 && resp.Pid != 0 {
+		a.mu.Lock()
+		t.pid = resp.Pid
+		a.mu.Unlock()
+		a.readoptContainer(rctx, t, resp.Pid)
 	}
 	a.mu.Lock()
 	t.exec, t.execInfo = h, h.Reattach

@@ -358,3 +358,94 @@ func TestUnusableCheckpointAndCleanup(t *testing.T) {
 		}
 	})
 }
+
+// An agent killed -9 mid-launch leaves a checkpoint whose task has an
+// executor but no pid yet (Launch had not answered). After the restart the
+// executor reports the task's pid, and the isolator must know the
+// container by it: the process isolator's Recover forgets a container
+// without a pid, and the task was then not shut down gracefully but
+// SIGKILLed. Here the task traps SIGTERM and exits 0: a graceful kill ends
+// it with exit code 0, a SIGKILL with 137.
+func TestAgentKill9MidLaunchKeepsTask(t *testing.T) {
+	m := startFakeMaster(t)
+	work := t.TempDir()
+	ag := startAgentProc(t, m.addr, work, "-on-shutdown", "kill")
+	url := ag.waitURL(t)
+	waitFor(t, "registration", 30*time.Second, func() bool { return len(m.registrations()) == 1 })
+	ready := filepath.Join(t.TempDir(), "ready")
+	m.runTask(t, "fw", "mid", fmt.Sprintf("trap 'exit 0' TERM; touch %s; while :; do sleep 0.05; done", ready))
+	m.waitStates(t, "mid", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
+	waitFor(t, "the task to set its trap", 30*time.Second, func() bool { _, err := os.Stat(ready); return err == nil })
+	pid := 0
+	for _, ts := range ag.state(t, url).Tasks {
+		pid = ts.Pid
+	}
+	if pid == 0 {
+		t.Fatal("no task pid in the agent state")
+	}
+	killTasksAtEnd(t, map[string]int{"mid": pid})
+	ag.stop(syscall.SIGKILL)
+
+	// Rewrite the checkpoint as a crash between the executor's start and
+	// Launch's answer leaves it.
+	store, err := checkpoint.Open(filepath.Join(work, checkpoint.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rec := range st.Tasks {
+		if rec.TaskID == "mid" {
+			rec.Pid, rec.Launched, found = 0, false, true
+			rec.State = int32(corralpb.TaskState_TASK_STARTING)
+			if err := store.PutTask(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := store.Close(); err != nil || !found {
+		t.Fatalf("rewrite checkpoint: found %v, %v", found, err)
+	}
+
+	ag2 := startAgentProc(t, m.addr, work, "-on-shutdown", "kill")
+	url2 := ag2.waitURL(t)
+	waitFor(t, "re-registration", 60*time.Second, func() bool { return len(m.registrations()) == 2 })
+	var ts TaskState
+	for _, s := range ag2.state(t, url2).Tasks {
+		ts = s
+	}
+	if ts.TaskID != "mid" || ts.Pid != pid || ts.State != corralpb.TaskState_TASK_RUNNING.String() {
+		t.Fatalf("after restart: task %+v, want mid RUNNING with pid %d", ts, pid)
+	}
+	// The isolator knows the container again: its usage is served.
+	waitFor(t, "the recovered container in /api/v1/monitor", 30*time.Second, func() bool {
+		resp, err := http.Get(url2 + "/api/v1/monitor")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var usage []ContainerUsage
+		if json.NewDecoder(resp.Body).Decode(&usage) != nil {
+			return false
+		}
+		for _, u := range usage {
+			if u.TaskID == "mid" && u.Processes > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	m.killTask(t, "fw", "mid", 20)
+	// RUNNING twice: once before the crash, once when the restarted agent
+	// learns the task started (its checkpoint said STARTING).
+	sts := m.waitStates(t, "mid", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING,
+		corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLED)
+	if last := sts[len(sts)-1]; !last.GetHasExitCode() || last.GetExitCode() != 0 {
+		t.Fatalf("killed task: exit code %d (has %v), message %q; want 0 (its SIGTERM trap ran)",
+			last.GetExitCode(), last.GetHasExitCode(), last.GetMessage())
+	}
+	waitFor(t, "the task's process to end", 30*time.Second, func() bool { return !alive(pid) })
+}

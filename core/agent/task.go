@@ -162,48 +162,48 @@ func (a *Agent) launch(t *task) {
 			return
 		}
 	}
-	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
-	if a.abortIfKilled(t) {
-		return
-	}
 	cmd := t.info.GetCommand()
-	if cmd == nil {
-		fail(errors.New("task has no command"))
-		return
-	}
-
-	// Starting executors is CPU-bound: a burst of them started at once
-	// would all miss their handshake deadline. The slot is held until the
-	// task runs (or fails to).
-	select {
-	case a.launchSlots <- struct{}{}:
-	case <-ctx.Done():
-		fail(fmt.Errorf("start executor: %w", ctx.Err()))
-		return
-	}
-	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
-	defer releaseSlot()
-	if a.abortIfKilled(t) {
-		return
-	}
+	// The agent's executor process (started now if this is the first
+	// task, or it died). Taken before STARTING is checkpointed, so that
+	// one write records the task's state and the executor that will hold
+	// it: a restarted agent must be able to find the executor.
 	h, err := a.plugins.Executors.Launch(ctx, t.key.task, filepath.Join(dir, "executor.log"))
 	if err != nil {
 		fail(fmt.Errorf("start executor: %w", err))
 		return
 	}
-	kill := sync.OnceFunc(h.Kill)
 	detached := false
 	defer func() {
 		if !detached {
-			kill() // however the task ends, its executor process goes too
+			h.Release() // however the task ends, its executor forgets it
 		}
 	}()
 	a.mu.Lock()
 	t.exec, t.execInfo = h, h.Reattach
 	a.mu.Unlock()
-	// Before the executor starts the task: a restarted agent must be able
-	// to find the executor that holds it.
-	a.persistTask(t)
+	a.update(t, corralpb.TaskState_TASK_STARTING, corralpb.TaskStatus_REASON_UNSPECIFIED, "")
+	if isExecutorContainer(t) {
+		a.persistTask(t) // update records nothing for an executor's container
+	}
+	if a.abortIfKilled(t) {
+		return
+	}
+	if cmd == nil {
+		fail(errors.New("task has no command"))
+		return
+	}
+
+	// A launch starts the task's shim and launcher and calls the isolator
+	// twice: a burst of them at once only slow each other down. The slot
+	// is held until the task runs (or fails to).
+	select {
+	case a.launchSlots <- struct{}{}:
+	case <-ctx.Done():
+		fail(fmt.Errorf("launch: %w", ctx.Err()))
+		return
+	}
+	releaseSlot := sync.OnceFunc(func() { <-a.launchSlots })
+	defer releaseSlot()
 	if a.abortIfKilled(t) {
 		return
 	}
@@ -268,8 +268,14 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		if waitErr == nil || restarts >= maxExecutorRestarts {
 			break
 		}
-		t.logger.Warn("executor lost; starting another to take the task over", "error", waitErr, "restart", restarts+1)
-		h.Kill() // the task is the shim's child, not the executor's
+		t.logger.Warn("executor lost; another takes the task over", "error", waitErr, "restart", restarts+1)
+		// The connection broke: the process is dead or unreachable. Make
+		// sure it is gone (it serves every task; each is taken over by the
+		// new one), so the restart below starts a fresh process rather than
+		// find this one not yet reaped. The task is the shim's child, not
+		// the executor's.
+		h.KillProcess()
+		h.Release()
 		h2, err := a.restartExecutor(a.taskCtx, t)
 		if err != nil {
 			t.logger.Error("executor restart failed", "error", err)
@@ -278,7 +284,7 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		}
 		h = h2
 	}
-	kill := h.Kill
+	release := h.Release
 	a.stopHealthCheck(t)
 	a.mu.Lock()
 	killed, unhealthy := t.killRequested, t.unhealthy
@@ -299,7 +305,7 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 		lim = t.limitation
 		a.mu.Unlock()
 	}
-	kill()
+	release()
 	switch {
 	case lim != nil:
 		a.finish(t, corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_SOURCE_AGENT,
@@ -456,14 +462,19 @@ func (a *Agent) killTask(t *task, grace time.Duration) {
 }
 
 // shutdownExecutor stops the task's process group; if the executor does not
-// manage, the executor process is killed (its Wait then fails) and the
-// isolator's Cleanup kills what is left of the container.
+// manage, the isolator's Cleanup kills what is left of the container (the
+// task's shim then reports its end). An executor that did not even answer
+// in time is killed: it serves every task, and a fresh one takes them over.
 func (a *Agent) shutdownExecutor(t *task, h *ExecutorHandle, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(a.taskCtx, grace+pluginCallTimeout)
 	defer cancel()
 	if err := h.Executor.Shutdown(ctx, grace); err != nil {
-		t.logger.Warn("executor shutdown failed; killing executor and container", "error", err)
-		h.Kill()
+		if ctx.Err() != nil && a.taskCtx.Err() == nil {
+			t.logger.Warn("executor did not answer shutdown; killing the executor process and the container", "error", err)
+			h.KillProcess()
+		} else {
+			t.logger.Warn("executor shutdown failed; killing the container", "error", err)
+		}
 		a.cleanupContainer(t)
 	}
 }

@@ -461,7 +461,7 @@ func TestExecutorDetachReattach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Pid() != saved.Pid || again.Info().Kind != base.KindExecutor || again.APIVersion() != "v1" {
+	if again.Pid() != saved.Pid || again.Info().Kind != base.KindExecutor || again.APIVersion() != executor.APIVersions[0] {
 		t.Errorf("reattached pid %d info %+v api %q", again.Pid(), again.Info(), again.APIVersion())
 	}
 	if v := version(t, again); v.Pid != saved.Pid {

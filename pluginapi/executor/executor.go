@@ -1,6 +1,8 @@
 // Package executor is the contract between the agent and executor plugins.
-// One executor process runs one task. It gets its container only through the
-// ContainerService the agent serves to it, so the agent decides the limits.
+// API v2: one executor process per agent serves many tasks, and every
+// per-task call names its task (v1 ran one process per task). It gets its
+// containers only through the ContainerService the agent serves to it, so
+// the agent decides the limits.
 package executor
 
 import (
@@ -14,32 +16,47 @@ import (
 )
 
 // APIVersions this package speaks, newest first.
-var APIVersions = []string{"v1"}
+var APIVersions = []string{"v2"}
 
 // Executor is implemented by executor plugins.
 type Executor interface {
 	base.Plugin
+	// Launch starts one task (req.TaskID); one executor holds many.
 	Launch(ctx context.Context, req *LaunchRequest, containers ContainerService) (*LaunchResponse, error)
 	// Wait blocks until the task exits. It may be called again, also after
-	// the agent reattaches, and returns the same result.
-	Wait(ctx context.Context) (*ExitResult, error)
-	Signal(ctx context.Context, sig syscall.Signal) error
+	// the agent reattaches, and returns the same result (until Forget).
+	Wait(ctx context.Context, taskID string) (*ExitResult, error)
+	Signal(ctx context.Context, taskID string, sig syscall.Signal) error
 	// Shutdown sends SIGTERM to the task's process group, waits grace, then
 	// sends SIGKILL. It returns once the task has exited.
-	Shutdown(ctx context.Context, grace time.Duration) error
-	Stats(ctx context.Context) (*Stats, error)
+	Shutdown(ctx context.Context, taskID string, grace time.Duration) error
+	Stats(ctx context.Context, taskID string) (*Stats, error)
+	// Forget drops an ended task's state once the agent has its result; a
+	// running task is left alone. An unknown task is not an error.
+	Forget(ctx context.Context, taskID string) error
+	// Version is the executor's identity: its version, its own pid and
+	// how many of its tasks are still running (an executor with none may
+	// be stopped).
 	Version(ctx context.Context) (*VersionInfo, error)
 }
 
 // Recoverer is implemented by executors that can take over a task another
 // process of theirs launched, after that process died (the host restarts
-// the plugin and calls Recover on the new one). After Recover, Wait,
-// Signal, Shutdown and Stats work as after Launch.
+// the plugin and calls Recover on the new one for each task). After
+// Recover, Wait, Signal, Shutdown and Stats work as after Launch. Recover
+// of a task this process already holds changes nothing and reports it.
 //
 // Recover returns ErrNoTask when there is neither a live task nor a
 // recorded exit status to take over: the host then reports the task lost.
 type Recoverer interface {
-	Recover(ctx context.Context, req *RecoverRequest) error
+	Recover(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error)
+}
+
+// RecoverResponse is the task taken over: its pid (0 when it had already
+// ended and only its exit status was found).
+type RecoverResponse struct {
+	Pid        int
+	StartTicks uint64
 }
 
 // RecoverRequest names the task to take over.
@@ -105,5 +122,6 @@ type Stats struct {
 // VersionInfo answers the agent's liveness and identity check after reattach.
 type VersionInfo struct {
 	Version string
-	Pid     int
+	Pid     int // the executor process
+	Tasks   int // its tasks still running
 }

@@ -25,12 +25,13 @@ type recorder struct {
 	spec     *isolator.LaunchSpec
 	signals  []syscall.Signal
 	grace    time.Duration
+	taskIDs  []string // the task each per-task call named
 	isoErr   error
 	launched bool
 }
 
 func (r *recorder) PluginInfo(context.Context) (*base.Info, error) {
-	return &base.Info{Kind: base.KindExecutor, Name: "recorder", Version: "9.9.9", APIVersions: []string{"v1"}}, nil
+	return &base.Info{Kind: base.KindExecutor, Name: "recorder", Version: "9.9.9", APIVersions: executor.APIVersions}, nil
 }
 func (r *recorder) ConfigSchema(context.Context) (*base.Schema, error) { return &base.Schema{}, nil }
 func (r *recorder) SetConfig(context.Context, []byte, string) error    { return nil }
@@ -51,26 +52,39 @@ func (r *recorder) Launch(ctx context.Context, req *executor.LaunchRequest, cs e
 	r.launched = true
 	return &executor.LaunchResponse{Pid: 4242, StartTicks: 987654321}, nil
 }
-func (r *recorder) Wait(context.Context) (*executor.ExitResult, error) {
+func (r *recorder) named(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.taskIDs = append(r.taskIDs, id)
+}
+func (r *recorder) Wait(_ context.Context, id string) (*executor.ExitResult, error) {
+	r.named(id)
 	return &executor.ExitResult{ExitCode: 2, Signal: 9, Err: "partial"}, nil
 }
-func (r *recorder) Signal(_ context.Context, sig syscall.Signal) error {
+func (r *recorder) Signal(_ context.Context, id string, sig syscall.Signal) error {
+	r.named(id)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.signals = append(r.signals, sig)
 	return nil
 }
-func (r *recorder) Shutdown(_ context.Context, grace time.Duration) error {
+func (r *recorder) Shutdown(_ context.Context, id string, grace time.Duration) error {
+	r.named(id)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.grace = grace
 	return nil
 }
-func (r *recorder) Stats(context.Context) (*executor.Stats, error) {
+func (r *recorder) Forget(_ context.Context, id string) error {
+	r.named(id)
+	return nil
+}
+func (r *recorder) Stats(_ context.Context, id string) (*executor.Stats, error) {
+	r.named(id)
 	return &executor.Stats{CPUUserSeconds: 1.25, CPUSystemSeconds: 0.5, MemRSSBytes: 4096, Timestamp: time.UnixMilli(1_700_000_000_001)}, nil
 }
 func (r *recorder) Version(context.Context) (*executor.VersionInfo, error) {
-	return &executor.VersionInfo{Version: "9.9.9", Pid: 4242}, nil
+	return &executor.VersionInfo{Version: "9.9.9", Pid: 4242, Tasks: 7}, nil
 }
 
 // hostContainers is the host side of ContainerService in these tests.
@@ -144,11 +158,11 @@ func TestRoundTripWithBrokeredContainerService(t *testing.T) {
 		t.Errorf("plugin got LaunchSpec %+v", s)
 	}
 
-	res, err := e.Wait(ctx(t))
+	res, err := e.Wait(ctx(t), "t-wait")
 	if err != nil || *res != (executor.ExitResult{ExitCode: 2, Signal: 9, Err: "partial"}) {
 		t.Errorf("Wait = %+v, %v", res, err)
 	}
-	if err := e.Signal(ctx(t), syscall.SIGUSR1); err != nil {
+	if err := e.Signal(ctx(t), "t-signal", syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	rec.mu.Lock()
@@ -157,7 +171,7 @@ func TestRoundTripWithBrokeredContainerService(t *testing.T) {
 	if !slices.Equal(signals, []syscall.Signal{syscall.SIGUSR1}) {
 		t.Errorf("plugin got signals %v", signals)
 	}
-	if err := e.Shutdown(ctx(t), 1500*time.Millisecond); err != nil {
+	if err := e.Shutdown(ctx(t), "t-shutdown", 1500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	rec.mu.Lock()
@@ -166,13 +180,22 @@ func TestRoundTripWithBrokeredContainerService(t *testing.T) {
 	if grace != 1500*time.Millisecond {
 		t.Errorf("plugin got grace %v", grace)
 	}
-	st, err := e.Stats(ctx(t))
+	st, err := e.Stats(ctx(t), "t-stats")
 	if err != nil || st.CPUUserSeconds != 1.25 || st.CPUSystemSeconds != 0.5 || st.MemRSSBytes != 4096 || !st.Timestamp.Equal(time.UnixMilli(1_700_000_000_001)) {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
 	v, err := e.Version(ctx(t))
-	if err != nil || *v != (executor.VersionInfo{Version: "9.9.9", Pid: 4242}) {
+	if err != nil || *v != (executor.VersionInfo{Version: "9.9.9", Pid: 4242, Tasks: 7}) {
 		t.Errorf("Version = %+v, %v", v, err)
+	}
+	if err := e.Forget(ctx(t), "t-forget"); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	ids := rec.taskIDs
+	rec.mu.Unlock()
+	if want := []string{"t-wait", "t-signal", "t-shutdown", "t-stats", "t-forget"}; !slices.Equal(ids, want) {
+		t.Errorf("plugin saw task IDs %v, want %v", ids, want)
 	}
 }
 
@@ -194,7 +217,7 @@ func TestContainerServiceErrorReachesPluginAndHost(t *testing.T) {
 func TestSignalOutOfRangeIsRejected(t *testing.T) {
 	rec := &recorder{}
 	e := contracttest.InProcess(t, rec)
-	if err := e.Signal(ctx(t), syscall.Signal(0)); err == nil {
+	if err := e.Signal(ctx(t), "t1", syscall.Signal(0)); err == nil {
 		t.Fatal("Signal(0) succeeded")
 	}
 	rec.mu.Lock()

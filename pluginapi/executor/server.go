@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
 	executorpb "github.com/corral-project/corral/pluginapi/executor/proto"
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -19,23 +21,46 @@ type server struct {
 	executorpb.UnimplementedExecutorServer
 	impl   Executor
 	broker *plugin.GRPCBroker
+
+	// The host serves one ContainerService per connection: dial it once
+	// and share it among the Launches in flight.
+	mu    sync.Mutex
+	conns map[uint32]*grpc.ClientConn
 }
 
-// Launch dials the ContainerService the host serves on the broker and hands
-// it to the plugin for the duration of the call: the container is prepared
-// and the first process isolated before Launch returns.
+func (s *server) containers(id uint32) (executorpb.ContainerServiceClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if conn, ok := s.conns[id]; ok {
+		return executorpb.NewContainerServiceClient(conn), nil
+	}
+	conn, err := s.broker.Dial(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.conns == nil {
+		s.conns = map[uint32]*grpc.ClientConn{}
+	}
+	s.conns[id] = conn
+	return executorpb.NewContainerServiceClient(conn), nil
+}
+
+// Launch hands the plugin the ContainerService the host serves on the
+// broker: the container is prepared and the first process isolated before
+// Launch returns.
 func (s *server) Launch(ctx context.Context, req *executorpb.LaunchRequest) (*executorpb.LaunchResponse, error) {
 	id := req.GetContainerServiceId()
 	if id == 0 {
 		return nil, status.Error(codes.InvalidArgument, "launch: no container service id")
 	}
-	conn, err := s.broker.Dial(id)
+	if req.GetTaskId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "launch: no task id")
+	}
+	rpc, err := s.containers(id)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "launch: dial container service %d: %v", id, err)
 	}
-	defer func() { _ = conn.Close() }()
-
-	resp, err := s.impl.Launch(ctx, launchRequestFromProto(req), &containerClient{rpc: executorpb.NewContainerServiceClient(conn)})
+	resp, err := s.impl.Launch(ctx, launchRequestFromProto(req), &containerClient{rpc: rpc})
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +76,7 @@ func (s *server) Recover(ctx context.Context, req *executorpb.RecoverRequest) (*
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "recover: this executor cannot take over tasks")
 	}
-	err := r.Recover(ctx, &RecoverRequest{ContainerID: req.GetContainerId(), TaskID: req.GetTaskId(),
+	resp, err := r.Recover(ctx, &RecoverRequest{ContainerID: req.GetContainerId(), TaskID: req.GetTaskId(),
 		SandboxDir: req.GetSandboxDir(), Pid: int(req.GetPid())})
 	if errors.Is(err, ErrNoTask) {
 		return nil, status.Error(codes.NotFound, err.Error())
@@ -59,11 +84,21 @@ func (s *server) Recover(ctx context.Context, req *executorpb.RecoverRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return &executorpb.RecoverResponse{}, nil
+	if resp == nil {
+		resp = &RecoverResponse{}
+	}
+	return &executorpb.RecoverResponse{Pid: int32(resp.Pid), StartTicks: resp.StartTicks}, nil
 }
 
-func (s *server) Wait(ctx context.Context, _ *executorpb.WaitRequest) (*executorpb.WaitResponse, error) {
-	res, err := s.impl.Wait(ctx)
+func (s *server) Forget(ctx context.Context, req *executorpb.ForgetRequest) (*executorpb.ForgetResponse, error) {
+	if err := s.impl.Forget(ctx, req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	return &executorpb.ForgetResponse{}, nil
+}
+
+func (s *server) Wait(ctx context.Context, req *executorpb.WaitRequest) (*executorpb.WaitResponse, error) {
+	res, err := s.impl.Wait(ctx, req.GetTaskId())
 	if err != nil {
 		return nil, err
 	}
@@ -75,21 +110,21 @@ func (s *server) Signal(ctx context.Context, req *executorpb.SignalRequest) (*ex
 	if sig <= 0 || sig > 64 {
 		return nil, status.Errorf(codes.InvalidArgument, "signal: %d is not a signal number", sig)
 	}
-	if err := s.impl.Signal(ctx, syscall.Signal(sig)); err != nil {
+	if err := s.impl.Signal(ctx, req.GetTaskId(), syscall.Signal(sig)); err != nil {
 		return nil, err
 	}
 	return &executorpb.SignalResponse{}, nil
 }
 
 func (s *server) Shutdown(ctx context.Context, req *executorpb.ShutdownRequest) (*executorpb.ShutdownResponse, error) {
-	if err := s.impl.Shutdown(ctx, time.Duration(req.GetGraceMs())*time.Millisecond); err != nil {
+	if err := s.impl.Shutdown(ctx, req.GetTaskId(), time.Duration(req.GetGraceMs())*time.Millisecond); err != nil {
 		return nil, err
 	}
 	return &executorpb.ShutdownResponse{}, nil
 }
 
-func (s *server) Stats(ctx context.Context, _ *executorpb.StatsRequest) (*executorpb.StatsResponse, error) {
-	st, err := s.impl.Stats(ctx)
+func (s *server) Stats(ctx context.Context, req *executorpb.StatsRequest) (*executorpb.StatsResponse, error) {
+	st, err := s.impl.Stats(ctx, req.GetTaskId())
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +136,7 @@ func (s *server) Version(ctx context.Context, _ *executorpb.VersionRequest) (*ex
 	if err != nil {
 		return nil, err
 	}
-	return &executorpb.VersionResponse{Version: v.Version, Pid: int32(v.Pid)}, nil
+	return &executorpb.VersionResponse{Version: v.Version, Pid: int32(v.Pid), Tasks: int32(v.Tasks)}, nil
 }
 
 // containerClient is the ContainerService the plugin sees: calls go back to

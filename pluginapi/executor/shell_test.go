@@ -15,14 +15,18 @@ import (
 	"github.com/corral-project/corral/pluginapi/executor"
 )
 
-// shell is a minimal real executor: one task per instance, run in its own
-// session with output to files. It shows that the contract suite accepts a
-// correct plugin.
+// shell is a minimal real executor: many tasks per instance, each run in
+// its own session with output to files. It shows that the contract suite
+// accepts a correct plugin.
 type shell struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
+	tasks map[string]*shellTask
+}
+
+type shellTask struct {
 	pid  int
 	done chan struct{}
-	res  executor.ExitResult
+	res  executor.ExitResult // set before done closes
 }
 
 func (s *shell) PluginInfo(context.Context) (*base.Info, error) {
@@ -70,23 +74,25 @@ func (s *shell) Launch(ctx context.Context, req *executor.LaunchRequest, contain
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %q: %w", req.Command.Value, err)
 	}
+	st := &shellTask{pid: cmd.Process.Pid, done: make(chan struct{})}
 	s.mu.Lock()
-	s.pid, s.done = cmd.Process.Pid, make(chan struct{})
+	if s.tasks == nil {
+		s.tasks = map[string]*shellTask{}
+	}
+	s.tasks[req.TaskID] = st
 	s.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
 		var ee *exec.ExitError
-		s.mu.Lock()
 		switch {
 		case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
-			s.res.Signal = int(ee.Sys().(syscall.WaitStatus).Signal())
+			st.res.Signal = int(ee.Sys().(syscall.WaitStatus).Signal())
 		case errors.As(err, &ee):
-			s.res.ExitCode = ee.ExitCode()
+			st.res.ExitCode = ee.ExitCode()
 		case err != nil:
-			s.res.Err = err.Error()
+			st.res.Err = err.Error()
 		}
-		s.mu.Unlock()
-		close(s.done)
+		close(st.done)
 	}()
 	if err := containers.Isolate(ctx, req.ContainerID, cmd.Process.Pid); err != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -95,61 +101,81 @@ func (s *shell) Launch(ctx context.Context, req *executor.LaunchRequest, contain
 	return &executor.LaunchResponse{Pid: cmd.Process.Pid}, nil
 }
 
-func (s *shell) task() (int, chan struct{}) {
+func (s *shell) task(id string) *shellTask {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pid, s.done
+	return s.tasks[id]
 }
 
-func (s *shell) Wait(ctx context.Context) (*executor.ExitResult, error) {
-	_, done := s.task()
-	if done == nil {
-		return nil, errors.New("no task launched")
+func (s *shell) Wait(ctx context.Context, id string) (*executor.ExitResult, error) {
+	st := s.task(id)
+	if st == nil {
+		return nil, fmt.Errorf("no task %q", id)
 	}
 	select {
-	case <-done:
+	case <-st.done:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	res := s.res
+	res := st.res
 	return &res, nil
 }
 
-func (s *shell) Signal(_ context.Context, sig syscall.Signal) error {
-	pid, _ := s.task()
-	if pid == 0 {
-		return errors.New("no task launched")
+func (s *shell) Signal(_ context.Context, id string, sig syscall.Signal) error {
+	st := s.task(id)
+	if st == nil {
+		return fmt.Errorf("no task %q", id)
 	}
-	return syscall.Kill(-pid, sig)
+	return syscall.Kill(-st.pid, sig)
 }
 
-func (s *shell) Shutdown(ctx context.Context, grace time.Duration) error {
-	pid, done := s.task()
-	if pid == 0 {
+func (s *shell) Shutdown(ctx context.Context, id string, grace time.Duration) error {
+	st := s.task(id)
+	if st == nil {
 		return nil
 	}
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	_ = syscall.Kill(-st.pid, syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-st.done:
 		return nil
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(-st.pid, syscall.SIGKILL)
 	select {
-	case <-done:
+	case <-st.done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (s *shell) Stats(context.Context) (*executor.Stats, error) {
+func (s *shell) Forget(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.tasks[id]; ok {
+		select {
+		case <-st.done:
+			delete(s.tasks, id)
+		default:
+		}
+	}
+	return nil
+}
+
+func (s *shell) Stats(context.Context, string) (*executor.Stats, error) {
 	return &executor.Stats{Timestamp: time.Now()}, nil
 }
 
 func (s *shell) Version(context.Context) (*executor.VersionInfo, error) {
-	pid, _ := s.task()
-	return &executor.VersionInfo{Version: "0.0.1", Pid: pid}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, st := range s.tasks {
+		select {
+		case <-st.done:
+		default:
+			n++
+		}
+	}
+	return &executor.VersionInfo{Version: "0.0.1", Pid: os.Getpid(), Tasks: n}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,6 +83,27 @@ type State struct {
 type Store struct {
 	db   *bolt.DB
 	path string
+
+	// updKeys finds a pending update's record key by framework, task and
+	// UUID, so that an acknowledgement deletes one key instead of decoding
+	// every pending update (a burst of a thousand launches has thousands
+	// pending, and each ack scanned them all). Filled by Load and by
+	// PutTaskAndUpdate; a miss falls back to the scan.
+	mu      sync.Mutex
+	updKeys map[string][]byte
+}
+
+func updKey(frameworkID, taskID string, uuid []byte) string {
+	return frameworkID + "\x00" + taskID + "\x00" + string(uuid)
+}
+
+func (s *Store) noteUpdate(u *updateRecord, key []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.updKeys == nil {
+		s.updKeys = map[string][]byte{}
+	}
+	s.updKeys[updKey(u.FrameworkID, u.TaskID, u.UUID)] = key
 }
 
 // Error is a checkpoint that cannot be used; it names the file.
@@ -216,6 +238,7 @@ func (s *Store) Load() (st *State, err error) {
 				return &Error{Path: s.path, Problem: fmt.Sprintf("status update record %x does not decode", k), Err: err}
 			}
 			st.Updates = append(st.Updates, Update(u))
+			s.noteUpdate(&u, clone(k))
 			return nil
 		})
 	})
@@ -298,7 +321,8 @@ func (s *Store) PutTaskAndUpdate(t *Task, u Update) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: encode update of %s: %w", u.TaskID, err)
 	}
-	return s.write("put update", func(tx *bolt.Tx) error {
+	var key []byte // set by the run of fn that commits (Batch may rerun it)
+	err = s.write("put update", func(tx *bolt.Tx) error {
 		if t != nil {
 			if err := tx.Bucket(bucketTasks).Put(taskKey(t.FrameworkID, t.TaskID), tv); err != nil {
 				return err
@@ -309,12 +333,28 @@ func (s *Store) PutTaskAndUpdate(t *Task, u Update) error {
 		if err != nil {
 			return err
 		}
-		return ub.Put(binary.BigEndian.AppendUint64(nil, seq), uv)
+		key = binary.BigEndian.AppendUint64(nil, seq)
+		return ub.Put(key, uv)
 	})
+	if err == nil {
+		r := updateRecord(u)
+		s.noteUpdate(&r, key)
+	}
+	return err
 }
 
 // RemoveUpdate forgets an acknowledged update. Unknown UUIDs are ignored.
 func (s *Store) RemoveUpdate(frameworkID, taskID string, uuid []byte) error {
+	k := updKey(frameworkID, taskID, uuid)
+	s.mu.Lock()
+	key, ok := s.updKeys[k]
+	delete(s.updKeys, k)
+	s.mu.Unlock()
+	if ok {
+		return s.write("remove update", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUpdates).Delete(key)
+		})
+	}
 	return s.removeUpdates("remove update", func(u *updateRecord) bool {
 		return u.FrameworkID == frameworkID && u.TaskID == taskID && string(u.UUID) == string(uuid)
 	})
@@ -356,6 +396,9 @@ func (s *Store) removeUpdates(op string, match func(*updateRecord) bool) error {
 			var u updateRecord
 			if json.Unmarshal(v, &u) == nil && match(&u) {
 				keys = append(keys, clone(k))
+				s.mu.Lock()
+				delete(s.updKeys, updKey(u.FrameworkID, u.TaskID, u.UUID))
+				s.mu.Unlock()
 			}
 			return nil
 		}); err != nil {

@@ -139,3 +139,49 @@ func writeMeta(path, version string) error {
 	defer s.Close()
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte(version)) })
 }
+
+// An acknowledgement removes exactly its update, whether the store wrote
+// it in this run or found it on Load; an unknown UUID removes nothing.
+func TestRemoveUpdateByKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := s.PutTaskAndUpdate(nil, Update{FrameworkID: "fw", TaskID: "t", UUID: []byte{byte(i)}, Status: []byte{'s', '0' + byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RemoveUpdate("fw", "t", []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveUpdate("fw", "t", []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveUpdate("fw", "t", []byte{2}); err != nil { // found by Load
+		t.Fatal(err)
+	}
+	st, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range st.Updates {
+		got = append(got, string(u.Status))
+	}
+	if strings.Join(got, ",") != "s0,s3" {
+		t.Fatalf("updates = %v, want s0,s3", got)
+	}
+}

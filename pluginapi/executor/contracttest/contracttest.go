@@ -2,6 +2,7 @@ package contracttest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ import (
 )
 
 // Run checks the rules every executor must follow. newImpl must return a
-// fresh executor on every call (one task per executor); wrap it with
+// fresh executor on every call; one executor runs many tasks. Wrap it with
 // InProcess to run the checks over gRPC and the broker. The checks run
 // real processes through /bin/sh.
 func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
@@ -29,7 +30,7 @@ func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
 		req := shellRequest(t, `echo hello; echo $CORRAL_CONTRACT; echo oops >&2; exit 3`)
 		resp := launch(t, e, req, cs)
 
-		res := wait(t, e, 30*time.Second)
+		res := wait(t, e, req.TaskID, 30*time.Second)
 		if res.ExitCode != 3 || res.Signal != 0 || res.Err != "" {
 			t.Errorf("Wait = %+v, want exit code 3", *res)
 		}
@@ -47,7 +48,7 @@ func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
 			t.Errorf("ContainerService.Isolate pids = %v, want [%d] (the launched pid)", isolated, resp.Pid)
 		}
 
-		again := wait(t, e, 10*time.Second)
+		again := wait(t, e, req.TaskID, 10*time.Second)
 		if *again != *res {
 			t.Errorf("second Wait = %+v, first %+v: must be the same", *again, *res)
 		}
@@ -55,39 +56,42 @@ func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
 
 	t.Run("VersionAndStatsWhileRunning", func(t *testing.T) {
 		e := configured(t, newImpl)
-		resp := launch(t, e, shellRequest(t, "sleep 60"), &Containers{})
+		req := shellRequest(t, "sleep 60")
+		launch(t, e, req, &Containers{})
 		v, err := e.Version(ctx(t))
 		if err != nil {
 			t.Fatalf("Version: %v", err)
 		}
-		if v.Pid != resp.Pid {
-			t.Errorf("Version().Pid = %d, want the task pid %d", v.Pid, resp.Pid)
+		if v.Tasks != 1 {
+			t.Errorf("Version().Tasks = %d, want 1", v.Tasks)
 		}
-		if _, err := e.Stats(ctx(t)); err != nil {
+		if _, err := e.Stats(ctx(t), req.TaskID); err != nil {
 			t.Errorf("Stats while running: %v", err)
 		}
 	})
 
 	t.Run("SignalReachesTask", func(t *testing.T) {
 		e := configured(t, newImpl)
-		launch(t, e, shellRequest(t, "sleep 60"), &Containers{})
-		if err := e.Signal(ctx(t), syscall.SIGTERM); err != nil {
+		req := shellRequest(t, "sleep 60")
+		launch(t, e, req, &Containers{})
+		if err := e.Signal(ctx(t), req.TaskID, syscall.SIGTERM); err != nil {
 			t.Fatalf("Signal(SIGTERM): %v", err)
 		}
-		if res := wait(t, e, 20*time.Second); res.Signal != int(syscall.SIGTERM) {
+		if res := wait(t, e, req.TaskID, 20*time.Second); res.Signal != int(syscall.SIGTERM) {
 			t.Errorf("Wait after SIGTERM = %+v, want Signal %d", *res, syscall.SIGTERM)
 		}
 	})
 
 	t.Run("ShutdownTerminates", func(t *testing.T) {
 		e := configured(t, newImpl)
-		launch(t, e, shellRequest(t, "sleep 60"), &Containers{})
-		if err := e.Shutdown(ctx(t), 200*time.Millisecond); err != nil {
+		req := shellRequest(t, "sleep 60")
+		launch(t, e, req, &Containers{})
+		if err := e.Shutdown(ctx(t), req.TaskID, 200*time.Millisecond); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
 		// The task sleeps 60s: a Wait that returns within 20s proves the
 		// shutdown ended it.
-		if res := wait(t, e, 20*time.Second); res.Signal <= 0 {
+		if res := wait(t, e, req.TaskID, 20*time.Second); res.Signal <= 0 {
 			t.Errorf("Wait after Shutdown = %+v, want death by signal", *res)
 		}
 	})
@@ -100,10 +104,10 @@ func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
 		if !poll(20*time.Second, func() bool { return strings.Contains(readFileOrEmpty(req.StdoutPath), "trapped") }) {
 			t.Fatalf("task never wrote %q to %s", "trapped", req.StdoutPath)
 		}
-		if err := e.Shutdown(ctx(t), 200*time.Millisecond); err != nil {
+		if err := e.Shutdown(ctx(t), req.TaskID, 200*time.Millisecond); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		if res := wait(t, e, 20*time.Second); res.Signal != int(syscall.SIGKILL) {
+		if res := wait(t, e, req.TaskID, 20*time.Second); res.Signal != int(syscall.SIGKILL) {
 			t.Errorf("Wait after Shutdown of a task ignoring SIGTERM = %+v, want Signal %d", *res, syscall.SIGKILL)
 		}
 	})
@@ -115,10 +119,57 @@ func Run(t *testing.T, newImpl func(t *testing.T) executor.Executor) {
 		if _, err := e.Launch(ctx(t), req, &Containers{}); err != nil {
 			return // refusing to launch is a valid way to fail
 		}
-		shutdownOnCleanup(t, e)
-		res := wait(t, e, 20*time.Second)
+		shutdownOnCleanup(t, e, req.TaskID)
+		res := wait(t, e, req.TaskID, 20*time.Second)
 		if res.Err == "" && res.ExitCode == 0 {
 			t.Errorf("Wait for a missing command = %+v, want Err set or a non-zero exit code", *res)
+		}
+	})
+
+	t.Run("ManyTasksInOneExecutor", func(t *testing.T) {
+		e := configured(t, newImpl)
+		cs := &Containers{}
+		const n = 5
+		reqs := make([]*executor.LaunchRequest, n)
+		for i := range reqs {
+			reqs[i] = shellRequest(t, fmt.Sprintf("echo task%d; exit %d", i, 10+i))
+			reqs[i].ContainerID += fmt.Sprint("-", i)
+			reqs[i].TaskID += fmt.Sprint("-", i)
+		}
+		// Launched concurrently, as an agent launching a burst does.
+		var wg sync.WaitGroup
+		for _, req := range reqs {
+			shutdownOnCleanup(t, e, req.TaskID)
+			wg.Go(func() {
+				if _, err := e.Launch(ctx(t), req, cs); err != nil {
+					t.Errorf("Launch %s: %v", req.TaskID, err)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for i, req := range reqs {
+			res := wait(t, e, req.TaskID, 30*time.Second)
+			if res.ExitCode != 10+i || res.Signal != 0 || res.Err != "" {
+				t.Errorf("task %d: Wait = %+v, want exit code %d (its own)", i, *res, 10+i)
+			}
+			if out := readFile(t, req.StdoutPath); strings.TrimSpace(out) != fmt.Sprint("task", i) {
+				t.Errorf("task %d stdout = %q", i, out)
+			}
+		}
+		if prepared, _ := cs.Calls(); len(prepared) < n {
+			t.Errorf("ContainerService.Prepare calls = %v, want one per container", prepared)
+		}
+		if err := e.Forget(ctx(t), reqs[0].TaskID); err != nil {
+			t.Errorf("Forget of an ended task: %v", err)
+		}
+		if err := e.Forget(ctx(t), "never-launched"); err != nil {
+			t.Errorf("Forget of an unknown task: %v", err)
+		}
+		if res := wait(t, e, reqs[1].TaskID, 10*time.Second); res.ExitCode != 11 {
+			t.Errorf("Wait of task 1 after task 0 was forgotten = %+v", *res)
 		}
 	})
 }
@@ -183,26 +234,26 @@ func launch(t *testing.T, e executor.Executor, req *executor.LaunchRequest, cs e
 	if err != nil {
 		t.Fatalf("Launch %q: %v", req.Command.Value, err)
 	}
-	shutdownOnCleanup(t, e)
+	shutdownOnCleanup(t, e, req.TaskID)
 	if resp.Pid <= 0 {
 		t.Fatalf("Launch returned pid %d", resp.Pid)
 	}
 	return resp
 }
 
-func shutdownOnCleanup(t *testing.T, e executor.Executor) {
+func shutdownOnCleanup(t *testing.T, e executor.Executor, taskID string) {
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = e.Shutdown(c, 0)
+		_ = e.Shutdown(c, taskID, 0)
 	})
 }
 
-func wait(t *testing.T, e executor.Executor, timeout time.Duration) *executor.ExitResult {
+func wait(t *testing.T, e executor.Executor, taskID string, timeout time.Duration) *executor.ExitResult {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := e.Wait(c)
+	res, err := e.Wait(c, taskID)
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}

@@ -1,7 +1,7 @@
 // Package command is corral's command executor, after Mesos' command
-// executor: one executor process runs one task, a single command, in its own
-// session, with output appended to files in the sandbox so that the task
-// outlives an agent restart. The container (limits, cgroups) comes from the
+// executor, but one process per agent: it runs many tasks, each a single
+// command in its own session, told apart by task ID, with output appended
+// to files in the sandbox so that the task outlives an agent restart. The container (limits, cgroups) comes from the
 // agent through executor.ContainerService and is applied by a launcher stage
 // (see LauncherArg) before the command's exec.
 //
@@ -60,13 +60,34 @@ type Executor struct {
 	logger   hclog.Logger
 	launcher string
 
-	mu       sync.Mutex
-	grace    time.Duration
-	launched bool
-	pid      int // 0 until a process exists
-	sandbox  string
-	done     chan struct{}
-	result   *executor.ExitResult // set before done closes
+	mu    sync.Mutex
+	grace time.Duration
+	tasks map[string]*task // by task ID
+}
+
+// task is one task the executor holds, from Launch or Recover until Forget.
+type task struct {
+	id     string
+	done   chan struct{}
+	mu     sync.Mutex
+	pid    int                  // 0 until a process exists
+	result *executor.ExitResult // set before done closes
+}
+
+func (t *task) getPid() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pid
+}
+
+func (t *task) finish(res *executor.ExitResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.result != nil {
+		return
+	}
+	t.result = res
+	close(t.done)
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -81,7 +102,7 @@ func WithLauncher(path string) Option { return func(e *Executor) { e.launcher = 
 
 // New returns an executor that has not launched anything yet.
 func New(logger hclog.Logger, opts ...Option) *Executor {
-	e := &Executor{logger: logger, grace: DefaultGrace, done: make(chan struct{})}
+	e := &Executor{logger: logger, grace: DefaultGrace, tasks: map[string]*task{}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -149,29 +170,52 @@ func (e *Executor) Launch(ctx context.Context, req *executor.LaunchRequest, cont
 	if req == nil || containers == nil {
 		return nil, errors.New("command executor: launch: request and container service are required")
 	}
-	e.mu.Lock()
-	if e.launched {
-		e.mu.Unlock()
-		return nil, errors.New("command executor: launch: a task was already launched (one task per executor)")
+	if req.TaskID == "" {
+		return nil, errors.New("command executor: launch: task ID is required")
 	}
-	e.launched = true
-	e.mu.Unlock()
+	t, err := e.add(req.TaskID)
+	if err != nil {
+		return nil, fmt.Errorf("command executor: launch: %w", err)
+	}
 	log := e.logger.With("task_id", req.TaskID, "container_id", req.ContainerID)
 
-	resp, started, err := e.launch(ctx, log, req, containers)
+	resp, started, err := e.launch(ctx, log, t, req, containers)
 	if err != nil {
 		if !started {
 			// No process will ever report: Wait must not block forever.
-			e.finish(&executor.ExitResult{ExitCode: -1, Err: err.Error()})
+			t.finish(&executor.ExitResult{ExitCode: -1, Err: err.Error()})
 		}
 		return nil, fmt.Errorf("command executor: launch %q: %w", req.TaskID, err)
 	}
 	return resp, nil
 }
 
+// add registers a new task; a task ID the executor holds is refused.
+func (e *Executor) add(id string) (*task, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.tasks[id]; ok {
+		return nil, fmt.Errorf("task %q was already launched", id)
+	}
+	t := &task{id: id, done: make(chan struct{})}
+	e.tasks[id] = t
+	return t, nil
+}
+
+// get is the task id, or an error naming it.
+func (e *Executor) get(op, id string) (*task, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t, ok := e.tasks[id]
+	if !ok {
+		return nil, fmt.Errorf("command executor: %s: no task %q", op, id)
+	}
+	return t, nil
+}
+
 // launch does Launch's work. started reports whether a process exists whose
 // reaping will set the result.
-func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.LaunchRequest, containers executor.ContainerService) (resp *executor.LaunchResponse, started bool, err error) {
+func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *executor.LaunchRequest, containers executor.ContainerService) (resp *executor.LaunchResponse, started bool, err error) {
 	if req.Command.Value == "" {
 		return nil, false, errors.New("empty command")
 	}
@@ -272,10 +316,10 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, req *executor.L
 	// failure is reported as such rather than as exit code 127.
 	var startFailure error
 	outcomeKnown := make(chan struct{})
-	e.mu.Lock()
-	e.pid, e.sandbox = pid, req.SandboxDir
-	e.mu.Unlock()
-	go e.reap(log, req.SandboxDir, outcomeKnown, &startFailure)
+	t.mu.Lock()
+	t.pid = pid
+	t.mu.Unlock()
+	go e.reap(log, t, req.SandboxDir, outcomeKnown, &startFailure)
 	defer close(outcomeKnown)
 
 	abort := func(cause error) (*executor.LaunchResponse, bool, error) {
@@ -364,7 +408,7 @@ func readShimStartCtx(ctx context.Context, f *os.File, r *bufio.Reader) (int, er
 
 // reap waits, through the shim, for the task to end, then records its
 // result once Launch has decided whether the command started at all.
-func (e *Executor) reap(log hclog.Logger, sandbox string, outcomeKnown <-chan struct{}, startFailure *error) {
+func (e *Executor) reap(log hclog.Logger, t *task, sandbox string, outcomeKnown <-chan struct{}, startFailure *error) {
 	st, waitErr := shim.Wait(context.Background(), sandbox)
 	<-outcomeKnown
 	res := &executor.ExitResult{}
@@ -380,97 +424,123 @@ func (e *Executor) reap(log hclog.Logger, sandbox string, outcomeKnown <-chan st
 		res.ExitCode, res.Signal = st.ExitCode, st.Signal
 	}
 	log.Info("task exited", "exit_code", res.ExitCode, "signal", res.Signal, "error", res.Err)
-	e.finish(res)
+	t.finish(res)
 }
 
-// Recover implements executor.Recoverer: this fresh executor process takes
-// over a task its predecessor launched, through the task's shim, or takes
-// the exit status the shim recorded if the task has ended.
-func (e *Executor) Recover(ctx context.Context, req *executor.RecoverRequest) error {
-	if req == nil || req.SandboxDir == "" {
-		return errors.New("command executor: recover: sandbox dir is required")
+// Recover implements executor.Recoverer: this executor process takes over
+// a task a predecessor launched, through the task's shim, or takes the exit
+// status the shim recorded if the task has ended. A task this process
+// already holds is only reported (an agent that restarted asks for each).
+func (e *Executor) Recover(ctx context.Context, req *executor.RecoverRequest) (*executor.RecoverResponse, error) {
+	if req == nil || req.SandboxDir == "" || req.TaskID == "" {
+		return nil, errors.New("command executor: recover: task ID and sandbox dir are required")
 	}
 	e.mu.Lock()
-	if e.launched {
+	if t, ok := e.tasks[req.TaskID]; ok {
 		e.mu.Unlock()
-		return errors.New("command executor: recover: this executor already has a task")
+		return e.recovered(t), nil
 	}
-	e.launched, e.pid, e.sandbox = true, req.Pid, req.SandboxDir
+	t := &task{id: req.TaskID, done: make(chan struct{}), pid: req.Pid}
+	e.tasks[req.TaskID] = t
 	e.mu.Unlock()
-	log := e.logger.With("task_id", req.TaskID, "container_id", req.ContainerID, "pid", req.Pid)
+	log := e.logger.With("task_id", req.TaskID, "container_id", req.ContainerID)
 	if shim.Alive(ctx, req.SandboxDir) {
-		log.Info("took over running task through its shim")
-		go e.reap(log, req.SandboxDir, closedChan, new(error))
-		return nil
+		if t.pid == 0 {
+			// The agent stopped before it heard the pid; the shim knows it.
+			if pid, err := shimTaskPid(req.SandboxDir); err == nil {
+				t.mu.Lock()
+				t.pid = pid
+				t.mu.Unlock()
+			}
+		}
+		log.Info("took over running task through its shim", "pid", t.getPid())
+		go e.reap(log.With("pid", t.getPid()), t, req.SandboxDir, closedChan, new(error))
+		return e.recovered(t), nil
 	}
 	st, err := shim.ReadExit(req.SandboxDir)
-	if errors.Is(err, shim.ErrGone) {
-		e.mu.Lock()
-		e.launched, e.pid = false, 0
-		e.mu.Unlock()
-		return fmt.Errorf("%w (task %s, sandbox %s)", executor.ErrNoTask, req.TaskID, req.SandboxDir)
-	}
 	if err != nil {
-		return fmt.Errorf("command executor: recover: %w", err)
+		e.mu.Lock()
+		delete(e.tasks, req.TaskID)
+		e.mu.Unlock()
+		if errors.Is(err, shim.ErrGone) {
+			return nil, fmt.Errorf("%w (task %s, sandbox %s)", executor.ErrNoTask, req.TaskID, req.SandboxDir)
+		}
+		return nil, fmt.Errorf("command executor: recover %q: %w", req.TaskID, err)
 	}
 	log.Info("task ended while its executor was gone; took its recorded exit status", "exit_code", st.ExitCode, "signal", st.Signal)
-	e.finish(&executor.ExitResult{ExitCode: st.ExitCode, Signal: st.Signal})
-	return nil
+	t.finish(&executor.ExitResult{ExitCode: st.ExitCode, Signal: st.Signal})
+	return e.recovered(t), nil
+}
+
+func (e *Executor) recovered(t *task) *executor.RecoverResponse {
+	resp := &executor.RecoverResponse{Pid: t.getPid()}
+	if resp.Pid != 0 {
+		if st, err := posix.ReadStat(resp.Pid); err == nil {
+			resp.StartTicks = st.StartTicks
+		}
+	}
+	return resp
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (e *Executor) finish(res *executor.ExitResult) {
+// Forget drops an ended task. A running task stays: its reaper still
+// needs it, and the agent may ask again.
+func (e *Executor) Forget(_ context.Context, taskID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.result != nil {
-		return
+	if t, ok := e.tasks[taskID]; ok {
+		select {
+		case <-t.done:
+			delete(e.tasks, taskID)
+		default:
+		}
 	}
-	e.result = res
-	close(e.done)
+	return nil
 }
 
 // Wait blocks until the task has exited and been reaped. Every call returns
 // the same result.
-func (e *Executor) Wait(ctx context.Context) (*executor.ExitResult, error) {
-	e.mu.Lock()
-	launched := e.launched
-	e.mu.Unlock()
-	if !launched {
-		return nil, errors.New("command executor: wait: no task launched")
+func (e *Executor) Wait(ctx context.Context, taskID string) (*executor.ExitResult, error) {
+	t, err := e.get("wait", taskID)
+	if err != nil {
+		return nil, err
 	}
 	select {
-	case <-e.done:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		res := *e.result
+	case <-t.done:
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		res := *t.result
 		return &res, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("command executor: wait: %w", ctx.Err())
+		return nil, fmt.Errorf("command executor: wait %q: %w", taskID, ctx.Err())
 	}
 }
 
 // taskPid returns the task's pid, or an error if no task process exists.
-func (e *Executor) taskPid(op string) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.pid == 0 {
-		return 0, fmt.Errorf("command executor: %s: no task launched", op)
+func (e *Executor) taskPid(op, taskID string) (int, error) {
+	t, err := e.get(op, taskID)
+	if err != nil {
+		return 0, err
 	}
-	return e.pid, nil
+	pid := t.getPid()
+	if pid == 0 {
+		return 0, fmt.Errorf("command executor: %s: task %q has no process", op, taskID)
+	}
+	return pid, nil
 }
 
 // Signal sends sig to the task's process group. A task that has exited with
 // its whole group is not an error.
-func (e *Executor) Signal(_ context.Context, sig syscall.Signal) error {
-	pid, err := e.taskPid("signal")
+func (e *Executor) Signal(_ context.Context, taskID string, sig syscall.Signal) error {
+	pid, err := e.taskPid("signal", taskID)
 	if err != nil {
 		return err
 	}
 	if err := signalGroup(pid, sig); err != nil {
-		return fmt.Errorf("command executor: signal %d: %w", int(sig), err)
+		return fmt.Errorf("command executor: signal %d to %q: %w", int(sig), taskID, err)
 	}
-	e.logger.Debug("signalled task", "pid", pid, "signal", int(sig))
+	e.logger.Debug("signalled task", "task_id", taskID, "pid", pid, "signal", int(sig))
 	return nil
 }
 
@@ -483,56 +553,57 @@ func signalGroup(pgid int, sig syscall.Signal) error {
 
 // Shutdown sends SIGTERM to the task's process group, waits up to grace (the
 // configured default_grace when grace <= 0), then sends SIGKILL, and returns
-// once the task has been reaped.
-func (e *Executor) Shutdown(ctx context.Context, grace time.Duration) error {
+// once the task has been reaped. An unknown task has nothing to stop.
+func (e *Executor) Shutdown(ctx context.Context, taskID string, grace time.Duration) error {
 	e.mu.Lock()
-	pid, launched := e.pid, e.launched
+	t := e.tasks[taskID]
 	if grace <= 0 {
 		grace = e.grace
 	}
 	e.mu.Unlock()
-	if !launched {
+	if t == nil {
 		return nil // nothing to stop
 	}
+	pid := t.getPid()
 	if pid != 0 {
 		if err := signalGroup(pid, syscall.SIGTERM); err != nil {
-			return fmt.Errorf("command executor: shutdown: SIGTERM: %w", err)
+			return fmt.Errorf("command executor: shutdown %q: SIGTERM: %w", taskID, err)
 		}
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
-	case <-e.done:
+	case <-t.done:
 	case <-timer.C:
-		e.logger.Info("grace period over, killing task", "pid", pid, "grace", grace)
+		e.logger.Info("grace period over, killing task", "task_id", taskID, "pid", pid, "grace", grace)
 	case <-ctx.Done():
-		return fmt.Errorf("command executor: shutdown: %w", ctx.Err())
+		return fmt.Errorf("command executor: shutdown %q: %w", taskID, ctx.Err())
 	}
 	// SIGKILL the group even if the leader is gone: children it left in
 	// the group received SIGTERM too and get no more time than it did.
 	if pid != 0 {
 		if err := signalGroup(pid, syscall.SIGKILL); err != nil {
-			return fmt.Errorf("command executor: shutdown: SIGKILL: %w", err)
+			return fmt.Errorf("command executor: shutdown %q: SIGKILL: %w", taskID, err)
 		}
 	}
 	select {
-	case <-e.done:
+	case <-t.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("command executor: shutdown: waiting for exit: %w", ctx.Err())
+		return fmt.Errorf("command executor: shutdown %q: waiting for exit: %w", taskID, ctx.Err())
 	}
 }
 
 // Stats sums usage over the task's session. Once the task is gone it
 // reports zero usage.
-func (e *Executor) Stats(context.Context) (*executor.Stats, error) {
-	pid, err := e.taskPid("stats")
+func (e *Executor) Stats(_ context.Context, taskID string) (*executor.Stats, error) {
+	pid, err := e.taskPid("stats", taskID)
 	if err != nil {
 		return nil, err
 	}
 	procs, err := posix.SessionProcesses(pid)
 	if err != nil {
-		return nil, fmt.Errorf("command executor: stats: %w", err)
+		return nil, fmt.Errorf("command executor: stats %q: %w", taskID, err)
 	}
 	u := posix.Sum(procs)
 	return &executor.Stats{
@@ -543,11 +614,20 @@ func (e *Executor) Stats(context.Context) (*executor.Stats, error) {
 	}, nil
 }
 
-// Version reports the plugin version and the task's pid (0 before Launch).
+// Version reports the plugin version, this process's pid and how many of
+// its tasks are still running.
 func (e *Executor) Version(context.Context) (*executor.VersionInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return &executor.VersionInfo{Version: Version, Pid: e.pid}, nil
+	n := 0
+	for _, t := range e.tasks {
+		select {
+		case <-t.done:
+		default:
+			n++
+		}
+	}
+	return &executor.VersionInfo{Version: Version, Pid: os.Getpid(), Tasks: n}, nil
 }
 
 // taskEnvironment is a minimal base (PATH, HOME = sandbox) overlaid with

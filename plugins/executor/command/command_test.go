@@ -36,7 +36,15 @@ func newTestExecutor(t *testing.T) *Executor {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = e.Shutdown(ctx, 100*time.Millisecond)
+		e.mu.Lock()
+		var ids []string
+		for id := range e.tasks {
+			ids = append(ids, id)
+		}
+		e.mu.Unlock()
+		for _, id := range ids {
+			_ = e.Shutdown(ctx, id, 100*time.Millisecond)
+		}
 	})
 	return e
 }
@@ -110,7 +118,7 @@ func waitResult(t *testing.T, e executor.Executor) *executor.ExitResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := e.Wait(ctx)
+	res, err := e.Wait(ctx, "t1")
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -329,16 +337,16 @@ func TestLaunchTwiceFails(t *testing.T) {
 func TestBeforeLaunch(t *testing.T) {
 	e := newTestExecutor(t)
 	ctx := testCtx(t)
-	if _, err := e.Wait(ctx); err == nil {
+	if _, err := e.Wait(ctx, "t1"); err == nil {
 		t.Error("Wait before Launch succeeded")
 	}
-	if err := e.Signal(ctx, syscall.SIGTERM); err == nil {
+	if err := e.Signal(ctx, "t1", syscall.SIGTERM); err == nil {
 		t.Error("Signal before Launch succeeded")
 	}
-	if _, err := e.Stats(ctx); err == nil {
+	if _, err := e.Stats(ctx, "t1"); err == nil {
 		t.Error("Stats before Launch succeeded")
 	}
-	if v, err := e.Version(ctx); err != nil || v.Version != Version || v.Pid != 0 {
+	if v, err := e.Version(ctx); err != nil || v.Version != Version || v.Pid != os.Getpid() || v.Tasks != 0 {
 		t.Errorf("Version before Launch = %+v, %v", v, err)
 	}
 }
@@ -421,14 +429,14 @@ func TestStatsSumTheSession(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	st, err := e.Stats(testCtx(t))
+	st, err := e.Stats(testCtx(t), "t1")
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
 	if st.MemRSSBytes <= leaderRSS || st.Timestamp.IsZero() {
 		t.Errorf("Stats = %+v, want RSS above the leader's own %d (children included)", st, leaderRSS)
 	}
-	if err := e.Shutdown(testCtx(t), time.Second); err != nil {
+	if err := e.Shutdown(testCtx(t), "t1", time.Second); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	if res := waitResult(t, e); res.Signal != int(syscall.SIGTERM) {
@@ -438,7 +446,7 @@ func TestStatsSumTheSession(t *testing.T) {
 
 func TestShutdownUsesDefaultGrace(t *testing.T) {
 	e := newTestExecutor(t)
-	if err := e.SetConfig(testCtx(t), []byte(`{"default_grace": "300ms"}`), "v1"); err != nil {
+	if err := e.SetConfig(testCtx(t), []byte(`{"default_grace": "300ms"}`), executor.APIVersions[0]); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
 	req := request(t, executor.Command{Shell: true, Value: `trap "" TERM; echo ready; sleep 60`})
@@ -454,12 +462,12 @@ func TestShutdownUsesDefaultGrace(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	start := time.Now()
-	if err := e.Shutdown(testCtx(t), 0); err != nil {
+	if err := e.Shutdown(testCtx(t), "t1", 0); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	// Shutdown returns only after the task has been reaped.
 	select {
-	case <-e.done:
+	case <-e.tasks["t1"].done:
 	default:
 		t.Fatal("Shutdown returned before the task was reaped")
 	}

@@ -28,7 +28,7 @@ func TestRealBinary(t *testing.T) {
 	if info, err := e.PluginInfo(ctx); err != nil || info.Name != Name || info.Kind != "executor" {
 		t.Fatalf("PluginInfo = %+v, %v", info, err)
 	}
-	if err := e.SetConfig(ctx, []byte(`{"default_grace": "1s"}`), "v1"); err != nil {
+	if err := e.SetConfig(ctx, []byte(`{"default_grace": "1s"}`), executor.APIVersions[0]); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
 	cs := newContainers(t, `{"rlimits": {"nofile": "123"}}`)
@@ -72,13 +72,13 @@ func TestRealBinary(t *testing.T) {
 	if u, err := cs.iso.Usage(ctx, []string{req.ContainerID}); err != nil || !u[0].Found || u[0].Processes != 1 {
 		t.Errorf("isolator Usage = %+v, %v; want the task found", u, err)
 	}
-	if v, err := e.Version(ctx); err != nil || v.Pid != resp.Pid || v.Version != Version {
-		t.Errorf("Version = %+v, %v; want pid %d", v, err, resp.Pid)
+	if v, err := e.Version(ctx); err != nil || v.Tasks != 1 || v.Version != Version {
+		t.Errorf("Version = %+v, %v; want 1 task", v, err)
 	}
 	// Just after the exec the new image may not have faulted in a page
 	// yet: wait for resident memory rather than read it once.
 	for {
-		st, err := e.Stats(ctx)
+		st, err := e.Stats(ctx, "t1")
 		if err == nil && st.MemRSSBytes > 0 {
 			break
 		}
@@ -87,14 +87,14 @@ func TestRealBinary(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := e.Signal(ctx, syscall.SIGTERM); err != nil {
+	if err := e.Signal(ctx, "t1", syscall.SIGTERM); err != nil {
 		t.Fatalf("Signal: %v", err)
 	}
-	res, err := e.Wait(ctx)
+	res, err := e.Wait(ctx, "t1")
 	if err != nil || res.Signal != int(syscall.SIGTERM) {
 		t.Fatalf("Wait = %+v, %v; want death by SIGTERM", res, err)
 	}
-	if again, err := e.Wait(ctx); err != nil || *again != *res {
+	if again, err := e.Wait(ctx, "t1"); err != nil || *again != *res {
 		t.Errorf("second Wait = %+v, %v; want %+v", again, err, *res)
 	}
 	if _, err := e.Launch(ctx, req, cs); err == nil {

@@ -196,13 +196,14 @@ var errNoTasks = errors.New("testplugin executor does not launch tasks")
 func (exe) Launch(context.Context, *executor.LaunchRequest, executor.ContainerService) (*executor.LaunchResponse, error) {
 	return nil, errNoTasks
 }
-func (exe) Wait(ctx context.Context) (*executor.ExitResult, error) {
+func (exe) Wait(ctx context.Context, _ string) (*executor.ExitResult, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
-func (exe) Signal(context.Context, syscall.Signal) error  { return errNoTasks }
-func (exe) Shutdown(context.Context, time.Duration) error { return nil }
-func (exe) Stats(context.Context) (*executor.Stats, error) {
+func (exe) Signal(context.Context, string, syscall.Signal) error  { return errNoTasks }
+func (exe) Shutdown(context.Context, string, time.Duration) error { return nil }
+func (exe) Forget(context.Context, string) error                  { return nil }
+func (exe) Stats(context.Context, string) (*executor.Stats, error) {
 	return &executor.Stats{Timestamp: time.Now()}, nil
 }
 func (exe) Version(context.Context) (*executor.VersionInfo, error) {
