@@ -278,9 +278,10 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	}
 	defer statusR.Close()
 
-	// The shim (launcher binary, shim.Arg) is the task's parent; it starts
+	// The shim is the task's parent: corral-shim beside the launcher (2 MiB
+	// RSS), else the launcher binary itself in its shim.Arg mode. It starts
 	// the launcher stage (LauncherArg) as the task and passes it our pipes.
-	cmd := exec.Command(launcher, shim.Arg, launcher, LauncherArg)
+	cmd := exec.Command(ShimBinary(launcher), shim.Arg, launcher, LauncherArg)
 	cmd.Env = taskEnvironment(req, spec)
 	cmd.Dir = req.SandboxDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
