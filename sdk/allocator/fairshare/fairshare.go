@@ -216,10 +216,11 @@ func (c *cycle) visit(order []string, skipUnchanged bool) bool {
 		if c.max > 0 && len(c.props) >= c.max {
 			return false
 		}
-		if !c.s.AgentActive(agentID) || (skipUnchanged && !c.s.AgentChanged(agentID)) {
+		v := c.s.AgentView(agentID)
+		if !v.Active() || (skipUnchanged && !c.s.AgentChanged(agentID)) {
 			continue
 		}
-		c.fill(agentID)
+		c.fill(agentID, v)
 	}
 	return true
 }
@@ -234,6 +235,15 @@ func (c *cycle) freeOn(agentID string) resources.Resources {
 	return r
 }
 
+// freeOnView is freeOn for an agent whose view the caller holds; it does
+// not record the agent's free resources (fill stores them when done).
+func (c *cycle) freeOnView(agentID string, v sdk.AgentView) resources.Resources {
+	if r, ok := c.free[agentID]; ok {
+		return r
+	}
+	return v.Available()
+}
+
 // grant is what one client receives on the agent being filled.
 type grant struct {
 	c   *client
@@ -241,14 +251,15 @@ type grant struct {
 }
 
 // fill hands out one agent's free resources by progressive filling.
-func (c *cycle) fill(agentID string) {
-	free := c.freeOn(agentID)
+func (c *cycle) fill(agentID string, v sdk.AgentView) {
+	free := c.freeOnView(agentID, v)
 	if free.IsEmpty() {
+		c.free[agentID] = free
 		return
 	}
-	agent, _ := c.s.Agent(agentID)
-	scarce := c.hasScarce(agent.Total)
+	scarce := c.hasScarce(v.Total())
 	h := c.e.holds[agentID]
+	reserved := c.e.reserved[agentID]
 	filters := c.s.AgentFilters(agentID)
 	var grants []grant
 	give := func(cl *client, r resources.Resources) {
@@ -299,7 +310,7 @@ func (c *cycle) fill(agentID string) {
 			if c.tiered && cl.leaf.tier != c.tier {
 				return false
 			}
-			if r := c.e.reserved[agentID]; r != nil && cl.leaf.tier < r.tier {
+			if reserved != nil && cl.leaf.tier < reserved.tier {
 				return false
 			}
 			if h != nil && (cl.fw.ID != h.key.framework || cl.role != h.key.role) {
@@ -320,7 +331,7 @@ func (c *cycle) fill(agentID string) {
 					whole = g.res.Add(r)
 				}
 			}
-			if filters.FilteredBy(cl.fw.ID, cl.role, whole, c.now) {
+			if filters.FilteredRef(cl.ref, whole, c.now) {
 				return false
 			}
 			pick = r
