@@ -124,7 +124,12 @@ func (c *proposalCheck) check(p allocator.Proposal) error {
 	if err := c.s.validProposal(p, e, prior); err != nil {
 		return err
 	}
-	c.byAgent[e] = prior.Add(p.Resources)
+	if prior.IsEmpty() {
+		// The usual case, one proposal per agent: nothing to add up.
+		c.byAgent[e] = p.Resources
+	} else {
+		c.byAgent[e] = prior.Add(p.Resources)
+	}
 	return nil
 }
 

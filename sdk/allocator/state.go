@@ -234,7 +234,10 @@ func (s *State) cancellingPairs(deltas []allocator.Delta) []bool {
 				continue
 			}
 			k := allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}
-			if j, ok := open[k]; ok && deltas[j].Allocation.Resources.Equal(d.Allocation.Resources) {
+			// The plugin glue points both deltas at the offer they repeat
+			// (see pluginapi/allocator/offerref.go): the same allocation
+			// needs no comparison.
+			if j, ok := open[k]; ok && (deltas[j].Allocation == d.Allocation || deltas[j].Allocation.Resources.Equal(d.Allocation.Resources)) {
 				if paired == nil {
 					paired = make([]bool, len(deltas))
 				}

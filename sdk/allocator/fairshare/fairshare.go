@@ -262,7 +262,7 @@ func (c *cycle) fill(agentID string, v sdk.AgentView) {
 	reserved := c.e.reserved[agentID]
 	filters := c.s.AgentFilters(agentID)
 	var grants []grant
-	give := func(cl *client, r resources.Resources) {
+	give := func(cl *client, r resources.Resources, whole bool) {
 		for i := range grants {
 			if grants[i].c == cl {
 				grants[i].res = grants[i].res.Add(r)
@@ -271,7 +271,12 @@ func (c *cycle) fill(agentID string, v sdk.AgentView) {
 		}
 		grants = append(grants, grant{c: cl, res: r})
 	charged:
-		free = free.Subtract(r)
+		if whole {
+			// Taking everything leaves nothing; no subtraction needed.
+			free = resources.Resources{}
+		} else {
+			free = free.Subtract(r)
+		}
 		d := c.t.charge(cl, r)
 		if c.e.opts.Quota {
 			c.chargeQuota(cl, d)
@@ -280,10 +285,11 @@ func (c *cycle) fill(agentID string, v sdk.AgentView) {
 	for !free.IsEmpty() {
 		var pick resources.Resources
 		var pickUnit *unit
+		var pickWhole bool // pick is free itself
 		offered := func(cl *client) resources.Resources {
 			// What cl would get now: one task of a declared shape, or the
 			// whole free resources within its quota caps.
-			pickUnit = nil
+			pickUnit, pickWhole = nil, false
 			if cl.declared {
 				for i := range cl.demand {
 					u := &cl.demand[i]
@@ -298,6 +304,8 @@ func (c *cycle) fill(agentID string, v sdk.AgentView) {
 			if !c.allocatable(cl, r) {
 				return resources.Resources{}
 			}
+			// capped returns free itself when nothing caps the client.
+			pickWhole = len(cl.limited) == 0 && !c.e.opts.Quota
 			return r
 		}
 		cl := c.t.first(c.stage == 1, func(cl *client) bool {
@@ -350,7 +358,7 @@ func (c *cycle) fill(agentID string, v sdk.AgentView) {
 				h = nil
 			}
 		}
-		give(cl, pick)
+		give(cl, pick, pickWhole)
 	}
 	// The grants came out of the agent's free resources and go to active,
 	// subscribed clients; the SDK re-checks every proposal all the same.
