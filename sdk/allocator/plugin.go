@@ -288,11 +288,11 @@ func Serve(p allocator.Allocator) {
 // PluginGCPercent is the GOGC a plugin built with Serve runs with unless
 // the GOGC environment variable says otherwise. A plugin's heap is mostly
 // its long-lived mirror of the cluster, and every cycle allocates a few
-// MB of short-lived requests, responses and proposals: at Go's default of
-// 100 the collector ran several times a cycle and took a quarter of the
-// plugin's CPU at 10k agents × 1k frameworks (make bench-alloc, profiled
-// with CORRAL_ALLOCATOR_CPUPROFILE). 400 lets the heap grow to five times
-// the live mirror between collections, a few tens of MB at that size.
+// MB of short-lived requests, responses and proposals. At Go's default of
+// 100, the collector's mark workers alone took 8% of the plugin's CPU at
+// 10k agents × 1k frameworks, 2% at 400 (BenchmarkAllocate in
+// plugins/allocator, profiled with CORRAL_ALLOCATOR_CPUPROFILE). 400 lets
+// the heap grow to five times the live mirror between collections.
 const PluginGCPercent = 400
 
 // tuneGC applies PluginGCPercent unless the operator set GOGC.
