@@ -201,7 +201,9 @@ const (
 
 // AllocateRequest is one allocation cycle. Implementations read it and
 // must not modify it or what its deltas point to: the plugin glue may share
-// those with its memory of recent offers (see offerref.go).
+// those with its memory of recent offers (see offerref.go). Nor may they
+// keep the Deltas slice once Allocate returns: the glue reuses it for the
+// next request (what a delta points to may be kept).
 type AllocateRequest struct {
 	BaseVersion   uint64
 	Deltas        []Delta

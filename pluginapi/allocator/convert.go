@@ -498,6 +498,12 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb
 }
 
 func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory) (*AllocateRequest, error) {
+	return allocateRequestFromProtoInto(p, refs, nil)
+}
+
+// allocateRequestFromProtoInto is allocateRequestFromProto expanding the
+// deltas into buf when it is large enough.
+func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMemory, buf []Delta) (*AllocateRequest, error) {
 	r := &AllocateRequest{
 		BaseVersion:   p.GetBaseVersion(),
 		TargetVersion: p.GetTargetVersion(),
@@ -517,7 +523,11 @@ func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory)
 			n++
 		}
 	}
-	r.Deltas = make([]Delta, 0, n)
+	if cap(buf) >= n {
+		r.Deltas = buf[:0]
+	} else {
+		r.Deltas = make([]Delta, 0, n)
+	}
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
 			var err error

@@ -66,7 +66,11 @@ func (r *recorder) Allocate(_ context.Context, req *allocator.AllocateRequest) (
 	if req.BaseVersion != r.version {
 		return nil, fmt.Errorf("cycle refused: %w", &allocator.VersionGapError{Have: r.version, Want: req.BaseVersion})
 	}
-	r.req = req
+	// The glue reuses the delta slice once Allocate returns (see
+	// AllocateRequest): what is kept for the test's checks is a copy.
+	kept := *req
+	kept.Deltas = slices.Clone(req.Deltas)
+	r.req = &kept
 	if r.allocErr != nil {
 		return nil, r.allocErr
 	}
@@ -352,5 +356,42 @@ func TestOfferReferences(t *testing.T) {
 		if !deltaEqual(&got[i], &deltas[i]) {
 			t.Errorf("delta %d: got %s, sent %s", i, dumpDelta(&got[i]), dumpDelta(&deltas[i]))
 		}
+	}
+}
+
+// TestDeltaBufferReuse: the plugin side reuses one request's delta slice
+// for the next; a second, smaller request must arrive whole and alone,
+// with nothing of the first one left in it.
+func TestDeltaBufferReuse(t *testing.T) {
+	rec := &recorder{resp: &allocator.AllocateResponse{}}
+	a, _ := connect(t, rec)
+	if _, err := a.Init(ctx(t), &allocator.Snapshot{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	version := uint64(1)
+	for _, n := range []int{50, 3, 20} {
+		var deltas []allocator.Delta
+		for i := range n {
+			deltas = append(deltas, allocator.Delta{Version: version + uint64(i) + 1, Kind: allocator.FrameworkRemoved, FrameworkID: fmt.Sprintf("f%d-%d", n, i)})
+		}
+		rec.mu.Lock()
+		rec.resp.AppliedVersion = version + uint64(n)
+		rec.mu.Unlock()
+		if _, err := a.Allocate(ctx(t), &allocator.AllocateRequest{BaseVersion: version, Deltas: deltas, TargetVersion: version + uint64(n)}); err != nil {
+			t.Fatal(err)
+		}
+		rec.mu.Lock()
+		got := rec.req.Deltas
+		rec.version = version + uint64(n)
+		rec.mu.Unlock()
+		if len(got) != n {
+			t.Fatalf("request of %d deltas arrived with %d", n, len(got))
+		}
+		for i := range got {
+			if got[i].FrameworkID != deltas[i].FrameworkID || got[i].Version != deltas[i].Version {
+				t.Errorf("request of %d: delta %d = %s %d, sent %s %d", n, i, got[i].FrameworkID, got[i].Version, deltas[i].FrameworkID, deltas[i].Version)
+			}
+		}
+		version += uint64(n)
 	}
 }

@@ -22,6 +22,9 @@ type expiry struct {
 type expiryQueue struct {
 	times  timeHeap
 	byTime map[allocator.LogicalTime][]allocKey
+	// lastLen is the largest number of keys one time has had: how a new
+	// time's slice is sized.
+	lastLen int
 }
 
 func (q *expiryQueue) push(e expiry) {
@@ -31,8 +34,14 @@ func (q *expiryQueue) push(e expiry) {
 	keys, ok := q.byTime[e.at]
 	if !ok {
 		heap.Push(&q.times, e.at)
+		// Sized like the last new time's keys: a cycle's declines all
+		// expire together, and growing thousands of keys a slice at a
+		// time copied them over and over.
+		keys = make([]allocKey, 0, max(q.lastLen, 8))
 	}
-	q.byTime[e.at] = append(keys, e.key)
+	keys = append(keys, e.key)
+	q.byTime[e.at] = keys
+	q.lastLen = max(q.lastLen, len(keys))
 }
 
 // popDue removes and returns the keys of the filters expiring at or
@@ -60,39 +69,40 @@ func (h *timeHeap) Pop() any {
 	return t
 }
 
-// filterIndex holds decline filters by agent, then by framework and role:
-// a policy looks at one agent at a time, and a small map per agent keeps
-// those lookups in cache however many filters the cluster holds.
-type filterIndex map[string]map[demandKey][]allocator.Filter
+// filterIndex holds decline filters by agent, then by client (framework
+// and role, interned): a policy looks at one agent at a time, and a small
+// integer-keyed map per agent keeps those lookups in cache and free of
+// string hashing however many filters the cluster holds.
+type filterIndex map[string]map[ClientRef][]allocator.Filter
 
-func (x filterIndex) get(k allocKey) []allocator.Filter {
-	return x[k.agent][demandKey{k.framework, k.role}]
+func (x filterIndex) get(agent string, ref ClientRef) []allocator.Filter {
+	return x[agent][ref]
 }
 
-func (x filterIndex) set(k allocKey, fs []allocator.Filter) {
+func (x filterIndex) set(agent string, ref ClientRef, fs []allocator.Filter) {
 	if len(fs) == 0 {
-		x.del(k)
+		x.del(agent, ref)
 		return
 	}
-	m := x[k.agent]
+	m := x[agent]
 	if m == nil {
-		m = map[demandKey][]allocator.Filter{}
-		x[k.agent] = m
+		m = map[ClientRef][]allocator.Filter{}
+		x[agent] = m
 	}
-	m[demandKey{k.framework, k.role}] = fs
+	m[ref] = fs
 }
 
-// add merges f into k's filters with one lookup per level (see
-// mergeFilter). It reports whether f was kept, and so needs an expiry.
-func (x filterIndex) add(k allocKey, f allocator.Filter) bool {
-	m := x[k.agent]
+// add merges f into the client's filters on the agent with one lookup per
+// level (see mergeFilter). It reports whether f was kept, and so needs an
+// expiry.
+func (x filterIndex) add(agent string, ref ClientRef, f allocator.Filter) bool {
+	m := x[agent]
 	if m == nil {
-		m = map[demandKey][]allocator.Filter{}
-		x[k.agent] = m
+		m = map[ClientRef][]allocator.Filter{}
+		x[agent] = m
 	}
-	dk := demandKey{k.framework, k.role}
-	fs, kept := mergeFilter(m[dk], f)
-	m[dk] = fs
+	fs, kept := mergeFilter(m[ref], f)
+	m[ref] = fs
 	return kept
 }
 
@@ -135,20 +145,22 @@ func CompactFilters(fs []allocator.Filter) []allocator.Filter {
 	return out
 }
 
-func (x filterIndex) del(k allocKey) {
-	if m := x[k.agent]; m != nil {
-		delete(m, demandKey{k.framework, k.role})
+func (x filterIndex) del(agent string, ref ClientRef) {
+	if m := x[agent]; m != nil {
+		delete(m, ref)
 		if len(m) == 0 {
-			delete(x, k.agent)
+			delete(x, agent)
 		}
 	}
 }
 
-// each calls f for every key with filters; f may delete the key.
-func (x filterIndex) each(f func(k allocKey, fs []allocator.Filter)) {
-	for agent, m := range x {
-		for c, fs := range m {
-			f(allocKey{c.framework, c.role, agent}, fs)
+// eachFilter calls f for every (framework, role, agent) with filters; f
+// may delete the key.
+func (s *State) eachFilter(f func(k allocKey, ref ClientRef)) {
+	for agent, m := range s.filters {
+		for ref := range m {
+			c := s.clients.keys[ref]
+			f(allocKey{c.framework, c.role, agent}, ref)
 		}
 	}
 }

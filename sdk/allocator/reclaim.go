@@ -71,11 +71,11 @@ func UnmetDemand(s *State, proposals []allocator.Proposal) []Unmet {
 }
 
 func fitsAnywhere(s *State, shape resources.Resources, onAgent, incoming map[string]resources.Resources) bool {
-	for id, a := range s.agents {
-		if !a.Active || !a.Total.Contains(shape) {
+	for id, e := range s.agents {
+		if !e.agent.Active || !e.agent.Total.Contains(shape) {
 			continue
 		}
-		if s.avail[id].Subtract(onAgent[id]).Add(incoming[id]).Contains(shape) {
+		if e.avail.Subtract(onAgent[id]).Add(incoming[id]).Contains(shape) {
 			return true
 		}
 	}
@@ -115,7 +115,7 @@ func Reclaim(s *State, free func(agentID string) resources.Resources, reqs []Rec
 			var best []*allocator.Task
 			bestAgent := ""
 			for _, id := range agentIDs {
-				a := s.agents[id]
+				a := s.agents[id].agent
 				if !a.Active || !a.Total.Contains(req.Shape) {
 					continue
 				}

@@ -72,7 +72,7 @@ func (v *Scratch) FrameworkShare(frameworkID string) float64 {
 // empty, names an unknown or inactive agent or framework, a role the
 // framework is not subscribed to, or more than is still available.
 func (v *Scratch) Offer(p allocator.Proposal) error {
-	if err := v.s.validProposal(p, v.byAgent[p.AgentID]); err != nil {
+	if err := v.s.validProposal(p, v.s.agents[p.AgentID], v.byAgent[p.AgentID]); err != nil {
 		return err
 	}
 	v.byAgent[p.AgentID] = v.byAgent[p.AgentID].Add(p.Resources)
@@ -82,14 +82,13 @@ func (v *Scratch) Offer(p allocator.Proposal) error {
 	return nil
 }
 
-// validProposal checks p against the state, given what the cycle already
-// proposed on the agent.
-func (s *State) validProposal(p allocator.Proposal, proposedOnAgent resources.Resources) error {
+// validProposal checks p against the state, given its agent's entry (nil:
+// unknown) and what the cycle already proposed on the agent.
+func (s *State) validProposal(p allocator.Proposal, e *agentEntry, proposedOnAgent resources.Resources) error {
 	if p.Resources.IsEmpty() {
 		return fmt.Errorf("empty offer to framework %q on agent %q", p.FrameworkID, p.AgentID)
 	}
-	a, ok := s.agents[p.AgentID]
-	if !ok || !a.Active {
+	if e == nil || !e.agent.Active {
 		return fmt.Errorf("agent %q is unknown or inactive", p.AgentID)
 	}
 	f, ok := s.frameworks[p.FrameworkID]
@@ -99,7 +98,7 @@ func (s *State) validProposal(p allocator.Proposal, proposedOnAgent resources.Re
 	if !slices.Contains(f.Roles, p.Role) {
 		return fmt.Errorf("framework %q is not subscribed to role %q", p.FrameworkID, p.Role)
 	}
-	avail := s.avail[p.AgentID]
+	avail := e.avail
 	if !proposedOnAgent.IsEmpty() {
 		avail = avail.Subtract(proposedOnAgent)
 	}
@@ -113,16 +112,24 @@ func (s *State) validProposal(p allocator.Proposal, proposedOnAgent resources.Re
 // valid and, together, never more than an agent has. It tracks only what
 // validation needs, so the safety net costs little.
 type proposalCheck struct {
-	s       *State
-	byAgent map[string]resources.Resources
+	s *State
+	// byAgent is keyed by the agent's entry: one string lookup per
+	// proposal finds it, the rest are pointer lookups.
+	byAgent map[*agentEntry]resources.Resources
 }
 
 func (c *proposalCheck) check(p allocator.Proposal) error {
-	prior := c.byAgent[p.AgentID]
-	if err := c.s.validProposal(p, prior); err != nil {
+	e := c.s.agents[p.AgentID]
+	prior := c.byAgent[e]
+	if err := c.s.validProposal(p, e, prior); err != nil {
 		return err
 	}
-	c.byAgent[p.AgentID] = prior.Add(p.Resources)
+	if prior.IsEmpty() {
+		// The usual case, one proposal per agent: nothing to add up.
+		c.byAgent[e] = p.Resources
+	} else {
+		c.byAgent[e] = prior.Add(p.Resources)
+	}
 	return nil
 }
 

@@ -36,7 +36,9 @@ type State struct {
 	version uint64
 	now     allocator.LogicalTime
 
-	agents     map[string]*allocator.Agent
+	// agents holds each agent with what is free on it, behind one
+	// lookup: a policy visiting an agent reads both.
+	agents     map[string]*agentEntry
 	agentIDs   []string // sorted; nil when it must be rebuilt
 	frameworks map[string]*allocator.Framework
 	roles      map[string]allocator.Role // explicit role entries
@@ -44,7 +46,6 @@ type State struct {
 	demands    map[demandKey][]allocator.TaskShape
 
 	allocs map[allocKey]resources.Resources
-	avail  map[string]resources.Resources // agent total minus its allocations, kept current
 	// Scalars only, in fixed point: shares and quota look at nothing else.
 	scalars     scalarIndex
 	byRole      map[string]qty
@@ -56,7 +57,8 @@ type State struct {
 	clusterTotal resources.Resources
 
 	filters     filterIndex
-	filterQueue expiryQueue // every filter's expiry, soonest first
+	clients     clientInterner // (framework, role) pairs as ClientRefs
+	filterQueue expiryQueue    // every filter's expiry, soonest first
 
 	roleAncestors map[string][]string
 	// revoking: tasks the plugin proposed to revoke, and when.
@@ -86,7 +88,7 @@ func NewState() *State {
 
 func (s *State) reset() {
 	*s = State{
-		agents:        map[string]*allocator.Agent{},
+		agents:        map[string]*agentEntry{},
 		frameworks:    map[string]*allocator.Framework{},
 		roles:         map[string]allocator.Role{},
 		tasks:         map[taskKey]*allocator.Task{},
@@ -97,7 +99,6 @@ func (s *State) reset() {
 		byFramework:   map[string]qty{},
 		byClient:      map[demandKey]qty{},
 		tasksOf:       map[demandKey]qty{},
-		avail:         map[string]resources.Resources{},
 		filters:       filterIndex{},
 		changed:       map[string]struct{}{},
 		revoking:      map[taskKey]allocator.LogicalTime{},
@@ -233,7 +234,10 @@ func (s *State) cancellingPairs(deltas []allocator.Delta) []bool {
 				continue
 			}
 			k := allocKey{d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.AgentID}
-			if j, ok := open[k]; ok && deltas[j].Allocation.Resources.Equal(d.Allocation.Resources) {
+			// The plugin glue points both deltas at the offer they repeat
+			// (see pluginapi/allocator/offerref.go): the same allocation
+			// needs no comparison.
+			if j, ok := open[k]; ok && (deltas[j].Allocation == d.Allocation || deltas[j].Allocation.Resources.Equal(d.Allocation.Resources)) {
 				if paired == nil {
 					paired = make([]bool, len(deltas))
 				}
@@ -266,13 +270,13 @@ func (s *State) apply(d *allocator.Delta) error {
 		if d.Agent == nil {
 			return fmt.Errorf("missing agent")
 		}
-		old, ok := s.agents[d.Agent.ID]
+		e, ok := s.agents[d.Agent.ID]
 		if !ok {
 			return fmt.Errorf("unknown agent %q", d.Agent.ID)
 		}
-		s.clusterTotal = s.clusterTotal.Subtract(old.Total).Add(d.Agent.Total)
-		s.agents[d.Agent.ID] = cloneAgent(d.Agent)
-		s.avail[d.Agent.ID] = d.Agent.Total.Subtract(s.AgentAllocated(d.Agent.ID))
+		s.clusterTotal = s.clusterTotal.Subtract(e.agent.Total).Add(d.Agent.Total)
+		e.agent = cloneAgent(d.Agent)
+		e.avail = d.Agent.Total.Subtract(s.AgentAllocated(d.Agent.ID))
 		s.markChanged(d.Agent.ID)
 	case allocator.AgentRemoved:
 		if _, ok := s.agents[d.AgentID]; !ok {
@@ -332,9 +336,9 @@ func (s *State) apply(d *allocator.Delta) error {
 		f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return slices.Contains(roles, r) })
 		// Reviving clears filters on every agent, as Mesos' reviveOffers
 		// does. Their entries in the expiry queue go stale and are skipped.
-		s.filters.each(func(k allocKey, _ []allocator.Filter) {
+		s.eachFilter(func(k allocKey, ref ClientRef) {
 			if k.framework == f.ID && slices.Contains(roles, k.role) {
-				s.filters.del(k)
+				s.filters.del(k.agent, ref)
 				s.markChanged(k.agent)
 			}
 		})
@@ -496,18 +500,16 @@ func (s *State) addAgent(a *allocator.Agent) error {
 	if _, ok := s.agents[a.ID]; ok {
 		return fmt.Errorf("agent %q already present", a.ID)
 	}
-	s.agents[a.ID] = cloneAgent(a)
+	s.agents[a.ID] = &agentEntry{agent: cloneAgent(a), avail: a.Total}
 	s.agentIDs = nil
 	s.clusterTotal = s.clusterTotal.Add(a.Total)
-	s.avail[a.ID] = a.Total
 	s.markChanged(a.ID)
 	return nil
 }
 
 func (s *State) removeAgent(id string) {
-	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].Total)
+	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].agent.Total)
 	delete(s.agents, id)
-	delete(s.avail, id)
 	delete(s.changed, id)
 	s.agentIDs = nil
 	s.forget(func(k allocKey) bool { return k.agent == id })
@@ -545,6 +547,10 @@ func (s *State) removeFramework(id string) {
 			delete(s.demands, k)
 		}
 	}
+	// forget dropped the framework's filters, the only holders of its
+	// ClientRefs; removing it moved the clients generation, which ends
+	// the refs policies were given.
+	s.clients.release(id)
 }
 
 // forget drops the allocations and filters whose key matches.
@@ -554,9 +560,9 @@ func (s *State) forget(match func(allocKey) bool) {
 			s.unaccount(k, r)
 		}
 	}
-	s.filters.each(func(k allocKey, _ []allocator.Filter) {
+	s.eachFilter(func(k allocKey, ref ClientRef) {
 		if match(k) {
-			s.filters.del(k)
+			s.filters.del(k.agent, ref)
 		}
 	})
 }
@@ -564,7 +570,8 @@ func (s *State) forget(match func(allocKey) bool) {
 // allocate books a.Resources. Allocations of frameworks the mirror does not
 // know are kept: they still occupy the agent.
 func (s *State) allocate(a *allocator.Allocation) error {
-	if _, ok := s.agents[a.AgentID]; !ok {
+	e, ok := s.agents[a.AgentID]
+	if !ok {
 		return fmt.Errorf("allocation on unknown agent %q", a.AgentID)
 	}
 	if a.Resources.IsEmpty() {
@@ -572,7 +579,7 @@ func (s *State) allocate(a *allocator.Allocation) error {
 	}
 	k := allocKey{a.FrameworkID, a.Role, a.AgentID}
 	s.allocs[k] = s.allocs[k].Add(a.Resources)
-	s.avail[k.agent] = s.avail[k.agent].Subtract(a.Resources)
+	e.avail = e.avail.Subtract(a.Resources)
 	s.account(k, a.Resources, 1)
 	return nil
 }
@@ -598,7 +605,7 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 
 func (s *State) addFilter(f allocator.Filter) {
 	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	if s.filters.add(k, f) {
+	if s.filters.add(k.agent, s.clients.intern(k.framework, k.role), f) {
 		s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
 	}
 }
@@ -610,13 +617,13 @@ func (s *State) unaccount(k allocKey, r resources.Resources) {
 	} else {
 		s.allocs[k] = left
 	}
-	if a, ok := s.agents[k.agent]; ok {
-		av := s.avail[k.agent].Add(r)
-		if !a.Total.Contains(av) {
+	if e, ok := s.agents[k.agent]; ok {
+		av := e.avail.Add(r)
+		if !e.agent.Total.Contains(av) {
 			// Never more than the total, even if a snapshot over-booked it.
-			av = av.Intersect(a.Total)
+			av = av.Intersect(e.agent.Total)
 		}
-		s.avail[k.agent] = av
+		e.avail = av
 	}
 	s.account(k, r, -1)
 }
@@ -657,11 +664,15 @@ func (s *State) Advance(now allocator.LogicalTime) {
 	// Only filters whose expiry has come are visited: the cost follows
 	// what expires, not how many filters exist.
 	for _, k := range s.filterQueue.popDue(s.now) {
-		fs := s.filters.get(k)
+		ref, ok := s.clients.lookup(k.framework, k.role)
+		if !ok {
+			continue // the framework was removed since
+		}
+		fs := s.filters.get(k.agent, ref)
 		if fs == nil {
 			continue // revived or forgotten since
 		}
-		s.filters.set(k, slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now }))
+		s.filters.set(k.agent, ref, slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now }))
 		s.markChanged(k.agent)
 	}
 }
@@ -688,30 +699,33 @@ func (s *State) AgentIDs() []string {
 func (s *State) Agents() []allocator.Agent {
 	out := make([]allocator.Agent, 0, len(s.agents))
 	for _, id := range s.AgentIDs() {
-		out = append(out, *cloneAgent(s.agents[id]))
+		out = append(out, *cloneAgent(s.agents[id].agent))
 	}
 	return out
 }
 
 // Agent returns a copy of one agent.
 func (s *State) Agent(id string) (allocator.Agent, bool) {
-	a, ok := s.agents[id]
+	e, ok := s.agents[id]
 	if !ok {
 		return allocator.Agent{}, false
 	}
-	return *cloneAgent(a), true
+	return *cloneAgent(e.agent), true
 }
 
 // AgentActive reports whether the agent is known and active.
 func (s *State) AgentActive(id string) bool {
-	a, ok := s.agents[id]
-	return ok && a.Active
+	e, ok := s.agents[id]
+	return ok && e.agent.Active
 }
 
 // Available is what is left on an agent: its total minus every allocation
 // (tasks and outstanding offers) the master has booked there.
 func (s *State) Available(agentID string) resources.Resources {
-	return s.avail[agentID]
+	if e, ok := s.agents[agentID]; ok {
+		return e.avail
+	}
+	return resources.Resources{}
 }
 
 // ClusterTotal is the sum of all agents' totals, active or not (as in
@@ -956,13 +970,15 @@ func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
 // more for longer replaces those it covers.
 func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 	var out []allocator.Filter
-	s.filters.each(func(_ allocKey, fs []allocator.Filter) {
-		for _, f := range fs {
-			if now < f.ExpiresAt {
-				out = append(out, f)
+	for _, m := range s.filters {
+		for _, fs := range m {
+			for _, f := range fs {
+				if now < f.ExpiresAt {
+					out = append(out, f)
+				}
 			}
 		}
-	})
+	}
 	sortFilters(out)
 	return out
 }
@@ -991,24 +1007,39 @@ func sortFilters(out []allocator.Filter) {
 // when the declined resources contain everything that would be offered, so
 // an agent that gained resources since the decline is offered again.
 func (s *State) Filtered(frameworkID, role, agentID string, offered resources.Resources, now allocator.LogicalTime) bool {
-	return filtered(s.filters[agentID][demandKey{frameworkID, role}], offered, now)
+	return s.AgentFilters(agentID).FilteredBy(frameworkID, role, offered, now)
 }
 
 // AgentFilters is the decline filters on one agent, for a policy that
-// checks many frameworks against the same agent (see FilteredBy).
+// checks many frameworks against the same agent (see FilteredBy and
+// FilteredRef).
 type AgentFilters struct {
-	m map[demandKey][]allocator.Filter
+	m       map[ClientRef][]allocator.Filter
+	clients *clientInterner
 }
 
 // AgentFilters returns the filters on an agent.
-func (s *State) AgentFilters(agentID string) AgentFilters { return AgentFilters{s.filters[agentID]} }
+func (s *State) AgentFilters(agentID string) AgentFilters {
+	return AgentFilters{m: s.filters[agentID], clients: &s.clients}
+}
 
 // FilteredBy is Filtered for the agent f was taken from.
 func (f AgentFilters) FilteredBy(frameworkID, role string, offered resources.Resources, now allocator.LogicalTime) bool {
-	if f.m == nil {
+	if len(f.m) == 0 {
 		return false
 	}
-	return filtered(f.m[demandKey{frameworkID, role}], offered, now)
+	ref, ok := f.clients.lookup(frameworkID, role)
+	return ok && filtered(f.m[ref], offered, now)
+}
+
+// FilteredRef is FilteredBy for the client ref names (see
+// State.ClientRef): an integer lookup instead of hashing two strings,
+// for a policy that checks many clients on many agents each cycle.
+func (f AgentFilters) FilteredRef(ref ClientRef, offered resources.Resources, now allocator.LogicalTime) bool {
+	if len(f.m) == 0 {
+		return false
+	}
+	return filtered(f.m[ref], offered, now)
 }
 
 func filtered(fs []allocator.Filter, offered resources.Resources, now allocator.LogicalTime) bool {

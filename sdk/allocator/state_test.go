@@ -465,3 +465,67 @@ func dumpState(s *State) string {
 	}
 	return b.String()
 }
+
+// TestClientRefs: FilteredRef answers as FilteredBy does; a removed
+// framework's refs go to new pairs without its filters, and a filter
+// that outlives a reused ref still expires under its own pair.
+func TestClientRefs(t *testing.T) {
+	s, a := baseState(t)
+	declined := mp("cpus:2;mem:1024")
+	a.must(allocator.Delta{At: 2000, Kind: allocator.Recovered, Allocation: alloc("f1", "r1", "a", "cpus:2;mem:1024"), RefuseSeconds: 5})
+	r1, r2 := s.ClientRef("f1", "r1"), s.ClientRef("f2", "r2")
+	if r1 == r2 || s.ClientRef("f1", "r1") != r1 {
+		t.Fatalf("refs f1/r1 %d (again %d), f2/r2 %d", r1, s.ClientRef("f1", "r1"), r2)
+	}
+	fa, fb := s.AgentFilters("a"), s.AgentFilters("b")
+	for _, c := range []struct {
+		f       AgentFilters
+		ref     ClientRef
+		fw, rl  string
+		offered resources.Resources
+		want    bool
+	}{
+		{fa, r1, "f1", "r1", declined, true},
+		{fa, r1, "f1", "r1", mp("cpus:3"), false},
+		{fa, r2, "f2", "r2", declined, false},
+		{fb, r1, "f1", "r1", declined, false},
+	} {
+		byRef, byName := c.f.FilteredRef(c.ref, c.offered, 2000), c.f.FilteredBy(c.fw, c.rl, c.offered, 2000)
+		if byRef != c.want || byName != c.want {
+			t.Errorf("%s/%s offered %s: FilteredRef %v, FilteredBy %v, want %v", c.fw, c.rl, c.offered, byRef, byName, c.want)
+		}
+	}
+	if v := s.AgentView("a"); !v.Known() || !v.Active() || !v.Available().Equal(mp("cpus:4;mem:4096")) || !v.Total().Equal(mp("cpus:4;mem:4096")) {
+		t.Errorf("AgentView(a) = known %v active %v available %s total %s", v.Known(), v.Active(), v.Available(), v.Total())
+	}
+	if v := s.AgentView("nope"); v.Known() || v.Active() || !v.Available().IsEmpty() {
+		t.Error("AgentView of an unknown agent is not empty")
+	}
+
+	// f1 goes away with its filter; a new framework gets its ref and is
+	// not filtered by f1's decline.
+	gen := s.ClientsGeneration()
+	a.must(allocator.Delta{At: 2100, Kind: allocator.FrameworkRemoved, FrameworkID: "f1"})
+	if s.ClientsGeneration() == gen {
+		t.Fatal("removing a framework kept the clients generation, and with it the refs")
+	}
+	a.must(allocator.Delta{At: 2100, Kind: allocator.FrameworkAdded, Framework: &allocator.Framework{ID: "f3", Roles: []string{"r1"}, Active: true}})
+	if r3 := s.ClientRef("f3", "r1"); r3 != r1 {
+		t.Errorf("f3/r1 got ref %d, want f1/r1's freed %d", r3, r1)
+	}
+	if s.Filtered("f3", "r1", "a", declined, 2100) || s.AgentFilters("a").FilteredRef(r1, declined, 2100) {
+		t.Error("the new framework inherited the removed one's filter")
+	}
+	// f3 declines for 10 s; the queue still holds f1's expiry
+	// (at 7000) under f1's name, which must not touch f3's filter.
+	a.must(allocator.Delta{At: 2200, Kind: allocator.Allocated, Allocation: alloc("f3", "r1", "a", "cpus:1")})
+	a.must(allocator.Delta{At: 2200, Kind: allocator.Recovered, Allocation: alloc("f3", "r1", "a", "cpus:1"), RefuseSeconds: 10})
+	s.Advance(7000)
+	if !s.Filtered("f3", "r1", "a", mp("cpus:1"), 7000) {
+		t.Error("f1's expiry removed f3's filter")
+	}
+	s.Advance(12200)
+	if s.Filtered("f3", "r1", "a", mp("cpus:1"), 12200) || len(s.Filters(0)) != 0 {
+		t.Errorf("f3's filter outlived its expiry: %+v", s.Filters(0))
+	}
+}

@@ -216,10 +216,11 @@ func (c *cycle) visit(order []string, skipUnchanged bool) bool {
 		if c.max > 0 && len(c.props) >= c.max {
 			return false
 		}
-		if !c.s.AgentActive(agentID) || (skipUnchanged && !c.s.AgentChanged(agentID)) {
+		v := c.s.AgentView(agentID)
+		if !v.Active() || (skipUnchanged && !c.s.AgentChanged(agentID)) {
 			continue
 		}
-		c.fill(agentID)
+		c.fill(agentID, v)
 	}
 	return true
 }
@@ -234,6 +235,15 @@ func (c *cycle) freeOn(agentID string) resources.Resources {
 	return r
 }
 
+// freeOnView is freeOn for an agent whose view the caller holds; it does
+// not record the agent's free resources (fill stores them when done).
+func (c *cycle) freeOnView(agentID string, v sdk.AgentView) resources.Resources {
+	if r, ok := c.free[agentID]; ok {
+		return r
+	}
+	return v.Available()
+}
+
 // grant is what one client receives on the agent being filled.
 type grant struct {
 	c   *client
@@ -241,17 +251,18 @@ type grant struct {
 }
 
 // fill hands out one agent's free resources by progressive filling.
-func (c *cycle) fill(agentID string) {
-	free := c.freeOn(agentID)
+func (c *cycle) fill(agentID string, v sdk.AgentView) {
+	free := c.freeOnView(agentID, v)
 	if free.IsEmpty() {
+		c.free[agentID] = free
 		return
 	}
-	agent, _ := c.s.Agent(agentID)
-	scarce := c.hasScarce(agent.Total)
+	scarce := c.hasScarce(v.Total())
 	h := c.e.holds[agentID]
+	reserved := c.e.reserved[agentID]
 	filters := c.s.AgentFilters(agentID)
 	var grants []grant
-	give := func(cl *client, r resources.Resources) {
+	give := func(cl *client, r resources.Resources, whole bool) {
 		for i := range grants {
 			if grants[i].c == cl {
 				grants[i].res = grants[i].res.Add(r)
@@ -260,7 +271,12 @@ func (c *cycle) fill(agentID string) {
 		}
 		grants = append(grants, grant{c: cl, res: r})
 	charged:
-		free = free.Subtract(r)
+		if whole {
+			// Taking everything leaves nothing; no subtraction needed.
+			free = resources.Resources{}
+		} else {
+			free = free.Subtract(r)
+		}
 		d := c.t.charge(cl, r)
 		if c.e.opts.Quota {
 			c.chargeQuota(cl, d)
@@ -269,10 +285,11 @@ func (c *cycle) fill(agentID string) {
 	for !free.IsEmpty() {
 		var pick resources.Resources
 		var pickUnit *unit
+		var pickWhole bool // pick is free itself
 		offered := func(cl *client) resources.Resources {
 			// What cl would get now: one task of a declared shape, or the
 			// whole free resources within its quota caps.
-			pickUnit = nil
+			pickUnit, pickWhole = nil, false
 			if cl.declared {
 				for i := range cl.demand {
 					u := &cl.demand[i]
@@ -287,6 +304,8 @@ func (c *cycle) fill(agentID string) {
 			if !c.allocatable(cl, r) {
 				return resources.Resources{}
 			}
+			// capped returns free itself when nothing caps the client.
+			pickWhole = len(cl.limited) == 0 && !c.e.opts.Quota
 			return r
 		}
 		cl := c.t.first(c.stage == 1, func(cl *client) bool {
@@ -299,7 +318,7 @@ func (c *cycle) fill(agentID string) {
 			if c.tiered && cl.leaf.tier != c.tier {
 				return false
 			}
-			if r := c.e.reserved[agentID]; r != nil && cl.leaf.tier < r.tier {
+			if reserved != nil && cl.leaf.tier < reserved.tier {
 				return false
 			}
 			if h != nil && (cl.fw.ID != h.key.framework || cl.role != h.key.role) {
@@ -320,7 +339,7 @@ func (c *cycle) fill(agentID string) {
 					whole = g.res.Add(r)
 				}
 			}
-			if filters.FilteredBy(cl.fw.ID, cl.role, whole, c.now) {
+			if filters.FilteredRef(cl.ref, whole, c.now) {
 				return false
 			}
 			pick = r
@@ -339,7 +358,7 @@ func (c *cycle) fill(agentID string) {
 				h = nil
 			}
 		}
-		give(cl, pick)
+		give(cl, pick, pickWhole)
 	}
 	// The grants came out of the agent's free resources and go to active,
 	// subscribed clients; the SDK re-checks every proposal all the same.

@@ -40,6 +40,7 @@ type node struct {
 type client struct {
 	fw       *allocator.Framework
 	role     string
+	ref      sdk.ClientRef // the state's number for (fw.ID, role)
 	leaf     *node
 	pos      int // index in leaf.clients
 	alloc    vec
@@ -100,7 +101,7 @@ func buildTree(s *sdk.State, opts *Options) *tree {
 			if s.Suppressed(f.ID, role) {
 				continue
 			}
-			c := &client{fw: f, role: role, alloc: t.basis.Vector(s.ClientAllocated(f.ID, role))}
+			c := &client{fw: f, role: role, ref: s.ClientRef(f.ID, role), alloc: t.basis.Vector(s.ClientAllocated(f.ID, role))}
 			for _, cap := range f.Capabilities {
 				if cap == allocator.CapabilityGPUResources {
 					c.gpu = true
