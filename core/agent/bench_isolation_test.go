@@ -248,8 +248,9 @@ func processMemory(t *testing.T) memReport {
 			r.executorRSS += p.rss
 			r.executorCPU += time.Duration(p.cpuTicks) * tick
 			r.executors++
-		case p.exe == "corral-launcher" && descends(pid):
-			// The task shims (the launcher binary in its shim role).
+		case (p.exe == "corral-shim" || p.exe == "corral-launcher") && descends(pid):
+			// The task shims: corral-shim, or the launcher binary in its
+			// shim role where corral-shim is not installed.
 			r.shimRSS += p.rss
 			r.shims++
 		case p.exe == "corral-runc-start" && descends(pid):
