@@ -65,6 +65,9 @@ Flags:
   --master ADDR     master address (default 127.0.0.1:5050, env CORRAL_MASTER)
   --name NAME       framework name (default corral-exec)
   --role ROLE       role to run under (default *)
+  --user USER       OS user to run the task as (default: the agent's own);
+                    the ACLs' run_tasks must allow it, the agent must have
+                    it, and root only where the agent allows root tasks
   --env K=V         environment variable for the task (repeatable)
   --cpus N          CPUs for the task (default 0.1)
   --mem MIB         memory in MiB (default 32)
@@ -103,6 +106,7 @@ Exit codes:
 // execOptions are the parsed command line.
 type execOptions struct {
 	master, name, role string
+	user               string // the task's OS user; "" for the agent's own
 	env                map[string]string
 	cpus, mem, disk    float64
 	gpus               float64
@@ -139,6 +143,7 @@ func execFlagSet(getenv func(string) string) (*flag.FlagSet, func(command []stri
 	fs.StringVar(&o.master, "master", master, "")
 	fs.StringVar(&o.name, "name", "corral-exec", "")
 	fs.StringVar(&o.role, "role", "*", "")
+	fs.StringVar(&o.user, "user", "", "")
 	fs.Func("env", "", func(kv string) error {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -277,7 +282,7 @@ func (o *execOptions) describe() string {
 // commandInfo runs one argument through the shell, as `sh -c` would, and
 // several as argv, so `corral exec -- ls -l "a b"` keeps its quoting.
 func commandInfo(o *execOptions) *corralpb.CommandInfo {
-	ci := &corralpb.CommandInfo{Environment: o.env}
+	ci := &corralpb.CommandInfo{Environment: o.env, User: o.user}
 	if o.stdin {
 		argv := o.command
 		if len(argv) == 1 {
