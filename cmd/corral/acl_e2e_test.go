@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -472,5 +473,158 @@ acl {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a wrong secret on the operator API: %s, want 401", resp.Status)
+	}
+}
+
+// credCLI runs bin/corral with CORRAL_PRINCIPAL and CORRAL_SECRET (none
+// for principal "").
+func credCLI(t *testing.T, principal, secret string, args ...string) (int, string, string) {
+	t.Helper()
+	// Bounded, so that a CLI that never gives up fails the test instead of
+	// hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), args...)
+	cmd.Env = os.Environ()
+	if principal != "" {
+		cmd.Env = append(cmd.Env, "CORRAL_PRINCIPAL="+principal, "CORRAL_SECRET="+secret)
+	}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// writeFile writes a test fixture.
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestTaskUserCluster: the run_tasks rules and the agent's user checks
+// together, on a dev cluster whose agent refuses root tasks and registers
+// with its own credential. analytics runs a task as nobody (it really runs
+// as nobody); as alice the master refuses it (an acl rule); as root and as
+// a user the host lacks the master lets it through and the agent refuses
+// it, naming the user; a task as the CLI's own user, root, is refused
+// too. (A task naming no user at all, run as the agent's user, is
+// core/agent's TestTaskUsers.)
+func TestTaskUserCluster(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching a task's user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no nobody user: %v", err)
+	}
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "analytics", "secret": "s3cret"}, {"principal": "agent-good", "secret": "agent-secret"}]}`)
+	agentCred := writeFile(t, filepath.Join(dir, "agent.json"), `{"principal": "agent-good", "secret": "agent-secret"}`)
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf(`credentials_file = %q
+agent {
+  allow_root_tasks = false
+  credential_file  = %q
+}
+acl {
+  # Permissive, so that the CLI reads sandboxes on the agent without
+  # credentials (the agent's own API knows client certificates only).
+  permissive = true
+  run_tasks {
+    principals = ["analytics"]
+    users      = ["nobody", "root", "corral-no-such-user"]
+  }
+  run_tasks {
+    principals = ["ANY"]
+    users      = ["NONE"]
+  }
+  register_agents { principals = ["agent-good"] }
+  register_agents {
+    principals = ["ANY"]
+    agents     = ["NONE"]
+  }
+}
+`, creds, agentCred))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+	run := func(principal string, args ...string) (int, string, string) {
+		t.Helper()
+		base := []string{"exec", "-master", addr, "--cpus", "0.1", "--mem", "16"}
+		return credCLI(t, principal, "s3cret", append(base, args...)...)
+	}
+
+	if code, out, errOut := run("analytics", "--user", "nobody", "--", "sh", "-c", "id -u && echo mine > f && cat f"); code != 0 || out != nobody.Uid+"\nmine\n" {
+		t.Fatalf("analytics as nobody: exit %d, stdout %q, stderr %q; want 0, nobody's uid %s and the file it wrote", code, out, errOut, nobody.Uid)
+	}
+	code, _, errOut := run("analytics", "--user", "alice", "--", "true")
+	for _, want := range []string{"permission denied", `principal "analytics"`, "run tasks", `user "alice"`, "an acl rule denies it"} {
+		if code != exitNotPlaced || !strings.Contains(errOut, want) {
+			t.Fatalf("analytics as alice: exit %d, stderr %q; want %d and a refusal saying %q", code, errOut, exitNotPlaced, want)
+		}
+	}
+	code, _, errOut = run("analytics", "--user", "root", "--", "true")
+	for _, want := range []string{`task user "root" is root (uid 0)`, "does not run tasks as root", "allow_root_tasks"} {
+		if code != exitCannotStart || !strings.Contains(errOut, want) {
+			t.Fatalf("analytics as root: exit %d, stderr %q; want %d and the agent's refusal saying %q", code, errOut, exitCannotStart, want)
+		}
+	}
+	code, _, errOut = run("analytics", "--user", "corral-no-such-user", "--", "true")
+	if code != exitCannotStart || !strings.Contains(errOut, `task user "corral-no-such-user" does not exist on agent`) {
+		t.Fatalf("analytics as a missing user: exit %d, stderr %q; want %d and the agent naming the user", code, errOut, exitCannotStart)
+	}
+	// Anonymous: no rule names it, the permissive default lets it through
+	// the master; corral exec's framework user is the CLI's own, root here,
+	// which the agent refuses.
+	code, _, errOut = run("", "--", "true")
+	if code != exitCannotStart || !strings.Contains(errOut, `task user "root" is root (uid 0)`) {
+		t.Fatalf("an anonymous task as the CLI's user, root: exit %d, stderr %q; want %d and the agent's root refusal", code, errOut, exitCannotStart)
+	}
+}
+
+// TestAgentPrincipals: agents register as the principal of their
+// credential (agent { credential_file }). The dev cluster's agent,
+// agent-good, is allowed by a register_agents rule; a second agent whose
+// credential names agent-rogue is refused by rule, one with a wrong secret
+// fails authentication, and the cluster keeps its one agent.
+func TestAgentPrincipals(t *testing.T) {
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "agent-good", "secret": "good-secret"}, {"principal": "agent-rogue", "secret": "rogue-secret"}]}`)
+	good := writeFile(t, filepath.Join(dir, "good.json"), `{"principal": "agent-good", "secret": "good-secret"}`)
+	acls := `acl {
+  # Permissive for the test's anonymous state reads; the rules decide
+  # every authenticated agent.
+  permissive = true
+  register_agents { principals = ["agent-good"] }
+  register_agents {
+    principals = ["ANY"]
+    agents     = ["NONE"]
+  }
+}
+`
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf("credentials_file = %q\nagent {\n  credential_file = %q\n}\n%s", creds, good, acls))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+
+	for _, tc := range []struct{ name, cred, want string }{
+		{"rogue", `{"principal": "agent-rogue", "secret": "rogue-secret"}`, `principal \"agent-rogue\" may not register agents`},
+		{"wrong-secret", `{"principal": "agent-good", "secret": "guess"}`, "authentication failed"},
+	} {
+		cred := writeFile(t, filepath.Join(dir, tc.name+".json"), tc.cred)
+		cfg := writeFile(t, filepath.Join(dir, tc.name+".hcl"), fmt.Sprintf("agent {\n  credential_file = %q\n}\n", cred))
+		p := startCorral(t, "agent", "-config", cfg, "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(),
+			"-plugin-dir", filepath.Join(binDir(t), "plugins"), "-resources", "cpus:1;mem:256")
+		p.waitLine(regexp.MustCompile(`(` + regexp.QuoteMeta(tc.want) + `)`))
+		p.stop()
+	}
+	st := waitState(t, addr, "the dev agent", func(s master.State) bool { return len(s.Agents) == 1 })
+	if len(st.Agents) != 1 || !st.Agents[0].Connected {
+		t.Fatalf("agents %+v, want only the dev cluster's, connected", st.Agents)
 	}
 }

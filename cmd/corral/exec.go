@@ -38,6 +38,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral-project/corral/core/agent/sandbox"
@@ -527,7 +528,11 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 		task.HealthCheck = f.o.health
 		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})
 		f.mu.Lock()
-		if err != nil {
+		var refused *scheduler.CallError
+		if errors.As(err, &refused) && refused.Code == codes.PermissionDenied && f.phase == phaseLaunching {
+			// The ACLs refuse the task itself (run_tasks): no other offer helps.
+			f.phase, f.lastErr = phaseAbandoned, fmt.Sprintf("launch refused: %v", err)
+		} else if err != nil {
 			f.warn("launch on %s failed, waiting for another offer: %v", o.GetHostname(), err)
 			if f.phase == phaseLaunching {
 				f.phase = phaseWaiting
@@ -784,6 +789,9 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			if s.phase == phaseAbandoned && cause != causeNone {
 				// A launch failed after we had decided to stop.
 				return finish(stopCode(cause), "")
+			}
+			if s.phase == phaseAbandoned && cause == causeNone {
+				return finish(exitNotPlaced, s.lastErr) // the master refused the launch for good
 			}
 		case <-connectC:
 			if s := f.snapshot(); s.driver == nil {
