@@ -628,3 +628,100 @@ func TestAgentPrincipals(t *testing.T) {
 		t.Fatalf("agents %+v, want only the dev cluster's, connected", st.Agents)
 	}
 }
+
+// TestSubscriptionLimitCluster: master { max_subscriptions_per_principal }
+// counts a principal's subscriptions on the Mesos and the gRPC scheduler
+// APIs together. With a cap of 1, analytics's Mesos subscription holds it;
+// a second Mesos SUBSCRIBE gets 429 naming principal and cap, corral exec
+// (gRPC) is refused with ResourceExhausted and gives up at its connect
+// timeout saying why, another principal still subscribes, and the held
+// subscription keeps its stream.
+func TestSubscriptionLimitCluster(t *testing.T) {
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "analytics", "secret": "s3cret"}, {"principal": "guest", "secret": "guest-secret"}]}`)
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf(`credentials_file = %q
+master {
+  max_subscriptions_per_principal = 1
+}
+`, creds))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+
+	subscribe := func(ctx context.Context, principal, secret string) *http.Response {
+		t.Helper()
+		// Suppressed, so that it holds no offers the guest's task needs.
+		sub := `{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "nobody", "name": "held"}, "suppressed_roles": ["*"]}}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/scheduler", strings.NewReader(sub))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		req.SetBasicAuth(principal, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := subscribe(ctx, "analytics", "s3cret")
+	defer held.Body.Close()
+	if held.StatusCode != http.StatusOK || held.Header.Get("Mesos-Stream-Id") == "" {
+		t.Fatalf("analytics's first Mesos subscription: %s, want 200 with a stream", held.Status)
+	}
+	// Read SUBSCRIBED off the held stream, in the background from then on.
+	events := make(chan string, 100)
+	go func() {
+		defer close(events)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := held.Body.Read(buf)
+			if n > 0 {
+				events <- string(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case ev := <-events:
+		if !strings.Contains(ev, "SUBSCRIBED") {
+			t.Fatalf("the held stream's first record %q, want SUBSCRIBED", ev)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no SUBSCRIBED on the held stream within 60s")
+	}
+
+	second := subscribe(ctx, "analytics", "s3cret")
+	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	for _, want := range []string{`principal "analytics"`, "max_subscriptions_per_principal = 1"} {
+		if second.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), want) {
+			t.Fatalf("analytics's second Mesos subscription: %s %q; want 429 saying %s", second.Status, body, want)
+		}
+	}
+	code, _, errOut := credCLI(t, "analytics", "s3cret", "exec", "-master", addr, "--connect-timeout", "5s", "--cpus", "0.1", "--mem", "16", "--", "true")
+	if code != exitNotPlaced || !strings.Contains(errOut, "ResourceExhausted") || !strings.Contains(errOut, `principal "analytics"`) {
+		t.Fatalf("corral exec as analytics at the cap: exit %d, stderr %q; want %d and the refusal", code, errOut, exitNotPlaced)
+	}
+	if code, out, errOut := credCLI(t, "guest", "guest-secret", "exec", "-master", addr, "--timeout", "2m", "--cpus", "0.1", "--mem", "16", "--", "echo", "guest-ran"); code != 0 || !strings.Contains(out, "guest-ran") {
+		t.Fatalf("guest, under its own cap: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	st := waitState(t, addr, "analytics's held framework", func(s master.State) bool {
+		for _, f := range s.Frameworks {
+			if f.Principal == "analytics" && f.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	n := 0
+	for _, f := range st.Frameworks {
+		if f.Principal == "analytics" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("analytics has %d frameworks, want only the held one", n)
+	}
+}
