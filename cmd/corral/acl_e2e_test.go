@@ -19,7 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/corral-project/corral/core/master"
+	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
 
@@ -723,5 +729,99 @@ master {
 	}
 	if n != 1 {
 		t.Fatalf("analytics has %d frameworks, want only the held one", n)
+	}
+}
+
+// TestSchedulerLimitsCluster: the other per-framework limits, on a dev
+// cluster: past framework_call_burst a Mesos framework's calls get 429
+// naming the limit, a Mesos body beyond 16 MiB is refused with 400, and a
+// gRPC request beyond max_message_bytes (plus 64 KiB) is refused with
+// ResourceExhausted; the framework's stream survives all three.
+func TestSchedulerLimitsCluster(t *testing.T) {
+	dir := t.TempDir()
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), `master {
+  framework_call_rate  = 0.01
+  framework_call_burst = 2
+  max_message_bytes    = 1024
+}
+`)
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	post := func(ctx context.Context, body io.Reader, streamID string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/scheduler", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		if streamID != "" {
+			req.Header.Set("Mesos-Stream-Id", streamID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	sub := post(ctx, strings.NewReader(`{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "nobody", "name": "limited"}, "suppressed_roles": ["*"]}}`), "")
+	defer sub.Body.Close()
+	streamID := sub.Header.Get("Mesos-Stream-Id")
+	buf := make([]byte, 64<<10)
+	var first string
+	for !strings.Contains(first, "SUBSCRIBED") || !strings.Contains(first, "}}") {
+		n, err := sub.Body.Read(buf)
+		first += string(buf[:n])
+		if err != nil {
+			t.Fatalf("reading SUBSCRIBED: %v (read %q)", err, first)
+		}
+	}
+	m := regexp.MustCompile(`"framework_id"\s*:\s*\{\s*"value"\s*:\s*"([^"]+)"`).FindStringSubmatch(first)
+	if streamID == "" || m == nil {
+		t.Fatalf("subscription: stream %q, first record %q", streamID, first)
+	}
+	fid := m[1]
+
+	// A body beyond the Mesos API's 16 MiB.
+	big := post(ctx, io.MultiReader(strings.NewReader(`{"type": "REVIVE", "framework_id": {"value": "`+fid+`"}, "x": "`),
+		strings.NewReader(strings.Repeat("a", 17<<20)), strings.NewReader(`"}`)), streamID)
+	body, _ := io.ReadAll(big.Body)
+	big.Body.Close()
+	if big.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "too large") {
+		t.Fatalf("a 17 MiB Mesos call: %s %q; want 400 saying too large", big.Status, body)
+	}
+
+	// A gRPC request beyond max_message_bytes + 64 KiB.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = corralpb.NewSchedulerClient(conn).Message(ctx, &corralpb.MessageRequest{
+		Header: &corralpb.CallHeader{FrameworkId: fid}, Data: make([]byte, 128<<10)})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
+		t.Fatalf("a 128 KiB gRPC message: %v, want ResourceExhausted for its size", err)
+	}
+
+	// Calls past the burst of 2.
+	got429 := ""
+	for i := 0; i < 5 && got429 == ""; i++ {
+		resp := post(ctx, strings.NewReader(`{"type": "REVIVE", "framework_id": {"value": "`+fid+`"}}`), streamID)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusAccepted:
+		case http.StatusTooManyRequests:
+			got429 = string(body)
+		default:
+			t.Fatalf("REVIVE %d: %s %q", i, resp.Status, body)
+		}
+	}
+	if !strings.Contains(got429, "calls per second") {
+		t.Fatalf("no 429 naming the calls-per-second limit within 5 calls past a burst of 2 (last %q)", got429)
+	}
+	st := waitState(t, addr, "the limited framework connected", func(s master.State) bool {
+		return len(s.Frameworks) == 1 && s.Frameworks[0].Connected
+	})
+	if st.Frameworks[0].ID != fid {
+		t.Fatalf("framework %s, want %s", st.Frameworks[0].ID, fid)
 	}
 }
