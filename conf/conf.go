@@ -89,6 +89,10 @@ type Master struct {
 	// (0: no limit) with bursts of FrameworkCallBurst (0: twice the rate).
 	FrameworkCallRate  float64
 	FrameworkCallBurst int
+	// MaxSubscriptionsPerPrincipal caps the framework subscriptions one
+	// authenticated principal holds at once, on the gRPC and the Mesos
+	// scheduler APIs together (0: no cap; default 100).
+	MaxSubscriptionsPerPrincipal int
 }
 
 // Role is a `role "name" { weight = ... priority = ... quota { ... } }`
@@ -147,6 +151,15 @@ type Agent struct {
 	GCDelay           time.Duration
 	DiskWatchInterval time.Duration
 	GCDiskHeadroom    float64
+	// AllowRootTasks says whether tasks may run as root (uid 0); nil
+	// means the default: allowed without an acl block (and in `corral
+	// dev`), refused with one.
+	AllowRootTasks *bool
+	// CredentialFile names the agent's own principal and secret (Mesos's
+	// agent --credential JSON, {"principal": ..., "secret": ...}), sent to
+	// the master as basic credentials; Credential is its content.
+	CredentialFile string
+	Credential     *acl.Credential
 }
 
 // Plugin is a `plugin "name" { ... }` block.
@@ -179,6 +192,10 @@ func Default() *Config {
 			AgentReregisterTimeout: 75 * time.Second,
 			MaxMessageBytes:        1 << 20,
 			RevokeGrace:            30 * time.Second,
+			// Generous for real frameworks (one subscription each, a few
+			// standbys), small enough that one principal cannot fill the
+			// master's memory with streams.
+			MaxSubscriptionsPerPrincipal: 100,
 		},
 		Agent: &Agent{
 			Master:                    "127.0.0.1:5050",

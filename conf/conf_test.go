@@ -134,17 +134,18 @@ func TestLoadFull(t *testing.T) {
 		LogJSON:   true,
 		PluginDir: "/opt/corral/plugins",
 		Master: &Master{
-			Address:                "0.0.0.0:6050",
-			WorkDir:                "/var/lib/corral/master",
-			AllocationInterval:     500 * time.Millisecond,
-			Allocator:              "priority",
-			AllocatorTimeout:       2 * time.Second,
-			OfferTimeout:           0,
-			HeartbeatInterval:      10 * time.Second,
-			AgentReregisterTimeout: 2 * time.Minute,
-			MaxMessageBytes:        4194304,
-			RevokeAfter:            2 * time.Hour,
-			RevokeGrace:            45 * time.Second,
+			Address:                      "0.0.0.0:6050",
+			WorkDir:                      "/var/lib/corral/master",
+			AllocationInterval:           500 * time.Millisecond,
+			Allocator:                    "priority",
+			AllocatorTimeout:             2 * time.Second,
+			OfferTimeout:                 0,
+			HeartbeatInterval:            10 * time.Second,
+			AgentReregisterTimeout:       2 * time.Minute,
+			MaxMessageBytes:              4194304,
+			RevokeAfter:                  2 * time.Hour,
+			RevokeGrace:                  45 * time.Second,
+			MaxSubscriptionsPerPrincipal: 20,
 			Roles: []Role{
 				{Name: "analytics", Weight: 2},
 				{Name: "batch", Weight: 0.5},
@@ -170,6 +171,7 @@ func TestLoadFull(t *testing.T) {
 			GCDelay:                   48 * time.Hour,
 			DiskWatchInterval:         30 * time.Second,
 			GCDiskHeadroom:            0.2,
+			AllowRootTasks:            new(bool),
 		},
 	}
 	plugins := cfg.Plugins
@@ -186,8 +188,8 @@ func TestLoadFull(t *testing.T) {
 		p.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("plugin[0] = %+v", p)
 	}
-	if p.DeclRange.Start.Line != 52 {
-		t.Errorf("plugin[0] declared at line %d, want 52", p.DeclRange.Start.Line)
+	if p.DeclRange.Start.Line != 54 {
+		t.Errorf("plugin[0] declared at line %d, want 54", p.DeclRange.Start.Line)
 	}
 	if p.Config == nil {
 		t.Fatal("plugin[0].Config is nil, want the config block's body")

@@ -10,6 +10,7 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
 
+	"github.com/corral-project/corral/sdk/acl"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
@@ -241,6 +242,7 @@ func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
 		{"revoke_grace", duration(&m.RevokeGrace, checkPositive)},
 		{"framework_call_rate", value(&m.FrameworkCallRate, checkRate)},
 		{"framework_call_burst", value(&m.FrameworkCallBurst, checkNotNegativeInt)},
+		{"max_subscriptions_per_principal", value(&m.MaxSubscriptionsPerPrincipal, checkNotNegativeInt)},
 	}, hcl.BlockHeaderSchema{Type: "role", LabelNames: []string{"name"}})
 	// Roles in a file replace the (empty) default list as a whole.
 	seen := map[string]*hcl.Block{}
@@ -331,7 +333,7 @@ func quota(dst *resources.Resources) func(string, *hcl.Attribute) hcl.Diagnostic
 }
 
 func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
-	_, diags := decodeBody(body, "agent.", []field{
+	content, diags := decodeBody(body, "agent.", []field{
 		{"master", value(&a.Master, checkMasterSpec)},
 		{"address", value(&a.Address, checkHostPort)},
 		{"work_dir", value(&a.WorkDir, checkNotEmpty)},
@@ -349,8 +351,29 @@ func decodeAgent(body hcl.Body, a *Agent) hcl.Diagnostics {
 		{"gc_delay", duration(&a.GCDelay, checkPositive)},
 		{"disk_watch_interval", duration(&a.DiskWatchInterval, checkPositive)},
 		{"gc_disk_headroom", value(&a.GCDiskHeadroom, checkHeadroom)},
+		{"allow_root_tasks", optionalBool(&a.AllowRootTasks)},
+		{"credential_file", value(&a.CredentialFile, checkNotEmpty)},
 	})
+	if attr, ok := content.Attributes["credential_file"]; ok && !diags.HasErrors() {
+		c, err := acl.LoadCredential(a.CredentialFile)
+		if err != nil {
+			return append(diags, invalid("agent.credential_file", attr, err)...)
+		}
+		a.Credential = &c
+	}
 	return diags
+}
+
+// optionalBool decodes a bool whose absence means "the default" (nil).
+func optionalBool(dst **bool) func(string, *hcl.Attribute) hcl.Diagnostics {
+	return func(path string, attr *hcl.Attribute) hcl.Diagnostics {
+		var b bool
+		if diags := value(&b, nil)(path, attr); diags.HasErrors() {
+			return diags
+		}
+		*dst = &b
+		return nil
+	}
 }
 
 func decodePlugin(b *hcl.Block) (Plugin, hcl.Diagnostics) {

@@ -256,6 +256,7 @@ func (c *Config) Validate() error {
 	add("master.max_message_bytes", checkPositiveInt(m.MaxMessageBytes))
 	add("master.revoke_after", checkNotNegative(m.RevokeAfter))
 	add("master.revoke_grace", checkPositive(m.RevokeGrace))
+	add("master.max_subscriptions_per_principal", checkNotNegativeInt(m.MaxSubscriptionsPerPrincipal))
 	roles := map[string]bool{}
 	for _, r := range m.Roles {
 		path := fmt.Sprintf("master.role[%q]", r.Name)

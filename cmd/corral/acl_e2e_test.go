@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,7 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/corral-project/corral/core/master"
+	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/tlsconfig"
 )
 
@@ -472,5 +479,349 @@ acl {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a wrong secret on the operator API: %s, want 401", resp.Status)
+	}
+}
+
+// credCLI runs bin/corral with CORRAL_PRINCIPAL and CORRAL_SECRET (none
+// for principal "").
+func credCLI(t *testing.T, principal, secret string, args ...string) (int, string, string) {
+	t.Helper()
+	// Bounded, so that a CLI that never gives up fails the test instead of
+	// hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), args...)
+	cmd.Env = os.Environ()
+	if principal != "" {
+		cmd.Env = append(cmd.Env, "CORRAL_PRINCIPAL="+principal, "CORRAL_SECRET="+secret)
+	}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// writeFile writes a test fixture.
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestTaskUserCluster: the run_tasks rules and the agent's user checks
+// together, on a dev cluster whose agent refuses root tasks and registers
+// with its own credential. analytics runs a task as nobody (it really runs
+// as nobody); as alice the master refuses it (an acl rule); as root and as
+// a user the host lacks the master lets it through and the agent refuses
+// it, naming the user; a task as the CLI's own user, root, is refused
+// too. (A task naming no user at all, run as the agent's user, is
+// core/agent's TestTaskUsers.)
+func TestTaskUserCluster(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching a task's user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no nobody user: %v", err)
+	}
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "analytics", "secret": "s3cret"}, {"principal": "agent-good", "secret": "agent-secret"}]}`)
+	agentCred := writeFile(t, filepath.Join(dir, "agent.json"), `{"principal": "agent-good", "secret": "agent-secret"}`)
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf(`credentials_file = %q
+agent {
+  allow_root_tasks = false
+  credential_file  = %q
+}
+acl {
+  # Permissive, so that the CLI reads sandboxes on the agent without
+  # credentials (the agent's own API knows client certificates only).
+  permissive = true
+  run_tasks {
+    principals = ["analytics"]
+    users      = ["nobody", "root", "corral-no-such-user"]
+  }
+  run_tasks {
+    principals = ["ANY"]
+    users      = ["NONE"]
+  }
+  register_agents { principals = ["agent-good"] }
+  register_agents {
+    principals = ["ANY"]
+    agents     = ["NONE"]
+  }
+}
+`, creds, agentCred))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+	run := func(principal string, args ...string) (int, string, string) {
+		t.Helper()
+		base := []string{"exec", "-master", addr, "--cpus", "0.1", "--mem", "16"}
+		return credCLI(t, principal, "s3cret", append(base, args...)...)
+	}
+
+	if code, out, errOut := run("analytics", "--user", "nobody", "--", "sh", "-c", "id -u && echo mine > f && cat f"); code != 0 || out != nobody.Uid+"\nmine\n" {
+		t.Fatalf("analytics as nobody: exit %d, stdout %q, stderr %q; want 0, nobody's uid %s and the file it wrote", code, out, errOut, nobody.Uid)
+	}
+	code, _, errOut := run("analytics", "--user", "alice", "--", "true")
+	for _, want := range []string{"permission denied", `principal "analytics"`, "run tasks", `user "alice"`, "an acl rule denies it"} {
+		if code != exitNotPlaced || !strings.Contains(errOut, want) {
+			t.Fatalf("analytics as alice: exit %d, stderr %q; want %d and a refusal saying %q", code, errOut, exitNotPlaced, want)
+		}
+	}
+	code, _, errOut = run("analytics", "--user", "root", "--", "true")
+	for _, want := range []string{`task user "root" is root (uid 0)`, "does not run tasks as root", "allow_root_tasks"} {
+		if code != exitCannotStart || !strings.Contains(errOut, want) {
+			t.Fatalf("analytics as root: exit %d, stderr %q; want %d and the agent's refusal saying %q", code, errOut, exitCannotStart, want)
+		}
+	}
+	code, _, errOut = run("analytics", "--user", "corral-no-such-user", "--", "true")
+	if code != exitCannotStart || !strings.Contains(errOut, `task user "corral-no-such-user" does not exist on agent`) {
+		t.Fatalf("analytics as a missing user: exit %d, stderr %q; want %d and the agent naming the user", code, errOut, exitCannotStart)
+	}
+	// Anonymous: no rule names it, the permissive default lets it through
+	// the master; corral exec's framework user is the CLI's own, root here,
+	// which the agent refuses.
+	code, _, errOut = run("", "--", "true")
+	if code != exitCannotStart || !strings.Contains(errOut, `task user "root" is root (uid 0)`) {
+		t.Fatalf("an anonymous task as the CLI's user, root: exit %d, stderr %q; want %d and the agent's root refusal", code, errOut, exitCannotStart)
+	}
+}
+
+// TestAgentPrincipals: agents register as the principal of their
+// credential (agent { credential_file }). The dev cluster's agent,
+// agent-good, is allowed by a register_agents rule; a second agent whose
+// credential names agent-rogue is refused by rule, one with a wrong secret
+// fails authentication, and the cluster keeps its one agent.
+func TestAgentPrincipals(t *testing.T) {
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "agent-good", "secret": "good-secret"}, {"principal": "agent-rogue", "secret": "rogue-secret"}]}`)
+	good := writeFile(t, filepath.Join(dir, "good.json"), `{"principal": "agent-good", "secret": "good-secret"}`)
+	acls := `acl {
+  # Permissive for the test's anonymous state reads; the rules decide
+  # every authenticated agent.
+  permissive = true
+  register_agents { principals = ["agent-good"] }
+  register_agents {
+    principals = ["ANY"]
+    agents     = ["NONE"]
+  }
+}
+`
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf("credentials_file = %q\nagent {\n  credential_file = %q\n}\n%s", creds, good, acls))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+
+	for _, tc := range []struct{ name, cred, want string }{
+		{"rogue", `{"principal": "agent-rogue", "secret": "rogue-secret"}`, `principal \"agent-rogue\" may not register agents`},
+		{"wrong-secret", `{"principal": "agent-good", "secret": "guess"}`, "authentication failed"},
+	} {
+		cred := writeFile(t, filepath.Join(dir, tc.name+".json"), tc.cred)
+		cfg := writeFile(t, filepath.Join(dir, tc.name+".hcl"), fmt.Sprintf("agent {\n  credential_file = %q\n}\n", cred))
+		p := startCorral(t, "agent", "-config", cfg, "-master", addr, "-address", "127.0.0.1:0", "-work-dir", t.TempDir(),
+			"-plugin-dir", filepath.Join(binDir(t), "plugins"), "-resources", "cpus:1;mem:256")
+		p.waitLine(regexp.MustCompile(`(` + regexp.QuoteMeta(tc.want) + `)`))
+		p.stop()
+	}
+	st := waitState(t, addr, "the dev agent", func(s master.State) bool { return len(s.Agents) == 1 })
+	if len(st.Agents) != 1 || !st.Agents[0].Connected {
+		t.Fatalf("agents %+v, want only the dev cluster's, connected", st.Agents)
+	}
+}
+
+// TestSubscriptionLimitCluster: master { max_subscriptions_per_principal }
+// counts a principal's subscriptions on the Mesos and the gRPC scheduler
+// APIs together. With a cap of 1, analytics's Mesos subscription holds it;
+// a second Mesos SUBSCRIBE gets 429 naming principal and cap, corral exec
+// (gRPC) is refused with ResourceExhausted and gives up at its connect
+// timeout saying why, another principal still subscribes, and the held
+// subscription keeps its stream.
+func TestSubscriptionLimitCluster(t *testing.T) {
+	dir := t.TempDir()
+	creds := writeFile(t, filepath.Join(dir, "credentials.json"), `{"credentials": [
+  {"principal": "analytics", "secret": "s3cret"}, {"principal": "guest", "secret": "guest-secret"}]}`)
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), fmt.Sprintf(`credentials_file = %q
+master {
+  max_subscriptions_per_principal = 1
+}
+`, creds))
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+
+	subscribe := func(ctx context.Context, principal, secret string) *http.Response {
+		t.Helper()
+		// Suppressed, so that it holds no offers the guest's task needs.
+		sub := `{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "nobody", "name": "held"}, "suppressed_roles": ["*"]}}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/scheduler", strings.NewReader(sub))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		req.SetBasicAuth(principal, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := subscribe(ctx, "analytics", "s3cret")
+	defer held.Body.Close()
+	if held.StatusCode != http.StatusOK || held.Header.Get("Mesos-Stream-Id") == "" {
+		t.Fatalf("analytics's first Mesos subscription: %s, want 200 with a stream", held.Status)
+	}
+	// Read SUBSCRIBED off the held stream, in the background from then on.
+	events := make(chan string, 100)
+	go func() {
+		defer close(events)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := held.Body.Read(buf)
+			if n > 0 {
+				events <- string(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case ev := <-events:
+		if !strings.Contains(ev, "SUBSCRIBED") {
+			t.Fatalf("the held stream's first record %q, want SUBSCRIBED", ev)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no SUBSCRIBED on the held stream within 60s")
+	}
+
+	second := subscribe(ctx, "analytics", "s3cret")
+	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	for _, want := range []string{`principal "analytics"`, "max_subscriptions_per_principal = 1"} {
+		if second.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), want) {
+			t.Fatalf("analytics's second Mesos subscription: %s %q; want 429 saying %s", second.Status, body, want)
+		}
+	}
+	code, _, errOut := credCLI(t, "analytics", "s3cret", "exec", "-master", addr, "--connect-timeout", "5s", "--cpus", "0.1", "--mem", "16", "--", "true")
+	if code != exitNotPlaced || !strings.Contains(errOut, "ResourceExhausted") || !strings.Contains(errOut, `principal "analytics"`) {
+		t.Fatalf("corral exec as analytics at the cap: exit %d, stderr %q; want %d and the refusal", code, errOut, exitNotPlaced)
+	}
+	if code, out, errOut := credCLI(t, "guest", "guest-secret", "exec", "-master", addr, "--timeout", "2m", "--cpus", "0.1", "--mem", "16", "--", "echo", "guest-ran"); code != 0 || !strings.Contains(out, "guest-ran") {
+		t.Fatalf("guest, under its own cap: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	st := waitState(t, addr, "analytics's held framework", func(s master.State) bool {
+		for _, f := range s.Frameworks {
+			if f.Principal == "analytics" && f.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	n := 0
+	for _, f := range st.Frameworks {
+		if f.Principal == "analytics" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("analytics has %d frameworks, want only the held one", n)
+	}
+}
+
+// TestSchedulerLimitsCluster: the other per-framework limits, on a dev
+// cluster: past framework_call_burst a Mesos framework's calls get 429
+// naming the limit, a Mesos body beyond 16 MiB is refused with 400, and a
+// gRPC request beyond max_message_bytes (plus 64 KiB) is refused with
+// ResourceExhausted; the framework's stream survives all three.
+func TestSchedulerLimitsCluster(t *testing.T) {
+	dir := t.TempDir()
+	hcl := writeFile(t, filepath.Join(dir, "cluster.hcl"), `master {
+  framework_call_rate  = 0.01
+  framework_call_burst = 2
+  max_message_bytes    = 1024
+}
+`)
+	addr, _ := startDevConfig(t, hcl, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	post := func(ctx context.Context, body io.Reader, streamID string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/scheduler", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		if streamID != "" {
+			req.Header.Set("Mesos-Stream-Id", streamID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	sub := post(ctx, strings.NewReader(`{"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "nobody", "name": "limited"}, "suppressed_roles": ["*"]}}`), "")
+	defer sub.Body.Close()
+	streamID := sub.Header.Get("Mesos-Stream-Id")
+	buf := make([]byte, 64<<10)
+	var first string
+	for !strings.Contains(first, "SUBSCRIBED") || !strings.Contains(first, "}}") {
+		n, err := sub.Body.Read(buf)
+		first += string(buf[:n])
+		if err != nil {
+			t.Fatalf("reading SUBSCRIBED: %v (read %q)", err, first)
+		}
+	}
+	m := regexp.MustCompile(`"framework_id"\s*:\s*\{\s*"value"\s*:\s*"([^"]+)"`).FindStringSubmatch(first)
+	if streamID == "" || m == nil {
+		t.Fatalf("subscription: stream %q, first record %q", streamID, first)
+	}
+	fid := m[1]
+
+	// A body beyond the Mesos API's 16 MiB.
+	big := post(ctx, io.MultiReader(strings.NewReader(`{"type": "REVIVE", "framework_id": {"value": "`+fid+`"}, "x": "`),
+		strings.NewReader(strings.Repeat("a", 17<<20)), strings.NewReader(`"}`)), streamID)
+	body, _ := io.ReadAll(big.Body)
+	big.Body.Close()
+	if big.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "too large") {
+		t.Fatalf("a 17 MiB Mesos call: %s %q; want 400 saying too large", big.Status, body)
+	}
+
+	// A gRPC request beyond max_message_bytes + 64 KiB.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = corralpb.NewSchedulerClient(conn).Message(ctx, &corralpb.MessageRequest{
+		Header: &corralpb.CallHeader{FrameworkId: fid}, Data: make([]byte, 128<<10)})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
+		t.Fatalf("a 128 KiB gRPC message: %v, want ResourceExhausted for its size", err)
+	}
+
+	// Calls past the burst of 2.
+	got429 := ""
+	for i := 0; i < 5 && got429 == ""; i++ {
+		resp := post(ctx, strings.NewReader(`{"type": "REVIVE", "framework_id": {"value": "`+fid+`"}}`), streamID)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusAccepted:
+		case http.StatusTooManyRequests:
+			got429 = string(body)
+		default:
+			t.Fatalf("REVIVE %d: %s %q", i, resp.Status, body)
+		}
+	}
+	if !strings.Contains(got429, "calls per second") {
+		t.Fatalf("no 429 naming the calls-per-second limit within 5 calls past a burst of 2 (last %q)", got429)
+	}
+	st := waitState(t, addr, "the limited framework connected", func(s master.State) bool {
+		return len(s.Frameworks) == 1 && s.Frameworks[0].Connected
+	})
+	if st.Frameworks[0].ID != fid {
+		t.Fatalf("framework %s, want %s", st.Frameworks[0].ID, fid)
 	}
 }

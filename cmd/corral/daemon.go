@@ -31,6 +31,7 @@ type daemonFlags struct {
 	logJSON                                 bool
 	masterAddr, agentAddr, workDir, resList string
 	recoverMode, onShutdown                 string // agent: -recover, -on-shutdown
+	allowRootTasks                          *bool  // agent: -allow-root-tasks; nil when not given
 	// role is the daemon's mode: master, agent or dev.
 	role string
 	// emulate > 0 runs that many emulated agents instead of a real one.
@@ -61,6 +62,7 @@ func daemonFlagSet(role string) (*flag.FlagSet, *daemonFlags) {
 		fs.StringVar(&f.recoverMode, "recover", "reconnect", "reconnect: reattach to the tasks the agent's checkpoint names; cleanup: kill them, discard the checkpoint and start under a new agent ID")
 		fs.StringVar(&f.onShutdown, "on-shutdown", "", `keep|kill: leave tasks running or kill them when the agent stops (overrides agent.on_shutdown; default keep, kill for dev)`)
 		fs.StringVar(&f.agentAddr, "address", "", "agent HTTP address host:port (overrides agent.address)")
+		fs.Var(optionalBool{&f.allowRootTasks}, "allow-root-tasks", "run tasks as root (uid 0), asked for or by naming no user on a root agent (overrides agent.allow_root_tasks; default: allowed without an acl block and for dev, refused with one)")
 		fs.StringVar(&f.resList, "resources", "", `agent resources, e.g. "cpus:4;mem:4096" (overrides agent.resources)`)
 	}
 	return fs, f
@@ -212,6 +214,13 @@ func loadConfig(f daemonFlags) (*conf.Config, error) {
 	if cfg.Agent.OnShutdown == "" && f.role == "dev" {
 		cfg.Agent.OnShutdown = agent.ShutdownKill
 	}
+	if f.allowRootTasks != nil {
+		cfg.Agent.AllowRootTasks = f.allowRootTasks
+	}
+	if cfg.Agent.AllowRootTasks == nil && f.role == "dev" {
+		allow := true // a throwaway cluster on one's own machine
+		cfg.Agent.AllowRootTasks = &allow
+	}
 	if f.resList != "" {
 		if _, err := resources.Parse(f.resList); err != nil {
 			return nil, fmt.Errorf("-resources: %w", err)
@@ -258,20 +267,21 @@ func runMaster(ctx context.Context, cfg *conf.Config, reload func() (*conf.Confi
 func masterConfig(cfg *conf.Config) master.Config {
 	mc := cfg.Master
 	return master.Config{
-		AllocationInterval:     mc.AllocationInterval,
-		AllocatorTimeout:       mc.AllocatorTimeout,
-		OfferTimeout:           mc.OfferTimeout,
-		HeartbeatInterval:      mc.HeartbeatInterval,
-		AgentReregisterTimeout: mc.AgentReregisterTimeout,
-		MaxMessageBytes:        mc.MaxMessageBytes,
-		Roles:                  masterRoles(cfg),
-		RegistryPath:           registryPath(cfg),
-		RevokeAfter:            mc.RevokeAfter,
-		RevokeGrace:            mc.RevokeGrace,
-		FrameworkCallRate:      mc.FrameworkCallRate,
-		FrameworkCallBurst:     mc.FrameworkCallBurst,
-		Allocator:              master.AllocatorChoice{Name: mc.Allocator},
-		ACLs:                   cfg.ACL,
+		AllocationInterval:           mc.AllocationInterval,
+		AllocatorTimeout:             mc.AllocatorTimeout,
+		OfferTimeout:                 mc.OfferTimeout,
+		HeartbeatInterval:            mc.HeartbeatInterval,
+		AgentReregisterTimeout:       mc.AgentReregisterTimeout,
+		MaxMessageBytes:              mc.MaxMessageBytes,
+		Roles:                        masterRoles(cfg),
+		RegistryPath:                 registryPath(cfg),
+		RevokeAfter:                  mc.RevokeAfter,
+		RevokeGrace:                  mc.RevokeGrace,
+		FrameworkCallRate:            mc.FrameworkCallRate,
+		FrameworkCallBurst:           mc.FrameworkCallBurst,
+		MaxSubscriptionsPerPrincipal: mc.MaxSubscriptionsPerPrincipal,
+		Allocator:                    master.AllocatorChoice{Name: mc.Allocator},
+		ACLs:                         cfg.ACL,
 	}
 }
 
@@ -323,7 +333,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
 		ExecutorIdleTimeout: ac.ExecutorIdleTimeout, ExecutorReregisterTimeout: ac.ExecutorReregisterTimeout,
-		TLS: cfg.TLS, ACLs: cfg.ACL,
+		TLS: cfg.TLS, ACLs: cfg.ACL, AllowRootTasks: ac.AllowRootTasks, Credential: agentCredential(ac),
 		OnShutdown: ac.OnShutdown, Recover: recoverMode,
 		GCDelay: ac.GCDelay, DiskWatchInterval: ac.DiskWatchInterval, GCDiskHeadroom: ac.GCDiskHeadroom,
 	}, catalog, log)

@@ -38,6 +38,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral-project/corral/core/agent/sandbox"
@@ -65,6 +66,9 @@ Flags:
   --master ADDR     master address (default 127.0.0.1:5050, env CORRAL_MASTER)
   --name NAME       framework name (default corral-exec)
   --role ROLE       role to run under (default *)
+  --user USER       OS user to run the task as (default: the agent's own);
+                    the ACLs' run_tasks must allow it, the agent must have
+                    it, and root only where the agent allows root tasks
   --env K=V         environment variable for the task (repeatable)
   --cpus N          CPUs for the task (default 0.1)
   --mem MIB         memory in MiB (default 32)
@@ -103,6 +107,7 @@ Exit codes:
 // execOptions are the parsed command line.
 type execOptions struct {
 	master, name, role string
+	user               string // the task's OS user; "" for the agent's own
 	env                map[string]string
 	cpus, mem, disk    float64
 	gpus               float64
@@ -139,6 +144,7 @@ func execFlagSet(getenv func(string) string) (*flag.FlagSet, func(command []stri
 	fs.StringVar(&o.master, "master", master, "")
 	fs.StringVar(&o.name, "name", "corral-exec", "")
 	fs.StringVar(&o.role, "role", "*", "")
+	fs.StringVar(&o.user, "user", "", "")
 	fs.Func("env", "", func(kv string) error {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -277,7 +283,7 @@ func (o *execOptions) describe() string {
 // commandInfo runs one argument through the shell, as `sh -c` would, and
 // several as argv, so `corral exec -- ls -l "a b"` keeps its quoting.
 func commandInfo(o *execOptions) *corralpb.CommandInfo {
-	ci := &corralpb.CommandInfo{Environment: o.env}
+	ci := &corralpb.CommandInfo{Environment: o.env, User: o.user}
 	if o.stdin {
 		argv := o.command
 		if len(argv) == 1 {
@@ -522,7 +528,11 @@ func (f *execFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 		task.HealthCheck = f.o.health
 		err := d.Launch(ctx, []string{o.GetId()}, []*corralpb.TaskInfo{task}, &corralpb.Filters{RefuseSeconds: proto.Float64(1)})
 		f.mu.Lock()
-		if err != nil {
+		var refused *scheduler.CallError
+		if errors.As(err, &refused) && refused.Code == codes.PermissionDenied && f.phase == phaseLaunching {
+			// The ACLs refuse the task itself (run_tasks): no other offer helps.
+			f.phase, f.lastErr = phaseAbandoned, fmt.Sprintf("launch refused: %v", err)
+		} else if err != nil {
 			f.warn("launch on %s failed, waiting for another offer: %v", o.GetHostname(), err)
 			if f.phase == phaseLaunching {
 				f.phase = phaseWaiting
@@ -779,6 +789,9 @@ func execute(ctx context.Context, o *execOptions, stdout io.Writer, stderr io.Wr
 			if s.phase == phaseAbandoned && cause != causeNone {
 				// A launch failed after we had decided to stop.
 				return finish(stopCode(cause), "")
+			}
+			if s.phase == phaseAbandoned && cause == causeNone {
+				return finish(exitNotPlaced, s.lastErr) // the master refused the launch for good
 			}
 		case <-connectC:
 			if s := f.snapshot(); s.driver == nil {

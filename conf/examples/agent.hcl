@@ -27,4 +27,6 @@ agent {
   gc_delay                = "168h" # finished sandboxes go this long after their task ended ...
   disk_watch_interval     = "1m"   # ... sooner as the disk fills (checked this often):
   gc_disk_headroom        = 0.1    # max age = gc_delay * max(0, 1 - headroom - disk usage)
+  # allow_root_tasks      = false  # run tasks as uid 0? default: yes without an acl block, no with one
+  # credential_file       = "/etc/corral/agent-credential.json"  # {"principal": ..., "secret": ...} for register_agents
 }

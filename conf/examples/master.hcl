@@ -27,6 +27,9 @@ master {
   # (an inverse offer) and the task is killed revoke_grace later.
   revoke_after = "0"    # "0" = never; for example "2h"
   revoke_grace = "30s"
+  # Scheduler subscriptions (streams and standbys) one authenticated principal may hold
+  # at once, on the gRPC and Mesos APIs together; 0: no cap.
+  max_subscriptions_per_principal = 100
 
   # Roles share the cluster in proportion to their weights (default 1).
   # Names are /-separated paths: "eng/ml" is a child of "eng", and a

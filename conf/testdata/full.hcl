@@ -14,6 +14,7 @@ master {
   max_message_bytes        = 4194304
   revoke_after             = "2h"
   revoke_grace             = "45s"
+  max_subscriptions_per_principal = 20
   role "analytics" { weight = 2 }
   role "batch" { weight = 0.5 }
   role "eng/ml" {
@@ -47,6 +48,7 @@ agent {
   gc_delay                = "48h"
   disk_watch_interval     = "30s"
   gc_disk_headroom        = 0.2
+  allow_root_tasks        = false
 }
 
 plugin "priority" {

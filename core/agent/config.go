@@ -89,6 +89,17 @@ type Config struct {
 	// certificate principal needs access_sandboxes on the task's framework
 	// principal (see authz.go). nil: open, as before ACLs.
 	ACLs *acl.ACLs
+	// AllowRootTasks says whether tasks may run as root (uid 0): a task
+	// naming a user whose uid is 0, or naming none on an agent that runs
+	// as root. nil takes the default, allowed unless ACLs are set (a
+	// secured cluster refuses root until the operator says otherwise; see
+	// taskuser.go).
+	AllowRootTasks *bool
+	// Credential is the principal and secret the agent presents to the
+	// master as HTTP basic credentials when it registers (the master's
+	// credentials_file checks them and register_agents authorizes the
+	// principal). nil: none; a client certificate's name is the principal.
+	Credential *Credential
 	// OnShutdown is ShutdownKeep (default) or ShutdownKill.
 	OnShutdown string
 	// Recover is RecoverReconnect (default) or RecoverCleanup.

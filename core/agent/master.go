@@ -89,7 +89,11 @@ func (a *Agent) dial(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("master %s: %w", addr, err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if a.cfg.Credential != nil { // credential.go
+		opts = append(opts, grpc.WithPerRPCCredentials(a.cfg.Credential))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return false, fmt.Errorf("master %s: %w", addr, err)
 	}

@@ -156,6 +156,9 @@ func (a *Agent) launch(t *task) {
 	a.mu.Lock()
 	t.res, t.sandbox = res, dir
 	a.mu.Unlock()
+	if !a.admitTaskUser(t, dir) { // taskuser.go: the task's OS user exists, is not a refused root; owns the sandbox
+		return
+	}
 	if isExecutorContainer(t) {
 		if err := a.prepareExecutorSandbox(ctx, t, dir); err != nil {
 			fail(err)

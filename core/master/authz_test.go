@@ -36,6 +36,12 @@ func entity(v ...string) acl.Entity {
 // text) and an anonymous one.
 func startACLMaster(t *testing.T, acls *acl.ACLs, principals ...string) (*master.Master, map[string]*cluster) {
 	t.Helper()
+	return startACLMasterWith(t, master.Config{ACLs: acls}, principals...)
+}
+
+// startACLMasterWith is startACLMaster with more of the master's settings.
+func startACLMasterWith(t *testing.T, cfg master.Config, principals ...string) (*master.Master, map[string]*cluster) {
+	t.Helper()
 	var creds strings.Builder
 	creds.WriteString(`{"credentials": [`)
 	for i, p := range principals {
@@ -53,7 +59,8 @@ func startACLMaster(t *testing.T, acls *acl.ACLs, principals ...string) (*master
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
-	m, err := master.New(master.Config{AllocationInterval: 20 * time.Millisecond, ACLs: acls}, master.Deps{Allocator: fixedAllocator{plugin}})
+	cfg.AllocationInterval = 20 * time.Millisecond
+	m, err := master.New(cfg, master.Deps{Allocator: fixedAllocator{plugin}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,10 @@ type Config struct {
 	// the rate); 0 means no limit, as Mesos without --rate_limits.
 	FrameworkCallRate  float64
 	FrameworkCallBurst int
+	// MaxSubscriptionsPerPrincipal caps the scheduler subscriptions (open
+	// streams and hot standbys) one authenticated principal holds at once
+	// (see sublimit.go); 0 means no cap.
+	MaxSubscriptionsPerPrincipal int
 	// DefaultFailoverTimeout is a framework's failover_timeout when it sets
 	// none (0): default one week. A negative value means 0 (remove a
 	// framework as soon as it disconnects, Mesos's default).

@@ -33,8 +33,9 @@ const (
 	CodePrecondition
 	// CodeUnavailable: an agent needed for the call is disconnected; retry.
 	CodeUnavailable
-	// CodeRateLimited: the framework exceeded its calls per second; retry
-	// later (Mesos answers 429).
+	// CodeRateLimited: the framework exceeded its calls per second, or its
+	// principal its subscriptions; retry later (gRPC ResourceExhausted,
+	// Mesos answers 429).
 	CodeRateLimited
 	// CodeDenied: the ACLs do not allow the caller's principal the action
 	// (PermissionDenied / 403; the message names principal, action and

@@ -28,6 +28,9 @@ type metrics struct {
 	// callsRateLimited counts scheduler calls refused by a framework's
 	// calls-per-second limit.
 	callsRateLimited prometheus.Counter
+	// subscriptionsRefused counts subscriptions refused because their
+	// principal held max_subscriptions_per_principal already.
+	subscriptionsRefused prometheus.Counter
 	// authzDenied counts requests the ACLs refused, by action.
 	authzDenied   *prometheus.CounterVec
 	frameworks    prometheus.Gauge
@@ -73,6 +76,8 @@ func newMetrics() *metrics {
 		agents:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_master_agents", Help: "Registered agents."}),
 		callsRateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_calls_rate_limited_total",
 			Help: "Scheduler calls refused because the framework exceeded its calls per second."}),
+		subscriptionsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_subscriptions_refused_total",
+			Help: "Scheduler subscriptions refused because their principal held max_subscriptions_per_principal already."}),
 		authzDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_authorization_denied_total",
 			Help: "Requests refused by the ACLs, by action."}, []string{"action"}),
 		agentSecretRefusals: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_agent_registrations_refused_total",
@@ -110,7 +115,7 @@ func newMetrics() *metrics {
 	// The Go runtime and the process (CPU, RSS, open files), as any Go
 	// service exports them.
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r.MustRegister(mt.callsRateLimited, mt.authzDenied, mt.agentSecretRefusals, mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
+	r.MustRegister(mt.callsRateLimited, mt.subscriptionsRefused, mt.authzDenied, mt.agentSecretRefusals, mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
 		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
 		mt.revocations, mt.revocationsInvalid, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
 		mt.allocatorSwapLatency, mt.allocatorDeadlineMisses, mt.shadowCycles, mt.shadowOffers, mt.shadowDiffering, mt.shadowShare)

@@ -60,6 +60,10 @@ func (m *Master) Subscribe(req *corralpb.SubscribeRequest) (*Subscription, error
 
 	sub := &subscription{streamID: newID("stream"), events: newQueue[*corralpb.Event]()}
 	m.mu.Lock()
+	if err := m.checkSubscriptionLimitLocked(req); err != nil { // sublimit.go
+		m.mu.Unlock()
+		return nil, err
+	}
 	if f := m.frameworks[fi.Id]; req.GetStandby() && f != nil && f.sub != nil {
 		// A hot standby: parked, without events, until the active
 		// scheduler's stream ends (frameworkDisconnected promotes it).

@@ -125,3 +125,49 @@ func ConnPrincipal(state *tls.ConnectionState) string {
 func BasicAuth(principal, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(principal+":"+secret))
 }
+
+// Credential is one principal's own secret, as a client (an agent, say)
+// presents it.
+type Credential struct {
+	Principal string `json:"principal"`
+	Secret    string `json:"secret"`
+}
+
+// LoadCredential reads a client's credential file, Mesos's agent
+// --credential JSON:
+//
+//	{"principal": "agent-7", "secret": "s3cret"}
+//
+// Both fields are required. The file holds a secret: keep it 0600.
+func LoadCredential(path string) (Credential, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return Credential{}, fmt.Errorf("credential: %w", err)
+	}
+	c, err := ParseCredential(src)
+	if err != nil {
+		return Credential{}, fmt.Errorf("credential file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseCredential parses the JSON of a credential file.
+func ParseCredential(src []byte) (Credential, error) {
+	var c Credential
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Credential{}, fmt.Errorf(`want {"principal": ..., "secret": ...}: %w`, err)
+	}
+	switch {
+	case strings.TrimSpace(c.Principal) == "":
+		return Credential{}, errors.New("principal is empty")
+	case c.Principal == Any || c.Principal == None:
+		return Credential{}, fmt.Errorf("%q is reserved and cannot be a principal", c.Principal)
+	case strings.Contains(c.Principal, ":"):
+		return Credential{}, fmt.Errorf("principal %q has a colon, which basic credentials cannot carry", c.Principal)
+	case c.Secret == "":
+		return Credential{}, fmt.Errorf("principal %q has an empty secret", c.Principal)
+	}
+	return c, nil
+}

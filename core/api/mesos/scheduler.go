@@ -304,6 +304,10 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, call *schedpb
 	if err == nil {
 		sub, err = s.m.Subscribe(&corralpb.SubscribeRequest{Framework: fi, SuppressedRoles: sc.SuppressedRoles})
 	}
+	if master.ErrorCode(err) == master.CodeRateLimited { // a principal at its subscription limit
+		textError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
 	w.Header().Set("Content-Type", ctype)
 	if err != nil {
 		s.log.Info("mesos subscription refused", "framework_name", sc.GetFrameworkInfo().GetName(), "error", err)
