@@ -328,3 +328,16 @@ func (m *Master) forgetFrameworkLocked(id string) {
 func (m *Master) recoveringLocked(now time.Time) bool {
 	return len(m.expectedAgents) > 0 && !m.leadingSince.IsZero() && now.Sub(m.leadingSince) < m.cfg.RecoveryAllocationPause
 }
+
+// suspendDeltasLocked stops logging allocator deltas until the next
+// Init: a master that took over hears from thousands of agents at once
+// (and allocation waits meanwhile, see recoveringLocked), so rather than
+// keep and replay a dozen deltas per agent it re-initializes the
+// allocator from one snapshot when allocation resumes (the log reads as
+// overflowed, which makes every plugin Init again).
+func (m *Master) suspendDeltasLocked() {
+	if !m.deltas.overflow {
+		m.deltas.overflow = true
+		m.deltas.pending = nil
+	}
+}
