@@ -149,6 +149,24 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	killed := time.Now()
 	c.kill9(l)
 	var l2 string
+	defer func() {
+		dir := os.Getenv("CORRAL_BENCH_HA_LOGS")
+		if dir == "" {
+			return
+		}
+		// For looking into where the time went: every process's stderr.
+		for addr, p := range c.masters {
+			name := "master-" + strings.ReplaceAll(addr, ":", "_")
+			if addr == l2 && l2 != "" {
+				name += "-new-leader"
+			} else if addr == l {
+				name += "-killed"
+			}
+			writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-%s.log", agents, name)), p)
+		}
+		writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-agents.log", agents)), ag)
+		t.Logf("kill at %s; logs in %s", killed.UTC().Format(time.RFC3339Nano), dir)
+	}()
 	var elected time.Time
 	for l2 == "" {
 		for addr := range c.masters {
@@ -171,6 +189,15 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	deadline := time.Now().Add(2 * time.Minute)
 	for agentsBack.IsZero() || tasksBack.IsZero() || schedBack.IsZero() {
 		m, err := scrape(l2)
+		if err == nil && m["corral_master_leader"] != 1 {
+			// The new leader lost it again: follow whoever leads now
+			// (counted in step-downs).
+			for addr := range c.masters {
+				if m2, err2 := scrape(addr); err2 == nil && m2["corral_master_leader"] == 1 {
+					l2, m = addr, m2
+				}
+			}
+		}
 		if time.Now().After(deadline) {
 			fw.mu.Lock()
 			subs := fw.subs
@@ -195,20 +222,6 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	}
 	load := loadAvg()
 	rss := rssMiB(c.masters[l2].cmd.Process.Pid)
-	if dir := os.Getenv("CORRAL_BENCH_HA_LOGS"); dir != "" {
-		// For looking into where the time went: every process's stderr.
-		for addr, p := range c.masters {
-			name := "master-" + strings.ReplaceAll(addr, ":", "_")
-			if addr == l2 {
-				name += "-new-leader"
-			} else if addr == l {
-				name += "-killed"
-			}
-			writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-%s.log", agents, name)), p)
-		}
-		writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-agents.log", agents)), ag)
-		t.Logf("kill at %s; logs in %s", killed.UTC().Format(time.RFC3339Nano), dir)
-	}
 	takeover := standbyTakeover(t, c.spec, l2, fw)
 	ms := func(at time.Time) string { return fmt.Sprintf("%.0f ms", float64(at.Sub(killed))/1e6) }
 	after := 0 // step-downs after the kill (new leaders that lost it again)

@@ -152,7 +152,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	if id == "" {
 		id = newID("agent")
 	}
-	m.agentBackLocked(id, info.Hostname)
+	expected := m.agentBackLocked(id, info.Hostname)
 	if secret == "" {
 		secret = newSecret()
 	}
@@ -191,8 +191,17 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
 		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), Secret: secret}}})
 	m.metrics.agents.Set(float64(len(m.agents)))
-	m.log.Info("agent registered", "agent_id", id, "hostname", info.Hostname, "resources", total.String(),
-		"tasks", len(reg.Tasks), "reregistered", info.Id != "")
+	// An agent that is part of a failover's burst is logged at debug
+	// (agentBackLocked sums the burst up): a line per agent, written
+	// under the books' lock, would only slow the burst down.
+	if !expected || m.log.IsDebug() {
+		logf := m.log.Info
+		if expected {
+			logf = m.log.Debug
+		}
+		logf("agent registered", "agent_id", id, "hostname", info.Hostname, "resources", total.String(),
+			"tasks", len(reg.Tasks), "reregistered", info.Id != "")
+	}
 	m.requestAllocation(allocator.TriggerEvent)
 	return id, nil
 }

@@ -232,8 +232,16 @@ func (m *Master) admitAgent(ctx context.Context, id, hostname string) error {
 }
 
 // agentBackLocked notes that an agent the registry knows re-registered.
-func (m *Master) agentBackLocked(id, hostname string) {
-	delete(m.expectedAgents, id)
+// It reports whether this master was waiting for it (a failover), when
+// one line for the whole fleet says more than one per agent.
+func (m *Master) agentBackLocked(id, hostname string) (expected bool) {
+	if _, expected = m.expectedAgents[id]; expected {
+		delete(m.expectedAgents, id)
+		if len(m.expectedAgents) == 0 {
+			m.log.Info("every agent in the registry re-registered", "agents", len(m.agents)+1,
+				"since_leading", m.now().Sub(m.leadingSince))
+		}
+	}
 	if _, was := m.unreachableAgents[id]; was {
 		delete(m.unreachableAgents, id)
 		if m.agentRecords != nil {
@@ -241,6 +249,7 @@ func (m *Master) agentBackLocked(id, hostname string) {
 		}
 		m.log.Info("unreachable agent re-registered; its tasks are adopted again", "agent_id", id)
 	}
+	return expected
 }
 
 // markUnreachableLocked records an agent that did not re-register in time.
