@@ -53,7 +53,9 @@ func TestReportHAFailover(t *testing.T) {
 			perAgent = v
 		}
 		t.Run(fmt.Sprintf("agents=%d", n), func(t *testing.T) {
-			rows = append(rows, haFailoverRun(t, n, perAgent))
+			row := haFailoverRun(t, n, perAgent)
+			t.Logf("row (columns as in the table below): %s", row) // kept if a larger size fails
+			rows = append(rows, row)
 		})
 	}
 	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents);\n"+
