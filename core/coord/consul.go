@@ -266,6 +266,12 @@ func (c *Consul) startTerm(sid, key string) *consulTerm {
 	c.term = t
 	c.mu.Unlock()
 	c.svc.setTags([]string{"leader"})
+	// A new leader is about to take the whole cluster back (every agent
+	// and scheduler re-registers at once), the moment its refreshes are
+	// most likely to be starved: it does not wait for a slow one to grow
+	// its TTL. (Failover does not wait for the TTL: standbys probe the
+	// leader's listener.)
+	c.svc.grow("a new term: the cluster is re-registering")
 	go t.keep(ctx)
 	go t.watch(ctx)
 	return t

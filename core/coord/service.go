@@ -145,6 +145,14 @@ func (s *Service) slowRefresh(rtt time.Duration) {
 		s.mu.Unlock()
 		return
 	}
+	s.mu.Unlock()
+	s.grow(fmt.Sprintf("a check refresh took %s", rtt.Round(time.Millisecond)))
+}
+
+// grow doubles the TTL (up to MaxTTL) in the background, and holds off
+// shrinking it for a minute.
+func (s *Service) grow(why string) {
+	s.mu.Lock()
 	s.lastSlow = time.Now()
 	grow := s.spec.MaxTTL > s.ttl && !s.resizing
 	ttl := min(2*s.ttl, s.spec.MaxTTL)
@@ -153,7 +161,7 @@ func (s *Service) slowRefresh(rtt time.Duration) {
 	}
 	s.mu.Unlock()
 	if grow {
-		go s.resize(ttl, fmt.Sprintf("a check refresh took %s", rtt.Round(time.Millisecond)))
+		go s.resize(ttl, why)
 	}
 }
 
