@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -254,6 +256,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 		h.log.Info("leading", "address", h.addr)
 	}
 	h.announce()
+	go profileTerm(termCtx, h.addr, h.log)
 
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -284,6 +287,38 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 		h.log.Warn("the leader's gRPC server did not stop within 10s; standing by anyway")
 	}
 	wg.Wait()
+}
+
+// profileTerm writes a CPU profile of the first seconds of a term when
+// CORRAL_MASTER_CPUPROFILE names a directory: where a new leader spends
+// its time while the cluster re-registers (the failover benchmark).
+// CORRAL_MASTER_CPUPROFILE_SECONDS sets the length (default 10).
+func profileTerm(ctx context.Context, addr string, log hclog.Logger) {
+	dir := os.Getenv("CORRAL_MASTER_CPUPROFILE")
+	if dir == "" {
+		return
+	}
+	secs, err := strconv.Atoi(os.Getenv("CORRAL_MASTER_CPUPROFILE_SECONDS"))
+	if err != nil || secs <= 0 {
+		secs = 10
+	}
+	path := filepath.Join(dir, fmt.Sprintf("master-%s-%d.pprof", strings.ReplaceAll(addr, ":", "_"), time.Now().UnixMilli()))
+	f, err := os.Create(path)
+	if err != nil {
+		log.Warn("cpu profile", "error", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Warn("cpu profile", "error", err)
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(secs) * time.Second):
+	}
+	pprof.StopCPUProfile()
+	log.Info("cpu profile of the term written", "path", path)
 }
 
 // termBound serves g's calls with contexts that end with the term. g is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,9 @@ import (
 //	re-registration  every agent is registered with the new leader
 //	tasks known      every task is known to the new leader again
 //	scheduler back   the framework is re-subscribed (calls accepted)
+//
+// and then the new leader's RSS, and how long a hot-standby scheduler
+// takes to be promoted when the active one goes away.
 //
 // Run with `make bench-ha` (CORRAL_BENCH_HA=1; sizes in
 // CORRAL_BENCH_HA_AGENTS, default "1000").
@@ -49,20 +53,23 @@ func TestReportHAFailover(t *testing.T) {
 			perAgent = v
 		}
 		t.Run(fmt.Sprintf("agents=%d", n), func(t *testing.T) {
-			rows = append(rows, haFailoverRun(t, n, perAgent))
+			row := haFailoverRun(t, n, perAgent)
+			t.Logf("row (columns as in the table below): %s", row) // kept if a larger size fails
+			rows = append(rows, row)
 		})
 	}
-	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents)\n"+
-		"%8s %8s %10s %10s %14s %12s %14s %12s %10s\n%s", "1.16.1", ttl,
+	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents);\n"+
+		"standby takeover: a hot-standby scheduler's SUBSCRIBED after the active one's stream ends; load: 1-min load average at the end\n"+
+		"%8s %8s %10s %10s %14s %12s %14s %12s %10s %15s %10s\n%s", "1.16.1", ttl,
 		"agents", "tasks", "detection", "election", "re-register", "tasks known", "sched. back", "leader RSS", "step-downs",
-		strings.Join(rows, "\n"))
+		"standby takeover", "load", strings.Join(rows, "\n"))
 }
 
 func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	c := startHACluster(t, 3)
 	l := c.leader("first election")
 	ag := startCorral(t, "agent", "-emulate", strconv.Itoa(agents), "-master", c.spec,
-		"-resources", "cpus:2;mem:1024", "-log-level", "warn")
+		"-resources", "cpus:2;mem:1024", "-log-level", agentLogLevel())
 	// Ten thousand first registrations (each recorded in the registry)
 	// take longer than waitLine's minute on a loaded machine.
 	for deadline := time.Now().Add(15 * time.Minute); ag.count("emulated agents registered") == 0; time.Sleep(100 * time.Millisecond) {
@@ -144,6 +151,24 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	killed := time.Now()
 	c.kill9(l)
 	var l2 string
+	defer func() {
+		dir := os.Getenv("CORRAL_BENCH_HA_LOGS")
+		if dir == "" {
+			return
+		}
+		// For looking into where the time went: every process's stderr.
+		for addr, p := range c.masters {
+			name := "master-" + strings.ReplaceAll(addr, ":", "_")
+			if addr == l2 && l2 != "" {
+				name += "-new-leader"
+			} else if addr == l {
+				name += "-killed"
+			}
+			writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-%s.log", agents, name)), p)
+		}
+		writeLines(t, filepath.Join(dir, fmt.Sprintf("%d-agents.log", agents)), ag)
+		t.Logf("kill at %s; logs in %s", killed.UTC().Format(time.RFC3339Nano), dir)
+	}()
 	var elected time.Time
 	for l2 == "" {
 		for addr := range c.masters {
@@ -166,6 +191,15 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	deadline := time.Now().Add(2 * time.Minute)
 	for agentsBack.IsZero() || tasksBack.IsZero() || schedBack.IsZero() {
 		m, err := scrape(l2)
+		if err == nil && m["corral_master_leader"] != 1 {
+			// The new leader lost it again: follow whoever leads now
+			// (counted in step-downs).
+			for addr := range c.masters {
+				if m2, err2 := scrape(addr); err2 == nil && m2["corral_master_leader"] == 1 {
+					l2, m = addr, m2
+				}
+			}
+		}
 		if time.Now().After(deadline) {
 			fw.mu.Lock()
 			subs := fw.subs
@@ -188,14 +222,79 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		fw.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
 	}
+	load := loadAvg()
 	rss := rssMiB(c.masters[l2].cmd.Process.Pid)
+	takeover := standbyTakeover(t, c.spec, l2, fw)
 	ms := func(at time.Time) string { return fmt.Sprintf("%.0f ms", float64(at.Sub(killed))/1e6) }
 	after := 0 // step-downs after the kill (new leaders that lost it again)
 	for addr, p := range c.masters {
 		after += p.count("stepping down") - before[addr]
 	}
-	return fmt.Sprintf("%8d %8d %10s %10s %14s %12s %14s %9.0f MiB %6d+%d", agents, tasks, ms(det), ms(elected),
-		ms(agentsBack), ms(tasksBack), ms(schedBack), rss, stepDowns, after)
+	return fmt.Sprintf("%8d %8d %10s %10s %14s %12s %14s %9.0f MiB %6d+%d %12.0f ms %10s", agents, tasks, ms(det), ms(elected),
+		ms(agentsBack), ms(tasksBack), ms(schedBack), rss, stepDowns, after, float64(takeover)/1e6, load)
+}
+
+// standbyTakeover times a hot-standby scheduler's takeover: a second
+// scheduler subscribes with fw's framework ID as a standby; once the
+// leader (at addr) counts it, fw's scheduler goes away (its stream ends,
+// as when its process dies) and the time until the standby hears
+// SUBSCRIBED is returned.
+func standbyTakeover(t *testing.T, spec, addr string, fw *testFramework) time.Duration {
+	t.Helper()
+	fw.mu.Lock()
+	id := fw.fwID
+	fw.mu.Unlock()
+	sb := runFrameworkStandby(t, spec, fw.name, id, 0)
+	for deadline := time.Now().Add(2 * time.Minute); standbys(addr, id) < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the standby scheduler was not registered within 2 minutes")
+		}
+	}
+	start := time.Now()
+	fw.cancel()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Millisecond) {
+		sb.mu.Lock()
+		subs := sb.subs
+		sb.mu.Unlock()
+		if subs > 0 {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the standby scheduler did not take over within 2 minutes")
+		}
+	}
+}
+
+// standbys is how many standby schedulers the master at addr holds for
+// framework id (-1 on error).
+func standbys(addr, id string) int {
+	resp, err := http.Get("http://" + addr + "/api/v1/frameworks")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var fws []struct {
+		ID                string `json:"id"`
+		StandbySchedulers int    `json:"standby_schedulers"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&fws) != nil {
+		return -1
+	}
+	for _, f := range fws {
+		if f.ID == id {
+			return f.StandbySchedulers
+		}
+	}
+	return 0
+}
+
+// loadAvg is the 1-minute load average (the machine is shared).
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(raw))[0]
 }
 
 func leaderSession(c *haCluster) (string, bool) {
@@ -287,6 +386,15 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
+func writeLines(t *testing.T, path string, p *proc) {
+	p.mu.Lock()
+	data := strings.Join(p.lines, "\n") + "\n"
+	p.mu.Unlock()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Log(err)
+	}
+}
+
 // tail is the last n lines p wrote to stderr.
 func (p *proc) tail(n int) string {
 	p.mu.Lock()
@@ -305,4 +413,13 @@ func (p *proc) count(sub string) int {
 		}
 	}
 	return n
+}
+
+// agentLogLevel is debug when the logs are kept (CORRAL_BENCH_HA_LOGS):
+// the emulated agents then log each reconnection.
+func agentLogLevel() string {
+	if os.Getenv("CORRAL_BENCH_HA_LOGS") != "" {
+		return "debug"
+	}
+	return "warn"
 }

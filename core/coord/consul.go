@@ -28,11 +28,24 @@ type ConsulConfig struct {
 	InsecureSkipVerify                       bool
 	// CheckTTL is the TTL of the master's own health check, which the
 	// master refreshes every CheckTTL/4. A master killed with -9 loses its
-	// session (and the lock) CheckTTL after its last refresh. Default 1s.
+	// session (and the lock) CheckTTL after its last refresh (standbys
+	// see it sooner: they probe the leader's listener, see probe.go).
+	// Default 1s.
 	CheckTTL time.Duration
+	// MaxCheckTTL bounds how far the check's TTL grows while refreshes are
+	// slow (a starved machine or a busy Consul: a healthy leader would
+	// otherwise step down over and over); it shrinks back once they are
+	// prompt (see Service.TTL). Default 5 x CheckTTL; equal to CheckTTL:
+	// fixed.
+	MaxCheckTTL time.Duration
 	// LockDelay is Consul's lock-delay of the session: after the session is
 	// invalidated, nobody can take the lock for this long. Default 100ms.
 	LockDelay time.Duration
+	// NoLeaderProbe turns off the standbys' probe of the leader's
+	// listener (see probe.go), leaving failure detection to CheckTTL. For
+	// deployments where a refused connection to a master's address does
+	// not mean its process is gone (a proxy in front of the masters).
+	NoLeaderProbe bool
 }
 
 func (c ConsulConfig) withDefaults() ConsulConfig {
@@ -45,6 +58,9 @@ func (c ConsulConfig) withDefaults() ConsulConfig {
 	c.Prefix = strings.Trim(c.Prefix, "/")
 	if c.CheckTTL <= 0 {
 		c.CheckTTL = time.Second
+	}
+	if c.MaxCheckTTL < c.CheckTTL {
+		c.MaxCheckTTL = 5 * c.CheckTTL
 	}
 	if c.LockDelay <= 0 {
 		c.LockDelay = 100 * time.Millisecond
@@ -100,7 +116,8 @@ type Consul struct {
 	mu      sync.Mutex
 	session string // "" until Campaign creates one
 	term    *consulTerm
-	closing bool // Close is deregistering: no more tag updates
+	closing bool   // Close is deregistering: no more tag updates
+	probe   *probe // the probe of the lock holder while campaigning
 }
 
 // NewConsul registers this master (ID id, serving at addr) as a Consul
@@ -117,7 +134,7 @@ func NewConsul(ctx context.Context, cfg ConsulConfig, id, addr string, meta map[
 	c := &Consul{cfg: cfg, client: cl, log: log, id: id, addr: addr}
 	svc, err := RegisterService(ctx, cl, ServiceSpec{
 		ID: id, Name: ServiceName(cfg.Prefix, "master"), Address: addr, Tags: []string{"standby"},
-		Meta: meta, TTL: cfg.CheckTTL,
+		Meta: meta, TTL: cfg.CheckTTL, MaxTTL: cfg.MaxCheckTTL,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -129,13 +146,14 @@ func NewConsul(ctx context.Context, cfg ConsulConfig, id, addr string, meta map[
 
 // stepDownMargin is how long before the session could expire on Consul's
 // side a leader gives up when its refreshes are not getting through. The
-// check goes critical CheckTTL after Consul last heard from us, which is
+// check goes critical its TTL after Consul last heard from us, which is
 // no earlier than when we sent our last successful refresh.
-func (c *Consul) stepDownMargin() time.Duration { return c.cfg.CheckTTL / 4 }
+func stepDownMargin(ttl time.Duration) time.Duration { return ttl / 4 }
 
 // Campaign implements Coordinator.
 func (c *Consul) Campaign(ctx context.Context) (Term, error) {
 	key := LeaderKey(c.cfg.Prefix)
+	defer c.stopProbe()
 	backoff := 50 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
@@ -197,6 +215,8 @@ func (c *Consul) tryAcquire(ctx context.Context, key string) (*consulTerm, time.
 		// Already ours (a previous acquire whose answer we lost).
 		return c.startTerm(sid, key), 0, nil
 	}
+	// Held by another master: watch its process (probe.go) while we wait.
+	c.probeHolder(pair.Session, string(pair.Value))
 	// Block until the key changes; the refresher keeps our check alive
 	// meanwhile. The wait is short so a lost session is noticed.
 	_, _, err = c.client.KV().Get(key, (&api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 2 * time.Second}).WithContext(ctx))
@@ -246,6 +266,12 @@ func (c *Consul) startTerm(sid, key string) *consulTerm {
 	c.term = t
 	c.mu.Unlock()
 	c.svc.setTags([]string{"leader"})
+	// A new leader is about to take the whole cluster back (every agent
+	// and scheduler re-registers at once), the moment its refreshes are
+	// most likely to be starved: it does not wait for a slow one to grow
+	// its TTL. (Failover does not wait for the TTL: standbys probe the
+	// leader's listener.)
+	c.svc.grow("a new term: the cluster is re-registering")
 	go t.keep(ctx)
 	go t.watch(ctx)
 	return t
@@ -375,11 +401,11 @@ func (t *consulTerm) stop() {
 
 // keep ends the term when no check refresh has succeeded for long enough
 // that the session could expire soon. The service's own loop refreshes
-// every CheckTTL/4; Consul cannot mark the check critical before
-// LastRefresh + CheckTTL, and we leave a margin before that.
+// every TTL/4; Consul cannot mark the check critical before
+// LastRefresh + TTL (the TTL this process goes by is never above the one
+// Consul holds), and we leave a margin before that.
 func (t *consulTerm) keep(ctx context.Context) {
-	ttl := t.c.cfg.CheckTTL
-	tick := time.NewTicker(ttl / 16)
+	tick := time.NewTicker(t.c.cfg.CheckTTL / 16)
 	defer tick.Stop()
 	for {
 		select {
@@ -387,7 +413,8 @@ func (t *consulTerm) keep(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if last := t.c.svc.LastRefresh(); time.Since(last) > ttl-t.c.stepDownMargin() {
+		ttl := t.c.svc.TTL()
+		if last := t.c.svc.LastRefresh(); time.Since(last) > ttl-stepDownMargin(ttl) {
 			t.end("no successful check refresh in time; the session may expire", "ttl", ttl, "last_refresh", last)
 			return
 		}

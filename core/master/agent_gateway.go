@@ -152,14 +152,25 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	if id == "" {
 		id = newID("agent")
 	}
-	m.agentBackLocked(id, info.Hostname)
+	expected := m.agentBackLocked(id, info.Hostname)
 	if secret == "" {
 		secret = newSecret()
 	}
 	stored := &corralpb.AgentInfo{Id: id, Hostname: info.Hostname, Resources: total.ToProto(), Attributes: info.Attributes, Url: info.Url}
-	if a == nil {
-		a = &agentEntry{info: stored, total: total, registeredAt: m.now(), secretHash: sha256.Sum256([]byte(secret))}
+	if m.recoveringLocked(m.now()) {
+		// A master that took over is being sent the whole cluster at
+		// once: the allocator is re-initialized from one snapshot after
+		// the burst instead of replaying a dozen deltas per agent (see
+		// suspendDeltasLocked).
+		m.suspendDeltasLocked()
+	}
+	added := a == nil
+	if added {
+		a = &agentEntry{info: stored, total: total, registeredAt: m.now(), secretHash: sha256.Sum256([]byte(secret)),
+			conn: conn, connected: true}
 		m.agents[id] = a
+		// Added connected: no AgentUpdated follows (the allocator would
+		// recompute the agent's free resources from all allocations).
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentAdded, Agent: agentView(a)})
 	} else {
 		if a.conn != nil {
@@ -169,17 +180,28 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 			m.log.Info("agent resources changed on re-registration", "agent_id", id, "old", a.total.String(), "new", total.String())
 		}
 		a.info, a.total = stored, total
+		a.conn, a.connected = conn, true
 	}
-	a.conn, a.connected = conn, true
 	m.reconcileAgentTasksLocked(a, reg.Tasks)
 	m.adoptExecutorsLocked(a, reg.Executors)
 	m.resendRevocationKillsLocked(a)
-	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+	if !added {
+		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+	}
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
 		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), Secret: secret}}})
 	m.metrics.agents.Set(float64(len(m.agents)))
-	m.log.Info("agent registered", "agent_id", id, "hostname", info.Hostname, "resources", total.String(),
-		"tasks", len(reg.Tasks), "reregistered", info.Id != "")
+	// An agent that is part of a failover's burst is logged at debug
+	// (agentBackLocked sums the burst up): a line per agent, written
+	// under the books' lock, would only slow the burst down.
+	if !expected || m.log.IsDebug() {
+		logf := m.log.Info
+		if expected {
+			logf = m.log.Debug
+		}
+		logf("agent registered", "agent_id", id, "hostname", info.Hostname, "resources", total.String(),
+			"tasks", len(reg.Tasks), "reregistered", info.Id != "")
+	}
 	m.requestAllocation(allocator.TriggerEvent)
 	return id, nil
 }

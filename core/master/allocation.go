@@ -284,6 +284,9 @@ func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, p *
 // count as allocated, so a new plugin never double-offers them.
 func (m *Master) snapshotLocked() *allocator.Snapshot {
 	snap := &allocator.Snapshot{Version: m.deltas.version, Now: m.logicalNow()}
+	// Presized: a leader that just took over snapshots the whole cluster
+	// (a hundred thousand tasks) while holding the books' lock.
+	snap.Agents = make([]allocator.Agent, 0, len(m.agents))
 	for _, id := range sortedAgentIDs(m.agents) {
 		snap.Agents = append(snap.Agents, *agentView(m.agents[id]))
 	}
@@ -334,7 +337,9 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 	for _, r := range sortedMapKeys(m.roles) {
 		snap.Roles = append(snap.Roles, *roleFacts(r, m.roles[r]))
 	}
-	for _, t := range m.liveTasksLocked() {
+	live := m.liveTasksLocked()
+	snap.Tasks = make([]allocator.Task, 0, len(live))
+	for _, t := range live {
 		snap.Tasks = append(snap.Tasks, *taskFacts(t))
 	}
 	return snap

@@ -60,3 +60,11 @@ func (m *Master) Reregister(reg *agentproto.Register) error {
 	_, err = m.registerAgent(reg, total, &agentConn{out: newQueue[*agentproto.MasterMessage]()}, "")
 	return err
 }
+
+// ExpectedAgents is how many registry agents this leader still waits for,
+// and whether it has read the registry records yet.
+func (m *Master) ExpectedAgents() (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.expectedAgents), m.recordsLoaded
+}

@@ -232,8 +232,16 @@ func (m *Master) admitAgent(ctx context.Context, id, hostname string) error {
 }
 
 // agentBackLocked notes that an agent the registry knows re-registered.
-func (m *Master) agentBackLocked(id, hostname string) {
-	delete(m.expectedAgents, id)
+// It reports whether this master was waiting for it (a failover), when
+// one line for the whole fleet says more than one per agent.
+func (m *Master) agentBackLocked(id, hostname string) (expected bool) {
+	if _, expected = m.expectedAgents[id]; expected {
+		delete(m.expectedAgents, id)
+		if len(m.expectedAgents) == 0 {
+			m.log.Info("every agent in the registry re-registered", "agents", len(m.agents)+1,
+				"since_leading", m.now().Sub(m.leadingSince))
+		}
+	}
 	if _, was := m.unreachableAgents[id]; was {
 		delete(m.unreachableAgents, id)
 		if m.agentRecords != nil {
@@ -241,6 +249,7 @@ func (m *Master) agentBackLocked(id, hostname string) {
 		}
 		m.log.Info("unreachable agent re-registered; its tasks are adopted again", "agent_id", id)
 	}
+	return expected
 }
 
 // markUnreachableLocked records an agent that did not re-register in time.
@@ -327,4 +336,17 @@ func (m *Master) forgetFrameworkLocked(id string) {
 // RecoveryAllocationPause.
 func (m *Master) recoveringLocked(now time.Time) bool {
 	return len(m.expectedAgents) > 0 && !m.leadingSince.IsZero() && now.Sub(m.leadingSince) < m.cfg.RecoveryAllocationPause
+}
+
+// suspendDeltasLocked stops logging allocator deltas until the next
+// Init: a master that took over hears from thousands of agents at once
+// (and allocation waits meanwhile, see recoveringLocked), so rather than
+// keep and replay a dozen deltas per agent it re-initializes the
+// allocator from one snapshot when allocation resumes (the log reads as
+// overflowed, which makes every plugin Init again).
+func (m *Master) suspendDeltasLocked() {
+	if !m.deltas.overflow {
+		m.deltas.overflow = true
+		m.deltas.pending = nil
+	}
 }

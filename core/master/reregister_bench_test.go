@@ -1,11 +1,14 @@
 package master_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -17,38 +20,84 @@ import (
 // that each report 10 running tasks of one framework that has not
 // re-subscribed yet, from 8 concurrent streams' worth of goroutines. One
 // op is the whole fleet; ns/op is the time until the last agent is back.
+// With registry=records the leader has read every agent from its registry
+// records first, as a leader after a failover has (it then waits for them
+// before allocating again); with registry=none it has no registry (a
+// standalone master restarted without records).
 //
 //	go test -run '^$' -bench Reregistration -benchtime 3x ./core/master
 func BenchmarkReregistration(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
-			regs := reregistrations(n, 10)
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				c := startMaster(b, master.Config{AllocationInterval: 100 * time.Millisecond})
-				b.StartTimer()
-				var wg sync.WaitGroup
-				const workers = 8
-				for w := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := w; i < len(regs); i += workers {
-							if err := c.m.Reregister(regs[i]); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.StopTimer()
-				c.stop()
-				b.StartTimer()
+		for _, withRecords := range []bool{false, true} {
+			name := fmt.Sprintf("agents=%d/registry=none", n)
+			if withRecords {
+				name = fmt.Sprintf("agents=%d/registry=records", n)
 			}
-			b.ReportMetric(float64(n*10), "tasks")
-		})
+			b.Run(name, func(b *testing.B) { benchReregistration(b, n, withRecords) })
+		}
+	}
+}
+
+func benchReregistration(b *testing.B, n int, withRecords bool) {
+	regs := reregistrations(n, 10)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		cfg := master.Config{AllocationInterval: 100 * time.Millisecond}
+		if withRecords {
+			cfg.Registry = registryWithAgents(b, regs)
+		}
+		c := startMaster(b, cfg)
+		if withRecords {
+			waitExpected(b, c.m, n)
+		}
+		b.StartTimer()
+		var wg sync.WaitGroup
+		const workers = 8
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < len(regs); i += workers {
+					if err := c.m.Reregister(regs[i]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		c.stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*10), "tasks")
+}
+
+// registryWithAgents is a file registry holding every agent of regs.
+func registryWithAgents(b *testing.B, regs []*agentproto.Register) coord.Store {
+	b.Helper()
+	st := coord.FileStore{Path: filepath.Join(b.TempDir(), "registry.json")}
+	put := make(map[string][]byte, len(regs))
+	for _, r := range regs {
+		put[r.Agent.Id] = []byte(fmt.Sprintf(`{"hostname":%q}`, r.Agent.Hostname))
+	}
+	if err := st.Records("agents").Update(context.Background(), put, nil); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// waitExpected waits until the leader has read the registry records.
+func waitExpected(b *testing.B, m *master.Master, n int) {
+	b.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Millisecond) {
+		if exp, loaded := m.ExpectedAgents(); loaded && exp == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the registry records were not read within 2 minutes")
+		}
 	}
 }
 

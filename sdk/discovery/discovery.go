@@ -137,6 +137,11 @@ func Parse(spec string) (*Finder, error) {
 // String is the spec.
 func (f *Finder) String() string { return f.spec }
 
+// Watches reports whether the spec is Consul's: Pick(failed) then waits
+// for the leader key to name another master, so a different address it
+// returns is worth trying at once.
+func (f *Finder) Watches() bool { return f.consul != nil }
+
 // Single reports whether the spec is one fixed address (nothing to follow).
 func (f *Finder) Single() bool { return f.consul == nil && len(f.static) == 1 }
 

@@ -227,6 +227,13 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// connectLoop keeps the agent registered with the leading master. After
+// a failover every agent of the fleet loses its stream at once; they all
+// wait on one Consul blocking query (discovery coalesces them) for the
+// leader key to name another master, and dial it the moment it does:
+// there is nothing to back off from when the address changed. Backoff
+// (jittered, so ten thousand agents do not retry in step) is for retrying
+// the same address, or a new leader not serving yet.
 func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.AgentGatewayClient, func(), error)) {
 	backoff := minBackoff
 	failed := ""
@@ -245,6 +252,7 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 	}()
 	for ctx.Err() == nil {
 		addr, err := a.fleet.finder.Pick(ctx, failed)
+		moved := err == nil && failed != "" && addr != failed && a.fleet.finder.Watches()
 		if err == nil {
 			var client agentproto.AgentGatewayClient
 			var release func()
@@ -255,6 +263,7 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 				release()
 				if registered {
 					backoff = minBackoff
+					moved = true // the session ended: look for the leader at once
 				}
 			}
 			if ctx.Err() != nil {
@@ -271,18 +280,33 @@ func (a *agent) connectLoop(ctx context.Context, get func(string) (agentproto.Ag
 				// No leader known to that master yet (one just elected
 				// and not serving): retry after the backoff, without
 				// waiting for the leader key to name another master.
-				failed = ""
+				failed, moved = "", false
 			}
 		}
 		redirects = 0
+		if moved {
+			// The leader key named a new address, or a session just ended
+			// (the next Pick waits for the key to move off failed): no
+			// sleep.
+			a.log.Debug("master connection lost; following the leader", "error", err)
+			continue
+		}
 		a.log.Debug("master connection lost; reconnecting", "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(jitter(backoff)):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	n := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24
+	return d/2 + time.Duration(n%uint64(d/2+1))
 }
 
 func (a *agent) session(ctx context.Context, client agentproto.AgentGatewayClient) (bool, error) {
