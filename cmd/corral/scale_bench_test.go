@@ -19,9 +19,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/corral-project/corral/sdk/scheduler"
-	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 // TestReportScale is the Mesos paper's scalability experiment on one
