@@ -154,7 +154,7 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 	row.loadThr = loadAvg()
 	t.Logf("throughput: %.0f placements/s, master %.2f cores, cycle mean %.1f ms", row.placed, row.masterCPU, row.cycleMean*1e3)
 	if row.placed == 0 {
-		t.Fatalf("nothing placed; launch errors: %s", load[0].errors())
+		t.Errorf("nothing placed; launch errors: %s", load[0].errors())
 	}
 
 	// Overhead: half the measured rate in the background, 5 s tasks.
@@ -173,7 +173,8 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("load frameworks still hold %d tasks, over the background limit %d, after 2 minutes", in, bg)
+			t.Errorf("load frameworks still hold %d tasks, over the background limit %d, after 2 minutes: probing anyway", in, bg)
+			break
 		}
 	}
 	p := newProbeFramework()
@@ -183,15 +184,15 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 	go p.loop(probes)
 	select {
 	case <-p.done:
-	case <-time.After(time.Duration(probes)*time.Second + 5*time.Minute):
-		t.Fatalf("probes incomplete after %d s: %d of %d finished", probes+300, len(p.results()), probes)
+	case <-time.After(time.Duration(probes)*time.Second + 3*time.Minute):
+		t.Errorf("probes incomplete after %d s: %d of %d finished", probes+180, len(p.results()), probes)
 	}
 	stopProf()
 	row.background = float64(snap()-bgBefore) / time.Since(bgStart).Seconds()
 	ovh := p.results()
 	sort.Float64s(ovh)
 	row.probes = len(ovh)
-	row.ovhP50, row.ovhP99, row.ovhMax = quantile(ovh, .5), quantile(ovh, .99), ovh[len(ovh)-1]
+	row.ovhP50, row.ovhP99, row.ovhMax = quantile(ovh, .5), quantile(ovh, .99), quantile(ovh, 1)
 	row.loadOvh = loadAvg()
 	var failed int64
 	for _, f := range append(load, p.scaleFramework) {
@@ -232,7 +233,7 @@ func (f *scaleFramework) noteError(err error) {
 	if f.errs == nil {
 		f.errs = map[string]int{}
 	}
-	f.errs[err.Error()]++
+	f.errs[offerIDPattern.ReplaceAllString(err.Error(), "offer-ID")]++
 }
 
 func (f *scaleFramework) errors() string {
@@ -245,6 +246,9 @@ func (f *scaleFramework) errors() string {
 	sort.Strings(out)
 	return strings.Join(out, "; ")
 }
+
+// offerIDs are masked in launch errors, which then group by cause.
+var offerIDPattern = regexp.MustCompile(`offer-[0-9a-f]+`)
 
 var scaleTask = resources.MustParse("cpus:1;mem:256")
 
