@@ -129,14 +129,23 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 		load = append(load, f)
 	}
 
-	// Throughput: every framework launches on every offer.
-	time.Sleep(5 * time.Second) // warm-up before the window; measured from here
+	// Throughput: every framework launches on every offer. The window
+	// opens once tasks are being placed (at 10k agents and more the
+	// first allocation cycles alone take seconds).
 	snap := func() (placed int64) {
 		for _, f := range load {
 			placed += f.running.Load()
 		}
 		return placed
 	}
+	warm := time.Now()
+	for deadline := warm.Add(10 * time.Minute); snap() < int64(min(slots/10, 1000)); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d tasks placed 10 minutes after the frameworks subscribed; launch errors: %s",
+				min(slots/10, 1000), load[0].errors())
+		}
+	}
+	t.Logf("warm-up: %d tasks placed %.1f s after the frameworks subscribed", snap(), time.Since(warm).Seconds())
 	before, mBefore := snap(), mustScrape(t, addr)
 	cpuM, cpuE, cpuF := procCPU(m.cmd.Process.Pid), emuCPU(emus), selfCPU()
 	start := time.Now()
