@@ -17,7 +17,7 @@ PROTOS := sdk/proto/corral.proto \
 	core/api/mesos/executorpb/executor.proto \
 	core/api/mesos/masterpb/master.proto
 
-.PHONY: all build run test testdata-rootfs test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha paper proto lint clean tools consul
+.PHONY: all build run test testdata-rootfs test-stress fuzz bench bench-alloc bench-swap bench-isolation bench-recovery bench-shim bench-ha bench-scale paper proto lint clean tools consul
 
 all: build
 
@@ -135,6 +135,16 @@ HA_AGENTS ?= 1000
 bench-ha: build consul
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_CONSUL_BIN=$(CONSUL_BIN) CORRAL_BENCH_HA=1 CORRAL_BENCH_HA_AGENTS=$(HA_AGENTS) \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportHAFailover' ./cmd/corral
+
+# make bench-scale                            one master, 50,000 emulated agents (5 processes), 4 load frameworks and a
+#                                             probe: placements/s, launch overhead of a 10 s task, master RSS/CPU, cycle time
+# make bench-scale SCALE_AGENTS=5000,10000    other sizes; CORRAL_BENCH_SCALE_SECONDS (window, 30),
+#   CORRAL_BENCH_SCALE_PROBES (40), CORRAL_BENCH_SCALE_PER_PROC (agents per emulator process, 10000),
+#   CORRAL_BENCH_SCALE_PPROF=DIR (CPU profiles of master and emulators per phase into DIR)
+SCALE_AGENTS ?= 50000
+bench-scale: build
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SCALE=1 CORRAL_BENCH_SCALE_AGENTS=$(SCALE_AGENTS) \
+		$(GO) test -count 1 -timeout 90m -v -run 'TestReportScale' ./cmd/corral | grep -v 'agent disconnected'
 
 # make consul    the Consul agent the HA tests run (v1.16.1, the last MPL-2.0
 #                release), built from the Go module proxy into a cache outside

@@ -303,6 +303,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 	}
 	a.conn.out.close()
 	a.conn, a.connected, a.disconnectedAt = nil, false, m.now()
+	m.rescanAgentsLocked()
 	for _, o := range m.offers {
 		if o.agentID == id {
 			m.rescindLocked(o, 0)

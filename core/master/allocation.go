@@ -363,6 +363,9 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 			id: newID("offer"), frameworkID: p.FrameworkID, role: p.Role, agentID: p.AgentID,
 			resources: p.Resources, createdAt: m.now(),
 		}
+		if d := o.createdAt.Add(m.cfg.OfferTimeout); d.Before(m.offerScanAt) {
+			m.offerScanAt = d
+		}
 		a.used = a.used.Add(p.Resources)
 		m.offers[o.id] = o
 		f.offers[o.id] = o

@@ -30,6 +30,13 @@ import (
 // allocator plugin is called without holding it.
 type Master struct {
 	cfg Config
+	// offerScanAt and agentScanAt are when timerTick next needs to look
+	// at the offers (for expiry) and the agents (for re-registration
+	// timeouts): the earliest deadline the last scan saw, brought forward
+	// when an offer is made or an agent disconnects. Zero: scan at the
+	// next tick. At 50,000 agents a scan of both every 100 ms under the
+	// master's lock took a large part of a core.
+	offerScanAt, agentScanAt time.Time
 	// acls are Config.ACLs, replaced by SetACLs (see authz.go).
 	acls     atomic.Pointer[acl.ACLs]
 	log      hclog.Logger
@@ -262,19 +269,30 @@ func (m *Master) timerLoop(ctx context.Context) {
 	}
 }
 
+// rescanAgentsLocked makes the next tick look at the agents (one just
+// disconnected: its re-registration timeout starts).
+func (m *Master) rescanAgentsLocked() { m.agentScanAt = time.Time{} }
+
+// farFuture is a scan time that only an event brings forward.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // timerTick does the timer work due at the clock's now; lastHeartbeat is
 // when heartbeats were last sent, updated when they are sent again.
 func (m *Master) timerTick(lastHeartbeat *time.Time) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cfg.OfferTimeout > 0 {
+	if m.cfg.OfferTimeout > 0 && !now.Before(m.offerScanAt) {
+		next := farFuture
 		for _, o := range m.offers {
 			if now.Sub(o.createdAt) >= m.cfg.OfferTimeout {
 				m.log.Debug("offer expired", "offer_id", o.id, "framework_id", o.frameworkID)
 				m.rescindLocked(o, 0)
+			} else if d := o.createdAt.Add(m.cfg.OfferTimeout); d.Before(next) {
+				next = d
 			}
 		}
+		m.offerScanAt = next
 	}
 	if now.Sub(*lastHeartbeat) >= m.cfg.HeartbeatInterval {
 		*lastHeartbeat = now
@@ -284,12 +302,21 @@ func (m *Master) timerTick(lastHeartbeat *time.Time) {
 			}
 		}
 	}
-	for _, a := range m.agents {
-		if !a.connected && now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
-			m.log.Warn("agent did not re-register in time; removing it", "agent_id", a.info.Id,
-				"timeout", m.cfg.AgentReregisterTimeout)
-			m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
+	if !now.Before(m.agentScanAt) {
+		next := farFuture
+		for _, a := range m.agents {
+			if a.connected {
+				continue
+			}
+			if now.Sub(a.disconnectedAt) >= m.cfg.AgentReregisterTimeout {
+				m.log.Warn("agent did not re-register in time; removing it", "agent_id", a.info.Id,
+					"timeout", m.cfg.AgentReregisterTimeout)
+				m.removeAgentLocked(a, "agent did not re-register within "+m.cfg.AgentReregisterTimeout.String())
+			} else if d := a.disconnectedAt.Add(m.cfg.AgentReregisterTimeout); d.Before(next) {
+				next = d
+			}
 		}
+		m.agentScanAt = next
 	}
 	m.expireRevocationsLocked(now)
 	m.expireExpectedLocked(now)

@@ -265,12 +265,18 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	defer wg.Wait() // after cancel (deferred later, so runs first)
 	defer cancel(nil)
 
+	acks := newAckPipe(r)
+	defer acks.flush(ctx)
+
 	var lastError string // message of an ERROR event, if it was the last one
 	for {
 		var ev *corralpb.Event
 		var ok bool
 		select {
 		case ev, ok = <-events:
+		case res := <-acks.done:
+			acks.deliver(ctx, res)
+			continue
 		case <-r.d.tornDown:
 			return subscribed, nil
 		}
@@ -306,7 +312,7 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 		case *corralpb.Event_Rescind_:
 			r.sched.Rescinded(ctx, r.d, e.Rescind.GetOfferId())
 		case *corralpb.Event_Update_:
-			r.update(ctx, e.Update.GetStatus())
+			r.update(ctx, e.Update.GetStatus(), acks)
 		case *corralpb.Event_Message_:
 			if h, ok := r.sched.(MessageHandler); ok {
 				h.Message(ctx, r.d, e.Message.GetAgentId(), e.Message.GetTaskId(), e.Message.GetData())
@@ -385,18 +391,101 @@ func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
 
 // update hands a status to the scheduler, then acknowledges it. Acking after
 // the callback means a framework that dies inside Update gets it again.
-func (r *runner) update(ctx context.Context, st *corralpb.TaskStatus) {
+func (r *runner) update(ctx context.Context, st *corralpb.TaskStatus, acks *ackPipe) {
 	r.sched.Update(ctx, r.d, st)
 	if len(st.GetUuid()) == 0 || r.d.isTornDown() {
 		return
 	}
-	err := r.d.acknowledge(ctx, st)
-	if err != nil {
+	acks.send(ctx, st)
+}
+
+// maxAcksInFlight bounds the acknowledgements a session has sent and not
+// yet seen answered.
+const maxAcksInFlight = 64
+
+// ackPipe sends acknowledgements without waiting for each answer before
+// the next event: one round trip per update, in series, capped a
+// framework at a few thousand updates a second (a few hundred on a loaded
+// machine), far below what the master and agents deliver. Pipelining is
+// safe because an agent keeps one update per task unacknowledged at a
+// time; a task's next ack still waits for the answer to its previous one
+// (a master that sent several updates of a task, say after a failover,
+// gets their acks in order). Answers come back to the event loop, which
+// calls AckObserver, so scheduler callbacks still run one at a time.
+type ackPipe struct {
+	r     *runner
+	slots chan struct{} // one per ack in flight
+	done  chan ackResult
+	// busy are the tasks with an ack in flight (touched by the event loop
+	// only).
+	busy map[string]bool
+}
+
+type ackResult struct {
+	st  *corralpb.TaskStatus
+	err error
+}
+
+func newAckPipe(r *runner) *ackPipe {
+	return &ackPipe{r: r, slots: make(chan struct{}, maxAcksInFlight), done: make(chan ackResult, maxAcksInFlight),
+		busy: map[string]bool{}}
+}
+
+// send starts the acknowledgement of st once fewer than maxAcksInFlight
+// are in flight and none for the same task, delivering answers while it
+// waits.
+func (p *ackPipe) send(ctx context.Context, st *corralpb.TaskStatus) {
+	key := st.GetAgentId() + "\x00" + st.GetTaskId()
+	for p.busy[key] {
+		p.deliver(ctx, <-p.done)
+	}
+	for {
+		select {
+		case p.slots <- struct{}{}:
+			p.busy[key] = true
+			go func() {
+				err := p.r.d.acknowledge(ctx, st)
+				// Queued before the slot is freed: done never holds more
+				// than maxAcksInFlight, so this never blocks.
+				p.done <- ackResult{st, err}
+				<-p.slots
+			}()
+			return
+		case res := <-p.done:
+			p.deliver(ctx, res)
+		}
+	}
+}
+
+func (p *ackPipe) deliver(ctx context.Context, res ackResult) {
+	delete(p.busy, res.st.GetAgentId()+"\x00"+res.st.GetTaskId())
+	if res.err != nil {
 		// The agent retries unacknowledged updates, so we will get another
 		// chance; nothing to do but say so.
-		r.log.Warn("acknowledge failed", "task_id", st.GetTaskId(), "error", err)
+		p.r.log.Warn("acknowledge failed", "task_id", res.st.GetTaskId(), "error", res.err)
 	}
-	if o, ok := r.sched.(AckObserver); ok {
-		o.Acknowledged(ctx, r.d, st, err)
+	if o, ok := p.r.sched.(AckObserver); ok {
+		o.Acknowledged(ctx, p.r.d, res.st, res.err)
+	}
+}
+
+// flush waits for every ack in flight and delivers the answers (at the end
+// of a session, before its connection closes).
+func (p *ackPipe) flush(ctx context.Context) {
+	for n := 0; n < maxAcksInFlight; {
+		select {
+		case p.slots <- struct{}{}:
+			n++
+		case res := <-p.done:
+			p.deliver(ctx, res)
+		}
+	}
+	for {
+		select {
+		case res := <-p.done:
+			p.deliver(ctx, res)
+		default:
+			return
+		}
 	}
 }

@@ -397,8 +397,9 @@ func TestEventsDispatchedInOrderAndAckedOnce(t *testing.T) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
 	}
 
-	// Acks are sent on the dispatch goroutine before the next event, so by the
-	// time "rescind o-2" was seen every ack has reached the master.
+	// Acks are pipelined (not awaited before the next event), one task's in
+	// order: wait for both to reach the master.
+	waitFor(t, "two acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) >= 2 })
 	_, acks, recs, _, _ := m.snapshot()
 	var got []string
 	for _, a := range acks {
