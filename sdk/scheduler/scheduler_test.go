@@ -320,7 +320,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -498,15 +498,17 @@ func TestHeartbeatTimeoutTriggersReconnect(t *testing.T) {
 
 func TestHeartbeatsKeepStreamAlive(t *testing.T) {
 	m := newFakeMaster(t, func(m *fakeMaster) {
-		m.heartbeatInterval = 0.1 // dead after 500ms of silence
-		m.heartbeatEvery = 10 * time.Millisecond
+		// Dead after 2s of silence: long enough that a starved goroutine
+		// on a loaded machine is not taken for a dead master (0.5s was not).
+		m.heartbeatInterval = 0.4
+		m.heartbeatEvery = 20 * time.Millisecond
 	})
 	startRun(t, m, &recorder{m: m})
 	m.nextSession(t)
-	// 80 heartbeats take at least 800ms, well past the 500ms silence limit.
-	waitFor(t, "80 heartbeats", func() bool {
+	// 150 heartbeats take at least 3s, well past the 2s silence limit.
+	waitFor(t, "150 heartbeats", func() bool {
 		_, _, _, _, hb := m.snapshot()
-		return hb >= 80
+		return hb >= 150
 	})
 	if subs, _, _, _, _ := m.snapshot(); len(subs) != 1 {
 		t.Errorf("subscriptions = %d, want 1: heartbeats must keep the stream alive", len(subs))
