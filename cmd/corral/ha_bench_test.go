@@ -289,14 +289,6 @@ func standbys(addr, id string) int {
 }
 
 // loadAvg is the 1-minute load average (the machine is shared).
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(raw))[0]
-}
-
 func leaderSession(c *haCluster) (string, bool) {
 	pair, ok := consulLeaderPair(c)
 	return pair.Session, ok
