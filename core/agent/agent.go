@@ -251,7 +251,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Reattach before registering: the master then hears of every live
 	// task, and of the others' fates, in the first messages it gets.
+	sweeper, sweeps := a.plugins.Executors.(executorSweeper)
+	if sweeps {
+		sweeper.SetRecorder(a.ckpt)
+	}
 	a.recoverTasks(ctx)
+	if sweeps {
+		sweeper.Sweep(ctx, st.Executors)
+	}
 
 	// The master connection outlives ctx a little, so that the updates of
 	// the tasks killed on the way out can still reach it.

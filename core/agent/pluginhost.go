@@ -105,6 +105,7 @@ type PluginExecutors struct {
 	// thousand tasks finding their executor dead, start one process.
 	startMu sync.Mutex
 	mu      sync.Mutex
+	rec     ExecutorRecorder           // where started processes are recorded; nil: nowhere
 	cur     *sharedExecutor            // the process new tasks go to
 	byKey   map[string]*sharedExecutor // reattached or started, by reattachKey
 	failed  map[string]error           // reattach failures, by reattachKey
@@ -112,6 +113,7 @@ type PluginExecutors struct {
 
 // sharedExecutor is one executor plugin process and the tasks using it.
 type sharedExecutor struct {
+	key  string // reattachKey of info
 	inst *pluginhost.Instance
 	ex   executor.Executor
 	info json.RawMessage
@@ -169,9 +171,17 @@ func (p *PluginExecutors) Launch(ctx context.Context, taskID, logPath string) (*
 		return nil, fmt.Errorf("executor plugin %q: encode reattach info: %w", p.Spec.Name, err)
 	}
 	key, _ := reattachKey(info) // just encoded
-	se := &sharedExecutor{inst: inst, ex: ex, info: info}
+	se := &sharedExecutor{key: key, inst: inst, ex: ex, info: info}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.rec != nil {
+		// Before any task uses it: an agent killed after this line finds
+		// the process in its checkpoint even if no task record names it.
+		if err := p.rec.PutExecutor(key, info); err != nil {
+			inst.Kill()
+			return nil, fmt.Errorf("executor plugin %q: %w", p.Spec.Name, err)
+		}
+	}
 	if p.byKey == nil {
 		p.byKey = map[string]*sharedExecutor{}
 	}
@@ -237,7 +247,7 @@ func (p *PluginExecutors) Reattach(ctx context.Context, taskID, logPath string, 
 		}
 		return nil, err
 	}
-	se := &sharedExecutor{inst: inst, ex: ex, info: info}
+	se := &sharedExecutor{key: key, inst: inst, ex: ex, info: info}
 	if p.byKey == nil {
 		p.byKey = map[string]*sharedExecutor{}
 	}
@@ -302,6 +312,69 @@ func (p *PluginExecutors) Close(keep bool) {
 			continue
 		}
 		se.inst.Kill()
+		p.forget(se.key)
+	}
+}
+
+// ExecutorRecorder keeps the reattach info of executor processes across
+// agent restarts (the agent's checkpoint).
+type ExecutorRecorder interface {
+	PutExecutor(key string, info []byte) error
+	DeleteExecutor(key string) error
+}
+
+// SetRecorder makes p record every executor process it starts in rec,
+// from then on.
+func (p *PluginExecutors) SetRecorder(rec ExecutorRecorder) {
+	p.mu.Lock()
+	p.rec = rec
+	p.mu.Unlock()
+}
+
+func (p *PluginExecutors) forget(key string) {
+	p.mu.Lock()
+	rec := p.rec
+	p.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	if err := rec.DeleteExecutor(key); err != nil {
+		p.Logger.Warn("forgetting an ended executor process", "error", err)
+	}
+}
+
+// Sweep ends the recorded executor processes that recovery did not
+// reattach to: no task the checkpoint names runs on them, so nothing the
+// agent knows of needs them, and left alone they would run forever (an
+// agent killed while its executor sat idle). A task such a process may
+// still hold is unknown to the agent: its container is an orphan the
+// isolator's Recover destroys. Records of processes already gone are
+// dropped. Call it after every task's Reattach.
+func (p *PluginExecutors) Sweep(ctx context.Context, recorded map[string][]byte) {
+	for key, info := range recorded {
+		p.mu.Lock()
+		_, used := p.byKey[key]
+		p.mu.Unlock()
+		if used {
+			continue
+		}
+		var ri pluginhost.ReattachInfo
+		if err := json.Unmarshal(info, &ri); err != nil {
+			p.Logger.Warn("dropping an unreadable executor record", "key", key, "error", err)
+			p.forget(key)
+			continue
+		}
+		inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
+			Logger: p.Logger, LogPath: p.LogPath, SocketDir: p.SocketDir,
+		})
+		if err != nil {
+			p.Logger.Debug("recorded executor process is gone", "pid", ri.Pid, "error", err)
+			p.forget(key)
+			continue
+		}
+		p.Logger.Info("ending an executor process no recovered task uses", "pid", inst.Pid())
+		inst.Kill()
+		p.forget(key)
 	}
 }
 

@@ -71,6 +71,14 @@ type ExecutorLauncher interface {
 	Reattach(ctx context.Context, taskID, logPath string, info json.RawMessage) (*ExecutorHandle, error)
 }
 
+// executorSweeper is an ExecutorLauncher whose processes outlive tasks: it
+// records each process it starts, and after recovery ends the recorded
+// processes no recovered task uses (PluginExecutors.Sweep).
+type executorSweeper interface {
+	SetRecorder(rec ExecutorRecorder)
+	Sweep(ctx context.Context, recorded map[string][]byte)
+}
+
 // executorCloser is an ExecutorLauncher that keeps processes of its own
 // across tasks: the stopping agent tells it whether they stay (keep, for
 // the next agent to reattach to) or go.

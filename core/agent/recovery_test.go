@@ -449,3 +449,55 @@ func TestAgentKill9MidLaunchKeepsTask(t *testing.T) {
 	}
 	waitFor(t, "the task's process to end", 30*time.Second, func() bool { return !alive(pid) })
 }
+
+// An agent killed while its executor process sits idle (its only task
+// ended) leaves that process with no task record naming it; the restarted
+// agent finds it in the checkpoint's executor records and ends it, so
+// crashes do not pile up executor processes.
+func TestAgentKill9EndsIdleExecutor(t *testing.T) {
+	m := startFakeMaster(t)
+	work := t.TempDir()
+	ag := startAgentProc(t, m.addr, work, "-on-shutdown", "kill")
+	ag.waitURL(t)
+	waitFor(t, "registration", 30*time.Second, func() bool { return len(m.registrations()) == 1 })
+	m.runTask(t, "fw", "quick", "exit 0")
+	waitFor(t, "the task to finish", 60*time.Second, func() bool {
+		sts, _ := m.statuses("quick")
+		return len(sts) > 0 && sts[len(sts)-1].GetState() == corralpb.TaskState_TASK_FINISHED
+	})
+	ag.stop(syscall.SIGKILL)
+
+	store, err := checkpoint.Open(filepath.Join(work, checkpoint.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load()
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Executors) != 1 {
+		t.Fatalf("checkpoint records %d executor processes, want the one started", len(st.Executors))
+	}
+	var pid int
+	for _, info := range st.Executors {
+		var ri struct {
+			Pid int `json:"pid"`
+		}
+		if err := json.Unmarshal(info, &ri); err != nil || ri.Pid == 0 {
+			t.Fatalf("executor record %s: %v", info, err)
+		}
+		pid = ri.Pid
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if !alive(pid) {
+		t.Fatalf("executor %d died with the agent; the test needs it idle and alive", pid)
+	}
+
+	ag2 := startAgentProc(t, m.addr, work, "-on-shutdown", "kill")
+	ag2.waitURL(t)
+	waitFor(t, "the idle executor to be ended", 60*time.Second, func() bool { return !alive(pid) })
+	if out := ag2.output(); !strings.Contains(out, "ending an executor process no recovered task uses") {
+		t.Errorf("the restarted agent did not log why it ended executor %d", pid)
+	}
+}

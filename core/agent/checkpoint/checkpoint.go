@@ -35,6 +35,12 @@ var (
 	bucketFrameworks = []byte("frameworks")
 	bucketTasks      = []byte("tasks")
 	bucketUpdates    = []byte("updates")
+	// bucketExecutors holds the reattach info of every executor process
+	// the agent started, by process key, until it is ended: an executor
+	// that outlives its tasks is found by the next agent even when no task
+	// record names it. Added without a schema bump: Open creates it in
+	// older files, which simply had none recorded.
+	bucketExecutors = []byte("executors")
 
 	keySchema  = []byte("schema_version")
 	keyAgentID = []byte("agent_id")
@@ -77,6 +83,9 @@ type State struct {
 	Frameworks map[string][]byte // corralpb.FrameworkInfo by framework ID
 	Tasks      []Task
 	Updates    []Update // in the order they were produced
+	// Executors is the reattach info of executor processes by key
+	// (PutExecutor), whether or not a task still uses them.
+	Executors map[string][]byte
 }
 
 // Store is an open checkpoint file. Its methods are safe for concurrent use.
@@ -135,7 +144,7 @@ func Open(path string) (*Store, error) {
 	s := &Store{db: db, path: path}
 	if fresh {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketMeta, bucketFrameworks, bucketTasks, bucketUpdates} {
+			for _, b := range [][]byte{bucketMeta, bucketFrameworks, bucketTasks, bucketUpdates, bucketExecutors} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -151,6 +160,13 @@ func Open(path string) (*Store, error) {
 	if err := s.checkSchema(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketExecutors)
+		return err
+	}); err != nil {
+		_ = db.Close()
+		return nil, &Error{Path: path, Problem: "cannot add the executors bucket", Err: err}
 	}
 	return s, nil
 }
@@ -210,13 +226,19 @@ func (s *Store) Load() (st *State, err error) {
 			st, err = nil, &Error{Path: s.path, Problem: "corrupt", Err: fmt.Errorf("%v", r)}
 		}
 	}()
-	st = &State{Frameworks: map[string][]byte{}}
+	st = &State{Frameworks: map[string][]byte{}, Executors: map[string][]byte{}}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		st.AgentID = string(meta.Get(keyAgentID))
 		st.AgentInfo = clone(meta.Get(keyAgent))
 		if err := tx.Bucket(bucketFrameworks).ForEach(func(k, v []byte) error {
 			st.Frameworks[string(k)] = clone(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketExecutors).ForEach(func(k, v []byte) error {
+			st.Executors[string(k)] = clone(v)
 			return nil
 		}); err != nil {
 			return err
@@ -286,6 +308,20 @@ func (s *Store) PutAgent(id string, info []byte) error {
 			return err
 		}
 		return meta.Put(keyAgent, info)
+	})
+}
+
+// PutExecutor records a started executor process's reattach info.
+func (s *Store) PutExecutor(key string, info []byte) error {
+	return s.write("put executor", func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketExecutors).Put([]byte(key), info)
+	})
+}
+
+// DeleteExecutor forgets an executor process that was ended.
+func (s *Store) DeleteExecutor(key string) error {
+	return s.write("delete executor", func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketExecutors).Delete([]byte(key))
 	})
 }
 
