@@ -247,6 +247,14 @@ func checkExecutorState(t *testing.T, addr, execPath string) {
 		Frameworks []struct {
 			ID        string           `json:"id"`
 			Executors []map[string]any `json:"executors"`
+			Tasks     []struct {
+				ID         string `json:"id"`
+				ExecutorID string `json:"executor_id"`
+			} `json:"tasks"`
+			Completed []struct {
+				ID         string `json:"id"`
+				ExecutorID string `json:"executor_id"`
+			} `json:"completed_tasks"`
 		} `json:"frameworks"`
 	}
 	if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+"/state")), &state); err != nil {
@@ -254,6 +262,16 @@ func checkExecutorState(t *testing.T, addr, execPath string) {
 	}
 	if len(state.Frameworks) != 1 || len(state.Frameworks[0].Executors) != 1 || len(state.Slaves) != 1 {
 		t.Fatalf("/state: %+v, want one framework with one executor on one agent", state)
+	}
+	// Each task names the executor it ran on, as Mesos's /state does.
+	tasks := append(state.Frameworks[0].Tasks, state.Frameworks[0].Completed...)
+	if len(tasks) == 0 {
+		t.Errorf("/state lists no task of the framework")
+	}
+	for _, task := range tasks {
+		if task.ExecutorID != "mesos-exec" {
+			t.Errorf("/state task %s has executor_id %q, want mesos-exec", task.ID, task.ExecutorID)
+		}
 	}
 	ex := state.Frameworks[0].Executors[0]
 	cmd, _ := ex["command"].(map[string]any)

@@ -126,6 +126,9 @@ type TaskView struct {
 	Role      string `json:"role"`
 	State     string `json:"state"`
 	Resources string `json:"resources"`
+	// ExecutorID is the custom executor the task runs on; empty for the
+	// agent's command executor.
+	ExecutorID string `json:"executor_id,omitempty"`
 	// ResourcesStructured is Resources as a JSON object.
 	ResourcesStructured map[string]any `json:"resources_structured"`
 	WithinGuarantee     bool           `json:"within_guarantee,omitempty"`
@@ -310,7 +313,8 @@ func (m *Master) roleViewsLocked(names ...string) []RoleView {
 
 func taskView(t *taskEntry) TaskView {
 	tv := TaskView{ID: t.info.TaskId, Name: t.info.Name, AgentID: t.agentID, Role: t.role, State: t.state.String(),
-		Resources: t.resources.String(), ResourcesStructured: t.resources.Structured(), WithinGuarantee: t.withinGuarantee}
+		Resources: t.resources.String(), ResourcesStructured: t.resources.Structured(), WithinGuarantee: t.withinGuarantee,
+		ExecutorID: t.info.GetExecutor().GetExecutorId()}
 	if t.status != nil {
 		tv.Message = t.status.Message
 		tv.UpdatedUnixMs = t.status.TimestampUnixMs

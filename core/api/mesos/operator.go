@@ -1,6 +1,7 @@
 package mesos
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -167,7 +168,7 @@ func attributeMap(in map[string]string) map[string]any {
 
 func (s *Server) v0Framework(f master.FrameworkView) map[string]any {
 	task := func(t master.TaskView) map[string]any {
-		return map[string]any{"id": t.ID, "name": t.Name, "framework_id": f.ID, "executor_id": "", "slave_id": t.AgentID,
+		return map[string]any{"id": t.ID, "name": t.Name, "framework_id": f.ID, "executor_id": t.ExecutorID, "slave_id": t.AgentID,
 			"state": mesosState(t.State).String(), "resources": flat(t.Resources), "role": t.Role,
 			"statuses": []any{map[string]any{"state": mesosState(t.State).String(), "timestamp": float64(t.UpdatedUnixMs) / 1000}}}
 	}
@@ -535,7 +536,7 @@ func (s *Server) getTasks(st master.State) *masterpb.Response_GetTasks {
 				state := mesosState(t.State)
 				mt := &mesospb.Task{Name: proto.String(t.Name), TaskId: &mesospb.TaskID{Value: proto.String(t.ID)},
 					FrameworkId: &mesospb.FrameworkID{Value: proto.String(f.ID)}, AgentId: &mesospb.AgentID{Value: proto.String(t.AgentID)},
-					ExecutorId: &mesospb.ExecutorID{Value: proto.String(t.ID)},
+					ExecutorId: &mesospb.ExecutorID{Value: proto.String(cmp.Or(t.ExecutorID, t.ID))},
 					State:      state.Enum(), Resources: v1Resources(t.Resources)}
 				ts := &mesospb.TaskStatus{TaskId: mt.TaskId, State: state.Enum(), AgentId: mt.AgentId}
 				if t.UpdatedUnixMs != 0 {
