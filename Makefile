@@ -30,7 +30,7 @@ build:
 		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
 	done
 	@# The command executor's launcher stage, started once per task.
-	$(GO) build -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
 	@# The per-task shim alone (sdk/executor/shim/shimrun): one runs per task
 	@# for the task's lifetime, so it links nothing else.
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-shim ./sdk/executor/shim/cmd

@@ -69,11 +69,14 @@ func TestReportIsolationBench(t *testing.T) {
 			}
 		}
 	})
+	// CORRAL_BENCH_ISOLATION_LAUNCHES overrides the agent's bound on
+	// concurrent launches (0: its default, 4 per CPU).
+	launches, _ := strconv.Atoi(os.Getenv("CORRAL_BENCH_ISOLATION_LAUNCHES"))
 	m := startFakeMaster(t)
 	a := startAgentWith(t, cat, Config{
 		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "bench-host",
 		Resources: resources.MustParse(fmt.Sprintf("cpus:2;mem:%d", int(float64(n)*memMiB)+1024)), Isolator: isoName,
-		StatusUpdateRetry: 10 * time.Second,
+		StatusUpdateRetry: 10 * time.Second, MaxConcurrentLaunches: launches,
 	})
 	waitFor(t, "registration", 10*time.Second, func() bool { return a.ID() == "agent-1" })
 	task := func(ti *corralpb.TaskInfo) {
