@@ -192,8 +192,12 @@ func TestCPUSharesUnderContention(t *testing.T) {
 	})
 	ratio := ds / dl
 	t.Logf("CPU time under contention: cpus 1 got %.2fs, cpus 3 got %.2fs: ratio %.3f (ideal 0.333)", ds, dl, ratio)
-	if ratio < 0.15 || ratio > 0.6 {
-		t.Errorf("ratio %.3f outside the band [0.15, 0.6] around 1:3", ratio)
+	// The band is wide because other work on the machine competes with
+	// both containers (make test-stress measured 0.132 with a busy loop on
+	// every core): what it must catch is shares not applied, which gives
+	// about 1:1, or applied the wrong way round.
+	if ratio < 0.08 || ratio > 0.6 {
+		t.Errorf("ratio %.3f outside the band [0.08, 0.6] around 1:3", ratio)
 	}
 }
 
