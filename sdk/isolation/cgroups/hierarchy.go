@@ -215,20 +215,33 @@ func (h *Hierarchy) killOnce(m cgroups.Manager, rel string, pids []int) error {
 			// runtime cleaning up a failed start): nothing left to kill.
 			return nil
 		}
-		return fmt.Errorf("freeze cgroup %s: %w", rel, err)
+		// The v1 freezer can stay in FREEZING past the library's wait on
+		// a starved machine (a task mid-syscall, or simply not scheduled);
+		// the library thaws it again before it returns. Giving up here
+		// would leave the container behind, so kill what was listed
+		// without the freeze: Kill lists again and repeats until the
+		// cgroup is empty, and the pids limit bounds how fast anything
+		// inside can fork in between.
+		return killPids(pids)
 	}
 	// Listed again while frozen: nothing can have forked since.
 	if frozen, err := h.Pids(rel); err == nil {
 		pids = frozen
 	}
+	errs := []error{killPids(pids)}
+	if err := m.Freeze(cgroups.Thawed); err != nil {
+		errs = append(errs, fmt.Errorf("thaw cgroup %s: %w", rel, err))
+	}
+	return errors.Join(errs...)
+}
+
+// killPids sends SIGKILL to every pid; one already gone is not an error.
+func killPids(pids []int) error {
 	var errs []error
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("kill pid %d: %w", pid, err))
 		}
-	}
-	if err := m.Freeze(cgroups.Thawed); err != nil {
-		errs = append(errs, fmt.Errorf("thaw cgroup %s: %w", rel, err))
 	}
 	return errors.Join(errs...)
 }

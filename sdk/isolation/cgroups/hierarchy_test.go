@@ -1,11 +1,14 @@
 package cgroups
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/cgroups"
 )
 
 // TestHierarchyPaths checks where a container's cgroup lives on both
@@ -61,5 +64,44 @@ func TestCgroupKillOnV2(t *testing.T) {
 	case <-w.exited:
 	case <-time.After(time.Minute):
 		t.Fatal("task still running a minute after Cleanup")
+	}
+}
+
+// stuckFreezer is the library's manager with a freezer that never reaches
+// FROZEN, as the v1 freezer does on a starved machine.
+type stuckFreezer struct{ cgroups.Manager }
+
+func (stuckFreezer) Freeze(state cgroups.FreezerState) error {
+	if state == cgroups.Frozen {
+		return errors.New("unable to freeze")
+	}
+	return nil
+}
+
+// TestKillWhenFreezeFails: a freezer stuck in FREEZING must not leave the
+// container's processes running (make test-stress found Cleanup giving up).
+func TestKillWhenFreezeFails(t *testing.T) {
+	iso := testIsolator(t, `{}`)
+	h := iso.Hierarchy()
+	prepare(t, iso, "stuck", "cpus:0.1;mem:16")
+	rel := filepath.Join(iso.Parent(), "stuck")
+	w := start(t, iso, "stuck", shell("sleep 600 & echo started; exec sleep 600"))
+	if line, err := w.stdout.ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("workload said %q, %v", line, err)
+	}
+	m, err := h.Manager(rel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Kill(testCtx(t), stuckFreezer{m}, rel); err != nil {
+		t.Fatalf("Kill with a stuck freezer: %v", err)
+	}
+	if pids, err := h.Pids(rel); err != nil || len(pids) != 0 {
+		t.Errorf("cgroup %s still holds %v (%v) after Kill", rel, pids, err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("task still running a minute after Kill")
 	}
 }
