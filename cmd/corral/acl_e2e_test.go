@@ -541,8 +541,8 @@ agent {
   credential_file  = %q
 }
 acl {
-  # Permissive, so that the CLI reads sandboxes on the agent without
-  # credentials (the agent's own API knows client certificates only).
+  # Permissive, so that the anonymous run below reads its sandbox on
+  # the agent (no access_sandboxes rule names anyone).
   permissive = true
   run_tasks {
     principals = ["analytics"]

@@ -333,7 +333,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 		Attributes: ac.Attributes, Isolator: ac.Isolator, Isolators: ac.Isolators, Executor: ac.Executor,
 		ExecutorShutdownGrace: ac.ExecutorShutdownGrace, StatusUpdateRetry: ac.StatusUpdateRetry,
 		ExecutorIdleTimeout: ac.ExecutorIdleTimeout, ExecutorReregisterTimeout: ac.ExecutorReregisterTimeout,
-		TLS: cfg.TLS, ACLs: cfg.ACL, AllowRootTasks: ac.AllowRootTasks, Credential: agentCredential(ac),
+		TLS: cfg.TLS, ACLs: cfg.ACL, Credentials: cfg.Credentials, AllowRootTasks: ac.AllowRootTasks, Credential: agentCredential(ac),
 		OnShutdown: ac.OnShutdown, Recover: recoverMode,
 		GCDelay: ac.GCDelay, DiskWatchInterval: ac.DiskWatchInterval, GCDiskHeadroom: ac.GCDiskHeadroom,
 	}, catalog, log)

@@ -86,9 +86,14 @@ type Config struct {
 	// (mutual TLS when both sides verify); the zero value is plain text.
 	TLS tlsconfig.Config
 	// ACLs, when set, guard the sandbox endpoints: the caller's
-	// certificate principal needs access_sandboxes on the task's framework
-	// principal (see authz.go). nil: open, as before ACLs.
+	// principal needs access_sandboxes on the task's framework principal
+	// (see authz.go). nil: open, as before ACLs.
 	ACLs *acl.ACLs
+	// Credentials verify HTTP basic credentials on the guarded endpoints
+	// (the cluster's credentials_file, as the master's), so that a caller
+	// without a client certificate can still be a principal. nil: only
+	// client certificates identify.
+	Credentials *acl.Credentials
 	// AllowRootTasks says whether tasks may run as root (uid 0): a task
 	// naming a user whose uid is 0, or naming none on an agent that runs
 	// as root. nil takes the default, allowed unless ACLs are set (a

@@ -59,8 +59,8 @@ func (a *Agent) httpHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
 	mux.Handle("GET /metrics", a.metricsHandler())
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
-	mux.Handle(sandbox.Pattern, a.sandboxACL(sb))
-	mux.Handle(sandbox.ListPattern, a.sandboxACL(sb.ListHandler()))
+	mux.Handle(sandbox.Pattern, a.frameworkACL(acl.AccessSandboxes, sb))
+	mux.Handle(sandbox.ListPattern, a.frameworkACL(acl.AccessSandboxes, sb.ListHandler()))
 	mux.Handle(TaskExecPattern, a.frameworkACL(acl.ExecTasks, http.HandlerFunc(a.serveTaskExec)))
 	a.mu.Lock()
 	for pattern, h := range a.handlers {
