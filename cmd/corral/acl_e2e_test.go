@@ -427,20 +427,9 @@ acl {
 		t.Fatal(err)
 	}
 	addr, _ := startDev(t, "-config", hcl, "-plugin-dir", filepath.Join(binDir(t), "plugins"))
-	ctx := context.Background()
 	cli := func(principal, secret string, args ...string) (int, string, string) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), args...)
-		cmd.Env = append(os.Environ(), "CORRAL_PRINCIPAL="+principal, "CORRAL_SECRET="+secret)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), out.String(), errb.String()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return 0, out.String(), errb.String()
+		return credCLI(t, principal, secret, args...)
 	}
 	if code, out, errOut := cli("analytics", "s3cret", "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "echo", "with-credentials"); code != 0 || !strings.Contains(out, "with-credentials") {
 		t.Fatalf("analytics with credentials: exit %d, stdout %q, stderr %q", code, out, errOut)
