@@ -181,6 +181,14 @@ func TestAgentCgroups(t *testing.T) {
 		if u := usage[0]; u.TaskID != "sleeper" || u.MemLimitBytes != 16<<20 || u.MemUsageBytes == 0 {
 			t.Errorf("monitor = %+v, want the sleeper with a 16 MiB limit and some memory used", u)
 		}
+		// Narrowed to one task (the master's usage endpoint asks so).
+		for query, want := range map[string]int{"?framework_id=fw1&task_id=sleeper": 1, "?framework_id=fw1&task_id=other": 0, "?framework_id=fw2": 0} {
+			code, body := httpGet(t, a.URL()+"/api/v1/monitor"+query)
+			var got []ContainerUsage
+			if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || len(got) != want {
+				t.Errorf("monitor%s: %d %s; want %d entries", query, code, body, want)
+			}
+		}
 		// The task asked for a hard quota at its 0.1 cpus.
 		quotaFile, want := filepath.Join("/sys/fs/cgroup/cpu", root, "agent-1", usage[0].ContainerID, "cpu.cfs_quota_us"), "10000"
 		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {

@@ -39,11 +39,18 @@ type ContainerUsage struct {
 // Monitor asks each isolator, in one batched call, for the usage of every
 // running task's container it holds.
 func (a *Agent) Monitor(ctx context.Context) ([]ContainerUsage, error) {
+	return a.monitor(ctx, "", "")
+}
+
+// monitor is Monitor narrowed to one framework's tasks, or one task, when
+// frameworkID (and taskID) are set: the isolator then measures only those.
+func (a *Agent) monitor(ctx context.Context, frameworkID, taskID string) ([]ContainerUsage, error) {
 	a.mu.Lock()
 	byContainer := map[string]ContainerUsage{}
 	ids := map[string][]string{} // by isolator
 	for k, t := range a.tasks {
-		if t.terminal || !t.launched {
+		if t.terminal || !t.launched ||
+			(frameworkID != "" && k.framework != frameworkID) || (taskID != "" && k.task != taskID) {
 			continue
 		}
 		ids[t.isolator] = append(ids[t.isolator], t.containerID)
@@ -98,8 +105,11 @@ func fillUsage(c *ContainerUsage, u isolator.Usage) {
 	c.TimestampUnixMs = ts.UnixMilli()
 }
 
+// serveMonitor serves every live task's usage; ?framework_id= and
+// ?task_id= narrow it (the master's per-task usage endpoint asks for one).
 func (a *Agent) serveMonitor(w http.ResponseWriter, r *http.Request) {
-	usage, err := a.Monitor(r.Context())
+	q := r.URL.Query()
+	usage, err := a.monitor(r.Context(), q.Get("framework_id"), q.Get("task_id"))
 	if err != nil {
 		http.Error(w, "isolator usage: "+err.Error(), http.StatusServiceUnavailable)
 		return

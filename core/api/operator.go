@@ -147,7 +147,11 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 			writeOperatorError(w, err)
 			return
 		}
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, agentURL+"/api/v1/monitor", nil)
+		// Narrowed to the task, so that the agent measures only its
+		// container; an older agent ignores the query and sends every
+		// task's, which the loop below still picks from.
+		query := url.Values{"framework_id": {r.PathValue("framework")}, "task_id": {r.PathValue("task")}}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, agentURL+"/api/v1/monitor?"+query.Encode(), nil)
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s has an unusable address %q: %v", r.PathValue("agent"), agentURL, err))
 			return
