@@ -159,44 +159,59 @@ func copyFile(src, dst string) error {
 }
 
 // extract unpacks an archive the name says is one; other files stay as
-// they are (Mesos extracts only known archive types too).
+// they are (Mesos extracts only known archive types too). Members are
+// written through an os.Root at dir, so neither a "../" name nor a
+// symlink already in the sandbox can place a file outside it.
 func extract(file, dir string) error {
 	lower := strings.ToLower(file)
+	var unpack func(*os.Root) error
 	switch {
 	case strings.HasSuffix(lower, ".zip"):
-		return unzip(file, dir)
+		unpack = func(root *os.Root) error { return unzip(file, root) }
 	case strings.HasSuffix(lower, ".tar.gz"), strings.HasSuffix(lower, ".tgz"):
-		fh, err := os.Open(file)
-		if err != nil {
-			return err
+		unpack = func(root *os.Root) error {
+			fh, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			gz, err := gzip.NewReader(fh)
+			if err != nil {
+				return err
+			}
+			return untar(gz, root)
 		}
-		defer fh.Close()
-		gz, err := gzip.NewReader(fh)
-		if err != nil {
-			return err
-		}
-		return untar(gz, dir)
 	case strings.HasSuffix(lower, ".tar"):
-		fh, err := os.Open(file)
-		if err != nil {
-			return err
+		unpack = func(root *os.Root) error {
+			fh, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			return untar(fh, root)
 		}
-		defer fh.Close()
-		return untar(fh, dir)
+	default:
+		return nil
 	}
-	return nil
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return unpack(root)
 }
 
-// inside resolves an archive member's name under dir, refusing escapes.
-func inside(dir, name string) (string, error) {
-	p := filepath.Join(dir, filepath.Clean("/"+name))
-	if !strings.HasPrefix(p, filepath.Clean(dir)+string(os.PathSeparator)) {
+// member is an archive member's name relative to the sandbox: a name
+// that climbs out ("../x", "/etc/x") is refused, naming it.
+func member(name string) (string, error) {
+	clean := filepath.Clean(name)
+	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", fmt.Errorf("archive member %q leaves the sandbox", name)
 	}
-	return p, nil
+	return clean, nil
 }
 
-func untar(r io.Reader, dir string) error {
+func untar(r io.Reader, root *os.Root) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -206,45 +221,49 @@ func untar(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		p, err := inside(dir, h.Name)
+		p, err := member(h.Name)
 		if err != nil {
 			return err
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
+			if err := root.MkdirAll(p, 0o755); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := writeMember(p, os.FileMode(h.Mode)&0o777, tr); err != nil {
+			if err := writeMember(root, p, os.FileMode(h.Mode)&0o777, tr); err != nil {
 				return err
 			}
 		}
+		// Links and devices are skipped: a fetched archive brings files.
 	}
 }
 
-func unzip(file, dir string) error {
+func unzip(file string, root *os.Root) error {
 	zr, err := zip.OpenReader(file)
 	if err != nil {
 		return err
 	}
 	defer zr.Close()
 	for _, zf := range zr.File {
-		p, err := inside(dir, zf.Name)
+		p, err := member(zf.Name)
 		if err != nil {
 			return err
 		}
 		if zf.FileInfo().IsDir() {
-			if err := os.MkdirAll(p, 0o755); err != nil {
+			if err := root.MkdirAll(p, 0o755); err != nil {
 				return err
 			}
 			continue
+		}
+		if !zf.Mode().IsRegular() {
+			continue // symlinks: see untar
 		}
 		rc, err := zf.Open()
 		if err != nil {
 			return err
 		}
-		err = writeMember(p, zf.Mode()&0o777, rc)
+		err = writeMember(root, p, zf.Mode()&0o777, rc)
 		rc.Close()
 		if err != nil {
 			return err
@@ -253,11 +272,13 @@ func unzip(file, dir string) error {
 	return nil
 }
 
-func writeMember(p string, mode os.FileMode, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+func writeMember(root *os.Root, p string, mode os.FileMode, r io.Reader) error {
+	if dir := filepath.Dir(p); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 	}
-	out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o600)
+	out, err := root.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o600)
 	if err != nil {
 		return err
 	}
