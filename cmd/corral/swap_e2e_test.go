@@ -18,6 +18,7 @@ import (
 
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/sdk/examples/ntasks"
+	"github.com/corral-project/corral/sdk/procfs"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -391,10 +392,14 @@ func TestAllocatorWatchdogRestartsStoppedPlugin(t *testing.T) {
 	if pid <= 0 {
 		t.Fatalf("no allocator pid: %+v", st.Active)
 	}
+	stopped, err := procfs.Identify(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("SIGSTOP %d: %v", pid, err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() { _ = stopped.Signal(syscall.SIGKILL) })
 	began := time.Now()
 	after := waitAllocator(t, addr, "the stopped plugin replaced", 90*time.Second, func(s master.AllocatorStatus) bool {
 		return s.Active.Pid > 0 && s.Active.Pid != pid && s.Active.Faults >= 1 && s.Active.Restarts >= 1

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/core/agent/checkpoint"
+	"github.com/corral-project/corral/sdk/procfs"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
@@ -119,11 +120,19 @@ func (p *agentProc) waitURL(t *testing.T) string {
 	return ""
 }
 
-// killTasksAtEnd kills pids the test started if anything is left.
+// killTasksAtEnd kills the process groups of the tasks the test started
+// if anything is left. The tasks are identified now: by cleanup their
+// pids may name other processes.
 func killTasksAtEnd(t *testing.T, pids map[string]int) {
+	var tasks []procfs.Process
+	for _, pid := range pids {
+		if p, err := procfs.Identify(pid); err == nil {
+			tasks = append(tasks, p)
+		}
+	}
 	t.Cleanup(func() {
-		for _, pid := range pids {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		for _, p := range tasks {
+			_ = p.SignalGroup(syscall.SIGKILL)
 		}
 	})
 }
@@ -489,7 +498,9 @@ func TestAgentKill9EndsIdleExecutor(t *testing.T) {
 		}
 		pid = ri.Pid
 	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if executor, err := procfs.Identify(pid); err == nil {
+		t.Cleanup(func() { _ = executor.Signal(syscall.SIGKILL) })
+	}
 	if !alive(pid) {
 		t.Fatalf("executor %d died with the agent; the test needs it idle and alive", pid)
 	}

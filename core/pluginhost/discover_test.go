@@ -16,6 +16,7 @@ import (
 	"github.com/corral-project/corral/conf"
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 var (
@@ -246,7 +247,7 @@ func TestDiscoverHangingBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	killOnCleanup(t, child)
-	waitFor(t, fmt.Sprintf("the script's child %d to die", child), 10*time.Second, func() bool { return !processAlive(child, 0) })
+	waitFor(t, fmt.Sprintf("the script's child %d to die", child), 10*time.Second, func() bool { return !procfs.Alive(child, 0) })
 }
 
 func TestDiscoverNoDir(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 // ExecutorOptions configure StartExecutor and ReattachExecutor.
@@ -83,7 +85,7 @@ func StartExecutor(ctx context.Context, spec Spec, opts ExecutorOptions) (*Insta
 		inst.Kill()
 		return nil, nil, inst.errorf("no reattach address after start")
 	}
-	_, ticks, err := procStat(inst.pid)
+	_, ticks, err := procfs.Stat(inst.pid)
 	if err != nil {
 		inst.Kill()
 		return nil, nil, inst.errorf("reading start time: %v", err)
@@ -126,7 +128,7 @@ func ReattachExecutor(ctx context.Context, spec Spec, info *ReattachInfo, opts E
 	if info == nil {
 		return nil, inst.errorf("reattach: no reattach info")
 	}
-	state, ticks, err := procStat(info.Pid)
+	state, ticks, err := procfs.Stat(info.Pid)
 	switch {
 	case err != nil:
 		return nil, inst.errorf("reattach: process %d is not running: %v", info.Pid, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/procfs"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -115,11 +116,13 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 // killOnCleanup makes sure pid is gone when the test ends.
 func killOnCleanup(t *testing.T, pid int) {
-	t.Cleanup(func() {
-		if processAlive(pid, 0) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	// Identified now: by cleanup the plugin may be long gone and its pid
+	// another package's process.
+	p, err := procfs.Identify(pid)
+	if err != nil {
+		return
+	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGKILL) })
 }
 
 // logSink is an hclog output that tests can search.

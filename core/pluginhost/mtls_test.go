@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 // TestExecutorMutualTLSAcrossReattach: an executor started with AutoMTLS
@@ -55,7 +57,7 @@ func TestExecutorMutualTLSAcrossReattach(t *testing.T) {
 		again.Detach()
 		t.Fatal("a host with another client certificate reattached")
 	}
-	if !processAlive(saved.Pid, saved.StartTicks) {
+	if !procfs.Alive(saved.Pid, saved.StartTicks) {
 		t.Fatal("a refused reattach killed the executor")
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/allocator"
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/sdk/procfs"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -116,7 +117,7 @@ func TestStartAllocator(t *testing.T) {
 	if inst.APIVersion() != "v2" {
 		t.Errorf("APIVersion = %q", inst.APIVersion())
 	}
-	if !processAlive(inst.Pid(), 0) || inst.Exited() {
+	if !procfs.Alive(inst.Pid(), 0) || inst.Exited() {
 		t.Fatalf("pid %d not alive after start", inst.Pid())
 	}
 	// The config block was absent: the schema's defaults were applied.
@@ -137,7 +138,7 @@ func TestStartAllocator(t *testing.T) {
 	if !inst.Exited() {
 		t.Error("Exited() = false after Kill")
 	}
-	if processAlive(pid, 0) {
+	if procfs.Alive(pid, 0) {
 		t.Errorf("pid %d alive after Kill", pid)
 	}
 }
@@ -334,7 +335,7 @@ func TestSupervisorRestartsKilledPlugin(t *testing.T) {
 	if s.Restarts() != 1 {
 		t.Errorf("Restarts = %d, want 1", s.Restarts())
 	}
-	if second.Pid() == first.Pid() || !processAlive(second.Pid(), 0) {
+	if second.Pid() == first.Pid() || !procfs.Alive(second.Pid(), 0) {
 		t.Errorf("new pid %d (old %d) not a live new process", second.Pid(), first.Pid())
 	}
 	mu.Lock()
@@ -348,7 +349,7 @@ func TestSupervisorRestartsKilledPlugin(t *testing.T) {
 	}
 
 	s.Stop()
-	if processAlive(second.Pid(), 0) {
+	if procfs.Alive(second.Pid(), 0) {
 		t.Errorf("pid %d alive after Stop", second.Pid())
 	}
 	if _, err := s.Current(); !errors.Is(err, base.ErrPluginUnavailable) {
@@ -454,7 +455,7 @@ func TestExecutorDetachReattach(t *testing.T) {
 	}
 
 	inst.Detach()
-	if !processAlive(saved.Pid, saved.StartTicks) {
+	if !procfs.Alive(saved.Pid, saved.StartTicks) {
 		t.Fatal("executor died on Detach")
 	}
 	again, err := ReattachExecutor(ctx, execSpec(), &saved, opts)
@@ -469,7 +470,7 @@ func TestExecutorDetachReattach(t *testing.T) {
 	}
 
 	again.Kill()
-	waitFor(t, "executor exit after Kill", 10*time.Second, func() bool { return !processAlive(saved.Pid, saved.StartTicks) })
+	waitFor(t, "executor exit after Kill", 10*time.Second, func() bool { return !procfs.Alive(saved.Pid, saved.StartTicks) })
 	waitFor(t, "Exited after Kill", 5*time.Second, again.Exited)
 	if _, err := os.Stat(filepath.Dir(saved.Addr)); !os.IsNotExist(err) {
 		t.Errorf("socket dir %s still there after Kill: %v", filepath.Dir(saved.Addr), err)
@@ -489,13 +490,13 @@ func TestReattachRejectsReusedPid(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "now belongs to another process") {
 		t.Fatalf("got %v, want a pid reuse error", err)
 	}
-	if !processAlive(os.Getpid(), 0) {
+	if !procfs.Alive(os.Getpid(), 0) {
 		t.Fatal("unreachable")
 	}
 }
 
 func TestReattachNothingListening(t *testing.T) {
-	_, ticks, err := procStat(os.Getpid())
+	_, ticks, err := procfs.Stat(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,14 +512,14 @@ func TestPluginDiesWithHost(t *testing.T) {
 	var report struct{ Pid int }
 	host := startHelperHost(t, base.KindAllocator, &report)
 	killOnCleanup(t, report.Pid)
-	if !processAlive(report.Pid, 0) {
+	if !procfs.Alive(report.Pid, 0) {
 		t.Fatalf("plugin %d not running under the helper host", report.Pid)
 	}
 	if err := host.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = host.Wait()
-	waitFor(t, "plugin to die with its host", 10*time.Second, func() bool { return !processAlive(report.Pid, 0) })
+	waitFor(t, "plugin to die with its host", 10*time.Second, func() bool { return !procfs.Alive(report.Pid, 0) })
 }
 
 // An executor outlives its host and a new host reattaches to it.
@@ -530,7 +531,7 @@ func TestExecutorSurvivesHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = host.Wait()
-	if !processAlive(info.Pid, info.StartTicks) {
+	if !procfs.Alive(info.Pid, info.StartTicks) {
 		t.Fatal("executor died with its host")
 	}
 	inst, err := ReattachExecutor(context.Background(), execSpec(), &info, ExecutorOptions{})
@@ -541,7 +542,7 @@ func TestExecutorSurvivesHost(t *testing.T) {
 		t.Errorf("Version pid %d, want %d", v.Pid, info.Pid)
 	}
 	inst.Kill()
-	waitFor(t, "executor exit after Kill", 10*time.Second, func() bool { return !processAlive(info.Pid, info.StartTicks) })
+	waitFor(t, "executor exit after Kill", 10*time.Second, func() bool { return !procfs.Alive(info.Pid, info.StartTicks) })
 }
 
 // A work dir deep enough to overflow sun_path must not break executors.

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 // procRunner is our go-plugin runner for a plugin process we start. We use
@@ -230,7 +232,7 @@ const pollInterval = 200 * time.Millisecond
 func (r *attachedRunner) Wait(ctx context.Context) error {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
-	for processAlive(r.pid, r.startTicks) {
+	for procfs.Alive(r.pid, r.startTicks) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -244,7 +246,7 @@ func (r *attachedRunner) Wait(ctx context.Context) error {
 }
 
 func (r *attachedRunner) Kill(context.Context) error {
-	if !processAlive(r.pid, r.startTicks) {
+	if !procfs.Alive(r.pid, r.startTicks) {
 		return nil
 	}
 	if err := syscall.Kill(r.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/procfs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -75,7 +76,7 @@ func (s *Supervisor) watch(ctx context.Context, inst *Instance) {
 		// A stopped process (SIGSTOP, a stopped tracer) answers nothing
 		// until continued: seen twice an interval apart, it is hung, with
 		// no need to wait out the ping timeouts.
-		if state, _, err := procStat(inst.Pid()); err == nil && (state == 'T' || state == 't') {
+		if state, _, err := procfs.Stat(inst.Pid()); err == nil && (state == 'T' || state == 't') {
 			stopped++
 			if stopped >= 2 {
 				s.hardKill(inst, fmt.Sprintf("watchdog: process stopped (state %c) for %s", state, w.Interval*time.Duration(stopped-1)))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
+	"github.com/corral-project/corral/sdk/procfs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -30,8 +31,8 @@ func TestWatchdogDefaults(t *testing.T) {
 // gone reports whether the process that was pid at startTicks has exited
 // and been reaped (no /proc entry, or one for a later process).
 func gone(pid int, startTicks uint64) bool {
-	_, ticks, err := procStat(pid)
-	return errors.Is(err, errNoProcess) || err == nil && ticks != startTicks
+	_, ticks, err := procfs.Stat(pid)
+	return errors.Is(err, procfs.ErrNoProcess) || err == nil && ticks != startTicks
 }
 
 // supervise starts a supervisor and returns its first instance and that
@@ -49,7 +50,7 @@ func supervise(t *testing.T, spec Spec, opts Options) (*Supervisor, *Instance, u
 		t.Fatal(err)
 	}
 	killOnCleanup(t, inst.Pid())
-	_, ticks, err := procStat(inst.Pid())
+	_, ticks, err := procfs.Stat(inst.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func stop(t *testing.T, pid int) {
 		t.Fatal(err)
 	}
 	waitFor(t, fmt.Sprintf("pid %d to stop", pid), 10*time.Second, func() bool {
-		state, _, err := procStat(pid)
+		state, _, err := procfs.Stat(pid)
 		return err == nil && state == 'T'
 	})
 }
@@ -100,7 +101,7 @@ func TestWatchdogKillsStoppedPlugin(t *testing.T) {
 			if s.Faults() != 1 || s.Restarts() != 1 {
 				t.Errorf("Faults = %d, Restarts = %d; want 1 and 1", s.Faults(), s.Restarts())
 			}
-			if !processAlive(next.Pid(), 0) || next.Pid() == first.Pid() {
+			if !procfs.Alive(next.Pid(), 0) || next.Pid() == first.Pid() {
 				t.Errorf("new pid %d (old %d) is not a live new process", next.Pid(), first.Pid())
 			}
 			for _, w := range []string{"[WARN]  host: killing plugin:", "plugin=hung", fmt.Sprintf("pid=%d", first.Pid()), "watchdog: process stopped (state T)"} {
@@ -200,7 +201,7 @@ func TestWatchdogDisabled(t *testing.T) {
 	if cur, _ := s.Current(); cur != first || s.Faults() != 0 {
 		t.Fatalf("disabled watchdog: Current %v, Faults %d; want the stopped instance, no faults", cur, s.Faults())
 	}
-	if state, _, err := procStat(first.Pid()); err != nil || state != 'T' {
+	if state, _, err := procfs.Stat(first.Pid()); err != nil || state != 'T' {
 		t.Fatalf("stopped plugin: state %c, %v; want still stopped", state, err)
 	}
 

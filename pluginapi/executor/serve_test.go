@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/sdk/procfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 )
@@ -55,7 +56,9 @@ func TestServeRealProcessAndReattach(t *testing.T) {
 		t.Fatalf("Launch: %v", err)
 	}
 	// The task leads its own session and would outlive a failed test.
-	t.Cleanup(func() { _ = syscall.Kill(-resp.Pid, syscall.SIGKILL) })
+	if task, err := procfs.Identify(int(resp.Pid)); err == nil {
+		t.Cleanup(func() { _ = task.SignalGroup(syscall.SIGKILL) })
+	}
 	host.mu.Lock()
 	isolated := append([]int(nil), host.isolated...)
 	host.mu.Unlock()
