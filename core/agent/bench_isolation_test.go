@@ -135,6 +135,8 @@ func TestReportIsolationBench(t *testing.T) {
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
 		"| task shims RSS | %.1f MiB (%s per task, %d shims) | < 2 MiB per task |\n"+
+		"| task shims Pss (the binary's shared pages split between them) | %.1f MiB (%s per task) | |\n"+
+		"| agent + isolator + executors + shims, per container (RSS; shims by Pss) | %s | |\n"+
 		"| tasks RSS | %.1f MiB (%s per task) | |\n"+
 		"| runc starters RSS (runc only) | %.1f MiB (%s per task) | |",
 		n, memMiB, isoName, cgroups, runtime.NumCPU(),
@@ -148,6 +150,8 @@ func TestReportIsolationBench(t *testing.T) {
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
 		mib(mem.shimRSS), per(mem.shimRSS), mem.shims,
+		mib(mem.shimPss), per(mem.shimPss),
+		per(mem.agent+mem.isolator+mem.executorRSS+mem.shimPss),
 		mib(mem.taskRSS), per(mem.taskRSS),
 		mib(mem.starterRSS), per(mem.starterRSS))
 }
@@ -181,7 +185,7 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type memReport struct {
 	agent, isolator, executorRSS, taskRSS uint64
-	shimRSS                               uint64
+	shimRSS, shimPss                      uint64
 	shims                                 int
 	starterRSS                            uint64
 	executors, tasks                      int
@@ -255,6 +259,7 @@ func processMemory(t *testing.T) memReport {
 			r.executors++
 		case p.exe == "corral-shim" && descends(pid):
 			r.shimRSS += p.rss
+			r.shimPss += pss(pid)
 			r.shimCPU += time.Duration(p.cpuTicks) * tick
 			r.shims++
 		case p.exe == "corral-runc-start" && descends(pid):
@@ -266,4 +271,19 @@ func processMemory(t *testing.T) memReport {
 		}
 	}
 	return r
+}
+
+// pss is pid's proportional set size (smaps_rollup), 0 if unreadable.
+func pss(pid int) uint64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps_rollup"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
