@@ -29,12 +29,13 @@ build:
 		echo "$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd"; \
 		$(GO) build -o $(BIN)/plugins/corral-$$n ./plugins/$$p/cmd || exit 1; \
 	done
-	@# The command executor's launcher stage, started once per task.
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-launcher ./plugins/executor/command/launch/cmd
-	@# The per-task shim alone (sdk/executor/shim/shimrun): one runs per task
-	@# for the task's lifetime, so it links nothing else.
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-shim ./sdk/executor/shim/cmd
-	@# The runc isolator's starter: the launcher execs it in place of a task's
+	@# The per-task shim alone (sdk/executor/shim/shimrun): the one process
+	@# the command executor starts per task (it forks and execs the command
+	@# itself, and is its parent for the task's lifetime), so it links
+	@# nothing else. Static: no dynamic loader on every task launch.
+	@rm -f $(BIN)/plugins/corral-launcher
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/corral-shim ./sdk/executor/shim/cmd
+	@# The runc isolator's starter: the shim execs it in place of a task's
 	@# command, and libcontainer re-executes it as the container's init.
 	$(GO) build -o $(BIN)/plugins/corral-runc-start ./plugins/isolator/runc/start/cmd
 	@# The example in-house allocator (sdk/examples/binpack/README.md).
@@ -104,7 +105,7 @@ bench-recovery: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_RECOVERY=1 CORRAL_BENCH_RECOVERY_TASKS=$(RECOVERY_TASKS) \
 		$(GO) test -count 1 -timeout 30m -v -run 'TestReportAgentRecovery' ./core/agent
 
-# make bench-shim                                the per-task shim: launch cost against the launcher alone, RSS
+# make bench-shim                                the per-task shim: launch cost (held at exec or not), RSS
 bench-shim: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SHIM=1 $(GO) test -count 1 -timeout 20m -v -run 'TestReportShimCost' ./plugins/executor/command
 

@@ -21,7 +21,7 @@ import (
 // 0.001 cpus, 4 MiB each; N = 1000 by default) launched at once on one
 // agent with the cgroups isolator, against a stand-in master: the time
 // until all are RUNNING, the time until all are killed and their cgroups
-// gone, the CPU each executor and launcher spent, and the memory (RSS) of
+// gone, the CPU each executor, shim and task spent, and the memory (RSS) of
 // the agent, the isolator plugin, the executors and the tasks while all
 // run. It is a report, not a check, so it runs only when asked:
 //
@@ -126,7 +126,8 @@ func TestReportIsolationBench(t *testing.T) {
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
 		"| executor CPU per task (all executor processes' CPU / tasks; %d processes) | %.1f ms | |\n"+
-		"| launcher CPU per task (corral-launcher before the command) | %.1f ms | |\n"+
+		"| task shim CPU per task (corral-shim: start, fork and exec of the command) | %.1f ms | |\n"+
+		"| task CPU per task (the command, from its exec) | %.1f ms | |\n"+
 		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
 		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
 		"| isolator CPU with all containers idle (OOM polling, 1 s) | %.1f%% of a CPU | |\n"+
@@ -134,11 +135,14 @@ func TestReportIsolationBench(t *testing.T) {
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
 		"| task shims RSS | %.1f MiB (%s per task, %d shims) | < 2 MiB per task |\n"+
+		"| task shims Pss (the binary's shared pages split between them) | %.1f MiB (%s per task) | |\n"+
+		"| agent + isolator + executors + shims, per container (RSS; shims by Pss) | %s | |\n"+
 		"| tasks RSS | %.1f MiB (%s per task) | |\n"+
 		"| runc starters RSS (runc only) | %.1f MiB (%s per task) | |",
 		n, memMiB, isoName, cgroups, runtime.NumCPU(),
 		toRunning.Seconds(), toDestroyed.Seconds(),
 		mem.executors, mem.executorCPU.Seconds()*1000/float64(n),
+		mem.shimCPU.Seconds()*1000/float64(max(mem.shims, 1)),
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
 		(mem.agentCPU-agentCPU0).Seconds()*1000/float64(n),
 		(mem.isolatorCPU-isoCPU0).Seconds()*1000/float64(n),
@@ -146,6 +150,8 @@ func TestReportIsolationBench(t *testing.T) {
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
 		mib(mem.shimRSS), per(mem.shimRSS), mem.shims,
+		mib(mem.shimPss), per(mem.shimPss),
+		per(mem.agent+mem.isolator+mem.executorRSS+mem.shimPss),
 		mib(mem.taskRSS), per(mem.taskRSS),
 		mib(mem.starterRSS), per(mem.starterRSS))
 }
@@ -179,17 +185,17 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type memReport struct {
 	agent, isolator, executorRSS, taskRSS uint64
-	shimRSS                               uint64
+	shimRSS, shimPss                      uint64
 	shims                                 int
 	starterRSS                            uint64
 	executors, tasks                      int
-	executorCPU, taskCPU                  time.Duration
+	executorCPU, taskCPU, shimCPU         time.Duration
 	agentCPU, isolatorCPU                 time.Duration
 }
 
 // processMemory sums RSS and CPU time over this process (the agent) and
-// its descendants, by kind: the isolator plugin, executor plugins, and the
-// tasks (whose CPU time includes the launcher stage they exec'd from).
+// its descendants, by kind: the isolator plugin, executor plugins, the
+// task shims and the tasks.
 func processMemory(t *testing.T) memReport {
 	t.Helper()
 	self := os.Getpid()
@@ -251,10 +257,10 @@ func processMemory(t *testing.T) memReport {
 			r.executorRSS += p.rss
 			r.executorCPU += time.Duration(p.cpuTicks) * tick
 			r.executors++
-		case (p.exe == "corral-shim" || p.exe == "corral-launcher") && descends(pid):
-			// The task shims: corral-shim, or the launcher binary in its
-			// shim role where corral-shim is not installed.
+		case p.exe == "corral-shim" && descends(pid):
 			r.shimRSS += p.rss
+			r.shimPss += pss(pid)
+			r.shimCPU += time.Duration(p.cpuTicks) * tick
 			r.shims++
 		case p.exe == "corral-runc-start" && descends(pid):
 			r.starterRSS += p.rss
@@ -265,4 +271,19 @@ func processMemory(t *testing.T) memReport {
 		}
 	}
 	return r
+}
+
+// pss is pid's proportional set size (smaps_rollup), 0 if unreadable.
+func pss(pid int) uint64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps_rollup"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -196,7 +196,7 @@ func (a *Agent) launch(t *task) {
 		return
 	}
 
-	// A launch starts the task's shim and launcher and calls the isolator
+	// A launch starts the task's shim and calls the isolator
 	// twice: a burst of them at once only slow each other down. The slot
 	// is held until the task runs (or fails to).
 	select {

@@ -1,9 +1,10 @@
 // Package command is corral's command executor, after Mesos' command
 // executor, but one process per agent: it runs many tasks, each a single
 // command in its own session, told apart by task ID, with output appended
-// to files in the sandbox so that the task outlives an agent restart. The container (limits, cgroups) comes from the
-// agent through executor.ContainerService and is applied by a launcher stage
-// (see LauncherArg) before the command's exec.
+// to files in the sandbox so that the task outlives an agent restart. The
+// container (limits, cgroups) comes from the agent through
+// executor.ContainerService and is applied by the task's shim to the task,
+// stopped at its exec, before the command's first instruction.
 //
 // The task's parent is its shim (sdk/executor/shim), not the executor: the
 // executor may die (the agent then starts another and calls Recover) and
@@ -16,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -30,7 +30,6 @@ import (
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/isolator"
-	"github.com/corral-project/corral/plugins/executor/command/launch"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
 	"github.com/corral-project/corral/sdk/executor/shim"
 	"github.com/hashicorp/go-hclog"
@@ -57,8 +56,8 @@ type Config struct {
 
 // Executor implements executor.Executor.
 type Executor struct {
-	logger   hclog.Logger
-	launcher string
+	logger hclog.Logger
+	shim   string
 
 	mu    sync.Mutex
 	grace time.Duration
@@ -95,10 +94,10 @@ var _ executor.Executor = (*Executor)(nil)
 // Option configures an Executor.
 type Option func(*Executor)
 
-// WithLauncher sets the binary re-executed as the launcher stage (default:
-// this process's own executable). It must call MaybeRunLauncher first thing
-// in main (or TestMain).
-func WithLauncher(path string) Option { return func(e *Executor) { e.launcher = path } }
+// WithShim sets the binary started as each task's shim (default: this
+// process's own executable, which must then call MaybeRunShim first thing
+// in main, or TestMain).
+func WithShim(path string) Option { return func(e *Executor) { e.shim = path } }
 
 // New returns an executor that has not launched anything yet.
 func New(logger hclog.Logger, opts ...Option) *Executor {
@@ -160,12 +159,12 @@ func ParseConfig(configJSON []byte) (time.Duration, error) {
 	return d, nil
 }
 
-// Launch prepares the container, starts the task through the launcher,
-// has the container isolate it before its command runs, and returns once
-// the command has been exec'd (or has failed to be). A command that cannot
-// be started (not found, limit refused) is not a Launch error: Launch
-// returns its pid and Wait reports the failure in ExitResult.Err, as the
-// task's terminal state.
+// Launch prepares the container, starts the task through its shim, has
+// the container isolate it before its command runs, and returns once the
+// command runs (or has failed to start). A command that cannot be started
+// (not found, limit or cgroup refused) is not a Launch error: Launch
+// returns no pid and Wait reports the failure in ExitResult.Err (exit code
+// 127), as the task's terminal state.
 func (e *Executor) Launch(ctx context.Context, req *executor.LaunchRequest, containers executor.ContainerService) (*executor.LaunchResponse, error) {
 	if req == nil || containers == nil {
 		return nil, errors.New("command executor: launch: request and container service are required")
@@ -215,6 +214,13 @@ func (e *Executor) get(op, id string) (*task, error) {
 
 // launch does Launch's work. started reports whether a process exists whose
 // reaping will set the result.
+//
+// One process is started per task: the shim (sdk/executor/shim), which
+// forks and execs the command itself. The task stops at its exec, before
+// its first instruction; the shim sets its rlimits and writes its pid to
+// the container's cgroup.procs files, the executor has the container
+// isolate it, and only then does the command run. The user switch is part
+// of the fork (setgroups, setgid, setuid before exec).
 func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *executor.LaunchRequest, containers executor.ContainerService) (resp *executor.LaunchResponse, started bool, err error) {
 	if req.Command.Value == "" {
 		return nil, false, errors.New("empty command")
@@ -223,37 +229,33 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	if err != nil {
 		return nil, false, fmt.Errorf("prepare container: %w", err)
 	}
-	plan := launch.Plan{CgroupProcs: spec.CgroupProcs}
+	opts := shim.Options{CgroupProcs: spec.CgroupProcs, Hold: true}
 	for _, rl := range spec.Rlimits {
-		plan.Rlimits = append(plan.Rlimits, launch.Rlimit{Name: rl.Name, Soft: rl.Soft, Hard: rl.Hard})
+		res, err := posix.RlimitResource(rl.Name)
+		if err != nil {
+			return nil, false, fmt.Errorf("container rlimits: %w", err)
+		}
+		opts.Rlimits = append(opts.Rlimits, shim.Rlimit{Resource: res, Soft: rl.Soft, Hard: rl.Hard})
 	}
+	var argv []string
 	if req.Command.Shell {
-		plan.Path, plan.Args = "/bin/sh", []string{"sh", "-c", req.Command.Value}
+		argv = []string{"/bin/sh", "-c", req.Command.Value}
 	} else {
-		plan.Path = req.Command.Value
-		plan.Args = append([]string{req.Command.Value}, req.Command.Arguments...)
+		argv = append([]string{req.Command.Value}, req.Command.Arguments...)
 	}
 	if len(spec.Wrapper) > 0 {
 		// The isolator's starter builds the container around the command:
-		// it is what the launcher execs, and it resolves the command's path
+		// it is what the shim execs, and it resolves the command's path
 		// and switches to the task's user inside the container.
-		args := plan.Args
-		if req.Command.Shell {
-			args = []string{"/bin/sh", "-c", req.Command.Value} // the container's sh
-		}
-		plan.Path, plan.Args = spec.Wrapper[0], append(slices.Clone(spec.Wrapper), args...)
-	} else if plan.Credential, err = lookupCredential(req.Command.User); err != nil {
+		argv = append(slices.Clone(spec.Wrapper), argv...)
+	} else if opts.User, err = lookupCredential(req.Command.User); err != nil {
 		return nil, false, err
 	}
-	planJSON, err := json.Marshal(plan)
-	if err != nil {
-		return nil, false, fmt.Errorf("encode launch plan: %w", err)
-	}
 
-	launcher := e.launcher
-	if launcher == "" {
-		if launcher, err = os.Executable(); err != nil {
-			return nil, false, fmt.Errorf("find launcher: %w", err)
+	shimBin := e.shim
+	if shimBin == "" {
+		if shimBin, err = os.Executable(); err != nil {
+			return nil, false, fmt.Errorf("find task shim: %w", err)
 		}
 	}
 	stdout, err := openLog(req.StdoutPath)
@@ -278,10 +280,9 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	}
 	defer statusR.Close()
 
-	// The shim is the task's parent: corral-shim beside the launcher (2 MiB
-	// RSS), else the launcher binary itself in its shim.Arg mode. It starts
-	// the launcher stage (LauncherArg) as the task and passes it our pipes.
-	cmd := exec.Command(ShimBinary(launcher), shim.Arg, launcher, LauncherArg)
+	// The shim is the task's parent: corral-shim beside the executor
+	// (about 1 MiB RSS), else the executor binary itself in its shim mode.
+	cmd := &exec.Cmd{Path: shimBin, Args: append([]string{shimBin}, opts.Args(argv)...)}
 	cmd.Env = taskEnvironment(req, spec)
 	cmd.Dir = req.SandboxDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -298,95 +299,48 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	// Reap the shim when it exits (after the task). If this executor dies
 	// first, init adopts it and the task runs on.
 	go func() { _ = cmd.Wait() }()
-	status := bufio.NewReader(statusR)
-	pid, err := readShimStartCtx(ctx, statusR, status)
-	if err != nil {
+	pid, err := readShimStartCtx(ctx, statusR, bufio.NewReader(statusR))
+	var se *shim.StartError
+	switch {
+	case errors.As(err, &se):
+		// The command never ran; the shim recorded exit code 127.
+		log.Info("command could not be started", "error", se.Msg)
+		t.finish(&executor.ExitResult{ExitCode: ExitFailed, Err: se.Msg})
+		return &executor.LaunchResponse{}, true, nil
+	case err != nil:
 		_ = cmd.Process.Kill()
 		return nil, false, fmt.Errorf("task shim: %w", err)
 	}
 	log = log.With("pid", pid)
 	resp = &executor.LaunchResponse{Pid: pid}
-	// exec keeps the process, so the launcher's start time is the task's.
-	// Read it now: a command that fails fast may be reaped before Launch ends.
+	// exec keeps the process, so the fork's start time is the task's.
 	if st, err := posix.ReadStat(pid); err == nil {
 		resp.StartTicks = st.StartTicks
 	}
-
-	// The reaper owns cmd from here on; it stores the result once the
-	// outcome of the exec is known (startFailure), so that a launcher
-	// failure is reported as such rather than as exit code 127.
-	var startFailure error
-	outcomeKnown := make(chan struct{})
 	t.mu.Lock()
 	t.pid = pid
 	t.mu.Unlock()
-	go e.reap(log, t, req.SandboxDir, outcomeKnown, &startFailure)
-	defer close(outcomeKnown)
+	go e.reap(log, t, req.SandboxDir)
 
-	abort := func(cause error) (*executor.LaunchResponse, bool, error) {
-		_ = controlW.Close() // the launcher exits without exec
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		return nil, true, cause
-	}
-	if _, err := controlW.Write(append(planJSON, '\n')); err != nil {
-		return abort(fmt.Errorf("send launch plan: %w", err))
-	}
-	ready, err := readStatusCtx(ctx, statusR, status)
-	var le *launch.Error
-	switch {
-	case errors.As(err, &le):
-		log.Info("command could not be started", "error", le.Msg)
-		startFailure = le
-		return resp, true, nil
-	case err != nil:
-		return abort(fmt.Errorf("launcher: %w", err))
-	case !ready:
-		return abort(errors.New("launcher: no ready status"))
-	}
 	if err := containers.Isolate(ctx, req.ContainerID, pid); err != nil {
-		return abort(fmt.Errorf("isolate pid %d: %w", pid, err))
+		_ = controlW.Close() // the shim kills the held task
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return nil, true, fmt.Errorf("isolate pid %d: %w", pid, err)
 	}
-	if _, err := controlW.Write([]byte{launch.GoByte}); err != nil {
-		return abort(fmt.Errorf("release launcher: %w", err))
+	if _, err := controlW.Write([]byte{shim.GoByte}); err != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return nil, true, fmt.Errorf("release task: %w", err)
 	}
-	_ = controlW.Close()
-	_, err = readStatusCtx(ctx, statusR, status)
-	switch {
-	case errors.As(err, &le):
-		log.Info("command could not be started", "error", le.Msg)
-		startFailure = le
-	case errors.Is(err, io.EOF):
-		log.Info("task started", "command", plan.Path)
-	case err != nil:
-		return abort(fmt.Errorf("launcher: %w", err))
-	}
+	log.Info("task started", "command", argv[0])
 	return resp, true, nil
 }
 
-// readStatusCtx is readStatus that gives up when ctx ends. Closing the read
-// end is what unblocks the reader goroutine.
-func readStatusCtx(ctx context.Context, f *os.File, r *bufio.Reader) (bool, error) {
-	type res struct {
-		ready bool
-		err   error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		ready, err := launch.ReadStatus(r)
-		ch <- res{ready, err}
-	}()
-	select {
-	case v := <-ch:
-		return v.ready, v.err
-	case <-ctx.Done():
-		_ = f.Close()
-		<-ch
-		return false, ctx.Err()
-	}
-}
+// ExitFailed is the exit code of a task whose command could not be
+// started, as in shells.
+const ExitFailed = 127
 
 // readShimStartCtx reads the shim's first line (the task's pid), giving up
-// when ctx ends.
+// when ctx ends. Closing the read end is what unblocks the reader.
 func readShimStartCtx(ctx context.Context, f *os.File, r *bufio.Reader) (int, error) {
 	type res struct {
 		pid int
@@ -408,19 +362,14 @@ func readShimStartCtx(ctx context.Context, f *os.File, r *bufio.Reader) (int, er
 }
 
 // reap waits, through the shim, for the task to end, then records its
-// result once Launch has decided whether the command started at all.
-func (e *Executor) reap(log hclog.Logger, t *task, sandbox string, outcomeKnown <-chan struct{}, startFailure *error) {
+// result.
+func (e *Executor) reap(log hclog.Logger, t *task, sandbox string) {
 	st, waitErr := shim.Wait(context.Background(), sandbox)
-	<-outcomeKnown
 	res := &executor.ExitResult{}
-	switch {
-	case *startFailure != nil:
-		res.ExitCode = launch.ExitFailed
-		res.Err = (*startFailure).Error()
-	case waitErr != nil:
+	if waitErr != nil {
 		res.ExitCode = -1
 		res.Err = fmt.Sprintf("wait: %v", waitErr)
-	default:
+	} else {
 		// The shell convention, so that ExitCode alone is never 0 for a killed task.
 		res.ExitCode, res.Signal = st.ExitCode, st.Signal
 	}
@@ -455,7 +404,7 @@ func (e *Executor) Recover(ctx context.Context, req *executor.RecoverRequest) (*
 			}
 		}
 		log.Info("took over running task through its shim", "pid", t.getPid())
-		go e.reap(log.With("pid", t.getPid()), t, req.SandboxDir, closedChan, new(error))
+		go e.reap(log.With("pid", t.getPid()), t, req.SandboxDir)
 		return e.recovered(t), nil
 	}
 	st, err := shim.ReadExit(req.SandboxDir)
@@ -482,8 +431,6 @@ func (e *Executor) recovered(t *task) *executor.RecoverResponse {
 	}
 	return resp
 }
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Forget drops an ended task. A running task stays: its reaper still
 // needs it, and the agent may ask again.
@@ -653,7 +600,7 @@ func taskEnvironment(req *executor.LaunchRequest, spec *isolator.LaunchSpec) []s
 
 // lookupCredential resolves the task's user. No user, or the executor's own
 // user, needs no switch.
-func lookupCredential(name string) (*launch.Credential, error) {
+func lookupCredential(name string) (*shim.Credential, error) {
 	if name == "" {
 		return nil, nil
 	}
@@ -672,7 +619,7 @@ func lookupCredential(name string) (*launch.Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task user %q: gid %q: %w", name, u.Gid, err)
 	}
-	c := &launch.Credential{UID: uint32(uid), GID: uint32(gid)}
+	c := &shim.Credential{UID: uint32(uid), GID: uint32(gid)}
 	gids, err := u.GroupIds()
 	if err != nil {
 		return nil, fmt.Errorf("task user %q: groups: %w", name, err)

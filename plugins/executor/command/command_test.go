@@ -20,10 +20,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// TestMain lets this test binary serve as the launcher stage, exactly as
-// the executor binary's main does.
+// TestMain lets this test binary serve as the task shim, exactly as the
+// executor binary's main does where corral-shim is not installed.
 func TestMain(m *testing.M) {
-	MaybeRunLauncher()
+	MaybeRunShim()
 	os.Exit(m.Run())
 }
 
@@ -492,5 +492,36 @@ func TestTaskInheritsNoExtraFDs(t *testing.T) {
 	}
 	if out := readFile(t, req.StdoutPath); out != "0\n1\n2\n3\n" {
 		t.Errorf("task's open fds = %q, want 0-2 (and ls's own 3)", out)
+	}
+}
+
+// TestRunsAsUserWithoutLimits: with no rlimits the shim switches user in
+// the task's fork itself (no user stage), still joining cgroups first.
+func TestRunsAsUserWithoutLimits(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	e := newTestExecutor(t)
+	procs := filepath.Join(t.TempDir(), "cgroup.procs")
+	if err := os.WriteFile(procs, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := request(t, executor.Command{Value: "id", Arguments: []string{"-u"}, User: "nobody"})
+	resp, err := e.Launch(testCtx(t), req, &fixedSpec{spec: isolator.LaunchSpec{CgroupProcs: []string{procs}}})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	if res := waitResult(t, e); *res != (executor.ExitResult{}) {
+		t.Fatalf("Wait = %+v (stderr %q)", *res, readFile(t, req.StderrPath))
+	}
+	if out := readFile(t, req.StdoutPath); out != nobody.Uid+"\n" {
+		t.Errorf("task printed uid %q, want %q", out, nobody.Uid+"\n")
+	}
+	if got := readFile(t, procs); got != strconv.Itoa(resp.Pid) {
+		t.Errorf("root-only cgroup.procs = %q, want the task pid %d", got, resp.Pid)
 	}
 }

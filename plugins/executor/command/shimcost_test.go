@@ -2,9 +2,6 @@ package command
 
 import (
 	"bufio"
-	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-project/corral/plugins/executor/command/launch"
 	"github.com/corral-project/corral/sdk/executor/shim"
 )
 
 // TestReportShimCost measures what the per-task shim costs, with the real
-// binaries: the time from starting a task's first process to its command's
-// exec, through the launcher alone (how tasks started before the shim),
-// through the launcher binary as shim + launcher (the shim as a mode of a
-// larger binary) and through corral-shim + launcher (ShimBinary), and each
+// binaries: the time from starting a task's shim to its command running,
+// through corral-shim held at the exec as the executor does (limits,
+// cgroups, Isolate in between), through corral-shim without the hold, and
+// through a larger binary (the executor's) in its shim mode; and each
 // shim's resident memory while its task runs. All in one run, alternated,
 // so that machine load hits every path alike.
 //
@@ -36,19 +32,22 @@ func TestReportShimCost(t *testing.T) {
 	if bin == "" {
 		t.Skip("CORRAL_BIN_DIR is unset (make bench-shim sets it)")
 	}
-	launcher := filepath.Join(bin, "plugins", LauncherName)
-	slim := ShimBinary(launcher)
-	if slim == launcher {
-		t.Fatalf("no %s beside %s (make build)", shim.BinaryName, launcher)
+	slim := ShimBeside(filepath.Join(bin, "plugins"))
+	if slim == "" {
+		t.Fatalf("no %s in %s/plugins (make build)", shim.BinaryName, bin)
 	}
+	big := filepath.Join(bin, "plugins", "corral-executor-command")
 	n := 200
 	if v := os.Getenv("CORRAL_BENCH_SHIM_N"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	paths := []struct{ name, shim string }{
-		{"launcher alone (no shim)", ""},
-		{"launcher binary as shim + launcher", launcher},
-		{shim.BinaryName + " + launcher", slim},
+	paths := []struct {
+		name, shim string
+		hold       bool
+	}{
+		{shim.BinaryName + ", held at exec", slim, true},
+		{shim.BinaryName + ", not held", slim, false},
+		{"executor binary as shim, held at exec", big, true},
 	}
 	times := make([][]time.Duration, len(paths))
 	for range 2 {
@@ -56,7 +55,7 @@ func TestReportShimCost(t *testing.T) {
 			for range n / 2 {
 				sandbox := t.TempDir()
 				start := time.Now()
-				cmd := startFirstStage(t, launcher, p.shim, sandbox, "/bin/true")
+				cmd := startShimmed(t, p.shim, p.hold, sandbox, "/bin/true")
 				times[i] = append(times[i], time.Since(start))
 				_ = cmd.Wait()
 			}
@@ -67,8 +66,8 @@ func TestReportShimCost(t *testing.T) {
 		return ds[len(ds)/2]
 	}
 	p90 := func(ds []time.Duration) time.Duration { return ds[len(ds)*9/10] }
-	t.Logf("task start to command exec'd, %d launches each, real %s", 2*(n/2), launcher)
-	t.Logf("| path | median | p90 | median vs launcher alone |")
+	t.Logf("shim start to command running, %d launches each", 2*(n/2))
+	t.Logf("| path | median | p90 | median vs first |")
 	t.Logf("|---|---|---|---|")
 	base := med(times[0])
 	for i, p := range paths {
@@ -76,18 +75,18 @@ func TestReportShimCost(t *testing.T) {
 		t.Logf("| %s | %v | %v | %.2fx |", p.name, m.Round(time.Microsecond), p90(times[i]).Round(time.Microsecond), float64(m)/float64(base))
 	}
 
-	// Memory: 20 shims of each kind holding a running task each.
+	// Memory: 20 shims of each binary holding a running task each.
 	const m = 20
 	mid := func(v []int) int { sort.Ints(v); return v[len(v)/2] }
 	t.Logf("shim memory with its task running, median of %d shims (VmRSS counts the binary's pages, shared by all shims; "+
 		"RssAnon is private to each shim; Pss is the proportional share)", m)
 	t.Logf("| shim | VmRSS KiB | RssAnon KiB | Pss KiB | threads |")
 	t.Logf("|---|---|---|---|---|")
-	for _, p := range paths[1:] {
+	for _, p := range []string{slim, big} {
 		var rss, anon, pss, threads []int
 		for range m {
 			sandbox := t.TempDir()
-			cmd := startFirstStage(t, launcher, p.shim, sandbox, "/bin/sleep", "600")
+			cmd := startShimmed(t, p, true, sandbox, "/bin/sleep", "600")
 			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 			pid := cmd.Process.Pid
 			rss = append(rss, procKiB(t, pid, "status", "VmRSS:"))
@@ -95,14 +94,14 @@ func TestReportShimCost(t *testing.T) {
 			pss = append(pss, procKiB(t, pid, "smaps_rollup", "Pss:"))
 			threads = append(threads, procKiB(t, pid, "status", "Threads:"))
 		}
-		t.Logf("| %s | %d | %d | %d | %d |", filepath.Base(p.shim), mid(rss), mid(anon), mid(pss), mid(threads))
+		t.Logf("| %s | %d | %d | %d | %d |", filepath.Base(p), mid(rss), mid(anon), mid(pss), mid(threads))
 	}
 }
 
-// startFirstStage starts argv as a task the way the executor does, through
-// the launcher alone (shimBin "") or through shimBin + launcher, and returns
-// once the command has been exec'd.
-func startFirstStage(t *testing.T, launcher, shimBin, sandbox string, argv ...string) *exec.Cmd {
+// startShimmed starts argv as a task the way the executor does, through
+// shimBin (held at its exec, then released, if hold), and returns once the
+// command runs.
+func startShimmed(t *testing.T, shimBin string, hold bool, sandbox string, argv ...string) *exec.Cmd {
 	t.Helper()
 	controlR, controlW, err := os.Pipe()
 	if err != nil {
@@ -114,10 +113,9 @@ func startFirstStage(t *testing.T, launcher, shimBin, sandbox string, argv ...st
 	}
 	defer statusR.Close()
 	defer controlW.Close()
-	cmd := exec.Command(launcher, LauncherArg)
-	withShim := shimBin != ""
-	if withShim {
-		cmd = exec.Command(shimBin, shim.Arg, launcher, LauncherArg)
+	cmd := exec.Command(shimBin, shim.Options{Hold: hold}.Args(argv)...)
+	if !hold {
+		cmd = exec.Command(shimBin, append([]string{shim.Arg}, argv...)...)
 	}
 	cmd.Dir = sandbox
 	cmd.ExtraFiles = []*os.File{controlR, statusW}
@@ -127,25 +125,13 @@ func startFirstStage(t *testing.T, launcher, shimBin, sandbox string, argv ...st
 	}
 	_ = controlR.Close()
 	_ = statusW.Close()
-	status := bufio.NewReader(statusR)
-	if withShim {
-		if _, err := shim.ReadStart(status); err != nil {
+	if _, err := shim.ReadStart(bufio.NewReader(statusR)); err != nil {
+		t.Fatal(err)
+	}
+	if hold {
+		if _, err := controlW.Write([]byte{shim.GoByte}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	plan, _ := json.Marshal(launch.Plan{Path: argv[0], Args: argv})
-	if _, err := controlW.Write(append(plan, '\n')); err != nil {
-		t.Fatal(err)
-	}
-	if ready, err := launch.ReadStatus(status); err != nil || !ready {
-		t.Fatalf("launcher: ready=%v err=%v", ready, err)
-	}
-	if _, err := controlW.Write([]byte{launch.GoByte}); err != nil {
-		t.Fatal(err)
-	}
-	_ = controlW.Close()
-	if _, err := launch.ReadStatus(status); !errors.Is(err, io.EOF) {
-		t.Fatalf("launcher after go: %v", err)
 	}
 	return cmd
 }

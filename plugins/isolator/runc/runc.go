@@ -10,7 +10,7 @@
 // shared, not copied): Prepare creates the container's cgroup with the same
 // limits, Usage, Watch (OOM) and Update read and write it the same way.
 //
-// Who starts the task: the executor's launcher execs the isolator's starter
+// Who starts the task: the executor's task shim execs the isolator's starter
 // (corral-runc-start, named by LaunchSpec.Wrapper) in place of the command.
 // The starter reads the OCI spec Prepare wrote, creates the container and
 // runs the command as its init; it stays the init's parent, forwards

@@ -7,11 +7,24 @@
 // is never lost.
 //
 // The shim is started with the sandbox as its working directory, the task's
-// environment, stdout and stderr (the task inherits them) and two pipes as
-// fds 3 and 4, which it passes on to the task's first stage unchanged. On
-// fd 4 it first writes "pid N\n" (the task's pid) or "error <quoted>\n" if
-// the task could not be started, then closes its copy. Everything after the
-// Arg argument is the task's argv.
+// environment, stdout and stderr (the task inherits them, and nothing else)
+// and two pipes as fds 3 (control, executor -> shim) and 4 (status, shim ->
+// executor). Its arguments are Arg, options, "--" and the task's argv (or,
+// without options, Arg and the argv). The options are what an executor
+// would otherwise need a launcher process for, applied to the task before
+// its first instruction: the task stops right after its exec (ptrace) and
+// the shim sets them on the stopped process.
+//
+//	-rlimit=RESOURCE:SOFT:HARD  prlimit(2) on the task (RLIMIT_* number; -1 is unlimited)
+//	-cgroup=PATH                write the task's pid to PATH (a cgroup.procs file)
+//	-user=UID:GID[:G,G...]      the task's user and groups (setgroups, setgid, setuid before exec)
+//	-hold                       keep the task stopped until the control pipe brings
+//	                            GoByte (EOF or anything else kills it)
+//
+// On fd 4 the shim writes one line: "pid N\n" once the task exists (held,
+// with -hold), "nostart <quoted>\n" if its command could not be started
+// (the shim then records exit code 127 and exits: that is the task's end),
+// or "error <quoted>\n" if the shim itself could not work.
 //
 // Socket protocol: the client sends one line, the shim answers one line.
 //
@@ -71,8 +84,20 @@ var ErrGone = errors.New("task shim is gone and no exit status was recorded")
 // fallback for installs without BinaryName, which is far smaller.
 func MaybeRun() { shimrun.MaybeRun() }
 
+// GoByte, written to the control pipe of a shim started with -hold, lets
+// the task's command run.
+const GoByte = shimrun.GoByte
+
+// StartError is a task whose command could not be started (not found,
+// limit or cgroup refused): the task's end, with exit code 127 recorded,
+// rather than a failure of the shim.
+type StartError struct{ Msg string }
+
+func (e *StartError) Error() string { return e.Msg }
+
 // ReadStart reads the shim's first word on the status pipe: the task's pid,
-// or the reason it could not be started.
+// a *StartError if its command could not be started, or the reason the
+// shim failed.
 func ReadStart(r *bufio.Reader) (int, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
@@ -85,6 +110,12 @@ func ReadStart(r *bufio.Reader) (int, error) {
 			return 0, fmt.Errorf("shim start %q: bad pid", line)
 		}
 		return pid, nil
+	}
+	if v, ok := strings.CutPrefix(line, "nostart "); ok {
+		if unq, err := strconv.Unquote(v); err == nil {
+			v = unq
+		}
+		return 0, &StartError{Msg: v}
 	}
 	if v, ok := strings.CutPrefix(line, "error "); ok {
 		if unq, err := strconv.Unquote(v); err == nil {
@@ -191,4 +222,57 @@ func readExit(sandbox string) (Status, bool, error) {
 		return Status{}, false, fmt.Errorf("exit status file %s holds %q: %w", path, b, err)
 	}
 	return st, true, nil
+}
+
+// Rlimit is one resource limit the shim sets on the task.
+type Rlimit struct {
+	Resource   int // RLIMIT_* number
+	Soft, Hard uint64
+}
+
+// Credential is the user the task runs as.
+type Credential struct {
+	UID, GID uint32
+	Groups   []uint32
+}
+
+// Options is what the shim applies to the task before its command runs.
+type Options struct {
+	Rlimits     []Rlimit
+	CgroupProcs []string // cgroup.procs files the task joins
+	User        *Credential
+	// Hold keeps the task stopped after its exec, once it has its limits
+	// and cgroups, until the executor writes GoByte to the control pipe.
+	Hold bool
+}
+
+// Args is the shim's command line after the binary: Arg, the options,
+// "--" and the task's argv.
+func (o Options) Args(argv []string) []string {
+	args := []string{Arg}
+	for _, rl := range o.Rlimits {
+		args = append(args, "-rlimit="+strconv.Itoa(rl.Resource)+":"+limitText(rl.Soft)+":"+limitText(rl.Hard))
+	}
+	for _, p := range o.CgroupProcs {
+		args = append(args, "-cgroup="+p)
+	}
+	if u := o.User; u != nil {
+		groups := make([]string, len(u.Groups))
+		for i, g := range u.Groups {
+			groups[i] = strconv.FormatUint(uint64(g), 10)
+		}
+		args = append(args, fmt.Sprintf("-user=%d:%d:%s", u.UID, u.GID, strings.Join(groups, ",")))
+	}
+	if o.Hold {
+		args = append(args, "-hold")
+	}
+	args = append(args, "--")
+	return append(args, argv...)
+}
+
+func limitText(v uint64) string {
+	if v == ^uint64(0) {
+		return "-1"
+	}
+	return strconv.FormatUint(v, 10)
 }

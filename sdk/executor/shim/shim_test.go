@@ -3,6 +3,8 @@ package shim
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestMain(m *testing.M) {
@@ -132,8 +135,15 @@ func TestShimBinary(t *testing.T) {
 	}
 	bin := filepath.Join(dir, "plugins", BinaryName)
 	sandbox := t.TempDir()
-	if _, err := startShimBinary(t, bin, sandbox, "/nonexistent/command"); err == nil || !strings.Contains(err.Error(), "start task") {
-		t.Fatalf("start of a missing command: err = %v, want the shim's start error", err)
+	// A command that cannot be started is the task's end: the shim says so
+	// and records exit code 127, as shells do.
+	_, err := startShimBinary(t, bin, sandbox, "/nonexistent/command")
+	var se *StartError
+	if !errors.As(err, &se) || !strings.Contains(se.Msg, "/nonexistent/command") {
+		t.Fatalf("start of a missing command: err = %v, want a *StartError naming it", err)
+	}
+	if st, err := ReadExit(sandbox); err != nil || st != (Status{ExitCode: 127}) {
+		t.Fatalf("recorded exit of a command that never started = %+v, %v; want exit code 127", st, err)
 	}
 	pid, err := startShimBinary(t, bin, sandbox, "sleep", "600") // found through PATH
 	if err != nil {
@@ -195,5 +205,99 @@ func TestShimProtocolErrors(t *testing.T) {
 	}
 	if st, err := Wait(ctx, sandbox); err != nil || st.Signal != 15 {
 		t.Fatalf("Wait = %+v, %v", st, err)
+	}
+}
+
+// TestHeldTaskRunsOnlyAfterGo: with -hold the task exists (its pid is
+// reported, its limits are on it) but its command has not run a single
+// instruction until the executor writes GoByte; EOF instead kills it.
+func TestHeldTaskRunsOnlyAfterGo(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, release := range []bool{true, false} {
+		sandbox := t.TempDir()
+		controlR, controlW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		statusR, statusW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		const nofile = 77
+		opts := Options{Hold: true, Rlimits: []Rlimit{{Resource: syscall.RLIMIT_NOFILE, Soft: nofile, Hard: nofile}}}
+		cmd := exec.Command(self, opts.Args([]string{"/bin/sh", "-c", "ulimit -n > ran"})...)
+		cmd.Dir = sandbox
+		cmd.ExtraFiles = []*os.File{controlR, statusW}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_ = controlR.Close()
+		_ = statusW.Close()
+		pid, err := ReadStart(bufio.NewReader(statusR))
+		_ = statusR.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Stopped at its exec: traced, and nothing written yet.
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); f[0] != "t" {
+			t.Errorf("held task state %q, want t (stopped by its tracer)", f[0])
+		}
+		var lim syscall.Rlimit
+		if err := prlimitOf(pid, syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur != nofile || lim.Max != nofile {
+			t.Errorf("held task's nofile = %+v, %v; want %d", lim, err, nofile)
+		}
+		if _, err := os.Stat(filepath.Join(sandbox, "ran")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the held command ran before go (stat: %v)", err)
+		}
+		if release {
+			if _, err := controlW.Write([]byte{GoByte}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = controlW.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := Wait(ctx, sandbox)
+		cancel()
+		_ = cmd.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, readErr := os.ReadFile(filepath.Join(sandbox, "ran"))
+		switch {
+		case release && (st != Status{} || string(out) != fmt.Sprint(nofile, "\n")):
+			t.Errorf("released: Wait = %+v, output %q (%v); want success printing %d", st, out, readErr, nofile)
+		case !release && (st.Signal != int(syscall.SIGKILL) || readErr == nil):
+			t.Errorf("not released: Wait = %+v, output %q; want SIGKILL before the command ran", st, out)
+		}
+	}
+}
+
+// prlimitOf reads pid's limit of resource.
+func prlimitOf(pid, resource int, lim *syscall.Rlimit) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(resource), 0, uintptr(unsafe.Pointer(lim)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func TestOptionsArgs(t *testing.T) {
+	args := Options{
+		Rlimits:     []Rlimit{{Resource: 7, Soft: 10, Hard: ^uint64(0)}},
+		CgroupProcs: []string{"/a/cgroup.procs"},
+		User:        &Credential{UID: 65534, GID: 65534, Groups: []uint32{1, 2}},
+		Hold:        true,
+	}.Args([]string{"-x", "--"})
+	want := []string{Arg, "-rlimit=7:10:-1", "-cgroup=/a/cgroup.procs", "-user=65534:65534:1,2", "-hold", "--", "-x", "--"}
+	if strings.Join(args, " ") != strings.Join(want, " ") {
+		t.Errorf("Args = %q, want %q", args, want)
 	}
 }

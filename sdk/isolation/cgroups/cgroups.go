@@ -9,8 +9,8 @@
 // and removed through the cgroups library of the OCI runtime
 // (github.com/opencontainers/cgroups).
 //
-// The executor's launcher joins the task's first process to the cgroup
-// before exec (LaunchSpec.CgroupProcs), so nothing the task forks can
+// The executor's task shim writes the task's pid to the cgroup while the
+// task is stopped at its exec (LaunchSpec.CgroupProcs), so nothing the task forks can
 // escape it, whatever session or process group it makes.
 package cgroups
 
@@ -360,8 +360,8 @@ func (i *Isolator) spec(c *container) *isolator.LaunchSpec {
 	return &isolator.LaunchSpec{Environment: map[string]string{}, CgroupProcs: procs, NewSession: true}
 }
 
-// Isolate makes sure pid is in the container's cgroup (the launcher has
-// normally put it there before exec; writing it again is harmless).
+// Isolate makes sure pid is in the container's cgroup (the task's shim has
+// normally put it there before its command runs; then Isolate only checks).
 func (i *Isolator) Isolate(_ context.Context, containerID string, pid int) error {
 	c, err := i.lookup(containerID)
 	if err != nil {
@@ -369,6 +369,14 @@ func (i *Isolator) Isolate(_ context.Context, containerID string, pid int) error
 	}
 	if pid <= 1 {
 		return fmt.Errorf("cgroups isolator: isolate %q: invalid pid %d", containerID, pid)
+	}
+	// The task's shim has normally put it in every controller's cgroup
+	// already: then reading that is all Isolate costs.
+	if in, err := i.hier.Contains(c.rel, pid); err == nil && in {
+		i.mu.Lock()
+		c.pid = pid
+		i.mu.Unlock()
+		return nil
 	}
 	if err := c.mgr.AddPid("", pid); err != nil {
 		return fmt.Errorf("cgroups isolator: isolate %q: add pid %d to %s: %w", containerID, pid, c.rel, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -244,4 +245,24 @@ func killPids(pids []int) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Contains reports whether pid is in cgroup rel in every controller, from
+// /proc/<pid>/cgroup: one read, where writing the pid to each controller's
+// cgroup.procs again costs a cgroup migration apiece (five on v1, each
+// under the kernel's global cgroup locks).
+func (h *Hierarchy) Contains(rel string, pid int) (bool, error) {
+	paths, err := cgroups.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false, err
+	}
+	if h.Unified {
+		return paths[""] == rel, nil
+	}
+	for c := range h.Mounts {
+		if paths[c] != rel {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -105,3 +105,30 @@ func TestKillWhenFreezeFails(t *testing.T) {
 		t.Fatal("task still running a minute after Kill")
 	}
 }
+
+// TestContains: Contains sees a process in a container's cgroup in every
+// controller only once Isolate (or whoever started it) put it there, and
+// Isolate of a process already there leaves it there.
+func TestContains(t *testing.T) {
+	iso := testIsolator(t, `{}`)
+	h := iso.Hierarchy()
+	prepare(t, iso, "in", "cpus:0.1;mem:16")
+	rel := filepath.Join(iso.Parent(), "in")
+	if in, err := h.Contains(rel, os.Getpid()); err != nil || in {
+		t.Fatalf("Contains(test process) = %v, %v; want false", in, err)
+	}
+	w := start(t, iso, "in", shell("exec sleep 600"))
+	pid := w.cmd.Process.Pid
+	if in, err := h.Contains(rel, pid); err != nil || !in {
+		t.Fatalf("Contains(isolated pid %d) = %v, %v; want true", pid, in, err)
+	}
+	if err := iso.Isolate(testCtx(t), "in", pid); err != nil {
+		t.Fatalf("Isolate again: %v", err)
+	}
+	if in, err := h.Contains(rel, pid); err != nil || !in {
+		t.Errorf("Contains after a second Isolate = %v, %v; want true", in, err)
+	}
+	if _, err := h.Contains(rel, 0x7ffffff0); err == nil {
+		t.Error("Contains(no such pid) = nil error, want one")
+	}
+}

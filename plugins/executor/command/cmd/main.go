@@ -11,9 +11,10 @@ import (
 )
 
 func main() {
-	// The same binary is the launcher stage of its task: that must happen
-	// before anything else runs (and it never serves a plugin).
-	command.MaybeRunLauncher()
+	// The same binary is the shim of its tasks where corral-shim is not
+	// installed: that must happen before anything else runs (and it never
+	// serves a plugin).
+	command.MaybeRunShim()
 
 	// stdout carries the go-plugin handshake: log JSON to stderr only.
 	logger := hclog.New(&hclog.LoggerOptions{
@@ -23,17 +24,12 @@ func main() {
 		Level:      hclog.LevelFromString(os.Getenv("CORRAL_PLUGIN_LOG_LEVEL")),
 	})
 	var opts []command.Option
-	// The small launcher binary beside this one starts in a fraction of
-	// the time this binary takes; without it, this binary is the launcher.
+	// The small shim binary beside this one starts in a fraction of the
+	// time this binary takes, and stays a fraction of its size per task.
 	if self, err := os.Executable(); err == nil {
-		if l := filepath.Join(filepath.Dir(self), command.LauncherName); isExecutable(l) {
-			opts = append(opts, command.WithLauncher(l))
+		if s := command.ShimBeside(filepath.Dir(self)); s != "" {
+			opts = append(opts, command.WithShim(s))
 		}
 	}
 	executor.Serve(command.New(logger, opts...), logger)
-}
-
-func isExecutable(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }

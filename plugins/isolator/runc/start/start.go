@@ -2,7 +2,7 @@
 // process that builds the container around the task's command with
 // libcontainer and stays its parent until it exits.
 //
-// The executor's launcher execs the starter (the isolator's
+// The executor's task shim execs the starter (the isolator's
 // LaunchSpec.Wrapper) in place of the command, as
 //
 //	corral-runc-start <container dir> -- <argv...>
@@ -59,7 +59,7 @@ const (
 )
 
 // ExitFailed is the starter's exit code when the container could not be
-// started (the shells' "command not found" code, as the launcher's).
+// started (the shells' "command not found" code, as the shim's).
 const ExitFailed = 127
 
 // MaybeInit finishes libcontainer's init and never returns when the binary

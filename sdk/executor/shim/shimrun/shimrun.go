@@ -35,10 +35,53 @@ const maxLine = 512
 // it returns at once. Call it first thing in main.
 func MaybeRun() {
 	args := cmdline()
+	if len(args) >= 5 && args[1] == userArg {
+		syscall.Exit(runAsUser(args[2], args[3], args[4:]))
+	}
 	if len(args) < 3 || args[1] != Arg {
 		return
 	}
 	syscall.Exit(Run(args[2:]))
+}
+
+// userArg, as os.Args[1], makes the shim's binary the user stage of a task
+// that both switches user and has rlimits: the shim can set limits on a
+// process of another user only with CAP_SYS_RESOURCE, which a root shim in
+// a container may lack, so the stage (the task's pid, still root) gets the
+// limits, then switches user and execs the command. Arguments: userArg,
+// UID:GID:GROUPS, the command's path, its argv. On fd 3 it writes why it
+// could not exec.
+const userArg = "__corral-shim-user"
+
+// runAsUser is the user stage: it switches to user and execs path.
+func runAsUser(user, path string, argv []string) int {
+	// The shim traces this thread: it must be the one that execs.
+	runtime.LockOSThread()
+	const errFd = 3
+	syscall.CloseOnExec(errFd)
+	fail := func(err string) int {
+		_ = writeAll(errFd, err)
+		return 127
+	}
+	c, err := parseUser(user)
+	if err != nil {
+		return fail("user " + user + ": " + err.Error())
+	}
+	groups := make([]int, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fail("setgroups: " + err.Error())
+	}
+	if err := syscall.Setgid(int(c.Gid)); err != nil {
+		return fail("setgid " + strconv.Itoa(int(c.Gid)) + ": " + err.Error())
+	}
+	if err := syscall.Setuid(int(c.Uid)); err != nil {
+		return fail("setuid " + strconv.Itoa(int(c.Uid)) + ": " + err.Error())
+	}
+	err = syscall.Exec(path, argv, syscall.Environ())
+	return fail("exec " + path + ": " + err.Error())
 }
 
 // cmdline is os.Args, read from /proc/self/cmdline: package os costs more
@@ -73,11 +116,125 @@ func cmdline() []string {
 	return args
 }
 
-// Run is the shim of the task argv: it returns the shim's exit code once
-// the task has ended and its status is recorded (127 if the task could not
-// be started). The working directory is the sandbox; fds 3 and 4 are the
+// plan is what the shim applies to the task before its command runs (the
+// options before "--" on the shim's command line, see package shim).
+type plan struct {
+	rlimits []rlimit
+	cgroups []string // cgroup.procs files the task joins
+	cred    *syscall.Credential
+	hold    bool // wait for the executor's go byte on the control pipe
+}
+
+// rlimit is one resource limit, by resource number (RLIMIT_*).
+type rlimit struct {
+	resource   int
+	soft, hard uint64
+}
+
+// stops reports whether the task must stop at its exec, before its first
+// instruction, for the shim (or the executor) to finish its container.
+func (p *plan) stops() bool { return p.hold || len(p.rlimits) > 0 || len(p.cgroups) > 0 }
+
+// parseArgs splits the shim's arguments into its plan and the task's argv.
+// Without options (the first argument does not start with "-"), all of
+// args is the argv.
+func parseArgs(args []string) (*plan, []string, error) {
+	p := &plan{}
+	if len(args) == 0 || len(args[0]) == 0 || args[0][0] != '-' {
+		return p, args, nil
+	}
+	for i, a := range args {
+		if a == "--" {
+			return p, args[i+1:], nil
+		}
+		name, val := a, ""
+		if j := indexByte([]byte(a), '='); j >= 0 {
+			name, val = a[:j], a[j+1:]
+		}
+		var err error
+		switch name {
+		case "-rlimit":
+			err = p.addRlimit(val)
+		case "-cgroup":
+			if val == "" {
+				err = syscall.EINVAL
+			}
+			p.cgroups = append(p.cgroups, val)
+		case "-user":
+			p.cred, err = parseUser(val)
+		case "-hold":
+			p.hold = true
+		default:
+			err = syscall.EINVAL
+		}
+		if err != nil {
+			return nil, nil, &pathError{"option", a, err}
+		}
+	}
+	return nil, nil, &pathError{"options", "", errNoArgv}
+}
+
+type stringError string
+
+func (e stringError) Error() string { return string(e) }
+
+const errNoArgv = stringError(`no "--" before the task's argv`)
+
+// addRlimit parses RESOURCE:SOFT:HARD (numbers; RLIM_INFINITY as -1 or
+// its unsigned value).
+func (p *plan) addRlimit(v string) error {
+	f := split(v, ':')
+	if len(f) != 3 {
+		return syscall.EINVAL
+	}
+	res, err := strconv.Atoi(f[0])
+	if err != nil || res < 0 {
+		return syscall.EINVAL
+	}
+	lim := [2]uint64{}
+	for i, s := range f[1:] {
+		if s == "-1" {
+			lim[i] = ^uint64(0)
+			continue
+		}
+		if lim[i], err = strconv.ParseUint(s, 10, 64); err != nil {
+			return syscall.EINVAL
+		}
+	}
+	p.rlimits = append(p.rlimits, rlimit{resource: res, soft: lim[0], hard: lim[1]})
+	return nil
+}
+
+// parseUser parses UID:GID[:GROUP,GROUP...].
+func parseUser(v string) (*syscall.Credential, error) {
+	f := split(v, ':')
+	if len(f) < 2 || len(f) > 3 {
+		return nil, syscall.EINVAL
+	}
+	uid, err1 := strconv.ParseUint(f[0], 10, 32)
+	gid, err2 := strconv.ParseUint(f[1], 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, syscall.EINVAL
+	}
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	if len(f) == 3 && f[2] != "" {
+		for _, g := range split(f[2], ',') {
+			n, err := strconv.ParseUint(g, 10, 32)
+			if err != nil {
+				return nil, syscall.EINVAL
+			}
+			c.Groups = append(c.Groups, uint32(n))
+		}
+	}
+	return c, nil
+}
+
+// Run is the shim of the task: args are its options, "--" and the task's
+// argv (or the argv alone). It returns the shim's exit code once the task
+// has ended and its status is recorded (127 if the task could not be
+// started). The working directory is the sandbox; fds 3 and 4 are the
 // executor's control and status pipes.
-func Run(argv []string) int {
+func Run(args []string) int {
 	// A long-lived process per task: keep the heap tight and the runtime
 	// small (one P: the shim never has two things to do at once).
 	// (It allocates a few KiB after start: the collector never runs, so
@@ -88,6 +245,13 @@ func Run(argv []string) int {
 		writeAll(status, "error "+strconv.Quote(what+": "+err.Error())+"\n")
 		return 127
 	}
+	// Nothing but stdin, stdout and stderr may leak into the task: not the
+	// executor's pipes, nor what it inherited without close-on-exec.
+	closeOnExecFrom(control)
+	p, argv, err := parseArgs(args)
+	if err != nil {
+		return fail("shim", err)
+	}
 	if len(argv) == 0 {
 		return fail("shim", syscall.EINVAL)
 	}
@@ -97,28 +261,47 @@ func Run(argv []string) int {
 	sock := Dir + "/" + SocketName
 	_ = syscall.Unlink(sock)
 	_ = syscall.Unlink(Dir + "/" + ExitName)
+
+	pid, msg := start(p, argv)
+	if pid <= 0 {
+		// The command never ran: that is the task's end (exit code 127,
+		// as shells report it), not the shim's failure.
+		if err := writeExit(status127); err != nil {
+			return fail("shim", err)
+		}
+		writeAll(status, "nostart "+strconv.Quote(msg)+"\n")
+		return 127
+	}
 	// A relative path: sun_path holds 108 bytes, a sandbox path may not fit.
 	ln, err := listen(sock)
 	if err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		if p.stops() {
+			_ = syscall.PtraceDetach(pid)
+		}
+		reap(pid)
 		return fail("shim socket", err)
 	}
-	path, err := lookPath(argv[0])
-	if err != nil {
-		return fail("start task", err)
+	writeAll(status, "pid "+strconv.Itoa(pid)+"\n")
+	if p.hold {
+		// The executor isolates the task now; its command runs once the
+		// executor says go. Anything else (EOF: the executor aborted or
+		// died) ends the task before it ran.
+		var b [1]byte
+		n, err := syscall.Read(control, b[:])
+		for err == syscall.EINTR {
+			n, err = syscall.Read(control, b[:])
+		}
+		if n != 1 || b[0] != GoByte {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
-	// The task's first stage gets our stdio and the executor's pipes as
-	// fds 3 and 4; it gets a session of its own, so that its process group
-	// can be signalled as one (-pid).
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Env:   syscall.Environ(),
-		Files: []uintptr{0, 1, 2, control, status},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
-	if err != nil {
-		return fail("start task", err)
+	if p.stops() {
+		// Let the command run (a killed one dies now).
+		_ = syscall.PtraceDetach(pid)
+		runtime.UnlockOSThread()
 	}
 	_ = syscall.Close(control)
-	writeAll(status, "pid "+strconv.Itoa(pid)+"\n")
 	_ = syscall.Close(status)
 	// The task holds stdout and stderr; the shim keeps its copies open
 	// (a reader of the files sees them as the task's), but writes nothing.
@@ -127,6 +310,176 @@ func Run(argv []string) int {
 	s.exitFd, s.exitCh = watchExit(pid)
 	s.loop()
 	return 0
+}
+
+// GoByte, on the control pipe of a shim started with -hold, lets the task's
+// command run.
+const GoByte = 'g'
+
+var status127 = status{code: 127}
+
+// start starts the task's command in a session of its own, with stdin,
+// stdout and stderr (the shim's) and nothing else, as p's user. When p
+// needs it, the task stops right after its exec, before running anything
+// (ptrace), gets its limits and cgroups, and (with -hold) stays stopped
+// for the caller to release (PtraceDetach, from this locked thread). It
+// returns the pid, or 0 and why the command could not be started.
+func start(p *plan, argv []string) (int, string) {
+	path, err := lookPath(argv[0])
+	if err != nil {
+		return 0, "exec: " + strconv.Quote(argv[0]) + ": executable file not found in $PATH"
+	}
+	attr := &syscall.ProcAttr{
+		Env:   syscall.Environ(),
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: p.cred, Ptrace: p.stops()},
+	}
+	if !p.stops() {
+		pid, err := syscall.ForkExec(path, argv, attr)
+		if err != nil {
+			return 0, "exec " + path + ": " + err.Error()
+		}
+		return pid, ""
+	}
+	// The tracer is this thread: it must stay the one that detaches.
+	runtime.LockOSThread()
+	if p.cred != nil && len(p.rlimits) > 0 {
+		// See userArg: the task starts as this binary, as root.
+		var fds [2]int
+		if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+			runtime.UnlockOSThread()
+			return 0, "user stage: " + err.Error()
+		}
+		defer syscall.Close(fds[0])
+		attr.Files = append(attr.Files, uintptr(fds[1]))
+		attr.Sys.Credential = nil
+		stageArgv := append([]string{argv[0], userArg, userText(p.cred), path}, argv...)
+		pid, err := syscall.ForkExec("/proc/self/exe", stageArgv, attr)
+		_ = syscall.Close(fds[1])
+		if err != nil {
+			runtime.UnlockOSThread()
+			return 0, "user stage: " + err.Error()
+		}
+		return startStopped(p, pid, path, fds[0])
+	}
+	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return 0, "exec " + path + ": " + err.Error()
+	}
+	return startStopped(p, pid, path, -1)
+}
+
+// startStopped finishes start for a task stopped at its exec (pid): it
+// sets the task's limits and cgroups. With errR >= 0 that exec was the
+// user stage's, which then runs on to the command's exec, or reports on
+// errR why it could not.
+func startStopped(p *plan, pid int, path string, errR int) (int, string) {
+	abort := func(msg string) (int, string) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = syscall.PtraceDetach(pid)
+		reap(pid)
+		runtime.UnlockOSThread()
+		return 0, msg
+	}
+	// The exec stops the task with SIGTRAP before its first instruction.
+	if !waitExecStop(pid) {
+		return abort("exec " + path + ": the task did not stop at its exec")
+	}
+	// Limits first, on the stopped task (raising a hard limit needs
+	// CAP_SYS_RESOURCE, as it did in the task itself).
+	for _, rl := range p.rlimits {
+		lim := [2]uint64{rl.soft, rl.hard}
+		if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(rl.resource),
+			uintptr(unsafe.Pointer(&lim)), 0, 0, 0); e != 0 {
+			return abort("setrlimit " + strconv.Itoa(rl.resource) + " to " + strconv.FormatUint(rl.soft, 10) + ":" +
+				strconv.FormatUint(rl.hard, 10) + ": " + e.Error())
+		}
+	}
+	pidText := strconv.Itoa(pid)
+	for _, f := range p.cgroups {
+		if err := writeExisting(f, pidText); err != nil {
+			return abort("join cgroup: " + err.Error())
+		}
+	}
+	if errR >= 0 {
+		// On to the command's exec, as the task's user.
+		if err := syscall.PtraceCont(pid, 0); err != nil {
+			return abort("user stage: " + err.Error())
+		}
+		if !waitExecStop(pid) {
+			var b [512]byte
+			n, _ := syscall.Read(errR, b[:])
+			msg := "user stage ended before the command's exec"
+			if n > 0 {
+				msg = string(b[:n])
+			}
+			return abort(msg)
+		}
+	}
+	return pid, ""
+}
+
+// waitExecStop waits for traced pid to stop at its exec (SIGTRAP), passing
+// on any other signal it stops for. False if it ended instead.
+func waitExecStop(pid int) bool {
+	for {
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || !ws.Stopped() {
+			return false
+		}
+		if ws.StopSignal() == syscall.SIGTRAP {
+			return true
+		}
+		if err := syscall.PtraceCont(pid, int(ws.StopSignal())); err != nil {
+			return false
+		}
+	}
+}
+
+// userText is parseUser's input for c.
+func userText(c *syscall.Credential) string {
+	s := strconv.FormatUint(uint64(c.Uid), 10) + ":" + strconv.FormatUint(uint64(c.Gid), 10) + ":"
+	for i, g := range c.Groups {
+		if i > 0 {
+			s += ","
+		}
+		s += strconv.FormatUint(uint64(g), 10)
+	}
+	return s
+}
+
+// writeExisting writes s to a file that must already exist (a cgroup's
+// cgroup.procs), in one write as the kernel expects.
+func writeExisting(path, s string) error {
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return &pathError{"open", path, err}
+	}
+	if err := writeAll(fd, s); err != nil {
+		_ = syscall.Close(fd)
+		return &pathError{"write", path, err}
+	}
+	if err := syscall.Close(fd); err != nil {
+		return &pathError{"close", path, err}
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor >= first close-on-exec
+// (close_range(2), Linux 5.11; before, the two pipes, which are all the
+// executor passes on).
+func closeOnExecFrom(first int) {
+	const sysCloseRange, closeRangeCloexec = 436, 1 << 2
+	if _, _, e := syscall.RawSyscall(sysCloseRange, uintptr(first), ^uintptr(0), closeRangeCloexec); e == 0 {
+		return
+	}
+	syscall.CloseOnExec(first)
+	syscall.CloseOnExec(first + 1)
 }
 
 // listen makes the shim's socket, close-on-exec so the task does not hold it.

@@ -1,5 +1,5 @@
 // Command corral-runc-start is the runc isolator's starter (package start):
-// the launcher execs it in place of a task's command, and libcontainer
+// the task shim execs it in place of a task's command, and libcontainer
 // re-executes it as the container's init.
 package main
 
