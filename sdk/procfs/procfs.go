@@ -77,7 +77,7 @@ func Identify(pid int) (Process, error) {
 // Signal sends sig to p if pid still names p; ErrNoProcess if p is gone
 // (or its pid now names another process).
 func (p Process) Signal(sig syscall.Signal) error {
-	if !Alive(p.Pid, p.StartTicks) {
+	if p.StartTicks == 0 || !Alive(p.Pid, p.StartTicks) { // 0: never identified
 		return fmt.Errorf("pid %d: %w", p.Pid, ErrNoProcess)
 	}
 	return syscall.Kill(p.Pid, sig)
@@ -89,6 +89,11 @@ func (p Process) Signal(sig syscall.Signal) error {
 // left alone when the pid names a later process (which may lead a group
 // of its own under that id).
 func (p Process) SignalGroup(sig syscall.Signal) error {
+	if p.Pid <= 1 {
+		// kill(0) and kill(-1) would reach the caller's own group or
+		// every process: never for an unknown Process.
+		return fmt.Errorf("process group %d: %w", p.Pid, ErrNoProcess)
+	}
 	_, ticks, err := Stat(p.Pid)
 	if err == nil && ticks != p.StartTicks {
 		return fmt.Errorf("process group %d: its leader's pid names another process: %w", p.Pid, ErrNoProcess)

@@ -92,3 +92,16 @@ func TestSignalGroup(t *testing.T) {
 		t.Error("the group leader did not die of SIGKILL")
 	}
 }
+
+// TestZeroProcessIsNeverSignalled: a Process that was never identified
+// (Identify failed) must not turn into kill(0) or kill(-1).
+func TestZeroProcessIsNeverSignalled(t *testing.T) {
+	for _, p := range []Process{{}, {Pid: 1}, {Pid: -1}} {
+		if err := p.SignalGroup(syscall.SIGCONT); !errors.Is(err, ErrNoProcess) {
+			t.Errorf("%+v.SignalGroup = %v, want ErrNoProcess", p, err)
+		}
+	}
+	if err := (Process{}).Signal(syscall.SIGCONT); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("zero Process.Signal = %v, want ErrNoProcess", err)
+	}
+}

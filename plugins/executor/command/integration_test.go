@@ -12,6 +12,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 // TestRealBinary starts the built executor through go-plugin, as the agent
@@ -37,7 +38,9 @@ func TestRealBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-resp.Pid, syscall.SIGKILL) })
+	if task, err := procfs.Identify(int(resp.Pid)); err == nil { // by cleanup the pid may name another test's process
+		t.Cleanup(func() { _ = task.SignalGroup(syscall.SIGKILL) })
+	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -16,6 +16,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/pluginapi/plugintest"
 	"github.com/corral-project/corral/plugins/isolator/runc/rootfstest"
+	"github.com/corral-project/corral/sdk/procfs"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -145,6 +146,9 @@ func (e *env) start(t *testing.T, id string, prep isolator.PrepareRequest, argv 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)
 	}
+	// Identified before it can be reaped: by cleanup its pid may name
+	// another test's process.
+	session, _ := procfs.Identify(cmd.Process.Pid)
 	if err := e.iso.Isolate(ctx, id, cmd.Process.Pid); err != nil {
 		t.Fatalf("Isolate: %v", err)
 	}
@@ -155,7 +159,7 @@ func (e *env) start(t *testing.T, id string, prep isolator.PrepareRequest, argv 
 		close(tk.exited)
 	}()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = session.SignalGroup(syscall.SIGKILL)
 		<-tk.exited
 		_ = e.iso.Cleanup(context.Background(), id)
 	})

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/corral-project/corral/sdk/procfs"
 )
 
 func TestMain(m *testing.M) {
@@ -63,7 +65,8 @@ func startShimBinary(t *testing.T, bin, sandbox string, argv ...string) (int, er
 	if err != nil {
 		return 0, err
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL); _ = cmd.Process.Kill() })
+	task, _ := procfs.Identify(pid) // by cleanup the pid may name another test's process
+	t.Cleanup(func() { _ = task.SignalGroup(syscall.SIGKILL); _ = cmd.Process.Kill() })
 	return pid, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/procfs"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -197,6 +198,9 @@ func start(t *testing.T, iso isolator.Isolator, id string, cmd *exec.Cmd) *workl
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
+	// Identified before it can be reaped: by cleanup its pid may name
+	// another test's process.
+	session, _ := procfs.Identify(cmd.Process.Pid)
 	w := &workload{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(out), stderr: stderr, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
@@ -204,7 +208,7 @@ func start(t *testing.T, iso isolator.Isolator, id string, cmd *exec.Cmd) *workl
 		close(w.exited)
 	}()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = session.SignalGroup(syscall.SIGKILL)
 		<-w.exited
 	})
 	if err := iso.Isolate(testCtx(t), id, cmd.Process.Pid); err != nil {
