@@ -93,9 +93,11 @@ bench: build
 
 # make bench-alloc                               the allocation table (issue 5 sizes, up to 50k agents)
 # make bench-alloc MAX_AGENTS=10000              only the smaller sizes
+# make bench-alloc ONLY='agents=10000/frameworks=1000/'   only the cases matching a regexp
 MAX_AGENTS ?= 50000
+ONLY ?=
 bench-alloc: build
-	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) \
+	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_ALLOC=1 CORRAL_BENCH_ALLOC_MAX_AGENTS=$(MAX_AGENTS) CORRAL_BENCH_ALLOC_ONLY='$(ONLY)' \
 		$(GO) test -count 1 -timeout 60m -v -run 'TestReportAllocBench|TestReportMasterScale' ./plugins/allocator ./core/master
 
 # make bench-recovery                            agent restart after kill -9 with 200 running tasks

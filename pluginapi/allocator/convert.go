@@ -546,15 +546,21 @@ func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMem
 }
 
 func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse {
-	p := &allocatorpb.AllocateResponse{AppliedVersion: r.AppliedVersion, Metrics: r.Metrics}
+	return allocateResponseToProtoIn(&allocatorpb.AllocateResponse{},
+		make([]*allocatorpb.OfferProposal, 0, len(r.Offers)), make([]allocatorpb.OfferProposal, len(r.Offers)), r)
+}
+
+// allocateResponseToProtoIn builds r's wire form in p, with offer messages
+// in ops (len(r.Offers) zero messages) listed in ptrs (empty): one array
+// backs every offer message, as a busy cycle has thousands.
+func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocatorpb.OfferProposal, ops []allocatorpb.OfferProposal, r *AllocateResponse) *allocatorpb.AllocateResponse {
+	p.AppliedVersion, p.Metrics = r.AppliedVersion, r.Metrics
 	// Each distinct resource list crosses the wire once; offers of
 	// identical free resources (identical agents) refer to it. A few recent
 	// lists are compared, which finds runs without hashing every offer.
 	var recent []int // indices into p.ResourceTable, most recent last
 	var recentRes []resources.Resources
-	p.Offers = make([]*allocatorpb.OfferProposal, 0, len(r.Offers))
-	// One array backs every offer message: a busy cycle has thousands.
-	ops := make([]allocatorpb.OfferProposal, len(r.Offers))
+	p.Offers = ptrs
 	for i, o := range r.Offers {
 		op := &ops[i]
 		op.FrameworkId, op.Role, op.AgentId = o.FrameworkID, o.Role, o.AgentID

@@ -140,3 +140,29 @@ func TestResponseResourceTable(t *testing.T) {
 		t.Errorf("bad reference: %v", err)
 	}
 }
+
+// TestOfferMemoryRecyclesIndex: the host reuses the index of the response
+// it forgets for the next one; nothing of the forgotten response may
+// resolve through it, and the responses still remembered resolve as sent.
+func TestOfferMemoryRecyclesIndex(t *testing.T) {
+	var host offerMemory
+	offer := func(resp int) Proposal {
+		// One resource list for all: a stale index entry would resolve.
+		return Proposal{FrameworkID: fmt.Sprint("f", resp), Role: "r", AgentID: "a", Resources: resources.MustParse("cpus:1")}
+	}
+	const responses = recentResponses + 3
+	for resp := range responses {
+		host.remember(uint64(100+resp), []Proposal{offer(resp)}, true)
+	}
+	if len(host.recent) != recentResponses {
+		t.Fatalf("remembers %d responses, want %d", len(host.recent), recentResponses)
+	}
+	for resp := range responses {
+		o := offer(resp)
+		id, index, ok := host.ref((*Allocation)(&o))
+		remembered := resp >= responses-recentResponses
+		if ok != remembered || (ok && (id != uint64(100+resp) || index != 0)) {
+			t.Errorf("response %d (remembered %v): ref = %d/%d, %v", resp, remembered, id, index, ok)
+		}
+	}
+}

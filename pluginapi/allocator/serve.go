@@ -4,6 +4,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/base"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // Serve runs impl as an allocator plugin until the host ends it. It is the
@@ -13,7 +14,9 @@ func Serve(impl Allocator, logger hclog.Logger) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(impl),
-		GRPCServer:      base.NewGRPCServer,
-		Logger:          logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return base.NewGRPCServer(append(opts, recyclingServerOption()))
+		},
+		Logger: logger,
 	})
 }

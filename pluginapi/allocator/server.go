@@ -88,7 +88,16 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	if resp == nil {
 		return nil, status.Error(codes.Internal, fmt.Sprintf("allocator returned neither a response nor an error for base version %d", req.BaseVersion))
 	}
-	out := allocateResponseToProto(resp)
+	var out *allocatorpb.AllocateResponse
+	if recycling.Load() {
+		// Built in a leased buffer that the server's codec hands back
+		// once it is marshalled (respool.go).
+		var rb *responseBuf
+		out, rb = leaseResponse(len(resp.Offers))
+		allocateResponseToProtoIn(out, rb.ptrs, rb.ops, resp)
+	} else {
+		out = allocateResponseToProto(resp)
+	}
 	s.responseMu.Lock()
 	if s.responseID == 0 {
 		// Start anywhere: a host must never mistake a restarted plugin's

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,7 +139,12 @@ func BenchmarkAllocate(b *testing.B) {
 // case the median of several steady cycles in process and through the
 // plugin binary, their ratio, the first cycle, allocations per cycle and
 // the plugin's RSS. A report, not a check: it runs only with
-// CORRAL_BENCH_ALLOC=1; CORRAL_BENCH_ALLOC_MAX_AGENTS limits the sizes.
+// CORRAL_BENCH_ALLOC=1; CORRAL_BENCH_ALLOC_MAX_AGENTS limits the sizes and
+// CORRAL_BENCH_ALLOC_ONLY (a regexp over the case names, such as
+// "policy=drf/agents=10000/frameworks=1000/") the cases, and
+// CORRAL_BENCH_ALLOC_CYCLES the number of steady cycles (7). The two modes
+// run side by side, taking turns cycle by cycle, so that the machine's
+// load weighs on both alike.
 func TestReportAllocBench(t *testing.T) {
 	if os.Getenv("CORRAL_BENCH_ALLOC") != "1" {
 		t.Skip("set CORRAL_BENCH_ALLOC=1 (make bench-alloc) to run the allocation benchmark table")
@@ -147,29 +153,33 @@ func TestReportAllocBench(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_ALLOC_MAX_AGENTS")); err == nil {
 		maxAgents = v
 	}
-	const cycles = 7
+	var only *regexp.Regexp
+	if v := os.Getenv("CORRAL_BENCH_ALLOC_ONLY"); v != "" {
+		var err error
+		if only, err = regexp.Compile(v); err != nil {
+			t.Fatalf("CORRAL_BENCH_ALLOC_ONLY: %v", err)
+		}
+	}
+	cycles := 7
+	if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_ALLOC_CYCLES")); err == nil && v > 0 {
+		cycles = v
+	}
 	var rows []string
 	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
 		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
 		"first in", "first plg", "allocs/cyc", "plugin RSS"))
 	for _, c := range cases {
-		if c.shape.Agents > maxAgents {
+		if c.shape.Agents > maxAgents || only != nil && !only.MatchString(c.name("")) {
 			continue
 		}
-		res := map[string]allocatortest.BenchResult{}
-		var rss string
-		for _, mode := range []string{"inprocess", "plugin"} {
-			cl, pid := start(t, c, mode)
-			r, err := cl.RunBench(context.Background(), cycles)
-			if err != nil {
-				t.Fatalf("%s: %v", c.name(mode), err)
-			}
-			res[mode] = r
-			if pid != 0 {
-				rss = rssOf(pid)
-			}
+		clIn, _ := start(t, c, "inprocess")
+		clPl, pid := start(t, c, "plugin")
+		res, err := allocatortest.RunBenches(context.Background(), cycles, clIn, clPl)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name(""), err)
 		}
-		in, pl := res["inprocess"], res["plugin"]
+		rss := rssOf(pid)
+		in, pl := res[0], res[1]
 		rows = append(rows, fmt.Sprintf("%-9s %7d %6d %6d | %10s %10s %5.2fx | %10s %10s %5.2fx | %9s %9s | %10d %10s",
 			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles,
 			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
@@ -177,7 +187,7 @@ func TestReportAllocBench(t *testing.T) {
 			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
-	fmt.Printf("median of %d steady cycles after the first; half the frameworks decline every offer for an hour,\n"+
+	fmt.Printf("median of %d steady cycles after the first, in process and plugin taking turns; half the frameworks decline every offer for an hour,\n"+
 		"the other half keep theirs; ratio = plugin / in-process; ms: wall time of the Allocate call; cpu: CPU ms\n"+
 		"used meanwhile by this process (all threads, GC included) plus, in plugin mode, the plugin process;\n"+
 		"allocs/cyc in process; plugin RSS after the run. Load average at the end: %s\n", cycles, loadavg())

@@ -578,7 +578,13 @@ func (s *State) allocate(a *allocator.Allocation) error {
 		return nil
 	}
 	k := allocKey{a.FrameworkID, a.Role, a.AgentID}
-	s.allocs[k] = s.allocs[k].Add(a.Resources)
+	if held, ok := s.allocs[k]; ok {
+		s.allocs[k] = held.Add(a.Resources)
+	} else {
+		// Resources are immutable values: a first allocation is kept as
+		// given instead of copied (most of a cycle's are first ones).
+		s.allocs[k] = a.Resources
+	}
 	e.avail = e.avail.Subtract(a.Resources)
 	s.account(k, a.Resources, 1)
 	return nil

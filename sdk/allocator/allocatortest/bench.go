@@ -182,39 +182,66 @@ type BenchResult struct {
 	Median         time.Duration // of the cycles after it
 	CPUMedian      time.Duration // CPU time of those cycles (see LastCPU)
 	Offers         int           // in the last cycle
-	AllocsPerCycle uint64        // heap allocations in this process per steady cycle
+	AllocsPerCycle uint64        // heap allocations in this process per steady cycle (Answer's included)
 	BytesPerCycle  uint64
 }
 
 // RunBench runs one first cycle and then cycles steady-state cycles.
 func (c *BenchCluster) RunBench(ctx context.Context, cycles int) (BenchResult, error) {
-	var r BenchResult
-	first, _, err := c.Cycle(ctx)
+	rs, err := RunBenches(ctx, cycles, c)
 	if err != nil {
-		return r, err
+		return BenchResult{}, err
 	}
-	r.First = first
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	times := make([]time.Duration, 0, cycles)
-	cpus := make([]time.Duration, 0, cycles)
-	for range cycles {
-		d, n, err := c.Cycle(ctx)
+	return rs[0], nil
+}
+
+// RunBenches runs the clusters side by side: each one's first cycle, then
+// cycles steady-state cycles taking turns (the order alternating from one
+// round to the next), so that on a shared machine a burst of load falls on
+// all of them alike and their ratio means something. The clusters should
+// be of one shape: round i then finds the same state in each.
+func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]BenchResult, error) {
+	rs := make([]BenchResult, len(clusters))
+	for i, c := range clusters {
+		first, _, err := c.Cycle(ctx)
 		if err != nil {
-			return r, err
+			return nil, err
 		}
-		times = append(times, d)
-		cpus = append(cpus, c.lastCPU)
-		r.Offers = n
+		rs[i].First = first
 	}
-	runtime.ReadMemStats(&ms1)
-	slices.Sort(times)
-	slices.Sort(cpus)
-	if len(times) > 0 {
-		r.Median = times[len(times)/2]
-		r.CPUMedian = cpus[len(cpus)/2]
-		r.AllocsPerCycle = (ms1.Mallocs - ms0.Mallocs) / uint64(len(times))
-		r.BytesPerCycle = (ms1.TotalAlloc - ms0.TotalAlloc) / uint64(len(times))
+	times := make([][]time.Duration, len(clusters))
+	cpus := make([][]time.Duration, len(clusters))
+	var ms0, ms1 runtime.MemStats
+	for round := range cycles {
+		for j := range clusters {
+			i := j
+			if round%2 == 1 {
+				i = len(clusters) - 1 - j
+			}
+			c := clusters[i]
+			runtime.ReadMemStats(&ms0)
+			d, n, err := c.Cycle(ctx)
+			if err != nil {
+				return nil, err
+			}
+			runtime.ReadMemStats(&ms1)
+			times[i] = append(times[i], d)
+			cpus[i] = append(cpus[i], c.lastCPU)
+			rs[i].Offers = n
+			rs[i].AllocsPerCycle += ms1.Mallocs - ms0.Mallocs
+			rs[i].BytesPerCycle += ms1.TotalAlloc - ms0.TotalAlloc
+		}
 	}
-	return r, nil
+	for i := range rs {
+		if cycles == 0 {
+			continue
+		}
+		slices.Sort(times[i])
+		slices.Sort(cpus[i])
+		rs[i].Median = times[i][cycles/2]
+		rs[i].CPUMedian = cpus[i][cycles/2]
+		rs[i].AllocsPerCycle /= uint64(cycles)
+		rs[i].BytesPerCycle /= uint64(cycles)
+	}
+	return rs, nil
 }
