@@ -80,10 +80,6 @@ type haMaster struct {
 	authnOnce sync.Once
 	authn     *authn.Authenticator
 
-	// port serves gRPC with grpc-go's own server on a cleartext port
-	// (nil with TLS: gRPC goes through the Switch's ServeHTTP then).
-	port *portSplit
-
 	leaderMu   sync.Mutex
 	leaderAt   time.Time
 	leaderAddr string
@@ -188,15 +184,8 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 	m.SetLeadership(h.standby)
 	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
 
-	httpL := l
-	if serverTLS == nil {
-		h.port = newPortSplit(l, h.log)
-		defer h.port.Close()
-		httpL = h.port.HTTP()
-		h.port.serve(api.StandbyGRPC(h.leader))
-	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- api.Serve(ctx, httpL, serverTLS, sw.GRPC(), sw.HTTP(), h.log) }()
+	go func() { serveErr <- api.Serve(ctx, l, serverTLS, sw.GRPC(), sw.HTTP(), h.log) }()
 	h.announce = sync.OnceFunc(func() {
 		active := m.AllocatorStatus().Active
 		scheme := h.cfg.TLS.Scheme()
@@ -263,12 +252,6 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	standbyGRPC := api.StandbyGRPC(h.leader)
 	defer standbyGRPC.Stop()
 	sw.Set(termBound(termCtx, g), api.HandlerWith(m, mo))
-	// Standing by again closes the term's gRPC connections (see portSplit).
-	portStandby := sync.OnceFunc(func() {})
-	if h.port != nil {
-		h.port.serve(g)
-		portStandby = sync.OnceFunc(func() { h.port.serve(api.StandbyGRPC(h.leader)) })
-	}
 	if !h.standalone {
 		h.log.Info("leading", "address", h.addr)
 	}
@@ -285,7 +268,6 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 		case <-term.Lost():
 			m.SetLeadership(h.standby)
 			sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
-			portStandby()
 			cancel()
 		case <-termCtx.Done():
 		}
@@ -293,7 +275,6 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	<-termCtx.Done()
 	m.SetLeadership(h.standby)
 	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
-	portStandby()
 	// Cut every stream of this term: agents and schedulers reconnect and
 	// find the next leader. (termBound already ended them; Stop is
 	// bounded all the same, so a stream gRPC still counts cannot keep this
