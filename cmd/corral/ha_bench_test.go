@@ -17,13 +17,18 @@ import (
 // three masters, one Consul, N emulated agents with 10 tasks each. It
 // kills the leader with -9 and times, from the kill:
 //
-//	detection        Consul invalidates the dead leader's session (TTL check)
-//	election         a standby holds the lock and serves as leader
+//	detection        Consul invalidates the dead leader's session (a standby's
+//	                 probe of the leader's listener, or the TTL check)
+//	election         a standby holds the lock (the leader key names it)
+//	serving          its /metrics says it leads (a scrape in the burst of
+//	                 re-registrations can answer late)
 //	re-registration  every agent is registered with the new leader
 //	tasks known      every task is known to the new leader again
 //	scheduler back   the framework is re-subscribed (calls accepted)
 //
-// and then the new leader's RSS, and how long a hot-standby scheduler
+// and the new leader's CPU from the kill until every agent is back, per
+// agent (a ratio that compares across runs on a shared machine), its RSS,
+// and how long a hot-standby scheduler
 // takes to be promoted when the active one goes away.
 //
 // Run with `make bench-ha` (CORRAL_BENCH_HA=1; sizes in
@@ -60,8 +65,10 @@ func TestReportHAFailover(t *testing.T) {
 	}
 	t.Logf("\nkill -9 of the leader, times from the kill (3 masters, real Consul %s, check_ttl %s, emulated agents);\n"+
 		"standby takeover: a hot-standby scheduler's SUBSCRIBED after the active one's stream ends; load: 1-min load average at the end\n"+
-		"%8s %8s %10s %10s %14s %12s %14s %12s %10s %15s %10s\n%s", "1.16.1", ttl,
-		"agents", "tasks", "detection", "election", "re-register", "tasks known", "sched. back", "leader RSS", "step-downs",
+		"leader CPU/agent: the new leader's CPU from the kill until every agent is back, per agent\n"+
+		"election: another master holds the lock; serving: its /metrics first says it leads\n"+
+		"%8s %8s %10s %10s %10s %14s %12s %14s %14s %12s %10s %15s %10s\n%s", "1.16.1", ttl,
+		"agents", "tasks", "detection", "election", "serving", "re-register", "tasks known", "sched. back", "leader CPU/agent", "leader RSS", "step-downs",
 		"standby takeover", "load", strings.Join(rows, "\n"))
 }
 
@@ -147,7 +154,33 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
+	// Election: another master holds the lock (the leader key names it
+	// with a session), whether or not its HTTP port answers yet.
+	lockTaken := make(chan time.Time, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if pair, ok := consulLeaderPair(c); ok && pair.Session != "" && pair.Value != "" && pair.Value != l {
+				lockTaken <- time.Now()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
 	time.Sleep(100 * time.Millisecond) // let the watcher see the held lock first
+	// CPU each surviving master has used so far: the new leader's CPU
+	// until every agent is back, per agent, compares across runs on a
+	// shared machine where the wall-clock figures do not.
+	cpuAtKill := map[string]float64{}
+	for addr, p := range c.masters {
+		if addr != l {
+			cpuAtKill[addr] = procCPU(p.cmd.Process.Pid)
+		}
+	}
 	killed := time.Now()
 	c.kill9(l)
 	var l2 string
@@ -181,13 +214,19 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	var det time.Time
+	var det, taken time.Time
 	select {
 	case det = <-detected:
 	case <-time.After(time.Minute):
 		t.Fatal("Consul never released the dead leader's lock")
 	}
+	select {
+	case taken = <-lockTaken:
+	case <-time.After(time.Minute):
+		t.Fatal("no master took the lock")
+	}
 	var agentsBack, tasksBack, schedBack time.Time
+	var leaderCPU float64 // seconds
 	deadline := time.Now().Add(2 * time.Minute)
 	for agentsBack.IsZero() || tasksBack.IsZero() || schedBack.IsZero() {
 		m, err := scrape(l2)
@@ -210,6 +249,7 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		if err == nil {
 			if agentsBack.IsZero() && m["corral_master_agents"] >= float64(agents) {
 				agentsBack = time.Now()
+				leaderCPU = procCPU(c.masters[l2].cmd.Process.Pid) - cpuAtKill[l2]
 			}
 			if tasksBack.IsZero() && m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks) {
 				tasksBack = time.Now()
@@ -230,8 +270,9 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	for addr, p := range c.masters {
 		after += p.count("stepping down") - before[addr]
 	}
-	return fmt.Sprintf("%8d %8d %10s %10s %14s %12s %14s %9.0f MiB %6d+%d %12.0f ms %10s", agents, tasks, ms(det), ms(elected),
-		ms(agentsBack), ms(tasksBack), ms(schedBack), rss, stepDowns, after, float64(takeover)/1e6, load)
+	return fmt.Sprintf("%8d %8d %10s %10s %10s %14s %12s %14s %11.0f µs %9.0f MiB %6d+%d %12.0f ms %10s", agents, tasks, ms(det), ms(taken), ms(elected),
+		ms(agentsBack), ms(tasksBack), ms(schedBack), leaderCPU*1e6/float64(agents), rss, stepDowns, after,
+		float64(takeover)/1e6, load)
 }
 
 // standbyTakeover times a hot-standby scheduler's takeover: a second

@@ -209,14 +209,24 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 // reconcileAgentTasksLocked merges what a (re-)registering agent runs with
 // the master's task table: unknown tasks are adopted (master failover) and
 // tasks the agent no longer has are LOST.
+//
+// It takes ownership of running's TaskInfos (a message just received, which
+// nothing else holds): the master keeps them as they are instead of
+// cloning a hundred thousand of them when a failed-over master is sent the
+// whole cluster at once.
 func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.RunningTask) {
-	reported := map[string]bool{}
+	type key struct{ framework, task string }
+	reported := make(map[key]bool, len(running))
+	// Tasks of one agent mostly share a shape: parse each distinct
+	// resource list once (Resources values are immutable, so sharing one
+	// is safe).
+	var memo resourceMemo
 	for _, rt := range running {
 		fi, ti := rt.GetFramework(), rt.GetTask()
 		if fi.GetId() == "" || ti.GetTaskId() == "" {
 			continue
 		}
-		reported[fi.Id+"/"+ti.TaskId] = true
+		reported[key{fi.Id, ti.TaskId}] = true
 		f := m.frameworks[fi.Id]
 		if f == nil {
 			// The framework has not re-subscribed yet: keep its tasks under
@@ -243,13 +253,13 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		if f.tasks[ti.TaskId] != nil {
 			continue
 		}
-		res, err := resources.FromProto(ti.Resources)
+		res, err := memo.parse(ti.Resources)
 		if err != nil {
 			m.log.Warn("agent reported a task with invalid resources", "agent_id", a.info.Id, "task_id", ti.TaskId, "error", err)
 			continue
 		}
 		role := firstRole(f)
-		t := &taskEntry{info: cloneTask(ti), frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
+		t := &taskEntry{info: ti, frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
 			state: rt.State, createdAt: m.now()}
 		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
 		if terminal(rt.State) {
@@ -267,15 +277,20 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			continue
 		}
 		a.used = a.used.Add(res)
-		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
-			FrameworkID: fi.Id, Role: role, AgentID: a.info.Id, Resources: res}})
+		if m.deltas.dropping() {
+			// Suspended for a failover's burst (suspendDeltasLocked).
+			m.deltas.skip()
+		} else {
+			m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
+				FrameworkID: fi.Id, Role: role, AgentID: a.info.Id, Resources: res}})
+		}
 		// The master cannot know when an adopted task really started; its
 		// age counts from the adoption.
 		m.addTaskLocked(f, t)
 	}
 	m.batchGuaranteesLocked(func() {
 		for _, t := range m.agentTasksLocked(a.info.Id) {
-			if !reported[t.frameworkID+"/"+t.info.TaskId] {
+			if !reported[key{t.frameworkID, t.info.TaskId}] {
 				st := m.masterStatus(t, corralpb.TaskState_TASK_LOST, corralpb.TaskStatus_REASON_AGENT_DISCONNECTED,
 					"agent re-registered without this task")
 				m.setTaskStateLocked(t, st)
@@ -283,6 +298,46 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			}
 		}
 	})
+}
+
+// resourceMemo parses task resource lists, reusing the last result when
+// the next list is the same (scalars only: the common task shape; other
+// lists are parsed every time).
+type resourceMemo struct {
+	last []*corralpb.Resource
+	res  resources.Resources
+	ok   bool
+}
+
+func (r *resourceMemo) parse(in []*corralpb.Resource) (resources.Resources, error) {
+	if r.ok && sameScalars(r.last, in) {
+		return r.res, nil
+	}
+	res, err := resources.FromProto(in)
+	if err != nil {
+		r.ok = false
+		return res, err
+	}
+	r.last, r.res, r.ok = in, res, true
+	return res, nil
+}
+
+// sameScalars: a and b list the same scalar resources in the same order
+// (false when either holds anything but scalars).
+func sameScalars(a, b []*corralpb.Resource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		sx, okx := x.GetValue().(*corralpb.Resource_Scalar)
+		sy, oky := y.GetValue().(*corralpb.Resource_Scalar)
+		if !okx || !oky || x.Name != y.Name || x.Role != y.Role || sx.Scalar != sy.Scalar ||
+			len(x.ProtoReflect().GetUnknown()) > 0 || len(y.ProtoReflect().GetUnknown()) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func firstRole(f *frameworkEntry) string {

@@ -32,6 +32,13 @@ func (l *deltaLog) add(at allocator.LogicalTime, d allocator.Delta) {
 	}
 }
 
+// dropping: the log has overflowed and keeps no delta until the next
+// reset. A hot path may then skip building a delta and call skip instead.
+func (l *deltaLog) dropping() bool { return l.overflow }
+
+// skip numbers a change the log would drop anyway (see dropping).
+func (l *deltaLog) skip() { l.version++ }
+
 // since returns the deltas after version base, or ok=false when they are
 // no longer all held.
 func (l *deltaLog) since(base uint64) ([]allocator.Delta, bool) {
