@@ -279,7 +279,7 @@ var offerIDPattern = regexp.MustCompile(`offer-[0-9a-f]+`)
 var scaleTask = resources.MustParse("cpus:1;mem:256")
 
 func newScaleFramework(name, dur string, limit int) *scaleFramework {
-	f := &scaleFramework{name: name, sem: make(chan struct{}, 32), subCh: make(chan struct{}, 1)}
+	f := &scaleFramework{name: name, sem: make(chan struct{}, 128), subCh: make(chan struct{}, 1)}
 	f.limit.Store(int64(limit))
 	f.dur.Store(dur)
 	return f
