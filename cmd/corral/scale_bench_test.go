@@ -236,7 +236,7 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 }
 
 // scaleFramework launches tasks of one shape on every offer while it holds
-// fewer than limit, several Launch calls at once.
+// fewer than limit, up to 128 Launch calls at once.
 type scaleFramework struct {
 	name     string
 	dur      atomic.Value // string: the tasks' duration label
@@ -334,8 +334,10 @@ func (f *scaleFramework) Offers(ctx context.Context, d scheduler.Driver, offers 
 			decline = append(decline, o.GetId())
 			continue
 		}
-		f.sem <- struct{}{}
+		// The callback does not wait for a launch slot: the event loop
+		// goes on delivering (and acknowledging) status updates.
 		go func() {
+			f.sem <- struct{}{}
 			defer func() { <-f.sem }()
 			if err := d.Launch(ctx, []string{o.GetId()}, tasks, nil); err != nil {
 				f.inflight.Add(-int64(len(tasks)))

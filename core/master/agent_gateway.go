@@ -319,8 +319,10 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 		m.log.Warn("agent sent an empty status update", "agent_id", agentID)
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.underBooks(func() { m.statusUpdateLocked(agentID, su, st) })
+}
+
+func (m *Master) statusUpdateLocked(agentID string, su *agentproto.StatusUpdate, st *corralpb.TaskStatus) {
 	m.metrics.statusUpdates.Inc()
 	st.AgentId = agentID
 	f := m.frameworks[su.FrameworkId]
