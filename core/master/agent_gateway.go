@@ -319,10 +319,8 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 		m.log.Warn("agent sent an empty status update", "agent_id", agentID)
 		return
 	}
-	m.underBooks(func() { m.statusUpdateLocked(agentID, su, st) })
-}
-
-func (m *Master) statusUpdateLocked(agentID string, su *agentproto.StatusUpdate, st *corralpb.TaskStatus) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.metrics.statusUpdates.Inc()
 	st.AgentId = agentID
 	f := m.frameworks[su.FrameworkId]

@@ -56,10 +56,7 @@ type Master struct {
 	// taken before mu, never while holding it.
 	regMu sync.Mutex
 
-	mu sync.Mutex
-	// combiner batches the hot calls under one acquisition of mu
-	// (combine.go).
-	combiner   combiner
+	mu         sync.Mutex
 	agents     map[string]*agentEntry
 	frameworks map[string]*frameworkEntry
 	// agentTasks indexes the live tasks by agent ID (kept by

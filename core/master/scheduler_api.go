@@ -377,12 +377,9 @@ func (m *Master) AcceptEach(req *corralpb.AcceptRequest) ([]TaskRefusal, error) 
 	return m.accept(req, true)
 }
 
-func (m *Master) accept(req *corralpb.AcceptRequest, each bool) (refused []TaskRefusal, err error) {
-	m.underBooks(func() { refused, err = m.acceptLocked(req, each) })
-	return refused, err
-}
-
-func (m *Master) acceptLocked(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, error) {
+func (m *Master) accept(req *corralpb.AcceptRequest, each bool) ([]TaskRefusal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	f, err := m.callerLocked("accept", req.Header)
 	if err != nil {
 		return nil, err
@@ -557,12 +554,9 @@ func (m *Master) resolveOffersLocked(call string, f *frameworkEntry, ids []strin
 }
 
 // Decline returns offers, filtering them from this framework for a while.
-func (m *Master) Decline(req *corralpb.DeclineRequest) (err error) {
-	m.underBooks(func() { err = m.declineLocked(req) })
-	return err
-}
-
-func (m *Master) declineLocked(req *corralpb.DeclineRequest) error {
+func (m *Master) Decline(req *corralpb.DeclineRequest) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	f, err := m.callerLocked("decline", req.Header)
 	if err != nil {
 		return err
@@ -708,12 +702,9 @@ func sendKillLocked(a *agentEntry, t *taskEntry, grace float64) {
 }
 
 // Acknowledge relays a status update acknowledgement to the agent.
-func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) (err error) {
-	m.underBooks(func() { err = m.acknowledgeLocked(req) })
-	return err
-}
-
-func (m *Master) acknowledgeLocked(req *corralpb.AcknowledgeRequest) error {
+func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	f, err := m.callerLocked("acknowledge", req.Header)
 	if err != nil {
 		return err
