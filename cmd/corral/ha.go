@@ -182,10 +182,10 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		return err
 	}
 	m.SetLeadership(h.standby)
-	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
+	sw.Set(standbyGRPC, nil, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- api.Serve(ctx, l, serverTLS, sw.GRPC(), sw.HTTP(), h.log) }()
+	go func() { serveErr <- sw.Serve(ctx, l, serverTLS, h.log) }()
 	h.announce = sync.OnceFunc(func() {
 		active := m.AllocatorStatus().Active
 		scheme := h.cfg.TLS.Scheme()
@@ -233,7 +233,7 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 			return <-serveErr
 		}
 		m.SetLeadership(h.standby)
-		sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
+		sw.Set(standbyGRPC, nil, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
 	}
 }
 
@@ -251,7 +251,7 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 	standbyGRPC := api.StandbyGRPC(h.leader)
 	defer standbyGRPC.Stop()
-	sw.Set(termBound(termCtx, g), api.HandlerWith(m, mo))
+	sw.Set(g, termBound(termCtx, g), api.HandlerWith(m, mo))
 	if !h.standalone {
 		h.log.Info("leading", "address", h.addr)
 	}
@@ -267,14 +267,14 @@ func (h *haMaster) lead(ctx context.Context, term coord.Term, m *master.Master, 
 		select {
 		case <-term.Lost():
 			m.SetLeadership(h.standby)
-			sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
+			sw.Set(standbyGRPC, nil, api.Standby(api.HandlerWith(m, mo), h.leader))
 			cancel()
 		case <-termCtx.Done():
 		}
 	}()
 	<-termCtx.Done()
 	m.SetLeadership(h.standby)
-	sw.Set(standbyGRPC, api.Standby(api.HandlerWith(m, mo), h.leader))
+	sw.Set(standbyGRPC, nil, api.Standby(api.HandlerWith(m, mo), h.leader))
 	// Cut every stream of this term: agents and schedulers reconnect and
 	// find the next leader. (termBound already ended them; Stop is
 	// bounded all the same, so a stream gRPC still counts cannot keep this
@@ -321,8 +321,8 @@ func profileTerm(ctx context.Context, addr string, log hclog.Logger) {
 	log.Info("cpu profile of the term written", "path", path)
 }
 
-// termBound serves g's calls with contexts that end with the term. g is
-// served through ServeHTTP (one port for gRPC and HTTP), where
+// termBound serves g's calls with contexts that end with the term when g
+// is served through ServeHTTP (over TLS: one port for gRPC and HTTPS), where
 // grpc.Server.Stop does not end streams in progress: an agent caught
 // registering as the leader stepped down kept a stream to a master that no
 // longer led, and Stop waited for it forever (seen with 10k agents).

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -59,17 +60,38 @@ func StandbyGRPC(leader func() string) *grpc.Server {
 
 // Switch routes the port's traffic to the current role's servers: a
 // master changes them when it is elected or steps down, without closing
-// its listener.
-type Switch struct{ cur atomic.Pointer[backends] }
+// its listener. Serve (native.go) serves the port.
+type Switch struct {
+	cur atomic.Pointer[backends]
+	// mu guards native, the gRPC servers that were handed connections.
+	mu     sync.Mutex
+	native map[*grpc.Server]*nativeServer
+}
 
-type backends struct{ grpc, http http.Handler }
+type backends struct {
+	grpc           *grpc.Server
+	grpcHTTP, http http.Handler
+}
 
-// Set makes g (gRPC) and h (HTTP) serve from now on.
-func (s *Switch) Set(g, h http.Handler) { s.cur.Store(&backends{grpc: g, http: h}) }
+// Set makes g serve gRPC and h HTTP from now on. viaHTTP, when not nil,
+// serves the gRPC calls that reach g through the HTTP server (over TLS):
+// g wrapped, for example, to end its streams with a term; nil serves them
+// with g. The connections the previous gRPC servers were serving are
+// closed: their clients reconnect and reach g (a client of a standby that
+// was elected would otherwise keep hearing "not the leader" from it).
+func (s *Switch) Set(g *grpc.Server, viaHTTP, h http.Handler) {
+	if viaHTTP == nil {
+		viaHTTP = g
+	}
+	s.mu.Lock()
+	s.cur.Store(&backends{grpc: g, grpcHTTP: viaHTTP, http: h})
+	s.mu.Unlock()
+	s.closeConns(g)
+}
 
 // GRPC and HTTP are handlers that forward to the current servers.
 func (s *Switch) GRPC() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.cur.Load().grpc.ServeHTTP(w, r) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.cur.Load().grpcHTTP.ServeHTTP(w, r) })
 }
 
 func (s *Switch) HTTP() http.Handler {

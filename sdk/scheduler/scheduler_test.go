@@ -29,6 +29,10 @@ type fakeMaster struct {
 	heartbeatInterval float64       // announced in SUBSCRIBED
 	heartbeatEvery    time.Duration // >0: actually send HEARTBEATs this often
 	subscribeErr      error         // answer every Subscribe with this
+	// ackGate, when set, holds every Acknowledge until it is closed;
+	// acksWaiting counts those held now, acksWaitingMax the most at once.
+	ackGate                     chan struct{}
+	acksWaiting, acksWaitingMax int
 
 	sessions chan *session
 
@@ -140,6 +144,16 @@ func (m *fakeMaster) Accept(_ context.Context, req *corralpb.AcceptRequest) (*co
 func (m *fakeMaster) Acknowledge(_ context.Context, req *corralpb.AcknowledgeRequest) (*corralpb.CallResponse, error) {
 	if err := m.check(req.GetHeader()); err != nil {
 		return nil, err
+	}
+	if m.ackGate != nil {
+		m.mu.Lock()
+		m.acksWaiting++
+		m.acksWaitingMax = max(m.acksWaitingMax, m.acksWaiting)
+		m.mu.Unlock()
+		<-m.ackGate
+		m.mu.Lock()
+		m.acksWaiting--
+		m.mu.Unlock()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -643,5 +657,42 @@ func TestTakeScalars(t *testing.T) {
 	}
 	if str(offer) != "cpus(web)=0.3 cpus(*)=1 mem(*)=128" {
 		t.Errorf("input offer was modified: %s", str(offer))
+	}
+}
+
+// TestAcksInFlightBounded: no more than Config.MaxAcksInFlight
+// acknowledgements wait on the master at once, and the rest follow when
+// they are answered.
+func TestAcksInFlightBounded(t *testing.T) {
+	gate := make(chan struct{})
+	m := newFakeMaster(t, func(m *fakeMaster) { m.ackGate = gate })
+	rec := &recorder{m: m}
+	startRun(t, m, rec, func(c *Config) { c.MaxAcksInFlight = 3 })
+	sess := m.nextSession(t)
+	const n = 10
+	for i := range n {
+		sess.events <- updateEvent(fmt.Sprintf("t%d", i), corralpb.TaskState_TASK_RUNNING, fmt.Sprintf("u%d", i))
+	}
+	waitFor(t, "three acks held by the master", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.acksWaiting == 3
+	})
+	close(gate)
+	waitFor(t, "every ack", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == n })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.acksWaitingMax != 3 {
+		t.Errorf("at most %d acks in flight at once; want 3 (MaxAcksInFlight)", m.acksWaitingMax)
+	}
+}
+
+func TestMaxAcksInFlightDefault(t *testing.T) {
+	c, err := Config{Master: "127.0.0.1:1", Framework: &corralpb.FrameworkInfo{}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxAcksInFlight != defaultAcksInFlight {
+		t.Errorf("MaxAcksInFlight default %d, want %d", c.MaxAcksInFlight, defaultAcksInFlight)
 	}
 }
