@@ -219,14 +219,7 @@ func (p *PluginExecutors) Reattach(ctx context.Context, taskID, logPath string, 
 	}
 	var ri pluginhost.ReattachInfo
 	_ = json.Unmarshal(info, &ri) // reattachKey decoded it
-	if p.LogPath != "" {
-		logPath = p.LogPath
-	}
-	inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
-		Logger:    p.Logger,
-		LogPath:   logPath,
-		SocketDir: p.SocketDir,
-	})
+	inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, p.reattachOptions(logPath))
 	var ex executor.Executor
 	if err == nil {
 		var ok bool
@@ -364,9 +357,7 @@ func (p *PluginExecutors) Sweep(ctx context.Context, recorded map[string][]byte)
 			p.forget(key)
 			continue
 		}
-		inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, pluginhost.ExecutorOptions{
-			Logger: p.Logger, LogPath: p.LogPath, SocketDir: p.SocketDir,
-		})
+		inst, err := pluginhost.ReattachExecutor(ctx, p.Spec, &ri, p.reattachOptions(""))
 		if err != nil {
 			p.Logger.Debug("recorded executor process is gone", "pid", ri.Pid, "error", err)
 			p.forget(key)
@@ -376,6 +367,16 @@ func (p *PluginExecutors) Sweep(ctx context.Context, recorded map[string][]byte)
 		inst.Kill()
 		p.forget(key)
 	}
+}
+
+// reattachOptions are the options a recorded executor process is
+// reattached with, by Reattach and by Sweep alike; the agent's LogPath,
+// when set, wins over the task's.
+func (p *PluginExecutors) reattachOptions(logPath string) pluginhost.ExecutorOptions {
+	if p.LogPath != "" {
+		logPath = p.LogPath
+	}
+	return pluginhost.ExecutorOptions{Logger: p.Logger, LogPath: logPath, SocketDir: p.SocketDir}
 }
 
 // holdsTasks asks the process whether any of its tasks still runs; one
