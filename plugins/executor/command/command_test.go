@@ -363,7 +363,12 @@ func TestUnknownUser(t *testing.T) {
 	}
 }
 
-func TestRunsAsUser(t *testing.T) {
+// asNobody is the setup of the user-switch tests: the user nobody (the
+// test skips without root or without that user), an executor, and a
+// root-only file as cgroup.procs, which the shim can write only if it
+// joins the task's cgroups before dropping privileges, as it must.
+func asNobody(t *testing.T) (nobody *user.User, e *Executor, procs string) {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("switching users needs root")
 	}
@@ -371,13 +376,15 @@ func TestRunsAsUser(t *testing.T) {
 	if err != nil {
 		t.Skipf("no user nobody: %v", err)
 	}
-	e := newTestExecutor(t)
-	// A root-only file as cgroup.procs: the launcher can write it only if it
-	// joins cgroups before dropping privileges, as it must.
-	procs := filepath.Join(t.TempDir(), "cgroup.procs")
+	procs = filepath.Join(t.TempDir(), "cgroup.procs")
 	if err := os.WriteFile(procs, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return nobody, newTestExecutor(t), procs
+}
+
+func TestRunsAsUser(t *testing.T) {
+	nobody, e, procs := asNobody(t)
 	spec := isolator.LaunchSpec{
 		CgroupProcs: []string{procs},
 		Rlimits:     []isolator.Rlimit{{Name: "nofile", Soft: 64, Hard: 99}},
@@ -498,18 +505,7 @@ func TestTaskInheritsNoExtraFDs(t *testing.T) {
 // TestRunsAsUserWithoutLimits: with no rlimits the shim switches user in
 // the task's fork itself (no user stage), still joining cgroups first.
 func TestRunsAsUserWithoutLimits(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("switching users needs root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody: %v", err)
-	}
-	e := newTestExecutor(t)
-	procs := filepath.Join(t.TempDir(), "cgroup.procs")
-	if err := os.WriteFile(procs, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	nobody, e, procs := asNobody(t)
 	req := request(t, executor.Command{Value: "id", Arguments: []string{"-u"}, User: "nobody"})
 	resp, err := e.Launch(testCtx(t), req, &fixedSpec{spec: isolator.LaunchSpec{CgroupProcs: []string{procs}}})
 	if err != nil {
