@@ -231,6 +231,11 @@ type testFramework struct {
 	agents   map[string]string               // where each launched task went, for reconciliation
 	hosts    map[string]string               // the hostname of that agent
 	ran      map[string]bool                 // tasks reported TASK_RUNNING
+	// stored are the terminal updates handed to Update, where a real
+	// framework stores them before the SDK acknowledges them: a
+	// scheduler that dies with an ack in flight (which may have reached
+	// the agent, which then never resends) leaves them to its standby.
+	stored map[string]corralpb.TaskState
 	// peer is the other scheduler of the same framework (the active one
 	// of a hot standby): what it saw end is settled for this one too, as
 	// a real framework keeps its task states in a shared store.
@@ -249,7 +254,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, settled: map[string]bool{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, stored: map[string]corralpb.TaskState{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -302,6 +307,9 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 					peer.mu.Lock()
 					for tid, ss := range peer.states {
 						peerDone[tid] = len(ss) > 0
+					}
+					for tid := range peer.stored {
+						peerDone[tid] = true
 					}
 					peer.mu.Unlock()
 				}
@@ -362,6 +370,11 @@ func (f *testFramework) Update(_ context.Context, _ scheduler.Driver, st *corral
 	if st.GetState() == corralpb.TaskState_TASK_RUNNING {
 		f.mu.Lock()
 		f.ran[st.GetTaskId()] = true
+		f.mu.Unlock()
+	}
+	if len(st.GetUuid()) > 0 && terminalState(st.GetState()) {
+		f.mu.Lock()
+		f.stored[st.GetTaskId()] = st.GetState()
 		f.mu.Unlock()
 	}
 	if len(st.GetUuid()) > 0 || !terminalState(st.GetState()) {
