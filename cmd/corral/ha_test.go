@@ -236,6 +236,10 @@ type testFramework struct {
 	// scheduler that dies with an ack in flight (which may have reached
 	// the agent, which then never resends) leaves them to its standby.
 	stored map[string]corralpb.TaskState
+	// launching are tasks whose Launch call has not returned: the master
+	// may not know them yet, so asking it about them would be answered
+	// TASK_LOST ("unknown to the master"), as in Mesos.
+	launching map[string]bool
 	// peer is the other scheduler of the same framework (the active one
 	// of a hot standby): what it saw end is settled for this one too, as
 	// a real framework keeps its task states in a shared store.
@@ -254,7 +258,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, stored: map[string]corralpb.TaskState{}, settled: map[string]bool{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, stored: map[string]corralpb.TaskState{}, launching: map[string]bool{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -316,7 +320,7 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 				f.mu.Lock()
 				var tasks []*corralpb.ReconcileRequest_Task
 				for tid, agent := range f.agents {
-					if len(f.states[tid]) == 0 && !f.settled[tid] && !peerDone[tid] {
+					if len(f.states[tid]) == 0 && !f.settled[tid] && !peerDone[tid] && !f.launching[tid] {
 						tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
 					}
 				}
@@ -342,6 +346,7 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			f.next++
 			f.agents[id] = o.GetAgentId()
 			f.hosts[id] = o.GetHostname()
+			f.launching[id] = true
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
 				Resources: haTaskResources.ToProto(),
 				Command:   &corralpb.CommandInfo{Shell: true, Value: "sleep " + f.sleep}})
@@ -352,12 +357,20 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			_ = d.Decline(ctx, []string{o.GetId()}, &corralpb.Filters{RefuseSeconds: &refuse})
 			continue
 		}
-		if err := d.Launch(ctx, []string{o.GetId()}, tasks, nil); err != nil {
-			// Nothing launched (the offer went away): the IDs are free again.
-			f.mu.Lock()
-			f.next -= len(tasks)
-			f.mu.Unlock()
+		err := d.Launch(ctx, []string{o.GetId()}, tasks, nil)
+		f.mu.Lock()
+		for _, ti := range tasks {
+			delete(f.launching, ti.TaskId)
+			if err != nil {
+				delete(f.agents, ti.TaskId)
+				delete(f.hosts, ti.TaskId)
+			}
 		}
+		if err != nil {
+			// Nothing launched (the offer went away): the IDs are free again.
+			f.next -= len(tasks)
+		}
+		f.mu.Unlock()
 	}
 }
 
