@@ -99,6 +99,18 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 	a.cancel()
 	<-a.done
 	a.done <- nil // for the cleanup
+	// An ack cancelled with the active scheduler may have reached the
+	// agent, which then never resends the update, and a master elected
+	// later knows nothing of the task (as in Mesos: it reconciles to
+	// TASK_LOST). What the active stored in Update, before the SDK acked
+	// it, is the framework's record of how the task ended.
+	a.mu.Lock()
+	for id, st := range a.stored {
+		if len(a.states[id]) == 0 {
+			a.states[id] = []corralpb.TaskState{st}
+		}
+	}
+	a.mu.Unlock()
 	waitCond(t, "fa's standby promoted", func() bool { aStandby.mu.Lock(); defer aStandby.mu.Unlock(); return aStandby.subs > 0 })
 
 	// Consul restarts: the leader cannot refresh its check and steps down;

@@ -231,6 +231,15 @@ type testFramework struct {
 	agents   map[string]string               // where each launched task went, for reconciliation
 	hosts    map[string]string               // the hostname of that agent
 	ran      map[string]bool                 // tasks reported TASK_RUNNING
+	// stored are the terminal updates handed to Update, where a real
+	// framework stores them before the SDK acknowledges them: a
+	// scheduler that dies with an ack in flight (which may have reached
+	// the agent, which then never resends) leaves them to its standby.
+	stored map[string]corralpb.TaskState
+	// launching are tasks whose Launch call has not returned: the master
+	// may not know them yet, so asking it about them would be answered
+	// TASK_LOST ("unknown to the master"), as in Mesos.
+	launching map[string]bool
 	// peer is the other scheduler of the same framework (the active one
 	// of a hot standby): what it saw end is settled for this one too, as
 	// a real framework keeps its task states in a shared store.
@@ -249,7 +258,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, settled: map[string]bool{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, stored: map[string]corralpb.TaskState{}, launching: map[string]bool{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -303,12 +312,15 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 					for tid, ss := range peer.states {
 						peerDone[tid] = len(ss) > 0
 					}
+					for tid := range peer.stored {
+						peerDone[tid] = true
+					}
 					peer.mu.Unlock()
 				}
 				f.mu.Lock()
 				var tasks []*corralpb.ReconcileRequest_Task
 				for tid, agent := range f.agents {
-					if len(f.states[tid]) == 0 && !f.settled[tid] && !peerDone[tid] {
+					if len(f.states[tid]) == 0 && !f.settled[tid] && !peerDone[tid] && !f.launching[tid] {
 						tasks = append(tasks, &corralpb.ReconcileRequest_Task{TaskId: tid, AgentId: agent})
 					}
 				}
@@ -334,6 +346,7 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			f.next++
 			f.agents[id] = o.GetAgentId()
 			f.hosts[id] = o.GetHostname()
+			f.launching[id] = true
 			tasks = append(tasks, &corralpb.TaskInfo{TaskId: id, Name: id, AgentId: o.GetAgentId(),
 				Resources: haTaskResources.ToProto(),
 				Command:   &corralpb.CommandInfo{Shell: true, Value: "sleep " + f.sleep}})
@@ -344,12 +357,20 @@ func (f *testFramework) Offers(ctx context.Context, d scheduler.Driver, offers [
 			_ = d.Decline(ctx, []string{o.GetId()}, &corralpb.Filters{RefuseSeconds: &refuse})
 			continue
 		}
-		if err := d.Launch(ctx, []string{o.GetId()}, tasks, nil); err != nil {
-			// Nothing launched (the offer went away): the IDs are free again.
-			f.mu.Lock()
-			f.next -= len(tasks)
-			f.mu.Unlock()
+		err := d.Launch(ctx, []string{o.GetId()}, tasks, nil)
+		f.mu.Lock()
+		for _, ti := range tasks {
+			delete(f.launching, ti.TaskId)
+			if err != nil {
+				delete(f.agents, ti.TaskId)
+				delete(f.hosts, ti.TaskId)
+			}
 		}
+		if err != nil {
+			// Nothing launched (the offer went away): the IDs are free again.
+			f.next -= len(tasks)
+		}
+		f.mu.Unlock()
 	}
 }
 
@@ -362,6 +383,11 @@ func (f *testFramework) Update(_ context.Context, _ scheduler.Driver, st *corral
 	if st.GetState() == corralpb.TaskState_TASK_RUNNING {
 		f.mu.Lock()
 		f.ran[st.GetTaskId()] = true
+		f.mu.Unlock()
+	}
+	if len(st.GetUuid()) > 0 && terminalState(st.GetState()) {
+		f.mu.Lock()
+		f.stored[st.GetTaskId()] = st.GetState()
 		f.mu.Unlock()
 	}
 	if len(st.GetUuid()) > 0 || !terminalState(st.GetState()) {

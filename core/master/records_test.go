@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/corral-project/corral/core/coord"
 	"github.com/corral-project/corral/core/master"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -112,5 +115,45 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A scheduler whose acknowledgement went to a leader that died before
+// answering acknowledges again at the new leader. Before the agent is
+// back, the new leader accepts it for an agent the registry expects (the
+// agent resends the update when it re-registers if the first ack never
+// reached it); for an agent never admitted it is NotFound.
+func TestAckAcceptedForAgentExpectedBack(t *testing.T) {
+	store := coord.FileStore{Path: filepath.Join(t.TempDir(), "registry.json")}
+	c1 := startMaster(t, master.Config{RegistryPath: store.Path})
+	a := c1.addAgent("", "cpus:2;mem:1024")
+	f := c1.subscribeInfo(&corralpb.FrameworkInfo{Name: "fw", FailoverTimeoutSeconds: 3600})
+	f.launchOne(a, "t1", "cpus:1")
+	uuid := []byte{7, 7, 7}
+	a.update(f.header.FrameworkId, "t1", corralpb.TaskState_TASK_FINISHED, uuid)
+	if st := f.update("t1"); st.State != corralpb.TaskState_TASK_FINISHED {
+		t.Fatalf("framework got %v, want TASK_FINISHED", st)
+	}
+	if _, err := f.client.Acknowledge(context.Background(), &corralpb.AcknowledgeRequest{Header: f.header,
+		AgentId: a.id, TaskId: "t1", Uuid: uuid}); err != nil {
+		t.Fatal(err)
+	}
+	if ack := a.next("ack").GetAck(); ack == nil || string(ack.Uuid) != string(uuid) {
+		t.Fatalf("agent got %v, want the ack of %v", ack, uuid)
+	}
+	c1.stop()
+
+	c2 := startMaster(t, master.Config{RegistryPath: store.Path, AgentReregisterTimeout: time.Minute})
+	c2.shareSecrets(c1)
+	f2 := c2.subscribeInfo(&corralpb.FrameworkInfo{Id: f.header.FrameworkId, Name: "fw", FailoverTimeoutSeconds: 3600})
+	waitUntil(t, "the registry loaded", func() bool { _, loaded := c2.m.ExpectedAgents(); return loaded })
+	if _, err := f2.client.Acknowledge(context.Background(), &corralpb.AcknowledgeRequest{Header: f2.header,
+		AgentId: a.id, TaskId: "t1", Uuid: uuid}); err != nil {
+		t.Fatalf("ack again for an agent expected back: %v, want it accepted", err)
+	}
+	_, err := f2.client.Acknowledge(context.Background(), &corralpb.AcknowledgeRequest{Header: f2.header,
+		AgentId: "agent-never-admitted", TaskId: "t1", Uuid: uuid})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("ack for an agent never admitted: %v, want NotFound", err)
 	}
 }

@@ -718,13 +718,16 @@ func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) error {
 		return invalid("acknowledge: agent_id is required")
 	}
 	a := m.agents[req.AgentId]
-	if a == nil {
+	if a == nil && !m.awaitingAgentLocked(req.AgentId) {
 		return callErr(CodeNotFound, "acknowledge: agent %s is not registered", req.AgentId)
 	}
 	m.metrics.acks.Inc()
-	if a.conn == nil {
+	if a == nil || a.conn == nil {
 		// The agent resends unacknowledged updates when it re-registers,
-		// and the scheduler will acknowledge them then.
+		// and the scheduler will acknowledge them then. That holds for an
+		// agent this master, newly elected, expects back too: a scheduler
+		// acknowledging again an update whose first ack went to the old
+		// leader learns that nothing more is needed from it.
 		return nil
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Ack{Ack: &agentproto.AckUpdate{

@@ -143,6 +143,10 @@ type runner struct {
 	// failed is the master whose session just broke: with Consul, the next
 	// Pick waits for the leader key to move away from it.
 	failed string
+	// reack are the updates whose acknowledgement failed without a
+	// definite refusal, to acknowledge again at the next subscription
+	// (touched by the session goroutine only; see ackPipe.deliver).
+	reack []*corralpb.TaskStatus
 }
 
 // connect picks a master and runs one session against it. A redirect from
@@ -305,6 +309,10 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 			subscribed = true
 			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master_id", sub.GetMasterId(),
 				"heartbeat_interval", sub.GetHeartbeatIntervalSeconds(), "reconnected", resubscribe)
+			// Before the callback, so that the framework learns how the
+			// acknowledgements of the last session ended before it acts
+			// (say, reconciles tasks it still thinks are unacknowledged).
+			acks.retry(ctx)
 			// Before the callback, so that the framework finds its demand as
 			// it left it and any Request it makes now replaces the old one.
 			for role, err := range r.d.redeclare(ctx) {
@@ -471,13 +479,47 @@ func (p *ackPipe) send(ctx context.Context, st *corralpb.TaskStatus) {
 func (p *ackPipe) deliver(ctx context.Context, res ackResult) {
 	delete(p.busy, res.st.GetAgentId()+"\x00"+res.st.GetTaskId())
 	if res.err != nil {
-		// The agent retries unacknowledged updates, so we will get another
-		// chance; nothing to do but say so.
-		p.r.log.Warn("acknowledge failed", "task_id", res.st.GetTaskId(), "error", res.err)
+		// An ack the master refused (it is not the leader, the stream is
+		// stale) never reached the agent, which resends the update. But
+		// one whose answer was lost (the master died or stepped down
+		// after relaying it: "server closed the stream", "connection
+		// reset") may have: the agent is done with the update and will
+		// never resend it, and a master elected since knows nothing of a
+		// task whose terminal update was acknowledged. Acknowledging
+		// again at the next subscription turns such an ack into a
+		// definite answer; for the others it is harmless (the agent
+		// ignores an ack that matches no update it still holds), and
+		// telling the two apart from the client side is guesswork.
+		retry := ctx.Err() == nil && !p.r.d.isTornDown() && ackRetryable(res.err)
+		p.r.log.Warn("acknowledge failed", "task_id", res.st.GetTaskId(), "error", res.err, "retry_at_resubscribe", retry)
+		if retry {
+			p.r.reack = append(p.r.reack, res.st)
+		}
 	}
 	if o, ok := p.r.sched.(AckObserver); ok {
 		o.Acknowledged(ctx, p.r.d, res.st, res.err)
 	}
+}
+
+// retry acknowledges again, in order and in series, the updates whose
+// acknowledgement failed in an earlier session.
+func (p *ackPipe) retry(ctx context.Context) {
+	sts := p.r.reack
+	p.r.reack = nil
+	for _, st := range sts {
+		p.deliver(ctx, ackResult{st, p.r.d.acknowledge(ctx, st)})
+	}
+}
+
+// ackRetryable reports whether a failed acknowledgement is worth sending
+// again: not when the master answered that it is malformed, not allowed,
+// or for an agent it does not know and does not expect back.
+func ackRetryable(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound:
+		return false
+	}
+	return true
 }
 
 // flush waits for every ack in flight and delivers the answers (at the end

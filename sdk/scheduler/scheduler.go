@@ -61,7 +61,10 @@ type DisconnectHandler interface {
 // AckObserver is implemented by schedulers that want to see each automatic
 // acknowledgement (err is nil when the master accepted it), right after it
 // was sent: the place to act on an update once it is safely acknowledged,
-// and handy for tests and metrics.
+// and handy for tests and metrics. An acknowledgement that failed without
+// a definite refusal (the answer was lost with the master: it may have
+// reached the agent, which then never resends the update) is sent again
+// when Run re-subscribes, before Subscribed, and observed again.
 type AckObserver interface {
 	Acknowledged(ctx context.Context, d Driver, status *corralpb.TaskStatus, err error)
 }

@@ -33,6 +33,9 @@ type fakeMaster struct {
 	// acksWaiting counts those held now, acksWaitingMax the most at once.
 	ackGate                     chan struct{}
 	acksWaiting, acksWaitingMax int
+	// ackErr, when set, answers each acknowledgement after recording it
+	// (an error here is a master that took the ack and failed to answer).
+	ackErr func(*corralpb.AcknowledgeRequest) error
 
 	sessions chan *session
 
@@ -158,6 +161,11 @@ func (m *fakeMaster) Acknowledge(_ context.Context, req *corralpb.AcknowledgeReq
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.acks = append(m.acks, req)
+	if m.ackErr != nil {
+		if err := m.ackErr(req); err != nil {
+			return nil, err
+		}
+	}
 	return &corralpb.CallResponse{}, nil
 }
 
@@ -694,5 +702,59 @@ func TestMaxAcksInFlightDefault(t *testing.T) {
 	}
 	if c.MaxAcksInFlight != defaultAcksInFlight {
 		t.Errorf("MaxAcksInFlight default %d, want %d", c.MaxAcksInFlight, defaultAcksInFlight)
+	}
+}
+
+// ackRecorder is a recorder that also writes down how each automatic
+// acknowledgement ended.
+type ackRecorder struct{ recorder }
+
+func (r *ackRecorder) Acknowledged(_ context.Context, _ Driver, st *corralpb.TaskStatus, err error) {
+	r.add(fmt.Sprintf("acked %s %s: %s", st.GetTaskId(), st.GetUuid(), status.Code(err)))
+}
+
+// An ack whose answer was lost (the master took it, relayed it, then
+// died) may have reached the agent, which then never resends the update:
+// the SDK acknowledges it again at the next subscription, before
+// Subscribed, so the framework knows how it ended before it reconciles.
+// One the master refused outright (NotFound: an agent it does not know)
+// is not sent again.
+func TestAmbiguousAckFailureRetriedAtResubscribe(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) {
+		m.ackErr = func(req *corralpb.AcknowledgeRequest) error {
+			switch {
+			case req.GetHeader().GetStreamId() != "stream-1":
+				return nil
+			case string(req.GetUuid()) == "u1":
+				return status.Error(codes.Internal, "server closed the stream without sending trailers")
+			case string(req.GetUuid()) == "u2":
+				return status.Error(codes.NotFound, "acknowledge: agent a1 is not registered")
+			}
+			return nil
+		}
+	})
+	rec := &ackRecorder{recorder{m: m}}
+	startRun(t, m, rec)
+	first := m.nextSession(t)
+	first.events <- updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u1")
+	first.events <- updateEvent("t2", corralpb.TaskState_TASK_FINISHED, "u2")
+	waitFor(t, "both acks answered", func() bool {
+		log := rec.entries()
+		return slices.Contains(log, "acked t1 u1: Internal") && slices.Contains(log, "acked t2 u2: NotFound")
+	})
+	first.end <- status.Error(codes.Unavailable, "master died")
+
+	m.nextSession(t)
+	waitFor(t, "resubscribed", func() bool { return slices.Contains(rec.entries(), "subscribed fw-1 true") })
+	log := rec.entries()
+	retried := slices.Index(log, "acked t1 u1: OK")
+	if retried < 0 || retried > slices.Index(log, "subscribed fw-1 true") {
+		t.Fatalf("callbacks = %q; want t1's ack retried and answered OK before Subscribed", log)
+	}
+	if n := m.acksFor("u1"); n != 2 {
+		t.Errorf("u1 acknowledged %d times, want 2 (once per session)", n)
+	}
+	if n := m.acksFor("u2"); n != 1 {
+		t.Errorf("u2 acknowledged %d times, want 1 (the master refused it outright)", n)
 	}
 }
