@@ -185,7 +185,11 @@ func TestSupervisorReportCallRealDeadline(t *testing.T) {
 
 func TestWatchdogDisabled(t *testing.T) {
 	logger, sink := testLogger(t)
-	fast := Watchdog{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, Misses: 1}
+	// The enabled watchdog must catch its plugin by the stopped state
+	// alone: with one missed ping enough, a healthy plugin answering a
+	// ping late on a loaded machine was killed before the test could stop
+	// it (make test-stress, CI: SIGSTOP found no such process).
+	fast := Watchdog{Interval: 20 * time.Millisecond, Timeout: time.Second, Misses: 1000}
 	off := fast
 	off.Misses = -1
 	on, onFirst, _ := supervise(t, allocSpec(), Options{Watchdog: fast})
