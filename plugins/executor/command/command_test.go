@@ -416,6 +416,11 @@ func TestStatsSumTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
+	// Wait until both children have exec'd sleep and show resident memory.
+	// A child between fork and exec can read an RSS of 0 (its copied page
+	// tables hold few pages, and since Linux 6.2 /proc reads RSS from
+	// per-CPU counters without folding them); on a loaded machine that
+	// window is long. A sleeping sleep's RSS does not shrink.
 	var leaderRSS uint64
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -423,7 +428,7 @@ func TestStatsSumTheSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(procs) == 3 {
+		if len(procs) == 3 && sleepersResident(procs, resp.Pid) == 2 {
 			st, err := posix.ReadStat(resp.Pid)
 			if err != nil {
 				t.Fatal(err)
@@ -432,7 +437,7 @@ func TestStatsSumTheSession(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("session has %d processes, want 3", len(procs))
+			t.Fatalf("session has %d processes (%d resident sleeps), want the shell and 2 resident sleeps", len(procs), sleepersResident(procs, resp.Pid))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -449,6 +454,18 @@ func TestStatsSumTheSession(t *testing.T) {
 	if res := waitResult(t, e); res.Signal != int(syscall.SIGTERM) {
 		t.Errorf("Wait after Shutdown = %+v, want SIGTERM", *res)
 	}
+}
+
+// sleepersResident counts the processes other than the leader that run
+// sleep and whose RSS reads above zero.
+func sleepersResident(procs []*posix.Stat, leader int) int {
+	n := 0
+	for _, p := range procs {
+		if p.Pid != leader && p.Comm == "sleep" && p.RSSBytes() > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func TestShutdownUsesDefaultGrace(t *testing.T) {
