@@ -359,6 +359,9 @@ func TestACLCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.p.waitLine(regexp.MustCompile(`(ACLs replaced)`))
+	// The agent takes the new rules too (TestSetSecurityReplacesRulesAndCredentials
+	// in core/agent checks what they then let in).
+	c.p.waitLine(regexp.MustCompile(`(agent ACLs and credentials replaced)`))
 	if code, _, errOut := c.cli(ctx, "viewer", "agent", "drain", "-master", c.addr, agentID); code != 0 {
 		t.Fatalf("viewer draining after the reload granted it: exit %d, stderr %q", code, errOut)
 	}

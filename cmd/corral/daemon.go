@@ -148,7 +148,7 @@ func startDaemon(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 				errc <- runEmulated(ctx, cfg, f.emulate, log.Named("agent"))
 				return
 			}
-			errc <- runAgent(ctx, cfg, catalog, log.Named("agent"), f.recoverMode)
+			errc <- runAgent(ctx, cfg, catalog, reload, log.Named("agent"), f.recoverMode)
 		}()
 	}
 	err = <-errc
@@ -321,8 +321,32 @@ func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginL
 	}
 }
 
+// reloadAgentOnHUP gives the agent the ACLs and credentials of the
+// re-read configuration on every SIGHUP, as the master takes its own, so
+// that a revoked secret stops opening sandboxes on the agent too. A file
+// with errors changes nothing; other agent settings need a restart.
+func reloadAgentOnHUP(ctx context.Context, a *agent.Agent, reload func() (*conf.Config, error), log hclog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := reload()
+		if err != nil {
+			log.Error("SIGHUP: the configuration has errors; the agent's ACLs and credentials are unchanged", "error", err)
+			continue
+		}
+		a.SetSecurity(cfg.ACL, cfg.Credentials)
+		log.Info("SIGHUP: agent ACLs and credentials replaced", "acls", cfg.ACL != nil, "credentials", cfg.Credentials.Len())
+	}
+}
+
 // runAgent runs an agent until ctx ends; the agent cleans up its tasks.
-func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, log hclog.Logger, recoverMode string) error {
+func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog, reload func() (*conf.Config, error), log hclog.Logger, recoverMode string) error {
 	ac := cfg.Agent
 	res, err := resources.Parse(ac.Resources)
 	if err != nil {
@@ -342,6 +366,7 @@ func runAgent(ctx context.Context, cfg *conf.Config, catalog *pluginhost.Catalog
 	}
 	// Executors written for Mesos talk to the agent's /api/v1/executor.
 	mesos.NewExecutorHandler(a, log.Named("mesos-executor")).Register(a)
+	go reloadAgentOnHUP(ctx, a, reload, log)
 	go func() {
 		select {
 		case <-a.Ready():

@@ -34,6 +34,7 @@ const pluginCallTimeout = 30 * time.Second
 // Agent runs tasks on one machine.
 type Agent struct {
 	cfg       Config
+	sec       *security // ACLs and credentials of the guarded endpoints
 	logger    hclog.Logger
 	plugins   Plugins
 	resources resources.Resources
@@ -131,6 +132,7 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 	}
 	a := &Agent{
 		cfg:         cfg,
+		sec:         newSecurity(cfg.ACLs, cfg.Credentials),
 		logger:      logger,
 		plugins:     plugins,
 		resources:   detect.Override(detected, cfg.Resources),

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/sdk/acl"
@@ -14,21 +15,23 @@ import (
 // principal (its client certificate's, else that of HTTP basic
 // credentials checked against the credentials file, as the master does)
 // needs action on the principal of the framework that owns the task.
-// Credentials that do not verify get 401 naming the problem. The master's proxy authorizes the end user itself and then calls
-// the agent with the master's certificate, so that name needs its own
+// Credentials that do not verify get 401 naming the problem. The
+// master's proxy authorizes the end user itself and then calls the agent
+// with the master's certificate, so that name needs its own
 // rules (`access_sandboxes { principals = ["<master cert name>"] }`, and
 // the same under exec_tasks). A framework the agent no longer runs a task
 // of is checked against the empty principal, which only an ANY rule
 // covers.
 func (a *Agent) frameworkACL(action acl.Action, next http.Handler) http.Handler {
-	if a.cfg.ACLs == nil {
-		return next
-	}
-	authenticator := &authn.Authenticator{Credentials: a.cfg.Credentials}
-	return authenticator.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	guarded := a.sec.authn.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		acls := a.sec.acls.Load()
+		if acls == nil {
+			next.ServeHTTP(w, r) // turned off by a reload meanwhile
+			return
+		}
 		principal := authn.Principal(r.Context())
 		owner := a.frameworkPrincipal(r.PathValue("framework"))
-		if err := a.cfg.ACLs.Authorize(principal, action, owner); err != nil {
+		if err := acls.Authorize(principal, action, owner); err != nil {
 			a.logger.Warn("permission denied", "principal", principal, "action", action,
 				"object", owner, "framework_id", r.PathValue("framework"))
 			w.Header().Set("Content-Type", "application/json")
@@ -38,6 +41,34 @@ func (a *Agent) frameworkACL(action acl.Action, next http.Handler) http.Handler 
 		}
 		next.ServeHTTP(w, r)
 	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.sec.acls.Load() == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	})
+}
+
+// security is what the agent's guarded endpoints check, replaced as a
+// whole by a configuration reload (SIGHUP) while requests are served.
+type security struct {
+	acls  atomic.Pointer[acl.ACLs]
+	authn authn.Authenticator
+}
+
+func newSecurity(acls *acl.ACLs, creds *acl.Credentials) *security {
+	s := &security{authn: authn.Authenticator{Credentials: creds}}
+	s.acls.Store(acls)
+	return s
+}
+
+// SetSecurity replaces the ACLs and the credentials file's principals
+// (a SIGHUP reload, as the master does). nil ACLs turn the checks off;
+// nil credentials leave only client certificates to identify callers.
+func (a *Agent) SetSecurity(acls *acl.ACLs, creds *acl.Credentials) {
+	a.sec.acls.Store(acls)
+	a.sec.authn.SetCredentials(creds)
 }
 
 // frameworkPrincipal is the principal of a framework the agent runs tasks

@@ -25,21 +25,7 @@ func TestFrameworkACLPrincipals(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := acl.Rule{Principals: acl.Entity{Values: []string{"analytics"}}, Objects: acl.Entity{Values: []string{"analytics"}}}
-	a := &Agent{
-		cfg: Config{
-			ACLs:        &acl.ACLs{Rules: map[acl.Action][]acl.Rule{acl.AccessSandboxes: {own}}},
-			Credentials: creds,
-		},
-		logger: hclog.NewNullLogger(),
-		tasks: map[taskKey]*task{
-			{framework: "fw1", task: "t1"}: {framework: &corralpb.FrameworkInfo{Principal: "analytics"}},
-		},
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /sandbox/{framework}/{task}", a.frameworkACL(acl.AccessSandboxes,
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("stdout")) })))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	srv := sandboxServer(t, newSecurity(&acl.ACLs{Rules: map[acl.Action][]acl.Rule{acl.AccessSandboxes: {own}}}, creds))
 
 	tests := []struct {
 		name              string
@@ -54,20 +40,98 @@ func TestFrameworkACLPrincipals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/sandbox/fw1/t1", nil)
-			if tc.principal != "" {
-				req.SetBasicAuth(tc.principal, tc.secret)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var body strings.Builder
-			_, _ = io.Copy(&body, resp.Body)
-			if resp.StatusCode != tc.wantCode || !strings.Contains(body.String(), tc.wantBody) {
-				t.Errorf("got %s %q, want %d and a body with %q", resp.Status, body.String(), tc.wantCode, tc.wantBody)
+			code, body := getSandbox(t, srv, tc.principal, tc.secret)
+			if code != tc.wantCode || !strings.Contains(body, tc.wantBody) {
+				t.Errorf("got %d %q, want %d and a body with %q", code, body, tc.wantCode, tc.wantBody)
 			}
 		})
 	}
+}
+
+// TestSetSecurityReplacesRulesAndCredentials: a reload (SIGHUP) replaces
+// the guarded endpoints' ACLs and credentials while the agent serves: a
+// principal added to the credentials file and granted by the new rules
+// gets in, a removed principal's secret stops working, and nil ACLs turn
+// the checks off.
+func TestSetSecurityReplacesRulesAndCredentials(t *testing.T) {
+	before, err := acl.ParseCredentials([]byte(`{"credentials": [{"principal": "analytics", "secret": "s3cret"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := acl.ParseCredentials([]byte(`{"credentials": [{"principal": "auditor", "secret": "a"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := func(principal string) *acl.ACLs {
+		return &acl.ACLs{Rules: map[acl.Action][]acl.Rule{acl.AccessSandboxes: {
+			{Principals: acl.Entity{Values: []string{principal}}, Objects: acl.Entity{Any: true}},
+		}}}
+	}
+	sec := newSecurity(rule("analytics"), before)
+	srv := sandboxServer(t, sec)
+	a := srv.agent
+
+	steps := []struct {
+		name              string
+		reload            func()
+		principal, secret string
+		wantCode          int
+	}{
+		{"analytics before the reload", nil, "analytics", "s3cret", http.StatusOK},
+		{"auditor before the reload", nil, "auditor", "a", http.StatusUnauthorized},
+		{"auditor after the reload", func() { a.SetSecurity(rule("auditor"), after) }, "auditor", "a", http.StatusOK},
+		{"analytics's old secret after the reload", nil, "analytics", "s3cret", http.StatusUnauthorized},
+		{"anonymous with the ACLs turned off", func() { a.SetSecurity(nil, after) }, "", "", http.StatusOK},
+		{"anonymous with ACLs back on", func() { a.SetSecurity(rule("auditor"), after) }, "", "", http.StatusForbidden},
+	}
+	for _, st := range steps {
+		if st.reload != nil {
+			st.reload()
+		}
+		if code, body := getSandbox(t, srv, st.principal, st.secret); code != st.wantCode {
+			t.Errorf("%s: got %d %q, want %d", st.name, code, body, st.wantCode)
+		}
+	}
+}
+
+// guardedServer serves one guarded sandbox path of an agent that runs
+// task t1 of framework fw1 (principal analytics).
+type guardedServer struct {
+	*httptest.Server
+	agent *Agent
+}
+
+func sandboxServer(t *testing.T, sec *security) *guardedServer {
+	t.Helper()
+	a := &Agent{
+		sec:    sec,
+		logger: hclog.NewNullLogger(),
+		tasks: map[taskKey]*task{
+			{framework: "fw1", task: "t1"}: {framework: &corralpb.FrameworkInfo{Principal: "analytics"}},
+		},
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /sandbox/{framework}/{task}", a.frameworkACL(acl.AccessSandboxes,
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("stdout")) })))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &guardedServer{Server: srv, agent: a}
+}
+
+// getSandbox reads fw1/t1's sandbox path, with basic credentials unless
+// principal is "".
+func getSandbox(t *testing.T, srv *guardedServer, principal, secret string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/sandbox/fw1/t1", nil)
+	if principal != "" {
+		req.SetBasicAuth(principal, secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body strings.Builder
+	_, _ = io.Copy(&body, resp.Body)
+	return resp.StatusCode, body.String()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/corral-project/corral/core/agent/checkpoint"
 	"github.com/corral-project/corral/core/agent/statusupdate"
 	"github.com/corral-project/corral/pluginapi/executor"
+	"github.com/corral-project/corral/sdk/procfs"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -228,7 +229,7 @@ func (a *Agent) recoverTask(ctx context.Context, t *task) {
 	}
 	if err != nil {
 		t.logger.Warn("executor gone after agent restart", "error", err)
-		if t.pid != 0 && alivePid(t.pid) {
+		if t.pid != 0 && procfs.Alive(t.pid, 0) {
 			fail(corralpb.TaskState_TASK_FAILED, corralpb.TaskStatus_REASON_EXECUTOR_TERMINATED,
 				fmt.Sprintf("the task's executor exited while the agent was down (%v); its task (pid %d) was killed", err, t.pid))
 			return
@@ -291,21 +292,6 @@ func (a *Agent) readoptContainer(ctx context.Context, t *task, pid int) {
 	if err != nil {
 		t.logger.Warn("could not hand the recovered task's pid to its isolator", "pid", pid, "error", err)
 	}
-}
-
-// alivePid reports whether pid is a live (not zombie) process.
-func alivePid(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	for i := len(s) - 1; i > 0; i-- {
-		if s[i] == ')' {
-			return i+2 < len(s) && s[i+2] != 'Z'
-		}
-	}
-	return false
 }
 
 // isDetaching reports whether the agent is stopping and leaving its tasks
