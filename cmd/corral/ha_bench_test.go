@@ -129,48 +129,27 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	subsBefore := fw.subs
 	fw.mu.Unlock()
 
-	// Detection: the leader key loses its session.
-	detected := make(chan time.Time, 1)
+	// Detection: the leader key loses its session, or is already held by
+	// another master (the new one may win before the poll sees it free).
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if sess, ok := leaderSession(c); ok && sess == "" {
-				detected <- time.Now()
-				return
-			} else if ok && sess != "" {
-				// Held: by the old leader until detection, then possibly
-				// already by the new one (we check the holder's address).
-				if v := leaderValue(c); v != "" && v != l {
-					detected <- time.Now()
-					return
-				}
-			}
-			time.Sleep(2 * time.Millisecond)
+	detected := pollUntil(stop, func() bool {
+		sess, ok := leaderSession(c)
+		if !ok {
+			return false
 		}
-	}()
+		if sess == "" {
+			return true
+		}
+		v := leaderValue(c)
+		return v != "" && v != l
+	})
 	// Election: another master holds the lock (the leader key names it
 	// with a session), whether or not its HTTP port answers yet.
-	lockTaken := make(chan time.Time, 1)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if pair, ok := consulLeaderPair(c); ok && pair.Session != "" && pair.Value != "" && pair.Value != l {
-				lockTaken <- time.Now()
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	lockTaken := pollUntil(stop, func() bool {
+		pair, ok := consulLeaderPair(c)
+		return ok && pair.Session != "" && pair.Value != "" && pair.Value != l
+	})
 	time.Sleep(100 * time.Millisecond) // let the watcher see the held lock first
 	// CPU each surviving master has used so far: the new leader's CPU
 	// until every agent is back, per agent, compares across runs on a
@@ -455,4 +434,26 @@ func agentLogLevel() string {
 		return "debug"
 	}
 	return "warn"
+}
+
+// pollUntil checks cond every 2 ms (the resolution of the bench's
+// detection and election columns) until it holds, then sends the time it
+// was seen; it gives up when stop closes.
+func pollUntil(stop <-chan struct{}, cond func() bool) <-chan time.Time {
+	seen := make(chan time.Time, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if cond() {
+				seen <- time.Now()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return seen
 }
