@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -171,6 +172,10 @@ acl {
   # Everybody named here reads state; viewer only reads.
   view_frameworks { principals = ["analytics", "ops", "viewer"] }
   view_tasks      { principals = ["analytics", "ops", "viewer"] }
+  # The master's usage proxy reads the agent's monitor with its own
+  # certificate (it has checked the caller's view_tasks first).
+  view_frameworks { principals = ["master"] }
+  view_tasks      { principals = ["master"] }
   view_agents     { principals = ["ANY"] }
   view_roles      { principals = ["ANY"] }
   access_sandboxes {
@@ -312,6 +317,31 @@ func TestACLCluster(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("%s reading the sandbox on the agent: %s %s, want %d", principal, resp.Status, body, want)
 		}
+	}
+	// The agent's own state and monitor list only what the caller may
+	// view: analytics sees its task, mallory sees none of it, and asking
+	// the monitor for analytics's framework by name is refused.
+	for principal, want := range map[string]bool{"analytics": true, "mallory": false} {
+		for _, path := range []string{"/api/v1/state", "/api/v1/monitor"} {
+			resp, err := c.client(principal).Get(agentURL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || strings.Contains(string(body), taskID) != want {
+				t.Errorf("%s reading the agent's %s: %s %s; want 200 and the task listed: %v", principal, path, resp.Status, body, want)
+			}
+		}
+	}
+	resp, err = c.client("mallory").Get(agentURL + "/api/v1/monitor?framework_id=" + url.QueryEscape(fw.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `principal \"mallory\"`) {
+		t.Errorf("mallory asking the agent's monitor for analytics's framework: %s %s; want 403 naming her", resp.Status, body)
 	}
 	if code, _, errOut := c.cli(ctx, "ops", "task", "kill", "-master", c.addr, taskID); code != 0 {
 		t.Fatalf("ops killing the task: exit %d, stderr %q", code, errOut)

@@ -56,6 +56,12 @@ acl {
   view_tasks {
     principals = ["ops"]
   }
+  # Agents filter their own state and monitor by these too; the master's
+  # per-task usage endpoint reads an agent's monitor with the master's
+  # certificate (after checking the caller's view_tasks).
+  view_tasks {
+    principals = ["master"]
+  }
   view_agents {
     principals = ["ANY"]
   }

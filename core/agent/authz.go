@@ -50,6 +50,39 @@ func (a *Agent) frameworkACL(action acl.Action, next http.Handler) http.Handler 
 	})
 }
 
+// identified runs next with the caller's principal in the request context
+// when ACLs are on (a wrong secret is 401, as on the guarded endpoints),
+// for the read endpoints that filter by it (state, monitor).
+func (a *Agent) identified(next http.Handler) http.Handler {
+	withPrincipal := a.sec.authn.Middleware(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.sec.acls.Load() == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		withPrincipal.ServeHTTP(w, r)
+	})
+}
+
+// viewer is what the caller of r may see of the agent's tasks, by the
+// principal of each task's framework: as on the master, view_frameworks
+// and view_tasks must both allow it (the agent's state lists tasks; it
+// has no framework entries to show without them). Everything when ACLs
+// are off.
+func (a *Agent) viewer(r *http.Request) func(owner string) error {
+	acls := a.sec.acls.Load()
+	if acls == nil {
+		return func(string) error { return nil }
+	}
+	principal := authn.Principal(r.Context())
+	return func(owner string) error {
+		if err := acls.Authorize(principal, acl.ViewFrameworks, owner); err != nil {
+			return err
+		}
+		return acls.Authorize(principal, acl.ViewTasks, owner)
+	}
+}
+
 // security is what the agent's guarded endpoints check, replaced as a
 // whole by a configuration reload (SIGHUP) while requests are served.
 type security struct {

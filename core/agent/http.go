@@ -50,13 +50,15 @@ func (a *Agent) httpHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /api/v1/state", func(w http.ResponseWriter, r *http.Request) {
+	// State and usage list only the tasks the caller may view.
+	mux.Handle("GET /api/v1/state", a.identified(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		may := a.viewer(r)
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(a.State())
-	})
-	mux.HandleFunc("GET /api/v1/monitor", a.serveMonitor)
+		_ = enc.Encode(a.state(func(owner string) bool { return may(owner) == nil }))
+	})))
+	mux.Handle("GET /api/v1/monitor", a.identified(http.HandlerFunc(a.serveMonitor)))
 	mux.Handle("GET /metrics", a.metricsHandler())
 	sb := sandbox.NewHandler(a.cfg.sandboxRoot(), a.logger.Named("sandbox"))
 	mux.Handle(sandbox.Pattern, a.frameworkACL(acl.AccessSandboxes, sb))
@@ -71,7 +73,12 @@ func (a *Agent) httpHandler() http.Handler {
 }
 
 // State snapshots the agent for the operator API.
-func (a *Agent) State() State {
+func (a *Agent) State() State { return a.state(nil) }
+
+// state is State listing only the tasks whose framework principal visible
+// accepts (every task when visible is nil). Resources in use count every
+// task: the agent's totals are not the caller's to narrow.
+func (a *Agent) state(visible func(owner string) bool) State {
 	a.connMu.Lock()
 	connected := a.out != nil
 	a.connMu.Unlock()
@@ -94,6 +101,9 @@ func (a *Agent) State() State {
 	for k, t := range a.tasks {
 		if !t.terminal {
 			used = used.Add(t.res)
+		}
+		if visible != nil && !visible(t.framework.GetPrincipal()) {
+			continue
 		}
 		s.Tasks = append(s.Tasks, TaskState{
 			FrameworkID:         k.framework,

@@ -8,7 +8,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/acl"
 )
 
 // ContainerUsage is one running task's resource usage, as the isolator
@@ -39,18 +41,21 @@ type ContainerUsage struct {
 // Monitor asks each isolator, in one batched call, for the usage of every
 // running task's container it holds.
 func (a *Agent) Monitor(ctx context.Context) ([]ContainerUsage, error) {
-	return a.monitor(ctx, "", "")
+	return a.monitor(ctx, "", "", nil)
 }
 
 // monitor is Monitor narrowed to one framework's tasks, or one task, when
-// frameworkID (and taskID) are set: the isolator then measures only those.
-func (a *Agent) monitor(ctx context.Context, frameworkID, taskID string) ([]ContainerUsage, error) {
+// frameworkID (and taskID) are set, and to the tasks whose framework
+// principal visible accepts when it is not nil: the isolator then
+// measures only those.
+func (a *Agent) monitor(ctx context.Context, frameworkID, taskID string, visible func(owner string) bool) ([]ContainerUsage, error) {
 	a.mu.Lock()
 	byContainer := map[string]ContainerUsage{}
 	ids := map[string][]string{} // by isolator
 	for k, t := range a.tasks {
 		if t.terminal || !t.launched ||
-			(frameworkID != "" && k.framework != frameworkID) || (taskID != "" && k.task != taskID) {
+			(frameworkID != "" && k.framework != frameworkID) || (taskID != "" && k.task != taskID) ||
+			(visible != nil && !visible(t.framework.GetPrincipal())) {
 			continue
 		}
 		ids[t.isolator] = append(ids[t.isolator], t.containerID)
@@ -107,9 +112,23 @@ func fillUsage(c *ContainerUsage, u isolator.Usage) {
 
 // serveMonitor serves every live task's usage; ?framework_id= and
 // ?task_id= narrow it (the master's per-task usage endpoint asks for one).
+// With ACLs on it lists the tasks the caller may view; asking for one
+// framework's tasks the caller may not view is refused with 403 naming
+// the permission, so that an empty answer never hides a denial.
 func (a *Agent) serveMonitor(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	usage, err := a.monitor(r.Context(), q.Get("framework_id"), q.Get("task_id"))
+	may := a.viewer(r)
+	if fw := q.Get("framework_id"); fw != "" {
+		if err := may(a.frameworkPrincipal(fw)); err != nil {
+			a.logger.Warn("permission denied", "principal", authn.Principal(r.Context()), "action", acl.ViewTasks,
+				"framework_id", fw)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	usage, err := a.monitor(r.Context(), q.Get("framework_id"), q.Get("task_id"), func(owner string) bool { return may(owner) == nil })
 	if err != nil {
 		http.Error(w, "isolator usage: "+err.Error(), http.StatusServiceUnavailable)
 		return

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/corral-project/corral/core/master"
@@ -164,7 +165,16 @@ func operatorRoutes(mux *http.ServeMux, m *master.Master, agentTLS *tls.Config) 
 		defer resp.Body.Close()
 		var usage []map[string]any
 		if resp.StatusCode != http.StatusOK {
-			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s monitor: %s", r.PathValue("agent"), resp.Status))
+			// Say why: a 403 names the permission the master's own
+			// principal lacks on the agent (view_tasks).
+			var e struct {
+				Error string `json:"error"`
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if json.Unmarshal(body, &e) != nil || e.Error == "" {
+				e.Error = strings.TrimSpace(string(body))
+			}
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("agent %s monitor: %s: %s", r.PathValue("agent"), resp.Status, e.Error))
 			return
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&usage); err != nil {
