@@ -85,12 +85,14 @@ func TestDevClusterExecStatusAndCleanShutdown(t *testing.T) {
 		Processes   int    `json:"processes"`
 		MemRSSBytes uint64 `json:"mem_rss_bytes"`
 	}
-	if err := json.Unmarshal([]byte(httpGet(t, st.Agents[0].URL+"/api/v1/monitor")), &usage); err != nil {
-		t.Fatal(err)
-	}
-	if len(usage) != 1 || usage[0].Processes < 1 || usage[0].MemRSSBytes == 0 {
-		t.Errorf("agent monitor = %+v, want the sleeping task with its process and memory", usage)
-	}
+	// RUNNING is sent once the task is released from its hold at exec; on
+	// a loaded machine sleep may not have run yet, and its RSS reads 0
+	// until it has.
+	waitCond(t, "the agent monitor to show the sleeping task with its process and memory", func() bool {
+		usage = nil
+		return json.Unmarshal([]byte(httpGet(t, st.Agents[0].URL+"/api/v1/monitor")), &usage) == nil &&
+			len(usage) == 1 && usage[0].Processes >= 1 && usage[0].MemRSSBytes > 0
+	})
 	if m := httpGet(t, "http://"+addr+"/metrics"); !strings.Contains(m, `corral_master_tasks{state="TASK_RUNNING"} 1`) {
 		t.Errorf("/metrics does not count the running task:\n%s", grepLines(m, "corral_master_tasks{"))
 	}

@@ -173,10 +173,14 @@ func TestAgentCgroups(t *testing.T) {
 		})
 		m.waitStates(t, "sleeper", corralpb.TaskState_TASK_STARTING, corralpb.TaskState_TASK_RUNNING)
 		var usage []ContainerUsage
-		waitFor(t, "the sleeper in /api/v1/monitor", 20*time.Second, func() bool {
+		// RUNNING is sent once the task is released from its hold at exec;
+		// on a loaded machine sleep may not have run (nor touched memory
+		// charged to its cgroup) by the first read, so wait for both.
+		waitFor(t, "the sleeper in /api/v1/monitor, using memory", 20*time.Second, func() bool {
 			code, body := httpGet(t, a.URL()+"/api/v1/monitor")
 			usage = nil
-			return code == 200 && json.Unmarshal([]byte(body), &usage) == nil && len(usage) == 1 && usage[0].Processes >= 1
+			return code == 200 && json.Unmarshal([]byte(body), &usage) == nil && len(usage) == 1 &&
+				usage[0].Processes >= 1 && usage[0].MemUsageBytes > 0
 		})
 		if u := usage[0]; u.TaskID != "sleeper" || u.MemLimitBytes != 16<<20 || u.MemUsageBytes == 0 {
 			t.Errorf("monitor = %+v, want the sleeper with a 16 MiB limit and some memory used", u)
