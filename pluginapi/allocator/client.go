@@ -16,11 +16,19 @@ type client struct {
 	base.Plugin
 	rpc    allocatorpb.AllocatorClient
 	offers offerMemory // recent responses, for offer references
+	ids    hostIDs     // interned IDs (idtable.go)
 }
 
 // NewClient returns an Allocator (base service included) served over conn.
 func NewClient(conn *grpc.ClientConn) Allocator {
-	return &client{Plugin: base.NewClient(conn), rpc: allocatorpb.NewAllocatorClient(conn)}
+	return newClient(conn, WireOptions{})
+}
+
+func newClient(conn *grpc.ClientConn, opts WireOptions) Allocator {
+	c := &client{Plugin: base.NewClient(conn), rpc: allocatorpb.NewAllocatorClient(conn)}
+	c.ids.off = opts.NoInternedIDs
+	c.ids.reset()
+	return c
 }
 
 // Init streams snap in chunks of at most InitChunkSize entries.
@@ -28,6 +36,12 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 	if snap == nil {
 		return 0, errors.New("allocator init: nil snapshot")
 	}
+	// Whatever the outcome, the plugin's state starts over, and so does
+	// the ID dictionary: from the snapshot's IDs, sent with the next
+	// request.
+	c.ids.mu.Lock()
+	c.ids.noteSnapshot(snap)
+	c.ids.mu.Unlock()
 	stream, err := c.rpc.Init(ctx)
 	if err != nil {
 		return 0, c.err(ctx, "init", err)
@@ -50,16 +64,29 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 }
 
 func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateResponse, error) {
-	p, err := allocateRequestToProto(req, &c.offers)
+	c.ids.mu.Lock()
+	defer c.ids.mu.Unlock()
+	c.ids.noteDeltas(req.Deltas)
+	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder())
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: %w", err)
 	}
+	p.Ids = c.ids.announce()
 	resp, err := c.rpc.Allocate(ctx, p)
 	if err != nil {
+		// The plugin may or may not have taken the dictionary's
+		// additions: start over.
+		c.ids.newEpoch()
 		return nil, c.err(ctx, "allocate", err)
 	}
-	out, err := allocateResponseFromProto(resp)
+	tab, err := c.ids.answered(p.Ids, resp.GetIdsEpoch())
 	if err != nil {
+		c.ids.newEpoch()
+		return nil, fmt.Errorf("allocator allocate: plugin response: %w", err)
+	}
+	out, err := allocateResponseFromProto(resp, tab)
+	if err != nil {
+		c.ids.newEpoch()
 		return nil, fmt.Errorf("allocator allocate: plugin response: %w", err)
 	}
 	c.offers.remember(resp.GetResponseId(), out.Offers, true)

@@ -77,7 +77,7 @@ func TestOfferReferenceEncoding(t *testing.T) {
 		{Version: 7, At: 10, Kind: Recovered, Allocation: alloc("f2", "a2", "cpus:2")},
 	}
 	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 7, Deltas: deltas}
-	p, err := allocateRequestToProto(req, &host)
+	p, err := allocateRequestToProto(req, &host, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func TestResponseResourceTable(t *testing.T) {
 		r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: fmt.Sprint("a", i), Resources: same})
 	}
 	r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: "a9", Resources: resources.MustParse("cpus:1")})
-	p := allocateResponseToProto(r)
+	p := allocateResponseToProto(r, nil)
 	if len(p.ResourceTable) != 2 {
 		t.Errorf("resource table has %d lists, want 2", len(p.ResourceTable))
 	}
-	back, err := allocateResponseFromProto(p)
+	back, err := allocateResponseFromProto(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestResponseResourceTable(t *testing.T) {
 		}
 	}
 	p.Offers[0].ResourcesRef = 9
-	if _, err := allocateResponseFromProto(p); err == nil || !strings.Contains(err.Error(), "refers to resource list 9 of 2") {
+	if _, err := allocateResponseFromProto(p, nil); err == nil || !strings.Contains(err.Error(), "refers to resource list 9 of 2") {
 		t.Errorf("bad reference: %v", err)
 	}
 }
