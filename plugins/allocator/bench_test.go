@@ -58,9 +58,13 @@ func inProcess(policy string) allocator.Allocator {
 	return drf.NewPlugin()
 }
 
-// binary starts the built plugin, or skips: benchmarks never build.
-func binary(tb testing.TB, policy string) (allocator.Allocator, int) {
+// binary starts the built plugin, or skips: benchmarks never build. Mode
+// "baseline" starts the one under CORRAL_BENCH_ALLOC_BASELINE instead.
+func binary(tb testing.TB, policy, mode string) (allocator.Allocator, int) {
 	dir := os.Getenv("CORRAL_BIN_DIR")
+	if mode == "baseline" {
+		dir = os.Getenv("CORRAL_BENCH_ALLOC_BASELINE")
+	}
 	if dir == "" {
 		tb.Skip("CORRAL_BIN_DIR is not set; run `make bench-alloc` or set it to a dir holding plugins/")
 	}
@@ -72,8 +76,8 @@ func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster
 	var a allocator.Allocator
 	pid := 0
 	switch mode {
-	case "plugin":
-		a, pid = binary(tb, c.policy)
+	case "plugin", "baseline":
+		a, pid = binary(tb, c.policy, mode)
 	default:
 		a = inProcess(c.policy)
 		if mode == "grpc" {
@@ -144,7 +148,11 @@ func BenchmarkAllocate(b *testing.B) {
 // "policy=drf/agents=10000/frameworks=1000/") the cases, and
 // CORRAL_BENCH_ALLOC_CYCLES the number of steady cycles (7). The two modes
 // run side by side, taking turns cycle by cycle, so that the machine's
-// load weighs on both alike.
+// load weighs on both alike. CORRAL_BENCH_ALLOC_BASELINE, a bin dir of
+// another build (for example main's: go build -o DIR/plugins/corral-allocator-drf
+// ./plugins/allocator/drf/cmd in its worktree), adds its plugins as a third
+// contestant taking turns with the other two, and the columns "base cpu"
+// and "plg/base".
 func TestReportAllocBench(t *testing.T) {
 	if os.Getenv("CORRAL_BENCH_ALLOC") != "1" {
 		t.Skip("set CORRAL_BENCH_ALLOC=1 (make bench-alloc) to run the allocation benchmark table")
@@ -167,14 +175,20 @@ func TestReportAllocBench(t *testing.T) {
 	var rows []string
 	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
 		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
-		"first in", "first plg", "allocs/cyc", "plugin RSS"))
+		"first in", "first plg", "allocs/cyc", "plugin RSS")+
+		fmt.Sprintf(" | %8s %8s", "req KB", "resp KB")+baseHeader())
 	for _, c := range cases {
 		if c.shape.Agents > maxAgents || only != nil && !only.MatchString(c.name("")) {
 			continue
 		}
 		clIn, _ := start(t, c, "inprocess")
 		clPl, pid := start(t, c, "plugin")
-		res, err := allocatortest.RunBenches(context.Background(), cycles, clIn, clPl)
+		clusters := []*allocatortest.BenchCluster{clIn, clPl}
+		if os.Getenv("CORRAL_BENCH_ALLOC_BASELINE") != "" {
+			clBase, _ := start(t, c, "baseline")
+			clusters = append(clusters, clBase)
+		}
+		res, err := allocatortest.RunBenches(context.Background(), cycles, clusters...)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name(""), err)
 		}
@@ -184,13 +198,31 @@ func TestReportAllocBench(t *testing.T) {
 			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles,
 			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
 			ms(in.CPUMedian), ms(pl.CPUMedian), float64(pl.CPUMedian)/float64(max(in.CPUMedian, 1)),
-			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
+			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss)+
+			fmt.Sprintf(" | %8.1f %8.1f", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024)+baseColumns(res, pl))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("median of %d steady cycles after the first, in process and plugin taking turns; half the frameworks decline every offer for an hour,\n"+
 		"the other half keep theirs; ratio = plugin / in-process; ms: wall time of the Allocate call; cpu: CPU ms\n"+
 		"used meanwhile by this process (all threads, GC included) plus, in plugin mode, the plugin process;\n"+
-		"allocs/cyc in process; plugin RSS after the run. Load average at the end: %s\n", cycles, loadavg())
+		"allocs/cyc in process; plugin RSS after the run; req/resp KB: the plugin's Allocate messages as encoded (median).\n"+
+		"base: the plugins of CORRAL_BENCH_ALLOC_BASELINE, when set, driven by this build's host glue. Load average at the end: %s\n", cycles, loadavg())
+}
+
+func baseHeader() string {
+	if os.Getenv("CORRAL_BENCH_ALLOC_BASELINE") == "" {
+		return ""
+	}
+	return fmt.Sprintf(" | %10s %8s %8s %8s", "base cpu", "plg/base", "base/in", "base rsp")
+}
+
+func baseColumns(res []allocatortest.BenchResult, pl allocatortest.BenchResult) string {
+	if len(res) < 3 {
+		return ""
+	}
+	b := res[2]
+	return fmt.Sprintf(" | %10s %7.2fx %7.2fx %8.1f", ms(b.CPUMedian), float64(pl.CPUMedian)/float64(max(b.CPUMedian, 1)),
+		float64(b.CPUMedian)/float64(max(res[0].CPUMedian, 1)), float64(b.ResponseBytes)/1024)
 }
 
 // loadavg is /proc/loadavg's first three fields: the table means little
