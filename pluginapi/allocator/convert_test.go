@@ -166,3 +166,48 @@ func TestOfferMemoryRecyclesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestOfferRefOrder: the host finds offers committed in the order it got
+// them without building an index, and finds them in any other order
+// through the index; every reference names an offer equal to the
+// allocation.
+func TestOfferRefOrder(t *testing.T) {
+	var offers []Proposal
+	for i := range 100 {
+		offers = append(offers, Proposal{FrameworkID: fmt.Sprint("f", i%7), Role: "r", AgentID: fmt.Sprint("a", i),
+			Resources: resources.MustParse(fmt.Sprintf("cpus:%d", 1+i%3))})
+	}
+	var host offerMemory
+	host.remember(5, offers, true)
+	check := func(order []int) {
+		t.Helper()
+		for _, i := range order {
+			o := offers[i]
+			id, j, ok := host.ref((*Allocation)(&o))
+			if !ok || id != 5 || !proposalsEqual([]Proposal{offers[j]}, []Proposal{o}) {
+				t.Fatalf("ref of offer %d = %d/%d %v", i, id, j, ok)
+			}
+		}
+	}
+	var inOrder, everyThird, reversed []int
+	for i := range offers {
+		inOrder = append(inOrder, i)
+		if i%3 == 0 {
+			everyThird = append(everyThird, i)
+		}
+		reversed = append(reversed, len(offers)-1-i)
+	}
+	check(inOrder)
+	check(everyThird) // wraps to the start, then skips within the window
+	if host.recent[0].index != nil {
+		t.Error("offers found in order, yet the index was built")
+	}
+	check(reversed)
+	if host.recent[0].index == nil {
+		t.Error("offers found in reverse without the index")
+	}
+	miss := Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:9")}
+	if _, _, ok := host.ref(&miss); ok {
+		t.Error("an allocation of other resources was found")
+	}
+}

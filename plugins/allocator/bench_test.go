@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,7 +109,7 @@ func BenchmarkAllocate(b *testing.B) {
 	for _, c := range cases {
 		for _, mode := range []string{"inprocess", "grpc", "plugin"} {
 			b.Run(c.name(mode), func(b *testing.B) {
-				cl, _ := start(b, c, mode)
+				cl, pid := start(b, c, mode)
 				ctx := context.Background()
 				first, _, err := cl.Cycle(ctx)
 				if err != nil {
@@ -116,6 +117,7 @@ func BenchmarkAllocate(b *testing.B) {
 				}
 				b.ReportMetric(float64(first.Microseconds())/1000, "first-ms")
 				b.ReportAllocs()
+				faults0 := minorFaults(pid)
 				b.ResetTimer()
 				var offers int
 				var cpu time.Duration
@@ -134,8 +136,51 @@ func BenchmarkAllocate(b *testing.B) {
 				}
 				b.ReportMetric(float64(offers), "offers/cycle")
 				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				if pid != 0 {
+					b.ReportMetric(float64(minorFaults(pid)-faults0)/float64(b.N), "plugin-faults/op")
+				}
 			})
 		}
+	}
+}
+
+// BenchmarkMirrorGrowth measures how much the in-process plugin's live
+// heap (its mirror) grows per steady cycle, and per offer declined with a
+// filter, the one thing that piles up in the mirror as cycles go by
+// (kept offers become allocations, which the master books too).
+//
+//	go test -run '^$' -bench MirrorGrowth -benchtime 10x ./plugins/allocator
+func BenchmarkMirrorGrowth(b *testing.B) {
+	for _, c := range cases {
+		if c.shape.Agents != 10000 || c.shape.Frameworks != 1000 {
+			continue
+		}
+		b.Run(c.name("inprocess"), func(b *testing.B) {
+			cl, _ := start(b, c, "inprocess")
+			ctx := context.Background()
+			for range 2 {
+				if _, _, err := cl.Cycle(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			heap0, declined0, kept0 := ms.HeapAlloc, cl.Declined, cl.Kept
+			for range b.N {
+				if _, _, err := cl.Cycle(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			grown := float64(int64(ms.HeapAlloc) - int64(heap0))
+			declined, kept := cl.Declined-declined0, cl.Kept-kept0
+			b.ReportMetric(grown/float64(b.N), "heap-B/cycle")
+			b.ReportMetric(float64(declined)/float64(b.N), "declined/cycle")
+			b.ReportMetric(float64(kept)/float64(b.N), "kept/cycle")
+			b.ReportMetric(grown/float64(max(declined+kept, 1)), "heap-B/answered-offer")
+		})
 	}
 }
 
@@ -254,6 +299,26 @@ func cpuOf(pid int) time.Duration {
 		}
 	}
 	return sum
+}
+
+// minorFaults is a process's minor page faults so far (/proc/<pid>/stat,
+// field 10), 0 for pid 0.
+func minorFaults(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command, which is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 8 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[7], 10, 64)
+	return n
 }
 
 // rssOf reads a process's resident set size from /proc.

@@ -54,6 +54,9 @@ type BenchCluster struct {
 	// Wire sizes of the last call, when the allocator is the host side
 	// of the gRPC glue.
 	lastReq, lastResp int
+	// Declined and Kept count the offers Answer gave back with a filter
+	// and let stand, since the cluster started.
+	Declined, Kept int
 }
 
 // NewBenchCluster initializes a with the cluster shape describes.
@@ -175,6 +178,9 @@ func (c *BenchCluster) Answer(resp *allocator.AllocateResponse) {
 		if c.decline[o.FrameworkID] {
 			al := &allocator.Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
 			c.add(allocator.Delta{Kind: allocator.Recovered, Allocation: al, RefuseSeconds: 3600})
+			c.Declined++
+		} else {
+			c.Kept++
 		}
 	}
 }
