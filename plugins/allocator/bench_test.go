@@ -120,7 +120,7 @@ func BenchmarkAllocate(b *testing.B) {
 				faults0 := minorFaults(pid)
 				b.ResetTimer()
 				var offers int
-				var cpu time.Duration
+				var cpu, peer time.Duration
 				for range b.N {
 					// Only the Allocate call is timed, not the simulated
 					// master and frameworks answering it.
@@ -130,6 +130,7 @@ func BenchmarkAllocate(b *testing.B) {
 					}
 					b.StopTimer()
 					cpu += cl.LastCPU()
+					peer += cl.LastPeerCPU
 					offers = len(resp.Offers)
 					cl.Answer(resp)
 					b.StartTimer()
@@ -138,6 +139,7 @@ func BenchmarkAllocate(b *testing.B) {
 				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 				if pid != 0 {
 					b.ReportMetric(float64(minorFaults(pid)-faults0)/float64(b.N), "plugin-faults/op")
+					b.ReportMetric(float64(peer.Microseconds())/1000/float64(b.N), "plugin-cpu-ms/op")
 				}
 			})
 		}

@@ -51,6 +51,8 @@ type BenchCluster struct {
 	// to the cycle's CPU time.
 	PeerCPU func() time.Duration
 	lastCPU time.Duration
+	// LastPeerCPU is PeerCPU's part of the last call's CPU time.
+	LastPeerCPU time.Duration
 	// Wire sizes of the last call, when the allocator is the host side
 	// of the gRPC glue.
 	lastReq, lastResp int
@@ -133,7 +135,8 @@ func (c *BenchCluster) Allocate(ctx context.Context) (*allocator.AllocateRespons
 	resp, err := c.a.Allocate(ctx, req)
 	took := time.Since(began)
 	cpu1 := selfCPU()
-	c.lastCPU = cpu1 - cpu0 + c.peerCPU() - peer0
+	c.LastPeerCPU = c.peerCPU() - peer0
+	c.lastCPU = cpu1 - cpu0 + c.LastPeerCPU
 	if ws, ok := c.a.(allocator.WireSizer); ok {
 		c.lastReq, c.lastResp = ws.LastWireBytes()
 	}
