@@ -117,6 +117,9 @@ func (h *hostIDs) died(id string) {
 // noteSnapshot starts a new epoch holding snap's IDs.
 func (h *hostIDs) noteSnapshot(snap *Snapshot) {
 	h.reset()
+	if h.off {
+		return // nothing to keep for a plugin that does not intern
+	}
 	for i := range snap.Agents {
 		h.add(snap.Agents[i].ID)
 	}
@@ -147,6 +150,9 @@ func (h *hostIDs) noteAllocation(a *Allocation) {
 // noteDeltas adds the IDs deltas name (before they are encoded, so that
 // they can go as handles in the same request).
 func (h *hostIDs) noteDeltas(deltas []Delta) {
+	if h.off {
+		return
+	}
 	for i := range deltas {
 		d := &deltas[i]
 		switch {

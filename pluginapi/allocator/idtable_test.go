@@ -254,6 +254,15 @@ func TestInternedIDsOldPeers(t *testing.T) {
 					t.Errorf("cycle %d: offers %+v, want %+v", i, resp.Offers, offers)
 				}
 			}
+			// A re-Init keeps no dictionary for a plugin or host that
+			// does not intern.
+			if _, err := c.Init(context.Background(), idSnap); err != nil {
+				t.Fatal(err)
+			}
+			cycle(t, c, 1)
+			if req, _ := wire.last(); req.GetIds() != nil || len(c.ids.strs) != 0 {
+				t.Errorf("after re-Init: request ids %v, host table of %d IDs; want neither", req.GetIds(), len(c.ids.strs))
+			}
 		})
 	}
 }
