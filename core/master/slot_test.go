@@ -16,6 +16,7 @@ import (
 	"github.com/corral-project/corral/plugins/allocator/drf"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
+	"github.com/hashicorp/go-plugin"
 )
 
 // The allocator slot with in-process plugins: the launcher is the seam
@@ -23,8 +24,11 @@ import (
 // policies are the real DRF code, with faults switched on by name.
 
 // inprocLauncher launches a DRF allocator per choice; the name's suffix
-// picks a fault: "-initfail", "-hang", "-invalid".
+// picks a fault: "-initfail", "-hang", "-invalid"; or a wire: "-wire"
+// puts the plugin glue and gRPC in between, "-oldwire" the same with a
+// plugin side that does not intern IDs (as a plugin built before them).
 type inprocLauncher struct {
+	t        *testing.T
 	mu       sync.Mutex
 	launched []*inprocHandle
 }
@@ -37,7 +41,21 @@ func (l *inprocLauncher) Launch(_ context.Context, c master.AllocatorChoice) (ma
 	if err := p.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		return nil, err
 	}
-	h := &inprocHandle{name: c.Name, a: &faultAlloc{Allocator: p, name: c.Name}}
+	var a allocator.Allocator = p
+	if strings.HasSuffix(c.Name, "-wire") || strings.HasSuffix(c.Name, "-oldwire") {
+		client, server := plugin.TestPluginGRPCConn(l.t, false,
+			allocator.PluginSetWith(p, allocator.WireOptions{NoInternedIDs: strings.HasSuffix(c.Name, "-oldwire")}))
+		l.t.Cleanup(func() {
+			server.Stop()
+			_ = client.Close()
+		})
+		raw, err := client.Dispense(allocator.PluginName)
+		if err != nil {
+			return nil, err
+		}
+		a = raw.(allocator.Allocator)
+	}
+	h := &inprocHandle{name: c.Name, a: &faultAlloc{Allocator: a, name: c.Name}}
 	l.mu.Lock()
 	l.launched = append(l.launched, h)
 	l.mu.Unlock()
@@ -135,7 +153,7 @@ func (f *faultAlloc) lastSnap() *allocator.Snapshot {
 
 func startSlotMaster(t *testing.T, cfg master.Config) (*cluster, *inprocLauncher) {
 	t.Helper()
-	l := &inprocLauncher{}
+	l := &inprocLauncher{t: t}
 	if cfg.Allocator.Name == "" {
 		cfg.Allocator = master.AllocatorChoice{Name: "drf"}
 	}
@@ -216,6 +234,38 @@ func TestSwapKeepsOutstandingOffers(t *testing.T) {
 	fw.accept(a, held, "t1", "cpus:1;mem:128")
 	if st := c.m.AllocatorStatus(); st.Active.Name != "drf-b" || st.Generation != 2 || st.Previous != nil {
 		t.Errorf("status after the swap: active %q, generation %d, previous %+v", st.Active.Name, st.Generation, st.Previous)
+	}
+}
+
+// TestSwapToOldWirePlugin: the master's allocator host interns IDs on the
+// wire; after a hot swap to a plugin that does not (built before), offers
+// keep flowing, named by strings, and a swap back interns again.
+func TestSwapToOldWirePlugin(t *testing.T) {
+	c, _ := startSlotMaster(t, master.Config{Allocator: master.AllocatorChoice{Name: "drf-wire"}})
+	a := c.addAgent("a1", "cpus:4;mem:4096")
+	fw := c.subscribe("fw")
+	offered := func(who string) {
+		t.Helper()
+		os := fw.offers()
+		if len(os) != 1 || os[0].AgentId != a.id {
+			t.Fatalf("%s offered %v, want one offer on %s", who, os, a.id)
+		}
+		if got := resources.MustFromProto(os[0].Resources); !got.Equal(resources.MustParse("cpus:4;mem:4096")) {
+			t.Fatalf("%s offered %s, want the whole agent", who, got)
+		}
+		fw.decline([]string{os[0].Id})
+	}
+	offered("drf-wire")
+	for _, name := range []string{"drf-oldwire", "drf-wire"} {
+		swap, err := c.m.SetAllocator(context.Background(), master.SwapRequest{Choice: master.AllocatorChoice{Name: name}, Source: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := waitSwap(t, swap); out.Event != "swap" {
+			t.Fatalf("swap to %s: %+v", name, out)
+		}
+		// The declined offer comes back from the new plugin.
+		offered(name)
 	}
 }
 

@@ -205,32 +205,38 @@ func demandFromProto(p *allocatorpb.Demand) (*Demand, error) {
 	return &Demand{FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Shapes: shapes}, nil
 }
 
-func allocationToProto(a *Allocation) *allocatorpb.Allocation {
+func allocationToProto(a *Allocation, enc idEncoder) *allocatorpb.Allocation {
 	if a == nil {
 		return nil
 	}
-	return &allocatorpb.Allocation{
-		FrameworkId: a.FrameworkID,
-		Role:        a.Role,
-		AgentId:     a.AgentID,
-		Resources:   a.Resources.ToProto(),
-	}
+	p := &allocatorpb.Allocation{Resources: a.Resources.ToProto()}
+	p.FrameworkId, p.FrameworkHandle = enc.encode(a.FrameworkID)
+	p.Role, p.RoleHandle = enc.encode(a.Role)
+	p.AgentId, p.AgentHandle = enc.encode(a.AgentID)
+	return p
 }
 
-func allocationFromProto(p *allocatorpb.Allocation) (*Allocation, error) {
+func allocationFromProto(p *allocatorpb.Allocation, tab idTable) (*Allocation, error) {
 	if p == nil {
 		return nil, fmt.Errorf("allocation is missing")
 	}
+	fw, err := tab.decode(p.GetFrameworkId(), p.GetFrameworkHandle(), "framework")
+	if err != nil {
+		return nil, fmt.Errorf("allocation: %w", err)
+	}
+	role, err := tab.decode(p.GetRole(), p.GetRoleHandle(), "role")
+	if err != nil {
+		return nil, fmt.Errorf("allocation of framework %q: %w", fw, err)
+	}
+	agent, err := tab.decode(p.GetAgentId(), p.GetAgentHandle(), "agent")
+	if err != nil {
+		return nil, fmt.Errorf("allocation of framework %q: %w", fw, err)
+	}
 	res, err := resources.FromProto(p.GetResources())
 	if err != nil {
-		return nil, fmt.Errorf("allocation of framework %q on agent %q: %w", p.GetFrameworkId(), p.GetAgentId(), err)
+		return nil, fmt.Errorf("allocation of framework %q on agent %q: %w", fw, agent, err)
 	}
-	return &Allocation{
-		FrameworkID: p.GetFrameworkId(),
-		Role:        p.GetRole(),
-		AgentID:     p.GetAgentId(),
-		Resources:   res,
-	}, nil
+	return &Allocation{FrameworkID: fw, Role: role, AgentID: agent, Resources: res}, nil
 }
 
 func filterToProto(f *Filter) *allocatorpb.Filter {
@@ -284,7 +290,7 @@ func mergeChunk(snap *Snapshot, c *allocatorpb.InitChunk) error {
 		snap.Roles = append(snap.Roles, *r)
 	}
 	for _, p := range c.GetAllocations() {
-		a, err := allocationFromProto(p)
+		a, err := allocationFromProto(p, nil)
 		if err != nil {
 			return err
 		}
@@ -349,7 +355,7 @@ func snapshotChunks(snap *Snapshot, size int) []*allocatorpb.InitChunk {
 	}
 	for i := range snap.Allocations {
 		c := next()
-		c.Allocations = append(c.Allocations, allocationToProto(&snap.Allocations[i]))
+		c.Allocations = append(c.Allocations, allocationToProto(&snap.Allocations[i], nil))
 	}
 	for i := range snap.Filters {
 		c := next()
@@ -369,7 +375,7 @@ func snapshotChunks(snap *Snapshot, size int) []*allocatorpb.InitChunk {
 	return chunks
 }
 
-func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
+func deltaToProto(d *Delta, enc idEncoder) (*allocatorpb.Delta, error) {
 	p := &allocatorpb.Delta{Version: d.Version, AtMs: int64(d.At)}
 	switch d.Kind {
 	case AgentAdded:
@@ -387,10 +393,10 @@ func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
 	case RoleUpdated:
 		p.Change = &allocatorpb.Delta_RoleUpdated{RoleUpdated: roleToProto(d.Role)}
 	case Allocated:
-		p.Change = &allocatorpb.Delta_Allocated{Allocated: allocationToProto(d.Allocation)}
+		p.Change = &allocatorpb.Delta_Allocated{Allocated: allocationToProto(d.Allocation, enc)}
 	case Recovered:
 		p.Change = &allocatorpb.Delta_Recovered_{Recovered: &allocatorpb.Delta_Recovered{
-			Allocation:    allocationToProto(d.Allocation),
+			Allocation:    allocationToProto(d.Allocation, enc),
 			RefuseSeconds: d.RefuseSeconds,
 		}}
 	case Suppressed:
@@ -413,7 +419,7 @@ func deltaToProto(d *Delta) (*allocatorpb.Delta, error) {
 
 // deltaFromProto converts one delta (offer reference runs are expanded by
 // allocateRequestFromProto).
-func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
+func deltaFromProto(p *allocatorpb.Delta, tab idTable) (*Delta, error) {
 	d := &Delta{Version: p.GetVersion(), At: LogicalTime(p.GetAtMs())}
 	var err error
 	switch c := p.GetChange().(type) {
@@ -440,10 +446,10 @@ func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 		d.Role, err = roleFromProto(c.RoleUpdated)
 	case *allocatorpb.Delta_Allocated:
 		d.Kind = Allocated
-		d.Allocation, err = allocationFromProto(c.Allocated)
+		d.Allocation, err = allocationFromProto(c.Allocated, tab)
 	case *allocatorpb.Delta_Recovered_:
 		d.Kind = Recovered
-		d.Allocation, err = allocationFromProto(c.Recovered.GetAllocation())
+		d.Allocation, err = allocationFromProto(c.Recovered.GetAllocation(), tab)
 		d.RefuseSeconds = c.Recovered.GetRefuseSeconds()
 	case *allocatorpb.Delta_Suppressed:
 		d.Kind = Suppressed
@@ -476,8 +482,9 @@ func deltaFromProto(p *allocatorpb.Delta) (*Delta, error) {
 }
 
 // allocateRequestToProto converts a request; refs (nil: none) turns runs
-// of deltas that repeat recent offers into references.
-func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb.AllocateRequest, error) {
+// of deltas that repeat recent offers into references, and enc (nil: none)
+// sends the IDs it holds as handles.
+func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
 		TargetVersion: r.TargetVersion,
@@ -491,19 +498,19 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory) (*allocatorpb
 		defer refs.mu.Unlock()
 	}
 	var err error
-	if p.Deltas, err = refs.compressDeltas(r.Deltas); err != nil {
+	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
 func allocateRequestFromProto(p *allocatorpb.AllocateRequest, refs *offerMemory) (*AllocateRequest, error) {
-	return allocateRequestFromProtoInto(p, refs, nil)
+	return allocateRequestFromProtoInto(p, refs, nil, nil)
 }
 
 // allocateRequestFromProtoInto is allocateRequestFromProto expanding the
-// deltas into buf when it is large enough.
-func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMemory, buf []Delta) (*AllocateRequest, error) {
+// deltas into buf when it is large enough, with handles resolved in tab.
+func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMemory, buf []Delta, tab idTable) (*AllocateRequest, error) {
 	r := &AllocateRequest{
 		BaseVersion:   p.GetBaseVersion(),
 		TargetVersion: p.GetTargetVersion(),
@@ -536,7 +543,7 @@ func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMem
 			}
 			continue
 		}
-		d, err := deltaFromProto(pd)
+		d, err := deltaFromProto(pd, tab)
 		if err != nil {
 			return nil, err
 		}
@@ -545,15 +552,16 @@ func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMem
 	return r, nil
 }
 
-func allocateResponseToProto(r *AllocateResponse) *allocatorpb.AllocateResponse {
+func allocateResponseToProto(r *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
 	return allocateResponseToProtoIn(&allocatorpb.AllocateResponse{},
-		make([]*allocatorpb.OfferProposal, 0, len(r.Offers)), make([]allocatorpb.OfferProposal, len(r.Offers)), r)
+		make([]*allocatorpb.OfferProposal, 0, len(r.Offers)), make([]allocatorpb.OfferProposal, len(r.Offers)), r, enc)
 }
 
 // allocateResponseToProtoIn builds r's wire form in p, with offer messages
 // in ops (len(r.Offers) zero messages) listed in ptrs (empty): one array
-// backs every offer message, as a busy cycle has thousands.
-func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocatorpb.OfferProposal, ops []allocatorpb.OfferProposal, r *AllocateResponse) *allocatorpb.AllocateResponse {
+// backs every offer message, as a busy cycle has thousands. IDs enc holds
+// go as handles.
+func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocatorpb.OfferProposal, ops []allocatorpb.OfferProposal, r *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
 	p.AppliedVersion, p.Metrics = r.AppliedVersion, r.Metrics
 	// Each distinct resource list crosses the wire once; offers of
 	// identical free resources (identical agents) refer to it. A few recent
@@ -563,7 +571,9 @@ func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocato
 	p.Offers = ptrs
 	for i, o := range r.Offers {
 		op := &ops[i]
-		op.FrameworkId, op.Role, op.AgentId = o.FrameworkID, o.Role, o.AgentID
+		op.FrameworkId, op.FrameworkHandle = enc.encode(o.FrameworkID)
+		op.Role, op.RoleHandle = enc.encode(o.Role)
+		op.AgentId, op.AgentHandle = enc.encode(o.AgentID)
 		found := -1
 		for i := len(recentRes) - 1; i >= 0; i-- {
 			if recentRes[i].Equal(o.Resources) {
@@ -590,7 +600,9 @@ func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocato
 	return p
 }
 
-func allocateResponseFromProto(p *allocatorpb.AllocateResponse) (*AllocateResponse, error) {
+// allocateResponseFromProto converts a response, resolving the handles of
+// its offers in tab (nil: the offers must carry strings).
+func allocateResponseFromProto(p *allocatorpb.AllocateResponse, tab idTable) (*AllocateResponse, error) {
 	r := &AllocateResponse{AppliedVersion: p.GetAppliedVersion(), Metrics: p.GetMetrics()}
 	table := make([]resources.Resources, len(p.GetResourceTable()))
 	for i, l := range p.GetResourceTable() {
@@ -614,12 +626,18 @@ func allocateResponseFromProto(p *allocatorpb.AllocateResponse) (*AllocateRespon
 		default:
 			res = table[ref-1]
 		}
-		r.Offers = append(r.Offers, Proposal{
-			FrameworkID: o.GetFrameworkId(),
-			Role:        o.GetRole(),
-			AgentID:     o.GetAgentId(),
-			Resources:   res,
-		})
+		fw, err := tab.decode(o.GetFrameworkId(), o.GetFrameworkHandle(), "framework")
+		if err == nil {
+			var role, agent string
+			if role, err = tab.decode(o.GetRole(), o.GetRoleHandle(), "role"); err == nil {
+				if agent, err = tab.decode(o.GetAgentId(), o.GetAgentHandle(), "agent"); err == nil {
+					r.Offers = append(r.Offers, Proposal{FrameworkID: fw, Role: role, AgentID: agent, Resources: res})
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("offer %d: %w", i, err)
+		}
 	}
 	for _, rv := range p.GetRevocations() {
 		r.Revocations = append(r.Revocations, Revocation{

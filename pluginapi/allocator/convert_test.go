@@ -77,7 +77,7 @@ func TestOfferReferenceEncoding(t *testing.T) {
 		{Version: 7, At: 10, Kind: Recovered, Allocation: alloc("f2", "a2", "cpus:2")},
 	}
 	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 7, Deltas: deltas}
-	p, err := allocateRequestToProto(req, &host)
+	p, err := allocateRequestToProto(req, &host, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func TestResponseResourceTable(t *testing.T) {
 		r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: fmt.Sprint("a", i), Resources: same})
 	}
 	r.Offers = append(r.Offers, Proposal{FrameworkID: "f", Role: "r", AgentID: "a9", Resources: resources.MustParse("cpus:1")})
-	p := allocateResponseToProto(r)
+	p := allocateResponseToProto(r, nil)
 	if len(p.ResourceTable) != 2 {
 		t.Errorf("resource table has %d lists, want 2", len(p.ResourceTable))
 	}
-	back, err := allocateResponseFromProto(p)
+	back, err := allocateResponseFromProto(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestResponseResourceTable(t *testing.T) {
 		}
 	}
 	p.Offers[0].ResourcesRef = 9
-	if _, err := allocateResponseFromProto(p); err == nil || !strings.Contains(err.Error(), "refers to resource list 9 of 2") {
+	if _, err := allocateResponseFromProto(p, nil); err == nil || !strings.Contains(err.Error(), "refers to resource list 9 of 2") {
 		t.Errorf("bad reference: %v", err)
 	}
 }
@@ -164,5 +164,50 @@ func TestOfferMemoryRecyclesIndex(t *testing.T) {
 		if ok != remembered || (ok && (id != uint64(100+resp) || index != 0)) {
 			t.Errorf("response %d (remembered %v): ref = %d/%d, %v", resp, remembered, id, index, ok)
 		}
+	}
+}
+
+// TestOfferRefOrder: the host finds offers committed in the order it got
+// them without building an index, and finds them in any other order
+// through the index; every reference names an offer equal to the
+// allocation.
+func TestOfferRefOrder(t *testing.T) {
+	var offers []Proposal
+	for i := range 100 {
+		offers = append(offers, Proposal{FrameworkID: fmt.Sprint("f", i%7), Role: "r", AgentID: fmt.Sprint("a", i),
+			Resources: resources.MustParse(fmt.Sprintf("cpus:%d", 1+i%3))})
+	}
+	var host offerMemory
+	host.remember(5, offers, true)
+	check := func(order []int) {
+		t.Helper()
+		for _, i := range order {
+			o := offers[i]
+			id, j, ok := host.ref((*Allocation)(&o))
+			if !ok || id != 5 || !proposalsEqual([]Proposal{offers[j]}, []Proposal{o}) {
+				t.Fatalf("ref of offer %d = %d/%d %v", i, id, j, ok)
+			}
+		}
+	}
+	var inOrder, everyThird, reversed []int
+	for i := range offers {
+		inOrder = append(inOrder, i)
+		if i%3 == 0 {
+			everyThird = append(everyThird, i)
+		}
+		reversed = append(reversed, len(offers)-1-i)
+	}
+	check(inOrder)
+	check(everyThird) // wraps to the start, then skips within the window
+	if host.recent[0].index != nil {
+		t.Error("offers found in order, yet the index was built")
+	}
+	check(reversed)
+	if host.recent[0].index == nil {
+		t.Error("offers found in reverse without the index")
+	}
+	miss := Allocation{FrameworkID: "f1", Role: "r", AgentID: "a1", Resources: resources.MustParse("cpus:9")}
+	if _, _, ok := host.ref(&miss); ok {
+		t.Error("an allocation of other resources was found")
 	}
 }

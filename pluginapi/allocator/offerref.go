@@ -28,8 +28,19 @@ type offerKey struct {
 type sentOffers struct {
 	id     uint64
 	offers []Proposal
-	index  map[offerKey]int // first offer per key, host side only
+	// Host side only. The master commits and recovers offers mostly in
+	// the order it got them, so a lookup first tries the offers just
+	// after the last one found (next); index, the first offer per key,
+	// is built only when that fails.
+	indexed bool
+	index   map[offerKey]int
+	next    int
 }
+
+// seqWindow is how many offers after the last one found a lookup tries
+// before it turns to the index: recovered declines skip the offers that
+// were kept in between.
+const seqWindow = 16
 
 // offerMemory is one side's memory of recent responses.
 type offerMemory struct {
@@ -44,24 +55,15 @@ func (m *offerMemory) remember(id uint64, offers []Proposal, indexed bool) {
 	so := &sentOffers{id: id, offers: offers}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if indexed {
-		// The index of the response about to be forgotten is cleared and
-		// reused: a busy cycle indexes thousands of offers, and growing a
+	so.indexed = indexed
+	if indexed && len(m.recent) >= recentResponses && m.recent[0].index != nil {
+		// The index of the response about to be forgotten is kept for
+		// reuse: a busy cycle indexes thousands of offers, and growing a
 		// fresh map for them every cycle was a tenth of the host's share
 		// of a plugin cycle (and megabytes of new heap to fault in).
-		if len(m.recent) >= recentResponses && m.recent[0].index != nil {
-			so.index = m.recent[0].index
-			m.recent[0].index = nil
-			clear(so.index)
-		} else {
-			so.index = make(map[offerKey]int, len(offers))
-		}
-		for i, o := range offers {
-			k := offerKey{o.FrameworkID, o.Role, o.AgentID}
-			if _, dup := so.index[k]; !dup {
-				so.index[k] = i
-			}
-		}
+		so.index = m.recent[0].index
+		m.recent[0].index = nil
+		clear(so.index)
 	}
 	m.recent = append(m.recent, so)
 	if len(m.recent) > recentResponses {
@@ -78,14 +80,42 @@ func (m *offerMemory) ref(a *Allocation) (id uint64, index uint32, ok bool) {
 	if a == nil {
 		return 0, 0, false
 	}
-	k := offerKey{a.FrameworkID, a.Role, a.AgentID}
 	for i := len(m.recent) - 1; i >= 0; i-- {
 		so := m.recent[i]
-		if j, ok := so.index[k]; ok && so.offers[j].Resources.Equal(a.Resources) {
+		if !so.indexed {
+			continue
+		}
+		n := len(so.offers)
+		for w := 0; w < min(seqWindow, n); w++ {
+			j := (so.next + w) % n
+			if o := &so.offers[j]; o.AgentID == a.AgentID && o.FrameworkID == a.FrameworkID && o.Role == a.Role && o.Resources.Equal(a.Resources) {
+				so.next = j + 1
+				return so.id, uint32(j), true
+			}
+		}
+		if j, ok := so.lookup(a); ok {
+			so.next = j + 1
 			return so.id, uint32(j), true
 		}
 	}
 	return 0, 0, false
+}
+
+// lookup finds a's first offer through the index, building it first.
+func (so *sentOffers) lookup(a *Allocation) (int, bool) {
+	if len(so.index) == 0 {
+		if so.index == nil {
+			so.index = make(map[offerKey]int, len(so.offers))
+		}
+		for i, o := range so.offers {
+			k := offerKey{o.FrameworkID, o.Role, o.AgentID}
+			if _, dup := so.index[k]; !dup {
+				so.index[k] = i
+			}
+		}
+	}
+	j, ok := so.index[offerKey{a.FrameworkID, a.Role, a.AgentID}]
+	return j, ok && so.offers[j].Resources.Equal(a.Resources)
 }
 
 // resolve returns offer index of response id as an allocation. The caller
@@ -101,8 +131,9 @@ func (m *offerMemory) find(id uint64) *sentOffers {
 
 // compressDeltas converts deltas to the wire, turning runs of Allocated or
 // Recovered deltas that repeat remembered offers into OfferRefRuns. The
-// caller holds m.mu (m may be nil: no compression).
-func (m *offerMemory) compressDeltas(deltas []Delta) ([]*allocatorpb.Delta, error) {
+// caller holds m.mu (m may be nil: no compression). IDs enc holds go as
+// handles.
+func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder) ([]*allocatorpb.Delta, error) {
 	out := make([]*allocatorpb.Delta, 0, len(deltas))
 	var run *allocatorpb.OfferRefRun
 	var runNext uint64 // the version the open run would cover next
@@ -129,7 +160,7 @@ func (m *offerMemory) compressDeltas(deltas []Delta) ([]*allocatorpb.Delta, erro
 			}
 		}
 		run = nil
-		p, err := deltaToProto(d)
+		p, err := deltaToProto(d, enc)
 		if err != nil {
 			return nil, err
 		}

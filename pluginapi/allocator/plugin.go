@@ -14,24 +14,43 @@ import (
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Impl Allocator
+	// Wire tunes the wire protocol of the side this plugin set builds.
+	Wire WireOptions
+}
+
+// WireOptions turn off optional parts of the wire protocol on one side,
+// which then behaves as a host or plugin built before them: for tests of
+// compatibility between versions, and to rule a part out when debugging.
+// The zero value uses everything.
+type WireOptions struct {
+	// NoInternedIDs: a host does not announce an ID dictionary, a plugin
+	// ignores one and answers with strings (see idtable.go).
+	NoInternedIDs bool
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer registers the allocator and base services on s.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	allocatorpb.RegisterAllocatorServer(s, &server{impl: p.Impl})
+	srv := &server{impl: p.Impl}
+	srv.ids.off = p.Wire.NoInternedIDs
+	allocatorpb.RegisterAllocatorServer(s, srv)
 	base.RegisterServer(s, p.Impl)
 	return nil
 }
 
 // GRPCClient returns an Allocator that calls the plugin over conn.
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (interface{}, error) {
-	return NewClient(conn), nil
+	return newClient(conn, p.Wire), nil
 }
 
 // PluginSet is the go-plugin plugin set for an allocator: impl in the
 // plugin binary, nil in the host.
 func PluginSet(impl Allocator) plugin.PluginSet {
-	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+	return PluginSetWith(impl, WireOptions{})
+}
+
+// PluginSetWith is PluginSet with wire options.
+func PluginSetWith(impl Allocator, opts WireOptions) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Wire: opts}}
 }

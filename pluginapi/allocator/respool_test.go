@@ -59,7 +59,7 @@ func TestRecycledResponses(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				resp, err := allocateResponseFromProto(p)
+				resp, err := allocateResponseFromProto(p, nil)
 				if err != nil {
 					t.Error(err)
 					return

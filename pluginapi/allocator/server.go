@@ -19,6 +19,7 @@ type server struct {
 	allocatorpb.UnimplementedAllocatorServer
 	impl Allocator
 
+	ids    pluginIDs   // the host's interned IDs (idtable.go)
 	offers offerMemory // recent responses, to resolve offer references
 	// deltas is the last request's delta slice, reused by the next one:
 	// a busy cycle expands thousands of offer references into deltas, and
@@ -66,8 +67,21 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	buf := s.deltas
 	s.deltas = nil
 	s.deltasMu.Unlock()
+	// The dictionary stays locked until the response is encoded: its
+	// handles must be the ones this request left.
+	s.ids.mu.Lock()
+	defer s.ids.mu.Unlock()
+	var tab idTable
+	var epoch uint64
+	if d := p.GetIds(); d != nil && !s.ids.off {
+		if err := s.ids.apply(d); err != nil {
+			// The host starts a new epoch after a failed call.
+			return nil, status.Errorf(codes.FailedPrecondition, "allocate: %v", err)
+		}
+		tab, epoch = s.ids.strs, s.ids.epoch
+	}
 	s.offers.mu.Lock()
-	req, err := allocateRequestFromProtoInto(p, &s.offers, buf)
+	req, err := allocateRequestFromProtoInto(p, &s.offers, buf, tab)
 	s.offers.mu.Unlock()
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "allocate: %v", err)
@@ -88,16 +102,21 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	if resp == nil {
 		return nil, status.Error(codes.Internal, fmt.Sprintf("allocator returned neither a response nor an error for base version %d", req.BaseVersion))
 	}
+	var enc idEncoder
+	if epoch != 0 {
+		enc = s.ids.enc
+	}
 	var out *allocatorpb.AllocateResponse
 	if recycling.Load() {
 		// Built in a leased buffer that the server's codec hands back
 		// once it is marshalled (respool.go).
 		var rb *responseBuf
 		out, rb = leaseResponse(len(resp.Offers))
-		allocateResponseToProtoIn(out, rb.ptrs, rb.ops, resp)
+		allocateResponseToProtoIn(out, rb.ptrs, rb.ops, resp, enc)
 	} else {
-		out = allocateResponseToProto(resp)
+		out = allocateResponseToProto(resp, enc)
 	}
+	out.IdsEpoch = epoch
 	s.responseMu.Lock()
 	if s.responseID == 0 {
 		// Start anywhere: a host must never mistake a restarted plugin's

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,9 +59,13 @@ func inProcess(policy string) allocator.Allocator {
 	return drf.NewPlugin()
 }
 
-// binary starts the built plugin, or skips: benchmarks never build.
-func binary(tb testing.TB, policy string) (allocator.Allocator, int) {
+// binary starts the built plugin, or skips: benchmarks never build. Mode
+// "baseline" starts the one under CORRAL_BENCH_ALLOC_BASELINE instead.
+func binary(tb testing.TB, policy, mode string) (allocator.Allocator, int) {
 	dir := os.Getenv("CORRAL_BIN_DIR")
+	if mode == "baseline" {
+		dir = os.Getenv("CORRAL_BENCH_ALLOC_BASELINE")
+	}
 	if dir == "" {
 		tb.Skip("CORRAL_BIN_DIR is not set; run `make bench-alloc` or set it to a dir holding plugins/")
 	}
@@ -72,8 +77,8 @@ func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster
 	var a allocator.Allocator
 	pid := 0
 	switch mode {
-	case "plugin":
-		a, pid = binary(tb, c.policy)
+	case "plugin", "baseline":
+		a, pid = binary(tb, c.policy, mode)
 	default:
 		a = inProcess(c.policy)
 		if mode == "grpc" {
@@ -104,7 +109,7 @@ func BenchmarkAllocate(b *testing.B) {
 	for _, c := range cases {
 		for _, mode := range []string{"inprocess", "grpc", "plugin"} {
 			b.Run(c.name(mode), func(b *testing.B) {
-				cl, _ := start(b, c, mode)
+				cl, pid := start(b, c, mode)
 				ctx := context.Background()
 				first, _, err := cl.Cycle(ctx)
 				if err != nil {
@@ -112,9 +117,10 @@ func BenchmarkAllocate(b *testing.B) {
 				}
 				b.ReportMetric(float64(first.Microseconds())/1000, "first-ms")
 				b.ReportAllocs()
+				faults0 := minorFaults(pid)
 				b.ResetTimer()
 				var offers int
-				var cpu time.Duration
+				var cpu, peer time.Duration
 				for range b.N {
 					// Only the Allocate call is timed, not the simulated
 					// master and frameworks answering it.
@@ -124,14 +130,59 @@ func BenchmarkAllocate(b *testing.B) {
 					}
 					b.StopTimer()
 					cpu += cl.LastCPU()
+					peer += cl.LastPeerCPU
 					offers = len(resp.Offers)
 					cl.Answer(resp)
 					b.StartTimer()
 				}
 				b.ReportMetric(float64(offers), "offers/cycle")
 				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				if pid != 0 {
+					b.ReportMetric(float64(minorFaults(pid)-faults0)/float64(b.N), "plugin-faults/op")
+					b.ReportMetric(float64(peer.Microseconds())/1000/float64(b.N), "plugin-cpu-ms/op")
+				}
 			})
 		}
+	}
+}
+
+// BenchmarkMirrorGrowth measures how much the in-process plugin's live
+// heap (its mirror) grows per steady cycle, and per offer declined with a
+// filter, the one thing that piles up in the mirror as cycles go by
+// (kept offers become allocations, which the master books too).
+//
+//	go test -run '^$' -bench MirrorGrowth -benchtime 10x ./plugins/allocator
+func BenchmarkMirrorGrowth(b *testing.B) {
+	for _, c := range cases {
+		if c.shape.Agents != 10000 || c.shape.Frameworks != 1000 {
+			continue
+		}
+		b.Run(c.name("inprocess"), func(b *testing.B) {
+			cl, _ := start(b, c, "inprocess")
+			ctx := context.Background()
+			for range 2 {
+				if _, _, err := cl.Cycle(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			heap0, declined0, kept0 := ms.HeapAlloc, cl.Declined, cl.Kept
+			for range b.N {
+				if _, _, err := cl.Cycle(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			grown := float64(int64(ms.HeapAlloc) - int64(heap0))
+			declined, kept := cl.Declined-declined0, cl.Kept-kept0
+			b.ReportMetric(grown/float64(b.N), "heap-B/cycle")
+			b.ReportMetric(float64(declined)/float64(b.N), "declined/cycle")
+			b.ReportMetric(float64(kept)/float64(b.N), "kept/cycle")
+			b.ReportMetric(grown/float64(max(declined+kept, 1)), "heap-B/answered-offer")
+		})
 	}
 }
 
@@ -144,7 +195,11 @@ func BenchmarkAllocate(b *testing.B) {
 // "policy=drf/agents=10000/frameworks=1000/") the cases, and
 // CORRAL_BENCH_ALLOC_CYCLES the number of steady cycles (7). The two modes
 // run side by side, taking turns cycle by cycle, so that the machine's
-// load weighs on both alike.
+// load weighs on both alike. CORRAL_BENCH_ALLOC_BASELINE, a bin dir of
+// another build (for example main's: go build -o DIR/plugins/corral-allocator-drf
+// ./plugins/allocator/drf/cmd in its worktree), adds its plugins as a third
+// contestant taking turns with the other two, and the columns "base cpu"
+// and "plg/base".
 func TestReportAllocBench(t *testing.T) {
 	if os.Getenv("CORRAL_BENCH_ALLOC") != "1" {
 		t.Skip("set CORRAL_BENCH_ALLOC=1 (make bench-alloc) to run the allocation benchmark table")
@@ -167,14 +222,20 @@ func TestReportAllocBench(t *testing.T) {
 	var rows []string
 	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
 		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
-		"first in", "first plg", "allocs/cyc", "plugin RSS"))
+		"first in", "first plg", "allocs/cyc", "plugin RSS")+
+		fmt.Sprintf(" | %8s %8s", "req KB", "resp KB")+baseHeader())
 	for _, c := range cases {
 		if c.shape.Agents > maxAgents || only != nil && !only.MatchString(c.name("")) {
 			continue
 		}
 		clIn, _ := start(t, c, "inprocess")
 		clPl, pid := start(t, c, "plugin")
-		res, err := allocatortest.RunBenches(context.Background(), cycles, clIn, clPl)
+		clusters := []*allocatortest.BenchCluster{clIn, clPl}
+		if os.Getenv("CORRAL_BENCH_ALLOC_BASELINE") != "" {
+			clBase, _ := start(t, c, "baseline")
+			clusters = append(clusters, clBase)
+		}
+		res, err := allocatortest.RunBenches(context.Background(), cycles, clusters...)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name(""), err)
 		}
@@ -184,13 +245,31 @@ func TestReportAllocBench(t *testing.T) {
 			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles,
 			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
 			ms(in.CPUMedian), ms(pl.CPUMedian), float64(pl.CPUMedian)/float64(max(in.CPUMedian, 1)),
-			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss))
+			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss)+
+			fmt.Sprintf(" | %8.1f %8.1f", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024)+baseColumns(res, pl))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("median of %d steady cycles after the first, in process and plugin taking turns; half the frameworks decline every offer for an hour,\n"+
 		"the other half keep theirs; ratio = plugin / in-process; ms: wall time of the Allocate call; cpu: CPU ms\n"+
 		"used meanwhile by this process (all threads, GC included) plus, in plugin mode, the plugin process;\n"+
-		"allocs/cyc in process; plugin RSS after the run. Load average at the end: %s\n", cycles, loadavg())
+		"allocs/cyc in process; plugin RSS after the run; req/resp KB: the plugin's Allocate messages as encoded (median).\n"+
+		"base: the plugins of CORRAL_BENCH_ALLOC_BASELINE, when set, driven by this build's host glue. Load average at the end: %s\n", cycles, loadavg())
+}
+
+func baseHeader() string {
+	if os.Getenv("CORRAL_BENCH_ALLOC_BASELINE") == "" {
+		return ""
+	}
+	return fmt.Sprintf(" | %10s %8s %8s %8s", "base cpu", "plg/base", "base/in", "base rsp")
+}
+
+func baseColumns(res []allocatortest.BenchResult, pl allocatortest.BenchResult) string {
+	if len(res) < 3 {
+		return ""
+	}
+	b := res[2]
+	return fmt.Sprintf(" | %10s %7.2fx %7.2fx %8.1f", ms(b.CPUMedian), float64(pl.CPUMedian)/float64(max(b.CPUMedian, 1)),
+		float64(b.CPUMedian)/float64(max(res[0].CPUMedian, 1)), float64(b.ResponseBytes)/1024)
 }
 
 // loadavg is /proc/loadavg's first three fields: the table means little
@@ -222,6 +301,26 @@ func cpuOf(pid int) time.Duration {
 		}
 	}
 	return sum
+}
+
+// minorFaults is a process's minor page faults so far (/proc/<pid>/stat,
+// field 10), 0 for pid 0.
+func minorFaults(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command, which is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 8 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[7], 10, 64)
+	return n
 }
 
 // rssOf reads a process's resident set size from /proc.

@@ -10,6 +10,10 @@ import (
 type agentEntry struct {
 	agent *allocator.Agent
 	avail resources.Resources
+	// slot is the entry's index in State.agentSlots: how the expiry queue
+	// names the agent in 4 bytes instead of its ID.
+	slot    int32
+	filters agentFilters
 }
 
 // AgentView is one agent as a policy reads it while visiting the agent:
@@ -88,6 +92,17 @@ func (c *clientInterner) intern(framework, role string) ClientRef {
 func (c *clientInterner) lookup(framework, role string) (ClientRef, bool) {
 	ref, ok := c.refs[demandKey{framework, role}]
 	return ref, ok
+}
+
+// refsOf returns the refs of a framework's pairs.
+func (c *clientInterner) refsOf(framework string) []ClientRef {
+	var out []ClientRef
+	for k, ref := range c.refs {
+		if k.framework == framework {
+			out = append(out, ref)
+		}
+	}
+	return out
 }
 
 // release frees the refs of a framework's pairs.

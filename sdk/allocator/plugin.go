@@ -282,7 +282,32 @@ func Serve(p allocator.Allocator) {
 			logger.Info("writing a cpu profile until the plugin stops", "path", path)
 		}
 	}
+	if path := os.Getenv(MemProfileEnv); path != "" {
+		defer func() {
+			if err := writeAllocProfile(path); err != nil {
+				logger.Error("allocation profile not written", "path", path, "error", err)
+			}
+		}()
+		logger.Info("writing an allocation profile when the plugin stops", "path", path)
+	}
 	allocator.Serve(p, logger)
+}
+
+// MemProfileEnv names the environment variable that makes a plugin built
+// with Serve write an allocation profile (go tool pprof -sample_index=
+// alloc_space) of its whole run to the path it holds when it stops.
+const MemProfileEnv = "CORRAL_ALLOCATOR_MEMPROFILE"
+
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // PluginGCPercent is the GOGC a plugin built with Serve runs with unless

@@ -38,8 +38,12 @@ type State struct {
 
 	// agents holds each agent with what is free on it, behind one
 	// lookup: a policy visiting an agent reads both.
-	agents     map[string]*agentEntry
-	agentIDs   []string // sorted; nil when it must be rebuilt
+	agents   map[string]*agentEntry
+	agentIDs []string // sorted; nil when it must be rebuilt
+	// agentSlots holds every agent entry at its slot (nil: free, listed in
+	// freeSlots for reuse).
+	agentSlots []*agentEntry
+	freeSlots  []int32
 	frameworks map[string]*allocator.Framework
 	roles      map[string]allocator.Role // explicit role entries
 	tasks      map[taskKey]*allocator.Task
@@ -56,7 +60,6 @@ type State struct {
 
 	clusterTotal resources.Resources
 
-	filters     filterIndex
 	clients     clientInterner // (framework, role) pairs as ClientRefs
 	filterQueue expiryQueue    // every filter's expiry, soonest first
 
@@ -99,7 +102,6 @@ func (s *State) reset() {
 		byFramework:   map[string]qty{},
 		byClient:      map[demandKey]qty{},
 		tasksOf:       map[demandKey]qty{},
-		filters:       filterIndex{},
 		changed:       map[string]struct{}{},
 		revoking:      map[taskKey]allocator.LogicalTime{},
 		roleAncestors: map[string][]string{},
@@ -142,7 +144,9 @@ func (s *State) Init(snap *allocator.Snapshot) error {
 		}
 	}
 	for _, f := range snap.Filters {
-		s.addFilter(f)
+		if e := s.agents[f.AgentID]; e != nil && !f.Resources.IsEmpty() {
+			s.addFilter(e, f.FrameworkID, f.Role, f.Resources, f.ExpiresAt)
+		}
 	}
 	for i := range snap.Tasks {
 		if err := s.addTask(&snap.Tasks[i]); err != nil {
@@ -190,13 +194,19 @@ func (s *State) ApplyAll(deltas []allocator.Delta) error {
 	paired := s.cancellingPairs(deltas)
 	for i := range deltas {
 		d := &deltas[i]
-		if paired != nil && paired[i] && d.Version == s.version+1 && s.agents[d.Allocation.AgentID] != nil {
+		if paired != nil && paired[i] && d.Version == s.version+1 {
+			e := s.agents[d.Allocation.AgentID]
+			if e == nil {
+				if err := s.Apply(*d); err != nil {
+					return err
+				}
+				continue
+			}
 			if d.Kind == allocator.Recovered {
 				s.markChanged(d.Allocation.AgentID)
 				if d.RefuseSeconds > 0 && !d.Allocation.Resources.IsEmpty() {
-					s.addFilter(allocator.Filter{FrameworkID: d.Allocation.FrameworkID, Role: d.Allocation.Role,
-						AgentID: d.Allocation.AgentID, Resources: d.Allocation.Resources,
-						ExpiresAt: d.At + allocator.LogicalTime(d.RefuseSeconds*1000)})
+					s.addFilter(e, d.Allocation.FrameworkID, d.Allocation.Role, d.Allocation.Resources,
+						d.At+allocator.LogicalTime(d.RefuseSeconds*1000))
 				}
 			}
 			s.version = d.Version
@@ -336,12 +346,15 @@ func (s *State) apply(d *allocator.Delta) error {
 		f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return slices.Contains(roles, r) })
 		// Reviving clears filters on every agent, as Mesos' reviveOffers
 		// does. Their entries in the expiry queue go stale and are skipped.
-		s.eachFilter(func(k allocKey, ref ClientRef) {
-			if k.framework == f.ID && slices.Contains(roles, k.role) {
-				s.filters.del(k.agent, ref)
-				s.markChanged(k.agent)
+		var refs []ClientRef
+		for _, r := range roles {
+			if ref, ok := s.clients.lookup(f.ID, r); ok {
+				refs = append(refs, ref)
 			}
-		})
+		}
+		if len(refs) > 0 {
+			s.removeFilters(func(e filterEntry) bool { return slices.Contains(refs, e.client) })
+		}
 	case allocator.TaskAdded:
 		if d.Task == nil {
 			return fmt.Errorf("missing task")
@@ -500,7 +513,16 @@ func (s *State) addAgent(a *allocator.Agent) error {
 	if _, ok := s.agents[a.ID]; ok {
 		return fmt.Errorf("agent %q already present", a.ID)
 	}
-	s.agents[a.ID] = &agentEntry{agent: cloneAgent(a), avail: a.Total}
+	e := &agentEntry{agent: cloneAgent(a), avail: a.Total}
+	if n := len(s.freeSlots); n > 0 {
+		e.slot = s.freeSlots[n-1]
+		s.freeSlots = s.freeSlots[:n-1]
+		s.agentSlots[e.slot] = e
+	} else {
+		e.slot = int32(len(s.agentSlots))
+		s.agentSlots = append(s.agentSlots, e)
+	}
+	s.agents[a.ID] = e
 	s.agentIDs = nil
 	s.clusterTotal = s.clusterTotal.Add(a.Total)
 	s.markChanged(a.ID)
@@ -508,11 +530,19 @@ func (s *State) addAgent(a *allocator.Agent) error {
 }
 
 func (s *State) removeAgent(id string) {
-	s.clusterTotal = s.clusterTotal.Subtract(s.agents[id].agent.Total)
+	e := s.agents[id]
+	s.clusterTotal = s.clusterTotal.Subtract(e.agent.Total)
 	delete(s.agents, id)
 	delete(s.changed, id)
 	s.agentIDs = nil
-	s.forget(func(k allocKey) bool { return k.agent == id })
+	// The agent's filters go with its entry; its slot is free for reuse.
+	s.agentSlots[e.slot] = nil
+	s.freeSlots = append(s.freeSlots, e.slot)
+	for k, r := range s.allocs {
+		if k.agent == id {
+			s.unaccount(k, r)
+		}
+	}
 	for k, t := range s.tasks {
 		if t.AgentID == id {
 			s.removeTask(k)
@@ -536,7 +566,14 @@ func (s *State) addFramework(f *allocator.Framework) error {
 // allocation first cannot leave phantom usage behind.
 func (s *State) removeFramework(id string) {
 	delete(s.frameworks, id)
-	s.forget(func(k allocKey) bool { return k.framework == id })
+	for k, r := range s.allocs {
+		if k.framework == id {
+			s.unaccount(k, r)
+		}
+	}
+	if refs := s.clients.refsOf(id); len(refs) > 0 {
+		s.removeFilters(func(e filterEntry) bool { return slices.Contains(refs, e.client) })
+	}
 	for k := range s.tasks {
 		if k.framework == id {
 			s.removeTask(k)
@@ -547,24 +584,10 @@ func (s *State) removeFramework(id string) {
 			delete(s.demands, k)
 		}
 	}
-	// forget dropped the framework's filters, the only holders of its
+	// The framework's filters are gone, the only holders of its
 	// ClientRefs; removing it moved the clients generation, which ends
 	// the refs policies were given.
 	s.clients.release(id)
-}
-
-// forget drops the allocations and filters whose key matches.
-func (s *State) forget(match func(allocKey) bool) {
-	for k, r := range s.allocs {
-		if match(k) {
-			s.unaccount(k, r)
-		}
-	}
-	s.eachFilter(func(k allocKey, ref ClientRef) {
-		if match(k) {
-			s.filters.del(k.agent, ref)
-		}
-	})
 }
 
 // allocate books a.Resources. Allocations of frameworks the mirror does not
@@ -599,21 +622,10 @@ func (s *State) recover(a *allocator.Allocation, at allocator.LogicalTime, refus
 	}
 	s.unaccount(k, a.Resources)
 	s.markChanged(k.agent)
-	if refuseSeconds > 0 && !a.Resources.IsEmpty() {
-		s.addFilter(allocator.Filter{
-			FrameworkID: k.framework, Role: k.role, AgentID: k.agent,
-			Resources: a.Resources,
-			ExpiresAt: at + allocator.LogicalTime(refuseSeconds*1000),
-		})
+	if e := s.agents[k.agent]; e != nil && refuseSeconds > 0 && !a.Resources.IsEmpty() {
+		s.addFilter(e, k.framework, k.role, a.Resources, at+allocator.LogicalTime(refuseSeconds*1000))
 	}
 	return nil
-}
-
-func (s *State) addFilter(f allocator.Filter) {
-	k := allocKey{f.FrameworkID, f.Role, f.AgentID}
-	if s.filters.add(k.agent, s.clients.intern(k.framework, k.role), f) {
-		s.filterQueue.push(expiry{at: f.ExpiresAt, key: k})
-	}
 }
 
 // unaccount removes r from allocation k and from the aggregates.
@@ -669,17 +681,18 @@ func (s *State) Advance(now allocator.LogicalTime) {
 	}
 	// Only filters whose expiry has come are visited: the cost follows
 	// what expires, not how many filters exist.
-	for _, k := range s.filterQueue.popDue(s.now) {
-		ref, ok := s.clients.lookup(k.framework, k.role)
-		if !ok {
-			continue // the framework was removed since
+	for _, x := range s.filterQueue.popDue(s.now) {
+		if int(x.slot) >= len(s.agentSlots) {
+			continue
 		}
-		fs := s.filters.get(k.agent, ref)
-		if fs == nil {
-			continue // revived or forgotten since
+		e := s.agentSlots[x.slot]
+		if e == nil || len(e.filters.of(x.client)) == 0 {
+			continue // the agent is gone, or the filters revived or forgotten
 		}
-		s.filters.set(k.agent, ref, slices.DeleteFunc(fs, func(f allocator.Filter) bool { return f.ExpiresAt <= s.now }))
-		s.markChanged(k.agent)
+		now := s.now
+		if e.filters.removeWhere(func(f filterEntry) bool { return f.client == x.client && f.expires <= now }) {
+			s.markChanged(e.agent.ID)
+		}
 	}
 }
 
@@ -976,12 +989,12 @@ func (s *State) FrameworkAllocated(frameworkID string) resources.Resources {
 // more for longer replaces those it covers.
 func (s *State) Filters(now allocator.LogicalTime) []allocator.Filter {
 	var out []allocator.Filter
-	for _, m := range s.filters {
-		for _, fs := range m {
-			for _, f := range fs {
-				if now < f.ExpiresAt {
-					out = append(out, f)
-				}
+	for id, e := range s.agents {
+		for _, f := range e.filters.entries {
+			if now < f.expires {
+				c := s.clients.keys[f.client]
+				out = append(out, allocator.Filter{FrameworkID: c.framework, Role: c.role, AgentID: id,
+					Resources: e.filters.res[f.res].r, ExpiresAt: f.expires})
 			}
 		}
 	}
@@ -1020,41 +1033,33 @@ func (s *State) Filtered(frameworkID, role, agentID string, offered resources.Re
 // checks many frameworks against the same agent (see FilteredBy and
 // FilteredRef).
 type AgentFilters struct {
-	m       map[ClientRef][]allocator.Filter
+	f       *agentFilters // nil: unknown agent
 	clients *clientInterner
 }
 
 // AgentFilters returns the filters on an agent.
 func (s *State) AgentFilters(agentID string) AgentFilters {
-	return AgentFilters{m: s.filters[agentID], clients: &s.clients}
+	var f *agentFilters
+	if e := s.agents[agentID]; e != nil {
+		f = &e.filters
+	}
+	return AgentFilters{f: f, clients: &s.clients}
 }
 
 // FilteredBy is Filtered for the agent f was taken from.
 func (f AgentFilters) FilteredBy(frameworkID, role string, offered resources.Resources, now allocator.LogicalTime) bool {
-	if len(f.m) == 0 {
+	if f.f == nil || len(f.f.entries) == 0 {
 		return false
 	}
 	ref, ok := f.clients.lookup(frameworkID, role)
-	return ok && filtered(f.m[ref], offered, now)
+	return ok && f.f.filtered(ref, offered, now)
 }
 
 // FilteredRef is FilteredBy for the client ref names (see
 // State.ClientRef): an integer lookup instead of hashing two strings,
 // for a policy that checks many clients on many agents each cycle.
 func (f AgentFilters) FilteredRef(ref ClientRef, offered resources.Resources, now allocator.LogicalTime) bool {
-	if len(f.m) == 0 {
-		return false
-	}
-	return filtered(f.m[ref], offered, now)
-}
-
-func filtered(fs []allocator.Filter, offered resources.Resources, now allocator.LogicalTime) bool {
-	for _, f := range fs {
-		if now < f.ExpiresAt && f.Resources.Contains(offered) {
-			return true
-		}
-	}
-	return false
+	return f.f != nil && f.f.filtered(ref, offered, now)
 }
 
 // RoleShare is the role's weighted dominant share: the largest fraction of

@@ -242,8 +242,8 @@ func TestFilters(t *testing.T) {
 	a.must(allocator.Delta{At: 3000, Kind: allocator.Allocated, Allocation: alloc("f1", "r1", "a", "cpus:1")})
 	a.must(allocator.Delta{At: 3000, Kind: allocator.Recovered, Allocation: alloc("f1", "r1", "a", "cpus:1"), RefuseSeconds: 1})
 	s.Advance(4000)
-	if len(s.filters) != 0 || s.Now() != 4000 {
-		t.Errorf("Advance(4000) kept %v, now %d", s.filters, s.Now())
+	if n := s.filterCount(); n != 0 || s.Now() != 4000 {
+		t.Errorf("Advance(4000) kept %d filters, now %d", n, s.Now())
 	}
 }
 

@@ -81,7 +81,7 @@ func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocateRequest_Trigger.Descriptor instead.
 func (AllocateRequest_Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11, 0}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type Agent struct {
@@ -487,13 +487,19 @@ func (x *Demand) GetShapes() []*proto.TaskShape {
 // Allocation is what a framework holds on an agent under a role: resources
 // of running tasks plus those in outstanding offers.
 type Allocation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	AgentId       string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Resources     []*proto.Resource      `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Role        string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	AgentId     string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Resources   []*proto.Resource      `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Interned IDs (see IdDictionary): when not 0, the handle stands for
+	// the string field, which is then empty. A host sends them only to a
+	// plugin that answered with its dictionary's epoch.
+	FrameworkHandle uint32 `protobuf:"varint,5,opt,name=framework_handle,json=frameworkHandle,proto3" json:"framework_handle,omitempty"`
+	RoleHandle      uint32 `protobuf:"varint,6,opt,name=role_handle,json=roleHandle,proto3" json:"role_handle,omitempty"`
+	AgentHandle     uint32 `protobuf:"varint,7,opt,name=agent_handle,json=agentHandle,proto3" json:"agent_handle,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Allocation) Reset() {
@@ -552,6 +558,27 @@ func (x *Allocation) GetResources() []*proto.Resource {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *Allocation) GetFrameworkHandle() uint32 {
+	if x != nil {
+		return x.FrameworkHandle
+	}
+	return 0
+}
+
+func (x *Allocation) GetRoleHandle() uint32 {
+	if x != nil {
+		return x.RoleHandle
+	}
+	return 0
+}
+
+func (x *Allocation) GetAgentHandle() uint32 {
+	if x != nil {
+		return x.AgentHandle
+	}
+	return 0
 }
 
 // Filter suppresses re-offering resources that a framework declined.
@@ -1185,6 +1212,75 @@ func (x *OfferRefRun) GetRefuseSeconds() []float64 {
 	return nil
 }
 
+// IdDictionary interns agent IDs, framework IDs and role names: a host that
+// sets it in AllocateRequest.ids announces that it reads handles in the
+// response, and gives the plugin every ID it has sent it so far, once:
+// handle h (1-based) stands for the h-th string of the epoch. A request
+// carries only the strings added since the last response of the same
+// epoch; a new epoch (after an Init, an error or a compaction) starts over
+// at base 0. A plugin that understands it answers with ids_epoch and uses
+// handles for the IDs the dictionary holds; one that does not ignores the
+// field and answers with strings, as before.
+type IdDictionary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"` // never 0
+	Base          uint32                 `protobuf:"varint,2,opt,name=base,proto3" json:"base,omitempty"`   // the number of strings the epoch held before added
+	Added         []string               `protobuf:"bytes,3,rep,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdDictionary) Reset() {
+	*x = IdDictionary{}
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdDictionary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdDictionary) ProtoMessage() {}
+
+func (x *IdDictionary) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdDictionary.ProtoReflect.Descriptor instead.
+func (*IdDictionary) Descriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *IdDictionary) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *IdDictionary) GetBase() uint32 {
+	if x != nil {
+		return x.Base
+	}
+	return 0
+}
+
+func (x *IdDictionary) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
 type AllocateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The version the core believes the plugin holds. A plugin holding another
@@ -1199,13 +1295,15 @@ type AllocateRequest struct {
 	// The operator's revoke_after in ms: tasks running longer than this may
 	// be revoked when other roles starve. 0: long-task revocation is off.
 	RevokeAfterMs int64 `protobuf:"varint,7,opt,name=revoke_after_ms,json=revokeAfterMs,proto3" json:"revoke_after_ms,omitempty"`
+	// Set by hosts that read interned IDs (see IdDictionary).
+	Ids           *IdDictionary `protobuf:"bytes,8,opt,name=ids,proto3" json:"ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1315,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1328,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AllocateRequest) GetBaseVersion() uint64 {
@@ -1282,6 +1380,13 @@ func (x *AllocateRequest) GetRevokeAfterMs() int64 {
 	return 0
 }
 
+func (x *AllocateRequest) GetIds() *IdDictionary {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 type OfferProposal struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
@@ -1291,14 +1396,19 @@ type OfferProposal struct {
 	// When resources is empty: 1 + the index in the response's
 	// resource_table of this offer's resources (offers of identical agents
 	// are identical; each distinct list crosses the wire once).
-	ResourcesRef  uint32 `protobuf:"varint,5,opt,name=resources_ref,json=resourcesRef,proto3" json:"resources_ref,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ResourcesRef uint32 `protobuf:"varint,5,opt,name=resources_ref,json=resourcesRef,proto3" json:"resources_ref,omitempty"`
+	// Interned IDs (see IdDictionary): when not 0, the handle stands for the
+	// string field, which is then empty.
+	FrameworkHandle uint32 `protobuf:"varint,6,opt,name=framework_handle,json=frameworkHandle,proto3" json:"framework_handle,omitempty"`
+	RoleHandle      uint32 `protobuf:"varint,7,opt,name=role_handle,json=roleHandle,proto3" json:"role_handle,omitempty"`
+	AgentHandle     uint32 `protobuf:"varint,8,opt,name=agent_handle,json=agentHandle,proto3" json:"agent_handle,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OfferProposal) Reset() {
 	*x = OfferProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1420,7 @@ func (x *OfferProposal) String() string {
 func (*OfferProposal) ProtoMessage() {}
 
 func (x *OfferProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1433,7 @@ func (x *OfferProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferProposal.ProtoReflect.Descriptor instead.
 func (*OfferProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OfferProposal) GetFrameworkId() string {
@@ -1361,6 +1471,27 @@ func (x *OfferProposal) GetResourcesRef() uint32 {
 	return 0
 }
 
+func (x *OfferProposal) GetFrameworkHandle() uint32 {
+	if x != nil {
+		return x.FrameworkHandle
+	}
+	return 0
+}
+
+func (x *OfferProposal) GetRoleHandle() uint32 {
+	if x != nil {
+		return x.RoleHandle
+	}
+	return 0
+}
+
+func (x *OfferProposal) GetAgentHandle() uint32 {
+	if x != nil {
+		return x.AgentHandle
+	}
+	return 0
+}
+
 // RevocationProposal asks the core to take a task's resources back. The
 // core checks it (the task runs, is outside its guarantee, and its role
 // stays at or above its guarantee), sends the framework an inverse offer
@@ -1377,7 +1508,7 @@ type RevocationProposal struct {
 
 func (x *RevocationProposal) Reset() {
 	*x = RevocationProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1520,7 @@ func (x *RevocationProposal) String() string {
 func (*RevocationProposal) ProtoMessage() {}
 
 func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1533,7 @@ func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationProposal.ProtoReflect.Descriptor instead.
 func (*RevocationProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevocationProposal) GetFrameworkId() string {
@@ -1442,13 +1573,16 @@ type AllocateResponse struct {
 	// Set by the plugin-side glue; requests may refer to its offers.
 	ResponseId    uint64                `protobuf:"varint,5,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
 	ResourceTable []*proto.ResourceList `protobuf:"bytes,6,rep,name=resource_table,json=resourceTable,proto3" json:"resource_table,omitempty"`
+	// The epoch of the request's IdDictionary whose handles the offers use;
+	// 0 (a plugin that does not intern, or a request without ids): strings.
+	IdsEpoch      uint64 `protobuf:"varint,7,opt,name=ids_epoch,json=idsEpoch,proto3" json:"ids_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1594,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1607,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AllocateResponse) GetAppliedVersion() uint64 {
@@ -1518,6 +1652,13 @@ func (x *AllocateResponse) GetResourceTable() []*proto.ResourceList {
 	return nil
 }
 
+func (x *AllocateResponse) GetIdsEpoch() uint64 {
+	if x != nil {
+		return x.IdsEpoch
+	}
+	return 0
+}
+
 type Delta_AgentRemoved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -1527,7 +1668,7 @@ type Delta_AgentRemoved struct {
 
 func (x *Delta_AgentRemoved) Reset() {
 	*x = Delta_AgentRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1680,7 @@ func (x *Delta_AgentRemoved) String() string {
 func (*Delta_AgentRemoved) ProtoMessage() {}
 
 func (x *Delta_AgentRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[17]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1712,7 @@ type Delta_FrameworkRemoved struct {
 
 func (x *Delta_FrameworkRemoved) Reset() {
 	*x = Delta_FrameworkRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1724,7 @@ func (x *Delta_FrameworkRemoved) String() string {
 func (*Delta_FrameworkRemoved) ProtoMessage() {}
 
 func (x *Delta_FrameworkRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1759,7 @@ type Delta_Recovered struct {
 
 func (x *Delta_Recovered) Reset() {
 	*x = Delta_Recovered{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1771,7 @@ func (x *Delta_Recovered) String() string {
 func (*Delta_Recovered) ProtoMessage() {}
 
 func (x *Delta_Recovered) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1811,7 @@ type Delta_Suppress struct {
 
 func (x *Delta_Suppress) Reset() {
 	*x = Delta_Suppress{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1823,7 @@ func (x *Delta_Suppress) String() string {
 func (*Delta_Suppress) ProtoMessage() {}
 
 func (x *Delta_Suppress) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1863,7 @@ type Delta_Revive struct {
 
 func (x *Delta_Revive) Reset() {
 	*x = Delta_Revive{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1875,7 @@ func (x *Delta_Revive) String() string {
 func (*Delta_Revive) ProtoMessage() {}
 
 func (x *Delta_Revive) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1915,7 @@ type Delta_TaskRemoved struct {
 
 func (x *Delta_TaskRemoved) Reset() {
 	*x = Delta_TaskRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1927,7 @@ func (x *Delta_TaskRemoved) String() string {
 func (*Delta_TaskRemoved) ProtoMessage() {}
 
 func (x *Delta_TaskRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,13 +2000,17 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x06Demand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12,\n" +
-	"\x06shapes\x18\x03 \x03(\v2\x14.corral.v1.TaskShapeR\x06shapes\"\x91\x01\n" +
+	"\x06shapes\x18\x03 \x03(\v2\x14.corral.v1.TaskShapeR\x06shapes\"\x80\x02\n" +
 	"\n" +
 	"Allocation\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x121\n" +
-	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\"\xb1\x01\n" +
+	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12)\n" +
+	"\x10framework_handle\x18\x05 \x01(\rR\x0fframeworkHandle\x12\x1f\n" +
+	"\vrole_handle\x18\x06 \x01(\rR\n" +
+	"roleHandle\x12!\n" +
+	"\fagent_handle\x18\a \x01(\rR\vagentHandle\"\xb1\x01\n" +
 	"\x06Filter\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
@@ -1935,7 +2080,11 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"responseId\x12\x1c\n" +
 	"\trecovered\x18\x02 \x01(\bR\trecovered\x12\x18\n" +
 	"\aindices\x18\x03 \x03(\rR\aindices\x12%\n" +
-	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\"\xb0\x03\n" +
+	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\"N\n" +
+	"\fIdDictionary\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
+	"\x04base\x18\x02 \x01(\rR\x04base\x12\x14\n" +
+	"\x05added\x18\x03 \x03(\tR\x05added\"\xec\x03\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -1944,23 +2093,28 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\atrigger\x18\x05 \x01(\x0e23.corral.plugin.allocator.v2.AllocateRequest.TriggerR\atrigger\x12\x1d\n" +
 	"\n" +
 	"max_offers\x18\x06 \x01(\rR\tmaxOffers\x12&\n" +
-	"\x0frevoke_after_ms\x18\a \x01(\x03R\rrevokeAfterMs\"\\\n" +
+	"\x0frevoke_after_ms\x18\a \x01(\x03R\rrevokeAfterMs\x12:\n" +
+	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\"\\\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRIGGER_TIMER\x10\x01\x12\x11\n" +
 	"\rTRIGGER_EVENT\x10\x02\x12\x12\n" +
-	"\x0eTRIGGER_REVIVE\x10\x03\"\xb9\x01\n" +
+	"\x0eTRIGGER_REVIVE\x10\x03\"\xa8\x02\n" +
 	"\rOfferProposal\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x121\n" +
 	"\tresources\x18\x04 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
-	"\rresources_ref\x18\x05 \x01(\rR\fresourcesRef\"\x83\x01\n" +
+	"\rresources_ref\x18\x05 \x01(\rR\fresourcesRef\x12)\n" +
+	"\x10framework_handle\x18\x06 \x01(\rR\x0fframeworkHandle\x12\x1f\n" +
+	"\vrole_handle\x18\a \x01(\rR\n" +
+	"roleHandle\x12!\n" +
+	"\fagent_handle\x18\b \x01(\rR\vagentHandle\"\x83\x01\n" +
 	"\x12RevocationProposal\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc2\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xdf\x03\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
@@ -1968,7 +2122,8 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vrevocations\x18\x04 \x03(\v2..corral.plugin.allocator.v2.RevocationProposalR\vrevocations\x12\x1f\n" +
 	"\vresponse_id\x18\x05 \x01(\x04R\n" +
 	"responseId\x12>\n" +
-	"\x0eresource_table\x18\x06 \x03(\v2\x17.corral.v1.ResourceListR\rresourceTable\x1a:\n" +
+	"\x0eresource_table\x18\x06 \x03(\v2\x17.corral.v1.ResourceListR\rresourceTable\x12\x1b\n" +
+	"\tids_epoch\x18\a \x01(\x04R\bidsEpoch\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012\xcd\x01\n" +
@@ -1989,7 +2144,7 @@ func file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP() []byte {
 }
 
 var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(AllocateRequest_Trigger)(0),   // 0: corral.plugin.allocator.v2.AllocateRequest.Trigger
 	(*Agent)(nil),                  // 1: corral.plugin.allocator.v2.Agent
@@ -2003,34 +2158,35 @@ var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(*InitResponse)(nil),           // 9: corral.plugin.allocator.v2.InitResponse
 	(*Delta)(nil),                  // 10: corral.plugin.allocator.v2.Delta
 	(*OfferRefRun)(nil),            // 11: corral.plugin.allocator.v2.OfferRefRun
-	(*AllocateRequest)(nil),        // 12: corral.plugin.allocator.v2.AllocateRequest
-	(*OfferProposal)(nil),          // 13: corral.plugin.allocator.v2.OfferProposal
-	(*RevocationProposal)(nil),     // 14: corral.plugin.allocator.v2.RevocationProposal
-	(*AllocateResponse)(nil),       // 15: corral.plugin.allocator.v2.AllocateResponse
-	nil,                            // 16: corral.plugin.allocator.v2.Agent.AttributesEntry
-	nil,                            // 17: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	(*Delta_AgentRemoved)(nil),     // 18: corral.plugin.allocator.v2.Delta.AgentRemoved
-	(*Delta_FrameworkRemoved)(nil), // 19: corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	(*Delta_Recovered)(nil),        // 20: corral.plugin.allocator.v2.Delta.Recovered
-	(*Delta_Suppress)(nil),         // 21: corral.plugin.allocator.v2.Delta.Suppress
-	(*Delta_Revive)(nil),           // 22: corral.plugin.allocator.v2.Delta.Revive
-	(*Delta_TaskRemoved)(nil),      // 23: corral.plugin.allocator.v2.Delta.TaskRemoved
-	nil,                            // 24: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	(*proto.Resource)(nil),         // 25: corral.v1.Resource
-	(*proto.TaskShape)(nil),        // 26: corral.v1.TaskShape
-	(*proto.ResourceList)(nil),     // 27: corral.v1.ResourceList
-	(*proto.MinAllocatable)(nil),   // 28: corral.v1.MinAllocatable
+	(*IdDictionary)(nil),           // 12: corral.plugin.allocator.v2.IdDictionary
+	(*AllocateRequest)(nil),        // 13: corral.plugin.allocator.v2.AllocateRequest
+	(*OfferProposal)(nil),          // 14: corral.plugin.allocator.v2.OfferProposal
+	(*RevocationProposal)(nil),     // 15: corral.plugin.allocator.v2.RevocationProposal
+	(*AllocateResponse)(nil),       // 16: corral.plugin.allocator.v2.AllocateResponse
+	nil,                            // 17: corral.plugin.allocator.v2.Agent.AttributesEntry
+	nil,                            // 18: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	(*Delta_AgentRemoved)(nil),     // 19: corral.plugin.allocator.v2.Delta.AgentRemoved
+	(*Delta_FrameworkRemoved)(nil), // 20: corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	(*Delta_Recovered)(nil),        // 21: corral.plugin.allocator.v2.Delta.Recovered
+	(*Delta_Suppress)(nil),         // 22: corral.plugin.allocator.v2.Delta.Suppress
+	(*Delta_Revive)(nil),           // 23: corral.plugin.allocator.v2.Delta.Revive
+	(*Delta_TaskRemoved)(nil),      // 24: corral.plugin.allocator.v2.Delta.TaskRemoved
+	nil,                            // 25: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	(*proto.Resource)(nil),         // 26: corral.v1.Resource
+	(*proto.TaskShape)(nil),        // 27: corral.v1.TaskShape
+	(*proto.ResourceList)(nil),     // 28: corral.v1.ResourceList
+	(*proto.MinAllocatable)(nil),   // 29: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
-	25, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
-	16, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
-	17, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	25, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
-	25, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
-	25, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
-	26, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
-	25, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
-	25, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
+	26, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
+	17, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
+	18, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	26, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
+	26, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
+	26, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
+	27, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
+	26, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
+	26, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
 	1,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
 	2,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
 	3,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
@@ -2040,38 +2196,39 @@ var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
 	5,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
 	1,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
 	1,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
-	18, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
+	19, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
 	2,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
 	2,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
-	19, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	20, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
 	3,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
 	6,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
-	20, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
-	21, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
-	22, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
+	21, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
+	22, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
+	23, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
 	4,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
 	4,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
-	23, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
+	24, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
 	5,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
 	11, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
 	10, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
 	0,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	25, // 34: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	13, // 35: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	24, // 36: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	14, // 37: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	27, // 38: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
-	28, // 39: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	6,  // 40: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
-	8,  // 41: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
-	12, // 42: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
-	9,  // 43: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
-	15, // 44: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
-	43, // [43:45] is the sub-list for method output_type
-	41, // [41:43] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	12, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
+	26, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	14, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	25, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	15, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	28, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
+	29, // 40: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	6,  // 41: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
+	8,  // 42: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
+	13, // 43: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
+	9,  // 44: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
+	16, // 45: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
+	44, // [44:46] is the sub-list for method output_type
+	42, // [42:44] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_pluginapi_allocator_proto_allocator_proto_init() }
@@ -2103,7 +2260,7 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_allocator_proto_allocator_proto_rawDesc), len(file_pluginapi_allocator_proto_allocator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

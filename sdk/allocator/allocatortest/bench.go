@@ -51,6 +51,14 @@ type BenchCluster struct {
 	// to the cycle's CPU time.
 	PeerCPU func() time.Duration
 	lastCPU time.Duration
+	// LastPeerCPU is PeerCPU's part of the last call's CPU time.
+	LastPeerCPU time.Duration
+	// Wire sizes of the last call, when the allocator is the host side
+	// of the gRPC glue.
+	lastReq, lastResp int
+	// Declined and Kept count the offers Answer gave back with a filter
+	// and let stand, since the cluster started.
+	Declined, Kept int
 }
 
 // NewBenchCluster initializes a with the cluster shape describes.
@@ -59,6 +67,9 @@ func NewBenchCluster(ctx context.Context, a allocator.Allocator, shape BenchShap
 		shape.Roles = 1
 	}
 	c := &BenchCluster{a: a, shape: shape, version: 1, decline: map[string]bool{}}
+	if ws, ok := a.(allocator.WireSizer); ok {
+		ws.MeasureWire()
+	}
 	snap := &allocator.Snapshot{Version: 1}
 	for i := range shape.Roles {
 		r := allocator.Role{Name: benchRole(i), Weight: float64(1 + i%3)}
@@ -124,7 +135,11 @@ func (c *BenchCluster) Allocate(ctx context.Context) (*allocator.AllocateRespons
 	resp, err := c.a.Allocate(ctx, req)
 	took := time.Since(began)
 	cpu1 := selfCPU()
-	c.lastCPU = cpu1 - cpu0 + c.peerCPU() - peer0
+	c.LastPeerCPU = c.peerCPU() - peer0
+	c.lastCPU = cpu1 - cpu0 + c.LastPeerCPU
+	if ws, ok := c.a.(allocator.WireSizer); ok {
+		c.lastReq, c.lastResp = ws.LastWireBytes()
+	}
 	if err != nil {
 		return nil, took, err
 	}
@@ -166,6 +181,9 @@ func (c *BenchCluster) Answer(resp *allocator.AllocateResponse) {
 		if c.decline[o.FrameworkID] {
 			al := &allocator.Allocation{FrameworkID: o.FrameworkID, Role: o.Role, AgentID: o.AgentID, Resources: o.Resources}
 			c.add(allocator.Delta{Kind: allocator.Recovered, Allocation: al, RefuseSeconds: 3600})
+			c.Declined++
+		} else {
+			c.Kept++
 		}
 	}
 }
@@ -184,6 +202,9 @@ type BenchResult struct {
 	Offers         int           // in the last cycle
 	AllocsPerCycle uint64        // heap allocations in this process per steady cycle (Answer's included)
 	BytesPerCycle  uint64
+	// Median encoded sizes of the steady cycles' Allocate request and
+	// response, through the gRPC glue (0 in process).
+	RequestBytes, ResponseBytes int
 }
 
 // RunBench runs one first cycle and then cycles steady-state cycles.
@@ -211,6 +232,8 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 	}
 	times := make([][]time.Duration, len(clusters))
 	cpus := make([][]time.Duration, len(clusters))
+	reqs := make([][]int, len(clusters))
+	resps := make([][]int, len(clusters))
 	var ms0, ms1 runtime.MemStats
 	for round := range cycles {
 		for j := range clusters {
@@ -227,6 +250,8 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 			runtime.ReadMemStats(&ms1)
 			times[i] = append(times[i], d)
 			cpus[i] = append(cpus[i], c.lastCPU)
+			reqs[i] = append(reqs[i], c.lastReq)
+			resps[i] = append(resps[i], c.lastResp)
 			rs[i].Offers = n
 			rs[i].AllocsPerCycle += ms1.Mallocs - ms0.Mallocs
 			rs[i].BytesPerCycle += ms1.TotalAlloc - ms0.TotalAlloc
@@ -240,6 +265,9 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 		slices.Sort(cpus[i])
 		rs[i].Median = times[i][cycles/2]
 		rs[i].CPUMedian = cpus[i][cycles/2]
+		slices.Sort(reqs[i])
+		slices.Sort(resps[i])
+		rs[i].RequestBytes, rs[i].ResponseBytes = reqs[i][cycles/2], resps[i][cycles/2]
 		rs[i].AllocsPerCycle /= uint64(cycles)
 		rs[i].BytesPerCycle /= uint64(cycles)
 	}
