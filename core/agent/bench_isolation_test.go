@@ -130,7 +130,7 @@ func TestReportIsolationBench(t *testing.T) {
 		"| task CPU per task (the command, from its exec) | %.1f ms | |\n"+
 		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
 		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
-		"| isolator CPU with all containers idle (OOM polling, 1 s) | %.1f%% of a CPU | |\n"+
+		"| isolator CPU with all containers idle (OOM watch; 5 s window) | %.1f%% of a CPU | |\n"+
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+

@@ -35,9 +35,9 @@ func TestParseConfig(t *testing.T) {
 		want    settings
 		wantErr []string
 	}{
-		{name: "defaults", json: `{}`, want: settings{parent: DefaultParent, oomPoll: DefaultOOMPoll}},
+		{name: "defaults", json: `{}`, want: settings{parent: DefaultParent}},
 		{name: "everything", json: `{"parent": "/x/{agent_id}/", "cpu_quota": true, "pids_limit": 64, "swap_mib": 2, "oom_poll": "1s"}`,
-			want: settings{parent: "/x/{agent_id}", cpuQuota: true, pidsLimit: 64, swapBytes: 2 * mib, oomPoll: time.Second}},
+			want: settings{parent: "/x/{agent_id}", cpuQuota: true, pidsLimit: 64, swapBytes: 2 * mib, oomPollSet: true}},
 		{name: "bad values named", json: `{"parent": "/", "pids_limit": -1, "swap_mib": -2, "oom_poll": "soon"}`,
 			wantErr: []string{`parent = "/"`, "pids_limit = -1", "swap_mib = -2", `oom_poll = "soon"`}},
 		{name: "climbing parent", json: `{"parent": "/corral/../etc"}`, wantErr: []string{`parent = "/corral/../etc"`}},
@@ -117,7 +117,7 @@ func itoa(v int64) string      { return strconv.FormatInt(v, 10) }
 // TestMemoryLimitOOM: a task allocating past its mem is OOM-killed, Watch
 // reports the limitation with the limit and the peak, and Usage counts it.
 func TestMemoryLimitOOM(t *testing.T) {
-	iso := testIsolator(t, `{"oom_poll": "50ms"}`)
+	iso := testIsolator(t, `{}`)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	lims, err := iso.Watch(ctx)
