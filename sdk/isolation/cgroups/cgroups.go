@@ -339,9 +339,8 @@ func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: %w", req.ContainerID, err)
 	}
-	// Apply with pid -1 creates the cgroup in every controller and joins
-	// nobody; Set writes the limits.
-	if err := m.Apply(-1); err != nil {
+	// Created in every controller, joining nobody; Set writes the limits.
+	if err := i.create(m, rel); err != nil {
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: create cgroup %s: %w", req.ContainerID, rel, err)
 	}
@@ -365,6 +364,17 @@ func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 	i.mu.Unlock()
 	i.logger.Debug("prepared", "container_id", req.ContainerID, "cgroup", rel)
 	return c, nil
+}
+
+// create makes the container's cgroup. On v1 that is a directory per
+// controller (Hierarchy.Create, what the library's Apply(-1) does without
+// its stats); on v2 the library's Apply(-1) also enables the controllers
+// in the parents' cgroup.subtree_control, which the limits need.
+func (i *Isolator) create(m cgroups.Manager, rel string) error {
+	if i.hier.Unified {
+		return m.Apply(-1)
+	}
+	return i.hier.Create(rel)
 }
 
 func (i *Isolator) spec(c *container) *isolator.LaunchSpec {

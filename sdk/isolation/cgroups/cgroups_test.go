@@ -373,3 +373,43 @@ func TestTaskQuotaChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanupKillsInSubCgroups: a process a task moved into a cgroup of its
+// own below the container's is still found, killed and removed by Cleanup
+// (Pids reads only cgroup.procs unless the container has sub-cgroups).
+func TestCleanupKillsInSubCgroups(t *testing.T) {
+	iso := testIsolator(t, `{}`)
+	prepare(t, iso, "nested", "cpus:0.5;mem:64")
+	w := start(t, iso, "nested", shell("echo started; exec sleep 600"))
+	if line, err := w.stdout.ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("workload said %q, %v", line, err)
+	}
+	h := iso.Hierarchy()
+	rel := filepath.Join(iso.Parent(), "nested")
+	sub := filepath.Join(rel, "inner")
+	for _, d := range h.Dirs(sub) {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := cgroups.WriteCgroupProc(d, w.cmd.Process.Pid); err != nil {
+			t.Fatalf("move the workload to %s: %v", d, err)
+		}
+	}
+	if pids, err := cgroups.GetPids(h.main(rel)); err != nil || len(pids) != 0 {
+		t.Fatalf("container's own cgroup.procs = %v, %v; want the workload moved below it", pids, err)
+	}
+	if pids, err := h.Pids(rel); err != nil || !slices.Equal(pids, []int{w.cmd.Process.Pid}) {
+		t.Errorf("Pids(%s) = %v, %v; want the workload %d in the sub-cgroup", rel, pids, err, w.cmd.Process.Pid)
+	}
+	if err := iso.Cleanup(testCtx(t), "nested"); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("workload in the sub-cgroup still running a minute after Cleanup")
+	}
+	if h.Exists(rel) {
+		t.Errorf("cgroup %s still exists in some controller after Cleanup", rel)
+	}
+}
