@@ -22,6 +22,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,7 @@ const (
 	cfsPeriodMicros       = 100_000 // the kernel's default CFS period
 	minCFSQuotaMicros     = 1_000   // the kernel refuses less than 1 ms
 	minCPUShares          = 2       // the kernel's minimum cpu.shares
+	maxCPUShares          = 262144  // and its maximum (MAX_SHARES)
 	mib                   = 1 << 20
 	unregisteredAgentName = "unregistered"
 )
@@ -261,7 +263,7 @@ func (i *Isolator) limits(res resources.Resources, quota *bool) (*cgroups.Resour
 	}
 	r := &cgroups.Resources{}
 	cpus := res.Scalar(resources.CPUs)
-	shares := uint64(max(math.Round(cpus*1024), minCPUShares))
+	shares := uint64(min(max(math.Round(cpus*1024), minCPUShares), maxCPUShares))
 	if i.hier.Unified {
 		r.CpuWeight = cgroups.ConvertCPUSharesToCgroupV2Value(shares)
 	} else {
@@ -344,7 +346,7 @@ func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: create cgroup %s: %w", req.ContainerID, rel, err)
 	}
-	if err := m.Set(r); err != nil {
+	if err := i.setFresh(m, rel, r); err != nil {
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: set limits on %s: %w", req.ContainerID, rel, err)
 	}
@@ -375,6 +377,52 @@ func (i *Isolator) create(m cgroups.Manager, rel string) error {
 		return m.Apply(-1)
 	}
 	return i.hier.Create(rel)
+}
+
+// setFresh writes a new container's limits. On v1 they are written
+// straight to the control files, through the library's file access: its
+// Set reads cpu.shares back after writing it (to report a value the kernel
+// clamped; limits keeps shares in the kernel's range) and reads the memory
+// limit to choose in which order to write memory and memory+swap (in a new
+// cgroup both are unlimited, so memory first is always right). That is two
+// reads of five file operations, for every task. v2 goes through Set.
+func (i *Isolator) setFresh(m cgroups.Manager, rel string, r *cgroups.Resources) error {
+	if i.hier.Unified {
+		return m.Set(r)
+	}
+	paths := i.hier.Paths(rel)
+	write := func(ctrl, file string, v int64) error {
+		return cgroups.WriteFile(paths[ctrl], file, strconv.FormatInt(v, 10))
+	}
+	if r.CpuShares != 0 {
+		if err := write("cpu", "cpu.shares", int64(r.CpuShares)); err != nil {
+			return err
+		}
+	}
+	if r.CpuQuota != 0 {
+		if err := write("cpu", "cpu.cfs_period_us", int64(r.CpuPeriod)); err != nil {
+			return err
+		}
+		if err := write("cpu", "cpu.cfs_quota_us", r.CpuQuota); err != nil {
+			return err
+		}
+	}
+	if r.Memory != 0 {
+		if err := write("memory", "memory.limit_in_bytes", r.Memory); err != nil {
+			return err
+		}
+	}
+	if r.MemorySwap != 0 {
+		if err := write("memory", "memory.memsw.limit_in_bytes", r.MemorySwap); err != nil {
+			return err
+		}
+	}
+	if r.PidsLimit != nil {
+		if err := write("pids", "pids.max", *r.PidsLimit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (i *Isolator) spec(c *container) *isolator.LaunchSpec {
