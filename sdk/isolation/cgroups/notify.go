@@ -45,7 +45,10 @@ const anyKey = -1
 // pollable, so the Go runtime's poller parks the watcher's goroutine on it
 // and no thread waits.
 type eventfdNotifier struct {
-	ep     *os.File // the epoll instance, non-blocking, in the runtime's poller
+	ep *os.File // the epoll instance, non-blocking, in the runtime's poller
+	// epfd is ep's descriptor, kept because ep.Fd() would put ep in
+	// blocking mode.
+	epfd   int
 	events []unix.EpollEvent
 }
 
@@ -58,7 +61,7 @@ func newEventfdNotifier() (*eventfdNotifier, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
 	}
-	return &eventfdNotifier{ep: os.NewFile(uintptr(fd), "oom-epoll"), events: make([]unix.EpollEvent, 64)}, nil
+	return &eventfdNotifier{ep: os.NewFile(uintptr(fd), "oom-epoll"), epfd: fd, events: make([]unix.EpollEvent, 64)}, nil
 }
 
 // add registers an eventfd for OOM notifications of c's cgroup, as
@@ -76,7 +79,7 @@ func (n *eventfdNotifier) add(c *oomCounter) (int, error) {
 		return 0, fmt.Errorf("register OOM notification: %w", err)
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
-	if err := unix.EpollCtl(int(n.ep.Fd()), unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+	if err := unix.EpollCtl(n.epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
 		_ = unix.Close(efd)
 		return 0, fmt.Errorf("epoll add eventfd: %w", err)
 	}
@@ -86,7 +89,7 @@ func (n *eventfdNotifier) add(c *oomCounter) (int, error) {
 // remove closes the eventfd: the kernel then drops its registration (the
 // eventfd's release wakes the cgroup's event with POLLHUP).
 func (n *eventfdNotifier) remove(key int) {
-	_ = unix.EpollCtl(int(n.ep.Fd()), unix.EPOLL_CTL_DEL, key, nil)
+	_ = unix.EpollCtl(n.epfd, unix.EPOLL_CTL_DEL, key, nil)
 	_ = unix.Close(key)
 }
 
@@ -149,7 +152,11 @@ func writeExisting(name, s string) error {
 // after the count has grown, and a removed cgroup's watch ends with
 // IN_IGNORED.
 type inotifyNotifier struct {
-	f   *os.File // the inotify instance, non-blocking, in the runtime's poller
+	f *os.File // the inotify instance, non-blocking, in the runtime's poller
+	// fd is f's descriptor, kept because f.Fd() would put f in blocking
+	// mode: each wait would then hold a thread in read(2) instead of
+	// parking in the runtime's poller, and Close could not wake it.
+	fd  int
 	buf []byte
 }
 
@@ -158,11 +165,11 @@ func newInotifyNotifier() (*inotifyNotifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	return &inotifyNotifier{f: os.NewFile(uintptr(fd), "oom-inotify"), buf: make([]byte, 64*(unix.SizeofInotifyEvent+16))}, nil
+	return &inotifyNotifier{f: os.NewFile(uintptr(fd), "oom-inotify"), fd: fd, buf: make([]byte, 64*(unix.SizeofInotifyEvent+16))}, nil
 }
 
 func (n *inotifyNotifier) add(c *oomCounter) (int, error) {
-	wd, err := unix.InotifyAddWatch(int(n.f.Fd()), c.f.Name(), unix.IN_MODIFY)
+	wd, err := unix.InotifyAddWatch(n.fd, c.f.Name(), unix.IN_MODIFY)
 	if err != nil {
 		return 0, fmt.Errorf("inotify watch %s: %w", c.f.Name(), err)
 	}
@@ -171,7 +178,7 @@ func (n *inotifyNotifier) add(c *oomCounter) (int, error) {
 
 // remove ends the watch; one the kernel already ended (the cgroup was
 // removed) is not an error.
-func (n *inotifyNotifier) remove(key int) { _, _ = unix.InotifyRmWatch(int(n.f.Fd()), uint32(key)) }
+func (n *inotifyNotifier) remove(key int) { _, _ = unix.InotifyRmWatch(n.fd, uint32(key)) }
 
 func (n *inotifyNotifier) wait() ([]int, error) {
 	cnt, err := n.f.Read(n.buf)

@@ -29,6 +29,8 @@ type oomWatcher struct {
 	// yet is read again a few times (recheckDelays).
 	notifyFirst bool
 	newNotifier func() (notifier, error)
+	// loops counts running notifier loops (tests wait for them to end).
+	loops sync.WaitGroup
 
 	mu    sync.Mutex
 	n     notifier
@@ -103,6 +105,7 @@ func (w *oomWatcher) register(id, dir string) error {
 			return fmt.Errorf("start OOM notifications: %w", err)
 		}
 		w.n = n
+		w.loops.Add(1)
 		go w.loop(n)
 	}
 	key, err := w.n.add(c)
@@ -178,6 +181,7 @@ func (w *oomWatcher) stopIfIdleLocked() {
 
 // loop reads n's notifications until n is closed.
 func (w *oomWatcher) loop(n notifier) {
+	defer w.loops.Done()
 	for {
 		keys, err := n.wait()
 		w.mu.Lock()

@@ -151,6 +151,21 @@ func TestOOMWatchReleasesDestroyed(t *testing.T) {
 	if after := openFDs(t); after != before {
 		t.Errorf("%d open files after every container was cleaned up, %d before: the watcher leaks", after, before)
 	}
+	waitLoops(t, iso.oom)
+}
+
+// waitLoops fails the test unless w's notifier loop ends once nothing is
+// registered (a loop blocked in a read that closing cannot end would
+// leak a thread and the kernel object behind the closed descriptor).
+func waitLoops(t *testing.T, w *oomWatcher) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { w.loops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Error("the OOM watcher's loop still runs a minute after its last container was unregistered")
+	}
 }
 
 // fakeEvents writes a cgroup v2 memory.events with count oom_kill in dir;
@@ -224,6 +239,7 @@ func TestOOMWatcherInotify(t *testing.T) {
 	if after := openFDs(t); after != before {
 		t.Errorf("%d open files after unregistering every container, %d before", after, before)
 	}
+	waitLoops(t, w)
 	gone := sub.take()
 	for _, id := range ids {
 		if !gone[id].gone {
