@@ -5,9 +5,12 @@
 // resources into kernel limits (cpu shares or weight from cpus, an optional
 // hard CFS quota, memory and swap from mem, a pids limit), reads usage from
 // the cgroup, reports OOM kills through Watch, and kills and removes the
-// cgroup on Cleanup. The cgroups themselves are created, configured, read
-// and removed through the cgroups library of the OCI runtime
-// (github.com/opencontainers/cgroups).
+// cgroup on Cleanup. The cgroups themselves are configured, read and
+// removed through the cgroups library of the OCI runtime
+// (github.com/opencontainers/cgroups); a new v1 container is made with one
+// mkdir per controller and its limits written through the library's file
+// access (see create and setFresh), which skips the generic Apply and
+// Set's stats and read-backs on the path every task takes.
 //
 // The executor's task shim writes the task's pid to the cgroup while the
 // task is stopped at its exec (LaunchSpec.CgroupProcs), so nothing the task forks can
