@@ -118,6 +118,7 @@ bench-swap: build
 # make bench-isolation                 the issue 7 table: 1000 sleep tasks on one agent, cgroups isolator (root)
 # make bench-isolation ISO_TASKS=200
 # make bench-isolation ISO_ISOLATOR=runc ISO_TASKS=100 ISO_MEM=16   the same in runc containers (busybox rootfs)
+# CORRAL_BENCH_ISOLATION_PPROF=DIR make bench-isolation  also CPU profiles of the agent and plugins, per phase
 ISO_TASKS ?= 1000
 ISO_ISOLATOR ?= cgroups
 ISO_MEM ?= 4

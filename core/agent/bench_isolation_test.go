@@ -5,14 +5,18 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corral-project/corral/core/pluginhost"
 	"github.com/corral-project/corral/plugins/isolator/runc/rootfstest"
+	"github.com/corral-project/corral/sdk/cpuprofile"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
 )
@@ -27,6 +31,13 @@ import (
 //
 //	make bench-isolation                 (N=1000)
 //	make bench-isolation ISO_TASKS=200
+//
+// CORRAL_BENCH_ISOLATION_PPROF=DIR also writes CPU profiles into DIR: the
+// agent's (this process, with the stand-in master) for the launch and for
+// the destroy, agent-launch.pprof and agent-destroy.pprof, and the
+// isolator's and executor's (see sdk/cpuprofile), whose -1 file runs from
+// the plugin's start to all RUNNING and -2 covers the idle window and the
+// destroy.
 func TestReportIsolationBench(t *testing.T) {
 	if os.Getenv("CORRAL_BENCH_ISOLATION") == "" {
 		t.Skip("a report, not a test: run it with `make bench-isolation`")
@@ -69,6 +80,13 @@ func TestReportIsolationBench(t *testing.T) {
 			}
 		}
 	})
+	profDir := os.Getenv("CORRAL_BENCH_ISOLATION_PPROF")
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(cpuprofile.Env, profDir) // the plugins inherit it
+	}
 	// CORRAL_BENCH_ISOLATION_LAUNCHES overrides the agent's bound on
 	// concurrent launches (0: its default, 4 per CPU).
 	launches, _ := strconv.Atoi(os.Getenv("CORRAL_BENCH_ISOLATION_LAUNCHES"))
@@ -90,6 +108,7 @@ func TestReportIsolationBench(t *testing.T) {
 
 	before := processMemory(t)
 	agentCPU0, isoCPU0 := before.agentCPU, before.isolatorCPU
+	stopProfile := startProfile(t, profDir, "agent-launch.pprof")
 	start := time.Now()
 	for i := range n {
 		m.runTask(t, "bench", fmt.Sprintf("t%04d", i), "", task)
@@ -99,6 +118,8 @@ func TestReportIsolationBench(t *testing.T) {
 		return m.countState(corralpb.TaskState_TASK_RUNNING)+m.countState(failedStates...) >= n
 	})
 	toRunning := time.Since(start)
+	stopProfile()
+	nextPluginProfiles(t, profDir)
 	if failed := m.countState(failedStates...); failed > 0 {
 		t.Errorf("%d of %d tasks failed to start; first: %s", failed, n, m.firstMessage(failedStates...))
 	}
@@ -110,6 +131,7 @@ func TestReportIsolationBench(t *testing.T) {
 	time.Sleep(idle) // a measuring window, not synchronization
 	idleISO := processMemory(t).isolatorCPU - mem.isolatorCPU
 
+	stopProfile = startProfile(t, profDir, "agent-destroy.pprof")
 	start = time.Now()
 	for i := range n {
 		m.killTask(t, "bench", fmt.Sprintf("t%04d", i), 1)
@@ -119,6 +141,8 @@ func TestReportIsolationBench(t *testing.T) {
 	})
 	waitFor(t, "every cgroup removed", 10*time.Minute, func() bool { return len(childCgroups(t, root+"/agent-1")) == 0 })
 	toDestroyed := time.Since(start)
+	stopProfile()
+	nextPluginProfiles(t, profDir)
 
 	per := func(b uint64) string { return fmt.Sprintf("%.2f MiB", float64(b)/float64(n)/(1<<20)) }
 	t.Logf("\n%d tasks (sleep 600, cpus 0.001, mem %g MiB) on one agent, %s isolator (%d cgroup directories while running), %d CPUs\n"+
@@ -130,7 +154,7 @@ func TestReportIsolationBench(t *testing.T) {
 		"| task CPU per task (the command, from its exec) | %.1f ms | |\n"+
 		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
 		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
-		"| isolator CPU with all containers idle (OOM polling, 1 s) | %.1f%% of a CPU | |\n"+
+		"| isolator CPU with all containers idle (OOM watch; 5 s window) | %.1f%% of a CPU | |\n"+
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
 		"| executors RSS | %.1f MiB (%s per task) | |\n"+
@@ -154,6 +178,87 @@ func TestReportIsolationBench(t *testing.T) {
 		per(mem.agent+mem.isolator+mem.executorRSS+mem.shimPss),
 		mib(mem.taskRSS), per(mem.taskRSS),
 		mib(mem.starterRSS), per(mem.starterRSS))
+}
+
+// startProfile profiles this process into dir/name until the returned
+// function is called; with no dir it does nothing.
+func startProfile(t *testing.T, dir, name string) (stop func()) {
+	t.Helper()
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return sync.OnceFunc(func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// nextPluginProfiles ends the current CPU profile of every isolator and
+// executor plugin this process runs and starts their next (SIGUSR2, see
+// sdk/cpuprofile); with no dir it does nothing.
+func nextPluginProfiles(t *testing.T, dir string) {
+	t.Helper()
+	if dir == "" {
+		return
+	}
+	for _, pid := range pluginPids(t) {
+		if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+			t.Logf("signal plugin %d for its next profile: %v", pid, err)
+		}
+	}
+}
+
+// pluginPids lists the isolator and executor plugins descending from
+// this process.
+func pluginPids(t *testing.T) []int {
+	t.Helper()
+	self := os.Getpid()
+	parent := map[int]int{}
+	var plugins []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 2 {
+			continue
+		}
+		parent[pid], _ = strconv.Atoi(f[1])
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if b := filepath.Base(exe); strings.HasPrefix(b, "corral-isolator-") || strings.HasPrefix(b, "corral-executor-") {
+			plugins = append(plugins, pid)
+		}
+	}
+	var out []int
+	for _, pid := range plugins {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == self {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // countState counts the tasks that reported any of states.

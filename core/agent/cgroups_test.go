@@ -30,7 +30,7 @@ func cgroupsCatalog(t *testing.T, parent string) *pluginhost.Catalog {
 		t.Skipf("the cgroups isolator needs root to create cgroups; running as euid %d", os.Geteuid())
 	}
 	pluginCatalog(t) // skips without built plugins
-	body, diags := hclsyntax.ParseConfig([]byte(fmt.Sprintf("parent = %q\noom_poll = \"50ms\"\n", parent)), "test.hcl", hcl.InitialPos)
+	body, diags := hclsyntax.ParseConfig([]byte(fmt.Sprintf("parent = %q\n", parent)), "test.hcl", hcl.InitialPos)
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -29,7 +29,7 @@ func runcCatalog(t *testing.T, parent, stateDir string) *pluginhost.Catalog {
 		t.Skipf("the runc isolator needs root to make containers; running as euid %d", os.Geteuid())
 	}
 	pluginCatalog(t) // skips without built plugins
-	body, diags := hclsyntax.ParseConfig([]byte(fmt.Sprintf("parent = %q\nstate_dir = %q\noom_poll = \"50ms\"\n", parent, stateDir)), "test.hcl", hcl.InitialPos)
+	body, diags := hclsyntax.ParseConfig([]byte(fmt.Sprintf("parent = %q\nstate_dir = %q\n", parent, stateDir)), "test.hcl", hcl.InitialPos)
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

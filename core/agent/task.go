@@ -299,7 +299,10 @@ func (a *Agent) await(t *task, h *ExecutorHandle) (detached bool) {
 	// saved when a thousand are killed at once).
 	clean := waitErr == nil && result != nil && result.Err == "" && result.Signal == 0 && result.ExitCode == 0
 	lim := a.limitationAfterExit(t, clean || killed)
-	a.cleanupContainer(t)
+	// Not checkpointed here: the terminal update below writes the task
+	// record (cleaned included) with it. An agent that dies in between
+	// cleans up again at recovery, which finds nothing left.
+	a.releaseContainer(t)
 	if lim == nil && !clean && !killed {
 		// Watch may deliver the limitation while the isolator is asked or
 		// the container cleaned up (its poll and the exit race on a loaded
@@ -491,23 +494,32 @@ func (a *Agent) isolatorOf(t *task) (isolator.Isolator, error) {
 	return h.Current()
 }
 
-// cleanupContainer releases the task's container through the isolator.
+// cleanupContainer releases the task's container through the isolator
+// and checkpoints that it did.
 func (a *Agent) cleanupContainer(t *task) {
+	if a.releaseContainer(t) {
+		a.persistTask(t)
+	}
+}
+
+// releaseContainer releases the task's container through the isolator and
+// reports whether it did; the caller checkpoints it.
+func (a *Agent) releaseContainer(t *task) bool {
 	iso, err := a.isolatorOf(t)
 	if err != nil {
 		t.logger.Error("container cleanup: no isolator", "container_id", t.containerID, "error", err)
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
 	defer cancel()
 	if err := iso.Cleanup(ctx, t.containerID); err != nil {
 		t.logger.Error("container cleanup failed", "container_id", t.containerID, "error", err)
-		return
+		return false
 	}
 	a.mu.Lock()
 	t.cleaned = true
 	a.mu.Unlock()
-	a.persistTask(t)
+	return true
 }
 
 // update sends a non-terminal status update from the executor.

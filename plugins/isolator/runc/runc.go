@@ -67,7 +67,8 @@ const (
 )
 
 // Config attributes of this plugin; the rest of the config body is the
-// cgroups isolator's (parent, cpu_quota, pids_limit, swap_mib, oom_poll).
+// cgroups isolator's (parent, cpu_quota, pids_limit, swap_mib; oom_poll is
+// accepted and ignored).
 type Config struct {
 	// StateDir holds one directory per container (its OCI spec and
 	// libcontainer's state); AgentIDPlaceholder is the agent's ID.

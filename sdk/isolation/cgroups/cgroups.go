@@ -5,9 +5,12 @@
 // resources into kernel limits (cpu shares or weight from cpus, an optional
 // hard CFS quota, memory and swap from mem, a pids limit), reads usage from
 // the cgroup, reports OOM kills through Watch, and kills and removes the
-// cgroup on Cleanup. The cgroups themselves are created, configured, read
-// and removed through the cgroups library of the OCI runtime
-// (github.com/opencontainers/cgroups).
+// cgroup on Cleanup. The cgroups themselves are configured, read and
+// removed through the cgroups library of the OCI runtime
+// (github.com/opencontainers/cgroups); a new v1 container is made with one
+// mkdir per controller and its limits written through the library's file
+// access (see create and setFresh), which skips the generic Apply and
+// Set's stats and read-backs on the path every task takes.
 //
 // The executor's task shim writes the task's pid to the cgroup while the
 // task is stopped at its exec (LaunchSpec.CgroupProcs), so nothing the task forks can
@@ -22,6 +25,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,10 +49,10 @@ const (
 	// by the agent's ID ("unregistered" before it has one).
 	DefaultParent         = "/corral/" + AgentIDPlaceholder
 	AgentIDPlaceholder    = "{agent_id}"
-	DefaultOOMPoll        = time.Second
 	cfsPeriodMicros       = 100_000 // the kernel's default CFS period
 	minCFSQuotaMicros     = 1_000   // the kernel refuses less than 1 ms
 	minCPUShares          = 2       // the kernel's minimum cpu.shares
+	maxCPUShares          = 262144  // and its maximum (MAX_SHARES)
 	mib                   = 1 << 20
 	unregisteredAgentName = "unregistered"
 )
@@ -70,8 +74,9 @@ type Config struct {
 	// SwapMiB is how much swap a container may use on top of its mem; 0
 	// forbids swap where the kernel accounts for it.
 	SwapMiB int64 `json:"swap_mib"`
-	// OOMPoll is how often Watch checks containers for OOM kills (a Go
-	// duration).
+	// OOMPoll is accepted for configs written for earlier versions, which
+	// polled for OOM kills; the kernel now notifies them, so it is
+	// ignored.
 	OOMPoll string `json:"oom_poll"`
 }
 
@@ -80,7 +85,8 @@ type settings struct {
 	cpuQuota  bool
 	pidsLimit int64
 	swapBytes int64
-	oomPoll   time.Duration
+	// oomPollSet: the config has the ignored oom_poll (SetConfig says so).
+	oomPollSet bool
 }
 
 // container is one live cgroup.
@@ -98,6 +104,8 @@ type Isolator struct {
 	logger    hclog.Logger
 	hier      *Hierarchy
 	detectErr error
+
+	oom *oomWatcher // nil without a hierarchy
 
 	mu         sync.Mutex
 	set        settings
@@ -124,8 +132,11 @@ func New(logger hclog.Logger, opts ...Option) *Isolator {
 		logger:     logger,
 		hier:       h,
 		detectErr:  err,
-		set:        settings{parent: DefaultParent, oomPoll: DefaultOOMPoll},
+		set:        settings{parent: DefaultParent},
 		containers: make(map[string]*container),
+	}
+	if h != nil {
+		i.oom = newOOMWatcher(logger, h.Unified)
 	}
 	for _, o := range opts {
 		o(i)
@@ -152,8 +163,8 @@ func (i *Isolator) ConfigSchema(context.Context) (*base.Schema, error) {
 			Description: "Most processes and threads a container may have; 0 for no limit."},
 		{Name: "swap_mib", Type: "number", DefaultJSON: "0",
 			Description: "Swap a container may use on top of its mem, in MiB."},
-		{Name: "oom_poll", Type: "string", DefaultJSON: `"` + DefaultOOMPoll.String() + `"`,
-			Description: "How often OOM kills are looked for (Go duration)."},
+		{Name: "oom_poll", Type: "string", DefaultJSON: `""`,
+			Description: "Ignored (accepted for older configs): the kernel notifies OOM kills, nothing polls for them."},
 	}}, nil
 }
 
@@ -178,11 +189,14 @@ func (i *Isolator) SetConfig(_ context.Context, configJSON []byte, apiVersion st
 	i.mu.Unlock()
 	i.logger.Info("configured", "cgroup_version", i.hier.Version(), "parent", s.parent,
 		"cpu_quota", s.cpuQuota, "pids_limit", s.pidsLimit, "swap_bytes", s.swapBytes)
+	if s.oomPollSet {
+		i.logger.Warn("oom_poll is ignored: the kernel notifies OOM kills (cgroup.event_control on v1, memory.events on v2)")
+	}
 	return nil
 }
 
 func parseConfig(configJSON []byte, defaultParent string) (settings, error) {
-	cfg := Config{Parent: defaultParent, OOMPoll: DefaultOOMPoll.String()}
+	cfg := Config{Parent: defaultParent}
 	if len(configJSON) > 0 {
 		dec := json.NewDecoder(strings.NewReader(string(configJSON)))
 		dec.DisallowUnknownFields()
@@ -201,15 +215,18 @@ func parseConfig(configJSON []byte, defaultParent string) (settings, error) {
 	if cfg.SwapMiB < 0 {
 		errs = append(errs, fmt.Errorf("swap_mib = %d: must not be negative", cfg.SwapMiB))
 	}
-	poll, err := time.ParseDuration(cfg.OOMPoll)
-	if err != nil || poll <= 0 {
-		errs = append(errs, fmt.Errorf("oom_poll = %q: want a positive duration such as \"250ms\"", cfg.OOMPoll))
+	// oom_poll is ignored, but a value an earlier version refused is
+	// still refused rather than silently taken.
+	if cfg.OOMPoll != "" {
+		if poll, err := time.ParseDuration(cfg.OOMPoll); err != nil || poll <= 0 {
+			errs = append(errs, fmt.Errorf("oom_poll = %q: want a positive duration such as \"250ms\" (it is ignored: OOM kills are notified by the kernel)", cfg.OOMPoll))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return settings{}, err
 	}
 	return settings{parent: parent, cpuQuota: cfg.CPUQuota, pidsLimit: cfg.PidsLimit,
-		swapBytes: cfg.SwapMiB * mib, oomPoll: poll}, nil
+		swapBytes: cfg.SwapMiB * mib, oomPollSet: cfg.OOMPoll != ""}, nil
 }
 
 // parentLocked is the parent cgroup for the current agent ID.
@@ -249,7 +266,7 @@ func (i *Isolator) limits(res resources.Resources, quota *bool) (*cgroups.Resour
 	}
 	r := &cgroups.Resources{}
 	cpus := res.Scalar(resources.CPUs)
-	shares := uint64(max(math.Round(cpus*1024), minCPUShares))
+	shares := uint64(min(max(math.Round(cpus*1024), minCPUShares), maxCPUShares))
 	if i.hier.Unified {
 		r.CpuWeight = cgroups.ConvertCPUSharesToCgroupV2Value(shares)
 	} else {
@@ -327,17 +344,21 @@ func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: %w", req.ContainerID, err)
 	}
-	// Apply with pid -1 creates the cgroup in every controller and joins
-	// nobody; Set writes the limits.
-	if err := m.Apply(-1); err != nil {
+	// Created in every controller, joining nobody; Set writes the limits.
+	if err := i.create(m, rel); err != nil {
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: create cgroup %s: %w", req.ContainerID, rel, err)
 	}
-	if err := m.Set(r); err != nil {
+	if err := i.setFresh(m, rel, r); err != nil {
 		_ = m.Destroy()
 		return nil, fmt.Errorf("cgroups isolator: prepare %q: set limits on %s: %w", req.ContainerID, rel, err)
 	}
 	c.mgr = m
+	// Watched before any process can join it, so no OOM kill is missed.
+	if err := i.oom.register(req.ContainerID, i.hier.main(rel)); err != nil {
+		_ = m.Destroy()
+		return nil, fmt.Errorf("cgroups isolator: prepare %q: %w", req.ContainerID, err)
+	}
 	i.mu.Lock()
 	if prev, ok := i.containers[req.ContainerID]; ok {
 		// A concurrent Prepare of the same container won; same cgroup.
@@ -348,6 +369,63 @@ func (i *Isolator) prepare(req isolator.PrepareRequest) (*container, error) {
 	i.mu.Unlock()
 	i.logger.Debug("prepared", "container_id", req.ContainerID, "cgroup", rel)
 	return c, nil
+}
+
+// create makes the container's cgroup. On v1 that is a directory per
+// controller (Hierarchy.Create, what the library's Apply(-1) does without
+// its stats); on v2 the library's Apply(-1) also enables the controllers
+// in the parents' cgroup.subtree_control, which the limits need.
+func (i *Isolator) create(m cgroups.Manager, rel string) error {
+	if i.hier.Unified {
+		return m.Apply(-1)
+	}
+	return i.hier.Create(rel)
+}
+
+// setFresh writes a new container's limits. On v1 they are written
+// straight to the control files, through the library's file access: its
+// Set reads cpu.shares back after writing it (to report a value the kernel
+// clamped; limits keeps shares in the kernel's range) and reads the memory
+// limit to choose in which order to write memory and memory+swap (in a new
+// cgroup both are unlimited, so memory first is always right). That is two
+// reads of five file operations, for every task. v2 goes through Set.
+func (i *Isolator) setFresh(m cgroups.Manager, rel string, r *cgroups.Resources) error {
+	if i.hier.Unified {
+		return m.Set(r)
+	}
+	paths := i.hier.Paths(rel)
+	write := func(ctrl, file string, v int64) error {
+		return cgroups.WriteFile(paths[ctrl], file, strconv.FormatInt(v, 10))
+	}
+	if r.CpuShares != 0 {
+		if err := write("cpu", "cpu.shares", int64(r.CpuShares)); err != nil {
+			return err
+		}
+	}
+	if r.CpuQuota != 0 {
+		if err := write("cpu", "cpu.cfs_period_us", int64(r.CpuPeriod)); err != nil {
+			return err
+		}
+		if err := write("cpu", "cpu.cfs_quota_us", r.CpuQuota); err != nil {
+			return err
+		}
+	}
+	if r.Memory != 0 {
+		if err := write("memory", "memory.limit_in_bytes", r.Memory); err != nil {
+			return err
+		}
+	}
+	if r.MemorySwap != 0 {
+		if err := write("memory", "memory.memsw.limit_in_bytes", r.MemorySwap); err != nil {
+			return err
+		}
+	}
+	if r.PidsLimit != nil {
+		if err := write("pids", "pids.max", *r.PidsLimit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (i *Isolator) spec(c *container) *isolator.LaunchSpec {
@@ -449,6 +527,9 @@ func (i *Isolator) Cleanup(ctx context.Context, containerID string) error {
 	if err := i.hier.Kill(ctx, c.mgr, c.rel); err != nil {
 		return fmt.Errorf("cgroups isolator: cleanup %q: %w", containerID, err)
 	}
+	// Nothing is left inside to be OOM-killed. Released before the
+	// cgroup is removed, whose removal would otherwise wake the watcher.
+	i.oom.unregister(containerID)
 	if err := c.mgr.Destroy(); err != nil {
 		return fmt.Errorf("cgroups isolator: cleanup %q: remove cgroup %s: %w", containerID, c.rel, err)
 	}
@@ -489,8 +570,12 @@ func (i *Isolator) Recover(_ context.Context, agentID string, known []isolator.C
 		if err != nil {
 			return nil, fmt.Errorf("cgroups isolator: recover %q: %w", k.ContainerID, err)
 		}
+		if err := i.oom.register(k.ContainerID, i.hier.main(rel)); err != nil {
+			return nil, fmt.Errorf("cgroups isolator: recover %q: %w", k.ContainerID, err)
+		}
 		recovered[k.ContainerID] = &container{rel: rel, mgr: m, memLimit: memLimit, pidsLimit: pidsLimit, pid: k.Pid}
 	}
+	i.oom.retain(func(id string) bool { _, ok := recovered[id]; return ok })
 	var orphans []string
 	for _, name := range children {
 		if _, ok := recovered[name]; !ok {

@@ -35,9 +35,9 @@ func TestParseConfig(t *testing.T) {
 		want    settings
 		wantErr []string
 	}{
-		{name: "defaults", json: `{}`, want: settings{parent: DefaultParent, oomPoll: DefaultOOMPoll}},
+		{name: "defaults", json: `{}`, want: settings{parent: DefaultParent}},
 		{name: "everything", json: `{"parent": "/x/{agent_id}/", "cpu_quota": true, "pids_limit": 64, "swap_mib": 2, "oom_poll": "1s"}`,
-			want: settings{parent: "/x/{agent_id}", cpuQuota: true, pidsLimit: 64, swapBytes: 2 * mib, oomPoll: time.Second}},
+			want: settings{parent: "/x/{agent_id}", cpuQuota: true, pidsLimit: 64, swapBytes: 2 * mib, oomPollSet: true}},
 		{name: "bad values named", json: `{"parent": "/", "pids_limit": -1, "swap_mib": -2, "oom_poll": "soon"}`,
 			wantErr: []string{`parent = "/"`, "pids_limit = -1", "swap_mib = -2", `oom_poll = "soon"`}},
 		{name: "climbing parent", json: `{"parent": "/corral/../etc"}`, wantErr: []string{`parent = "/corral/../etc"`}},
@@ -117,7 +117,7 @@ func itoa(v int64) string      { return strconv.FormatInt(v, 10) }
 // TestMemoryLimitOOM: a task allocating past its mem is OOM-killed, Watch
 // reports the limitation with the limit and the peak, and Usage counts it.
 func TestMemoryLimitOOM(t *testing.T) {
-	iso := testIsolator(t, `{"oom_poll": "50ms"}`)
+	iso := testIsolator(t, `{}`)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	lims, err := iso.Watch(ctx)
@@ -371,5 +371,45 @@ func TestTaskQuotaChoice(t *testing.T) {
 				t.Errorf("%s/%s = %q; want capped=%v", dir, file, strings.TrimSpace(got), tt.want)
 			}
 		})
+	}
+}
+
+// TestCleanupKillsInSubCgroups: a process a task moved into a cgroup of its
+// own below the container's is still found, killed and removed by Cleanup
+// (Pids reads only cgroup.procs unless the container has sub-cgroups).
+func TestCleanupKillsInSubCgroups(t *testing.T) {
+	iso := testIsolator(t, `{}`)
+	prepare(t, iso, "nested", "cpus:0.5;mem:64")
+	w := start(t, iso, "nested", shell("echo started; exec sleep 600"))
+	if line, err := w.stdout.ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("workload said %q, %v", line, err)
+	}
+	h := iso.Hierarchy()
+	rel := filepath.Join(iso.Parent(), "nested")
+	sub := filepath.Join(rel, "inner")
+	for _, d := range h.Dirs(sub) {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := cgroups.WriteCgroupProc(d, w.cmd.Process.Pid); err != nil {
+			t.Fatalf("move the workload to %s: %v", d, err)
+		}
+	}
+	if pids, err := cgroups.GetPids(h.main(rel)); err != nil || len(pids) != 0 {
+		t.Fatalf("container's own cgroup.procs = %v, %v; want the workload moved below it", pids, err)
+	}
+	if pids, err := h.Pids(rel); err != nil || !slices.Equal(pids, []int{w.cmd.Process.Pid}) {
+		t.Errorf("Pids(%s) = %v, %v; want the workload %d in the sub-cgroup", rel, pids, err, w.cmd.Process.Pid)
+	}
+	if err := iso.Cleanup(testCtx(t), "nested"); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("workload in the sub-cgroup still running a minute after Cleanup")
+	}
+	if h.Exists(rel) {
+		t.Errorf("cgroup %s still exists in some controller after Cleanup", rel)
 	}
 }

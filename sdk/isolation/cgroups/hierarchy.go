@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fs2"
 	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
 )
 
 // V1Controllers are the cgroup v1 controllers a container gets a cgroup in:
@@ -142,13 +143,50 @@ func (h *Hierarchy) Manager(rel string, r *cgroups.Resources) (cgroups.Manager, 
 	return m, nil
 }
 
-// Pids lists the processes in rel (cgroup.procs; empty if rel is gone).
+// Pids lists the processes in rel and in any cgroup a task made below it
+// (empty if rel is gone). The common case, no cgroup below, costs one read
+// of cgroup.procs and one stat: a cgroup directory's link count is two
+// plus its subdirectories (kernfs keeps it so), so only a container with
+// sub-cgroups pays for the library's walk of the tree, which lists every
+// control file of every directory.
 func (h *Hierarchy) Pids(rel string) ([]int, error) {
-	pids, err := cgroups.GetAllPids(h.main(rel))
+	dir := h.main(rel)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("stat cgroup %s: %w", dir, err)
+	}
+	get := cgroups.GetPids
+	if st.Nlink != 2 {
+		get = cgroups.GetAllPids
+	}
+	pids, err := get(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	return pids, err
+}
+
+// Create makes rel's directory in every v1 controller. Each is one mkdir
+// where the cgroups library's Apply(-1) spends a stat of the directory and
+// of its parent first (os.MkdirAll); the parent is made only when missing.
+// Limits are written by the library's Set afterwards.
+func (h *Hierarchy) Create(rel string) error {
+	for _, d := range h.Dirs(rel) {
+		err := unix.Mkdir(d, 0o755)
+		switch {
+		case err == nil, errors.Is(err, unix.EEXIST):
+		case errors.Is(err, unix.ENOENT):
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("create cgroup %s: %w", d, err)
+			}
+		default:
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // OOMKills is how many processes of rel the kernel's OOM killer ended.

@@ -5,36 +5,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/cgroups/fscommon"
 )
 
 // oomCounter reads one container's OOM kill count from a file kept open,
-// so that Watch's poll of every container costs one pread per container,
-// not an open, a read and a close through the library's path checks: with
-// 1000 containers polled four times a second, that is the difference
-// between about 40% of a CPU and a few percent. The file is memory.oom_control
-// on v1 and memory.events on v2, whose "oom_kill" line the library's
-// OOMKillCount reads too.
+// so that a notification costs one pread, not an open, a read and a close
+// through the library's path checks. The file is memory.oom_control on v1
+// (whose descriptor also registers the OOM notification) and memory.events
+// on v2 (the file inotify watches); the library's OOMKillCount reads the
+// same "oom_kill" line.
 type oomCounter struct {
-	rel string // the cgroup, to notice a container ID reused for another
 	f   *os.File
 	buf []byte
-}
-
-// openOOMCounter opens rel's OOM count file.
-func (h *Hierarchy) openOOMCounter(rel string) (*oomCounter, error) {
-	name := "memory.oom_control"
-	if h.Unified {
-		name = "memory.events"
-	}
-	f, err := os.Open(filepath.Join(h.main(rel), name))
-	if err != nil {
-		return nil, fmt.Errorf("open OOM count of cgroup %s: %w", rel, err)
-	}
-	return &oomCounter{f: f, buf: make([]byte, 512)}, nil
 }
 
 // read returns the current count. It is not safe for concurrent use.

@@ -2,47 +2,55 @@ package cgroups
 
 import (
 	"context"
-	"time"
 
 	"github.com/corral-project/corral/pluginapi/isolator"
 )
 
 // Watch reports a memory limitation each time the kernel's OOM killer
-// ends processes in a container, by polling every container's OOM kill
-// count (memory.oom_control on v1, memory.events on v2) every oom_poll.
-// Polling costs one small read per container and period, works the same
-// on both versions, and cannot miss an event: the count only grows. Each
-// Watch call has its own view, so a restarted agent's new stream hears of
-// OOM kills it has not been told about.
+// ends processes in a container. The kernel notifies the isolator's one
+// OOM watcher (an eventfd per container on memory.oom_control on v1,
+// inotify on memory.events on v2; see oomWatcher), which reads the
+// container's OOM kill count, so nothing is polled and an idle agent costs
+// no CPU whatever its number of containers. Each Watch call has its own
+// view: a new stream (a restarted agent's) first hears of every container
+// already OOM-killed, then of each new kill.
 func (i *Isolator) Watch(ctx context.Context) (<-chan isolator.Limitation, error) {
 	ch := make(chan isolator.Limitation)
-	i.mu.Lock()
-	poll := i.set.oomPoll
-	i.mu.Unlock()
+	if i.oom == nil {
+		go func() {
+			defer close(ch)
+			<-ctx.Done()
+		}()
+		return ch, nil
+	}
+	sub := i.oom.subscribe()
 	go func() {
 		defer close(ch)
-		if i.hier == nil {
-			<-ctx.Done()
-			return
-		}
+		defer i.oom.unsubscribe(sub)
 		reported := map[string]uint64{}
-		counters := map[string]*oomCounter{}
-		defer func() {
-			for _, c := range counters {
-				c.close()
-			}
-		}()
-		ticker := time.NewTicker(poll)
-		defer ticker.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-ticker.C:
+			case <-sub.wake:
 			}
-			for _, lim := range i.newOOMs(reported, counters) {
+			for id, ev := range sub.take() {
+				if ev.gone {
+					delete(reported, id)
+					continue
+				}
+				if ev.n <= reported[id] {
+					continue
+				}
+				i.mu.Lock()
+				c, ok := i.containers[id]
+				i.mu.Unlock()
+				if !ok {
+					continue
+				}
+				reported[id] = ev.n
 				select {
-				case ch <- lim:
+				case ch <- i.oomLimitation(id, c, ev.n):
 				case <-ctx.Done():
 					return
 				}
@@ -50,48 +58,6 @@ func (i *Isolator) Watch(ctx context.Context) (<-chan isolator.Limitation, error
 		}
 	}()
 	return ch, nil
-}
-
-// newOOMs returns a limitation for every container whose OOM kill count
-// grew since reported, and updates reported. counters are this watcher's
-// open count files, by container; those of containers gone are closed.
-func (i *Isolator) newOOMs(reported map[string]uint64, counters map[string]*oomCounter) []isolator.Limitation {
-	i.mu.Lock()
-	live := make(map[string]*container, len(i.containers))
-	for id, c := range i.containers {
-		live[id] = c
-	}
-	i.mu.Unlock()
-	for id := range reported {
-		if _, ok := live[id]; !ok {
-			delete(reported, id)
-		}
-	}
-	for id, c := range counters {
-		if l, ok := live[id]; !ok || l.rel != c.rel {
-			c.close()
-			delete(counters, id)
-		}
-	}
-	var out []isolator.Limitation
-	for id, c := range live {
-		counter, ok := counters[id]
-		if !ok {
-			var err error
-			if counter, err = i.hier.openOOMCounter(c.rel); err != nil {
-				continue // removed meanwhile: nothing to report
-			}
-			counter.rel = c.rel
-			counters[id] = counter
-		}
-		n, err := counter.read()
-		if err != nil || n <= reported[id] {
-			continue
-		}
-		reported[id] = n
-		out = append(out, i.oomLimitation(id, c, n))
-	}
-	return out
 }
 
 // oomLimitation says what the limit was and how close the container came.

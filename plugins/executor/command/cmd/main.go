@@ -7,6 +7,7 @@ import (
 
 	"github.com/corral-project/corral/pluginapi/executor"
 	"github.com/corral-project/corral/plugins/executor/command"
+	"github.com/corral-project/corral/sdk/cpuprofile"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -31,5 +32,7 @@ func main() {
 			opts = append(opts, command.WithShim(s))
 		}
 	}
+	// CORRAL_PLUGIN_CPUPROFILE=DIR: CPU profiles in phases (make bench-isolation).
+	defer cpuprofile.FromEnv("corral-executor-command", logger)()
 	executor.Serve(command.New(logger, opts...), logger)
 }

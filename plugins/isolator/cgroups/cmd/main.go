@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/corral-project/corral/pluginapi/isolator"
+	"github.com/corral-project/corral/sdk/cpuprofile"
 	"github.com/corral-project/corral/sdk/isolation/cgroups"
 	"github.com/hashicorp/go-hclog"
 )
@@ -17,5 +18,7 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv("CORRAL_PLUGIN_LOG_LEVEL")),
 	})
+	// CORRAL_PLUGIN_CPUPROFILE=DIR: CPU profiles in phases (make bench-isolation).
+	defer cpuprofile.FromEnv("corral-isolator-cgroups", logger)()
 	isolator.Serve(cgroups.New(logger), logger)
 }

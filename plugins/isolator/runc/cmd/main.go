@@ -7,6 +7,7 @@ import (
 
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/plugins/isolator/runc"
+	"github.com/corral-project/corral/sdk/cpuprofile"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -18,5 +19,7 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv("CORRAL_PLUGIN_LOG_LEVEL")),
 	})
+	// CORRAL_PLUGIN_CPUPROFILE=DIR: CPU profiles in phases (make bench-isolation).
+	defer cpuprofile.FromEnv("corral-isolator-runc", logger)()
 	isolator.Serve(runc.New(logger), logger)
 }
