@@ -667,7 +667,10 @@ func (s *server) exited(ws syscall.WaitStatus) {
 		s.ln = -1
 		_ = syscall.Unlink(Dir + "/" + SocketName)
 	}
-	for _, c := range s.conns {
+	// Over a copy: reply drops c from s.conns, shifting the elements a
+	// range over s.conns itself would still visit (a waiter was skipped,
+	// left unanswered until the drain timeout).
+	for _, c := range append([]*conn(nil), s.conns...) {
 		if c.waiting {
 			s.reply(c, s.exitLine())
 		}
