@@ -232,6 +232,26 @@ func TestShimProtocolErrors(t *testing.T) {
 	})
 }
 
+// TestTaskSignalState: the task gets the signal mask and the ignored
+// signals the shim was started with (here: none), not the shim's own (the
+// C shim ignores SIGPIPE for itself).
+func TestTaskSignalState(t *testing.T) {
+	shimtest.Run(t, func(t *testing.T, bin string) {
+		sandbox := t.TempDir()
+		// grep's own status: the task is grep, as exec'd by the shim.
+		startShim(t, bin, sandbox, "/bin/sh", "-c", "exec grep -E '^Sig(Blk|Ign)' /proc/self/status > signals")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if st, err := shim.Wait(ctx, sandbox); err != nil || st != (shim.Status{}) {
+			t.Fatalf("Wait = %+v, %v", st, err)
+		}
+		out, err := os.ReadFile(filepath.Join(sandbox, "signals"))
+		if want := "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"; err != nil || string(out) != want {
+			t.Errorf("task's signal state %q, %v; want %q", out, err, want)
+		}
+	})
+}
+
 // mustPid is the pid the shim in sandbox answers.
 func mustPid(ctx context.Context, t *testing.T, sandbox string) string {
 	t.Helper()
