@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -248,6 +249,34 @@ func TestTaskSignalState(t *testing.T) {
 		out, err := os.ReadFile(filepath.Join(sandbox, "signals"))
 		if want := "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"; err != nil || string(out) != want {
 			t.Errorf("task's signal state %q, %v; want %q", out, err, want)
+		}
+	})
+}
+
+// TestShimWithoutPipes: a shim started without its control and status
+// pipes (by hand) does not mistake its own socket or pidfd for them: a
+// held task, never told to go, is killed and recorded, and the shim exits.
+func TestShimWithoutPipes(t *testing.T) {
+	shimtest.Run(t, func(t *testing.T, bin string) {
+		sandbox := t.TempDir()
+		cmd := exec.Command(bin, shim.Options{Hold: true}.Args([]string{"/bin/sleep", "600"})...)
+		cmd.Dir = sandbox
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("shim: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the shim did not exit within 30s of its held task's end")
+		}
+		if st, err := shim.ReadExit(sandbox); err != nil || st != (shim.Status{ExitCode: 137, Signal: 9}) {
+			t.Errorf("recorded exit = %+v, %v; want SIGKILL", st, err)
 		}
 	})
 }

@@ -955,11 +955,15 @@ static void loop(void)
 			}
 			fds = f;
 		}
-		int nf = 0;
-		if (S.ln >= 0)
+		int nf = 0, ln_i = -1, exit_i = -1;
+		if (S.ln >= 0) {
+			ln_i = nf;
 			fds[nf++] = (struct pollfd){.fd = S.ln, .events = POLLIN};
-		if (S.exit_fd >= 0)
+		}
+		if (S.exit_fd >= 0) {
+			exit_i = nf;
 			fds[nf++] = (struct pollfd){.fd = S.exit_fd, .events = POLLIN};
+		}
 		for (int i = 0; i < S.nconns; i++)
 			fds[nf++] = (struct pollfd){.fd = S.conns[i]->fd, .events = POLLIN};
 		int timeout = -1;
@@ -981,9 +985,9 @@ static void loop(void)
 		for (int i = 0; i < nf; i++) {
 			if (fds[i].revents == 0)
 				continue;
-			if (fds[i].fd == S.ln)
+			if (i == ln_i)
 				accept_all();
-			else if (fds[i].fd == S.exit_fd)
+			else if (i == exit_i)
 				task_ended();
 			else
 				read_conn(fds[i].fd);
@@ -1050,6 +1054,19 @@ static int run(int n, char **args)
 	if (syscall(SYS_close_range, CONTROL_FD, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
 		fcntl(CONTROL_FD, F_SETFD, FD_CLOEXEC);
 		fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
+	}
+	/* fds 3 and 4 must be the pipes (or at least taken): started without
+	 * them, the shim's own socket or pidfd would get those numbers and be
+	 * closed as "the pipes" once the task runs. /dev/null stands in: no
+	 * one hears the status, and a held task, never told to go, is killed. */
+	for (int fd = CONTROL_FD; fd <= STATUS_FD; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0 && nul != fd) {
+			dup3(nul, fd, O_CLOEXEC);
+			close(nul);
+		}
 	}
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	sigaction(SIGPIPE, &ign, &orig_sigpipe);

@@ -245,6 +245,18 @@ func Run(args []string) int {
 		writeAll(status, "error "+strconv.Quote(what+": "+err.Error())+"\n")
 		return 127
 	}
+	// Started without the pipes, the shim's own socket or pidfd would get
+	// their numbers and be closed as "the pipes" once the task runs:
+	// /dev/null stands in (no one hears the status; a held task, never
+	// told to go, is killed).
+	for fd := control; fd <= status; fd++ {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); e == syscall.EBADF {
+			if nul, err := syscall.Open("/dev/null", syscall.O_RDWR|syscall.O_CLOEXEC, 0); err == nil && nul != fd {
+				_ = syscall.Dup3(nul, fd, syscall.O_CLOEXEC)
+				_ = syscall.Close(nul)
+			}
+		}
+	}
 	// Nothing but stdin, stdout and stderr may leak into the task: not the
 	// executor's pipes, nor what it inherited without close-on-exec.
 	closeOnExecFrom(control)
