@@ -97,8 +97,9 @@ func TestReportShimCost(t *testing.T) {
 	baseCPU, baseFlt := mean(direct)
 	c0, _ := mean(samples[0])
 	c0 -= baseCPU
-	t.Logf("per launch of /bin/true, %d launches each, alternated; CPU and page faults are the shim's own "+
-		"(its rusage less /bin/true started directly: %v, %.0f minor faults)", n, baseCPU.Round(time.Microsecond), baseFlt)
+	t.Logf("per launch of /bin/true, %d launches each, alternated; CPU and page faults are the shim's rusage (itself, the "+
+		"task's fork and exec, the end and its fsync'd record) less /bin/true started directly (%v, %.0f minor faults)",
+		n, baseCPU.Round(time.Microsecond), baseFlt)
 	t.Logf("| shim | start to running, median | p90 | CPU per launch | minor faults | CPU vs C held |")
 	t.Logf("|---|---|---|---|---|---|")
 	for i, p := range paths {
@@ -113,11 +114,15 @@ func TestReportShimCost(t *testing.T) {
 	mid := func(v []int) int { sort.Ints(v); return v[len(v)/2] }
 	t.Logf("shim memory with its task running, median of %d shims (VmRSS counts the binary's pages, shared by all shims; "+
 		"RssAnon is private to each shim; Pss is the proportional share)", m)
-	t.Logf("| shim | VmRSS KiB | RssAnon KiB | Pss KiB | threads | Pss vs C |")
-	t.Logf("|---|---|---|---|---|---|")
+	t.Logf("the same shims' own CPU from start to holding the running task (the sum of their threads' /proc schedstat run " +
+		"times, in ns: not the task's fork and exec, nor the end and its record)")
+	t.Logf("| shim | VmRSS KiB | RssAnon KiB | Pss KiB | threads | Pss vs C | shim CPU to running task, median | CPU vs C |")
+	t.Logf("|---|---|---|---|---|---|---|---|")
 	var cPss int
+	var cCPU time.Duration
 	for _, p := range []string{cshim, goshim, big} {
 		var rss, anon, pss, threads []int
+		var cpus []time.Duration
 		for range m {
 			task, err := shimtest.Start(t, p, t.TempDir(), shim.Options{Hold: true}.Args([]string{"/bin/sleep", "600"})[1:]...)
 			if err != nil {
@@ -131,11 +136,14 @@ func TestReportShimCost(t *testing.T) {
 			anon = append(anon, procKiB(t, pid, "status", "RssAnon:"))
 			pss = append(pss, procKiB(t, pid, "smaps_rollup", "Pss:"))
 			threads = append(threads, procKiB(t, pid, "status", "Threads:"))
+			cpus = append(cpus, schedCPU(t, pid))
 		}
+		sort.Slice(cpus, func(i, j int) bool { return cpus[i] < cpus[j] })
 		if p == cshim {
-			cPss = mid(pss)
+			cPss, cCPU = mid(pss), cpus[m/2]
 		}
-		t.Logf("| %s | %d | %d | %d | %d | %.1fx |", filepath.Base(p), mid(rss), mid(anon), mid(pss), mid(threads), float64(mid(pss))/float64(cPss))
+		t.Logf("| %s | %d | %d | %d | %d | %.1fx | %v | %.1fx |", filepath.Base(p), mid(rss), mid(anon), mid(pss), mid(threads),
+			float64(mid(pss))/float64(cPss), cpus[m/2].Round(time.Microsecond), float64(cpus[m/2])/float64(cCPU))
 	}
 }
 
@@ -162,6 +170,31 @@ func launchTrue(t *testing.T, shimBin string, hold bool) *shimtest.Task {
 
 func rusageCPU(ru *syscall.Rusage) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// schedCPU is the CPU time pid's threads have run: the first field of
+// /proc/<pid>/task/<tid>/schedstat (ns, exact, unlike the tick-sampled
+// times of /proc/<pid>/stat).
+func schedCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, tid := range tids {
+		b, err := os.ReadFile(dir + "/" + tid.Name() + "/schedstat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		if err != nil {
+			t.Fatalf("%s/%s/schedstat: %v", dir, tid.Name(), err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
 }
 
 // procKiB reads one "Key: N kB" line of /proc/<pid>/<file>.
