@@ -84,6 +84,14 @@ struct buf {
 	size_t n;
 };
 
+/* buf_init empties o. Not "= {0}": zeroing 4 KiB touches (faults in)
+ * stack pages that a short message never reaches. */
+static void buf_init(struct buf *o)
+{
+	o->n = 0;
+	o->b[0] = 0;
+}
+
 static void put_mem(struct buf *o, const char *s, size_t n)
 {
 	if (n > sizeof o->b - 1 - o->n)
@@ -469,7 +477,8 @@ static _Noreturn void child_fail(int fd, struct buf *m)
  * (close-on-exec: EOF there means the exec happened). */
 static _Noreturn void child(const struct plan *p, const char *path, char **argv, int errfd)
 {
-	struct buf m = {.n = 0};
+	struct buf m;
+	buf_init(&m);
 	sigaction(SIGPIPE, &orig_sigpipe, NULL);
 	setsid();
 	for (int i = 0; i < p->nrlimits; i++) {
@@ -489,7 +498,8 @@ static _Noreturn void child(const struct plan *p, const char *path, char **argv,
 		}
 	}
 	if (p->ncgroups > 0) {
-		struct buf pid = {.n = 0};
+		struct buf pid;
+		buf_init(&pid);
 		put_i(&pid, getpid());
 		for (int i = 0; i < p->ncgroups; i++) {
 			const char *op = "open";
@@ -585,6 +595,22 @@ static int wait_exec_stop(pid_t pid, int *ws)
 	}
 }
 
+/* spawn forks the task's process (running child) and returns its pid.
+ * vfork: the child borrows this memory until its exec, so no page tables
+ * are copied and no page is copied on write, in the shim or the child
+ * (child() makes system calls and writes only its own frame; its signal
+ * dispositions, limits and credentials are its own). Its own function, so
+ * that no local of the caller lives across the vfork. */
+static __attribute__((noinline)) pid_t spawn(const struct plan *p, const char *path, char **argv, const int ep[2])
+{
+	pid_t pid = vfork();
+	if (pid == 0) {
+		close(ep[0]);
+		child(p, path, argv, ep[1]);
+	}
+	return pid;
+}
+
 /* start starts the task: its pid, or 0 with msg saying why its command
  * could not be started. With -hold the task is left stopped at its exec,
  * traced by this process. */
@@ -605,11 +631,7 @@ static pid_t start(const struct plan *p, char **argv, struct buf *msg)
 		put_errno(msg, errno);
 		return 0;
 	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(ep[0]);
-		child(p, path, argv, ep[1]);
-	}
+	pid_t pid = spawn(p, path, argv, ep);
 	int e = errno;
 	close(ep[1]);
 	if (pid < 0) {
@@ -682,7 +704,8 @@ static struct status status_of(int ws)
  * gone. On error the message goes to err. */
 static int write_exit(struct status st, struct buf *err)
 {
-	struct buf line = {.n = 0};
+	struct buf line;
+	buf_init(&line);
 	put_i(&line, st.code);
 	put_c(&line, ' ');
 	put_i(&line, st.signal);
@@ -766,10 +789,12 @@ static void exited(int ws)
 {
 	S.st = status_of(ws);
 	S.done = 1;
-	struct buf err = {.n = 0};
+	struct buf err;
+	buf_init(&err);
 	if (write_exit(S.st, &err) < 0) {
 		/* The socket still answers waiters; the file is the fallback. */
-		struct buf m = {.n = 0};
+		struct buf m;
+		buf_init(&m);
 		put_s(&m, "corral shim: record exit status: ");
 		put_mem(&m, err.b, err.n);
 		put_c(&m, '\n');
@@ -783,7 +808,8 @@ static void exited(int ws)
 	/* Backwards: reply drops the connection from the array. */
 	for (int i = S.nconns - 1; i >= 0; i--) {
 		if (i < S.nconns && S.conns[i]->waiting) {
-			struct buf l = {.n = 0};
+			struct buf l;
+			buf_init(&l);
 			exit_line(&l);
 			reply(S.conns[i], &l);
 		}
@@ -857,7 +883,8 @@ static void handle(struct conn *c, char *line, size_t n)
 		arg = sp + 1;
 		an = n - cn - 1;
 	}
-	struct buf r = {.n = 0};
+	struct buf r;
+	buf_init(&r);
 	if (cn == 4 && memcmp(line, "wait", 4) == 0) {
 		if (!S.done) {
 			c->waiting = 1;
@@ -1023,7 +1050,9 @@ static void watch_exit(void)
 /* fail reports that the shim itself could not work, on the status pipe. */
 static int fail(const char *what, const char *err)
 {
-	struct buf m = {.n = 0}, t = {.n = 0};
+	struct buf m, t;
+	buf_init(&m);
+	buf_init(&t);
 	put_s(&t, what);
 	put_s(&t, ": ");
 	put_s(&t, err);
@@ -1036,7 +1065,8 @@ static int fail(const char *what, const char *err)
 
 static int fail_errno(const char *what, int e)
 {
-	struct buf t = {.n = 0};
+	struct buf t;
+	buf_init(&t);
 	put_errno(&t, e);
 	return fail(what, t.b);
 }
@@ -1072,7 +1102,8 @@ static int run(int n, char **args)
 	sigaction(SIGPIPE, &ign, &orig_sigpipe);
 
 	struct plan p = {0};
-	struct buf err = {.n = 0};
+	struct buf err;
+	buf_init(&err);
 	int at;
 	if (parse_args(&p, n, args, &at, &err) < 0)
 		return fail("shim", err.b);
@@ -1085,15 +1116,18 @@ static int run(int n, char **args)
 	unlink(EXIT_PATH);
 
 	/* argv is NULL-terminated: it is the tail of main's argv. */
-	struct buf msg = {.n = 0};
+	struct buf msg;
+	buf_init(&msg);
 	pid_t pid = start(&p, argv, &msg);
 	if (pid <= 0) {
 		/* The command never ran: that is the task's end (exit code 127,
 		 * as shells report it), not the shim's failure. */
-		struct buf werr = {.n = 0};
+		struct buf werr;
+		buf_init(&werr);
 		if (write_exit((struct status){127, 0}, &werr) < 0)
 			return fail("shim", werr.b);
-		struct buf m = {.n = 0};
+		struct buf m;
+		buf_init(&m);
 		put_s(&m, "nostart ");
 		put_quoted(&m, msg.b, msg.n);
 		put_c(&m, '\n');
@@ -1113,7 +1147,8 @@ static int run(int n, char **args)
 		reap(pid);
 		return fail_errno("shim socket", e);
 	}
-	struct buf m = {.n = 0};
+	struct buf m;
+	buf_init(&m);
 	put_s(&m, "pid ");
 	put_i(&m, pid);
 	put_c(&m, '\n');
