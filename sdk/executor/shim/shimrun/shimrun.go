@@ -1,6 +1,9 @@
-// Package shimrun is the server side of the per-task shim (package shim
-// documents the files and the socket protocol). It is its own package so
-// that the dedicated corral-shim binary links nothing else: it imports only
+// Package shimrun is the Go implementation of the per-task shim (package
+// shim documents the files and the socket protocol; the installed
+// corral-shim is the C one, sdk/executor/shim/cshim, and this is the
+// built-in shim mode of binaries calling shim.MaybeRun). It is its own
+// package so that a binary of it alone (corral-shim-go, the baseline of
+// make bench-shim) links nothing else: it imports only
 // runtime, strconv and syscall (no os, fmt, net, os/exec, time: each costs
 // resident pages in every shim), runs one goroutine, and serves its socket
 // from a poll loop over raw file descriptors. One shim lives as long as its
