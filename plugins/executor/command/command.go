@@ -217,8 +217,9 @@ func (e *Executor) get(op, id string) (*task, error) {
 //
 // One process is started per task: the shim (sdk/executor/shim), which
 // forks and execs the command itself. The task stops at its exec, before
-// its first instruction; the shim sets its rlimits and writes its pid to
-// the container's cgroup.procs files, the executor has the container
+// its first instruction, with its rlimits set and its pid in the
+// container's cgroup.procs files (the C corral-shim does both in the fork,
+// the Go shim mode on the stopped task); the executor has the container
 // isolate it, and only then does the command run. The user switch is part
 // of the fork (setgroups, setgid, setuid before exec).
 func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *executor.LaunchRequest, containers executor.ContainerService) (resp *executor.LaunchResponse, started bool, err error) {
@@ -280,8 +281,9 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	}
 	defer statusR.Close()
 
-	// The shim is the task's parent: corral-shim beside the executor
-	// (about 1 MiB RSS), else the executor binary itself in its shim mode.
+	// The shim is the task's parent: corral-shim beside the executor (C,
+	// under 1 MiB RSS, most of it shared), else the executor binary itself
+	// in its shim mode.
 	cmd := &exec.Cmd{Path: shimBin, Args: append([]string{shimBin}, opts.Args(argv)...)}
 	cmd.Env = taskEnvironment(req, spec)
 	cmd.Dir = req.SandboxDir

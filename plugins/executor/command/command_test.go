@@ -17,6 +17,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/plugins/isolator/process"
 	"github.com/corral-project/corral/plugins/isolator/process/posix"
+	"github.com/corral-project/corral/sdk/executor/shim/shimtest"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -31,8 +32,15 @@ func testLogger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "test", Output: os.Stderr, Level: hclog.Warn})
 }
 
-func newTestExecutor(t *testing.T) *Executor {
-	e := New(testLogger())
+// newTestExecutor is an executor whose tasks' shim is shimBin (a
+// shimtest.Run implementation), or this test binary in its shim mode if
+// shimBin is empty.
+func newTestExecutor(t *testing.T, shimBin string) *Executor {
+	var opts []Option
+	if shimBin != "" {
+		opts = append(opts, WithShim(shimBin))
+	}
+	e := New(testLogger(), opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -50,12 +58,14 @@ func newTestExecutor(t *testing.T) *Executor {
 }
 
 func TestContract(t *testing.T) {
-	contracttest.Run(t, func(t *testing.T) executor.Executor { return newTestExecutor(t) })
+	shimtest.Run(t, func(t *testing.T, bin string) {
+		contracttest.Run(t, func(t *testing.T) executor.Executor { return newTestExecutor(t, bin) })
+	})
 }
 
 func TestContractOverGRPC(t *testing.T) {
 	contracttest.Run(t, func(t *testing.T) executor.Executor {
-		return contracttest.InProcess(t, newTestExecutor(t))
+		return contracttest.InProcess(t, newTestExecutor(t, ""))
 	})
 }
 
@@ -165,8 +175,10 @@ func TestParseConfig(t *testing.T) {
 
 // TestRlimitAppliedBeforeExec runs `ulimit -n` as the task under the real
 // process isolator configured with nofile 123: the shell must see it.
-func TestRlimitAppliedBeforeExec(t *testing.T) {
-	e := newTestExecutor(t)
+func TestRlimitAppliedBeforeExec(t *testing.T) { shimtest.Run(t, testRlimitAppliedBeforeExec) }
+
+func testRlimitAppliedBeforeExec(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	cs := newContainers(t, `{"rlimits": {"nofile": "123", "core": "0:1024"}}`)
 	// The task waits for the test to let it go, so that it is surely still
 	// running while the test looks at it, however loaded the machine.
@@ -199,7 +211,11 @@ func TestRlimitAppliedBeforeExec(t *testing.T) {
 }
 
 func TestCgroupProcsGetTheTaskPidBeforeExec(t *testing.T) {
-	e := newTestExecutor(t)
+	shimtest.Run(t, testCgroupProcsGetTheTaskPidBeforeExec)
+}
+
+func testCgroupProcsGetTheTaskPidBeforeExec(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	dir := t.TempDir()
 	// Plain files stand in for cgroup.procs: the launcher writes to files
 	// that must exist, and refuses ones that do not.
@@ -226,7 +242,7 @@ func TestCgroupProcsGetTheTaskPidBeforeExec(t *testing.T) {
 		t.Errorf("task read %q from its cgroup.procs, want %q", out, want)
 	}
 
-	e2 := newTestExecutor(t)
+	e2 := newTestExecutor(t, bin)
 	req2 := request(t, executor.Command{Shell: true, Value: `exit 0`})
 	if _, err := e2.Launch(testCtx(t), req2, &fixedSpec{spec: isolator.LaunchSpec{CgroupProcs: []string{filepath.Join(dir, "missing")}}}); err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -236,8 +252,10 @@ func TestCgroupProcsGetTheTaskPidBeforeExec(t *testing.T) {
 	}
 }
 
-func TestEnvironmentLayers(t *testing.T) {
-	e := newTestExecutor(t)
+func TestEnvironmentLayers(t *testing.T) { shimtest.Run(t, testEnvironmentLayers) }
+
+func testEnvironmentLayers(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{
 		Shell:       true,
 		Value:       `echo "$HOME|$A|$B|$C|$PWD"`,
@@ -255,8 +273,10 @@ func TestEnvironmentLayers(t *testing.T) {
 	}
 }
 
-func TestArgumentsAreNotShellParsed(t *testing.T) {
-	e := newTestExecutor(t)
+func TestArgumentsAreNotShellParsed(t *testing.T) { shimtest.Run(t, testArgumentsAreNotShellParsed) }
+
+func testArgumentsAreNotShellParsed(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{Value: "printf", Arguments: []string{"%s|%s", "a b", "$HOME"}})
 	if _, err := e.Launch(testCtx(t), req, &fixedSpec{}); err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -269,8 +289,10 @@ func TestArgumentsAreNotShellParsed(t *testing.T) {
 	}
 }
 
-func TestOutputIsAppended(t *testing.T) {
-	e := newTestExecutor(t)
+func TestOutputIsAppended(t *testing.T) { shimtest.Run(t, testOutputIsAppended) }
+
+func testOutputIsAppended(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{Shell: true, Value: `echo new`})
 	if err := os.WriteFile(req.StdoutPath, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -285,7 +307,11 @@ func TestOutputIsAppended(t *testing.T) {
 }
 
 func TestMissingCommandIsReportedByWait(t *testing.T) {
-	e := newTestExecutor(t)
+	shimtest.Run(t, testMissingCommandIsReportedByWait)
+}
+
+func testMissingCommandIsReportedByWait(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	cs := &countingContainers{}
 	req := request(t, executor.Command{Value: "corral-no-such-command"})
 	if _, err := e.Launch(testCtx(t), req, cs); err != nil {
@@ -311,7 +337,11 @@ func (c *countingContainers) Isolate(ctx context.Context, id string, pid int) er
 }
 
 func TestIsolateFailureStopsTheCommand(t *testing.T) {
-	e := newTestExecutor(t)
+	shimtest.Run(t, testIsolateFailureStopsTheCommand)
+}
+
+func testIsolateFailureStopsTheCommand(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{Shell: true, Value: `touch ran`})
 	_, err := e.Launch(testCtx(t), req, &fixedSpec{isolateErr: errors.New("no room")})
 	if err == nil || !strings.Contains(err.Error(), "no room") {
@@ -324,7 +354,7 @@ func TestIsolateFailureStopsTheCommand(t *testing.T) {
 }
 
 func TestLaunchTwiceFails(t *testing.T) {
-	e := newTestExecutor(t)
+	e := newTestExecutor(t, "")
 	if _, err := e.Launch(testCtx(t), request(t, executor.Command{Shell: true, Value: `exit 0`}), &fixedSpec{}); err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
@@ -335,7 +365,7 @@ func TestLaunchTwiceFails(t *testing.T) {
 }
 
 func TestBeforeLaunch(t *testing.T) {
-	e := newTestExecutor(t)
+	e := newTestExecutor(t, "")
 	ctx := testCtx(t)
 	if _, err := e.Wait(ctx, "t1"); err == nil {
 		t.Error("Wait before Launch succeeded")
@@ -352,7 +382,7 @@ func TestBeforeLaunch(t *testing.T) {
 }
 
 func TestUnknownUser(t *testing.T) {
-	e := newTestExecutor(t)
+	e := newTestExecutor(t, "")
 	req := request(t, executor.Command{Shell: true, Value: `exit 0`, User: "corral-no-such-user"})
 	_, err := e.Launch(testCtx(t), req, &fixedSpec{})
 	if err == nil || !strings.Contains(err.Error(), `"corral-no-such-user"`) {
@@ -367,7 +397,7 @@ func TestUnknownUser(t *testing.T) {
 // test skips without root or without that user), an executor, and a
 // root-only file as cgroup.procs, which the shim can write only if it
 // joins the task's cgroups before dropping privileges, as it must.
-func asNobody(t *testing.T) (nobody *user.User, e *Executor, procs string) {
+func asNobody(t *testing.T, shimBin string) (nobody *user.User, e *Executor, procs string) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("switching users needs root")
@@ -380,11 +410,13 @@ func asNobody(t *testing.T) (nobody *user.User, e *Executor, procs string) {
 	if err := os.WriteFile(procs, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return nobody, newTestExecutor(t), procs
+	return nobody, newTestExecutor(t, shimBin), procs
 }
 
-func TestRunsAsUser(t *testing.T) {
-	nobody, e, procs := asNobody(t)
+func TestRunsAsUser(t *testing.T) { shimtest.Run(t, testRunsAsUser) }
+
+func testRunsAsUser(t *testing.T, bin string) {
+	nobody, e, procs := asNobody(t, bin)
 	spec := isolator.LaunchSpec{
 		CgroupProcs: []string{procs},
 		Rlimits:     []isolator.Rlimit{{Name: "nofile", Soft: 64, Hard: 99}},
@@ -409,8 +441,10 @@ func TestRunsAsUser(t *testing.T) {
 	}
 }
 
-func TestStatsSumTheSession(t *testing.T) {
-	e := newTestExecutor(t)
+func TestStatsSumTheSession(t *testing.T) { shimtest.Run(t, testStatsSumTheSession) }
+
+func testStatsSumTheSession(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{Shell: true, Value: `sleep 60 & sleep 60 & wait`})
 	resp, err := e.Launch(testCtx(t), req, &fixedSpec{})
 	if err != nil {
@@ -468,8 +502,10 @@ func sleepersResident(procs []*posix.Stat, leader int) int {
 	return n
 }
 
-func TestShutdownUsesDefaultGrace(t *testing.T) {
-	e := newTestExecutor(t)
+func TestShutdownUsesDefaultGrace(t *testing.T) { shimtest.Run(t, testShutdownUsesDefaultGrace) }
+
+func testShutdownUsesDefaultGrace(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	if err := e.SetConfig(testCtx(t), []byte(`{"default_grace": "300ms"}`), executor.APIVersions[0]); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
@@ -505,8 +541,10 @@ func TestShutdownUsesDefaultGrace(t *testing.T) {
 
 // The launcher's pipes must not leak into the task: it sees stdin, stdout,
 // stderr and nothing else (ls adds the directory it reads as fd 3).
-func TestTaskInheritsNoExtraFDs(t *testing.T) {
-	e := newTestExecutor(t)
+func TestTaskInheritsNoExtraFDs(t *testing.T) { shimtest.Run(t, testTaskInheritsNoExtraFDs) }
+
+func testTaskInheritsNoExtraFDs(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
 	req := request(t, executor.Command{Value: "ls", Arguments: []string{"/proc/self/fd"}})
 	if _, err := e.Launch(testCtx(t), req, &fixedSpec{}); err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -521,8 +559,10 @@ func TestTaskInheritsNoExtraFDs(t *testing.T) {
 
 // TestRunsAsUserWithoutLimits: with no rlimits the shim switches user in
 // the task's fork itself (no user stage), still joining cgroups first.
-func TestRunsAsUserWithoutLimits(t *testing.T) {
-	nobody, e, procs := asNobody(t)
+func TestRunsAsUserWithoutLimits(t *testing.T) { shimtest.Run(t, testRunsAsUserWithoutLimits) }
+
+func testRunsAsUserWithoutLimits(t *testing.T, bin string) {
+	nobody, e, procs := asNobody(t, bin)
 	req := request(t, executor.Command{Value: "id", Arguments: []string{"-u"}, User: "nobody"})
 	resp, err := e.Launch(testCtx(t), req, &fixedSpec{spec: isolator.LaunchSpec{CgroupProcs: []string{procs}}})
 	if err != nil {

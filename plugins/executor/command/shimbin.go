@@ -13,9 +13,9 @@ import (
 // as the shim, call it first.
 func MaybeRunShim() { shim.MaybeRun() }
 
-// ShimBeside returns the dedicated corral-shim (shim.BinaryName) in dir
-// when it is there: a few hundred KiB per task and a faster start than the
-// executor's own binary. Empty if it is not.
+// ShimBeside returns the dedicated corral-shim (shim.BinaryName, the C
+// shim) in dir when it is there: a fraction of the executor binary's
+// memory per task and of its start-up CPU. Empty if it is not.
 func ShimBeside(dir string) string {
 	p := filepath.Join(dir, shim.BinaryName)
 	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {

@@ -32,9 +32,15 @@
 //	signal N    -> "ok" after kill(-pid, N) on the task's process group
 //	pid         -> "pid N"
 //
-// The shim itself is package shimrun, built alone as the corral-shim binary
-// (BinaryName): one poll loop, no fmt/net/os/exec, so that one per task
-// costs little memory and starting it is cheap. This package is the
+// The shim has two implementations of this contract, tested alike
+// (package shimtest runs the contract tests against both): the C
+// corral-shim binary (BinaryName, sdk/executor/shim/cshim, static, libc
+// only), which `make build` puts beside the plugins and the command
+// executor starts when it is there, because a task launch then costs well
+// under a millisecond of CPU where a Go binary's runtime start costs
+// several; and package shimrun (one goroutine, one poll loop, no
+// fmt/net/os/exec), the built-in shim mode of any binary calling MaybeRun,
+// which is the fallback where corral-shim is missing. This package is the
 // executor's side: ReadStart, Wait, Signal, Alive, ReadExit.
 package shim
 
@@ -65,8 +71,8 @@ const (
 	ExitName   = shimrun.ExitName   // "CODE SIGNAL\n", written once the task ended
 )
 
-// BinaryName is the dedicated shim binary (package shim/cmd), built into
-// the plugin directory beside the executors that start shims.
+// BinaryName is the dedicated shim binary (the C one, cshim/corral-shim.c),
+// built into the plugin directory beside the executors that start shims.
 const BinaryName = "corral-shim"
 
 // Status is how a task ended.

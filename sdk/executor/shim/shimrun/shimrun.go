@@ -1,6 +1,9 @@
-// Package shimrun is the server side of the per-task shim (package shim
-// documents the files and the socket protocol). It is its own package so
-// that the dedicated corral-shim binary links nothing else: it imports only
+// Package shimrun is the Go implementation of the per-task shim (package
+// shim documents the files and the socket protocol; the installed
+// corral-shim is the C one, sdk/executor/shim/cshim, and this is the
+// built-in shim mode of binaries calling shim.MaybeRun). It is its own
+// package so that a binary of it alone (corral-shim-go, the baseline of
+// make bench-shim) links nothing else: it imports only
 // runtime, strconv and syscall (no os, fmt, net, os/exec, time: each costs
 // resident pages in every shim), runs one goroutine, and serves its socket
 // from a poll loop over raw file descriptors. One shim lives as long as its
@@ -244,6 +247,18 @@ func Run(args []string) int {
 	fail := func(what string, err error) int {
 		writeAll(status, "error "+strconv.Quote(what+": "+err.Error())+"\n")
 		return 127
+	}
+	// Started without the pipes, the shim's own socket or pidfd would get
+	// their numbers and be closed as "the pipes" once the task runs:
+	// /dev/null stands in (no one hears the status; a held task, never
+	// told to go, is killed).
+	for fd := control; fd <= status; fd++ {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); e == syscall.EBADF {
+			if nul, err := syscall.Open("/dev/null", syscall.O_RDWR|syscall.O_CLOEXEC, 0); err == nil && nul != fd {
+				_ = syscall.Dup3(nul, fd, syscall.O_CLOEXEC)
+				_ = syscall.Close(nul)
+			}
+		}
 	}
 	// Nothing but stdin, stdout and stderr may leak into the task: not the
 	// executor's pipes, nor what it inherited without close-on-exec.
@@ -667,7 +682,10 @@ func (s *server) exited(ws syscall.WaitStatus) {
 		s.ln = -1
 		_ = syscall.Unlink(Dir + "/" + SocketName)
 	}
-	for _, c := range s.conns {
+	// Over a copy: reply drops c from s.conns, shifting the elements a
+	// range over s.conns itself would still visit (a waiter was skipped,
+	// left unanswered until the drain timeout).
+	for _, c := range append([]*conn(nil), s.conns...) {
 		if c.waiting {
 			s.reply(c, s.exitLine())
 		}
