@@ -296,6 +296,22 @@ func masterRoles(cfg *conf.Config) map[string]master.RoleConfig {
 // reloadOnHUP applies the re-read configuration on every SIGHUP. A file
 // with errors is reported and changes nothing.
 func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginLauncher, reload func() (*conf.Config, error), log hclog.Logger) {
+	onHUP(ctx, reload, log, "nothing changed", func(cfg *conf.Config) {
+		launcher.SetPlugins(cfg.PluginDir, cfg.Plugins)
+		res, err := m.Reload(ctx, master.Reload{Allocator: master.AllocatorChoice{Name: cfg.Master.Allocator}, Roles: masterRoles(cfg)})
+		if err != nil {
+			log.Error("SIGHUP: reload refused", "error", err)
+			return
+		}
+		log.Info("SIGHUP: configuration reloaded", "roles_changed", res.Roles, "roles_kept_runtime", res.Kept,
+			"allocator_swap", res.Swap != nil)
+	})
+}
+
+// onHUP re-reads the configuration on every SIGHUP until ctx ends and
+// hands a file that parses to apply; one with errors is logged, saying
+// that unchanged is what stays so, and applies nothing.
+func onHUP(ctx context.Context, reload func() (*conf.Config, error), log hclog.Logger, unchanged string, apply func(*conf.Config)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -307,17 +323,10 @@ func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginL
 		}
 		cfg, err := reload()
 		if err != nil {
-			log.Error("SIGHUP: the configuration has errors; nothing changed", "error", err)
+			log.Error("SIGHUP: the configuration has errors; "+unchanged, "error", err)
 			continue
 		}
-		launcher.SetPlugins(cfg.PluginDir, cfg.Plugins)
-		res, err := m.Reload(ctx, master.Reload{Allocator: master.AllocatorChoice{Name: cfg.Master.Allocator}, Roles: masterRoles(cfg)})
-		if err != nil {
-			log.Error("SIGHUP: reload refused", "error", err)
-			continue
-		}
-		log.Info("SIGHUP: configuration reloaded", "roles_changed", res.Roles, "roles_kept_runtime", res.Kept,
-			"allocator_swap", res.Swap != nil)
+		apply(cfg)
 	}
 }
 
@@ -326,23 +335,10 @@ func reloadOnHUP(ctx context.Context, m *master.Master, launcher *master.PluginL
 // that a revoked secret stops opening sandboxes on the agent too. A file
 // with errors changes nothing; other agent settings need a restart.
 func reloadAgentOnHUP(ctx context.Context, a *agent.Agent, reload func() (*conf.Config, error), log hclog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		cfg, err := reload()
-		if err != nil {
-			log.Error("SIGHUP: the configuration has errors; the agent's ACLs and credentials are unchanged", "error", err)
-			continue
-		}
+	onHUP(ctx, reload, log, "the agent's ACLs and credentials are unchanged", func(cfg *conf.Config) {
 		a.SetSecurity(cfg.ACL, cfg.Credentials)
 		log.Info("SIGHUP: agent ACLs and credentials replaced", "acls", cfg.ACL != nil, "credentials", cfg.Credentials.Len())
-	}
+	})
 }
 
 // runAgent runs an agent until ctx ends; the agent cleans up its tasks.

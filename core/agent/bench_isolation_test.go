@@ -221,9 +221,31 @@ func nextPluginProfiles(t *testing.T, dir string) {
 // this process.
 func pluginPids(t *testing.T) []int {
 	t.Helper()
-	self := os.Getpid()
-	parent := map[int]int{}
-	var plugins []int
+	procs := procTable()
+	var out []int
+	for pid, p := range procs {
+		if (strings.HasPrefix(p.exe, "corral-isolator-") || strings.HasPrefix(p.exe, "corral-executor-")) &&
+			procs.descends(pid, os.Getpid()) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procEntry is what the bench reads of one process in /proc.
+type procEntry struct {
+	ppid     int
+	exe      string // base name of the executable
+	rss      uint64
+	cpuTicks uint64 // user + system
+}
+
+type procs map[int]procEntry
+
+// procTable reads every process's parent, executable, RSS and CPU time;
+// processes that end meanwhile are left out.
+func procTable() procs {
+	out := procs{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -240,25 +262,30 @@ func pluginPids(t *testing.T) []int {
 			continue
 		}
 		f := strings.Fields(s[i+2:])
-		if len(f) < 2 {
+		if len(f) < 22 {
 			continue
 		}
-		parent[pid], _ = strconv.Atoi(f[1])
+		ppid, _ := strconv.Atoi(f[1])
+		utime, _ := strconv.ParseUint(f[11], 10, 64)
+		stime, _ := strconv.ParseUint(f[12], 10, 64)
+		rssPages, _ := strconv.ParseUint(f[21], 10, 64)
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if b := filepath.Base(exe); strings.HasPrefix(b, "corral-isolator-") || strings.HasPrefix(b, "corral-executor-") {
-			plugins = append(plugins, pid)
-		}
-	}
-	var out []int
-	for _, pid := range plugins {
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == self {
-				out = append(out, pid)
-				break
-			}
-		}
+		out[pid] = procEntry{ppid: ppid, exe: filepath.Base(exe), rss: rssPages * uint64(os.Getpagesize()), cpuTicks: utime + stime}
 	}
 	return out
+}
+
+// descends reports whether pid is a descendant of ancestor.
+func (ps procs) descends(pid, ancestor int) bool {
+	for p := ps[pid].ppid; p > 1; p = ps[p].ppid {
+		if p == ancestor {
+			return true
+		}
+		if _, ok := ps[p]; !ok {
+			return false
+		}
+	}
+	return false
 }
 
 // countState counts the tasks that reported any of states.
@@ -304,50 +331,8 @@ type memReport struct {
 func processMemory(t *testing.T) memReport {
 	t.Helper()
 	self := os.Getpid()
-	type proc struct {
-		ppid     int
-		exe      string
-		rss      uint64
-		cpuTicks uint64
-	}
-	procs := map[int]proc{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+2:])
-		if len(f) < 22 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		utime, _ := strconv.ParseUint(f[11], 10, 64)
-		stime, _ := strconv.ParseUint(f[12], 10, 64)
-		rssPages, _ := strconv.ParseUint(f[21], 10, 64)
-		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		procs[pid] = proc{ppid: ppid, exe: filepath.Base(exe), rss: rssPages * uint64(os.Getpagesize()), cpuTicks: utime + stime}
-	}
-	descends := func(pid int) bool {
-		for p := pid; p > 1; p = procs[p].ppid {
-			if p == self {
-				return true
-			}
-			if _, ok := procs[p]; !ok {
-				return false
-			}
-		}
-		return false
-	}
+	procs := procTable()
+	descends := func(pid int) bool { return procs.descends(pid, self) }
 	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 	var r memReport
 	for pid, p := range procs {
