@@ -51,17 +51,26 @@ build: $(BIN)/plugins/corral-shim
 # executor starts per task (it forks and execs the command itself, and is
 # its parent for the task's lifetime). C, static, libc only: a Go binary's
 # runtime start costs more CPU per task than a 1000-task launch can spend.
-# Needs cc and a static libc (Debian: gcc libc6-dev).
+# Needs cc and a static libc (Debian: gcc libc6-dev). Without them the Go
+# implementation of the same contract takes its place, with a warning: the
+# cluster works, each task start costs about 3x the CPU, and the C shim's
+# tests skip saying why. The stand-in is dated 1970, so that every build
+# tries the compiler again.
 CC ?= cc
 CSHIM_SRC    := sdk/executor/shim/cshim/corral-shim.c
 CSHIM_CFLAGS := -std=gnu11 -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE
 $(BIN)/plugins/corral-shim: $(CSHIM_SRC) Makefile
 	@mkdir -p $(@D)
-	@command -v $(CC) >/dev/null || { echo "make build: no C compiler ($(CC)); corral-shim is C: apt-get install gcc libc6-dev"; exit 1; }
-	@echo 'int main(void) { return 0; }' | $(CC) -static -x c -o $@.static-check - 2>/dev/null || { \
-		rm -f $@.static-check; echo "make build: $(CC) cannot link a static binary (no static libc): apt-get install libc6-dev"; exit 1; }
-	@rm -f $@.static-check
-	$(CC) $(CSHIM_CFLAGS) -o $@ $(CSHIM_SRC)
+	@if ! command -v $(CC) >/dev/null; then why="no C compiler ($(CC))"; \
+	elif ! echo 'int main(void) { return 0; }' | $(CC) -static -x c -o $@.static-check - 2>/dev/null; then \
+		why="$(CC) cannot link a static binary (no static libc)"; fi; rm -f $@.static-check; \
+	if [ -n "$$why" ]; then \
+		echo "make build: WARNING: $$why; using the Go shim as $@ (about 3x the CPU per task start)."; \
+		echo "make build: for the C shim: apt-get install gcc libc6-dev, then make build"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $@ ./sdk/executor/shim/cmd && touch -d @0 $@; \
+	else \
+		echo "$(CC) $(CSHIM_CFLAGS) -o $@ $(CSHIM_SRC)"; $(CC) $(CSHIM_CFLAGS) -o $@ $(CSHIM_SRC); \
+	fi
 
 run: build
 	$(BIN)/corral dev -plugin-dir $(BIN)/plugins
