@@ -104,7 +104,10 @@ test-stress: build
 		for run in $$(seq $(STRESS_RUNS)); do \
 			echo "== run $$run of $(STRESS_RUNS), $$(nproc) busy loops"; \
 			if ! CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 40m ./... >$$log 2>&1; then \
-				grep -v '^ok\|no test files' $$log | tail -200; echo "run $$run failed"; exit 1; \
+				grep -v '^ok\|no test files' $$log | tail -200; \
+				echo "== run $$run: failed tests and their assertions (log lines left out)"; \
+				grep -E -- '--- FAIL|^FAIL|^panic:|_test\.go:[0-9]+: ' $$log | grep -v -E '\[(TRACE|DEBUG|INFO|WARN|ERROR)\]' | head -80; \
+				echo "run $$run failed"; exit 1; \
 			fi; \
 		done; echo "all $(STRESS_RUNS) runs passed under load"
 

@@ -242,14 +242,19 @@ func TestTwoFrameworksShareTheCluster(t *testing.T) {
 
 	// While both frameworks have tasks running and more to launch, their
 	// dominant shares (tasks plus outstanding offers, what DRF balances) stay
-	// within one task of each other. A sample taken in the milliseconds
-	// between a task ending and its resources being re-offered can show one
-	// task more; a gap that survives the next sample is a real imbalance.
+	// within one task of each other. A sample taken between a task ending
+	// and its resources being re-offered can show one task more, and on a
+	// loaded machine that window outlasts several 20 ms samples (make
+	// test-stress: 0.500 vs 0.250 across two). A gap that outlasts two
+	// allocation intervals (the master's periodic cycle, 1 s by default,
+	// offers whatever an event-driven one missed) is a real imbalance.
+	const settle = 2 * time.Second
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	var samples, busy, transient int
 	var worst float64
-	var prevOver bool
+	var overSince time.Time // when the current gap over one task began
+	reported := false
 sampling:
 	for {
 		select {
@@ -259,7 +264,7 @@ sampling:
 		}
 		s, err := getState(addr)
 		if err != nil || len(s.Frameworks) != 2 {
-			prevOver = false
+			overSince = time.Time{}
 			continue
 		}
 		samples++
@@ -269,7 +274,7 @@ sampling:
 				// Idle; still in its first wave (the first framework to
 				// subscribe gets the empty cluster); or everything launched:
 				// not contending.
-				prevOver = false
+				overSince = time.Time{}
 				continue sampling
 			}
 			shares = append(shares, f.DominantShare)
@@ -278,14 +283,17 @@ sampling:
 		d := math.Abs(shares[0] - shares[1])
 		over := d > taskShare+1e-9
 		switch {
-		case over && prevOver:
-			t.Errorf("dominant shares %.3f vs %.3f stayed more than one task (%.3f) apart: %s", shares[0], shares[1], taskShare, fmtShares(s))
-		case over:
+		case over && overSince.IsZero():
+			overSince = time.Now()
 			transient++
-		default:
+		case over && time.Since(overSince) > settle && !reported:
+			t.Errorf("dominant shares %.3f vs %.3f stayed more than one task (%.3f) apart for %v: %s",
+				shares[0], shares[1], taskShare, time.Since(overSince).Round(time.Millisecond), fmtShares(s))
+			reported = true
+		case !over:
+			overSince = time.Time{}
 			worst = max(worst, d)
 		}
-		prevOver = over
 	}
 	t.Logf("fairness: %d samples, %d with both frameworks busy, %d transient gaps over one task, worst settled gap %.3f (one task = %.3f)",
 		samples, busy, transient, worst, taskShare)

@@ -131,6 +131,11 @@ type framework struct {
 	res      Result
 	// execOn marks the agents where our executor runs (Config.Executor).
 	execOn map[string]bool
+	// acking counts updates whose acknowledgement has not been answered
+	// yet. The SDK sends acks concurrently and they may complete out of
+	// order, so the last task's ack is not the last ack: tearing down
+	// before the others are answered would drop them.
+	acking int
 }
 
 func (f *framework) done() bool { return f.res.Finished+f.res.Failed == f.cfg.Tasks }
@@ -287,15 +292,18 @@ func (f *framework) Update(ctx context.Context, d scheduler.Driver, st *corralpb
 	}
 	// An update with a uuid is acknowledged after this returns; tearing down
 	// now would skip that ack, so wait for Acknowledged.
-	if len(st.GetUuid()) == 0 {
-		f.finishIfDone(ctx, d)
+	if len(st.GetUuid()) > 0 {
+		f.acking++
+		return
 	}
+	f.finishIfDone(ctx, d)
 }
 
 func (f *framework) Acknowledged(ctx context.Context, d scheduler.Driver, _ *corralpb.TaskStatus, err error) {
 	if err == nil {
 		f.res.AcksSent++
 	}
+	f.acking--
 	f.finishIfDone(ctx, d)
 }
 
@@ -304,7 +312,7 @@ func (f *framework) Error(_ context.Context, _ scheduler.Driver, msg string) {
 }
 
 func (f *framework) finishIfDone(ctx context.Context, d scheduler.Driver) {
-	if !f.done() {
+	if !f.done() || f.acking > 0 {
 		return
 	}
 	if err := d.Teardown(ctx); err != nil {
