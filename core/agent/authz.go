@@ -23,31 +23,30 @@ import (
 // of is checked against the empty principal, which only an ANY rule
 // covers.
 func (a *Agent) frameworkACL(action acl.Action, next http.Handler) http.Handler {
-	guarded := a.sec.authn.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return a.identified(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		acls := a.sec.acls.Load()
 		if acls == nil {
-			next.ServeHTTP(w, r) // turned off by a reload meanwhile
+			next.ServeHTTP(w, r) // off, or turned off by a reload meanwhile
 			return
 		}
-		principal := authn.Principal(r.Context())
 		owner := a.frameworkPrincipal(r.PathValue("framework"))
-		if err := acls.Authorize(principal, action, owner); err != nil {
-			a.logger.Warn("permission denied", "principal", principal, "action", action,
-				"object", owner, "framework_id", r.PathValue("framework"))
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		if err := acls.Authorize(authn.Principal(r.Context()), action, owner); err != nil {
+			a.deny(w, r, action, r.PathValue("framework"), owner, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.sec.acls.Load() == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		guarded.ServeHTTP(w, r)
-	})
+}
+
+// deny logs a refusal of action on framework frameworkID (whose principal
+// is owner) and answers 403 with the error, which names the missing
+// permission.
+func (a *Agent) deny(w http.ResponseWriter, r *http.Request, action acl.Action, frameworkID, owner string, err error) {
+	a.logger.Warn("permission denied", "principal", authn.Principal(r.Context()), "action", action,
+		"object", owner, "framework_id", frameworkID)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
 // identified runs next with the caller's principal in the request context

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/corral-project/corral/core/authn"
 	"github.com/corral-project/corral/pluginapi/isolator"
 	"github.com/corral-project/corral/sdk/acl"
 )
@@ -119,12 +118,9 @@ func (a *Agent) serveMonitor(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	may := a.viewer(r)
 	if fw := q.Get("framework_id"); fw != "" {
-		if err := may(a.frameworkPrincipal(fw)); err != nil {
-			a.logger.Warn("permission denied", "principal", authn.Principal(r.Context()), "action", acl.ViewTasks,
-				"framework_id", fw)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		owner := a.frameworkPrincipal(fw)
+		if err := may(owner); err != nil {
+			a.deny(w, r, acl.ViewTasks, fw, owner, err)
 			return
 		}
 	}
