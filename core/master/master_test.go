@@ -24,13 +24,16 @@ import (
 // offer stays usable for a corrected call.
 func TestAcceptRejectsBadInput(t *testing.T) {
 	c := startMaster(t, master.Config{})
-	a1 := c.addAgent("", "cpus:4;mem:4096")
-	a2 := c.addAgent("", "cpus:4;mem:4096")
 	f := c.subscribe("fw", "r")
 	other := c.subscribe("other", "r2")
 	if _, err := other.client.Suppress(context.Background(), &corralpb.SuppressRequest{Header: other.header}); err != nil {
 		t.Fatal(err)
 	}
+	// Agents only now: added before the suppression, a cycle on a loaded
+	// machine could offer one to other, which holds it (CI: timed out
+	// waiting for f's offers).
+	a1 := c.addAgent("", "cpus:4;mem:4096")
+	a2 := c.addAgent("", "cpus:4;mem:4096")
 
 	// With the other framework suppressed, DRF offers both agents to f.
 	byAgent := map[string]*corralpb.Offer{}
