@@ -502,21 +502,51 @@ acl {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a wrong secret on the operator API: %s, want 401", resp.Status)
 	}
+
+	// A bearer token: the secret alone names its principal.
+	if code, out, errOut := envCLI(t, []string{"CORRAL_TOKEN=s3cret"}, "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "echo", "with-token"); code != 0 || !strings.Contains(out, "with-token") {
+		t.Fatalf("analytics with a bearer token: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, _, errOut := envCLI(t, []string{"CORRAL_TOKEN=guest-secret"}, "exec", "-master", addr, "-role", "analytics", "--cpus", "0.1", "--mem", "16", "--", "true"); code == 0 || !strings.Contains(errOut, `principal "guest"`) {
+		t.Fatalf("guest's token in role analytics: exit %d, stderr %q; want a refusal naming guest", code, errOut)
+	}
+	for _, tc := range []struct {
+		token string
+		code  int
+	}{{"s3cret", http.StatusOK}, {"not-a-token", http.StatusUnauthorized}} {
+		req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/state", nil)
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Fatalf("bearer token %q on the operator API: %s %q, want %d", tc.token, resp.Status, body, tc.code)
+		}
+	}
 }
 
 // credCLI runs bin/corral with CORRAL_PRINCIPAL and CORRAL_SECRET (none
 // for principal "").
 func credCLI(t *testing.T, principal, secret string, args ...string) (int, string, string) {
 	t.Helper()
+	var env []string
+	if principal != "" {
+		env = []string{"CORRAL_PRINCIPAL=" + principal, "CORRAL_SECRET=" + secret}
+	}
+	return envCLI(t, env, args...)
+}
+
+// envCLI runs bin/corral with env added to the test's environment.
+func envCLI(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	// Bounded, so that a CLI that never gives up fails the test instead of
 	// hanging it.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "corral"), args...)
-	cmd.Env = os.Environ()
-	if principal != "" {
-		cmd.Env = append(cmd.Env, "CORRAL_PRINCIPAL="+principal, "CORRAL_SECRET="+secret)
-	}
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -1,7 +1,9 @@
 // Package authn finds out who is calling the master: the principal of a
 // verified client certificate (mutual TLS), else the principal of HTTP
-// basic credentials (the Authorization header, which gRPC carries as
-// metadata) checked against the credentials file. The transports run it
+// basic credentials or of a bearer token (the Authorization header, which
+// gRPC carries as metadata) checked against the credentials file. A bearer
+// token is a principal's secret on its own, as Nomad's and Consul's ACL
+// tokens are. The transports run it
 // once per request (HTTP middleware, gRPC interceptors) and put the
 // principal into the request's context, where the master's authorization
 // checks read it.
@@ -82,6 +84,16 @@ func basic(header string) (principal, secret string, ok bool) {
 	return strings.Cut(string(raw), ":")
 }
 
+// bearer parses "Bearer TOKEN".
+func bearer(header string) (token string, ok bool) {
+	const prefix = "bearer "
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "", false
+	}
+	token = strings.TrimSpace(header[len(prefix):])
+	return token, token != ""
+}
+
 // resolve picks the principal of a request from its certificate principal
 // and its Authorization header.
 func (a *Authenticator) resolve(certPrincipal, authorization string) (string, error) {
@@ -91,10 +103,18 @@ func (a *Authenticator) resolve(certPrincipal, authorization string) (string, er
 		if p, _, ok := basic(authorization); ok && p != certPrincipal {
 			return "", errMismatch(certPrincipal, p)
 		}
+		if tok, ok := bearer(authorization); ok {
+			if p, err := a.credentials().TokenPrincipal(tok); err == nil && p != certPrincipal {
+				return "", errMismatch(certPrincipal, p)
+			}
+		}
 		return certPrincipal, nil
 	}
 	if authorization == "" {
 		return "", nil
+	}
+	if tok, ok := bearer(authorization); ok {
+		return a.credentials().TokenPrincipal(tok)
 	}
 	p, secret, ok := basic(authorization)
 	if !ok {
@@ -110,7 +130,8 @@ type authError string
 
 func (e authError) Error() string { return string(e) }
 
-const errNotBasic = authError("authentication failed: the Authorization header is not HTTP basic credentials (Basic base64(principal:secret))")
+const errNotBasic = authError("authentication failed: the Authorization header is neither HTTP basic credentials " +
+	"(Basic base64(principal:secret)) nor a bearer token (Bearer SECRET)")
 
 func errMismatch(cert, claimed string) error {
 	return authError("authentication failed: the client certificate names principal " + quote(cert) +
@@ -125,7 +146,8 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.resolve(acl.ConnPrincipal(r.TLS), r.Header.Get("Authorization"))
 		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Basic realm="corral"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="corral"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="corral"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"error": ` + jsonString(err.Error()) + "}\n"))

@@ -21,7 +21,10 @@ import (
 
 func testCreds(t *testing.T) *acl.Credentials {
 	t.Helper()
-	c, err := acl.ParseCredentials([]byte(`{"credentials": [{"principal": "analytics", "secret": "s3cret"}]}`))
+	c, err := acl.ParseCredentials([]byte(`{"credentials": [
+		{"principal": "analytics", "secret": "s3cret"},
+		{"principal": "etl", "secret": "shared"},
+		{"principal": "reports", "secret": "shared"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,13 @@ func TestMiddleware(t *testing.T) {
 		{"certificate and the same principal's credentials", certState("analytics"), acl.BasicAuth("analytics", "x"), http.StatusOK, "analytics", ""},
 		{"wrong secret", nil, acl.BasicAuth("analytics", "nope"), http.StatusUnauthorized, "", "unknown principal or wrong secret"},
 		{"unknown principal", nil, acl.BasicAuth("mallory", "s3cret"), http.StatusUnauthorized, "", "unknown principal or wrong secret"},
-		{"not basic", nil, "Bearer abc", http.StatusUnauthorized, "", "not HTTP basic"},
+		{"bearer token", nil, acl.BearerAuth("s3cret"), http.StatusOK, "analytics", ""},
+		{"bearer token, scheme in lower case", nil, "bearer s3cret", http.StatusOK, "analytics", ""},
+		{"unknown bearer token", nil, acl.BearerAuth("abc"), http.StatusUnauthorized, "", "unknown principal or wrong secret"},
+		{"bearer token shared by two principals", nil, acl.BearerAuth("shared"), http.StatusUnauthorized, "", "more than one principal"},
+		{"certificate and the same principal's token", certState("analytics"), acl.BearerAuth("s3cret"), http.StatusOK, "analytics", ""},
+		{"token of another principal than the certificate", certState("ops"), acl.BearerAuth("s3cret"), http.StatusUnauthorized, "", `claim \"analytics\"`},
+		{"neither basic nor bearer", nil, "Digest abc", http.StatusUnauthorized, "", "neither HTTP basic credentials"},
 		{"credentials claiming another principal than the certificate", certState("ops"), acl.BasicAuth("analytics", "s3cret"), http.StatusUnauthorized, "", `names principal \"ops\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +93,8 @@ func TestGRPCPrincipal(t *testing.T) {
 		{"certificate", withCert, "ops", codes.OK},
 		{"credentials", basic(context.Background(), "analytics", "s3cret"), "analytics", codes.OK},
 		{"bad secret", basic(context.Background(), "analytics", "x"), "", codes.Unauthenticated},
+		{"bearer token", metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", acl.BearerAuth("s3cret"))), "analytics", codes.OK},
+		{"bad bearer token", metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", acl.BearerAuth("x"))), "", codes.Unauthenticated},
 	} {
 		ctx, err := a.grpcPrincipal(tc.ctx)
 		if status.Code(err) != tc.code {

@@ -23,6 +23,10 @@ type Credentials struct {
 	// sha256 of each secret, so that comparing takes the same time for
 	// every guess of the same length.
 	secrets map[string][sha256.Size]byte
+	// owners maps the sha256 of a secret to the principals holding it, so
+	// that a secret presented alone as a bearer token names its principal.
+	// A secret shared by several principals names none of them.
+	owners map[[sha256.Size]byte][]string
 }
 
 // LoadCredentials reads a credentials file. Every entry needs a principal
@@ -52,7 +56,7 @@ func ParseCredentials(src []byte) (*Credentials, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf(`want {"credentials": [{"principal": ..., "secret": ...}]}: %w`, err)
 	}
-	c := &Credentials{secrets: map[string][sha256.Size]byte{}}
+	c := &Credentials{secrets: map[string][sha256.Size]byte{}, owners: map[[sha256.Size]byte][]string{}}
 	for i, e := range f.Credentials {
 		switch {
 		case strings.TrimSpace(e.Principal) == "":
@@ -65,7 +69,9 @@ func ParseCredentials(src []byte) (*Credentials, error) {
 		if _, dup := c.secrets[e.Principal]; dup {
 			return nil, fmt.Errorf("credentials[%d]: principal %q is listed twice", i, e.Principal)
 		}
-		c.secrets[e.Principal] = sha256.Sum256([]byte(e.Secret))
+		h := sha256.Sum256([]byte(e.Secret))
+		c.secrets[e.Principal] = h
+		c.owners[h] = append(c.owners[h], e.Principal)
 	}
 	return c, nil
 }
@@ -93,6 +99,28 @@ func (c *Credentials) Verify(principal, secret string) error {
 		return ErrBadCredentials
 	}
 	return nil
+}
+
+// ErrAmbiguousToken is returned for a bearer token that is the secret of
+// more than one principal: it cannot say who is calling.
+var ErrAmbiguousToken = errors.New("authentication failed: the bearer token is the secret of more than one principal " +
+	"in the credentials file; give each principal its own secret, or send basic credentials (principal and secret)")
+
+// TokenPrincipal is the principal whose secret is token (a bearer token,
+// as Nomad's ACL tokens and Consul's are: the secret alone names its
+// holder). An unknown token is ErrBadCredentials.
+func (c *Credentials) TokenPrincipal(token string) (string, error) {
+	if c == nil || token == "" {
+		return "", ErrBadCredentials
+	}
+	switch owners := c.owners[sha256.Sum256([]byte(token))]; len(owners) {
+	case 0:
+		return "", ErrBadCredentials
+	case 1:
+		return owners[0], nil
+	default:
+		return "", ErrAmbiguousToken
+	}
 }
 
 // CertPrincipal is the principal a verified client certificate names: its
@@ -125,6 +153,10 @@ func ConnPrincipal(state *tls.ConnectionState) string {
 func BasicAuth(principal, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(principal+":"+secret))
 }
+
+// BearerAuth is the Authorization header value carrying a bearer token
+// (a principal's secret, which alone names the principal).
+func BearerAuth(token string) string { return "Bearer " + token }
 
 // Credential is one principal's own secret, as a client (an agent, say)
 // presents it.
