@@ -56,13 +56,20 @@ func (c *client) containerService() uint32 {
 	return c.csID
 }
 
-// Launch registers containers under the request's container ID with the
-// connection's ContainerService for the duration of the call, and passes
-// the service's broker ID to the plugin, which dials back to prepare and
-// isolate.
+// Launch prepares the container first and sends its launch spec with the
+// request, so that the plugin's Prepare is answered without a call back
+// (one broker round trip per task fewer). It also registers containers
+// under the request's container ID with the connection's ContainerService
+// for the duration of the call, and passes the service's broker ID to the
+// plugin, which dials back to isolate (and to prepare, if it is older than
+// the prepared spec and asks anyway: Prepare is idempotent).
 func (c *client) Launch(ctx context.Context, req *LaunchRequest, containers ContainerService) (*LaunchResponse, error) {
 	if req == nil || containers == nil {
 		return nil, errors.New("executor launch: request and container service are required")
+	}
+	spec, err := containers.Prepare(ctx, req.ContainerID)
+	if err != nil {
+		return nil, fmt.Errorf("executor launch %q: %w", req.TaskID, err)
 	}
 	id := c.containerService()
 	if err := c.cs.add(req.ContainerID, containers); err != nil {
@@ -70,7 +77,9 @@ func (c *client) Launch(ctx context.Context, req *LaunchRequest, containers Cont
 	}
 	defer c.cs.remove(req.ContainerID)
 
-	resp, err := c.rpc.Launch(ctx, launchRequestToProto(req, id))
+	preq := launchRequestToProto(req, id)
+	preq.Prepared = isolator.LaunchSpecToProto(spec)
+	resp, err := c.rpc.Launch(ctx, preq)
 	if err != nil {
 		return nil, fmt.Errorf("executor launch %q: %w", req.TaskID, rpcError(ctx, err))
 	}

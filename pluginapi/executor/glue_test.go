@@ -104,6 +104,7 @@ func (h *hostContainers) Prepare(_ context.Context, id string) (*isolator.Launch
 		Rlimits:     []isolator.Rlimit{{Name: "nproc", Soft: 10, Hard: 20}},
 		CgroupProcs: []string{"/cg/procs"},
 		NewSession:  true,
+		SkipIsolate: true,
 	}, nil
 }
 
@@ -150,10 +151,12 @@ func TestRoundTripWithBrokeredContainerService(t *testing.T) {
 	}
 	host.mu.Lock()
 	defer host.mu.Unlock()
+	// One Prepare: the host's, before the call; the plugin's is answered
+	// from the spec sent with the Launch, without a call back.
 	if !slices.Equal(host.prepared, []string{"c1"}) || !slices.Equal(host.isolated, []int{4242}) {
 		t.Errorf("host ContainerService saw prepare %v isolate %v", host.prepared, host.isolated)
 	}
-	if s := spec; s.Environment["X"] != "y" || !s.NewSession || !slices.Equal(s.CgroupProcs, []string{"/cg/procs"}) ||
+	if s := spec; s.Environment["X"] != "y" || !s.NewSession || !s.SkipIsolate || !slices.Equal(s.CgroupProcs, []string{"/cg/procs"}) ||
 		!slices.Equal(s.Rlimits, []isolator.Rlimit{{Name: "nproc", Soft: 10, Hard: 20}}) {
 		t.Errorf("plugin got LaunchSpec %+v", s)
 	}

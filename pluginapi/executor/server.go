@@ -60,7 +60,11 @@ func (s *server) Launch(ctx context.Context, req *executorpb.LaunchRequest) (*ex
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "launch: dial container service %d: %v", id, err)
 	}
-	resp, err := s.impl.Launch(ctx, launchRequestFromProto(req), &containerClient{rpc: rpc})
+	cc := &containerClient{rpc: rpc}
+	if req.Prepared != nil {
+		cc.preparedID, cc.prepared = req.GetContainerId(), isolator.LaunchSpecFromProto(req.GetPrepared())
+	}
+	resp, err := s.impl.Launch(ctx, launchRequestFromProto(req), cc)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +144,18 @@ func (s *server) Version(ctx context.Context, _ *executorpb.VersionRequest) (*ex
 }
 
 // containerClient is the ContainerService the plugin sees: calls go back to
-// the host over the broker connection.
+// the host over the broker connection, but for the Prepare of the
+// launching container when the host sent its spec with the Launch.
 type containerClient struct {
-	rpc executorpb.ContainerServiceClient
+	rpc        executorpb.ContainerServiceClient
+	preparedID string
+	prepared   *isolator.LaunchSpec
 }
 
 func (c *containerClient) Prepare(ctx context.Context, containerID string) (*isolator.LaunchSpec, error) {
+	if c.prepared != nil && containerID == c.preparedID {
+		return c.prepared.Clone(), nil // the plugin may change what it gets
+	}
 	spec, err := c.rpc.Prepare(ctx, &executorpb.ContainerPrepareRequest{ContainerId: containerID})
 	if err != nil {
 		return nil, fmt.Errorf("container service prepare %q: %w", containerID, rpcError(ctx, err))

@@ -19,6 +19,7 @@ func LaunchSpecToProto(s *LaunchSpec) *isolatorpb.LaunchSpec {
 		CgroupProcs: s.CgroupProcs,
 		NewSession:  s.NewSession,
 		Wrapper:     s.Wrapper,
+		SkipIsolate: s.SkipIsolate,
 	}
 	for _, r := range s.Rlimits {
 		p.Rlimits = append(p.Rlimits, &isolatorpb.Rlimit{Name: r.Name, Soft: r.Soft, Hard: r.Hard})
@@ -33,6 +34,7 @@ func LaunchSpecFromProto(p *isolatorpb.LaunchSpec) *LaunchSpec {
 		CgroupProcs: p.GetCgroupProcs(),
 		NewSession:  p.GetNewSession(),
 		Wrapper:     p.GetWrapper(),
+		SkipIsolate: p.GetSkipIsolate(),
 	}
 	for _, r := range p.GetRlimits() {
 		s.Rlimits = append(s.Rlimits, Rlimit{Name: r.GetName(), Soft: r.GetSoft(), Hard: r.GetHard()})

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/corral-project/corral/pluginapi/base"
@@ -96,6 +98,27 @@ type LaunchSpec struct {
 	// (PrepareRequest.User), not by the launcher. CgroupProcs is empty
 	// with a wrapper: the starter stays outside the container's limits.
 	Wrapper []string
+	// SkipIsolate says that CgroupProcs and Rlimits are all the isolation
+	// the first process needs: a launcher that applies them itself before
+	// the command's exec (both task shims do) may start the command without
+	// holding it at its exec and need not call Isolate. A launcher that
+	// places the process any other way must still call Isolate, which then
+	// moves it. False (the zero value, and what older isolators send) keeps
+	// the hold and the call.
+	SkipIsolate bool
+}
+
+// Clone is a deep copy of s.
+func (s *LaunchSpec) Clone() *LaunchSpec {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Environment = maps.Clone(s.Environment)
+	c.Rlimits = slices.Clone(s.Rlimits)
+	c.CgroupProcs = slices.Clone(s.CgroupProcs)
+	c.Wrapper = slices.Clone(s.Wrapper)
+	return &c
 }
 
 // Usage is a container's resource usage at Timestamp. Fields an isolator

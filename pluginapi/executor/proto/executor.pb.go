@@ -42,8 +42,12 @@ type LaunchRequest struct {
 	// for every Launch of one connection).
 	ContainerServiceId uint32            `protobuf:"varint,7,opt,name=container_service_id,json=containerServiceId,proto3" json:"container_service_id,omitempty"`
 	Environment        map[string]string `protobuf:"bytes,8,rep,name=environment,proto3" json:"environment,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The container's launch spec, prepared by the host before the call, so
+	// that the plugin's first ContainerService.Prepare is answered without a
+	// call back over the broker. Unset: the plugin asks (older hosts).
+	Prepared      *proto1.LaunchSpec `protobuf:"bytes,9,opt,name=prepared,proto3" json:"prepared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
@@ -128,6 +132,13 @@ func (x *LaunchRequest) GetContainerServiceId() uint32 {
 func (x *LaunchRequest) GetEnvironment() map[string]string {
 	if x != nil {
 		return x.Environment
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetPrepared() *proto1.LaunchSpec {
+	if x != nil {
+		return x.Prepared
 	}
 	return nil
 }
@@ -1010,7 +1021,7 @@ var File_pluginapi_executor_proto_executor_proto protoreflect.FileDescriptor
 
 const file_pluginapi_executor_proto_executor_proto_rawDesc = "" +
 	"\n" +
-	"'pluginapi/executor/proto/executor.proto\x12\x19corral.plugin.executor.v1\x1a\x16sdk/proto/corral.proto\x1a'pluginapi/isolator/proto/isolator.proto\"\xaf\x03\n" +
+	"'pluginapi/executor/proto/executor.proto\x12\x19corral.plugin.executor.v1\x1a\x16sdk/proto/corral.proto\x1a'pluginapi/isolator/proto/isolator.proto\"\xf2\x03\n" +
 	"\rLaunchRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x120\n" +
@@ -1022,7 +1033,8 @@ const file_pluginapi_executor_proto_executor_proto_rawDesc = "" +
 	"\vstderr_path\x18\x06 \x01(\tR\n" +
 	"stderrPath\x120\n" +
 	"\x14container_service_id\x18\a \x01(\rR\x12containerServiceId\x12[\n" +
-	"\venvironment\x18\b \x03(\v29.corral.plugin.executor.v1.LaunchRequest.EnvironmentEntryR\venvironment\x1a>\n" +
+	"\venvironment\x18\b \x03(\v29.corral.plugin.executor.v1.LaunchRequest.EnvironmentEntryR\venvironment\x12A\n" +
+	"\bprepared\x18\t \x01(\v2%.corral.plugin.isolator.v1.LaunchSpecR\bprepared\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"C\n" +
@@ -1128,31 +1140,32 @@ var file_pluginapi_executor_proto_executor_proto_goTypes = []any{
 var file_pluginapi_executor_proto_executor_proto_depIdxs = []int32{
 	20, // 0: corral.plugin.executor.v1.LaunchRequest.command:type_name -> corral.v1.CommandInfo
 	19, // 1: corral.plugin.executor.v1.LaunchRequest.environment:type_name -> corral.plugin.executor.v1.LaunchRequest.EnvironmentEntry
-	0,  // 2: corral.plugin.executor.v1.Executor.Launch:input_type -> corral.plugin.executor.v1.LaunchRequest
-	2,  // 3: corral.plugin.executor.v1.Executor.Wait:input_type -> corral.plugin.executor.v1.WaitRequest
-	4,  // 4: corral.plugin.executor.v1.Executor.Signal:input_type -> corral.plugin.executor.v1.SignalRequest
-	6,  // 5: corral.plugin.executor.v1.Executor.Shutdown:input_type -> corral.plugin.executor.v1.ShutdownRequest
-	8,  // 6: corral.plugin.executor.v1.Executor.Stats:input_type -> corral.plugin.executor.v1.StatsRequest
-	10, // 7: corral.plugin.executor.v1.Executor.Version:input_type -> corral.plugin.executor.v1.VersionRequest
-	12, // 8: corral.plugin.executor.v1.Executor.Recover:input_type -> corral.plugin.executor.v1.RecoverRequest
-	14, // 9: corral.plugin.executor.v1.Executor.Forget:input_type -> corral.plugin.executor.v1.ForgetRequest
-	16, // 10: corral.plugin.executor.v1.ContainerService.Prepare:input_type -> corral.plugin.executor.v1.ContainerPrepareRequest
-	17, // 11: corral.plugin.executor.v1.ContainerService.Isolate:input_type -> corral.plugin.executor.v1.ContainerIsolateRequest
-	1,  // 12: corral.plugin.executor.v1.Executor.Launch:output_type -> corral.plugin.executor.v1.LaunchResponse
-	3,  // 13: corral.plugin.executor.v1.Executor.Wait:output_type -> corral.plugin.executor.v1.WaitResponse
-	5,  // 14: corral.plugin.executor.v1.Executor.Signal:output_type -> corral.plugin.executor.v1.SignalResponse
-	7,  // 15: corral.plugin.executor.v1.Executor.Shutdown:output_type -> corral.plugin.executor.v1.ShutdownResponse
-	9,  // 16: corral.plugin.executor.v1.Executor.Stats:output_type -> corral.plugin.executor.v1.StatsResponse
-	11, // 17: corral.plugin.executor.v1.Executor.Version:output_type -> corral.plugin.executor.v1.VersionResponse
-	13, // 18: corral.plugin.executor.v1.Executor.Recover:output_type -> corral.plugin.executor.v1.RecoverResponse
-	15, // 19: corral.plugin.executor.v1.Executor.Forget:output_type -> corral.plugin.executor.v1.ForgetResponse
-	21, // 20: corral.plugin.executor.v1.ContainerService.Prepare:output_type -> corral.plugin.isolator.v1.LaunchSpec
-	18, // 21: corral.plugin.executor.v1.ContainerService.Isolate:output_type -> corral.plugin.executor.v1.ContainerIsolateResponse
-	12, // [12:22] is the sub-list for method output_type
-	2,  // [2:12] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	21, // 2: corral.plugin.executor.v1.LaunchRequest.prepared:type_name -> corral.plugin.isolator.v1.LaunchSpec
+	0,  // 3: corral.plugin.executor.v1.Executor.Launch:input_type -> corral.plugin.executor.v1.LaunchRequest
+	2,  // 4: corral.plugin.executor.v1.Executor.Wait:input_type -> corral.plugin.executor.v1.WaitRequest
+	4,  // 5: corral.plugin.executor.v1.Executor.Signal:input_type -> corral.plugin.executor.v1.SignalRequest
+	6,  // 6: corral.plugin.executor.v1.Executor.Shutdown:input_type -> corral.plugin.executor.v1.ShutdownRequest
+	8,  // 7: corral.plugin.executor.v1.Executor.Stats:input_type -> corral.plugin.executor.v1.StatsRequest
+	10, // 8: corral.plugin.executor.v1.Executor.Version:input_type -> corral.plugin.executor.v1.VersionRequest
+	12, // 9: corral.plugin.executor.v1.Executor.Recover:input_type -> corral.plugin.executor.v1.RecoverRequest
+	14, // 10: corral.plugin.executor.v1.Executor.Forget:input_type -> corral.plugin.executor.v1.ForgetRequest
+	16, // 11: corral.plugin.executor.v1.ContainerService.Prepare:input_type -> corral.plugin.executor.v1.ContainerPrepareRequest
+	17, // 12: corral.plugin.executor.v1.ContainerService.Isolate:input_type -> corral.plugin.executor.v1.ContainerIsolateRequest
+	1,  // 13: corral.plugin.executor.v1.Executor.Launch:output_type -> corral.plugin.executor.v1.LaunchResponse
+	3,  // 14: corral.plugin.executor.v1.Executor.Wait:output_type -> corral.plugin.executor.v1.WaitResponse
+	5,  // 15: corral.plugin.executor.v1.Executor.Signal:output_type -> corral.plugin.executor.v1.SignalResponse
+	7,  // 16: corral.plugin.executor.v1.Executor.Shutdown:output_type -> corral.plugin.executor.v1.ShutdownResponse
+	9,  // 17: corral.plugin.executor.v1.Executor.Stats:output_type -> corral.plugin.executor.v1.StatsResponse
+	11, // 18: corral.plugin.executor.v1.Executor.Version:output_type -> corral.plugin.executor.v1.VersionResponse
+	13, // 19: corral.plugin.executor.v1.Executor.Recover:output_type -> corral.plugin.executor.v1.RecoverResponse
+	15, // 20: corral.plugin.executor.v1.Executor.Forget:output_type -> corral.plugin.executor.v1.ForgetResponse
+	21, // 21: corral.plugin.executor.v1.ContainerService.Prepare:output_type -> corral.plugin.isolator.v1.LaunchSpec
+	18, // 22: corral.plugin.executor.v1.ContainerService.Isolate:output_type -> corral.plugin.executor.v1.ContainerIsolateResponse
+	13, // [13:23] is the sub-list for method output_type
+	3,  // [3:13] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_pluginapi_executor_proto_executor_proto_init() }

@@ -262,7 +262,11 @@ type LaunchSpec struct {
 	// starter here. Empty: exec the command directly. With a wrapper the
 	// command's path is resolved by the wrapper (inside the container), and
 	// the task's user is switched by the wrapper, not before the exec.
-	Wrapper       []string `protobuf:"bytes,5,rep,name=wrapper,proto3" json:"wrapper,omitempty"`
+	Wrapper []string `protobuf:"bytes,5,rep,name=wrapper,proto3" json:"wrapper,omitempty"`
+	// CgroupProcs and rlimits are all the isolation the first process needs:
+	// a launcher that applies them before the command's exec may skip the
+	// hold at exec and the Isolate call. False keeps both (older isolators).
+	SkipIsolate   bool `protobuf:"varint,6,opt,name=skip_isolate,json=skipIsolate,proto3" json:"skip_isolate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +334,13 @@ func (x *LaunchSpec) GetWrapper() []string {
 		return x.Wrapper
 	}
 	return nil
+}
+
+func (x *LaunchSpec) GetSkipIsolate() bool {
+	if x != nil {
+		return x.SkipIsolate
+	}
+	return false
 }
 
 type PrepareRequest struct {
@@ -1097,7 +1108,7 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\x06Rlimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x04R\x04soft\x12\x12\n" +
-	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xc1\x02\n" +
+	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xe4\x02\n" +
 	"\n" +
 	"LaunchSpec\x12X\n" +
 	"\venvironment\x18\x01 \x03(\v26.corral.plugin.isolator.v1.LaunchSpec.EnvironmentEntryR\venvironment\x12;\n" +
@@ -1105,7 +1116,8 @@ const file_pluginapi_isolator_proto_isolator_proto_rawDesc = "" +
 	"\fcgroup_procs\x18\x03 \x03(\tR\vcgroupProcs\x12\x1f\n" +
 	"\vnew_session\x18\x04 \x01(\bR\n" +
 	"newSession\x12\x18\n" +
-	"\awrapper\x18\x05 \x03(\tR\awrapper\x1a>\n" +
+	"\awrapper\x18\x05 \x03(\tR\awrapper\x12!\n" +
+	"\fskip_isolate\x18\x06 \x01(\bR\vskipIsolate\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9a\x02\n" +

@@ -230,7 +230,11 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	if err != nil {
 		return nil, false, fmt.Errorf("prepare container: %w", err)
 	}
-	opts := shim.Options{CgroupProcs: spec.CgroupProcs, Hold: true}
+	// Both shims write the cgroups and set the rlimits before the command's
+	// exec, so when the isolator says that is all the container needs, the
+	// command starts at once: no hold at its exec, no Isolate round trip.
+	isolate := !spec.SkipIsolate
+	opts := shim.Options{CgroupProcs: spec.CgroupProcs, Hold: isolate}
 	for _, rl := range spec.Rlimits {
 		res, err := posix.RlimitResource(rl.Name)
 		if err != nil {
@@ -324,14 +328,16 @@ func (e *Executor) launch(ctx context.Context, log hclog.Logger, t *task, req *e
 	t.mu.Unlock()
 	go e.reap(log, t, req.SandboxDir)
 
-	if err := containers.Isolate(ctx, req.ContainerID, pid); err != nil {
-		_ = controlW.Close() // the shim kills the held task
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		return nil, true, fmt.Errorf("isolate pid %d: %w", pid, err)
-	}
-	if _, err := controlW.Write([]byte{shim.GoByte}); err != nil {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		return nil, true, fmt.Errorf("release task: %w", err)
+	if isolate {
+		if err := containers.Isolate(ctx, req.ContainerID, pid); err != nil {
+			_ = controlW.Close() // the shim kills the held task
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			return nil, true, fmt.Errorf("isolate pid %d: %w", pid, err)
+		}
+		if _, err := controlW.Write([]byte{shim.GoByte}); err != nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			return nil, true, fmt.Errorf("release task: %w", err)
+		}
 	}
 	log.Info("task started", "command", argv[0])
 	return resp, true, nil

@@ -353,6 +353,34 @@ func testIsolateFailureStopsTheCommand(t *testing.T, bin string) {
 	}
 }
 
+func TestSkipIsolateStartsWithoutHold(t *testing.T) {
+	shimtest.Run(t, testSkipIsolateStartsWithoutHold)
+}
+
+// An isolator whose spec says joining its cgroups before the exec is all
+// the isolation needed gets no Isolate call, and the command runs without
+// waiting for one.
+func testSkipIsolateStartsWithoutHold(t *testing.T, bin string) {
+	e := newTestExecutor(t, bin)
+	cs := &countingContainers{fixedSpec: fixedSpec{
+		spec:       isolator.LaunchSpec{NewSession: true, SkipIsolate: true},
+		isolateErr: errors.New("Isolate must not be called when the spec skips it"),
+	}}
+	req := request(t, executor.Command{Shell: true, Value: `touch ran`})
+	if _, err := e.Launch(testCtx(t), req, cs); err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	if res := waitResult(t, e); res.ExitCode != 0 || res.Err != "" {
+		t.Errorf("Wait = %+v, want exit 0", *res)
+	}
+	if _, err := os.Stat(filepath.Join(req.SandboxDir, "ran")); err != nil {
+		t.Errorf("the command did not run: %v", err)
+	}
+	if cs.isolated != 0 {
+		t.Errorf("Isolate called %d times, want none", cs.isolated)
+	}
+}
+
 func TestLaunchTwiceFails(t *testing.T) {
 	e := newTestExecutor(t, "")
 	if _, err := e.Launch(testCtx(t), request(t, executor.Command{Shell: true, Value: `exit 0`}), &fixedSpec{}); err != nil {

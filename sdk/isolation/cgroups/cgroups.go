@@ -435,7 +435,9 @@ func (i *Isolator) spec(c *container) *isolator.LaunchSpec {
 	}
 	// A new session is not what contains the task here (the cgroup is),
 	// but it keeps the executor's signals to the task's group working.
-	return &isolator.LaunchSpec{Environment: map[string]string{}, CgroupProcs: procs, NewSession: true}
+	// Joining procs before the exec is the whole isolation, so a launcher
+	// that does (the task shims) may skip Isolate and the hold at exec.
+	return &isolator.LaunchSpec{Environment: map[string]string{}, CgroupProcs: procs, NewSession: true, SkipIsolate: true}
 }
 
 // Isolate makes sure pid is in the container's cgroup (the task's shim has
