@@ -150,10 +150,11 @@ func TestReportIsolationBench(t *testing.T) {
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
 		"| executor CPU per task (all executor processes' CPU / tasks; %d processes) | %.1f ms | |\n"+
-		"| task shim CPU per task (corral-shim: start, fork and exec of the command) | %.1f ms | |\n"+
-		"| task CPU per task (the command, from its exec) | %.1f ms | |\n"+
+		"| task shim CPU per task (corral-shim: its exec, start and fork; schedstat) | %.2f ms | |\n"+
+		"| task CPU per task (the command: from the fork, its exec and start; schedstat) | %.2f ms | |\n"+
 		"| agent CPU per task (launch to RUNNING, in-process agent and stand-in master) | %.1f ms | |\n"+
 		"| isolator CPU per task (Prepare, Isolate) | %.1f ms | |\n"+
+		"| CPU per task, all of the above (budget for the target: %.1f ms on %d CPUs) | %.1f ms | |\n"+
 		"| isolator CPU with all containers idle (OOM watch; 5 s window) | %.1f%% of a CPU | |\n"+
 		"| agent RSS | %.1f MiB | |\n"+
 		"| isolator plugin RSS | %.1f MiB | |\n"+
@@ -170,6 +171,8 @@ func TestReportIsolationBench(t *testing.T) {
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
 		(mem.agentCPU-agentCPU0).Seconds()*1000/float64(n),
 		(mem.isolatorCPU-isoCPU0).Seconds()*1000/float64(n),
+		5000*float64(runtime.NumCPU())/float64(n), runtime.NumCPU(),
+		(mem.executorCPU+mem.shimCPU+mem.taskCPU+(mem.agentCPU-agentCPU0)+(mem.isolatorCPU-isoCPU0)).Seconds()*1000/float64(n),
 		100*idleISO.Seconds()/idle.Seconds(),
 		mib(mem.agent), mib(mem.isolator),
 		mib(mem.executorRSS), per(mem.executorRSS),
@@ -237,7 +240,11 @@ type procEntry struct {
 	ppid     int
 	exe      string // base name of the executable
 	rss      uint64
-	cpuTicks uint64 // user + system
+	cpuTicks uint64 // user + system, all threads, in clock ticks
+	// runNs is the main thread's time on a CPU in ns (schedstat): exact
+	// for the one-threaded shims and tasks, whose few ms each round to
+	// zero ticks.
+	runNs uint64
 }
 
 type procs map[int]procEntry
@@ -270,7 +277,13 @@ func procTable() procs {
 		stime, _ := strconv.ParseUint(f[12], 10, 64)
 		rssPages, _ := strconv.ParseUint(f[21], 10, 64)
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		out[pid] = procEntry{ppid: ppid, exe: filepath.Base(exe), rss: rssPages * uint64(os.Getpagesize()), cpuTicks: utime + stime}
+		var runNs uint64
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "schedstat")); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				runNs, _ = strconv.ParseUint(f[0], 10, 64)
+			}
+		}
+		out[pid] = procEntry{ppid: ppid, exe: filepath.Base(exe), rss: rssPages * uint64(os.Getpagesize()), cpuTicks: utime + stime, runNs: runNs}
 	}
 	return out
 }
@@ -350,13 +363,13 @@ func processMemory(t *testing.T) memReport {
 		case p.exe == "corral-shim" && descends(pid):
 			r.shimRSS += p.rss
 			r.shimPss += pss(pid)
-			r.shimCPU += time.Duration(p.cpuTicks) * tick
+			r.shimCPU += time.Duration(p.runNs)
 			r.shims++
 		case p.exe == "corral-runc-start" && descends(pid):
 			r.starterRSS += p.rss
 		case (p.exe == "sleep" || p.exe == "busybox") && descends(pid):
 			r.taskRSS += p.rss
-			r.taskCPU += time.Duration(p.cpuTicks) * tick
+			r.taskCPU += time.Duration(p.runNs)
 			r.tasks++
 		}
 	}
