@@ -289,18 +289,28 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 	f.subs++
 	f.fwID = id
 	again := f.subs > 1
+	gen := f.subs
 	f.mu.Unlock()
 	if reconnected || again {
 		// As a careful framework does after a failover: once the agents
 		// have had time to re-register, ask about every launched task not
 		// yet terminal. One launched just as the old leader died may never
 		// have reached its agent; the new leader answers TASK_LOST for it.
+		// The loop lasts as long as this subscription: a Launch still in
+		// flight when it finds nothing to ask about may be such a task
+		// once it returns, so an empty round is no reason to stop.
 		go func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(3 * time.Second):
+				}
+				f.mu.Lock()
+				stale := f.subs != gen
+				f.mu.Unlock()
+				if stale {
+					return // a later subscription runs its own loop
 				}
 				f.mu.Lock()
 				peer := f.peer
@@ -325,8 +335,11 @@ func (f *testFramework) Subscribed(ctx context.Context, d scheduler.Driver, id s
 					}
 				}
 				f.mu.Unlock()
-				if len(tasks) == 0 || d.Reconcile(ctx, tasks) != nil {
-					return // done, or this subscription is over
+				if len(tasks) == 0 {
+					continue
+				}
+				if d.Reconcile(ctx, tasks) != nil {
+					return // this subscription is over
 				}
 			}
 		}()
