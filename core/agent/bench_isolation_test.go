@@ -90,6 +90,16 @@ func TestReportIsolationBench(t *testing.T) {
 	// CORRAL_BENCH_ISOLATION_LAUNCHES overrides the agent's bound on
 	// concurrent launches (0: its default, 4 per CPU).
 	launches, _ := strconv.Atoi(os.Getenv("CORRAL_BENCH_ISOLATION_LAUNCHES"))
+	// The floor first, on a quiet agent-less process: the same launch
+	// with the bare shim and cgroups made here (cgroups isolator only).
+	var floor floorReport
+	if isoName == "cgroups" {
+		par := launches
+		if par <= 0 {
+			par = 4 * runtime.NumCPU() // the agent's default
+		}
+		floor = launchFloor(t, root+"/floor", n, par, int64(memMiB*(1<<20)))
+	}
 	m := startFakeMaster(t)
 	a := startAgentWith(t, cat, Config{
 		Master: m.addr, Address: "127.0.0.1:0", WorkDir: t.TempDir(), Hostname: "bench-host",
@@ -148,6 +158,8 @@ func TestReportIsolationBench(t *testing.T) {
 	t.Logf("\n%d tasks (sleep 600, cpus 0.001, mem %g MiB) on one agent, %s isolator (%d cgroup directories while running), %d CPUs\n"+
 		"| measure | value | target |\n|---|---|---|\n"+
 		"| launch to all RUNNING | %.2f s | 5 s |\n"+
+		"| the floor: the same launch by the bare shim from one process, no agent, executor or isolator (kernel + shim + command) | %.2f s | |\n"+
+		"| floor CPU per task: launcher (cgroups made, shim started) / shim / command | %.2f / %.2f / %.2f ms | |\n"+
 		"| kill to all KILLED, cgroups removed | %.2f s | 5 s |\n"+
 		"| executor CPU per task (all executor processes' CPU / tasks; %d processes) | %.1f ms | |\n"+
 		"| task shim CPU per task (corral-shim: its exec, start and fork; schedstat) | %.2f ms | |\n"+
@@ -165,7 +177,9 @@ func TestReportIsolationBench(t *testing.T) {
 		"| tasks RSS | %.1f MiB (%s per task) | |\n"+
 		"| runc starters RSS (runc only) | %.1f MiB (%s per task) | |",
 		n, memMiB, isoName, cgroups, runtime.NumCPU(),
-		toRunning.Seconds(), toDestroyed.Seconds(),
+		toRunning.Seconds(), floor.wall.Seconds(),
+		floor.launcherCPU.Seconds()*1000/float64(n), floor.shimCPU.Seconds()*1000/float64(n), floor.taskCPU.Seconds()*1000/float64(n),
+		toDestroyed.Seconds(),
 		mem.executors, mem.executorCPU.Seconds()*1000/float64(n),
 		mem.shimCPU.Seconds()*1000/float64(max(mem.shims, 1)),
 		mem.taskCPU.Seconds()*1000/float64(max(mem.tasks, 1)),
