@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/corral-project/corral/core/agent"
 	"github.com/corral-project/corral/core/coord/consultest"
 	"github.com/corral-project/corral/core/master"
 	corralpb "github.com/corral-project/corral/sdk/proto"
@@ -28,11 +31,12 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 	c := startHAClusterOn(t, 3, consultest.StartServer(t))
 	l := c.leader("first election")
 	agentDir := t.TempDir()
+	var realURL string
 	startAgent := func() *proc {
 		// -on-shutdown kill: the test's tasks and executors end with it.
 		p := startCorral(t, "agent", "-on-shutdown", "kill", "-master", c.spec, "-address", "127.0.0.1:0", "-work-dir", agentDir,
 			"-resources", "cpus:2;mem:1024")
-		p.waitLine(agentLine)
+		realURL = p.waitLine(agentLine)
 		return p
 	}
 	real := startAgent()
@@ -65,12 +69,27 @@ func TestHAFaultsLoseNoTask(t *testing.T) {
 
 	// The real agent dies with tasks running and comes back on its work
 	// dir: it recovers them and re-registers with their states.
-	waitCond(t, "tasks running on the real agent", func() bool {
+	// Asked of the agent itself: the frameworks' view lags it, since an
+	// update sent while the masters failed over waits for the agent's
+	// retry, and the plan can run out meanwhile.
+	var seen agent.State
+	waitCondSaying(t, "tasks running on the real agent and none half launched", func() bool {
+		s, err := getAgentState(realURL)
+		if err != nil {
+			return false
+		}
+		seen = s
+		return runningNoLaunch(s)
+	}, func() string {
+		var ts []string
+		for _, tk := range seen.Tasks {
+			ts = append(ts, tk.TaskID+" "+tk.State)
+		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return launchedOn(a, b) > 0
+		return fmt.Sprintf("; the agent last listed %v; the frameworks had launched %d and %d of %d", ts, a.next, b.next, perFramework)
 	})
 	// The agent process alone: its executors and tasks run in their own
 	// sessions and must outlive it.
@@ -195,35 +214,51 @@ func runFrameworkStandby(t *testing.T, spec, name, id string, tasks int) *testFr
 
 func waitCond(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	waitCondSaying(t, what, cond, func() string { return "" })
+}
+
+// waitCondSaying is waitCond that adds describe's words to its failure.
+func waitCondSaying(t *testing.T, what string, cond func() bool, describe func() string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s%s", what, describe())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// launchedOn counts the tasks running (reported TASK_RUNNING) on a real
-// (not emulated) agent (emulated agents' hostnames start with
-// "emulated"), 0 while a launch there has not reported RUNNING yet: the
-// agent is killed with running tasks but no launch half done (a kill -9
-// in the middle of a launch is a known gap of the process isolator's
-// recovery, which kills the half-recorded container; see the HA report).
-func launchedOn(fs ...*testFramework) int {
-	n := 0
-	for _, f := range fs {
-		for id, host := range f.hosts {
-			if strings.HasPrefix(host, "emulated") || len(f.states[id]) > 0 {
-				continue
-			}
-			if !f.ran[id] {
-				return 0
-			}
-			n++
+// runningNoLaunch reports whether an agent's state lists a running task
+// and no launch half done (STAGING or STARTING): the agent is killed with
+// running tasks but no launch in the middle (a kill -9 in the middle of a
+// launch is a known gap of the process isolator's recovery, which kills
+// the half-recorded container; see the HA report).
+func runningNoLaunch(s agent.State) bool {
+	running := false
+	for _, tk := range s.Tasks {
+		switch tk.State {
+		case corralpb.TaskState_TASK_STAGING.String(), corralpb.TaskState_TASK_STARTING.String():
+			return false
+		case corralpb.TaskState_TASK_RUNNING.String():
+			running = true
 		}
 	}
-	return n
+	return running
+}
+
+// getAgentState reads an agent's /api/v1/state (url is its base URL).
+func getAgentState(url string) (agent.State, error) {
+	var s agent.State
+	resp, err := http.Get(url + "/api/v1/state")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("agent state: %s", resp.Status)
+	}
+	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
 // ranTasks merges the tasks the schedulers of one framework saw running.
