@@ -68,3 +68,14 @@ func (m *Master) ExpectedAgents() (int, bool) {
 	defer m.mu.Unlock()
 	return len(m.expectedAgents), m.recordsLoaded
 }
+
+// LiveTasks counts the tasks in the books (every framework's task table).
+func (m *Master) LiveTasks() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, f := range m.frameworks {
+		n += len(f.tasks)
+	}
+	return n
+}
