@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/corral-project/corral/core/master/agentproto"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
@@ -78,4 +80,13 @@ func (m *Master) LiveTasks() int {
 		n += len(f.tasks)
 	}
 	return n
+}
+
+// StatusUpdatesReceived is how many status updates agents have sent.
+func (m *Master) StatusUpdatesReceived() int {
+	var d dto.Metric
+	if err := m.metrics.statusUpdates.Write(&d); err != nil {
+		return -1
+	}
+	return int(d.GetCounter().GetValue())
 }

@@ -119,7 +119,9 @@ func waitExpected(b *testing.B, m *master.Master, n int) {
 }
 
 func reregistrations(agents, perAgent int) []*agentproto.Register {
-	fw := &corralpb.FrameworkInfo{Id: "fw-bench", Name: "bench", Roles: []string{"*"}}
+	// As a framework and its tasks reach an agent (and come back in its
+	// registration): sdk/scheduler's info, a shell command.
+	fw := &corralpb.FrameworkInfo{Id: "fw-bench", Name: "bench", Roles: []string{"*"}, User: "corral", FailoverTimeoutSeconds: 3600}
 	res := resources.MustParse("cpus:2;mem:1024").ToProto()
 	taskRes := resources.MustParse("cpus:0.1;mem:32").ToProto()
 	out := make([]*agentproto.Register, agents)
@@ -128,7 +130,8 @@ func reregistrations(agents, perAgent int) []*agentproto.Register {
 		reg := &agentproto.Register{Agent: &corralpb.AgentInfo{Id: id, Hostname: "host-" + id, Resources: res}, Secret: "s-" + id}
 		for j := range perAgent {
 			reg.Tasks = append(reg.Tasks, &agentproto.RunningTask{Framework: fw, State: corralpb.TaskState_TASK_RUNNING,
-				Task: &corralpb.TaskInfo{TaskId: fmt.Sprintf("t-%06d-%02d", i, j), Name: "t", AgentId: id, Resources: taskRes}})
+				Task: &corralpb.TaskInfo{TaskId: fmt.Sprintf("t-%06d-%02d", i, j), Name: fmt.Sprintf("t-%06d-%02d", i, j), AgentId: id,
+					Resources: taskRes, Command: &corralpb.CommandInfo{Shell: true, Value: "sleep 36000"}}})
 		}
 		out[i] = reg
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/corral-project/corral/core/master"
 	"github.com/corral-project/corral/core/master/agentproto"
 	"github.com/corral-project/corral/plugins/allocator/drf"
+	corralpb "github.com/corral-project/corral/sdk/proto"
 )
 
 // BenchmarkReregistrationGRPC is a failover's re-registration burst end
@@ -39,17 +40,26 @@ import (
 //
 // One op is the whole fleet, from the moment the agents start until the
 // master's books hold every agent back and every task; cpu-µs/agent and
-// allocs/agent are the master's. CORRAL_BENCH_REREG_CPUPROFILE=FILE
+// allocs/agent are the master's. With resent=1 every agent also sends
+// each task's last status update again once it is registered, as agents
+// do with updates the old leader had not acknowledged (make bench-ha kills
+// the leader while the framework's acknowledgements are still in flight). CORRAL_BENCH_REREG_CPUPROFILE=FILE
 // profiles only that window (go test's -cpuprofile covers the setup too).
 //
 //	go test -run '^$' -bench ReregistrationGRPC -benchtime 3x ./core/master
 func BenchmarkReregistrationGRPC(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) { benchReregistrationGRPC(b, n, 10) })
+		for _, resend := range []bool{false, true} {
+			name := fmt.Sprintf("agents=%d/resent=0", n)
+			if resend {
+				name = fmt.Sprintf("agents=%d/resent=1", n)
+			}
+			b.Run(name, func(b *testing.B) { benchReregistrationGRPC(b, n, 10, resend) })
+		}
 	}
 }
 
-func benchReregistrationGRPC(b *testing.B, n, perAgent int) {
+func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 	regs := reregistrations(n, perAgent)
 	var cpu time.Duration
 	var mallocs uint64
@@ -69,7 +79,11 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int) {
 		c := startMasterServer(b, cfg,
 			master.Deps{Allocator: fixedAllocator{plugin}, Logger: log}, (&authn.Authenticator{}).ServerOptions()...)
 		waitExpected(b, c.m, n)
-		fleet := startFleet(b, c.addr, n, perAgent)
+		fleet := startFleet(b, c.addr, n, perAgent, resend)
+		updates := 0
+		if resend {
+			updates = n * perAgent
+		}
 		var ms0, ms1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)
@@ -78,12 +92,13 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int) {
 		cpu0 := processCPU(b)
 		fleet.start()
 		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Millisecond) {
-			if exp, _ := c.m.ExpectedAgents(); exp == 0 && c.m.LiveTasks() == n*perAgent {
+			if exp, _ := c.m.ExpectedAgents(); exp == 0 && c.m.LiveTasks() == n*perAgent && c.m.StatusUpdatesReceived() >= updates {
 				break
 			}
 			if time.Now().After(deadline) {
 				exp, _ := c.m.ExpectedAgents()
-				b.Fatalf("after 5 minutes %d agents are still expected and the master knows %d of %d tasks", exp, c.m.LiveTasks(), n*perAgent)
+				b.Fatalf("after 5 minutes %d agents are still expected, the master knows %d of %d tasks and received %d of %d updates",
+					exp, c.m.LiveTasks(), n*perAgent, c.m.StatusUpdatesReceived(), updates)
 			}
 		}
 		cpu += processCPU(b) - cpu0
@@ -133,11 +148,11 @@ type fleet struct {
 	lines chan string
 }
 
-func startFleet(b *testing.B, addr string, n, perAgent int) *fleet {
+func startFleet(b *testing.B, addr string, n, perAgent int, resend bool) *fleet {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReregistrationFleet$")
 	cmd.Env = append(os.Environ(), "CORRAL_REREG_FLEET_ADDR="+addr, "CORRAL_REREG_FLEET_N="+strconv.Itoa(n),
-		"CORRAL_REREG_FLEET_TASKS="+strconv.Itoa(perAgent))
+		"CORRAL_REREG_FLEET_TASKS="+strconv.Itoa(perAgent), "CORRAL_REREG_FLEET_RESEND="+strconv.FormatBool(resend))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -207,6 +222,7 @@ func TestReregistrationFleet(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(os.Getenv("CORRAL_REREG_FLEET_N"))
 	perAgent, _ := strconv.Atoi(os.Getenv("CORRAL_REREG_FLEET_TASKS"))
+	resend, _ := strconv.ParseBool(os.Getenv("CORRAL_REREG_FLEET_RESEND"))
 	regs := reregistrations(n, perAgent)
 	const perConn = 50 // as emulate.Options.AgentsPerConn
 	var clients []agentproto.AgentGatewayClient
@@ -246,6 +262,17 @@ func TestReregistrationFleet(t *testing.T) {
 				return
 			}
 			registered.Add(1)
+			if resend {
+				for _, rt := range reg.Tasks {
+					uuid := []byte(rt.Task.TaskId)[:16]
+					if err := stream.Send(&agentproto.AgentMessage{Msg: &agentproto.AgentMessage_StatusUpdate{StatusUpdate: &agentproto.StatusUpdate{
+						FrameworkId: rt.Framework.Id, Status: &corralpb.TaskStatus{TaskId: rt.Task.TaskId, State: corralpb.TaskState_TASK_RUNNING,
+							Uuid: uuid, Source: corralpb.TaskStatus_SOURCE_AGENT, AgentId: reg.Agent.Id, TimestampUnixMs: time.Now().UnixMilli()}}}}); err != nil {
+						t.Errorf("agent %d: resending an update: %v", i, err)
+						return
+					}
+				}
+			}
 			// Keep the stream open, reading, as an agent does.
 			go func() {
 				for {
