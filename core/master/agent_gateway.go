@@ -137,12 +137,6 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 				"an agent ID is bound to the secret it got at first registration (remove the agent's work dir to register as a new agent)", info.Id)
 	}
 	secret := reg.Secret
-	if info.Id != "" && a == nil {
-		// A master that failed over re-admits agents by their IDs: that
-		// is how it rebuilds its soft state. The secret the agent presents
-		// binds the ID again (secrets are not carried across failover).
-		m.log.Info("re-admitting agent not known to this master", "agent_id", info.Id)
-	}
 	id := info.Id
 	if id == "" {
 		id = assigned
@@ -151,6 +145,19 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		id = newID("agent")
 	}
 	expected := m.agentBackLocked(id, info.Hostname)
+	if info.Id != "" && a == nil && (!expected || m.log.IsDebug()) {
+		// A master that failed over re-admits agents by their IDs: that
+		// is how it rebuilds its soft state. The secret the agent presents
+		// binds the ID again (secrets are not carried across failover).
+		// One the registry expected is part of the burst agentBackLocked
+		// sums up: a line per agent under the books' lock only slows the
+		// burst down.
+		logf := m.log.Info
+		if expected {
+			logf = m.log.Debug
+		}
+		logf("re-admitting agent not known to this master", "agent_id", info.Id)
+	}
 	if secret == "" {
 		secret = newSecret()
 	}
@@ -219,6 +226,10 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 	// resource list once (Resources values are immutable, so sharing one
 	// is safe).
 	var memo resourceMemo
+	// An agent's tasks mostly belong to one framework: its first role
+	// (sorted, an allocation) is worked out once per run of them.
+	var lastF *frameworkEntry
+	var lastRole string
 	for _, rt := range running {
 		fi, ti := rt.GetFramework(), rt.GetTask()
 		if fi.GetId() == "" || ti.GetTaskId() == "" {
@@ -256,7 +267,10 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			m.log.Warn("agent reported a task with invalid resources", "agent_id", a.info.Id, "task_id", ti.TaskId, "error", err)
 			continue
 		}
-		role := firstRole(f)
+		if f != lastF {
+			lastF, lastRole = f, firstRole(f)
+		}
+		role := lastRole
 		t := &taskEntry{info: ti, frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
 			state: rt.State, createdAt: m.now()}
 		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
@@ -395,7 +409,10 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 			return
 		}
 		preemptedStatus(t, st)
-		m.setTaskStateLocked(t, cloneStatus(st))
+		// st is the message just received, which nothing else holds or
+		// changes after this: the task keeps it, and the framework is sent
+		// the same one (no proto.Clone, reflection on every update).
+		m.setTaskStateLocked(t, st)
 	} else if t := findCompleted(f, st.TaskId); t != nil && t.agentID == agentID {
 		// A retried terminal update (not acknowledged yet) must read the
 		// same as the first one.

@@ -48,6 +48,12 @@ func (m *Master) addTaskLocked(f *frameworkEntry, t *taskEntry) {
 		// moved get TaskUpdated.
 		m.recomputeGuaranteesLocked(map[string]bool{g: true}, t)
 	}
+	if m.deltas.dropping() {
+		// Suspended for a failover's burst (suspendDeltasLocked): a
+		// hundred thousand adopted tasks need no facts the log would drop.
+		m.deltas.skip()
+		return
+	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.TaskAdded, Task: taskFacts(t)})
 }
 
@@ -120,7 +126,9 @@ func (m *Master) guaranteeGroupLocked(role string, cache map[string]string) stri
 		}
 	}
 	g := ""
-	for _, r := range resources.RoleAncestors(role) {
+	// The ancestors walked in place (resources.RoleAncestors allocates),
+	// nearest first: this runs for every task added.
+	for r := role; r != ""; r = resources.RoleParent(r) {
 		if rc, ok := m.roles[r]; ok && !rc.Guarantee.IsEmpty() {
 			g = r
 			break
