@@ -174,6 +174,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		a = &agentEntry{info: stored, total: total, registeredAt: m.now(), secretHash: sha256.Sum256([]byte(secret)),
 			conn: conn, connected: true}
 		m.agents[id] = a
+		m.tally.addAgent(a, 1)
 		// Added connected: no AgentUpdated follows (the allocator would
 		// recompute the agent's free resources from all allocations).
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentAdded, Agent: agentView(a)})
@@ -184,8 +185,10 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		if !a.total.Equal(total) {
 			m.log.Info("agent resources changed on re-registration", "agent_id", id, "old", a.total.String(), "new", total.String())
 		}
+		m.tally.addAgent(a, -1)
 		a.info, a.total = stored, total
 		a.conn, a.connected = conn, true
+		m.tally.addAgent(a, 1)
 	}
 	m.reconcileAgentTasksLocked(a, reg.Tasks)
 	m.adoptExecutorsLocked(a, reg.Executors)
@@ -288,7 +291,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			}
 			continue
 		}
-		a.used = a.used.Add(res)
+		m.addAgentUsedLocked(a, res, 1)
 		if m.deltas.dropping() {
 			// Suspended for a failover's burst (suspendDeltasLocked).
 			m.deltas.skip()
@@ -369,6 +372,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 		return
 	}
 	a.conn.out.close()
+	m.tally.addAgent(a, -1)
 	a.conn, a.connected, a.disconnectedAt = nil, false, m.now()
 	m.rescanAgentsLocked()
 	for _, o := range m.offers {

@@ -366,9 +366,10 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 		if d := o.createdAt.Add(m.cfg.OfferTimeout); d.Before(m.offerScanAt) {
 			m.offerScanAt = d
 		}
-		a.used = a.used.Add(p.Resources)
+		m.addAgentUsedLocked(a, p.Resources, 1)
 		m.offers[o.id] = o
 		f.offers[o.id] = o
+		m.tally.addRole(o.role, o.resources, 1)
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
 			FrameworkID: p.FrameworkID, Role: p.Role, AgentID: p.AgentID, Resources: p.Resources}})
 		byFramework[p.FrameworkID] = append(byFramework[p.FrameworkID], &corralpb.Offer{

@@ -88,6 +88,11 @@ func startMasterServer(t testing.TB, cfg master.Config, deps master.Deps, opts .
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
+			// Every test that runs a master checks that the metrics'
+			// tally still equals a walk of the books.
+			if d := m.TallyMismatch(); d != "" {
+				t.Errorf("the metrics tally drifted from the books: %s", d)
+			}
 			cancel()
 			_ = conn.Close()
 			g.Stop()

@@ -42,6 +42,10 @@ func (m *Master) addTaskLocked(f *frameworkEntry, t *taskEntry) {
 		byAgent = map[*taskEntry]struct{}{}
 		m.agentTasks[t.agentID] = byAgent
 	}
+	if _, dup := byAgent[t]; !dup {
+		m.tally.states[t.state]++
+		m.tally.addRole(t.role, t.resources, 1)
+	}
 	byAgent[t] = struct{}{}
 	if g := m.guaranteeGroupLocked(t.role, nil); g != "" {
 		// The new task's own flag travels in TaskAdded; others whose flag
