@@ -233,6 +233,9 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 	// (sorted, an allocation) is worked out once per run of them.
 	var lastF *frameworkEntry
 	var lastRole string
+	// What the adopted tasks use, summed in place and added to the
+	// agent's use once (one Add per task allocated a new value each).
+	var adopted resources.Sum
 	for _, rt := range running {
 		fi, ti := rt.GetFramework(), rt.GetTask()
 		if fi.GetId() == "" || ti.GetTaskId() == "" {
@@ -291,7 +294,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			}
 			continue
 		}
-		m.addAgentUsedLocked(a, res, 1)
+		adopted.Add(res)
 		if m.deltas.dropping() {
 			// Suspended for a failover's burst (suspendDeltasLocked).
 			m.deltas.skip()
@@ -303,6 +306,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		// age counts from the adoption.
 		m.addTaskLocked(f, t)
 	}
+	m.addAgentUsedLocked(a, adopted.Resources(), 1)
 	m.batchGuaranteesLocked(func() {
 		for _, t := range m.agentTasksLocked(a.info.Id) {
 			if !reported[key{t.frameworkID, t.info.TaskId}] {

@@ -488,6 +488,9 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 // addAgentUsedLocked adds res to (sign 1) or takes it from (sign -1) what
 // the agent's tasks, executors and offers use, keeping the tally.
 func (m *Master) addAgentUsedLocked(a *agentEntry, res resources.Resources, sign int) {
+	if res.IsEmpty() {
+		return
+	}
 	m.tally.addAgent(a, -1)
 	if sign > 0 {
 		a.used = a.used.Add(res)

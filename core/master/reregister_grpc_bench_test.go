@@ -62,7 +62,7 @@ func BenchmarkReregistrationGRPC(b *testing.B) {
 func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 	regs := reregistrations(n, perAgent)
 	var cpu time.Duration
-	var mallocs uint64
+	var mallocs, stacks uint64
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -106,6 +106,7 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 		stopProfile()
 		runtime.ReadMemStats(&ms1)
 		mallocs += ms1.Mallocs - ms0.Mallocs
+		stacks += ms1.StackInuse
 		fleet.wait(b, n)
 		fleet.stop()
 		c.stop()
@@ -114,6 +115,9 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 	b.ReportMetric(float64(n*perAgent), "tasks")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/agent")
 	b.ReportMetric(float64(mallocs)/float64(b.N*n), "allocs/agent")
+	// Goroutine stacks in use once every agent is back, per agent: the
+	// streams' goroutines, each stack memory a fresh leader faults in.
+	b.ReportMetric(float64(stacks)/1024/float64(b.N*n), "stack-KiB/agent")
 }
 
 // windowProfile starts a CPU profile of the measured window when

@@ -208,7 +208,11 @@ func sortTasksByAge(tasks []*taskEntry) {
 // liveTasksLocked returns every live task in (framework ID, task ID)
 // order, for snapshots.
 func (m *Master) liveTasksLocked() []*taskEntry {
-	var out []*taskEntry
+	n := 0
+	for _, c := range m.tally.states {
+		n += c
+	}
+	out := make([]*taskEntry, 0, n)
 	for _, f := range m.frameworks {
 		for _, t := range f.tasks {
 			out = append(out, t)
