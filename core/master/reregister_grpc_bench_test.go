@@ -43,26 +43,34 @@ import (
 // allocs/agent are the master's. With resent=1 every agent also sends
 // each task's last status update again once it is registered, as agents
 // do with updates the old leader had not acknowledged (make bench-ha kills
-// the leader while the framework's acknowledgements are still in flight). CORRAL_BENCH_REREG_CPUPROFILE=FILE
+// the leader while the framework's acknowledgements are still in flight).
+// With warm=1 the master held memory warm for the agents in its registry
+// (HeapWarmer, as a standby does) and releases it as the burst starts. CORRAL_BENCH_REREG_CPUPROFILE=FILE
 // profiles only that window (go test's -cpuprofile covers the setup too).
 //
 //	go test -run '^$' -bench ReregistrationGRPC -benchtime 3x ./core/master
 func BenchmarkReregistrationGRPC(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		for _, resend := range []bool{false, true} {
-			name := fmt.Sprintf("agents=%d/resent=0", n)
-			if resend {
-				name = fmt.Sprintf("agents=%d/resent=1", n)
+			for _, warm := range []bool{false, true} {
+				name := fmt.Sprintf("agents=%d/resent=%d/warm=%d", n, btoi(resend), btoi(warm))
+				b.Run(name, func(b *testing.B) { benchReregistrationGRPC(b, n, 10, resend, warm) })
 			}
-			b.Run(name, func(b *testing.B) { benchReregistrationGRPC(b, n, 10, resend) })
 		}
 	}
 }
 
-func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend, warm bool) {
 	regs := reregistrations(n, perAgent)
 	var cpu time.Duration
-	var mallocs, stacks uint64
+	var mallocs, stacks, peak uint64
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -84,12 +92,23 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 		if resend {
 			updates = n * perAgent
 		}
+		var warmer master.HeapWarmer
+		if warm {
+			// As a standby does (WarmStandby) until it leads.
+			ctx, cancel := context.WithCancel(context.Background())
+			go master.WarmStandby(ctx, cfg.Registry, &warmer, time.Hour, log)
+			for warmer.Size() < n*master.WarmBytesPerAgent {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+		}
 		var ms0, ms1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)
 		stopProfile := windowProfile(b, i)
 		b.StartTimer()
 		cpu0 := processCPU(b)
+		warmer.Release() // leading: the burst reuses the warm pages
 		fleet.start()
 		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Millisecond) {
 			if exp, _ := c.m.ExpectedAgents(); exp == 0 && c.m.LiveTasks() == n*perAgent && c.m.StatusUpdatesReceived() >= updates {
@@ -107,6 +126,9 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 		runtime.ReadMemStats(&ms1)
 		mallocs += ms1.Mallocs - ms0.Mallocs
 		stacks += ms1.StackInuse
+		// What the process took from the OS for the burst (heap and
+		// stacks), which a fresh leader faults in page by page.
+		peak += ms1.HeapSys + ms1.StackSys - ms0.HeapSys - ms0.StackSys
 		fleet.wait(b, n)
 		fleet.stop()
 		c.stop()
@@ -118,6 +140,7 @@ func benchReregistrationGRPC(b *testing.B, n, perAgent int, resend bool) {
 	// Goroutine stacks in use once every agent is back, per agent: the
 	// streams' goroutines, each stack memory a fresh leader faults in.
 	b.ReportMetric(float64(stacks)/1024/float64(b.N*n), "stack-KiB/agent")
+	b.ReportMetric(float64(peak)/1024/float64(b.N*n), "new-mem-KiB/agent")
 }
 
 // windowProfile starts a CPU profile of the measured window when
