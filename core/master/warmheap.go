@@ -99,7 +99,11 @@ func WarmStandby(ctx context.Context, store coord.Store, w *HeapWarmer, every ti
 		if err != nil {
 			log.Debug("warming the standby's memory: reading the agent records failed", "error", err)
 		} else if want := len(agents) * WarmBytesPerAgent; want > w.Size() {
-			w.Grow(want)
+			// In steps, so that leading (ctx ends) never waits for
+			// hundreds of MiB to be touched.
+			for size := w.Size(); size < want && ctx.Err() == nil; size = w.Size() {
+				w.Grow(min(want, size+64<<20))
+			}
 			log.Debug("standby memory kept warm for the agents in the registry", "agents", len(agents), "mib", w.Size()>>20)
 		}
 		select {
