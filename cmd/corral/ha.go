@@ -204,7 +204,9 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		if !h.standalone {
 			h.log.Info("standing by; campaigning for leadership")
 		}
+		release := h.warmStandby(ctx)
 		term, err := h.co.Campaign(ctx)
+		release()
 		if err != nil {
 			m.Close()
 			if ctx.Err() != nil {
@@ -234,6 +236,28 @@ func runHA(ctx context.Context, h *haMaster, l net.Listener) error {
 		}
 		m.SetLeadership(h.standby)
 		sw.Set(standbyGRPC, nil, api.Standby(api.HandlerWith(m, mesosOpts), h.leader))
+	}
+}
+
+// warmStandby keeps memory warm for the failover burst while this master
+// stands by (see master.HeapWarmer: sized from the agents in the
+// registry); the function returned frees it, at once, when the campaign
+// ends. A standalone master has no standby time to warm anything.
+func (h *haMaster) warmStandby(ctx context.Context) (release func()) {
+	if h.standalone {
+		return func() {}
+	}
+	var w master.HeapWarmer
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		master.WarmStandby(ctx, h.co.Registry(), &w, 10*time.Second, h.log.Named("standby"))
+	}()
+	return func() {
+		cancel()
+		<-done
+		w.Release()
 	}
 }
 

@@ -137,12 +137,6 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 				"an agent ID is bound to the secret it got at first registration (remove the agent's work dir to register as a new agent)", info.Id)
 	}
 	secret := reg.Secret
-	if info.Id != "" && a == nil {
-		// A master that failed over re-admits agents by their IDs: that
-		// is how it rebuilds its soft state. The secret the agent presents
-		// binds the ID again (secrets are not carried across failover).
-		m.log.Info("re-admitting agent not known to this master", "agent_id", info.Id)
-	}
 	id := info.Id
 	if id == "" {
 		id = assigned
@@ -151,6 +145,19 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		id = newID("agent")
 	}
 	expected := m.agentBackLocked(id, info.Hostname)
+	if info.Id != "" && a == nil && (!expected || m.log.IsDebug()) {
+		// A master that failed over re-admits agents by their IDs: that
+		// is how it rebuilds its soft state. The secret the agent presents
+		// binds the ID again (secrets are not carried across failover).
+		// One the registry expected is part of the burst agentBackLocked
+		// sums up: a line per agent under the books' lock only slows the
+		// burst down.
+		logf := m.log.Info
+		if expected {
+			logf = m.log.Debug
+		}
+		logf("re-admitting agent not known to this master", "agent_id", info.Id)
+	}
 	if secret == "" {
 		secret = newSecret()
 	}
@@ -167,6 +174,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		a = &agentEntry{info: stored, total: total, registeredAt: m.now(), secretHash: sha256.Sum256([]byte(secret)),
 			conn: conn, connected: true}
 		m.agents[id] = a
+		m.tally.addAgent(a, 1)
 		// Added connected: no AgentUpdated follows (the allocator would
 		// recompute the agent's free resources from all allocations).
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentAdded, Agent: agentView(a)})
@@ -177,8 +185,10 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 		if !a.total.Equal(total) {
 			m.log.Info("agent resources changed on re-registration", "agent_id", id, "old", a.total.String(), "new", total.String())
 		}
+		m.tally.addAgent(a, -1)
 		a.info, a.total = stored, total
 		a.conn, a.connected = conn, true
+		m.tally.addAgent(a, 1)
 	}
 	m.reconcileAgentTasksLocked(a, reg.Tasks)
 	m.adoptExecutorsLocked(a, reg.Executors)
@@ -219,6 +229,13 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 	// resource list once (Resources values are immutable, so sharing one
 	// is safe).
 	var memo resourceMemo
+	// An agent's tasks mostly belong to one framework: its first role
+	// (sorted, an allocation) is worked out once per run of them.
+	var lastF *frameworkEntry
+	var lastRole string
+	// What the adopted tasks use, summed in place and added to the
+	// agent's use once (one Add per task allocated a new value each).
+	var adopted resources.Sum
 	for _, rt := range running {
 		fi, ti := rt.GetFramework(), rt.GetTask()
 		if fi.GetId() == "" || ti.GetTaskId() == "" {
@@ -256,7 +273,10 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			m.log.Warn("agent reported a task with invalid resources", "agent_id", a.info.Id, "task_id", ti.TaskId, "error", err)
 			continue
 		}
-		role := firstRole(f)
+		if f != lastF {
+			lastF, lastRole = f, firstRole(f)
+		}
+		role := lastRole
 		t := &taskEntry{info: ti, frameworkID: fi.Id, role: role, agentID: a.info.Id, resources: res,
 			state: rt.State, createdAt: m.now()}
 		t.status = m.masterStatus(t, rt.State, corralpb.TaskStatus_REASON_RECONCILIATION, "adopted from agent re-registration")
@@ -274,7 +294,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 			}
 			continue
 		}
-		a.used = a.used.Add(res)
+		adopted.Add(res)
 		if m.deltas.dropping() {
 			// Suspended for a failover's burst (suspendDeltasLocked).
 			m.deltas.skip()
@@ -286,6 +306,7 @@ func (m *Master) reconcileAgentTasksLocked(a *agentEntry, running []*agentproto.
 		// age counts from the adoption.
 		m.addTaskLocked(f, t)
 	}
+	m.addAgentUsedLocked(a, adopted.Resources(), 1)
 	m.batchGuaranteesLocked(func() {
 		for _, t := range m.agentTasksLocked(a.info.Id) {
 			if !reported[key{t.frameworkID, t.info.TaskId}] {
@@ -355,6 +376,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 		return
 	}
 	a.conn.out.close()
+	m.tally.addAgent(a, -1)
 	a.conn, a.connected, a.disconnectedAt = nil, false, m.now()
 	m.rescanAgentsLocked()
 	for _, o := range m.offers {
@@ -395,7 +417,10 @@ func (m *Master) handleStatusUpdate(agentID string, su *agentproto.StatusUpdate)
 			return
 		}
 		preemptedStatus(t, st)
-		m.setTaskStateLocked(t, cloneStatus(st))
+		// st is the message just received, which nothing else holds or
+		// changes after this: the task keeps it, and the framework is sent
+		// the same one (no proto.Clone, reflection on every update).
+		m.setTaskStateLocked(t, st)
 	} else if t := findCompleted(f, st.TaskId); t != nil && t.agentID == agentID {
 		// A retried terminal update (not acknowledged yet) must read the
 		// same as the first one.

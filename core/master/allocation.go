@@ -296,21 +296,28 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 	}
 	sort.Strings(fids)
 	type key struct{ f, r, a string }
-	alloc := map[key]resources.Resources{}
+	// Summed in place (resources.Sum): folding Add allocated once per
+	// task, a hundred thousand times after a failover.
+	alloc := map[key]*resources.Sum{}
+	add := func(k key, r resources.Resources) {
+		s := alloc[k]
+		if s == nil {
+			s = &resources.Sum{}
+			alloc[k] = s
+		}
+		s.Add(r)
+	}
 	for _, id := range fids {
 		f := m.frameworks[id]
 		snap.Frameworks = append(snap.Frameworks, *frameworkView(f))
 		for _, t := range f.tasks {
-			k := key{t.frameworkID, t.role, t.agentID}
-			alloc[k] = alloc[k].Add(t.resources)
+			add(key{t.frameworkID, t.role, t.agentID}, t.resources)
 		}
 		for _, e := range f.executors {
-			k := key{id, e.role, e.agentID}
-			alloc[k] = alloc[k].Add(e.resources)
+			add(key{id, e.role, e.agentID}, e.resources)
 		}
 		for _, o := range f.offers {
-			k := key{o.frameworkID, o.role, o.agentID}
-			alloc[k] = alloc[k].Add(o.resources)
+			add(key{o.frameworkID, o.role, o.agentID}, o.resources)
 		}
 		snap.Filters = append(snap.Filters, activeFilters(slices.Clone(f.filters), snap.Now)...)
 		for _, r := range sortedDemandRoles(f) {
@@ -332,7 +339,7 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 		return a.a < b.a
 	})
 	for _, k := range keys {
-		snap.Allocations = append(snap.Allocations, allocator.Allocation{FrameworkID: k.f, Role: k.r, AgentID: k.a, Resources: alloc[k]})
+		snap.Allocations = append(snap.Allocations, allocator.Allocation{FrameworkID: k.f, Role: k.r, AgentID: k.a, Resources: alloc[k].Resources()})
 	}
 	for _, r := range sortedMapKeys(m.roles) {
 		snap.Roles = append(snap.Roles, *roleFacts(r, m.roles[r]))
@@ -366,9 +373,10 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 		if d := o.createdAt.Add(m.cfg.OfferTimeout); d.Before(m.offerScanAt) {
 			m.offerScanAt = d
 		}
-		a.used = a.used.Add(p.Resources)
+		m.addAgentUsedLocked(a, p.Resources, 1)
 		m.offers[o.id] = o
 		f.offers[o.id] = o
+		m.tally.addRole(o.role, o.resources, 1)
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
 			FrameworkID: p.FrameworkID, Role: p.Role, AgentID: p.AgentID, Resources: p.Resources}})
 		byFramework[p.FrameworkID] = append(byFramework[p.FrameworkID], &corralpb.Offer{

@@ -34,6 +34,7 @@ func (m *Master) DrainAgent(agentID string, deadline time.Duration) error {
 	now := m.now()
 	if a.drain == nil {
 		a.drain = &drainState{since: now, deadline: now.Add(deadline)}
+		m.tally.draining++
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
 		for _, o := range m.offers {
 			if o.agentID == agentID {
@@ -82,6 +83,7 @@ func (m *Master) UndrainAgent(agentID string) error {
 		return &ConflictError{Msg: fmt.Sprintf("agent %s is not draining", agentID)}
 	}
 	a.drain = nil
+	m.tally.draining--
 	for id, rv := range m.revocations {
 		if rv.drain && rv.agentID == agentID && !rv.killSent {
 			delete(m.revocations, id)

@@ -183,7 +183,7 @@ func (m *Master) adoptExecutorsLocked(a *agentEntry, running []*agentproto.Runni
 		}
 		role := firstRole(f)
 		m.addExecutorLocked(f, a.info.Id, role, e)
-		a.used = a.used.Add(res)
+		m.addAgentUsedLocked(a, res, 1)
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.Allocated, Allocation: &allocator.Allocation{
 			FrameworkID: f.info.Id, Role: role, AgentID: a.info.Id, Resources: res}})
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/corral-project/corral/core/master/agentproto"
 	corralpb "github.com/corral-project/corral/sdk/proto"
 	"github.com/corral-project/corral/sdk/resources"
@@ -67,4 +69,71 @@ func (m *Master) ExpectedAgents() (int, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.expectedAgents), m.recordsLoaded
+}
+
+// LiveTasks counts the tasks in the books (every framework's task table).
+func (m *Master) LiveTasks() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, f := range m.frameworks {
+		n += len(f.tasks)
+	}
+	return n
+}
+
+// StatusUpdatesReceived is how many status updates agents have sent.
+func (m *Master) StatusUpdatesReceived() int {
+	var d dto.Metric
+	if err := m.metrics.statusUpdates.Write(&d); err != nil {
+		return -1
+	}
+	return int(d.GetCounter().GetValue())
+}
+
+// TallyMismatch compares the tally the metrics report with a walk of the
+// books (live tasks by state; scalars of live tasks and outstanding
+// offers by role; connected agents' capacity and use; agents draining):
+// "" when they agree, else what differs.
+func (m *Master) TallyMismatch() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	states := map[corralpb.TaskState]int{}
+	roles := newTally()
+	for _, f := range m.frameworks {
+		for _, t := range f.tasks {
+			states[t.state]++
+			roles.addRole(t.role, t.resources, 1)
+		}
+		for _, o := range f.offers {
+			roles.addRole(o.role, o.resources, 1)
+		}
+	}
+	for s, n := range m.tally.states {
+		if n != states[s] {
+			return fmt.Sprintf("%s: tally %d, books %d", s, n, states[s])
+		}
+	}
+	for s, n := range states {
+		if n != m.tally.states[s] {
+			return fmt.Sprintf("%s: tally %d, books %d", s, m.tally.states[s], n)
+		}
+	}
+	if got, want := fmt.Sprint(m.tally.roles), fmt.Sprint(roles.roles); got != want {
+		return fmt.Sprintf("roles: tally %s, books %s", got, want)
+	}
+	draining := 0
+	for _, a := range m.agents {
+		roles.addAgent(a, 1)
+		if a.drain != nil {
+			draining++
+		}
+	}
+	if got, want := fmt.Sprint(m.tally.capacity, m.tally.used), fmt.Sprint(roles.capacity, roles.used); got != want {
+		return fmt.Sprintf("connected agents' capacity and use: tally %s, books %s", got, want)
+	}
+	if m.tally.draining != draining {
+		return fmt.Sprintf("draining agents: tally %d, books %d", m.tally.draining, draining)
+	}
+	return ""
 }

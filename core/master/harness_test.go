@@ -33,6 +33,7 @@ type cluster struct {
 	secrets sync.Map
 	m       *master.Master
 	conn    *grpc.ClientConn
+	addr    string // the gRPC server's host:port
 	// stop shuts the master down (also done at cleanup), so that a test
 	// can start another one on the same registry.
 	stop func()
@@ -54,6 +55,13 @@ func startMasterWith(t testing.TB, cfg master.Config, alloc master.AllocatorSour
 
 func startMasterDeps(t testing.TB, cfg master.Config, deps master.Deps) *cluster {
 	t.Helper()
+	return startMasterServer(t, cfg, deps)
+}
+
+// startMasterServer is startMasterDeps with options for the gRPC server
+// (a real master's authenticating interceptors, for example).
+func startMasterServer(t testing.TB, cfg master.Config, deps master.Deps, opts ...grpc.ServerOption) *cluster {
+	t.Helper()
 	if cfg.AllocationInterval == 0 {
 		cfg.AllocationInterval = 20 * time.Millisecond
 	}
@@ -65,7 +73,7 @@ func startMasterDeps(t testing.TB, cfg master.Config, deps master.Deps) *cluster
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	corralpb.RegisterSchedulerServer(g, m.SchedulerAPI())
 	agentproto.RegisterAgentGatewayServer(g, m.AgentGateway())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,6 +88,11 @@ func startMasterDeps(t testing.TB, cfg master.Config, deps master.Deps) *cluster
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
+			// Every test that runs a master checks that the metrics'
+			// tally still equals a walk of the books.
+			if d := m.TallyMismatch(); d != "" {
+				t.Errorf("the metrics tally drifted from the books: %s", d)
+			}
 			cancel()
 			_ = conn.Close()
 			g.Stop()
@@ -87,7 +100,7 @@ func startMasterDeps(t testing.TB, cfg master.Config, deps master.Deps) *cluster
 		})
 	}
 	t.Cleanup(stop)
-	return &cluster{t: t, m: m, conn: conn, stop: stop}
+	return &cluster{t: t, m: m, conn: conn, addr: l.Addr().String(), stop: stop}
 }
 
 // wireAgent speaks the agent protocol directly, so tests can see exactly

@@ -65,6 +65,11 @@ type Master struct {
 	// cluster (10k agents re-registering after a failover would otherwise
 	// cost agents x tasks).
 	agentTasks map[string]map[*taskEntry]struct{}
+	// tally counts the live tasks by state and sums the scalars held by
+	// role (kept with agentTasks, and as offers come and go): what a
+	// metrics scrape reports, read instead of walking a hundred thousand
+	// tasks under the books' lock on every scrape.
+	tally *tally
 	// The registry records (records.go): writers, nil without a record
 	// store; what the registry holds; what this leader still expects back.
 	agentRecords, frameworkRecords     *recordWriter
@@ -120,6 +125,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		agents:     map[string]*agentEntry{},
 		frameworks: map[string]*frameworkEntry{},
 		agentTasks: map[string]map[*taskEntry]struct{}{},
+		tally:      newTally(),
 
 		recordedAgents:     map[string]bool{},
 		recordedFrameworks: map[string]bool{},
@@ -372,6 +378,9 @@ func (m *Master) rescindLocked(o *offerEntry, refuse float64) {
 }
 
 func (m *Master) removeOfferLocked(o *offerEntry) {
+	if m.offers[o.id] == o {
+		m.tally.addRole(o.role, o.resources, -1)
+	}
 	delete(m.offers, o.id)
 	if f := m.frameworks[o.frameworkID]; f != nil {
 		delete(f.offers, o.id)
@@ -385,7 +394,7 @@ func (m *Master) recoverLocked(frameworkID, role, agentID string, res resources.
 		return
 	}
 	if a := m.agents[agentID]; a != nil {
-		a.used = a.used.Subtract(res)
+		m.addAgentUsedLocked(a, res, -1)
 	}
 	now := m.logicalNow()
 	m.deltas.add(now, allocator.Delta{
@@ -448,6 +457,14 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 			t.history = append(t.history[:1], t.history[len(t.history)-maxTaskHistory+1:]...)
 		}
 	}
+	if _, live := m.agentTasks[t.agentID][t]; live {
+		m.tally.states[t.state]--
+		if terminal(st.State) {
+			m.tally.addRole(t.role, t.resources, -1)
+		} else {
+			m.tally.states[st.State]++
+		}
+	}
 	t.state = st.State
 	t.status = st
 	m.metrics.observeTaskState(st.State)
@@ -466,6 +483,21 @@ func (m *Master) setTaskStateLocked(t *taskEntry, st *corralpb.TaskStatus) {
 	m.revocationEndedLocked(t)
 	m.taskGoneLocked(t)
 	m.recoverLocked(t.frameworkID, t.role, t.agentID, t.resources, 0)
+}
+
+// addAgentUsedLocked adds res to (sign 1) or takes it from (sign -1) what
+// the agent's tasks, executors and offers use, keeping the tally.
+func (m *Master) addAgentUsedLocked(a *agentEntry, res resources.Resources, sign int) {
+	if res.IsEmpty() {
+		return
+	}
+	m.tally.addAgent(a, -1)
+	if sign > 0 {
+		a.used = a.used.Add(res)
+	} else {
+		a.used = a.used.Subtract(res)
+	}
+	m.tally.addAgent(a, 1)
 }
 
 // removeAgentLocked forgets an agent: its offers are rescinded and its
@@ -492,6 +524,10 @@ func (m *Master) removeAgentLocked(a *agentEntry, why string) {
 		a.conn.out.close()
 	}
 	m.dropAgentExecutorsLocked(a.info.Id)
+	m.tally.addAgent(a, -1)
+	if a.drain != nil {
+		m.tally.draining--
+	}
 	delete(m.agents, a.info.Id)
 	// Kept in the registry as unreachable: if it comes back, it is
 	// re-admitted with its tasks.

@@ -1,6 +1,8 @@
 package master
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -132,17 +134,16 @@ type liveTasks struct {
 func (c liveTasks) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c liveTasks) Collect(ch chan<- prometheus.Metric) {
-	counts := map[corralpb.TaskState]int{}
+	states := []corralpb.TaskState{corralpb.TaskState_TASK_STAGING, corralpb.TaskState_TASK_STARTING,
+		corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLING}
+	var counts [4]int
 	c.m.mu.Lock()
-	for _, f := range c.m.frameworks {
-		for _, t := range f.tasks {
-			counts[t.state]++
-		}
+	for i, s := range states {
+		counts[i] = c.m.tally.states[s]
 	}
 	c.m.mu.Unlock()
-	for _, s := range []corralpb.TaskState{corralpb.TaskState_TASK_STAGING, corralpb.TaskState_TASK_STARTING,
-		corralpb.TaskState_TASK_RUNNING, corralpb.TaskState_TASK_KILLING} {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())
+	for i, s := range states {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[i]), s.String())
 	}
 }
 
@@ -175,31 +176,43 @@ func (c clusterResources) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c clusterResources) Collect(ch chan<- prometheus.Metric) {
-	var total, used resources.Resources
-	draining := 0
+	// From the tally, not a walk of every agent under the lock.
 	c.m.mu.Lock()
-	for _, a := range c.m.agents {
-		if a.drain != nil {
-			draining++
-		}
-		if !a.connected {
-			continue
-		}
-		total, used = total.Add(a.total.Scalars()), used.Add(a.used.Scalars())
+	draining := c.m.tally.draining
+	total := make(map[string]int64, len(c.m.tally.capacity))
+	used := make(map[string]int64, len(c.m.tally.used))
+	for name, v := range c.m.tally.capacity {
+		total[name], used[name] = v, c.m.tally.used[name]
 	}
 	c.m.mu.Unlock()
-	total.EachScalar(func(name string, v float64) {
-		ch <- prometheus.MustNewConstMetric(c.capacity, prometheus.GaugeValue, v, name)
-		ch <- prometheus.MustNewConstMetric(c.allocated, prometheus.GaugeValue, used.Scalar(name), name)
-	})
+	for _, name := range sortedMapKeys(total) {
+		ch <- prometheus.MustNewConstMetric(c.capacity, prometheus.GaugeValue, float64(total[name])/1000, name)
+		ch <- prometheus.MustNewConstMetric(c.allocated, prometheus.GaugeValue, float64(used[name])/1000, name)
+	}
 	ch <- prometheus.MustNewConstMetric(c.agentsDrain, prometheus.GaugeValue, float64(draining))
-	for _, r := range c.m.Roles() {
-		ch <- prometheus.MustNewConstMetric(c.roleW, prometheus.GaugeValue, r.Weight, r.Name)
-		ch <- prometheus.MustNewConstMetric(c.roleShare, prometheus.GaugeValue, r.DominantShare, r.Name)
-		if alloc, err := resources.Parse(r.Allocated); err == nil {
-			alloc.EachScalar(func(name string, v float64) {
-				ch <- prometheus.MustNewConstMetric(c.roleAlloc, prometheus.GaugeValue, v, r.Name, name)
-			})
+	// The roles' allocation from the tally, not from Roles (which walks
+	// every task under the lock).
+	type roleGauges struct {
+		name          string
+		weight, share float64
+		alloc         map[string]int64
+	}
+	c.m.mu.Lock()
+	roles := make([]roleGauges, 0, len(c.m.roles))
+	for _, name := range sortedMapKeys(c.m.roles) {
+		rg := roleGauges{name: name, weight: effectiveWeight(c.m.roles[name].Weight),
+			share: c.m.pluginMetrics[metricRoleShare+name], alloc: map[string]int64{}}
+		for res, v := range c.m.tally.roles[name] {
+			rg.alloc[res] = v
+		}
+		roles = append(roles, rg)
+	}
+	c.m.mu.Unlock()
+	for _, r := range roles {
+		ch <- prometheus.MustNewConstMetric(c.roleW, prometheus.GaugeValue, r.weight, r.name)
+		ch <- prometheus.MustNewConstMetric(c.roleShare, prometheus.GaugeValue, r.share, r.name)
+		for _, res := range sortedMapKeys(r.alloc) {
+			ch <- prometheus.MustNewConstMetric(c.roleAlloc, prometheus.GaugeValue, float64(r.alloc[res])/1000, r.name, res)
 		}
 	}
 	if active := c.m.AllocatorStatus().Active; active.Name != "" {
@@ -216,3 +229,55 @@ func (mt *metrics) observeTaskState(s corralpb.TaskState) {
 
 // Registry exposes the master's metrics for /metrics.
 func (m *Master) Registry() *prometheus.Registry { return m.metrics.registry }
+
+// tally is what the metrics report about the books, kept up to date as
+// tasks, offers and agents come and go (see Master.tally): live tasks by
+// state; the scalars live tasks and outstanding offers hold by role; the
+// connected agents' capacity and use; the agents draining. Scalars are in
+// thousandths (the resource model's fixed point) so that adding and
+// removing never drifts.
+type tally struct {
+	states         map[corralpb.TaskState]int
+	roles          map[string]map[string]int64
+	capacity, used map[string]int64
+	draining       int
+}
+
+func newTally() *tally {
+	return &tally{states: map[corralpb.TaskState]int{}, roles: map[string]map[string]int64{},
+		capacity: map[string]int64{}, used: map[string]int64{}}
+}
+
+// addScalars adds (sign 1) or removes (sign -1) res's scalars to to,
+// dropping names that reach zero.
+func addScalars(to map[string]int64, res resources.Resources, sign int64) {
+	res.EachScalar(func(name string, v float64) {
+		if to[name] += sign * int64(math.Round(v*1000)); to[name] == 0 {
+			delete(to, name)
+		}
+	})
+}
+
+// addAgent counts a connected agent in (sign 1) or out (sign -1).
+func (t *tally) addAgent(a *agentEntry, sign int64) {
+	if a.connected {
+		addScalars(t.capacity, a.total, sign)
+		addScalars(t.used, a.used, sign)
+	}
+}
+
+// addRole adds (sign 1) or removes (sign -1) res's scalars to role's.
+func (t *tally) addRole(role string, res resources.Resources, sign int64) {
+	if res.Scalars().IsEmpty() {
+		return
+	}
+	byName := t.roles[role]
+	if byName == nil {
+		byName = map[string]int64{}
+		t.roles[role] = byName
+	}
+	addScalars(byName, res, sign)
+	if len(byName) == 0 {
+		delete(t.roles, role)
+	}
+}

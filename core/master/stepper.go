@@ -92,7 +92,9 @@ func (a *LocalAgent) ID() string { return a.id }
 func (a *LocalAgent) Poll() (*agentproto.MasterMessage, bool) { return a.conn.out.tryPop() }
 
 // Update delivers a status update from the agent; the master has recorded
-// and relayed it when Update returns.
+// and relayed it when Update returns. The master keeps su's status as it
+// is (as it keeps a message received on an agent's stream): the caller
+// must not change it afterwards.
 func (a *LocalAgent) Update(su *agentproto.StatusUpdate) { a.m.handleStatusUpdate(a.id, su) }
 
 // Disconnect breaks the agent's connection, as a broken stream does.

@@ -42,11 +42,21 @@ func (m *Master) addTaskLocked(f *frameworkEntry, t *taskEntry) {
 		byAgent = map[*taskEntry]struct{}{}
 		m.agentTasks[t.agentID] = byAgent
 	}
+	if _, dup := byAgent[t]; !dup {
+		m.tally.states[t.state]++
+		m.tally.addRole(t.role, t.resources, 1)
+	}
 	byAgent[t] = struct{}{}
 	if g := m.guaranteeGroupLocked(t.role, nil); g != "" {
 		// The new task's own flag travels in TaskAdded; others whose flag
 		// moved get TaskUpdated.
 		m.recomputeGuaranteesLocked(map[string]bool{g: true}, t)
+	}
+	if m.deltas.dropping() {
+		// Suspended for a failover's burst (suspendDeltasLocked): a
+		// hundred thousand adopted tasks need no facts the log would drop.
+		m.deltas.skip()
+		return
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.TaskAdded, Task: taskFacts(t)})
 }
@@ -120,7 +130,9 @@ func (m *Master) guaranteeGroupLocked(role string, cache map[string]string) stri
 		}
 	}
 	g := ""
-	for _, r := range resources.RoleAncestors(role) {
+	// The ancestors walked in place (resources.RoleAncestors allocates),
+	// nearest first: this runs for every task added.
+	for r := role; r != ""; r = resources.RoleParent(r) {
 		if rc, ok := m.roles[r]; ok && !rc.Guarantee.IsEmpty() {
 			g = r
 			break
@@ -196,7 +208,11 @@ func sortTasksByAge(tasks []*taskEntry) {
 // liveTasksLocked returns every live task in (framework ID, task ID)
 // order, for snapshots.
 func (m *Master) liveTasksLocked() []*taskEntry {
-	var out []*taskEntry
+	n := 0
+	for _, c := range m.tally.states {
+		n += c
+	}
+	out := make([]*taskEntry, 0, n)
 	for _, f := range m.frameworks {
 		for _, t := range f.tasks {
 			out = append(out, t)

@@ -276,18 +276,29 @@ func (m *Master) roleViewsLocked(names ...string) []RoleView {
 	for _, n := range names {
 		want[n] = true
 	}
-	alloc := map[string]resources.Resources{}
+	// Summed in place (resources.Sum): this walks every live task under
+	// the books' lock on each metrics scrape, and folding Add allocated
+	// once per task.
+	sums := map[string]*resources.Sum{}
+	sum := func(role string) *resources.Sum {
+		s := sums[role]
+		if s == nil {
+			s = &resources.Sum{}
+			sums[role] = s
+		}
+		return s
+	}
 	fws := map[string][]string{}
 	for _, id := range sortedMapKeys(m.frameworks) {
 		f := m.frameworks[id]
 		for _, t := range f.tasks {
 			if want[t.role] {
-				alloc[t.role] = alloc[t.role].Add(t.resources)
+				sum(t.role).Add(t.resources)
 			}
 		}
 		for _, o := range f.offers {
 			if want[o.role] {
-				alloc[o.role] = alloc[o.role].Add(o.resources)
+				sum(o.role).Add(o.resources)
 			}
 		}
 		for _, r := range sortedKeys(f.roles) {
@@ -295,6 +306,10 @@ func (m *Master) roleViewsLocked(names ...string) []RoleView {
 				fws[r] = append(fws[r], id)
 			}
 		}
+	}
+	alloc := make(map[string]resources.Resources, len(sums))
+	for role, s := range sums {
+		alloc[role] = s.Resources()
 	}
 	out := make([]RoleView, 0, len(names))
 	for _, n := range names {
