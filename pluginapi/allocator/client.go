@@ -104,8 +104,8 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateResponse, error) {
 	c.ids.mu.Lock()
 	defer c.ids.mu.Unlock()
-	c.ids.noteDeltas(req.Deltas)
-	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder())
+	c.ids.noteRemovals(req.Deltas)
+	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder(), c.ids.note)
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: %w", err)
 	}

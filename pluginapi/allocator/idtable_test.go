@@ -306,7 +306,7 @@ func TestInternedIDsCompaction(t *testing.T) {
 	for _, s := range h.strs[:2*compactAt] {
 		deltas = append(deltas, Delta{Kind: AgentRemoved, AgentID: s})
 	}
-	h.noteDeltas(deltas)
+	h.noteRemovals(deltas)
 	if h.epoch == epoch || len(h.strs) != compactAt+1 || h.enc["keep"] != uint32(compactAt+1) || h.sent != 0 {
 		t.Errorf("after removing 2/3 of the IDs: epoch %d (was %d), %d IDs, keep=%d, sent %d", h.epoch, epoch, len(h.strs), h.enc["keep"], h.sent)
 	}

@@ -132,8 +132,9 @@ func (m *offerMemory) find(id uint64) *sentOffers {
 // compressDeltas converts deltas to the wire, turning runs of Allocated or
 // Recovered deltas that repeat remembered offers into OfferRefRuns. The
 // caller holds m.mu (m may be nil: no compression). IDs enc holds go as
-// handles.
-func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder) ([]*allocatorpb.Delta, error) {
+// handles; note (nil: none) is called with each delta sent whole, before
+// it is encoded.
+func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta)) ([]*allocatorpb.Delta, error) {
 	out := make([]*allocatorpb.Delta, 0, len(deltas))
 	var run *allocatorpb.OfferRefRun
 	var runNext uint64 // the version the open run would cover next
@@ -160,6 +161,9 @@ func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder) ([]*allocato
 			}
 		}
 		run = nil
+		if note != nil {
+			note(d)
+		}
 		p, err := deltaToProto(d, enc)
 		if err != nil {
 			return nil, err

@@ -26,7 +26,8 @@ import (
 type rawResponse struct{ b []byte }
 
 // rawCodec is gRPC's proto codec, except that it copies a rawResponse's
-// bytes as they are instead of unmarshalling them.
+// bytes as they are instead of unmarshalling them, and marshals into
+// msgBufs (wirebuf.go).
 type rawCodec struct{ encoding.CodecV2 }
 
 func newRawCodec() rawCodec { return rawCodec{encoding.GetCodecV2(protocodec.Name)} }
@@ -40,6 +41,14 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
+}
+
+// Marshal marshals requests into msgBufs (wirebuf.go).
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(proto.Message); ok {
+		return marshalPooled(m)
+	}
+	return c.CodecV2.Marshal(v)
 }
 
 // AllocateResponse field numbers (allocator.proto).
