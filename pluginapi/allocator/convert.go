@@ -484,7 +484,7 @@ func deltaFromProto(p *allocatorpb.Delta, tab idTable) (*Delta, error) {
 // allocateRequestToProto converts a request; refs (nil: none) turns runs
 // of deltas that repeat recent offers into references, and enc (nil: none)
 // sends the IDs it holds as handles.
-func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder, note func(*Delta)) (*allocatorpb.AllocateRequest, error) {
+func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder, note func(*Delta), ranges bool) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
 		TargetVersion: r.TargetVersion,
@@ -498,7 +498,7 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder
 		defer refs.mu.Unlock()
 	}
 	var err error
-	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc, note); err != nil {
+	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc, note, ranges); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -525,11 +525,14 @@ func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMem
 	n := 0
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
-			n += len(run.GetIndices())
+			n += runLen(run)
 		} else {
 			n++
 		}
 	}
+	// A range's count is only checked against the offers it names while
+	// it is expanded: no more room up front than a response can hold.
+	n = min(n, maxRunOffers)
 	if cap(buf) >= n {
 		r.Deltas = buf[:0]
 	} else {

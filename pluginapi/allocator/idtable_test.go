@@ -88,7 +88,7 @@ func wirePair(t *testing.T, impl Allocator, host, plugin WireOptions) (*client, 
 	t.Helper()
 	log := &wireLog{}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(log.intercept))
-	s := &server{impl: impl}
+	s := &server{impl: impl, wire: plugin}
 	s.ids.off = plugin.NoInternedIDs
 	allocatorpb.RegisterAllocatorServer(srv, s)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -133,8 +133,9 @@ func (m *offerMemory) find(id uint64) *sentOffers {
 // Recovered deltas that repeat remembered offers into OfferRefRuns. The
 // caller holds m.mu (m may be nil: no compression). IDs enc holds go as
 // handles; note (nil: none) is called with each delta sent whole, before
-// it is encoded.
-func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta)) ([]*allocatorpb.Delta, error) {
+// it is encoded. With ranges (the plugin reads WIRE_REF_RANGES) runs go in
+// their compact forms where they can (compactRun).
+func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta), ranges bool) ([]*allocatorpb.Delta, error) {
 	out := make([]*allocatorpb.Delta, 0, len(deltas))
 	var run *allocatorpb.OfferRefRun
 	var runNext uint64 // the version the open run would cover next
@@ -170,7 +171,57 @@ func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*D
 		}
 		out = append(out, p)
 	}
+	if ranges {
+		for _, p := range out {
+			if run := p.GetOfferRefs(); run != nil {
+				compactRun(run)
+			}
+		}
+	}
 	return out, nil
+}
+
+// compactRun rewrites run in the compact forms WIRE_REF_RANGES allows: the
+// master commits a cycle's offers in the order they came and recovers the
+// declined ones mostly so, each with the same filter, so at scale a run is
+// thousands of consecutive indices and as many copies of one refuse
+// duration (an 8-byte double each, two thirds of a busy request), which
+// then cross the wire as three numbers.
+func compactRun(run *allocatorpb.OfferRefRun) {
+	idx := run.Indices
+	if len(idx) > 1 && uint64(idx[0])+uint64(len(idx)) <= 1<<32 {
+		consecutive := true
+		for i, v := range idx {
+			if v != idx[0]+uint32(i) {
+				consecutive = false
+				break
+			}
+		}
+		if consecutive {
+			run.First, run.Count, run.Indices = idx[0], uint32(len(idx)), nil
+		}
+	}
+	if rs := run.RefuseSeconds; len(rs) > 1 && rs[0] != 0 {
+		for _, v := range rs {
+			if v != rs[0] {
+				return
+			}
+		}
+		run.RefuseAll, run.RefuseSeconds = rs[0], nil
+	}
+}
+
+// maxRunOffers bounds the room a request's offer references reserve
+// before they are checked: more than a response of base.MaxMessageSize
+// can hold (each offer takes at least a few bytes).
+const maxRunOffers = 1 << 22
+
+// runLen is the number of offers run names, in either form.
+func runLen(run *allocatorpb.OfferRefRun) int {
+	if n := run.GetCount(); n > 0 {
+		return int(n)
+	}
+	return len(run.GetIndices())
 }
 
 // expandRun appends the deltas an OfferRefRun stands for to out. The
@@ -179,7 +230,10 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 	if m == nil {
 		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
-	n := len(run.GetIndices())
+	n := runLen(run)
+	if run.GetCount() > 0 && len(run.GetIndices()) > 0 {
+		return nil, fmt.Errorf("delta version %d: offer references both as a range and as %d indices", p.GetVersion(), len(run.GetIndices()))
+	}
 	rs := run.GetRefuseSeconds()
 	if len(rs) != 0 && len(rs) != n {
 		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
@@ -193,8 +247,14 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 	if run.GetRecovered() {
 		kind = Recovered
 	}
-	for i, index := range run.GetIndices() {
-		if int(index) >= len(so.offers) {
+	indices, first, ranged := run.GetIndices(), uint64(run.GetFirst()), run.GetCount() > 0
+	refuseAll := run.GetRefuseAll()
+	for i := range n {
+		index := first + uint64(i)
+		if !ranged {
+			index = uint64(indices[i])
+		}
+		if index >= uint64(len(so.offers)) {
 			return nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
 				p.GetVersion()+uint64(i), run.GetResponseId(), index, len(so.offers))
 		}
@@ -204,6 +264,8 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 		d := Delta{Version: p.GetVersion() + uint64(i), At: at, Kind: kind, Allocation: (*Allocation)(&so.offers[index])}
 		if len(rs) > 0 {
 			d.RefuseSeconds = rs[i]
+		} else if kind == Recovered {
+			d.RefuseSeconds = refuseAll
 		}
 		out = append(out, d)
 	}

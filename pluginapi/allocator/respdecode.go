@@ -58,6 +58,8 @@ const (
 	respResponseID     = 5
 	respResourceTable  = 6
 	respIDsEpoch       = 7
+	respMetricsBase    = 8
+	respReads          = 10
 
 	offerFramework       = 1
 	offerRole            = 2
@@ -76,6 +78,11 @@ type decodedResponse struct {
 	responseID uint64
 	idsEpoch   uint64
 	size       int
+	// resp.Metrics are changes to those of response metricsBase when it
+	// is not 0, with metricsRemoved (metrics.go).
+	metricsBase    uint64
+	metricsRemoved []string
+	reads          uint64 // WireFeature bits
 }
 
 // decodeResponse decodes b. tabFor returns the table the response's
@@ -106,6 +113,10 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 			out.responseID, _ = protowire.ConsumeVarint(p[n:])
 		case num == respIDsEpoch && typ == protowire.VarintType:
 			out.idsEpoch, _ = protowire.ConsumeVarint(p[n:])
+		case num == respMetricsBase && typ == protowire.VarintType:
+			out.metricsBase, _ = protowire.ConsumeVarint(p[n:])
+		case num == respReads && typ == protowire.VarintType:
+			out.reads, _ = protowire.ConsumeVarint(p[n:])
 		default:
 			restBytes = append(restBytes, field...)
 		}
@@ -117,6 +128,7 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		}
 	}
 	out.resp.Metrics = rest.GetMetrics()
+	out.metricsRemoved = rest.GetMetricsRemoved()
 	for _, rv := range rest.GetRevocations() {
 		out.resp.Revocations = append(out.resp.Revocations, Revocation{
 			FrameworkID: rv.GetFrameworkId(), TaskID: rv.GetTaskId(), AgentID: rv.GetAgentId(), Reason: rv.GetReason(),

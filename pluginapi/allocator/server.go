@@ -18,9 +18,11 @@ import (
 type server struct {
 	allocatorpb.UnimplementedAllocatorServer
 	impl Allocator
+	wire WireOptions
 
-	ids    pluginIDs   // the host's interned IDs (idtable.go)
-	offers offerMemory // recent responses, to resolve offer references
+	ids     pluginIDs   // the host's interned IDs (idtable.go)
+	metrics sentMetrics // what the last response's metrics were (metrics.go)
+	offers  offerMemory // recent responses, to resolve offer references
 	// deltas is the last request's delta slice, reused by the next one:
 	// a busy cycle expands thousands of offer references into deltas, and
 	// writing them into a fresh megabyte every cycle cost the plugin more
@@ -126,6 +128,14 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	s.responseID++
 	out.ResponseId = s.responseID
 	s.responseMu.Unlock()
+	base := p.GetMetricsBase()
+	if s.wire.NoMetricDeltas {
+		base = 0
+	}
+	out.Metrics, out.MetricsRemoved, out.MetricsBase = s.metrics.encode(resp.Metrics, base, out.ResponseId)
+	if !s.wire.NoCompactRefs {
+		out.Reads = uint64(allocatorpb.WireFeature_WIRE_REF_RANGES)
+	}
 	s.offers.remember(out.ResponseId, resp.Offers, false)
 	return out, nil
 }

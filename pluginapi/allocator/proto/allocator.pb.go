@@ -32,6 +32,57 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WireFeature bits: optional request forms the plugin-side glue reads,
+// announced in AllocateResponse.reads. A host uses one only once a
+// response announced it, so hosts and plugins built before either know
+// nothing of them.
+type WireFeature int32
+
+const (
+	WireFeature_WIRE_FEATURE_UNSPECIFIED WireFeature = 0
+	// OfferRefRun.first, count and refuse_all.
+	WireFeature_WIRE_REF_RANGES WireFeature = 1
+)
+
+// Enum value maps for WireFeature.
+var (
+	WireFeature_name = map[int32]string{
+		0: "WIRE_FEATURE_UNSPECIFIED",
+		1: "WIRE_REF_RANGES",
+	}
+	WireFeature_value = map[string]int32{
+		"WIRE_FEATURE_UNSPECIFIED": 0,
+		"WIRE_REF_RANGES":          1,
+	}
+)
+
+func (x WireFeature) Enum() *WireFeature {
+	p := new(WireFeature)
+	*p = x
+	return p
+}
+
+func (x WireFeature) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WireFeature) Descriptor() protoreflect.EnumDescriptor {
+	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[0].Descriptor()
+}
+
+func (WireFeature) Type() protoreflect.EnumType {
+	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[0]
+}
+
+func (x WireFeature) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WireFeature.Descriptor instead.
+func (WireFeature) EnumDescriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{0}
+}
+
 type AllocateRequest_Trigger int32
 
 const (
@@ -68,11 +119,11 @@ func (x AllocateRequest_Trigger) String() string {
 }
 
 func (AllocateRequest_Trigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[0].Descriptor()
+	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[1].Descriptor()
 }
 
 func (AllocateRequest_Trigger) Type() protoreflect.EnumType {
-	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[0]
+	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[1]
 }
 
 func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
@@ -1148,8 +1199,17 @@ type OfferRefRun struct {
 	ResponseId uint64                 `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
 	Recovered  bool                   `protobuf:"varint,2,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	Indices    []uint32               `protobuf:"varint,3,rep,packed,name=indices,proto3" json:"indices,omitempty"`
-	// Recovered runs: one per index, or empty when all are 0.
+	// Recovered runs: one per index, or empty when all are 0 (or when
+	// refuse_all says otherwise).
 	RefuseSeconds []float64 `protobuf:"fixed64,4,rep,packed,name=refuse_seconds,json=refuseSeconds,proto3" json:"refuse_seconds,omitempty"`
+	// Compact forms, sent only to a plugin whose responses announce
+	// WIRE_REF_RANGES: when count > 0, the run is the offers first,
+	// first+1, ..., first+count-1 and indices is empty; when refuse_all is
+	// not 0 and refuse_seconds is empty, every recovered offer of the run
+	// was declined for refuse_all seconds.
+	First         uint32  `protobuf:"varint,5,opt,name=first,proto3" json:"first,omitempty"`
+	Count         uint32  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	RefuseAll     float64 `protobuf:"fixed64,7,opt,name=refuse_all,json=refuseAll,proto3" json:"refuse_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1210,6 +1270,27 @@ func (x *OfferRefRun) GetRefuseSeconds() []float64 {
 		return x.RefuseSeconds
 	}
 	return nil
+}
+
+func (x *OfferRefRun) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *OfferRefRun) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *OfferRefRun) GetRefuseAll() float64 {
+	if x != nil {
+		return x.RefuseAll
+	}
+	return 0
 }
 
 // IdDictionary interns agent IDs, framework IDs and role names: a host that
@@ -1296,7 +1377,12 @@ type AllocateRequest struct {
 	// be revoked when other roles starve. 0: long-task revocation is off.
 	RevokeAfterMs int64 `protobuf:"varint,7,opt,name=revoke_after_ms,json=revokeAfterMs,proto3" json:"revoke_after_ms,omitempty"`
 	// Set by hosts that read interned IDs (see IdDictionary).
-	Ids           *IdDictionary `protobuf:"bytes,8,opt,name=ids,proto3" json:"ids,omitempty"`
+	Ids *IdDictionary `protobuf:"bytes,8,opt,name=ids,proto3" json:"ids,omitempty"`
+	// Set by hosts that take a response's metrics as changes: the
+	// response_id of the last response whose metrics the host holds in
+	// full. The plugin may then answer with only the metrics that changed
+	// since (AllocateResponse.metrics_base). 0: send them all.
+	MetricsBase   uint64 `protobuf:"varint,9,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1385,6 +1471,13 @@ func (x *AllocateRequest) GetIds() *IdDictionary {
 		return x.Ids
 	}
 	return nil
+}
+
+func (x *AllocateRequest) GetMetricsBase() uint64 {
+	if x != nil {
+		return x.MetricsBase
+	}
+	return 0
 }
 
 type OfferProposal struct {
@@ -1575,7 +1668,15 @@ type AllocateResponse struct {
 	ResourceTable []*proto.ResourceList `protobuf:"bytes,6,rep,name=resource_table,json=resourceTable,proto3" json:"resource_table,omitempty"`
 	// The epoch of the request's IdDictionary whose handles the offers use;
 	// 0 (a plugin that does not intern, or a request without ids): strings.
-	IdsEpoch      uint64 `protobuf:"varint,7,opt,name=ids_epoch,json=idsEpoch,proto3" json:"ids_epoch,omitempty"`
+	IdsEpoch uint64 `protobuf:"varint,7,opt,name=ids_epoch,json=idsEpoch,proto3" json:"ids_epoch,omitempty"`
+	// When not 0 (only in answer to a request with that metrics_base):
+	// metrics holds only the entries that are new or changed since the
+	// metrics of response metrics_base, and metrics_removed the names no
+	// longer reported. 0: metrics is complete.
+	MetricsBase    uint64   `protobuf:"varint,8,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
+	MetricsRemoved []string `protobuf:"bytes,9,rep,name=metrics_removed,json=metricsRemoved,proto3" json:"metrics_removed,omitempty"`
+	// WireFeature bits the plugin-side glue reads in requests.
+	Reads         uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1655,6 +1756,27 @@ func (x *AllocateResponse) GetResourceTable() []*proto.ResourceList {
 func (x *AllocateResponse) GetIdsEpoch() uint64 {
 	if x != nil {
 		return x.IdsEpoch
+	}
+	return 0
+}
+
+func (x *AllocateResponse) GetMetricsBase() uint64 {
+	if x != nil {
+		return x.MetricsBase
+	}
+	return 0
+}
+
+func (x *AllocateResponse) GetMetricsRemoved() []string {
+	if x != nil {
+		return x.MetricsRemoved
+	}
+	return nil
+}
+
+func (x *AllocateResponse) GetReads() uint64 {
+	if x != nil {
+		return x.Reads
 	}
 	return 0
 }
@@ -2074,17 +2196,21 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vTaskRemoved\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskIdB\b\n" +
-	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\x8d\x01\n" +
+	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\xd8\x01\n" +
 	"\vOfferRefRun\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x04R\n" +
 	"responseId\x12\x1c\n" +
 	"\trecovered\x18\x02 \x01(\bR\trecovered\x12\x18\n" +
 	"\aindices\x18\x03 \x03(\rR\aindices\x12%\n" +
-	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\"N\n" +
+	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\x12\x14\n" +
+	"\x05first\x18\x05 \x01(\rR\x05first\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1d\n" +
+	"\n" +
+	"refuse_all\x18\a \x01(\x01R\trefuseAll\"N\n" +
 	"\fIdDictionary\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\rR\x04base\x12\x14\n" +
-	"\x05added\x18\x03 \x03(\tR\x05added\"\xec\x03\n" +
+	"\x05added\x18\x03 \x03(\tR\x05added\"\x8f\x04\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -2094,7 +2220,8 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\n" +
 	"max_offers\x18\x06 \x01(\rR\tmaxOffers\x12&\n" +
 	"\x0frevoke_after_ms\x18\a \x01(\x03R\rrevokeAfterMs\x12:\n" +
-	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\"\\\n" +
+	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\x12!\n" +
+	"\fmetrics_base\x18\t \x01(\x04R\vmetricsBase\"\\\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRIGGER_TIMER\x10\x01\x12\x11\n" +
@@ -2114,7 +2241,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xdf\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc1\x04\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
@@ -2123,10 +2250,17 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vresponse_id\x18\x05 \x01(\x04R\n" +
 	"responseId\x12>\n" +
 	"\x0eresource_table\x18\x06 \x03(\v2\x17.corral.v1.ResourceListR\rresourceTable\x12\x1b\n" +
-	"\tids_epoch\x18\a \x01(\x04R\bidsEpoch\x1a:\n" +
+	"\tids_epoch\x18\a \x01(\x04R\bidsEpoch\x12!\n" +
+	"\fmetrics_base\x18\b \x01(\x04R\vmetricsBase\x12'\n" +
+	"\x0fmetrics_removed\x18\t \x03(\tR\x0emetricsRemoved\x12\x14\n" +
+	"\x05reads\x18\n" +
+	" \x01(\x04R\x05reads\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012\xcd\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*@\n" +
+	"\vWireFeature\x12\x1c\n" +
+	"\x18WIRE_FEATURE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fWIRE_REF_RANGES\x10\x012\xcd\x01\n" +
 	"\tAllocator\x12Y\n" +
 	"\x04Init\x12%.corral.plugin.allocator.v2.InitChunk\x1a(.corral.plugin.allocator.v2.InitResponse(\x01\x12e\n" +
 	"\bAllocate\x12+.corral.plugin.allocator.v2.AllocateRequest\x1a,.corral.plugin.allocator.v2.AllocateResponseBHZFgithub.com/corral-project/corral/pluginapi/allocator/proto;allocatorpbb\x06proto3"
@@ -2143,87 +2277,88 @@ func file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP() []byte {
 	return file_pluginapi_allocator_proto_allocator_proto_rawDescData
 }
 
-var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
-	(AllocateRequest_Trigger)(0),   // 0: corral.plugin.allocator.v2.AllocateRequest.Trigger
-	(*Agent)(nil),                  // 1: corral.plugin.allocator.v2.Agent
-	(*Framework)(nil),              // 2: corral.plugin.allocator.v2.Framework
-	(*Role)(nil),                   // 3: corral.plugin.allocator.v2.Role
-	(*Task)(nil),                   // 4: corral.plugin.allocator.v2.Task
-	(*Demand)(nil),                 // 5: corral.plugin.allocator.v2.Demand
-	(*Allocation)(nil),             // 6: corral.plugin.allocator.v2.Allocation
-	(*Filter)(nil),                 // 7: corral.plugin.allocator.v2.Filter
-	(*InitChunk)(nil),              // 8: corral.plugin.allocator.v2.InitChunk
-	(*InitResponse)(nil),           // 9: corral.plugin.allocator.v2.InitResponse
-	(*Delta)(nil),                  // 10: corral.plugin.allocator.v2.Delta
-	(*OfferRefRun)(nil),            // 11: corral.plugin.allocator.v2.OfferRefRun
-	(*IdDictionary)(nil),           // 12: corral.plugin.allocator.v2.IdDictionary
-	(*AllocateRequest)(nil),        // 13: corral.plugin.allocator.v2.AllocateRequest
-	(*OfferProposal)(nil),          // 14: corral.plugin.allocator.v2.OfferProposal
-	(*RevocationProposal)(nil),     // 15: corral.plugin.allocator.v2.RevocationProposal
-	(*AllocateResponse)(nil),       // 16: corral.plugin.allocator.v2.AllocateResponse
-	nil,                            // 17: corral.plugin.allocator.v2.Agent.AttributesEntry
-	nil,                            // 18: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	(*Delta_AgentRemoved)(nil),     // 19: corral.plugin.allocator.v2.Delta.AgentRemoved
-	(*Delta_FrameworkRemoved)(nil), // 20: corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	(*Delta_Recovered)(nil),        // 21: corral.plugin.allocator.v2.Delta.Recovered
-	(*Delta_Suppress)(nil),         // 22: corral.plugin.allocator.v2.Delta.Suppress
-	(*Delta_Revive)(nil),           // 23: corral.plugin.allocator.v2.Delta.Revive
-	(*Delta_TaskRemoved)(nil),      // 24: corral.plugin.allocator.v2.Delta.TaskRemoved
-	nil,                            // 25: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	(*proto.Resource)(nil),         // 26: corral.v1.Resource
-	(*proto.TaskShape)(nil),        // 27: corral.v1.TaskShape
-	(*proto.ResourceList)(nil),     // 28: corral.v1.ResourceList
-	(*proto.MinAllocatable)(nil),   // 29: corral.v1.MinAllocatable
+	(WireFeature)(0),               // 0: corral.plugin.allocator.v2.WireFeature
+	(AllocateRequest_Trigger)(0),   // 1: corral.plugin.allocator.v2.AllocateRequest.Trigger
+	(*Agent)(nil),                  // 2: corral.plugin.allocator.v2.Agent
+	(*Framework)(nil),              // 3: corral.plugin.allocator.v2.Framework
+	(*Role)(nil),                   // 4: corral.plugin.allocator.v2.Role
+	(*Task)(nil),                   // 5: corral.plugin.allocator.v2.Task
+	(*Demand)(nil),                 // 6: corral.plugin.allocator.v2.Demand
+	(*Allocation)(nil),             // 7: corral.plugin.allocator.v2.Allocation
+	(*Filter)(nil),                 // 8: corral.plugin.allocator.v2.Filter
+	(*InitChunk)(nil),              // 9: corral.plugin.allocator.v2.InitChunk
+	(*InitResponse)(nil),           // 10: corral.plugin.allocator.v2.InitResponse
+	(*Delta)(nil),                  // 11: corral.plugin.allocator.v2.Delta
+	(*OfferRefRun)(nil),            // 12: corral.plugin.allocator.v2.OfferRefRun
+	(*IdDictionary)(nil),           // 13: corral.plugin.allocator.v2.IdDictionary
+	(*AllocateRequest)(nil),        // 14: corral.plugin.allocator.v2.AllocateRequest
+	(*OfferProposal)(nil),          // 15: corral.plugin.allocator.v2.OfferProposal
+	(*RevocationProposal)(nil),     // 16: corral.plugin.allocator.v2.RevocationProposal
+	(*AllocateResponse)(nil),       // 17: corral.plugin.allocator.v2.AllocateResponse
+	nil,                            // 18: corral.plugin.allocator.v2.Agent.AttributesEntry
+	nil,                            // 19: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	(*Delta_AgentRemoved)(nil),     // 20: corral.plugin.allocator.v2.Delta.AgentRemoved
+	(*Delta_FrameworkRemoved)(nil), // 21: corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	(*Delta_Recovered)(nil),        // 22: corral.plugin.allocator.v2.Delta.Recovered
+	(*Delta_Suppress)(nil),         // 23: corral.plugin.allocator.v2.Delta.Suppress
+	(*Delta_Revive)(nil),           // 24: corral.plugin.allocator.v2.Delta.Revive
+	(*Delta_TaskRemoved)(nil),      // 25: corral.plugin.allocator.v2.Delta.TaskRemoved
+	nil,                            // 26: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	(*proto.Resource)(nil),         // 27: corral.v1.Resource
+	(*proto.TaskShape)(nil),        // 28: corral.v1.TaskShape
+	(*proto.ResourceList)(nil),     // 29: corral.v1.ResourceList
+	(*proto.MinAllocatable)(nil),   // 30: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
-	26, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
-	17, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
-	18, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	26, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
-	26, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
-	26, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
-	27, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
-	26, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
-	26, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
-	1,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
-	2,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
-	3,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
-	6,  // 12: corral.plugin.allocator.v2.InitChunk.allocations:type_name -> corral.plugin.allocator.v2.Allocation
-	7,  // 13: corral.plugin.allocator.v2.InitChunk.filters:type_name -> corral.plugin.allocator.v2.Filter
-	4,  // 14: corral.plugin.allocator.v2.InitChunk.tasks:type_name -> corral.plugin.allocator.v2.Task
-	5,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
-	1,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
-	1,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
-	19, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
-	2,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
-	2,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
-	20, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	3,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
-	6,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
-	21, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
-	22, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
-	23, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
-	4,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
-	4,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
-	24, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
-	5,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
-	11, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
-	10, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
-	0,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	12, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
-	26, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	14, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	25, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	15, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	28, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
-	29, // 40: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	6,  // 41: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
-	8,  // 42: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
-	13, // 43: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
-	9,  // 44: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
-	16, // 45: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
+	27, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
+	18, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
+	19, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	27, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
+	27, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
+	27, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
+	28, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
+	27, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
+	27, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
+	2,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
+	3,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
+	4,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
+	7,  // 12: corral.plugin.allocator.v2.InitChunk.allocations:type_name -> corral.plugin.allocator.v2.Allocation
+	8,  // 13: corral.plugin.allocator.v2.InitChunk.filters:type_name -> corral.plugin.allocator.v2.Filter
+	5,  // 14: corral.plugin.allocator.v2.InitChunk.tasks:type_name -> corral.plugin.allocator.v2.Task
+	6,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
+	2,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
+	2,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
+	20, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
+	3,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
+	3,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
+	21, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	4,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
+	7,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
+	22, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
+	23, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
+	24, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
+	5,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
+	5,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
+	25, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
+	6,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
+	12, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
+	11, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
+	1,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
+	13, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
+	27, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	15, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	26, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	16, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	29, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
+	30, // 40: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	7,  // 41: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
+	9,  // 42: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
+	14, // 43: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
+	10, // 44: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
+	17, // 45: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
 	44, // [44:46] is the sub-list for method output_type
 	42, // [42:44] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
@@ -2259,7 +2394,7 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_allocator_proto_allocator_proto_rawDesc), len(file_pluginapi_allocator_proto_allocator_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
