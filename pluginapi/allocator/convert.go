@@ -564,6 +564,21 @@ func allocateResponseToProto(r *AllocateResponse, enc idEncoder) *allocatorpb.Al
 // in ops (len(r.Offers) zero messages) listed in ptrs (empty): one array
 // backs every offer message, as a busy cycle has thousands. IDs enc holds
 // go as handles.
+// lastEncoded is the last ID an encoder encoded, and its wire form.
+type lastEncoded struct {
+	id, s string
+	h     uint32
+	set   bool
+}
+
+func (l *lastEncoded) encode(enc idEncoder, id string) (string, uint32) {
+	if !l.set || l.id != id {
+		l.s, l.h = enc.encode(id)
+		l.id, l.set = id, true
+	}
+	return l.s, l.h
+}
+
 func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocatorpb.OfferProposal, ops []allocatorpb.OfferProposal, r *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
 	p.AppliedVersion, p.Metrics = r.AppliedVersion, r.Metrics
 	// Each distinct resource list crosses the wire once; offers of
@@ -572,10 +587,13 @@ func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocato
 	var recent []int // indices into p.ResourceTable, most recent last
 	var recentRes []resources.Resources
 	p.Offers = ptrs
+	// Policies propose a framework's offers, and a role's, one after the
+	// other: the previous offer's handles save most dictionary lookups.
+	var fw, role lastEncoded
 	for i, o := range r.Offers {
 		op := &ops[i]
-		op.FrameworkId, op.FrameworkHandle = enc.encode(o.FrameworkID)
-		op.Role, op.RoleHandle = enc.encode(o.Role)
+		op.FrameworkId, op.FrameworkHandle = fw.encode(enc, o.FrameworkID)
+		op.Role, op.RoleHandle = role.encode(enc, o.Role)
 		op.AgentId, op.AgentHandle = enc.encode(o.AgentID)
 		found := -1
 		for i := len(recentRes) - 1; i >= 0; i-- {
