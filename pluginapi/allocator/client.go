@@ -122,6 +122,9 @@ func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateR
 	if !c.opts.NoMetricDeltas {
 		p.MetricsBase = c.metricsID
 	}
+	if !c.opts.NoOfferColumns {
+		p.Reads = uint64(allocatorpb.WireFeature_WIRE_OFFER_COLUMNS)
+	}
 	// The response is decoded from its bytes straight into the domain
 	// response (respdecode.go).
 	err = c.conn.Invoke(ctx, allocatorpb.Allocator_Allocate_FullMethodName, p, &c.raw,

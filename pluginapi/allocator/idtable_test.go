@@ -138,7 +138,9 @@ func TestInternedIDs(t *testing.T) {
 		{FrameworkID: "f1", Role: "r1", AgentID: "a1", Resources: resources.MustParse("cpus:1")},
 		{FrameworkID: "stranger", Role: "r1", AgentID: "a2", Resources: resources.MustParse("cpus:2")},
 	}}
-	c, wire := wirePair(t, impl, WireOptions{}, WireOptions{})
+	// Offers as messages, whose handles this test reads on the wire
+	// (TestWireFeatures has them in columns).
+	c, wire := wirePair(t, impl, WireOptions{NoOfferColumns: true}, WireOptions{})
 	if _, err := c.Init(context.Background(), idSnap); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,9 @@ type WireOptions struct {
 	// NoMetricDeltas: a host always asks for all metrics (no
 	// metrics_base), a plugin always sends them all (see metrics.go).
 	NoMetricDeltas bool
+	// NoOfferColumns: a host does not announce that it reads offers in
+	// columns (WIRE_OFFER_COLUMNS), a plugin never sends them.
+	NoOfferColumns bool
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

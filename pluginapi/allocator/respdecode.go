@@ -147,7 +147,8 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		return out, err
 	}
 	// Pass 2: the offers.
-	out.resp.Offers = make([]Proposal, 0, nOffers)
+	cols := rest.GetOfferColumns()
+	out.resp.Offers = make([]Proposal, 0, nOffers+len(cols.GetAgent()))
 	for p := b; len(p) > 0; {
 		num, typ, n := protowire.ConsumeTag(p)
 		p = p[n:]
@@ -163,7 +164,55 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		}
 		out.resp.Offers = append(out.resp.Offers, o)
 	}
+	if out.resp.Offers, err = columnOffers(out.resp.Offers, cols, tab, table); err != nil {
+		return out, err
+	}
 	return out, nil
+}
+
+// columnOffers appends the offers of cols (nil: none) to out.
+func columnOffers(out []Proposal, cols *allocatorpb.OfferColumns, tab idTable, table []resources.Resources) ([]Proposal, error) {
+	n := len(cols.GetAgent())
+	if len(cols.GetFramework()) != n || len(cols.GetRole()) != n || len(cols.GetResourcesRef()) != n {
+		return nil, fmt.Errorf("offer columns of %d frameworks, %d roles, %d agents and %d resources",
+			len(cols.GetFramework()), len(cols.GetRole()), n, len(cols.GetResourcesRef()))
+	}
+	for i := range n {
+		o, err := columnOffer(cols, i, tab, table)
+		if err != nil {
+			return nil, fmt.Errorf("offer %d: %w", len(out), err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func columnOffer(cols *allocatorpb.OfferColumns, i int, tab idTable, table []resources.Resources) (Proposal, error) {
+	var o Proposal
+	var err error
+	if o.FrameworkID, err = columnID(tab, cols.Framework[i], "framework"); err != nil {
+		return o, err
+	}
+	if o.Role, err = columnID(tab, cols.Role[i], "role"); err != nil {
+		return o, err
+	}
+	if o.AgentID, err = columnID(tab, cols.Agent[i], "agent"); err != nil {
+		return o, err
+	}
+	ref := cols.ResourcesRef[i]
+	if ref == 0 || int(ref) > len(table) {
+		return o, fmt.Errorf("framework %q, agent %q: refers to resource list %d of %d", o.FrameworkID, o.AgentID, ref, len(table))
+	}
+	o.Resources = table[ref-1]
+	return o, nil
+}
+
+// columnID is the ID of a handle in offer columns, where 0 is no ID.
+func columnID(tab idTable, h uint32, what string) (string, error) {
+	if h == 0 {
+		return "", fmt.Errorf("%s handle 0 in offer columns", what)
+	}
+	return tab.decode("", h, what)
 }
 
 func decodeOffer(b []byte, tab idTable, table []resources.Resources) (Proposal, error) {

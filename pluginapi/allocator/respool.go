@@ -25,6 +25,7 @@ type responseBuf struct {
 	msg  allocatorpb.AllocateResponse
 	ops  []allocatorpb.OfferProposal
 	ptrs []*allocatorpb.OfferProposal
+	cols allocatorpb.OfferColumns
 }
 
 var (
@@ -72,6 +73,8 @@ func releaseResponse(m *allocatorpb.AllocateResponse) {
 	}
 	clear(b.ptrs[:cap(b.ptrs)])
 	b.msg = allocatorpb.AllocateResponse{}
+	b.cols.Framework, b.cols.Role = b.cols.Framework[:0], b.cols.Role[:0]
+	b.cols.Agent, b.cols.ResourcesRef = b.cols.Agent[:0], b.cols.ResourcesRef[:0]
 	responseBufs.Put(b)
 }
 

@@ -109,13 +109,18 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 		enc = s.ids.enc
 	}
 	var out *allocatorpb.AllocateResponse
-	if recycling.Load() {
+	if epoch != 0 && p.GetReads()&uint64(allocatorpb.WireFeature_WIRE_OFFER_COLUMNS) != 0 && !s.wire.NoOfferColumns {
+		out = columnsResponse(resp, enc)
+	}
+	switch {
+	case out != nil:
+	case recycling.Load():
 		// Built in a leased buffer that the server's codec hands back
 		// once it is marshalled (respool.go).
 		var rb *responseBuf
 		out, rb = leaseResponse(len(resp.Offers))
 		allocateResponseToProtoIn(out, rb.ptrs, rb.ops, resp, enc)
-	} else {
+	default:
 		out = allocateResponseToProto(resp, enc)
 	}
 	out.IdsEpoch = epoch
@@ -138,4 +143,23 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	}
 	s.offers.remember(out.ResponseId, resp.Offers, false)
 	return out, nil
+}
+
+// columnsResponse is resp's wire form with its offers in columns (in a
+// leased buffer when responses are recycled), or nil when an offer names
+// an ID enc has no handle for.
+func columnsResponse(resp *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
+	if !recycling.Load() {
+		out := &allocatorpb.AllocateResponse{}
+		if !allocateResponseToColumns(out, &allocatorpb.OfferColumns{}, resp, enc) {
+			return nil
+		}
+		return out
+	}
+	out, rb := leaseResponse(0)
+	if !allocateResponseToColumns(out, &rb.cols, resp, enc) {
+		releaseResponse(out)
+		return nil
+	}
+	return out
 }

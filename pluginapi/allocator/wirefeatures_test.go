@@ -12,7 +12,8 @@ import (
 	"github.com/corral-project/corral/sdk/resources"
 )
 
-// sharesPlugin offers three agents every cycle and reports metrics that
+// sharesPlugin makes three offers every cycle (one on an agent the host
+// never named in the third) and reports metrics that
 // change a little from one cycle to the next: share/f<n> for n up to
 // 3, the cycle's own share/f<cycle%3> changed, and "dropped" only in
 // even cycles. It records the deltas it is given.
@@ -51,7 +52,11 @@ func (p *sharesPlugin) Allocate(_ context.Context, req *AllocateRequest) (*Alloc
 	p.deltas = append(p.deltas, kept)
 	p.cycles++
 	resp := &AllocateResponse{AppliedVersion: req.TargetVersion, Metrics: p.metricsOf(p.cycles)}
-	for _, a := range []string{"a1", "a2", "a3"} {
+	agents := []string{"a1", "a2", "a1"}
+	if p.cycles == 3 {
+		agents[2] = "a9" // not in the host's dictionary: no columns
+	}
+	for _, a := range agents {
 		resp.Offers = append(resp.Offers, Proposal{FrameworkID: "f1", Role: "r1", AgentID: a, Resources: resources.MustParse("cpus:2")})
 	}
 	return resp, nil
@@ -75,13 +80,13 @@ func answer(resp *AllocateResponse, base uint64, refuse float64) []Delta {
 
 // TestWireFeatures: between a host and a plugin of this build, offer
 // references go as ranges with one refuse duration once the plugin
-// announced that it reads them, and metrics as changes from the second
-// cycle on; the plugin sees the same deltas and the master the same
+// announced that it reads them, metrics as changes from the second cycle
+// on, and offers in columns when the dictionary names all their IDs; the plugin sees the same deltas and the master the same
 // complete metrics as when every part goes whole, with hosts and plugins
 // built before either (the options stand for them); after a re-Init the
 // host asks for all metrics again.
 func TestWireFeatures(t *testing.T) {
-	old := WireOptions{NoCompactRefs: true, NoMetricDeltas: true}
+	old := WireOptions{NoCompactRefs: true, NoMetricDeltas: true, NoOfferColumns: true}
 	for _, tc := range []struct {
 		name         string
 		host, plugin WireOptions
@@ -133,6 +138,12 @@ func TestWireFeatures(t *testing.T) {
 				if wantDeltas && (len(out.Metrics) < 2 || len(out.MetricsRemoved)+len(out.Metrics) != 3) {
 					t.Errorf("cycle %d: changed metrics %v, removed %v; want two changed shares and %q added or removed",
 						i, out.Metrics, out.MetricsRemoved, "dropped")
+				}
+				if cols := tc.compact && i != 2; (out.OfferColumns != nil) != cols || cols && len(out.Offers) != 0 {
+					t.Errorf("cycle %d: %d offers as messages, columns %v; want columns %v", i, len(out.Offers), out.OfferColumns, cols)
+				}
+				if len(resp.Offers) != 3 || resp.Offers[2].AgentID != map[bool]string{true: "a9", false: "a1"}[i == 2] {
+					t.Errorf("cycle %d: offers %+v", i, resp.Offers)
 				}
 				deltas = answer(resp, base, refuse)
 				if i == 3 {

@@ -32,16 +32,19 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// WireFeature bits: optional request forms the plugin-side glue reads,
-// announced in AllocateResponse.reads. A host uses one only once a
-// response announced it, so hosts and plugins built before either know
-// nothing of them.
+// WireFeature bits: optional forms one side of the glue reads. The
+// plugin side announces those of requests in AllocateResponse.reads, and
+// a host uses one only once a response announced it; the host announces
+// those of responses in AllocateRequest.reads. Hosts and plugins built
+// before know nothing of them and so never see them.
 type WireFeature int32
 
 const (
 	WireFeature_WIRE_FEATURE_UNSPECIFIED WireFeature = 0
-	// OfferRefRun.first, count and refuse_all.
+	// Requests: OfferRefRun.first, count and refuse_all.
 	WireFeature_WIRE_REF_RANGES WireFeature = 1
+	// Responses: AllocateResponse.offer_columns.
+	WireFeature_WIRE_OFFER_COLUMNS WireFeature = 2
 )
 
 // Enum value maps for WireFeature.
@@ -49,10 +52,12 @@ var (
 	WireFeature_name = map[int32]string{
 		0: "WIRE_FEATURE_UNSPECIFIED",
 		1: "WIRE_REF_RANGES",
+		2: "WIRE_OFFER_COLUMNS",
 	}
 	WireFeature_value = map[string]int32{
 		"WIRE_FEATURE_UNSPECIFIED": 0,
 		"WIRE_REF_RANGES":          1,
+		"WIRE_OFFER_COLUMNS":       2,
 	}
 )
 
@@ -132,7 +137,7 @@ func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocateRequest_Trigger.Descriptor instead.
 func (AllocateRequest_Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12, 0}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Agent struct {
@@ -1293,6 +1298,80 @@ func (x *OfferRefRun) GetRefuseAll() float64 {
 	return 0
 }
 
+// OfferColumns is a response's offers in columns, for a host that
+// announced WIRE_OFFER_COLUMNS and when every offer's IDs are in the
+// request's IdDictionary: offer i is framework[i], role[i] and agent[i]
+// (handles) with the resources resource_table[resources_ref[i] - 1]. Each
+// column is one packed array, where OfferProposal messages cost a tag and
+// a length per offer and per field.
+type OfferColumns struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Framework     []uint32               `protobuf:"varint,1,rep,packed,name=framework,proto3" json:"framework,omitempty"`
+	Role          []uint32               `protobuf:"varint,2,rep,packed,name=role,proto3" json:"role,omitempty"`
+	Agent         []uint32               `protobuf:"varint,3,rep,packed,name=agent,proto3" json:"agent,omitempty"`
+	ResourcesRef  []uint32               `protobuf:"varint,4,rep,packed,name=resources_ref,json=resourcesRef,proto3" json:"resources_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferColumns) Reset() {
+	*x = OfferColumns{}
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferColumns) ProtoMessage() {}
+
+func (x *OfferColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferColumns.ProtoReflect.Descriptor instead.
+func (*OfferColumns) Descriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OfferColumns) GetFramework() []uint32 {
+	if x != nil {
+		return x.Framework
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetRole() []uint32 {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetAgent() []uint32 {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetResourcesRef() []uint32 {
+	if x != nil {
+		return x.ResourcesRef
+	}
+	return nil
+}
+
 // IdDictionary interns agent IDs, framework IDs and role names: a host that
 // sets it in AllocateRequest.ids announces that it reads handles in the
 // response, and gives the plugin every ID it has sent it so far, once:
@@ -1313,7 +1392,7 @@ type IdDictionary struct {
 
 func (x *IdDictionary) Reset() {
 	*x = IdDictionary{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1404,7 @@ func (x *IdDictionary) String() string {
 func (*IdDictionary) ProtoMessage() {}
 
 func (x *IdDictionary) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1417,7 @@ func (x *IdDictionary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdDictionary.ProtoReflect.Descriptor instead.
 func (*IdDictionary) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IdDictionary) GetEpoch() uint64 {
@@ -1382,14 +1461,16 @@ type AllocateRequest struct {
 	// response_id of the last response whose metrics the host holds in
 	// full. The plugin may then answer with only the metrics that changed
 	// since (AllocateResponse.metrics_base). 0: send them all.
-	MetricsBase   uint64 `protobuf:"varint,9,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
+	MetricsBase uint64 `protobuf:"varint,9,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
+	// WireFeature bits of response forms this host reads.
+	Reads         uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1482,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1495,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AllocateRequest) GetBaseVersion() uint64 {
@@ -1480,6 +1561,13 @@ func (x *AllocateRequest) GetMetricsBase() uint64 {
 	return 0
 }
 
+func (x *AllocateRequest) GetReads() uint64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
 type OfferProposal struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
@@ -1501,7 +1589,7 @@ type OfferProposal struct {
 
 func (x *OfferProposal) Reset() {
 	*x = OfferProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1601,7 @@ func (x *OfferProposal) String() string {
 func (*OfferProposal) ProtoMessage() {}
 
 func (x *OfferProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1614,7 @@ func (x *OfferProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferProposal.ProtoReflect.Descriptor instead.
 func (*OfferProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OfferProposal) GetFrameworkId() string {
@@ -1601,7 +1689,7 @@ type RevocationProposal struct {
 
 func (x *RevocationProposal) Reset() {
 	*x = RevocationProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1701,7 @@ func (x *RevocationProposal) String() string {
 func (*RevocationProposal) ProtoMessage() {}
 
 func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1714,7 @@ func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationProposal.ProtoReflect.Descriptor instead.
 func (*RevocationProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevocationProposal) GetFrameworkId() string {
@@ -1676,14 +1764,16 @@ type AllocateResponse struct {
 	MetricsBase    uint64   `protobuf:"varint,8,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
 	MetricsRemoved []string `protobuf:"bytes,9,rep,name=metrics_removed,json=metricsRemoved,proto3" json:"metrics_removed,omitempty"`
 	// WireFeature bits the plugin-side glue reads in requests.
-	Reads         uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
+	Reads uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
+	// The offers, after those of offers (if any), in columns.
+	OfferColumns  *OfferColumns `protobuf:"bytes,11,opt,name=offer_columns,json=offerColumns,proto3" json:"offer_columns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1785,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1798,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{15}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AllocateResponse) GetAppliedVersion() uint64 {
@@ -1781,6 +1871,13 @@ func (x *AllocateResponse) GetReads() uint64 {
 	return 0
 }
 
+func (x *AllocateResponse) GetOfferColumns() *OfferColumns {
+	if x != nil {
+		return x.OfferColumns
+	}
+	return nil
+}
+
 type Delta_AgentRemoved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -1790,7 +1887,7 @@ type Delta_AgentRemoved struct {
 
 func (x *Delta_AgentRemoved) Reset() {
 	*x = Delta_AgentRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1899,7 @@ func (x *Delta_AgentRemoved) String() string {
 func (*Delta_AgentRemoved) ProtoMessage() {}
 
 func (x *Delta_AgentRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1931,7 @@ type Delta_FrameworkRemoved struct {
 
 func (x *Delta_FrameworkRemoved) Reset() {
 	*x = Delta_FrameworkRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1943,7 @@ func (x *Delta_FrameworkRemoved) String() string {
 func (*Delta_FrameworkRemoved) ProtoMessage() {}
 
 func (x *Delta_FrameworkRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1978,7 @@ type Delta_Recovered struct {
 
 func (x *Delta_Recovered) Reset() {
 	*x = Delta_Recovered{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1990,7 @@ func (x *Delta_Recovered) String() string {
 func (*Delta_Recovered) ProtoMessage() {}
 
 func (x *Delta_Recovered) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2030,7 @@ type Delta_Suppress struct {
 
 func (x *Delta_Suppress) Reset() {
 	*x = Delta_Suppress{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2042,7 @@ func (x *Delta_Suppress) String() string {
 func (*Delta_Suppress) ProtoMessage() {}
 
 func (x *Delta_Suppress) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2082,7 @@ type Delta_Revive struct {
 
 func (x *Delta_Revive) Reset() {
 	*x = Delta_Revive{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2094,7 @@ func (x *Delta_Revive) String() string {
 func (*Delta_Revive) ProtoMessage() {}
 
 func (x *Delta_Revive) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2134,7 @@ type Delta_TaskRemoved struct {
 
 func (x *Delta_TaskRemoved) Reset() {
 	*x = Delta_TaskRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2146,7 @@ func (x *Delta_TaskRemoved) String() string {
 func (*Delta_TaskRemoved) ProtoMessage() {}
 
 func (x *Delta_TaskRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,11 +2303,16 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x05first\x18\x05 \x01(\rR\x05first\x12\x14\n" +
 	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1d\n" +
 	"\n" +
-	"refuse_all\x18\a \x01(\x01R\trefuseAll\"N\n" +
+	"refuse_all\x18\a \x01(\x01R\trefuseAll\"{\n" +
+	"\fOfferColumns\x12\x1c\n" +
+	"\tframework\x18\x01 \x03(\rR\tframework\x12\x12\n" +
+	"\x04role\x18\x02 \x03(\rR\x04role\x12\x14\n" +
+	"\x05agent\x18\x03 \x03(\rR\x05agent\x12#\n" +
+	"\rresources_ref\x18\x04 \x03(\rR\fresourcesRef\"N\n" +
 	"\fIdDictionary\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\rR\x04base\x12\x14\n" +
-	"\x05added\x18\x03 \x03(\tR\x05added\"\x8f\x04\n" +
+	"\x05added\x18\x03 \x03(\tR\x05added\"\xa5\x04\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -2221,7 +2323,9 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"max_offers\x18\x06 \x01(\rR\tmaxOffers\x12&\n" +
 	"\x0frevoke_after_ms\x18\a \x01(\x03R\rrevokeAfterMs\x12:\n" +
 	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\x12!\n" +
-	"\fmetrics_base\x18\t \x01(\x04R\vmetricsBase\"\\\n" +
+	"\fmetrics_base\x18\t \x01(\x04R\vmetricsBase\x12\x14\n" +
+	"\x05reads\x18\n" +
+	" \x01(\x04R\x05reads\"\\\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRIGGER_TIMER\x10\x01\x12\x11\n" +
@@ -2241,7 +2345,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc1\x04\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x90\x05\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
@@ -2254,13 +2358,15 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\fmetrics_base\x18\b \x01(\x04R\vmetricsBase\x12'\n" +
 	"\x0fmetrics_removed\x18\t \x03(\tR\x0emetricsRemoved\x12\x14\n" +
 	"\x05reads\x18\n" +
-	" \x01(\x04R\x05reads\x1a:\n" +
+	" \x01(\x04R\x05reads\x12M\n" +
+	"\roffer_columns\x18\v \x01(\v2(.corral.plugin.allocator.v2.OfferColumnsR\fofferColumns\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*@\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*X\n" +
 	"\vWireFeature\x12\x1c\n" +
 	"\x18WIRE_FEATURE_UNSPECIFIED\x10\x00\x12\x13\n" +
-	"\x0fWIRE_REF_RANGES\x10\x012\xcd\x01\n" +
+	"\x0fWIRE_REF_RANGES\x10\x01\x12\x16\n" +
+	"\x12WIRE_OFFER_COLUMNS\x10\x022\xcd\x01\n" +
 	"\tAllocator\x12Y\n" +
 	"\x04Init\x12%.corral.plugin.allocator.v2.InitChunk\x1a(.corral.plugin.allocator.v2.InitResponse(\x01\x12e\n" +
 	"\bAllocate\x12+.corral.plugin.allocator.v2.AllocateRequest\x1a,.corral.plugin.allocator.v2.AllocateResponseBHZFgithub.com/corral-project/corral/pluginapi/allocator/proto;allocatorpbb\x06proto3"
@@ -2278,7 +2384,7 @@ func file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP() []byte {
 }
 
 var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(WireFeature)(0),               // 0: corral.plugin.allocator.v2.WireFeature
 	(AllocateRequest_Trigger)(0),   // 1: corral.plugin.allocator.v2.AllocateRequest.Trigger
@@ -2293,35 +2399,36 @@ var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
 	(*InitResponse)(nil),           // 10: corral.plugin.allocator.v2.InitResponse
 	(*Delta)(nil),                  // 11: corral.plugin.allocator.v2.Delta
 	(*OfferRefRun)(nil),            // 12: corral.plugin.allocator.v2.OfferRefRun
-	(*IdDictionary)(nil),           // 13: corral.plugin.allocator.v2.IdDictionary
-	(*AllocateRequest)(nil),        // 14: corral.plugin.allocator.v2.AllocateRequest
-	(*OfferProposal)(nil),          // 15: corral.plugin.allocator.v2.OfferProposal
-	(*RevocationProposal)(nil),     // 16: corral.plugin.allocator.v2.RevocationProposal
-	(*AllocateResponse)(nil),       // 17: corral.plugin.allocator.v2.AllocateResponse
-	nil,                            // 18: corral.plugin.allocator.v2.Agent.AttributesEntry
-	nil,                            // 19: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	(*Delta_AgentRemoved)(nil),     // 20: corral.plugin.allocator.v2.Delta.AgentRemoved
-	(*Delta_FrameworkRemoved)(nil), // 21: corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	(*Delta_Recovered)(nil),        // 22: corral.plugin.allocator.v2.Delta.Recovered
-	(*Delta_Suppress)(nil),         // 23: corral.plugin.allocator.v2.Delta.Suppress
-	(*Delta_Revive)(nil),           // 24: corral.plugin.allocator.v2.Delta.Revive
-	(*Delta_TaskRemoved)(nil),      // 25: corral.plugin.allocator.v2.Delta.TaskRemoved
-	nil,                            // 26: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	(*proto.Resource)(nil),         // 27: corral.v1.Resource
-	(*proto.TaskShape)(nil),        // 28: corral.v1.TaskShape
-	(*proto.ResourceList)(nil),     // 29: corral.v1.ResourceList
-	(*proto.MinAllocatable)(nil),   // 30: corral.v1.MinAllocatable
+	(*OfferColumns)(nil),           // 13: corral.plugin.allocator.v2.OfferColumns
+	(*IdDictionary)(nil),           // 14: corral.plugin.allocator.v2.IdDictionary
+	(*AllocateRequest)(nil),        // 15: corral.plugin.allocator.v2.AllocateRequest
+	(*OfferProposal)(nil),          // 16: corral.plugin.allocator.v2.OfferProposal
+	(*RevocationProposal)(nil),     // 17: corral.plugin.allocator.v2.RevocationProposal
+	(*AllocateResponse)(nil),       // 18: corral.plugin.allocator.v2.AllocateResponse
+	nil,                            // 19: corral.plugin.allocator.v2.Agent.AttributesEntry
+	nil,                            // 20: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	(*Delta_AgentRemoved)(nil),     // 21: corral.plugin.allocator.v2.Delta.AgentRemoved
+	(*Delta_FrameworkRemoved)(nil), // 22: corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	(*Delta_Recovered)(nil),        // 23: corral.plugin.allocator.v2.Delta.Recovered
+	(*Delta_Suppress)(nil),         // 24: corral.plugin.allocator.v2.Delta.Suppress
+	(*Delta_Revive)(nil),           // 25: corral.plugin.allocator.v2.Delta.Revive
+	(*Delta_TaskRemoved)(nil),      // 26: corral.plugin.allocator.v2.Delta.TaskRemoved
+	nil,                            // 27: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	(*proto.Resource)(nil),         // 28: corral.v1.Resource
+	(*proto.TaskShape)(nil),        // 29: corral.v1.TaskShape
+	(*proto.ResourceList)(nil),     // 30: corral.v1.ResourceList
+	(*proto.MinAllocatable)(nil),   // 31: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
-	27, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
-	18, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
-	19, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	27, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
-	27, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
-	27, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
-	28, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
-	27, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
-	27, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
+	28, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
+	19, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
+	20, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	28, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
+	28, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
+	28, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
+	29, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
+	28, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
+	28, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
 	2,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
 	3,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
 	4,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
@@ -2331,39 +2438,40 @@ var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
 	6,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
 	2,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
 	2,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
-	20, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
+	21, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
 	3,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
 	3,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
-	21, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	22, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
 	4,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
 	7,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
-	22, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
-	23, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
-	24, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
+	23, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
+	24, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
+	25, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
 	5,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
 	5,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
-	25, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
+	26, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
 	6,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
 	12, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
 	11, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
 	1,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	13, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
-	27, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	15, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	26, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	16, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	29, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
-	30, // 40: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	7,  // 41: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
-	9,  // 42: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
-	14, // 43: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
-	10, // 44: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
-	17, // 45: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
-	44, // [44:46] is the sub-list for method output_type
-	42, // [42:44] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	14, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
+	28, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	16, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	27, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	17, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	30, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
+	13, // 40: corral.plugin.allocator.v2.AllocateResponse.offer_columns:type_name -> corral.plugin.allocator.v2.OfferColumns
+	31, // 41: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	7,  // 42: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
+	9,  // 43: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
+	15, // 44: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
+	10, // 45: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
+	18, // 46: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
+	45, // [45:47] is the sub-list for method output_type
+	43, // [43:45] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_pluginapi_allocator_proto_allocator_proto_init() }
@@ -2395,7 +2503,7 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_allocator_proto_allocator_proto_rawDesc), len(file_pluginapi_allocator_proto_allocator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
