@@ -2,9 +2,11 @@ package allocator
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 
 	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Offer references: every cycle the master commits the plugin's proposals
@@ -199,6 +201,8 @@ func compactRun(run *allocatorpb.OfferRefRun) {
 		}
 		if consecutive {
 			run.First, run.Count, run.Indices = idx[0], uint32(len(idx)), nil
+		} else {
+			membersOf(run)
 		}
 	}
 	if rs := run.RefuseSeconds; len(rs) > 1 && rs[0] != 0 {
@@ -216,10 +220,41 @@ func compactRun(run *allocatorpb.OfferRefRun) {
 // can hold (each offer takes at least a few bytes).
 const maxRunOffers = 1 << 22
 
-// runLen is the number of offers run names, in either form.
+// membersOf rewrites run's indices as a bitmap when they ascend and the
+// bitmap is the smaller: a cycle's declined offers, say, which are most
+// of its offers but not all.
+func membersOf(run *allocatorpb.OfferRefRun) {
+	idx := run.Indices
+	size := 0 // of the packed varints
+	for i, v := range idx {
+		if i > 0 && v <= idx[i-1] {
+			return
+		}
+		size += protowire.SizeVarint(uint64(v))
+	}
+	span := int(idx[len(idx)-1]-idx[0]) + 1
+	if (span+7)/8 >= size {
+		return
+	}
+	members := make([]byte, (span+7)/8)
+	for _, v := range idx {
+		i := v - idx[0]
+		members[i/8] |= 1 << (i % 8)
+	}
+	run.First, run.Members, run.Indices = idx[0], members, nil
+}
+
+// runLen is the number of offers run names, in any form.
 func runLen(run *allocatorpb.OfferRefRun) int {
 	if n := run.GetCount(); n > 0 {
 		return int(n)
+	}
+	if m := run.GetMembers(); len(m) > 0 {
+		n := 0
+		for _, b := range m {
+			n += bits.OnesCount8(b)
+		}
+		return n
 	}
 	return len(run.GetIndices())
 }
@@ -231,8 +266,14 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
 	n := runLen(run)
-	if run.GetCount() > 0 && len(run.GetIndices()) > 0 {
-		return nil, fmt.Errorf("delta version %d: offer references both as a range and as %d indices", p.GetVersion(), len(run.GetIndices()))
+	forms := 0
+	for _, used := range []bool{run.GetCount() > 0, len(run.GetMembers()) > 0, len(run.GetIndices()) > 0} {
+		if used {
+			forms++
+		}
+	}
+	if forms > 1 {
+		return nil, fmt.Errorf("delta version %d: offer references in %d forms at once (range, bitmap, indices)", p.GetVersion(), forms)
 	}
 	rs := run.GetRefuseSeconds()
 	if len(rs) != 0 && len(rs) != n {
@@ -248,10 +289,20 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 		kind = Recovered
 	}
 	indices, first, ranged := run.GetIndices(), uint64(run.GetFirst()), run.GetCount() > 0
+	members, bit := run.GetMembers(), uint64(0)
 	refuseAll := run.GetRefuseAll()
 	for i := range n {
-		index := first + uint64(i)
-		if !ranged {
+		var index uint64
+		switch {
+		case ranged:
+			index = first + uint64(i)
+		case len(members) > 0:
+			for members[bit/8]>>(bit%8)&1 == 0 {
+				bit++
+			}
+			index = first + bit
+			bit++
+		default:
 			index = uint64(indices[i])
 		}
 		if index >= uint64(len(so.offers)) {

@@ -197,9 +197,10 @@ func TestMetricChangesOutOfStep(t *testing.T) {
 	}
 }
 
-// TestCompactRun: only consecutive indices become a range and only one
-// non-zero refuse duration throughout becomes refuse_all; the plugin side
-// refuses a run in both forms and a range past the response.
+// TestCompactRun: only consecutive indices become a range, ascending ones
+// a bitmap when it is the smaller, and only one non-zero refuse duration
+// throughout becomes refuse_all; the plugin side expands them, and
+// refuses a run in two forms at once and one past the response.
 func TestCompactRun(t *testing.T) {
 	for _, tc := range []struct {
 		indices       []uint32
@@ -209,7 +210,9 @@ func TestCompactRun(t *testing.T) {
 		keptIdx, kept int
 	}{
 		{[]uint32{4, 5, 6}, []float64{60, 60, 60}, 4, 3, 60, 0, 0},
-		{[]uint32{4, 6, 7}, []float64{60, 60, 5}, 0, 0, 0, 3, 3},
+		{[]uint32{6, 4, 7}, []float64{60, 60, 5}, 0, 0, 0, 3, 3},
+		{[]uint32{4, 6, 7, 300}, nil, 0, 0, 0, 4, 0}, // a bitmap of 37 bytes is larger
+		{[]uint32{4, 6, 7, 12}, []float64{60, 60, 60, 60}, 4, 0, 60, 0, 0},
 		{[]uint32{4}, nil, 0, 0, 0, 1, 0},
 	} {
 		run := &allocatorpb.OfferRefRun{Indices: slices.Clone(tc.indices), RefuseSeconds: slices.Clone(tc.refuse)}
@@ -218,17 +221,35 @@ func TestCompactRun(t *testing.T) {
 			t.Errorf("%v %v compacted to %v", tc.indices, tc.refuse, run)
 		}
 	}
+	run := &allocatorpb.OfferRefRun{Indices: []uint32{4, 6, 7, 12}}
+	compactRun(run)
+	if !slices.Equal(run.Members, []byte{0b1101, 0b1}) {
+		t.Errorf("bitmap of 4, 6, 7, 12 from 4: %08b", run.Members)
+	}
 	var m offerMemory
+	var sent []Proposal
+	for i := range 16 {
+		sent = append(sent, Proposal{AgentID: fmt.Sprint("a", i)})
+	}
+	m.remember(8, sent, false)
+	out, err := m.expandRun(nil, &allocatorpb.Delta{Version: 3}, &allocatorpb.OfferRefRun{ResponseId: 8, First: run.First, Members: run.Members})
+	if err != nil || len(out) != 4 || out[0].Allocation.AgentID != "a4" || out[1].Allocation.AgentID != "a6" || out[3].Allocation.AgentID != "a12" || out[3].Version != 6 {
+		t.Errorf("bitmap expanded to %+v (%v)", out, err)
+	}
+	if _, err := m.expandRun(nil, &allocatorpb.Delta{Version: 3}, &allocatorpb.OfferRefRun{ResponseId: 8, First: 10, Members: run.Members}); err == nil {
+		t.Error("a bitmap past the response's offers expanded")
+	}
 	m.remember(9, []Proposal{{AgentID: "a"}, {AgentID: "b"}}, false)
 	for _, run := range []*allocatorpb.OfferRefRun{
 		{ResponseId: 9, First: 1, Count: 2},
 		{ResponseId: 9, Count: 1, Indices: []uint32{0}},
+		{ResponseId: 9, Members: []byte{1}, Indices: []uint32{0}},
 	} {
 		if _, err := m.expandRun(nil, &allocatorpb.Delta{Version: 3}, run); err == nil {
 			t.Errorf("run %v expanded", run)
 		}
 	}
-	out, err := m.expandRun(nil, &allocatorpb.Delta{Version: 3}, &allocatorpb.OfferRefRun{ResponseId: 9, Recovered: true, First: 0, Count: 2, RefuseAll: 30})
+	out, err = m.expandRun(nil, &allocatorpb.Delta{Version: 3}, &allocatorpb.OfferRefRun{ResponseId: 9, Recovered: true, First: 0, Count: 2, RefuseAll: 30})
 	if err != nil || len(out) != 2 || out[1].Allocation.AgentID != "b" || out[1].RefuseSeconds != 30 || out[1].Version != 4 {
 		t.Errorf("range 0..1 of response 9 expanded to %+v (%v)", out, err)
 	}

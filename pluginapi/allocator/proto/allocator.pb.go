@@ -1212,9 +1212,15 @@ type OfferRefRun struct {
 	// first+1, ..., first+count-1 and indices is empty; when refuse_all is
 	// not 0 and refuse_seconds is empty, every recovered offer of the run
 	// was declined for refuse_all seconds.
-	First         uint32  `protobuf:"varint,5,opt,name=first,proto3" json:"first,omitempty"`
-	Count         uint32  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
-	RefuseAll     float64 `protobuf:"fixed64,7,opt,name=refuse_all,json=refuseAll,proto3" json:"refuse_all,omitempty"`
+	First     uint32  `protobuf:"varint,5,opt,name=first,proto3" json:"first,omitempty"`
+	Count     uint32  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	RefuseAll float64 `protobuf:"fixed64,7,opt,name=refuse_all,json=refuseAll,proto3" json:"refuse_all,omitempty"`
+	// Also under WIRE_REF_RANGES, for runs in ascending order with gaps
+	// (the declined offers among a cycle's, the kept ones left out): when
+	// not empty, the run is the offers first + i for every bit i set in
+	// members (bit i is members[i/8] >> (i%8) & 1), in ascending order;
+	// indices is then empty and count 0.
+	Members       []byte `protobuf:"bytes,8,opt,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1302,13 @@ func (x *OfferRefRun) GetRefuseAll() float64 {
 		return x.RefuseAll
 	}
 	return 0
+}
+
+func (x *OfferRefRun) GetMembers() []byte {
+	if x != nil {
+		return x.Members
+	}
+	return nil
 }
 
 // OfferColumns is a response's offers in columns, for a host that
@@ -2293,7 +2306,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vTaskRemoved\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskIdB\b\n" +
-	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\xd8\x01\n" +
+	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\xf2\x01\n" +
 	"\vOfferRefRun\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x04R\n" +
 	"responseId\x12\x1c\n" +
@@ -2303,7 +2316,8 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\x05first\x18\x05 \x01(\rR\x05first\x12\x14\n" +
 	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1d\n" +
 	"\n" +
-	"refuse_all\x18\a \x01(\x01R\trefuseAll\"{\n" +
+	"refuse_all\x18\a \x01(\x01R\trefuseAll\x12\x18\n" +
+	"\amembers\x18\b \x01(\fR\amembers\"{\n" +
 	"\fOfferColumns\x12\x1c\n" +
 	"\tframework\x18\x01 \x03(\rR\tframework\x12\x12\n" +
 	"\x04role\x18\x02 \x03(\rR\x04role\x12\x14\n" +
