@@ -113,8 +113,11 @@ func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateR
 	c.ids.mu.Lock()
 	defer c.ids.mu.Unlock()
 	c.ids.noteRemovals(req.Deltas)
-	ranges := !c.opts.NoCompactRefs && c.reads&uint64(allocatorpb.WireFeature_WIRE_REF_RANGES) != 0
-	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder(), c.ids.note, ranges)
+	var reads uint64 // the compact forms of requests to use
+	if !c.opts.NoCompactRefs {
+		reads = c.reads
+	}
+	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder(), c.ids.note, reads)
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: %w", err)
 	}

@@ -484,7 +484,7 @@ func deltaFromProto(p *allocatorpb.Delta, tab idTable) (*Delta, error) {
 // allocateRequestToProto converts a request; refs (nil: none) turns runs
 // of deltas that repeat recent offers into references, and enc (nil: none)
 // sends the IDs it holds as handles.
-func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder, note func(*Delta), ranges bool) (*allocatorpb.AllocateRequest, error) {
+func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder, note func(*Delta), reads uint64) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
 		TargetVersion: r.TargetVersion,
@@ -498,7 +498,7 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder
 		defer refs.mu.Unlock()
 	}
 	var err error
-	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc, note, ranges); err != nil {
+	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc, note, reads); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -135,9 +135,9 @@ func (m *offerMemory) find(id uint64) *sentOffers {
 // Recovered deltas that repeat remembered offers into OfferRefRuns. The
 // caller holds m.mu (m may be nil: no compression). IDs enc holds go as
 // handles; note (nil: none) is called with each delta sent whole, before
-// it is encoded. With ranges (the plugin reads WIRE_REF_RANGES) runs go in
-// their compact forms where they can (compactRun).
-func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta), ranges bool) ([]*allocatorpb.Delta, error) {
+// it is encoded. Runs go in the compact forms the plugin reads (reads,
+// WireFeature bits) where they can (compactRun).
+func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta), reads uint64) ([]*allocatorpb.Delta, error) {
 	out := make([]*allocatorpb.Delta, 0, len(deltas))
 	var run *allocatorpb.OfferRefRun
 	var runNext uint64 // the version the open run would cover next
@@ -173,23 +173,25 @@ func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*D
 		}
 		out = append(out, p)
 	}
-	if ranges {
+	if reads&uint64(allocatorpb.WireFeature_WIRE_REF_RANGES) != 0 {
+		bitmaps := reads&uint64(allocatorpb.WireFeature_WIRE_REF_BITMAPS) != 0
 		for _, p := range out {
 			if run := p.GetOfferRefs(); run != nil {
-				compactRun(run)
+				compactRun(run, bitmaps)
 			}
 		}
 	}
 	return out, nil
 }
 
-// compactRun rewrites run in the compact forms WIRE_REF_RANGES allows: the
+// compactRun rewrites run in the compact forms WIRE_REF_RANGES allows (and
+// with bitmaps WIRE_REF_BITMAPS): the
 // master commits a cycle's offers in the order they came and recovers the
 // declined ones mostly so, each with the same filter, so at scale a run is
 // thousands of consecutive indices and as many copies of one refuse
 // duration (an 8-byte double each, two thirds of a busy request), which
 // then cross the wire as three numbers.
-func compactRun(run *allocatorpb.OfferRefRun) {
+func compactRun(run *allocatorpb.OfferRefRun, bitmaps bool) {
 	idx := run.Indices
 	if len(idx) > 1 && uint64(idx[0])+uint64(len(idx)) <= 1<<32 {
 		consecutive := true
@@ -201,7 +203,7 @@ func compactRun(run *allocatorpb.OfferRefRun) {
 		}
 		if consecutive {
 			run.First, run.Count, run.Indices = idx[0], uint32(len(idx)), nil
-		} else {
+		} else if bitmaps {
 			membersOf(run)
 		}
 	}

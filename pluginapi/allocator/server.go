@@ -139,7 +139,7 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	}
 	out.Metrics, out.MetricsRemoved, out.MetricsBase = s.metrics.encode(resp.Metrics, base, out.ResponseId)
 	if !s.wire.NoCompactRefs {
-		out.Reads = uint64(allocatorpb.WireFeature_WIRE_REF_RANGES)
+		out.Reads = uint64(allocatorpb.WireFeature_WIRE_REF_RANGES | allocatorpb.WireFeature_WIRE_REF_BITMAPS)
 	}
 	s.offers.remember(out.ResponseId, resp.Offers, false)
 	return out, nil

@@ -216,13 +216,16 @@ func TestCompactRun(t *testing.T) {
 		{[]uint32{4}, nil, 0, 0, 0, 1, 0},
 	} {
 		run := &allocatorpb.OfferRefRun{Indices: slices.Clone(tc.indices), RefuseSeconds: slices.Clone(tc.refuse)}
-		compactRun(run)
+		compactRun(run, true)
 		if run.First != tc.first || run.Count != tc.count || run.RefuseAll != tc.all || len(run.Indices) != tc.keptIdx || len(run.RefuseSeconds) != tc.kept {
 			t.Errorf("%v %v compacted to %v", tc.indices, tc.refuse, run)
 		}
 	}
 	run := &allocatorpb.OfferRefRun{Indices: []uint32{4, 6, 7, 12}}
-	compactRun(run)
+	if compactRun(run, false); len(run.Indices) != 4 || len(run.Members) != 0 {
+		t.Errorf("without WIRE_REF_BITMAPS, 4, 6, 7, 12 compacted to %v", run)
+	}
+	compactRun(run, true)
 	if !slices.Equal(run.Members, []byte{0b1101, 0b1}) {
 		t.Errorf("bitmap of 4, 6, 7, 12 from 4: %08b", run.Members)
 	}

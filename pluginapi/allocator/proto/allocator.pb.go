@@ -45,6 +45,8 @@ const (
 	WireFeature_WIRE_REF_RANGES WireFeature = 1
 	// Responses: AllocateResponse.offer_columns.
 	WireFeature_WIRE_OFFER_COLUMNS WireFeature = 2
+	// Requests: OfferRefRun.members (with first).
+	WireFeature_WIRE_REF_BITMAPS WireFeature = 4
 )
 
 // Enum value maps for WireFeature.
@@ -53,11 +55,13 @@ var (
 		0: "WIRE_FEATURE_UNSPECIFIED",
 		1: "WIRE_REF_RANGES",
 		2: "WIRE_OFFER_COLUMNS",
+		4: "WIRE_REF_BITMAPS",
 	}
 	WireFeature_value = map[string]int32{
 		"WIRE_FEATURE_UNSPECIFIED": 0,
 		"WIRE_REF_RANGES":          1,
 		"WIRE_OFFER_COLUMNS":       2,
+		"WIRE_REF_BITMAPS":         4,
 	}
 )
 
@@ -1215,7 +1219,7 @@ type OfferRefRun struct {
 	First     uint32  `protobuf:"varint,5,opt,name=first,proto3" json:"first,omitempty"`
 	Count     uint32  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
 	RefuseAll float64 `protobuf:"fixed64,7,opt,name=refuse_all,json=refuseAll,proto3" json:"refuse_all,omitempty"`
-	// Also under WIRE_REF_RANGES, for runs in ascending order with gaps
+	// Under WIRE_REF_BITMAPS, for runs in ascending order with gaps
 	// (the declined offers among a cycle's, the kept ones left out): when
 	// not empty, the run is the offers first + i for every bit i set in
 	// members (bit i is members[i/8] >> (i%8) & 1), in ascending order;
@@ -2376,11 +2380,12 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\roffer_columns\x18\v \x01(\v2(.corral.plugin.allocator.v2.OfferColumnsR\fofferColumns\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*X\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*n\n" +
 	"\vWireFeature\x12\x1c\n" +
 	"\x18WIRE_FEATURE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fWIRE_REF_RANGES\x10\x01\x12\x16\n" +
-	"\x12WIRE_OFFER_COLUMNS\x10\x022\xcd\x01\n" +
+	"\x12WIRE_OFFER_COLUMNS\x10\x02\x12\x14\n" +
+	"\x10WIRE_REF_BITMAPS\x10\x042\xcd\x01\n" +
 	"\tAllocator\x12Y\n" +
 	"\x04Init\x12%.corral.plugin.allocator.v2.InitChunk\x1a(.corral.plugin.allocator.v2.InitResponse(\x01\x12e\n" +
 	"\bAllocate\x12+.corral.plugin.allocator.v2.AllocateRequest\x1a,.corral.plugin.allocator.v2.AllocateResponseBHZFgithub.com/corral-project/corral/pluginapi/allocator/proto;allocatorpbb\x06proto3"
