@@ -14,6 +14,7 @@ package resources
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -224,17 +225,34 @@ func (r Resources) Contains(o Resources) bool {
 
 // Equal reports whether r and o hold exactly the same resources.
 func (r Resources) Equal(o Resources) bool {
-	// Copies of one value share their lists: the allocator glue compares
-	// thousands of offers per cycle with the allocations made of them.
-	if sameList(r.scalars, o.scalars) && sameList(r.ranges, o.ranges) && sameList(r.sets, o.sets) {
+	// Values of the same resources are mostly held alike (lists sorted by
+	// name, ranges normalized), and comparing them element by element is
+	// several times cheaper than two containment checks: the allocator
+	// glue compares tens of thousands of offers per cycle.
+	if identical(r, o) {
 		return true
 	}
 	return r.Contains(o) && o.Contains(r)
 }
 
-// sameList reports whether a and b are the same slice of one array.
-func sameList[T any](a, b []T) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+// identical reports whether r and o hold the same lists element by
+// element.
+func identical(r, o Resources) bool {
+	if len(r.scalars) != len(o.scalars) || len(r.ranges) != len(o.ranges) || len(r.sets) != len(o.sets) ||
+		!slices.Equal(r.scalars, o.scalars) {
+		return false
+	}
+	for i := range r.ranges {
+		if r.ranges[i].name != o.ranges[i].name || !slices.Equal(r.ranges[i].val, o.ranges[i].val) {
+			return false
+		}
+	}
+	for i := range r.sets {
+		if r.sets[i].name != o.sets[i].name || !slices.Equal(r.sets[i].val, o.sets[i].val) {
+			return false
+		}
+	}
+	return true
 }
 
 // Intersect returns the resources present in both r and o.
