@@ -22,6 +22,13 @@ type client struct {
 	raw    rawResponse // the last response's bytes, reused (under ids.mu)
 	offers offerMemory // recent responses, for offer references
 	ids    hostIDs     // interned IDs (idtable.go)
+	opts   WireOptions
+	// Under ids.mu: the WireFeature bits the plugin's last response
+	// announced, and the metrics of the last response (metricsID) in
+	// full, which the next response may update (metrics.go).
+	reads     uint64
+	metrics   map[string]float64
+	metricsID uint64
 	// wire: the sizes of the last Allocate call's messages, measured
 	// once MeasureWire asked for them.
 	wire struct {
@@ -63,7 +70,7 @@ func NewClient(conn *grpc.ClientConn) Allocator {
 }
 
 func newClient(conn *grpc.ClientConn, opts WireOptions) Allocator {
-	c := &client{Plugin: base.NewClient(conn), rpc: allocatorpb.NewAllocatorClient(conn), conn: conn, codec: newRawCodec()}
+	c := &client{Plugin: base.NewClient(conn), rpc: allocatorpb.NewAllocatorClient(conn), conn: conn, codec: newRawCodec(), opts: opts}
 	c.ids.off = opts.NoInternedIDs
 	c.ids.reset()
 	return c
@@ -79,6 +86,7 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 	// request.
 	c.ids.mu.Lock()
 	c.ids.noteSnapshot(snap)
+	c.forgetPeer()
 	c.ids.mu.Unlock()
 	stream, err := c.rpc.Init(ctx)
 	if err != nil {
@@ -104,12 +112,22 @@ func (c *client) Init(ctx context.Context, snap *Snapshot) (uint64, error) {
 func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateResponse, error) {
 	c.ids.mu.Lock()
 	defer c.ids.mu.Unlock()
-	c.ids.noteDeltas(req.Deltas)
-	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder())
+	c.ids.noteRemovals(req.Deltas)
+	var reads uint64 // the compact forms of requests to use
+	if !c.opts.NoCompactRefs {
+		reads = c.reads
+	}
+	p, err := allocateRequestToProto(req, &c.offers, c.ids.encoder(), c.ids.note, reads)
 	if err != nil {
 		return nil, fmt.Errorf("allocator allocate: %w", err)
 	}
 	p.Ids = c.ids.announce()
+	if !c.opts.NoMetricDeltas {
+		p.MetricsBase = c.metricsID
+	}
+	if !c.opts.NoOfferColumns {
+		p.Reads = uint64(allocatorpb.WireFeature_WIRE_OFFER_COLUMNS)
+	}
 	// The response is decoded from its bytes straight into the domain
 	// response (respdecode.go).
 	err = c.conn.Invoke(ctx, allocatorpb.Allocator_Allocate_FullMethodName, p, &c.raw,
@@ -118,6 +136,7 @@ func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateR
 		// The plugin may or may not have taken the dictionary's
 		// additions: start over.
 		c.ids.newEpoch()
+		c.forgetPeer()
 		return nil, c.err(ctx, "allocate", err)
 	}
 	c.wire.Lock()
@@ -126,12 +145,25 @@ func (c *client) Allocate(ctx context.Context, req *AllocateRequest) (*AllocateR
 	}
 	c.wire.Unlock()
 	dec, err := decodeResponse(c.raw.b, func(epoch uint64) (idTable, error) { return c.ids.answered(p.Ids, epoch) })
+	if err == nil {
+		dec.resp.Metrics, err = c.mergeMetrics(dec)
+	}
 	if err != nil {
 		c.ids.newEpoch()
+		c.forgetPeer()
 		return nil, fmt.Errorf("allocator allocate: plugin response: %w", err)
 	}
+	c.reads = dec.reads
 	c.offers.remember(dec.responseID, dec.resp.Offers, true)
 	return dec.resp, nil
+}
+
+// forgetPeer drops what the client knows of the plugin's side beyond the
+// ID dictionary, after an Init or a failed call: its features until its
+// next response announces them, and the metrics it would send changes
+// to. The caller holds c.ids.mu.
+func (c *client) forgetPeer() {
+	c.reads, c.metrics, c.metricsID = 0, nil, 0
 }
 
 // err turns a gRPC error into a domain error: a *VersionGapError when the

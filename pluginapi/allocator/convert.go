@@ -484,7 +484,7 @@ func deltaFromProto(p *allocatorpb.Delta, tab idTable) (*Delta, error) {
 // allocateRequestToProto converts a request; refs (nil: none) turns runs
 // of deltas that repeat recent offers into references, and enc (nil: none)
 // sends the IDs it holds as handles.
-func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder) (*allocatorpb.AllocateRequest, error) {
+func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder, note func(*Delta), reads uint64) (*allocatorpb.AllocateRequest, error) {
 	p := &allocatorpb.AllocateRequest{
 		BaseVersion:   r.BaseVersion,
 		TargetVersion: r.TargetVersion,
@@ -498,7 +498,7 @@ func allocateRequestToProto(r *AllocateRequest, refs *offerMemory, enc idEncoder
 		defer refs.mu.Unlock()
 	}
 	var err error
-	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc); err != nil {
+	if p.Deltas, err = refs.compressDeltas(r.Deltas, enc, note, reads); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -525,11 +525,14 @@ func allocateRequestFromProtoInto(p *allocatorpb.AllocateRequest, refs *offerMem
 	n := 0
 	for _, pd := range p.GetDeltas() {
 		if run := pd.GetOfferRefs(); run != nil {
-			n += len(run.GetIndices())
+			n += runLen(run)
 		} else {
 			n++
 		}
 	}
+	// A range's count is only checked against the offers it names while
+	// it is expanded: no more room up front than a response can hold.
+	n = min(n, maxRunOffers)
 	if cap(buf) >= n {
 		r.Deltas = buf[:0]
 	} else {
@@ -561,43 +564,97 @@ func allocateResponseToProto(r *AllocateResponse, enc idEncoder) *allocatorpb.Al
 // in ops (len(r.Offers) zero messages) listed in ptrs (empty): one array
 // backs every offer message, as a busy cycle has thousands. IDs enc holds
 // go as handles.
+// lastEncoded is the last ID an encoder encoded, and its wire form.
+type lastEncoded struct {
+	id, s string
+	h     uint32
+	set   bool
+}
+
+func (l *lastEncoded) encode(enc idEncoder, id string) (string, uint32) {
+	if !l.set || l.id != id {
+		l.s, l.h = enc.encode(id)
+		l.id, l.set = id, true
+	}
+	return l.s, l.h
+}
+
 func allocateResponseToProtoIn(p *allocatorpb.AllocateResponse, ptrs []*allocatorpb.OfferProposal, ops []allocatorpb.OfferProposal, r *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
 	p.AppliedVersion, p.Metrics = r.AppliedVersion, r.Metrics
-	// Each distinct resource list crosses the wire once; offers of
-	// identical free resources (identical agents) refer to it. A few recent
-	// lists are compared, which finds runs without hashing every offer.
-	var recent []int // indices into p.ResourceTable, most recent last
-	var recentRes []resources.Resources
+	var table resourceTable
 	p.Offers = ptrs
+	// Policies propose a framework's offers, and a role's, one after the
+	// other: the previous offer's handles save most dictionary lookups.
+	var fw, role lastEncoded
 	for i, o := range r.Offers {
 		op := &ops[i]
-		op.FrameworkId, op.FrameworkHandle = enc.encode(o.FrameworkID)
-		op.Role, op.RoleHandle = enc.encode(o.Role)
+		op.FrameworkId, op.FrameworkHandle = fw.encode(enc, o.FrameworkID)
+		op.Role, op.RoleHandle = role.encode(enc, o.Role)
 		op.AgentId, op.AgentHandle = enc.encode(o.AgentID)
-		found := -1
-		for i := len(recentRes) - 1; i >= 0; i-- {
-			if recentRes[i].Equal(o.Resources) {
-				found = recent[i]
-				break
-			}
-		}
-		if found < 0 {
-			found = len(p.ResourceTable)
-			p.ResourceTable = append(p.ResourceTable, &corralpb.ResourceList{Resources: o.Resources.ToProto()})
-			recent, recentRes = append(recent, found), append(recentRes, o.Resources)
-			if len(recent) > 8 {
-				recent, recentRes = recent[1:], recentRes[1:]
-			}
-		}
-		op.ResourcesRef = uint32(found + 1)
+		op.ResourcesRef = table.ref(p, o.Resources)
 		p.Offers = append(p.Offers, op)
 	}
+	revocationsToProto(p, r)
+	return p
+}
+
+// allocateResponseToColumns builds r's wire form in p with the offers in
+// cols (empty columns), when enc holds every ID they name; false
+// otherwise, p and cols then half built.
+func allocateResponseToColumns(p *allocatorpb.AllocateResponse, cols *allocatorpb.OfferColumns, r *AllocateResponse, enc idEncoder) bool {
+	p.AppliedVersion, p.Metrics = r.AppliedVersion, r.Metrics
+	var table resourceTable
+	var fw, role lastEncoded
+	for _, o := range r.Offers {
+		_, fh := fw.encode(enc, o.FrameworkID)
+		_, rh := role.encode(enc, o.Role)
+		_, ah := enc.encode(o.AgentID)
+		if fh == 0 || rh == 0 || ah == 0 {
+			return false
+		}
+		cols.Framework = append(cols.Framework, fh)
+		cols.Role = append(cols.Role, rh)
+		cols.Agent = append(cols.Agent, ah)
+		cols.ResourcesRef = append(cols.ResourcesRef, table.ref(p, o.Resources))
+	}
+	if len(r.Offers) > 0 {
+		p.OfferColumns = cols
+	}
+	revocationsToProto(p, r)
+	return true
+}
+
+// resourceTable builds a response's resource_table: each distinct
+// resource list crosses the wire once; offers of identical free resources
+// (identical agents) refer to it. A few recent lists are compared, which
+// finds runs without hashing every offer.
+type resourceTable struct {
+	recent    []uint32 // 1 + indices into the table, most recent last
+	recentRes []resources.Resources
+}
+
+// ref returns res's resources_ref, adding it to p's table if need be.
+func (t *resourceTable) ref(p *allocatorpb.AllocateResponse, res resources.Resources) uint32 {
+	for i := len(t.recentRes) - 1; i >= 0; i-- {
+		if t.recentRes[i].Equal(res) {
+			return t.recent[i]
+		}
+	}
+	p.ResourceTable = append(p.ResourceTable, &corralpb.ResourceList{Resources: res.ToProto()})
+	ref := uint32(len(p.ResourceTable))
+	t.recent, t.recentRes = append(t.recent, ref), append(t.recentRes, res)
+	if len(t.recent) > 8 {
+		t.recent, t.recentRes = t.recent[1:], t.recentRes[1:]
+	}
+	return ref
+}
+
+func revocationsToProto(p *allocatorpb.AllocateResponse, r *AllocateResponse) {
 	for _, rv := range r.Revocations {
 		p.Revocations = append(p.Revocations, &allocatorpb.RevocationProposal{
 			FrameworkId: rv.FrameworkID, TaskId: rv.TaskID, AgentId: rv.AgentID, Reason: rv.Reason,
 		})
 	}
-	return p
 }
 
 // allocateResponseFromProto converts a response, resolving the handles of
@@ -638,6 +695,10 @@ func allocateResponseFromProto(p *allocatorpb.AllocateResponse, tab idTable) (*A
 		if err != nil {
 			return nil, fmt.Errorf("offer %d: %w", i, err)
 		}
+	}
+	var err error
+	if r.Offers, err = columnOffers(r.Offers, p.GetOfferColumns(), tab, table); err != nil {
+		return nil, err
 	}
 	for _, rv := range p.GetRevocations() {
 		r.Revocations = append(r.Revocations, Revocation{

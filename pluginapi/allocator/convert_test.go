@@ -77,7 +77,7 @@ func TestOfferReferenceEncoding(t *testing.T) {
 		{Version: 7, At: 10, Kind: Recovered, Allocation: alloc("f2", "a2", "cpus:2")},
 	}
 	req := &AllocateRequest{BaseVersion: 1, TargetVersion: 7, Deltas: deltas}
-	p, err := allocateRequestToProto(req, &host, nil)
+	p, err := allocateRequestToProto(req, &host, nil, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

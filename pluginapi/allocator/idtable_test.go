@@ -88,7 +88,7 @@ func wirePair(t *testing.T, impl Allocator, host, plugin WireOptions) (*client, 
 	t.Helper()
 	log := &wireLog{}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(log.intercept))
-	s := &server{impl: impl}
+	s := &server{impl: impl, wire: plugin}
 	s.ids.off = plugin.NoInternedIDs
 	allocatorpb.RegisterAllocatorServer(srv, s)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,7 +138,9 @@ func TestInternedIDs(t *testing.T) {
 		{FrameworkID: "f1", Role: "r1", AgentID: "a1", Resources: resources.MustParse("cpus:1")},
 		{FrameworkID: "stranger", Role: "r1", AgentID: "a2", Resources: resources.MustParse("cpus:2")},
 	}}
-	c, wire := wirePair(t, impl, WireOptions{}, WireOptions{})
+	// Offers as messages, whose handles this test reads on the wire
+	// (TestWireFeatures has them in columns).
+	c, wire := wirePair(t, impl, WireOptions{NoOfferColumns: true}, WireOptions{})
 	if _, err := c.Init(context.Background(), idSnap); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +308,7 @@ func TestInternedIDsCompaction(t *testing.T) {
 	for _, s := range h.strs[:2*compactAt] {
 		deltas = append(deltas, Delta{Kind: AgentRemoved, AgentID: s})
 	}
-	h.noteDeltas(deltas)
+	h.noteRemovals(deltas)
 	if h.epoch == epoch || len(h.strs) != compactAt+1 || h.enc["keep"] != uint32(compactAt+1) || h.sent != 0 {
 		t.Errorf("after removing 2/3 of the IDs: epoch %d (was %d), %d IDs, keep=%d, sent %d", h.epoch, epoch, len(h.strs), h.enc["keep"], h.sent)
 	}

@@ -2,9 +2,11 @@ package allocator
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 
 	allocatorpb "github.com/corral-project/corral/pluginapi/allocator/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Offer references: every cycle the master commits the plugin's proposals
@@ -132,8 +134,10 @@ func (m *offerMemory) find(id uint64) *sentOffers {
 // compressDeltas converts deltas to the wire, turning runs of Allocated or
 // Recovered deltas that repeat remembered offers into OfferRefRuns. The
 // caller holds m.mu (m may be nil: no compression). IDs enc holds go as
-// handles.
-func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder) ([]*allocatorpb.Delta, error) {
+// handles; note (nil: none) is called with each delta sent whole, before
+// it is encoded. Runs go in the compact forms the plugin reads (reads,
+// WireFeature bits) where they can (compactRun).
+func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder, note func(*Delta), reads uint64) ([]*allocatorpb.Delta, error) {
 	out := make([]*allocatorpb.Delta, 0, len(deltas))
 	var run *allocatorpb.OfferRefRun
 	var runNext uint64 // the version the open run would cover next
@@ -160,13 +164,101 @@ func (m *offerMemory) compressDeltas(deltas []Delta, enc idEncoder) ([]*allocato
 			}
 		}
 		run = nil
+		if note != nil {
+			note(d)
+		}
 		p, err := deltaToProto(d, enc)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, p)
 	}
+	if reads&uint64(allocatorpb.WireFeature_WIRE_REF_RANGES) != 0 {
+		bitmaps := reads&uint64(allocatorpb.WireFeature_WIRE_REF_BITMAPS) != 0
+		for _, p := range out {
+			if run := p.GetOfferRefs(); run != nil {
+				compactRun(run, bitmaps)
+			}
+		}
+	}
 	return out, nil
+}
+
+// compactRun rewrites run in the compact forms WIRE_REF_RANGES allows (and
+// with bitmaps WIRE_REF_BITMAPS): the
+// master commits a cycle's offers in the order they came and recovers the
+// declined ones mostly so, each with the same filter, so at scale a run is
+// thousands of consecutive indices and as many copies of one refuse
+// duration (an 8-byte double each, two thirds of a busy request), which
+// then cross the wire as three numbers.
+func compactRun(run *allocatorpb.OfferRefRun, bitmaps bool) {
+	idx := run.Indices
+	if len(idx) > 1 && uint64(idx[0])+uint64(len(idx)) <= 1<<32 {
+		consecutive := true
+		for i, v := range idx {
+			if v != idx[0]+uint32(i) {
+				consecutive = false
+				break
+			}
+		}
+		if consecutive {
+			run.First, run.Count, run.Indices = idx[0], uint32(len(idx)), nil
+		} else if bitmaps {
+			membersOf(run)
+		}
+	}
+	if rs := run.RefuseSeconds; len(rs) > 1 && rs[0] != 0 {
+		for _, v := range rs {
+			if v != rs[0] {
+				return
+			}
+		}
+		run.RefuseAll, run.RefuseSeconds = rs[0], nil
+	}
+}
+
+// maxRunOffers bounds the room a request's offer references reserve
+// before they are checked: more than a response of base.MaxMessageSize
+// can hold (each offer takes at least a few bytes).
+const maxRunOffers = 1 << 22
+
+// membersOf rewrites run's indices as a bitmap when they ascend and the
+// bitmap is the smaller: a cycle's declined offers, say, which are most
+// of its offers but not all.
+func membersOf(run *allocatorpb.OfferRefRun) {
+	idx := run.Indices
+	size := 0 // of the packed varints
+	for i, v := range idx {
+		if i > 0 && v <= idx[i-1] {
+			return
+		}
+		size += protowire.SizeVarint(uint64(v))
+	}
+	span := int(idx[len(idx)-1]-idx[0]) + 1
+	if (span+7)/8 >= size {
+		return
+	}
+	members := make([]byte, (span+7)/8)
+	for _, v := range idx {
+		i := v - idx[0]
+		members[i/8] |= 1 << (i % 8)
+	}
+	run.First, run.Members, run.Indices = idx[0], members, nil
+}
+
+// runLen is the number of offers run names, in any form.
+func runLen(run *allocatorpb.OfferRefRun) int {
+	if n := run.GetCount(); n > 0 {
+		return int(n)
+	}
+	if m := run.GetMembers(); len(m) > 0 {
+		n := 0
+		for _, b := range m {
+			n += bits.OnesCount8(b)
+		}
+		return n
+	}
+	return len(run.GetIndices())
 }
 
 // expandRun appends the deltas an OfferRefRun stands for to out. The
@@ -175,7 +267,16 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 	if m == nil {
 		return nil, fmt.Errorf("delta version %d refers to offers, which only the plugin glue can resolve", p.GetVersion())
 	}
-	n := len(run.GetIndices())
+	n := runLen(run)
+	forms := 0
+	for _, used := range []bool{run.GetCount() > 0, len(run.GetMembers()) > 0, len(run.GetIndices()) > 0} {
+		if used {
+			forms++
+		}
+	}
+	if forms > 1 {
+		return nil, fmt.Errorf("delta version %d: offer references in %d forms at once (range, bitmap, indices)", p.GetVersion(), forms)
+	}
 	rs := run.GetRefuseSeconds()
 	if len(rs) != 0 && len(rs) != n {
 		return nil, fmt.Errorf("delta version %d: %d refuse durations for %d offers", p.GetVersion(), len(rs), n)
@@ -189,8 +290,24 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 	if run.GetRecovered() {
 		kind = Recovered
 	}
-	for i, index := range run.GetIndices() {
-		if int(index) >= len(so.offers) {
+	indices, first, ranged := run.GetIndices(), uint64(run.GetFirst()), run.GetCount() > 0
+	members, bit := run.GetMembers(), uint64(0)
+	refuseAll := run.GetRefuseAll()
+	for i := range n {
+		var index uint64
+		switch {
+		case ranged:
+			index = first + uint64(i)
+		case len(members) > 0:
+			for members[bit/8]>>(bit%8)&1 == 0 {
+				bit++
+			}
+			index = first + bit
+			bit++
+		default:
+			index = uint64(indices[i])
+		}
+		if index >= uint64(len(so.offers)) {
 			return nil, fmt.Errorf("delta version %d: offer reference %d/%d: the response had %d offers",
 				p.GetVersion()+uint64(i), run.GetResponseId(), index, len(so.offers))
 		}
@@ -200,6 +317,8 @@ func (m *offerMemory) expandRun(out []Delta, p *allocatorpb.Delta, run *allocato
 		d := Delta{Version: p.GetVersion() + uint64(i), At: at, Kind: kind, Allocation: (*Allocation)(&so.offers[index])}
 		if len(rs) > 0 {
 			d.RefuseSeconds = rs[i]
+		} else if kind == Recovered {
+			d.RefuseSeconds = refuseAll
 		}
 		out = append(out, d)
 	}

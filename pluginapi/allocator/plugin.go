@@ -26,13 +26,23 @@ type WireOptions struct {
 	// NoInternedIDs: a host does not announce an ID dictionary, a plugin
 	// ignores one and answers with strings (see idtable.go).
 	NoInternedIDs bool
+	// NoCompactRefs: a host never sends offer references in the compact
+	// forms of WIRE_REF_RANGES, a plugin does not announce that it reads
+	// them.
+	NoCompactRefs bool
+	// NoMetricDeltas: a host always asks for all metrics (no
+	// metrics_base), a plugin always sends them all (see metrics.go).
+	NoMetricDeltas bool
+	// NoOfferColumns: a host does not announce that it reads offers in
+	// columns (WIRE_OFFER_COLUMNS), a plugin never sends them.
+	NoOfferColumns bool
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer registers the allocator and base services on s.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	srv := &server{impl: p.Impl}
+	srv := &server{impl: p.Impl, wire: p.Wire}
 	srv.ids.off = p.Wire.NoInternedIDs
 	allocatorpb.RegisterAllocatorServer(s, srv)
 	base.RegisterServer(s, p.Impl)

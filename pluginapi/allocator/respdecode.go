@@ -26,7 +26,8 @@ import (
 type rawResponse struct{ b []byte }
 
 // rawCodec is gRPC's proto codec, except that it copies a rawResponse's
-// bytes as they are instead of unmarshalling them.
+// bytes as they are instead of unmarshalling them, and marshals into
+// msgBufs (wirebuf.go).
 type rawCodec struct{ encoding.CodecV2 }
 
 func newRawCodec() rawCodec { return rawCodec{encoding.GetCodecV2(protocodec.Name)} }
@@ -42,6 +43,14 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.CodecV2.Unmarshal(data, v)
 }
 
+// Marshal marshals requests into msgBufs (wirebuf.go).
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(proto.Message); ok {
+		return marshalPooled(m)
+	}
+	return c.CodecV2.Marshal(v)
+}
+
 // AllocateResponse field numbers (allocator.proto).
 const (
 	respAppliedVersion = 1
@@ -49,6 +58,8 @@ const (
 	respResponseID     = 5
 	respResourceTable  = 6
 	respIDsEpoch       = 7
+	respMetricsBase    = 8
+	respReads          = 10
 
 	offerFramework       = 1
 	offerRole            = 2
@@ -67,6 +78,11 @@ type decodedResponse struct {
 	responseID uint64
 	idsEpoch   uint64
 	size       int
+	// resp.Metrics are changes to those of response metricsBase when it
+	// is not 0, with metricsRemoved (metrics.go).
+	metricsBase    uint64
+	metricsRemoved []string
+	reads          uint64 // WireFeature bits
 }
 
 // decodeResponse decodes b. tabFor returns the table the response's
@@ -97,6 +113,10 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 			out.responseID, _ = protowire.ConsumeVarint(p[n:])
 		case num == respIDsEpoch && typ == protowire.VarintType:
 			out.idsEpoch, _ = protowire.ConsumeVarint(p[n:])
+		case num == respMetricsBase && typ == protowire.VarintType:
+			out.metricsBase, _ = protowire.ConsumeVarint(p[n:])
+		case num == respReads && typ == protowire.VarintType:
+			out.reads, _ = protowire.ConsumeVarint(p[n:])
 		default:
 			restBytes = append(restBytes, field...)
 		}
@@ -108,6 +128,7 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		}
 	}
 	out.resp.Metrics = rest.GetMetrics()
+	out.metricsRemoved = rest.GetMetricsRemoved()
 	for _, rv := range rest.GetRevocations() {
 		out.resp.Revocations = append(out.resp.Revocations, Revocation{
 			FrameworkID: rv.GetFrameworkId(), TaskID: rv.GetTaskId(), AgentID: rv.GetAgentId(), Reason: rv.GetReason(),
@@ -126,7 +147,8 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		return out, err
 	}
 	// Pass 2: the offers.
-	out.resp.Offers = make([]Proposal, 0, nOffers)
+	cols := rest.GetOfferColumns()
+	out.resp.Offers = make([]Proposal, 0, nOffers+len(cols.GetAgent()))
 	for p := b; len(p) > 0; {
 		num, typ, n := protowire.ConsumeTag(p)
 		p = p[n:]
@@ -142,7 +164,55 @@ func decodeResponse(b []byte, tabFor func(epoch uint64) (idTable, error)) (decod
 		}
 		out.resp.Offers = append(out.resp.Offers, o)
 	}
+	if out.resp.Offers, err = columnOffers(out.resp.Offers, cols, tab, table); err != nil {
+		return out, err
+	}
 	return out, nil
+}
+
+// columnOffers appends the offers of cols (nil: none) to out.
+func columnOffers(out []Proposal, cols *allocatorpb.OfferColumns, tab idTable, table []resources.Resources) ([]Proposal, error) {
+	n := len(cols.GetAgent())
+	if len(cols.GetFramework()) != n || len(cols.GetRole()) != n || len(cols.GetResourcesRef()) != n {
+		return nil, fmt.Errorf("offer columns of %d frameworks, %d roles, %d agents and %d resources",
+			len(cols.GetFramework()), len(cols.GetRole()), n, len(cols.GetResourcesRef()))
+	}
+	for i := range n {
+		o, err := columnOffer(cols, i, tab, table)
+		if err != nil {
+			return nil, fmt.Errorf("offer %d: %w", len(out), err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func columnOffer(cols *allocatorpb.OfferColumns, i int, tab idTable, table []resources.Resources) (Proposal, error) {
+	var o Proposal
+	var err error
+	if o.FrameworkID, err = columnID(tab, cols.Framework[i], "framework"); err != nil {
+		return o, err
+	}
+	if o.Role, err = columnID(tab, cols.Role[i], "role"); err != nil {
+		return o, err
+	}
+	if o.AgentID, err = columnID(tab, cols.Agent[i], "agent"); err != nil {
+		return o, err
+	}
+	ref := cols.ResourcesRef[i]
+	if ref == 0 || int(ref) > len(table) {
+		return o, fmt.Errorf("framework %q, agent %q: refers to resource list %d of %d", o.FrameworkID, o.AgentID, ref, len(table))
+	}
+	o.Resources = table[ref-1]
+	return o, nil
+}
+
+// columnID is the ID of a handle in offer columns, where 0 is no ID.
+func columnID(tab idTable, h uint32, what string) (string, error) {
+	if h == 0 {
+		return "", fmt.Errorf("%s handle 0 in offer columns", what)
+	}
+	return tab.decode("", h, what)
 }
 
 func decodeOffer(b []byte, tab idTable, table []resources.Resources) (Proposal, error) {

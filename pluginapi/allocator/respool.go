@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 )
 
 // Response recycling on the plugin side. A busy cycle's response holds
@@ -24,6 +25,7 @@ type responseBuf struct {
 	msg  allocatorpb.AllocateResponse
 	ops  []allocatorpb.OfferProposal
 	ptrs []*allocatorpb.OfferProposal
+	cols allocatorpb.OfferColumns
 }
 
 var (
@@ -71,19 +73,32 @@ func releaseResponse(m *allocatorpb.AllocateResponse) {
 	}
 	clear(b.ptrs[:cap(b.ptrs)])
 	b.msg = allocatorpb.AllocateResponse{}
+	b.cols.Framework, b.cols.Role = b.cols.Framework[:0], b.cols.Role[:0]
+	b.cols.Agent, b.cols.ResourcesRef = b.cols.Agent[:0], b.cols.ResourcesRef[:0]
 	responseBufs.Put(b)
 }
 
 // recyclingCodec is gRPC's proto codec, handing leased responses back
-// after marshalling them.
+// after marshalling them, with messages in msgBufs (wirebuf.go).
 type recyclingCodec struct{ encoding.CodecV2 }
 
 func (c recyclingCodec) Marshal(v any) (mem.BufferSlice, error) {
-	out, err := c.CodecV2.Marshal(v)
-	if m, ok := v.(*allocatorpb.AllocateResponse); ok {
-		releaseResponse(m)
+	m, ok := v.(proto.Message)
+	if !ok {
+		return c.CodecV2.Marshal(v)
+	}
+	out, err := marshalPooled(m)
+	if r, ok := v.(*allocatorpb.AllocateResponse); ok {
+		releaseResponse(r)
 	}
 	return out, err
+}
+
+func (c recyclingCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(proto.Message); ok {
+		return unmarshalPooled(data, m)
+	}
+	return c.CodecV2.Unmarshal(data, v)
 }
 
 // recyclingServerOption makes a server marshal with recyclingCodec.

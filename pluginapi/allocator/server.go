@@ -18,9 +18,11 @@ import (
 type server struct {
 	allocatorpb.UnimplementedAllocatorServer
 	impl Allocator
+	wire WireOptions
 
-	ids    pluginIDs   // the host's interned IDs (idtable.go)
-	offers offerMemory // recent responses, to resolve offer references
+	ids     pluginIDs   // the host's interned IDs (idtable.go)
+	metrics sentMetrics // what the last response's metrics were (metrics.go)
+	offers  offerMemory // recent responses, to resolve offer references
 	// deltas is the last request's delta slice, reused by the next one:
 	// a busy cycle expands thousands of offer references into deltas, and
 	// writing them into a fresh megabyte every cycle cost the plugin more
@@ -107,13 +109,18 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 		enc = s.ids.enc
 	}
 	var out *allocatorpb.AllocateResponse
-	if recycling.Load() {
+	if epoch != 0 && p.GetReads()&uint64(allocatorpb.WireFeature_WIRE_OFFER_COLUMNS) != 0 && !s.wire.NoOfferColumns {
+		out = columnsResponse(resp, enc)
+	}
+	switch {
+	case out != nil:
+	case recycling.Load():
 		// Built in a leased buffer that the server's codec hands back
 		// once it is marshalled (respool.go).
 		var rb *responseBuf
 		out, rb = leaseResponse(len(resp.Offers))
 		allocateResponseToProtoIn(out, rb.ptrs, rb.ops, resp, enc)
-	} else {
+	default:
 		out = allocateResponseToProto(resp, enc)
 	}
 	out.IdsEpoch = epoch
@@ -126,6 +133,33 @@ func (s *server) Allocate(ctx context.Context, p *allocatorpb.AllocateRequest) (
 	s.responseID++
 	out.ResponseId = s.responseID
 	s.responseMu.Unlock()
+	base := p.GetMetricsBase()
+	if s.wire.NoMetricDeltas {
+		base = 0
+	}
+	out.Metrics, out.MetricsRemoved, out.MetricsBase = s.metrics.encode(resp.Metrics, base, out.ResponseId)
+	if !s.wire.NoCompactRefs {
+		out.Reads = uint64(allocatorpb.WireFeature_WIRE_REF_RANGES | allocatorpb.WireFeature_WIRE_REF_BITMAPS)
+	}
 	s.offers.remember(out.ResponseId, resp.Offers, false)
 	return out, nil
+}
+
+// columnsResponse is resp's wire form with its offers in columns (in a
+// leased buffer when responses are recycled), or nil when an offer names
+// an ID enc has no handle for.
+func columnsResponse(resp *AllocateResponse, enc idEncoder) *allocatorpb.AllocateResponse {
+	if !recycling.Load() {
+		out := &allocatorpb.AllocateResponse{}
+		if !allocateResponseToColumns(out, &allocatorpb.OfferColumns{}, resp, enc) {
+			return nil
+		}
+		return out
+	}
+	out, rb := leaseResponse(0)
+	if !allocateResponseToColumns(out, &rb.cols, resp, enc) {
+		releaseResponse(out)
+		return nil
+	}
+	return out
 }

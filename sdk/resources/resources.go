@@ -14,6 +14,7 @@ package resources
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -223,7 +224,36 @@ func (r Resources) Contains(o Resources) bool {
 }
 
 // Equal reports whether r and o hold exactly the same resources.
-func (r Resources) Equal(o Resources) bool { return r.Contains(o) && o.Contains(r) }
+func (r Resources) Equal(o Resources) bool {
+	// Values of the same resources are mostly held alike (lists sorted by
+	// name, ranges normalized), and comparing them element by element is
+	// several times cheaper than two containment checks: the allocator
+	// glue compares tens of thousands of offers per cycle.
+	if identical(r, o) {
+		return true
+	}
+	return r.Contains(o) && o.Contains(r)
+}
+
+// identical reports whether r and o hold the same lists element by
+// element.
+func identical(r, o Resources) bool {
+	if len(r.scalars) != len(o.scalars) || len(r.ranges) != len(o.ranges) || len(r.sets) != len(o.sets) ||
+		!slices.Equal(r.scalars, o.scalars) {
+		return false
+	}
+	for i := range r.ranges {
+		if r.ranges[i].name != o.ranges[i].name || !slices.Equal(r.ranges[i].val, o.ranges[i].val) {
+			return false
+		}
+	}
+	for i := range r.sets {
+		if r.sets[i].name != o.sets[i].name || !slices.Equal(r.sets[i].val, o.sets[i].val) {
+			return false
+		}
+	}
+	return true
+}
 
 // Intersect returns the resources present in both r and o.
 func (r Resources) Intersect(o Resources) Resources {

@@ -32,6 +32,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WireFeature bits: optional forms one side of the glue reads. The
+// plugin side announces those of requests in AllocateResponse.reads, and
+// a host uses one only once a response announced it; the host announces
+// those of responses in AllocateRequest.reads. Hosts and plugins built
+// before know nothing of them and so never see them.
+type WireFeature int32
+
+const (
+	WireFeature_WIRE_FEATURE_UNSPECIFIED WireFeature = 0
+	// Requests: OfferRefRun.first, count and refuse_all.
+	WireFeature_WIRE_REF_RANGES WireFeature = 1
+	// Responses: AllocateResponse.offer_columns.
+	WireFeature_WIRE_OFFER_COLUMNS WireFeature = 2
+	// Requests: OfferRefRun.members (with first).
+	WireFeature_WIRE_REF_BITMAPS WireFeature = 4
+)
+
+// Enum value maps for WireFeature.
+var (
+	WireFeature_name = map[int32]string{
+		0: "WIRE_FEATURE_UNSPECIFIED",
+		1: "WIRE_REF_RANGES",
+		2: "WIRE_OFFER_COLUMNS",
+		4: "WIRE_REF_BITMAPS",
+	}
+	WireFeature_value = map[string]int32{
+		"WIRE_FEATURE_UNSPECIFIED": 0,
+		"WIRE_REF_RANGES":          1,
+		"WIRE_OFFER_COLUMNS":       2,
+		"WIRE_REF_BITMAPS":         4,
+	}
+)
+
+func (x WireFeature) Enum() *WireFeature {
+	p := new(WireFeature)
+	*p = x
+	return p
+}
+
+func (x WireFeature) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WireFeature) Descriptor() protoreflect.EnumDescriptor {
+	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[0].Descriptor()
+}
+
+func (WireFeature) Type() protoreflect.EnumType {
+	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[0]
+}
+
+func (x WireFeature) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WireFeature.Descriptor instead.
+func (WireFeature) EnumDescriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{0}
+}
+
 type AllocateRequest_Trigger int32
 
 const (
@@ -68,11 +128,11 @@ func (x AllocateRequest_Trigger) String() string {
 }
 
 func (AllocateRequest_Trigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[0].Descriptor()
+	return file_pluginapi_allocator_proto_allocator_proto_enumTypes[1].Descriptor()
 }
 
 func (AllocateRequest_Trigger) Type() protoreflect.EnumType {
-	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[0]
+	return &file_pluginapi_allocator_proto_allocator_proto_enumTypes[1]
 }
 
 func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
@@ -81,7 +141,7 @@ func (x AllocateRequest_Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocateRequest_Trigger.Descriptor instead.
 func (AllocateRequest_Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12, 0}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Agent struct {
@@ -1148,8 +1208,23 @@ type OfferRefRun struct {
 	ResponseId uint64                 `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
 	Recovered  bool                   `protobuf:"varint,2,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	Indices    []uint32               `protobuf:"varint,3,rep,packed,name=indices,proto3" json:"indices,omitempty"`
-	// Recovered runs: one per index, or empty when all are 0.
+	// Recovered runs: one per index, or empty when all are 0 (or when
+	// refuse_all says otherwise).
 	RefuseSeconds []float64 `protobuf:"fixed64,4,rep,packed,name=refuse_seconds,json=refuseSeconds,proto3" json:"refuse_seconds,omitempty"`
+	// Compact forms, sent only to a plugin whose responses announce
+	// WIRE_REF_RANGES: when count > 0, the run is the offers first,
+	// first+1, ..., first+count-1 and indices is empty; when refuse_all is
+	// not 0 and refuse_seconds is empty, every recovered offer of the run
+	// was declined for refuse_all seconds.
+	First     uint32  `protobuf:"varint,5,opt,name=first,proto3" json:"first,omitempty"`
+	Count     uint32  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	RefuseAll float64 `protobuf:"fixed64,7,opt,name=refuse_all,json=refuseAll,proto3" json:"refuse_all,omitempty"`
+	// Under WIRE_REF_BITMAPS, for runs in ascending order with gaps
+	// (the declined offers among a cycle's, the kept ones left out): when
+	// not empty, the run is the offers first + i for every bit i set in
+	// members (bit i is members[i/8] >> (i%8) & 1), in ascending order;
+	// indices is then empty and count 0.
+	Members       []byte `protobuf:"bytes,8,opt,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1212,6 +1287,108 @@ func (x *OfferRefRun) GetRefuseSeconds() []float64 {
 	return nil
 }
 
+func (x *OfferRefRun) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *OfferRefRun) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *OfferRefRun) GetRefuseAll() float64 {
+	if x != nil {
+		return x.RefuseAll
+	}
+	return 0
+}
+
+func (x *OfferRefRun) GetMembers() []byte {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// OfferColumns is a response's offers in columns, for a host that
+// announced WIRE_OFFER_COLUMNS and when every offer's IDs are in the
+// request's IdDictionary: offer i is framework[i], role[i] and agent[i]
+// (handles) with the resources resource_table[resources_ref[i] - 1]. Each
+// column is one packed array, where OfferProposal messages cost a tag and
+// a length per offer and per field.
+type OfferColumns struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Framework     []uint32               `protobuf:"varint,1,rep,packed,name=framework,proto3" json:"framework,omitempty"`
+	Role          []uint32               `protobuf:"varint,2,rep,packed,name=role,proto3" json:"role,omitempty"`
+	Agent         []uint32               `protobuf:"varint,3,rep,packed,name=agent,proto3" json:"agent,omitempty"`
+	ResourcesRef  []uint32               `protobuf:"varint,4,rep,packed,name=resources_ref,json=resourcesRef,proto3" json:"resources_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferColumns) Reset() {
+	*x = OfferColumns{}
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferColumns) ProtoMessage() {}
+
+func (x *OfferColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferColumns.ProtoReflect.Descriptor instead.
+func (*OfferColumns) Descriptor() ([]byte, []int) {
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OfferColumns) GetFramework() []uint32 {
+	if x != nil {
+		return x.Framework
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetRole() []uint32 {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetAgent() []uint32 {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *OfferColumns) GetResourcesRef() []uint32 {
+	if x != nil {
+		return x.ResourcesRef
+	}
+	return nil
+}
+
 // IdDictionary interns agent IDs, framework IDs and role names: a host that
 // sets it in AllocateRequest.ids announces that it reads handles in the
 // response, and gives the plugin every ID it has sent it so far, once:
@@ -1232,7 +1409,7 @@ type IdDictionary struct {
 
 func (x *IdDictionary) Reset() {
 	*x = IdDictionary{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1421,7 @@ func (x *IdDictionary) String() string {
 func (*IdDictionary) ProtoMessage() {}
 
 func (x *IdDictionary) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[11]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1434,7 @@ func (x *IdDictionary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdDictionary.ProtoReflect.Descriptor instead.
 func (*IdDictionary) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{11}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IdDictionary) GetEpoch() uint64 {
@@ -1296,14 +1473,21 @@ type AllocateRequest struct {
 	// be revoked when other roles starve. 0: long-task revocation is off.
 	RevokeAfterMs int64 `protobuf:"varint,7,opt,name=revoke_after_ms,json=revokeAfterMs,proto3" json:"revoke_after_ms,omitempty"`
 	// Set by hosts that read interned IDs (see IdDictionary).
-	Ids           *IdDictionary `protobuf:"bytes,8,opt,name=ids,proto3" json:"ids,omitempty"`
+	Ids *IdDictionary `protobuf:"bytes,8,opt,name=ids,proto3" json:"ids,omitempty"`
+	// Set by hosts that take a response's metrics as changes: the
+	// response_id of the last response whose metrics the host holds in
+	// full. The plugin may then answer with only the metrics that changed
+	// since (AllocateResponse.metrics_base). 0: send them all.
+	MetricsBase uint64 `protobuf:"varint,9,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
+	// WireFeature bits of response forms this host reads.
+	Reads         uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1499,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[12]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1512,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{12}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AllocateRequest) GetBaseVersion() uint64 {
@@ -1387,6 +1571,20 @@ func (x *AllocateRequest) GetIds() *IdDictionary {
 	return nil
 }
 
+func (x *AllocateRequest) GetMetricsBase() uint64 {
+	if x != nil {
+		return x.MetricsBase
+	}
+	return 0
+}
+
+func (x *AllocateRequest) GetReads() uint64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
 type OfferProposal struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
@@ -1408,7 +1606,7 @@ type OfferProposal struct {
 
 func (x *OfferProposal) Reset() {
 	*x = OfferProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1618,7 @@ func (x *OfferProposal) String() string {
 func (*OfferProposal) ProtoMessage() {}
 
 func (x *OfferProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[13]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1631,7 @@ func (x *OfferProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferProposal.ProtoReflect.Descriptor instead.
 func (*OfferProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{13}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OfferProposal) GetFrameworkId() string {
@@ -1508,7 +1706,7 @@ type RevocationProposal struct {
 
 func (x *RevocationProposal) Reset() {
 	*x = RevocationProposal{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1718,7 @@ func (x *RevocationProposal) String() string {
 func (*RevocationProposal) ProtoMessage() {}
 
 func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[14]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1731,7 @@ func (x *RevocationProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationProposal.ProtoReflect.Descriptor instead.
 func (*RevocationProposal) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{14}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevocationProposal) GetFrameworkId() string {
@@ -1575,14 +1773,24 @@ type AllocateResponse struct {
 	ResourceTable []*proto.ResourceList `protobuf:"bytes,6,rep,name=resource_table,json=resourceTable,proto3" json:"resource_table,omitempty"`
 	// The epoch of the request's IdDictionary whose handles the offers use;
 	// 0 (a plugin that does not intern, or a request without ids): strings.
-	IdsEpoch      uint64 `protobuf:"varint,7,opt,name=ids_epoch,json=idsEpoch,proto3" json:"ids_epoch,omitempty"`
+	IdsEpoch uint64 `protobuf:"varint,7,opt,name=ids_epoch,json=idsEpoch,proto3" json:"ids_epoch,omitempty"`
+	// When not 0 (only in answer to a request with that metrics_base):
+	// metrics holds only the entries that are new or changed since the
+	// metrics of response metrics_base, and metrics_removed the names no
+	// longer reported. 0: metrics is complete.
+	MetricsBase    uint64   `protobuf:"varint,8,opt,name=metrics_base,json=metricsBase,proto3" json:"metrics_base,omitempty"`
+	MetricsRemoved []string `protobuf:"bytes,9,rep,name=metrics_removed,json=metricsRemoved,proto3" json:"metrics_removed,omitempty"`
+	// WireFeature bits the plugin-side glue reads in requests.
+	Reads uint64 `protobuf:"varint,10,opt,name=reads,proto3" json:"reads,omitempty"`
+	// The offers, after those of offers (if any), in columns.
+	OfferColumns  *OfferColumns `protobuf:"bytes,11,opt,name=offer_columns,json=offerColumns,proto3" json:"offer_columns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1802,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[15]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1815,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{15}
+	return file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AllocateResponse) GetAppliedVersion() uint64 {
@@ -1659,6 +1867,34 @@ func (x *AllocateResponse) GetIdsEpoch() uint64 {
 	return 0
 }
 
+func (x *AllocateResponse) GetMetricsBase() uint64 {
+	if x != nil {
+		return x.MetricsBase
+	}
+	return 0
+}
+
+func (x *AllocateResponse) GetMetricsRemoved() []string {
+	if x != nil {
+		return x.MetricsRemoved
+	}
+	return nil
+}
+
+func (x *AllocateResponse) GetReads() uint64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
+func (x *AllocateResponse) GetOfferColumns() *OfferColumns {
+	if x != nil {
+		return x.OfferColumns
+	}
+	return nil
+}
+
 type Delta_AgentRemoved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -1668,7 +1904,7 @@ type Delta_AgentRemoved struct {
 
 func (x *Delta_AgentRemoved) Reset() {
 	*x = Delta_AgentRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1916,7 @@ func (x *Delta_AgentRemoved) String() string {
 func (*Delta_AgentRemoved) ProtoMessage() {}
 
 func (x *Delta_AgentRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[18]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1948,7 @@ type Delta_FrameworkRemoved struct {
 
 func (x *Delta_FrameworkRemoved) Reset() {
 	*x = Delta_FrameworkRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1960,7 @@ func (x *Delta_FrameworkRemoved) String() string {
 func (*Delta_FrameworkRemoved) ProtoMessage() {}
 
 func (x *Delta_FrameworkRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[19]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1995,7 @@ type Delta_Recovered struct {
 
 func (x *Delta_Recovered) Reset() {
 	*x = Delta_Recovered{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +2007,7 @@ func (x *Delta_Recovered) String() string {
 func (*Delta_Recovered) ProtoMessage() {}
 
 func (x *Delta_Recovered) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[20]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2047,7 @@ type Delta_Suppress struct {
 
 func (x *Delta_Suppress) Reset() {
 	*x = Delta_Suppress{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2059,7 @@ func (x *Delta_Suppress) String() string {
 func (*Delta_Suppress) ProtoMessage() {}
 
 func (x *Delta_Suppress) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[21]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2099,7 @@ type Delta_Revive struct {
 
 func (x *Delta_Revive) Reset() {
 	*x = Delta_Revive{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2111,7 @@ func (x *Delta_Revive) String() string {
 func (*Delta_Revive) ProtoMessage() {}
 
 func (x *Delta_Revive) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[22]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2151,7 @@ type Delta_TaskRemoved struct {
 
 func (x *Delta_TaskRemoved) Reset() {
 	*x = Delta_TaskRemoved{}
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2163,7 @@ func (x *Delta_TaskRemoved) String() string {
 func (*Delta_TaskRemoved) ProtoMessage() {}
 
 func (x *Delta_TaskRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[23]
+	mi := &file_pluginapi_allocator_proto_allocator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,17 +2310,27 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vTaskRemoved\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskIdB\b\n" +
-	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\x8d\x01\n" +
+	"\x06changeJ\x04\b\x12\x10\x13J\x04\b\x13\x10\x14\"\xf2\x01\n" +
 	"\vOfferRefRun\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x04R\n" +
 	"responseId\x12\x1c\n" +
 	"\trecovered\x18\x02 \x01(\bR\trecovered\x12\x18\n" +
 	"\aindices\x18\x03 \x03(\rR\aindices\x12%\n" +
-	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\"N\n" +
+	"\x0erefuse_seconds\x18\x04 \x03(\x01R\rrefuseSeconds\x12\x14\n" +
+	"\x05first\x18\x05 \x01(\rR\x05first\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1d\n" +
+	"\n" +
+	"refuse_all\x18\a \x01(\x01R\trefuseAll\x12\x18\n" +
+	"\amembers\x18\b \x01(\fR\amembers\"{\n" +
+	"\fOfferColumns\x12\x1c\n" +
+	"\tframework\x18\x01 \x03(\rR\tframework\x12\x12\n" +
+	"\x04role\x18\x02 \x03(\rR\x04role\x12\x14\n" +
+	"\x05agent\x18\x03 \x03(\rR\x05agent\x12#\n" +
+	"\rresources_ref\x18\x04 \x03(\rR\fresourcesRef\"N\n" +
 	"\fIdDictionary\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\rR\x04base\x12\x14\n" +
-	"\x05added\x18\x03 \x03(\tR\x05added\"\xec\x03\n" +
+	"\x05added\x18\x03 \x03(\tR\x05added\"\xa5\x04\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x129\n" +
 	"\x06deltas\x18\x02 \x03(\v2!.corral.plugin.allocator.v2.DeltaR\x06deltas\x12%\n" +
@@ -2094,7 +2340,10 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\n" +
 	"max_offers\x18\x06 \x01(\rR\tmaxOffers\x12&\n" +
 	"\x0frevoke_after_ms\x18\a \x01(\x03R\rrevokeAfterMs\x12:\n" +
-	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\"\\\n" +
+	"\x03ids\x18\b \x01(\v2(.corral.plugin.allocator.v2.IdDictionaryR\x03ids\x12!\n" +
+	"\fmetrics_base\x18\t \x01(\x04R\vmetricsBase\x12\x14\n" +
+	"\x05reads\x18\n" +
+	" \x01(\x04R\x05reads\"\\\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRIGGER_TIMER\x10\x01\x12\x11\n" +
@@ -2114,7 +2363,7 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xdf\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x90\x05\n" +
 	"\x10AllocateResponse\x12'\n" +
 	"\x0fapplied_version\x18\x01 \x01(\x04R\x0eappliedVersion\x12A\n" +
 	"\x06offers\x18\x02 \x03(\v2).corral.plugin.allocator.v2.OfferProposalR\x06offers\x12S\n" +
@@ -2123,10 +2372,20 @@ const file_pluginapi_allocator_proto_allocator_proto_rawDesc = "" +
 	"\vresponse_id\x18\x05 \x01(\x04R\n" +
 	"responseId\x12>\n" +
 	"\x0eresource_table\x18\x06 \x03(\v2\x17.corral.v1.ResourceListR\rresourceTable\x12\x1b\n" +
-	"\tids_epoch\x18\a \x01(\x04R\bidsEpoch\x1a:\n" +
+	"\tids_epoch\x18\a \x01(\x04R\bidsEpoch\x12!\n" +
+	"\fmetrics_base\x18\b \x01(\x04R\vmetricsBase\x12'\n" +
+	"\x0fmetrics_removed\x18\t \x03(\tR\x0emetricsRemoved\x12\x14\n" +
+	"\x05reads\x18\n" +
+	" \x01(\x04R\x05reads\x12M\n" +
+	"\roffer_columns\x18\v \x01(\v2(.corral.plugin.allocator.v2.OfferColumnsR\fofferColumns\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x012\xcd\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*n\n" +
+	"\vWireFeature\x12\x1c\n" +
+	"\x18WIRE_FEATURE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fWIRE_REF_RANGES\x10\x01\x12\x16\n" +
+	"\x12WIRE_OFFER_COLUMNS\x10\x02\x12\x14\n" +
+	"\x10WIRE_REF_BITMAPS\x10\x042\xcd\x01\n" +
 	"\tAllocator\x12Y\n" +
 	"\x04Init\x12%.corral.plugin.allocator.v2.InitChunk\x1a(.corral.plugin.allocator.v2.InitResponse(\x01\x12e\n" +
 	"\bAllocate\x12+.corral.plugin.allocator.v2.AllocateRequest\x1a,.corral.plugin.allocator.v2.AllocateResponseBHZFgithub.com/corral-project/corral/pluginapi/allocator/proto;allocatorpbb\x06proto3"
@@ -2143,92 +2402,95 @@ func file_pluginapi_allocator_proto_allocator_proto_rawDescGZIP() []byte {
 	return file_pluginapi_allocator_proto_allocator_proto_rawDescData
 }
 
-var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_pluginapi_allocator_proto_allocator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_pluginapi_allocator_proto_allocator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_pluginapi_allocator_proto_allocator_proto_goTypes = []any{
-	(AllocateRequest_Trigger)(0),   // 0: corral.plugin.allocator.v2.AllocateRequest.Trigger
-	(*Agent)(nil),                  // 1: corral.plugin.allocator.v2.Agent
-	(*Framework)(nil),              // 2: corral.plugin.allocator.v2.Framework
-	(*Role)(nil),                   // 3: corral.plugin.allocator.v2.Role
-	(*Task)(nil),                   // 4: corral.plugin.allocator.v2.Task
-	(*Demand)(nil),                 // 5: corral.plugin.allocator.v2.Demand
-	(*Allocation)(nil),             // 6: corral.plugin.allocator.v2.Allocation
-	(*Filter)(nil),                 // 7: corral.plugin.allocator.v2.Filter
-	(*InitChunk)(nil),              // 8: corral.plugin.allocator.v2.InitChunk
-	(*InitResponse)(nil),           // 9: corral.plugin.allocator.v2.InitResponse
-	(*Delta)(nil),                  // 10: corral.plugin.allocator.v2.Delta
-	(*OfferRefRun)(nil),            // 11: corral.plugin.allocator.v2.OfferRefRun
-	(*IdDictionary)(nil),           // 12: corral.plugin.allocator.v2.IdDictionary
-	(*AllocateRequest)(nil),        // 13: corral.plugin.allocator.v2.AllocateRequest
-	(*OfferProposal)(nil),          // 14: corral.plugin.allocator.v2.OfferProposal
-	(*RevocationProposal)(nil),     // 15: corral.plugin.allocator.v2.RevocationProposal
-	(*AllocateResponse)(nil),       // 16: corral.plugin.allocator.v2.AllocateResponse
-	nil,                            // 17: corral.plugin.allocator.v2.Agent.AttributesEntry
-	nil,                            // 18: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	(*Delta_AgentRemoved)(nil),     // 19: corral.plugin.allocator.v2.Delta.AgentRemoved
-	(*Delta_FrameworkRemoved)(nil), // 20: corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	(*Delta_Recovered)(nil),        // 21: corral.plugin.allocator.v2.Delta.Recovered
-	(*Delta_Suppress)(nil),         // 22: corral.plugin.allocator.v2.Delta.Suppress
-	(*Delta_Revive)(nil),           // 23: corral.plugin.allocator.v2.Delta.Revive
-	(*Delta_TaskRemoved)(nil),      // 24: corral.plugin.allocator.v2.Delta.TaskRemoved
-	nil,                            // 25: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	(*proto.Resource)(nil),         // 26: corral.v1.Resource
-	(*proto.TaskShape)(nil),        // 27: corral.v1.TaskShape
-	(*proto.ResourceList)(nil),     // 28: corral.v1.ResourceList
-	(*proto.MinAllocatable)(nil),   // 29: corral.v1.MinAllocatable
+	(WireFeature)(0),               // 0: corral.plugin.allocator.v2.WireFeature
+	(AllocateRequest_Trigger)(0),   // 1: corral.plugin.allocator.v2.AllocateRequest.Trigger
+	(*Agent)(nil),                  // 2: corral.plugin.allocator.v2.Agent
+	(*Framework)(nil),              // 3: corral.plugin.allocator.v2.Framework
+	(*Role)(nil),                   // 4: corral.plugin.allocator.v2.Role
+	(*Task)(nil),                   // 5: corral.plugin.allocator.v2.Task
+	(*Demand)(nil),                 // 6: corral.plugin.allocator.v2.Demand
+	(*Allocation)(nil),             // 7: corral.plugin.allocator.v2.Allocation
+	(*Filter)(nil),                 // 8: corral.plugin.allocator.v2.Filter
+	(*InitChunk)(nil),              // 9: corral.plugin.allocator.v2.InitChunk
+	(*InitResponse)(nil),           // 10: corral.plugin.allocator.v2.InitResponse
+	(*Delta)(nil),                  // 11: corral.plugin.allocator.v2.Delta
+	(*OfferRefRun)(nil),            // 12: corral.plugin.allocator.v2.OfferRefRun
+	(*OfferColumns)(nil),           // 13: corral.plugin.allocator.v2.OfferColumns
+	(*IdDictionary)(nil),           // 14: corral.plugin.allocator.v2.IdDictionary
+	(*AllocateRequest)(nil),        // 15: corral.plugin.allocator.v2.AllocateRequest
+	(*OfferProposal)(nil),          // 16: corral.plugin.allocator.v2.OfferProposal
+	(*RevocationProposal)(nil),     // 17: corral.plugin.allocator.v2.RevocationProposal
+	(*AllocateResponse)(nil),       // 18: corral.plugin.allocator.v2.AllocateResponse
+	nil,                            // 19: corral.plugin.allocator.v2.Agent.AttributesEntry
+	nil,                            // 20: corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	(*Delta_AgentRemoved)(nil),     // 21: corral.plugin.allocator.v2.Delta.AgentRemoved
+	(*Delta_FrameworkRemoved)(nil), // 22: corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	(*Delta_Recovered)(nil),        // 23: corral.plugin.allocator.v2.Delta.Recovered
+	(*Delta_Suppress)(nil),         // 24: corral.plugin.allocator.v2.Delta.Suppress
+	(*Delta_Revive)(nil),           // 25: corral.plugin.allocator.v2.Delta.Revive
+	(*Delta_TaskRemoved)(nil),      // 26: corral.plugin.allocator.v2.Delta.TaskRemoved
+	nil,                            // 27: corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	(*proto.Resource)(nil),         // 28: corral.v1.Resource
+	(*proto.TaskShape)(nil),        // 29: corral.v1.TaskShape
+	(*proto.ResourceList)(nil),     // 30: corral.v1.ResourceList
+	(*proto.MinAllocatable)(nil),   // 31: corral.v1.MinAllocatable
 }
 var file_pluginapi_allocator_proto_allocator_proto_depIdxs = []int32{
-	26, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
-	17, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
-	18, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
-	26, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
-	26, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
-	26, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
-	27, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
-	26, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
-	26, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
-	1,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
-	2,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
-	3,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
-	6,  // 12: corral.plugin.allocator.v2.InitChunk.allocations:type_name -> corral.plugin.allocator.v2.Allocation
-	7,  // 13: corral.plugin.allocator.v2.InitChunk.filters:type_name -> corral.plugin.allocator.v2.Filter
-	4,  // 14: corral.plugin.allocator.v2.InitChunk.tasks:type_name -> corral.plugin.allocator.v2.Task
-	5,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
-	1,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
-	1,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
-	19, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
-	2,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
-	2,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
-	20, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
-	3,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
-	6,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
-	21, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
-	22, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
-	23, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
-	4,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
-	4,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
-	24, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
-	5,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
-	11, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
-	10, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
-	0,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
-	12, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
-	26, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
-	14, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
-	25, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
-	15, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
-	28, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
-	29, // 40: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	6,  // 41: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
-	8,  // 42: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
-	13, // 43: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
-	9,  // 44: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
-	16, // 45: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
-	44, // [44:46] is the sub-list for method output_type
-	42, // [42:44] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	28, // 0: corral.plugin.allocator.v2.Agent.total:type_name -> corral.v1.Resource
+	19, // 1: corral.plugin.allocator.v2.Agent.attributes:type_name -> corral.plugin.allocator.v2.Agent.AttributesEntry
+	20, // 2: corral.plugin.allocator.v2.Framework.min_allocatable:type_name -> corral.plugin.allocator.v2.Framework.MinAllocatableEntry
+	28, // 3: corral.plugin.allocator.v2.Role.guarantee:type_name -> corral.v1.Resource
+	28, // 4: corral.plugin.allocator.v2.Role.limit:type_name -> corral.v1.Resource
+	28, // 5: corral.plugin.allocator.v2.Task.resources:type_name -> corral.v1.Resource
+	29, // 6: corral.plugin.allocator.v2.Demand.shapes:type_name -> corral.v1.TaskShape
+	28, // 7: corral.plugin.allocator.v2.Allocation.resources:type_name -> corral.v1.Resource
+	28, // 8: corral.plugin.allocator.v2.Filter.resources:type_name -> corral.v1.Resource
+	2,  // 9: corral.plugin.allocator.v2.InitChunk.agents:type_name -> corral.plugin.allocator.v2.Agent
+	3,  // 10: corral.plugin.allocator.v2.InitChunk.frameworks:type_name -> corral.plugin.allocator.v2.Framework
+	4,  // 11: corral.plugin.allocator.v2.InitChunk.roles:type_name -> corral.plugin.allocator.v2.Role
+	7,  // 12: corral.plugin.allocator.v2.InitChunk.allocations:type_name -> corral.plugin.allocator.v2.Allocation
+	8,  // 13: corral.plugin.allocator.v2.InitChunk.filters:type_name -> corral.plugin.allocator.v2.Filter
+	5,  // 14: corral.plugin.allocator.v2.InitChunk.tasks:type_name -> corral.plugin.allocator.v2.Task
+	6,  // 15: corral.plugin.allocator.v2.InitChunk.demands:type_name -> corral.plugin.allocator.v2.Demand
+	2,  // 16: corral.plugin.allocator.v2.Delta.agent_added:type_name -> corral.plugin.allocator.v2.Agent
+	2,  // 17: corral.plugin.allocator.v2.Delta.agent_updated:type_name -> corral.plugin.allocator.v2.Agent
+	21, // 18: corral.plugin.allocator.v2.Delta.agent_removed:type_name -> corral.plugin.allocator.v2.Delta.AgentRemoved
+	3,  // 19: corral.plugin.allocator.v2.Delta.framework_added:type_name -> corral.plugin.allocator.v2.Framework
+	3,  // 20: corral.plugin.allocator.v2.Delta.framework_updated:type_name -> corral.plugin.allocator.v2.Framework
+	22, // 21: corral.plugin.allocator.v2.Delta.framework_removed:type_name -> corral.plugin.allocator.v2.Delta.FrameworkRemoved
+	4,  // 22: corral.plugin.allocator.v2.Delta.role_updated:type_name -> corral.plugin.allocator.v2.Role
+	7,  // 23: corral.plugin.allocator.v2.Delta.allocated:type_name -> corral.plugin.allocator.v2.Allocation
+	23, // 24: corral.plugin.allocator.v2.Delta.recovered:type_name -> corral.plugin.allocator.v2.Delta.Recovered
+	24, // 25: corral.plugin.allocator.v2.Delta.suppressed:type_name -> corral.plugin.allocator.v2.Delta.Suppress
+	25, // 26: corral.plugin.allocator.v2.Delta.revived:type_name -> corral.plugin.allocator.v2.Delta.Revive
+	5,  // 27: corral.plugin.allocator.v2.Delta.task_added:type_name -> corral.plugin.allocator.v2.Task
+	5,  // 28: corral.plugin.allocator.v2.Delta.task_updated:type_name -> corral.plugin.allocator.v2.Task
+	26, // 29: corral.plugin.allocator.v2.Delta.task_removed:type_name -> corral.plugin.allocator.v2.Delta.TaskRemoved
+	6,  // 30: corral.plugin.allocator.v2.Delta.demand_updated:type_name -> corral.plugin.allocator.v2.Demand
+	12, // 31: corral.plugin.allocator.v2.Delta.offer_refs:type_name -> corral.plugin.allocator.v2.OfferRefRun
+	11, // 32: corral.plugin.allocator.v2.AllocateRequest.deltas:type_name -> corral.plugin.allocator.v2.Delta
+	1,  // 33: corral.plugin.allocator.v2.AllocateRequest.trigger:type_name -> corral.plugin.allocator.v2.AllocateRequest.Trigger
+	14, // 34: corral.plugin.allocator.v2.AllocateRequest.ids:type_name -> corral.plugin.allocator.v2.IdDictionary
+	28, // 35: corral.plugin.allocator.v2.OfferProposal.resources:type_name -> corral.v1.Resource
+	16, // 36: corral.plugin.allocator.v2.AllocateResponse.offers:type_name -> corral.plugin.allocator.v2.OfferProposal
+	27, // 37: corral.plugin.allocator.v2.AllocateResponse.metrics:type_name -> corral.plugin.allocator.v2.AllocateResponse.MetricsEntry
+	17, // 38: corral.plugin.allocator.v2.AllocateResponse.revocations:type_name -> corral.plugin.allocator.v2.RevocationProposal
+	30, // 39: corral.plugin.allocator.v2.AllocateResponse.resource_table:type_name -> corral.v1.ResourceList
+	13, // 40: corral.plugin.allocator.v2.AllocateResponse.offer_columns:type_name -> corral.plugin.allocator.v2.OfferColumns
+	31, // 41: corral.plugin.allocator.v2.Framework.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	7,  // 42: corral.plugin.allocator.v2.Delta.Recovered.allocation:type_name -> corral.plugin.allocator.v2.Allocation
+	9,  // 43: corral.plugin.allocator.v2.Allocator.Init:input_type -> corral.plugin.allocator.v2.InitChunk
+	15, // 44: corral.plugin.allocator.v2.Allocator.Allocate:input_type -> corral.plugin.allocator.v2.AllocateRequest
+	10, // 45: corral.plugin.allocator.v2.Allocator.Init:output_type -> corral.plugin.allocator.v2.InitResponse
+	18, // 46: corral.plugin.allocator.v2.Allocator.Allocate:output_type -> corral.plugin.allocator.v2.AllocateResponse
+	45, // [45:47] is the sub-list for method output_type
+	43, // [43:45] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_pluginapi_allocator_proto_allocator_proto_init() }
@@ -2259,8 +2521,8 @@ func file_pluginapi_allocator_proto_allocator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginapi_allocator_proto_allocator_proto_rawDesc), len(file_pluginapi_allocator_proto_allocator_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   25,
+			NumEnums:      2,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -217,10 +217,15 @@ func (c *BenchCluster) RunBench(ctx context.Context, cycles int) (BenchResult, e
 }
 
 // RunBenches runs the clusters side by side: each one's first cycle, then
-// cycles steady-state cycles taking turns (the order alternating from one
-// round to the next), so that on a shared machine a burst of load falls on
-// all of them alike and their ratio means something. The clusters should
-// be of one shape: round i then finds the same state in each.
+// cycles steady-state cycles taking turns, so that on a shared machine a
+// burst of load falls on all of them alike and their ratio means
+// something. The order changes from one round to the next through every
+// permutation of the clusters (turnOrder), so that each follows each other
+// equally often: a cycle's CPU time includes whatever garbage collection
+// of this process runs meanwhile, some of it owed by the cluster before.
+// (Alternating the order, as before, kept the second of three clusters in
+// the middle, following the first in every other round.) The clusters
+// should be of one shape: round i then finds the same state in each.
 func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]BenchResult, error) {
 	rs := make([]BenchResult, len(clusters))
 	for i, c := range clusters {
@@ -236,11 +241,7 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 	resps := make([][]int, len(clusters))
 	var ms0, ms1 runtime.MemStats
 	for round := range cycles {
-		for j := range clusters {
-			i := j
-			if round%2 == 1 {
-				i = len(clusters) - 1 - j
-			}
+		for _, i := range turnOrder(round, len(clusters)) {
 			c := clusters[i]
 			runtime.ReadMemStats(&ms0)
 			d, n, err := c.Cycle(ctx)
@@ -272,4 +273,27 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 		rs[i].BytesPerCycle /= uint64(cycles)
 	}
 	return rs, nil
+}
+
+// turnOrder is the round-th permutation of 0..n-1 in lexicographic order,
+// cycling through all n! of them (with two clusters: 0 1, 1 0, 0 1, ...).
+func turnOrder(round, n int) []int {
+	fact := 1
+	for k := 2; k <= n; k++ {
+		fact *= k
+	}
+	k := round % fact
+	rest := make([]int, n)
+	for i := range rest {
+		rest[i] = i
+	}
+	out := make([]int, 0, n)
+	for m := n; m > 0; m-- {
+		fact /= m
+		j := k / fact
+		k %= fact
+		out = append(out, rest[j])
+		rest = append(rest[:j], rest[j+1:]...)
+	}
+	return out
 }

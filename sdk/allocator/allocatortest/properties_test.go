@@ -60,3 +60,33 @@ func TestFairnessCatchesUnfairPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestTurnOrder: over n! rounds every cluster follows every other one
+// equally often within a round, and each round is a permutation.
+func TestTurnOrder(t *testing.T) {
+	for n := 1; n <= 4; n++ {
+		follows := map[[2]int]int{}
+		rounds := 1
+		for k := 2; k <= n; k++ {
+			rounds *= k
+		}
+		for r := range rounds {
+			o := turnOrder(r, n)
+			seen := map[int]bool{}
+			for j, i := range o {
+				seen[i] = true
+				if j > 0 {
+					follows[[2]int{o[j-1], i}]++
+				}
+			}
+			if len(seen) != n || len(o) != n {
+				t.Fatalf("n=%d round %d: %v is not a permutation", n, r, o)
+			}
+		}
+		for pair, k := range follows {
+			if k != follows[[2]int{pair[1], pair[0]}] || k != rounds/n {
+				t.Errorf("n=%d: %d follows %d %d times in %d rounds", n, pair[1], pair[0], k, rounds)
+			}
+		}
+	}
+}
