@@ -703,7 +703,13 @@ func (s *State) Version() uint64 { return s.version }
 func (s *State) Now() allocator.LogicalTime { return s.now }
 
 // AgentIDs returns the IDs of all agents, active or not, sorted.
-func (s *State) AgentIDs() []string {
+func (s *State) AgentIDs() []string { return slices.Clone(s.AgentIDsView()) }
+
+// AgentIDsView is AgentIDs without the copy, for policies that visit every
+// agent every cycle (at 50k agents the copy was 800 KB of garbage a cycle).
+// The slice is shared until agents are next added or removed: callers must
+// not modify it, nor keep it past the cycle.
+func (s *State) AgentIDsView() []string {
 	if s.agentIDs == nil {
 		s.agentIDs = make([]string, 0, len(s.agents))
 		for id := range s.agents {
@@ -711,13 +717,13 @@ func (s *State) AgentIDs() []string {
 		}
 		sort.Strings(s.agentIDs)
 	}
-	return slices.Clone(s.agentIDs)
+	return s.agentIDs
 }
 
 // Agents returns copies of all agents sorted by ID.
 func (s *State) Agents() []allocator.Agent {
 	out := make([]allocator.Agent, 0, len(s.agents))
-	for _, id := range s.AgentIDs() {
+	for _, id := range s.AgentIDsView() {
 		out = append(out, *cloneAgent(s.agents[id].agent))
 	}
 	return out

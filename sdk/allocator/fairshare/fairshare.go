@@ -398,12 +398,14 @@ func (c *cycle) hasScarce(total resources.Resources) bool {
 }
 
 // agentOrder is the order agents are visited in this cycle.
+// Sorted, it is the state's own list (read only).
 func (e *Engine) agentOrder(s *sdk.State, now allocator.LogicalTime) []string {
-	ids := s.AgentIDs()
-	if e.opts.ShuffleSeed != 0 {
-		rng := rand.New(rand.NewPCG(e.opts.ShuffleSeed, uint64(now)))
-		rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	if e.opts.ShuffleSeed == 0 {
+		return s.AgentIDsView()
 	}
+	ids := s.AgentIDs()
+	rng := rand.New(rand.NewPCG(e.opts.ShuffleSeed, uint64(now)))
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	return ids
 }
 

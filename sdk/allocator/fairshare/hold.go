@@ -105,7 +105,7 @@ func (e *Engine) holding(k shapeKey) bool {
 // fitsSomewhere reports whether shape fits the free resources left on any
 // active agent cl may be offered.
 func (c *cycle) fitsSomewhere(cl *client, shape resources.Resources) bool {
-	for _, id := range c.s.AgentIDs() {
+	for _, id := range c.s.AgentIDsView() {
 		if !c.s.AgentActive(id) {
 			continue
 		}
@@ -130,7 +130,7 @@ func (c *cycle) closestAgent(k shapeKey, shape resources.Resources) string {
 		}
 	}
 	best, bestDeficit := "", 0.0
-	for _, id := range c.s.AgentIDs() {
+	for _, id := range c.s.AgentIDsView() {
 		a, ok := c.s.Agent(id)
 		if !ok || !a.Active || c.e.holds[id] != nil || !a.Total.Contains(shape) || (c.hasScarce(a.Total) && !gpu) {
 			continue
