@@ -96,6 +96,7 @@ func start(tb testing.TB, c benchCase, mode string) (*allocatortest.BenchCluster
 	}
 	if pid != 0 {
 		cl.PeerCPU = func() time.Duration { return cpuOf(pid) }
+		cl.PeerFaults = func() int64 { return minorFaults(pid) }
 	}
 	return cl, pid
 }
@@ -223,7 +224,7 @@ func TestReportAllocBench(t *testing.T) {
 	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
 		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
 		"first in", "first plg", "allocs/cyc", "plugin RSS")+
-		fmt.Sprintf(" | %8s %8s", "req KB", "resp KB")+baseHeader())
+		fmt.Sprintf(" | %8s %8s | %8s %9s", "req KB", "resp KB", "plg proc", "faults")+baseHeader())
 	for _, c := range cases {
 		if c.shape.Agents > maxAgents || only != nil && !only.MatchString(c.name("")) {
 			continue
@@ -246,13 +247,16 @@ func TestReportAllocBench(t *testing.T) {
 			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
 			ms(in.CPUMedian), ms(pl.CPUMedian), float64(pl.CPUMedian)/float64(max(in.CPUMedian, 1)),
 			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss)+
-			fmt.Sprintf(" | %8.1f %8.1f", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024)+baseColumns(res, pl))
+			fmt.Sprintf(" | %8.1f %8.1f | %8s %9s", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024,
+				ms(pl.PeerCPUMedian), fmt.Sprintf("%d/%d", in.FaultsMedian, pl.FaultsMedian))+baseColumns(res, pl))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("median of %d steady cycles after the first, in process and plugin taking turns; half the frameworks decline every offer for an hour,\n"+
 		"the other half keep theirs; ratio = plugin / in-process; ms: wall time of the Allocate call; cpu: CPU ms\n"+
 		"used meanwhile by this process (all threads, GC included) plus, in plugin mode, the plugin process;\n"+
-		"allocs/cyc in process; plugin RSS after the run; req/resp KB: the plugin's Allocate messages as encoded (median).\n"+
+		"allocs/cyc in process; plugin RSS after the run; req/resp KB: the plugin's Allocate messages as encoded (median);\n"+
+		"plg proc: the plugin process's part of plugin cpu (median; the rest is this process, its GC included);\n"+
+		"faults: minor page faults per cycle in process / plugin (both processes; median).\n"+
 		"base: the plugins of CORRAL_BENCH_ALLOC_BASELINE, when set, driven by this build's host glue. Load average at the end: %s\n", cycles, loadavg())
 }
 

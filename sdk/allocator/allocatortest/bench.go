@@ -53,6 +53,13 @@ type BenchCluster struct {
 	lastCPU time.Duration
 	// LastPeerCPU is PeerCPU's part of the last call's CPU time.
 	LastPeerCPU time.Duration
+	// PeerFaults, when set, reads the minor page faults the other process
+	// has taken so far; LastFaults is the last call's faults, this
+	// process's and the peer's. A fault on a fresh page costs more CPU
+	// than most of a cycle's work on it, and a process whose heap is
+	// still growing takes hundreds a cycle.
+	PeerFaults func() int64
+	LastFaults int64
 	// Wire sizes of the last call, when the allocator is the host side
 	// of the gRPC glue.
 	lastReq, lastResp int
@@ -129,14 +136,15 @@ func (c *BenchCluster) Allocate(ctx context.Context) (*allocator.AllocateRespons
 	}
 	// The peer is read outside this process's reading, whose cost (a
 	// walk of /proc) would otherwise count as the cycle's.
-	peer0 := c.peerCPU()
-	cpu0 := selfCPU()
+	peer0, pf0 := c.peerCPU(), c.peerFaults()
+	cpu0, f0 := selfUsage()
 	began := time.Now()
 	resp, err := c.a.Allocate(ctx, req)
 	took := time.Since(began)
-	cpu1 := selfCPU()
+	cpu1, f1 := selfUsage()
 	c.LastPeerCPU = c.peerCPU() - peer0
 	c.lastCPU = cpu1 - cpu0 + c.LastPeerCPU
+	c.LastFaults = f1 - f0 + c.peerFaults() - pf0
 	if ws, ok := c.a.(allocator.WireSizer); ok {
 		c.lastReq, c.lastResp = ws.LastWireBytes()
 	}
@@ -159,13 +167,21 @@ func (c *BenchCluster) peerCPU() time.Duration {
 	return c.PeerCPU()
 }
 
-// selfCPU is the user and system CPU time of this process so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+func (c *BenchCluster) peerFaults() int64 {
+	if c.PeerFaults == nil {
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return c.PeerFaults()
+}
+
+// selfUsage is the user and system CPU time of this process so far, and
+// its minor page faults.
+func selfUsage() (time.Duration, int64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), int64(ru.Minflt)
 }
 
 // Answer plays the master and the frameworks after a cycle: every offer is
@@ -196,11 +212,16 @@ func (c *BenchCluster) add(d allocator.Delta) {
 
 // BenchResult summarizes steady-state cycles.
 type BenchResult struct {
-	First          time.Duration // the first cycle after Init
-	Median         time.Duration // of the cycles after it
-	CPUMedian      time.Duration // CPU time of those cycles (see LastCPU)
-	Offers         int           // in the last cycle
-	AllocsPerCycle uint64        // heap allocations in this process per steady cycle (Answer's included)
+	First     time.Duration // the first cycle after Init
+	Median    time.Duration // of the cycles after it
+	CPUMedian time.Duration // CPU time of those cycles (see LastCPU)
+	// PeerCPUMedian is the median of the cycles' PeerCPU part (0 without
+	// PeerCPU): CPUMedian minus it is roughly what this process used,
+	// its garbage collection included whoever's garbage it collects.
+	PeerCPUMedian  time.Duration
+	FaultsMedian   int64  // minor page faults per cycle (see LastFaults)
+	Offers         int    // in the last cycle
+	AllocsPerCycle uint64 // heap allocations in this process per steady cycle (Answer's included)
 	BytesPerCycle  uint64
 	// Median encoded sizes of the steady cycles' Allocate request and
 	// response, through the gRPC glue (0 in process).
@@ -237,6 +258,8 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 	}
 	times := make([][]time.Duration, len(clusters))
 	cpus := make([][]time.Duration, len(clusters))
+	peers := make([][]time.Duration, len(clusters))
+	faults := make([][]int64, len(clusters))
 	reqs := make([][]int, len(clusters))
 	resps := make([][]int, len(clusters))
 	var ms0, ms1 runtime.MemStats
@@ -251,6 +274,8 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 			runtime.ReadMemStats(&ms1)
 			times[i] = append(times[i], d)
 			cpus[i] = append(cpus[i], c.lastCPU)
+			peers[i] = append(peers[i], c.LastPeerCPU)
+			faults[i] = append(faults[i], c.LastFaults)
 			reqs[i] = append(reqs[i], c.lastReq)
 			resps[i] = append(resps[i], c.lastResp)
 			rs[i].Offers = n
@@ -266,6 +291,10 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 		slices.Sort(cpus[i])
 		rs[i].Median = times[i][cycles/2]
 		rs[i].CPUMedian = cpus[i][cycles/2]
+		slices.Sort(peers[i])
+		rs[i].PeerCPUMedian = peers[i][cycles/2]
+		slices.Sort(faults[i])
+		rs[i].FaultsMedian = faults[i][cycles/2]
 		slices.Sort(reqs[i])
 		slices.Sort(resps[i])
 		rs[i].RequestBytes, rs[i].ResponseBytes = reqs[i][cycles/2], resps[i][cycles/2]
