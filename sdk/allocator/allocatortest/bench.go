@@ -1,6 +1,7 @@
 package allocatortest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -287,21 +288,19 @@ func RunBenches(ctx context.Context, cycles int, clusters ...*BenchCluster) ([]B
 		if cycles == 0 {
 			continue
 		}
-		slices.Sort(times[i])
-		slices.Sort(cpus[i])
-		rs[i].Median = times[i][cycles/2]
-		rs[i].CPUMedian = cpus[i][cycles/2]
-		slices.Sort(peers[i])
-		rs[i].PeerCPUMedian = peers[i][cycles/2]
-		slices.Sort(faults[i])
-		rs[i].FaultsMedian = faults[i][cycles/2]
-		slices.Sort(reqs[i])
-		slices.Sort(resps[i])
-		rs[i].RequestBytes, rs[i].ResponseBytes = reqs[i][cycles/2], resps[i][cycles/2]
+		rs[i].Median, rs[i].CPUMedian = median(times[i]), median(cpus[i])
+		rs[i].PeerCPUMedian, rs[i].FaultsMedian = median(peers[i]), median(faults[i])
+		rs[i].RequestBytes, rs[i].ResponseBytes = median(reqs[i]), median(resps[i])
 		rs[i].AllocsPerCycle /= uint64(cycles)
 		rs[i].BytesPerCycle /= uint64(cycles)
 	}
 	return rs, nil
+}
+
+// median sorts xs (not empty) and returns its middle element.
+func median[T cmp.Ordered](xs []T) T {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // turnOrder is the round-th permutation of 0..n-1 in lexicographic order,
