@@ -67,8 +67,13 @@ type Agent struct {
 	mu sync.Mutex
 	id string
 	// secret binds id at the master; presented on every re-registration.
-	secret    string
-	tasks     map[taskKey]*task
+	secret string
+	tasks  map[taskKey]*task
+	// owners is the principal of each framework whose sandboxes the agent
+	// still keeps, past its tasks' acknowledged ends: a framework reads its
+	// finished task's output (corral exec does, racing its own automatic
+	// acknowledgement). Entries go with the framework's sandbox directory.
+	owners    map[string]string
 	executors map[execKey]*customExecutor // custom executors (executors.go)
 	stopping  bool                        // no new tasks once shutdown began
 	detaching bool                        // stopping and leaving tasks running (on_shutdown = keep)
@@ -141,6 +146,7 @@ func NewWithPlugins(cfg Config, plugins Plugins, logger hclog.Logger) (*Agent, e
 		id:          id,
 		secret:      secret,
 		tasks:       map[taskKey]*task{},
+		owners:      map[string]string{},
 		executors:   map[execKey]*customExecutor{},
 	}
 	a.taskCtx, a.taskCancel = context.WithCancel(context.Background())
@@ -311,7 +317,8 @@ func (a *Agent) sandboxGC() *gc.Collector {
 			_, ok := a.tasks[taskKey{fw, task}]
 			return ok
 		},
-		Logger: a.logger.Named("sandbox-gc"),
+		FrameworkRemoved: a.forgetOwner,
+		Logger:           a.logger.Named("sandbox-gc"),
 	})
 }
 

@@ -19,9 +19,10 @@ import (
 // master's proxy authorizes the end user itself and then calls the agent
 // with the master's certificate, so that name needs its own
 // rules (`access_sandboxes { principals = ["<master cert name>"] }`, and
-// the same under exec_tasks). A framework the agent no longer runs a task
-// of is checked against the empty principal, which only an ANY rule
-// covers.
+// the same under exec_tasks). A finished task's sandbox keeps its
+// framework's principal while the sandbox is kept (owners); a framework
+// the agent does not know is checked against the empty principal, which
+// only an ANY rule covers.
 func (a *Agent) frameworkACL(action acl.Action, next http.Handler) http.Handler {
 	return a.identified(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		acls := a.sec.acls.Load()
@@ -103,15 +104,36 @@ func (a *Agent) SetSecurity(acls *acl.ACLs, creds *acl.Credentials) {
 	a.sec.authn.SetCredentials(creds)
 }
 
-// frameworkPrincipal is the principal of a framework the agent runs tasks
-// of, "" when it runs none.
+// addTaskLocked tracks t and remembers its framework's principal (owners).
+func (a *Agent) addTaskLocked(t *task) {
+	a.tasks[t.key] = t
+	if t.framework == nil {
+		return
+	}
+	if a.owners == nil {
+		a.owners = map[string]string{}
+	}
+	a.owners[t.key.framework] = t.framework.GetPrincipal()
+}
+
+// forgetOwner drops a framework's principal once the sandbox collector
+// removed its last sandbox, unless a task of it arrived meanwhile.
+func (a *Agent) forgetOwner(frameworkID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.tasks {
+		if k.framework == frameworkID {
+			return
+		}
+	}
+	delete(a.owners, frameworkID)
+}
+
+// frameworkPrincipal is the principal of a framework whose tasks or
+// sandboxes the agent holds; "" for one it does not know (including one
+// whose tasks were all forgotten before this agent process started).
 func (a *Agent) frameworkPrincipal(frameworkID string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k, t := range a.tasks {
-		if k.framework == frameworkID && t.framework != nil {
-			return t.framework.Principal
-		}
-	}
-	return ""
+	return a.owners[frameworkID]
 }

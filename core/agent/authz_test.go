@@ -48,6 +48,44 @@ func TestFrameworkACLPrincipals(t *testing.T) {
 	}
 }
 
+// TestFinishedTaskSandboxKeepsItsOwner: once a task's terminal update is
+// acknowledged the agent forgets the task, but its sandbox stays, and the
+// framework's principal may still read it (corral exec reads a finished
+// task's output while its automatic acknowledgement races ahead: a
+// TestACLCluster failure under load). The principal goes when the sandbox
+// collector removes the framework's last sandbox.
+func TestFinishedTaskSandboxKeepsItsOwner(t *testing.T) {
+	creds, err := acl.ParseCredentials([]byte(`{"credentials": [{"principal": "analytics", "secret": "s3cret"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := acl.Rule{Principals: acl.Entity{Values: []string{"analytics"}}, Objects: acl.Entity{Values: []string{"analytics"}}}
+	srv := sandboxServer(t, newSecurity(&acl.ACLs{Rules: map[acl.Action][]acl.Rule{acl.AccessSandboxes: {own}}}, creds))
+	a := srv.agent
+
+	a.mu.Lock()
+	delete(a.tasks, taskKey{framework: "fw1", task: "t1"}) // as forgetTask does
+	a.mu.Unlock()
+	if code, body := getSandbox(t, srv, "analytics", "s3cret"); code != http.StatusOK {
+		t.Fatalf("the owner reading a forgotten task's sandbox: got %d %q, want 200", code, body)
+	}
+
+	a.forgetOwner("fw1") // the collector removed fw1's directory
+	if code, body := getSandbox(t, srv, "analytics", "s3cret"); code != http.StatusForbidden {
+		t.Fatalf("after the framework's sandboxes are gone: got %d %q, want 403", code, body)
+	}
+}
+
+// TestForgetOwnerKeepsALiveFramework: a task of the framework that arrived
+// while the collector removed its directory keeps the principal.
+func TestForgetOwnerKeepsALiveFramework(t *testing.T) {
+	srv := sandboxServer(t, newSecurity(nil, nil))
+	srv.agent.forgetOwner("fw1")
+	if got := srv.agent.frameworkPrincipal("fw1"); got != "analytics" {
+		t.Fatalf("principal of fw1 with a live task after forgetOwner: %q, want analytics", got)
+	}
+}
+
 // TestSetSecurityReplacesRulesAndCredentials: a reload (SIGHUP) replaces
 // the guarded endpoints' ACLs and credentials while the agent serves: a
 // principal added to the credentials file and granted by the new rules
@@ -103,13 +141,8 @@ type guardedServer struct {
 
 func sandboxServer(t *testing.T, sec *security) *guardedServer {
 	t.Helper()
-	a := &Agent{
-		sec:    sec,
-		logger: hclog.NewNullLogger(),
-		tasks: map[taskKey]*task{
-			{framework: "fw1", task: "t1"}: {framework: &corralpb.FrameworkInfo{Principal: "analytics"}},
-		},
-	}
+	a := &Agent{sec: sec, logger: hclog.NewNullLogger(), tasks: map[taskKey]*task{}}
+	a.addTaskLocked(&task{key: taskKey{framework: "fw1", task: "t1"}, framework: &corralpb.FrameworkInfo{Principal: "analytics"}})
 	mux := http.NewServeMux()
 	mux.Handle("GET /sandbox/{framework}/{task}", a.frameworkACL(acl.AccessSandboxes,
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("stdout")) })))

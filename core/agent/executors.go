@@ -204,7 +204,7 @@ func (a *Agent) ensureExecutor(t *task) (*customExecutor, error) {
 	if err := a.serveExecutorLocked(ex); err != nil {
 		return nil, err
 	}
-	a.tasks[ck] = ct
+	a.addTaskLocked(ct)
 	a.executors[k] = ex
 	ex.logger.Info("starting custom executor", "container_id", ct.containerID, "api", apiOf(info))
 	a.taskWG.Go(func() { a.launch(ct) })

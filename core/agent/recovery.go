@@ -148,7 +148,7 @@ func (a *Agent) restore(st *checkpoint.State) error {
 		if t.terminal {
 			close(t.done)
 		}
-		a.tasks[k] = t
+		a.addTaskLocked(t)
 	}
 	for _, u := range st.Updates {
 		status := &corralpb.TaskStatus{}

@@ -101,7 +101,7 @@ func (a *Agent) runTask(fw *corralpb.FrameworkInfo, ti *corralpb.TaskInfo) {
 		state:       corralpb.TaskState_TASK_STAGING,
 	}
 	t.infoBytes, _ = proto.Marshal(ti) // a message the master sent marshals
-	a.tasks[k] = t
+	a.addTaskLocked(t)
 	if a.stopping {
 		// Shutdown has begun; there is no one left to tear the task down.
 		t.terminal = true

@@ -42,6 +42,9 @@ type Options struct {
 	// InUse reports whether a task's sandbox still belongs to a task the
 	// agent tracks; those are never removed.
 	InUse func(frameworkID, taskID string) bool
+	// FrameworkRemoved, when set, is called once the last sandbox of a
+	// framework is gone and its directory with it.
+	FrameworkRemoved func(frameworkID string)
 	// Usage is the used fraction of Root's disk; statfs by default.
 	Usage  func() (float64, error)
 	Now    func() time.Time
@@ -161,8 +164,8 @@ func (c *Collector) Prune() ([]string, error) {
 			c.o.Logger.Info("removed finished sandbox", "framework_id", fw.Name(), "task_id", tk.Name(),
 				"idle", now.Sub(last).Round(time.Second), "max_age", maxAge.Round(time.Second), "disk_usage", fmt.Sprintf("%.1f%%", 100*usage))
 		}
-		if left == 0 {
-			_ = os.Remove(fwDir) // fails harmlessly if a task arrived meanwhile
+		if left == 0 && os.Remove(fwDir) == nil && c.o.FrameworkRemoved != nil { // fails harmlessly if a task arrived meanwhile
+			c.o.FrameworkRemoved(fw.Name())
 		}
 	}
 	return removed, errors.Join(errs...)

@@ -89,6 +89,35 @@ func TestPruneByAgeAndDiskUsage(t *testing.T) {
 	}
 }
 
+// TestFrameworkRemoved: FrameworkRemoved hears of a framework once its
+// last sandbox and its directory are gone, and not of one that keeps a
+// live task's sandbox.
+func TestFrameworkRemoved(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"done/t1", "done/t2", "live/t1", "live/running"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var removed []string
+	c := New(Options{
+		Root: root, Delay: time.Hour,
+		InUse:            func(fw, task string) bool { return task == "running" },
+		Usage:            func() (float64, error) { return 0, nil },
+		Now:              func() time.Time { return time.Now().Add(2 * time.Hour) }, // every finished sandbox is past the delay
+		FrameworkRemoved: func(fw string) { removed = append(removed, fw) },
+	})
+	if _, err := c.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"done"}) {
+		t.Fatalf("FrameworkRemoved heard %v, want [done]", removed)
+	}
+	if _, err := os.Stat(filepath.Join(root, "done")); !os.IsNotExist(err) {
+		t.Fatalf("framework directory left: %v", err)
+	}
+}
+
 func TestDiskUsage(t *testing.T) {
 	u, err := DiskUsage(t.TempDir())
 	if err != nil || u < 0 || u > 1 {
