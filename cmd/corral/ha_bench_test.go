@@ -216,7 +216,8 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		if time.Since(killed) > 2*time.Minute {
 			t.Fatal("no new leader within 2 minutes")
 		}
-		time.Sleep(2 * time.Millisecond)
+		// Every scrape costs the masters CPU they need for the failover.
+		time.Sleep(10 * time.Millisecond)
 	}
 	var det, taken time.Time
 	select {
@@ -264,7 +265,9 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 			schedBack = time.Now()
 		}
 		fw.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+		// 20 ms resolution: a scrape of a master holding 100k tasks is
+		// not free, and the master being measured pays for it.
+		time.Sleep(20 * time.Millisecond)
 	}
 	load := loadAvg()
 	rss := rssMiB(c.masters[l2].cmd.Process.Pid)
@@ -369,8 +372,17 @@ func consulLeaderPair(c *haCluster) (kvPair, bool) {
 }
 
 // scrape reads a master's Prometheus metrics as name{labels} -> value.
+// Uncompressed: the benchmarks scrape a master every few milliseconds
+// through a failover, and Go's client would otherwise ask for gzip, which
+// the master then spends its CPU on (15% of a new leader's CPU at 1k
+// agents, measured with CORRAL_BENCH_HA_PPROF).
 func scrape(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
