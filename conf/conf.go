@@ -71,6 +71,9 @@ type Master struct {
 	AllocationInterval time.Duration
 	Allocator          string // allocator plugin name
 	AllocatorTimeout   time.Duration
+	// AllocatorInitTimeout is the deadline of an allocator's Init (the
+	// whole cluster in one snapshot).
+	AllocatorInitTimeout time.Duration
 	// OfferTimeout rescinds offers not answered in time; 0 means never.
 	OfferTimeout      time.Duration
 	HeartbeatInterval time.Duration
@@ -187,6 +190,7 @@ func Default() *Config {
 			AllocationInterval:     time.Second,
 			Allocator:              "drf",
 			AllocatorTimeout:       5 * time.Second,
+			AllocatorInitTimeout:   time.Minute,
 			OfferTimeout:           time.Minute,
 			HeartbeatInterval:      15 * time.Second,
 			AgentReregisterTimeout: 75 * time.Second,

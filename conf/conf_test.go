@@ -139,6 +139,7 @@ func TestLoadFull(t *testing.T) {
 			AllocationInterval:           500 * time.Millisecond,
 			Allocator:                    "priority",
 			AllocatorTimeout:             2 * time.Second,
+			AllocatorInitTimeout:         90 * time.Second,
 			OfferTimeout:                 0,
 			HeartbeatInterval:            10 * time.Second,
 			AgentReregisterTimeout:       2 * time.Minute,
@@ -188,8 +189,8 @@ func TestLoadFull(t *testing.T) {
 		p.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("plugin[0] = %+v", p)
 	}
-	if p.DeclRange.Start.Line != 54 {
-		t.Errorf("plugin[0] declared at line %d, want 54", p.DeclRange.Start.Line)
+	if p.DeclRange.Start.Line != 55 {
+		t.Errorf("plugin[0] declared at line %d, want 55", p.DeclRange.Start.Line)
 	}
 	if p.Config == nil {
 		t.Fatal("plugin[0].Config is nil, want the config block's body")

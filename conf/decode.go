@@ -234,6 +234,7 @@ func decodeMaster(body hcl.Body, m *Master) hcl.Diagnostics {
 		{"allocation_interval", duration(&m.AllocationInterval, checkPositive)},
 		{"allocator", value(&m.Allocator, checkPluginName)},
 		{"allocator_timeout", duration(&m.AllocatorTimeout, checkPositive)},
+		{"allocator_init_timeout", duration(&m.AllocatorInitTimeout, checkPositive)},
 		{"offer_timeout", duration(&m.OfferTimeout, checkNotNegative)},
 		{"heartbeat_interval", duration(&m.HeartbeatInterval, checkPositive)},
 		{"agent_reregister_timeout", duration(&m.AgentReregisterTimeout, checkPositive)},

@@ -250,6 +250,7 @@ func (c *Config) Validate() error {
 	add("master.allocation_interval", checkPositive(m.AllocationInterval))
 	add("master.allocator", checkPluginName(m.Allocator))
 	add("master.allocator_timeout", checkPositive(m.AllocatorTimeout))
+	add("master.allocator_init_timeout", checkPositive(m.AllocatorInitTimeout))
 	add("master.offer_timeout", checkNotNegative(m.OfferTimeout))
 	add("master.heartbeat_interval", checkPositive(m.HeartbeatInterval))
 	add("master.agent_reregister_timeout", checkPositive(m.AgentReregisterTimeout))

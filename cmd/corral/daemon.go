@@ -269,6 +269,7 @@ func masterConfig(cfg *conf.Config) master.Config {
 	return master.Config{
 		AllocationInterval:           mc.AllocationInterval,
 		AllocatorTimeout:             mc.AllocatorTimeout,
+		AllocatorInitTimeout:         mc.AllocatorInitTimeout,
 		OfferTimeout:                 mc.OfferTimeout,
 		HeartbeatInterval:            mc.HeartbeatInterval,
 		AgentReregisterTimeout:       mc.AgentReregisterTimeout,

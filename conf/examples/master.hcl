@@ -15,6 +15,7 @@ master {
   allocation_interval = "1s"
   allocator           = "drf"
   allocator_timeout   = "5s"    # deadline of one Allocate call
+  allocator_init_timeout = "1m" # deadline of Init: the whole cluster in one snapshot (after a failover or a plugin restart)
 
   offer_timeout            = "1m"    # "0" = offers never expire
   heartbeat_interval       = "15s"   # heartbeats to schedulers

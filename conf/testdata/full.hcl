@@ -8,6 +8,7 @@ master {
   allocation_interval      = "500ms"
   allocator                = "priority"
   allocator_timeout        = "2s"
+  allocator_init_timeout   = "90s"
   offer_timeout            = "0"
   heartbeat_interval       = "10s"
   agent_reregister_timeout = "2m"

@@ -254,7 +254,7 @@ func (m *Master) initPlugin(ctx context.Context, plugin allocator.Allocator, p *
 		m.deltas.reset()
 	}
 	m.mu.Unlock()
-	callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, m.cfg.AllocatorInitTimeout)
 	defer cancel()
 	began := time.Now()
 	v, err := plugin.Init(callCtx, snap)

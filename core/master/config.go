@@ -16,9 +16,16 @@ type Config struct {
 	// ACLs, when set, authorize every framework, agent and operator
 	// action by the caller's principal (see Authorize); nil allows
 	// everything, as before ACLs existed.
-	ACLs                   *acl.ACLs
-	AllocationInterval     time.Duration // default 1s
-	AllocatorTimeout       time.Duration // per Allocate call, default 5s
+	ACLs               *acl.ACLs
+	AllocationInterval time.Duration // default 1s
+	AllocatorTimeout   time.Duration // per Allocate call, default 5s
+	// AllocatorInitTimeout is the deadline of Init, which sends the whole
+	// cluster (default 60s): a leader that just took back 10k agents with
+	// 100k tasks sends them in one snapshot, which on a loaded machine
+	// took longer than an Allocate's 5 s, and each retry started over, so
+	// the new leader never allocated. A hung plugin is still caught by the
+	// watchdog's pings, which Init does not hold up.
+	AllocatorInitTimeout   time.Duration
 	OfferTimeout           time.Duration // 0: offers never expire
 	HeartbeatInterval      time.Duration // scheduler heartbeats, default 15s
 	AgentReregisterTimeout time.Duration // default 75s
@@ -83,6 +90,11 @@ func (c *Config) setDefaults() {
 	if c.AllocatorTimeout <= 0 {
 		c.AllocatorTimeout = 5 * time.Second
 	}
+	if c.AllocatorInitTimeout <= 0 {
+		c.AllocatorInitTimeout = time.Minute
+	}
+	// Never shorter than a cycle's: Init carries at least as much.
+	c.AllocatorInitTimeout = max(c.AllocatorInitTimeout, c.AllocatorTimeout)
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 15 * time.Second
 	}

@@ -460,6 +460,66 @@ func TestHungAllocatorCallIsAbandoned(t *testing.T) {
 	t.Logf("first offer %v after subscribing, past two hung calls", time.Since(began))
 }
 
+// TestSlowInitIsNotCutAtTheCycleDeadline: Init carries the whole cluster
+// and has its own deadline (allocator_init_timeout), so a plugin whose
+// Init takes longer than one Allocate may (a leader that took back 100k
+// tasks, on a loaded machine) is initialised once and serves, instead of
+// being cut off and started over forever.
+func TestSlowInitIsNotCutAtTheCycleDeadline(t *testing.T) {
+	plugin := drf.NewPlugin()
+	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
+		t.Fatal(err)
+	}
+	const cycleDeadline = 100 * time.Millisecond
+	s := &slowInitAllocator{fixedAllocator: fixedAllocator{plugin}, delay: 4 * cycleDeadline}
+	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: cycleDeadline}, s)
+	c.addAgent("", "cpus:2;mem:1024")
+	f := c.subscribe("fw")
+	if len(f.offers()) == 0 {
+		t.Fatal("no offers")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inits != 1 || s.cut != 0 {
+		t.Errorf("Init called %d times, %d of them cut off by their deadline; want once, whole", s.inits, s.cut)
+	}
+}
+
+// slowInitAllocator wraps the real DRF plugin with an Init that takes
+// delay (a large snapshot) before it does the work.
+type slowInitAllocator struct {
+	fixedAllocator
+	delay time.Duration
+
+	mu         sync.Mutex
+	inits, cut int
+}
+
+func (s *slowInitAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
+	a, info, err := s.fixedAllocator.Current()
+	return slowInit{Allocator: a, s: s}, info, err
+}
+
+type slowInit struct {
+	allocator.Allocator
+	s *slowInitAllocator
+}
+
+func (w slowInit) Init(ctx context.Context, snap *allocator.Snapshot) (uint64, error) {
+	w.s.mu.Lock()
+	w.s.inits++
+	w.s.mu.Unlock()
+	select {
+	case <-time.After(w.s.delay): // the work a large snapshot takes
+	case <-ctx.Done():
+		w.s.mu.Lock()
+		w.s.cut++
+		w.s.mu.Unlock()
+		return 0, ctx.Err()
+	}
+	return w.Allocator.Init(ctx, snap)
+}
+
 // TestRecoveredFrameworkWaitsForItsScheduler: after a master failover the
 // agents report tasks of frameworks whose schedulers have not found the new
 // master yet. A failover timeout of 0 (the default) must not remove such a
