@@ -156,8 +156,10 @@ func (m *Master) loadRecords(ctx context.Context) {
 	if !ok {
 		return
 	}
+	began := time.Now()
 	agents, aerr := rs.Records("agents").List(ctx)
 	frameworks, ferr := rs.Records("frameworks").List(ctx)
+	read := time.Since(began)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.agentRecords = newRecordWriter(rs.Records("agents"), m.log.Named("registry"))
@@ -203,7 +205,7 @@ func (m *Master) loadRecords(ctx context.Context) {
 		}
 	}
 	m.log.Info("registry records loaded", "agents", len(agents), "expected_agents", len(m.expectedAgents),
-		"unreachable_agents", len(m.unreachableAgents), "frameworks", len(frameworks))
+		"unreachable_agents", len(m.unreachableAgents), "frameworks", len(frameworks), "read", read, "took", time.Since(began))
 }
 
 // admitAgent records a newly admitted agent before it is told it is
