@@ -113,6 +113,29 @@ func (s *SchedulerAPI) Acknowledge(ctx context.Context, r *corralpb.AcknowledgeR
 	return reply(s.m.Acknowledge(r))
 }
 
+// AcknowledgeBatch is authorized once for the header's framework: every
+// ack of the batch is a call on behalf of that framework, which is all
+// Acknowledge authorizes, so one check decides for each of them.
+func (s *SchedulerAPI) AcknowledgeBatch(ctx context.Context, r *corralpb.AcknowledgeBatchRequest) (*corralpb.AcknowledgeBatchResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
+	errs, err := s.m.AcknowledgeBatch(r)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &corralpb.AcknowledgeBatchResponse{Results: make([]*corralpb.AcknowledgeBatchResponse_Result, len(errs))}
+	for i, err := range errs {
+		res := &corralpb.AcknowledgeBatchResponse_Result{}
+		if err != nil {
+			st := status.Convert(grpcError(err))
+			res.Code, res.Message = uint32(st.Code()), st.Message()
+		}
+		resp.Results[i] = res
+	}
+	return resp, nil
+}
+
 func (s *SchedulerAPI) Reconcile(ctx context.Context, r *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
 	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
 		return nil, grpcError(err)
