@@ -1836,7 +1836,12 @@ type SubscribeRequest struct {
 	// standby and sends it SUBSCRIBED. Without an active scheduler the
 	// standby becomes active at once. Without standby, a second subscription
 	// fails the first one over (Mesos semantics).
-	Standby       bool `protobuf:"varint,3,opt,name=standby,proto3" json:"standby,omitempty"`
+	Standby bool `protobuf:"varint,3,opt,name=standby,proto3" json:"standby,omitempty"`
+	// batch_updates lets the master send the UPDATE events waiting in the
+	// stream's queue together, as one UPDATES event; a subscriber handles
+	// it as those UPDATE events one by one. Masters before it ignore the
+	// field and send UPDATE events only.
+	BatchUpdates  bool `protobuf:"varint,4,opt,name=batch_updates,json=batchUpdates,proto3" json:"batch_updates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1888,6 +1893,13 @@ func (x *SubscribeRequest) GetSuppressedRoles() []string {
 func (x *SubscribeRequest) GetStandby() bool {
 	if x != nil {
 		return x.Standby
+	}
+	return false
+}
+
+func (x *SubscribeRequest) GetBatchUpdates() bool {
+	if x != nil {
+		return x.BatchUpdates
 	}
 	return false
 }
@@ -2870,6 +2882,7 @@ type Event struct {
 	//	*Event_Error_
 	//	*Event_Heartbeat_
 	//	*Event_InverseOffers_
+	//	*Event_Updates_
 	Event         isEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2993,6 +3006,15 @@ func (x *Event) GetInverseOffers() *Event_InverseOffers {
 	return nil
 }
 
+func (x *Event) GetUpdates() *Event_Updates {
+	if x != nil {
+		if x, ok := x.Event.(*Event_Updates_); ok {
+			return x.Updates
+		}
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -3033,6 +3055,10 @@ type Event_InverseOffers_ struct {
 	InverseOffers *Event_InverseOffers `protobuf:"bytes,9,opt,name=inverse_offers,json=inverseOffers,proto3,oneof"`
 }
 
+type Event_Updates_ struct {
+	Updates *Event_Updates `protobuf:"bytes,10,opt,name=updates,proto3,oneof"`
+}
+
 func (*Event_Subscribed_) isEvent_Event() {}
 
 func (*Event_Offers_) isEvent_Event() {}
@@ -3050,6 +3076,8 @@ func (*Event_Error_) isEvent_Event() {}
 func (*Event_Heartbeat_) isEvent_Event() {}
 
 func (*Event_InverseOffers_) isEvent_Event() {}
+
+func (*Event_Updates_) isEvent_Event() {}
 
 type Operation_Launch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3723,6 +3751,53 @@ func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
 	return nil
 }
 
+// Updates are several UPDATE events in the order the master queued
+// them, sent as one message to a subscriber that asked for it
+// (SubscribeRequest.batch_updates).
+type Event_Updates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*Event_Update        `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event_Updates) Reset() {
+	*x = Event_Updates{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event_Updates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event_Updates) ProtoMessage() {}
+
+func (x *Event_Updates) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event_Updates.ProtoReflect.Descriptor instead.
+func (*Event_Updates) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 9}
+}
+
+func (x *Event_Updates) GetUpdates() []*Event_Update {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
 var File_sdk_proto_corral_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_corral_proto_rawDesc = "" +
@@ -3914,11 +3989,12 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\n" +
 	"CallHeader\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
-	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\x8f\x01\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\xb4\x01\n" +
 	"\x10SubscribeRequest\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12)\n" +
 	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\x12\x18\n" +
-	"\astandby\x18\x03 \x01(\bR\astandby\"}\n" +
+	"\astandby\x18\x03 \x01(\bR\astandby\x12#\n" +
+	"\rbatch_updates\x18\x04 \x01(\bR\fbatchUpdates\"}\n" +
 	"\tOperation\x125\n" +
 	"\x06launch\x18\x01 \x01(\v2\x1b.corral.v1.Operation.LaunchH\x00R\x06launch\x1a3\n" +
 	"\x06Launch\x12)\n" +
@@ -3994,7 +4070,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tresources\x18\x05 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
 	"\rgrace_seconds\x18\x06 \x01(\x01R\fgraceSeconds\x12(\n" +
 	"\x10deadline_unix_ms\x18\a \x01(\x03R\x0edeadlineUnixMs\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xc8\t\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xbc\n" +
+	"\n" +
 	"\x05Event\x12=\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x1b.corral.v1.Event.SubscribedH\x00R\n" +
@@ -4006,7 +4083,9 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\afailure\x18\x06 \x01(\v2\x18.corral.v1.Event.FailureH\x00R\afailure\x12.\n" +
 	"\x05error\x18\a \x01(\v2\x16.corral.v1.Event.ErrorH\x00R\x05error\x12:\n" +
 	"\theartbeat\x18\b \x01(\v2\x1a.corral.v1.Event.HeartbeatH\x00R\theartbeat\x12G\n" +
-	"\x0einverse_offers\x18\t \x01(\v2\x1e.corral.v1.Event.InverseOffersH\x00R\rinverseOffers\x1a\xa7\x01\n" +
+	"\x0einverse_offers\x18\t \x01(\v2\x1e.corral.v1.Event.InverseOffersH\x00R\rinverseOffers\x124\n" +
+	"\aupdates\x18\n" +
+	" \x01(\v2\x18.corral.v1.Event.UpdatesH\x00R\aupdates\x1a\xa7\x01\n" +
 	"\n" +
 	"Subscribed\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
@@ -4036,7 +4115,9 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x1a\v\n" +
 	"\tHeartbeat\x1aO\n" +
 	"\rInverseOffers\x12>\n" +
-	"\x0einverse_offers\x18\x01 \x03(\v2\x17.corral.v1.InverseOfferR\rinverseOffersB\a\n" +
+	"\x0einverse_offers\x18\x01 \x03(\v2\x17.corral.v1.InverseOfferR\rinverseOffers\x1a<\n" +
+	"\aUpdates\x121\n" +
+	"\aupdates\x18\x01 \x03(\v2\x17.corral.v1.Event.UpdateR\aupdatesB\a\n" +
 	"\x05event*\xc4\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
@@ -4077,7 +4158,7 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_sdk_proto_corral_proto_goTypes = []any{
 	(TaskState)(0),                          // 0: corral.v1.TaskState
 	(HealthCheck_Type)(0),                   // 1: corral.v1.HealthCheck.Type
@@ -4139,6 +4220,7 @@ var file_sdk_proto_corral_proto_goTypes = []any{
 	(*Event_Error)(nil),                     // 57: corral.v1.Event.Error
 	(*Event_Heartbeat)(nil),                 // 58: corral.v1.Event.Heartbeat
 	(*Event_InverseOffers)(nil),             // 59: corral.v1.Event.InverseOffers
+	(*Event_Updates)(nil),                   // 60: corral.v1.Event.Updates
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
 	4,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
@@ -4198,40 +4280,42 @@ var file_sdk_proto_corral_proto_depIdxs = []int32{
 	57, // 54: corral.v1.Event.error:type_name -> corral.v1.Event.Error
 	58, // 55: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
 	59, // 56: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
-	10, // 57: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	13, // 58: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	19, // 59: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	18, // 60: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	38, // 61: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
-	22, // 62: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	24, // 63: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	25, // 64: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	26, // 65: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	27, // 66: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	28, // 67: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	29, // 68: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	30, // 69: corral.v1.Scheduler.AcknowledgeBatch:input_type -> corral.v1.AcknowledgeBatchRequest
-	32, // 70: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	33, // 71: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	34, // 72: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	36, // 73: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
-	39, // 74: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	37, // 75: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	37, // 76: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	37, // 77: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	37, // 78: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	37, // 79: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	37, // 80: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	31, // 81: corral.v1.Scheduler.AcknowledgeBatch:output_type -> corral.v1.AcknowledgeBatchResponse
-	37, // 82: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	37, // 83: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	37, // 84: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	37, // 85: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
-	74, // [74:86] is the sub-list for method output_type
-	62, // [62:74] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	60, // 57: corral.v1.Event.updates:type_name -> corral.v1.Event.Updates
+	10, // 58: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	13, // 59: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	19, // 60: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	18, // 61: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	38, // 62: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	54, // 63: corral.v1.Event.Updates.updates:type_name -> corral.v1.Event.Update
+	22, // 64: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	24, // 65: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	25, // 66: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	26, // 67: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	27, // 68: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	28, // 69: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	29, // 70: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	30, // 71: corral.v1.Scheduler.AcknowledgeBatch:input_type -> corral.v1.AcknowledgeBatchRequest
+	32, // 72: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	33, // 73: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	34, // 74: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	36, // 75: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	39, // 76: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	37, // 77: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	37, // 78: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	37, // 79: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	37, // 80: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	37, // 81: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	37, // 82: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	31, // 83: corral.v1.Scheduler.AcknowledgeBatch:output_type -> corral.v1.AcknowledgeBatchResponse
+	37, // 84: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	37, // 85: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	37, // 86: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	37, // 87: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	76, // [76:88] is the sub-list for method output_type
+	64, // [64:76] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -4260,6 +4344,7 @@ func file_sdk_proto_corral_proto_init() {
 		(*Event_Error_)(nil),
 		(*Event_Heartbeat_)(nil),
 		(*Event_InverseOffers_)(nil),
+		(*Event_Updates_)(nil),
 	}
 	file_sdk_proto_corral_proto_msgTypes[52].OneofWrappers = []any{}
 	type x struct{}
@@ -4268,7 +4353,7 @@ func file_sdk_proto_corral_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -266,7 +266,7 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	r.log.Debug("subscribing", "master", r.cfg.Master, "framework_id", fw.Id)
 
 	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles(),
-		Standby: r.cfg.Standby})
+		Standby: r.cfg.Standby, BatchUpdates: true})
 	if err != nil {
 		return false, err
 	}
@@ -400,15 +400,35 @@ func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
 				timeout = time.Duration(iv * heartbeatMisses * float64(time.Second))
 			}
 		}
-		select {
-		case out <- ev:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := pass(ctx, ev, out); err != nil {
+			return err
 		}
 		if timeout > 0 {
 			watchdog.Reset(timeout)
 		}
 	}
+}
+
+// pass hands ev to the event loop; an UPDATES event (several updates in
+// one message, as Run asks the master for) as its UPDATE events, in order.
+func pass(ctx context.Context, ev *corralpb.Event, out chan<- *corralpb.Event) error {
+	ups := ev.GetUpdates()
+	if ups == nil {
+		select {
+		case out <- ev:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for _, u := range ups.GetUpdates() {
+		select {
+		case out <- &corralpb.Event{Event: &corralpb.Event_Update_{Update: u}}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return nil
 }
 
 // update hands a status to the scheduler, then acknowledges it. Acking after

@@ -1056,3 +1056,48 @@ func TestAckResults(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdatesEventDeliveredAsUpdates: Run asks for UPDATES events and
+// hands each one to the framework as its UPDATE events, in order, each
+// acknowledged as if it had come alone.
+func TestUpdatesEventDeliveredAsUpdates(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) { m.batch = true })
+	rec := &ackRecorder{recorder{m: m}}
+	startRun(t, m, rec)
+	sess := m.nextSession(t)
+	if !sess.req.GetBatchUpdates() {
+		t.Errorf("subscribed without batch_updates: %v", sess.req)
+	}
+	var ups []*corralpb.Event_Update
+	for _, ev := range []*corralpb.Event{
+		updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
+		updateEvent("t2", corralpb.TaskState_TASK_RUNNING, "u2"),
+		updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u3"),
+	} {
+		ups = append(ups, ev.GetUpdate())
+	}
+	sess.events <- &corralpb.Event{Event: &corralpb.Event_Updates_{Updates: &corralpb.Event_Updates{Updates: ups}}}
+	sess.events <- rescindEvent("o-1")
+	want := []string{"update t1 TASK_RUNNING", "update t2 TASK_RUNNING", "update t1 TASK_FINISHED", "rescind o-1"}
+	waitFor(t, "the updates and the rescind", func() bool { return slices.Contains(rec.entries(), "rescind o-1") })
+	var got []string
+	for _, e := range rec.entries() {
+		if strings.HasPrefix(e, "update ") || strings.HasPrefix(e, "rescind ") {
+			got = append(got, e)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("callbacks %q, want %q", got, want)
+	}
+	waitFor(t, "three acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == 3 })
+	_, acks, _, _, _ := m.snapshot()
+	var t1 []string
+	for _, a := range acks {
+		if a.GetTaskId() == "t1" {
+			t1 = append(t1, string(a.GetUuid()))
+		}
+	}
+	if !slices.Equal(t1, []string{"u1", "u3"}) {
+		t.Errorf("t1's acks %q, want u1 then u3", t1)
+	}
+}
