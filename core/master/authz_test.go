@@ -171,6 +171,24 @@ func TestSchedulerACLs(t *testing.T) {
 	wantDenied(t, "mallory killing analytics's task", err, "belongs to principal \"analytics\"", `principal "mallory"`)
 	_, err = mal.Teardown(context.Background(), &corralpb.TeardownRequest{Header: f.header})
 	wantDenied(t, "mallory tearing analytics down", err, "belongs to principal \"analytics\"")
+	// Acknowledgements, one a call or batched, are calls on analytics's
+	// behalf as well; a denied batch relays none of its acks.
+	_, err = mal.Acknowledge(context.Background(), &corralpb.AcknowledgeRequest{Header: f.header,
+		AgentId: a.id, TaskId: "t-nobody", Uuid: []byte("u-mallory")})
+	wantDenied(t, "mallory acknowledging for analytics", err, "belongs to principal \"analytics\"", `principal "mallory"`)
+	_, err = mal.AcknowledgeBatch(context.Background(), &corralpb.AcknowledgeBatchRequest{Header: f.header,
+		Acks: []*corralpb.AcknowledgeBatchRequest_Ack{{AgentId: a.id, TaskId: "t-nobody", Uuid: []byte("u-mallory")}}})
+	wantDenied(t, "mallory acknowledging a batch for analytics", err, "belongs to principal \"analytics\"", `principal "mallory"`)
+	resp, err := f.client.AcknowledgeBatch(context.Background(), &corralpb.AcknowledgeBatchRequest{Header: f.header,
+		Acks: []*corralpb.AcknowledgeBatchRequest_Ack{{AgentId: a.id, TaskId: "t-nobody", Uuid: []byte("u-analytics")}}})
+	if err != nil || len(resp.GetResults()) != 1 || resp.GetResults()[0].GetCode() != 0 {
+		t.Fatalf("analytics acknowledging its own task: %v, %v", resp, err)
+	}
+	// Messages to an agent keep their order: had one of mallory's acks
+	// been relayed, it would come first.
+	if ack := a.next("ack").GetAck(); string(ack.GetUuid()) != "u-analytics" {
+		t.Fatalf("agent got %v first, want analytics's ack u-analytics", ack)
+	}
 	wantDenied(t, "mallory subscribing as analytics's framework",
 		subscribeErr(c["mallory"], &corralpb.FrameworkInfo{Id: f.header.FrameworkId, Name: "report", Roles: []string{"mallory"}}),
 		`registered by principal "analytics"`)

@@ -137,3 +137,8 @@ func (m *Master) TallyMismatch() string {
 	}
 	return ""
 }
+
+// BatchUpdates is batchUpdates, for the gRPC adapter's tests.
+func BatchUpdates(first *corralpb.Event, poll func() (*corralpb.Event, bool)) (send, held *corralpb.Event) {
+	return batchUpdates(first, poll)
+}

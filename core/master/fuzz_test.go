@@ -51,6 +51,10 @@ var callKinds = []struct {
 		m.HandleStatusUpdate(agentID, msg.(*agentproto.StatusUpdate))
 		return nil
 	}},
+	{"acknowledge batch", func() proto.Message { return &corralpb.AcknowledgeBatchRequest{} }, func(m *master.Master, _ string, msg proto.Message) error {
+		_, err := m.AcknowledgeBatch(msg.(*corralpb.AcknowledgeBatchRequest))
+		return err
+	}},
 }
 
 // headered is every scheduler request: all carry the caller's header.
@@ -80,6 +84,7 @@ func FuzzSchedulerAndAgentCalls(f *testing.F) {
 	seed(2, 1, &corralpb.SuppressRequest{Roles: []string{"*", "../x"}})
 	seed(4, 1, &corralpb.KillRequest{TaskId: "t1"})
 	seed(5, 1, &corralpb.AcknowledgeRequest{TaskId: "t1", AgentId: "a", Uuid: []byte{1, 2}})
+	seed(10, 1, &corralpb.AcknowledgeBatchRequest{Acks: []*corralpb.AcknowledgeBatchRequest_Ack{{TaskId: "t1", AgentId: "a", Uuid: []byte{1}}, {}}})
 	seed(9, 0, &agentproto.StatusUpdate{FrameworkId: "fw", Status: &corralpb.TaskStatus{TaskId: "t1", State: corralpb.TaskState_TASK_FINISHED}})
 
 	c := startMaster(f, master.Config{})

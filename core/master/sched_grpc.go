@@ -60,15 +60,55 @@ func (s *SchedulerAPI) Subscribe(req *corralpb.SubscribeRequest, stream corralpb
 	}
 	defer sub.Close()
 	ctx := stream.Context()
+	var held *corralpb.Event // popped while gathering updates, sent next
 	for {
-		ev, ok := sub.Next(ctx)
-		if !ok {
-			return nil
+		ev := held
+		held = nil
+		if ev == nil {
+			var ok bool
+			if ev, ok = sub.Next(ctx); !ok {
+				return nil
+			}
+		}
+		if req.GetBatchUpdates() && ev.GetUpdate() != nil {
+			ev, held = batchUpdates(ev, sub.Poll)
 		}
 		if err := stream.Send(ev); err != nil {
 			return nil
 		}
 	}
+}
+
+// maxUpdateBatch bounds the UPDATE events sent as one UPDATES event (a
+// few hundred bytes each).
+const maxUpdateBatch = 256
+
+// batchUpdates gathers first and the UPDATE events queued right behind it
+// (poll never blocks) into one UPDATES event, for a subscriber that asked
+// for them: each message sent costs the master a gRPC frame and most
+// often a write of its own, and a framework placing thousands of tasks a
+// second gets two updates per task. The first other event it pops is
+// returned as held, to be sent next; first comes back alone when nothing
+// is queued behind it.
+func batchUpdates(first *corralpb.Event, poll func() (*corralpb.Event, bool)) (send, held *corralpb.Event) {
+	var more []*corralpb.Event_Update
+	for len(more) < maxUpdateBatch-1 {
+		ev, ok := poll()
+		if !ok {
+			break
+		}
+		u := ev.GetUpdate()
+		if u == nil {
+			held = ev
+			break
+		}
+		more = append(more, u)
+	}
+	if len(more) == 0 {
+		return first, held
+	}
+	updates := append([]*corralpb.Event_Update{first.GetUpdate()}, more...)
+	return &corralpb.Event{Event: &corralpb.Event_Updates_{Updates: &corralpb.Event_Updates{Updates: updates}}}, held
 }
 
 func (s *SchedulerAPI) Accept(ctx context.Context, r *corralpb.AcceptRequest) (*corralpb.CallResponse, error) {
@@ -111,6 +151,29 @@ func (s *SchedulerAPI) Acknowledge(ctx context.Context, r *corralpb.AcknowledgeR
 		return nil, grpcError(err)
 	}
 	return reply(s.m.Acknowledge(r))
+}
+
+// AcknowledgeBatch is authorized once for the header's framework: every
+// ack of the batch is a call on behalf of that framework, which is all
+// Acknowledge authorizes, so one check decides for each of them.
+func (s *SchedulerAPI) AcknowledgeBatch(ctx context.Context, r *corralpb.AcknowledgeBatchRequest) (*corralpb.AcknowledgeBatchResponse, error) {
+	if err := s.m.AuthorizeFrameworkCall(authn.Principal(ctx), r.GetHeader().GetFrameworkId()); err != nil {
+		return nil, grpcError(err)
+	}
+	errs, err := s.m.AcknowledgeBatch(r)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &corralpb.AcknowledgeBatchResponse{Results: make([]*corralpb.AcknowledgeBatchResponse_Result, len(errs))}
+	for i, err := range errs {
+		res := &corralpb.AcknowledgeBatchResponse_Result{}
+		if err != nil {
+			st := status.Convert(grpcError(err))
+			res.Code, res.Message = uint32(st.Code()), st.Message()
+		}
+		resp.Results[i] = res
+	}
+	return resp, nil
 }
 
 func (s *SchedulerAPI) Reconcile(ctx context.Context, r *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {

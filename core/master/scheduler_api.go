@@ -709,17 +709,51 @@ func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) error {
 	if err != nil {
 		return err
 	}
+	return m.ackLocked(f, req.AgentId, req.TaskId, req.Uuid)
+}
+
+// MaxAckBatch is the most acknowledgements one AcknowledgeBatch may carry:
+// the books stay locked while a batch is relayed, and an allocation cycle
+// or another framework's call should not wait behind an unbounded one.
+const MaxAckBatch = 1024
+
+// AcknowledgeBatch relays several acknowledgements of one framework under
+// one acquisition of the books' lock. The header is checked once, as one
+// call (and charged to the framework's call rate once); an error there
+// refuses the whole batch. Otherwise acks[i] gets what Acknowledge would
+// have answered for it alone, nil when relayed, so an unknown agent or a
+// malformed ack does not fail the others.
+func (m *Master) AcknowledgeBatch(req *corralpb.AcknowledgeBatchRequest) ([]error, error) {
+	if n := len(req.Acks); n > MaxAckBatch {
+		return nil, invalid("acknowledge batch: %d acks, more than the limit of %d per call", n, MaxAckBatch)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.callerLocked("acknowledge", req.Header)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(req.Acks))
+	for i, a := range req.Acks {
+		errs[i] = m.ackLocked(f, a.GetAgentId(), a.GetTaskId(), a.GetUuid())
+	}
+	return errs, nil
+}
+
+// ackLocked validates one acknowledgement of f's and relays it to its
+// agent.
+func (m *Master) ackLocked(f *frameworkEntry, agentID, taskID string, uuid []byte) error {
 	switch {
-	case req.TaskId == "":
+	case taskID == "":
 		return invalid("acknowledge: task_id is required")
-	case len(req.Uuid) == 0:
+	case len(uuid) == 0:
 		return invalid("acknowledge: uuid is required (updates without uuid need no acknowledgement)")
-	case req.AgentId == "":
+	case agentID == "":
 		return invalid("acknowledge: agent_id is required")
 	}
-	a := m.agents[req.AgentId]
-	if a == nil && !m.awaitingAgentLocked(req.AgentId) {
-		return callErr(CodeNotFound, "acknowledge: agent %s is not registered", req.AgentId)
+	a := m.agents[agentID]
+	if a == nil && !m.awaitingAgentLocked(agentID) {
+		return callErr(CodeNotFound, "acknowledge: agent %s is not registered", agentID)
 	}
 	m.metrics.acks.Inc()
 	if a == nil || a.conn == nil {
@@ -731,7 +765,7 @@ func (m *Master) Acknowledge(req *corralpb.AcknowledgeRequest) error {
 		return nil
 	}
 	a.conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Ack{Ack: &agentproto.AckUpdate{
-		FrameworkId: f.info.Id, TaskId: req.TaskId, Uuid: req.Uuid}}})
+		FrameworkId: f.info.Id, TaskId: taskID, Uuid: uuid}}})
 	return nil
 }
 

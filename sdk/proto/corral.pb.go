@@ -1836,7 +1836,12 @@ type SubscribeRequest struct {
 	// standby and sends it SUBSCRIBED. Without an active scheduler the
 	// standby becomes active at once. Without standby, a second subscription
 	// fails the first one over (Mesos semantics).
-	Standby       bool `protobuf:"varint,3,opt,name=standby,proto3" json:"standby,omitempty"`
+	Standby bool `protobuf:"varint,3,opt,name=standby,proto3" json:"standby,omitempty"`
+	// batch_updates lets the master send the UPDATE events waiting in the
+	// stream's queue together, as one UPDATES event; a subscriber handles
+	// it as those UPDATE events one by one. Masters before it ignore the
+	// field and send UPDATE events only.
+	BatchUpdates  bool `protobuf:"varint,4,opt,name=batch_updates,json=batchUpdates,proto3" json:"batch_updates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1888,6 +1893,13 @@ func (x *SubscribeRequest) GetSuppressedRoles() []string {
 func (x *SubscribeRequest) GetStandby() bool {
 	if x != nil {
 		return x.Standby
+	}
+	return false
+}
+
+func (x *SubscribeRequest) GetBatchUpdates() bool {
+	if x != nil {
+		return x.BatchUpdates
 	}
 	return false
 }
@@ -2327,6 +2339,109 @@ func (x *AcknowledgeRequest) GetUuid() []byte {
 	return nil
 }
 
+// AcknowledgeBatchRequest carries acknowledgements of one framework's
+// updates. The header is checked once (framework, stream, principal, call
+// rate): a refusal there fails the whole call, as it would have failed
+// each Acknowledge. Acks of the same task are relayed in the order listed.
+// At most 1024 acks per call (more is INVALID_ARGUMENT).
+type AcknowledgeBatchRequest struct {
+	state         protoimpl.MessageState         `protogen:"open.v1"`
+	Header        *CallHeader                    `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Acks          []*AcknowledgeBatchRequest_Ack `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchRequest) Reset() {
+	*x = AcknowledgeBatchRequest{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchRequest) ProtoMessage() {}
+
+func (x *AcknowledgeBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AcknowledgeBatchRequest) GetHeader() *CallHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AcknowledgeBatchRequest) GetAcks() []*AcknowledgeBatchRequest_Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// AcknowledgeBatchResponse has one result per ack of the request, in its
+// order: what Acknowledge would have answered for that ack alone.
+type AcknowledgeBatchResponse struct {
+	state         protoimpl.MessageState             `protogen:"open.v1"`
+	Results       []*AcknowledgeBatchResponse_Result `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchResponse) Reset() {
+	*x = AcknowledgeBatchResponse{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchResponse) ProtoMessage() {}
+
+func (x *AcknowledgeBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AcknowledgeBatchResponse) GetResults() []*AcknowledgeBatchResponse_Result {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type ReconcileRequest struct {
 	state         protoimpl.MessageState   `protogen:"open.v1"`
 	Header        *CallHeader              `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2337,7 +2452,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2464,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[26]
+	mi := &file_sdk_proto_corral_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2477,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReconcileRequest) GetHeader() *CallHeader {
@@ -2393,7 +2508,7 @@ type MessageRequest struct {
 
 func (x *MessageRequest) Reset() {
 	*x = MessageRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2520,7 @@ func (x *MessageRequest) String() string {
 func (*MessageRequest) ProtoMessage() {}
 
 func (x *MessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[27]
+	mi := &file_sdk_proto_corral_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2533,7 @@ func (x *MessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRequest.ProtoReflect.Descriptor instead.
 func (*MessageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MessageRequest) GetHeader() *CallHeader {
@@ -2465,7 +2580,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2592,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[28]
+	mi := &file_sdk_proto_corral_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2605,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TeardownRequest) GetHeader() *CallHeader {
@@ -2511,7 +2626,7 @@ type TaskShape struct {
 
 func (x *TaskShape) Reset() {
 	*x = TaskShape{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2638,7 @@ func (x *TaskShape) String() string {
 func (*TaskShape) ProtoMessage() {}
 
 func (x *TaskShape) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[29]
+	mi := &file_sdk_proto_corral_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2651,7 @@ func (x *TaskShape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskShape.ProtoReflect.Descriptor instead.
 func (*TaskShape) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskShape) GetResources() []*Resource {
@@ -2564,7 +2679,7 @@ type RequestCall struct {
 
 func (x *RequestCall) Reset() {
 	*x = RequestCall{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2691,7 @@ func (x *RequestCall) String() string {
 func (*RequestCall) ProtoMessage() {}
 
 func (x *RequestCall) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[30]
+	mi := &file_sdk_proto_corral_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2704,7 @@ func (x *RequestCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCall.ProtoReflect.Descriptor instead.
 func (*RequestCall) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{30}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RequestCall) GetHeader() *CallHeader {
@@ -2621,7 +2736,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2748,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[31]
+	mi := &file_sdk_proto_corral_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2761,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{31}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33}
 }
 
 // InverseOffer asks a framework to give back a task's resources: the
@@ -2670,7 +2785,7 @@ type InverseOffer struct {
 
 func (x *InverseOffer) Reset() {
 	*x = InverseOffer{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[32]
+	mi := &file_sdk_proto_corral_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2797,7 @@ func (x *InverseOffer) String() string {
 func (*InverseOffer) ProtoMessage() {}
 
 func (x *InverseOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[32]
+	mi := &file_sdk_proto_corral_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2810,7 @@ func (x *InverseOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
 func (*InverseOffer) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{32}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InverseOffer) GetId() string {
@@ -2767,6 +2882,7 @@ type Event struct {
 	//	*Event_Error_
 	//	*Event_Heartbeat_
 	//	*Event_InverseOffers_
+	//	*Event_Updates_
 	Event         isEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2774,7 +2890,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[33]
+	mi := &file_sdk_proto_corral_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2902,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[33]
+	mi := &file_sdk_proto_corral_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2915,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -2890,6 +3006,15 @@ func (x *Event) GetInverseOffers() *Event_InverseOffers {
 	return nil
 }
 
+func (x *Event) GetUpdates() *Event_Updates {
+	if x != nil {
+		if x, ok := x.Event.(*Event_Updates_); ok {
+			return x.Updates
+		}
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -2930,6 +3055,10 @@ type Event_InverseOffers_ struct {
 	InverseOffers *Event_InverseOffers `protobuf:"bytes,9,opt,name=inverse_offers,json=inverseOffers,proto3,oneof"`
 }
 
+type Event_Updates_ struct {
+	Updates *Event_Updates `protobuf:"bytes,10,opt,name=updates,proto3,oneof"`
+}
+
 func (*Event_Subscribed_) isEvent_Event() {}
 
 func (*Event_Offers_) isEvent_Event() {}
@@ -2948,6 +3077,8 @@ func (*Event_Heartbeat_) isEvent_Event() {}
 
 func (*Event_InverseOffers_) isEvent_Event() {}
 
+func (*Event_Updates_) isEvent_Event() {}
+
 type Operation_Launch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*TaskInfo            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
@@ -2957,7 +3088,7 @@ type Operation_Launch struct {
 
 func (x *Operation_Launch) Reset() {
 	*x = Operation_Launch{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3100,7 @@ func (x *Operation_Launch) String() string {
 func (*Operation_Launch) ProtoMessage() {}
 
 func (x *Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[41]
+	mi := &file_sdk_proto_corral_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,6 +3123,120 @@ func (x *Operation_Launch) GetTasks() []*TaskInfo {
 	return nil
 }
 
+type AcknowledgeBatchRequest_Ack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Uuid          []byte                 `protobuf:"bytes,3,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchRequest_Ack) Reset() {
+	*x = AcknowledgeBatchRequest_Ack{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchRequest_Ack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchRequest_Ack) ProtoMessage() {}
+
+func (x *AcknowledgeBatchRequest_Ack) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchRequest_Ack.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchRequest_Ack) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26, 0}
+}
+
+func (x *AcknowledgeBatchRequest_Ack) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AcknowledgeBatchRequest_Ack) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AcknowledgeBatchRequest_Ack) GetUuid() []byte {
+	if x != nil {
+		return x.Uuid
+	}
+	return nil
+}
+
+type AcknowledgeBatchResponse_Result struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a gRPC status code (google.rpc.Code): 0 (OK) when the ack
+	// was relayed or needs nothing more, else why it was refused.
+	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchResponse_Result) Reset() {
+	*x = AcknowledgeBatchResponse_Result{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchResponse_Result) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchResponse_Result) ProtoMessage() {}
+
+func (x *AcknowledgeBatchResponse_Result) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchResponse_Result.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchResponse_Result) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{27, 0}
+}
+
+func (x *AcknowledgeBatchResponse_Result) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *AcknowledgeBatchResponse_Result) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ReconcileRequest_Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -3002,7 +3247,7 @@ type ReconcileRequest_Task struct {
 
 func (x *ReconcileRequest_Task) Reset() {
 	*x = ReconcileRequest_Task{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3259,7 @@ func (x *ReconcileRequest_Task) String() string {
 func (*ReconcileRequest_Task) ProtoMessage() {}
 
 func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[42]
+	mi := &file_sdk_proto_corral_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3272,7 @@ func (x *ReconcileRequest_Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest_Task.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest_Task) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{26, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{28, 0}
 }
 
 func (x *ReconcileRequest_Task) GetTaskId() string {
@@ -3056,7 +3301,7 @@ type Event_Subscribed struct {
 
 func (x *Event_Subscribed) Reset() {
 	*x = Event_Subscribed{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3313,7 @@ func (x *Event_Subscribed) String() string {
 func (*Event_Subscribed) ProtoMessage() {}
 
 func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[43]
+	mi := &file_sdk_proto_corral_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3326,7 @@ func (x *Event_Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Subscribed.ProtoReflect.Descriptor instead.
 func (*Event_Subscribed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 0}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 0}
 }
 
 func (x *Event_Subscribed) GetFrameworkId() string {
@@ -3121,7 +3366,7 @@ type Event_Offers struct {
 
 func (x *Event_Offers) Reset() {
 	*x = Event_Offers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3378,7 @@ func (x *Event_Offers) String() string {
 func (*Event_Offers) ProtoMessage() {}
 
 func (x *Event_Offers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[44]
+	mi := &file_sdk_proto_corral_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3391,7 @@ func (x *Event_Offers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Offers.ProtoReflect.Descriptor instead.
 func (*Event_Offers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 1}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 1}
 }
 
 func (x *Event_Offers) GetOffers() []*Offer {
@@ -3165,7 +3410,7 @@ type Event_Rescind struct {
 
 func (x *Event_Rescind) Reset() {
 	*x = Event_Rescind{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3422,7 @@ func (x *Event_Rescind) String() string {
 func (*Event_Rescind) ProtoMessage() {}
 
 func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[45]
+	mi := &file_sdk_proto_corral_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3435,7 @@ func (x *Event_Rescind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Rescind.ProtoReflect.Descriptor instead.
 func (*Event_Rescind) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 2}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 2}
 }
 
 func (x *Event_Rescind) GetOfferId() string {
@@ -3209,7 +3454,7 @@ type Event_Update struct {
 
 func (x *Event_Update) Reset() {
 	*x = Event_Update{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3466,7 @@ func (x *Event_Update) String() string {
 func (*Event_Update) ProtoMessage() {}
 
 func (x *Event_Update) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[46]
+	mi := &file_sdk_proto_corral_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3479,7 @@ func (x *Event_Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Update.ProtoReflect.Descriptor instead.
 func (*Event_Update) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 3}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 3}
 }
 
 func (x *Event_Update) GetStatus() *TaskStatus {
@@ -3257,7 +3502,7 @@ type Event_Message struct {
 
 func (x *Event_Message) Reset() {
 	*x = Event_Message{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3514,7 @@ func (x *Event_Message) String() string {
 func (*Event_Message) ProtoMessage() {}
 
 func (x *Event_Message) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[47]
+	mi := &file_sdk_proto_corral_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3527,7 @@ func (x *Event_Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Message.ProtoReflect.Descriptor instead.
 func (*Event_Message) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 4}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 4}
 }
 
 func (x *Event_Message) GetAgentId() string {
@@ -3326,7 +3571,7 @@ type Event_Failure struct {
 
 func (x *Event_Failure) Reset() {
 	*x = Event_Failure{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[48]
+	mi := &file_sdk_proto_corral_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3583,7 @@ func (x *Event_Failure) String() string {
 func (*Event_Failure) ProtoMessage() {}
 
 func (x *Event_Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[48]
+	mi := &file_sdk_proto_corral_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3596,7 @@ func (x *Event_Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Failure.ProtoReflect.Descriptor instead.
 func (*Event_Failure) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 5}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 5}
 }
 
 func (x *Event_Failure) GetAgentId() string {
@@ -3391,7 +3636,7 @@ type Event_Error struct {
 
 func (x *Event_Error) Reset() {
 	*x = Event_Error{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[49]
+	mi := &file_sdk_proto_corral_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3648,7 @@ func (x *Event_Error) String() string {
 func (*Event_Error) ProtoMessage() {}
 
 func (x *Event_Error) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[49]
+	mi := &file_sdk_proto_corral_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3661,7 @@ func (x *Event_Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Error.ProtoReflect.Descriptor instead.
 func (*Event_Error) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 6}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 6}
 }
 
 func (x *Event_Error) GetMessage() string {
@@ -3434,7 +3679,7 @@ type Event_Heartbeat struct {
 
 func (x *Event_Heartbeat) Reset() {
 	*x = Event_Heartbeat{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[50]
+	mi := &file_sdk_proto_corral_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3691,7 @@ func (x *Event_Heartbeat) String() string {
 func (*Event_Heartbeat) ProtoMessage() {}
 
 func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[50]
+	mi := &file_sdk_proto_corral_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3704,7 @@ func (x *Event_Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_Heartbeat.ProtoReflect.Descriptor instead.
 func (*Event_Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 7}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 7}
 }
 
 type Event_InverseOffers struct {
@@ -3471,7 +3716,7 @@ type Event_InverseOffers struct {
 
 func (x *Event_InverseOffers) Reset() {
 	*x = Event_InverseOffers{}
-	mi := &file_sdk_proto_corral_proto_msgTypes[51]
+	mi := &file_sdk_proto_corral_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3728,7 @@ func (x *Event_InverseOffers) String() string {
 func (*Event_InverseOffers) ProtoMessage() {}
 
 func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_corral_proto_msgTypes[51]
+	mi := &file_sdk_proto_corral_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,12 +3741,59 @@ func (x *Event_InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event_InverseOffers.ProtoReflect.Descriptor instead.
 func (*Event_InverseOffers) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{33, 8}
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 8}
 }
 
 func (x *Event_InverseOffers) GetInverseOffers() []*InverseOffer {
 	if x != nil {
 		return x.InverseOffers
+	}
+	return nil
+}
+
+// Updates are several UPDATE events in the order the master queued
+// them, sent as one message to a subscriber that asked for it
+// (SubscribeRequest.batch_updates).
+type Event_Updates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*Event_Update        `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event_Updates) Reset() {
+	*x = Event_Updates{}
+	mi := &file_sdk_proto_corral_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event_Updates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event_Updates) ProtoMessage() {}
+
+func (x *Event_Updates) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_corral_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event_Updates.ProtoReflect.Descriptor instead.
+func (*Event_Updates) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_corral_proto_rawDescGZIP(), []int{35, 9}
+}
+
+func (x *Event_Updates) GetUpdates() []*Event_Update {
+	if x != nil {
+		return x.Updates
 	}
 	return nil
 }
@@ -3697,11 +3989,12 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\n" +
 	"CallHeader\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
-	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\x8f\x01\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\xb4\x01\n" +
 	"\x10SubscribeRequest\x126\n" +
 	"\tframework\x18\x01 \x01(\v2\x18.corral.v1.FrameworkInfoR\tframework\x12)\n" +
 	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\x12\x18\n" +
-	"\astandby\x18\x03 \x01(\bR\astandby\"}\n" +
+	"\astandby\x18\x03 \x01(\bR\astandby\x12#\n" +
+	"\rbatch_updates\x18\x04 \x01(\bR\fbatchUpdates\"}\n" +
 	"\tOperation\x125\n" +
 	"\x06launch\x18\x01 \x01(\v2\x1b.corral.v1.Operation.LaunchH\x00R\x06launch\x1a3\n" +
 	"\x06Launch\x12)\n" +
@@ -3733,7 +4026,19 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04uuid\x18\x04 \x01(\fR\x04uuid\"\xb5\x01\n" +
+	"\x04uuid\x18\x04 \x01(\fR\x04uuid\"\xd3\x01\n" +
+	"\x17AcknowledgeBatchRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\x12:\n" +
+	"\x04acks\x18\x02 \x03(\v2&.corral.v1.AcknowledgeBatchRequest.AckR\x04acks\x1aM\n" +
+	"\x03Ack\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04uuid\x18\x03 \x01(\fR\x04uuid\"\x98\x01\n" +
+	"\x18AcknowledgeBatchResponse\x12D\n" +
+	"\aresults\x18\x01 \x03(\v2*.corral.v1.AcknowledgeBatchResponse.ResultR\aresults\x1a6\n" +
+	"\x06Result\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xb5\x01\n" +
 	"\x10ReconcileRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.corral.v1.CallHeaderR\x06header\x126\n" +
 	"\x05tasks\x18\x02 \x03(\v2 .corral.v1.ReconcileRequest.TaskR\x05tasks\x1a:\n" +
@@ -3765,7 +4070,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\tresources\x18\x05 \x03(\v2\x13.corral.v1.ResourceR\tresources\x12#\n" +
 	"\rgrace_seconds\x18\x06 \x01(\x01R\fgraceSeconds\x12(\n" +
 	"\x10deadline_unix_ms\x18\a \x01(\x03R\x0edeadlineUnixMs\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xc8\t\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xbc\n" +
+	"\n" +
 	"\x05Event\x12=\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x1b.corral.v1.Event.SubscribedH\x00R\n" +
@@ -3777,7 +4083,9 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\afailure\x18\x06 \x01(\v2\x18.corral.v1.Event.FailureH\x00R\afailure\x12.\n" +
 	"\x05error\x18\a \x01(\v2\x16.corral.v1.Event.ErrorH\x00R\x05error\x12:\n" +
 	"\theartbeat\x18\b \x01(\v2\x1a.corral.v1.Event.HeartbeatH\x00R\theartbeat\x12G\n" +
-	"\x0einverse_offers\x18\t \x01(\v2\x1e.corral.v1.Event.InverseOffersH\x00R\rinverseOffers\x1a\xa7\x01\n" +
+	"\x0einverse_offers\x18\t \x01(\v2\x1e.corral.v1.Event.InverseOffersH\x00R\rinverseOffers\x124\n" +
+	"\aupdates\x18\n" +
+	" \x01(\v2\x18.corral.v1.Event.UpdatesH\x00R\aupdates\x1a\xa7\x01\n" +
 	"\n" +
 	"Subscribed\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
@@ -3807,7 +4115,9 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x1a\v\n" +
 	"\tHeartbeat\x1aO\n" +
 	"\rInverseOffers\x12>\n" +
-	"\x0einverse_offers\x18\x01 \x03(\v2\x17.corral.v1.InverseOfferR\rinverseOffersB\a\n" +
+	"\x0einverse_offers\x18\x01 \x03(\v2\x17.corral.v1.InverseOfferR\rinverseOffers\x1a<\n" +
+	"\aUpdates\x121\n" +
+	"\aupdates\x18\x01 \x03(\v2\x17.corral.v1.Event.UpdateR\aupdatesB\a\n" +
 	"\x05event*\xc4\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
@@ -3820,7 +4130,7 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\vTASK_KILLED\x10\a\x12\r\n" +
 	"\tTASK_LOST\x10\b\x12\x0e\n" +
 	"\n" +
-	"TASK_ERROR\x10\t2\xc2\x05\n" +
+	"TASK_ERROR\x10\t2\x9f\x06\n" +
 	"\tScheduler\x12<\n" +
 	"\tSubscribe\x12\x1b.corral.v1.SubscribeRequest\x1a\x10.corral.v1.Event0\x01\x12;\n" +
 	"\x06Accept\x12\x18.corral.v1.AcceptRequest\x1a\x17.corral.v1.CallResponse\x12=\n" +
@@ -3828,7 +4138,8 @@ const file_sdk_proto_corral_proto_rawDesc = "" +
 	"\x06Revive\x12\x18.corral.v1.ReviveRequest\x1a\x17.corral.v1.CallResponse\x12?\n" +
 	"\bSuppress\x12\x1a.corral.v1.SuppressRequest\x1a\x17.corral.v1.CallResponse\x127\n" +
 	"\x04Kill\x12\x16.corral.v1.KillRequest\x1a\x17.corral.v1.CallResponse\x12E\n" +
-	"\vAcknowledge\x12\x1d.corral.v1.AcknowledgeRequest\x1a\x17.corral.v1.CallResponse\x12A\n" +
+	"\vAcknowledge\x12\x1d.corral.v1.AcknowledgeRequest\x1a\x17.corral.v1.CallResponse\x12[\n" +
+	"\x10AcknowledgeBatch\x12\".corral.v1.AcknowledgeBatchRequest\x1a#.corral.v1.AcknowledgeBatchResponse\x12A\n" +
 	"\tReconcile\x12\x1b.corral.v1.ReconcileRequest\x1a\x17.corral.v1.CallResponse\x12=\n" +
 	"\aMessage\x12\x19.corral.v1.MessageRequest\x1a\x17.corral.v1.CallResponse\x12?\n" +
 	"\bTeardown\x12\x1a.corral.v1.TeardownRequest\x1a\x17.corral.v1.CallResponse\x12:\n" +
@@ -3847,94 +4158,99 @@ func file_sdk_proto_corral_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_corral_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_sdk_proto_corral_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_sdk_proto_corral_proto_goTypes = []any{
-	(TaskState)(0),                // 0: corral.v1.TaskState
-	(HealthCheck_Type)(0),         // 1: corral.v1.HealthCheck.Type
-	(TaskStatus_Source)(0),        // 2: corral.v1.TaskStatus.Source
-	(TaskStatus_Reason)(0),        // 3: corral.v1.TaskStatus.Reason
-	(*Range)(nil),                 // 4: corral.v1.Range
-	(*Ranges)(nil),                // 5: corral.v1.Ranges
-	(*Set)(nil),                   // 6: corral.v1.Set
-	(*Resource)(nil),              // 7: corral.v1.Resource
-	(*AgentInfo)(nil),             // 8: corral.v1.AgentInfo
-	(*FrameworkInfo)(nil),         // 9: corral.v1.FrameworkInfo
-	(*MinAllocatable)(nil),        // 10: corral.v1.MinAllocatable
-	(*ResourceList)(nil),          // 11: corral.v1.ResourceList
-	(*CommandInfo)(nil),           // 12: corral.v1.CommandInfo
-	(*TaskInfo)(nil),              // 13: corral.v1.TaskInfo
-	(*ExecutorInfo)(nil),          // 14: corral.v1.ExecutorInfo
-	(*URI)(nil),                   // 15: corral.v1.URI
-	(*HealthCheck)(nil),           // 16: corral.v1.HealthCheck
-	(*ContainerInfo)(nil),         // 17: corral.v1.ContainerInfo
-	(*TaskStatus)(nil),            // 18: corral.v1.TaskStatus
-	(*Offer)(nil),                 // 19: corral.v1.Offer
-	(*Filters)(nil),               // 20: corral.v1.Filters
-	(*CallHeader)(nil),            // 21: corral.v1.CallHeader
-	(*SubscribeRequest)(nil),      // 22: corral.v1.SubscribeRequest
-	(*Operation)(nil),             // 23: corral.v1.Operation
-	(*AcceptRequest)(nil),         // 24: corral.v1.AcceptRequest
-	(*DeclineRequest)(nil),        // 25: corral.v1.DeclineRequest
-	(*ReviveRequest)(nil),         // 26: corral.v1.ReviveRequest
-	(*SuppressRequest)(nil),       // 27: corral.v1.SuppressRequest
-	(*KillRequest)(nil),           // 28: corral.v1.KillRequest
-	(*AcknowledgeRequest)(nil),    // 29: corral.v1.AcknowledgeRequest
-	(*ReconcileRequest)(nil),      // 30: corral.v1.ReconcileRequest
-	(*MessageRequest)(nil),        // 31: corral.v1.MessageRequest
-	(*TeardownRequest)(nil),       // 32: corral.v1.TeardownRequest
-	(*TaskShape)(nil),             // 33: corral.v1.TaskShape
-	(*RequestCall)(nil),           // 34: corral.v1.RequestCall
-	(*CallResponse)(nil),          // 35: corral.v1.CallResponse
-	(*InverseOffer)(nil),          // 36: corral.v1.InverseOffer
-	(*Event)(nil),                 // 37: corral.v1.Event
-	nil,                           // 38: corral.v1.AgentInfo.AttributesEntry
-	nil,                           // 39: corral.v1.FrameworkInfo.LabelsEntry
-	nil,                           // 40: corral.v1.FrameworkInfo.MinAllocatableEntry
-	nil,                           // 41: corral.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 42: corral.v1.TaskInfo.LabelsEntry
-	nil,                           // 43: corral.v1.ExecutorInfo.LabelsEntry
-	nil,                           // 44: corral.v1.Offer.AttributesEntry
-	(*Operation_Launch)(nil),      // 45: corral.v1.Operation.Launch
-	(*ReconcileRequest_Task)(nil), // 46: corral.v1.ReconcileRequest.Task
-	(*Event_Subscribed)(nil),      // 47: corral.v1.Event.Subscribed
-	(*Event_Offers)(nil),          // 48: corral.v1.Event.Offers
-	(*Event_Rescind)(nil),         // 49: corral.v1.Event.Rescind
-	(*Event_Update)(nil),          // 50: corral.v1.Event.Update
-	(*Event_Message)(nil),         // 51: corral.v1.Event.Message
-	(*Event_Failure)(nil),         // 52: corral.v1.Event.Failure
-	(*Event_Error)(nil),           // 53: corral.v1.Event.Error
-	(*Event_Heartbeat)(nil),       // 54: corral.v1.Event.Heartbeat
-	(*Event_InverseOffers)(nil),   // 55: corral.v1.Event.InverseOffers
+	(TaskState)(0),                          // 0: corral.v1.TaskState
+	(HealthCheck_Type)(0),                   // 1: corral.v1.HealthCheck.Type
+	(TaskStatus_Source)(0),                  // 2: corral.v1.TaskStatus.Source
+	(TaskStatus_Reason)(0),                  // 3: corral.v1.TaskStatus.Reason
+	(*Range)(nil),                           // 4: corral.v1.Range
+	(*Ranges)(nil),                          // 5: corral.v1.Ranges
+	(*Set)(nil),                             // 6: corral.v1.Set
+	(*Resource)(nil),                        // 7: corral.v1.Resource
+	(*AgentInfo)(nil),                       // 8: corral.v1.AgentInfo
+	(*FrameworkInfo)(nil),                   // 9: corral.v1.FrameworkInfo
+	(*MinAllocatable)(nil),                  // 10: corral.v1.MinAllocatable
+	(*ResourceList)(nil),                    // 11: corral.v1.ResourceList
+	(*CommandInfo)(nil),                     // 12: corral.v1.CommandInfo
+	(*TaskInfo)(nil),                        // 13: corral.v1.TaskInfo
+	(*ExecutorInfo)(nil),                    // 14: corral.v1.ExecutorInfo
+	(*URI)(nil),                             // 15: corral.v1.URI
+	(*HealthCheck)(nil),                     // 16: corral.v1.HealthCheck
+	(*ContainerInfo)(nil),                   // 17: corral.v1.ContainerInfo
+	(*TaskStatus)(nil),                      // 18: corral.v1.TaskStatus
+	(*Offer)(nil),                           // 19: corral.v1.Offer
+	(*Filters)(nil),                         // 20: corral.v1.Filters
+	(*CallHeader)(nil),                      // 21: corral.v1.CallHeader
+	(*SubscribeRequest)(nil),                // 22: corral.v1.SubscribeRequest
+	(*Operation)(nil),                       // 23: corral.v1.Operation
+	(*AcceptRequest)(nil),                   // 24: corral.v1.AcceptRequest
+	(*DeclineRequest)(nil),                  // 25: corral.v1.DeclineRequest
+	(*ReviveRequest)(nil),                   // 26: corral.v1.ReviveRequest
+	(*SuppressRequest)(nil),                 // 27: corral.v1.SuppressRequest
+	(*KillRequest)(nil),                     // 28: corral.v1.KillRequest
+	(*AcknowledgeRequest)(nil),              // 29: corral.v1.AcknowledgeRequest
+	(*AcknowledgeBatchRequest)(nil),         // 30: corral.v1.AcknowledgeBatchRequest
+	(*AcknowledgeBatchResponse)(nil),        // 31: corral.v1.AcknowledgeBatchResponse
+	(*ReconcileRequest)(nil),                // 32: corral.v1.ReconcileRequest
+	(*MessageRequest)(nil),                  // 33: corral.v1.MessageRequest
+	(*TeardownRequest)(nil),                 // 34: corral.v1.TeardownRequest
+	(*TaskShape)(nil),                       // 35: corral.v1.TaskShape
+	(*RequestCall)(nil),                     // 36: corral.v1.RequestCall
+	(*CallResponse)(nil),                    // 37: corral.v1.CallResponse
+	(*InverseOffer)(nil),                    // 38: corral.v1.InverseOffer
+	(*Event)(nil),                           // 39: corral.v1.Event
+	nil,                                     // 40: corral.v1.AgentInfo.AttributesEntry
+	nil,                                     // 41: corral.v1.FrameworkInfo.LabelsEntry
+	nil,                                     // 42: corral.v1.FrameworkInfo.MinAllocatableEntry
+	nil,                                     // 43: corral.v1.CommandInfo.EnvironmentEntry
+	nil,                                     // 44: corral.v1.TaskInfo.LabelsEntry
+	nil,                                     // 45: corral.v1.ExecutorInfo.LabelsEntry
+	nil,                                     // 46: corral.v1.Offer.AttributesEntry
+	(*Operation_Launch)(nil),                // 47: corral.v1.Operation.Launch
+	(*AcknowledgeBatchRequest_Ack)(nil),     // 48: corral.v1.AcknowledgeBatchRequest.Ack
+	(*AcknowledgeBatchResponse_Result)(nil), // 49: corral.v1.AcknowledgeBatchResponse.Result
+	(*ReconcileRequest_Task)(nil),           // 50: corral.v1.ReconcileRequest.Task
+	(*Event_Subscribed)(nil),                // 51: corral.v1.Event.Subscribed
+	(*Event_Offers)(nil),                    // 52: corral.v1.Event.Offers
+	(*Event_Rescind)(nil),                   // 53: corral.v1.Event.Rescind
+	(*Event_Update)(nil),                    // 54: corral.v1.Event.Update
+	(*Event_Message)(nil),                   // 55: corral.v1.Event.Message
+	(*Event_Failure)(nil),                   // 56: corral.v1.Event.Failure
+	(*Event_Error)(nil),                     // 57: corral.v1.Event.Error
+	(*Event_Heartbeat)(nil),                 // 58: corral.v1.Event.Heartbeat
+	(*Event_InverseOffers)(nil),             // 59: corral.v1.Event.InverseOffers
+	(*Event_Updates)(nil),                   // 60: corral.v1.Event.Updates
 }
 var file_sdk_proto_corral_proto_depIdxs = []int32{
 	4,  // 0: corral.v1.Ranges.range:type_name -> corral.v1.Range
 	5,  // 1: corral.v1.Resource.ranges:type_name -> corral.v1.Ranges
 	6,  // 2: corral.v1.Resource.set:type_name -> corral.v1.Set
 	7,  // 3: corral.v1.AgentInfo.resources:type_name -> corral.v1.Resource
-	38, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
-	39, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
-	40, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
+	40, // 4: corral.v1.AgentInfo.attributes:type_name -> corral.v1.AgentInfo.AttributesEntry
+	41, // 5: corral.v1.FrameworkInfo.labels:type_name -> corral.v1.FrameworkInfo.LabelsEntry
+	42, // 6: corral.v1.FrameworkInfo.min_allocatable:type_name -> corral.v1.FrameworkInfo.MinAllocatableEntry
 	11, // 7: corral.v1.MinAllocatable.alternatives:type_name -> corral.v1.ResourceList
 	7,  // 8: corral.v1.ResourceList.resources:type_name -> corral.v1.Resource
-	41, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
+	43, // 9: corral.v1.CommandInfo.environment:type_name -> corral.v1.CommandInfo.EnvironmentEntry
 	7,  // 10: corral.v1.TaskInfo.resources:type_name -> corral.v1.Resource
 	12, // 11: corral.v1.TaskInfo.command:type_name -> corral.v1.CommandInfo
-	42, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
+	44, // 12: corral.v1.TaskInfo.labels:type_name -> corral.v1.TaskInfo.LabelsEntry
 	17, // 13: corral.v1.TaskInfo.container:type_name -> corral.v1.ContainerInfo
 	16, // 14: corral.v1.TaskInfo.health_check:type_name -> corral.v1.HealthCheck
 	14, // 15: corral.v1.TaskInfo.executor:type_name -> corral.v1.ExecutorInfo
 	12, // 16: corral.v1.ExecutorInfo.command:type_name -> corral.v1.CommandInfo
 	7,  // 17: corral.v1.ExecutorInfo.resources:type_name -> corral.v1.Resource
 	15, // 18: corral.v1.ExecutorInfo.uris:type_name -> corral.v1.URI
-	43, // 19: corral.v1.ExecutorInfo.labels:type_name -> corral.v1.ExecutorInfo.LabelsEntry
+	45, // 19: corral.v1.ExecutorInfo.labels:type_name -> corral.v1.ExecutorInfo.LabelsEntry
 	1,  // 20: corral.v1.HealthCheck.type:type_name -> corral.v1.HealthCheck.Type
 	0,  // 21: corral.v1.TaskStatus.state:type_name -> corral.v1.TaskState
 	2,  // 22: corral.v1.TaskStatus.source:type_name -> corral.v1.TaskStatus.Source
 	3,  // 23: corral.v1.TaskStatus.reason:type_name -> corral.v1.TaskStatus.Reason
 	7,  // 24: corral.v1.Offer.resources:type_name -> corral.v1.Resource
-	44, // 25: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
+	46, // 25: corral.v1.Offer.attributes:type_name -> corral.v1.Offer.AttributesEntry
 	9,  // 26: corral.v1.SubscribeRequest.framework:type_name -> corral.v1.FrameworkInfo
-	45, // 27: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
+	47, // 27: corral.v1.Operation.launch:type_name -> corral.v1.Operation.Launch
 	21, // 28: corral.v1.AcceptRequest.header:type_name -> corral.v1.CallHeader
 	23, // 29: corral.v1.AcceptRequest.operations:type_name -> corral.v1.Operation
 	20, // 30: corral.v1.AcceptRequest.filters:type_name -> corral.v1.Filters
@@ -3944,55 +4260,62 @@ var file_sdk_proto_corral_proto_depIdxs = []int32{
 	21, // 34: corral.v1.SuppressRequest.header:type_name -> corral.v1.CallHeader
 	21, // 35: corral.v1.KillRequest.header:type_name -> corral.v1.CallHeader
 	21, // 36: corral.v1.AcknowledgeRequest.header:type_name -> corral.v1.CallHeader
-	21, // 37: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
-	46, // 38: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
-	21, // 39: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
-	21, // 40: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
-	7,  // 41: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
-	21, // 42: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
-	33, // 43: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
-	7,  // 44: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
-	47, // 45: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
-	48, // 46: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
-	49, // 47: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
-	50, // 48: corral.v1.Event.update:type_name -> corral.v1.Event.Update
-	51, // 49: corral.v1.Event.message:type_name -> corral.v1.Event.Message
-	52, // 50: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
-	53, // 51: corral.v1.Event.error:type_name -> corral.v1.Event.Error
-	54, // 52: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
-	55, // 53: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
-	10, // 54: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
-	13, // 55: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
-	19, // 56: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
-	18, // 57: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
-	36, // 58: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
-	22, // 59: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
-	24, // 60: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
-	25, // 61: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
-	26, // 62: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
-	27, // 63: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
-	28, // 64: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
-	29, // 65: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
-	30, // 66: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
-	31, // 67: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
-	32, // 68: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
-	34, // 69: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
-	37, // 70: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
-	35, // 71: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
-	35, // 72: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
-	35, // 73: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
-	35, // 74: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
-	35, // 75: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
-	35, // 76: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
-	35, // 77: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
-	35, // 78: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
-	35, // 79: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
-	35, // 80: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
-	70, // [70:81] is the sub-list for method output_type
-	59, // [59:70] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	21, // 37: corral.v1.AcknowledgeBatchRequest.header:type_name -> corral.v1.CallHeader
+	48, // 38: corral.v1.AcknowledgeBatchRequest.acks:type_name -> corral.v1.AcknowledgeBatchRequest.Ack
+	49, // 39: corral.v1.AcknowledgeBatchResponse.results:type_name -> corral.v1.AcknowledgeBatchResponse.Result
+	21, // 40: corral.v1.ReconcileRequest.header:type_name -> corral.v1.CallHeader
+	50, // 41: corral.v1.ReconcileRequest.tasks:type_name -> corral.v1.ReconcileRequest.Task
+	21, // 42: corral.v1.MessageRequest.header:type_name -> corral.v1.CallHeader
+	21, // 43: corral.v1.TeardownRequest.header:type_name -> corral.v1.CallHeader
+	7,  // 44: corral.v1.TaskShape.resources:type_name -> corral.v1.Resource
+	21, // 45: corral.v1.RequestCall.header:type_name -> corral.v1.CallHeader
+	35, // 46: corral.v1.RequestCall.shapes:type_name -> corral.v1.TaskShape
+	7,  // 47: corral.v1.InverseOffer.resources:type_name -> corral.v1.Resource
+	51, // 48: corral.v1.Event.subscribed:type_name -> corral.v1.Event.Subscribed
+	52, // 49: corral.v1.Event.offers:type_name -> corral.v1.Event.Offers
+	53, // 50: corral.v1.Event.rescind:type_name -> corral.v1.Event.Rescind
+	54, // 51: corral.v1.Event.update:type_name -> corral.v1.Event.Update
+	55, // 52: corral.v1.Event.message:type_name -> corral.v1.Event.Message
+	56, // 53: corral.v1.Event.failure:type_name -> corral.v1.Event.Failure
+	57, // 54: corral.v1.Event.error:type_name -> corral.v1.Event.Error
+	58, // 55: corral.v1.Event.heartbeat:type_name -> corral.v1.Event.Heartbeat
+	59, // 56: corral.v1.Event.inverse_offers:type_name -> corral.v1.Event.InverseOffers
+	60, // 57: corral.v1.Event.updates:type_name -> corral.v1.Event.Updates
+	10, // 58: corral.v1.FrameworkInfo.MinAllocatableEntry.value:type_name -> corral.v1.MinAllocatable
+	13, // 59: corral.v1.Operation.Launch.tasks:type_name -> corral.v1.TaskInfo
+	19, // 60: corral.v1.Event.Offers.offers:type_name -> corral.v1.Offer
+	18, // 61: corral.v1.Event.Update.status:type_name -> corral.v1.TaskStatus
+	38, // 62: corral.v1.Event.InverseOffers.inverse_offers:type_name -> corral.v1.InverseOffer
+	54, // 63: corral.v1.Event.Updates.updates:type_name -> corral.v1.Event.Update
+	22, // 64: corral.v1.Scheduler.Subscribe:input_type -> corral.v1.SubscribeRequest
+	24, // 65: corral.v1.Scheduler.Accept:input_type -> corral.v1.AcceptRequest
+	25, // 66: corral.v1.Scheduler.Decline:input_type -> corral.v1.DeclineRequest
+	26, // 67: corral.v1.Scheduler.Revive:input_type -> corral.v1.ReviveRequest
+	27, // 68: corral.v1.Scheduler.Suppress:input_type -> corral.v1.SuppressRequest
+	28, // 69: corral.v1.Scheduler.Kill:input_type -> corral.v1.KillRequest
+	29, // 70: corral.v1.Scheduler.Acknowledge:input_type -> corral.v1.AcknowledgeRequest
+	30, // 71: corral.v1.Scheduler.AcknowledgeBatch:input_type -> corral.v1.AcknowledgeBatchRequest
+	32, // 72: corral.v1.Scheduler.Reconcile:input_type -> corral.v1.ReconcileRequest
+	33, // 73: corral.v1.Scheduler.Message:input_type -> corral.v1.MessageRequest
+	34, // 74: corral.v1.Scheduler.Teardown:input_type -> corral.v1.TeardownRequest
+	36, // 75: corral.v1.Scheduler.Request:input_type -> corral.v1.RequestCall
+	39, // 76: corral.v1.Scheduler.Subscribe:output_type -> corral.v1.Event
+	37, // 77: corral.v1.Scheduler.Accept:output_type -> corral.v1.CallResponse
+	37, // 78: corral.v1.Scheduler.Decline:output_type -> corral.v1.CallResponse
+	37, // 79: corral.v1.Scheduler.Revive:output_type -> corral.v1.CallResponse
+	37, // 80: corral.v1.Scheduler.Suppress:output_type -> corral.v1.CallResponse
+	37, // 81: corral.v1.Scheduler.Kill:output_type -> corral.v1.CallResponse
+	37, // 82: corral.v1.Scheduler.Acknowledge:output_type -> corral.v1.CallResponse
+	31, // 83: corral.v1.Scheduler.AcknowledgeBatch:output_type -> corral.v1.AcknowledgeBatchResponse
+	37, // 84: corral.v1.Scheduler.Reconcile:output_type -> corral.v1.CallResponse
+	37, // 85: corral.v1.Scheduler.Message:output_type -> corral.v1.CallResponse
+	37, // 86: corral.v1.Scheduler.Teardown:output_type -> corral.v1.CallResponse
+	37, // 87: corral.v1.Scheduler.Request:output_type -> corral.v1.CallResponse
+	76, // [76:88] is the sub-list for method output_type
+	64, // [64:76] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_corral_proto_init() }
@@ -4011,7 +4334,7 @@ func file_sdk_proto_corral_proto_init() {
 	file_sdk_proto_corral_proto_msgTypes[19].OneofWrappers = []any{
 		(*Operation_Launch_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[33].OneofWrappers = []any{
+	file_sdk_proto_corral_proto_msgTypes[35].OneofWrappers = []any{
 		(*Event_Subscribed_)(nil),
 		(*Event_Offers_)(nil),
 		(*Event_Rescind_)(nil),
@@ -4021,15 +4344,16 @@ func file_sdk_proto_corral_proto_init() {
 		(*Event_Error_)(nil),
 		(*Event_Heartbeat_)(nil),
 		(*Event_InverseOffers_)(nil),
+		(*Event_Updates_)(nil),
 	}
-	file_sdk_proto_corral_proto_msgTypes[48].OneofWrappers = []any{}
+	file_sdk_proto_corral_proto_msgTypes[52].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_corral_proto_rawDesc), len(file_sdk_proto_corral_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   52,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,17 +22,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Scheduler_Subscribe_FullMethodName   = "/corral.v1.Scheduler/Subscribe"
-	Scheduler_Accept_FullMethodName      = "/corral.v1.Scheduler/Accept"
-	Scheduler_Decline_FullMethodName     = "/corral.v1.Scheduler/Decline"
-	Scheduler_Revive_FullMethodName      = "/corral.v1.Scheduler/Revive"
-	Scheduler_Suppress_FullMethodName    = "/corral.v1.Scheduler/Suppress"
-	Scheduler_Kill_FullMethodName        = "/corral.v1.Scheduler/Kill"
-	Scheduler_Acknowledge_FullMethodName = "/corral.v1.Scheduler/Acknowledge"
-	Scheduler_Reconcile_FullMethodName   = "/corral.v1.Scheduler/Reconcile"
-	Scheduler_Message_FullMethodName     = "/corral.v1.Scheduler/Message"
-	Scheduler_Teardown_FullMethodName    = "/corral.v1.Scheduler/Teardown"
-	Scheduler_Request_FullMethodName     = "/corral.v1.Scheduler/Request"
+	Scheduler_Subscribe_FullMethodName        = "/corral.v1.Scheduler/Subscribe"
+	Scheduler_Accept_FullMethodName           = "/corral.v1.Scheduler/Accept"
+	Scheduler_Decline_FullMethodName          = "/corral.v1.Scheduler/Decline"
+	Scheduler_Revive_FullMethodName           = "/corral.v1.Scheduler/Revive"
+	Scheduler_Suppress_FullMethodName         = "/corral.v1.Scheduler/Suppress"
+	Scheduler_Kill_FullMethodName             = "/corral.v1.Scheduler/Kill"
+	Scheduler_Acknowledge_FullMethodName      = "/corral.v1.Scheduler/Acknowledge"
+	Scheduler_AcknowledgeBatch_FullMethodName = "/corral.v1.Scheduler/AcknowledgeBatch"
+	Scheduler_Reconcile_FullMethodName        = "/corral.v1.Scheduler/Reconcile"
+	Scheduler_Message_FullMethodName          = "/corral.v1.Scheduler/Message"
+	Scheduler_Teardown_FullMethodName         = "/corral.v1.Scheduler/Teardown"
+	Scheduler_Request_FullMethodName          = "/corral.v1.Scheduler/Request"
 )
 
 // SchedulerClient is the client API for Scheduler service.
@@ -48,6 +49,11 @@ type SchedulerClient interface {
 	Suppress(ctx context.Context, in *SuppressRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Kill(ctx context.Context, in *KillRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Acknowledge(ctx context.Context, in *AcknowledgeRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// AcknowledgeBatch acknowledges several status updates of one framework
+	// in one call, each with its own result (see AcknowledgeBatchResponse).
+	// Masters before it answer UNIMPLEMENTED; clients then fall back to
+	// Acknowledge.
+	AcknowledgeBatch(ctx context.Context, in *AcknowledgeBatchRequest, opts ...grpc.CallOption) (*AcknowledgeBatchResponse, error)
 	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Message(ctx context.Context, in *MessageRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*CallResponse, error)
@@ -145,6 +151,16 @@ func (c *schedulerClient) Acknowledge(ctx context.Context, in *AcknowledgeReques
 	return out, nil
 }
 
+func (c *schedulerClient) AcknowledgeBatch(ctx context.Context, in *AcknowledgeBatchRequest, opts ...grpc.CallOption) (*AcknowledgeBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeBatchResponse)
+	err := c.cc.Invoke(ctx, Scheduler_AcknowledgeBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *schedulerClient) Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*CallResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CallResponse)
@@ -198,6 +214,11 @@ type SchedulerServer interface {
 	Suppress(context.Context, *SuppressRequest) (*CallResponse, error)
 	Kill(context.Context, *KillRequest) (*CallResponse, error)
 	Acknowledge(context.Context, *AcknowledgeRequest) (*CallResponse, error)
+	// AcknowledgeBatch acknowledges several status updates of one framework
+	// in one call, each with its own result (see AcknowledgeBatchResponse).
+	// Masters before it answer UNIMPLEMENTED; clients then fall back to
+	// Acknowledge.
+	AcknowledgeBatch(context.Context, *AcknowledgeBatchRequest) (*AcknowledgeBatchResponse, error)
 	Reconcile(context.Context, *ReconcileRequest) (*CallResponse, error)
 	Message(context.Context, *MessageRequest) (*CallResponse, error)
 	Teardown(context.Context, *TeardownRequest) (*CallResponse, error)
@@ -235,6 +256,9 @@ func (UnimplementedSchedulerServer) Kill(context.Context, *KillRequest) (*CallRe
 }
 func (UnimplementedSchedulerServer) Acknowledge(context.Context, *AcknowledgeRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Acknowledge not implemented")
+}
+func (UnimplementedSchedulerServer) AcknowledgeBatch(context.Context, *AcknowledgeBatchRequest) (*AcknowledgeBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeBatch not implemented")
 }
 func (UnimplementedSchedulerServer) Reconcile(context.Context, *ReconcileRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Reconcile not implemented")
@@ -387,6 +411,24 @@ func _Scheduler_Acknowledge_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Scheduler_AcknowledgeBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServer).AcknowledgeBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Scheduler_AcknowledgeBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServer).AcknowledgeBatch(ctx, req.(*AcknowledgeBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Scheduler_Reconcile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReconcileRequest)
 	if err := dec(in); err != nil {
@@ -489,6 +531,10 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Acknowledge",
 			Handler:    _Scheduler_Acknowledge_Handler,
+		},
+		{
+			MethodName: "AcknowledgeBatch",
+			Handler:    _Scheduler_AcknowledgeBatch_Handler,
 		},
 		{
 			MethodName: "Reconcile",

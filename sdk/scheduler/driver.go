@@ -354,3 +354,47 @@ func (d *driver) acknowledge(ctx context.Context, st *corralpb.TaskStatus) error
 		return err
 	})
 }
+
+// maxAckBatch is the most acks one AcknowledgeBatch carries: the master's
+// limit (sdk/proto/corral.proto).
+const maxAckBatch = 1024
+
+// acknowledgeBatch acknowledges sts in one AcknowledgeBatch call. The
+// first error is the call's own (not subscribed, refused as a whole, the
+// master unreachable or without the RPC: Unimplemented); otherwise errs[i]
+// is how the master answered sts[i], nil when it took it, a *CallError
+// (call "acknowledge") as the unary call would have returned when not.
+func (d *driver) acknowledgeBatch(ctx context.Context, sts []*corralpb.TaskStatus) (errs []error, err error) {
+	err = call(ctx, d, "acknowledge", func(h *corralpb.CallHeader) *corralpb.AcknowledgeBatchRequest {
+		req := &corralpb.AcknowledgeBatchRequest{Header: h, Acks: make([]*corralpb.AcknowledgeBatchRequest_Ack, len(sts))}
+		for i, st := range sts {
+			req.Acks[i] = &corralpb.AcknowledgeBatchRequest_Ack{AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: st.GetUuid()}
+		}
+		return req
+	}, func(ctx context.Context, r *corralpb.AcknowledgeBatchRequest) error {
+		resp, err := d.cli().AcknowledgeBatch(ctx, r)
+		if err != nil {
+			return err
+		}
+		errs, err = ackResults(resp, len(sts))
+		return err
+	})
+	return errs, err
+}
+
+// ackResults turns an AcknowledgeBatchResponse into one error per ack. A
+// response without exactly one result per ack is a broken master: every
+// ack's outcome is then unknown.
+func ackResults(resp *corralpb.AcknowledgeBatchResponse, n int) ([]error, error) {
+	res := resp.GetResults()
+	if len(res) != n {
+		return nil, status.Errorf(codes.Internal, "the master answered %d results for %d acks", len(res), n)
+	}
+	errs := make([]error, n)
+	for i, r := range res {
+		if c := codes.Code(r.GetCode()); c != codes.OK {
+			errs[i] = callError("acknowledge", status.Error(c, r.GetMessage()))
+		}
+	}
+	return errs, nil
+}

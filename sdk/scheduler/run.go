@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,8 +57,10 @@ type Config struct {
 	// and Subscribed is called. Without an active scheduler it becomes
 	// active at once.
 	Standby bool
-	// MaxAcksInFlight bounds the acknowledgements sent and not yet
-	// answered (default 64). Acks are pipelined, so a framework
+	// MaxAcksInFlight bounds the acknowledgements sent or waiting to be
+	// sent and not yet answered (default 64). Acks are pipelined and go
+	// in batches (one AcknowledgeBatch call for all that are ready, one
+	// Acknowledge each with a master that lacks it), so a framework
 	// acknowledges at most MaxAcksInFlight per round trip. More is not
 	// faster once the master or the machine is saturated: in bench-scale
 	// at 10k agents, 512 acks (and 128 launches) in flight per framework
@@ -263,7 +266,7 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	r.log.Debug("subscribing", "master", r.cfg.Master, "framework_id", fw.Id)
 
 	stream, err := r.client.Subscribe(sctx, &corralpb.SubscribeRequest{Framework: fw, SuppressedRoles: r.d.suppressedRoles(),
-		Standby: r.cfg.Standby})
+		Standby: r.cfg.Standby, BatchUpdates: true})
 	if err != nil {
 		return false, err
 	}
@@ -280,7 +283,7 @@ func (r *runner) session(ctx context.Context) (subscribed bool, err error) {
 	defer wg.Wait() // after cancel (deferred later, so runs first)
 	defer cancel(nil)
 
-	acks := newAckPipe(r)
+	acks := newAckPipe(ctx, r)
 	defer acks.flush(ctx)
 
 	var lastError string // message of an ERROR event, if it was the last one
@@ -397,15 +400,35 @@ func (r *runner) read(ctx context.Context, cancel context.CancelCauseFunc,
 				timeout = time.Duration(iv * heartbeatMisses * float64(time.Second))
 			}
 		}
-		select {
-		case out <- ev:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := pass(ctx, ev, out); err != nil {
+			return err
 		}
 		if timeout > 0 {
 			watchdog.Reset(timeout)
 		}
 	}
+}
+
+// pass hands ev to the event loop; an UPDATES event (several updates in
+// one message, as Run asks the master for) as its UPDATE events, in order.
+func pass(ctx context.Context, ev *corralpb.Event, out chan<- *corralpb.Event) error {
+	ups := ev.GetUpdates()
+	if ups == nil {
+		select {
+		case out <- ev:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for _, u := range ups.GetUpdates() {
+		select {
+		case out <- &corralpb.Event{Event: &corralpb.Event_Update_{Update: u}}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return nil
 }
 
 // update hands a status to the scheduler, then acknowledges it. Acking after
@@ -430,13 +453,31 @@ const defaultAcksInFlight = 64
 // (a master that sent several updates of a task, say after a failover,
 // gets their acks in order). Answers come back to the event loop, which
 // calls AckObserver, so scheduler callbacks still run one at a time.
+//
+// Acks ready to go are sent together, in one AcknowledgeBatch call, by
+// one sender goroutine: the acks that became ready while its previous
+// call was in flight make up the next one. A unary call per ack cost the
+// master about five times the ack's own work in gRPC and scheduling
+// (bench-scale at 10k agents: Acknowledge was 8.9% of the master's CPU,
+// 1.7% of it the ack itself). A master without AcknowledgeBatch answers Unimplemented;
+// the pipe then falls back to one Acknowledge per ack for the rest of the
+// session.
 type ackPipe struct {
 	r     *runner
-	slots chan struct{} // one per ack in flight
+	slots chan struct{} // one per ack in flight or queued for the sender
 	done  chan ackResult
 	// busy are the tasks with an ack in flight (touched by the event loop
 	// only).
 	busy map[string]bool
+
+	mu    sync.Mutex
+	ready []*corralpb.TaskStatus // queued for the sender's next batch
+	kick  chan struct{}          // wakes the sender (capacity 1)
+	stop  chan struct{}          // closed by flush: the sender returns
+	idle  chan struct{}          // closed by the sender when it returned
+	// unary is set once the master answered AcknowledgeBatch with
+	// Unimplemented: acks go one call each from then on.
+	unary atomic.Bool
 }
 
 type ackResult struct {
@@ -444,10 +485,14 @@ type ackResult struct {
 	err error
 }
 
-func newAckPipe(r *runner) *ackPipe {
+// newAckPipe starts the pipe's sender; flush stops it. ctx is what the
+// acks are sent under.
+func newAckPipe(ctx context.Context, r *runner) *ackPipe {
 	n := r.cfg.MaxAcksInFlight
-	return &ackPipe{r: r, slots: make(chan struct{}, n), done: make(chan ackResult, n),
-		busy: map[string]bool{}}
+	p := &ackPipe{r: r, slots: make(chan struct{}, n), done: make(chan ackResult, n),
+		busy: map[string]bool{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), idle: make(chan struct{})}
+	go p.sender(ctx)
+	return p
 }
 
 // send starts the acknowledgement of st once fewer than MaxAcksInFlight
@@ -462,17 +507,84 @@ func (p *ackPipe) send(ctx context.Context, st *corralpb.TaskStatus) {
 		select {
 		case p.slots <- struct{}{}:
 			p.busy[key] = true
-			go func() {
-				err := p.r.d.acknowledge(ctx, st)
-				// Queued before the slot is freed: done never holds more
-				// than MaxAcksInFlight, so this never blocks.
-				p.done <- ackResult{st, err}
-				<-p.slots
-			}()
+			if p.unary.Load() {
+				go p.sendOne(ctx, st)
+				return
+			}
+			p.mu.Lock()
+			p.ready = append(p.ready, st)
+			p.mu.Unlock()
+			select {
+			case p.kick <- struct{}{}:
+			default: // the sender is already due to look
+			}
 			return
 		case res := <-p.done:
 			p.deliver(ctx, res)
 		}
+	}
+}
+
+// sendOne acknowledges st with one unary call and hands back the answer.
+func (p *ackPipe) sendOne(ctx context.Context, st *corralpb.TaskStatus) {
+	err := p.r.d.acknowledge(ctx, st)
+	p.answer(st, err)
+}
+
+// answer queues st's result and frees its slot. Queued before the slot is
+// freed: done never holds more than MaxAcksInFlight, so this never blocks.
+func (p *ackPipe) answer(st *corralpb.TaskStatus, err error) {
+	p.done <- ackResult{st, err}
+	<-p.slots
+}
+
+// sender sends the queued acks, all that are ready in one call, until
+// flush stops it.
+func (p *ackPipe) sender(ctx context.Context) {
+	defer close(p.idle)
+	for {
+		select {
+		case <-p.kick:
+		case <-p.stop:
+			return
+		}
+		for {
+			p.mu.Lock()
+			batch := p.ready[:min(len(p.ready), maxAckBatch)]
+			p.ready = p.ready[len(batch):]
+			if len(p.ready) == 0 {
+				p.ready = nil // do not keep the sent ones reachable
+			}
+			p.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			p.sendBatch(ctx, batch)
+		}
+	}
+}
+
+// sendBatch acknowledges batch in one AcknowledgeBatch call, or one
+// Acknowledge each when the master does not have it.
+func (p *ackPipe) sendBatch(ctx context.Context, batch []*corralpb.TaskStatus) {
+	if !p.unary.Load() {
+		errs, err := p.r.d.acknowledgeBatch(ctx, batch)
+		if status.Code(err) != codes.Unimplemented {
+			for i, st := range batch {
+				if err == nil {
+					p.answer(st, errs[i])
+				} else {
+					p.answer(st, err)
+				}
+			}
+			return
+		}
+		p.r.log.Info("master does not batch acknowledgements; acknowledging one call each",
+			"framework_id", p.r.d.FrameworkID())
+		p.unary.Store(true)
+	}
+	for _, st := range batch {
+		go p.sendOne(ctx, st)
 	}
 }
 
@@ -530,7 +642,7 @@ func ackRetryable(err error) bool {
 }
 
 // flush waits for every ack in flight and delivers the answers (at the end
-// of a session, before its connection closes).
+// of a session, before its connection closes), then stops the sender.
 func (p *ackPipe) flush(ctx context.Context) {
 	for n := 0; n < cap(p.slots); {
 		select {
@@ -545,6 +657,8 @@ func (p *ackPipe) flush(ctx context.Context) {
 		case res := <-p.done:
 			p.deliver(ctx, res)
 		default:
+			close(p.stop)
+			<-p.idle
 			return
 		}
 	}

@@ -37,16 +37,23 @@ type fakeMaster struct {
 	// ackErr, when set, answers each acknowledgement after recording it
 	// (an error here is a master that took the ack and failed to answer).
 	ackErr func(*corralpb.AcknowledgeRequest) error
-	// ackHook, when set, sees each acknowledgement first, outside the
-	// fake's lock, and may block it.
+	// ackHook, when set, sees each unary acknowledgement first, outside
+	// the fake's lock, and may block it.
 	ackHook func(*corralpb.AcknowledgeRequest)
+	// batch serves AcknowledgeBatch; without it the fake is a master from
+	// before the RPC, which answers Unimplemented. batchErr, when set,
+	// refuses a whole batch (nil: take it).
+	batch    bool
+	batchErr func(*corralpb.AcknowledgeBatchRequest) error
 
 	sessions chan *session
 
 	mu          sync.Mutex
 	subs        []*corralpb.SubscribeRequest
 	requests    []*corralpb.RequestCall
-	acks        []*corralpb.AcknowledgeRequest
+	acks        []*corralpb.AcknowledgeRequest // unary or from a batch, in arrival order
+	batchCalls  int                            // AcknowledgeBatch calls, answered or not
+	batchSizes  []int                          // acks in each AcknowledgeBatch served
 	reconciles  []*corralpb.ReconcileRequest
 	teardowns   int
 	heartbeats  int
@@ -76,6 +83,18 @@ func newFakeMaster(t *testing.T, configure func(m *fakeMaster)) *fakeMaster {
 	corralpb.RegisterSchedulerServer(srv, m)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
+	t.Cleanup(func() {
+		// Each mode of the ack tests took the path it is named after.
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		switch {
+		case len(m.acks) == 0:
+		case m.batch && len(m.batchSizes) == 0:
+			t.Errorf("%d acks and none in a batch, from a master that serves AcknowledgeBatch", len(m.acks))
+		case !m.batch && m.batchCalls == 0:
+			t.Errorf("%d unary acks and no AcknowledgeBatch tried first", len(m.acks))
+		}
+	})
 	return m
 }
 
@@ -174,6 +193,63 @@ func (m *fakeMaster) Acknowledge(_ context.Context, req *corralpb.AcknowledgeReq
 		}
 	}
 	return &corralpb.CallResponse{}, nil
+}
+
+func (m *fakeMaster) AcknowledgeBatch(ctx context.Context, req *corralpb.AcknowledgeBatchRequest) (*corralpb.AcknowledgeBatchResponse, error) {
+	m.mu.Lock()
+	m.batchCalls++
+	m.mu.Unlock()
+	if !m.batch {
+		return m.UnimplementedSchedulerServer.AcknowledgeBatch(ctx, req)
+	}
+	if err := m.check(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	if m.batchErr != nil {
+		if err := m.batchErr(req); err != nil {
+			return nil, err
+		}
+	}
+	n := len(req.GetAcks())
+	if m.ackGate != nil {
+		m.mu.Lock()
+		m.acksWaiting += n
+		m.acksWaitingMax = max(m.acksWaitingMax, m.acksWaiting)
+		m.mu.Unlock()
+		<-m.ackGate
+		m.mu.Lock()
+		m.acksWaiting -= n
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batchSizes = append(m.batchSizes, n)
+	resp := &corralpb.AcknowledgeBatchResponse{}
+	for _, a := range req.GetAcks() {
+		one := &corralpb.AcknowledgeRequest{Header: req.GetHeader(), AgentId: a.GetAgentId(), TaskId: a.GetTaskId(), Uuid: a.GetUuid()}
+		m.acks = append(m.acks, one)
+		res := &corralpb.AcknowledgeBatchResponse_Result{}
+		if m.ackErr != nil {
+			if st := status.Convert(m.ackErr(one)); st.Code() != codes.OK {
+				res.Code, res.Message = uint32(st.Code()), st.Message()
+			}
+		}
+		resp.Results = append(resp.Results, res)
+	}
+	return resp, nil
+}
+
+// ackModes runs test against a master with AcknowledgeBatch and against
+// one without (the SDK falls back to one Acknowledge per ack): the
+// acknowledgement guarantees hold either way.
+func ackModes(t *testing.T, test func(t *testing.T, batch bool)) {
+	for _, batch := range []bool{false, true} {
+		name := "unary"
+		if batch {
+			name = "batch"
+		}
+		t.Run(name, func(t *testing.T) { test(t, batch) })
+	}
 }
 
 func (m *fakeMaster) Reconcile(_ context.Context, req *corralpb.ReconcileRequest) (*corralpb.CallResponse, error) {
@@ -390,119 +466,123 @@ func rescindEvent(id string) *corralpb.Event {
 }
 
 func TestEventsDispatchedInOrderAndAckedOnce(t *testing.T) {
-	m := newFakeMaster(t, nil)
-	rec := &recorder{m: m}
-	result, _ := startRun(t, m, rec)
-	sess := m.nextSession(t)
+	ackModes(t, func(t *testing.T, batch bool) {
+		m := newFakeMaster(t, func(m *fakeMaster) { m.batch = batch })
+		rec := &recorder{m: m}
+		result, _ := startRun(t, m, rec)
+		sess := m.nextSession(t)
 
-	for _, ev := range []*corralpb.Event{
-		offersEvent("o-1", "o-2"),
-		rescindEvent("o-1"),
-		updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
-		{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}},
-		{Event: &corralpb.Event_Message_{Message: &corralpb.Event_Message{AgentId: "a1", TaskId: "t1", Data: []byte("hi")}}},
-		{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: "a2", Message: "agent lost"}}},
-		updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u2"),
-		updateEvent("t2", corralpb.TaskState_TASK_RUNNING, ""), // reconciliation answer: no uuid, no ack
-		{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{Message: "role quota exceeded"}}},
-		rescindEvent("o-2"),
-	} {
-		sess.events <- ev
-	}
-	want := []string{
-		"subscribed fw-1 false",
-		"offers o-1,o-2",
-		"rescind o-1",
-		"update t1 TASK_RUNNING",
-		"message a1 t1 hi",
-		"failure a2 agent lost",
-		"update t1 TASK_FINISHED",
-		"update t2 TASK_RUNNING",
-		"error role quota exceeded",
-		"rescind o-2",
-	}
-	waitFor(t, "all events", func() bool { return len(rec.entries()) >= len(want) })
-	if got := rec.entries(); !slices.Equal(got, want) {
-		t.Fatalf("events:\n got %q\nwant %q", got, want)
-	}
+		for _, ev := range []*corralpb.Event{
+			offersEvent("o-1", "o-2"),
+			rescindEvent("o-1"),
+			updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
+			{Event: &corralpb.Event_Heartbeat_{Heartbeat: &corralpb.Event_Heartbeat{}}},
+			{Event: &corralpb.Event_Message_{Message: &corralpb.Event_Message{AgentId: "a1", TaskId: "t1", Data: []byte("hi")}}},
+			{Event: &corralpb.Event_Failure_{Failure: &corralpb.Event_Failure{AgentId: "a2", Message: "agent lost"}}},
+			updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u2"),
+			updateEvent("t2", corralpb.TaskState_TASK_RUNNING, ""), // reconciliation answer: no uuid, no ack
+			{Event: &corralpb.Event_Error_{Error: &corralpb.Event_Error{Message: "role quota exceeded"}}},
+			rescindEvent("o-2"),
+		} {
+			sess.events <- ev
+		}
+		want := []string{
+			"subscribed fw-1 false",
+			"offers o-1,o-2",
+			"rescind o-1",
+			"update t1 TASK_RUNNING",
+			"message a1 t1 hi",
+			"failure a2 agent lost",
+			"update t1 TASK_FINISHED",
+			"update t2 TASK_RUNNING",
+			"error role quota exceeded",
+			"rescind o-2",
+		}
+		waitFor(t, "all events", func() bool { return len(rec.entries()) >= len(want) })
+		if got := rec.entries(); !slices.Equal(got, want) {
+			t.Fatalf("events:\n got %q\nwant %q", got, want)
+		}
 
-	// Acks are pipelined (not awaited before the next event), one task's in
-	// order: wait for both to reach the master.
-	waitFor(t, "two acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) >= 2 })
-	_, acks, recs, _, _ := m.snapshot()
-	var got []string
-	for _, a := range acks {
-		got = append(got, fmt.Sprintf("%s/%s/%s/%s", a.GetAgentId(), a.GetTaskId(), a.GetUuid(), a.GetHeader().GetStreamId()))
-	}
-	if want := []string{"a1/t1/u1/stream-1", "a1/t1/u2/stream-1"}; !slices.Equal(got, want) {
-		t.Errorf("acks = %q, want %q", got, want)
-	}
-	if len(rec.violations) > 0 {
-		t.Errorf("ordering violations: %q", rec.violations)
-	}
-	if len(recs) != 0 {
-		t.Errorf("first subscription must not reconcile, got %d reconciles", len(recs))
-	}
+		// Acks are pipelined (not awaited before the next event), one task's in
+		// order: wait for both to reach the master.
+		waitFor(t, "two acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) >= 2 })
+		_, acks, recs, _, _ := m.snapshot()
+		var got []string
+		for _, a := range acks {
+			got = append(got, fmt.Sprintf("%s/%s/%s/%s", a.GetAgentId(), a.GetTaskId(), a.GetUuid(), a.GetHeader().GetStreamId()))
+		}
+		if want := []string{"a1/t1/u1/stream-1", "a1/t1/u2/stream-1"}; !slices.Equal(got, want) {
+			t.Errorf("acks = %q, want %q", got, want)
+		}
+		if len(rec.violations) > 0 {
+			t.Errorf("ordering violations: %q", rec.violations)
+		}
+		if len(recs) != 0 {
+			t.Errorf("first subscription must not reconcile, got %d reconciles", len(recs))
+		}
 
-	// Teardown from another goroutine ends Run with nil.
-	d := rec.currentDriver()
-	if err := d.Teardown(context.Background()); err != nil {
-		t.Fatalf("teardown: %v", err)
-	}
-	if err := waitResult(t, result); err != nil {
-		t.Fatalf("Run after teardown = %v, want nil", err)
-	}
-	if _, _, _, n, _ := m.snapshot(); n != 1 {
-		t.Errorf("teardowns = %d, want 1", n)
-	}
-	if err := d.Kill(context.Background(), "t1", "a1"); !errors.Is(err, ErrNotSubscribed) {
-		t.Errorf("call after Run returned: err = %v, want ErrNotSubscribed", err)
-	}
+		// Teardown from another goroutine ends Run with nil.
+		d := rec.currentDriver()
+		if err := d.Teardown(context.Background()); err != nil {
+			t.Fatalf("teardown: %v", err)
+		}
+		if err := waitResult(t, result); err != nil {
+			t.Fatalf("Run after teardown = %v, want nil", err)
+		}
+		if _, _, _, n, _ := m.snapshot(); n != 1 {
+			t.Errorf("teardowns = %d, want 1", n)
+		}
+		if err := d.Kill(context.Background(), "t1", "a1"); !errors.Is(err, ErrNotSubscribed) {
+			t.Errorf("call after Run returned: err = %v, want ErrNotSubscribed", err)
+		}
+	})
 }
 
 func TestReconnectsWithSameFrameworkIDAndReconciles(t *testing.T) {
-	m := newFakeMaster(t, nil)
-	rec := &recorder{m: m}
-	startRun(t, m, rec)
+	ackModes(t, func(t *testing.T, batch bool) {
+		m := newFakeMaster(t, func(m *fakeMaster) { m.batch = batch })
+		rec := &recorder{m: m}
+		startRun(t, m, rec)
 
-	first := m.nextSession(t)
-	if id := first.req.GetFramework().GetId(); id != "" {
-		t.Fatalf("first subscribe carried framework id %q", id)
-	}
-	if first.req.GetSuppressedRoles() != nil {
-		t.Fatalf("first subscribe suppressed %q", first.req.GetSuppressedRoles())
-	}
-	waitFor(t, "subscribed", func() bool { return rec.currentDriver() != nil })
-	if err := rec.currentDriver().Suppress(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	first.end <- status.Error(codes.Unavailable, "master restarting")
+		first := m.nextSession(t)
+		if id := first.req.GetFramework().GetId(); id != "" {
+			t.Fatalf("first subscribe carried framework id %q", id)
+		}
+		if first.req.GetSuppressedRoles() != nil {
+			t.Fatalf("first subscribe suppressed %q", first.req.GetSuppressedRoles())
+		}
+		waitFor(t, "subscribed", func() bool { return rec.currentDriver() != nil })
+		if err := rec.currentDriver().Suppress(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		first.end <- status.Error(codes.Unavailable, "master restarting")
 
-	second := m.nextSession(t)
-	if id := second.req.GetFramework().GetId(); id != "fw-1" {
-		t.Fatalf("re-subscribe framework id = %q, want fw-1", id)
-	}
-	if got := second.req.GetSuppressedRoles(); !slices.Equal(got, []string{"*"}) {
-		t.Errorf("re-subscribe suppressed roles = %q, want the suppression asked for before", got)
-	}
-	waitFor(t, "implicit reconciliation", func() bool {
+		second := m.nextSession(t)
+		if id := second.req.GetFramework().GetId(); id != "fw-1" {
+			t.Fatalf("re-subscribe framework id = %q, want fw-1", id)
+		}
+		if got := second.req.GetSuppressedRoles(); !slices.Equal(got, []string{"*"}) {
+			t.Errorf("re-subscribe suppressed roles = %q, want the suppression asked for before", got)
+		}
+		waitFor(t, "implicit reconciliation", func() bool {
+			_, _, recs, _, _ := m.snapshot()
+			return len(recs) == 1
+		})
 		_, _, recs, _, _ := m.snapshot()
-		return len(recs) == 1
+		if len(recs[0].GetTasks()) != 0 || recs[0].GetHeader().GetStreamId() != "stream-2" {
+			t.Errorf("reconcile = %v, want implicit on stream-2", recs[0])
+		}
+
+		// The driver now speaks with the new stream's header.
+		second.events <- updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u9")
+		waitFor(t, "ack on the new stream", func() bool { return m.acksFor("u9") == 1 })
+
+		log := rec.entries()
+		if len(log) < 3 || log[0] != "subscribed fw-1 false" || !strings.HasPrefix(log[1], "disconnected: ") ||
+			!strings.Contains(log[1], "master restarting") || log[2] != "subscribed fw-1 true" {
+			t.Errorf("callbacks = %q", log)
+		}
 	})
-	_, _, recs, _, _ := m.snapshot()
-	if len(recs[0].GetTasks()) != 0 || recs[0].GetHeader().GetStreamId() != "stream-2" {
-		t.Errorf("reconcile = %v, want implicit on stream-2", recs[0])
-	}
-
-	// The driver now speaks with the new stream's header.
-	second.events <- updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u9")
-	waitFor(t, "ack on the new stream", func() bool { return m.acksFor("u9") == 1 })
-
-	log := rec.entries()
-	if len(log) < 3 || log[0] != "subscribed fw-1 false" || !strings.HasPrefix(log[1], "disconnected: ") ||
-		!strings.Contains(log[1], "master restarting") || log[2] != "subscribed fw-1 true" {
-		t.Errorf("callbacks = %q", log)
-	}
 }
 
 func TestHeartbeatTimeoutTriggersReconnect(t *testing.T) {
@@ -676,30 +756,46 @@ func TestTakeScalars(t *testing.T) {
 }
 
 // TestAcksInFlightBounded: no more than Config.MaxAcksInFlight
-// acknowledgements wait on the master at once, and the rest follow when
-// they are answered.
+// acknowledgements are in flight or queued for the next batch at once, and
+// the rest follow when they are answered.
 func TestAcksInFlightBounded(t *testing.T) {
-	gate := make(chan struct{})
-	m := newFakeMaster(t, func(m *fakeMaster) { m.ackGate = gate })
-	rec := &recorder{m: m}
-	startRun(t, m, rec, func(c *Config) { c.MaxAcksInFlight = 3 })
-	sess := m.nextSession(t)
-	const n = 10
-	for i := range n {
-		sess.events <- updateEvent(fmt.Sprintf("t%d", i), corralpb.TaskState_TASK_RUNNING, fmt.Sprintf("u%d", i))
-	}
-	waitFor(t, "three acks held by the master", func() bool {
+	ackModes(t, func(t *testing.T, batch bool) {
+		gate := make(chan struct{})
+		m := newFakeMaster(t, func(m *fakeMaster) { m.ackGate, m.batch = gate, batch })
+		rec := &recorder{m: m}
+		startRun(t, m, rec, func(c *Config) { c.MaxAcksInFlight = 3 })
+		sess := m.nextSession(t)
+		const n = 10
+		for i := range n {
+			sess.events <- updateEvent(fmt.Sprintf("t%d", i), corralpb.TaskState_TASK_RUNNING, fmt.Sprintf("u%d", i))
+		}
+		// Unary: all three at the master. Batched: the first batch is held
+		// there and the other acks wait for the sender; t3's Update runs
+		// and its ack then waits for a slot, which none frees while the
+		// master holds on.
+		waitFor(t, "three acks taken, the fourth update delivered", func() bool {
+			m.mu.Lock()
+			waiting := m.acksWaiting
+			m.mu.Unlock()
+			return (waiting == 3 || batch && waiting > 0) && slices.Contains(rec.entries(), "update t3 TASK_RUNNING")
+		})
+		if log := rec.entries(); slices.Contains(log, "update t4 TASK_RUNNING") {
+			t.Errorf("t4's update was delivered while t0-t3 held every ack slot: %q", log)
+		}
+		close(gate)
+		waitFor(t, "every ack", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == n })
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		return m.acksWaiting == 3
+		if m.acksWaitingMax > 3 || !batch && m.acksWaitingMax != 3 {
+			t.Errorf("at most %d acks in flight at once; want 3 (MaxAcksInFlight)", m.acksWaitingMax)
+		}
+		for _, b := range m.batchSizes {
+			if b > 3 {
+				t.Errorf("batches of %v acks; none may exceed MaxAcksInFlight (3)", m.batchSizes)
+				break
+			}
+		}
 	})
-	close(gate)
-	waitFor(t, "every ack", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == n })
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.acksWaitingMax != 3 {
-		t.Errorf("at most %d acks in flight at once; want 3 (MaxAcksInFlight)", m.acksWaitingMax)
-	}
 }
 
 func TestMaxAcksInFlightDefault(t *testing.T) {
@@ -723,7 +819,9 @@ func (r *ackRecorder) Acknowledged(_ context.Context, _ Driver, st *corralpb.Tas
 // TestAckRetriesPipelined: the acks a dead leader left unanswered are
 // sent again at the next subscription all at once, not one round trip
 // after another (thousands of them delayed Subscribed by 44 s in make
-// bench-ha at 10k agents), and all are answered before Subscribed.
+// bench-ha at 10k agents), and all are answered before Subscribed. The
+// fake is a master without AcknowledgeBatch, where each ack is a call of
+// its own; with the batch, the retries go in as few calls as are ready.
 func TestAckRetriesPipelined(t *testing.T) {
 	const n = 8
 	var inflight atomic.Int32
@@ -783,41 +881,288 @@ func TestAckRetriesPipelined(t *testing.T) {
 // One the master refused outright (NotFound: an agent it does not know)
 // is not sent again.
 func TestAmbiguousAckFailureRetriedAtResubscribe(t *testing.T) {
-	m := newFakeMaster(t, func(m *fakeMaster) {
-		m.ackErr = func(req *corralpb.AcknowledgeRequest) error {
-			switch {
-			case req.GetHeader().GetStreamId() != "stream-1":
+	ackModes(t, func(t *testing.T, batch bool) {
+		m := newFakeMaster(t, func(m *fakeMaster) {
+			m.batch = batch
+			m.ackErr = func(req *corralpb.AcknowledgeRequest) error {
+				switch {
+				case req.GetHeader().GetStreamId() != "stream-1":
+					return nil
+				case string(req.GetUuid()) == "u1":
+					return status.Error(codes.Internal, "server closed the stream without sending trailers")
+				case string(req.GetUuid()) == "u2":
+					return status.Error(codes.NotFound, "acknowledge: agent a1 is not registered")
+				}
 				return nil
-			case string(req.GetUuid()) == "u1":
-				return status.Error(codes.Internal, "server closed the stream without sending trailers")
-			case string(req.GetUuid()) == "u2":
+			}
+		})
+		rec := &ackRecorder{recorder{m: m}}
+		startRun(t, m, rec)
+		first := m.nextSession(t)
+		first.events <- updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u1")
+		first.events <- updateEvent("t2", corralpb.TaskState_TASK_FINISHED, "u2")
+		waitFor(t, "both acks answered", func() bool {
+			log := rec.entries()
+			return slices.Contains(log, "acked t1 u1: Internal") && slices.Contains(log, "acked t2 u2: NotFound")
+		})
+		first.end <- status.Error(codes.Unavailable, "master died")
+
+		m.nextSession(t)
+		waitFor(t, "resubscribed", func() bool { return slices.Contains(rec.entries(), "subscribed fw-1 true") })
+		log := rec.entries()
+		retried := slices.Index(log, "acked t1 u1: OK")
+		if retried < 0 || retried > slices.Index(log, "subscribed fw-1 true") {
+			t.Fatalf("callbacks = %q; want t1's ack retried and answered OK before Subscribed", log)
+		}
+		if n := m.acksFor("u1"); n != 2 {
+			t.Errorf("u1 acknowledged %d times, want 2 (once per session)", n)
+		}
+		if n := m.acksFor("u2"); n != 1 {
+			t.Errorf("u2 acknowledged %d times, want 1 (the master refused it outright)", n)
+		}
+	})
+}
+
+// TestAckBatchResultsPerAck: acks that became ready while a batch was in
+// flight go together in the next, and each one's result reaches
+// AckObserver on its own: a refused ack does not fail the others, and a
+// task's second ack waits for the answer to its first.
+func TestAckBatchResultsPerAck(t *testing.T) {
+	gate := make(chan struct{})
+	m := newFakeMaster(t, func(m *fakeMaster) {
+		m.batch, m.ackGate = true, gate
+		m.ackErr = func(req *corralpb.AcknowledgeRequest) error {
+			switch string(req.GetUuid()) {
+			case "u2":
 				return status.Error(codes.NotFound, "acknowledge: agent a1 is not registered")
+			case "u3":
+				return status.Error(codes.InvalidArgument, "acknowledge: task_id is required")
 			}
 			return nil
 		}
 	})
 	rec := &ackRecorder{recorder{m: m}}
 	startRun(t, m, rec)
+	sess := m.nextSession(t)
+	// t0's ack alone in the first batch, held by the master.
+	sess.events <- updateEvent("t0", corralpb.TaskState_TASK_RUNNING, "u0")
+	waitFor(t, "the first batch at the master", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.acksWaiting == 1
+	})
+	for i, task := range []string{"t1", "t2", "t3", "t4"} {
+		sess.events <- updateEvent(task, corralpb.TaskState_TASK_RUNNING, fmt.Sprintf("u%d", i+1))
+	}
+	// t1's next update is delivered once t1-t4's acks are queued; its ack
+	// waits for t1's answer, so it cannot join their batch.
+	sess.events <- updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u5")
+	waitFor(t, "t1's second update", func() bool { return slices.Contains(rec.entries(), "update t1 TASK_FINISHED") })
+	close(gate)
+	waitFor(t, "six acks answered", func() bool {
+		n := 0
+		for _, e := range rec.entries() {
+			if strings.HasPrefix(e, "acked ") {
+				n++
+			}
+		}
+		return n == 6
+	})
+	var acked []string
+	for _, e := range rec.entries() {
+		if strings.HasPrefix(e, "acked ") {
+			acked = append(acked, e)
+		}
+	}
+	want := []string{"acked t0 u0: OK", "acked t1 u1: OK", "acked t2 u2: NotFound", "acked t3 u3: InvalidArgument",
+		"acked t4 u4: OK", "acked t1 u5: OK"}
+	if !slices.Equal(acked, want) {
+		t.Errorf("observed\n %q\nwant\n %q", acked, want)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !slices.Equal(m.batchSizes, []int{1, 4, 1}) {
+		t.Errorf("batch sizes %v, want [1 4 1]", m.batchSizes)
+	}
+}
+
+// TestAckBatchFallsBackToUnary: a master from before AcknowledgeBatch
+// answers Unimplemented; the SDK sends those acks and every later one of
+// the session as Acknowledge calls, in order per task, and asks again in
+// the next session (which may be with another, newer, master).
+func TestAckBatchFallsBackToUnary(t *testing.T) {
+	m := newFakeMaster(t, nil) // batch unset: Unimplemented
+	rec := &ackRecorder{recorder{m: m}}
+	startRun(t, m, rec)
 	first := m.nextSession(t)
-	first.events <- updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u1")
-	first.events <- updateEvent("t2", corralpb.TaskState_TASK_FINISHED, "u2")
+	for _, ev := range []*corralpb.Event{
+		updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
+		updateEvent("t2", corralpb.TaskState_TASK_RUNNING, "u2"),
+		updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u3"),
+		updateEvent("t2", corralpb.TaskState_TASK_FINISHED, "u4"),
+	} {
+		first.events <- ev
+	}
+	waitFor(t, "four acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == 4 })
+	_, acks, _, _, _ := m.snapshot()
+	order := map[string][]string{}
+	for _, a := range acks {
+		order[a.GetTaskId()] = append(order[a.GetTaskId()], string(a.GetUuid()))
+	}
+	if !slices.Equal(order["t1"], []string{"u1", "u3"}) || !slices.Equal(order["t2"], []string{"u2", "u4"}) {
+		t.Errorf("acks per task %v, want t1: u1 u3, t2: u2 u4", order)
+	}
+	waitFor(t, "four acks observed", func() bool {
+		n := 0
+		for _, e := range rec.entries() {
+			if strings.HasPrefix(e, "acked ") && strings.HasSuffix(e, ": OK") {
+				n++
+			}
+		}
+		return n == 4
+	})
+	m.mu.Lock()
+	calls := m.batchCalls
+	m.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("%d AcknowledgeBatch calls in the session, want 1 (then unary only)", calls)
+	}
+
+	first.end <- status.Error(codes.Unavailable, "master restarting")
+	second := m.nextSession(t)
+	second.events <- updateEvent("t3", corralpb.TaskState_TASK_RUNNING, "u5")
+	waitFor(t, "the new session's ack", func() bool { return m.acksFor("u5") == 1 })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.batchCalls != 2 {
+		t.Errorf("%d AcknowledgeBatch calls in two sessions, want 2 (asked again after reconnecting)", m.batchCalls)
+	}
+}
+
+// TestAckBatchRefusedAsAWhole: a batch the master refuses as a call (here
+// PermissionDenied, as an ACL denial answers) fails each of its acks with
+// that error, as the unary call would have; none is retried.
+func TestAckBatchRefusedAsAWhole(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) {
+		m.batch = true
+		m.batchErr = func(*corralpb.AcknowledgeBatchRequest) error {
+			return status.Error(codes.PermissionDenied, "permission denied: framework fw-1 belongs to principal \"a\"")
+		}
+	})
+	rec := &ackRecorder{recorder{m: m}}
+	startRun(t, m, rec)
+	sess := m.nextSession(t)
+	sess.events <- updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1")
+	sess.events <- updateEvent("t2", corralpb.TaskState_TASK_RUNNING, "u2")
 	waitFor(t, "both acks answered", func() bool {
 		log := rec.entries()
-		return slices.Contains(log, "acked t1 u1: Internal") && slices.Contains(log, "acked t2 u2: NotFound")
+		return slices.Contains(log, "acked t1 u1: PermissionDenied") && slices.Contains(log, "acked t2 u2: PermissionDenied")
 	})
-	first.end <- status.Error(codes.Unavailable, "master died")
-
+	sess.end <- status.Error(codes.Unavailable, "master restarting")
 	m.nextSession(t)
 	waitFor(t, "resubscribed", func() bool { return slices.Contains(rec.entries(), "subscribed fw-1 true") })
-	log := rec.entries()
-	retried := slices.Index(log, "acked t1 u1: OK")
-	if retried < 0 || retried > slices.Index(log, "subscribed fw-1 true") {
-		t.Fatalf("callbacks = %q; want t1's ack retried and answered OK before Subscribed", log)
+	if _, acks, _, _, _ := m.snapshot(); len(acks) != 0 {
+		t.Errorf("refused acks reached the master: %v", acks)
 	}
-	if n := m.acksFor("u1"); n != 2 {
-		t.Errorf("u1 acknowledged %d times, want 2 (once per session)", n)
+	for _, e := range rec.entries() {
+		if strings.HasPrefix(e, "acked ") && !strings.HasSuffix(e, "PermissionDenied") {
+			t.Errorf("refused ack observed again: %q", e)
+		}
 	}
-	if n := m.acksFor("u2"); n != 1 {
-		t.Errorf("u2 acknowledged %d times, want 1 (the master refused it outright)", n)
+}
+
+func TestAckResults(t *testing.T) {
+	res := func(code codes.Code, msg string) *corralpb.AcknowledgeBatchResponse_Result {
+		return &corralpb.AcknowledgeBatchResponse_Result{Code: uint32(code), Message: msg}
+	}
+	tests := []struct {
+		name    string
+		results []*corralpb.AcknowledgeBatchResponse_Result
+		n       int
+		want    []string // per ack: "" when nil, else the error text
+		wantErr string
+	}{
+		{"all taken", []*corralpb.AcknowledgeBatchResponse_Result{{}, {}}, 2, []string{"", ""}, ""},
+		{"one refused", []*corralpb.AcknowledgeBatchResponse_Result{
+			{}, res(codes.NotFound, "acknowledge: agent a9 is not registered"), {}}, 3,
+			[]string{"", "acknowledge: NotFound: agent a9 is not registered", ""}, ""},
+		{"each its own", []*corralpb.AcknowledgeBatchResponse_Result{
+			res(codes.InvalidArgument, "acknowledge: uuid is required"), res(codes.Unavailable, "agent gone")}, 2,
+			[]string{"acknowledge: InvalidArgument: uuid is required", "acknowledge: Unavailable: agent gone"}, ""},
+		{"too few results", []*corralpb.AcknowledgeBatchResponse_Result{{}}, 2, nil, "1 results for 2 acks"},
+		{"too many results", []*corralpb.AcknowledgeBatchResponse_Result{{}, {}}, 1, nil, "2 results for 1 acks"},
+		{"empty", nil, 0, []string{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs, err := ackResults(&corralpb.AcknowledgeBatchResponse{Results: tt.results}, tt.n)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]string, len(errs))
+			for i, e := range errs {
+				if e != nil {
+					got[i] = e.Error()
+					var ce *CallError
+					if !errors.As(e, &ce) || ce.Call != "acknowledge" || codes.Code(tt.results[i].GetCode()) != status.Code(e) {
+						t.Errorf("ack %d: %v (%T) is not an acknowledge CallError with code %v", i, e, e, codes.Code(tt.results[i].GetCode()))
+					}
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUpdatesEventDeliveredAsUpdates: Run asks for UPDATES events and
+// hands each one to the framework as its UPDATE events, in order, each
+// acknowledged as if it had come alone.
+func TestUpdatesEventDeliveredAsUpdates(t *testing.T) {
+	m := newFakeMaster(t, func(m *fakeMaster) { m.batch = true })
+	rec := &ackRecorder{recorder{m: m}}
+	startRun(t, m, rec)
+	sess := m.nextSession(t)
+	if !sess.req.GetBatchUpdates() {
+		t.Errorf("subscribed without batch_updates: %v", sess.req)
+	}
+	var ups []*corralpb.Event_Update
+	for _, ev := range []*corralpb.Event{
+		updateEvent("t1", corralpb.TaskState_TASK_RUNNING, "u1"),
+		updateEvent("t2", corralpb.TaskState_TASK_RUNNING, "u2"),
+		updateEvent("t1", corralpb.TaskState_TASK_FINISHED, "u3"),
+	} {
+		ups = append(ups, ev.GetUpdate())
+	}
+	sess.events <- &corralpb.Event{Event: &corralpb.Event_Updates_{Updates: &corralpb.Event_Updates{Updates: ups}}}
+	sess.events <- rescindEvent("o-1")
+	want := []string{"update t1 TASK_RUNNING", "update t2 TASK_RUNNING", "update t1 TASK_FINISHED", "rescind o-1"}
+	waitFor(t, "the updates and the rescind", func() bool { return slices.Contains(rec.entries(), "rescind o-1") })
+	var got []string
+	for _, e := range rec.entries() {
+		if strings.HasPrefix(e, "update ") || strings.HasPrefix(e, "rescind ") {
+			got = append(got, e)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("callbacks %q, want %q", got, want)
+	}
+	waitFor(t, "three acks", func() bool { _, acks, _, _, _ := m.snapshot(); return len(acks) == 3 })
+	_, acks, _, _, _ := m.snapshot()
+	var t1 []string
+	for _, a := range acks {
+		if a.GetTaskId() == "t1" {
+			t1 = append(t1, string(a.GetUuid()))
+		}
+	}
+	if !slices.Equal(t1, []string{"u1", "u3"}) {
+		t.Errorf("t1's acks %q, want u1 then u3", t1)
 	}
 }
