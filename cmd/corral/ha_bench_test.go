@@ -73,23 +73,25 @@ func TestReportHAFailover(t *testing.T) {
 }
 
 func haFailoverRun(t *testing.T, agents, perAgent int) string {
-	// CORRAL_BENCH_HA_PPROF=DIR: CPU profiles of the surviving masters and
-	// the emulated agents over the first seconds after the kill
-	// (CORRAL_BENCH_HA_PPROF_SECONDS, default 10), as failover-<name>.pprof.
+	// CORRAL_BENCH_HA_PPROF=DIR: CPU profiles of the first seconds
+	// (CORRAL_BENCH_HA_PPROF_SECONDS, default 10) of each master's terms,
+	// which the masters write themselves (CORRAL_MASTER_CPUPROFILE), and
+	// of the emulated agents from the kill on (<agents>-failover-agents.pprof,
+	// through their pprof endpoint).
 	pprofDir := os.Getenv("CORRAL_BENCH_HA_PPROF")
+	pprofSecs := envInt(t, "CORRAL_BENCH_HA_PPROF_SECONDS", 10)
 	if pprofDir != "" {
+		t.Setenv("CORRAL_MASTER_CPUPROFILE", pprofDir)
+		t.Setenv("CORRAL_MASTER_CPUPROFILE_SECONDS", strconv.Itoa(pprofSecs))
 		t.Setenv("CORRAL_PPROF_ADDR", "127.0.0.1:0")
 	}
 	c := startHACluster(t, 3)
 	l := c.leader("first election")
 	ag := startCorral(t, "agent", "-emulate", strconv.Itoa(agents), "-master", c.spec,
 		"-resources", "cpus:2;mem:1024", "-log-level", agentLogLevel())
-	profAddrs := map[string]string{} // master address or "agents" -> pprof address
+	agentsProf := ""
 	if pprofDir != "" {
-		for addr, p := range c.masters {
-			profAddrs[addr] = p.waitLine(pprofLine)
-		}
-		profAddrs["agents"] = ag.waitLine(pprofLine)
+		agentsProf = "failover-agents=" + ag.waitLine(pprofLine)
 	}
 	// Ten thousand first registrations (each recorded in the registry)
 	// take longer than waitLine's minute on a loaded machine.
@@ -176,16 +178,8 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	}
 	killed := time.Now()
 	c.kill9(l)
-	if pprofDir != "" {
-		var targets []string
-		for addr, pa := range profAddrs {
-			if addr != l {
-				targets = append(targets, "failover-"+strings.ReplaceAll(addr, ":", "_")+"="+pa)
-			}
-		}
-		waitProfiles := startProfiles(t, pprofDir, targets, fmt.Sprintf("%d", agents),
-			time.Duration(envInt(t, "CORRAL_BENCH_HA_PPROF_SECONDS", 10))*time.Second)
-		defer waitProfiles()
+	if agentsProf != "" {
+		defer startProfiles(t, pprofDir, []string{agentsProf}, strconv.Itoa(agents), time.Duration(pprofSecs)*time.Second)()
 	}
 	var l2 string
 	defer func() {

@@ -91,8 +91,8 @@ const maxUpdateBatch = 256
 // returned as held, to be sent next; first comes back alone when nothing
 // is queued behind it.
 func batchUpdates(first *corralpb.Event, poll func() (*corralpb.Event, bool)) (send, held *corralpb.Event) {
-	var more []*corralpb.Event_Update
-	for len(more) < maxUpdateBatch-1 {
+	updates := []*corralpb.Event_Update{first.GetUpdate()}
+	for len(updates) < maxUpdateBatch {
 		ev, ok := poll()
 		if !ok {
 			break
@@ -102,12 +102,11 @@ func batchUpdates(first *corralpb.Event, poll func() (*corralpb.Event, bool)) (s
 			held = ev
 			break
 		}
-		more = append(more, u)
+		updates = append(updates, u)
 	}
-	if len(more) == 0 {
+	if len(updates) == 1 {
 		return first, held
 	}
-	updates := append([]*corralpb.Event_Update{first.GetUpdate()}, more...)
 	return &corralpb.Event{Event: &corralpb.Event_Updates_{Updates: &corralpb.Event_Updates{Updates: updates}}}, held
 }
 
