@@ -614,14 +614,37 @@ func (p *ackPipe) deliver(ctx context.Context, res ackResult) {
 }
 
 // retry acknowledges again the updates whose acknowledgement failed in an
-// earlier session, pipelined like any ack (a task's acks still go in
-// order), and returns once every one is answered. In series, a framework
-// whose leader died with thousands of acks in flight heard Subscribed
-// only after thousands of round trips to a master busy taking its agents
-// back: 44 s with 10k agents in make bench-ha.
+// earlier session and returns once every one is answered. A framework
+// whose leader died with thousands of acks in flight waits for them
+// before Subscribed, while the new master is busy taking its agents back,
+// so they go in as few round trips as the master takes: AcknowledgeBatch
+// calls of maxAckBatch, one after another (a task's acks keep their
+// order: within a call the master relays them in order). Held to
+// MaxAcksInFlight like the acks of a running session, 6.7k of them took
+// over a hundred round trips and delayed Subscribed by 5.9 s in make
+// bench-ha at 10k agents; sent in series, one each, it was 44 s. A master
+// without the batch call gets them pipelined, one call each.
 func (p *ackPipe) retry(ctx context.Context) {
 	sts := p.r.reack
 	p.r.reack = nil
+	for len(sts) > 0 && !p.unary.Load() {
+		batch := sts[:min(len(sts), maxAckBatch)]
+		errs, err := p.r.d.acknowledgeBatch(ctx, batch)
+		if status.Code(err) == codes.Unimplemented {
+			p.r.log.Info("master does not batch acknowledgements; acknowledging one call each",
+				"framework_id", p.r.d.FrameworkID())
+			p.unary.Store(true)
+			break
+		}
+		sts = sts[len(batch):]
+		for i, st := range batch {
+			res := ackResult{st, err}
+			if err == nil {
+				res.err = errs[i]
+			}
+			p.deliver(ctx, res)
+		}
+	}
 	for _, st := range sts {
 		p.send(ctx, st)
 	}
