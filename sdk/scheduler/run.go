@@ -214,6 +214,14 @@ func (r *runner) loop(ctx context.Context) error {
 			continue
 		}
 		redirects = 0
+		if _, ok := discovery.LeaderFrom(err); ok && !subscribed {
+			// A master that knows of no leader: most often the one just
+			// elected, not serving yet. Try whoever the leader key names
+			// after the backoff, without waiting for the key to move off
+			// this master first (with Consul, up to 5 s of a failover
+			// spent waiting for a change that is not coming).
+			r.failed = ""
+		}
 		r.log.Warn("stream to master broken, reconnecting", "error", err, "backoff", backoff)
 		if h, ok := r.sched.(DisconnectHandler); ok {
 			h.Disconnected(ctx, err)

@@ -30,6 +30,7 @@ type fakeMaster struct {
 	heartbeatInterval float64       // announced in SUBSCRIBED
 	heartbeatEvery    time.Duration // >0: actually send HEARTBEATs this often
 	subscribeErr      error         // answer every Subscribe with this
+	subscribeErrOnce  error         // answer the next Subscribe with this
 	// ackGate, when set, holds every Acknowledge until it is closed;
 	// acksWaiting counts those held now, acksWaitingMax the most at once.
 	ackGate                     chan struct{}
@@ -104,6 +105,11 @@ func (m *fakeMaster) Subscribe(req *corralpb.SubscribeRequest, stream grpc.Serve
 	if m.subscribeErr != nil {
 		m.mu.Unlock()
 		return m.subscribeErr
+	}
+	if err := m.subscribeErrOnce; err != nil {
+		m.subscribeErrOnce = nil
+		m.mu.Unlock()
+		return err
 	}
 	fid := req.GetFramework().GetId()
 	if fid == "" {
