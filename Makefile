@@ -162,6 +162,7 @@ paper: build
 # make bench-ha                               leader failover with 3 masters, Consul and 1k emulated agents x 10 tasks
 # make bench-ha HA_AGENTS=1000,10000
 # CORRAL_BENCH_HA_CHECK_TTL=3s (masters' consul check_ttl), CORRAL_BENCH_HA_TASKS_PER_AGENT=1 (default 10)
+# CORRAL_BENCH_HA_KILL=launched: kill as soon as every task runs, acks still in flight (default settled: all acked)
 # CORRAL_BENCH_HA_PPROF=DIR: CPU profiles of each master's terms and of the agents after the kill (CORRAL_BENCH_HA_PPROF_SECONDS, 10)
 HA_AGENTS ?= 1000
 bench-ha: build consul

@@ -14,7 +14,9 @@ import (
 )
 
 // TestReportHAFailover measures a leader failover with real processes:
-// three masters, one Consul, N emulated agents with 10 tasks each. It
+// three masters, one Consul, N emulated agents with 10 tasks each. Once
+// every task runs and its TASK_RUNNING update is acknowledged (steady
+// state; CORRAL_BENCH_HA_KILL=launched does not wait for the acks), it
 // kills the leader with -9 and times, from the kill:
 //
 //	detection        Consul invalidates the dead leader's session (a standby's
@@ -67,12 +69,22 @@ func TestReportHAFailover(t *testing.T) {
 		"standby takeover: a hot-standby scheduler's SUBSCRIBED after the active one's stream ends; load: 1-min load average at the end\n"+
 		"leader CPU/agent: the new leader's CPU from the kill until every agent is back, per agent\n"+
 		"election: another master holds the lock; serving: its /metrics first says it leads\n"+
-		"%8s %8s %10s %10s %10s %14s %12s %14s %14s %12s %10s %15s %10s\n%s", "1.16.1", ttl,
-		"agents", "tasks", "detection", "election", "serving", "re-register", "tasks known", "sched. back", "leader CPU/agent", "leader RSS", "step-downs",
+		"kill: settled (every TASK_RUNNING update acknowledged first, the default) or launched (CORRAL_BENCH_HA_KILL=launched: as soon as the leader knows every task running)\n"+
+		"resent: status updates the new leader received until every agent was back (the agents resend those not acknowledged)\n"+
+		"%8s %8s %8s %10s %10s %10s %14s %12s %14s %8s %14s %12s %10s %15s %10s\n%s", "1.16.1", ttl,
+		"agents", "tasks", "kill", "detection", "election", "serving", "re-register", "tasks known", "sched. back", "resent", "leader CPU/agent", "leader RSS", "step-downs",
 		"standby takeover", "load", strings.Join(rows, "\n"))
 }
 
 func haFailoverRun(t *testing.T, agents, perAgent int) string {
+	killAt := os.Getenv("CORRAL_BENCH_HA_KILL")
+	switch killAt {
+	case "":
+		killAt = "settled"
+	case "settled", "launched":
+	default:
+		t.Fatalf("CORRAL_BENCH_HA_KILL=%q: want settled or launched", killAt)
+	}
 	// CORRAL_BENCH_HA_PPROF=DIR: CPU profiles of the first seconds
 	// (CORRAL_BENCH_HA_PPROF_SECONDS, default 10) of each master's terms,
 	// which the masters write themselves (CORRAL_MASTER_CPUPROFILE), and
@@ -130,6 +142,24 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("not all tasks running after 30 minutes")
+		}
+	}
+	if killAt == "settled" {
+		// Steady state, as Mesos's figures are taken: every TASK_RUNNING
+		// update acknowledged, so the agents hold none to resend. With
+		// CORRAL_BENCH_HA_KILL=launched the kill comes as soon as the
+		// leader knows every task running, with thousands of acks still
+		// on their way.
+		for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			fw.mu.Lock()
+			acked := len(fw.runningAcked)
+			fw.mu.Unlock()
+			if acked >= tasks {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d TASK_RUNNING updates acknowledged after 10 minutes", acked, tasks)
+			}
 		}
 	}
 	stepDowns := 0
@@ -226,6 +256,7 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	}
 	var agentsBack, tasksBack, schedBack time.Time
 	var leaderCPU float64 // seconds
+	var resent float64    // status updates the new leader received until every agent was back
 	deadline := time.Now().Add(2 * time.Minute)
 	for agentsBack.IsZero() || tasksBack.IsZero() || schedBack.IsZero() {
 		m, err := scrape(l2)
@@ -249,6 +280,7 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 			if agentsBack.IsZero() && m["corral_master_agents"] >= float64(agents) {
 				agentsBack = time.Now()
 				leaderCPU = procCPU(c.masters[l2].cmd.Process.Pid) - cpuAtKill[l2]
+				resent = m["corral_master_status_updates_total"]
 			}
 			if tasksBack.IsZero() && m[`corral_master_tasks{state="TASK_RUNNING"}`] >= float64(tasks) {
 				tasksBack = time.Now()
@@ -271,8 +303,8 @@ func haFailoverRun(t *testing.T, agents, perAgent int) string {
 	for addr, p := range c.masters {
 		after += p.count("stepping down") - before[addr]
 	}
-	return fmt.Sprintf("%8d %8d %10s %10s %10s %14s %12s %14s %11.0f µs %9.0f MiB %6d+%d %12.0f ms %10s", agents, tasks, ms(det), ms(taken), ms(elected),
-		ms(agentsBack), ms(tasksBack), ms(schedBack), leaderCPU*1e6/float64(agents), rss, stepDowns, after,
+	return fmt.Sprintf("%8d %8d %8s %10s %10s %10s %14s %12s %14s %8.0f %11.0f µs %9.0f MiB %6d+%d %12.0f ms %10s", agents, tasks, killAt, ms(det), ms(taken), ms(elected),
+		ms(agentsBack), ms(tasksBack), ms(schedBack), resent, leaderCPU*1e6/float64(agents), rss, stepDowns, after,
 		float64(takeover)/1e6, load)
 }
 

@@ -231,6 +231,9 @@ type testFramework struct {
 	agents   map[string]string               // where each launched task went, for reconciliation
 	hosts    map[string]string               // the hostname of that agent
 	ran      map[string]bool                 // tasks reported TASK_RUNNING
+	// runningAcked are tasks whose TASK_RUNNING update the master took
+	// the acknowledgement of (relayed to the agent).
+	runningAcked map[string]bool
 	// stored are the terminal updates handed to Update, where a real
 	// framework stores them before the SDK acknowledges them: a
 	// scheduler that dies with an ack in flight (which may have reached
@@ -258,7 +261,7 @@ func runHAFramework(t *testing.T, masterSpec, name string, tasks int) *testFrame
 }
 
 func newTestFramework(name string, tasks int) *testFramework {
-	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, stored: map[string]corralpb.TaskState{}, launching: map[string]bool{}, settled: map[string]bool{},
+	return &testFramework{name: name, want: tasks, sleep: "1", states: map[string][]corralpb.TaskState{}, agents: map[string]string{}, hosts: map[string]string{}, ran: map[string]bool{}, runningAcked: map[string]bool{}, stored: map[string]corralpb.TaskState{}, launching: map[string]bool{}, settled: map[string]bool{},
 		subCh: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
@@ -411,8 +414,14 @@ func (f *testFramework) Update(_ context.Context, _ scheduler.Driver, st *corral
 	f.mu.Unlock()
 }
 
-// Acknowledged records terminal updates the master accepted the ack of.
+// Acknowledged records terminal updates the master accepted the ack of,
+// and running ones (counted for make bench-ha).
 func (f *testFramework) Acknowledged(_ context.Context, _ scheduler.Driver, st *corralpb.TaskStatus, err error) {
+	if err == nil && st.GetState() == corralpb.TaskState_TASK_RUNNING {
+		f.mu.Lock()
+		f.runningAcked[st.GetTaskId()] = true
+		f.mu.Unlock()
+	}
 	if err != nil || !terminalState(st.GetState()) {
 		return
 	}
