@@ -224,7 +224,7 @@ func TestReportAllocBench(t *testing.T) {
 	rows = append(rows, fmt.Sprintf("%-9s %7s %6s %6s | %10s %10s %6s | %10s %10s %6s | %9s %9s | %10s %10s",
 		"policy", "agents", "fwks", "roles", "inproc ms", "plugin ms", "ratio", "inproc cpu", "plugin cpu", "ratio",
 		"first in", "first plg", "allocs/cyc", "plugin RSS")+
-		fmt.Sprintf(" | %8s %8s | %8s %9s", "req KB", "resp KB", "plg proc", "faults")+baseHeader())
+		fmt.Sprintf(" | %8s %8s | %8s %9s | %9s %9s", "req KB", "resp KB", "plg proc", "faults", "call cpu", "best")+baseHeader())
 	for _, c := range cases {
 		if c.shape.Agents > maxAgents || only != nil && !only.MatchString(c.name("")) {
 			continue
@@ -242,13 +242,18 @@ func TestReportAllocBench(t *testing.T) {
 		}
 		rss := rssOf(pid)
 		in, pl := res[0], res[1]
+		floor, err := clPl.CallFloor(context.Background(), 51)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name(""), err)
+		}
 		rows = append(rows, fmt.Sprintf("%-9s %7d %6d %6d | %10s %10s %5.2fx | %10s %10s %5.2fx | %9s %9s | %10d %10s",
 			c.policy, c.shape.Agents, c.shape.Frameworks, c.shape.Roles,
 			ms(in.Median), ms(pl.Median), float64(pl.Median)/float64(max(in.Median, 1)),
 			ms(in.CPUMedian), ms(pl.CPUMedian), float64(pl.CPUMedian)/float64(max(in.CPUMedian, 1)),
 			ms(in.First), ms(pl.First), in.AllocsPerCycle, rss)+
-			fmt.Sprintf(" | %8.1f %8.1f | %8s %9s", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024,
-				ms(pl.PeerCPUMedian), fmt.Sprintf("%d/%d", in.FaultsMedian, pl.FaultsMedian))+baseColumns(res, pl))
+			fmt.Sprintf(" | %8.1f %8.1f | %8s %9s | %9s %8.2fx", float64(pl.RequestBytes)/1024, float64(pl.ResponseBytes)/1024,
+				ms(pl.PeerCPUMedian), fmt.Sprintf("%d/%d", in.FaultsMedian, pl.FaultsMedian),
+				fmt.Sprintf("%.3f", float64(floor.Microseconds())/1000), float64(in.CPUMedian+floor)/float64(max(in.CPUMedian, 1)))+baseColumns(res, pl))
 	}
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("median of %d steady cycles after the first, in process and plugin taking turns; half the frameworks decline every offer for an hour,\n"+
@@ -257,6 +262,8 @@ func TestReportAllocBench(t *testing.T) {
 		"allocs/cyc in process; plugin RSS after the run; req/resp KB: the plugin's Allocate messages as encoded (median);\n"+
 		"plg proc: the plugin process's part of plugin cpu (median; the rest is this process, its GC included);\n"+
 		"faults: minor page faults per cycle in process / plugin (both processes; median).\n"+
+		"call cpu: CPU ms of the cheapest round trip to the plugin (PluginInfo, a few bytes each way; both processes; median of 51);\n"+
+		"best: (inproc cpu + call cpu) / inproc cpu, the lowest cpu ratio any plugin binary could reach over this transport.\n"+
 		"base: the plugins of CORRAL_BENCH_ALLOC_BASELINE, when set, driven by this build's host glue. Load average at the end: %s\n", cycles, loadavg())
 }
 

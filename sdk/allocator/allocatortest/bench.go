@@ -229,6 +229,26 @@ type BenchResult struct {
 	RequestBytes, ResponseBytes int
 }
 
+// CallFloor is the CPU time of the cheapest call the allocator takes,
+// PluginInfo, measured as LastCPU measures a cycle (this process and the
+// peer together), median of n calls. Through a plugin binary it is one
+// round trip on the connection the cycles use, with a few bytes each way:
+// no out-of-process policy can cost less per cycle than its in-process
+// twin plus this.
+func (c *BenchCluster) CallFloor(ctx context.Context, n int) (time.Duration, error) {
+	xs := make([]time.Duration, 0, n)
+	for range n {
+		peer0 := c.peerCPU()
+		cpu0, _ := selfUsage()
+		if _, err := c.a.PluginInfo(ctx); err != nil {
+			return 0, err
+		}
+		cpu1, _ := selfUsage()
+		xs = append(xs, cpu1-cpu0+c.peerCPU()-peer0)
+	}
+	return median(xs), nil
+}
+
 // RunBench runs one first cycle and then cycles steady-state cycles.
 func (c *BenchCluster) RunBench(ctx context.Context, cycles int) (BenchResult, error) {
 	rs, err := RunBenches(ctx, cycles, c)
