@@ -58,8 +58,12 @@ type frameworkEntry struct {
 	tasks     map[string]*taskEntry
 	completed []*taskEntry // bounded, oldest first
 	offers    map[string]*offerEntry
-	// filters are the framework's decline filters, kept for snapshots.
+	// filters are the framework's decline filters, kept for snapshots;
+	// expired ones linger until addFilter sweeps them.
 	filters []allocator.Filter
+	// filtersSweepAt is the length at which addFilter next drops the
+	// expired filters.
+	filtersSweepAt int
 	// demands is what the framework declared it still wants, by role.
 	demands map[string][]allocator.TaskShape
 	// minAllocatable is FrameworkInfo.min_allocatable, converted once when
