@@ -195,6 +195,7 @@ func (m *Master) registerAgent(reg *agentproto.Register, total resources.Resourc
 	m.resendRevocationKillsLocked(a)
 	if !added {
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+		a.closedAt = m.deltas.version
 	}
 	conn.send(&agentproto.MasterMessage{Msg: &agentproto.MasterMessage_Registered{Registered: &agentproto.Registered{
 		AgentId: id, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), Secret: secret}}})
@@ -385,6 +386,7 @@ func (m *Master) agentDisconnected(id string, conn *agentConn) {
 		}
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+	a.closedAt = m.deltas.version
 	m.log.Warn("agent disconnected", "agent_id", id, "reregister_timeout", m.cfg.AgentReregisterTimeout)
 }
 

@@ -140,9 +140,9 @@ func (m *Master) runCycle(ctx context.Context, trigger allocator.Trigger) {
 		calls[1].p.st.version = calls[1].req.TargetVersion
 	}
 	m.ackDeltasLocked(calls)
-	var made, invalid int
+	var made, invalid, stale int
 	if a.err == nil {
-		made, invalid = m.commitProposalsLocked(a.resp.Offers)
+		made, invalid, stale = m.commitProposalsLocked(a.resp.Offers, a.req.TargetVersion)
 		a.proposed, a.invalid = len(a.resp.Offers), invalid
 		// Revocations are judged after this cycle's offers are committed,
 		// on the books as they now stand.
@@ -156,7 +156,11 @@ func (m *Master) runCycle(ctx context.Context, trigger allocator.Trigger) {
 	m.mu.Unlock()
 	if a.err == nil {
 		m.metrics.allocationRun.Observe(a.took.Seconds())
-		if n := len(a.resp.Offers); n > 0 && float64(invalid)/float64(n) > faultFraction {
+		if stale > 0 {
+			m.metrics.staleProposals.Add(float64(stale))
+		}
+		// Judged on the proposals the books had not overtaken.
+		if n := len(a.resp.Offers) - stale; n > 0 && float64(invalid)/float64(n) > faultFraction {
 			a.p.st.faults++
 			m.metrics.pluginErrors.WithLabelValues("invalid_proposals").Inc()
 			m.log.Warn("allocator proposed mostly invalid offers", "allocator", act.choice.Name, "invalid", invalid,
@@ -355,10 +359,18 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 // commitProposalsLocked validates every proposal against the ledger and
 // turns the valid ones into offers. It returns how many offers were made
 // and how many proposals were invalid.
-func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invalid int) {
+func (m *Master) commitProposalsLocked(props []allocator.Proposal, asOf uint64) (made, invalid, stale int) {
 	byFramework := map[string][]*corralpb.Offer{}
 	for _, p := range props {
 		if reason := m.validateProposalLocked(p, resources.Resources{}); reason != "" {
+			if m.overtakenLocked(p, asOf) {
+				// The framework suppressed or left, or the agent left,
+				// while the plugin computed: the plugin's view was right.
+				stale++
+				m.log.Debug("dropping an allocator proposal the books overtook", "framework_id", p.FrameworkID,
+					"agent_id", p.AgentID, "reason", reason)
+				continue
+			}
 			invalid++
 			m.log.Debug("dropping invalid allocator proposal", "framework_id", p.FrameworkID, "agent_id", p.AgentID,
 				"resources", p.Resources.String(), "reason", reason)
@@ -391,7 +403,21 @@ func (m *Master) commitProposalsLocked(props []allocator.Proposal) (made, invali
 		}
 		m.frameworks[fid].sub.send(&corralpb.Event{Event: &corralpb.Event_Offers_{Offers: &corralpb.Event_Offers{Offers: offers}}})
 	}
-	return made, invalid
+	return made, invalid, stale
+}
+
+// overtakenLocked: p's framework or agent stopped taking offers as it was
+// after version asOf, the view the plugin computed p on. Such a proposal
+// is dropped like an invalid one but is no fault of the plugin: a
+// framework that suppresses right after taking an offer (the bench-scale
+// probe, once a second) made the next cycle, computed meanwhile, look
+// like a plugin proposing offers to a suppressed framework.
+func (m *Master) overtakenLocked(p allocator.Proposal, asOf uint64) bool {
+	if f := m.frameworks[p.FrameworkID]; f != nil && f.closedAt > asOf {
+		return true
+	}
+	a := m.agents[p.AgentID]
+	return a != nil && a.closedAt > asOf
 }
 
 // validateProposalLocked says why a proposal cannot become an offer, or "".

@@ -36,6 +36,7 @@ func (m *Master) DrainAgent(agentID string, deadline time.Duration) error {
 		a.drain = &drainState{since: now, deadline: now.Add(deadline)}
 		m.tally.draining++
 		m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.AgentUpdated, Agent: agentView(a)})
+		a.closedAt = m.deltas.version
 		for _, o := range m.offers {
 			if o.agentID == agentID {
 				m.rescindLocked(o, 0)

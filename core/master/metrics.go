@@ -43,6 +43,7 @@ type metrics struct {
 	// proposals the books refused.
 	revocations        *prometheus.CounterVec
 	revocationsInvalid prometheus.Counter
+	staleProposals     prometheus.Counter
 
 	// The allocator slot: swaps, rollbacks, deadline misses, shadow
 	// comparisons.
@@ -93,6 +94,8 @@ func newMetrics() *metrics {
 			Help: "Failed or rejected allocator plugin calls."}, []string{"kind"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_master_revocations_total",
 			Help: "Allocator revocations accepted: an inverse offer was sent and the task is killed after the grace period."}, []string{"reason"}),
+		staleProposals: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_allocator_stale_proposals_total",
+			Help: "Allocator proposals dropped because their framework or agent stopped taking offers while the plugin computed them (not counted as plugin faults)."}),
 		revocationsInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_master_revocations_invalid_total",
 			Help: "Allocator revocations refused by the master (unknown or ended task, within a guarantee, already revoked...)."}),
 		allocatorSwaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_allocator_swaps_total",
@@ -119,7 +122,7 @@ func newMetrics() *metrics {
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.MustRegister(mt.callsRateLimited, mt.subscriptionsRefused, mt.authzDenied, mt.agentSecretRefusals, mt.offersMade, mt.offersAccepted, mt.offersDeclined, mt.offersRescinded, mt.tasksLaunched,
 		mt.taskStates, mt.statusUpdates, mt.acks, mt.agents, mt.frameworks, mt.allocationRun, mt.pluginCall, mt.pluginErrors,
-		mt.revocations, mt.revocationsInvalid, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
+		mt.revocations, mt.revocationsInvalid, mt.staleProposals, mt.allocatorSwaps, mt.allocatorRollbacks, mt.allocatorGeneration,
 		mt.allocatorSwapLatency, mt.allocatorDeadlineMisses, mt.shadowCycles, mt.shadowOffers, mt.shadowDiffering, mt.shadowShare)
 	return mt
 }

@@ -232,6 +232,7 @@ func (m *Master) UpdateFramework(h *corralpb.CallHeader, fi *corralpb.FrameworkI
 	f.roles, f.suppressed, f.minAllocatable = roles, suppressed, minAlloc
 	m.addRolesLocked(roles)
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: allocator.FrameworkUpdated, Framework: frameworkView(f)})
+	f.closedAt = m.deltas.version
 	m.log.Info("framework updated", "framework_id", f.info.Id, "roles", sortedKeys(roles))
 	m.requestAllocation(allocator.TriggerEvent)
 	return nil
@@ -298,6 +299,8 @@ func (m *Master) frameworkDisconnected(fid string, sub *subscription) {
 		return
 	}
 	f.sub, f.connected, f.disconnectedAt = nil, false, m.now()
+	// The deltas that say so come next (or the promoted standby's).
+	f.closedAt = m.deltas.version + 1
 	if len(f.standbys) > 0 {
 		// Promote the oldest hot standby: it re-subscribes as a failover
 		// would, with its own info, and gets SUBSCRIBED now.
@@ -654,7 +657,9 @@ func (m *Master) suppressOrRevive(call string, h *corralpb.CallHeader, roles []s
 		kind = allocator.Suppressed
 	}
 	m.deltas.add(m.logicalNow(), allocator.Delta{Kind: kind, FrameworkID: f.info.Id, Roles: append([]string(nil), targets...)})
-	if !suppress {
+	if suppress {
+		f.closedAt = m.deltas.version
+	} else {
 		m.requestAllocation(allocator.TriggerRevive)
 	}
 	return nil

@@ -25,6 +25,11 @@ type agentEntry struct {
 	// drain is set while the operator drains the agent (maintenance): no
 	// offers, tasks get notice and are killed at the deadline.
 	drain *drainState
+	// closedAt is the version of the delta with which the agent last
+	// stopped taking offers as it was (disconnected, drained,
+	// re-registered): an invalid proposal for it, made on a view older than
+	// that, is stale, not an allocator fault.
+	closedAt uint64
 	// secretHash is the SHA-256 of the secret bound to the agent ID; a
 	// re-registration must present the secret (Nomad's node SecretID).
 	secretHash [32]byte
@@ -64,6 +69,10 @@ type frameworkEntry struct {
 	// filtersSweepAt is the length at which addFilter next drops the
 	// expired filters.
 	filtersSweepAt int
+	// closedAt is the version of the delta with which the framework last
+	// stopped taking offers as it was (suppressed a role, disconnected,
+	// changed its roles): see agentEntry.closedAt.
+	closedAt uint64
 	// demands is what the framework declared it still wants, by role.
 	demands map[string][]allocator.TaskShape
 	// minAllocatable is FrameworkInfo.min_allocatable, converted once when
