@@ -173,7 +173,8 @@ bench-ha: build consul
 #                                             probe: placements/s, launch overhead of a 10 s task, master RSS/CPU, cycle time
 # make bench-scale SCALE_AGENTS=5000,10000    other sizes; CORRAL_BENCH_SCALE_SECONDS (window, 30),
 #   CORRAL_BENCH_SCALE_PROBES (40), CORRAL_BENCH_SCALE_PER_PROC (agents per emulator process, 10000),
-#   CORRAL_BENCH_SCALE_PPROF=DIR (CPU profiles of master and emulators per phase into DIR)
+#   CORRAL_BENCH_SCALE_PPROF=DIR (CPU profiles of master and emulators per phase into DIR),
+#   CORRAL_BENCH_SCALE_LOGS=DIR (every process's stderr)
 SCALE_AGENTS ?= 50000
 bench-scale: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) CORRAL_BENCH_SCALE=1 CORRAL_BENCH_SCALE_AGENTS=$(SCALE_AGENTS) \
