@@ -66,15 +66,15 @@ func TestReportScale(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\none master (DRF plugin), emulated agents of cpus:4;mem:8192, 4 load frameworks + 1 probe; %d s windows\n", int(window.Seconds()))
-	fmt.Fprintf(&b, "%7s %11s %9s %9s %12s %12s %9s %9s %10s %10s %10s %9s %10s %s\n",
-		"agents", "placed/s", "m.CPU", "m.RSS", "cycle mean", "cycle p99", "emu CPU", "fw CPU",
+	fmt.Fprintf(&b, "%7s %11s %9s %9s %12s %12s %9s %9s %9s %10s %10s %10s %9s %10s %s\n",
+		"agents", "placed/s", "m.CPU", "m.RSS", "cycle mean", "cycle p99", "alloc CPU", "emu CPU", "fw CPU",
 		"bg/s", "ovh p50", "ovh p99", "probes", "ovh max", "load avg (thr / ovh)")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%7d %11.0f %8.2fc %5.0f MiB %9.1f ms %9.1f ms %8.2fc %8.2fc %10.0f %7.0f ms %7.0f ms %9d %7.0f ms %s / %s\n",
-			r.agents, r.placed, r.masterCPU, r.masterRSS, r.cycleMean*1e3, r.cycleP99*1e3, r.emuCPU, r.fwCPU,
+		fmt.Fprintf(&b, "%7d %11.0f %8.2fc %5.0f MiB %9.1f ms %9.1f ms %8.2fc %8.2fc %8.2fc %10.0f %7.0f ms %7.0f ms %9d %7.0f ms %s / %s\n",
+			r.agents, r.placed, r.masterCPU, r.masterRSS, r.cycleMean*1e3, r.cycleP99*1e3, r.allocCPU, r.emuCPU, r.fwCPU,
 			r.background, r.ovhP50*1e3, r.ovhP99*1e3, r.probes, r.ovhMax*1e3, r.loadThr, r.loadOvh)
 	}
-	b.WriteString("m.CPU/emu CPU/fw CPU: cores used during the throughput window (master / all emulator processes / the test's frameworks)\n")
+	b.WriteString("m.CPU/alloc CPU/emu CPU/fw CPU: cores used during the throughput window (master / its allocator plugin process / all emulator processes / the test's frameworks)\n")
 	b.WriteString("cycle: allocation cycle time (corral_master_allocation_cycle_seconds) during the throughput window\n")
 	b.WriteString("bg/s: background placements per second during the overhead phase; ovh: probe's 10 s task finish - launch - 10 s\n")
 	fmt.Fprintf(&b, "\n%7s %10s %12s %14s %s\n", "agents", "register", "m.RSS then", "per agent", "load avg")
@@ -90,6 +90,7 @@ type scaleRow struct {
 	placed, masterCPU, masterRSS float64
 	cycleMean, cycleP99          float64
 	emuCPU, fwCPU, background    float64
+	allocCPU                     float64
 	ovhP50, ovhP99, ovhMax       float64
 	probes                       int
 	loadThr, loadOvh             string
@@ -191,7 +192,8 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 	}
 	t.Logf("warm-up: placements/s in 5 s slices %.0f", rates)
 	before, mBefore := snap(), mustScrape(t, addr)
-	cpuM, cpuE, cpuF := procCPU(m.cmd.Process.Pid), emuCPU(emus), selfCPU()
+	plugins := childPIDs(m.cmd.Process.Pid) // the allocator plugin (and any other plugin the master runs)
+	cpuM, cpuE, cpuF, cpuA := procCPU(m.cmd.Process.Pid), emuCPU(emus), selfCPU(), pidsCPU(plugins)
 	start := time.Now()
 	prof := startProfiles(t, pprof, profAddrs, "throughput", window)
 	rates = rates[:0]
@@ -208,6 +210,7 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 	mAfter := mustScrape(t, addr)
 	row.masterCPU = (procCPU(m.cmd.Process.Pid) - cpuM) / el
 	row.emuCPU = (emuCPU(emus) - cpuE) / el
+	row.allocCPU = (pidsCPU(plugins) - cpuA) / el
 	row.fwCPU = (selfCPU() - cpuF) / el
 	row.masterRSS = rssMiB(m.cmd.Process.Pid)
 	row.cycleMean, row.cycleP99 = histDelta(mBefore, mAfter, "corral_master_allocation_cycle_seconds")
@@ -578,6 +581,34 @@ func procCPU(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// childPIDs are the processes whose parent is pid.
+func childPIDs(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, st := range stats {
+		raw, err := os.ReadFile(st)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		s := string(raw)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			if c, err := strconv.Atoi(filepath.Base(filepath.Dir(st))); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func pidsCPU(pids []int) float64 {
+	var s float64
+	for _, p := range pids {
+		s += procCPU(p)
+	}
+	return s
 }
 
 func emuCPU(ps []*proc) float64 {
