@@ -26,6 +26,18 @@ func (f fixedAllocator) Current() (allocator.Allocator, master.PluginInfo, error
 	return f.a, master.PluginInfo{Name: "drf", Version: drf.Version, Generation: 1}, nil
 }
 
+// wrappedAllocator serves the real DRF policy like fixedAllocator, through
+// wrap: a test's stand-in that hangs, delays or holds some of its calls.
+type wrappedAllocator struct {
+	fixedAllocator
+	wrap func(allocator.Allocator) allocator.Allocator
+}
+
+func (w wrappedAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
+	a, info, err := w.fixedAllocator.Current()
+	return w.wrap(a), info, err
+}
+
 type cluster struct {
 	t testing.TB
 	// secrets are the agent secrets the master handed out, by agent ID,

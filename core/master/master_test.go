@@ -405,18 +405,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// hangingAllocator wraps the real DRF plugin and lets its first Allocate
-// calls hang until the caller's deadline, like a wedged plugin process.
+// hangingAllocator counts Allocate calls and lets the first hangs of them
+// hang until the caller's deadline, like a wedged plugin process (through
+// hangOnce, which wraps the real DRF plugin).
 type hangingAllocator struct {
-	fixedAllocator
 	mu    sync.Mutex
 	hangs int
 	calls int
-}
-
-func (h *hangingAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
-	a, info, err := h.fixedAllocator.Current()
-	return hangOnce{Allocator: a, h: h}, info, err
 }
 
 type hangOnce struct {
@@ -443,8 +438,9 @@ func TestHungAllocatorCallIsAbandoned(t *testing.T) {
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
-	h := &hangingAllocator{fixedAllocator: fixedAllocator{plugin}, hangs: 2}
-	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: 100 * time.Millisecond}, h)
+	h := &hangingAllocator{hangs: 2}
+	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: 100 * time.Millisecond},
+		wrappedAllocator{fixedAllocator{plugin}, func(a allocator.Allocator) allocator.Allocator { return hangOnce{a, h} }})
 	c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
 	began := time.Now()
@@ -471,8 +467,9 @@ func TestSlowInitIsNotCutAtTheCycleDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	const cycleDeadline = 100 * time.Millisecond
-	s := &slowInitAllocator{fixedAllocator: fixedAllocator{plugin}, delay: 4 * cycleDeadline}
-	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: cycleDeadline}, s)
+	s := &slowInitAllocator{delay: 4 * cycleDeadline}
+	c := startMasterWith(t, master.Config{AllocationInterval: 20 * time.Millisecond, AllocatorTimeout: cycleDeadline},
+		wrappedAllocator{fixedAllocator{plugin}, func(a allocator.Allocator) allocator.Allocator { return slowInit{a, s} }})
 	c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
 	if len(f.offers()) == 0 {
@@ -485,19 +482,13 @@ func TestSlowInitIsNotCutAtTheCycleDeadline(t *testing.T) {
 	}
 }
 
-// slowInitAllocator wraps the real DRF plugin with an Init that takes
-// delay (a large snapshot) before it does the work.
+// slowInitAllocator makes Init take delay (a large snapshot) before it
+// does the work, through slowInit, which wraps the real DRF plugin.
 type slowInitAllocator struct {
-	fixedAllocator
 	delay time.Duration
 
 	mu         sync.Mutex
 	inits, cut int
-}
-
-func (s *slowInitAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
-	a, info, err := s.fixedAllocator.Current()
-	return slowInit{Allocator: a, s: s}, info, err
 }
 
 type slowInit struct {

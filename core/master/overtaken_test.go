@@ -22,8 +22,9 @@ func TestProposalsOvertakenWhileAllocatingAreNoFault(t *testing.T) {
 	if err := plugin.SetConfig(context.Background(), []byte("{}"), "v2"); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatedAllocator{fixedAllocator: fixedAllocator{plugin}, entered: make(chan struct{}), release: make(chan struct{})}
-	c := startMasterWith(t, master.Config{}, g)
+	g := &gatedAllocator{entered: make(chan struct{}), release: make(chan struct{})}
+	c := startMasterWith(t, master.Config{},
+		wrappedAllocator{fixedAllocator{plugin}, func(a allocator.Allocator) allocator.Allocator { return gated{a, g} }})
 	c.addAgent("", "cpus:2;mem:1024")
 	f := c.subscribe("fw")
 	o := f.offers()[0]
@@ -64,9 +65,9 @@ func TestProposalsOvertakenWhileAllocatingAreNoFault(t *testing.T) {
 }
 
 // gatedAllocator holds, once armed, the first Allocate call that carries
-// recovered resources until release is closed.
+// recovered resources until release is closed (through gated, which wraps
+// the real DRF plugin).
 type gatedAllocator struct {
-	fixedAllocator
 	entered, release chan struct{}
 
 	mu    sync.Mutex
@@ -77,11 +78,6 @@ func (g *gatedAllocator) arm() {
 	g.mu.Lock()
 	g.armed = true
 	g.mu.Unlock()
-}
-
-func (g *gatedAllocator) Current() (allocator.Allocator, master.PluginInfo, error) {
-	a, info, err := g.fixedAllocator.Current()
-	return gated{Allocator: a, g: g}, info, err
 }
 
 type gated struct {

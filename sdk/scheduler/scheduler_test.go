@@ -827,7 +827,8 @@ func (r *ackRecorder) Acknowledged(_ context.Context, _ Driver, st *corralpb.Tas
 // after another (thousands of them delayed Subscribed by 44 s in make
 // bench-ha at 10k agents), and all are answered before Subscribed. The
 // fake is a master without AcknowledgeBatch, where each ack is a call of
-// its own; with the batch, the retries go in as few calls as are ready.
+// its own; with the batch, they go in calls of up to maxAckBatch
+// (TestAckRetriesBatched).
 func TestAckRetriesPipelined(t *testing.T) {
 	const n = 8
 	var inflight atomic.Int32
@@ -854,6 +855,21 @@ func TestAckRetriesPipelined(t *testing.T) {
 			}
 		}
 	})
+	ackRetriesAfterFailover(t, m, n)
+	select {
+	case <-all:
+	default:
+		t.Fatalf("the retried acks reached the master %d at a time, want all %d at once", inflight.Load(), n)
+	}
+}
+
+// ackRetriesAfterFailover runs a first session in which the n updates t1..tn
+// (UUIDs u1..un) are acknowledged and every answer is lost (the fake
+// answers stream-1's acks Unavailable), ends it as a dying master would,
+// and returns once the scheduler has re-subscribed, checking that every
+// ack was retried and answered OK before Subscribed.
+func ackRetriesAfterFailover(t *testing.T, m *fakeMaster, n int) {
+	t.Helper()
 	rec := &ackRecorder{recorder{m: m}}
 	startRun(t, m, rec)
 	first := m.nextSession(t)
@@ -867,15 +883,11 @@ func TestAckRetriesPipelined(t *testing.T) {
 
 	m.nextSession(t)
 	waitFor(t, "resubscribed", func() bool { return slices.Contains(rec.entries(), "subscribed fw-1 true") })
-	select {
-	case <-all:
-	default:
-		t.Fatalf("the retried acks reached the master %d at a time, want all %d at once", inflight.Load(), n)
-	}
 	log := rec.entries()
+	sub := slices.Index(log, "subscribed fw-1 true")
 	for i := 1; i <= n; i++ {
-		if at := slices.Index(log, fmt.Sprintf("acked t%d u%d: OK", i, i)); at < 0 || at > slices.Index(log, "subscribed fw-1 true") {
-			t.Fatalf("callbacks = %q; want t%d's ack retried and answered OK before Subscribed", log, i)
+		if at := slices.Index(log, fmt.Sprintf("acked t%d u%d: OK", i, i)); at < 0 || at > sub {
+			t.Fatalf("t%d's ack was not retried and answered OK before Subscribed", i)
 		}
 	}
 }
@@ -897,31 +909,12 @@ func TestAckRetriesBatched(t *testing.T) {
 			return nil
 		}
 	})
-	rec := &ackRecorder{recorder{m: m}}
-	startRun(t, m, rec)
-	first := m.nextSession(t)
-	for i := range n {
-		first.events <- updateEvent(fmt.Sprintf("t%d", i), corralpb.TaskState_TASK_FINISHED, fmt.Sprintf("u%d", i))
-	}
-	waitFor(t, "every first ack answered", func() bool {
-		return len(slices.DeleteFunc(rec.entries(), func(e string) bool { return !strings.HasSuffix(e, ": Unavailable") })) == n
-	})
-	first.end <- status.Error(codes.Unavailable, "master died")
-
-	m.nextSession(t)
-	waitFor(t, "resubscribed", func() bool { return slices.Contains(rec.entries(), "subscribed fw-1 true") })
+	ackRetriesAfterFailover(t, m, n)
 	m.mu.Lock()
 	sizes := slices.Clone(m.batchSizes) // the first session's calls were refused before being served
 	m.mu.Unlock()
 	if want := []int{maxAckBatch, 76}; !slices.Equal(sizes, want) {
 		t.Fatalf("retried acks went in batches of %v, want %v", sizes, want)
-	}
-	log := rec.entries()
-	sub := slices.Index(log, "subscribed fw-1 true")
-	for i := range n {
-		if at := slices.Index(log, fmt.Sprintf("acked t%d u%d: OK", i, i)); at < 0 || at > sub {
-			t.Fatalf("t%d's ack was not retried and answered OK before Subscribed", i)
-		}
 	}
 }
 
