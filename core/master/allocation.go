@@ -357,8 +357,10 @@ func (m *Master) snapshotLocked() *allocator.Snapshot {
 }
 
 // commitProposalsLocked validates every proposal against the ledger and
-// turns the valid ones into offers. It returns how many offers were made
-// and how many proposals were invalid.
+// turns the valid ones into offers. It returns how many offers were made,
+// how many proposals were invalid, and how many of the dropped ones were
+// only stale: their framework or agent changed after asOf, the delta
+// version the plugin's view was at (see overtakenLocked).
 func (m *Master) commitProposalsLocked(props []allocator.Proposal, asOf uint64) (made, invalid, stale int) {
 	byFramework := map[string][]*corralpb.Offer{}
 	for _, p := range props {
