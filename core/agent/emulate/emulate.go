@@ -244,7 +244,11 @@ type agent struct {
 	// as a real agent does.
 	secret string
 	tasks  map[taskKey]*task
-	out    chan *agentproto.AgentMessage // nil while disconnected
+	// unacked counts the tasks with an update not acknowledged yet: the
+	// fleet's retry loop passes over the (many) agents that have none
+	// without walking their tasks.
+	unacked int
+	out     chan *agentproto.AgentMessage // nil while disconnected
 }
 
 const (
@@ -492,6 +496,9 @@ func (a *agent) shutdownFramework(id string) {
 			t.timer.Stop()
 		}
 		// Nobody is left to acknowledge: forget the task.
+		if len(t.pending) > 0 {
+			a.unacked--
+		}
 		delete(a.tasks, k)
 	}
 }
@@ -506,6 +513,7 @@ func (a *agent) setStateLocked(t *task, st corralpb.TaskState, reason corralpb.T
 		AgentId: a.id, TimestampUnixMs: time.Now().UnixMilli(), Uuid: uuid,
 	}})
 	if len(t.pending) == 1 {
+		a.unacked++
 		t.retry = a.fleet.opts.StatusRetry
 		a.sendHeadLocked(t)
 	}
@@ -535,6 +543,7 @@ func (a *agent) ack(k taskKey, uuid []byte) {
 		a.sendHeadLocked(t)
 		return
 	}
+	a.unacked--
 	if terminal(t.state) {
 		delete(a.tasks, k) // acknowledged terminal: done with it
 	}
@@ -544,6 +553,9 @@ func (a *agent) ack(k taskKey, uuid []byte) {
 func (a *agent) retryUpdates() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.unacked == 0 {
+		return
+	}
 	now := time.Now()
 	for _, t := range a.tasks {
 		if len(t.pending) > 0 && now.Sub(t.sentAt) >= t.retry {

@@ -96,3 +96,57 @@ func TestUnacknowledgedUpdateIsResent(t *testing.T) {
 		t.Fatalf("resent update has UUID %x, want the unacknowledged one's %x", again.GetStatus().GetUuid(), first.GetStatus().GetUuid())
 	}
 }
+
+// unacked, which lets the retry loop pass over agents with nothing to
+// resend, follows the tasks holding an unacknowledged update through
+// launches, kills, acknowledgements and a framework's shutdown.
+func TestUnackedFollowsPendingUpdates(t *testing.T) {
+	res, err := resources.Parse("cpus:1;mem:512")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := New(Options{Master: "127.0.0.1:1", N: 1, Resources: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := fl.agents[0]
+	fw := &corralpb.FrameworkInfo{Id: "fw-1"}
+	run := func(id string) {
+		a.runTask(fw, &corralpb.TaskInfo{TaskId: id, Command: &corralpb.CommandInfo{Shell: true, Value: "sleep 3600"}})
+	}
+	ackHead := func(id string) {
+		a.mu.Lock()
+		uuid := a.tasks[taskKey{"fw-1", id}].pending[0].GetStatus().GetUuid()
+		a.mu.Unlock()
+		a.ack(taskKey{"fw-1", id}, uuid)
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"t1 runs", func() { run("t1") }, 1},
+		{"t2 runs", func() { run("t2") }, 2},
+		{"t1 killed before its TASK_RUNNING is acknowledged", func() { a.kill(taskKey{"fw-1", "t1"}) }, 2},
+		{"t1's TASK_RUNNING acknowledged", func() { ackHead("t1") }, 2},
+		{"t1's TASK_KILLED acknowledged", func() { ackHead("t1") }, 1},
+		{"t2's TASK_RUNNING acknowledged", func() { ackHead("t2") }, 0},
+		{"a kill of an unknown task", func() { a.kill(taskKey{"fw-1", "t9"}) }, 1},
+		{"t3 runs", func() { run("t3") }, 2},
+		{"the framework shut down", func() { a.shutdownFramework("fw-1") }, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		a.mu.Lock()
+		got, held := a.unacked, 0
+		for _, t := range a.tasks {
+			if len(t.pending) > 0 {
+				held++
+			}
+		}
+		a.mu.Unlock()
+		if got != s.want || held != s.want {
+			t.Fatalf("after %s: unacked = %d, tasks holding updates = %d, want %d", s.name, got, held, s.want)
+		}
+	}
+}
