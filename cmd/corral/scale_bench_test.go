@@ -197,19 +197,14 @@ func scaleRun(t *testing.T, agents, perProc int, window time.Duration, probes in
 	start := time.Now()
 	prof := startProfiles(t, pprof, profAddrs, "throughput", window)
 	rates = rates[:0]
-	var rescinds []float64
-	for prev, at, mPrev, end := before, start, mBefore, start.Add(window); time.Now().Before(end); {
+	for prev, at, end := before, start, start.Add(window); time.Now().Before(end); {
 		time.Sleep(min(slice, time.Until(end))) // the measurement window itself, sampled
 		cur, now := snap(), time.Now()
 		rates = append(rates, float64(cur-prev)/now.Sub(at).Seconds())
 		prev, at = cur, now
-		if mNow, err := scrape(addr); err == nil {
-			rescinds = append(rescinds, sumPrefix(mNow, "corral_master_offers_rescinded_total")-sumPrefix(mPrev, "corral_master_offers_rescinded_total"))
-			mPrev = mNow
-		}
 	}
 	prof()
-	t.Logf("throughput window: placements/s in 5 s slices %.0f; offers rescinded %.0f", rates, rescinds)
+	t.Logf("throughput window: placements/s in 5 s slices %.0f", rates)
 	el := time.Since(start).Seconds()
 	row.placed = float64(snap()-before) / el
 	mAfter := mustScrape(t, addr)
@@ -586,17 +581,6 @@ func procCPU(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
-}
-
-// sumPrefix adds up the samples of metric name, whatever their labels.
-func sumPrefix(m map[string]float64, name string) float64 {
-	var s float64
-	for k, v := range m {
-		if k == name || strings.HasPrefix(k, name+"{") {
-			s += v
-		}
-	}
-	return s
 }
 
 // childPIDs are the processes whose parent is pid.
