@@ -362,21 +362,16 @@ func (a *agent) session(ctx context.Context, client agentproto.AgentGatewayClien
 		if hb <= 0 {
 			hb = 15 * time.Second
 		}
-		// The first beat at a random point of the interval: agents that
-		// registered at once (a fleet starting, or every agent after a
-		// failover) would otherwise beat in step, all within the few
-		// seconds registering took.
-		beat := time.NewTimer(jitter(2*hb) - hb)
-		defer beat.Stop()
+		tick := time.NewTicker(hb)
+		defer tick.Stop()
 		for {
 			var m *agentproto.AgentMessage
 			select {
 			case <-ctx.Done():
 				return
 			case m = <-out:
-			case <-beat.C:
+			case <-tick.C:
 				m = &agentproto.AgentMessage{Msg: &agentproto.AgentMessage_Heartbeat{Heartbeat: &agentproto.Heartbeat{}}}
-				beat.Reset(hb)
 			}
 			if err := stream.Send(m); err != nil {
 				errc <- fmt.Errorf("send: %w", err)
