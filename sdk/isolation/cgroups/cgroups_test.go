@@ -16,6 +16,7 @@ import (
 	"github.com/corral-project/corral/pluginapi/isolator/contracttest"
 	"github.com/corral-project/corral/sdk/resources"
 	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
 func TestContract(t *testing.T) {
@@ -171,24 +172,38 @@ func TestMemoryUsageMeasured(t *testing.T) {
 // TestCPUSharesUnderContention: two containers with cpus 1 and 3, each
 // with more busy processes than the machine has cores, split CPU time
 // about 1:3.
+//
+// Both run on one CPU (taskset), where the two groups' weights decide
+// alone. Spread over the machine, the scheduler balanced their tasks
+// across CPUs against whatever else ran there (the other test packages
+// of make test), and the split wandered: 1:1.4 once in .ci/run.
 func TestCPUSharesUnderContention(t *testing.T) {
 	iso := testIsolator(t, `{}`)
-	spin := "for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done"
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	cpu := 0
+	for !set.IsSet(cpu) {
+		cpu++
+	}
+	spin := fmt.Sprintf("exec taskset -c %d sh -c 'for i in 1 2 3; do (while :; do :; done) & done; while :; do :; done'", cpu)
 	prepare(t, iso, "small", "cpus:1;mem:32")
 	prepare(t, iso, "large", "cpus:3;mem:32")
 	start(t, iso, "small", shell(spin))
 	start(t, iso, "large", shell(spin))
-	cpu := func(id string) float64 {
+	used := func(id string) float64 {
 		u := usage(t, iso, id)
 		return u.CPUUserSeconds + u.CPUSystemSeconds
 	}
-	// Measure from a point where both are running, over 6 CPU-seconds.
-	waitFor(t, time.Minute, "both containers to use CPU", func() bool { return cpu("small") > 0.05 && cpu("large") > 0.05 })
-	s0, l0 := cpu("small"), cpu("large")
+	// Measure from a point where both are running, over 4 CPU-seconds
+	// (4 s at best: they share one CPU).
+	waitFor(t, time.Minute, "both containers to use CPU", func() bool { return used("small") > 0.05 && used("large") > 0.05 })
+	s0, l0 := used("small"), used("large")
 	var ds, dl float64
-	waitFor(t, 2*time.Minute, "6 CPU-seconds of contention", func() bool {
-		ds, dl = cpu("small")-s0, cpu("large")-l0
-		return ds+dl >= 6
+	waitFor(t, 2*time.Minute, "4 CPU-seconds of contention", func() bool {
+		ds, dl = used("small")-s0, used("large")-l0
+		return ds+dl >= 4
 	})
 	ratio := ds / dl
 	t.Logf("CPU time under contention: cpus 1 got %.2fs, cpus 3 got %.2fs: ratio %.3f (ideal 0.333)", ds, dl, ratio)
