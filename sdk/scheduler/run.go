@@ -175,7 +175,17 @@ func (r *runner) connect(ctx context.Context) (bool, error) {
 	r.client = corralpb.NewSchedulerClient(conn)
 	r.d.setClient(r.client)
 	subscribed, err := r.session(ctx)
-	r.failed = addr
+	// A session that subscribed and then broke: its master most likely
+	// died, and with Consul the next Pick waits for the leader key to name
+	// another. One that broke before SUBSCRIBED (a master just elected and
+	// not serving yet, which answers that it knows of no leader or resets
+	// the connection as it switches to serving) tries whoever the key
+	// names after the backoff: waiting for the key to move off a live
+	// leader cost up to 5 s of a failover (make bench-ha, 1 run in 6).
+	r.failed = ""
+	if subscribed {
+		r.failed = addr
+	}
 	return subscribed, err
 }
 
@@ -214,14 +224,6 @@ func (r *runner) loop(ctx context.Context) error {
 			continue
 		}
 		redirects = 0
-		if _, ok := discovery.LeaderFrom(err); ok && !subscribed {
-			// A master that knows of no leader: most often the one just
-			// elected, not serving yet. Try whoever the leader key names
-			// after the backoff, without waiting for the key to move off
-			// this master first (with Consul, up to 5 s of a failover
-			// spent waiting for a change that is not coming).
-			r.failed = ""
-		}
 		r.log.Warn("stream to master broken, reconnecting", "error", err, "backoff", backoff)
 		if h, ok := r.sched.(DisconnectHandler); ok {
 			h.Disconnected(ctx, err)
