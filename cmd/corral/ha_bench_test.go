@@ -465,6 +465,10 @@ func writeLines(t *testing.T, path string, p *proc) {
 	p.mu.Lock()
 	data := strings.Join(p.lines, "\n") + "\n"
 	p.mu.Unlock()
+	// The benches' *_LOGS directories need not exist beforehand.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Log(err)
+	}
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Log(err)
 	}

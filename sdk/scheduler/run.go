@@ -577,25 +577,40 @@ func (p *ackPipe) sender(ctx context.Context) {
 // sendBatch acknowledges batch in one AcknowledgeBatch call, or one
 // Acknowledge each when the master does not have it.
 func (p *ackPipe) sendBatch(ctx context.Context, batch []*corralpb.TaskStatus) {
-	if !p.unary.Load() {
-		errs, err := p.r.d.acknowledgeBatch(ctx, batch)
-		if status.Code(err) != codes.Unimplemented {
-			for i, st := range batch {
-				if err == nil {
-					p.answer(st, errs[i])
-				} else {
-					p.answer(st, err)
-				}
-			}
-			return
+	if errs, ok := p.batchCall(ctx, batch); ok {
+		for i, st := range batch {
+			p.answer(st, errs[i])
 		}
-		p.r.log.Info("master does not batch acknowledgements; acknowledging one call each",
-			"framework_id", p.r.d.FrameworkID())
-		p.unary.Store(true)
+		return
 	}
 	for _, st := range batch {
 		go p.sendOne(ctx, st)
 	}
+}
+
+// batchCall acknowledges batch in one AcknowledgeBatch call and returns
+// each ack's answer (the call's own error for all when it failed as a
+// whole). ok is false, and nothing was acknowledged, when the pipe is
+// unary or the master turns out not to have the call: from then on the
+// pipe acknowledges one call each.
+func (p *ackPipe) batchCall(ctx context.Context, batch []*corralpb.TaskStatus) (errs []error, ok bool) {
+	if p.unary.Load() {
+		return nil, false
+	}
+	errs, err := p.r.d.acknowledgeBatch(ctx, batch)
+	if status.Code(err) == codes.Unimplemented {
+		p.r.log.Info("master does not batch acknowledgements; acknowledging one call each",
+			"framework_id", p.r.d.FrameworkID())
+		p.unary.Store(true)
+		return nil, false
+	}
+	if err != nil {
+		errs = make([]error, len(batch))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs, true
 }
 
 func (p *ackPipe) deliver(ctx context.Context, res ackResult) {
@@ -637,22 +652,15 @@ func (p *ackPipe) deliver(ctx context.Context, res ackResult) {
 func (p *ackPipe) retry(ctx context.Context) {
 	sts := p.r.reack
 	p.r.reack = nil
-	for len(sts) > 0 && !p.unary.Load() {
+	for len(sts) > 0 {
 		batch := sts[:min(len(sts), maxAckBatch)]
-		errs, err := p.r.d.acknowledgeBatch(ctx, batch)
-		if status.Code(err) == codes.Unimplemented {
-			p.r.log.Info("master does not batch acknowledgements; acknowledging one call each",
-				"framework_id", p.r.d.FrameworkID())
-			p.unary.Store(true)
+		errs, ok := p.batchCall(ctx, batch)
+		if !ok {
 			break
 		}
 		sts = sts[len(batch):]
 		for i, st := range batch {
-			res := ackResult{st, err}
-			if err == nil {
-				res.err = errs[i]
-			}
-			p.deliver(ctx, res)
+			p.deliver(ctx, ackResult{st, errs[i]})
 		}
 	}
 	for _, st := range sts {
